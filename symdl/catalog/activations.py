@@ -1,0 +1,431 @@
+"""Catalog entries: activation functions (``torch.nn.functional`` names).
+
+Piecewise definitions put the equality on the side PyTorch's backward uses,
+so the derivative SymPy takes *is* PyTorch's subgradient at the kink
+(``relu'(0) = 0`` because the definition says ``0 if x <= 0``).
+
+Where a branch of a piecewise formula would overflow when evaluated outside
+its own region (NumPy evaluates every branch), the stable form clamps that
+branch's argument to its region; the clamp is the identity where the branch
+is used, so the stable form equals the definition.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
+from symdl.functions import expm1, normal_cdf, rowmax, rowsum, sigmoid, softplus
+
+x = sp.Symbol("x", real=True)
+g = sp.Symbol("g", real=True)
+
+#: Activations are sampled on a moderate range and pinned at extremes that
+#: overflow naive formulas in float32 and float64.
+ACTIVATION_DOMAIN = Domain(-6.0, 6.0, extremes=(-1e30, -1000.0, -100.0, -30.0, 30.0, 100.0, 1000.0, 1e30))
+INPUT = (Input("input", x, ACTIVATION_DOMAIN),)
+
+alpha = sp.Symbol("alpha", positive=True)
+beta = sp.Symbol("beta", positive=True)
+threshold = sp.Symbol("threshold", real=True)
+lambd = sp.Symbol("lambd", nonnegative=True)
+negative_slope = sp.Symbol("negative_slope", real=True)
+min_val = sp.Symbol("min_val", real=True)
+max_val = sp.Symbol("max_val", real=True)
+
+# SELU's constants (Klambauer et al., 2017), to the digits PyTorch uses.
+SELU_ALPHA = sp.Float("1.6732632423543772848170429916717", 40)
+SELU_SCALE = sp.Float("1.0507009873554804934193349852946", 40)
+
+
+def _clamp(e: sp.Expr, low: sp.Expr, high: sp.Expr) -> sp.Expr:
+    return sp.Max(sp.Min(e, high), low)
+
+
+def _elu_formula(scale: sp.Expr, a: sp.Expr, input_scale: sp.Expr) -> Formula:
+    """ELU family: ``scale * (a (exp(input_scale x) - 1) if x <= 0 else x)``.
+
+    PyTorch's ``elu_backward`` takes the ``x <= 0`` branch at 0.
+    """
+    negative = sp.Min(x, 0)
+    return Formula(
+        definition=scale * sp.Piecewise((a * (sp.exp(input_scale * x) - 1), x <= 0), (x, True)),
+        stable=scale * (sp.Max(x, 0) + a * expm1(input_scale * negative)),
+        grads={"input": scale * sp.Piecewise((a * input_scale * sp.exp(input_scale * negative), x <= 0), (1, True))},
+        kinks=(Kink(sp.S.Zero, scale * a * input_scale, "elu_backward uses the x <= 0 branch at 0"),),
+    )
+
+
+_SQRT_2_OVER_PI = sp.sqrt(2 / sp.pi)
+_GELU_C = sp.Rational(44715, 1000000)
+_gelu_u = _clamp(x, -10, 10)  # tanh(...) is exactly +-1 in float32/64 beyond |x| = 10
+_gelu_t = sp.tanh(_SQRT_2_OVER_PI * (_gelu_u + _GELU_C * _gelu_u**3))
+_gelu_phi = sp.exp(-(sp.Min(sp.Abs(x), 40) ** 2) / 2) / sp.sqrt(2 * sp.pi)  # exp(-800) is already 0
+
+ACTIVATIONS: tuple[Op, ...] = (
+    Op(
+        name="relu",
+        family="activation",
+        kind="elementwise",
+        summary="Rectified linear unit max(0, x)",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=sp.Piecewise((0, x <= 0), (x, True)),
+            stable=sp.Max(x, 0),
+            grads={"input": sp.Piecewise((0, x <= 0), (1, True))},
+            kinks=(Kink(sp.S.Zero, sp.S.Zero, "threshold_backward passes the gradient only where x > 0"),),
+        )},
+        torch="torch.nn.functional.relu",
+    ),
+    Op(
+        name="relu6",
+        family="activation",
+        kind="elementwise",
+        summary="ReLU capped at 6: min(max(0, x), 6)",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=sp.Piecewise((0, x <= 0), (6, x >= 6), (x, True)),
+            stable=_clamp(x, 0, 6),
+            grads={"input": sp.Piecewise((0, x <= 0), (0, x >= 6), (1, True))},
+            kinks=(
+                Kink(sp.S.Zero, sp.S.Zero, "hardtanh_backward: zero where x <= min_val"),
+                Kink(sp.Integer(6), sp.S.Zero, "hardtanh_backward: zero where x >= max_val"),
+            ),
+        )},
+        torch="torch.nn.functional.relu6",
+    ),
+    Op(
+        name="leaky_relu",
+        family="activation",
+        kind="elementwise",
+        summary="Leaky ReLU: x if x > 0 else negative_slope * x",
+        inputs=INPUT,
+        params=(Param("negative_slope", 0.01, Rule("real"), negative_slope, Domain(0.0, 0.5)),),
+        formulas={"": Formula(
+            definition=sp.Piecewise((negative_slope * x, x <= 0), (x, True)),
+            stable=sp.Max(x, 0) + negative_slope * sp.Min(x, 0),
+            grads={"input": sp.Piecewise((negative_slope, x <= 0), (1, True))},
+            kinks=(Kink(sp.S.Zero, negative_slope, "leaky_relu_backward uses the slope where x <= 0"),),
+        )},
+        torch="torch.nn.functional.leaky_relu",
+    ),
+    Op(
+        name="elu",
+        family="activation",
+        kind="elementwise",
+        summary="Exponential linear unit",
+        inputs=INPUT,
+        params=(Param("alpha", 1.0, Rule("positive"), alpha, Domain(0.1, 3.0)),),
+        formulas={"": _elu_formula(sp.S.One, alpha, sp.S.One)},
+        torch="torch.nn.functional.elu",
+        notes=("alpha must be > 0 (PyTorch also accepts negative alpha, which is rarely meant).",),
+    ),
+    Op(
+        name="selu",
+        family="activation",
+        kind="elementwise",
+        summary="Scaled ELU with the self-normalising constants",
+        inputs=INPUT,
+        params=(),
+        formulas={"": _elu_formula(SELU_SCALE, SELU_ALPHA, sp.S.One)},
+        torch="torch.nn.functional.selu",
+    ),
+    Op(
+        name="celu",
+        family="activation",
+        kind="elementwise",
+        summary="Continuously differentiable ELU",
+        inputs=INPUT,
+        params=(Param("alpha", 1.0, Rule("positive"), alpha, Domain(0.1, 3.0)),),
+        formulas={"": _elu_formula(sp.S.One, alpha, 1 / alpha)},
+        torch="torch.nn.functional.celu",
+    ),
+    Op(
+        name="gelu",
+        family="activation",
+        kind="elementwise",
+        summary="Gaussian error linear unit x * Phi(x) (or its tanh approximation)",
+        inputs=INPUT,
+        params=(Param("approximate", "none", Rule("choice", ("none", "tanh")), doc="'none': exact erf form; 'tanh': Hendrycks-Gimpel approximation"),),
+        formulas={
+            "none": Formula(
+                definition=x / 2 * (1 + sp.erf(x / sp.sqrt(2))),
+                stable=x * normal_cdf(x),
+                grads={"input": normal_cdf(x) + x * _gelu_phi},
+            ),
+            "tanh": Formula(
+                definition=x / 2 * (1 + sp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x**3))),
+                stable=x / 2 * (1 + _gelu_t),
+                grads={"input": (1 + _gelu_t) / 2
+                       + x / 2 * (1 - _gelu_t**2) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * _gelu_u**2)},
+            ),
+        },
+        variant_param="approximate",
+        torch="torch.nn.functional.gelu",
+    ),
+    Op(
+        name="silu",
+        family="activation",
+        kind="elementwise",
+        summary="Sigmoid linear unit (swish) x * sigmoid(x)",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=x / (1 + sp.exp(-x)),
+            stable=x * sigmoid(x),
+            grads={"input": sigmoid(x) * (1 + x * (1 - sigmoid(x)))},
+        )},
+        torch="torch.nn.functional.silu",
+    ),
+    Op(
+        name="mish",
+        family="activation",
+        kind="elementwise",
+        summary="Mish x * tanh(softplus(x))",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=x * sp.tanh(sp.log(1 + sp.exp(x))),
+            stable=x * sp.tanh(softplus(x)),
+            grads={"input": sp.tanh(softplus(x)) + x * sigmoid(x) * (1 - sp.tanh(softplus(x)) ** 2)},
+        )},
+        torch="torch.nn.functional.mish",
+    ),
+    Op(
+        name="softplus",
+        family="activation",
+        kind="elementwise",
+        summary="Softplus log(1 + exp(beta x)) / beta, linear above the threshold",
+        inputs=INPUT,
+        params=(
+            Param("beta", 1.0, Rule("positive"), beta, Domain(0.5, 3.0)),
+            Param("threshold", 20.0, Rule("real"), threshold, Domain(5.0, 30.0)),
+        ),
+        formulas={"": Formula(
+            definition=sp.Piecewise((x, beta * x > threshold), (sp.log(1 + sp.exp(beta * x)) / beta, True)),
+            stable=sp.Piecewise((x, beta * x > threshold), (softplus(beta * x) / beta, True)),
+            grads={"input": sp.Piecewise((1, beta * x > threshold), (sigmoid(beta * x), True))},
+        )},
+        torch="torch.nn.functional.softplus",
+        notes=("Reverts to the identity where beta * x > threshold, as PyTorch does.",),
+    ),
+    Op(
+        name="softsign",
+        family="activation",
+        kind="elementwise",
+        summary="Softsign x / (1 + |x|)",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=x / (1 + sp.Abs(x)),
+            grads={"input": (1 / (1 + sp.Abs(x))) ** 2},
+        )},
+        torch="torch.nn.functional.softsign",
+    ),
+    Op(
+        name="sigmoid",
+        family="activation",
+        kind="elementwise",
+        summary="Logistic sigmoid 1 / (1 + exp(-x))",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=1 / (1 + sp.exp(-x)),
+            stable=sigmoid(x),
+            grads={"input": sigmoid(x) * (1 - sigmoid(x))},
+        )},
+        torch="torch.sigmoid",
+    ),
+    Op(
+        name="logsigmoid",
+        family="activation",
+        kind="elementwise",
+        summary="Log of the sigmoid, -softplus(-x)",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=sp.log(1 / (1 + sp.exp(-x))),
+            stable=-softplus(-x),
+            grads={"input": sigmoid(-x)},
+        )},
+        torch="torch.nn.functional.logsigmoid",
+    ),
+    Op(
+        name="tanh",
+        family="activation",
+        kind="elementwise",
+        summary="Hyperbolic tangent",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=sp.tanh(x),
+            grads={"input": 1 - sp.tanh(x) ** 2},
+        )},
+        torch="torch.tanh",
+    ),
+    Op(
+        name="hardtanh",
+        family="activation",
+        kind="elementwise",
+        summary="Clamp to [min_val, max_val]",
+        inputs=INPUT,
+        params=(
+            Param("min_val", -1.0, Rule("real"), min_val, Domain(-2.0, -0.5)),
+            Param("max_val", 1.0, Rule("real"), max_val, Domain(0.5, 2.0)),
+        ),
+        formulas={"": Formula(
+            definition=sp.Piecewise((min_val, x <= min_val), (max_val, x >= max_val), (x, True)),
+            stable=_clamp(x, min_val, max_val),
+            grads={"input": sp.Piecewise((0, x <= min_val), (0, x >= max_val), (1, True))},
+            kinks=(
+                Kink(min_val, sp.S.Zero, "hardtanh_backward: zero where x <= min_val"),
+                Kink(max_val, sp.S.Zero, "hardtanh_backward: zero where x >= max_val"),
+            ),
+        )},
+        torch="torch.nn.functional.hardtanh",
+    ),
+    Op(
+        name="hardsigmoid",
+        family="activation",
+        kind="elementwise",
+        summary="Piecewise-linear sigmoid relu6(x + 3) / 6",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=sp.Piecewise((0, x <= -3), (1, x >= 3), (x / 6 + sp.Rational(1, 2), True)),
+            stable=_clamp(x / 6 + sp.Rational(1, 2), 0, 1),
+            grads={"input": sp.Piecewise((0, x <= -3), (0, x >= 3), (sp.Rational(1, 6), True))},
+            kinks=(
+                Kink(sp.Integer(-3), sp.S.Zero, "hardsigmoid_backward: zero unless -3 < x < 3"),
+                Kink(sp.Integer(3), sp.S.Zero, "hardsigmoid_backward: zero unless -3 < x < 3"),
+            ),
+        )},
+        torch="torch.nn.functional.hardsigmoid",
+    ),
+    Op(
+        name="hardswish",
+        family="activation",
+        kind="elementwise",
+        summary="x * relu6(x + 3) / 6",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=sp.Piecewise((0, x <= -3), (x, x >= 3), (x * (x + 3) / 6, True)),
+            stable=x * _clamp(x / 6 + sp.Rational(1, 2), 0, 1),
+            grads={"input": sp.Piecewise((0, x <= -3), (1, x >= 3), (x / 3 + sp.Rational(1, 2), True))},
+            kinks=(
+                Kink(sp.Integer(-3), sp.S.Zero, "hardswish_backward: x/3 + 1/2 only for -3 < x < 3"),
+                Kink(sp.Integer(3), sp.S.One, "hardswish_backward: x/3 + 1/2 only for -3 < x < 3"),
+            ),
+        )},
+        torch="torch.nn.functional.hardswish",
+    ),
+    Op(
+        name="tanhshrink",
+        family="activation",
+        kind="elementwise",
+        summary="x - tanh(x)",
+        inputs=INPUT,
+        params=(),
+        formulas={"": Formula(
+            definition=x - sp.tanh(x),
+            grads={"input": sp.tanh(x) ** 2},
+        )},
+        torch="torch.nn.functional.tanhshrink",
+        tolerance=Tolerance(forward_scale=sp.Abs(x)),
+        notes=("x - tanh(x) cancels near 0; as in PyTorch the error there is relative to |x|.",),
+    ),
+    Op(
+        name="softshrink",
+        family="activation",
+        kind="elementwise",
+        summary="Soft thresholding: shrink towards 0 by lambd",
+        inputs=INPUT,
+        params=(Param("lambd", 0.5, Rule("nonnegative"), lambd, Domain(0.0, 2.0)),),
+        formulas={"": Formula(
+            definition=sp.Piecewise((x - lambd, x > lambd), (x + lambd, x < -lambd), (0, True)),
+            stable=x - _clamp(x, -lambd, lambd),
+            grads={"input": sp.Piecewise((1, x > lambd), (1, x < -lambd), (0, True))},
+            kinks=(
+                Kink(lambd, sp.S.Zero, "softshrink_backward: zero where |x| <= lambd"),
+                Kink(-lambd, sp.S.Zero, "softshrink_backward: zero where |x| <= lambd"),
+            ),
+        )},
+        torch="torch.nn.functional.softshrink",
+    ),
+    Op(
+        name="hardshrink",
+        family="activation",
+        kind="elementwise",
+        summary="Hard thresholding: zero where |x| <= lambd",
+        inputs=INPUT,
+        params=(Param("lambd", 0.5, Rule("nonnegative"), lambd, Domain(0.0, 2.0)),),
+        formulas={"": Formula(
+            definition=sp.Piecewise((x, x > lambd), (x, x < -lambd), (0, True)),
+            kinks=(
+                Kink(lambd, sp.S.Zero, "hardshrink_backward: zero where |x| <= lambd"),
+                Kink(-lambd, sp.S.Zero, "hardshrink_backward: zero where |x| <= lambd"),
+            ),
+        )},
+        torch="torch.nn.functional.hardshrink",
+    ),
+)
+
+# Softmax family: vector formulas along ``dim`` (see symdl.functions.rowsum).
+_softmax = sp.exp(x - rowmax(x)) / rowsum(sp.exp(x - rowmax(x)))
+_softmin = sp.exp(-x - rowmax(-x)) / rowsum(sp.exp(-x - rowmax(-x)))
+_DIM = Param("dim", None, Rule("integer"), doc="axis to normalise over; None uses PyTorch's legacy implicit choice")
+ROW_DOMAIN = Domain(-8.0, 8.0, extremes=(-1e4, 1e4))
+
+ACTIVATIONS += (
+    Op(
+        name="softmax",
+        family="activation",
+        kind="row",
+        summary="Normalised exponentials along dim",
+        inputs=(Input("input", x, ROW_DOMAIN),),
+        params=(_DIM,),
+        formulas={"": Formula(
+            definition=sp.exp(x) / rowsum(sp.exp(x)),
+            stable=_softmax,
+            grads={"input": _softmax * (g - rowsum(g * _softmax))},
+        )},
+        torch="torch.nn.functional.softmax",
+        row_symbols=(x, g),
+        upstream=g,
+    ),
+    Op(
+        name="log_softmax",
+        family="activation",
+        kind="row",
+        summary="Logarithm of softmax along dim",
+        inputs=(Input("input", x, ROW_DOMAIN),),
+        params=(_DIM,),
+        formulas={"": Formula(
+            definition=sp.log(sp.exp(x) / rowsum(sp.exp(x))),
+            stable=x - rowmax(x) - sp.log(rowsum(sp.exp(x - rowmax(x)))),
+            grads={"input": g - _softmax * rowsum(g)},
+        )},
+        torch="torch.nn.functional.log_softmax",
+        row_symbols=(x, g),
+        upstream=g,
+    ),
+    Op(
+        name="softmin",
+        family="activation",
+        kind="row",
+        summary="Softmax of -x along dim",
+        inputs=(Input("input", x, ROW_DOMAIN),),
+        params=(_DIM,),
+        formulas={"": Formula(
+            definition=sp.exp(-x) / rowsum(sp.exp(-x)),
+            stable=_softmin,
+            grads={"input": -_softmin * (g - rowsum(g * _softmin))},
+        )},
+        torch="torch.nn.functional.softmin",
+        row_symbols=(x, g),
+        upstream=g,
+    ),
+)

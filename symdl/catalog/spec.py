@@ -1,0 +1,224 @@
+"""The typed pieces a catalog entry is made of.
+
+An :class:`Op` is pure data: SymPy expressions for the math, plain Python for
+names, defaults, domains and validation rules. Derivation
+(:mod:`symdl.derive`), code generation (:mod:`symdl.codegen`), verification
+(:mod:`symdl.verify`), the tests and the CLI all read these objects; none of
+them lists ops by hand.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import sympy as sp
+
+Family = Literal["activation", "loss"]
+
+#: How an op maps arrays, which selects the kernel template in codegen:
+#: ``elementwise``     y = f(x) elementwise (activations);
+#: ``row``             y = f(x) along ``dim`` (softmax family);
+#: ``pointwise_loss``  l = reduce(f(input, target, ...)) elementwise before reduction;
+#: ``class_loss``      l = reduce(f(row of logits, target)) over a class axis.
+Kind = Literal["elementwise", "row", "pointwise_loss", "class_loss"]
+
+#: What values an input holds, which decides sampling and validation.
+InputRole = Literal["real", "probability", "sign", "binary", "class_index", "positive"]
+
+
+@dataclass(frozen=True)
+class Domain:
+    """Where to sample an input or a parameter from.
+
+    Attributes:
+        low, high: the closed interval hypothesis draws ordinary values from.
+        extremes: values far outside it where the kernel must stay finite and
+            accurate (pinned with ``@example`` and checked by ``symdl verify``).
+    """
+
+    low: float
+    high: float
+    extremes: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Input:
+    """An array argument of an op, in PyTorch's positional order."""
+
+    name: str
+    symbol: sp.Symbol
+    domain: Domain
+    role: InputRole = "real"
+    differentiable: bool = True
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A validation rule for a parameter, checked before any work is done.
+
+    ``kind`` names a checker in :mod:`symdl.kernels._runtime`
+    (``check_<kind>``), called as ``check_<kind>(op, name, value, *args)``.
+    """
+
+    kind: Literal["real", "positive", "nonnegative", "interval", "choice", "integer", "bool"]
+    args: tuple[object, ...] = ()
+
+    def describe(self) -> str:
+        """The rule in words, for docs and the CLI listing."""
+        texts = {
+            "real": "a real number",
+            "positive": "> 0",
+            "nonnegative": ">= 0",
+            "interval": "in [{}, {}]",
+            "choice": "one of {}",
+            "integer": "an integer",
+            "bool": "True or False",
+        }
+        text = texts[self.kind]
+        if self.kind == "choice":
+            return text.format(", ".join(repr(a) for a in self.args))
+        return text.format(*self.args)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A keyword parameter with PyTorch's name and default.
+
+    ``symbol`` is the SymPy symbol standing for it in formulas (None for
+    structural parameters such as ``reduction`` or ``dim``). ``sample`` is the
+    range tests draw it from (None: always the default).
+    """
+
+    name: str
+    default: object
+    rule: Rule
+    symbol: sp.Symbol | None = None
+    sample: Domain | None = None
+    doc: str = ""
+
+
+@dataclass(frozen=True)
+class Kink:
+    """A point where the op is not differentiable and the value chosen there.
+
+    ``at`` and ``subgradient`` may use parameter symbols. The subgradient is
+    PyTorch's choice; ``why`` documents it.
+    """
+
+    at: sp.Expr
+    subgradient: sp.Expr
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Accuracy the kernel promises against the mpmath reference.
+
+    Errors are counted in units in the last place of ``max(|true|, |scale|)``:
+    ``scale`` (an expression in the inputs, default 0) is the size of the terms
+    the formula must combine, so that an op that subtracts two nearly equal
+    terms (``x - tanh x``) is judged on the error its textbook formula cannot
+    avoid, and nothing looser.
+    """
+
+    forward_ulp: float = 4.0
+    grad_ulp: float = 8.0
+    forward_scale: sp.Expr = sp.S.Zero
+    grad_scale: sp.Expr = sp.S.Zero
+
+
+@dataclass(frozen=True)
+class Formula:
+    """The math of one variant of an op.
+
+    Attributes:
+        definition: the textbook expression (what a student would write).
+        stable: an equal expression that cannot overflow, or None when the
+            definition is already stable; proven equal to ``definition``.
+        grads: closed-form partial derivatives (elementwise ops) or
+            vector-Jacobian products (row ops, with the upstream gradient
+            symbol), keyed by input name; each is proven equal to what SymPy
+            derives from ``definition``. Inputs missing here use the derived
+            form directly.
+        kinks: non-differentiable points and the subgradient chosen there.
+        assumptions: equalities the closed forms rely on, as ``(lhs, rhs)``
+            (``sum(y) = 1`` for cross-entropy with probabilities).
+    """
+
+    definition: sp.Expr
+    stable: sp.Expr | None = None
+    grads: dict[str, sp.Expr] = field(default_factory=dict)
+    kinks: tuple[Kink, ...] = ()
+    assumptions: tuple[tuple[sp.Expr, sp.Expr], ...] = ()
+
+    @property
+    def forward(self) -> sp.Expr:
+        """The expression the kernel computes."""
+        return self.stable if self.stable is not None else self.definition
+
+
+@dataclass(frozen=True)
+class Op:
+    """One catalog entry.
+
+    Attributes:
+        name: the snake_case name used everywhere (kernels, CLI, LaTeX).
+        family: ``activation`` or ``loss``.
+        kind: the kernel template (see :data:`Kind`).
+        summary: one line for listings.
+        inputs: array arguments in PyTorch's positional order.
+        params: keyword parameters with PyTorch's names and defaults.
+        formulas: the math, keyed by the value of ``variant_param``
+            (a single entry keyed ``""`` when the op has no variants).
+        variant_param: the string parameter that selects a formula
+            (``approximate`` for gelu), or None.
+        torch: the PyTorch callable this op matches, or None.
+        tolerance: accuracy promised against the mpmath reference.
+        notes: documented differences or conventions (appear in docstrings).
+        row_symbols: for ``row``/``class_loss`` kinds, the symbols that are
+            vectors along the reduction axis.
+        upstream: the symbol standing for the upstream gradient in VJPs.
+    """
+
+    name: str
+    family: Family
+    kind: Kind
+    summary: str
+    inputs: tuple[Input, ...]
+    params: tuple[Param, ...]
+    formulas: dict[str, Formula]
+    variant_param: str | None = None
+    torch: str | None = None
+    tolerance: Tolerance = Tolerance()
+    notes: tuple[str, ...] = ()
+    row_symbols: tuple[sp.Symbol, ...] = ()
+    upstream: sp.Symbol = sp.Symbol("g")
+
+    def param(self, name: str) -> Param:
+        """The parameter called ``name``."""
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"{self.name} has no parameter {name!r}")
+
+    @property
+    def defaults(self) -> dict[str, object]:
+        """Parameter defaults by name."""
+        return {p.name: p.default for p in self.params}
+
+    @property
+    def symbol_params(self) -> tuple[Param, ...]:
+        """Parameters that appear in formulas."""
+        return tuple(p for p in self.params if p.symbol is not None)
+
+    def formula(self, variant: str = "") -> Formula:
+        """The formula for ``variant`` (the default variant when empty)."""
+        if not variant:
+            variant = str(self.param(self.variant_param).default) if self.variant_param else ""
+        return self.formulas[variant]
+
+    @property
+    def differentiable_inputs(self) -> tuple[Input, ...]:
+        """Inputs that receive a gradient."""
+        return tuple(i for i in self.inputs if i.differentiable)

@@ -1,0 +1,268 @@
+"""Write the NumPy kernel modules under ``symdl/kernels/`` from the catalog.
+
+For each op ``name`` the generated module defines ``name(*inputs, **params)``
+and ``name_vjp(grad, *inputs, **params)``. The forward prints the op's stable
+form, each gradient its proven closed form (or SymPy's derivative where the
+catalog gives none), with shared subexpressions computed once. One template
+per op kind builds the surrounding code (validation, reductions); templates
+are chosen from :data:`TEMPLATES`.
+
+Output is a pure function of the catalog: regenerating twice gives identical
+bytes, which ``tests/test_generated.py`` and ``.ci/run`` check.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import textwrap
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import sympy as sp
+
+from symdl.catalog import CATALOG
+from symdl.catalog.spec import Formula, Op, Param
+from symdl.printing.latex import formula_latex
+from symdl.printing.numpy_printer import KernelPrinter, print_assignments
+
+KERNEL_DIR = Path(__file__).parent / "kernels"
+COMMAND = "python scripts/generate_kernels.py"
+
+#: Module each family's kernels are written to.
+FAMILY_MODULES: dict[str, str] = {"activation": "activations", "loss": "losses"}
+
+
+# --------------------------------------------------------------------------- pieces
+def _param_annotation(p: Param) -> str:
+    annotations = {"real": "float", "positive": "float", "nonnegative": "float", "interval": "float",
+                   "choice": "str", "integer": "int | None", "bool": "bool", "array": "ArrayLike | None"}
+    return annotations[p.rule.kind]
+
+
+def _signature(op: Op, leading: Iterable[str] = ()) -> str:
+    arrays = [*leading, *(f"{i.name}: ArrayLike" for i in op.inputs)]
+    params = [f"{p.name}: {_param_annotation(p)} = {p.default!r}" for p in op.params]
+    return ", ".join(arrays + (["*", *params] if params else []))
+
+
+def _validation(op: Op) -> list[str]:
+    """Lines that turn arguments into checked arrays and Python scalars."""
+    lines = []
+    for p in op.params:
+        if p.rule.kind == "array":
+            continue
+        extra = "".join(f", {a!r}" for a in ((p.rule.args,) if p.rule.kind == "choice" else p.rule.args))
+        lines.append(f"{p.name} = _rt.check_{p.rule.kind}({op.name!r}, {p.name!r}, {p.name}{extra})")
+    for item in op.inputs:
+        lines.append(f"{item.symbol.name} = _rt.float_array({item.name}, {op.name!r}, {item.name!r})")
+    return lines
+
+
+def _printer(op: Op, axis: str = "dim") -> KernelPrinter:
+    names = {op.upstream: "g"}
+    return KernelPrinter(scalars=[p.symbol for p in op.symbol_params], names=names, axis=axis)
+
+
+def _gradient_expr(op: Op, formula: Formula, input_name: str) -> sp.Expr:
+    """The VJP expression the kernel prints for one input."""
+    item = next(i for i in op.inputs if i.name == input_name)
+    if input_name in formula.grads:
+        closed = formula.grads[input_name]
+        return closed if op.kind in ("row", "class_loss") else op.upstream * closed
+    return op.upstream * sp.diff(formula.forward, item.symbol)
+
+
+def _docstring(op: Op, formula: Formula | None, *, vjp: bool) -> str:
+    """The kernel's docstring: summary, the math in LaTeX, kinks, numerics."""
+    lines = [f"{op.summary}{' (vector-Jacobian product)' if vjp else ''}.", ""]
+    formulas = op.formulas.items() if formula is None else [("", formula)]
+    for variant, f in formulas:
+        if variant:
+            lines.append(f"With ``{op.variant_param}={variant!r}``:")
+            lines.append("")
+        lines.extend(formula_latex(op, f))
+        lines.append("")
+    kinks = [k for _, f in formulas for k in f.kinks]
+    if kinks:
+        lines.append("Kinks (PyTorch's subgradient): " + "; ".join(
+            f"at x = {sp.sstr(k.at)} the gradient is {sp.sstr(k.subgradient)} ({k.why})" for k in kinks) + ".")
+    stables = [f for _, f in formulas if f.stable is not None]
+    if stables:
+        lines.append("Numerics: computes the stable form, proven equal to the definition; "
+                     "finite wherever the true value is finite.")
+    lines.extend(op.notes)
+    if vjp:
+        lines += ["", "Returns:", "    One gradient per input, in input order, each shaped like its input"
+                  " (None for a non-differentiable input)."]
+    lines += ["", f"Generated from the catalog entry ``{op.name}``; do not edit."]
+    wrapped = []
+    for line in lines:
+        wrapped.extend(textwrap.wrap(line, 100, subsequent_indent="    " if line.startswith("    ") else "",
+                                     break_long_words=False, break_on_hyphens=False) or [""])
+    return 'r"""' + "\n".join(wrapped) + '\n"""'
+
+
+def _function(name: str, signature: str, returns: str, doc: str, body: list[str]) -> str:
+    text = f"def {name}({signature}) -> {returns}:\n"
+    text += textwrap.indent(doc, "    ") + "\n"
+    text += "".join(f"    {line}\n" for line in body)
+    return text
+
+
+def _variant_dispatch(op: Op, make_body: Callable[[Formula], list[str]], suffix: str,
+                      args: str, returns: str) -> tuple[list[str], list[str]]:
+    """Body lines for an op, with private per-variant helpers when it has variants.
+
+    Returns (helper source blocks, lines for the public function's body).
+    """
+    if op.variant_param is None:
+        return [], make_body(op.formula())
+    helpers, table = [], []
+    for variant, formula in op.formulas.items():
+        helper = f"_{op.name}_{variant}{suffix}"
+        helpers.append(_function(helper, args, returns, f'"""{op.name} with {op.variant_param}={variant!r}."""',
+                                 make_body(formula)))
+        table.append(f"{variant!r}: {helper}")
+    call = ", ".join(arg.split(":")[0].strip() for arg in args.split(","))
+    dispatch = "{" + ", ".join(table) + "}"
+    return helpers, [f"return {dispatch}[{op.variant_param}]({call})"]
+
+
+# --------------------------------------------------------------------------- templates
+def _elementwise(op: Op) -> str:
+    x = op.inputs[0].symbol.name
+    scalar_args = "".join(f", {p.name}: float" for p in op.symbol_params)
+
+    def forward_body(formula: Formula) -> list[str]:
+        return print_assignments({"out": formula.forward}, _printer(op)) + ["return out"]
+
+    def vjp_body(formula: Formula) -> list[str]:
+        expr = _gradient_expr(op, formula, op.inputs[0].name)
+        return print_assignments({"grad_input": expr}, _printer(op)) + ["return (grad_input,)"]
+
+    fwd_helpers, fwd_body = _variant_dispatch(op, forward_body, "", f"{x}: np.ndarray{scalar_args}", "np.ndarray")
+    vjp_helpers, vjp_tail = _variant_dispatch(op, vjp_body, "_vjp", f"g: np.ndarray, {x}: np.ndarray{scalar_args}",
+                                              "tuple[np.ndarray]")
+    checks = _validation(op)
+    grad_check = [f"g = _rt.grad_like(grad, {x}.shape, {op.name!r})"]
+    return "\n\n".join([
+        *fwd_helpers, *vjp_helpers,
+        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + fwd_body),
+        _function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"]), "tuple[np.ndarray]",
+                  _docstring(op, None, vjp=True), checks + grad_check + vjp_tail),
+    ])
+
+
+def _row(op: Op) -> str:
+    x = op.inputs[0].symbol.name
+    formula = op.formula()
+    checks = _validation(op) + [f"dim = _rt.legacy_softmax_dim({x}.ndim, dim, {op.name!r})"]
+    forward = print_assignments({"out": formula.forward}, _printer(op)) + ["return out"]
+    vjp = print_assignments({"grad_input": _gradient_expr(op, formula, op.inputs[0].name)}, _printer(op))
+    grad_check = [f"g = _rt.grad_like(grad, {x}.shape, {op.name!r})"]
+    return "\n\n".join([
+        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + forward),
+        _function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"]), "tuple[np.ndarray]",
+                  _docstring(op, None, vjp=True), checks + grad_check + vjp + ["return (grad_input,)"]),
+    ])
+
+
+#: Kernel template for each op kind.
+TEMPLATES: dict[str, Callable[[Op], str]] = {
+    "elementwise": _elementwise,
+    "row": _row,
+}
+
+
+# --------------------------------------------------------------------------- modules
+def _header(family: str) -> str:
+    return (
+        f'"""Generated NumPy kernels: {family}s.\n\n'
+        f"Generated by ``{COMMAND}`` from the ``{family}`` entries of ``symdl.catalog``;\n"
+        "do not edit by hand: change the catalog and regenerate.\n"
+        '"""\n\n'
+        "# fmt: off\n"
+        "from __future__ import annotations\n\n"
+        "import math  # noqa: F401 - scalar parameter arithmetic\n\n"
+        "import numpy as np\n\n"
+        "from symdl.kernels import _runtime as _rt\n"
+        "from symdl.kernels._runtime import ArrayLike\n"
+    )
+
+
+def render_module(family: str) -> str:
+    """Source of the kernel module for one family."""
+    ops = [op for op in CATALOG.values() if op.family == family]
+    names = [n for op in ops for n in (op.name, f"{op.name}_vjp")]
+    body = "\n\n".join(TEMPLATES[op.kind](op) for op in ops)
+    exports = "__all__ = [\n" + "".join(f"    {n!r},\n" for n in names) + "]\n"
+    return _header(family) + "\n" + exports + "\n\n" + body
+
+
+def render_init() -> str:
+    """Source of ``symdl/kernels/__init__.py``."""
+    lines = [
+        '"""Generated NumPy kernels for every catalog op (imports NumPy only, never SymPy).',
+        "",
+        "For each op ``name``: ``name(*inputs, **params)`` is the forward pass and",
+        "``name_vjp(grad, *inputs, **params)`` returns one gradient per input.",
+        "",
+        f"Generated by ``{COMMAND}``; do not edit by hand.",
+        '"""',
+        "",
+        "# fmt: off",
+        "from __future__ import annotations",
+        "",
+    ]
+    names: list[str] = []
+    for family, module in FAMILY_MODULES.items():
+        ops = [op.name for op in CATALOG.values() if op.family == family]
+        if not ops:
+            continue
+        exported = [n for op in ops for n in (op, f"{op}_vjp")]
+        lines.append(f"from symdl.kernels.{module} import (")
+        lines += [f"    {n}," for n in exported]
+        lines.append(")")
+        names += exported
+    lines += ["", "#: Every op name, in catalog order.", "OPS: tuple[str, ...] = ("]
+    lines += [f"    {op!r}," for op in CATALOG]
+    lines += [")", "", "__all__ = [\"OPS\", " + ", ".join(repr(n) for n in names) + "]", ""]
+    return "\n".join(lines)
+
+
+def render_all() -> dict[Path, str]:
+    """Every generated file, by path."""
+    files = {KERNEL_DIR / "__init__.py": render_init()}
+    for family, module in FAMILY_MODULES.items():
+        if any(op.family == family for op in CATALOG.values()):
+            files[KERNEL_DIR / f"{module}.py"] = render_module(family)
+    return files
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+def stale_files() -> list[Path]:
+    """Generated files whose checked-in text differs from a fresh generation."""
+    return [path for path, text in render_all().items()
+            if not path.exists() or path.read_text(encoding="utf-8") != text]
+
+
+def generate() -> list[Path]:
+    """Regenerate every kernel module; returns the files that changed."""
+    changed = stale_files()
+    for path, text in render_all().items():
+        if path in changed:
+            write_atomically(path, text)
+    return changed

@@ -1,0 +1,285 @@
+"""Derive every gradient of a catalog op from its definition and prove the
+closed forms the kernels use.
+
+For an op's formula, :func:`derive` produces a :class:`Derivation`:
+
+* the gradient SymPy takes of the *definition* (the derivative for
+  elementwise ops; for row ops the vector-Jacobian product
+  :math:`\\bar z_j = \\sum_i g_i\\, \\partial y_i / \\partial z_j`, built on
+  explicit instances of ``n = 2, 3, 4`` components);
+* a :class:`Proof` for each claim a kernel relies on: the stable form equals
+  the definition, and each closed-form gradient equals the derived one.
+
+A proof is *symbolic* when ``sympy.simplify`` reduces the difference to 0
+within a time limit, otherwise a *numeric identity* check at 50 significant
+digits on many points drawn from the op's domain (mpmath). Reductions along a
+row (``rowmax``) are replaced by a free symbol in row proofs: softmax is
+shift-invariant, so an identity that holds for every shift ``m`` holds for the
+maximum.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import mpmath
+import numpy as np
+import sympy as sp
+
+from symdl.catalog.spec import Formula, Op
+from symdl.functions import expand_row, rowmax, to_textbook
+
+#: Digits used by numeric identity proofs and the mpmath reference.
+PROOF_DIGITS = 50
+#: Points a numeric identity proof checks.
+PROOF_POINTS = 40
+#: Seconds ``simplify`` may spend on one identity before the numeric proof is used.
+SIMPLIFY_SECONDS = 2.0
+#: Row sizes on which row-op identities are proven.
+ROW_SIZES = (2, 3, 4)
+
+
+class ProofTimeout(Exception):
+    """Raised inside a time-limited SymPy computation."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the enclosed pure-Python computation after ``seconds``.
+
+    Uses ``SIGALRM``, which only the main thread can receive; elsewhere the
+    block runs without a limit.
+    """
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise ProofTimeout
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@dataclass(frozen=True)
+class Proof:
+    """How one identity ``lhs == rhs`` was established."""
+
+    claim: str
+    method: str  # "symbolic", "symbolic (n=2,3,4)", "numeric (50 digits, 40 points)"
+    holds: bool
+    max_error: float = 0.0  # numeric proofs: the largest relative difference seen
+
+
+@dataclass
+class Derivation:
+    """Everything derived for one formula of one op."""
+
+    op: Op
+    variant: str
+    formula: Formula
+    derived: dict[str, sp.Expr] = field(default_factory=dict)  # by input name
+    proofs: list[Proof] = field(default_factory=list)
+
+    @property
+    def holds(self) -> bool:
+        """True when every proof holds."""
+        return all(p.holds for p in self.proofs)
+
+    @property
+    def method(self) -> str:
+        """The weakest proof method used (numeric beats symbolic in the summary)."""
+        methods = {p.method.split(" ")[0] for p in self.proofs}
+        return "numeric" if "numeric" in methods else ("symbolic" if methods else "none")
+
+
+# --------------------------------------------------------------------------- sampling
+def _sample_values(op: Op, rng: np.random.Generator, count: int) -> list[dict[sp.Symbol, float]]:
+    """Points for numeric proofs: inputs from their domains, parameters from theirs."""
+    points = []
+    for _ in range(count):
+        values: dict[sp.Symbol, float] = {}
+        for item in op.inputs:
+            values[item.symbol] = float(rng.uniform(item.domain.low, item.domain.high))
+        for p in op.symbol_params:
+            domain = p.sample
+            values[p.symbol] = float(rng.uniform(domain.low, domain.high)) if domain else float(p.default)
+        points.append(values)
+    return points
+
+
+def _away_from_kinks(formula: Formula, point: dict[sp.Symbol, float], symbol: sp.Symbol) -> bool:
+    """True when ``point`` is not within 1e-6 of a kink of ``formula``."""
+    for kink in formula.kinks:
+        at = float(kink.at.subs(point))
+        if abs(point[symbol] - at) < 1e-6:
+            return False
+    return True
+
+
+# --------------------------------------------------------------------------- identities
+def _symbolic_zero(difference: sp.Expr) -> bool:
+    """True when SymPy simplifies ``difference`` to 0 within the time limit."""
+    try:
+        with time_limit(SIMPLIFY_SECONDS):
+            return sp.simplify(difference) == 0
+    except (ProofTimeout, RecursionError):
+        return False
+
+
+def _mp_function(expr: sp.Expr, symbols: Sequence[sp.Symbol]):  # noqa: ANN202 - lambdified callable
+    return sp.lambdify(list(symbols), to_textbook(expr), modules="mpmath")
+
+
+def numeric_identity(
+    lhs: sp.Expr, rhs: sp.Expr, symbols: Sequence[sp.Symbol], points: Sequence[Sequence[float]]
+) -> float:
+    """Largest relative difference of ``lhs`` and ``rhs`` at ``points`` (50 digits)."""
+    f, h = _mp_function(lhs, symbols), _mp_function(rhs, symbols)
+    worst = mpmath.mpf(0)
+    with mpmath.workdps(PROOF_DIGITS + 10):
+        for point in points:
+            args = [mpmath.mpf(v) for v in point]
+            a, b = f(*args), h(*args)
+            scale = max(abs(a), abs(b), mpmath.mpf(1))
+            worst = max(worst, abs(a - b) / scale)
+    return float(worst)
+
+
+def prove_identity(
+    claim: str,
+    lhs: sp.Expr,
+    rhs: sp.Expr,
+    symbols: Sequence[sp.Symbol],
+    points: Sequence[Sequence[float]],
+    *,
+    symbolic_label: str = "symbolic",
+) -> Proof:
+    """Prove ``lhs == rhs``: symbolically if SymPy can, else numerically."""
+    if _symbolic_zero(to_textbook(lhs) - to_textbook(rhs)):
+        return Proof(claim, symbolic_label, True)
+    error = numeric_identity(lhs, rhs, symbols, points)
+    tolerance = 10.0 ** (-(PROOF_DIGITS - 5))
+    return Proof(claim, f"numeric ({PROOF_DIGITS} digits, {len(points)} points)", error <= tolerance, error)
+
+
+# --------------------------------------------------------------------------- elementwise
+def _symbols_of(op: Op) -> list[sp.Symbol]:
+    return [i.symbol for i in op.inputs] + [p.symbol for p in op.symbol_params]
+
+
+def _derive_elementwise(derivation: Derivation, rng: np.random.Generator) -> None:
+    op, formula = derivation.op, derivation.formula
+    symbols = _symbols_of(op)
+    raw_points = _sample_values(op, rng, PROOF_POINTS * 2)
+    x0 = op.inputs[0].symbol
+    points = [[p[s] for s in symbols] for p in raw_points if _away_from_kinks(formula, p, x0)][:PROOF_POINTS]
+    if formula.stable is not None:
+        derivation.proofs.append(
+            prove_identity("stable form = definition", formula.stable, formula.definition, symbols, points)
+        )
+    for item in op.differentiable_inputs:
+        derived = sp.diff(formula.definition, item.symbol)
+        derivation.derived[item.name] = derived
+        closed = formula.grads.get(item.name)
+        if closed is not None:
+            derivation.proofs.append(
+                prove_identity(f"d/d{item.name} closed form = derived", closed, derived, symbols, points)
+            )
+    for kink in formula.kinks:
+        derived = derivation.derived[op.inputs[0].name]
+        chosen = formula.grads.get(op.inputs[0].name, derived)
+        value = sp.piecewise_fold(chosen).subs(x0, kink.at)
+        holds = sp.simplify(to_textbook(value) - kink.subgradient) == 0
+        derivation.proofs.append(Proof(f"subgradient at {kink.at} = {kink.subgradient}", "symbolic", holds))
+
+
+# --------------------------------------------------------------------------- rows
+def _free_shifts(expr: sp.Expr) -> sp.Expr:
+    """Replace every ``rowmax(...)`` by a free symbol (valid by shift invariance)."""
+    shifts = sp.numbered_symbols("m", real=True)
+    return expr.xreplace({m: next(shifts) for m in sorted(expr.atoms(rowmax), key=sp.default_sort_key)})
+
+
+def _row_vjp(definition: sp.Expr, op: Op, wrt: sp.Symbol, n: int) -> list[sp.Expr]:
+    """VJP components of ``definition`` w.r.t. ``wrt`` for an ``n``-component row."""
+    outputs = expand_row(definition, op.row_symbols, n)
+    upstream = expand_row(op.upstream, op.row_symbols, n)
+    variables = expand_row(wrt, op.row_symbols, n)
+    return [sum(gi * sp.diff(yi, zj) for gi, yi in zip(upstream, outputs)) for zj in variables]
+
+
+def _row_points(op: Op, symbols: Sequence[sp.Symbol], rng: np.random.Generator) -> list[list[float]]:
+    domain = op.inputs[0].domain
+    return [[float(v) for v in rng.uniform(domain.low, domain.high, len(symbols))] for _ in range(PROOF_POINTS)]
+
+
+def _prove_rows(claim: str, lhs_rows: list[list[sp.Expr]], rhs_rows: list[list[sp.Expr]], op: Op,
+                rng: np.random.Generator) -> Proof:
+    """Prove componentwise equality for every row size in :data:`ROW_SIZES`."""
+    sizes = ",".join(str(n) for n in ROW_SIZES)
+    methods, errors = set(), [0.0]
+    for lhs, rhs in zip(lhs_rows, rhs_rows):
+        symbols = sorted(set().union(*(e.free_symbols for e in lhs + rhs)), key=str)
+        points = _row_points(op, symbols, rng)
+        for a, b in zip(lhs, rhs):
+            proof = prove_identity(claim, a, b, symbols, points, symbolic_label="symbolic")
+            if not proof.holds:
+                return Proof(claim, proof.method + f" (n={sizes})", False, proof.max_error)
+            methods.add(proof.method)
+            errors.append(proof.max_error)
+    method = next(iter(methods)) if len(methods) == 1 else sorted(methods)[0]
+    return Proof(claim, f"{method} (n={sizes})", True, max(errors))
+
+
+def _derive_row(derivation: Derivation, rng: np.random.Generator) -> None:
+    op, formula = derivation.op, derivation.formula
+    if formula.stable is not None:
+        derivation.proofs.append(_prove_rows(
+            "stable form = definition",
+            [expand_row(_free_shifts(formula.stable), op.row_symbols, n) for n in ROW_SIZES],
+            [expand_row(formula.definition, op.row_symbols, n) for n in ROW_SIZES],
+            op, rng,
+        ))
+    for item in op.differentiable_inputs:
+        derived = [_row_vjp(formula.definition, op, item.symbol, n) for n in ROW_SIZES]
+        derivation.derived[item.name] = sp.Matrix(derived[0])
+        closed = formula.grads.get(item.name)
+        if closed is None:
+            raise ValueError(f"{op.name}: row ops need a closed-form VJP for {item.name}")
+        derivation.proofs.append(_prove_rows(
+            f"VJP d/d{item.name} closed form = derived",
+            [expand_row(_free_shifts(closed), op.row_symbols, n) for n in ROW_SIZES],
+            derived,
+            op, rng,
+        ))
+
+
+_DERIVERS = {
+    "elementwise": _derive_elementwise,
+    "pointwise_loss": _derive_elementwise,
+    "row": _derive_row,
+    "class_loss": _derive_row,
+}
+
+
+def derive(op: Op, variant: str = "", *, seed: int = 0) -> Derivation:
+    """Derive and prove everything for one formula of ``op``."""
+    variant = variant or (str(op.param(op.variant_param).default) if op.variant_param else "")
+    derivation = Derivation(op, variant, op.formulas[variant])
+    _DERIVERS[op.kind](derivation, np.random.default_rng(seed))
+    return derivation
+
+
+def derive_all(op: Op, *, seed: int = 0) -> list[Derivation]:
+    """Derivations of every variant of ``op``."""
+    return [derive(op, variant, seed=seed) for variant in op.formulas]

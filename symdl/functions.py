@@ -1,0 +1,195 @@
+"""Stable SymPy primitives used by the catalog.
+
+Each primitive is a ``sympy.Function`` with
+
+* a closed-form derivative (``fdiff``) written in terms of the primitives
+  themselves, so that differentiating a stable expression yields a stable
+  expression (``softplus' = sigmoid``, ``sigmoid' = sigmoid (1 - sigmoid)``);
+* a rewrite to its textbook form (``expr.rewrite(exp)`` or
+  :func:`to_textbook`), which is what equality proofs and the mpmath
+  reference evaluate.
+
+The NumPy printer maps each primitive to a hand-checked, numerically stable
+routine in :mod:`symdl.kernels._runtime`.
+
+Row functions (``rowsum``, ``rowmax``) describe reductions over the op's
+``dim`` axis; they let softmax-like ops and class losses be written once as a
+vector formula and expanded to ``n`` explicit components for proofs
+(:func:`expand_row`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import sympy as sp
+from sympy.codegen.cfunctions import expm1, log1p
+
+__all__ = [
+    "sigmoid",
+    "softplus",
+    "xlogy",
+    "normal_cdf",
+    "rowsum",
+    "rowmax",
+    "log1p",
+    "expm1",
+    "to_textbook",
+    "expand_row",
+]
+
+
+class sigmoid(sp.Function):  # noqa: N801 - SymPy function names are lowercase
+    r"""Logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`."""
+
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        if x.is_zero:
+            return sp.Rational(1, 2)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        s = sigmoid(self.args[0])
+        return s * (1 - s)
+
+    def _eval_rewrite_as_exp(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
+        return 1 / (1 + sp.exp(-x))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+
+
+class softplus(sp.Function):  # noqa: N801
+    r"""Softplus :math:`\log(1 + e^{x})`, the smooth ReLU."""
+
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        if x.is_zero:
+            return sp.log(2)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(self.args[0])
+
+    def _eval_rewrite_as_exp(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
+        return sp.log(1 + sp.exp(x))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.exp)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+
+
+class normal_cdf(sp.Function):  # noqa: N801
+    r"""Standard normal CDF :math:`\Phi(x) = \tfrac12 (1 + \operatorname{erf}(x / \sqrt2))`.
+
+    A primitive of its own because SymPy rewrites ``erfc(-z)`` as
+    ``2 - erfc(z)``, which cancels catastrophically for negative x.
+    """
+
+    @classmethod
+    def eval(cls, x: sp.Expr) -> sp.Expr | None:
+        if x.is_zero:
+            return sp.Rational(1, 2)
+        return None
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x = self.args[0]
+        return sp.exp(-(x**2) / 2) / sp.sqrt(2 * sp.pi)
+
+    def _eval_rewrite_as_erf(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
+        return (1 + sp.erf(x / sp.sqrt(2))) / 2
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.erf)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        return rf"\Phi\left({printer._print(self.args[0])}\right)"
+
+
+class xlogy(sp.Function):  # noqa: N801
+    r""":math:`x \log y`, defined as 0 where :math:`x = 0` (as ``torch.xlogy``)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x, y = self.args
+        return sp.log(y) if argindex == 1 else x / y
+
+    def _eval_rewrite_as_log(self, x: sp.Expr, y: sp.Expr, **kwargs: object) -> sp.Expr:
+        return x * sp.log(y)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.log)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        x, y = (printer._print(a) for a in self.args)
+        return rf"{x} \log {y}"
+
+
+class rowsum(sp.Function):  # noqa: N801
+    r"""Sum over the reduction axis: :math:`\sum_j e_j` (broadcast back)."""
+
+    nargs = 1
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        return rf"\sum_j {printer.parenthesize(self.args[0], 1000)}_j"
+
+
+class rowmax(sp.Function):  # noqa: N801
+    r"""Maximum over the reduction axis: :math:`\max_j e_j` (a constant shift)."""
+
+    nargs = 1
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        return rf"\max_j {printer.parenthesize(self.args[0], 1000)}_j"
+
+
+_TEXTBOOK: dict[type, Callable[..., sp.Expr]] = {
+    sigmoid: lambda x: 1 / (1 + sp.exp(-x)),
+    softplus: lambda x: sp.log(1 + sp.exp(x)),
+    xlogy: lambda x, y: x * sp.log(y),
+    normal_cdf: lambda x: (1 + sp.erf(x / sp.sqrt(2))) / 2,
+    log1p: lambda x: sp.log(1 + x),
+    expm1: lambda x: sp.exp(x) - 1,
+}
+
+
+def to_textbook(expr: sp.Expr) -> sp.Expr:
+    """Replace every stable primitive by its textbook formula."""
+    return expr.replace(
+        lambda e: type(e) in _TEXTBOOK,
+        lambda e: _TEXTBOOK[type(e)](*e.args),
+    )
+
+
+def expand_row(expr: sp.Expr, full: Sequence[sp.Symbol], n: int) -> list[sp.Expr]:
+    """Expand a row formula into its ``n`` explicit components.
+
+    ``full`` symbols are vectors along the reduction axis: symbol ``z`` becomes
+    ``z_0 ... z_{n-1}``; ``rowsum``/``rowmax`` become explicit sums and maxima.
+    Every other symbol is a scalar shared by all components.
+    """
+    components = {s: [sp.Symbol(f"{s.name}_{i}", **s.assumptions0) for i in range(n)] for s in full}
+
+    def component(e: sp.Expr, i: int) -> sp.Expr:
+        if e in components:
+            return components[e][i]
+        if isinstance(e, rowsum):
+            return sp.Add(*(component(e.args[0], j) for j in range(n)))
+        if isinstance(e, rowmax):
+            return sp.Max(*(component(e.args[0], j) for j in range(n)))
+        if not e.args:
+            return e
+        return e.func(*(component(a, i) for a in e.args))
+
+    return [component(expr, i) for i in range(n)]
+
+
+def row_components(symbol: sp.Symbol, n: int) -> list[sp.Symbol]:
+    """The component symbols :func:`expand_row` uses for ``symbol``."""
+    return [sp.Symbol(f"{symbol.name}_{i}", **symbol.assumptions0) for i in range(n)]

@@ -1,0 +1,1 @@
+"""Printers from the catalog's SymPy expressions to NumPy source and LaTeX."""

@@ -1,0 +1,38 @@
+"""LaTeX for catalog formulas: kernel docstrings, `symdl show`, and handouts.
+
+Uses SymPy's LaTeX printer on the catalog expressions (latexify-py prints
+NumPy calls such as ``np.where`` literally, so kernels are printed from the
+SymPy side, as DESIGN.md recommends).
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from symdl.catalog.spec import Formula, Op
+
+
+def latex(expr: sp.Expr) -> str:
+    """LaTeX of one expression, with ``x`` printed as ``x``."""
+    return sp.latex(expr)
+
+
+def gradient_latex(op: Op, formula: Formula, input_name: str) -> str:
+    """The closed-form gradient (or VJP) for one input, as an equation."""
+    item = next(i for i in op.inputs if i.name == input_name)
+    closed = formula.grads.get(input_name)
+    expr = closed if closed is not None else sp.diff(formula.definition, item.symbol)
+    symbol = latex(item.symbol)
+    if op.kind in ("row", "class_loss"):
+        return rf"\bar{{{symbol}}} = {latex(expr)}"
+    return rf"\frac{{\partial y}}{{\partial {symbol}}} = {latex(expr)}"
+
+
+def formula_latex(op: Op, formula: Formula) -> list[str]:
+    """reStructuredText math blocks for a formula's definition and gradients."""
+    lines = [".. math::", "", f"    y = {latex(formula.definition)}", ""]
+    if formula.stable is not None:
+        lines += ["Stable form:", "", ".. math::", "", f"    y = {latex(formula.stable)}", ""]
+    grads = [gradient_latex(op, formula, i.name) for i in op.differentiable_inputs]
+    lines += ["Gradient:", "", ".. math::", ""] + [f"    {g}" for g in grads]
+    return lines
