@@ -30,7 +30,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from symdl.catalog.spec import Formula, Op
+from symdl.catalog.spec import DERIVATIVE, Formula, Op
 from symdl.functions import expand_row, rowmax, to_textbook
 
 #: Digits used by numeric identity proofs and the mpmath reference.
@@ -195,6 +195,9 @@ def _derive_elementwise(derivation: Derivation, rng: np.random.Generator) -> Non
             derivation.proofs.append(
                 prove_identity(f"d/d{item.name} closed form = derived", closed, derived, symbols, points)
             )
+    first = derivation.derived.get(op.inputs[0].name)
+    for claim, lhs, rhs in formula.facts:
+        derivation.proofs.append(prove_identity(claim, lhs.xreplace({DERIVATIVE: first}), rhs, symbols, points))
     for kink in formula.kinks:
         derived = derivation.derived[op.inputs[0].name]
         chosen = formula.grads.get(op.inputs[0].name, derived)

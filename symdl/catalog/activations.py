@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
+from symdl.catalog.spec import DERIVATIVE, Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
 from symdl.functions import expm1, normal_cdf, rowmax, rowsum, sigmoid, softplus
 
 x = sp.Symbol("x", real=True)
@@ -34,8 +34,8 @@ min_val = sp.Symbol("min_val", real=True)
 max_val = sp.Symbol("max_val", real=True)
 
 # SELU's constants (Klambauer et al., 2017), to the digits PyTorch uses.
-SELU_ALPHA = sp.Float("1.6732632423543772848170429916717", 40)
-SELU_SCALE = sp.Float("1.0507009873554804934193349852946", 40)
+SELU_ALPHA = sp.Rational("1.6732632423543772848170429916717")
+SELU_SCALE = sp.Rational("1.0507009873554804934193349852946")
 
 
 def _clamp(e: sp.Expr, low: sp.Expr, high: sp.Expr) -> sp.Expr:
@@ -58,9 +58,19 @@ def _elu_formula(scale: sp.Expr, a: sp.Expr, input_scale: sp.Expr) -> Formula:
 
 _SQRT_2_OVER_PI = sp.sqrt(2 / sp.pi)
 _GELU_C = sp.Rational(44715, 1000000)
-_gelu_u = _clamp(x, -10, 10)  # tanh(...) is exactly +-1 in float32/64 beyond |x| = 10
-_gelu_t = sp.tanh(_SQRT_2_OVER_PI * (_gelu_u + _GELU_C * _gelu_u**3))
+# 1 + tanh(v) = 2 sigmoid(2 v) avoids the cancellation of 1 + tanh(v) for x < 0. Beyond |x| = 30,
+# sigmoid(2 v) is exactly 0 or 1 in float64 and float32, so clamping there changes no bit.
+_gelu_u = _clamp(x, -30, 30)
+_gelu_v = _SQRT_2_OVER_PI * (_gelu_u + _GELU_C * _gelu_u**3)
+_gelu_s = sigmoid(2 * _gelu_v)
 _gelu_phi = sp.exp(-(sp.Min(sp.Abs(x), 40) ** 2) / 2) / sp.sqrt(2 * sp.pi)  # exp(-800) is already 0
+
+
+def _logistic_slope(z: sp.Expr) -> sp.Expr:
+    """sigma'(z) = e / (1 + e)^2 with e = exp(-|z|): one exp, accurate in both tails."""
+    e = sp.exp(-sp.Abs(z))
+    return e * (1 / (1 + e)) ** 2
+
 
 ACTIVATIONS: tuple[Op, ...] = (
     Op(
@@ -141,6 +151,9 @@ ACTIVATIONS: tuple[Op, ...] = (
         params=(Param("alpha", 1.0, Rule("positive"), alpha, Domain(0.1, 3.0)),),
         formulas={"": _elu_formula(sp.S.One, alpha, 1 / alpha)},
         torch="torch.nn.functional.celu",
+        tolerance=Tolerance(forward_ulp=4.0, grad_ulp=4.0, grad_scale=sp.exp(sp.Min(x, 0) / alpha) * (1 + sp.Abs(x / alpha))),
+        notes=("x / alpha is rounded before exp, whose condition number is |x / alpha|; the gradient's error is "
+               "measured relative to that.",),
     ),
     Op(
         name="gelu",
@@ -154,12 +167,21 @@ ACTIVATIONS: tuple[Op, ...] = (
                 definition=x / 2 * (1 + sp.erf(x / sp.sqrt(2))),
                 stable=x * normal_cdf(x),
                 grads={"input": normal_cdf(x) + x * _gelu_phi},
+                # Phi's condition number grows like x**2 in the left tail, and x / sqrt(2) is
+                # rounded before erfc: the error is relative to value * (1 + x**2).
+                tolerance=Tolerance(forward_scale=x * normal_cdf(x) * (1 + x**2),
+                                    grad_scale=(normal_cdf(x) + sp.Abs(x) * _gelu_phi) * (1 + x**2)),
             ),
             "tanh": Formula(
                 definition=x / 2 * (1 + sp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x**3))),
-                stable=x / 2 * (1 + _gelu_t),
-                grads={"input": (1 + _gelu_t) / 2
-                       + x / 2 * (1 - _gelu_t**2) * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * _gelu_u**2)},
+                stable=x * _gelu_s,
+                grads={"input": _gelu_s + 2 * x * _logistic_slope(2 * _gelu_v)
+                       * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * _gelu_u**2)},
+                # v(x) is rounded before the sigmoid, whose condition number is |2 v| in the left tail.
+                tolerance=Tolerance(
+                    forward_scale=x * _gelu_s * (1 + sp.Abs(2 * _gelu_v)),
+                    grad_scale=(_gelu_s + 2 * sp.Abs(x) * _logistic_slope(2 * _gelu_v)
+                                * (1 + 3 * _GELU_C * _gelu_u**2)) * (1 + sp.Abs(2 * _gelu_v)) ** 2),
             ),
         },
         variant_param="approximate",
@@ -178,6 +200,8 @@ ACTIVATIONS: tuple[Op, ...] = (
             grads={"input": sigmoid(x) * (1 + x * (1 - sigmoid(x)))},
         )},
         torch="torch.nn.functional.silu",
+        tolerance=Tolerance(grad_scale=sigmoid(x) * (1 + sp.Abs(x))),
+        notes=("The gradient has a root near x = -1.28; errors there are relative to the size of its terms.",),
     ),
     Op(
         name="mish",
@@ -192,6 +216,8 @@ ACTIVATIONS: tuple[Op, ...] = (
             grads={"input": sp.tanh(softplus(x)) + x * sigmoid(x) * (1 - sp.tanh(softplus(x)) ** 2)},
         )},
         torch="torch.nn.functional.mish",
+        tolerance=Tolerance(grad_scale=1 + sp.Abs(x) * sigmoid(x)),
+        notes=("The gradient has a root near x = -1.19; errors there are relative to the size of its terms.",),
     ),
     Op(
         name="softplus",
@@ -207,6 +233,9 @@ ACTIVATIONS: tuple[Op, ...] = (
             definition=sp.Piecewise((x, beta * x > threshold), (sp.log(1 + sp.exp(beta * x)) / beta, True)),
             stable=sp.Piecewise((x, beta * x > threshold), (softplus(beta * x) / beta, True)),
             grads={"input": sp.Piecewise((1, beta * x > threshold), (sigmoid(beta * x), True))},
+            # beta * x is rounded before exp, whose condition number is |beta x|.
+            tolerance=Tolerance(forward_scale=softplus(beta * x) / beta * (1 + sp.Abs(beta * x)),
+                                grad_scale=sigmoid(beta * x) * (1 + sp.Abs(beta * x))),
         )},
         torch="torch.nn.functional.softplus",
         notes=("Reverts to the identity where beta * x > threshold, as PyTorch does.",),
@@ -234,7 +263,8 @@ ACTIVATIONS: tuple[Op, ...] = (
         formulas={"": Formula(
             definition=1 / (1 + sp.exp(-x)),
             stable=sigmoid(x),
-            grads={"input": sigmoid(x) * (1 - sigmoid(x))},
+            grads={"input": _logistic_slope(x)},
+            facts=(("sigma' = sigma (1 - sigma)", DERIVATIVE, sigmoid(x) * (1 - sigmoid(x))),),
         )},
         torch="torch.sigmoid",
     ),
@@ -261,7 +291,8 @@ ACTIVATIONS: tuple[Op, ...] = (
         params=(),
         formulas={"": Formula(
             definition=sp.tanh(x),
-            grads={"input": 1 - sp.tanh(x) ** 2},
+            grads={"input": 4 * _logistic_slope(2 * x)},
+            facts=(("tanh' = 1 - tanh^2", DERIVATIVE, 1 - sp.tanh(x) ** 2),),
         )},
         torch="torch.tanh",
     ),
@@ -393,6 +424,7 @@ ACTIVATIONS += (
             grads={"input": _softmax * (g - rowsum(g * _softmax))},
         )},
         torch="torch.nn.functional.softmax",
+        tolerance=Tolerance(grad_scale=_softmax * (sp.Abs(g) + rowsum(sp.Abs(g) * _softmax))),
         row_symbols=(x, g),
         upstream=g,
     ),
@@ -409,6 +441,9 @@ ACTIVATIONS += (
             grads={"input": g - _softmax * rowsum(g)},
         )},
         torch="torch.nn.functional.log_softmax",
+        # The shifted sum is >= 1 and rounded to ulp(1) before the log: the error is relative to 1 + lse.
+        tolerance=Tolerance(forward_scale=1 + sp.log(rowsum(sp.exp(x - rowmax(x)))),
+                            grad_scale=sp.Abs(g) + _softmax * rowsum(sp.Abs(g))),
         row_symbols=(x, g),
         upstream=g,
     ),
@@ -425,6 +460,7 @@ ACTIVATIONS += (
             grads={"input": -_softmin * (g - rowsum(g * _softmin))},
         )},
         torch="torch.nn.functional.softmin",
+        tolerance=Tolerance(grad_scale=_softmin * (sp.Abs(g) + rowsum(sp.Abs(g) * _softmin))),
         row_symbols=(x, g),
         upstream=g,
     ),

@@ -16,6 +16,9 @@ import sympy as sp
 
 Family = Literal["activation", "loss"]
 
+#: Placeholder for "the derivative SymPy derived" inside :attr:`Formula.facts`.
+DERIVATIVE = sp.Symbol("DERIVATIVE")
+
 #: How an op maps arrays, which selects the kernel template in codegen:
 #: ``elementwise``     y = f(x) elementwise (activations);
 #: ``row``             y = f(x) along ``dim`` (softmax family);
@@ -128,7 +131,7 @@ class Tolerance:
     grad_scale: sp.Expr = sp.S.Zero
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity semantics: entries are singletons, usable as cache keys
 class Formula:
     """The math of one variant of an op.
 
@@ -144,6 +147,10 @@ class Formula:
         kinks: non-differentiable points and the subgradient chosen there.
         assumptions: equalities the closed forms rely on, as ``(lhs, rhs)``
             (``sum(y) = 1`` for cross-entropy with probabilities).
+        facts: further textbook identities proven about the derivative, as
+            ``(claim, lhs, rhs)``; ``lhs`` may use :data:`DERIVATIVE` for the
+            derived gradient of the first input (``sigma' = sigma (1 - sigma)``
+            when the kernel uses a form that is more accurate in the tails).
     """
 
     definition: sp.Expr
@@ -151,6 +158,8 @@ class Formula:
     grads: dict[str, sp.Expr] = field(default_factory=dict)
     kinks: tuple[Kink, ...] = ()
     assumptions: tuple[tuple[sp.Expr, sp.Expr], ...] = ()
+    facts: tuple[tuple[str, sp.Expr, sp.Expr], ...] = ()
+    tolerance: Tolerance | None = None  # None: the op's tolerance
 
     @property
     def forward(self) -> sp.Expr:
@@ -158,7 +167,7 @@ class Formula:
         return self.stable if self.stable is not None else self.definition
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity semantics: entries are singletons, usable as cache keys
 class Op:
     """One catalog entry.
 
@@ -211,6 +220,10 @@ class Op:
     def symbol_params(self) -> tuple[Param, ...]:
         """Parameters that appear in formulas."""
         return tuple(p for p in self.params if p.symbol is not None)
+
+    def tolerance_for(self, variant: str = "") -> Tolerance:
+        """The accuracy promised by one variant."""
+        return self.formula(variant).tolerance or self.tolerance
 
     def formula(self, variant: str = "") -> Formula:
         """The formula for ``variant`` (the default variant when empty)."""

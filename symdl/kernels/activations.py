@@ -355,26 +355,31 @@ def selu(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        y = 1.0507009873554804934193349852946 \left(\begin{cases} 1.6732632423543772848170429916717
-        e^{x} - 1.6732632423543772848170429916717 & \text{for}\: x \leq 0 \\x & \text{otherwise}
-        \end{cases}\right)
+        y = \frac{5253504936777402467096674926473 \left(\begin{cases}
+        \frac{16732632423543772848170429916717 e^{x}}{10000000000000000000000000000000} -
+        \frac{16732632423543772848170429916717}{10000000000000000000000000000000} & \text{for}\: x \leq
+        0 \\x & \text{otherwise} \end{cases}\right)}{5000000000000000000000000000000}
 
     Stable form:
 
     .. math::
 
-        y = 1.75809934084737685994021752081231934206 \operatorname{expm}_{1}{\left(\min\left(0, x\right)
-        \right)} + 1.0507009873554804934193349852946 \max\left(0, x\right)
+        y = \frac{87904967042368842997010876040615967103012290445610415488549141
+        \operatorname{expm}_{1}{\left(\min\left(0, x\right)
+        \right)}}{50000000000000000000000000000000000000000000000000000000000000} +
+        \frac{5253504936777402467096674926473 \max\left(0, x\right)}{5000000000000000000000000000000}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 1.0507009873554804934193349852946 \left(\begin{cases}
-        1.6732632423543772848170429916717 e^{\min\left(0, x\right)} & \text{for}\: x \leq 0 \\1 &
-        \text{otherwise} \end{cases}\right)
+        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\begin{cases}
+        \frac{16732632423543772848170429916717 e^{\min\left(0,
+        x\right)}}{10000000000000000000000000000000} & \text{for}\: x \leq 0 \\1 & \text{otherwise}
+        \end{cases}\right)}{5000000000000000000000000000000}
 
-    Kinks (PyTorch's subgradient): at x = 0 the gradient is 1.758099340847376859940217520812319342060
+    Kinks (PyTorch's subgradient): at x = 0 the gradient is
+    87904967042368842997010876040615967103012290445610415488549141/50000000000000000000000000000000000000000000000000000000000000
     (elu_backward uses the x <= 0 branch at 0).
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -382,7 +387,7 @@ def selu(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``selu``; do not edit.
     """
     x = _rt.float_array(input, 'selu', 'input')
-    out = 1.7580993408473768*np.expm1(np.minimum(x, 0)) + 1.0507009873554805*np.maximum(x, 0)
+    out = (1.7580993408473768)*np.expm1(np.minimum(x, 0)) + (1.0507009873554805)*np.maximum(x, 0)
     return out
 
 
@@ -391,26 +396,31 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        y = 1.0507009873554804934193349852946 \left(\begin{cases} 1.6732632423543772848170429916717
-        e^{x} - 1.6732632423543772848170429916717 & \text{for}\: x \leq 0 \\x & \text{otherwise}
-        \end{cases}\right)
+        y = \frac{5253504936777402467096674926473 \left(\begin{cases}
+        \frac{16732632423543772848170429916717 e^{x}}{10000000000000000000000000000000} -
+        \frac{16732632423543772848170429916717}{10000000000000000000000000000000} & \text{for}\: x \leq
+        0 \\x & \text{otherwise} \end{cases}\right)}{5000000000000000000000000000000}
 
     Stable form:
 
     .. math::
 
-        y = 1.75809934084737685994021752081231934206 \operatorname{expm}_{1}{\left(\min\left(0, x\right)
-        \right)} + 1.0507009873554804934193349852946 \max\left(0, x\right)
+        y = \frac{87904967042368842997010876040615967103012290445610415488549141
+        \operatorname{expm}_{1}{\left(\min\left(0, x\right)
+        \right)}}{50000000000000000000000000000000000000000000000000000000000000} +
+        \frac{5253504936777402467096674926473 \max\left(0, x\right)}{5000000000000000000000000000000}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 1.0507009873554804934193349852946 \left(\begin{cases}
-        1.6732632423543772848170429916717 e^{\min\left(0, x\right)} & \text{for}\: x \leq 0 \\1 &
-        \text{otherwise} \end{cases}\right)
+        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\begin{cases}
+        \frac{16732632423543772848170429916717 e^{\min\left(0,
+        x\right)}}{10000000000000000000000000000000} & \text{for}\: x \leq 0 \\1 & \text{otherwise}
+        \end{cases}\right)}{5000000000000000000000000000000}
 
-    Kinks (PyTorch's subgradient): at x = 0 the gradient is 1.758099340847376859940217520812319342060
+    Kinks (PyTorch's subgradient): at x = 0 the gradient is
+    87904967042368842997010876040615967103012290445610415488549141/50000000000000000000000000000000000000000000000000000000000000
     (elu_backward uses the x <= 0 branch at 0).
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -423,7 +433,7 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'selu', 'input')
     g = _rt.grad_like(grad, x.shape, 'selu')
-    grad_input = np.where((x <= 0), 1.7580993408473768*g*np.exp(np.minimum(x, 0)), 1.0507009873554805*g)
+    grad_input = np.where((x <= 0), (1.7580993408473768)*g*np.exp(np.minimum(x, 0)), (1.0507009873554805)*g)
     return (grad_input,)
 
 
@@ -453,6 +463,8 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     0).
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
+    x / alpha is rounded before exp, whose condition number is |x / alpha|; the gradient's error is
+    measured relative to that.
 
     Generated from the catalog entry ``celu``; do not edit.
     """
@@ -488,6 +500,8 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[
     0).
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
+    x / alpha is rounded before exp, whose condition number is |x / alpha|; the gradient's error is
+    measured relative to that.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -510,8 +524,8 @@ def _gelu_none(x: np.ndarray) -> np.ndarray:
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     """gelu with approximate='tanh'."""
-    t0 = np.maximum(np.minimum(x, 10), -10)
-    out = (0.5)*x*(np.tanh(0.035677408136300125*t0 ** 3 + 0.7978845608028654*t0) + 1)
+    t0 = np.maximum(np.minimum(x, 30), -30)
+    out = x*_rt.sigmoid(0.07135481627260025*t0 ** 3 + 1.5957691216057308*t0)
     return out
 
 
@@ -523,9 +537,10 @@ def _gelu_none_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
 
 def _gelu_tanh_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
     """gelu with approximate='tanh'."""
-    t0 = np.maximum(np.minimum(x, 10), -10)
-    t1 = np.tanh(0.035677408136300125*t0 ** 3 + 0.7978845608028654*t0)
-    grad_input = g*((0.5)*t1 + 0.3989422804014327*x*(1 - t1 ** 2)*((0.134145)*t0 ** 2 + 1) + 0.5)
+    t0 = np.maximum(np.minimum(x, 30), -30)
+    t1 = t0 ** 3
+    t2 = np.exp(-1.5957691216057308*np.abs(t0 + (0.044715)*t1))
+    grad_input = g*((1.5957691216057308*t2*x*((0.134145)*t0 ** 2 + 1)) * ((1 / (t2 + 1)) ** 2) + _rt.sigmoid(1.5957691216057308*t0 + 0.07135481627260025*t1))
     return (grad_input,)
 
 
@@ -562,21 +577,22 @@ def gelu(input: ArrayLike, *, approximate: str = 'none') -> np.ndarray:
 
     .. math::
 
-        y = \frac{x \left(\tanh{\left(\frac{\sqrt{2} \left(\frac{8943 \max\left(-10, \min\left(10,
-        x\right)\right)^{3}}{200000} + \max\left(-10, \min\left(10, x\right)\right)\right)}{\sqrt{\pi}}
-        \right)} + 1\right)}{2}
+        y = x \sigma\left(\frac{2 \sqrt{2} \left(\frac{8943 \max\left(-30, \min\left(30,
+        x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
+        x\right)\right)\right)}{\sqrt{\pi}}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\sqrt{2} x \left(1 - \tanh^{2}{\left(\frac{\sqrt{2}
-        \left(\frac{8943 \max\left(-10, \min\left(10, x\right)\right)^{3}}{200000} + \max\left(-10,
-        \min\left(10, x\right)\right)\right)}{\sqrt{\pi}} \right)}\right) \left(\frac{26829
-        \max\left(-10, \min\left(10, x\right)\right)^{2}}{200000} + 1\right)}{2 \sqrt{\pi}} +
-        \frac{\tanh{\left(\frac{\sqrt{2} \left(\frac{8943 \max\left(-10, \min\left(10,
-        x\right)\right)^{3}}{200000} + \max\left(-10, \min\left(10, x\right)\right)\right)}{\sqrt{\pi}}
-        \right)}}{2} + \frac{1}{2}
+        \frac{\partial y}{\partial x} = \frac{2 \sqrt{2} x \left(\frac{26829 \max\left(-30,
+        \min\left(30, x\right)\right)^{2}}{200000} + 1\right) e^{- \frac{2 \sqrt{2} \left|{\frac{8943
+        \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
+        x\right)\right)}\right|}{\sqrt{\pi}}}}{\sqrt{\pi} \left(1 + e^{- \frac{2 \sqrt{2}
+        \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
+        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}\right)^{2}} + \sigma\left(\frac{2 \sqrt{2}
+        \left(\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
+        \min\left(30, x\right)\right)\right)}{\sqrt{\pi}}\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -621,21 +637,22 @@ def gelu_vjp(grad: ArrayLike, input: ArrayLike, *, approximate: str = 'none') ->
 
     .. math::
 
-        y = \frac{x \left(\tanh{\left(\frac{\sqrt{2} \left(\frac{8943 \max\left(-10, \min\left(10,
-        x\right)\right)^{3}}{200000} + \max\left(-10, \min\left(10, x\right)\right)\right)}{\sqrt{\pi}}
-        \right)} + 1\right)}{2}
+        y = x \sigma\left(\frac{2 \sqrt{2} \left(\frac{8943 \max\left(-30, \min\left(30,
+        x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
+        x\right)\right)\right)}{\sqrt{\pi}}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\sqrt{2} x \left(1 - \tanh^{2}{\left(\frac{\sqrt{2}
-        \left(\frac{8943 \max\left(-10, \min\left(10, x\right)\right)^{3}}{200000} + \max\left(-10,
-        \min\left(10, x\right)\right)\right)}{\sqrt{\pi}} \right)}\right) \left(\frac{26829
-        \max\left(-10, \min\left(10, x\right)\right)^{2}}{200000} + 1\right)}{2 \sqrt{\pi}} +
-        \frac{\tanh{\left(\frac{\sqrt{2} \left(\frac{8943 \max\left(-10, \min\left(10,
-        x\right)\right)^{3}}{200000} + \max\left(-10, \min\left(10, x\right)\right)\right)}{\sqrt{\pi}}
-        \right)}}{2} + \frac{1}{2}
+        \frac{\partial y}{\partial x} = \frac{2 \sqrt{2} x \left(\frac{26829 \max\left(-30,
+        \min\left(30, x\right)\right)^{2}}{200000} + 1\right) e^{- \frac{2 \sqrt{2} \left|{\frac{8943
+        \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
+        x\right)\right)}\right|}{\sqrt{\pi}}}}{\sqrt{\pi} \left(1 + e^{- \frac{2 \sqrt{2}
+        \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
+        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}\right)^{2}} + \sigma\left(\frac{2 \sqrt{2}
+        \left(\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
+        \min\left(30, x\right)\right)\right)}{\sqrt{\pi}}\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -674,6 +691,7 @@ def silu(input: ArrayLike) -> np.ndarray:
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
+    The gradient has a root near x = -1.28; errors there are relative to the size of its terms.
 
     Generated from the catalog entry ``silu``; do not edit.
     """
@@ -704,6 +722,7 @@ def silu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
+    The gradient has a root near x = -1.28; errors there are relative to the size of its terms.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -741,6 +760,7 @@ def mish(input: ArrayLike) -> np.ndarray:
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
+    The gradient has a root near x = -1.19; errors there are relative to the size of its terms.
 
     Generated from the catalog entry ``mish``; do not edit.
     """
@@ -772,6 +792,7 @@ def mish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
+    The gradient has a root near x = -1.19; errors there are relative to the size of its terms.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -906,7 +927,7 @@ def softsign_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'softsign', 'input')
     g = _rt.grad_like(grad, x.shape, 'softsign')
-    grad_input = g/(np.abs(x) + 1) ** 2
+    grad_input = g * ((1 / (np.abs(x) + 1)) ** 2)
     return (grad_input,)
 
 
@@ -927,7 +948,8 @@ def sigmoid(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \left(1 - \sigma\left(x\right)\right) \sigma\left(x\right)
+        \frac{\partial y}{\partial x} = \frac{e^{- \left|{x}\right|}}{\left(1 + e^{-
+        \left|{x}\right|}\right)^{2}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -956,7 +978,8 @@ def sigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \left(1 - \sigma\left(x\right)\right) \sigma\left(x\right)
+        \frac{\partial y}{\partial x} = \frac{e^{- \left|{x}\right|}}{\left(1 + e^{-
+        \left|{x}\right|}\right)^{2}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -969,8 +992,8 @@ def sigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'sigmoid', 'input')
     g = _rt.grad_like(grad, x.shape, 'sigmoid')
-    t0 = _rt.sigmoid(x)
-    grad_input = g*t0*(1 - t0)
+    t0 = np.exp(-np.abs(x))
+    grad_input = (g*t0) * ((1 / (t0 + 1)) ** 2)
     return (grad_input,)
 
 
@@ -1048,7 +1071,8 @@ def tanh(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 1 - \tanh^{2}{\left(x \right)}
+        \frac{\partial y}{\partial x} = \frac{4 e^{- 2 \left|{x}\right|}}{\left(1 + e^{- 2
+        \left|{x}\right|}\right)^{2}}
 
 
     Generated from the catalog entry ``tanh``; do not edit.
@@ -1069,7 +1093,8 @@ def tanh_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 1 - \tanh^{2}{\left(x \right)}
+        \frac{\partial y}{\partial x} = \frac{4 e^{- 2 \left|{x}\right|}}{\left(1 + e^{- 2
+        \left|{x}\right|}\right)^{2}}
 
 
     Returns:
@@ -1080,7 +1105,8 @@ def tanh_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'tanh', 'input')
     g = _rt.grad_like(grad, x.shape, 'tanh')
-    grad_input = g*(1 - np.tanh(x) ** 2)
+    t0 = np.exp(-2*np.abs(x))
+    grad_input = (4*g*t0) * ((1 / (t0 + 1)) ** 2)
     return (grad_input,)
 
 

@@ -112,6 +112,17 @@ class KernelPrinter(PythonCodePrinter):
             return f"(1 / {self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Mul'] + 1)}) ** {-int(exponent)}"
         return f"{self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Pow'])} ** {self._print(exponent)}"
 
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        # Keep b**-n (n >= 2) as (1 / b) ** n: SymPy's printer would write a / b**n, and b**n
+        # overflows (softsign's (1 + |x|)**2 at |x| = 1e30 in float32) where (1/b)**n underflows.
+        powers = [a for a in expr.args if a.is_Pow and a.exp.is_Integer and a.exp < -1]
+        if not powers:
+            return super()._print_Mul(expr)
+        rest = sp.Mul(*(a for a in expr.args if a not in powers))
+        factors = [] if rest == 1 else [self.parenthesize(rest, sp.printing.precedence.PRECEDENCE["Mul"])]
+        factors += [f"({self._print(p)})" for p in powers]
+        return " * ".join(factors)
+
     # -- functions -------------------------------------------------------------
     def _print_Function(self, expr: sp.Function) -> str:
         name = type(expr).__name__

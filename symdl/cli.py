@@ -1,0 +1,129 @@
+"""The ``symdl`` command: one subcommand per use.
+
+Exit codes: 0 success, 1 a check failed, 2 bad usage or bad input (one line
+on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+
+class UsageError(Exception):
+    """Bad command-line input: reported on one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of printing usage and exiting."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+# --------------------------------------------------------------------------- verify
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from symdl.catalog import CATALOG, get
+    from symdl.verify import proofs_for, targets, verify_op
+
+    names = [n.strip() for n in args.ops.split(",") if n.strip()] if args.ops else None
+    for name in names or ():
+        get(name)  # raises UnknownOpError for a typo
+    todo = targets(names)
+    console = Console(stderr=True)
+    rows = []
+    with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
+        task = progress.add_task("deriving", total=2 * len(todo))
+        proofs = proofs_for(todo, use_cache=not args.no_cache, on_done=lambda: progress.advance(task))
+        progress.update(task, description="checking")
+        for name, variant in todo:
+            rows.append(verify_op(CATALOG[name], variant, proofs[(name, variant)]))
+            progress.advance(task)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        table = Table(title=f"symdl verify: {sum(r.passed for r in rows)}/{len(rows)} op variants pass")
+        for column in ("op", "variant", "closed form proven", "fd rel err", "fwd ulp", "grad ulp", "finite", "ok"):
+            table.add_column(column, justify="left" if column in ("op", "variant", "closed form proven") else "right")
+        for r in rows:
+            table.add_row(r.op, r.variant, r.proof, f"{r.fd_error:.1e}", f"{r.forward_ulp:.1f}", f"{r.grad_ulp:.1f}",
+                          "yes" if r.finite else "NO", "PASS" if r.passed else f"FAIL {r.detail}")
+        Console(width=max(160, Console().width)).print(table)
+    return 0 if all(r.passed for r in rows) else 1
+
+
+# --------------------------------------------------------------------------- kernels / show
+def _cmd_kernels(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from symdl.catalog import CATALOG
+
+    table = Table(title=f"{len(CATALOG)} ops: symdl.kernels.<name> and <name>_vjp")
+    for column in ("op", "family", "inputs", "parameters (PyTorch defaults)", "summary"):
+        table.add_column(column)
+    for op in CATALOG.values():
+        inputs = ", ".join(i.name + ("" if i.differentiable else " (no grad)") for i in op.inputs)
+        params = ", ".join(f"{p.name}={p.default!r}" for p in op.params)
+        table.add_row(op.name, op.family, inputs, params, op.summary)
+    Console(width=max(140, Console().width)).print(table)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from symdl.catalog import get
+    from symdl.printing.latex import formula_latex
+
+    op = get(args.op)
+    variants = [args.variant] if args.variant else list(op.formulas)
+    for variant in variants:
+        if variant not in op.formulas:
+            raise UsageError(f"{op.name} has no variant {variant!r}; variants: {', '.join(map(str, op.formulas))}")
+        if variant:
+            print(f"{op.variant_param}={variant}")
+        print("\n".join(formula_latex(op, op.formulas[variant])))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "verify": _cmd_verify,
+    "kernels": _cmd_kernels,
+    "show": _cmd_show,
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every subcommand."""
+    parser = _Parser(prog="symdl", description="Symbolic derivation and verification of deep-learning gradients.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    verify = sub.add_parser("verify", help="re-derive and verify every catalog op")
+    verify.add_argument("--ops", help="comma-separated op names (default: all)")
+    verify.add_argument("--json", action="store_true", help="machine-readable output")
+    verify.add_argument("--no-cache", action="store_true", help="re-derive even when a cached proof exists")
+    sub.add_parser("kernels", help="list the ops and their parameters")
+    show = sub.add_parser("show", help="print an op's definition and gradients in LaTeX")
+    show.add_argument("op")
+    show.add_argument("--variant", default=None)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``symdl`` console script."""
+    from symdl.errors import SymdlError
+
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except (UsageError, SymdlError) as error:
+        print(f"symdl: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

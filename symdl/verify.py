@@ -1,0 +1,261 @@
+"""``symdl verify``: re-derive and check every catalog op, one row per op.
+
+For each op and variant:
+
+1. **proof** — :func:`symdl.derive.derive` proves the stable form and every
+   closed-form gradient equal to the definition (symbolic, or numeric identity
+   at 50 digits). Proofs are cached on disk by a hash of the entry.
+2. **fd** — the float64 gradient kernel against central finite differences of
+   the forward kernel along random directions (relative error).
+3. **ulp** — forward and gradient kernels (float64) against the mpmath
+   reference of the definition, on domain samples plus the extremes.
+4. **finite** — forward and gradient at the extremes, float32 and float64,
+   raise no overflow/invalid/divide warning and are finite where the true value
+   is finite.
+
+A row passes when every proof holds, fd <= 1e-6, the ulp errors are within the
+op's :class:`~symdl.catalog.spec.Tolerance`, and it is finite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import sympy as sp
+
+import symdl
+import symdl.kernels as kernels
+from symdl.kernels import _runtime as _rt
+from symdl.catalog import CATALOG
+from symdl.catalog.spec import Op
+from symdl.derive import Proof, derive
+from symdl.reference import Reference, ulp_error
+from symdl.sampling import draw_inputs, draw_params
+
+FD_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class VerifyRow:
+    """The outcome for one op variant."""
+
+    op: str
+    variant: str
+    proof: str
+    proofs_hold: bool
+    fd_error: float
+    forward_ulp: float
+    grad_ulp: float
+    forward_ulp_bound: float
+    grad_ulp_bound: float
+    finite: bool
+    detail: str = ""
+
+    @property
+    def passed(self) -> bool:
+        """True when every check holds."""
+        return (self.proofs_hold and self.fd_error <= FD_TOLERANCE and self.finite
+                and self.forward_ulp <= self.forward_ulp_bound and self.grad_ulp <= self.grad_ulp_bound)
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready fields, plus ``passed``."""
+        return {**asdict(self), "passed": self.passed}
+
+
+# --------------------------------------------------------------------------- kernels
+def kernel_call(op: Op, params: dict[str, object]) -> tuple[Callable[..., np.ndarray], Callable[..., tuple]]:
+    """The forward and VJP kernels of ``op`` bound to ``params``."""
+    forward, vjp = getattr(kernels, op.name), getattr(kernels, f"{op.name}_vjp")
+    return (lambda *a: forward(*a, **params)), (lambda g, *a: vjp(g, *a, **params))
+
+
+def _unreduced(op: Op, params: dict[str, object]) -> dict[str, object]:
+    """Losses are checked element by element (``reduction='none'``)."""
+    return {**params, "reduction": "none"} if any(p.name == "reduction" for p in op.params) else params
+
+
+# --------------------------------------------------------------------------- proofs
+def _cache_dir() -> Path:
+    return Path(os.environ.get("SYMDL_CACHE", Path.home() / ".cache" / "symdl"))
+
+
+def _entry_key(op: Op, variant: str) -> str:
+    formula = op.formulas[variant]
+    text = "|".join([symdl.__version__, op.name, variant, sp.srepr(formula.definition), sp.srepr(formula.stable),
+                     *(f"{k}={sp.srepr(v)}" for k, v in sorted(formula.grads.items())),
+                     *(f"{sp.srepr(k.at)}:{sp.srepr(k.subgradient)}" for k in formula.kinks)])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _derive_proofs(name_variant: tuple[str, str]) -> list[Proof]:
+    name, variant = name_variant
+    return derive(CATALOG[name], variant).proofs
+
+
+def proofs_for(targets: Sequence[tuple[str, str]], *, use_cache: bool = True, workers: int | None = None,
+               on_done: Callable[[], None] = lambda: None) -> dict[tuple[str, str], list[Proof]]:
+    """Proofs for each (op, variant), from the cache or derived in parallel."""
+    results: dict[tuple[str, str], list[Proof]] = {}
+    missing = []
+    for target in targets:
+        path = _cache_dir() / f"{_entry_key(CATALOG[target[0]], target[1])}.pkl"
+        if use_cache and path.exists():
+            results[target] = pickle.loads(path.read_bytes())
+            on_done()
+        else:
+            missing.append(target)
+    if missing:
+        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+            for target, proofs in zip(missing, pool.map(_derive_proofs, missing)):
+                results[target] = proofs
+                _store(target, proofs)
+                on_done()
+    return results
+
+
+def _store(target: tuple[str, str], proofs: list[Proof]) -> None:
+    directory = _cache_dir()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{_entry_key(CATALOG[target[0]], target[1])}.pkl"
+        temp = path.with_suffix(f".{os.getpid()}.tmp")
+        temp.write_bytes(pickle.dumps(proofs))
+        os.replace(temp, path)
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+# --------------------------------------------------------------------------- numeric checks
+def _batch_shape(op: Op) -> tuple[int, ...]:
+    return (4, 5)
+
+
+def finite_difference_error(op: Op, variant: str, seed: int = 0, directions: int = 4) -> float:
+    """Max relative error of the VJP against central differences (float64)."""
+    rng = np.random.default_rng(seed)
+    params = {**draw_params(op, rng, variant or None)}
+    forward, vjp = kernel_call(op, params)
+    inputs = draw_inputs(op, rng, _batch_shape(op))
+    out = forward(*inputs)
+    worst = 0.0
+    for _ in range(directions):
+        v = rng.standard_normal(np.shape(out))
+        grads = vjp(v if np.ndim(out) else float(v), *inputs)
+        for index, item in enumerate(op.inputs):
+            if not item.differentiable:
+                continue
+            u = rng.standard_normal(inputs[index].shape)
+            h = 1e-6 * max(1.0, float(np.max(np.abs(inputs[index]))))
+            plus = [a + h * u if i == index else a for i, a in enumerate(inputs)]
+            minus = [a - h * u if i == index else a for i, a in enumerate(inputs)]
+            numeric = float(np.sum(v * (forward(*plus) - forward(*minus)))) / (2 * h)
+            analytic = float(np.sum(grads[index] * u))
+            scale = max(abs(numeric), abs(analytic), 1e-3)
+            worst = max(worst, abs(numeric - analytic) / scale)
+    return worst
+
+
+def _extreme_inputs(op: Op, rng: np.random.Generator, dtype: type) -> list[np.ndarray] | None:
+    """Inputs holding the first input's extremes (others from their domains)."""
+    extremes = [v for v in op.inputs[0].domain.extremes if np.isfinite(dtype(v))]
+    if not extremes:
+        return None
+    if op.kind == "row":
+        values = np.array([[e, 0.0, -e] for e in extremes], dtype=dtype)
+        return [values]
+    inputs = draw_inputs(op, rng, (len(extremes),), dtype)
+    inputs[0] = np.array(extremes, dtype=dtype)
+    return inputs
+
+
+def _domain_inputs(op: Op, rng: np.random.Generator) -> list[np.ndarray]:
+    return draw_inputs(op, rng, (6, 5) if op.kind == "row" else (60,))
+
+
+def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str, object],
+           grad: np.ndarray | None = None) -> np.ndarray | None:
+    """The op's tolerance scale expression evaluated in float64 (None for 0)."""
+    if expr == 0:
+        return None
+    values = {p.symbol: params.get(p.name, p.default) for p in op.symbol_params}
+    axis = _rt.legacy_softmax_dim(np.ndim(inputs[0]), params.get("dim"), op.name) if op.kind == "row" else -1
+    functions = {
+        "rowsum": lambda e: np.sum(e, axis=axis, keepdims=True),
+        "rowmax": lambda e: np.max(e, axis=axis, keepdims=True),
+        "sigmoid": _rt.sigmoid, "softplus": _rt.softplus, "normal_cdf": _rt.normal_cdf,
+    }
+    symbols = [i.symbol for i in op.inputs] + [op.upstream]
+    f = sp.lambdify(symbols, expr.xreplace(values), modules=[functions, "numpy"])
+    upstream = np.ones_like(inputs[0]) if grad is None else grad
+    return np.broadcast_to(f(*inputs, upstream), np.shape(inputs[0]))
+
+
+def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
+    """Max forward and gradient ulp errors (float64) against the mpmath reference."""
+    rng = np.random.default_rng(seed)
+    params = _unreduced(op, draw_params(op, rng, variant or None))
+    reference = Reference(op, variant, params)
+    forward, vjp = kernel_call(op, params)
+    worst_forward = worst_grad = 0.0
+    batches = [_domain_inputs(op, rng), _extreme_inputs(op, rng, np.float64)]
+    for inputs in (b for b in batches if b is not None):
+        grad = np.ones_like(inputs[0]) if op.kind != "row" else rng.standard_normal(inputs[0].shape)
+        exact = reference.forward(inputs)
+        worst_forward = max(worst_forward, ulp_error(forward(*inputs), exact,
+                                                     _scale(op, op.tolerance_for(variant).forward_scale, inputs, params, grad)))
+        computed = vjp(grad, *inputs)
+        exact_grads = reference.gradients(inputs, grad)
+        for value, exact_grad in zip((c for c, i in zip(computed, op.inputs) if i.differentiable), exact_grads):
+            worst_grad = max(worst_grad, ulp_error(value, exact_grad,
+                                                   _scale(op, op.tolerance_for(variant).grad_scale, inputs, params, grad)))
+    return worst_forward, worst_grad
+
+
+def finite_at_extremes(op: Op, variant: str, seed: int = 2) -> tuple[bool, str]:
+    """Forward and VJP at the extremes raise no FP warning and stay finite."""
+    for dtype in (np.float32, np.float64):
+        rng = np.random.default_rng(seed)
+        params = _unreduced(op, draw_params(op, rng, variant or None))
+        inputs = _extreme_inputs(op, rng, dtype)
+        if inputs is None:
+            continue
+        forward, vjp = kernel_call(op, params)
+        try:
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                out = forward(*inputs)
+                grads = vjp(np.ones_like(out), *inputs)
+        except FloatingPointError as error:
+            return False, f"{np.dtype(dtype).name}: {error}"
+        arrays = [out, *(g for g in grads if g is not None)]
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            return False, f"{np.dtype(dtype).name}: non-finite result at the extremes"
+        if any(a.dtype != dtype for a in arrays):
+            return False, f"{np.dtype(dtype).name}: result dtype changed"
+    return True, ""
+
+
+def verify_op(op: Op, variant: str, proofs: list[Proof]) -> VerifyRow:
+    """All numeric checks for one op variant, given its proofs."""
+    fwd_ulp, grad_ulp = ulp_errors(op, variant)
+    finite, detail = finite_at_extremes(op, variant)
+    failed = [p.claim for p in proofs if not p.holds]
+    methods = sorted({p.method for p in proofs}) or ["none needed"]
+    return VerifyRow(
+        op=op.name, variant=variant, proof="; ".join(methods), proofs_hold=not failed,
+        fd_error=finite_difference_error(op, variant), forward_ulp=fwd_ulp, grad_ulp=grad_ulp,
+        forward_ulp_bound=op.tolerance_for(variant).forward_ulp, grad_ulp_bound=op.tolerance_for(variant).grad_ulp,
+        finite=finite, detail="; ".join([*(f"proof failed: {c}" for c in failed), *([detail] if detail else [])]),
+    )
+
+
+def targets(names: Iterable[str] | None = None) -> list[tuple[str, str]]:
+    """(op, variant) pairs to verify: every variant of the named ops (default: all)."""
+    ops = [CATALOG[n] for n in names] if names else list(CATALOG.values())
+    return [(op.name, str(variant)) for op in ops for variant in op.formulas]
