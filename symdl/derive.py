@@ -202,7 +202,7 @@ def _derive_elementwise(derivation: Derivation, rng: np.random.Generator) -> Non
         derived = derivation.derived[op.inputs[0].name]
         chosen = formula.grads.get(op.inputs[0].name, derived)
         value = sp.piecewise_fold(chosen).subs(x0, kink.at)
-        holds = sp.simplify(to_textbook(value) - kink.subgradient) == 0
+        holds = sp.simplify(to_textbook(value) - to_textbook(kink.subgradient)) == 0
         derivation.proofs.append(Proof(f"subgradient at {kink.at} = {kink.subgradient}", "symbolic", holds))
 
 

@@ -158,9 +158,11 @@ def _row_vjp_function(op: Op, definition: sp.Expr, n: int, which: int) -> Callab
 def ulp_error(computed: np.ndarray, exact: np.ndarray, scale: np.ndarray | None = None) -> float:
     """Largest error of ``computed`` in units in the last place of its dtype.
 
-    The unit is the spacing at ``max(|exact|, |scale|)`` (see
+    The unit is the spacing at ``max(|exact|, |scale|, tiny)`` (see
     :class:`~symdl.catalog.spec.Tolerance`), where ``exact`` is first rounded
-    to the dtype: a true value that underflows is correctly returned as 0.
+    to the dtype: a true value that underflows is correctly returned as 0, and
+    subnormal results, which carry reduced precision by construction, are
+    judged in units of the smallest normal number.
     """
     computed = np.asarray(computed)
     dtype = computed.dtype
@@ -169,7 +171,7 @@ def ulp_error(computed: np.ndarray, exact: np.ndarray, scale: np.ndarray | None 
         magnitude = np.abs(exact_rounded)
         if scale is not None:
             magnitude = np.maximum(magnitude, np.abs(np.ravel(np.asarray(scale, dtype=np.float64))).astype(dtype))
-        unit = np.spacing(magnitude).astype(np.float64)
+        unit = np.maximum(np.spacing(magnitude), np.finfo(dtype).tiny).astype(np.float64)
     errors = np.abs(np.ravel(computed).astype(np.float64) - exact_rounded.astype(np.float64))
     finite = np.isfinite(unit) & np.isfinite(exact_rounded)
     if not np.any(finite):

@@ -52,12 +52,18 @@ VALUE_SAMPLERS: dict[str, Callable[[Input, np.random.Generator, Shape, int], np.
 
 
 # --------------------------------------------------------------------------- parameters
+def variant_value(op: Op, variant: str) -> object:
+    """The parameter value that selects ``variant`` (bool variants are keyed 'True'/'False')."""
+    default = op.param(op.variant_param).default if op.variant_param else None
+    return variant == "True" if isinstance(default, bool) else variant
+
+
 def draw_params(op: Op, rng: np.random.Generator, variant: object = None) -> dict[str, object]:
     """Parameters drawn from their sample domains (defaults where none is given)."""
     params: dict[str, object] = {}
     for p in op.params:
         if p.name == op.variant_param:
-            params[p.name] = op.param(p.name).default if variant in (None, "") else variant
+            params[p.name] = op.param(p.name).default if variant in (None, "") else variant_value(op, str(variant))
         elif p.sample is not None:
             params[p.name] = float(rng.uniform(p.sample.low, p.sample.high))
     return params

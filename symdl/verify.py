@@ -86,9 +86,17 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("SYMDL_CACHE", Path.home() / ".cache" / "symdl"))
 
 
+def _prover_source() -> str:
+    """The code proofs depend on: a change to it invalidates every cached proof."""
+    import symdl.derive
+    import symdl.functions
+
+    return "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (symdl.derive, symdl.functions))
+
+
 def _entry_key(op: Op, variant: str) -> str:
     formula = op.formulas[variant]
-    text = "|".join([symdl.__version__, op.name, variant, sp.srepr(formula.definition), sp.srepr(formula.stable),
+    text = "|".join([symdl.__version__, _prover_source(), op.name, variant, sp.srepr(formula.definition), sp.srepr(formula.stable),
                      *(f"{k}={sp.srepr(v)}" for k, v in sorted(formula.grads.items())),
                      *(f"{sp.srepr(k.at)}:{sp.srepr(k.subgradient)}" for k in formula.kinks)])
     return hashlib.sha256(text.encode()).hexdigest()[:24]

@@ -153,7 +153,8 @@ ACTIVATIONS: tuple[Op, ...] = (
         torch="torch.nn.functional.celu",
         tolerance=Tolerance(forward_ulp=4.0, grad_ulp=4.0, grad_scale=sp.exp(sp.Min(x, 0) / alpha) * (1 + sp.Abs(x / alpha))),
         notes=("x / alpha is rounded before exp, whose condition number is |x / alpha|; the gradient's error is "
-               "measured relative to that.",),
+               "measured relative to that.",
+               "PyTorch's celu backward rounds 1/alpha to float32 (about 1e-8 relative); symdl uses the exact value.",),
     ),
     Op(
         name="gelu",
@@ -233,6 +234,8 @@ ACTIVATIONS: tuple[Op, ...] = (
             definition=sp.Piecewise((x, beta * x > threshold), (sp.log(1 + sp.exp(beta * x)) / beta, True)),
             stable=sp.Piecewise((x, beta * x > threshold), (softplus(beta * x) / beta, True)),
             grads={"input": sp.Piecewise((1, beta * x > threshold), (sigmoid(beta * x), True))},
+            kinks=(Kink(threshold / beta, sigmoid(threshold),
+                        "a jump of about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold"),),
             # beta * x is rounded before exp, whose condition number is |beta x|.
             tolerance=Tolerance(forward_scale=softplus(beta * x) / beta * (1 + sp.Abs(beta * x)),
                                 grad_scale=sigmoid(beta * x) * (1 + sp.Abs(beta * x))),
@@ -326,7 +329,8 @@ ACTIVATIONS: tuple[Op, ...] = (
         params=(),
         formulas={"": Formula(
             definition=sp.Piecewise((0, x <= -3), (1, x >= 3), (x / 6 + sp.Rational(1, 2), True)),
-            stable=_clamp(x / 6 + sp.Rational(1, 2), 0, 1),
+            # (x + 3) is exact near the root at -3 (Sterbenz); x/6 + 1/2 would cancel there.
+            stable=_clamp(x + 3, 0, 6) / 6,
             grads={"input": sp.Piecewise((0, x <= -3), (0, x >= 3), (sp.Rational(1, 6), True))},
             kinks=(
                 Kink(sp.Integer(-3), sp.S.Zero, "hardsigmoid_backward: zero unless -3 < x < 3"),
@@ -344,8 +348,11 @@ ACTIVATIONS: tuple[Op, ...] = (
         params=(),
         formulas={"": Formula(
             definition=sp.Piecewise((0, x <= -3), (x, x >= 3), (x * (x + 3) / 6, True)),
-            stable=x * _clamp(x / 6 + sp.Rational(1, 2), 0, 1),
-            grads={"input": sp.Piecewise((0, x <= -3), (1, x >= 3), (x / 3 + sp.Rational(1, 2), True))},
+            # x + 3 and 2x + 3 are exact near the roots at -3 and -3/2 (Sterbenz), where x/6 + 1/2
+            # and x/3 + 1/2 would cancel; the Mul is kept unevaluated so SymPy does not distribute it.
+            stable=x * _clamp(x + 3, 0, 6) / 6,
+            grads={"input": sp.Piecewise((0, x <= -3), (1, x >= 3),
+                                         (sp.Mul(sp.Rational(1, 6), 2 * x + 3, evaluate=False), True))},
             kinks=(
                 Kink(sp.Integer(-3), sp.S.Zero, "hardswish_backward: x/3 + 1/2 only for -3 < x < 3"),
                 Kink(sp.Integer(3), sp.S.One, "hardswish_backward: x/3 + 1/2 only for -3 < x < 3"),
@@ -424,7 +431,10 @@ ACTIVATIONS += (
             grads={"input": _softmax * (g - rowsum(g * _softmax))},
         )},
         torch="torch.nn.functional.softmax",
-        tolerance=Tolerance(grad_scale=_softmax * (sp.Abs(g) + rowsum(sp.Abs(g) * _softmax))),
+        # x - max(x) is rounded before exp (condition number |x - max x|); the VJP subtracts terms.
+        tolerance=Tolerance(forward_scale=_softmax * (1 + sp.Abs(x - rowmax(x))),
+                            grad_scale=_softmax * (1 + sp.Abs(x - rowmax(x)))
+                            * (sp.Abs(g) + rowsum(sp.Abs(g) * _softmax))),
         row_symbols=(x, g),
         upstream=g,
     ),
@@ -460,7 +470,9 @@ ACTIVATIONS += (
             grads={"input": -_softmin * (g - rowsum(g * _softmin))},
         )},
         torch="torch.nn.functional.softmin",
-        tolerance=Tolerance(grad_scale=_softmin * (sp.Abs(g) + rowsum(sp.Abs(g) * _softmin))),
+        tolerance=Tolerance(forward_scale=_softmin * (1 + sp.Abs(x + rowmax(-x))),
+                            grad_scale=_softmin * (1 + sp.Abs(x + rowmax(-x)))
+                            * (sp.Abs(g) + rowsum(sp.Abs(g) * _softmin))),
         row_symbols=(x, g),
         upstream=g,
     ),

@@ -465,6 +465,7 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     is finite.
     x / alpha is rounded before exp, whose condition number is |x / alpha|; the gradient's error is
     measured relative to that.
+    PyTorch's celu backward rounds 1/alpha to float32 (about 1e-8 relative); symdl uses the exact value.
 
     Generated from the catalog entry ``celu``; do not edit.
     """
@@ -502,6 +503,7 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[
     is finite.
     x / alpha is rounded before exp, whose condition number is |x / alpha|; the gradient's error is
     measured relative to that.
+    PyTorch's celu backward rounds 1/alpha to float32 (about 1e-8 relative); symdl uses the exact value.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -829,6 +831,8 @@ def softplus(input: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) ->
         \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: threshold < \beta x
         \\\sigma\left(\beta x\right) & \text{otherwise} \end{cases}
 
+    Kinks (PyTorch's subgradient): at x = threshold/beta the gradient is sigmoid(threshold) (a jump of
+    about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold).
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
     Reverts to the identity where beta * x > threshold, as PyTorch does.
@@ -865,6 +869,8 @@ def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, thresh
         \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: threshold < \beta x
         \\\sigma\left(\beta x\right) & \text{otherwise} \end{cases}
 
+    Kinks (PyTorch's subgradient): at x = threshold/beta the gradient is sigmoid(threshold) (a jump of
+    about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold).
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
     Reverts to the identity where beta * x > threshold, as PyTorch does.
@@ -1197,7 +1203,7 @@ def hardsigmoid(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        y = \max\left(0, \min\left(1, \frac{x}{6} + \frac{1}{2}\right)\right)
+        y = \frac{\max\left(0, \min\left(6, x + 3\right)\right)}{6}
 
     Gradient:
 
@@ -1214,7 +1220,7 @@ def hardsigmoid(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``hardsigmoid``; do not edit.
     """
     x = _rt.float_array(input, 'hardsigmoid', 'input')
-    out = np.maximum(np.minimum((0.16666666666666666)*x + 0.5, 1), 0)
+    out = (0.16666666666666666)*np.maximum(np.minimum(x + 3, 6), 0)
     return out
 
 
@@ -1230,7 +1236,7 @@ def hardsigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        y = \max\left(0, \min\left(1, \frac{x}{6} + \frac{1}{2}\right)\right)
+        y = \frac{\max\left(0, \min\left(6, x + 3\right)\right)}{6}
 
     Gradient:
 
@@ -1268,14 +1274,14 @@ def hardswish(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        y = x \max\left(0, \min\left(1, \frac{x}{6} + \frac{1}{2}\right)\right)
+        y = \frac{x \max\left(0, \min\left(6, x + 3\right)\right)}{6}
 
     Gradient:
 
     .. math::
 
         \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: x \leq -3 \\1 & \text{for}\: x
-        \geq 3 \\\frac{x}{3} + \frac{1}{2} & \text{otherwise} \end{cases}
+        \geq 3 \\\frac{2 x + 3}{6} & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = -3 the gradient is 0 (hardswish_backward: x/3 + 1/2 only for
     -3 < x < 3); at x = 3 the gradient is 1 (hardswish_backward: x/3 + 1/2 only for -3 < x < 3).
@@ -1285,7 +1291,7 @@ def hardswish(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``hardswish``; do not edit.
     """
     x = _rt.float_array(input, 'hardswish', 'input')
-    out = x*np.maximum(np.minimum((0.16666666666666666)*x + 0.5, 1), 0)
+    out = (0.16666666666666666)*x*np.maximum(np.minimum(x + 3, 6), 0)
     return out
 
 
@@ -1301,14 +1307,14 @@ def hardswish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        y = x \max\left(0, \min\left(1, \frac{x}{6} + \frac{1}{2}\right)\right)
+        y = \frac{x \max\left(0, \min\left(6, x + 3\right)\right)}{6}
 
     Gradient:
 
     .. math::
 
         \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: x \leq -3 \\1 & \text{for}\: x
-        \geq 3 \\\frac{x}{3} + \frac{1}{2} & \text{otherwise} \end{cases}
+        \geq 3 \\\frac{2 x + 3}{6} & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = -3 the gradient is 0 (hardswish_backward: x/3 + 1/2 only for
     -3 < x < 3); at x = 3 the gradient is 1 (hardswish_backward: x/3 + 1/2 only for -3 < x < 3).
@@ -1323,7 +1329,7 @@ def hardswish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'hardswish', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardswish')
-    grad_input = np.where((x >= 3), g, g*((0.3333333333333333)*x + 0.5)) * (x > -3)
+    grad_input = np.where((x >= 3), g, (0.16666666666666666)*g*(2*x + 3)) * (x > -3)
     return (grad_input,)
 
 

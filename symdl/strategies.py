@@ -1,0 +1,84 @@
+"""Hypothesis strategies for catalog ops and for users' own gradient tests.
+
+``op_cases(op)`` draws a parameter set and a list of input arrays from the
+op's declared domains; ``arrays_in(domain)`` draws well-conditioned float
+arrays from a :class:`~symdl.catalog.spec.Domain`. symdl's own catalog tests
+use exactly these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from symdl.catalog.spec import Domain, Op
+from symdl.sampling import input_shapes, variant_value
+
+#: Largest array a case draws per axis: small enough for full Jacobians.
+MAX_SIDE = 5
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One drawn call of an op: its variant, parameters and inputs."""
+
+    op: Op
+    variant: str
+    params: dict[str, object]
+    inputs: tuple[np.ndarray, ...]
+
+
+def arrays_in(domain: Domain, shape: tuple[int, ...], dtype: type = np.float64) -> st.SearchStrategy[np.ndarray]:
+    """Arrays of ``shape`` with finite elements in ``[domain.low, domain.high]``."""
+    width = 32 if np.dtype(dtype) == np.float32 else 64
+    elements = st.floats(domain.low, domain.high, allow_nan=False, allow_infinity=False, width=width)
+    return hnp.arrays(dtype, shape, elements=elements)
+
+
+def param_values(op: Op, variant: str) -> st.SearchStrategy[dict[str, object]]:
+    """Parameters: sampled where the catalog gives a range, else the default."""
+    fixed: dict[str, object] = {}
+    drawn: dict[str, st.SearchStrategy[object]] = {}
+    for p in op.params:
+        if p.name == op.variant_param:
+            fixed[p.name] = variant_value(op, variant)
+        elif p.sample is not None:
+            drawn[p.name] = st.floats(p.sample.low, p.sample.high, allow_nan=False)
+    return st.fixed_dictionaries(drawn).map(lambda d: {**fixed, **d})
+
+
+def _batch_shapes(op: Op) -> st.SearchStrategy[tuple[int, ...]]:
+    if op.kind == "class_loss":
+        return st.tuples(st.integers(1, MAX_SIDE), st.integers(2, MAX_SIDE))
+    return hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=MAX_SIDE)
+
+
+_ROLE_ELEMENTS = {
+    "sign": st.sampled_from([-1.0, 1.0]),
+    "binary": st.sampled_from([0.0, 1.0]),
+}
+
+
+@st.composite
+def op_cases(draw: st.DrawFn, op: Op, variant: str = "", dtype: type = np.float64) -> OpCase:
+    """A call of ``op``: parameters and one array per input, from its domains."""
+    params = draw(param_values(op, variant))
+    batch = draw(_batch_shapes(op))
+    shapes = input_shapes(op, batch)
+    num_classes = batch[1] if len(batch) > 1 else batch[0]
+    inputs = []
+    for item in op.inputs:
+        shape = shapes[item.name]
+        if item.role == "class_index":
+            inputs.append(draw(hnp.arrays(np.int64, shape, elements=st.integers(0, num_classes - 1))))
+        elif item.role in _ROLE_ELEMENTS:
+            inputs.append(draw(hnp.arrays(dtype, shape, elements=_ROLE_ELEMENTS[item.role])))
+        elif item.role == "distribution":
+            raw = draw(arrays_in(Domain(0.05, 1.0), shape, dtype))
+            inputs.append((raw / raw.sum(axis=1 if raw.ndim > 1 else 0, keepdims=True)).astype(dtype))
+        else:
+            inputs.append(draw(arrays_in(item.domain, shape, dtype)))
+    return OpCase(op, variant, params, tuple(inputs))

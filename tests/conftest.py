@@ -1,0 +1,28 @@
+"""Shared test configuration: hypothesis profiles and catalog parametrisation.
+
+Profiles: ``quick`` (default, local runs) and ``ci`` (more examples,
+derandomised so CI is reproducible), chosen by ``SYMDL_HYPOTHESIS_PROFILE``;
+CI sets it in ``.ci/run``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from symdl.catalog import CATALOG
+
+settings.register_profile("quick", max_examples=20, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("ci", max_examples=60, deadline=None, derandomize=True, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("SYMDL_HYPOTHESIS_PROFILE", "quick"))
+
+#: Every (op, variant) of the catalog, as pytest parameters with readable ids.
+OP_VARIANTS = [
+    pytest.param(op, str(variant), id=f"{op.name}-{variant}" if variant else op.name)
+    for op in CATALOG.values()
+    for variant in op.formulas
+]

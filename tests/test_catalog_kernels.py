@@ -1,0 +1,204 @@
+"""Every catalog op's kernels, checked generically (parametrised over the catalog).
+
+(a) VJP against central finite differences of the forward kernel (float64),
+    along random directions and, for small inputs, the full Jacobian;
+(b) forward and VJP against the mpmath reference of the definition, within the
+    op's stated ulp bound, with the domain extremes pinned by ``@example``;
+(c) float32 in, float32 out, within float32 accuracy;
+plus PyTorch's subgradient at every kink and finiteness at the extremes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+import symdl.kernels as kernels
+from symdl.catalog.spec import Op
+from symdl.reference import Reference, ulp_error
+from symdl.sampling import variant_value
+from symdl.strategies import OpCase, op_cases
+from symdl.verify import _scale, finite_at_extremes
+from tests.conftest import OP_VARIANTS
+
+
+def forward(case: OpCase, inputs: tuple[np.ndarray, ...] | None = None) -> np.ndarray:
+    return getattr(kernels, case.op.name)(*(inputs or case.inputs), **case.params)
+
+
+def vjp(case: OpCase, grad: np.ndarray, inputs: tuple[np.ndarray, ...] | None = None) -> tuple:
+    return getattr(kernels, f"{case.op.name}_vjp")(grad, *(inputs or case.inputs), **case.params)
+
+
+def unreduced(case: OpCase) -> OpCase:
+    """The same case with ``reduction='none'`` where the op reduces."""
+    if any(p.name == "reduction" for p in case.op.params):
+        return OpCase(case.op, case.variant, {**case.params, "reduction": "none"}, case.inputs)
+    return case
+
+
+def kink_distance(case: OpCase) -> float:
+    """Distance of the first input's elements to the nearest kink (inf if none)."""
+    formula = case.op.formulas[case.variant]
+    values = {p.symbol: case.params.get(p.name, p.default) for p in case.op.symbol_params}
+    points = [float(k.at.xreplace(values)) for k in formula.kinks]
+    if not points or case.inputs[0].size == 0:
+        return float("inf")
+    x = case.inputs[0].astype(np.float64)
+    return float(min(np.min(np.abs(x - p)) for p in points))
+
+
+def random_like(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return rng.standard_normal(shape)
+
+
+# --------------------------------------------------------------------------- (a) finite differences
+@pytest.mark.parametrize(("op", "variant"), OP_VARIANTS)
+@given(data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_vjp_matches_central_differences(op: Op, variant: str, data: st.DataObject, seed: int) -> None:
+    case = data.draw(op_cases(op, variant))
+    assume(kink_distance(case) > 1e-3)
+    rng = np.random.default_rng(seed)
+    out = forward(case)
+    v = random_like(rng, np.shape(out))
+    grads = vjp(case, v)
+    for index, item in enumerate(op.inputs):
+        if not item.differentiable:
+            assert grads[index] is None
+            continue
+        x = case.inputs[index]
+        assert grads[index].shape == x.shape
+        # 1e-7: small enough that straddling a jump of f'' (softsign, huber at 0) costs < 1e-6,
+        # large enough that rounding (eps |f| / h) stays near 1e-9.
+        h = 1e-7 * max(1.0, float(np.max(np.abs(x), initial=0.0)))
+
+        def directional(u: np.ndarray, i: int = index, h: float = h) -> float:
+            plus = tuple(a + h * u if j == i else a for j, a in enumerate(case.inputs))
+            minus = tuple(a - h * u if j == i else a for j, a in enumerate(case.inputs))
+            return float(np.sum(v * (forward(case, plus) - forward(case, minus)))) / (2 * h)
+
+        u = random_like(rng, x.shape)
+        numeric, analytic = directional(u), float(np.sum(grads[index] * u))
+        assert abs(numeric - analytic) <= 1e-5 * max(1.0, abs(numeric), abs(analytic)), (numeric, analytic)
+        if x.size <= 12:  # the full Jacobian, one basis direction at a time
+            for flat in range(x.size):
+                e = np.zeros(x.size)
+                e[flat] = 1.0
+                numeric = directional(e.reshape(x.shape))
+                analytic = float(grads[index].ravel()[flat])
+                assert abs(numeric - analytic) <= 1e-5 * max(1.0, abs(numeric)), (flat, numeric, analytic)
+
+
+# --------------------------------------------------------------------------- (b) reference
+def _extreme_case(op: Op, variant: str, case: OpCase) -> OpCase:
+    """``case`` with the first input replaced by the op's extremes."""
+    extremes = np.array(op.inputs[0].domain.extremes)
+    if op.kind == "row":
+        first = np.stack([extremes, np.zeros_like(extremes), -extremes], axis=1)
+        return OpCase(op, variant, case.params, (first,))
+    rng = np.random.default_rng(0)
+    from symdl.sampling import draw_inputs
+
+    inputs = draw_inputs(op, rng, extremes.shape)
+    inputs[0] = extremes
+    return OpCase(op, variant, case.params, tuple(inputs))
+
+
+@pytest.mark.parametrize(("op", "variant"), OP_VARIANTS)
+@given(data=st.data(), use_extremes=st.booleans())
+@example(data=None, use_extremes=True)  # pins every op's domain extremes (softplus(1000), sigmoid(-1000), ...)
+def test_matches_mpmath_reference_within_ulp_bound(op: Op, variant: str, data: st.DataObject | None,
+                                                   use_extremes: bool) -> None:
+    if data is None:
+        params = {op.variant_param: variant_value(op, variant)} if op.variant_param else {}
+        case = _extreme_case(op, variant, OpCase(op, variant, params, ()))
+    else:
+        case = data.draw(op_cases(op, variant))
+        if use_extremes and op.inputs[0].domain.extremes:
+            case = _extreme_case(op, variant, case)
+    case = unreduced(case)
+    assume(kink_distance(case) > 0)
+    tolerance = op.tolerance_for(variant)
+    reference = Reference(op, variant, case.params)
+    grad = np.ones_like(case.inputs[0]) if op.kind != "row" else np.linspace(-1, 1, case.inputs[0].size).reshape(
+        case.inputs[0].shape)
+    forward_scale = _scale(op, tolerance.forward_scale, case.inputs, case.params, grad)
+    assert ulp_error(forward(case), reference.forward(case.inputs), forward_scale) <= tolerance.forward_ulp
+    computed = [g for g, item in zip(vjp(case, grad), op.inputs) if item.differentiable]
+    grad_scale = _scale(op, tolerance.grad_scale, case.inputs, case.params, grad)
+    for value, exact in zip(computed, reference.gradients(case.inputs, grad)):
+        assert ulp_error(value, exact, grad_scale) <= tolerance.grad_ulp
+
+
+# --------------------------------------------------------------------------- (c) float32
+@pytest.mark.parametrize(("op", "variant"), OP_VARIANTS)
+@given(data=st.data())
+def test_float32_stays_float32_and_accurate(op: Op, variant: str, data: st.DataObject) -> None:
+    case32 = unreduced(data.draw(op_cases(op, variant, dtype=np.float32)))
+    assume(kink_distance(case32) > 1e-3)
+    case64 = OpCase(op, variant, case32.params,
+                    tuple(a.astype(np.float64) if a.dtype == np.float32 else a for a in case32.inputs))
+    out32, out64 = forward(case32), forward(case64)
+    assert out32.dtype == np.float32
+    tolerance = op.tolerance_for(variant)
+    # float64 on the same (exactly representable) inputs is exact to float32 precision.
+    scale = _scale(op, tolerance.forward_scale, case64.inputs, case64.params)
+    assert ulp_error(out32, out64, scale) <= 2 * tolerance.forward_ulp + 2
+    grad32 = np.ones_like(out32)
+    grads32 = vjp(case32, grad32)
+    grads64 = vjp(case64, grad32.astype(np.float64))
+    grad_scale = _scale(op, tolerance.grad_scale, case64.inputs, case64.params)
+    for g32, g64, item in zip(grads32, grads64, op.inputs):
+        if item.differentiable:
+            assert g32.dtype == np.float32
+            assert ulp_error(g32, g64, grad_scale) <= 2 * tolerance.grad_ulp + 2
+
+
+# --------------------------------------------------------------------------- kinks and extremes
+KINKS = [
+    pytest.param(op, variant, kink, id=f"{op.name}{'-' + variant if variant else ''}@{kink.at}")
+    for op, variant in ((p.values[0], p.values[1]) for p in OP_VARIANTS)
+    for kink in op.formulas[variant].kinks
+]
+
+
+@pytest.mark.parametrize(("op", "variant", "kink"), KINKS)
+def test_kink_gradient_is_pytorch_subgradient(op: Op, variant: str, kink: object) -> None:
+    defaults = {p.symbol: p.default for p in op.symbol_params}
+    at = float(kink.at.xreplace(defaults))
+    expected = float(sp.sympify(kink.subgradient).xreplace(defaults))
+    params = {op.variant_param: variant_value(op, variant)} if op.variant_param else {}
+    (grad,) = getattr(kernels, f"{op.name}_vjp")(np.ones(1), np.array([at]), **params)
+    assert grad[0] == pytest.approx(expected, rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize(("op", "variant"), OP_VARIANTS)
+def test_finite_and_warning_free_at_extremes(op: Op, variant: str) -> None:
+    finite, detail = finite_at_extremes(op, variant)
+    assert finite, detail
+
+
+ISSUE_EXTREMES = [
+    ("softplus", (np.array([1000.0]),), {}, [1000.0], [1.0]),
+    ("sigmoid", (np.array([-1000.0]),), {}, [0.0], [0.0]),
+    ("silu", (np.array([-1000.0, 1000.0], np.float32),), {}, [-0.0, 1000.0], [0.0, 1.0]),
+    ("mish", (np.array([-1000.0, 1000.0], np.float32),), {}, [-0.0, 1000.0], [0.0, 1.0]),
+    ("log_softmax", (np.array([0.0, 1e4]),), {"dim": 0}, [-1e4, 0.0], None),
+]
+
+
+@pytest.mark.parametrize(("name", "inputs", "params", "expected", "expected_grad"), ISSUE_EXTREMES,
+                         ids=[c[0] for c in ISSUE_EXTREMES])
+def test_named_extremes_from_the_issue(name: str, inputs: tuple, params: dict, expected: list,
+                                       expected_grad: list | None) -> None:
+    with np.errstate(all="raise", under="ignore"):
+        out = getattr(kernels, name)(*inputs, **params)
+        (grad,) = getattr(kernels, f"{name}_vjp")(np.ones_like(out), *inputs, **params)
+    assert out.dtype == inputs[0].dtype
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=0)
+    if expected_grad is not None:
+        np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-30)
+    assert np.all(np.isfinite(grad))

@@ -1,0 +1,46 @@
+"""The real ``symdl`` command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def symdl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "symdl.cli", *args], capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+def test_kernels_lists_every_op() -> None:
+    from symdl.catalog import CATALOG
+
+    result = symdl("kernels")
+    assert result.returncode == 0
+    for name in CATALOG:
+        assert name in result.stdout
+
+
+def test_verify_one_op_as_json() -> None:
+    result = symdl("verify", "--ops", "sigmoid,softmax", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [r["op"] for r in rows] == ["sigmoid", "softmax"]
+    assert all(r["passed"] for r in rows)
+
+
+def test_show_prints_latex() -> None:
+    result = symdl("show", "sigmoid")
+    assert result.returncode == 0
+    assert r"\frac{\partial y}{\partial x}" in result.stdout
+
+
+@pytest.mark.parametrize("args", [("verify", "--ops", "reluu"), ("show", "nope"), ("frobnicate",),
+                                  ("show", "gelu", "--variant", "cubic"), ()])
+def test_bad_usage_is_one_line_on_stderr_and_exit_2(args: tuple[str, ...]) -> None:
+    result = symdl(*args)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("symdl: error: ")
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,46 @@
+"""Optional: every op matches its PyTorch counterpart (skipped without torch)."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+import symdl.kernels as kernels
+from symdl.catalog.spec import Op
+from symdl.sampling import draw_inputs, draw_params
+from tests.conftest import OP_VARIANTS
+
+torch = pytest.importorskip("torch")
+
+#: Where PyTorch rounds a constant to float32 even for float64 tensors: hardsigmoid's 1/6,
+#: and celu's backward, which uses 1 / alpha.toFloat().
+LOOSER = {"hardsigmoid": 1e-7, "celu": 1e-7}
+#: Absolute floor: PyTorch's gelu forms 1 + erf(x / sqrt 2), which cancels for x < 0 (ours does not).
+ATOL = 1e-14
+
+
+def _torch_function(path: str):  # noqa: ANN202
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+@pytest.mark.parametrize(("op", "variant"), [p for p in OP_VARIANTS if p.values[0].torch])
+@pytest.mark.parametrize("seed", range(3))
+def test_forward_and_gradients_match_torch(op: Op, variant: str, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    params = draw_params(op, rng, variant or None)
+    inputs = draw_inputs(op, rng, (4, 5))
+    tensors = [torch.tensor(a, requires_grad=a.dtype.kind == "f" and item.differentiable)
+               for a, item in zip(inputs, op.inputs)]
+    expected = _torch_function(op.torch)(*tensors, **params)
+    out = getattr(kernels, op.name)(*inputs, **params)
+    rtol = LOOSER.get(op.name, 1e-12)
+    np.testing.assert_allclose(out, expected.detach().numpy(), rtol=rtol, atol=ATOL)
+    upstream = rng.standard_normal(np.shape(out))
+    expected.backward(torch.tensor(upstream))
+    grads = getattr(kernels, f"{op.name}_vjp")(upstream, *inputs, **params)
+    for grad, tensor in zip(grads, tensors):
+        if tensor.requires_grad:
+            np.testing.assert_allclose(grad, tensor.grad.numpy(), rtol=max(rtol, 1e-11), atol=ATOL)
