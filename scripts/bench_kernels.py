@@ -118,6 +118,14 @@ def _exp_neg_abs(x: Array) -> Array:
     return np.exp(e, out=e)
 
 
+def _exp_neg_twice(a: Array) -> Array:
+    """exp(-2 a) for a >= 0, in place. -2 a may overflow to -inf for huge a; exp(-inf) = 0 is the
+    exact answer, so that overflow alone is silenced (cheaper than a clipping pass)."""
+    with np.errstate(over="ignore"):
+        a *= -2.0
+    return np.exp(a, out=a)
+
+
 def _sigmoid_of(e: Array, positive: Array) -> Array:
     """sigmoid(z) from e = exp(-|z|) and the mask z >= 0, overwriting e.
 
@@ -245,8 +253,9 @@ def leaky_relu(x: Array, negative_slope: float = 0.01) -> Array:
 
 def leaky_relu_vjp(g: Array, x: Array, negative_slope: float = 0.01) -> Array:
     positive = x > 0
-    if 0.0 <= negative_slope <= 1.0:  # factor = max(slope, [x > 0]) is 1 or slope, exactly
-        factor = np.maximum(positive, negative_slope, dtype=x.dtype)
+    if 0.0 <= negative_slope <= 1.0:  # [x > 0] clipped below at the slope: 1 or slope, exactly
+        factor = positive.astype(x.dtype)
+        np.clip(factor, negative_slope, INF, out=factor)
         factor *= g
         return factor
     return np.where(positive, g, np.multiply(g, negative_slope))
@@ -350,34 +359,37 @@ def _gelu_erf_vjp(g: Array, x: Array) -> Array:
     return p
 
 
-def _gelu_tanh_arg(x: Array) -> tuple[Array, Array]:
-    """(u^2, tanh(K (u + C u^3))) with u = clip(x, -10, 10): tanh is +-1 beyond |x| = 10."""
+def _gelu_tanh_inner(x: Array) -> tuple[Array, Array]:
+    """(u, K (u + C u^3)) with u = clip(x, -10, 10): tanh of it is +-1 beyond |x| = 10,
+    and the cube cannot overflow. Two buffers; the second is u^2-based scratch."""
     u = np.clip(x, -10.0, 10.0)
-    u2 = np.square(u)
-    t = np.multiply(u2, GELU_K * GELU_C)
-    t += GELU_K
-    t *= u
-    np.tanh(t, out=t)
-    return u2, t
+    z = np.square(u)
+    z *= GELU_K * GELU_C
+    z += GELU_K
+    z *= u
+    return u, z
 
 
 def _gelu_tanh(x: Array) -> Array:
-    _, t = _gelu_tanh_arg(x)
+    _, t = _gelu_tanh_inner(x)
+    np.tanh(t, out=t)
     t += 1.0
+    t *= 0.5  # <= 1 before the product: x * 2 could overflow
     t *= x
-    t *= 0.5
     return t
 
 
 def _gelu_tanh_vjp(g: Array, x: Array) -> Array:
     # 0.5 (1 + t) + 0.5 x (1 - t^2) K (1 + 3 C u^2), with 1 - t^2 = (1 - t)(1 + t)
-    u2, t = _gelu_tanh_arg(x)
-    u2 *= 3.0 * GELU_K * GELU_C
-    u2 += GELU_K
-    p = t + 1.0
+    u, t = _gelu_tanh_inner(x)
+    np.tanh(t, out=t)
+    b = np.square(u)
+    b *= 3.0 * GELU_K * GELU_C
+    b += GELU_K  # K (1 + 3 C u^2)
+    p = np.add(t, 1.0, out=u)  # u is no longer needed
     np.subtract(1.0, t, out=t)
     t *= p  # 1 - t^2, exactly 0 where |x| >= 10: no inf * 0 below
-    t *= u2
+    t *= b
     t *= x
     t += p
     t *= 0.5
@@ -412,19 +424,18 @@ def silu(x: Array) -> Array:
 
 
 def silu_vjp(g: Array, x: Array) -> Array:
-    # s (1 + x (1 - s)) = s + x e r^2 with e = exp(-|x|), r = 1 / (1 + e):
-    # 1 - s is never formed by cancellation.
+    # s (1 + x (1 - s)) = r (n + x e r) with e = exp(-|x|), r = 1 / (1 + e), n = 1 (x >= 0)
+    # or e (x < 0): s = n r and s (1 - s) = e r^2, so 1 - s is never formed by cancellation.
     e = _exp_neg_abs(x)
     r = e + 1.0
     np.reciprocal(r, out=r)
-    e *= r  # e r: sigmoid(-|x|)
-    s = np.maximum(e, x >= 0)  # 1 where x >= 0, e r where x < 0 ...
-    np.minimum(s, r, out=s)  # ... so min with r gives sigmoid(x)
-    e *= r
-    e *= x
-    e += s
-    e *= g
-    return e
+    t = np.multiply(e, r)
+    t *= x
+    np.maximum(e, x >= 0, out=e)  # n
+    t += e
+    t *= r
+    t *= g
+    return t
 
 
 def _mish_high(dtype: np.dtype[Any]) -> float:
@@ -446,7 +457,7 @@ def mish(x: Array) -> Array:
 
 def mish_vjp(g: Array, x: Array) -> Array:
     # t + x sigmoid(x) (1 - t^2) = w ((w + 2) D + 4 x (1 + w)) / D^2, D = w (w + 2) + 2
-    u = np.clip(x, -INF, _mish_high(x.dtype))
+    u = np.clip(x, -1000.0, _mish_high(x.dtype))  # exp(-1000) is 0: 4 u cannot overflow
     w = np.exp(u)
     b = w + 1.0
     b *= u
@@ -547,9 +558,7 @@ def tanh(x: Array) -> Array:
 
 def tanh_vjp(g: Array, x: Array) -> Array:
     # 1 - tanh(x)^2 = 4 e / (1 + e)^2 with e = exp(-2|x|): accurate where tanh(x) rounds to +-1
-    e = np.abs(x)
-    e *= -2.0
-    np.exp(e, out=e)
+    e = _exp_neg_twice(np.abs(x))
     d = e + 1.0
     np.divide(2.0, d, out=d)
     np.square(d, out=d)
@@ -580,20 +589,19 @@ def hardsigmoid_vjp(g: Array, x: Array) -> Array:
 
 
 def hardswish(x: Array) -> Array:
-    y = np.add(x, 3.0)
-    np.clip(y, 0.0, 6.0, out=y)
+    y = hardsigmoid(x)  # in [0, 1] before the product (x * 6 could overflow); exactly x for x >= 3
     y *= x
-    y /= 6.0
     return y
 
 
 def hardswish_vjp(g: Array, x: Array) -> Array:
-    # 0 for x < -3, x/3 + 1/2 on [-3, 3], 1 for x > 3 (hardswish_backward)
+    # PyTorch's hardswish_backward: 0 for x <= -3, x/3 + 1/2 on (-3, 3), 1 for x >= 3
+    # (checked against torch 2.13: 0 at -3 and 1 at 3, the open interval).
     f = np.divide(x, 3.0)
     f += 0.5
     a = np.abs(x)
-    f *= a <= 3.0
-    f += x > 3.0
+    f *= a < 3.0
+    f += x >= 3.0
     f *= g
     return f
 
@@ -763,11 +771,13 @@ def huber_loss_vjp(g: Upstream, input: Array, target: Array, *, need: Sequence[b
 
 
 def _clamped_logs(p: Array) -> tuple[Array, Array]:
-    """(max(log p, -100), max(log1p(-p), -100))."""
-    lp = np.log(p)
+    """(max(log p, -100), max(log1p(-p), -100)). log 0 = -inf is clamped like any other
+    value below -100, so only that divide-by-zero is silenced (no extra pass)."""
+    with np.errstate(divide="ignore"):
+        lp = np.log(p)
+        lq = np.negative(p)
+        np.log1p(lq, out=lq)
     np.clip(lp, BCE_LOG_FLOOR, INF, out=lp)
-    lq = np.negative(p)
-    np.log1p(lq, out=lq)
     np.clip(lq, BCE_LOG_FLOOR, INF, out=lq)
     return lp, lq
 
@@ -889,7 +899,8 @@ def kl_div_vjp(g: Upstream, input: Array, target: Array, *, need: Sequence[bool]
     dt = None
     if need[1]:  # d/dt = log t + 1 - x (or exp(t) (t - x + 1))
         if w is None:
-            dt = np.log(target)
+            with np.errstate(divide="ignore"):  # -inf at t = 0, the limit of log t + 1 - x (PyTorch: 0/0 = NaN)
+                dt = np.log(target)
         else:
             dt = np.array(target, copy=True)
         dt -= input
@@ -926,8 +937,7 @@ def log_cosh(input: Array, target: Array, reduction: str = "mean") -> Any:
     _check_reduction(reduction)
     a = np.subtract(input, target)
     np.abs(a, out=a)
-    l = np.multiply(a, -2.0)
-    np.exp(l, out=l)
+    l = _exp_neg_twice(a.copy())
     np.log1p(l, out=l)
     if reduction == "none":
         l += a
@@ -1264,6 +1274,7 @@ def machine_lines() -> list[str]:
 def print_table(rows: Sequence[Row]) -> None:
     try:
         from rich.console import Console
+        from rich.markup import escape
         from rich.table import Table
     except ImportError:
         widths = [max(len(h), *(len(_cells(r)[i]) for r in rows)) for i, h in enumerate(HEADERS)]
@@ -1276,12 +1287,15 @@ def print_table(rows: Sequence[Row]) -> None:
     for i, header in enumerate(HEADERS):
         table.add_column(header, justify="left" if i in (0, 1, 8) else "right")
     for row in rows:
-        cells = _cells(row)
+        cells = [escape(c) for c in _cells(row)]  # 'gelu[tanh]' is not markup
         for i in (4, 7):
             if cells[i] != "-" and float(cells[i]) > RATIO_MAX_TARGET:
                 cells[i] = f"[bold red]{cells[i]}[/]"
         table.add_row(*cells)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:  # piped or redirected: do not squeeze the table into 80 columns
+        console = Console(width=200)
+    console.print(table)
 
 
 def markdown(rows: Sequence[Row], summary: Summary | None, header: Sequence[str], notes: Sequence[str]) -> str:
@@ -1304,10 +1318,21 @@ def write_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(tmp)
         raise
+
+
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def _unlink_quietly(path: str) -> None:

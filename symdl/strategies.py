@@ -31,22 +31,36 @@ class OpCase:
     inputs: tuple[np.ndarray, ...]
 
 
+def float_range(low: float, high: float, width: int) -> st.SearchStrategy[float]:
+    """Floats in [low, high]; for width 32 the bounds are rounded inwards to float32."""
+    if width == 32:
+        low32, high32 = np.float32(low), np.float32(high)
+        low = float(low32 if low32 >= low else np.nextafter(low32, np.float32(np.inf)))
+        high = float(high32 if high32 <= high else np.nextafter(high32, np.float32(-np.inf)))
+    return st.floats(low, high, allow_nan=False, allow_infinity=False, width=width)
+
+
 def arrays_in(domain: Domain, shape: tuple[int, ...], dtype: type = np.float64) -> st.SearchStrategy[np.ndarray]:
     """Arrays of ``shape`` with finite elements in ``[domain.low, domain.high]``."""
     width = 32 if np.dtype(dtype) == np.float32 else 64
-    elements = st.floats(domain.low, domain.high, allow_nan=False, allow_infinity=False, width=width)
+    elements = float_range(domain.low, domain.high, width)
     return hnp.arrays(dtype, shape, elements=elements)
 
 
-def param_values(op: Op, variant: str) -> st.SearchStrategy[dict[str, object]]:
-    """Parameters: sampled where the catalog gives a range, else the default."""
+def param_values(op: Op, variant: str, dtype: type = np.float64) -> st.SearchStrategy[dict[str, object]]:
+    """Parameters: sampled where the catalog gives a range, else the default.
+
+    With a float32 ``dtype`` they are float32-representable, as PyTorch rounds a
+    scalar parameter to the tensor's dtype.
+    """
+    width = 32 if np.dtype(dtype) == np.float32 else 64
     fixed: dict[str, object] = {}
     drawn: dict[str, st.SearchStrategy[object]] = {}
     for p in op.params:
         if p.name == op.variant_param:
             fixed[p.name] = variant_value(op, variant)
         elif p.sample is not None:
-            drawn[p.name] = st.floats(p.sample.low, p.sample.high, allow_nan=False)
+            drawn[p.name] = float_range(p.sample.low, p.sample.high, width)
     return st.fixed_dictionaries(drawn).map(lambda d: {**fixed, **d})
 
 
@@ -65,7 +79,7 @@ _ROLE_ELEMENTS = {
 @st.composite
 def op_cases(draw: st.DrawFn, op: Op, variant: str = "", dtype: type = np.float64) -> OpCase:
     """A call of ``op``: parameters and one array per input, from its domains."""
-    params = draw(param_values(op, variant))
+    params = draw(param_values(op, variant, dtype))
     batch = draw(_batch_shapes(op))
     shapes = input_shapes(op, batch)
     num_classes = batch[1] if len(batch) > 1 else batch[0]

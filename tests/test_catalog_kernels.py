@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
-from hypothesis import assume, example, given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import symdl.kernels as kernels
@@ -40,15 +40,24 @@ def unreduced(case: OpCase) -> OpCase:
     return case
 
 
-def kink_distance(case: OpCase) -> float:
-    """Distance of the first input's elements to the nearest kink (inf if none)."""
+def kink_points(case: OpCase) -> list[float]:
+    """The first input's kinks, at the case's parameters."""
     formula = case.op.formulas[case.variant]
     values = {p.symbol: case.params.get(p.name, p.default) for p in case.op.symbol_params}
-    points = [float(k.at.xreplace(values)) for k in formula.kinks]
-    if not points or case.inputs[0].size == 0:
-        return float("inf")
-    x = case.inputs[0].astype(np.float64)
-    return float(min(np.min(np.abs(x - p)) for p in points))
+    return [float(k.at.xreplace(values)) for k in formula.kinks]
+
+
+def off_kinks(case: OpCase, margin: float) -> OpCase:
+    """``case`` with first-input elements within ``margin`` of a kink moved 2 margins off it.
+
+    Hypothesis favours values such as 0.0, which sit on kinks; moving them keeps
+    every drawn example instead of discarding most of them.
+    """
+    x = case.inputs[0].copy()
+    for point in kink_points(case):
+        near = np.abs(x - point) < margin
+        x[near] = point + np.where(x[near] < point, -2 * margin, 2 * margin)
+    return OpCase(case.op, case.variant, case.params, (x, *case.inputs[1:]))
 
 
 def random_like(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -59,8 +68,7 @@ def random_like(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 @pytest.mark.parametrize(("op", "variant"), OP_VARIANTS)
 @given(data=st.data(), seed=st.integers(0, 2**32 - 1))
 def test_vjp_matches_central_differences(op: Op, variant: str, data: st.DataObject, seed: int) -> None:
-    case = data.draw(op_cases(op, variant))
-    assume(kink_distance(case) > 1e-3)
+    case = off_kinks(data.draw(op_cases(op, variant)), 1e-3)
     rng = np.random.default_rng(seed)
     out = forward(case)
     v = random_like(rng, np.shape(out))
@@ -119,8 +127,7 @@ def test_matches_mpmath_reference_within_ulp_bound(op: Op, variant: str, data: s
         case = data.draw(op_cases(op, variant))
         if use_extremes and op.inputs[0].domain.extremes:
             case = _extreme_case(op, variant, case)
-    case = unreduced(case)
-    assume(kink_distance(case) > 0)
+    case = unreduced(off_kinks(case, 1e-9))
     tolerance = op.tolerance_for(variant)
     reference = Reference(op, variant, case.params)
     grad = np.ones_like(case.inputs[0]) if op.kind != "row" else np.linspace(-1, 1, case.inputs[0].size).reshape(
@@ -137,8 +144,8 @@ def test_matches_mpmath_reference_within_ulp_bound(op: Op, variant: str, data: s
 @pytest.mark.parametrize(("op", "variant"), OP_VARIANTS)
 @given(data=st.data())
 def test_float32_stays_float32_and_accurate(op: Op, variant: str, data: st.DataObject) -> None:
+    # No kink filtering: float32 inputs are exact in float64, so both take the same branch.
     case32 = unreduced(data.draw(op_cases(op, variant, dtype=np.float32)))
-    assume(kink_distance(case32) > 1e-3)
     case64 = OpCase(op, variant, case32.params,
                     tuple(a.astype(np.float64) if a.dtype == np.float32 else a for a in case32.inputs))
     out32, out64 = forward(case32), forward(case64)
