@@ -35,6 +35,7 @@ __all__ = [
     "log1p",
     "expm1",
     "to_textbook",
+    "grouped",
     "expand_row",
 ]
 
@@ -149,7 +150,14 @@ class rowmax(sp.Function):  # noqa: N801
         return rf"\max_j {printer.parenthesize(self.args[0], 1000)}_j"
 
 
+def grouped(expr: sp.Expr) -> sp.Expr:
+    """``expr`` kept as one unit when printed, so that SymPy's reordering of a
+    product cannot form an overflowing intermediate (``x * n`` before ``/ (n + 2)``)."""
+    return sp.UnevaluatedExpr(expr)
+
+
 _TEXTBOOK: dict[type, Callable[..., sp.Expr]] = {
+    sp.UnevaluatedExpr: lambda e: e,
     sigmoid: lambda x: 1 / (1 + sp.exp(-x)),
     softplus: lambda x: sp.log(1 + sp.exp(x)),
     xlogy: lambda x, y: x * sp.log(y),

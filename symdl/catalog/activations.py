@@ -15,7 +15,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symdl.catalog.spec import DERIVATIVE, Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
-from symdl.functions import expm1, normal_cdf, rowmax, rowsum, sigmoid, softplus
+from symdl.functions import expm1, grouped, normal_cdf, rowmax, rowsum, sigmoid, softplus
 
 x = sp.Symbol("x", real=True)
 g = sp.Symbol("g", real=True)
@@ -64,6 +64,14 @@ _gelu_u = _clamp(x, -30, 30)
 _gelu_v = _SQRT_2_OVER_PI * (_gelu_u + _GELU_C * _gelu_u**3)
 _gelu_s = sigmoid(2 * _gelu_v)
 _gelu_phi = sp.exp(-(sp.Min(sp.Abs(x), 40) ** 2) / 2) / sp.sqrt(2 * sp.pi)  # exp(-800) is already 0
+
+
+# Mish with one exp: tanh(softplus x) = n / (n + 2), n = w (w + 2), w = e^x. Beyond x = 20 the
+# ratio is 1 in float32 and float64 and x sigmoid(x) (1 - t^2) < ulp(1), so w and the x in that
+# term are clamped there (no overflow of w^2).
+_mish_u = sp.Min(x, 20)
+_mish_w = sp.exp(_mish_u)
+_mish_n = _mish_w * (_mish_w + 2)
 
 
 def _logistic_slope(z: sp.Expr) -> sp.Expr:
@@ -213,8 +221,11 @@ ACTIVATIONS: tuple[Op, ...] = (
         params=(),
         formulas={"": Formula(
             definition=x * sp.tanh(sp.log(1 + sp.exp(x))),
-            stable=x * sp.tanh(softplus(x)),
-            grads={"input": sp.tanh(softplus(x)) + x * sigmoid(x) * (1 - sp.tanh(softplus(x)) ** 2)},
+            stable=x * grouped(_mish_n / (_mish_n + 2)),
+            grads={"input": grouped(_mish_w / (_mish_n + 2))
+                   * grouped(((_mish_w + 2) * (_mish_n + 2) + 4 * _mish_u * (_mish_w + 1)) / (_mish_n + 2))},
+            facts=(("mish' = tanh(softplus x) + x sigmoid(x) (1 - tanh^2(softplus x))", DERIVATIVE,
+                    sp.tanh(softplus(x)) + x * sigmoid(x) * (1 - sp.tanh(softplus(x)) ** 2)),),
         )},
         torch="torch.nn.functional.mish",
         tolerance=Tolerance(grad_scale=1 + sp.Abs(x) * sigmoid(x)),

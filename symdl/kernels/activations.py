@@ -92,7 +92,7 @@ def relu(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``relu``; do not edit.
     """
     x = _rt.float_array(input, 'relu', 'input')
-    out = np.maximum(x, 0)
+    out = np.clip(x, 0, None)
     return out
 
 
@@ -162,7 +162,7 @@ def relu6(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``relu6``; do not edit.
     """
     x = _rt.float_array(input, 'relu6', 'input')
-    out = np.maximum(np.minimum(x, 6), 0)
+    out = np.clip(x, 0, 6)
     return out
 
 
@@ -233,7 +233,7 @@ def leaky_relu(input: ArrayLike, *, negative_slope: float = 0.01) -> np.ndarray:
     """
     negative_slope = _rt.check_real('leaky_relu', 'negative_slope', negative_slope)
     x = _rt.float_array(input, 'leaky_relu', 'input')
-    out = negative_slope*np.minimum(x, 0) + np.maximum(x, 0)
+    out = negative_slope*np.clip(x, None, 0) + np.clip(x, 0, None)
     return out
 
 
@@ -306,7 +306,7 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     """
     alpha = _rt.check_positive('elu', 'alpha', alpha)
     x = _rt.float_array(input, 'elu', 'input')
-    out = alpha*np.expm1(np.minimum(x, 0)) + np.maximum(x, 0)
+    out = alpha*np.expm1(np.clip(x, None, 0)) + np.clip(x, 0, None)
     return out
 
 
@@ -346,7 +346,7 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
     alpha = _rt.check_positive('elu', 'alpha', alpha)
     x = _rt.float_array(input, 'elu', 'input')
     g = _rt.grad_like(grad, x.shape, 'elu')
-    grad_input = np.where((x <= 0), alpha*g*np.exp(np.minimum(x, 0)), g)
+    grad_input = np.where((x <= 0), alpha*g*np.exp(np.clip(x, None, 0)), g)
     return (grad_input,)
 
 
@@ -387,7 +387,7 @@ def selu(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``selu``; do not edit.
     """
     x = _rt.float_array(input, 'selu', 'input')
-    out = (1.7580993408473768)*np.expm1(np.minimum(x, 0)) + (1.0507009873554805)*np.maximum(x, 0)
+    out = (1.7580993408473768)*np.expm1(np.clip(x, None, 0)) + (1.0507009873554805)*np.clip(x, 0, None)
     return out
 
 
@@ -433,7 +433,7 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'selu', 'input')
     g = _rt.grad_like(grad, x.shape, 'selu')
-    grad_input = np.where((x <= 0), (1.7580993408473768)*g*np.exp(np.minimum(x, 0)), (1.0507009873554805)*g)
+    grad_input = np.where((x <= 0), (1.7580993408473768)*g*np.exp(np.clip(x, None, 0)), (1.0507009873554805)*g)
     return (grad_input,)
 
 
@@ -471,7 +471,7 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     """
     alpha = _rt.check_positive('celu', 'alpha', alpha)
     x = _rt.float_array(input, 'celu', 'input')
-    out = alpha*np.expm1(np.minimum(x, 0)/alpha) + np.maximum(x, 0)
+    out = alpha*np.expm1(np.clip(x, None, 0)/alpha) + np.clip(x, 0, None)
     return out
 
 
@@ -514,7 +514,7 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[
     alpha = _rt.check_positive('celu', 'alpha', alpha)
     x = _rt.float_array(input, 'celu', 'input')
     g = _rt.grad_like(grad, x.shape, 'celu')
-    grad_input = np.where((x <= 0), g*np.exp(np.minimum(x, 0)/alpha), g)
+    grad_input = np.where((x <= 0), g*np.exp(np.clip(x, None, 0)/alpha), g)
     return (grad_input,)
 
 
@@ -526,23 +526,23 @@ def _gelu_none(x: np.ndarray) -> np.ndarray:
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     """gelu with approximate='tanh'."""
-    t0 = np.maximum(np.minimum(x, 30), -30)
-    out = x*_rt.sigmoid(0.07135481627260025*t0 ** 3 + 1.5957691216057308*t0)
+    t0 = np.clip(x, -30, 30)
+    out = x*_rt.sigmoid(0.07135481627260025*t0 * t0 * t0 + 1.5957691216057308*t0)
     return out
 
 
 def _gelu_none_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
     """gelu with approximate='none'."""
-    grad_input = g*(0.3989422804014327*x*np.exp(-0.5*np.minimum(np.abs(x), 40) ** 2) + _rt.normal_cdf(x))
+    grad_input = g*(0.3989422804014327*x*np.exp(-0.5*np.square(np.clip(np.abs(x), None, 40))) + _rt.normal_cdf(x))
     return (grad_input,)
 
 
 def _gelu_tanh_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
     """gelu with approximate='tanh'."""
-    t0 = np.maximum(np.minimum(x, 30), -30)
-    t1 = t0 ** 3
+    t0 = np.clip(x, -30, 30)
+    t1 = t0 * t0 * t0
     t2 = np.exp(-1.5957691216057308*np.abs(t0 + (0.044715)*t1))
-    grad_input = g*((1.5957691216057308*t2*x*((0.134145)*t0 ** 2 + 1)) * ((1 / (t2 + 1)) ** 2) + _rt.sigmoid(1.5957691216057308*t0 + 0.07135481627260025*t1))
+    grad_input = g*((1.5957691216057308*t2*x*((0.134145)*np.square(t0) + 1)) * ((1 / (t2 + 1)) ** 2) + _rt.sigmoid(1.5957691216057308*t0 + 0.07135481627260025*t1))
     return (grad_input,)
 
 
@@ -750,15 +750,18 @@ def mish(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        y = x \tanh{\left(\operatorname{softplus}\left(x\right) \right)}
+        y = x \frac{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20,
+        x\right)}}{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20, x\right)} + 2}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = x \left(1 -
-        \tanh^{2}{\left(\operatorname{softplus}\left(x\right) \right)}\right) \sigma\left(x\right) +
-        \tanh{\left(\operatorname{softplus}\left(x\right) \right)}
+        \frac{\partial y}{\partial x} = \frac{e^{\min\left(20, x\right)}}{\left(e^{\min\left(20,
+        x\right)} + 2\right) e^{\min\left(20, x\right)} + 2} \frac{\left(\left(e^{\min\left(20,
+        x\right)} + 2\right) e^{\min\left(20, x\right)} + 2\right) \left(e^{\min\left(20, x\right)} +
+        2\right) + 4 \left(e^{\min\left(20, x\right)} + 1\right) \min\left(20,
+        x\right)}{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20, x\right)} + 2}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -767,7 +770,9 @@ def mish(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``mish``; do not edit.
     """
     x = _rt.float_array(input, 'mish', 'input')
-    out = x*np.tanh(_rt.softplus(x))
+    t0 = np.exp(np.clip(x, None, 20))
+    t1 = t0*(t0 + 2)
+    out = x*(t1/(t1 + 2))
     return out
 
 
@@ -782,15 +787,18 @@ def mish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        y = x \tanh{\left(\operatorname{softplus}\left(x\right) \right)}
+        y = x \frac{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20,
+        x\right)}}{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20, x\right)} + 2}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = x \left(1 -
-        \tanh^{2}{\left(\operatorname{softplus}\left(x\right) \right)}\right) \sigma\left(x\right) +
-        \tanh{\left(\operatorname{softplus}\left(x\right) \right)}
+        \frac{\partial y}{\partial x} = \frac{e^{\min\left(20, x\right)}}{\left(e^{\min\left(20,
+        x\right)} + 2\right) e^{\min\left(20, x\right)} + 2} \frac{\left(\left(e^{\min\left(20,
+        x\right)} + 2\right) e^{\min\left(20, x\right)} + 2\right) \left(e^{\min\left(20, x\right)} +
+        2\right) + 4 \left(e^{\min\left(20, x\right)} + 1\right) \min\left(20,
+        x\right)}{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20, x\right)} + 2}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -804,8 +812,12 @@ def mish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'mish', 'input')
     g = _rt.grad_like(grad, x.shape, 'mish')
-    t0 = np.tanh(_rt.softplus(x))
-    grad_input = g*(t0 + x*(1 - t0 ** 2)*_rt.sigmoid(x))
+    t0 = np.clip(x, None, 20)
+    t1 = np.exp(t0)
+    t2 = t1 + 2
+    t3 = t1*t2 + 2
+    t4 = 1 / t3
+    grad_input = g*(t1*t4)*(t4*(4*t0*(t1 + 1) + t2*t3))
     return (grad_input,)
 
 
@@ -1147,7 +1159,7 @@ def hardtanh(input: ArrayLike, *, min_val: float = -1.0, max_val: float = 1.0) -
     min_val = _rt.check_real('hardtanh', 'min_val', min_val)
     max_val = _rt.check_real('hardtanh', 'max_val', max_val)
     x = _rt.float_array(input, 'hardtanh', 'input')
-    out = np.maximum(min_val, np.minimum(max_val, x))
+    out = np.clip(x, min_val, max_val)
     return out
 
 
@@ -1220,7 +1232,7 @@ def hardsigmoid(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``hardsigmoid``; do not edit.
     """
     x = _rt.float_array(input, 'hardsigmoid', 'input')
-    out = (0.16666666666666666)*np.maximum(np.minimum(x + 3, 6), 0)
+    out = (0.16666666666666666)*np.clip(x + 3, 0, 6)
     return out
 
 
@@ -1291,7 +1303,7 @@ def hardswish(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``hardswish``; do not edit.
     """
     x = _rt.float_array(input, 'hardswish', 'input')
-    out = (0.16666666666666666)*x*np.maximum(np.minimum(x + 3, 6), 0)
+    out = (0.16666666666666666)*x*np.clip(x + 3, 0, 6)
     return out
 
 
@@ -1378,7 +1390,7 @@ def tanhshrink_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'tanhshrink', 'input')
     g = _rt.grad_like(grad, x.shape, 'tanhshrink')
-    grad_input = g*np.tanh(x) ** 2
+    grad_input = g*np.square(np.tanh(x))
     return (grad_input,)
 
 
@@ -1412,7 +1424,7 @@ def softshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
     """
     lambd = _rt.check_nonnegative('softshrink', 'lambd', lambd)
     x = _rt.float_array(input, 'softshrink', 'input')
-    out = x - np.maximum(-lambd, np.minimum(lambd, x))
+    out = x - np.clip(x, -lambd, lambd)
     return out
 
 

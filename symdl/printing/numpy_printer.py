@@ -108,6 +108,10 @@ class KernelPrinter(PythonCodePrinter):
             return f"1 / {'math' if self._is_scalar(base) else 'np'}.sqrt({self._print(base)})"
         if exponent == -1:
             return f"1 / {self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Mul'] + 1)}"
+        if exponent in (2, 3) and not self._is_scalar(base):
+            # np.power is ~10x slower than multiplying; squares print as np.square.
+            b = self.parenthesize(base, sp.printing.precedence.PRECEDENCE["Mul"])
+            return f"np.square({self._print(base)})" if exponent == 2 else f"{b} * {b} * {b}"
         if exponent.is_Integer and exponent < 0:
             return f"(1 / {self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Mul'] + 1)}) ** {-int(exponent)}"
         return f"{self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Pow'])} ** {self._print(exponent)}"
@@ -145,11 +149,30 @@ class KernelPrinter(PythonCodePrinter):
             text = f"{array_fn}({text}, {self._print(a)})"
         return text
 
+    def _clip(self, expr: sp.Expr) -> str | None:
+        """``np.clip`` for Max/Min against scalar bounds (about 2x faster than np.maximum)."""
+        outer_is_max = isinstance(expr, sp.Max)
+        bounds = [a for a in expr.args if self._is_scalar(a)]
+        inner = [a for a in expr.args if not self._is_scalar(a)]
+        if len(bounds) != 1 or len(inner) != 1:
+            return None
+        bound, value = self._print(bounds[0]), inner[0]
+        nested = sp.Min if outer_is_max else sp.Max
+        if isinstance(value, nested):
+            inner_bounds = [a for a in value.args if self._is_scalar(a)]
+            inner_values = [a for a in value.args if not self._is_scalar(a)]
+            if len(inner_bounds) == 1 and len(inner_values) == 1:
+                low, high = (bound, self._print(inner_bounds[0])) if outer_is_max else (
+                    self._print(inner_bounds[0]), bound)
+                return f"np.clip({self._print(inner_values[0])}, {low}, {high})"
+        low, high = (bound, "None") if outer_is_max else ("None", bound)
+        return f"np.clip({self._print(value)}, {low}, {high})"
+
     def _print_Max(self, expr: sp.Max) -> str:
-        return self._print_MinMax(expr, "np.maximum", "max")
+        return self._clip(expr) or self._print_MinMax(expr, "np.maximum", "max")
 
     def _print_Min(self, expr: sp.Min) -> str:
-        return self._print_MinMax(expr, "np.minimum", "min")
+        return self._clip(expr) or self._print_MinMax(expr, "np.minimum", "min")
 
     # -- logic -------------------------------------------------------------------
     def _print_Relational(self, expr: sp.core.relational.Relational) -> str:
