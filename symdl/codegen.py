@@ -61,7 +61,8 @@ def _validation(op: Op) -> list[str]:
 
 def _printer(op: Op, axis: str = "dim") -> KernelPrinter:
     names = {op.upstream: "g"}
-    return KernelPrinter(scalars=[p.symbol for p in op.symbol_params], names=names, axis=axis)
+    scalars = [p.symbol for p in op.symbol_params if p.rule.kind != "array"]
+    return KernelPrinter(scalars=scalars, names=names, axis=axis)
 
 
 def _gradient_expr(op: Op, formula: Formula, input_name: str) -> sp.Expr:
@@ -120,13 +121,14 @@ def _variant_dispatch(op: Op, make_body: Callable[[Formula], list[str]], suffix:
         return [], make_body(op.formula())
     helpers, table = [], []
     for variant, formula in op.formulas.items():
-        helper = f"_{op.name}_{variant}{suffix}"
+        helper = f"_{op.name}_{str(variant).lower()}{suffix}"
         helpers.append(_function(helper, args, returns, f'"""{op.name} with {op.variant_param}={variant!r}."""',
                                  make_body(formula)))
         table.append(f"{variant!r}: {helper}")
     call = ", ".join(arg.split(":")[0].strip() for arg in args.split(","))
     dispatch = "{" + ", ".join(table) + "}"
-    return helpers, [f"return {dispatch}[{op.variant_param}]({call})"]
+    key = f"str({op.variant_param})" if isinstance(op.param(op.variant_param).default, bool) else op.variant_param
+    return helpers, [f"return {dispatch}[{key}]({call})"]
 
 
 # --------------------------------------------------------------------------- templates
@@ -168,10 +170,50 @@ def _row(op: Op) -> str:
     ])
 
 
+def _pointwise_loss(op: Op) -> str:
+    """Elementwise loss, optional array weights, then PyTorch's reduction."""
+    first = op.inputs[0].symbol.name
+    plain = {i.name: i.symbol.name for i in op.inputs if not i.broadcast}
+    checks = _validation(op)
+    if len(plain) > 1:
+        checks.append(f"_rt.same_shape({op.name!r}, {{{', '.join(f'{k!r}: {v}' for k, v in plain.items())}}})")
+    checks += [f"{i.symbol.name} = _rt.broadcast_input({i.symbol.name}, {op.name!r}, {i.name!r}, {first})"
+               for i in op.inputs if i.broadcast]
+    checks += [f"{p.name} = _rt.optional_array({p.name}, {op.name!r}, {p.name!r}, {first})"
+               for p in op.params if p.rule.kind == "array"]
+    variables = [i.symbol.name for i in op.inputs] + [p.name for p in op.symbol_params]
+    args = ", ".join(f"{name}: np.ndarray" for name in variables)
+
+    def forward_body(formula: Formula) -> list[str]:
+        return print_assignments({"out": formula.forward}, _printer(op)) + ["return _rt.reduce(out, reduction)"]
+
+    def vjp_body(formula: Formula) -> list[str]:
+        outputs = {f"grad_{i.name}": _gradient_expr(op, formula, i.name) for i in op.differentiable_inputs}
+        lines = print_assignments(outputs, _printer(op))
+        lines += [f"grad_{i.name} = _rt.sum_to(grad_{i.name}, {i.name}_shape)" for i in op.differentiable_inputs
+                  if i.broadcast]
+        results = [f"grad_{i.name}" if i.differentiable else "None" for i in op.inputs]
+        return lines + [f"return ({', '.join(results)},)"]
+
+    fwd_helpers, fwd_body = _variant_dispatch(op, forward_body, "", f"{args}, reduction: str", "np.ndarray")
+    shapes = [f"{i.name}_shape = np.shape({i.name})" for i in op.inputs if i.broadcast and i.differentiable]
+    vjp_args = f"g: np.ndarray, {args}" + "".join(
+        f", {i.name}_shape: tuple[int, ...]" for i in op.inputs if i.broadcast and i.differentiable)
+    vjp_helpers, vjp_tail = _variant_dispatch(op, vjp_body, "_vjp", vjp_args, "tuple")
+    grad_check = [f"g = _rt.reduce_vjp(grad, {first}.shape, {first}.dtype, reduction, {op.name!r})"]
+    return "\n\n".join([
+        *fwd_helpers, *vjp_helpers,
+        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + fwd_body),
+        _function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"]), "tuple",
+                  _docstring(op, None, vjp=True), shapes + checks + grad_check + vjp_tail),
+    ])
+
+
 #: Kernel template for each op kind.
 TEMPLATES: dict[str, Callable[[Op], str]] = {
     "elementwise": _elementwise,
     "row": _row,
+    "pointwise_loss": _pointwise_loss,
 }
 
 

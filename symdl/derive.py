@@ -30,7 +30,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from symdl.catalog.spec import DERIVATIVE, Formula, Op
+from symdl.catalog.spec import DERIVATIVE, Formula, Kink, Op
 from symdl.functions import expand_row, rowmax, to_textbook
 
 #: Digits used by numeric identity proofs and the mpmath reference.
@@ -106,13 +106,18 @@ class Derivation:
 def _sample_values(op: Op, rng: np.random.Generator, count: int) -> list[dict[sp.Symbol, float]]:
     """Points for numeric proofs: inputs from their domains, parameters from theirs."""
     points = []
+    labels = {"sign": (-1.0, 1.0), "binary": (0.0, 1.0)}
     for _ in range(count):
         values: dict[sp.Symbol, float] = {}
         for item in op.inputs:
-            values[item.symbol] = float(rng.uniform(item.domain.low, item.domain.high))
+            if item.role in labels:
+                values[item.symbol] = float(rng.choice(labels[item.role]))
+            else:
+                values[item.symbol] = float(rng.uniform(item.domain.low, item.domain.high))
         for p in op.symbol_params:
             domain = p.sample
-            values[p.symbol] = float(rng.uniform(domain.low, domain.high)) if domain else float(p.default)
+            default = 1.0 if p.default is None else float(p.default)  # optional arrays default to 1
+            values[p.symbol] = float(rng.uniform(domain.low, domain.high)) if domain else default
         points.append(values)
     return points
 
@@ -199,11 +204,26 @@ def _derive_elementwise(derivation: Derivation, rng: np.random.Generator) -> Non
     for claim, lhs, rhs in formula.facts:
         derivation.proofs.append(prove_identity(claim, lhs.xreplace({DERIVATIVE: first}), rhs, symbols, points))
     for kink in formula.kinks:
-        derived = derivation.derived[op.inputs[0].name]
-        chosen = formula.grads.get(op.inputs[0].name, derived)
-        value = sp.piecewise_fold(chosen).subs(x0, kink.at)
-        holds = sp.simplify(to_textbook(value) - to_textbook(kink.subgradient)) == 0
-        derivation.proofs.append(Proof(f"subgradient at {kink.at} = {kink.subgradient}", "symbolic", holds))
+        derivation.proofs.append(_kink_proof(op, formula, derivation.derived[op.inputs[0].name], kink, raw_points))
+
+
+def _kink_proof(op: Op, formula: Formula, derived: sp.Expr, kink: Kink, points: list[dict]) -> Proof:
+    """The kernel's gradient at the kink equals the chosen subgradient.
+
+    Exact (rational) arithmetic at sample values of the other inputs and
+    parameters: kinks such as ``x = x2 + margin y`` move with them.
+    """
+    x0 = op.inputs[0].symbol
+    chosen = sp.piecewise_fold(formula.grads.get(op.inputs[0].name, derived))
+    claim = f"subgradient at {kink.at} = {kink.subgradient}"
+    for point in points[:8]:
+        values = {s: sp.Rational(v).limit_denominator(1000) for s, v in point.items() if s != x0}
+        at = kink.at.xreplace(values)
+        value = to_textbook(chosen.xreplace(values).subs(x0, at))
+        expected = to_textbook(kink.subgradient.xreplace(values))
+        if sp.simplify(value - expected) != 0:
+            return Proof(claim, "exact at sample points", False)
+    return Proof(claim, "exact at sample points", True)
 
 
 # --------------------------------------------------------------------------- rows

@@ -38,7 +38,12 @@ def adaptive(f: Callable[..., object]) -> Callable[..., object]:
         previous = None
         for digits in PRECISIONS:
             with mpmath.workdps(digits):
-                value = f(*args)
+                try:
+                    value = f(*args)
+                except (ZeroDivisionError, ValueError):  # a cancellation hit exactly 0: more digits
+                    if digits == PRECISIONS[-1]:
+                        raise
+                    continue
                 if isinstance(value, (list, tuple)) or hasattr(value, "tolist"):
                     items = value.tolist() if hasattr(value, "tolist") else value
                     value = [mpmath.mpf(v[0] if isinstance(v, list) else v) for v in items]
@@ -56,10 +61,17 @@ def adaptive(f: Callable[..., object]) -> Callable[..., object]:
     return evaluate
 
 
+def _exact(value: object) -> sp.Expr:
+    """A parameter value as an exact SymPy number (None, an omitted optional array, is 1)."""
+    if value is None:
+        return sp.S.One
+    if isinstance(value, bool):
+        return sp.Integer(value)
+    return sp.Float(float(value), 30)
+
+
 def _substituted(op: Op, expr: sp.Expr, params: dict[str, object]) -> sp.Expr:
-    values = {p.symbol: sp.Float(float(params.get(p.name, p.default)), 30)
-              if not isinstance(params.get(p.name, p.default), bool) else int(params.get(p.name, p.default))
-              for p in op.symbol_params}
+    values = {p.symbol: _exact(params.get(p.name, p.default)) for p in op.symbol_params}
     return to_textbook(expr).xreplace(values)
 
 

@@ -192,7 +192,8 @@ def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str
     """The op's tolerance scale expression evaluated in float64 (None for 0)."""
     if expr == 0:
         return None
-    values = {p.symbol: params.get(p.name, p.default) for p in op.symbol_params}
+    values = {p.symbol: 1.0 if params.get(p.name, p.default) is None else params.get(p.name, p.default)
+              for p in op.symbol_params}
     axis = _rt.legacy_softmax_dim(np.ndim(inputs[0]), params.get("dim"), op.name) if op.kind == "row" else -1
     functions = {
         "rowsum": lambda e: np.sum(e, axis=axis, keepdims=True),

@@ -54,6 +54,7 @@ class Input:
     domain: Domain
     role: InputRole = "real"
     differentiable: bool = True
+    broadcast: bool = False  # may broadcast against the first input; its gradient is summed back
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class Rule:
     (``check_<kind>``), called as ``check_<kind>(op, name, value, *args)``.
     """
 
-    kind: Literal["real", "positive", "nonnegative", "interval", "choice", "integer", "bool"]
+    kind: Literal["real", "positive", "nonnegative", "interval", "choice", "integer", "bool", "array"]
     args: tuple[object, ...] = ()
 
     def describe(self) -> str:
@@ -77,6 +78,7 @@ class Rule:
             "choice": "one of {}",
             "integer": "an integer",
             "bool": "True or False",
+            "array": "an array broadcastable to the input, or None",
         }
         text = texts[self.kind]
         if self.kind == "choice":

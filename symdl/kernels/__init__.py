@@ -57,6 +57,36 @@ from symdl.kernels.activations import (
     softmin,
     softmin_vjp,
 )
+from symdl.kernels.losses import (
+    mse_loss,
+    mse_loss_vjp,
+    l1_loss,
+    l1_loss_vjp,
+    smooth_l1_loss,
+    smooth_l1_loss_vjp,
+    huber_loss,
+    huber_loss_vjp,
+    binary_cross_entropy,
+    binary_cross_entropy_vjp,
+    binary_cross_entropy_with_logits,
+    binary_cross_entropy_with_logits_vjp,
+    kl_div,
+    kl_div_vjp,
+    soft_margin_loss,
+    soft_margin_loss_vjp,
+    poisson_nll_loss,
+    poisson_nll_loss_vjp,
+    gaussian_nll_loss,
+    gaussian_nll_loss_vjp,
+    hinge_embedding_loss,
+    hinge_embedding_loss_vjp,
+    margin_ranking_loss,
+    margin_ranking_loss_vjp,
+    sigmoid_focal_loss,
+    sigmoid_focal_loss_vjp,
+    log_cosh,
+    log_cosh_vjp,
+)
 
 #: Every op name, in catalog order.
 OPS: tuple[str, ...] = (
@@ -83,6 +113,20 @@ OPS: tuple[str, ...] = (
     'softmax',
     'log_softmax',
     'softmin',
+    'mse_loss',
+    'l1_loss',
+    'smooth_l1_loss',
+    'huber_loss',
+    'binary_cross_entropy',
+    'binary_cross_entropy_with_logits',
+    'kl_div',
+    'soft_margin_loss',
+    'poisson_nll_loss',
+    'gaussian_nll_loss',
+    'hinge_embedding_loss',
+    'margin_ranking_loss',
+    'sigmoid_focal_loss',
+    'log_cosh',
 )
 
-__all__ = ["OPS", 'relu', 'relu_vjp', 'relu6', 'relu6_vjp', 'leaky_relu', 'leaky_relu_vjp', 'elu', 'elu_vjp', 'selu', 'selu_vjp', 'celu', 'celu_vjp', 'gelu', 'gelu_vjp', 'silu', 'silu_vjp', 'mish', 'mish_vjp', 'softplus', 'softplus_vjp', 'softsign', 'softsign_vjp', 'sigmoid', 'sigmoid_vjp', 'logsigmoid', 'logsigmoid_vjp', 'tanh', 'tanh_vjp', 'hardtanh', 'hardtanh_vjp', 'hardsigmoid', 'hardsigmoid_vjp', 'hardswish', 'hardswish_vjp', 'tanhshrink', 'tanhshrink_vjp', 'softshrink', 'softshrink_vjp', 'hardshrink', 'hardshrink_vjp', 'softmax', 'softmax_vjp', 'log_softmax', 'log_softmax_vjp', 'softmin', 'softmin_vjp']
+__all__ = ["OPS", 'relu', 'relu_vjp', 'relu6', 'relu6_vjp', 'leaky_relu', 'leaky_relu_vjp', 'elu', 'elu_vjp', 'selu', 'selu_vjp', 'celu', 'celu_vjp', 'gelu', 'gelu_vjp', 'silu', 'silu_vjp', 'mish', 'mish_vjp', 'softplus', 'softplus_vjp', 'softsign', 'softsign_vjp', 'sigmoid', 'sigmoid_vjp', 'logsigmoid', 'logsigmoid_vjp', 'tanh', 'tanh_vjp', 'hardtanh', 'hardtanh_vjp', 'hardsigmoid', 'hardsigmoid_vjp', 'hardswish', 'hardswish_vjp', 'tanhshrink', 'tanhshrink_vjp', 'softshrink', 'softshrink_vjp', 'hardshrink', 'hardshrink_vjp', 'softmax', 'softmax_vjp', 'log_softmax', 'log_softmax_vjp', 'softmin', 'softmin_vjp', 'mse_loss', 'mse_loss_vjp', 'l1_loss', 'l1_loss_vjp', 'smooth_l1_loss', 'smooth_l1_loss_vjp', 'huber_loss', 'huber_loss_vjp', 'binary_cross_entropy', 'binary_cross_entropy_vjp', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_vjp', 'kl_div', 'kl_div_vjp', 'soft_margin_loss', 'soft_margin_loss_vjp', 'poisson_nll_loss', 'poisson_nll_loss_vjp', 'gaussian_nll_loss', 'gaussian_nll_loss_vjp', 'hinge_embedding_loss', 'hinge_embedding_loss_vjp', 'margin_ranking_loss', 'margin_ranking_loss_vjp', 'sigmoid_focal_loss', 'sigmoid_focal_loss_vjp', 'log_cosh', 'log_cosh_vjp']

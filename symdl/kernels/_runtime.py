@@ -197,15 +197,25 @@ def reject_unknown(op: str, extra: dict[str, object]) -> None:
 REDUCTIONS = ("none", "mean", "sum")
 
 
+def _count(shape: tuple[int, ...], reduction: str, denominator: float | None) -> float:
+    """What ``mean`` (element count) or ``batchmean`` (first axis) divides by."""
+    if denominator is not None:
+        return denominator
+    if reduction == "batchmean":
+        return shape[0] if shape else 1
+    return math.prod(shape)
+
+
 def reduce(loss: np.ndarray, reduction: str, denominator: float | None = None) -> np.ndarray:
     """Apply a loss reduction: ``none`` keeps the array, ``sum`` adds, ``mean``
-    divides the sum by ``denominator`` (default: the element count)."""
+    divides the sum by ``denominator`` (default: the element count) and
+    ``batchmean`` by the size of the first axis (``kl_div``)."""
     if reduction == "none":
         return loss
     total = loss.sum(dtype=loss.dtype)
     if reduction == "sum":
         return total
-    return total / (loss.size if denominator is None else denominator)
+    return total / loss.dtype.type(_count(loss.shape, reduction, denominator))
 
 
 def reduce_vjp(grad: ArrayLike, shape: tuple[int, ...], dtype: np.dtype, reduction: str, op: str,
@@ -219,7 +229,45 @@ def reduce_vjp(grad: ArrayLike, shape: tuple[int, ...], dtype: np.dtype, reducti
     if g.size != 1:
         raise OpInputError(f"{op}: grad must be a scalar for reduction={reduction!r}, got shape {g.shape}")
     scale = g.reshape(()).astype(dtype)
-    if reduction == "mean":
-        count = math.prod(shape) if denominator is None else denominator
-        scale = scale / dtype.type(count)
+    if reduction in ("mean", "batchmean"):
+        scale = scale / dtype.type(_count(shape, reduction, denominator))
     return np.broadcast_to(scale, shape)
+
+
+def optional_array(value: ArrayLike | None, op: str, name: str, like: np.ndarray) -> np.ndarray | float:
+    """An optional array parameter (``weight``, ``pos_weight``): 1.0 when None,
+    else a float array in ``like``'s dtype that broadcasts against ``like``."""
+    if value is None:
+        return 1.0
+    array = float_array(value, op, name).astype(like.dtype, copy=False)
+    try:
+        np.broadcast_shapes(array.shape, like.shape)
+    except ValueError:
+        raise OpInputError(f"{op}: {name} of shape {array.shape} does not broadcast to the input shape {like.shape}") from None
+    return array
+
+
+def broadcast_input(value: np.ndarray, op: str, name: str, like: np.ndarray) -> np.ndarray:
+    """An input that may broadcast against ``like`` (gaussian_nll_loss's ``var``).
+
+    As in PyTorch, an array with one dimension fewer than ``like`` gets a
+    trailing axis of size 1.
+    """
+    if value.ndim == like.ndim - 1:
+        value = value[..., None]
+    try:
+        if np.broadcast_shapes(value.shape, like.shape) != like.shape:
+            raise ValueError
+    except ValueError:
+        raise OpInputError(f"{op}: {name} of shape {value.shape} does not broadcast to the input shape {like.shape}") from None
+    return value
+
+
+def sum_to(gradient: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum a broadcast gradient back to an input's ``shape`` (the adjoint of broadcasting)."""
+    if gradient.shape == shape:
+        return gradient
+    leading = gradient.ndim - len(shape)
+    axes = tuple(range(leading)) + tuple(
+        leading + i for i, n in enumerate(shape) if n == 1 and gradient.shape[leading + i] != 1)
+    return gradient.sum(axis=axes, keepdims=True).reshape(shape) if axes else gradient.reshape(shape)

@@ -1,0 +1,311 @@
+"""Catalog entries: loss functions (``torch.nn.functional`` names and defaults).
+
+Pointwise losses are written per element; the kernel template applies the
+optional ``weight`` (a symbol that is 1 when the caller passes None) and the
+``reduction``, whose adjoint spreads the upstream gradient back (divided by
+the element count for ``mean``). Inputs PyTorch differentiates get a gradient;
+label-like inputs (``sign``/``class_index`` roles) get None.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
+from symdl.functions import log1p, sigmoid, softplus, xlogy
+
+x = sp.Symbol("x", real=True)
+y = sp.Symbol("y", real=True)
+x2 = sp.Symbol("x2", real=True)
+v = sp.Symbol("v", positive=True)
+w = sp.Symbol("weight", real=True)
+pos_weight = sp.Symbol("pos_weight", real=True)
+beta = sp.Symbol("beta", positive=True)
+delta = sp.Symbol("delta", positive=True)
+margin = sp.Symbol("margin", real=True)
+eps = sp.Symbol("eps", positive=True)
+full = sp.Symbol("full", nonnegative=True)
+alpha = sp.Symbol("alpha", nonnegative=True)
+gamma = sp.Symbol("gamma", nonnegative=True)
+
+REAL = Domain(-5.0, 5.0, extremes=(-1000.0, -1.0, 0.0, 1.0, 1000.0))
+# Exactly 0 and 1 are checked against PyTorch's clamped gradient in the tests.
+PROBABILITY = Domain(0.01, 0.99, extremes=(1e-10, 0.5, 1.0 - 1e-10))
+UNIT = Domain(0.0, 1.0)
+LOGITS = Domain(-8.0, 8.0, extremes=(-1000.0, -30.0, 0.0, 30.0, 1000.0))
+
+
+def _reduction(*choices: str, default: str = "mean") -> Param:
+    return Param("reduction", default, Rule("choice", choices or ("none", "mean", "sum")),
+                 doc="'none' | 'mean' | 'sum' over all elements")
+
+
+REDUCTION = _reduction()
+WEIGHT = Param("weight", None, Rule("array"), w, doc="rescales each element's loss; broadcasts against input")
+d = x - y
+#: x - y is rounded before it is squared or clamped: errors are relative to the size of x and y.
+DIFFERENCE = Tolerance(forward_scale=sp.Abs(d) * (sp.Abs(x) + sp.Abs(y)), grad_scale=sp.Abs(x) + sp.Abs(y))
+# log(1 - x), clamped at -100 like PyTorch: log1p(-x) below 1/2, and the exact 1 - x above (Sterbenz).
+# Each branch is finite everywhere, because NumPy evaluates both.
+_log1m = sp.Piecewise((log1p(-sp.Min(x, sp.Rational(1, 2))), x < sp.Rational(1, 2)),
+                      (sp.log(sp.Max(1 - x, sp.exp(-100))), True))
+
+POINTWISE_LOSSES: tuple[Op, ...] = (
+    Op(
+        name="mse_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Mean squared error (x - y)^2",
+        inputs=(Input("input", x, REAL), Input("target", y, REAL)),
+        params=(REDUCTION,),
+        formulas={"": Formula(definition=d**2)},
+        torch="torch.nn.functional.mse_loss",
+        tolerance=DIFFERENCE,
+    ),
+    Op(
+        name="l1_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Mean absolute error |x - y|",
+        inputs=(Input("input", x, REAL), Input("target", y, REAL)),
+        params=(REDUCTION,),
+        formulas={"": Formula(
+            definition=sp.Abs(d),
+            kinks=(Kink(y, sp.S.Zero, "sign(0) = 0, as l1_loss's backward"),),
+        )},
+        torch="torch.nn.functional.l1_loss",
+    ),
+    Op(
+        name="smooth_l1_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Quadratic within beta of the target, linear beyond (Huber / beta)",
+        inputs=(Input("input", x, REAL), Input("target", y, REAL)),
+        params=(REDUCTION, Param("beta", 1.0, Rule("positive"), beta, Domain(0.2, 3.0))),
+        formulas={"": Formula(
+            definition=sp.Piecewise((d**2 / (2 * beta), sp.Abs(d) < beta), (sp.Abs(d) - beta / 2, True)),
+            # c = clamp(d, -beta, beta): one formula for both branches, no division by |d|.
+            stable=sp.Max(sp.Min(d, beta), -beta) * (d - sp.Max(sp.Min(d, beta), -beta) / 2) / beta,
+            grads={"input": sp.Max(sp.Min(d, beta), -beta) / beta,
+                   "target": -sp.Max(sp.Min(d, beta), -beta) / beta},
+        )},
+        torch="torch.nn.functional.smooth_l1_loss",
+        tolerance=DIFFERENCE,
+        notes=("beta must be > 0; PyTorch's beta = 0 is l1_loss.",),
+    ),
+    Op(
+        name="huber_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Huber loss: quadratic within delta of the target, linear beyond",
+        inputs=(Input("input", x, REAL), Input("target", y, REAL)),
+        params=(REDUCTION, Param("delta", 1.0, Rule("positive"), delta, Domain(0.2, 3.0))),
+        formulas={"": Formula(
+            definition=sp.Piecewise((d**2 / 2, sp.Abs(d) < delta), (delta * (sp.Abs(d) - delta / 2), True)),
+            stable=sp.Max(sp.Min(d, delta), -delta) * (d - sp.Max(sp.Min(d, delta), -delta) / 2),
+            grads={"input": sp.Max(sp.Min(d, delta), -delta), "target": -sp.Max(sp.Min(d, delta), -delta)},
+        )},
+        torch="torch.nn.functional.huber_loss",
+        tolerance=DIFFERENCE,
+    ),
+    Op(
+        name="binary_cross_entropy",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Binary cross-entropy of probabilities, logs clamped at -100",
+        inputs=(Input("input", x, PROBABILITY), Input("target", y, UNIT)),
+        params=(WEIGHT, REDUCTION),
+        formulas={"": Formula(
+            definition=-w * (y * sp.Piecewise((sp.log(x), x > sp.exp(-100)), (-100, True))
+                             + (1 - y) * sp.Piecewise((sp.log(1 - x), 1 - x > sp.exp(-100)), (-100, True))),
+            # max(log p, -100) = log(max(p, e^-100)): no log(0) is ever evaluated.
+            stable=-w * (y * sp.log(sp.Max(x, sp.exp(-100))) + (1 - y) * _log1m),
+            grads={"input": w * (x - y) / sp.Max((1 - x) * x, sp.Float("1e-12"))},
+        )},
+        torch="torch.nn.functional.binary_cross_entropy",
+        notes=("As PyTorch: logs are clamped at -100, and the input gradient is "
+               "(x - y) / max(x (1 - x), 1e-12) (finite at x = 0 and 1).",),
+    ),
+    Op(
+        name="binary_cross_entropy_with_logits",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Binary cross-entropy of sigmoid(x), computed from the logits",
+        inputs=(Input("input", x, LOGITS), Input("target", y, UNIT)),
+        params=(WEIGHT, REDUCTION,
+                Param("pos_weight", None, Rule("array"), pos_weight, doc="weight of positive examples, per class")),
+        formulas={"": Formula(
+            definition=-w * (pos_weight * y * sp.log(1 / (1 + sp.exp(-x)))
+                             + (1 - y) * sp.log(1 - 1 / (1 + sp.exp(-x)))),
+            # log sigma(x) = -softplus(-x) and log(1 - sigma(x)) = -x - softplus(-x)
+            stable=w * ((1 - y) * x + (1 + (pos_weight - 1) * y) * softplus(-x)),
+        )},
+        torch="torch.nn.functional.binary_cross_entropy_with_logits",
+        # (1 - y) x and softplus(-x) have opposite signs for x < 0, and the gradient sigmoid(x) - y
+        # cancels where the prediction matches the target.
+        tolerance=Tolerance(forward_scale=sp.Abs((1 - y) * x) + sp.Abs(1 + (pos_weight - 1) * y) * softplus(-x),
+                            grad_scale=1 + sp.Abs(x) + (sp.Abs(pos_weight) + 1) * softplus(-x)),
+    ),
+    Op(
+        name="kl_div",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Kullback-Leibler divergence with log-probability input",
+        inputs=(Input("input", x, Domain(-5.0, 0.0, extremes=(-1000.0, -1e-12, 0.0))), Input("target", y, Domain(0.01, 1.0))),
+        params=(_reduction("none", "mean", "sum", "batchmean"),
+                Param("log_target", False, Rule("bool"), doc="target given as log-probabilities")),
+        formulas={
+            "False": Formula(definition=xlogy(y, y) - y * x,
+                             tolerance=Tolerance(forward_scale=sp.Abs(y * sp.log(y)) + sp.Abs(y * x),
+                                                 grad_scale=sp.Abs(sp.log(y)) + 1 + sp.Abs(x))),
+            "True": Formula(definition=sp.exp(y) * (y - x),
+                            tolerance=Tolerance(forward_scale=sp.exp(y) * (sp.Abs(y) + sp.Abs(x)),
+                                                grad_scale=sp.exp(y) * (sp.Abs(y) + sp.Abs(x) + 1))),
+        },
+        variant_param="log_target",
+        torch="torch.nn.functional.kl_div",
+        notes=("reduction='mean' averages over all elements, as PyTorch (which warns); "
+               "'batchmean' divides by the batch size and is the true KL divergence.",),
+    ),
+    Op(
+        name="soft_margin_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Two-class logistic loss log(1 + exp(-y x)) for labels y = +-1",
+        inputs=(Input("input", x, LOGITS), Input("target", y, Domain(-1.0, 1.0), role="sign", differentiable=False)),
+        params=(REDUCTION,),
+        formulas={"": Formula(definition=sp.log(1 + sp.exp(-y * x)), stable=softplus(-y * x))},
+        torch="torch.nn.functional.soft_margin_loss",
+    ),
+    Op(
+        name="poisson_nll_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Negative log-likelihood of a Poisson target",
+        inputs=(Input("input", x, Domain(0.05, 3.0, extremes=(1e-8, 30.0))), Input("target", y, Domain(0.0, 5.0))),
+        params=(Param("log_input", True, Rule("bool"), doc="input is log(rate) (True) or the rate (False)"),
+                Param("full", False, Rule("bool"), full, doc="add Stirling's approximation of log(y!)"),
+                Param("eps", 1e-8, Rule("positive"), eps, doc="added to the rate before the log when log_input=False"),
+                REDUCTION),
+        formulas={
+            "True": Formula(
+                definition=sp.exp(x) - y * x + full * sp.Piecewise(
+                    (y * sp.log(y) - y + sp.log(2 * sp.pi * y) / 2, y > 1), (0, True)),
+                stable=sp.exp(x) - y * x + full * sp.Piecewise(
+                    (y * sp.log(sp.Max(y, 1)) - y + sp.log(2 * sp.pi * sp.Max(y, 1)) / 2, y > 1), (0, True)),
+                grads={"target": -x + full * sp.Piecewise((sp.log(sp.Max(y, 1)) + 1 / (2 * sp.Max(y, 1)), y > 1),
+                                                          (0, True))},
+            ),
+            "False": Formula(
+                definition=x - y * sp.log(x + eps) + full * sp.Piecewise(
+                    (y * sp.log(y) - y + sp.log(2 * sp.pi * y) / 2, y > 1), (0, True)),
+                stable=x - y * sp.log(x + eps) + full * sp.Piecewise(
+                    (y * sp.log(sp.Max(y, 1)) - y + sp.log(2 * sp.pi * sp.Max(y, 1)) / 2, y > 1), (0, True)),
+                grads={"target": -sp.log(x + eps) + full * sp.Piecewise(
+                    (sp.log(sp.Max(y, 1)) + 1 / (2 * sp.Max(y, 1)), y > 1), (0, True))},
+            ),
+        },
+        variant_param="log_input",
+        torch="torch.nn.functional.poisson_nll_loss",
+        # exp(x) - y x and x - y log(x + eps) cancel near their minimum; the Stirling term adds more.
+        tolerance=Tolerance(forward_scale=sp.exp(x) + x + sp.Abs(y * x) + sp.Abs(y * sp.log(x + eps))
+                            + full * (sp.Abs(y * sp.log(y + 1)) + y + 1),
+                            grad_scale=sp.exp(x) + 1 + y / (x + eps) + sp.Abs(x) + sp.Abs(sp.log(x + eps))),
+        notes=("The Stirling term is added only where target > 1, as PyTorch.",),
+    ),
+    Op(
+        name="gaussian_nll_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Negative log-likelihood of a Gaussian with predicted mean and variance",
+        inputs=(Input("input", x, REAL), Input("target", y, REAL),
+                Input("var", v, Domain(0.1, 3.0, extremes=(1e-12, 1e6)), role="positive", broadcast=True)),
+        params=(Param("full", False, Rule("bool"), full, doc="add the constant log(2 pi) / 2"),
+                Param("eps", 1e-6, Rule("positive"), eps, doc="var is clamped to at least eps"),
+                REDUCTION),
+        formulas={"": Formula(
+            definition=(sp.log(v) + d**2 / v) / 2 + full * sp.log(2 * sp.pi) / 2,
+            stable=(sp.log(sp.Max(v, eps)) + d**2 / sp.Max(v, eps)) / 2 + full * sp.log(2 * sp.pi) / 2,
+            grads={"input": d / sp.Max(v, eps), "target": -d / sp.Max(v, eps),
+                   "var": (1 / sp.Max(v, eps) - (d / sp.Max(v, eps)) ** 2) / 2},
+        )},
+        torch="torch.nn.functional.gaussian_nll_loss",
+        tolerance=Tolerance(forward_scale=sp.Abs(sp.log(v)) + (sp.Abs(x) + sp.Abs(y)) ** 2 / v + 1,
+                            grad_scale=(sp.Abs(x) + sp.Abs(y)) / v + 1 / v + (sp.Abs(x) + sp.Abs(y)) ** 2 / v**2),
+        notes=("var is clamped to eps without blocking its gradient, as PyTorch (clamp under no_grad).",
+               "var may have one dimension fewer than input, or size 1 in the last one (homoscedastic).",),
+    ),
+    Op(
+        name="hinge_embedding_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="x where y = 1, max(0, margin - x) where y = -1",
+        inputs=(Input("input", x, REAL), Input("target", y, Domain(-1.0, 1.0), role="sign", differentiable=False)),
+        params=(Param("margin", 1.0, Rule("real"), margin, Domain(0.0, 2.0)), REDUCTION),
+        formulas={"": Formula(
+            definition=(1 + y) / 2 * x + (1 - y) / 2 * sp.Piecewise((margin - x, x <= margin), (0, True)),
+            kinks=(Kink(margin, (1 + y) / 2 - (1 - y) / 2, "clamp_min passes the gradient at the boundary"),),
+        )},
+        torch="torch.nn.functional.hinge_embedding_loss",
+    ),
+    Op(
+        name="margin_ranking_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="max(0, -y (x1 - x2) + margin) for labels y = +-1",
+        inputs=(Input("input1", x, REAL), Input("input2", x2, REAL),
+                Input("target", y, Domain(-1.0, 1.0), role="sign", differentiable=False)),
+        params=(Param("margin", 0.0, Rule("real"), margin, Domain(0.0, 2.0)), REDUCTION),
+        formulas={"": Formula(
+            definition=sp.Piecewise((margin - y * (x - x2), margin - y * (x - x2) >= 0), (0, True)),
+            kinks=(Kink(x2 + margin * y, -y, "clamp_min passes the gradient at the boundary"),),
+        )},
+        torch="torch.nn.functional.margin_ranking_loss",
+    ),
+    Op(
+        name="sigmoid_focal_loss",
+        family="loss",
+        kind="pointwise_loss",
+        summary="Focal loss (torchvision): cross-entropy down-weighted on easy examples",
+        inputs=(Input("inputs", x, LOGITS), Input("targets", y, UNIT)),
+        params=(Param("alpha", 0.25, Rule("interval", (0.0, 1.0)), alpha, Domain(0.0, 1.0)),
+                Param("gamma", 2.0, Rule("nonnegative"), gamma, Domain(1.0, 4.0)),
+                _reduction(default="none")),
+        formulas={"": Formula(
+            definition=(alpha * y + (1 - alpha) * (1 - y))
+            * ((1 - y) * x + sp.log(1 + sp.exp(-x)))
+            * (1 - (y / (1 + sp.exp(-x)) + (1 - y) * (1 - 1 / (1 + sp.exp(-x))))) ** gamma,
+            # 1 - p_t = y sigma(-x) + (1 - y) sigma(x): no cancellation when p_t -> 1.
+            stable=(alpha * y + (1 - alpha) * (1 - y)) * ((1 - y) * x + softplus(-x))
+            * (y * sigmoid(-x) + (1 - y) * sigmoid(x)) ** gamma,
+        )},
+        torch=None,
+        # The gradient adds two terms of opposite sign, each a product of rounded factors.
+        tolerance=Tolerance(
+            forward_scale=(sp.Abs(x) + 1) * ((1 - y) * sp.Abs(x) + softplus(-x)) * (y * sigmoid(-x) + (1 - y) * sigmoid(x)) ** gamma,
+            grad_scale=(sp.Abs(x) + 1) * (1 + gamma * (sp.Abs(x) + softplus(-x)))
+            * (y * sigmoid(-x) + (1 - y) * sigmoid(x)) ** (gamma - 1)),
+        notes=("torchvision.ops.sigmoid_focal_loss with alpha in [0, 1] (torchvision also accepts alpha < 0 "
+               "to disable the class weighting) and default reduction 'none'.",
+               "For gamma < 1 the gradient at saturated logits involves 0 ** (gamma - 1): use gamma >= 1.",),
+    ),
+    Op(
+        name="log_cosh",
+        family="loss",
+        kind="pointwise_loss",
+        summary="log(cosh(x - y)): quadratic near the target, linear far from it",
+        inputs=(Input("input", x, REAL), Input("target", y, REAL)),
+        params=(REDUCTION,),
+        formulas={"": Formula(
+            definition=sp.log(sp.cosh(d)),
+            # |d| + log(1 + e^(-2|d|)) - log 2: cosh never overflows.
+            stable=sp.Abs(d) + softplus(-2 * sp.Abs(d)) - sp.log(2),
+            grads={"input": sp.tanh(d), "target": -sp.tanh(d)},
+        )},
+        torch=None,
+        tolerance=Tolerance(forward_scale=1 + sp.Abs(d)),
+        notes=("Not in PyTorch. The stable form subtracts log 2, so near d = 0 its error is relative to 1 + |d|.",),
+    ),
+)
+
+LOSSES: tuple[Op, ...] = POINTWISE_LOSSES
