@@ -66,13 +66,14 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
     from symdl.catalog import CATALOG
 
     table = Table(title=f"{len(CATALOG)} ops: symdl.kernels.<name> and <name>_vjp")
-    for column in ("op", "family", "inputs", "parameters (PyTorch defaults)", "summary"):
+    table.add_column("op", no_wrap=True)
+    for column in ("family", "inputs", "parameters (PyTorch defaults)", "summary"):
         table.add_column(column)
     for op in CATALOG.values():
         inputs = ", ".join(i.name + ("" if i.differentiable else " (no grad)") for i in op.inputs)
         params = ", ".join(f"{p.name}={p.default!r}" for p in op.params)
         table.add_row(op.name, op.family, inputs, params, op.summary)
-    Console(width=max(140, Console().width)).print(table)
+    Console(width=max(200, Console().width)).print(table)
     return 0
 
 

@@ -23,6 +23,7 @@ import sympy as sp
 
 from symdl.catalog import CATALOG
 from symdl.catalog.spec import Formula, Op, Param
+from symdl.printing.inplace import kernel_arrays
 from symdl.printing.latex import formula_latex
 from symdl.printing.numpy_printer import KernelPrinter, print_assignments
 
@@ -62,7 +63,7 @@ def _validation(op: Op) -> list[str]:
 def _printer(op: Op, axis: str = "dim") -> KernelPrinter:
     names = {op.upstream: "g"}
     scalars = [p.symbol for p in op.symbol_params if p.rule.kind != "array"]
-    return KernelPrinter(scalars=scalars, names=names, axis=axis)
+    return KernelPrinter(scalars=scalars, names=names, axis=axis, arrays=kernel_arrays(op))
 
 
 def _gradient_expr(op: Op, formula: Formula, input_name: str) -> sp.Expr:
@@ -209,11 +210,77 @@ def _pointwise_loss(op: Op) -> str:
     ])
 
 
+def _class_loss(op: Op) -> str:
+    """A loss per row along the class axis (dim 1), then PyTorch's reduction.
+
+    Class-index targets become one-hot rows (``ignore_index`` rows are masked
+    out of the loss, the gradient and the mean's denominator); per-row targets
+    (+-1 labels) broadcast along the class axis.
+    """
+    first = op.inputs[0].symbol.name
+    formula = op.formula()
+    index_target = next((i for i in op.inputs if i.role == "class_index"), None)
+    has_ignore = any(p.name == "ignore_index" for p in op.params)
+    checks = [line for line in _validation(op) if not any(
+        line.startswith(f"{i.symbol.name} = _rt.float_array") for i in op.inputs if i.role in ("class_index", "sign"))]
+    checks += [f"dim = _rt.class_axis({first}, {op.name!r})", f"num_classes = {first}.shape[dim]"]
+    for item in op.inputs[1:]:
+        name = item.symbol.name
+        if item.role == "class_index":
+            allow = "target" in formula.grads
+            ignore = "ignore_index" if has_ignore else "None"
+            checks.append(f"{name}, keep = _rt.class_targets({item.name}, {op.name!r}, {first}, dim, {ignore}, {allow})")
+        elif item.role == "sign":
+            checks.append(f"{name} = _rt.row_target({item.name}, {op.name!r}, {first}, dim)")
+        else:
+            checks.append(f"_rt.same_shape({op.name!r}, {{{op.inputs[0].name!r}: {first}, {item.name!r}: {name}}})")
+    if index_target is None:
+        checks.append("keep = None")
+    checks += [f"{p.name} = _rt.class_weight({p.name}, {op.name!r}, {first}, dim)"
+               for p in op.params if p.rule.kind == "array"]
+    weight = "weight" if any(p.name == "weight" for p in op.params) else "1.0"
+    target_rows = index_target.symbol.name if index_target else first
+    denominator = (f"_rt.class_mean_denominator(keep, {weight}, {target_rows}, dim, loss.size)"
+                   if op.weighted_mean else "None")
+    forward = print_assignments({"out": formula.forward}, _printer(op)) + [
+        "loss = np.squeeze(out, axis=dim)",
+        "if keep is not None:",
+        "    loss = loss * keep",
+        f"return _rt.reduce(loss, reduction, {denominator})",
+    ]
+    outputs = {f"grad_{i.name}": _gradient_expr(op, formula, i.name) for i in op.differentiable_inputs}
+    rows = f"{first}.shape[:dim] + {first}.shape[dim + 1:]"
+    vjp = [
+        f"loss = np.empty({rows}, dtype={first}.dtype)",
+        f"g = _rt.reduce_vjp(grad, loss.shape, {first}.dtype, reduction, {op.name!r}, "
+        f"{denominator if op.weighted_mean else 'None'})",
+        "if keep is not None:",
+        "    g = g * keep",
+        "g = np.expand_dims(g, dim)",
+    ]
+    vjp += print_assignments(outputs, _printer(op))
+    results = []
+    for item in op.inputs:
+        if not item.differentiable:
+            results.append("None")
+        elif item.role == "class_index":
+            results.append(f"grad_{item.name} if keep is None else None")
+        else:
+            results.append(f"grad_{item.name}")
+    vjp.append(f"return ({', '.join(results)},)")
+    return "\n\n".join([
+        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + forward),
+        _function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"]), "tuple",
+                  _docstring(op, None, vjp=True), checks + vjp),
+    ])
+
+
 #: Kernel template for each op kind.
 TEMPLATES: dict[str, Callable[[Op], str]] = {
     "elementwise": _elementwise,
     "row": _row,
     "pointwise_loss": _pointwise_loss,
+    "class_loss": _class_loss,
 }
 
 

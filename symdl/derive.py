@@ -31,7 +31,7 @@ import numpy as np
 import sympy as sp
 
 from symdl.catalog.spec import DERIVATIVE, Formula, Kink, Op
-from symdl.functions import expand_row, rowmax, to_textbook
+from symdl.functions import expand_row, row_components, rowmax, rowsum, to_textbook
 
 #: Digits used by numeric identity proofs and the mpmath reference.
 PROOF_DIGITS = 50
@@ -234,9 +234,15 @@ def _free_shifts(expr: sp.Expr) -> sp.Expr:
 
 
 def _row_vjp(definition: sp.Expr, op: Op, wrt: sp.Symbol, n: int) -> list[sp.Expr]:
-    """VJP components of ``definition`` w.r.t. ``wrt`` for an ``n``-component row."""
+    """VJP components of ``definition`` w.r.t. ``wrt`` for an ``n``-component row.
+
+    A class loss maps a row to one number (every expanded component is the
+    same), so its VJP uses one component and a scalar upstream gradient.
+    """
     outputs = expand_row(definition, op.row_symbols, n)
     upstream = expand_row(op.upstream, op.row_symbols, n)
+    if op.kind == "class_loss":
+        outputs, upstream = outputs[:1], [op.upstream]
     variables = expand_row(wrt, op.row_symbols, n)
     return [sum(gi * sp.diff(yi, zj) for gi, yi in zip(upstream, outputs)) for zj in variables]
 
@@ -285,6 +291,23 @@ def _derive_row(derivation: Derivation, rng: np.random.Generator) -> None:
             derived,
             op, rng,
         ))
+    for claim, lhs, rhs in formula.facts:
+        derivation.proofs.append(_prove_rows(
+            claim,
+            [_assume(expand_row(_free_shifts(lhs), op.row_symbols, n), formula, op, n) for n in ROW_SIZES],
+            [_assume(expand_row(_free_shifts(rhs), op.row_symbols, n), formula, op, n) for n in ROW_SIZES],
+            op, rng,
+        ))
+
+
+def _assume(components: list[sp.Expr], formula: Formula, op: Op, n: int) -> list[sp.Expr]:
+    """Apply the formula's row assumptions, e.g. ``rowsum(t) = 1``: solve for the last component."""
+    for lhs, rhs in formula.assumptions:
+        (symbol,) = (s for s in op.row_symbols if lhs == rowsum(s))
+        parts = row_components(symbol, n)
+        last = rhs - sum(parts[:-1])
+        components = [c.xreplace({parts[-1]: last}) for c in components]
+    return components
 
 
 _DERIVERS = {

@@ -37,6 +37,8 @@ __all__ = [
     "to_textbook",
     "grouped",
     "expand_row",
+    "NUM_CLASSES",
+    "fold_piecewise",
 ]
 
 
@@ -137,6 +139,12 @@ class rowsum(sp.Function):  # noqa: N801
 
     nargs = 1
 
+    @classmethod
+    def eval(cls, e: sp.Expr) -> sp.Expr | None:
+        if e.is_number:  # a constant row sums to n times itself
+            return e * NUM_CLASSES
+        return None
+
     def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
         return rf"\sum_j {printer.parenthesize(self.args[0], 1000)}_j"
 
@@ -145,6 +153,10 @@ class rowmax(sp.Function):  # noqa: N801
     r"""Maximum over the reduction axis: :math:`\max_j e_j` (a constant shift)."""
 
     nargs = 1
+
+    @classmethod
+    def eval(cls, e: sp.Expr) -> sp.Expr | None:
+        return e if e.is_number else None
 
     def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
         return rf"\max_j {printer.parenthesize(self.args[0], 1000)}_j"
@@ -175,6 +187,28 @@ def to_textbook(expr: sp.Expr) -> sp.Expr:
     )
 
 
+#: The length of the reduction axis (the number of classes) inside row formulas.
+NUM_CLASSES = sp.Symbol("num_classes", positive=True, integer=True)
+
+
+def fold_piecewise(expr: sp.Expr) -> sp.Expr:
+    """``sympy.piecewise_fold`` that does not cross ``rowsum``/``rowmax``.
+
+    Folding ``rowsum(Piecewise((a, c), (0, True)))`` into
+    ``Piecewise((rowsum(a), c), ...)`` would be wrong: the condition varies
+    along the row being reduced. Each reduction's argument is folded on its own.
+    """
+    if not expr.args or not expr.has(sp.Piecewise):
+        return expr  # untouched: rebuilding would re-evaluate deliberately unevaluated products
+    if isinstance(expr, (rowsum, rowmax)):
+        return expr.func(fold_piecewise(expr.args[0]))
+    rebuilt = expr.func(*(fold_piecewise(a) for a in expr.args))
+    hidden = {r: sp.Dummy(f"row{i}") for i, r in enumerate(
+        sorted(rebuilt.atoms(rowsum, rowmax), key=sp.default_sort_key))}
+    folded = sp.piecewise_fold(rebuilt.xreplace(hidden))
+    return folded.xreplace({d: r for r, d in hidden.items()})
+
+
 def expand_row(expr: sp.Expr, full: Sequence[sp.Symbol], n: int) -> list[sp.Expr]:
     """Expand a row formula into its ``n`` explicit components.
 
@@ -187,6 +221,8 @@ def expand_row(expr: sp.Expr, full: Sequence[sp.Symbol], n: int) -> list[sp.Expr
     def component(e: sp.Expr, i: int) -> sp.Expr:
         if e in components:
             return components[e][i]
+        if e == NUM_CLASSES:
+            return sp.Integer(n)
         if isinstance(e, rowsum):
             return sp.Add(*(component(e.args[0], j) for j in range(n)))
         if isinstance(e, rowmax):

@@ -17,12 +17,12 @@ import sympy as sp
 
 from symdl.catalog.spec import Op
 from symdl.derive import _row_vjp
-from symdl.functions import expand_row, to_textbook
+from symdl.functions import expand_row, row_components, to_textbook
 
 DIGITS = 60
 #: Precisions tried in turn until two agree: the textbook formula may cancel
 #: (1 - tanh(100)**2 needs 90 digits), so a fixed precision is not enough.
-PRECISIONS = (60, 150, 400, 800)
+PRECISIONS = (60, 150, 400, 800, 5000)
 #: Values below this are zero in every float format.
 UNDERFLOW = mpmath.mpf("1e-340")
 
@@ -106,6 +106,8 @@ class Reference:
 
     def forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Reference output (object array of mpf), per element or per row."""
+        if self.op.kind == "class_loss":
+            return self._class_rows(inputs, None)[0]
         with mpmath.workdps(DIGITS):
             if self.op.kind in ("elementwise", "pointwise_loss"):
                 f = self._elementwise_forward
@@ -114,6 +116,8 @@ class Reference:
 
     def gradients(self, inputs: Sequence[np.ndarray], grad: np.ndarray | None = None) -> list[np.ndarray]:
         """Reference VJP for each differentiable input (upstream ``grad``, default ones)."""
+        if self.op.kind == "class_loss":
+            return self._class_rows(inputs, grad)[1]
         with mpmath.workdps(DIGITS):
             if self.op.kind in ("elementwise", "pointwise_loss"):
                 upstream = to_mp(np.ones_like(inputs[0]) if grad is None else grad)
@@ -122,6 +126,40 @@ class Reference:
                         for f in self._elementwise_grads()]
             return [self._rows(inputs, lambda n, row, i=i: self._row_vjp(n, row, i), grad)
                     for i in range(len(self.op.differentiable_inputs))]
+
+    # -- class losses ---------------------------------------------------------------
+    def class_arrays(self, inputs: Sequence[np.ndarray]) -> dict[sp.Symbol, np.ndarray]:
+        """Each input as (N, C) rows: class indices one-hot, per-row labels broadcast."""
+        x = np.asarray(inputs[0], dtype=np.float64)
+        arrays = {}
+        for item, value in zip(self.op.inputs, inputs):
+            value = np.asarray(value)
+            if item.role == "class_index" and value.dtype.kind in "iu":
+                arrays[item.symbol] = np.eye(x.shape[1])[value]
+            elif item.role == "sign":
+                arrays[item.symbol] = np.broadcast_to(value[:, None], x.shape)
+            else:
+                arrays[item.symbol] = value.astype(np.float64)
+        return arrays
+
+    def _class_rows(self, inputs: Sequence[np.ndarray], grad: np.ndarray | None) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Per-row reference loss and VJPs of a class loss on (N, C) inputs (weights 1)."""
+        arrays = self.class_arrays(inputs)
+        rows, n = np.shape(inputs[0])
+        weight = next((p.symbol for p in self.op.params if p.rule.kind == "array"), None)
+        row_symbols = [s for s in self.op.row_symbols if s != weight]
+        scalar_symbols = [i.symbol for i in self.op.inputs if i.role == "sign"]
+        loss, grads = _class_functions(self.op, self.formula, n, tuple(sorted(self.params.items())))
+        out = np.empty(rows, dtype=object)
+        results = [np.empty((rows, n), dtype=object) for _ in grads]
+        upstream = np.ones(rows) if grad is None else np.asarray(grad, dtype=np.float64)
+        for r in range(rows):
+            args = [mpmath.mpf(float(v)) for s in row_symbols for v in arrays[s][r]]
+            args += [mpmath.mpf(float(arrays[s][r, 0])) for s in scalar_symbols]
+            out[r] = loss(*args)
+            for k, f in enumerate(grads):
+                results[k][r] = f(*args, mpmath.mpf(float(upstream[r])))
+        return out, results
 
     # -- rows ---------------------------------------------------------------------
     def _row_axis(self, ndim: int) -> int:
@@ -150,6 +188,22 @@ class Reference:
         if len(row) == n:
             row = row + [mpmath.mpf(1)] * n
         return _row_vjp_function(self.op, self.formula.definition, n, which)(*row)
+
+
+@lru_cache(maxsize=256)
+def _class_functions(op: Op, formula: object, n: int, params: tuple) -> tuple[Callable, list[Callable]]:
+    """Lambdified per-row loss and VJPs of a class loss for rows of length ``n``."""
+    weight = next((p.symbol for p in op.params if p.rule.kind == "array"), None)
+    definition = _substituted(op, formula.definition, dict(params))
+    if weight is not None:
+        definition = definition.xreplace({weight: 1})
+    row_symbols = [s for s in op.row_symbols if s != weight]
+    symbols = [c for s in row_symbols for c in row_components(s, n)]
+    symbols += [i.symbol for i in op.inputs if i.role == "sign"]
+    loss = _lambdify(symbols, expand_row(definition, op.row_symbols, n)[0])
+    grads = [_lambdify(symbols + [op.upstream], sp.Matrix(_row_vjp(definition, op, item.symbol, n)))
+             for item in op.differentiable_inputs if item.role != "class_index"]
+    return loss, grads
 
 
 @lru_cache(maxsize=256)

@@ -36,6 +36,7 @@ from symdl.kernels import _runtime as _rt
 from symdl.catalog import CATALOG
 from symdl.catalog.spec import Op
 from symdl.derive import Proof, derive
+from symdl.functions import NUM_CLASSES
 from symdl.reference import Reference, ulp_error
 from symdl.sampling import draw_inputs, draw_params
 
@@ -157,7 +158,7 @@ def finite_difference_error(op: Op, variant: str, seed: int = 0, directions: int
         v = rng.standard_normal(np.shape(out))
         grads = vjp(v if np.ndim(out) else float(v), *inputs)
         for index, item in enumerate(op.inputs):
-            if not item.differentiable:
+            if not item.differentiable or inputs[index].dtype.kind in "iu":  # class indices
                 continue
             u = rng.standard_normal(inputs[index].shape)
             h = 1e-6 * max(1.0, float(np.max(np.abs(inputs[index]))))
@@ -178,13 +179,17 @@ def _extreme_inputs(op: Op, rng: np.random.Generator, dtype: type) -> list[np.nd
     if op.kind == "row":
         values = np.array([[e, 0.0, -e] for e in extremes], dtype=dtype)
         return [values]
+    if op.kind == "class_loss":
+        inputs = draw_inputs(op, rng, (len(extremes), 3), dtype)
+        inputs[0] = np.array([[e, 0.0, -e] for e in extremes], dtype=dtype)
+        return inputs
     inputs = draw_inputs(op, rng, (len(extremes),), dtype)
     inputs[0] = np.array(extremes, dtype=dtype)
     return inputs
 
 
 def _domain_inputs(op: Op, rng: np.random.Generator) -> list[np.ndarray]:
-    return draw_inputs(op, rng, (6, 5) if op.kind == "row" else (60,))
+    return draw_inputs(op, rng, (6, 5) if op.kind in ("row", "class_loss") else (60,))
 
 
 def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str, object],
@@ -195,6 +200,11 @@ def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str
     values = {p.symbol: 1.0 if params.get(p.name, p.default) is None else params.get(p.name, p.default)
               for p in op.symbol_params}
     axis = _rt.legacy_softmax_dim(np.ndim(inputs[0]), params.get("dim"), op.name) if op.kind == "row" else -1
+    if op.kind == "class_loss":
+        arrays = Reference(op, "", params).class_arrays(inputs)
+        inputs = [arrays[i.symbol] for i in op.inputs]
+        values = {k: (1.0 if op.param(k.name).rule.kind == "array" else v) for k, v in values.items()}
+        values[NUM_CLASSES] = np.shape(inputs[0])[-1]
     functions = {
         "rowsum": lambda e: np.sum(e, axis=axis, keepdims=True),
         "rowmax": lambda e: np.max(e, axis=axis, keepdims=True),
@@ -202,7 +212,7 @@ def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str
     }
     symbols = [i.symbol for i in op.inputs] + [op.upstream]
     f = sp.lambdify(symbols, expr.xreplace(values), modules=[functions, "numpy"])
-    upstream = np.ones_like(inputs[0]) if grad is None else grad
+    upstream = np.ones_like(inputs[0]) if grad is None or np.shape(grad) != np.shape(inputs[0]) else grad
     return np.broadcast_to(f(*inputs, upstream), np.shape(inputs[0]))
 
 
@@ -215,10 +225,13 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
     worst_forward = worst_grad = 0.0
     batches = [_domain_inputs(op, rng), _extreme_inputs(op, rng, np.float64)]
     for inputs in (b for b in batches if b is not None):
-        grad = np.ones_like(inputs[0]) if op.kind != "row" else rng.standard_normal(inputs[0].shape)
+        out = forward(*inputs)
+        grad = np.ones(np.shape(out)) if op.kind != "row" else rng.standard_normal(inputs[0].shape)
         exact = reference.forward(inputs)
-        worst_forward = max(worst_forward, ulp_error(forward(*inputs), exact,
-                                                     _scale(op, op.tolerance_for(variant).forward_scale, inputs, params, grad)))
+        forward_scale = _scale(op, op.tolerance_for(variant).forward_scale, inputs, params, grad)
+        if forward_scale is not None and op.kind == "class_loss":
+            forward_scale = np.max(forward_scale, axis=-1)  # one loss per row
+        worst_forward = max(worst_forward, ulp_error(out, exact, forward_scale))
         computed = vjp(grad, *inputs)
         exact_grads = reference.gradients(inputs, grad)
         for value, exact_grad in zip((c for c, i in zip(computed, op.inputs) if i.differentiable), exact_grads):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
-from symdl.functions import log1p, sigmoid, softplus, xlogy
+from symdl.functions import NUM_CLASSES, log1p, rowmax, rowsum, sigmoid, softplus, xlogy
 
 x = sp.Symbol("x", real=True)
 y = sp.Symbol("y", real=True)
@@ -123,6 +123,8 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
             grads={"input": w * (x - y) / sp.Max((1 - x) * x, sp.Float("1e-12"))},
         )},
         torch="torch.nn.functional.binary_cross_entropy",
+        # x - y cancels in the input gradient; the target gradient subtracts two logs.
+        tolerance=Tolerance(grad_scale=(sp.Abs(x) + sp.Abs(y)) / (x * (1 - x)) + sp.Abs(sp.log(x)) + sp.Abs(sp.log(1 - x))),
         notes=("As PyTorch: logs are clamped at -100, and the input gradient is "
                "(x - y) / max(x (1 - x), 1e-12) (finite at x = 0 and 1).",),
     ),
@@ -261,6 +263,7 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
             kinks=(Kink(x2 + margin * y, -y, "clamp_min passes the gradient at the boundary"),),
         )},
         torch="torch.nn.functional.margin_ranking_loss",
+        tolerance=Tolerance(forward_scale=sp.Abs(margin) + sp.Abs(x) + sp.Abs(x2)),
     ),
     Op(
         name="sigmoid_focal_loss",
@@ -309,3 +312,135 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
 )
 
 LOSSES: tuple[Op, ...] = POINTWISE_LOSSES
+
+# --------------------------------------------------------------------------- class losses
+# Vector formulas along the class axis: x is a row of logits (or log-probabilities), t the target
+# distribution (a one-hot row for class indices), weight the per-class weights, g the upstream
+# gradient of the row's loss. The kernel template turns class indices into one-hot rows, applies
+# ignore_index, and divides 'mean' by the summed weight of the targets where PyTorch does.
+t = sp.Symbol("t", real=True)
+g = sp.Symbol("g", real=True)
+label_smoothing = sp.Symbol("label_smoothing", nonnegative=True)
+p_norm = sp.Symbol("p", positive=True, integer=True)
+
+_shift = x - rowmax(x)
+_log_softmax = _shift - sp.log(rowsum(sp.exp(_shift)))
+_softmax = sp.exp(_shift) / rowsum(sp.exp(_shift))
+_smoothed = (1 - label_smoothing) * t + label_smoothing / NUM_CLASSES
+_IGNORE = Param("ignore_index", -100, Rule("integer"), doc="target value whose rows are skipped")
+_CLASS_WEIGHT = Param("weight", None, Rule("array"), w, doc="per-class weight, shape (C,)")
+CLASS_LOGITS = Domain(-8.0, 8.0, extremes=(-1e4, -1000.0, 1000.0, 1e4))
+
+_margin_h = margin - rowsum(t * x) + x
+_margin_a = (1 - t) * rowsum(t * w) * sp.Piecewise((p_norm * _margin_h ** (p_norm - 1), _margin_h > 0), (0, True)) / NUM_CLASSES
+
+_eps_cos = sp.Float("1e-12")  # PyTorch's EPSILON in cosine_embedding_loss
+_m1, _m2 = rowsum(x * x) + _eps_cos, rowsum(x2 * x2) + _eps_cos
+_cos = rowsum(x * x2) / sp.sqrt(_m1 * _m2)
+_cos_slope = -(1 + y) / 2 + (1 - y) / 2 * sp.Piecewise((1, _cos - margin >= 0), (0, True))
+
+CLASS_LOSSES: tuple[Op, ...] = (
+    Op(
+        name="cross_entropy",
+        family="loss",
+        kind="class_loss",
+        summary="Cross-entropy of softmax(input) against class indices or probabilities",
+        inputs=(Input("input", x, CLASS_LOGITS), Input("target", t, UNIT, role="class_index")),
+        params=(_CLASS_WEIGHT, _IGNORE, REDUCTION,
+                Param("label_smoothing", 0.0, Rule("interval", (0.0, 1.0)), label_smoothing, Domain(0.0, 0.3))),
+        formulas={"": Formula(
+            definition=-rowsum(w * _smoothed * sp.log(sp.exp(x) / rowsum(sp.exp(x)))),
+            stable=-rowsum(w * _smoothed * _log_softmax),
+            grads={"input": g * (_softmax * rowsum(w * _smoothed) - w * _smoothed),
+                   "target": -g * (1 - label_smoothing) * w * _log_softmax},
+            assumptions=((rowsum(t), sp.S.One),),
+            facts=(("d/dz = softmax(z) - y (no weight, no smoothing, sum(y) = 1)",
+                    (_softmax * rowsum(w * _smoothed) - w * _smoothed).xreplace({w: 1, label_smoothing: 0}),
+                    _softmax - t),),
+        )},
+        torch="torch.nn.functional.cross_entropy",
+        # x - max x is rounded before exp, and the gradient subtracts w q from softmax * sum(w q).
+        tolerance=Tolerance(forward_scale=rowsum(_smoothed * (1 + sp.Abs(_log_softmax))),
+                            grad_scale=_softmax * (1 + sp.Abs(_shift)) * rowsum(_smoothed) + _smoothed),
+        row_symbols=(x, t, w),
+        upstream=g,
+        weighted_mean=True,
+        notes=("Integer targets are class indices (mean divides by the summed weight of the non-ignored "
+               "targets); float targets are probabilities along dim 1 (mean divides by the number of rows).",
+               "Label smoothing mixes the target with the uniform distribution: (1 - e) y + e / C.",),
+    ),
+    Op(
+        name="nll_loss",
+        family="loss",
+        kind="class_loss",
+        summary="Negative log-likelihood of log-probabilities at the target classes",
+        inputs=(Input("input", x, Domain(-8.0, 0.0, extremes=(-1e4, -1000.0, 0.0))),
+                Input("target", t, UNIT, role="class_index", differentiable=False)),
+        params=(_CLASS_WEIGHT, _IGNORE, REDUCTION),
+        formulas={"": Formula(definition=-rowsum(w * t * x), grads={"input": -g * w * t})},
+        torch="torch.nn.functional.nll_loss",
+        row_symbols=(x, t, w),
+        upstream=g,
+        weighted_mean=True,
+    ),
+    Op(
+        name="multilabel_soft_margin_loss",
+        family="loss",
+        kind="class_loss",
+        summary="Per-class logistic loss averaged over the classes, for multi-hot targets",
+        inputs=(Input("input", x, CLASS_LOGITS), Input("target", t, UNIT)),
+        params=(_CLASS_WEIGHT, REDUCTION),
+        formulas={"": Formula(
+            definition=-rowsum(w * (t * sp.log(1 / (1 + sp.exp(-x))) + (1 - t) * sp.log(1 - 1 / (1 + sp.exp(-x)))))
+            / NUM_CLASSES,
+            stable=rowsum(w * (t * softplus(-x) + (1 - t) * softplus(x))) / NUM_CLASSES,
+            grads={"input": g * w * (sigmoid(x) - t) / NUM_CLASSES, "target": -g * w * x / NUM_CLASSES},
+        )},
+        torch="torch.nn.functional.multilabel_soft_margin_loss",
+        row_symbols=(x, t, w),
+        upstream=g,
+        tolerance=Tolerance(grad_scale=1 + sp.Abs(x)),
+    ),
+    Op(
+        name="multi_margin_loss",
+        family="loss",
+        kind="class_loss",
+        summary="Multi-class hinge loss: sum over wrong classes of max(0, margin - x_y + x_j)^p / C",
+        inputs=(Input("input", x, CLASS_LOGITS), Input("target", t, UNIT, role="class_index", differentiable=False)),
+        params=(Param("p", 1, Rule("choice", (1, 2)), p_norm), Param("margin", 1.0, Rule("real"), margin, Domain(0.0, 2.0)),
+                _CLASS_WEIGHT, REDUCTION),
+        formulas={"": Formula(
+            definition=rowsum((1 - t) * rowsum(t * w) * sp.Piecewise((_margin_h**p_norm, _margin_h > 0), (0, True)))
+            / NUM_CLASSES,
+            grads={"input": g * (_margin_a - t * rowsum(_margin_a))},
+        )},
+        torch="torch.nn.functional.multi_margin_loss",
+        row_symbols=(x, t, w),
+        upstream=g,
+        tolerance=Tolerance(forward_scale=(1 + sp.Abs(x) + margin) ** 2, grad_scale=1 + sp.Abs(x) + margin),
+    ),
+    Op(
+        name="cosine_embedding_loss",
+        family="loss",
+        kind="class_loss",
+        summary="1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1",
+        inputs=(Input("input1", x, REAL), Input("input2", x2, REAL),
+                Input("target", y, Domain(-1.0, 1.0), role="sign", differentiable=False)),
+        params=(Param("margin", 0.0, Rule("interval", (-1.0, 1.0)), margin, Domain(-0.5, 0.5)), REDUCTION),
+        formulas={"": Formula(
+            definition=(1 + y) / 2 * (1 - _cos) + (1 - y) / 2 * sp.Piecewise((_cos - margin, _cos - margin >= 0), (0, True)),
+            grads={"input1": g * _cos_slope * (x2 / sp.sqrt(_m1 * _m2) - _cos * x / _m1),
+                   "input2": g * _cos_slope * (x / sp.sqrt(_m1 * _m2) - _cos * x2 / _m2)},
+        )},
+        torch="torch.nn.functional.cosine_embedding_loss",
+        row_symbols=(x, x2),
+        upstream=g,
+        # The gradient cancels as x2 becomes parallel to x1: its error is relative to 1/|x1| + 1/|x2|.
+        tolerance=Tolerance(forward_scale=sp.S.One,
+                            grad_scale=(1 / sp.sqrt(_m1) + 1 / sp.sqrt(_m2)) * (1 + sp.Abs(x) + sp.Abs(x2))),
+        notes=("Rows are along dim 1 of (N, D) inputs (or the only axis of 1-D inputs); "
+               "PyTorch adds 1e-12 to each squared norm.",),
+    ),
+)
+
+LOSSES += CLASS_LOSSES

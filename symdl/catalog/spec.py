@@ -27,7 +27,7 @@ DERIVATIVE = sp.Symbol("DERIVATIVE")
 Kind = Literal["elementwise", "row", "pointwise_loss", "class_loss"]
 
 #: What values an input holds, which decides sampling and validation.
-InputRole = Literal["real", "probability", "sign", "binary", "class_index", "positive"]
+InputRole = Literal["real", "probability", "sign", "binary", "class_index", "positive", "distribution"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +205,7 @@ class Op:
     notes: tuple[str, ...] = ()
     row_symbols: tuple[sp.Symbol, ...] = ()
     upstream: sp.Symbol = sp.Symbol("g")
+    weighted_mean: bool = False  # class losses: 'mean' divides by the summed weight of the targets
 
     def param(self, name: str) -> Param:
         """The parameter called ``name``."""

@@ -92,7 +92,8 @@ def relu(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``relu``; do not edit.
     """
     x = _rt.float_array(input, 'relu', 'input')
-    out = np.clip(x, 0, None)
+    t0 = np.clip(x, 0, math.inf)
+    out = t0
     return out
 
 
@@ -129,7 +130,10 @@ def relu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'relu', 'input')
     g = _rt.grad_like(grad, x.shape, 'relu')
-    grad_input = g * (x > 0)
+    # grad_input = g * (x > 0)
+    m0 = x > 0
+    t0 = g * m0
+    grad_input = t0
     return (grad_input,)
 
 
@@ -162,7 +166,8 @@ def relu6(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``relu6``; do not edit.
     """
     x = _rt.float_array(input, 'relu6', 'input')
-    out = np.clip(x, 0, 6)
+    t0 = np.clip(x, 0, 6)
+    out = t0
     return out
 
 
@@ -200,7 +205,13 @@ def relu6_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'relu6', 'input')
     g = _rt.grad_like(grad, x.shape, 'relu6')
-    grad_input = g * ~((x >= 6) | (x <= 0))
+    # grad_input = g * ~((x >= 6) | (x <= 0))
+    m0 = np.asarray(x >= 6)
+    m1 = x <= 0
+    m0 |= m1
+    np.invert(m0, out=m0)
+    t0 = g * m0
+    grad_input = t0
     return (grad_input,)
 
 
@@ -233,7 +244,12 @@ def leaky_relu(input: ArrayLike, *, negative_slope: float = 0.01) -> np.ndarray:
     """
     negative_slope = _rt.check_real('leaky_relu', 'negative_slope', negative_slope)
     x = _rt.float_array(input, 'leaky_relu', 'input')
-    out = negative_slope*np.clip(x, None, 0) + np.clip(x, 0, None)
+    # out = negative_slope * np.clip(x, -math.inf, 0) + np.clip(x, 0, math.inf)
+    t0 = np.clip(x, -math.inf, 0)
+    t0 *= negative_slope
+    t1 = np.clip(x, 0, math.inf)
+    t0 += t1
+    out = t0
     return out
 
 
@@ -271,7 +287,13 @@ def leaky_relu_vjp(grad: ArrayLike, input: ArrayLike, *, negative_slope: float =
     negative_slope = _rt.check_real('leaky_relu', 'negative_slope', negative_slope)
     x = _rt.float_array(input, 'leaky_relu', 'input')
     g = _rt.grad_like(grad, x.shape, 'leaky_relu')
-    grad_input = np.where((x <= 0), g*negative_slope, g)
+    # grad_input = np.where(x <= 0, g * negative_slope, g)
+    m0 = np.asarray(x <= 0)
+    t0 = np.multiply(m0, negative_slope, dtype=g.dtype)
+    np.invert(m0, out=m0)
+    t0 += m0
+    t0 *= g
+    grad_input = t0
     return (grad_input,)
 
 
@@ -306,7 +328,13 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     """
     alpha = _rt.check_positive('elu', 'alpha', alpha)
     x = _rt.float_array(input, 'elu', 'input')
-    out = alpha*np.expm1(np.clip(x, None, 0)) + np.clip(x, 0, None)
+    # out = alpha * np.expm1(np.clip(x, -math.inf, 0)) + np.clip(x, 0, math.inf)
+    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    np.expm1(t0, out=t0)
+    t0 *= alpha
+    t1 = np.clip(x, 0, math.inf)
+    t0 += t1
+    out = t0
     return out
 
 
@@ -346,7 +374,14 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
     alpha = _rt.check_positive('elu', 'alpha', alpha)
     x = _rt.float_array(input, 'elu', 'input')
     g = _rt.grad_like(grad, x.shape, 'elu')
-    grad_input = np.where((x <= 0), alpha*g*np.exp(np.clip(x, None, 0)), g)
+    # grad_input = np.where(x <= 0, alpha * g * np.exp(np.clip(x, -math.inf, 0)), g)
+    t0 = np.asarray(alpha * g)
+    t1 = np.asarray(np.clip(x, -math.inf, 0))
+    np.exp(t1, out=t1)
+    t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+    m0 = x <= 0
+    t3 = np.where(m0, t2, g)
+    grad_input = t3
     return (grad_input,)
 
 
@@ -387,7 +422,14 @@ def selu(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``selu``; do not edit.
     """
     x = _rt.float_array(input, 'selu', 'input')
-    out = (1.7580993408473768)*np.expm1(np.clip(x, None, 0)) + (1.0507009873554805)*np.clip(x, 0, None)
+    # out = 1.7580993408473768 * np.expm1(np.clip(x, -math.inf, 0)) + 1.0507009873554805 * np.clip(x, 0, math.inf)
+    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    np.expm1(t0, out=t0)
+    t0 *= 1.7580993408473768
+    t1 = np.clip(x, 0, math.inf)
+    t1 *= 1.0507009873554805
+    t0 += t1
+    out = t0
     return out
 
 
@@ -433,7 +475,15 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'selu', 'input')
     g = _rt.grad_like(grad, x.shape, 'selu')
-    grad_input = np.where((x <= 0), (1.7580993408473768)*g*np.exp(np.clip(x, None, 0)), (1.0507009873554805)*g)
+    # grad_input = np.where(x <= 0, 1.7580993408473768 * g * np.exp(np.clip(x, -math.inf, 0)), 1.0507009873554805 * g)
+    t0 = np.asarray(1.7580993408473768 * g)
+    t1 = np.asarray(np.clip(x, -math.inf, 0))
+    np.exp(t1, out=t1)
+    t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+    m0 = x <= 0
+    t3 = np.multiply(1.0507009873554805, g, out=t1 if g.dtype == t1.dtype else None)
+    t4 = np.where(m0, t2, t3)
+    grad_input = t4
     return (grad_input,)
 
 
@@ -471,7 +521,14 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     """
     alpha = _rt.check_positive('celu', 'alpha', alpha)
     x = _rt.float_array(input, 'celu', 'input')
-    out = alpha*np.expm1(np.clip(x, None, 0)/alpha) + np.clip(x, 0, None)
+    # out = alpha * np.expm1(np.clip(x, -math.inf, 0) / alpha) + np.clip(x, 0, math.inf)
+    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    t0 /= alpha
+    np.expm1(t0, out=t0)
+    t0 *= alpha
+    t1 = np.clip(x, 0, math.inf)
+    t0 += t1
+    out = t0
     return out
 
 
@@ -514,35 +571,88 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[
     alpha = _rt.check_positive('celu', 'alpha', alpha)
     x = _rt.float_array(input, 'celu', 'input')
     g = _rt.grad_like(grad, x.shape, 'celu')
-    grad_input = np.where((x <= 0), g*np.exp(np.clip(x, None, 0)/alpha), g)
+    # grad_input = np.where(x <= 0, g * np.exp(np.clip(x, -math.inf, 0) / alpha), g)
+    m0 = x <= 0
+    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    t0 /= alpha
+    np.exp(t0, out=t0)
+    t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    t2 = np.where(m0, t1, g)
+    grad_input = t2
     return (grad_input,)
 
 
 def _gelu_none(x: np.ndarray) -> np.ndarray:
     """gelu with approximate='none'."""
-    out = x*_rt.normal_cdf(x)
+    # out = x * _rt.normal_cdf(x)
+    t0 = _rt.normal_cdf(x)
+    t0 *= x
+    out = t0
     return out
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
     """gelu with approximate='tanh'."""
     t0 = np.clip(x, -30, 30)
-    out = x*_rt.sigmoid(0.07135481627260025*t0 * t0 * t0 + 1.5957691216057308*t0)
+    # out = x * _rt.sigmoid(0.07135481627260025 * t0 * t0 * t0 + 1.5957691216057308 * t0)
+    t1 = np.asarray(0.07135481627260025 * t0)
+    t1 *= t0
+    t1 *= t0
+    t0 *= 1.5957691216057308
+    t1 += t0
+    _rt.sigmoid(t1, out=t1)
+    t1 *= x
+    out = t1
     return out
 
 
 def _gelu_none_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
     """gelu with approximate='none'."""
-    grad_input = g*(0.3989422804014327*x*np.exp(-0.5*np.square(np.clip(np.abs(x), None, 40))) + _rt.normal_cdf(x))
+    # grad_input = g * (0.3989422804014327 * x * np.exp(-0.5 * np.square(np.clip(np.abs(x), -math.inf, 40))) + _rt.normal_cdf(x))
+    t0 = np.asarray(0.3989422804014327 * x)
+    t1 = np.asarray(np.abs(x))
+    np.clip(t1, -math.inf, 40, out=t1)
+    np.square(t1, out=t1)
+    t1 *= -0.5
+    np.exp(t1, out=t1)
+    t0 *= t1
+    t2 = _rt.normal_cdf(x)
+    t0 += t2
+    t3 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t3
     return (grad_input,)
 
 
 def _gelu_tanh_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
     """gelu with approximate='tanh'."""
-    t0 = np.clip(x, -30, 30)
-    t1 = t0 * t0 * t0
-    t2 = np.exp(-1.5957691216057308*np.abs(t0 + (0.044715)*t1))
-    grad_input = g*((1.5957691216057308*t2*x*((0.134145)*np.square(t0) + 1)) * ((1 / (t2 + 1)) ** 2) + _rt.sigmoid(1.5957691216057308*t0 + 0.07135481627260025*t1))
+    t0 = np.asarray(np.clip(x, -30, 30))
+    # t1 = t0 * t0 * t0
+    t1 = t0 * t0
+    t1 *= t0
+    # t2 = np.exp(-1.5957691216057308 * np.abs(t0 + 0.044715 * t1))
+    t2 = np.asarray(0.044715 * t1)
+    t2 += t0
+    np.abs(t2, out=t2)
+    t2 *= -1.5957691216057308
+    np.exp(t2, out=t2)
+    # grad_input = g * (1.5957691216057308 * t2 * x * (0.134145 * np.square(t0) + 1) * (1 / (t2 + 1)) ** 2 + _rt.sigmoid(1.5957691216057308 * t0 + 0.07135481627260025 * t1))
+    t3 = np.asarray(1.5957691216057308 * t2)
+    t3 *= x
+    t4 = np.square(t0)
+    t4 *= 0.134145
+    t4 += 1
+    t3 *= t4
+    t2 += 1
+    np.divide(1, t2, out=t2)
+    np.square(t2, out=t2)
+    t3 *= t2
+    t0 *= 1.5957691216057308
+    t1 *= 0.07135481627260025
+    t0 += t1
+    _rt.sigmoid(t0, out=t0)
+    t3 += t0
+    t5 = np.multiply(g, t3, out=t3 if g.dtype == t3.dtype else None)
+    grad_input = t5
     return (grad_input,)
 
 
@@ -698,7 +808,10 @@ def silu(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``silu``; do not edit.
     """
     x = _rt.float_array(input, 'silu', 'input')
-    out = x*_rt.sigmoid(x)
+    # out = x * _rt.sigmoid(x)
+    t0 = _rt.sigmoid(x)
+    t0 *= x
+    out = t0
     return out
 
 
@@ -734,8 +847,14 @@ def silu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'silu', 'input')
     g = _rt.grad_like(grad, x.shape, 'silu')
-    t0 = _rt.sigmoid(x)
-    grad_input = g*t0*(x*(1 - t0) + 1)
+    t0 = np.asarray(_rt.sigmoid(x))
+    # grad_input = g * t0 * (x * (1 - t0) + 1)
+    t1 = g * t0
+    np.subtract(1, t0, out=t0)
+    t0 *= x
+    t0 += 1
+    t1 *= t0
+    grad_input = t1
     return (grad_input,)
 
 
@@ -770,9 +889,17 @@ def mish(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``mish``; do not edit.
     """
     x = _rt.float_array(input, 'mish', 'input')
-    t0 = np.exp(np.clip(x, None, 20))
-    t1 = t0*(t0 + 2)
-    out = x*(t1/(t1 + 2))
+    # t0 = np.exp(np.clip(x, -math.inf, 20))
+    t0 = np.asarray(np.clip(x, -math.inf, 20))
+    np.exp(t0, out=t0)
+    # t0 = t0 * (t0 + 2)
+    t1 = np.asarray(t0 + 2)
+    t0 *= t1
+    # out = x * (t0 / (t0 + 2))
+    np.add(t0, 2, out=t1)
+    t0 /= t1
+    t0 *= x
+    out = t0
     return out
 
 
@@ -812,12 +939,24 @@ def mish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'mish', 'input')
     g = _rt.grad_like(grad, x.shape, 'mish')
-    t0 = np.clip(x, None, 20)
-    t1 = np.exp(t0)
+    t0 = np.clip(x, -math.inf, 20)
+    t1 = np.asarray(np.exp(t0))
     t2 = t1 + 2
-    t3 = t1*t2 + 2
+    # t3 = t1 * t2 + 2
+    t3 = t1 * t2
+    t3 += 2
     t4 = 1 / t3
-    grad_input = g*(t1*t4)*(t4*(4*t0*(t1 + 1) + t2*t3))
+    # grad_input = g * (t1 * t4) * (t4 * (4 * t0 * (t1 + 1) + t2 * t3))
+    t0 *= 4
+    t5 = t1 + 1
+    t0 *= t5
+    t2 *= t3
+    t0 += t2
+    t0 *= t4
+    t1 *= t4
+    t6 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
+    t6 *= t0
+    grad_input = t6
     return (grad_input,)
 
 
@@ -854,8 +993,13 @@ def softplus(input: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) ->
     beta = _rt.check_positive('softplus', 'beta', beta)
     threshold = _rt.check_real('softplus', 'threshold', threshold)
     x = _rt.float_array(input, 'softplus', 'input')
-    t0 = beta*x
-    out = np.where((t0 > threshold), x, _rt.softplus(t0)/beta)
+    t0 = np.asarray(beta * x)
+    # out = np.where(t0 > threshold, x, _rt.softplus(t0) / beta)
+    m0 = t0 > threshold
+    _rt.softplus(t0, out=t0)
+    t0 /= beta
+    t1 = np.where(m0, x, t0)
+    out = t1
     return out
 
 
@@ -897,8 +1041,13 @@ def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, thresh
     threshold = _rt.check_real('softplus', 'threshold', threshold)
     x = _rt.float_array(input, 'softplus', 'input')
     g = _rt.grad_like(grad, x.shape, 'softplus')
-    t0 = beta*x
-    grad_input = np.where((t0 > threshold), g, g*_rt.sigmoid(t0))
+    t0 = np.asarray(beta * x)
+    # grad_input = np.where(t0 > threshold, g, g * _rt.sigmoid(t0))
+    m0 = t0 > threshold
+    _rt.sigmoid(t0, out=t0)
+    t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    t2 = np.where(m0, g, t1)
+    grad_input = t2
     return (grad_input,)
 
 
@@ -919,7 +1068,11 @@ def softsign(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``softsign``; do not edit.
     """
     x = _rt.float_array(input, 'softsign', 'input')
-    out = x/(np.abs(x) + 1)
+    # out = x / (np.abs(x) + 1)
+    t0 = np.asarray(np.abs(x))
+    t0 += 1
+    np.divide(x, t0, out=t0)
+    out = t0
     return out
 
 
@@ -945,7 +1098,13 @@ def softsign_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'softsign', 'input')
     g = _rt.grad_like(grad, x.shape, 'softsign')
-    grad_input = g * ((1 / (np.abs(x) + 1)) ** 2)
+    # grad_input = g * (1 / (np.abs(x) + 1)) ** 2
+    t0 = np.asarray(np.abs(x))
+    t0 += 1
+    np.divide(1, t0, out=t0)
+    np.square(t0, out=t0)
+    t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t1
     return (grad_input,)
 
 
@@ -975,7 +1134,8 @@ def sigmoid(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``sigmoid``; do not edit.
     """
     x = _rt.float_array(input, 'sigmoid', 'input')
-    out = _rt.sigmoid(x)
+    t0 = _rt.sigmoid(x)
+    out = t0
     return out
 
 
@@ -1010,8 +1170,17 @@ def sigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'sigmoid', 'input')
     g = _rt.grad_like(grad, x.shape, 'sigmoid')
-    t0 = np.exp(-np.abs(x))
-    grad_input = (g*t0) * ((1 / (t0 + 1)) ** 2)
+    # t0 = np.exp(-np.abs(x))
+    t0 = np.asarray(np.abs(x))
+    np.negative(t0, out=t0)
+    np.exp(t0, out=t0)
+    # grad_input = g * t0 * (1 / (t0 + 1)) ** 2
+    t1 = g * t0
+    t0 += 1
+    np.divide(1, t0, out=t0)
+    np.square(t0, out=t0)
+    t1 *= t0
+    grad_input = t1
     return (grad_input,)
 
 
@@ -1040,7 +1209,11 @@ def logsigmoid(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``logsigmoid``; do not edit.
     """
     x = _rt.float_array(input, 'logsigmoid', 'input')
-    out = -_rt.softplus(-x)
+    # out = -_rt.softplus(-x)
+    t0 = np.asarray(-x)
+    _rt.softplus(t0, out=t0)
+    np.negative(t0, out=t0)
+    out = t0
     return out
 
 
@@ -1074,7 +1247,11 @@ def logsigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'logsigmoid', 'input')
     g = _rt.grad_like(grad, x.shape, 'logsigmoid')
-    grad_input = g*_rt.sigmoid(-x)
+    # grad_input = g * _rt.sigmoid(-x)
+    t0 = np.asarray(-x)
+    _rt.sigmoid(t0, out=t0)
+    t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t1
     return (grad_input,)
 
 
@@ -1096,7 +1273,8 @@ def tanh(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``tanh``; do not edit.
     """
     x = _rt.float_array(input, 'tanh', 'input')
-    out = np.tanh(x)
+    t0 = np.tanh(x)
+    out = t0
     return out
 
 
@@ -1123,8 +1301,18 @@ def tanh_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'tanh', 'input')
     g = _rt.grad_like(grad, x.shape, 'tanh')
-    t0 = np.exp(-2*np.abs(x))
-    grad_input = (4*g*t0) * ((1 / (t0 + 1)) ** 2)
+    # t0 = np.exp(-2 * np.abs(x))
+    t0 = np.asarray(np.abs(x))
+    t0 *= -2
+    np.exp(t0, out=t0)
+    # grad_input = 4 * g * t0 * (1 / (t0 + 1)) ** 2
+    t1 = np.asarray(4 * g)
+    t2 = np.multiply(t1, t0, out=t1 if t0.dtype == t1.dtype else None)
+    t0 += 1
+    np.divide(1, t0, out=t0)
+    np.square(t0, out=t0)
+    t2 *= t0
+    grad_input = t2
     return (grad_input,)
 
 
@@ -1159,7 +1347,8 @@ def hardtanh(input: ArrayLike, *, min_val: float = -1.0, max_val: float = 1.0) -
     min_val = _rt.check_real('hardtanh', 'min_val', min_val)
     max_val = _rt.check_real('hardtanh', 'max_val', max_val)
     x = _rt.float_array(input, 'hardtanh', 'input')
-    out = np.clip(x, min_val, max_val)
+    t0 = np.clip(x, min_val, max_val)
+    out = t0
     return out
 
 
@@ -1199,7 +1388,13 @@ def hardtanh_vjp(grad: ArrayLike, input: ArrayLike, *, min_val: float = -1.0, ma
     max_val = _rt.check_real('hardtanh', 'max_val', max_val)
     x = _rt.float_array(input, 'hardtanh', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardtanh')
-    grad_input = g * ~((min_val >= x) | (max_val <= x))
+    # grad_input = g * ~((min_val >= x) | (max_val <= x))
+    m0 = np.asarray(min_val >= x)
+    m1 = max_val <= x
+    m0 |= m1
+    np.invert(m0, out=m0)
+    t0 = g * m0
+    grad_input = t0
     return (grad_input,)
 
 
@@ -1232,7 +1427,11 @@ def hardsigmoid(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``hardsigmoid``; do not edit.
     """
     x = _rt.float_array(input, 'hardsigmoid', 'input')
-    out = (0.16666666666666666)*np.clip(x + 3, 0, 6)
+    # out = 0.16666666666666666 * np.clip(x + 3, 0, 6)
+    t0 = np.asarray(x + 3)
+    np.clip(t0, 0, 6, out=t0)
+    t0 *= 0.16666666666666666
+    out = t0
     return out
 
 
@@ -1270,7 +1469,14 @@ def hardsigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'hardsigmoid', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardsigmoid')
-    grad_input = ((0.16666666666666666)*g) * ~((x >= 3) | (x <= -3))
+    # grad_input = 0.16666666666666666 * g * ~((x >= 3) | (x <= -3))
+    m0 = np.asarray(x >= 3)
+    m1 = x <= -3
+    m0 |= m1
+    np.invert(m0, out=m0)
+    t0 = 0.16666666666666666 * g
+    t0 *= m0
+    grad_input = t0
     return (grad_input,)
 
 
@@ -1303,7 +1509,12 @@ def hardswish(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``hardswish``; do not edit.
     """
     x = _rt.float_array(input, 'hardswish', 'input')
-    out = (0.16666666666666666)*x*np.clip(x + 3, 0, 6)
+    # out = 0.16666666666666666 * x * np.clip(x + 3, 0, 6)
+    t0 = 0.16666666666666666 * x
+    t1 = np.asarray(x + 3)
+    np.clip(t1, 0, 6, out=t1)
+    t0 *= t1
+    out = t0
     return out
 
 
@@ -1341,7 +1552,16 @@ def hardswish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'hardswish', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardswish')
-    grad_input = np.where((x >= 3), g, (0.16666666666666666)*g*(2*x + 3)) * (x > -3)
+    # grad_input = np.where(x >= 3, g, 0.16666666666666666 * g * (2 * x + 3)) * (x > -3)
+    t0 = np.asarray(0.16666666666666666 * g)
+    t1 = 2 * x
+    t1 += 3
+    t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+    m0 = np.asarray(x >= 3)
+    t3 = np.where(m0, g, t2)
+    np.greater(x, -3, out=m0)
+    t3 *= m0
+    grad_input = t3
     return (grad_input,)
 
 
@@ -1363,7 +1583,10 @@ def tanhshrink(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``tanhshrink``; do not edit.
     """
     x = _rt.float_array(input, 'tanhshrink', 'input')
-    out = x - np.tanh(x)
+    # out = x - np.tanh(x)
+    t0 = np.asarray(np.tanh(x))
+    np.subtract(x, t0, out=t0)
+    out = t0
     return out
 
 
@@ -1390,7 +1613,11 @@ def tanhshrink_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'tanhshrink', 'input')
     g = _rt.grad_like(grad, x.shape, 'tanhshrink')
-    grad_input = g*np.square(np.tanh(x))
+    # grad_input = g * np.square(np.tanh(x))
+    t0 = np.asarray(np.tanh(x))
+    np.square(t0, out=t0)
+    t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t1
     return (grad_input,)
 
 
@@ -1424,7 +1651,10 @@ def softshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
     """
     lambd = _rt.check_nonnegative('softshrink', 'lambd', lambd)
     x = _rt.float_array(input, 'softshrink', 'input')
-    out = x - np.clip(x, -lambd, lambd)
+    # out = x - np.clip(x, -lambd, lambd)
+    t0 = np.asarray(np.clip(x, -lambd, lambd))
+    np.subtract(x, t0, out=t0)
+    out = t0
     return out
 
 
@@ -1463,7 +1693,13 @@ def softshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> 
     lambd = _rt.check_nonnegative('softshrink', 'lambd', lambd)
     x = _rt.float_array(input, 'softshrink', 'input')
     g = _rt.grad_like(grad, x.shape, 'softshrink')
-    grad_input = g * ((lambd < x) | (lambd < -x))
+    # grad_input = g * ((lambd < x) | (lambd < -x))
+    m0 = lambd < x
+    t0 = np.asarray(-x)
+    m1 = lambd < t0
+    m0 |= m1
+    t1 = np.multiply(g, m0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t1
     return (grad_input,)
 
 
@@ -1488,7 +1724,13 @@ def hardshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
     """
     lambd = _rt.check_nonnegative('hardshrink', 'lambd', lambd)
     x = _rt.float_array(input, 'hardshrink', 'input')
-    out = x * ((lambd < x) | (lambd < -x))
+    # out = x * ((lambd < x) | (lambd < -x))
+    m0 = lambd < x
+    t0 = np.asarray(-x)
+    m1 = lambd < t0
+    m0 |= m1
+    np.multiply(x, m0, out=t0)
+    out = t0
     return out
 
 
@@ -1518,7 +1760,13 @@ def hardshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> 
     lambd = _rt.check_nonnegative('hardshrink', 'lambd', lambd)
     x = _rt.float_array(input, 'hardshrink', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardshrink')
-    grad_input = g * ((lambd < x) | (lambd < -x))
+    # grad_input = g * ((lambd < x) | (lambd < -x))
+    m0 = lambd < x
+    t0 = np.asarray(-x)
+    m1 = lambd < t0
+    m0 |= m1
+    t1 = np.multiply(g, m0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t1
     return (grad_input,)
 
 
@@ -1552,8 +1800,14 @@ def softmax(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     dim = _rt.check_integer('softmax', 'dim', dim)
     x = _rt.float_array(input, 'softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmax')
-    t0 = np.exp(x - np.max(x, axis=dim, keepdims=True))
-    out = t0/np.sum(t0, axis=dim, keepdims=True)
+    # t1 = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    t0 = np.max(x, axis=dim, keepdims=True)
+    t1 = x - t0
+    np.exp(t1, out=t1)
+    # out = t1 / np.sum(t1, axis=dim, keepdims=True)
+    t2 = np.sum(t1, axis=dim, keepdims=True)
+    t1 /= t2
+    out = t1
     return out
 
 
@@ -1592,9 +1846,19 @@ def softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None) ->
     x = _rt.float_array(input, 'softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmax')
     g = _rt.grad_like(grad, x.shape, 'softmax')
-    t0 = np.exp(x - np.max(x, axis=dim, keepdims=True))
-    t1 = t0/np.sum(t0, axis=dim, keepdims=True)
-    grad_input = t1*(g - np.sum(g*t1, axis=dim, keepdims=True))
+    # t1 = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    t0 = np.max(x, axis=dim, keepdims=True)
+    t1 = x - t0
+    np.exp(t1, out=t1)
+    # t1 = t1 / np.sum(t1, axis=dim, keepdims=True)
+    t2 = np.sum(t1, axis=dim, keepdims=True)
+    t1 /= t2
+    # grad_input = t1 * (g - np.sum(g * t1, axis=dim, keepdims=True))
+    t3 = g * t1
+    t4 = np.sum(t3, axis=dim, keepdims=True)
+    np.subtract(g, t4, out=t3)
+    t3 *= t1
+    grad_input = t3
     return (grad_input,)
 
 
@@ -1628,7 +1892,14 @@ def log_softmax(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     x = _rt.float_array(input, 'log_softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'log_softmax')
     t0 = np.max(x, axis=dim, keepdims=True)
-    out = -t0 + x - np.log(np.sum(np.exp(-t0 + x), axis=dim, keepdims=True))
+    # out = -t0 + x - np.log(np.sum(np.exp(-t0 + x), axis=dim, keepdims=True))
+    np.negative(t0, out=t0)
+    t1 = t0 + x
+    t2 = np.exp(t1)
+    t3 = np.sum(t2, axis=dim, keepdims=True)
+    np.log(t3, out=t3)
+    t1 -= t3
+    out = t1
     return out
 
 
@@ -1666,8 +1937,17 @@ def log_softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None
     x = _rt.float_array(input, 'log_softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'log_softmax')
     g = _rt.grad_like(grad, x.shape, 'log_softmax')
-    t0 = np.exp(x - np.max(x, axis=dim, keepdims=True))
-    grad_input = g - t0*np.sum(g, axis=dim, keepdims=True)/np.sum(t0, axis=dim, keepdims=True)
+    # t1 = np.exp(x - np.max(x, axis=dim, keepdims=True))
+    t0 = np.max(x, axis=dim, keepdims=True)
+    t1 = x - t0
+    np.exp(t1, out=t1)
+    # grad_input = g - t1 * np.sum(g, axis=dim, keepdims=True) / np.sum(t1, axis=dim, keepdims=True)
+    t2 = np.sum(g, axis=dim, keepdims=True)
+    t3 = t1 * t2
+    t4 = np.sum(t1, axis=dim, keepdims=True)
+    t3 /= t4
+    np.subtract(g, t3, out=t3)
+    grad_input = t3
     return (grad_input,)
 
 
@@ -1701,8 +1981,15 @@ def softmin(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     dim = _rt.check_integer('softmin', 'dim', dim)
     x = _rt.float_array(input, 'softmin', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmin')
-    t0 = np.exp(-x - np.max(-x, axis=dim, keepdims=True))
-    out = t0/np.sum(t0, axis=dim, keepdims=True)
+    # t0 = np.exp(-x - np.max(-x, axis=dim, keepdims=True))
+    t0 = -x
+    t1 = np.max(t0, axis=dim, keepdims=True)
+    t0 -= t1
+    np.exp(t0, out=t0)
+    # out = t0 / np.sum(t0, axis=dim, keepdims=True)
+    t2 = np.sum(t0, axis=dim, keepdims=True)
+    t0 /= t2
+    out = t0
     return out
 
 
@@ -1741,7 +2028,19 @@ def softmin_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None) ->
     x = _rt.float_array(input, 'softmin', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmin')
     g = _rt.grad_like(grad, x.shape, 'softmin')
-    t0 = np.exp(-x - np.max(-x, axis=dim, keepdims=True))
-    t1 = t0/np.sum(t0, axis=dim, keepdims=True)
-    grad_input = -t1*(g - np.sum(g*t1, axis=dim, keepdims=True))
+    # t0 = np.exp(-x - np.max(-x, axis=dim, keepdims=True))
+    t0 = -x
+    t1 = np.max(t0, axis=dim, keepdims=True)
+    t0 -= t1
+    np.exp(t0, out=t0)
+    # t0 = t0 / np.sum(t0, axis=dim, keepdims=True)
+    t2 = np.sum(t0, axis=dim, keepdims=True)
+    t0 /= t2
+    # grad_input = -t0 * (g - np.sum(g * t0, axis=dim, keepdims=True))
+    t3 = -t0
+    t4 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    t5 = np.sum(t4, axis=dim, keepdims=True)
+    np.subtract(g, t5, out=t4)
+    t4 *= t3
+    grad_input = t4
     return (grad_input,)

@@ -43,6 +43,16 @@ __all__ = [
     'sigmoid_focal_loss_vjp',
     'log_cosh',
     'log_cosh_vjp',
+    'cross_entropy',
+    'cross_entropy_vjp',
+    'nll_loss',
+    'nll_loss_vjp',
+    'multilabel_soft_margin_loss',
+    'multilabel_soft_margin_loss_vjp',
+    'multi_margin_loss',
+    'multi_margin_loss_vjp',
+    'cosine_embedding_loss',
+    'cosine_embedding_loss_vjp',
 ]
 
 
@@ -67,7 +77,10 @@ def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
     x = _rt.float_array(input, 'mse_loss', 'input')
     y = _rt.float_array(target, 'mse_loss', 'target')
     _rt.same_shape('mse_loss', {'input': x, 'target': y})
-    out = np.square(x - y)
+    # out = np.square(x - y)
+    t0 = np.asarray(x - y)
+    np.square(t0, out=t0)
+    out = t0
     return _rt.reduce(out, reduction)
 
 
@@ -97,9 +110,14 @@ def mse_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
     y = _rt.float_array(target, 'mse_loss', 'target')
     _rt.same_shape('mse_loss', {'input': x, 'target': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'mse_loss')
-    t0 = 2*x - 2*y
-    grad_input = g*t0
-    grad_target = -g*t0
+    # t2 = 2 * x - 2 * y
+    t0 = np.asarray(2 * x)
+    t1 = np.asarray(2 * y)
+    t2 = np.subtract(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+    t2 *= g
+    grad_input = t2
+    t3 = np.negative(t2, out=t1 if t2.dtype == t1.dtype else None)
+    grad_target = t3
     return (grad_input, grad_target,)
 
 
@@ -125,7 +143,10 @@ def l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') -> 
     x = _rt.float_array(input, 'l1_loss', 'input')
     y = _rt.float_array(target, 'l1_loss', 'target')
     _rt.same_shape('l1_loss', {'input': x, 'target': y})
-    out = np.abs(x - y)
+    # out = np.abs(x - y)
+    t0 = np.asarray(x - y)
+    np.abs(t0, out=t0)
+    out = t0
     return _rt.reduce(out, reduction)
 
 
@@ -156,9 +177,13 @@ def l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reducti
     y = _rt.float_array(target, 'l1_loss', 'target')
     _rt.same_shape('l1_loss', {'input': x, 'target': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'l1_loss')
-    t0 = g*np.sign(x - y)
-    grad_input = t0
-    grad_target = -t0
+    # t1 = g * np.sign(x - y)
+    t0 = np.asarray(x - y)
+    t1 = np.sign(t0)
+    t1 *= g
+    grad_input = t1
+    np.negative(t1, out=t0)
+    grad_target = t0
     return (grad_input, grad_target,)
 
 
@@ -197,8 +222,16 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mea
     x = _rt.float_array(input, 'smooth_l1_loss', 'input')
     y = _rt.float_array(target, 'smooth_l1_loss', 'target')
     _rt.same_shape('smooth_l1_loss', {'input': x, 'target': y})
-    t0 = np.clip(x - y, -beta, beta)
-    out = t0*(-0.5*t0 + x - y)/beta
+    # t0 = np.clip(x - y, -beta, beta)
+    t0 = np.asarray(x - y)
+    np.clip(t0, -beta, beta, out=t0)
+    # out = t0 * (-0.5 * t0 + x - y) / beta
+    t1 = -0.5 * t0
+    t1 += x
+    t1 -= y
+    t0 *= t1
+    t0 /= beta
+    out = t0
     return _rt.reduce(out, reduction)
 
 
@@ -242,9 +275,14 @@ def smooth_l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, 
     y = _rt.float_array(target, 'smooth_l1_loss', 'target')
     _rt.same_shape('smooth_l1_loss', {'input': x, 'target': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'smooth_l1_loss')
-    t0 = g*np.clip(x - y, -beta, beta)/beta
+    # t0 = g * np.clip(x - y, -beta, beta) / beta
+    t0 = np.asarray(x - y)
+    np.clip(t0, -beta, beta, out=t0)
+    t0 *= g
+    t0 /= beta
     grad_input = t0
-    grad_target = -t0
+    t1 = -t0
+    grad_target = t1
     return (grad_input, grad_target,)
 
 
@@ -280,8 +318,15 @@ def huber_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', 
     x = _rt.float_array(input, 'huber_loss', 'input')
     y = _rt.float_array(target, 'huber_loss', 'target')
     _rt.same_shape('huber_loss', {'input': x, 'target': y})
-    t0 = np.clip(x - y, -delta, delta)
-    out = t0*(-0.5*t0 + x - y)
+    # t0 = np.clip(x - y, -delta, delta)
+    t0 = np.asarray(x - y)
+    np.clip(t0, -delta, delta, out=t0)
+    # out = t0 * (-0.5 * t0 + x - y)
+    t1 = -0.5 * t0
+    t1 += x
+    t1 -= y
+    t0 *= t1
+    out = t0
     return _rt.reduce(out, reduction)
 
 
@@ -322,9 +367,13 @@ def huber_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, redu
     y = _rt.float_array(target, 'huber_loss', 'target')
     _rt.same_shape('huber_loss', {'input': x, 'target': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'huber_loss')
-    t0 = g*np.clip(x - y, -delta, delta)
+    # t0 = g * np.clip(x - y, -delta, delta)
+    t0 = np.asarray(x - y)
+    np.clip(t0, -delta, delta, out=t0)
+    t0 *= g
     grad_input = t0
-    grad_target = -t0
+    t1 = -t0
+    grad_target = t1
     return (grad_input, grad_target,)
 
 
@@ -369,9 +418,28 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLi
     y = _rt.float_array(target, 'binary_cross_entropy', 'target')
     _rt.same_shape('binary_cross_entropy', {'input': x, 'target': y})
     weight = _rt.optional_array(weight, 'binary_cross_entropy', 'weight', x)
-    t0 = y*np.log(np.clip(x, 3.720075976020836e-44, None))
-    t1 = 1 - y
-    out = np.where((x < 0.5), -weight*(t0 + t1*np.log1p(-np.clip(x, None, 0.5))), -weight*(t0 + t1*np.log(np.clip(1 - x, 3.720075976020836e-44, None))))
+    # t1 = y * np.log(np.clip(x, 3.720075976020836e-44, math.inf))
+    t0 = np.asarray(np.clip(x, 3.720075976020836e-44, math.inf))
+    np.log(t0, out=t0)
+    t1 = np.multiply(y, t0, out=t0 if y.dtype == t0.dtype else None)
+    t2 = np.asarray(1 - y)
+    # out = np.where(x < 0.5, -weight * (t1 + t2 * np.log1p(-np.clip(x, -math.inf, 0.5))), -weight * (t1 + t2 * np.log(np.clip(1 - x, 3.720075976020836e-44, math.inf))))
+    t3 = -weight
+    t4 = np.asarray(np.clip(x, -math.inf, 0.5))
+    np.negative(t4, out=t4)
+    np.log1p(t4, out=t4)
+    t5 = np.asarray(np.multiply(t2, t4, out=t4 if t2.dtype == t4.dtype else None))
+    t5 += t1
+    t6 = t3 * t5
+    t7 = np.asarray(np.subtract(1, x, out=t5 if x.dtype == t5.dtype else None))
+    np.clip(t7, 3.720075976020836e-44, math.inf, out=t7)
+    np.log(t7, out=t7)
+    t8 = np.multiply(t2, t7, out=t2 if t7.dtype == t2.dtype else None)
+    t1 += t8
+    t9 = t3 * t1
+    m0 = x < 0.5
+    t10 = np.where(m0, t6, t9)
+    out = t10
     return _rt.reduce(out, reduction)
 
 
@@ -421,11 +489,32 @@ def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
     _rt.same_shape('binary_cross_entropy', {'input': x, 'target': y})
     weight = _rt.optional_array(weight, 'binary_cross_entropy', 'weight', x)
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'binary_cross_entropy')
-    t0 = 1 - x
-    t1 = g*weight
-    t2 = np.log(np.clip(x, 3.720075976020836e-44, None))
-    grad_input = t1*(x - y)/np.clip(t0*x, 1e-12, None)
-    grad_target = np.where((x < 0.5), -t1*(t2 - np.log1p(-np.clip(x, None, 0.5))), -t1*(t2 - np.log(np.clip(t0, 3.720075976020836e-44, None))))
+    t0 = np.asarray(1 - x)
+    t1 = np.asarray(g * weight)
+    # t2 = np.log(np.clip(x, 3.720075976020836e-44, math.inf))
+    t2 = np.asarray(np.clip(x, 3.720075976020836e-44, math.inf))
+    np.log(t2, out=t2)
+    # grad_input = t1 * (x - y) / np.clip(t0 * x, 1e-12, math.inf)
+    t3 = np.asarray(x - y)
+    t4 = t1 * t3
+    t5 = np.asarray(np.multiply(t0, x, out=t3 if np.result_type(t0, x) == t3.dtype else None))
+    np.clip(t5, 1e-12, math.inf, out=t5)
+    t4 /= t5
+    grad_input = t4
+    # grad_target = np.where(x < 0.5, -t1 * (t2 - np.log1p(-np.clip(x, -math.inf, 0.5))), -t1 * (t2 - np.log(np.clip(t0, 3.720075976020836e-44, math.inf))))
+    np.negative(t1, out=t1)
+    np.clip(x, -math.inf, 0.5, out=t5)
+    np.negative(t5, out=t5)
+    np.log1p(t5, out=t5)
+    np.subtract(t2, t5, out=t5)
+    t6 = t1 * t5
+    np.clip(t0, 3.720075976020836e-44, math.inf, out=t0)
+    np.log(t0, out=t0)
+    t2 -= t0
+    t1 *= t2
+    m0 = x < 0.5
+    t7 = np.where(m0, t6, t1)
+    grad_target = t7
     return (grad_input, grad_target,)
 
 
@@ -465,7 +554,18 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
     _rt.same_shape('binary_cross_entropy_with_logits', {'input': x, 'target': y})
     weight = _rt.optional_array(weight, 'binary_cross_entropy_with_logits', 'weight', x)
     pos_weight = _rt.optional_array(pos_weight, 'binary_cross_entropy_with_logits', 'pos_weight', x)
-    out = weight*(x*(1 - y) + (y*(pos_weight - 1) + 1)*_rt.softplus(-x))
+    # out = weight * (x * (1 - y) + (y * (pos_weight - 1) + 1) * _rt.softplus(-x))
+    t0 = pos_weight - 1
+    t1 = y * t0
+    t1 += 1
+    t2 = np.asarray(-x)
+    _rt.softplus(t2, out=t2)
+    t1 *= t2
+    t3 = np.asarray(np.subtract(1, y, out=t2 if y.dtype == t2.dtype else None))
+    t4 = np.multiply(x, t3, out=t3 if x.dtype == t3.dtype else None)
+    t1 += t4
+    t5 = weight * t1
+    out = t5
     return _rt.reduce(out, reduction)
 
 
@@ -511,37 +611,79 @@ def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, targ
     pos_weight = _rt.optional_array(pos_weight, 'binary_cross_entropy_with_logits', 'pos_weight', x)
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'binary_cross_entropy_with_logits')
     t0 = pos_weight - 1
-    t1 = -x
-    t2 = g*weight
-    grad_input = t2*(-y - (t0*y + 1)*_rt.sigmoid(t1) + 1)
-    grad_target = t2*(t0*_rt.softplus(t1) - x)
+    t1 = np.asarray(-x)
+    t2 = g * weight
+    # grad_input = t2 * (-y - (t0 * y + 1) * _rt.sigmoid(t1) + 1)
+    t3 = np.asarray(t0 * y)
+    t3 += 1
+    t4 = np.asarray(_rt.sigmoid(t1))
+    t3 *= t4
+    t5 = np.negative(y, out=t4 if y.dtype == t4.dtype else None)
+    np.subtract(t5, t3, out=t3)
+    t3 += 1
+    t6 = t2 * t3
+    grad_input = t6
+    # grad_target = t2 * (t0 * _rt.softplus(t1) - x)
+    _rt.softplus(t1, out=t1)
+    t7 = np.multiply(t0, t1, out=t3 if np.result_type(t0, t1) == t3.dtype else None)
+    t7 -= x
+    t8 = t2 * t7
+    grad_target = t8
     return (grad_input, grad_target,)
 
 
 def _kl_div_false(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
     """kl_div with log_target='False'."""
-    out = -x*y + _rt.xlogy(y, y)
+    # out = -x * y + _rt.xlogy(y, y)
+    t0 = np.asarray(-x)
+    t1 = np.multiply(t0, y, out=t0 if y.dtype == t0.dtype else None)
+    t2 = _rt.xlogy(y, y)
+    t1 += t2
+    out = t1
     return _rt.reduce(out, reduction)
 
 
 def _kl_div_true(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
     """kl_div with log_target='True'."""
-    out = (-x + y)*np.exp(y)
+    # out = (-x + y) * np.exp(y)
+    t0 = np.asarray(-x)
+    t1 = np.add(t0, y, out=t0 if y.dtype == t0.dtype else None)
+    t2 = np.exp(y)
+    t1 *= t2
+    out = t1
     return _rt.reduce(out, reduction)
 
 
 def _kl_div_false_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     """kl_div with log_target='False'."""
-    grad_input = -g*y
-    grad_target = g*(-x + np.log(y) + 1)
+    # grad_input = -g * y
+    t0 = np.asarray(-g)
+    t1 = np.multiply(t0, y, out=t0 if y.dtype == t0.dtype else None)
+    grad_input = t1
+    # grad_target = g * (-x + np.log(y) + 1)
+    t2 = np.asarray(-x)
+    t3 = np.log(y)
+    t4 = np.add(t2, t3, out=t2 if t3.dtype == t2.dtype else None)
+    t4 += 1
+    t4 *= g
+    grad_target = t4
     return (grad_input, grad_target,)
 
 
 def _kl_div_true_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     """kl_div with log_target='True'."""
     t0 = np.exp(y)
-    grad_input = -g*t0
-    grad_target = g*(t0*(-x + y) + t0)
+    # grad_input = -g * t0
+    t1 = np.asarray(-g)
+    t2 = np.multiply(t1, t0, out=t1 if t0.dtype == t1.dtype else None)
+    grad_input = t2
+    # grad_target = g * (t0 * (-x + y) + t0)
+    t3 = np.asarray(-x)
+    t4 = np.add(t3, y, out=t3 if y.dtype == t3.dtype else None)
+    t4 *= t0
+    t4 += t0
+    t4 *= g
+    grad_target = t4
     return (grad_input, grad_target,)
 
 
@@ -662,7 +804,11 @@ def soft_margin_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'm
     x = _rt.float_array(input, 'soft_margin_loss', 'input')
     y = _rt.float_array(target, 'soft_margin_loss', 'target')
     _rt.same_shape('soft_margin_loss', {'input': x, 'target': y})
-    out = _rt.softplus(-x*y)
+    # out = _rt.softplus(-x * y)
+    t0 = np.asarray(-x)
+    t1 = np.asarray(np.multiply(t0, y, out=t0 if y.dtype == t0.dtype else None))
+    _rt.softplus(t1, out=t1)
+    out = t1
     return _rt.reduce(out, reduction)
 
 
@@ -699,42 +845,111 @@ def soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *
     y = _rt.float_array(target, 'soft_margin_loss', 'target')
     _rt.same_shape('soft_margin_loss', {'input': x, 'target': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'soft_margin_loss')
-    grad_input = -g*y*_rt.sigmoid(-x*y)
+    # grad_input = -g * y * _rt.sigmoid(-x * y)
+    t0 = np.asarray(-g)
+    t1 = np.multiply(t0, y, out=t0 if y.dtype == t0.dtype else None)
+    t2 = np.asarray(-x)
+    t3 = np.asarray(np.multiply(t2, y, out=t2 if y.dtype == t2.dtype else None))
+    _rt.sigmoid(t3, out=t3)
+    t1 *= t3
+    grad_input = t1
     return (grad_input, None,)
 
 
 def _poisson_nll_loss_true(x: np.ndarray, y: np.ndarray, full: np.ndarray, eps: np.ndarray, reduction: str) -> np.ndarray:
     """poisson_nll_loss with log_input='True'."""
-    t0 = np.clip(y, 1, None)
-    t1 = x*y
+    t0 = np.asarray(np.clip(y, 1, math.inf))
+    t1 = np.asarray(x * y)
     t2 = np.exp(x)
-    out = np.where((y > 1), full*(y*np.log(t0) - y + (0.5)*np.log(2*3.141592653589793*t0)) - t1 + t2, -t1 + t2)
+    # out = np.where(y > 1, full * (y * np.log(t0) - y + 0.5 * np.log(2 * 3.141592653589793 * t0)) - t1 + t2, -t1 + t2)
+    t3 = np.asarray(np.log(t0))
+    t3 *= y
+    t3 -= y
+    t0 *= 2 * 3.141592653589793
+    np.log(t0, out=t0)
+    t0 *= 0.5
+    t3 += t0
+    t3 *= full
+    t4 = np.subtract(t3, t1, out=t3 if t1.dtype == t3.dtype else None)
+    t4 += t2
+    m0 = y > 1
+    np.negative(t1, out=t1)
+    t1 += t2
+    t5 = np.where(m0, t4, t1)
+    out = t5
     return _rt.reduce(out, reduction)
 
 
 def _poisson_nll_loss_false(x: np.ndarray, y: np.ndarray, full: np.ndarray, eps: np.ndarray, reduction: str) -> np.ndarray:
     """poisson_nll_loss with log_input='False'."""
-    t0 = np.clip(y, 1, None)
-    t1 = x - y*np.log(eps + x)
-    out = np.where((y > 1), full*(y*np.log(t0) - y + (0.5)*np.log(2*3.141592653589793*t0)) + t1, t1)
+    t0 = np.asarray(np.clip(y, 1, math.inf))
+    # t2 = x - y * np.log(eps + x)
+    t1 = np.asarray(eps + x)
+    np.log(t1, out=t1)
+    t2 = np.asarray(np.multiply(y, t1, out=t1 if y.dtype == t1.dtype else None))
+    np.subtract(x, t2, out=t2)
+    # out = np.where(y > 1, full * (y * np.log(t0) - y + 0.5 * np.log(2 * 3.141592653589793 * t0)) + t2, t2)
+    t3 = np.asarray(np.log(t0))
+    t3 *= y
+    t3 -= y
+    t0 *= 2 * 3.141592653589793
+    np.log(t0, out=t0)
+    t0 *= 0.5
+    t3 += t0
+    t3 *= full
+    t4 = np.add(t3, t2, out=t3 if t2.dtype == t3.dtype else None)
+    m0 = y > 1
+    t5 = np.where(m0, t4, t2)
+    out = t5
     return _rt.reduce(out, reduction)
 
 
 def _poisson_nll_loss_true_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray, full: np.ndarray, eps: np.ndarray) -> tuple:
     """poisson_nll_loss with log_input='True'."""
-    t0 = np.clip(y, 1, None)
-    grad_input = g*(-y + np.exp(x))
-    grad_target = np.where((y > 1), g*(full*(np.log(t0) + (0.5)/t0) - x), -g*x)
+    t0 = np.asarray(np.clip(y, 1, math.inf))
+    # grad_input = g * (-y + np.exp(x))
+    t1 = np.asarray(-y)
+    t2 = np.asarray(np.exp(x))
+    t3 = np.add(t1, t2, out=t1 if t2.dtype == t1.dtype else None)
+    t3 *= g
+    grad_input = t3
+    # grad_target = np.where(y > 1, g * (full * (np.log(t0) + 0.5 / t0) - x), -g * x)
+    t4 = np.asarray(np.log(t0, out=t2 if t0.dtype == t2.dtype else None))
+    np.divide(0.5, t0, out=t0)
+    t4 += t0
+    t4 *= full
+    t5 = np.subtract(t4, x, out=t4 if x.dtype == t4.dtype else None)
+    t5 *= g
+    m0 = y > 1
+    t6 = np.negative(g, out=t0 if g.dtype == t0.dtype else None)
+    t6 *= x
+    t7 = np.where(m0, t5, t6)
+    grad_target = t7
     return (grad_input, grad_target,)
 
 
 def _poisson_nll_loss_false_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray, full: np.ndarray, eps: np.ndarray) -> tuple:
     """poisson_nll_loss with log_input='False'."""
-    t0 = eps + x
+    t0 = np.asarray(eps + x)
     t1 = np.log(t0)
-    t2 = np.clip(y, 1, None)
-    grad_input = g*(1 - y/t0)
-    grad_target = np.where((y > 1), g*(full*(np.log(t2) + (0.5)/t2) - t1), -g*t1)
+    t2 = np.asarray(np.clip(y, 1, math.inf))
+    # grad_input = g * (1 - y / t0)
+    t3 = np.asarray(np.divide(y, t0, out=t0 if y.dtype == t0.dtype else None))
+    np.subtract(1, t3, out=t3)
+    t3 *= g
+    grad_input = t3
+    # grad_target = np.where(y > 1, g * (full * (np.log(t2) + 0.5 / t2) - t1), -g * t1)
+    t4 = np.asarray(np.log(t2))
+    np.divide(0.5, t2, out=t2)
+    t4 += t2
+    t4 *= full
+    t5 = np.subtract(t4, t1, out=t4 if t1.dtype == t4.dtype else None)
+    t5 *= g
+    m0 = y > 1
+    t6 = np.negative(g, out=t2 if g.dtype == t2.dtype else None)
+    t6 *= t1
+    t7 = np.where(m0, t5, t6)
+    grad_target = t7
     return (grad_input, grad_target,)
 
 
@@ -918,8 +1133,17 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, *, fu
     v = _rt.float_array(var, 'gaussian_nll_loss', 'var')
     _rt.same_shape('gaussian_nll_loss', {'input': x, 'target': y})
     v = _rt.broadcast_input(v, 'gaussian_nll_loss', 'var', x)
-    t0 = np.clip(v, eps, None)
-    out = 0.9189385332046728*full + (0.5)*np.log(t0) + (0.5)*np.square(x - y)/t0
+    t0 = np.clip(v, eps, math.inf)
+    # out = 0.9189385332046728 * full + 0.5 * np.log(t0) + 0.5 * np.square(x - y) / t0
+    t1 = np.log(t0)
+    t1 *= 0.5
+    t1 += 0.9189385332046728 * full
+    t2 = np.asarray(x - y)
+    np.square(t2, out=t2)
+    t2 *= 0.5
+    t3 = np.divide(t2, t0, out=t2 if t0.dtype == t2.dtype else None)
+    t3 += t1
+    out = t3
     return _rt.reduce(out, reduction)
 
 
@@ -968,13 +1192,23 @@ def gaussian_nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
     _rt.same_shape('gaussian_nll_loss', {'input': x, 'target': y})
     v = _rt.broadcast_input(v, 'gaussian_nll_loss', 'var', x)
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'gaussian_nll_loss')
-    t0 = x - y
-    t1 = np.clip(v, eps, None)
-    t2 = 1 / t1
-    t3 = g*t2
-    grad_input = t0*t3
-    grad_target = -t0*t3
-    grad_var = g*((-0.5*np.square(t0)) * ((1 / t1) ** 2) + (0.5)*t2)
+    t0 = np.asarray(x - y)
+    t1 = np.asarray(np.clip(v, eps, math.inf))
+    np.divide(1, t1, out=t1)
+    t2 = np.asarray(g * t1)
+    t3 = np.multiply(t0, t2, out=t2 if t0.dtype == t2.dtype else None)
+    grad_input = t3
+    t4 = -t3
+    grad_target = t4
+    # grad_var = g * (-0.5 * np.square(t0) * (1 / t1) ** 2 + 0.5 * t1)
+    np.square(t0, out=t0)
+    t0 *= -0.5
+    t5 = np.square(t1)
+    t6 = np.multiply(t0, t5, out=t0 if t5.dtype == t0.dtype else None)
+    t1 *= 0.5
+    t6 += t1
+    t6 *= g
+    grad_var = t6
     grad_var = _rt.sum_to(grad_var, var_shape)
     return (grad_input, grad_target, grad_var,)
 
@@ -1006,9 +1240,18 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, *, margin: float =
     x = _rt.float_array(input, 'hinge_embedding_loss', 'input')
     y = _rt.float_array(target, 'hinge_embedding_loss', 'target')
     _rt.same_shape('hinge_embedding_loss', {'input': x, 'target': y})
-    t0 = (0.5)*y
-    t1 = x*(t0 + 0.5)
-    out = np.where((margin >= x), t1 + (0.5 - t0)*(margin - x), t1)
+    t0 = np.asarray(0.5 * y)
+    # t2 = x * (t0 + 0.5)
+    t1 = np.asarray(t0 + 0.5)
+    t2 = np.multiply(x, t1, out=t1 if x.dtype == t1.dtype else None)
+    # out = np.where(margin >= x, t2 + (0.5 - t0) * (margin - x), t2)
+    np.subtract(0.5, t0, out=t0)
+    t3 = margin - x
+    t4 = np.multiply(t0, t3, out=t0 if t3.dtype == t0.dtype else None)
+    t4 += t2
+    m0 = margin >= x
+    t5 = np.where(m0, t4, t2)
+    out = t5
     return _rt.reduce(out, reduction)
 
 
@@ -1044,7 +1287,14 @@ def hinge_embedding_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
     y = _rt.float_array(target, 'hinge_embedding_loss', 'target')
     _rt.same_shape('hinge_embedding_loss', {'input': x, 'target': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'hinge_embedding_loss')
-    grad_input = np.where((margin >= x), g*y, g*((0.5)*y + 0.5))
+    # grad_input = np.where(margin >= x, g * y, g * (0.5 * y + 0.5))
+    m0 = margin >= x
+    t0 = g * y
+    t1 = np.asarray(0.5 * y)
+    t1 += 0.5
+    t2 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
+    t3 = np.where(m0, t0, t2)
+    grad_input = t3
     return (grad_input, None,)
 
 
@@ -1076,8 +1326,14 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
     x2 = _rt.float_array(input2, 'margin_ranking_loss', 'input2')
     y = _rt.float_array(target, 'margin_ranking_loss', 'target')
     _rt.same_shape('margin_ranking_loss', {'input1': x, 'input2': x2, 'target': y})
-    t0 = margin - y*(x - x2)
-    out = t0 * (t0 >= 0)
+    # t1 = margin - y * (x - x2)
+    t0 = np.asarray(x - x2)
+    t1 = np.asarray(np.multiply(y, t0, out=t0 if y.dtype == t0.dtype else None))
+    np.subtract(margin, t1, out=t1)
+    # out = t1 * (t1 >= 0)
+    m0 = t1 >= 0
+    t1 *= m0
+    out = t1
     return _rt.reduce(out, reduction)
 
 
@@ -1114,10 +1370,18 @@ def margin_ranking_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLik
     y = _rt.float_array(target, 'margin_ranking_loss', 'target')
     _rt.same_shape('margin_ranking_loss', {'input1': x, 'input2': x2, 'target': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'margin_ranking_loss')
-    t0 = g*y
-    t1 = (margin - y*(x - x2) >= 0)
-    grad_input1 = (-t0) * t1
-    grad_input2 = t0 * t1
+    t0 = g * y
+    # m0 = margin - y * (x - x2) >= 0
+    t1 = np.asarray(x - x2)
+    t2 = np.asarray(np.multiply(y, t1, out=t1 if y.dtype == t1.dtype else None))
+    np.subtract(margin, t2, out=t2)
+    m0 = t2 >= 0
+    # grad_input1 = -t0 * m0
+    t3 = np.negative(t0, out=t2 if t0.dtype == t2.dtype else None)
+    t3 *= m0
+    grad_input1 = t3
+    t0 *= m0
+    grad_input2 = t0
     return (grad_input1, grad_input2, None,)
 
 
@@ -1174,9 +1438,24 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, *, alpha: float = 
     x = _rt.float_array(inputs, 'sigmoid_focal_loss', 'inputs')
     y = _rt.float_array(targets, 'sigmoid_focal_loss', 'targets')
     _rt.same_shape('sigmoid_focal_loss', {'inputs': x, 'targets': y})
-    t0 = -x
-    t1 = 1 - y
-    out = (alpha*y + t1*(1 - alpha))*(t1*x + _rt.softplus(t0))*(t1*_rt.sigmoid(x) + y*_rt.sigmoid(t0)) ** gamma
+    t0 = np.asarray(-x)
+    t1 = np.asarray(1 - y)
+    # out = (alpha * y + t1 * (1 - alpha)) * (t1 * x + _rt.softplus(t0)) * (t1 * _rt.sigmoid(x) + y * _rt.sigmoid(t0)) ** gamma
+    t2 = alpha * y
+    t3 = np.asarray(t1 * (1 - alpha))
+    t2 += t3
+    t4 = np.multiply(t1, x, out=t3 if np.result_type(t1, x) == t3.dtype else None)
+    t5 = np.asarray(_rt.softplus(t0))
+    t4 += t5
+    t4 *= t2
+    _rt.sigmoid(x, out=t5)
+    t6 = np.multiply(t1, t5, out=t1 if t5.dtype == t1.dtype else None)
+    _rt.sigmoid(t0, out=t0)
+    t7 = np.multiply(y, t0, out=t0 if y.dtype == t0.dtype else None)
+    t6 += t7
+    t6 **= gamma
+    t4 *= t6
+    out = t4
     return _rt.reduce(out, reduction)
 
 
@@ -1238,19 +1517,53 @@ def sigmoid_focal_loss_vjp(grad: ArrayLike, inputs: ArrayLike, targets: ArrayLik
     y = _rt.float_array(targets, 'sigmoid_focal_loss', 'targets')
     _rt.same_shape('sigmoid_focal_loss', {'inputs': x, 'targets': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'sigmoid_focal_loss')
-    t0 = -x
+    t0 = np.asarray(-x)
     t1 = _rt.sigmoid(t0)
     t2 = y - 1
-    t3 = t1*y
-    t4 = -t2
+    t3 = np.asarray(t1 * y)
+    t4 = np.asarray(-t2)
     t5 = _rt.sigmoid(x)
-    t6 = t3 + t4*t5
-    t7 = t6 ** gamma
-    t8 = t7*(alpha*y + t4*(1 - alpha))
-    t9 = t4*x + _rt.softplus(t0)
-    t10 = gamma*t8*t9/t6
-    grad_inputs = g*(t10*(-t3*(1 - t1) + t4*t5*(1 - t5)) + t8*(-t1 - t2))
-    grad_targets = g*(t10*(t1 - t5) + t7*t9*(2*alpha - 1) - t8*x)
+    # t7 = t3 + t4 * t5
+    t6 = t4 * t5
+    t7 = np.asarray(t3 + t6)
+    t8 = t7 ** gamma
+    # t11 = t8 * (alpha * y + t4 * (1 - alpha))
+    t9 = np.asarray(alpha * y)
+    t10 = np.asarray(t4 * (1 - alpha))
+    t9 += t10
+    t11 = np.multiply(t8, t9, out=t9 if t8.dtype == t9.dtype else None)
+    # t12 = t4 * x + _rt.softplus(t0)
+    t12 = np.multiply(t4, x, out=t4 if x.dtype == t4.dtype else None)
+    _rt.softplus(t0, out=t0)
+    t12 += t0
+    # t13 = gamma * t11 * t12 / t7
+    t13 = np.multiply(gamma, t11, out=t10 if t11.dtype == t10.dtype else None)
+    t13 *= t12
+    t13 /= t7
+    # grad_inputs = g * (t13 * (-t3 * (1 - t1) + t4 * t5 * (1 - t5)) + t11 * (-t1 - t2))
+    np.negative(t3, out=t3)
+    np.subtract(1, t1, out=t0)
+    t3 *= t0
+    np.subtract(1, t5, out=t0)
+    t6 *= t0
+    t3 += t6
+    t3 *= t13
+    np.negative(t1, out=t0)
+    np.subtract(t0, t2, out=t7)
+    t7 *= t11
+    t3 += t7
+    t3 *= g
+    grad_inputs = t3
+    # grad_targets = g * (t13 * (t1 - t5) + t8 * t12 * (2 * alpha - 1) - t11 * x)
+    t1 -= t5
+    t13 *= t1
+    t8 *= t12
+    t8 *= 2 * alpha - 1
+    t13 += t8
+    t11 *= x
+    t13 -= t11
+    t13 *= g
+    grad_targets = t13
     return (grad_inputs, grad_targets,)
 
 
@@ -1285,8 +1598,15 @@ def log_cosh(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
     x = _rt.float_array(input, 'log_cosh', 'input')
     y = _rt.float_array(target, 'log_cosh', 'target')
     _rt.same_shape('log_cosh', {'input': x, 'target': y})
-    t0 = np.abs(x - y)
-    out = t0 + _rt.softplus(-2*t0) - 0.6931471805599453
+    # t0 = np.abs(x - y)
+    t0 = np.asarray(x - y)
+    np.abs(t0, out=t0)
+    # out = t0 + _rt.softplus(-2 * t0) - 0.6931471805599453
+    t1 = np.asarray(-2 * t0)
+    _rt.softplus(t1, out=t1)
+    t0 += t1
+    t0 -= 0.6931471805599453
+    out = t0
     return _rt.reduce(out, reduction)
 
 
@@ -1326,7 +1646,669 @@ def log_cosh_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
     y = _rt.float_array(target, 'log_cosh', 'target')
     _rt.same_shape('log_cosh', {'input': x, 'target': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'log_cosh')
-    t0 = g*np.tanh(x - y)
+    # t0 = g * np.tanh(x - y)
+    t0 = np.asarray(x - y)
+    np.tanh(t0, out=t0)
+    t0 *= g
     grad_input = t0
-    grad_target = -t0
+    t1 = -t0
+    grad_target = t1
     return (grad_input, grad_target,)
+
+
+def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int | None = -100, reduction: str = 'mean', label_smoothing: float = 0.0) -> np.ndarray:
+    r"""Cross-entropy of softmax(input) against class indices or probabilities.
+
+    .. math::
+
+        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
+        \right)}\right)_j
+
+    Stable form:
+
+    .. math::
+
+        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
+        \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)\right)_j
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = g \left(- weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) + \frac{e^{x - \max_j \left(x\right)_j} \sum_j \left(weight
+        \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
+        \left(x\right)_j}\right)_j}\right)
+        \bar{t} = - g weight \left(1 - label_{smoothing}\right) \left(x - \log{\left(\sum_j \left(e^{x -
+        \max_j \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)
+
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
+    Integer targets are class indices (mean divides by the summed weight of the non-ignored targets);
+    float targets are probabilities along dim 1 (mean divides by the number of rows).
+    Label smoothing mixes the target with the uniform distribution: (1 - e) y + e / C.
+
+    Generated from the catalog entry ``cross_entropy``; do not edit.
+    """
+    ignore_index = _rt.check_integer('cross_entropy', 'ignore_index', ignore_index)
+    reduction = _rt.check_choice('cross_entropy', 'reduction', reduction, ('none', 'mean', 'sum'))
+    label_smoothing = _rt.check_interval('cross_entropy', 'label_smoothing', label_smoothing, 0.0, 1.0)
+    x = _rt.float_array(input, 'cross_entropy', 'input')
+    dim = _rt.class_axis(x, 'cross_entropy')
+    num_classes = x.shape[dim]
+    t, keep = _rt.class_targets(target, 'cross_entropy', x, dim, ignore_index, True)
+    weight = _rt.class_weight(weight, 'cross_entropy', x, dim)
+    t0 = np.max(x, axis=dim, keepdims=True)
+    # out = -np.sum(weight * (label_smoothing / num_classes + t * (1 - label_smoothing)) * (-t0 + x - np.log(np.sum(np.exp(-t0 + x), axis=dim, keepdims=True))), axis=dim, keepdims=True)
+    np.negative(t0, out=t0)
+    t1 = t0 + x
+    t2 = np.exp(t1)
+    t3 = np.sum(t2, axis=dim, keepdims=True)
+    np.log(t3, out=t3)
+    t1 -= t3
+    t4 = np.multiply(t, 1 - label_smoothing, out=t2 if t.dtype == t2.dtype else None)
+    t4 += label_smoothing / num_classes
+    t5 = np.multiply(weight, t4, out=t4 if np.result_type(weight) == t4.dtype else None)
+    t5 *= t1
+    t6 = np.sum(t5, axis=dim, keepdims=True)
+    np.negative(t6, out=t6)
+    out = t6
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
+
+
+def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int | None = -100, reduction: str = 'mean', label_smoothing: float = 0.0) -> tuple:
+    r"""Cross-entropy of softmax(input) against class indices or probabilities (vector-Jacobian product).
+
+    .. math::
+
+        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
+        \right)}\right)_j
+
+    Stable form:
+
+    .. math::
+
+        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
+        \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)\right)_j
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = g \left(- weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) + \frac{e^{x - \max_j \left(x\right)_j} \sum_j \left(weight
+        \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
+        \left(x\right)_j}\right)_j}\right)
+        \bar{t} = - g weight \left(1 - label_{smoothing}\right) \left(x - \log{\left(\sum_j \left(e^{x -
+        \max_j \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)
+
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
+    Integer targets are class indices (mean divides by the summed weight of the non-ignored targets);
+    float targets are probabilities along dim 1 (mean divides by the number of rows).
+    Label smoothing mixes the target with the uniform distribution: (1 - e) y + e / C.
+
+    Returns:
+        One gradient per input, in input order, each shaped like its input (None for a
+        non-differentiable input).
+
+    Generated from the catalog entry ``cross_entropy``; do not edit.
+    """
+    ignore_index = _rt.check_integer('cross_entropy', 'ignore_index', ignore_index)
+    reduction = _rt.check_choice('cross_entropy', 'reduction', reduction, ('none', 'mean', 'sum'))
+    label_smoothing = _rt.check_interval('cross_entropy', 'label_smoothing', label_smoothing, 0.0, 1.0)
+    x = _rt.float_array(input, 'cross_entropy', 'input')
+    dim = _rt.class_axis(x, 'cross_entropy')
+    num_classes = x.shape[dim]
+    t, keep = _rt.class_targets(target, 'cross_entropy', x, dim, ignore_index, True)
+    weight = _rt.class_weight(weight, 'cross_entropy', x, dim)
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cross_entropy', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
+    if keep is not None:
+        g = g * keep
+    g = np.expand_dims(g, dim)
+    s0 = 1 - label_smoothing
+    # t1 = weight * (label_smoothing / num_classes + t * s0)
+    t0 = t * s0
+    t0 += label_smoothing / num_classes
+    t1 = np.multiply(weight, t0, out=t0 if np.result_type(weight) == t0.dtype else None)
+    t2 = np.max(x, axis=dim, keepdims=True)
+    # t4 = np.exp(-t2 + x)
+    np.negative(t2, out=t2)
+    t3 = t2 + x
+    t4 = np.exp(t3)
+    t5 = np.sum(t4, axis=dim, keepdims=True)
+    # grad_input = g * (-t1 + t4 * np.sum(t1, axis=dim, keepdims=True) / t5)
+    t6 = -t1
+    t7 = np.sum(t1, axis=dim, keepdims=True)
+    np.multiply(t4, t7, out=t1)
+    t1 /= t5
+    t6 += t1
+    t6 *= g
+    grad_input = t6
+    # grad_target = -g * s0 * weight * (-t2 + x - np.log(t5))
+    t8 = -g
+    t8 *= s0
+    t9 = t8 * weight
+    np.log(t5, out=t5)
+    t3 -= t5
+    t3 *= t9
+    grad_target = t3
+    return (grad_input, grad_target if keep is None else None,)
+
+
+def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int | None = -100, reduction: str = 'mean') -> np.ndarray:
+    r"""Negative log-likelihood of log-probabilities at the target classes.
+
+    .. math::
+
+        y = - \sum_j \left(t weight x\right)_j
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = - g t weight
+
+
+    Generated from the catalog entry ``nll_loss``; do not edit.
+    """
+    ignore_index = _rt.check_integer('nll_loss', 'ignore_index', ignore_index)
+    reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input, 'nll_loss', 'input')
+    dim = _rt.class_axis(x, 'nll_loss')
+    num_classes = x.shape[dim]
+    t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
+    weight = _rt.class_weight(weight, 'nll_loss', x, dim)
+    # out = -np.sum(t * weight * x, axis=dim, keepdims=True)
+    t0 = t * weight
+    t0 *= x
+    t1 = np.sum(t0, axis=dim, keepdims=True)
+    np.negative(t1, out=t1)
+    out = t1
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
+
+
+def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int | None = -100, reduction: str = 'mean') -> tuple:
+    r"""Negative log-likelihood of log-probabilities at the target classes (vector-Jacobian product).
+
+    .. math::
+
+        y = - \sum_j \left(t weight x\right)_j
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = - g t weight
+
+
+    Returns:
+        One gradient per input, in input order, each shaped like its input (None for a
+        non-differentiable input).
+
+    Generated from the catalog entry ``nll_loss``; do not edit.
+    """
+    ignore_index = _rt.check_integer('nll_loss', 'ignore_index', ignore_index)
+    reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input, 'nll_loss', 'input')
+    dim = _rt.class_axis(x, 'nll_loss')
+    num_classes = x.shape[dim]
+    t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
+    weight = _rt.class_weight(weight, 'nll_loss', x, dim)
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'nll_loss', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
+    if keep is not None:
+        g = g * keep
+    g = np.expand_dims(g, dim)
+    # grad_input = -g * t * weight
+    t0 = -g
+    t1 = t0 * t
+    t1 *= weight
+    grad_input = t1
+    return (grad_input, None,)
+
+
+def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean') -> np.ndarray:
+    r"""Per-class logistic loss averaged over the classes, for multi-hot targets.
+
+    .. math::
+
+        y = - \frac{\sum_j \left(weight \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} + \left(1 -
+        t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{num_{classes}}
+
+    Stable form:
+
+    .. math::
+
+        y = \frac{\sum_j \left(weight \left(t \operatorname{softplus}\left(- x\right) + \left(1 -
+        t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{num_{classes}}
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = \frac{g weight \left(- t + \sigma\left(x\right)\right)}{num_{classes}}
+        \bar{t} = - \frac{g weight x}{num_{classes}}
+
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
+
+    Generated from the catalog entry ``multilabel_soft_margin_loss``; do not edit.
+    """
+    reduction = _rt.check_choice('multilabel_soft_margin_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input, 'multilabel_soft_margin_loss', 'input')
+    t = _rt.float_array(target, 'multilabel_soft_margin_loss', 'target')
+    dim = _rt.class_axis(x, 'multilabel_soft_margin_loss')
+    num_classes = x.shape[dim]
+    _rt.same_shape('multilabel_soft_margin_loss', {'input': x, 'target': t})
+    keep = None
+    weight = _rt.class_weight(weight, 'multilabel_soft_margin_loss', x, dim)
+    # out = np.sum(weight * (t * _rt.softplus(-x) + (1 - t) * _rt.softplus(x)), axis=dim, keepdims=True) / num_classes
+    t0 = 1 - t
+    t1 = _rt.softplus(x)
+    t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+    np.negative(x, out=t1)
+    _rt.softplus(t1, out=t1)
+    t3 = np.multiply(t, t1, out=t1 if t.dtype == t1.dtype else None)
+    t3 += t2
+    t3 *= weight
+    t4 = np.sum(t3, axis=dim, keepdims=True)
+    t4 /= num_classes
+    out = t4
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, None)
+
+
+def multilabel_soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean') -> tuple:
+    r"""Per-class logistic loss averaged over the classes, for multi-hot targets (vector-Jacobian product).
+
+    .. math::
+
+        y = - \frac{\sum_j \left(weight \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} + \left(1 -
+        t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{num_{classes}}
+
+    Stable form:
+
+    .. math::
+
+        y = \frac{\sum_j \left(weight \left(t \operatorname{softplus}\left(- x\right) + \left(1 -
+        t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{num_{classes}}
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = \frac{g weight \left(- t + \sigma\left(x\right)\right)}{num_{classes}}
+        \bar{t} = - \frac{g weight x}{num_{classes}}
+
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
+
+    Returns:
+        One gradient per input, in input order, each shaped like its input (None for a
+        non-differentiable input).
+
+    Generated from the catalog entry ``multilabel_soft_margin_loss``; do not edit.
+    """
+    reduction = _rt.check_choice('multilabel_soft_margin_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input, 'multilabel_soft_margin_loss', 'input')
+    t = _rt.float_array(target, 'multilabel_soft_margin_loss', 'target')
+    dim = _rt.class_axis(x, 'multilabel_soft_margin_loss')
+    num_classes = x.shape[dim]
+    _rt.same_shape('multilabel_soft_margin_loss', {'input': x, 'target': t})
+    keep = None
+    weight = _rt.class_weight(weight, 'multilabel_soft_margin_loss', x, dim)
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multilabel_soft_margin_loss', None)
+    if keep is not None:
+        g = g * keep
+    g = np.expand_dims(g, dim)
+    # t0 = g * weight / num_classes
+    t0 = g * weight
+    t0 /= num_classes
+    # grad_input = t0 * (-t + _rt.sigmoid(x))
+    t1 = -t
+    t2 = _rt.sigmoid(x)
+    t3 = np.add(t1, t2, out=t1 if t2.dtype == t1.dtype else None)
+    t3 *= t0
+    grad_input = t3
+    # grad_target = -t0 * x
+    np.negative(t0, out=t0)
+    np.multiply(t0, x, out=t2)
+    grad_target = t2
+    return (grad_input, grad_target,)
+
+
+def multi_margin_loss(input: ArrayLike, target: ArrayLike, *, p: str = 1, margin: float = 1.0, weight: ArrayLike | None = None, reduction: str = 'mean') -> np.ndarray:
+    r"""Multi-class hinge loss: sum over wrong classes of max(0, margin - x_y + x_j)^p / C.
+
+    .. math::
+
+        y = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(margin + x - \sum_j \left(t
+        x\right)_j\right)^{p} & \text{for}\: margin + x - \sum_j \left(t x\right)_j > 0 \\0 &
+        \text{otherwise} \end{cases}\right) \sum_j \left(t weight\right)_j\right)_j}{num_{classes}}
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p \left(margin +
+        x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j \left(t
+        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        weight\right)_j}{num_{classes}}\right)_j + \frac{\left(1 - t\right) \left(\begin{cases} p
+        \left(margin + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j
+        \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        weight\right)_j}{num_{classes}}\right)
+
+
+    Generated from the catalog entry ``multi_margin_loss``; do not edit.
+    """
+    p = _rt.check_choice('multi_margin_loss', 'p', p, (1, 2))
+    margin = _rt.check_real('multi_margin_loss', 'margin', margin)
+    reduction = _rt.check_choice('multi_margin_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input, 'multi_margin_loss', 'input')
+    dim = _rt.class_axis(x, 'multi_margin_loss')
+    num_classes = x.shape[dim]
+    t, keep = _rt.class_targets(target, 'multi_margin_loss', x, dim, None, False)
+    weight = _rt.class_weight(weight, 'multi_margin_loss', x, dim)
+    # t1 = margin + x - np.sum(t * x, axis=dim, keepdims=True)
+    t0 = margin + x
+    t1 = t * x
+    t2 = np.sum(t1, axis=dim, keepdims=True)
+    np.subtract(t0, t2, out=t1)
+    # out = np.sum(t1 ** p * (1 - t) * np.sum(t * weight, axis=dim, keepdims=True) * (t1 > 0), axis=dim, keepdims=True) / num_classes
+    t3 = t1 ** p
+    t4 = np.subtract(1, t, out=t0 if t.dtype == t0.dtype else None)
+    t3 *= t4
+    t5 = np.multiply(t, weight, out=t4 if np.result_type(t, weight) == t4.dtype else None)
+    t6 = np.sum(t5, axis=dim, keepdims=True)
+    t3 *= t6
+    m0 = t1 > 0
+    t3 *= m0
+    t7 = np.sum(t3, axis=dim, keepdims=True)
+    t7 /= num_classes
+    out = t7
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, None)
+
+
+def multi_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, p: str = 1, margin: float = 1.0, weight: ArrayLike | None = None, reduction: str = 'mean') -> tuple:
+    r"""Multi-class hinge loss: sum over wrong classes of max(0, margin - x_y + x_j)^p / C (vector-Jacobian
+    product).
+
+    .. math::
+
+        y = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(margin + x - \sum_j \left(t
+        x\right)_j\right)^{p} & \text{for}\: margin + x - \sum_j \left(t x\right)_j > 0 \\0 &
+        \text{otherwise} \end{cases}\right) \sum_j \left(t weight\right)_j\right)_j}{num_{classes}}
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p \left(margin +
+        x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j \left(t
+        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        weight\right)_j}{num_{classes}}\right)_j + \frac{\left(1 - t\right) \left(\begin{cases} p
+        \left(margin + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j
+        \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        weight\right)_j}{num_{classes}}\right)
+
+
+    Returns:
+        One gradient per input, in input order, each shaped like its input (None for a
+        non-differentiable input).
+
+    Generated from the catalog entry ``multi_margin_loss``; do not edit.
+    """
+    p = _rt.check_choice('multi_margin_loss', 'p', p, (1, 2))
+    margin = _rt.check_real('multi_margin_loss', 'margin', margin)
+    reduction = _rt.check_choice('multi_margin_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input, 'multi_margin_loss', 'input')
+    dim = _rt.class_axis(x, 'multi_margin_loss')
+    num_classes = x.shape[dim]
+    t, keep = _rt.class_targets(target, 'multi_margin_loss', x, dim, None, False)
+    weight = _rt.class_weight(weight, 'multi_margin_loss', x, dim)
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multi_margin_loss', None)
+    if keep is not None:
+        g = g * keep
+    g = np.expand_dims(g, dim)
+    s0 = 1 / num_classes
+    # t1 = margin + x - np.sum(t * x, axis=dim, keepdims=True)
+    t0 = margin + x
+    t1 = t * x
+    t2 = np.sum(t1, axis=dim, keepdims=True)
+    np.subtract(t0, t2, out=t1)
+    t3 = t1 ** (p - 1)
+    t4 = np.subtract(1, t, out=t0 if t.dtype == t0.dtype else None)
+    # t6 = np.sum(t * weight, axis=dim, keepdims=True)
+    t5 = t * weight
+    t6 = np.sum(t5, axis=dim, keepdims=True)
+    m0 = t1 > 0
+    # t1 = t * np.sum(p * s0 * t3 * t4 * t6 * m0, axis=dim, keepdims=True)
+    t3 *= p * s0
+    t3 *= t4
+    t3 *= t6
+    np.multiply(t3, m0, out=t5)
+    t7 = np.sum(t5, axis=dim, keepdims=True)
+    np.multiply(t, t7, out=t1)
+    # grad_input = np.where(m0, g * (p * s0 * t3 * t4 * t6 - t1), -g * t1)
+    t3 -= t1
+    t3 *= g
+    t8 = -g
+    t1 *= t8
+    t9 = np.where(m0, t3, t1)
+    grad_input = t9
+    return (grad_input, None,)
+
+
+def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, margin: float = 0.0, reduction: str = 'mean') -> np.ndarray:
+    r"""1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1.
+
+    .. math::
+
+        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j \left(x
+        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} & \text{for}\: margin - \frac{\sum_j
+        \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)
+        \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
+        \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(x
+        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(\frac{y}{2} +
+        \frac{1}{2}\right)
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = g \left(- \frac{x \sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
+        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
+        \cdot 10^{-12}\right)} \left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)} +
+        \frac{x_{2}}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(- \frac{y}{2} +
+        \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin -
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
+        \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)
+        \bar{x_{2}} = g \left(\frac{x}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} -
+        \frac{x_{2} \sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)} \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}\right) \left(- \frac{y}{2} +
+        \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin -
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
+        \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)
+
+    Rows are along dim 1 of (N, D) inputs (or the only axis of 1-D inputs); PyTorch adds 1e-12 to each
+    squared norm.
+
+    Generated from the catalog entry ``cosine_embedding_loss``; do not edit.
+    """
+    margin = _rt.check_interval('cosine_embedding_loss', 'margin', margin, -1.0, 1.0)
+    reduction = _rt.check_choice('cosine_embedding_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input1, 'cosine_embedding_loss', 'input1')
+    x2 = _rt.float_array(input2, 'cosine_embedding_loss', 'input2')
+    dim = _rt.class_axis(x, 'cosine_embedding_loss')
+    num_classes = x.shape[dim]
+    _rt.same_shape('cosine_embedding_loss', {'input1': x, 'input2': x2})
+    y = _rt.row_target(target, 'cosine_embedding_loss', x, dim)
+    keep = None
+    # t6 = -np.sum(x * x2, axis=dim, keepdims=True) / np.sqrt((np.sum(np.square(x), axis=dim, keepdims=True) + 1e-12) * (np.sum(np.square(x2), axis=dim, keepdims=True) + 1e-12))
+    t0 = np.square(x)
+    t1 = np.sum(t0, axis=dim, keepdims=True)
+    t1 += 1e-12
+    t2 = np.square(x2, out=t0 if x2.dtype == t0.dtype else None)
+    t3 = np.sum(t2, axis=dim, keepdims=True)
+    t3 += 1e-12
+    t4 = np.multiply(t1, t3, out=t1 if t3.dtype == t1.dtype else None)
+    np.sqrt(t4, out=t4)
+    t5 = np.multiply(x, x2, out=t2 if np.result_type(x, x2) == t2.dtype else None)
+    t6 = np.sum(t5, axis=dim, keepdims=True)
+    np.negative(t6, out=t6)
+    t6 /= t4
+    t7 = 0.5 * y
+    # t9 = (t6 + 1) * (t7 + 0.5)
+    np.add(t6, 1, out=t4)
+    t8 = t7 + 0.5
+    t9 = t4 * t8
+    t6 += margin
+    # out = np.where(t6 <= 0, t9 - t6 * (0.5 - t7), t9)
+    m0 = t6 <= 0
+    np.subtract(0.5, t7, out=t7)
+    t10 = t6 * t7
+    np.subtract(t9, t10, out=t10)
+    t11 = np.where(m0, t10, t9)
+    out = t11
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, None)
+
+
+def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, margin: float = 0.0, reduction: str = 'mean') -> tuple:
+    r"""1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1 (vector-Jacobian product).
+
+    .. math::
+
+        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j \left(x
+        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} & \text{for}\: margin - \frac{\sum_j
+        \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)
+        \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
+        \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(x
+        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(\frac{y}{2} +
+        \frac{1}{2}\right)
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = g \left(- \frac{x \sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
+        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
+        \cdot 10^{-12}\right)} \left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)} +
+        \frac{x_{2}}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(- \frac{y}{2} +
+        \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin -
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
+        \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)
+        \bar{x_{2}} = g \left(\frac{x}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} -
+        \frac{x_{2} \sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)} \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}\right) \left(- \frac{y}{2} +
+        \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin -
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
+        \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)
+
+    Rows are along dim 1 of (N, D) inputs (or the only axis of 1-D inputs); PyTorch adds 1e-12 to each
+    squared norm.
+
+    Returns:
+        One gradient per input, in input order, each shaped like its input (None for a
+        non-differentiable input).
+
+    Generated from the catalog entry ``cosine_embedding_loss``; do not edit.
+    """
+    margin = _rt.check_interval('cosine_embedding_loss', 'margin', margin, -1.0, 1.0)
+    reduction = _rt.check_choice('cosine_embedding_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input1, 'cosine_embedding_loss', 'input1')
+    x2 = _rt.float_array(input2, 'cosine_embedding_loss', 'input2')
+    dim = _rt.class_axis(x, 'cosine_embedding_loss')
+    num_classes = x.shape[dim]
+    _rt.same_shape('cosine_embedding_loss', {'input1': x, 'input2': x2})
+    y = _rt.row_target(target, 'cosine_embedding_loss', x, dim)
+    keep = None
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cosine_embedding_loss', None)
+    if keep is not None:
+        g = g * keep
+    g = np.expand_dims(g, dim)
+    # t1 = np.sum(np.square(x), axis=dim, keepdims=True) + 1e-12
+    t0 = np.square(x)
+    t1 = np.sum(t0, axis=dim, keepdims=True)
+    t1 += 1e-12
+    # t3 = np.sum(np.square(x2), axis=dim, keepdims=True) + 1e-12
+    t2 = np.square(x2, out=t0 if x2.dtype == t0.dtype else None)
+    t3 = np.sum(t2, axis=dim, keepdims=True)
+    t3 += 1e-12
+    # t4 = 1 / np.sqrt(t1 * t3)
+    t4 = t1 * t3
+    np.sqrt(t4, out=t4)
+    np.divide(1, t4, out=t4)
+    # t6 = np.sum(x * x2, axis=dim, keepdims=True)
+    t5 = np.multiply(x, x2, out=t2 if np.result_type(x, x2) == t2.dtype else None)
+    t6 = np.sum(t5, axis=dim, keepdims=True)
+    t6 *= t4
+    # t5 = g * (t4 * x2 - t6 * x / t1)
+    np.multiply(t4, x2, out=t5)
+    t7 = t6 * x
+    t7 /= t1
+    t5 -= t7
+    t5 *= g
+    # m0 = margin - t6 <= 0
+    t8 = np.subtract(margin, t6, out=t1 if t6.dtype == t1.dtype else None)
+    m0 = t8 <= 0
+    # t9 = -0.5 * y - 0.5
+    t9 = -0.5 * y
+    t9 -= 0.5
+    # t7 = g * (t4 * x - t4 * t6 * x2 / t3)
+    np.multiply(t4, x, out=t7)
+    t10 = t6 * x2
+    t10 /= t3
+    t7 -= t10
+    t7 *= g
+    # grad_input1 = np.where(m0, -t5 * y, t5 * t9)
+    np.negative(t5, out=t10)
+    t11 = np.multiply(t10, y, out=t10 if y.dtype == t10.dtype else None)
+    t12 = np.multiply(t5, t9, out=t5 if t9.dtype == t5.dtype else None)
+    t13 = np.where(m0, t11, t12)
+    grad_input1 = t13
+    # grad_input2 = np.where(m0, -t7 * y, t9 * t7)
+    t14 = np.negative(t7, out=t11 if t7.dtype == t11.dtype else None)
+    np.multiply(t14, y, out=t12)
+    t15 = np.multiply(t9, t7, out=t7 if t9.dtype == t7.dtype else None)
+    t16 = np.where(m0, t12, t15)
+    grad_input2 = t16
+    return (grad_input1, grad_input2, None,)

@@ -22,6 +22,9 @@ from collections.abc import Iterable, Mapping
 import sympy as sp
 from sympy.printing.pycode import PythonCodePrinter
 
+from symdl.functions import NUM_CLASSES, fold_piecewise
+from symdl.printing.inplace import ArraySpec, emit_inplace
+
 #: Array functions: SymPy class name -> NumPy (or runtime) callable.
 ARRAY_FUNCTIONS: dict[str, str] = {
     "exp": "np.exp",
@@ -67,16 +70,21 @@ class KernelPrinter(PythonCodePrinter):
             else is an array.
         names: variable name for each symbol (defaults to the symbol name).
         axis: the Python expression naming the reduction axis of row ops.
+        arrays: what the in-place emitter may assume about each input array
+            (shape and dtype groups, see :mod:`symdl.printing.inplace`);
+            arrays not listed are never written and nothing computed from
+            them is reused.
     """
 
     printmethod = "_symdl_numpy"
 
     def __init__(self, scalars: Iterable[sp.Symbol] = (), names: Mapping[sp.Symbol, str] | None = None,
-                 axis: str = "dim") -> None:
+                 axis: str = "dim", arrays: Mapping[sp.Symbol, ArraySpec] | None = None) -> None:
         super().__init__({"fully_qualified_modules": False, "strict": False})
         self.scalars = frozenset(scalars)
         self.names = dict(names or {})
         self.axis = axis
+        self.arrays = dict(arrays or {})
 
     # -- atoms -------------------------------------------------------------
     def _print_Symbol(self, expr: sp.Symbol) -> str:
@@ -114,7 +122,8 @@ class KernelPrinter(PythonCodePrinter):
             return f"np.square({self._print(base)})" if exponent == 2 else f"{b} * {b} * {b}"
         if exponent.is_Integer and exponent < 0:
             return f"(1 / {self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Mul'] + 1)}) ** {-int(exponent)}"
-        return f"{self.parenthesize(base, sp.printing.precedence.PRECEDENCE['Pow'])} ** {self._print(exponent)}"
+        power = sp.printing.precedence.PRECEDENCE["Pow"]
+        return f"{self.parenthesize(base, power)} ** {self.parenthesize(exponent, power)}"
 
     def _print_Mul(self, expr: sp.Mul) -> str:
         # Keep b**-n (n >= 2) as (1 / b) ** n: SymPy's printer would write a / b**n, and b**n
@@ -150,7 +159,12 @@ class KernelPrinter(PythonCodePrinter):
         return text
 
     def _clip(self, expr: sp.Expr) -> str | None:
-        """``np.clip`` for Max/Min against scalar bounds (about 2x faster than np.maximum)."""
+        """``np.clip`` for Max/Min against scalar bounds (about 2x faster than np.maximum).
+
+        A one-sided clamp gets an infinite bound (``np.clip(x, 0, math.inf)``):
+        with ``None`` NumPy calls ``np.maximum`` instead of the clip ufunc. The
+        two differ only in the sign of a zero result for a ``-0.0`` input.
+        """
         outer_is_max = isinstance(expr, sp.Max)
         bounds = [a for a in expr.args if self._is_scalar(a)]
         inner = [a for a in expr.args if not self._is_scalar(a)]
@@ -165,7 +179,8 @@ class KernelPrinter(PythonCodePrinter):
                 low, high = (bound, self._print(inner_bounds[0])) if outer_is_max else (
                     self._print(inner_bounds[0]), bound)
                 return f"np.clip({self._print(inner_values[0])}, {low}, {high})"
-        low, high = (bound, "None") if outer_is_max else ("None", bound)
+        # An infinite bound, not None: np.clip(x, lo, None) falls back to np.maximum, twice as slow.
+        low, high = (bound, "math.inf") if outer_is_max else ("-math.inf", bound)
         return f"np.clip({self._print(value)}, {low}, {high})"
 
     def _print_Max(self, expr: sp.Max) -> str:
@@ -210,23 +225,33 @@ def print_assignments(
     printer: KernelPrinter,
     *,
     temp_prefix: str = "t",
+    inplace: bool = True,
 ) -> list[str]:
     """Straight-line code computing ``outputs``, shared subexpressions once.
 
     Uses ``sympy.cse`` so that, e.g., ``exp(-|x|)`` is computed once even
-    when both a forward value and its derivative need it.
+    when both a forward value and its derivative need it. Each assignment is
+    first printed as one expression (the *plain* form, ``inplace=False``);
+    by default :func:`symdl.printing.inplace.emit_inplace` then compiles
+    those into one NumPy operation per line writing into dead temporaries,
+    with the same results.
     """
     names = list(outputs)
-    exprs = [constants_to_floats(sp.piecewise_fold(outputs[n])) for n in names]
+    exprs = [constants_to_floats(fold_piecewise(outputs[n])) for n in names]
     temps = sp.numbered_symbols(temp_prefix, real=True)
     replacements, reduced = sp.cse(exprs, symbols=temps, order="none")
-    lines = []
+    plain: list[tuple[str, str]] = []
     scalar_temps = set()
     for temp, value in replacements:
         if value.free_symbols <= printer.scalars | scalar_temps:
             scalar_temps.add(temp)
         printer.scalars = printer.scalars | (scalar_temps & {temp})
-        lines.append(f"{printer._print(temp)} = {printer.doprint(value)}")
+        plain.append((printer._print(temp), printer.doprint(value)))
     for name, value in zip(names, reduced):
-        lines.append(f"{name} = {printer.doprint(value)}")
-    return lines
+        plain.append((name, printer.doprint(value)))
+    if not inplace:
+        return [f"{name} = {text}" for name, text in plain]
+    # num_classes (class losses) is a Python int wherever it appears.
+    scalars = {printer._print(s) for s in printer.scalars - scalar_temps} | {printer._print(NUM_CLASSES)}
+    arrays = {printer._print(symbol): spec for symbol, spec in printer.arrays.items()}
+    return emit_inplace(plain, names, scalars=scalars, arrays=arrays, prefix=temp_prefix)

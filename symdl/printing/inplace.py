@@ -1,0 +1,859 @@
+"""Lower printed kernel expressions to in-place NumPy code.
+
+:func:`symdl.printing.numpy_printer.print_assignments` prints every CSE'd
+assignment as one Python expression (the *plain* form), in which each
+operator allocates a fresh array. This module compiles those expressions into
+straight-line code, one NumPy operation per line, that writes into dead
+temporaries (``t0 *= t1``, ``np.exp(t0, out=t0)``) and computes exactly what
+the plain form computes, bit for bit:
+
+* every operation is the call Python makes for the plain expression
+  (``a * b`` is ``np.multiply(a, b)``, ``a ** 2`` is ``np.square(a)``), on
+  the same operands in the same association; operands are swapped only in
+  commutative operations (``+``, ``*``, ``&``, ``|``), which IEEE arithmetic
+  evaluates identically either way. Identical operations are computed once,
+  and ``(-a) * b`` reuses ``a * b`` when that exists (negation is exact);
+* operations are ordered, within each assignment, to need few buffers
+  (Sethi-Ullman: the operand that needs more buffers first); they are pure,
+  so the order changes no value;
+* a result goes into a buffer only if the buffer has the result's exact
+  shape and dtype: values are typed statically (:class:`Type`). A buffer of
+  the right shape from another dtype group (``g * t0``, t0 computed from
+  ``x``) is used behind a run-time test, ``out=t0 if g.dtype == t0.dtype else
+  None``;
+* inputs (``x``, ``g``, parameters: any name not computed here) are never
+  written, nor is any array an unknown call has seen (it may be a view);
+  outputs are fresh arrays that alias no input and no other output;
+* Python-scalar sub-expressions (parameters, constants, ``math.*``) keep
+  their plain text, so they stay Python floats: weak scalars under NumPy 2,
+  so float32 stays float32;
+* calls this module does not model (anything but the NumPy ufuncs, row
+  reductions, ``np.clip``, ``np.where`` and the ``_rt`` primitives) are
+  computed as printed and their results never written into.
+
+``np.where(c, a, b)`` has no ``out=`` and stays as it is (every branch-free
+exact alternative measured here, ``np.copyto(b, a, where=c)`` included, is as
+slow on random masks), except when both branches share a factor:
+``np.where(c, g * k1, g * k2)`` is ``g * (c * k1 + ~c * k2)`` for Python
+scalars k1, k2 (k = 1 when a branch is g itself): each product with the 0/1
+mask is exact and adding a zero to a finite k gives k.
+
+Types
+    Each array value has a kind (``f`` float, ``b`` bool, ``o`` unknown), a
+    *shape*: the set of atoms whose broadcast it is (an input's shape group,
+    a row reduction of a shape, an array declared to broadcast within a
+    group), and for floats a *dtype*: the set of input dtype groups it was
+    computed from. Equal sets give equal shapes and dtypes at run time,
+    whatever the inputs, since broadcasting and float promotion (Python
+    scalars weak, bool arrays neutral) are associative, commutative and
+    idempotent.
+
+0-d inputs
+    NumPy returns scalars, not 0-d arrays, from operations on 0-d arrays, and
+    a scalar cannot be an ``out=``: a buffer later written through ``out=`` is
+    created through ``np.asarray`` (free for arrays).
+
+Measured (1e6 elements, this machine): ``np.sign(a, out=a)`` is 4x slower than
+into another array, so sign is never computed in place; ``np.power(a, k,
+out=b)`` misses NumPy's fast paths (``a ** 2`` is ``np.square``), so powers
+are only written ``a ** k`` or ``a **= k``.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sympy as sp
+
+    from symdl.catalog.spec import Op as CatalogOp
+
+__all__ = ["ArraySpec", "Type", "emit_inplace", "kernel_arrays"]
+
+
+# --------------------------------------------------------------------------- declarations
+@dataclass(frozen=True)
+class ArraySpec:
+    """What the emitter may assume about an input array.
+
+    Attributes:
+        shape: shape group; inputs with the same group have the same shape.
+        dtype: dtype group for a floating-point input (inputs with the same
+            group have the same dtype), or None when the dtype is unknown
+            (integer class indices): nothing computed from it is written into.
+        within: a shape group this array broadcasts to without enlarging it
+            (a per-class weight against the logits); its own shape is then
+            absorbed wherever that group takes part.
+        maybe_float: may be the Python float 1.0 (an optional weight left
+            out): never copied or asked for its dtype.
+        vector: at least 1-d, so NumPy returns arrays, not scalars, from it.
+    """
+
+    shape: str
+    dtype: str | None
+    within: str | None = None
+    maybe_float: bool = False
+    vector: bool = False
+
+    @property
+    def atom(self) -> object:
+        return self.shape if self.within is None else ("within", self.shape, self.within)
+
+
+def kernel_arrays(op: CatalogOp) -> dict[sp.Symbol, ArraySpec]:
+    """What each kernel template guarantees about the arrays its printed code reads.
+
+    * every input is a floating-point array (``float_array``, the one-hot or
+      probability rows of ``class_targets``, ``row_target``), each of its own
+      dtype;
+    * elementwise and row ops: the upstream gradient ``g`` has the input's
+      shape (``grad_like``), not necessarily its dtype;
+    * pointwise losses: inputs share the first input's shape (``same_shape``),
+      or broadcast to it (``broadcast_input``); ``g`` has its shape and dtype
+      (``reduce_vjp``); array parameters (weights) have its dtype, a shape of
+      their own, and may be the Python float 1.0 (``optional_array``);
+    * class losses: probability or one-hot targets have the input's shape;
+      ``g`` (input dtype), per-row targets and per-class weights (input
+      dtype, or 1.0) broadcast to it (``reduce_vjp`` and ``expand_dims``,
+      ``row_target``, ``class_weight``);
+    * other kinds: no two arrays are assumed to share a shape or a dtype.
+    """
+    first = op.inputs[0].symbol.name
+    kind = op.kind
+    vector = kind in ("row", "class_loss")  # a 0-d input is rejected (no reduction axis)
+    specs: dict[sp.Symbol, ArraySpec] = {}
+    for item in op.inputs:
+        name = item.symbol.name
+        if name == first or kind in ("elementwise", "row") or (kind == "pointwise_loss" and not item.broadcast) or (
+                kind == "class_loss" and item.role != "sign"):
+            specs[item.symbol] = ArraySpec(first, name, vector=vector)
+        elif kind in ("pointwise_loss", "class_loss"):
+            specs[item.symbol] = ArraySpec(name, name, within=first, vector=vector)
+        else:
+            specs[item.symbol] = ArraySpec(name, name)
+    upstream = {
+        "elementwise": ArraySpec(first, "g"),
+        "row": ArraySpec(first, "g", vector=True),
+        "pointwise_loss": ArraySpec(first, first),
+        "class_loss": ArraySpec("g", first, within=first, vector=True),
+    }
+    specs[op.upstream] = upstream.get(kind, ArraySpec("g", "g"))
+    for p in op.params:
+        if p.rule.kind == "array" and p.symbol is not None:
+            within = first if kind == "class_loss" else None
+            dtype = first if kind in ("pointwise_loss", "class_loss") else p.name
+            specs[p.symbol] = ArraySpec(p.name, dtype, within=within, maybe_float=True)
+    return specs
+
+
+@dataclass(frozen=True)
+class Type:
+    """Static type of an array value (see the module docstring)."""
+
+    kind: str  # "f" float, "b" bool, "o" unknown
+    shape: frozenset
+    dtype: frozenset = frozenset()
+
+    @property
+    def reusable(self) -> bool:
+        return self.kind in "fb"
+
+
+def _join_shapes(*shapes: frozenset) -> frozenset:
+    """The shape atoms of a broadcast.
+
+    An atom that broadcasts to others without enlarging them is absorbed by
+    them: a row reduction of S (keepdims) by S, an array declared ``within``
+    a group by that group.
+    """
+    atoms = frozenset().union(*shapes)
+
+    def absorbed(a: object) -> bool:
+        if isinstance(a, tuple) and a[0] == "row":
+            return a[2] <= atoms - {a}
+        if isinstance(a, tuple) and a[0] == "within":
+            return a[2] in atoms
+        return False
+
+    return frozenset(a for a in atoms if not absorbed(a))
+
+
+# --------------------------------------------------------------------------- values
+@dataclass(frozen=True)
+class Scalar:
+    """A Python-scalar expression, kept as its plain text."""
+
+    text: str
+
+    def operand(self, power_base: bool = False) -> str:
+        """The text as an operand of a binary operator (parenthesized where needed)."""
+        node = ast.parse(self.text, mode="eval").body
+        if isinstance(node, (ast.Name, ast.Attribute, ast.Constant)):
+            return self.text
+        if isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant) and not power_base:
+            return self.text
+        return f"({self.text})"
+
+
+@dataclass(eq=False)
+class Value:
+    """An array value: an input, or the result of one operation."""
+
+    type: Type
+    leaf: str | None = None  # the input's name
+    op: Op | None = None  # the operation computing it
+    vector: bool = False  # at least 1-d: NumPy returns an array for it, never a scalar
+
+
+Operand = Value | Scalar
+#: Keyword argument values: text, or a value whose dtype is meant (``dtype=t0.dtype``).
+Keyword = tuple[str, "str | Value"]
+
+
+@dataclass(eq=False)
+class Op:
+    """One NumPy operation: ``result = func(*args, **kwargs)``."""
+
+    func: str  # "np.multiply", "np.exp", "np.sum", "np.where", "_rt.sigmoid", or OPAQUE
+    args: tuple[Operand, ...]
+    kwargs: tuple[Keyword, ...] = ()
+    operator: str | None = None  # "*" etc. for ops Python spells as an operator
+    commutative: bool = False
+    out: bool = True  # accepts out=
+    text: str = ""  # OPAQUE: the plain text, operands as \0i\0 placeholders
+    block: int = -1  # the assignment it belongs to
+    result: Value = field(init=False)
+
+
+OPAQUE = "<opaque>"
+
+# --------------------------------------------------------------------------- operation tables
+_BINARY = {
+    ast.Add: ("np.add", "+", True),
+    ast.Sub: ("np.subtract", "-", False),
+    ast.Mult: ("np.multiply", "*", True),
+    ast.Div: ("np.divide", "/", False),
+    ast.Pow: ("np.power", "**", False),
+    ast.BitAnd: ("np.bitwise_and", "&", True),
+    ast.BitOr: ("np.bitwise_or", "|", True),
+}
+_COMPARE = {
+    ast.Lt: ("np.less", "<"),
+    ast.LtE: ("np.less_equal", "<="),
+    ast.Gt: ("np.greater", ">"),
+    ast.GtE: ("np.greater_equal", ">="),
+    ast.Eq: ("np.equal", "=="),
+    ast.NotEq: ("np.not_equal", "!="),
+}
+_COMPARE_FUNCS = frozenset(f for f, _ in _COMPARE.values())
+#: Operators with an augmented assignment (``t0 *= t1``).
+_AUGMENTED = frozenset({"+", "-", "*", "/", "**", "&", "|"})
+#: Float -> float ufuncs of one argument (same dtype and shape out).
+_FLOAT_UNARY = frozenset({
+    "np.exp", "np.log", "np.tanh", "np.cosh", "np.sinh", "np.log1p", "np.expm1", "np.abs", "np.sign",
+    "np.sqrt", "np.square", "np.negative", "np.reciprocal", "np.sin", "np.cos",
+})
+#: Float ufuncs of two arrays: name -> commutative.
+_FLOAT_BINARY = {"np.maximum": True, "np.minimum": True}
+#: Row reductions (the printer always passes axis= and keepdims=True).
+_REDUCTIONS = frozenset({"np.sum", "np.max", "np.min"})
+#: Runtime primitives: float arrays in, a fresh float array of the promoted dtype out.
+PRIMITIVES = frozenset({"_rt.sigmoid", "_rt.softplus", "_rt.normal_cdf", "_rt.erf", "_rt.erfc", "_rt.xlogy"})
+#: Primitives that take ``out=`` (and allow it to be their argument).
+PRIMITIVES_WITH_OUT = frozenset({"_rt.sigmoid", "_rt.softplus"})
+_ARITHMETIC = frozenset({"np.add", "np.subtract", "np.multiply", "np.divide", "np.power", *_FLOAT_BINARY})
+#: Ufuncs whose loop is much slower when the output is the input (np.sign: 4x, measured).
+_NOT_IN_PLACE = frozenset({"np.sign"})
+#: Names that are modules or builtins, not variables.
+_MODULES = frozenset({"np", "math", "_rt", "abs", "max", "min"})
+
+
+def _dotted(node: ast.expr) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return "<expr>"
+
+
+def _result_type(func: str, args: Sequence[Operand], kwargs: Sequence[Keyword]) -> Type:
+    """The static type of ``func(*args)`` (kind "o" when it is not modelled)."""
+    arrays = [a for a in args if isinstance(a, Value)]
+    shape = _join_shapes(*(a.type.shape for a in arrays))
+    kinds = {a.type.kind for a in arrays}
+    floats = frozenset().union(*(a.type.dtype for a in arrays if a.type.kind == "f"))
+    unknown = Type("o", shape)
+    if func in _COMPARE_FUNCS:
+        return Type("b", shape)
+    if "o" in kinds:
+        return unknown
+    if func in ("np.invert", "np.bitwise_and", "np.bitwise_or"):
+        return Type("b", shape) if kinds == {"b"} and len(arrays) == len(args) else unknown
+    if func in _REDUCTIONS:
+        (value,) = arrays
+        if value.type.kind != "f":
+            return unknown
+        axis = str(dict(kwargs).get("axis", "None"))
+        return Type("f", frozenset({("row", axis, value.type.shape)}), value.type.dtype)
+    if func == "np.where":
+        branches = [a for a in args[1:] if isinstance(a, Value)]
+        if not branches or any(b.type.kind != "f" for b in branches):
+            return unknown
+        return Type("f", shape, frozenset().union(*(b.type.dtype for b in branches)))
+    if func in _FLOAT_UNARY or func in _ARITHMETIC or func == "np.clip" or func in PRIMITIVES:
+        return Type("f", shape, floats) if floats else unknown
+    return unknown
+
+
+# --------------------------------------------------------------------------- lowering
+class _Lowering:
+    """Parses plain expressions into :class:`Op` lists, sharing identical operations."""
+
+    def __init__(self, scalars: Iterable[str], arrays: Mapping[str, ArraySpec]) -> None:
+        self.scalars = set(scalars) - set(arrays)
+        self.maybe_float = {name for name, spec in arrays.items() if spec.maybe_float}
+        self.leaves: dict[str, Value] = {}
+        for name, spec in arrays.items():
+            kind = "o" if spec.dtype is None else "f"
+            dtype = frozenset() if spec.dtype is None else frozenset({spec.dtype})
+            self.leaves[name] = Value(Type(kind, frozenset({spec.atom}), dtype), leaf=name, vector=spec.vector)
+        self.bound: dict[str, Operand] = {}  # assignment names computed so far
+        self.ops: list[Op] = []
+        self.numbering: dict[tuple, Value] = {}
+        self.block = 0
+        self.opaque_count = itertools.count()
+
+    # -- names -------------------------------------------------------------------------
+    def name(self, ident: str) -> Operand:
+        if ident in self.bound:
+            return self.bound[ident]
+        if ident in self.leaves:
+            return self.leaves[ident]
+        if ident in self.scalars:
+            return Scalar(ident)
+        # Undeclared: an input of unknown shape and dtype, read and never written.
+        value = Value(Type("o", frozenset({("input", ident)})), leaf=ident)
+        self.leaves[ident] = value
+        return value
+
+    def is_scalar(self, node: ast.AST) -> bool:
+        """No array names and no NumPy or runtime calls (those return strong NumPy scalars)."""
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Call) and _dotted(sub.func).startswith(("np.", "_rt.")):
+                return False
+            if isinstance(sub, ast.Name) and sub.id not in _MODULES and not isinstance(self.name(sub.id), Scalar):
+                return False
+        return True
+
+    def scalar_text(self, node: ast.expr) -> str:
+        """The text of a scalar expression, scalar temporaries under their new names."""
+        bound = self.bound
+
+        class Rename(ast.NodeTransformer):
+            def visit_Name(self, sub: ast.Name) -> ast.AST:  # noqa: N802
+                value = bound.get(sub.id)
+                return ast.Name(id=value.text, ctx=ast.Load()) if isinstance(value, Scalar) else sub
+
+        return ast.unparse(Rename().visit(ast.parse(ast.unparse(node), mode="eval")).body)
+
+    # -- expressions -------------------------------------------------------------------
+    def lower(self, node: ast.expr) -> Operand:
+        if self.is_scalar(node):
+            return Scalar(self.scalar_text(node))
+        if isinstance(node, ast.Name):
+            return self.name(node.id)
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+            func, operator, commutative = _BINARY[type(node.op)]
+            left, right = self.lower(node.left), self.lower(node.right)
+            if func == "np.power" and isinstance(right, Scalar) and right.text == "2":
+                return self.emit("np.square", (left,))  # what ndarray.__pow__ calls for ** 2
+            return self.emit(func, (left, right), operator=operator, commutative=commutative)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            return self.emit("np.negative", (self.lower(node.operand),), operator="-")
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Invert):
+            return self.emit("np.invert", (self.lower(node.operand),), operator="~")
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE:
+            func, operator = _COMPARE[type(node.ops[0])]
+            return self.emit(func, (self.lower(node.left), self.lower(node.comparators[0])), operator=operator)
+        if isinstance(node, ast.Call) and not any(isinstance(a, ast.Starred) for a in node.args):
+            return self.call(node)
+        return self.opaque(node)
+
+    def call(self, node: ast.Call) -> Operand:
+        func = _dotted(node.func)
+        if any(k.arg is None for k in node.keywords):
+            return self.opaque(node)
+        kwargs = tuple((k.arg, ast.unparse(k.value)) for k in node.keywords)
+        if func in _REDUCTIONS and len(node.args) == 1 and dict(kwargs).get("keepdims") == "True":
+            return self.emit(func, (self.lower(node.args[0]),), kwargs=kwargs, out=False)
+        if kwargs:
+            return self.opaque(node)
+        args = tuple(self.lower(a) for a in node.args)
+        if func in _FLOAT_UNARY and len(args) == 1:
+            return self.emit(func, args)
+        if func in _FLOAT_BINARY and len(args) == 2:
+            return self.emit(func, args, commutative=_FLOAT_BINARY[func])
+        if func == "np.clip" and len(args) == 3 and all(isinstance(a, Scalar) for a in args[1:]):
+            return self.emit(func, args)
+        if func == "np.where" and len(args) == 3:
+            return self.where(*args)
+        if func in PRIMITIVES:
+            return self.emit(func, args, out=func in PRIMITIVES_WITH_OUT)
+        return self.opaque(node)
+
+    def where(self, cond: Operand, a: Operand, b: Operand) -> Operand:
+        """``np.where(cond, a, b)``; ``X * where(cond, k1, k2)`` when a = X k1 and b = X k2.
+
+        Exact: multiplication commutes, X * 1 is X, and the select between the
+        Python scalars k1, k2 is computed exactly (:meth:`select_scalars`).
+        """
+        split_a, split_b = self._factor(a), self._factor(b)
+        if (split_a and split_b and split_a[0] is split_b[0] and isinstance(cond, Value)
+                and cond.type.kind == "b" and split_a[0].type.kind == "f"
+                and split_a[0].leaf not in self.maybe_float):  # its .dtype is used
+            common = split_a[0]
+            factor = self.select_scalars(cond, split_a[1], split_b[1], like=common)
+            return self.emit("np.multiply", (common, factor), operator="*", commutative=True)
+        return self.emit("np.where", (cond, a, b), out=False)
+
+    @staticmethod
+    def _factor(operand: Operand) -> tuple[Value, Scalar] | None:
+        """``operand`` as ``X * k`` with k a Python scalar: (X, k); otherwise (operand, 1)."""
+        if not isinstance(operand, Value):
+            return None
+        op = operand.op
+        if op is not None and op.func == "np.multiply" and not op.kwargs:
+            left, right = op.args
+            if isinstance(left, Value) and isinstance(right, Scalar):
+                return left, right
+            if isinstance(right, Value) and isinstance(left, Scalar):
+                return right, left
+        return operand, Scalar("1")
+
+    def select_scalars(self, cond: Value, k1: Scalar, k2: Scalar, like: Value) -> Value:
+        """``np.where(cond, k1, k2)`` in ``like``'s dtype, as ``cond * k1 + ~cond * k2``.
+
+        Each product is k or a zero (cond is 0 or 1), and adding a zero to a
+        finite k gives k: exact, since parameters are checked finite and
+        constants are. (Only the sign of a zero k can differ.)
+        """
+        ty = Type("f", cond.type.shape, like.type.dtype)
+        dtype: tuple[Keyword, ...] = (("dtype", like),)
+        first = self.emit("np.multiply", (cond, k1), kwargs=dtype, type_=ty)
+        inverse = self.emit("np.invert", (cond,), operator="~")
+        if k2.text in ("1", "1.0"):
+            second: Value = inverse
+        else:
+            second = self.emit("np.multiply", (inverse, k2), kwargs=dtype, type_=ty)
+        return self.emit("np.add", (first, second), operator="+", commutative=True)
+
+    def opaque(self, node: ast.expr) -> Value:
+        """An expression this module does not model: computed as printed, never written into."""
+        operands: list[Operand] = []
+        lowering = self
+
+        class Collect(ast.NodeTransformer):
+            def visit_Name(self, sub: ast.Name) -> ast.AST:  # noqa: N802
+                if sub.id in _MODULES:
+                    return sub
+                operands.append(lowering.name(sub.id))
+                return ast.Name(id=f"\0{len(operands) - 1}\0", ctx=ast.Load())
+
+        template = ast.unparse(Collect().visit(ast.parse(ast.unparse(node), mode="eval")).body)
+        op = Op(OPAQUE, tuple(operands), out=False, text=template)
+        return self._append(op, Type("o", frozenset({("opaque", next(self.opaque_count))})))
+
+    # -- emission ------------------------------------------------------------------------
+    def emit(self, func: str, args: tuple[Operand, ...], *, kwargs: tuple[Keyword, ...] = (),
+             operator: str | None = None, commutative: bool = False, out: bool = True,
+             type_: Type | None = None) -> Value:
+        def key(item: object) -> object:
+            return ("v", id(item)) if isinstance(item, Value) else ("s", getattr(item, "text", item))
+
+        numbered = (func, tuple((k, key(v)) for k, v in kwargs), tuple(key(a) for a in args))
+        if numbered in self.numbering:
+            return self.numbering[numbered]
+        shared = self._negated_product(func, args, kwargs, key)
+        if shared is not None:
+            return shared
+        op = Op(func, args, kwargs, operator, commutative, out)
+        value = self._append(op, type_ or _result_type(func, args, kwargs))
+        self.numbering[numbered] = value
+        return value
+
+    def _negated_product(self, func: str, args: tuple[Operand, ...], kwargs: tuple[Keyword, ...],
+                         key: Callable[[object], object]) -> Value | None:
+        """``(-a) * b`` as ``-(a * b)`` when ``a * b`` is already computed (also for ``/``).
+
+        Exact: IEEE products and quotients round the magnitude alone, so negating
+        an operand negates the result (``grad_target = -g * d`` after ``g * d``).
+        """
+        if func not in ("np.multiply", "np.divide") or kwargs or len(args) != 2:
+            return None
+        for i, a in enumerate(args):
+            if isinstance(a, Value) and a.op is not None and a.op.func == "np.negative":
+                plain = list(args)
+                plain[i] = a.op.args[0]
+                orders = [plain, plain[::-1]] if func == "np.multiply" else [plain]
+                for order in orders:
+                    existing = self.numbering.get((func, (), tuple(key(b) for b in order)))
+                    if existing is not None:
+                        return self.emit("np.negative", (existing,), operator="-")
+        return None
+
+    def _append(self, op: Op, ty: Type) -> Value:
+        op.block = self.block
+        # Broadcasting keeps at least one dimension; a keepdims reduction keeps its operand's.
+        vector = op.func in _REDUCTIONS or any(isinstance(a, Value) and a.vector for a in op.args)
+        op.result = Value(ty, op=op, vector=vector and op.func != OPAQUE)
+        self.ops.append(op)
+        return op.result
+
+
+def _live_ops(ops: list[Op], live_out: Iterable[Value]) -> list[Op]:
+    """``ops`` without those whose result nothing uses (factored-out where branches)."""
+    needed = {id(v) for v in live_out}
+    kept: list[Op] = []
+    for op in reversed(ops):
+        if id(op.result) in needed:
+            kept.append(op)
+            needed |= {id(a) for a in (*op.args, *(v for _, v in op.kwargs)) if isinstance(a, Value)}
+    return kept[::-1]
+
+
+def _schedule(ops: list[Op], live_out: Iterable[Value]) -> list[Op]:
+    """Each assignment's operations reordered to need fewer buffers (Sethi-Ullman).
+
+    Within an assignment, an operation's operands are computed in decreasing
+    order of the buffers their own computation needs, so that a cheap operand
+    (``-y`` in ``-y - f(...)``) is not held while an expensive one is computed.
+    Operations are pure, so any order that computes operands first gives the
+    same values; each operation itself keeps its operand order.
+    """
+    deps: dict[int, list[Op]] = {}
+    for op in ops:
+        operands = (*op.args, *(v for _, v in op.kwargs))
+        deps[id(op)] = [a.op for a in operands if isinstance(a, Value) and a.op is not None and a.op.block == op.block]
+    need: dict[int, int] = {}
+    for op in ops:
+        below = sorted((need[id(d)] for d in deps[id(op)]), reverse=True)
+        need[id(op)] = max([1, *(n + i for i, n in enumerate(below))])
+    used_inside = {id(d) for op in ops for d in deps[id(op)]}
+    outside = {id(v.op) for v in live_out if v.op is not None}
+    for op in ops:
+        for a in (*op.args, *(v for _, v in op.kwargs)):
+            if isinstance(a, Value) and a.op is not None and a.op.block != op.block:
+                outside.add(id(a.op))
+    order: list[Op] = []
+    seen: set[int] = set()
+
+    def visit(op: Op) -> None:
+        if id(op) in seen:
+            return
+        seen.add(id(op))
+        for d in sorted(deps[id(op)], key=lambda d: -need[id(d)]):  # stable: ties keep operand order
+            visit(d)
+        order.append(op)
+
+    blocks: dict[int, list[Op]] = {}
+    for op in ops:
+        blocks.setdefault(op.block, []).append(op)
+    for members in blocks.values():
+        for op in members:
+            if id(op) in outside or id(op) not in used_inside:
+                visit(op)
+        for op in members:
+            visit(op)
+    return order
+
+
+# --------------------------------------------------------------------------- allocation
+@dataclass
+class _Step:
+    op: Op
+    target: str  # buffer written
+    # form: "new" (a fresh array), "aug" (augmented assignment), "out" (out= argument), or
+    # "maybe": a new name for the result, written into `into` if the result has its dtype at run time
+    form: str
+    swapped: bool = False  # aug on the second operand of a commutative op
+    into: str = ""
+    dtypes: tuple[Value, ...] = ()  # "maybe": the operands besides `into` that decide the result's dtype
+
+
+class _Allocator:
+    """Assigns each operation a buffer: a dying operand of its type, a dead buffer, or a new one."""
+
+    def __init__(self, ops: list[Op], live_out: Iterable[Value], reserved: set[str], prefix: str) -> None:
+        self.ops = ops
+        self.last_use: dict[int, int] = {}
+        for index, op in enumerate(ops):
+            for a in (*op.args, *(v for _, v in op.kwargs)):
+                if isinstance(a, Value):
+                    self.last_use[id(a)] = index
+        for v in live_out:
+            self.last_use[id(v)] = len(ops)
+        self.reserved = reserved
+        self.letters = {"f": prefix, "b": "m", "o": "v"}
+        self.counters = {kind: itertools.count() for kind in self.letters}
+        self.buffer: dict[int, str] = {}  # value id -> buffer name
+        self.type_of: dict[str, Type] = {}
+        self.free: list[str] = []  # dead buffers, in order of death
+        self.consumed: set[str] = set()  # buffers a "maybe" step may have handed on
+
+    def new_name(self, kind: str) -> str:
+        while True:
+            name = f"{self.letters[kind]}{next(self.counters[kind])}"
+            if name not in self.reserved:
+                return name
+
+    @staticmethod
+    def owned(value: object) -> bool:
+        """Allocated by the generated code (so it may be overwritten once dead)."""
+        return isinstance(value, Value) and value.op is not None and value.type.reusable
+
+    def run(self) -> list[_Step]:
+        steps = []
+        for index, op in enumerate(self.ops):
+            steps.append(self.place(op, index))
+            self.release(op, index)
+        return steps
+
+    def place(self, op: Op, index: int) -> _Step:
+        ty = op.result.type
+        if op.func == "np.power":
+            # Only as Python spells it (a ** k, a **= k): NumPy's fast paths (k = 2: np.square) apply
+            # there and not to np.power(a, k, out=b); a general float power is 100x slower.
+            first = op.args[0]
+            if self.owned(first) and self.last_use[id(first)] == index and first.type == ty:
+                return self.bind(op, self.buffer[id(first)], "aug")
+            name = self.new_name(ty.kind if ty.reusable else "o")
+            self.type_of[name] = ty
+            return self.bind(op, name, "new")
+        if op.out and ty.reusable:
+            dying = [a for a in op.args if self.owned(a) and self.last_use[id(a)] == index and a.type == ty]
+            if op.func in _NOT_IN_PLACE:
+                dying = []
+            augmentable = op.operator in _AUGMENTED and len(op.args) == 2 and not op.kwargs
+            if dying:
+                first = op.args[0]
+                if any(first is d for d in dying):
+                    return self.bind(op, self.buffer[id(first)], "aug" if augmentable else "out")
+                if op.commutative and augmentable:
+                    return self.bind(op, self.buffer[id(op.args[1])], "aug", swapped=True)
+                return self.bind(op, self.buffer[id(dying[0])], "out")
+            for name in self.free:
+                if self.type_of[name] == ty:
+                    self.free.remove(name)
+                    return self.bind(op, name, "out")
+            step = self.maybe_in_place(op, index)
+            if step is not None:
+                return step
+        name = self.new_name(ty.kind if ty.reusable else "o")
+        self.type_of[name] = ty
+        return self.bind(op, name, "new")
+
+    def maybe_in_place(self, op: Op, index: int) -> _Step | None:
+        """A buffer of the right shape but another dtype group, used when the dtypes agree at run time.
+
+        ``g * t0`` (t0 computed from x) into t0, or ``-y`` into a dead buffer
+        computed from x: the usual case, since inputs rarely differ in dtype.
+        Otherwise the operation allocates, and the buffer is not used again.
+        """
+        ty = op.result.type
+        arrays = [a for a in op.args if isinstance(a, Value)]
+        if ty.kind != "f" or op.kwargs or not arrays or op.func in _NOT_IN_PLACE:
+            return None
+
+        def fits(t: Type) -> bool:
+            return t.kind == "f" and t.shape == ty.shape
+
+        dying = [a for a in arrays if self.owned(a) and self.last_use[id(a)] == index and fits(a.type)]
+        free = [n for n in self.free if fits(self.type_of[n])]
+        if not dying and not free:
+            return None
+        into = self.buffer[id(dying[0])] if dying else free[0]
+        others = tuple(a for a in arrays if a.type.kind == "f" and not (a.op is not None and self.buffer[id(a)] == into))
+        if not others:  # cannot happen: the result's dtype would be the buffer's
+            return None
+        if not dying:
+            self.free.remove(into)
+        name = self.new_name("f")
+        self.type_of[name] = ty
+        self.consumed.add(into)
+        step = self.bind(op, name, "maybe")
+        step.into, step.dtypes = into, others
+        return step
+
+    def bind(self, op: Op, name: str, form: str, swapped: bool = False) -> _Step:
+        self.buffer[id(op.result)] = name
+        return _Step(op, name, form, swapped)
+
+    def release(self, op: Op, index: int) -> None:
+        target = self.buffer[id(op.result)]
+        operands = (*op.args, *(v for _, v in op.kwargs))
+        if op.func == OPAQUE:  # its result may be a view of an operand (np.squeeze): keep them intact
+            self.consumed |= {self.buffer[id(a)] for a in operands if self.owned(a)}
+        for a in {id(a): a for a in operands if isinstance(a, Value)}.values():
+            if self.owned(a) and self.last_use[id(a)] == index:
+                name = self.buffer[id(a)]
+                if name != target and name not in self.free and name not in self.consumed:
+                    self.free.append(name)
+
+
+# --------------------------------------------------------------------------- rendering
+class _Renderer:
+    def __init__(self, steps: list[_Step], buffer: Mapping[int, str], maybe_float: Iterable[str]) -> None:
+        self.buffer = buffer
+        self.maybe_float = frozenset(maybe_float)
+        # A buffer written through out= must be an ndarray, not a NumPy scalar (0-d inputs).
+        self.needs_array = {s.target for s in steps if s.form == "out"} | {s.into for s in steps if s.form == "maybe"}
+
+    def text(self, operand: Operand) -> str:
+        if isinstance(operand, Scalar):
+            return operand.text
+        if operand.leaf is not None:
+            return operand.leaf
+        return self.buffer[id(operand)]
+
+    def operand(self, operand: Operand, power_base: bool = False) -> str:
+        if isinstance(operand, Scalar):
+            return operand.operand(power_base)
+        return self.text(operand)
+
+    def line(self, step: _Step) -> str:
+        op = step.op
+        args = [self.text(a) for a in op.args]
+        kwargs = [f"{k}={self.text(v)}.dtype" if isinstance(v, Value) else f"{k}={v}" for k, v in op.kwargs]
+        if op.func == OPAQUE:
+            expr = op.text
+            for i, a in enumerate(args):
+                expr = expr.replace(f"\0{i}\0", a)
+            return f"{step.target} = {expr}"
+        if step.form == "aug":
+            return f"{step.target} {op.operator}= {args[0] if step.swapped else args[1]}"
+        if step.form == "out":
+            return f"{op.func}({', '.join([*args, *kwargs, f'out={step.target}'])})"
+        if step.form == "maybe":
+            names = list(dict.fromkeys(self.text(v) for v in step.dtypes))
+            if len(names) == 1 and names[0] not in self.maybe_float:
+                same = f"{names[0]}.dtype == {step.into}.dtype"
+            else:
+                same = f"np.result_type({', '.join(names)}) == {step.into}.dtype"
+            expr = f"{op.func}({', '.join(args)}, out={step.into} if {same} else None)"
+            if step.target in self.needs_array and not op.result.vector:
+                expr = f"np.asarray({expr})"  # a fresh result of 0-d operands is a scalar
+            return f"{step.target} = {expr}"
+        if op.operator and not kwargs and len(op.args) == 1:
+            expr = f"{op.operator}{self.operand(op.args[0], power_base=True)}"
+        elif op.operator and not kwargs:
+            left = self.operand(op.args[0], power_base=op.operator == "**")
+            expr = f"{left} {op.operator} {self.operand(op.args[1])}"
+        else:
+            expr = f"{op.func}({', '.join(args + kwargs)})"
+        if step.target in self.needs_array and not op.result.vector and op.func != "np.where":
+            expr = f"np.asarray({expr})"
+        return f"{step.target} = {expr}"
+
+
+# --------------------------------------------------------------------------- entry point
+def emit_inplace(
+    assignments: Sequence[tuple[str, str]],
+    outputs: Sequence[str],
+    *,
+    scalars: Iterable[str] = (),
+    arrays: Mapping[str, ArraySpec] | None = None,
+    prefix: str = "t",
+    comments: bool = True,
+) -> list[str]:
+    """In-place code for plain assignments.
+
+    Args:
+        assignments: ``(name, plain expression)`` in order; later expressions
+            may use earlier names. Names not in ``outputs`` are temporaries and
+            do not survive (they are renamed).
+        outputs: names the code must leave bound, each to a fresh array that
+            aliases no input and no other output (or to a Python scalar).
+        scalars: names that are Python scalars (parameters).
+        arrays: input arrays the emitter may type (see :class:`ArraySpec`);
+            any other name is an input of unknown type, never written.
+        prefix: first letter of float buffers (bool masks are ``m0, m1, ...``,
+            scalar temporaries ``s0, s1, ...``).
+        comments: precede each assignment that takes several lines by its
+            plain form (temporaries renamed).
+
+    Returns:
+        Source lines, one statement each; deterministic in the arguments.
+    """
+    lowering = _Lowering(scalars, arrays or {})
+    taken = set(outputs) | set(scalars) | set(arrays or {})
+    for _, text in assignments:
+        taken |= {n.id for n in ast.walk(ast.parse(text, mode="eval")) if isinstance(n, ast.Name)}
+    scalar_names = (f"s{i}" for i in itertools.count())
+    blocks: list[tuple[str, ast.expr, Operand]] = []
+    for index, (name, text) in enumerate(assignments):
+        lowering.block = index
+        node = ast.parse(text, mode="eval").body
+        value = lowering.lower(node)
+        if isinstance(value, Scalar) and name not in outputs:
+            alias = next(n for n in scalar_names if n not in taken)
+            lowering.scalars.add(alias)
+            lowering.bound[name] = Scalar(alias)
+            blocks.append((alias, node, value))
+            continue
+        lowering.bound[name] = value
+        blocks.append((name, node, value))
+
+    live_out = [lowering.bound[n] for n in outputs if isinstance(lowering.bound[n], Value)]
+    ops = _schedule(_live_ops(lowering.ops, live_out), live_out)
+    reserved = taken - {name for name, _ in assignments if name not in outputs}
+    allocator = _Allocator(ops, live_out, reserved, prefix)
+    steps = allocator.run()
+    renderer = _Renderer(steps, allocator.buffer, (n for n, spec in (arrays or {}).items() if spec.maybe_float))
+
+    lines: list[str] = []
+    bound: set[str] = set()
+    for index, (name, node, value) in enumerate(blocks):
+        if isinstance(value, Scalar) and name not in outputs:
+            lines.append(f"{name} = {value.text}")
+            continue
+        mine = [s for s in steps if s.op.block == index]
+        if comments and len(mine) >= 2:
+            where = name if name in outputs else renderer.text(value)
+            lines.append(f"# {where} = {_comment(node, lowering, renderer, index)}")
+        lines.extend(renderer.line(step) for step in mine)
+        if name in outputs:
+            lines.append(f"{name} = {_output(value, renderer, bound)}")
+    return lines
+
+
+def _output(value: Operand, renderer: _Renderer, bound: set[str]) -> str:
+    """What an output is bound to: its buffer, or a copy where that would alias."""
+    if isinstance(value, Scalar):
+        return value.text
+    text = renderer.text(value)
+    if value.type.kind == "o":
+        return text  # not modelled: as the plain form has it
+    aliases = value.op is None or text in bound
+    bound.add(text)
+    if not aliases:
+        return text
+    return f"np.copy({text})" if value.leaf in renderer.maybe_float else f"{text}.copy()"
+
+
+def _comment(node: ast.expr, lowering: _Lowering, renderer: _Renderer, block: int) -> str:
+    """The plain expression, each earlier assignment renamed to where its value is now."""
+
+    class Rename(ast.NodeTransformer):
+        def visit_Name(self, sub: ast.Name) -> ast.AST:  # noqa: N802
+            operand = lowering.bound.get(sub.id)
+            if isinstance(operand, Scalar):
+                return ast.Name(id=operand.text, ctx=ast.Load())
+            if isinstance(operand, Value) and operand.op is not None and operand.op.block < block:
+                return ast.Name(id=renderer.text(operand), ctx=ast.Load())
+            return sub
+
+    return ast.unparse(Rename().visit(ast.parse(ast.unparse(node), mode="eval")).body)
