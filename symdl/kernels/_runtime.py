@@ -310,13 +310,13 @@ def broadcast_input(value: np.ndarray, op: str, name: str, like: np.ndarray) -> 
 
 
 def sum_to(gradient: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Sum a broadcast gradient back to an input's ``shape`` (the adjoint of broadcasting)."""
+    """Sum a gradient back to the shape of an input that :func:`broadcast_input` expanded
+    (the adjoint of that broadcast): a missing trailing axis first, then size-1 axes."""
     if gradient.shape == shape:
         return gradient
-    leading = gradient.ndim - len(shape)
-    axes = tuple(range(leading)) + tuple(
-        leading + i for i, n in enumerate(shape) if n == 1 and gradient.shape[leading + i] != 1)
-    return gradient.sum(axis=axes, keepdims=True).reshape(shape) if axes else gradient.reshape(shape)
+    expanded = shape + (1,) if len(shape) == gradient.ndim - 1 else shape
+    axes = tuple(i for i, n in enumerate(expanded) if n == 1 and gradient.shape[i] != 1)
+    return gradient.sum(axis=axes, keepdims=True).reshape(shape)
 
 
 # --------------------------------------------------------------------------- class losses
