@@ -29,22 +29,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from symdl.catalog import CATALOG, get
-    from symdl.verify import proofs_for, targets, verify_op
+    from symdl.catalog import get
+    from symdl.verify import targets, verify_all
 
     names = [n.strip() for n in args.ops.split(",") if n.strip()] if args.ops else None
     for name in names or ():
         get(name)  # raises UnknownOpError for a typo
     todo = targets(names)
     console = Console(stderr=True)
-    rows = []
     with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
-        task = progress.add_task("deriving", total=2 * len(todo))
-        proofs = proofs_for(todo, use_cache=not args.no_cache, on_done=lambda: progress.advance(task))
-        progress.update(task, description="checking")
-        for name, variant in todo:
-            rows.append(verify_op(CATALOG[name], variant, proofs[(name, variant)]))
-            progress.advance(task)
+        task = progress.add_task("deriving and checking", total=len(todo))
+        rows = verify_all(todo, use_cache=not args.no_cache, on_done=lambda: progress.advance(task))
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:

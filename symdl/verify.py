@@ -120,12 +120,17 @@ def proofs_for(targets: Sequence[tuple[str, str]], *, use_cache: bool = True, wo
             on_done()
         else:
             missing.append(target)
-    if missing:
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-            for target, proofs in zip(missing, pool.map(_derive_proofs, missing)):
-                results[target] = proofs
-                _store(target, proofs)
-                on_done()
+    if missing and workers == 0:  # already inside a worker: derive here
+        derived = map(_derive_proofs, missing)
+    elif missing:
+        pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count())
+        derived = pool.map(_derive_proofs, missing)
+    for target, proofs in zip(missing, derived if missing else ()):
+        results[target] = proofs
+        _store(target, proofs)
+        on_done()
+    if missing and workers != 0:
+        pool.shutdown()
     return results
 
 
@@ -275,6 +280,25 @@ def verify_op(op: Op, variant: str, proofs: list[Proof]) -> VerifyRow:
         forward_ulp_bound=op.tolerance_for(variant).forward_ulp, grad_ulp_bound=op.tolerance_for(variant).grad_ulp,
         finite=finite, detail="; ".join([*(f"proof failed: {c}" for c in failed), *([detail] if detail else [])]),
     )
+
+
+def _verify_target(job: tuple[str, str, bool]) -> VerifyRow:
+    """One (op, variant): cached or derived proofs, then every numeric check (a worker's job)."""
+    name, variant, use_cache = job
+    (proofs,) = proofs_for([(name, variant)], use_cache=use_cache, workers=0).values()
+    return verify_op(CATALOG[name], variant, proofs)
+
+
+def verify_all(todo: Sequence[tuple[str, str]], *, use_cache: bool = True, workers: int | None = None,
+               on_done: Callable[[], None] = lambda: None) -> list[VerifyRow]:
+    """Verify every (op, variant), in parallel processes, in the given order."""
+    jobs = [(name, variant, use_cache) for name, variant in todo]
+    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        rows = []
+        for row in pool.map(_verify_target, jobs):
+            rows.append(row)
+            on_done()
+    return rows
 
 
 def targets(names: Iterable[str] | None = None) -> list[tuple[str, str]]:
