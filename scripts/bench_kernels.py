@@ -52,7 +52,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as _dt
 import gc
 import math
@@ -60,7 +59,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import types
 from collections.abc import Callable, Mapping, Sequence
@@ -69,6 +67,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from symdl.files import write_atomically
 import scipy  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 from scipy import special
@@ -1421,40 +1421,6 @@ def markdown(rows: Sequence[Row], summary: Summary | None, header: Sequence[str]
     return "\n".join(out) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same directory and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _file_mode(path))  # mkstemp makes it 0600
-        os.replace(tmp, path)
-    except BaseException:
-        _unlink_quietly(tmp)
-        raise
-
-
-def _file_mode(path: Path) -> int:
-    """The mode of the file being replaced, else 0666 less the umask."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
-def _unlink_quietly(path: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-
-
-# --------------------------------------------------------------------------
-# Command line
-# --------------------------------------------------------------------------
 def _csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -1556,7 +1522,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in summary.lines() if summary else ["No ratio was measured."]:
         print(line)
     if args.markdown:
-        write_atomic(args.markdown, markdown(rows, summary, header, notes))
+        write_atomically(args.markdown, markdown(rows, summary, header, notes))
         print(f"wrote {args.markdown}")
 
     failed = any(row.note.startswith(("MISMATCH", "error")) for row in rows)

@@ -13,8 +13,6 @@ bytes, which ``tests/test_generated.py`` and ``.ci/run`` check.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,6 +21,8 @@ import sympy as sp
 
 from symdl.catalog import CATALOG
 from symdl.catalog.spec import Formula, Op, Param
+from symdl.files import write_atomically
+from symdl.functions import NUM_CLASSES
 from symdl.printing.inplace import kernel_arrays
 from symdl.printing.latex import formula_latex
 from symdl.printing.numpy_printer import KernelPrinter, print_assignments
@@ -223,7 +223,9 @@ def _class_loss(op: Op) -> str:
     has_ignore = any(p.name == "ignore_index" for p in op.params)
     checks = [line for line in _validation(op) if not any(
         line.startswith(f"{i.symbol.name} = _rt.float_array") for i in op.inputs if i.role in ("class_index", "sign"))]
-    checks += [f"dim = _rt.class_axis({first}, {op.name!r})", f"num_classes = {first}.shape[dim]"]
+    checks.append(f"dim = _rt.class_axis({first}, {op.name!r})")
+    if any(e.has(NUM_CLASSES) for e in (formula.forward, *formula.grads.values())):
+        checks.append(f"num_classes = {first}.shape[dim]")
     for item in op.inputs[1:]:
         name = item.symbol.name
         if item.role == "class_index":
@@ -347,19 +349,6 @@ def render_all() -> dict[Path, str]:
         if any(op.family == family for op in CATALOG.values()):
             files[KERNEL_DIR / f"{module}.py"] = render_module(family)
     return files
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
 
 
 def stale_files() -> list[Path]:

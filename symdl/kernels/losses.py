@@ -1826,7 +1826,6 @@ def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = 
     reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
     x = _rt.float_array(input, 'nll_loss', 'input')
     dim = _rt.class_axis(x, 'nll_loss')
-    num_classes = x.shape[dim]
     t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
     weight = _rt.class_weight(weight, 'nll_loss', x, dim)
     # out = -np.sum(t * weight * x, axis=dim, keepdims=True)
@@ -1865,7 +1864,6 @@ def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight
     reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
     x = _rt.float_array(input, 'nll_loss', 'input')
     dim = _rt.class_axis(x, 'nll_loss')
-    num_classes = x.shape[dim]
     t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
     weight = _rt.class_weight(weight, 'nll_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
@@ -2168,7 +2166,6 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     x = _rt.float_array(input1, 'cosine_embedding_loss', 'input1')
     x2 = _rt.float_array(input2, 'cosine_embedding_loss', 'input2')
     dim = _rt.class_axis(x, 'cosine_embedding_loss')
-    num_classes = x.shape[dim]
     _rt.same_shape('cosine_embedding_loss', {'input1': x, 'input2': x2})
     y = _rt.row_target(target, 'cosine_embedding_loss', x, dim)
     keep = None
@@ -2256,7 +2253,6 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
     x = _rt.float_array(input1, 'cosine_embedding_loss', 'input1')
     x2 = _rt.float_array(input2, 'cosine_embedding_loss', 'input2')
     dim = _rt.class_axis(x, 'cosine_embedding_loss')
-    num_classes = x.shape[dim]
     _rt.same_shape('cosine_embedding_loss', {'input1': x, 'input2': x2})
     y = _rt.row_target(target, 'cosine_embedding_loss', x, dim)
     keep = None

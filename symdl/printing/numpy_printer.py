@@ -12,7 +12,14 @@ Rules (each measured, see DESIGN.md):
   finite everywhere, so masking never meets ``0 * inf``;
 * ``rowsum``/``rowmax`` reduce along ``dim`` with ``keepdims=True``;
 * negative integer powers print as powers of the reciprocal, which underflow
-  quietly instead of overflowing.
+  quietly instead of overflowing;
+* one-sided clamps are ``np.clip`` with an infinite bound (with ``None``,
+  NumPy falls back to the twice slower ``np.maximum``).
+
+:func:`print_assignments` prints each CSE'd assignment as one expression and
+then compiles those with :mod:`symdl.printing.inplace` into one NumPy
+operation per line, written into dead temporaries: the same results, bit for
+bit, without an allocation per operator.
 """
 
 from __future__ import annotations
