@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
-from symdl.functions import NUM_CLASSES, log1p, rowmax, rowsum, sigmoid, softplus, xlogy
+from symdl.functions import NUM_CLASSES, grouped, log1p, rowmax, rowsum, sigmoid, softplus, xlogy
 
 x = sp.Symbol("x", real=True)
 y = sp.Symbol("y", real=True)
@@ -58,7 +58,8 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
         summary="Mean squared error (x - y)^2",
         inputs=(Input("input", x, REAL), Input("target", y, REAL)),
         params=(REDUCTION,),
-        formulas={"": Formula(definition=d**2)},
+        # grouped: SymPy would distribute 2 (x - y) into 2x - 2y, one pass more.
+        formulas={"": Formula(definition=d**2, grads={"input": 2 * grouped(d), "target": -2 * grouped(d)})},
         torch="torch.nn.functional.mse_loss",
         tolerance=DIFFERENCE,
     ),

@@ -1639,7 +1639,7 @@ def softshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < - x \vee lambd < x \\0 &
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < \left|{x}\right| \\0 &
         \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (softshrink_backward: zero where |x|
@@ -1676,7 +1676,7 @@ def softshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> 
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < - x \vee lambd < x \\0 &
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < \left|{x}\right| \\0 &
         \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (softshrink_backward: zero where |x|
@@ -1693,11 +1693,9 @@ def softshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> 
     lambd = _rt.check_nonnegative('softshrink', 'lambd', lambd)
     x = _rt.float_array(input, 'softshrink', 'input')
     g = _rt.grad_like(grad, x.shape, 'softshrink')
-    # grad_input = g * ((lambd < x) | (lambd < -x))
-    m0 = lambd < x
-    t0 = np.asarray(-x)
-    m1 = lambd < t0
-    m0 |= m1
+    # grad_input = g * (lambd < np.abs(x))
+    t0 = np.asarray(np.abs(x))
+    m0 = lambd < t0
     t1 = np.multiply(g, m0, out=t0 if g.dtype == t0.dtype else None)
     grad_input = t1
     return (grad_input,)
@@ -1710,25 +1708,31 @@ def hardshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
 
         y = \begin{cases} x & \text{for}\: lambd < - x \vee lambd < x \\0 & \text{otherwise} \end{cases}
 
+    Stable form:
+
+    .. math::
+
+        y = \begin{cases} x & \text{for}\: lambd < \left|{x}\right| \\0 & \text{otherwise} \end{cases}
+
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < - x \vee lambd < x \\0 &
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < \left|{x}\right| \\0 &
         \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (hardshrink_backward: zero where |x|
     <= lambd); at x = -lambd the gradient is 0 (hardshrink_backward: zero where |x| <= lambd).
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
 
     Generated from the catalog entry ``hardshrink``; do not edit.
     """
     lambd = _rt.check_nonnegative('hardshrink', 'lambd', lambd)
     x = _rt.float_array(input, 'hardshrink', 'input')
-    # out = x * ((lambd < x) | (lambd < -x))
-    m0 = lambd < x
-    t0 = np.asarray(-x)
-    m1 = lambd < t0
-    m0 |= m1
+    # out = x * (lambd < np.abs(x))
+    t0 = np.asarray(np.abs(x))
+    m0 = lambd < t0
     np.multiply(x, m0, out=t0)
     out = t0
     return out
@@ -1741,15 +1745,23 @@ def hardshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> 
 
         y = \begin{cases} x & \text{for}\: lambd < - x \vee lambd < x \\0 & \text{otherwise} \end{cases}
 
+    Stable form:
+
+    .. math::
+
+        y = \begin{cases} x & \text{for}\: lambd < \left|{x}\right| \\0 & \text{otherwise} \end{cases}
+
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < - x \vee lambd < x \\0 &
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < \left|{x}\right| \\0 &
         \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (hardshrink_backward: zero where |x|
     <= lambd); at x = -lambd the gradient is 0 (hardshrink_backward: zero where |x| <= lambd).
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1760,11 +1772,9 @@ def hardshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> 
     lambd = _rt.check_nonnegative('hardshrink', 'lambd', lambd)
     x = _rt.float_array(input, 'hardshrink', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardshrink')
-    # grad_input = g * ((lambd < x) | (lambd < -x))
-    m0 = lambd < x
-    t0 = np.asarray(-x)
-    m1 = lambd < t0
-    m0 |= m1
+    # grad_input = g * (lambd < np.abs(x))
+    t0 = np.asarray(np.abs(x))
+    m0 = lambd < t0
     t1 = np.multiply(g, m0, out=t0 if g.dtype == t0.dtype else None)
     grad_input = t1
     return (grad_input,)

@@ -67,8 +67,8 @@ def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 2 x - 2 y
-        \frac{\partial y}{\partial y} = - 2 x + 2 y
+        \frac{\partial y}{\partial x} = 2 \left(x - y\right)
+        \frac{\partial y}{\partial y} = - 2 \left(x - y\right)
 
 
     Generated from the catalog entry ``mse_loss``; do not edit.
@@ -95,8 +95,8 @@ def mse_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 2 x - 2 y
-        \frac{\partial y}{\partial y} = - 2 x + 2 y
+        \frac{\partial y}{\partial x} = 2 \left(x - y\right)
+        \frac{\partial y}{\partial y} = - 2 \left(x - y\right)
 
 
     Returns:
@@ -110,14 +110,13 @@ def mse_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
     y = _rt.float_array(target, 'mse_loss', 'target')
     _rt.same_shape('mse_loss', {'input': x, 'target': y})
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'mse_loss')
-    # t2 = 2 * x - 2 * y
-    t0 = np.asarray(2 * x)
-    t1 = np.asarray(2 * y)
-    t2 = np.subtract(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
-    t2 *= g
-    grad_input = t2
-    t3 = np.negative(t2, out=t1 if t2.dtype == t1.dtype else None)
-    grad_target = t3
+    # t1 = 2 * g * (x - y)
+    t0 = np.asarray(2 * g)
+    t1 = x - y
+    t1 *= t0
+    grad_input = t1
+    t2 = np.negative(t1, out=t0 if t1.dtype == t0.dtype else None)
+    grad_target = t2
     return (grad_input, grad_target,)
 
 
