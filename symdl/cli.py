@@ -7,6 +7,7 @@ on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -29,17 +30,14 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from symdl.catalog import get
-    from symdl.verify import targets, verify_all
+    from symdl.verify import plan, verify_everything
 
     names = [n.strip() for n in args.ops.split(",") if n.strip()] if args.ops else None
-    for name in names or ():
-        get(name)  # raises UnknownOpError for a typo
-    todo = targets(names)
+    todo, sections = plan(names)
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
-        task = progress.add_task("deriving and checking", total=len(todo))
-        rows = verify_all(todo, use_cache=not args.no_cache, on_done=lambda: progress.advance(task))
+        task = progress.add_task("deriving and checking", total=len(todo) + len(sections))
+        rows = verify_everything(names, use_cache=not args.no_cache, on_done=lambda: progress.advance(task))
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
@@ -93,6 +91,11 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "show": _cmd_show,
 }
 
+#: Subcommands that live in their own module, by name. Each module exposes
+#: ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``; keep its
+#: top-level imports light, since building the parser imports it.
+PLUGINS: dict[str, str] = {}
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
@@ -106,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print an op's definition and gradients in LaTeX")
     show.add_argument("op")
     show.add_argument("--variant", default=None)
+    for name, module_path in PLUGINS.items():
+        module = importlib.import_module(module_path)
+        module.add_arguments(sub.add_parser(name, help=module.HELP))
     return parser
 
 
@@ -115,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
+        if args.command in PLUGINS:
+            return int(importlib.import_module(PLUGINS[args.command]).run(args))
         return COMMANDS[args.command](args)
     except (UsageError, SymdlError) as error:
         print(f"symdl: error: {error}", file=sys.stderr)

@@ -13,8 +13,10 @@ bytes, which ``tests/test_generated.py`` and ``.ci/run`` check.
 
 from __future__ import annotations
 
+import importlib
 import textwrap
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 import sympy as sp
@@ -32,6 +34,26 @@ COMMAND = "python scripts/generate_kernels.py"
 
 #: Module each family's kernels are written to.
 FAMILY_MODULES: dict[str, str] = {"activation": "activations", "loss": "losses"}
+
+
+@dataclass(frozen=True)
+class GeneratedModule:
+    """One generated file; ``exports`` are re-exported from ``symdl.kernels``."""
+
+    path: Path
+    text: str
+    exports: tuple[str, ...] = ()
+
+
+#: Generators for the other parts of the catalog, by module path. Each exposes
+#: ``render() -> list[GeneratedModule]``; their output is checked and written
+#: together with the activation and loss kernels.
+EXTENSIONS: tuple[str, ...] = ()
+
+
+def extension_modules() -> list[GeneratedModule]:
+    """Every file the extension generators write."""
+    return [m for name in EXTENSIONS for m in importlib.import_module(name).render()]
 
 
 # --------------------------------------------------------------------------- pieces
@@ -311,8 +333,8 @@ def render_module(family: str) -> str:
     return _header(family) + "\n" + exports + "\n\n" + body
 
 
-def render_init() -> str:
-    """Source of ``symdl/kernels/__init__.py``."""
+def render_init(extensions: Iterable[GeneratedModule] = ()) -> str:
+    """Source of ``symdl/kernels/__init__.py`` (re-exporting the extensions' kernels too)."""
     lines = [
         '"""Generated NumPy kernels for every catalog op (imports NumPy only, never SymPy).',
         "",
@@ -336,6 +358,12 @@ def render_init() -> str:
         lines += [f"    {n}," for n in exported]
         lines.append(")")
         names += exported
+    for module in extensions:
+        if module.exports and module.path.parent == KERNEL_DIR:
+            lines.append(f"from symdl.kernels.{module.path.stem} import (")
+            lines += [f"    {n}," for n in module.exports]
+            lines.append(")")
+            names += module.exports
     lines += ["", "#: Every op name, in catalog order.", "OPS: tuple[str, ...] = ("]
     lines += [f"    {op!r}," for op in CATALOG]
     lines += [")", "", "__all__ = [\"OPS\", " + ", ".join(repr(n) for n in names) + "]", ""]
@@ -344,10 +372,12 @@ def render_init() -> str:
 
 def render_all() -> dict[Path, str]:
     """Every generated file, by path."""
-    files = {KERNEL_DIR / "__init__.py": render_init()}
+    extensions = extension_modules()
+    files = {KERNEL_DIR / "__init__.py": render_init(extensions)}
     for family, module in FAMILY_MODULES.items():
         if any(op.family == family for op in CATALOG.values()):
             files[KERNEL_DIR / f"{module}.py"] = render_module(family)
+    files.update((m.path, m.text) for m in extensions)
     return files
 
 

@@ -20,6 +20,7 @@ op's :class:`~symdl.catalog.spec.Tolerance`, and it is finite.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import pickle
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +42,11 @@ from symdl.reference import Reference, ulp_error
 from symdl.sampling import draw_inputs, draw_params
 
 FD_TOLERANCE = 1e-6
+
+#: Further sections of the verify table (layers, optimizers), by module path.
+#: Each exposes ``names() -> list[str]`` (its rows' names, unique across the
+#: catalog) and ``verify(names, *, use_cache) -> list[VerifyRow]``.
+SECTIONS: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -312,3 +318,34 @@ def targets(names: Iterable[str] | None = None) -> list[tuple[str, str]]:
     """(op, variant) pairs to verify: every variant of the named ops (default: all)."""
     ops = [CATALOG[n] for n in names] if names else list(CATALOG.values())
     return [(op.name, str(variant)) for op in ops for variant in op.formulas]
+
+
+def section_names() -> dict[str, str]:
+    """Each extra section's row name, mapped to the module that verifies it."""
+    return {name: module for module in SECTIONS for name in importlib.import_module(module).names()}
+
+
+def plan(names: Sequence[str] | None = None) -> tuple[list[tuple[str, str]], list[str]]:
+    """The catalog (op, variant) targets and the extra sections' rows that ``names`` select (default: all)."""
+    from symdl.errors import UnknownOpError
+
+    sections = section_names()
+    unknown = [n for n in names or () if n not in CATALOG and n not in sections]
+    if unknown:
+        raise UnknownOpError(f"unknown op {unknown[0]!r}; `symdl kernels` lists the ops")
+    ops = [n for n in names if n in CATALOG] if names else list(CATALOG)
+    return (targets(ops) if ops else []), ([n for n in names if n in sections] if names else list(sections))
+
+
+def verify_everything(names: Sequence[str] | None = None, *, use_cache: bool = True,
+                      on_done: Callable[[], None] = lambda: None) -> list[VerifyRow]:
+    """The whole verify table: catalog ops (in parallel), then every extra section's rows."""
+    todo, chosen = plan(names)
+    rows = verify_all(todo, use_cache=use_cache, on_done=on_done) if todo else []
+    sections = section_names()
+    for module in dict.fromkeys(sections[n] for n in chosen):
+        for row in importlib.import_module(module).verify([n for n in chosen if sections[n] == module],
+                                                          use_cache=use_cache):
+            rows.append(row)
+            on_done()
+    return rows
