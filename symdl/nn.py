@@ -1,0 +1,490 @@
+"""symdl.nn: layers whose forward and backward passes are symdl's generated kernels.
+
+A model is a tree of :class:`Module` objects. ``forward`` computes with a
+kernel from :mod:`symdl.kernels` and keeps what the backward pass needs;
+``backward(grad)`` calls the matching ``<kernel>_vjp`` (whose gradient SymPy
+derived and ``symdl verify`` checked), stores the parameter gradients in
+``self.grads`` and returns the gradient of the input. Nothing here
+differentiates anything by hand: the chain rule is :class:`Sequential`
+calling ``backward`` in reverse order.
+
+.. math::
+
+    \\bar{x}_{k} = \\mathrm{vjp}_k(\\bar{x}_{k+1}, x_k), \\qquad
+    \\bar{\\theta}_k = \\partial \\ell / \\partial \\theta_k \\text{ from the same vjp}
+
+Parameters are plain NumPy arrays (float32 unless ``dtype=np.float64``),
+updated in place by :mod:`symdl.optim`; ``backward`` overwrites the gradients
+(there is no accumulation, so no ``zero_grad``). Initialisation is PyTorch's:
+weights and biases of Linear and Conv2d uniform in
+:math:`\\pm 1/\\sqrt{\\text{fan\\_in}}` (``kaiming_uniform_(a=sqrt(5))``), drawn
+from the ``generator`` given (one seeded generator makes a run reproducible).
+
+Every activation and loss of the catalog is a layer with PyTorch's class name
+(``ReLU``, ``LeakyReLU(negative_slope=0.01)``, ``CrossEntropyLoss``, ...),
+made at import time from the generated kernel modules, which are the catalog
+in printed form (so importing nn needs no SymPy).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from symdl import kernels
+from symdl.errors import SymdlError
+
+Array = np.ndarray
+
+
+class ModelStateError(SymdlError, ValueError):
+    """A state dict does not fit the model (missing, extra or mis-shaped arrays)."""
+
+
+# --------------------------------------------------------------------------- the base class
+class Module:
+    """A layer or a container of layers.
+
+    Subclasses put trainable arrays in ``self.params``, other state (running
+    statistics) in ``self.buffers``, sub-modules in ``self.children``, and
+    implement ``forward(*inputs)`` and ``backward(grad) -> grad of the input``.
+    """
+
+    training: bool = True
+
+    def __init__(self) -> None:
+        self.params: dict[str, Array] = {}
+        self.grads: dict[str, Array] = {}
+        self.buffers: dict[str, Array] = {}
+        self.children: dict[str, Module] = {}
+
+    def __call__(self, *inputs: Any) -> Array:
+        return self.forward(*inputs)
+
+    def forward(self, *inputs: Any) -> Array:
+        raise NotImplementedError
+
+    def backward(self, grad: Array) -> Array:
+        raise NotImplementedError
+
+    # -- traversal: names as in PyTorch ("0.weight", "3.running_mean")
+    def named_arrays(self, kind: str, prefix: str = "") -> Iterator[tuple[str, Array]]:
+        """``(name, array)`` for ``kind`` in ``params``, ``grads`` or ``buffers``, depth first."""
+        for name, array in getattr(self, kind).items():
+            yield prefix + name, array
+        for child_name, child in self.children.items():
+            yield from child.named_arrays(kind, f"{prefix}{child_name}.")
+
+    def modules(self) -> Iterator[Module]:
+        """This module and every module below it."""
+        yield self
+        for child in self.children.values():
+            yield from child.modules()
+
+    def parameters(self) -> list[Array]:
+        """The trainable arrays, in a fixed order (hand them to an optimizer)."""
+        return [array for _, array in self.named_arrays("params")]
+
+    def gradients(self) -> list[Array]:
+        """The gradients from the last ``backward``, in the order of :meth:`parameters`."""
+        return [module.grads[name] for module in self.modules() for name in module.params]
+
+    def state_dict(self) -> dict[str, Array]:
+        """Parameters and buffers by name (the arrays themselves, not copies)."""
+        return dict(self.named_arrays("params")) | dict(self.named_arrays("buffers"))
+
+    def load_state_dict(self, state: dict[str, Array]) -> None:
+        """Copy ``state`` into this model's arrays in place (optimizers keep their references).
+
+        Raises:
+            ModelStateError: when a name is missing or extra, or a shape differs.
+        """
+        own = self.state_dict()
+        if own.keys() != state.keys():
+            missing, extra = sorted(own.keys() - state.keys()), sorted(state.keys() - own.keys())
+            raise ModelStateError(f"state does not fit the model: missing {missing}, unexpected {extra}")
+        for name, array in own.items():
+            if np.shape(state[name]) != array.shape:
+                raise ModelStateError(f"state does not fit the model: {name} has shape {np.shape(state[name])}, "
+                                      f"the model's has {array.shape}")
+            np.copyto(array, state[name], casting="same_kind")
+
+    # -- modes and dtype
+    def train(self, mode: bool = True) -> Module:
+        """Training mode (batch statistics, dropout on) or, with ``mode=False``, evaluation mode."""
+        for module in self.modules():
+            module.training = mode
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode: running statistics, no dropout."""
+        return self.train(False)
+
+    def to(self, dtype: type | np.dtype) -> Module:
+        """Cast parameters and buffers to ``dtype`` (new arrays: build optimizers afterwards)."""
+        for module in self.modules():
+            for store in (module.params, module.buffers):
+                for name, array in store.items():
+                    store[name] = array.astype(dtype)
+            module.grads.clear()
+        return self
+
+    def __repr__(self) -> str:
+        if not self.children:
+            return f"{type(self).__name__}({self.extra_repr()})"
+        lines = [f"  ({name}): {child!r}".replace("\n", "\n  ") for name, child in self.children.items()]
+        return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class Sequential(Module):
+    """Layers applied in order; the backward pass runs them in reverse (the chain rule)."""
+
+    def __init__(self, *layers: Module) -> None:
+        super().__init__()
+        self.children = {str(i): layer for i, layer in enumerate(layers)}
+        self.layers = layers
+
+    def forward(self, x: Array) -> Array:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad: Array) -> Array:
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+        return grad
+
+    def __getitem__(self, index: int) -> Module:
+        return self.layers[index]
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+
+# --------------------------------------------------------------------------- layers with parameters
+def _uniform(generator: np.random.Generator | None, bound: float, shape: tuple[int, ...], dtype: Any) -> Array:
+    """U(-bound, bound) drawn in float64 (the same numbers for every dtype), then cast."""
+    generator = np.random.default_rng() if generator is None else generator
+    return generator.uniform(-bound, bound, shape).astype(dtype)
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
+
+
+class Linear(Module):
+    """:math:`y = x W^T + b` with ``weight`` (out, in) and ``bias`` (out), as ``torch.nn.Linear``."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype: Any = np.float32,
+                 generator: np.random.Generator | None = None) -> None:
+        super().__init__()
+        bound = 1.0 / np.sqrt(in_features)  # kaiming_uniform_(a=sqrt(5)) and torch's bias rule
+        self.params["weight"] = _uniform(generator, bound, (out_features, in_features), dtype)
+        if bias:
+            self.params["bias"] = _uniform(generator, bound, (out_features,), dtype)
+        self.in_features, self.out_features = in_features, out_features
+
+    def forward(self, x: Array) -> Array:
+        self.input = x
+        return kernels.linear(x, self.params["weight"], self.params.get("bias"))
+
+    def backward(self, grad: Array) -> Array:
+        d_input, self.grads["weight"], d_bias = kernels.linear_vjp(grad, self.input, self.params["weight"],
+                                                                   self.params.get("bias"))
+        if d_bias is not None:
+            self.grads["bias"] = d_bias
+        return d_input
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={'bias' in self.params}"
+
+
+class Conv2d(Module):
+    """2-D convolution (cross-correlation) over NCHW input, as ``torch.nn.Conv2d``;
+    ``weight`` is (out, in / groups, kh, kw)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True, *,
+                 dtype: Any = np.float32, generator: np.random.Generator | None = None) -> None:
+        super().__init__()
+        kh, kw = _pair(kernel_size)
+        bound = 1.0 / np.sqrt(in_channels // groups * kh * kw)  # fan_in, as Linear
+        self.params["weight"] = _uniform(generator, bound, (out_channels, in_channels // groups, kh, kw), dtype)
+        if bias:
+            self.params["bias"] = _uniform(generator, bound, (out_channels,), dtype)
+        self.options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+
+    def forward(self, x: Array) -> Array:
+        self.input = x
+        return kernels.conv2d(x, self.params["weight"], self.params.get("bias"), **self.options)
+
+    def backward(self, grad: Array) -> Array:
+        d_input, self.grads["weight"], d_bias = kernels.conv2d_vjp(grad, self.input, self.params["weight"],
+                                                                   self.params.get("bias"), **self.options)
+        if d_bias is not None:
+            self.grads["bias"] = d_bias
+        return d_input
+
+    def extra_repr(self) -> str:
+        out, inp, kh, kw = self.params["weight"].shape
+        return f"{inp * self.options['groups']}, {out}, kernel_size=({kh}, {kw}), " + \
+            ", ".join(f"{k}={v}" for k, v in self.options.items())
+
+
+class BatchNorm2d(Module):
+    """Batch normalisation over (N, H, W) per channel, as ``torch.nn.BatchNorm2d``: batch
+    statistics in training (running statistics updated in place), running ones in eval."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True, *,
+                 dtype: Any = np.float32) -> None:
+        super().__init__()
+        if affine:
+            self.params["weight"] = np.ones(num_features, dtype)
+            self.params["bias"] = np.zeros(num_features, dtype)
+        self.buffers["running_mean"] = np.zeros(num_features, dtype)
+        self.buffers["running_var"] = np.ones(num_features, dtype)
+        self.eps, self.momentum = eps, momentum
+
+    def _arrays(self) -> tuple[Array | None, ...]:
+        return (self.buffers["running_mean"], self.buffers["running_var"], self.params.get("weight"),
+                self.params.get("bias"))
+
+    def forward(self, x: Array) -> Array:
+        self.input, self.mode = x, self.training
+        return kernels.batch_norm(x, *self._arrays(), training=self.training, momentum=self.momentum, eps=self.eps)
+
+    def backward(self, grad: Array) -> Array:
+        d_input, _, _, d_weight, d_bias = kernels.batch_norm_vjp(grad, self.input, *self._arrays(), training=self.mode,
+                                                                 momentum=self.momentum, eps=self.eps)
+        if "weight" in self.params:
+            self.grads["weight"], self.grads["bias"] = d_weight, d_bias
+        return d_input
+
+
+class LayerNorm(Module):
+    """Normalisation over the last ``len(normalized_shape)`` axes, as ``torch.nn.LayerNorm``."""
+
+    def __init__(self, normalized_shape: int | tuple[int, ...], eps: float = 1e-5, elementwise_affine: bool = True,
+                 *, dtype: Any = np.float32) -> None:
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        if elementwise_affine:
+            self.params["weight"] = np.ones(self.normalized_shape, dtype)
+            self.params["bias"] = np.zeros(self.normalized_shape, dtype)
+        self.eps = eps
+
+    def forward(self, x: Array) -> Array:
+        self.input = x
+        return kernels.layer_norm(x, self.params.get("weight"), self.params.get("bias"),
+                                  normalized_shape=self.normalized_shape, eps=self.eps)
+
+    def backward(self, grad: Array) -> Array:
+        d_input, d_weight, d_bias = kernels.layer_norm_vjp(grad, self.input, self.params.get("weight"),
+                                                           self.params.get("bias"),
+                                                           normalized_shape=self.normalized_shape, eps=self.eps)
+        if "weight" in self.params:
+            self.grads["weight"], self.grads["bias"] = d_weight, d_bias
+        return d_input
+
+
+# --------------------------------------------------------------------------- layers without parameters
+class _Stateless(Module):
+    """A layer ``kernel(x, **options)`` whose backward is ``kernel_vjp(grad, x, **options)[0]``."""
+
+    kernel: str = ""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
+        self.options = options
+        self._forward: Callable[..., Array] = getattr(kernels, self.kernel)
+        self._vjp: Callable[..., tuple[Array | None, ...]] = getattr(kernels, self.kernel + "_vjp")
+
+    def forward(self, x: Array) -> Array:
+        self.input = x
+        return self._forward(x, **self.options)
+
+    def backward(self, grad: Array) -> Array:
+        return self._vjp(grad, self.input, **self.options)[0]  # type: ignore[return-value]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+class MaxPool2d(_Stateless):
+    """Max pooling, as ``torch.nn.MaxPool2d``; ties go to the first maximum (the forward's
+    indices are handed to the backward, so the window is not scanned twice)."""
+
+    kernel = "max_pool2d"
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0, dilation: int | tuple[int, int] = 1, ceil_mode: bool = False) -> None:
+        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding, dilation=dilation,
+                         ceil_mode=ceil_mode)
+
+    def forward(self, x: Array) -> Array:
+        self.input = x
+        out, self.indices = self._forward(x, return_indices=True, **self.options)
+        return out
+
+    def backward(self, grad: Array) -> Array:
+        return self._vjp(grad, self.input, indices=self.indices, **self.options)[0]  # type: ignore[return-value]
+
+
+class AvgPool2d(_Stateless):
+    """Average pooling, as ``torch.nn.AvgPool2d``."""
+
+    kernel = "avg_pool2d"
+
+    def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                 divisor_override: int | None = None) -> None:
+        super().__init__(kernel_size=kernel_size, stride=stride, padding=padding, ceil_mode=ceil_mode,
+                         count_include_pad=count_include_pad, divisor_override=divisor_override)
+
+
+class Flatten(_Stateless):
+    """Flatten axes ``start_dim..end_dim`` into one, as ``torch.nn.Flatten`` (default: all but the batch)."""
+
+    kernel = "flatten"
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__(start_dim=start_dim, end_dim=end_dim)
+
+
+class Dropout(_Stateless):
+    """Zero each element with probability ``p`` in training and scale the rest by 1/(1-p),
+    as ``torch.nn.Dropout``; the identity in eval mode. The keep-mask is drawn from ``generator``."""
+
+    kernel = "dropout"
+
+    def __init__(self, p: float = 0.5, *, generator: np.random.Generator | None = None) -> None:
+        super().__init__(p=p)
+        self.generator = np.random.default_rng() if generator is None else generator
+
+    def forward(self, x: Array) -> Array:
+        self.input, self.mode = x, self.training
+        self.mask = self.generator.random(x.shape) >= self.options["p"] if self.training else None
+        return self._forward(x, self.mask, training=self.mode, **self.options)
+
+    def backward(self, grad: Array) -> Array:
+        return self._vjp(grad, self.input, self.mask, training=self.mode, **self.options)[0]  # type: ignore
+
+
+# --------------------------------------------------------------------------- the catalog as layers
+#: Words whose PyTorch spelling is not simply capitalised (``leaky_relu`` -> ``LeakyReLU``).
+_SPELLING = {"relu": "ReLU", "relu6": "ReLU6", "elu": "ELU", "selu": "SELU", "celu": "CELU", "gelu": "GELU",
+             "silu": "SiLU", "logsigmoid": "LogSigmoid", "mse": "MSE", "l1": "L1", "nll": "NLL", "kl": "KL",
+             "bce": "BCE", "multilabel": "MultiLabel"}
+
+
+def class_name(op: str, family: str) -> str:
+    """PyTorch's class name for a kernel: ``leaky_relu`` -> ``LeakyReLU``,
+    ``binary_cross_entropy_with_logits`` -> ``BCEWithLogitsLoss``, ``log_cosh`` -> ``LogCoshLoss``."""
+    words = op.replace("binary_cross_entropy", "bce").split("_")
+    if family == "loss" and words[-1] == "loss":
+        words.pop()
+    return "".join(_SPELLING.get(word, word.capitalize()) for word in words) + ("Loss" if family == "loss" else "")
+
+
+class Activation(Module):
+    """Base of the activation layers: ``y = op(x, **params)``, backward ``op_vjp``."""
+
+    op: str = ""
+    param_names: tuple[str, ...] = ()
+    _forward: Callable[..., Array]
+    _vjp: Callable[..., tuple[Array | None, ...]]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+        signature = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                                         default=self.defaults[name]) for name in self.param_names])
+        try:
+            self.options = dict(signature.bind(*args, **kwargs).arguments)
+        except TypeError as error:
+            raise TypeError(f"{type(self).__name__}: {error}") from None
+
+    defaults: dict[str, Any] = {}
+
+    def forward(self, x: Array) -> Array:
+        self.input = x
+        return type(self)._forward(x, **self.options)
+
+    def backward(self, grad: Array) -> Array:
+        return type(self)._vjp(grad, self.input, **self.options)[0]  # type: ignore[return-value]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+class Loss(Module):
+    """Base of the loss layers: ``forward(*inputs)`` returns ``op(*inputs, **params)``;
+    ``backward(grad=1)`` returns the gradient of the first input (all of them in ``input_grads``)."""
+
+    op: str = ""
+    param_names: tuple[str, ...] = ()
+    _forward: Callable[..., Array]
+    _vjp: Callable[..., tuple[Array | None, ...]]
+    defaults: dict[str, Any] = {}
+
+    def __init__(self, **kwargs: Any) -> None:  # keyword-only: PyTorch's positional order has legacy arguments
+        super().__init__()
+        unknown = kwargs.keys() - set(self.param_names)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}: unexpected argument(s) {', '.join(sorted(unknown))}; "
+                            f"it takes {', '.join(self.param_names)}")
+        self.options = {name: kwargs.get(name, self.defaults[name]) for name in self.param_names}
+
+    def forward(self, *inputs: Array) -> Array:
+        self.inputs = inputs
+        self.output = type(self)._forward(*inputs, **self.options)
+        return self.output
+
+    def backward(self, grad: Array | None = None) -> Array:
+        if grad is None:
+            grad = np.ones_like(self.output)
+        self.input_grads = type(self)._vjp(grad, *self.inputs, **self.options)
+        return self.input_grads[0]  # type: ignore[return-value]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+
+
+def _catalog_layer(op: str, family: str, base: type[Module]) -> type[Module]:
+    """A layer class for the kernel ``op``: parameters and defaults from its signature."""
+    forward = getattr(kernels, op)
+    parameters = inspect.signature(forward).parameters.values()
+    keywords = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    summary = (forward.__doc__ or "").strip().splitlines()[0]
+    return type(class_name(op, family), (base,), {
+        "op": op,
+        "param_names": tuple(p.name for p in keywords),
+        "defaults": {p.name: p.default for p in keywords},
+        "_forward": staticmethod(forward),
+        "_vjp": staticmethod(getattr(kernels, op + "_vjp")),
+        "__doc__": f"{summary} Layer over ``symdl.kernels.{op}`` and ``{op}_vjp``.",
+        "__module__": __name__,
+    })
+
+
+#: Kernel module -> (family, layer base class): which generated kernels become layers.
+_FAMILIES = {"symdl.kernels.activations": ("activation", Activation), "symdl.kernels.losses": ("loss", Loss)}
+
+ACTIVATIONS: dict[str, type[Module]] = {}  # op name -> layer class
+LOSSES: dict[str, type[Module]] = {}
+for _op in kernels.OPS:
+    _family, _base = _FAMILIES.get(getattr(kernels, _op).__module__, (None, None))
+    if _base is not None:
+        _layer = _catalog_layer(_op, _family, _base)  # type: ignore[arg-type]
+        (ACTIVATIONS if _family == "activation" else LOSSES)[_op] = _layer
+        globals()[_layer.__name__] = _layer
+
+__all__ = ["Module", "Sequential", "Linear", "Conv2d", "BatchNorm2d", "LayerNorm", "MaxPool2d", "AvgPool2d",
+           "Flatten", "Dropout", "Activation", "Loss", "ACTIVATIONS", "LOSSES", "ModelStateError", "class_name",
+           *(layer.__name__ for layer in (*ACTIVATIONS.values(), *LOSSES.values()))]

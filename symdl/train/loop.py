@@ -1,0 +1,225 @@
+"""The training loop: one seeded generator, epoch-end checkpoints, exact resume.
+
+Determinism: a single ``np.random.Generator`` seeded with ``config.seed``
+draws, in this order, the initial weights, then each epoch's shuffle (and any
+dropout masks). Its ``bit_generator.state`` is saved in every checkpoint
+together with the parameters, the optimizer's and scheduler's state, the epoch
+and the metrics so far.
+
+Checkpoints are written at the end of every epoch (after the scheduler step),
+atomically. A run killed at any moment (mid-epoch, mid-write) and resumed
+restarts from the last completed epoch with exactly the state it had then, so
+it redoes the interrupted epoch with the same shuffle and ends with the same
+parameters, bit for bit, as a run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from symdl import data as datasets
+from symdl import nn
+from symdl.errors import SymdlError
+from symdl.train import checkpoint, report
+from symdl.train.audit import AuditResult, audit
+from symdl.train.models import MODELS
+
+#: ``--optimizer`` names -> classes of :mod:`symdl.optim` (PyTorch's class names).
+OPTIMIZERS: dict[str, str] = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "rmsprop": "RMSprop"}
+#: ``--schedule`` names -> a scheduler factory ``(optimizer, epochs) -> scheduler`` (None: constant lr).
+SCHEDULES: dict[str, Callable[[Any, int], Any] | None] = {
+    "none": None,
+    "cosine": lambda optimizer, epochs: _optim("lr_scheduler").CosineAnnealingLR(optimizer, T_max=epochs),
+}
+DTYPES = {"float32": np.float32, "float64": np.float64}
+CHECKPOINT = "checkpoint.npz"
+EVAL_CHUNK = 1024  # examples per forward pass when scoring (bounds memory on large user data)
+
+
+class ConfigError(SymdlError, ValueError):
+    """A training option is outside its domain."""
+
+
+class RunExistsError(SymdlError, FileExistsError):
+    """The output folder already holds a run and ``resume`` was not asked for."""
+
+
+def _optim(name: str) -> Any:
+    """``symdl.optim`` or one of its submodules (imported on use)."""
+    return importlib.import_module("symdl.optim" + (f".{name}" if name else ""))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides a run's result (a checkpoint resumes only the same config)."""
+
+    model: str = "mlp"
+    dataset: str = "digits"
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    epochs: int = 30
+    batch_size: int = 64
+    seed: int = 0
+    schedule: str = "none"
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        choices = {"model": MODELS, "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "dtype": DTYPES}
+        for name, table in choices.items():
+            if getattr(self, name) not in table:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r}; choose {', '.join(table)}")
+        if not (isinstance(self.lr, float | int) and np.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr!r}")
+        for name in ("epochs", "batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+
+
+class Reporter(Protocol):
+    """Receives progress (the CLI draws a bar; the library default ignores it)."""
+
+    def epoch_started(self, epoch: int, epochs: int, batches: int) -> None: ...
+
+    def batch_done(self, loss: float, accuracy: float) -> None: ...
+
+    def epoch_done(self, row: dict[str, float]) -> None: ...
+
+
+class _Silent:
+    def epoch_started(self, epoch: int, epochs: int, batches: int) -> None:
+        pass
+
+    def batch_done(self, loss: float, accuracy: float) -> None:
+        pass
+
+    def epoch_done(self, row: dict[str, float]) -> None:
+        pass
+
+
+class Trainer:
+    """A classification run: data, model, loss, optimizer, schedule, generator and history.
+
+    ``Trainer(config, folder)`` starts a new run in ``folder``;
+    ``resume=True`` continues the one whose checkpoint is there (or starts
+    it, if it never finished an epoch).
+    """
+
+    def __init__(self, config: TrainConfig, folder: Path, *, resume: bool = False,
+                 dataset: datasets.Dataset | None = None) -> None:
+        self.config, self.folder = config, Path(folder)
+        dtype = DTYPES[config.dtype]
+        data = datasets.load(config.dataset) if dataset is None else dataset
+        self.x_train, self.y_train = data.x_train.astype(dtype), data.y_train
+        self.x_test, self.y_test = data.x_test.astype(dtype), data.y_test
+        self.generator = np.random.default_rng(config.seed)
+        self.model = MODELS[config.model](data.input_shape, data.num_classes, dtype, self.generator)
+        self.criterion = nn.CrossEntropyLoss()
+        self.scorer = nn.CrossEntropyLoss(reduction="sum")
+        optimizer_class = getattr(_optim(""), OPTIMIZERS[config.optimizer])
+        self.optimizer = optimizer_class(self.model.parameters(), lr=config.lr)
+        factory = SCHEDULES[config.schedule]
+        self.scheduler = None if factory is None else factory(self.optimizer, config.epochs)
+        self.epoch = 0
+        self.history: list[dict[str, float]] = []
+        path = self.folder / CHECKPOINT
+        if path.exists() and not resume:
+            raise RunExistsError(f"{self.folder} already holds a run ({CHECKPOINT}); "
+                                 "pass --resume to continue it or choose another --out")
+        if path.exists():
+            self.restore(checkpoint.load(path), path)
+
+    # -- checkpoints
+    def state(self) -> dict[str, Any]:
+        """Everything a resumed run needs (see the module docstring)."""
+        return {"config": asdict(self.config), "epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+                "rng": self.generator.bit_generator.state, "history": self.history}
+
+    def restore(self, state: dict[str, Any], path: Path) -> None:
+        """Load a checkpoint's state, refusing one from a different run.
+
+        Raises:
+            checkpoint.CheckpointError: naming the options that differ, or what does not fit.
+        """
+        saved = state.get("config", {})
+        differ = [f"{key} {saved.get(key)!r} (asked: {value!r})" for key, value in asdict(self.config).items()
+                  if saved.get(key) != value]
+        if differ:
+            raise checkpoint.CheckpointError(f"{path}: checkpoint of a different run: {'; '.join(differ)}")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+            self.generator.bit_generator.state = state["rng"]
+            self.epoch, self.history = int(state["epoch"]), list(state["history"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise checkpoint.CheckpointError(f"{path}: checkpoint does not fit this run ({error})") from None
+
+    # -- the work
+    def check_gradients(self) -> AuditResult:
+        """The float64 gradient audit of the whole model on the first training batch."""
+        batch = slice(0, self.config.batch_size)
+        return audit(self.model, self.criterion, self.x_train[batch], self.y_train[batch], seed=self.config.seed)
+
+    def train_epoch(self, reporter: Reporter) -> tuple[float, float]:
+        """One pass over the shuffled training set; mean loss and accuracy over its examples."""
+        self.model.train()
+        total_loss, correct = 0.0, 0
+        for index in datasets.batches(len(self.y_train), self.config.batch_size, self.generator):
+            x, y = self.x_train[index], self.y_train[index]
+            logits = self.model.forward(x)
+            loss = float(self.criterion.forward(logits, y))
+            self.model.backward(self.criterion.backward())
+            self.optimizer.step(self.model.gradients())
+            hits = int(np.count_nonzero(logits.argmax(axis=1) == y))
+            total_loss += loss * len(y)
+            correct += hits
+            reporter.batch_done(loss, hits / len(y))
+        return total_loss / len(self.y_train), correct / len(self.y_train)
+
+    def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """Mean loss and accuracy on ``(x, y)`` in evaluation mode."""
+        self.model.eval()
+        total_loss, correct = 0.0, 0
+        for start in range(0, len(y), EVAL_CHUNK):
+            logits = self.model.forward(x[start:start + EVAL_CHUNK])
+            total_loss += float(self.scorer.forward(logits, y[start:start + EVAL_CHUNK]))
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == y[start:start + EVAL_CHUNK]))
+        self.model.train()
+        return total_loss / len(y), correct / len(y)
+
+    def fit(self, reporter: Reporter | None = None) -> dict[str, float]:
+        """Train the remaining epochs, checkpointing each; write metrics and curves; return the summary."""
+        reporter = _Silent() if reporter is None else reporter
+        batches = -(-len(self.y_train) // self.config.batch_size)
+        while self.epoch < self.config.epochs:
+            reporter.epoch_started(self.epoch + 1, self.config.epochs, batches)
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            start = time.perf_counter()
+            train_loss, train_accuracy = self.train_epoch(reporter)
+            seconds = time.perf_counter() - start
+            test_loss, test_accuracy = self.evaluate(self.x_test, self.y_test)
+            if self.scheduler is not None:
+                self.scheduler.step()
+            self.epoch += 1
+            row = {"epoch": self.epoch, "lr": lr, "train_loss": train_loss, "train_accuracy": train_accuracy,
+                   "test_loss": test_loss, "test_accuracy": test_accuracy, "seconds": seconds}
+            self.history.append(row)
+            checkpoint.save(self.folder / CHECKPOINT, self.state())  # first: the files below derive from it
+            report.write_metrics(self.folder, asdict(self.config), self.history)
+            reporter.epoch_done(row)
+        report.write_metrics(self.folder, asdict(self.config), self.history)
+        report.plot_curves(self.folder / "curves.png", self.history,
+                           f"{self.config.model} on {self.config.dataset}, {self.config.optimizer} lr={self.config.lr}")
+        return report.summary(self.history)
