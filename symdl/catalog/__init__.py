@@ -15,13 +15,14 @@ you want the kernel to use (each is proven equal to SymPy's derivative), and
 from __future__ import annotations
 
 from symdl.catalog.activations import ACTIVATIONS
+from symdl.catalog.layers import LAYERS
 from symdl.catalog.losses import LOSSES
 from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
 from symdl.errors import UnknownOpError
 
 CATALOG: dict[str, Op] = {op.name: op for op in ACTIVATIONS + LOSSES}
 
-__all__ = ["CATALOG", "get", "Domain", "Formula", "Input", "Kink", "Op", "Param", "Rule", "Tolerance"]
+__all__ = ["CATALOG", "LAYERS", "get", "Domain", "Formula", "Input", "Kink", "Op", "Param", "Rule", "Tolerance"]
 
 
 def get(name: str) -> Op:
