@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/MODEL-DATASET[-N])")
     parser.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS threads (default 1: these matrices are too small to gain from more, and "
+                             "shared cores make extra threads wait)")
     parser.add_argument("--check-grads", action="store_true",
                         help="check the model's backward pass (float64, one batch) before training")
 
@@ -78,7 +81,7 @@ class _Progress:
         self.console.print(f"epoch {row['epoch']:>3}/{self.epochs}  lr {row['lr']:.2e}  "
                            f"train loss {row['train_loss']:.4f} acc {row['train_accuracy']:.4f}  "
                            f"test loss {row['test_loss']:.4f} acc {row['test_accuracy']:.4f}  "
-                           f"{1000 * row['seconds']:.0f} ms", highlight=False)
+                           f"{1000 * row['seconds']:.0f} ms", highlight=False, soft_wrap=True)
 
 
 def _print_summary(summary: dict[str, Any], folder: Path) -> None:
@@ -95,15 +98,26 @@ def _print_summary(summary: dict[str, Any], folder: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; exit 0, or 1 when ``--check-grads`` finds a wrong gradient (2 for bad input, via main)."""
+    from threadpoolctl import threadpool_limits
+
     from symdl.cli import UsageError
-    from symdl.train import TrainConfig, Trainer
+    from symdl.train import TrainConfig
 
     config = TrainConfig(model=args.model, dataset=args.dataset, optimizer=args.optimizer, lr=args.lr,
                          epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, schedule=args.schedule,
                          dtype=args.dtype)
+    if args.threads < 1:
+        raise UsageError(f"--threads must be >= 1, got {args.threads}")
     if args.resume and args.out is None:
         raise UsageError("--resume needs --out, the folder of the run to continue")
     folder = args.out if args.out is not None else _default_folder(config.model, config.dataset)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        return _train(config, folder, args)
+
+
+def _train(config: Any, folder: Path, args: argparse.Namespace) -> int:
+    from symdl.train import Trainer
+
     trainer = Trainer(config, folder, resume=args.resume)
     if args.resume and trainer.epoch:
         print(f"resuming {folder} after epoch {trainer.epoch}/{config.epochs}")

@@ -370,7 +370,11 @@ class Dropout(_Stateless):
 
     def forward(self, x: Array) -> Array:
         self.input, self.mode = x, self.training
-        self.mask = self.generator.random(x.shape) >= self.options["p"] if self.training else None
+        # a 0/1 mask in x's dtype (a boolean one would turn a float32 gradient into float64)
+        if self.training:
+            self.mask = (self.generator.random(x.shape) >= self.options["p"]).astype(x.dtype)
+        else:  # the kernel ignores the mask in eval mode; a broadcast view costs nothing
+            self.mask = np.broadcast_to(np.ones((), x.dtype), x.shape)
         return self._forward(x, self.mask, training=self.mode, **self.options)
 
     def backward(self, grad: Array) -> Array:

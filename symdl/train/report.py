@@ -42,6 +42,7 @@ def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> None
     """Loss and accuracy per epoch, train and test, as a PNG (matplotlib's Agg canvas, no pyplot state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(9, 3.5), layout="constrained")
     FigureCanvasAgg(figure)
@@ -49,6 +50,7 @@ def plot_curves(path: Path, history: list[dict[str, float]], title: str) -> None
     for axes, metric in zip(figure.subplots(1, 2), ("loss", "accuracy"), strict=True):
         for part in ("train", "test"):
             axes.plot(epochs, [row[f"{part}_{metric}"] for row in history], marker=".", label=part)
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_xlabel("epoch")
         axes.set_ylabel(metric)
         axes.grid(alpha=0.3)

@@ -1,0 +1,148 @@
+"""symdl.nn: layers over the generated kernels, catalog layers, initialisation, state, gradient audit."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+
+from symdl import nn
+from symdl.catalog import CATALOG
+from symdl.train.audit import audit
+
+
+def test_every_catalog_activation_and_loss_is_a_layer() -> None:
+    families = {"activation": nn.ACTIVATIONS, "loss": nn.LOSSES}
+    for op in CATALOG.values():
+        if op.family in families:
+            layer = families[op.family][op.name]
+            assert layer.op == op.name
+            assert layer.param_names == tuple(p.name for p in op.params)
+            assert getattr(nn, layer.__name__) is layer
+    assert set(nn.ACTIVATIONS) | set(nn.LOSSES) == {op.name for op in CATALOG.values()
+                                                    if op.family in families}
+
+
+def test_layer_names_are_pytorchs() -> None:
+    torch = pytest.importorskip("torch")
+    for op, layer in {**nn.ACTIVATIONS, **nn.LOSSES}.items():
+        if CATALOG[op].torch is not None:  # sigmoid_focal_loss and log_cosh have no torch.nn class
+            assert hasattr(torch.nn, layer.__name__), (op, layer.__name__)
+
+
+def test_activation_layer_takes_parameters_positionally_or_by_name() -> None:
+    x = np.array([-2.0, 0.5, 3.0], np.float32)
+    layer = nn.Hardtanh(-1.5, max_val=2.0)
+    assert layer.options == {"min_val": -1.5, "max_val": 2.0}
+    np.testing.assert_array_equal(layer(x), np.array([-1.5, 0.5, 2.0], np.float32))
+    np.testing.assert_array_equal(layer.backward(np.ones(3, np.float32)), [0.0, 1.0, 0.0])
+    with pytest.raises(TypeError, match="Hardtanh"):
+        nn.Hardtanh(1.0, 2.0, 3.0)
+    with pytest.raises(TypeError, match="CrossEntropyLoss: unexpected argument"):
+        nn.CrossEntropyLoss(smoothing=0.1)
+
+
+def test_loss_layer_returns_first_input_gradient_and_keeps_all() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(5), rng.standard_normal(5)
+    loss = nn.MSELoss(reduction="sum")
+    assert loss(a, b) == pytest.approx(np.sum((a - b) ** 2))
+    np.testing.assert_allclose(loss.backward(), 2 * (a - b))
+    np.testing.assert_allclose(loss.input_grads[1], -2 * (a - b))
+
+
+def test_initialisation_is_pytorchs_kaiming_uniform_and_dtype() -> None:
+    generator = np.random.default_rng(0)
+    linear = nn.Linear(50, 20, generator=generator)
+    conv = nn.Conv2d(3, 8, 5, dtype=np.float64, generator=generator)
+    for layer, fan_in in ((linear, 50), (conv, 75)):
+        for array in layer.parameters():
+            assert np.abs(array).max() <= 1 / np.sqrt(fan_in)
+            assert np.abs(array).max() > 0.9 / np.sqrt(fan_in)  # uniform, fills the interval
+    assert linear.params["weight"].dtype == np.float32 and conv.params["weight"].dtype == np.float64
+    assert conv.params["weight"].shape == (8, 3, 5, 5)
+    same = nn.Linear(50, 20, generator=np.random.default_rng(0))
+    np.testing.assert_array_equal(same.params["weight"], linear.params["weight"])
+
+
+def _zoo(generator: np.random.Generator) -> nn.Sequential:
+    """Every parametrised layer kind, float64."""
+    f64 = {"dtype": np.float64}
+    return nn.Sequential(nn.Conv2d(2, 4, 3, padding=1, generator=generator, **f64), nn.BatchNorm2d(4, **f64),
+                         nn.GELU(), nn.MaxPool2d(2), nn.Conv2d(4, 3, (1, 3), stride=1, generator=generator, **f64),
+                         nn.AvgPool2d(2, stride=1), nn.Flatten(), nn.LayerNorm(9, **f64), nn.Tanh(),
+                         nn.Linear(9, 5, generator=generator, **f64))
+
+
+def test_backward_matches_torch_autograd_on_every_layer_kind() -> None:
+    torch = pytest.importorskip("torch")
+    model = _zoo(np.random.default_rng(1))
+    x = np.random.default_rng(2).standard_normal((3, 2, 8, 8))
+    y = np.array([0, 4, 2])
+    initial = {k: v.copy() for k, v in model.state_dict().items()}
+    loss = nn.CrossEntropyLoss(label_smoothing=0.1)
+    loss(model(x), y)
+    d_x = model.backward(loss.backward())
+    tn = torch.nn
+    reference = tn.Sequential(tn.Conv2d(2, 4, 3, padding=1), tn.BatchNorm2d(4), tn.GELU(), tn.MaxPool2d(2),
+                              tn.Conv2d(4, 3, (1, 3)), tn.AvgPool2d(2, stride=1), tn.Flatten(), tn.LayerNorm(9),
+                              tn.Tanh(), tn.Linear(9, 5)).double()
+    reference.load_state_dict({k: torch.from_numpy(v) for k, v in initial.items()}, strict=False)
+    xt = torch.from_numpy(x).requires_grad_()
+    torch.nn.functional.cross_entropy(reference(xt), torch.from_numpy(y), label_smoothing=0.1).backward()
+    ours = dict(zip((name for name, _ in model.named_arrays("params")), model.gradients(), strict=True))
+    for name, parameter in reference.named_parameters():
+        np.testing.assert_allclose(ours[name], parameter.grad.numpy(), rtol=1e-10, atol=1e-13, err_msg=name)
+    np.testing.assert_allclose(d_x, xt.grad.numpy(), rtol=1e-10, atol=1e-13)
+    for name in ("1.running_mean", "1.running_var"):  # batch norm updated its running statistics as torch does
+        np.testing.assert_allclose(model.state_dict()[name], reference.state_dict()[name].numpy(), rtol=1e-12)
+
+
+def test_dropout_masks_scales_and_is_identity_in_eval() -> None:
+    layer = nn.Dropout(0.25, generator=np.random.default_rng(0))
+    x = np.ones((200, 50), np.float32)
+    y = layer(x)
+    kept = y != 0
+    assert abs(kept.mean() - 0.75) < 0.02
+    np.testing.assert_array_equal(y[kept], np.float32(1 / 0.75))
+    np.testing.assert_array_equal(layer.backward(np.ones_like(x)), y)
+    layer.eval()
+    np.testing.assert_array_equal(layer(x), x)
+
+
+def test_state_dict_round_trip_is_in_place_and_checked() -> None:
+    model = _zoo(np.random.default_rng(1))
+    other = _zoo(np.random.default_rng(9))
+    weight = other.parameters()[0]
+    other.load_state_dict(model.state_dict())
+    assert other.parameters()[0] is weight  # optimizers keep their references
+    for name, array in model.state_dict().items():
+        np.testing.assert_array_equal(other.state_dict()[name], array)
+    with pytest.raises(nn.ModelStateError, match="missing"):
+        other.load_state_dict({k: v for k, v in model.state_dict().items() if k != "0.bias"})
+    bad = dict(model.state_dict(), **{"0.bias": np.zeros(7)})
+    with pytest.raises(nn.ModelStateError, match=r"0.bias has shape \(7,\)"):
+        other.load_state_dict(bad)
+
+
+def test_audit_passes_for_the_kernels_and_fails_for_a_wrong_gradient() -> None:
+    generator = np.random.default_rng(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 8, generator=generator), nn.SiLU(),
+                          nn.Dropout(0.3, generator=generator), nn.Linear(8, 3, generator=generator))
+    x = generator.standard_normal((6, 3, 4)).astype(np.float32)
+    y = np.array([0, 1, 2, 2, 1, 0])
+    before = copy.deepcopy(model.state_dict())
+    state = generator.bit_generator.state
+    result = audit(model, nn.CrossEntropyLoss(), x, y)
+    assert result.passed, result.report()
+    assert generator.bit_generator.state == state  # the training generator was not advanced
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
+
+    class WrongSiLU(nn.SiLU):  # a backward pass 1% off
+        def backward(self, grad: np.ndarray) -> np.ndarray:
+            return 1.01 * super().backward(grad)
+
+    broken = nn.Sequential(*(WrongSiLU() if isinstance(layer, nn.SiLU) else layer for layer in model.layers))
+    result = audit(broken, nn.CrossEntropyLoss(), x, y)
+    assert not result.passed and "FAIL" in result.report()
