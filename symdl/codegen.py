@@ -48,7 +48,7 @@ class GeneratedModule:
 #: Generators for the other parts of the catalog, by module path. Each exposes
 #: ``render() -> list[GeneratedModule]``; their output is checked and written
 #: together with the activation and loss kernels.
-EXTENSIONS: tuple[str, ...] = ("symdl.codegen_layers",)
+EXTENSIONS: tuple[str, ...] = ("symdl.codegen_layers", "symdl.codegen_optim")
 
 
 def extension_modules() -> list[GeneratedModule]:

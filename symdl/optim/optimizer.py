@@ -1,0 +1,227 @@
+"""The optimizer base class: param groups, per-parameter state, validation, ``step(grads)``.
+
+Mirrors ``torch.optim.Optimizer`` over NumPy arrays: ``param_groups`` is a list
+of dicts holding ``"params"`` and every hyper-parameter (schedulers write
+``group["lr"]``), ``state`` maps a parameter's index to its state dict, and
+``state_dict()``/``load_state_dict()`` use the same layout as torch (state
+keyed by the parameter's position across groups). The update itself is a
+generated kernel (:mod:`symdl.optim._generated`) working in place on the
+parameter, its state and scratch buffers allocated once per optimizer.
+
+Everything is checked before any array is written: the hyper-parameters of
+every group and the shape and dtype of every gradient. ``None`` gradients
+skip their parameter, as torch skips parameters whose ``.grad`` is None.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from symdl.errors import OpInputError, OpParameterError, OpTypeError
+
+__all__ = ["Optimizer"]
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Optimizer:
+    """Base class; subclasses are generated from the update-rule catalog.
+
+    Class attributes set by each generated subclass: ``_name`` (torch's class
+    name), ``_hypers`` ((name, kind) pairs in signature order; kind ``real``,
+    ``bool`` or ``pair``), ``_array_states``/``_scalar_states`` (state keys),
+    ``_scratch`` (scratch buffers the kernel needs), ``_kernel``, ``_broken``
+    (first broken constraint or None) and ``_init`` (creates the state).
+    """
+
+    _name: ClassVar[str] = "Optimizer"
+    _hypers: ClassVar[tuple[tuple[str, str], ...]] = ()
+    _array_states: ClassVar[tuple[str, ...]] = ()
+    _scalar_states: ClassVar[tuple[str, ...]] = ()
+    _scratch: ClassVar[int] = 0
+    _kernel: ClassVar[Callable[..., tuple]]
+    _broken: ClassVar[Callable[..., str | None]]
+    _init: ClassVar[Callable[..., None]]
+
+    def __init__(self, params: Iterable[np.ndarray] | Iterable[dict[str, Any]], defaults: dict[str, Any]) -> None:
+        self.defaults = dict(defaults)
+        self.state: dict[int, dict[str, Any]] = {}
+        self.param_groups: list[dict[str, Any]] = []
+        self._buffers: dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]] = {}
+        groups = list(params)
+        if not groups:
+            raise OpInputError(f"{self._name}: params must be a non-empty list of arrays")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # -- groups ------------------------------------------------------------------------
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own hyper-parameters (missing ones take the defaults)."""
+        if not isinstance(group, dict) or "params" not in group:
+            raise OpInputError(f"{self._name}: a param group must be a dict with 'params'")
+        params = group["params"]
+        params = [params] if isinstance(params, np.ndarray) else list(params)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for index, p in enumerate(params):
+            if not isinstance(p, np.ndarray) or p.dtype not in _FLOATS:
+                raise OpTypeError(f"{self._name}: params[{index}] must be a float32 or float64 NumPy array, "
+                                  f"got {type(p).__name__}{'' if not isinstance(p, np.ndarray) else ' ' + str(p.dtype)}")
+            if not p.flags.writeable:
+                raise OpInputError(f"{self._name}: params[{index}] must be writeable (it is updated in place)")
+            if id(p) in seen:
+                raise OpInputError(f"{self._name}: params[{index}] appears in more than one place")
+            seen.add(id(p))
+        full = {**self.defaults, **group, "params": params}
+        self._check_group(full)
+        self.param_groups.append(full)
+
+    def _kernel_args(self, group: dict[str, Any]) -> list[Any]:
+        """The group's hyper-parameters as kernel arguments (``betas`` gives two)."""
+        args: list[Any] = []
+        for name, kind in self._hypers:
+            value = group[name]
+            args.extend((float(value[0]), float(value[1])) if kind == "pair" else
+                        (bool(value),) if kind == "bool" else (float(value),))
+        return args
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Raise OpParameterError naming the optimizer and the rule a group's hyper-parameters break."""
+        for name, kind in self._hypers:
+            value = group[name]
+            ok = {"bool": lambda v: isinstance(v, (bool, np.bool_)),
+                  "real": lambda v: isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_)),
+                  "pair": lambda v: (isinstance(v, Sequence) and len(v) == 2
+                                     and all(isinstance(x, numbers.Real) for x in v))}[kind](value)
+            if not ok:
+                wanted = {"bool": "True or False", "real": "a real number", "pair": "a pair of real numbers"}[kind]
+                raise OpParameterError(f"{self._name}: {name} must be {wanted}, got {value!r}")
+            if kind == "real" and not np.isfinite(value):
+                raise OpParameterError(f"{self._name}: {name} must be finite, got {value!r}")
+        broken = self._broken(*self._kernel_args(group))
+        if broken is not None:
+            values = ", ".join(f"{n}={group[n]!r}" for n, _ in self._hypers)
+            raise OpParameterError(f"{self._name}: {broken} ({values})")
+
+    # -- stepping ------------------------------------------------------------------------
+    def _params(self) -> list[np.ndarray]:
+        return [p for g in self.param_groups for p in g["params"]]
+
+    def _check_grads(self, grads: Sequence[np.ndarray | None]) -> None:
+        params = self._params()
+        if isinstance(grads, np.ndarray) or len(grads) != len(params):
+            count = "an array" if isinstance(grads, np.ndarray) else f"{len(grads)} gradients"
+            raise OpInputError(f"{self._name}: step needs one gradient per parameter ({len(params)}), got {count}")
+        for index, (p, g) in enumerate(zip(params, grads)):
+            if g is None:
+                continue
+            if not isinstance(g, np.ndarray):
+                raise OpTypeError(f"{self._name}: grads[{index}] must be a NumPy array, got {type(g).__name__}")
+            if g.shape != p.shape:
+                raise OpInputError(f"{self._name}: grads[{index}] has shape {g.shape}, its parameter {p.shape}; "
+                                   "shapes must match")
+            if g.dtype != p.dtype:
+                raise OpTypeError(f"{self._name}: grads[{index}] is {g.dtype}, its parameter {p.dtype}; "
+                                  "dtypes must match")
+            if np.shares_memory(g, p):
+                raise OpInputError(f"{self._name}: grads[{index}] shares memory with its parameter")
+
+    def _scratch_for(self, p: np.ndarray) -> list[np.ndarray]:
+        """Scratch buffers shaped like ``p``, allocated once and shared by parameters of that shape."""
+        key = (p.shape, p.dtype)
+        buffers = self._buffers.get(key)
+        if buffers is None:
+            buffers = self._buffers[key] = [np.empty_like(p) for _ in range(self._scratch)]
+        return buffers
+
+    def step(self, grads: Sequence[np.ndarray | None]) -> None:
+        """One update of every parameter from its gradient (in the order the parameters were given)."""
+        self._check_grads(grads)
+        for group in self.param_groups:
+            self._check_group(group)
+        index = 0
+        for group in self.param_groups:
+            args = self._kernel_args(group)
+            for p in group["params"]:
+                g = grads[index]
+                if g is not None:
+                    self._update(index, p, g, args)
+                index += 1
+
+    def _update(self, index: int, p: np.ndarray, g: np.ndarray, args: list[Any]) -> None:
+        state = self.state.get(index)
+        if state is None:
+            state = self.state[index] = {"step": 0}
+        self._init(state, p, *args)
+        state["step"] += 1
+        arrays = [state.get(name) for name in self._array_states]
+        scalars = [state[name] for name in self._scalar_states]
+        new = self._kernel(p, g, *arrays, self._scratch_for(p), state["step"], *scalars, *args)
+        for name, value in zip(self._scalar_states, new):
+            state[name] = value
+
+    def zero_state(self) -> None:
+        """Forget every parameter's state (step counts, moments), as if no step had been taken."""
+        self.state.clear()
+
+    # -- saving ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Plain data: ``{"state": {index: {...}}, "param_groups": [{..., "params": [indices]}]}``.
+
+        Arrays are copies (a saved state does not change as training goes on);
+        everything else is Python scalars, lists and dicts.
+        """
+        groups, start = [], 0
+        for group in self.param_groups:
+            saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items() if k != "params"}
+            saved["params"] = list(range(start, start + len(group["params"])))
+            start += len(group["params"])
+            groups.append(saved)
+        state = {i: {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in s.items()}
+                 for i, s in self.state.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` exactly (checked completely before anything changes)."""
+        groups = state_dict.get("param_groups") if isinstance(state_dict, dict) else None
+        if not isinstance(groups, list) or len(groups) != len(self.param_groups):
+            raise OpInputError(f"{self._name}: load_state_dict needs {len(self.param_groups)} param groups")
+        for saved, group in zip(groups, self.param_groups):
+            if len(saved.get("params", ())) != len(group["params"]):
+                raise OpInputError(f"{self._name}: a saved param group has a different number of parameters")
+        params = self._params()
+        new_state: dict[int, dict[str, Any]] = {}
+        for key, saved in dict(state_dict.get("state", {})).items():
+            index = int(key)
+            if not 0 <= index < len(params):
+                raise OpInputError(f"{self._name}: state for parameter {index}, which does not exist")
+            entry = {}
+            for name, value in saved.items():
+                if isinstance(value, np.ndarray):
+                    if value.shape != params[index].shape:
+                        raise OpInputError(f"{self._name}: saved {name} of parameter {index} has shape "
+                                           f"{value.shape}, the parameter {params[index].shape}")
+                    value = np.array(value, dtype=params[index].dtype, copy=True)
+                entry[name] = value
+            new_state[index] = entry
+        new_groups = []
+        for saved, group in zip(groups, self.param_groups):
+            restored = {**group, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in saved.items()
+                                    if k != "params"}}
+            restored["params"] = group["params"]
+            self._check_group(restored)
+            new_groups.append(restored)
+        self.param_groups[:] = new_groups
+        self.state = new_state
+
+    def __repr__(self) -> str:
+        lines = [f"{self._name} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            lines += [f"    {k}: {v}" for k, v in sorted(group.items()) if k != "params"]
+        return "\n".join(lines + [")"])

@@ -1,0 +1,112 @@
+"""Direct evaluation of an update rule's SymPy assignments (the reference the kernels are checked against).
+
+:func:`run_rule` evaluates each assignment of the catalog entry with
+``sympy.lambdify`` (SymPy's own NumPy printer, independent of the in-place
+emitter in :mod:`symdl.codegen_optim`), in float64, step after step, and
+:func:`run_kernel` runs the generated optimizer on the same data. Imports
+SymPy: used by tests and ``symdl verify``, never by :mod:`symdl.optim` itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import sympy as sp
+
+import symdl.optim as optim
+from symdl.catalog.optimizers import GRAD, OPTIMIZERS, PARAM, STEP, UpdateRule
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    """Parameters after every step (``params[k]`` after step k + 1) and the final state.
+
+    ``states[k]`` is the whole state after step k + 1 (kept by :func:`run_rule` only).
+    """
+
+    params: list[np.ndarray]
+    state: dict[str, object]
+    states: list[dict[str, object]] | None = None
+
+
+@cache
+def _compiled(name: str) -> tuple[tuple[sp.Symbol, ...], list[tuple[sp.Symbol, object]]]:
+    rule = OPTIMIZERS[name]
+    symbols = sorted({s for target, expr in rule.steps for s in (target, *expr.free_symbols)}
+                     | set(rule.hyper_symbols) | {STEP, PARAM, GRAD}, key=lambda s: s.name)
+    functions = [(target, sp.lambdify(symbols, expr, modules="numpy")) for target, expr in rule.steps]
+    return tuple(symbols), functions
+
+
+def run_rule(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray,
+             grads: Sequence[np.ndarray]) -> Trajectory:
+    """Evaluate the rule's assignments directly (float64), one step per gradient."""
+    symbols, functions = _compiled(rule.name)
+    env: dict[sp.Symbol, object] = {s: np.zeros_like(param, dtype=np.float64) for s in symbols}
+    env.update({s: float(v) if not isinstance(v, bool) else v for s, v in rule.symbol_values(hypers).items()})
+    for item in rule.states:
+        value = float(item.init.xreplace(rule.symbol_values(hypers)))
+        env[item.symbol] = value if item.scalar else np.full(param.shape, value)
+    env[PARAM] = np.array(param, dtype=np.float64)
+    params: list[np.ndarray] = []
+    states: list[dict[str, object]] = []
+    with np.errstate(all="ignore"):  # Piecewise evaluates every branch, including the ones not taken
+        for t, g in enumerate(grads, start=1):
+            env[STEP], env[GRAD] = t, np.asarray(g, dtype=np.float64)
+            for target, function in functions:
+                value = function(*(env[s] for s in symbols))
+                env[target] = value if target in {i.symbol for i in rule.states if i.scalar} else np.broadcast_to(
+                    np.asarray(value, dtype=np.float64), param.shape).copy()
+            params.append(env[PARAM].copy())
+            states.append({i.name: np.copy(env[i.symbol]) if not i.scalar else env[i.symbol] for i in rule.states})
+    return Trajectory(params, states[-1] if states else {}, states)
+
+
+def run_kernel(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray,
+               grads: Sequence[np.ndarray]) -> Trajectory:
+    """Run ``symdl.optim.<ClassName>`` on a copy of ``param`` (its dtype kept)."""
+    p = param.copy()
+    optimizer = getattr(optim, rule.class_name)([p], **hypers)
+    params = []
+    for g in grads:
+        optimizer.step([np.asarray(g, dtype=p.dtype)])
+        params.append(p.copy())
+    return Trajectory(params, optimizer.state.get(0, {}))
+
+
+def trajectory_error(computed: Trajectory, reference: Trajectory) -> float:
+    """Largest difference over the run, relative to the largest reference value at that step."""
+    worst = 0.0
+    for a, b in zip(computed.params, reference.params):
+        scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny)
+        worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b))) / scale)
+    return worst
+
+
+def local_error(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray, grads: Sequence[np.ndarray],
+                reference: Trajectory | None = None) -> float:
+    """Largest one-step error of the kernel, in float64 ulps, started each step from the rule's own state.
+
+    A whole trajectory can amplify rounding (Adam with betas = (0, 0) is a
+    sign method, chaotic at a large lr); one step from the same state cannot:
+    this measures the kernel, not the dynamics. The unit is the spacing of
+    floats at the step's scale, max(|param before|, |param after|).
+    """
+    reference = reference or run_rule(rule, hypers, param, grads)
+    p = np.array(param, dtype=np.float64)
+    optimizer = getattr(optim, rule.class_name)([p], **hypers)
+    previous, worst = np.array(param, dtype=np.float64), 0.0
+    for k, g in enumerate(grads):
+        p[:] = previous
+        if k:
+            optimizer.state[0] = {"step": k, **{name: np.copy(v) if isinstance(v, np.ndarray) else v
+                                                for name, v in reference.states[k - 1].items()}}
+        optimizer.step([np.asarray(g, dtype=np.float64)])
+        expected = reference.params[k]
+        scale = max(float(np.max(np.abs(previous))), float(np.max(np.abs(expected))), np.finfo(np.float64).tiny)
+        worst = max(worst, float(np.max(np.abs(p - expected))) / (scale * np.finfo(np.float64).eps))
+        previous = expected
+    return worst
