@@ -1,0 +1,211 @@
+"""The checking modes: full (central differences), richardson, complex step, fast (projections).
+
+Each mode maps ``(problem, analytic, tol, options)`` to a list of
+:class:`~symdl.check.judge.Judgement`, one per checked input; ``MODES`` is the
+dispatch table :func:`symdl.check.gradcheck` reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from symdl.check.analytic import Analytic
+from symdl.check.judge import Judgement, judge
+from symdl.check.problem import Problem, element_builder
+from symdl.check.refine import DirectionLines, sweep
+from symdl.check.report import failed_input, summarise
+from symdl.check.tolerances import ROUNDING_FACTOR, Tolerance, machine_epsilon, rounding_bound, typical_scale
+
+#: Complex-step size relative to an element's scale: the O(h^2) truncation is far below rounding.
+COMPLEX_STEP = 1e-20
+
+
+@dataclass(frozen=True)
+class Options:
+    """Mode settings: random directions of fast mode and their seed, and input names."""
+
+    directions: int = 3
+    seed: int = 0
+    names: tuple[str, ...] = ()
+
+    def name(self, k: int) -> str:
+        return self.names[k] if k < len(self.names) else f"input {k}"
+
+
+#: ``mode(problem, analytic, tolerances, options, inputs)``: judgements of ``inputs`` (indices into the inputs).
+Mode = Callable[[Problem, Analytic, dict[int, Tolerance], Options, tuple[int, ...]], list[Judgement]]
+
+
+# --------------------------------------------------------------------------- numeric Jacobians
+def central_jacobian(problem: Problem, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Central differences of every element of input ``k``: the Jacobian block and its rounding bounds.
+
+    The step actually taken is ``(x + h) - (x - h)`` as rounded, so that the
+    quotient has no representation error in its denominator.
+    """
+    base = problem.base(k)
+    h = problem.steps(k).astype(base.dtype)
+    plus, minus = base + h, base - h
+    index = np.arange(base.size)
+    values = problem.rows(k, 2 * base.size, element_builder(base, np.concatenate([index, index]),
+                                                            np.concatenate([plus, minus])))
+    f_plus, f_minus = values[: base.size], values[base.size:]
+    width = (plus.astype(np.float64) - minus.astype(np.float64))[:, None]
+    with np.errstate(all="ignore"):
+        numeric = (f_plus - f_minus) / width
+    return numeric.T, rounding_bound(f_plus, f_minus, width, problem.eval_dtype).T
+
+
+def complex_jacobian(problem: Problem, k: int) -> tuple[np.ndarray, np.ndarray] | None:
+    r"""Complex-step derivatives :math:`\operatorname{Im} f(x + i h e_j) / h` (no cancellation), or None
+    when ``f`` does not return complex values for complex input."""
+    dtype = np.result_type(problem.eval_dtype, np.complex64)
+    base = problem.base(k, dtype)
+    try:
+        probe = np.asarray(problem.f(*[x.astype(dtype) if i == k else x for i, x in enumerate(problem.eval_inputs)]))
+    except Exception:  # noqa: BLE001 - f rejects complex input: the caller falls back
+        return None
+    if probe.dtype.kind != "c" or probe.size != problem.size:
+        return None
+    h = COMPLEX_STEP * np.maximum(np.abs(base.real), typical_scale(base.real))
+    index = np.arange(base.size)
+    values = problem.rows(k, base.size, element_builder(base, index, base + 1j * h), dtype=dtype)
+    numeric = (values.imag / h[:, None]).T
+    return numeric, 8 * machine_epsilon(dtype) * np.abs(numeric)
+
+
+# --------------------------------------------------------------------------- modes
+def _blocks(problem: Problem, analytic: Analytic, options: Options, inputs: tuple[int, ...]
+            ) -> dict[int, np.ndarray | Judgement]:
+    """The user's Jacobian per input, or the failing judgement when it cannot be compared."""
+    blocks: dict[int, np.ndarray | Judgement] = {}
+    for k, block in analytic.jacobian().items():
+        if k not in inputs:
+            continue
+        if isinstance(block, str):
+            blocks[k] = Judgement(failed_input(k, options.name(k), problem.inputs[k], block))
+        else:
+            blocks[k] = block
+    return blocks
+
+
+def _numeric_mode(numeric: Callable[[Problem, int], tuple[np.ndarray, np.ndarray]], refine_all: bool = False) -> Mode:
+    def run(problem: Problem, analytic: Analytic, tols: dict[int, Tolerance], options: Options,
+            inputs: tuple[int, ...]) -> list[Judgement]:
+        out = []
+        for k, block in _blocks(problem, analytic, options, inputs).items():
+            if isinstance(block, Judgement):
+                out.append(block)
+                continue
+            values, rounding = numeric(problem, k)
+            out.append(judge(problem, k, options.name(k), block, values, rounding, tols[k], refine_all))
+        return out
+
+    return run
+
+
+def _unset(problem: Problem, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """No first pass: every column goes to the sweep (richardson mode)."""
+    shape = (problem.size, problem.eval_inputs[k].size)
+    return np.full(shape, np.nan), np.full(shape, np.inf)
+
+
+full = _numeric_mode(central_jacobian)
+richardson = _numeric_mode(_unset, refine_all=True)
+
+
+def complex_step(problem: Problem, analytic: Analytic, tols: dict[int, Tolerance], options: Options,
+                 inputs: tuple[int, ...]) -> list[Judgement]:
+    """Complex step where ``f`` is complex-analytic (checked along a random direction), else full mode."""
+    out = []
+    for k, block in _blocks(problem, analytic, options, inputs).items():
+        if isinstance(block, Judgement):
+            out.append(block)
+            continue
+        found = complex_jacobian(problem, k)
+        reason = "f does not return complex values for complex input" if found is None else _not_analytic(
+            problem, k, found[0], tols[k], options)
+        if reason:
+            judgement = judge(problem, k, options.name(k), block, *central_jacobian(problem, k), tols[k])
+            judgement.notes.append(f"{options.name(k)}: complex step not applicable ({reason}); central differences used")
+        else:
+            judgement = judge(problem, k, options.name(k), block, *found, tols[k])
+        out.append(judgement)
+    return out
+
+
+def _not_analytic(problem: Problem, k: int, jacobian: np.ndarray, tol: Tolerance, options: Options) -> str:
+    """Why the complex-step Jacobian cannot be trusted ('' when it can): it must agree with a
+    central-difference sweep along a random direction (abs, max and comparisons break analyticity)."""
+    rng = np.random.default_rng(options.seed + 7919 * k)
+    base = problem.base(k)
+    u = rng.standard_normal(base.size) * problem.steps(k)
+    w = rng.standard_normal(problem.size)
+    found = sweep(DirectionLines(problem, k, u[None, :], w[None, :]), problem.eval_dtype)
+    claimed = float(w @ jacobian @ u)
+    bound = tol.bound(abs(found.value[0, 0]), float(np.abs(w) @ np.abs(jacobian) @ np.abs(u)), found.error[0, 0])
+    if not abs(claimed - found.value[0, 0]) <= bound:
+        return "it disagrees with central differences along a random direction, so f is not complex-analytic here"
+    return ""
+
+
+def fast(problem: Problem, analytic: Analytic, tols: dict[int, Tolerance], options: Options,
+         inputs: tuple[int, ...]) -> list[Judgement]:
+    r"""Random projections: :math:`v^T J u` from the VJP against a directional central difference.
+
+    ``options.directions`` pairs ``(v, u)`` per input; ``u`` is scaled by each
+    element's step scale. A projection that disagrees is re-checked by a
+    step-size sweep along it; one that still disagrees sends that input to
+    full mode, which names the worst element (and is the verdict).
+    """
+    rng = np.random.default_rng(options.seed)
+    count = options.directions
+    # One VJP (the user's cost) serves every direction: v^T J u_d for d = 1..count.
+    v = rng.standard_normal(problem.size) if problem.size > 1 else np.ones(1)
+    products = analytic.products(v)
+    out = []
+    for k in inputs:
+        if isinstance(products[k], str):
+            out.append(Judgement(failed_input(k, options.name(k), problem.inputs[k], products[k])))
+            continue
+        g = np.broadcast_to(products[k], (count, products[k].size))
+        u = rng.standard_normal((count, problem.eval_inputs[k].size)) * problem.steps(k)
+        judgement = _projections(problem, k, g, u, np.broadcast_to(v, (count, v.size)), tols[k], options)
+        if not judgement.report.passed:
+            judgement = full(problem, analytic, tols, options, (k,))[0]
+            judgement.notes.append(f"{options.name(k)}: a random projection disagreed; full mode names the worst element")
+        out.append(judgement)
+    return out
+
+
+def _projections(problem: Problem, k: int, g: np.ndarray, u: np.ndarray, v: np.ndarray, tol: Tolerance,
+                 options: Options) -> Judgement:
+    lines = DirectionLines(problem, k, u, v)
+    plus, minus, magnitude, up, down = lines.at(1.0)
+    with np.errstate(all="ignore"):
+        numeric = (plus - minus)[:, 0] / (up + down)
+        rounding = ROUNDING_FACTOR * machine_epsilon(problem.eval_dtype) * magnitude[:, 0] / (up + down)
+    claimed = np.einsum("cn,cn->c", g, u)
+    # Entrywise tolerances rtol (|n_j| + s) summed along u, with the user's gradient standing in for n.
+    scale = np.einsum("cn,cn->c", np.abs(g), np.abs(u))
+    floor = np.max(np.abs(g), axis=1) * np.abs(u).sum(axis=1)
+    allowed = tol.rtol * (scale + floor) + rounding
+    with np.errstate(invalid="ignore"):
+        ok = np.abs(claimed - numeric) <= allowed
+    if not ok.all():
+        found = sweep(lines, problem.eval_dtype)
+        numeric = np.where(ok, numeric, found.value[:, 0])
+        allowed = np.where(ok, allowed, allowed - rounding + found.error[:, 0])
+        with np.errstate(invalid="ignore"):
+            ok = np.abs(claimed - numeric) <= allowed
+    x = problem.inputs[k]
+    report = summarise(k, options.name(k), np.zeros(len(ok), x.dtype), (len(ok),), claimed[None, :],
+                       numeric[None, :], allowed[None, :], ok[None, :])
+    # The compared entries are projections, not Jacobian entries: there is no element to name.
+    return Judgement(replace(report, shape=tuple(x.shape), worst_index=None, worst_output=None))
+
+
+MODES: dict[str, Mode] = {"full": full, "fast": fast, "complex": complex_step, "richardson": richardson}

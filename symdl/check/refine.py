@@ -1,0 +1,181 @@
+r"""Step-size sweep with Richardson's error estimate, and kink detection.
+
+An entry that fails the first comparison is not yet a failure: the step may
+have been too large (truncation, or a kink within ``h`` of ``x``) or too
+small (rounding). :func:`sweep` evaluates central differences
+:math:`C(h_L)` along each line at the steps :math:`h_L = 16 h / 4^L`,
+``L = 0..9``, and estimates the error of each as
+
+.. math::
+
+    e_L = |C(h_L) - C(h_{L-1})| + r_L,
+
+Richardson's estimate of the truncation error (:math:`C(h) = f' + c h^2 +
+O(h^4)`, so the difference of two levels bounds the error of the finer one
+with a 15x margin) plus the rounding bound :math:`r_L`. The level with the
+smallest :math:`e_L` is the best estimate and :math:`e_L` its error.
+
+A **kink** is where the one-sided differences :math:`R(h) = (f(x+h) -
+f(x))/h` and :math:`L(h) = (f(x) - f(x-h))/h` converge to different limits.
+For smooth ``f`` their gap shrinks like ``h`` (by 4x per level); at a kink
+it stays, while each side converges (a jump in ``f`` itself makes both
+sides grow like ``1/h`` instead). Two consecutive levels with a gap that is
+above rounding, shrinks by less than 2x, and with both sides stable to half
+the gap mark the entry as a kink, and the finest such level gives the
+one-sided values reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from symdl.check.problem import Problem, element_builder
+from symdl.check.tolerances import ROUNDING_FACTOR, machine_epsilon
+
+#: Step factors of the sweep, relative to the first-pass step.
+FACTORS = 16.0 * 4.0 ** -np.arange(10)
+
+
+class Lines(Protocol):
+    """``C`` lines through ``x`` along which ``f`` is differentiated."""
+
+    count: int
+    f0: np.ndarray
+
+    def at(self, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(plus, minus, magnitude, up, down)``: values at ``x + factor d`` and ``x - factor d`` (C, m'),
+        their magnitude for rounding bounds, and the effective step lengths up and down (C,)."""
+
+
+@dataclass
+class ElementLines:
+    """One input element per line: the numeric Jacobian columns of those elements."""
+
+    problem: Problem
+    k: int
+    index: np.ndarray
+    steps: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.index.size)
+
+    @property
+    def f0(self) -> np.ndarray:
+        return np.broadcast_to(self.problem.f0, (self.count, self.problem.size))
+
+    def at(self, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        base = self.problem.base(self.k)
+        x = base[self.index]
+        plus, minus = x + (factor * self.steps).astype(x.dtype), x - (factor * self.steps).astype(x.dtype)
+        both = np.concatenate([self.index, self.index])
+        values = self.problem.rows(self.k, 2 * self.count, element_builder(base, both, np.concatenate([plus, minus])))
+        f_plus, f_minus = values[: self.count], values[self.count:]
+        up = plus.astype(np.float64) - x.astype(np.float64)
+        down = x.astype(np.float64) - minus.astype(np.float64)
+        return f_plus, f_minus, np.maximum(np.abs(f_plus), np.abs(f_minus)), up, down
+
+
+@dataclass
+class DirectionLines:
+    """Directions ``d_c`` through input ``k``, outputs projected on weights ``w_c``: ``w_c^T J d_c``."""
+
+    problem: Problem
+    k: int
+    deltas: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.deltas.shape[0])
+
+    @property
+    def f0(self) -> np.ndarray:
+        return (self.weights @ self.problem.f0)[:, None]
+
+    def at(self, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        base = self.problem.base(self.k)
+        step = factor * self.deltas
+        points = np.concatenate([base + step, base - step])
+        values = self.problem.rows(self.k, 2 * self.count, lambda start, stop: points[start:stop])
+        f_plus, f_minus = values[: self.count], values[self.count:]
+        # The steps actually taken, projected on the direction (rounding moves them off it slightly).
+        norm = np.einsum("cn,cn->c", self.deltas, self.deltas)
+        up = np.einsum("cn,cn->c", points[: self.count] - base, self.deltas) / norm
+        down = np.einsum("cn,cn->c", base - points[self.count:], self.deltas) / norm
+        magnitude = np.einsum("cm,cm->c", np.abs(self.weights), np.maximum(np.abs(f_plus), np.abs(f_minus)))
+        return (np.einsum("cm,cm->c", self.weights, f_plus)[:, None],
+                np.einsum("cm,cm->c", self.weights, f_minus)[:, None], magnitude[:, None], up, down)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Best numeric derivative along each line (C, m') with its error, and kinks found."""
+
+    value: np.ndarray
+    error: np.ndarray
+    kink: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+
+
+def sweep(lines: Lines, eval_dtype: np.dtype) -> Sweep:
+    """Central differences at every step factor; the best estimate per entry, and kinks."""
+    eps = ROUNDING_FACTOR * machine_epsilon(eval_dtype)
+    f0 = lines.f0
+    central, right, left, magnitude, second, up, down = [], [], [], [], [], [], []
+    for factor in FACTORS:
+        plus, minus, size, step_up, step_down = lines.at(float(factor))
+        with np.errstate(all="ignore"):
+            central.append((plus - minus) / (step_up + step_down)[:, None])
+            right.append((plus - f0) / step_up[:, None])
+            left.append((f0 - minus) / step_down[:, None])
+        magnitude.append(np.maximum(size, np.abs(f0)))
+        second.append(np.abs(plus + minus - 2 * f0))
+        up.append(step_up[:, None])
+        down.append(step_down[:, None])
+    c, r, lft = np.array(central), np.array(right), np.array(left)
+    up_, down_ = np.array(up), np.array(down)
+    # f's own evaluation noise, measured: at the finest steps the second difference is all rounding
+    # (the smallest of three, since a kink near x inflates the coarser ones).
+    noise = np.nanmin(np.array(second)[-3:], axis=0)
+    noise = np.maximum(eps * np.array(magnitude), 2 * np.where(np.isfinite(noise), noise, np.inf))
+    rounding = noise / (up_ + down_)
+    with np.errstate(all="ignore"):
+        step_change = np.abs(np.diff(c, axis=0))
+        change = np.full(c.shape, np.inf)
+        # Richardson's estimate of level L, guarded on both sides against a chance agreement of two levels;
+        # trusted only where the sequence converges (the next change shrinks, or is within rounding).
+        change[1:] = step_change
+        converging = step_change[1:] <= 0.5 * step_change[:-1] + 2 * rounding[2:]
+        change[1:-1] = np.where(converging, np.maximum(step_change[:-1], step_change[1:]), np.inf)
+        error = change + rounding
+    error[~np.isfinite(error)] = np.inf
+    best = np.argmin(error, axis=0)[None]
+    value = np.take_along_axis(c, best, 0)[0]
+    kink, at = _kinks(r, lft, noise / np.minimum(up_, down_))
+    pick = at[None]
+    return Sweep(value, np.take_along_axis(error, best, 0)[0], kink,
+                 np.take_along_axis(lft, pick, 0)[0], np.take_along_axis(r, pick, 0)[0])
+
+
+def _kinks(right: np.ndarray, left: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry: whether two consecutive levels show a persistent gap, and the finest such level."""
+    with np.errstate(all="ignore"):
+        gap = np.abs(right - left)
+        reliable = np.isfinite(gap) & (gap > 10 * noise)
+        level = np.zeros_like(reliable)
+        level[1:] = (reliable[1:] & reliable[:-1] & (gap[1:] >= 0.5 * gap[:-1])
+                     & (np.abs(right[1:] - right[:-1]) + np.abs(left[1:] - left[:-1]) <= 0.5 * gap[1:]))
+    persistent = np.zeros_like(level)
+    persistent[1:] = level[1:] & level[:-1]
+    finest = level.shape[0] - 1 - np.argmax(persistent[::-1], axis=0)
+    # A gap that collapses at a finer, still measurable step was a kink near x, not at it.
+    size = np.take_along_axis(gap, finest[None], 0)
+    finer = np.arange(gap.shape[0]).reshape((-1,) + (1,) * finest.ndim) > finest[None]
+    with np.errstate(invalid="ignore"):
+        collapsed = (finer & (gap < 0.25 * size) & (10 * noise < size)).any(axis=0)
+    return persistent.any(axis=0) & ~collapsed, finest
