@@ -25,7 +25,8 @@ from symdl.catalog import CATALOG
 from symdl.catalog.spec import Formula, Op, Param
 from symdl.files import write_atomically
 from symdl.functions import NUM_CLASSES
-from symdl.printing.inplace import kernel_arrays
+from symdl.onehot import NotAffineError, lower_row, lower_rowsums, picked_symbol
+from symdl.printing.inplace import ArraySpec, kernel_arrays
 from symdl.printing.latex import formula_latex
 from symdl.printing.numpy_printer import KernelPrinter, print_assignments
 
@@ -232,28 +233,123 @@ def _pointwise_loss(op: Op) -> str:
     ])
 
 
+def _picked_arrays(op: Op, exprs: Iterable[sp.Expr]) -> dict[sp.Symbol, sp.Symbol]:
+    """Row arrays whose per-row value at the target class ``exprs`` read (``x`` -> ``x_k``)."""
+    index = next(i.symbol for i in op.inputs if i.role == "class_index")
+    wanted = set().union(*(e.free_symbols for e in exprs))
+    return {s: picked_symbol(s) for s in op.row_symbols if s != index and picked_symbol(s) in wanted}
+
+
+def _index_printer(op: Op) -> KernelPrinter:
+    """The class-loss printer, plus the per-row picked arrays (shaped like ``g``, the input's dtype)."""
+    printer = _printer(op)
+    first = op.inputs[0].symbol.name
+    for symbol in op.row_symbols:
+        weight = symbol in {p.symbol for p in op.params if p.rule.kind == "array"}
+        printer.arrays[picked_symbol(symbol)] = ArraySpec("g", first, within=first, maybe_float=weight, vector=True)
+    return printer
+
+
+def _pick_lines(op: Op, exprs: Iterable[sp.Expr]) -> list[str]:
+    names = {p.symbol: p.name for p in op.params}
+    return [f"{k.name} = _rt.pick({names.get(s, s.name)}, t, dim)" for s, k in _picked_arrays(op, exprs).items()]
+
+
+def _fast_path_branches(op: Op, make_body: Callable[[dict[sp.Symbol, object]], list[str]]) -> list[str]:
+    """``if param == value:`` branches with the value substituted, then the general body."""
+    if not op.fast_paths:
+        return make_body({})
+    lines: list[str] = []
+    for keyword, (name, value) in zip(("if", *["elif"] * len(op.fast_paths)), op.fast_paths):
+        lines.append(f"{keyword} {name} == {value!r}:  # fast path: the formulas with {name} = {value!r}")
+        lines += [f"    {line}" for line in make_body({op.param(name).symbol: value})]
+    return lines + ["else:"] + [f"    {line}" for line in make_body({})]
+
+
+def _index_forward(op: Op, formula: Formula) -> list[str]:
+    """The forward for class-index targets: gathers instead of one-hot rows."""
+    index = next(i.symbol for i in op.inputs if i.role == "class_index")
+
+    def body(values: dict[sp.Symbol, object]) -> list[str]:
+        forward = formula.forward.xreplace(values)
+        lowered = lower_rowsums(forward, index, {s: picked_symbol(s) for s in op.row_symbols if s != index})
+        return _pick_lines(op, [lowered]) + print_assignments({"out": lowered}, _index_printer(op))
+
+    return _fast_path_branches(op, body)
+
+
+def _index_vjp(op: Op, formula: Formula) -> list[str]:
+    """The VJP for class-index targets: a full base row plus a scatter at the target class."""
+    index = next(i.symbol for i in op.inputs if i.role == "class_index")
+    first = op.inputs[0].symbol.name
+    inputs = [i for i in op.differentiable_inputs if i.role != "class_index"]
+
+    def body(values: dict[sp.Symbol, object]) -> list[str]:
+        outputs: dict[str, sp.Expr] = {}
+        for item in inputs:
+            gradient = _gradient_expr(op, formula, item.name).xreplace(values)
+            base, at_target = lower_row(gradient, index, {s: picked_symbol(s) for s in op.row_symbols if s != index})
+            outputs[f"base_{item.name}"], outputs[f"at_{item.name}"] = base, at_target
+        lines = _pick_lines(op, outputs.values()) + print_assignments(outputs, _index_printer(op))
+        for item in inputs:
+            fresh = not (outputs[f"base_{item.name}"].is_Atom)  # an input or a constant is never written into
+            lines.append(f"grad_{item.name} = _rt.add_at_targets(base_{item.name}, t, at_{item.name}, dim, "
+                         f"{first}, fresh={fresh})")
+        return lines
+
+    return _fast_path_branches(op, body)
+
+
+def _lowerable(op: Op, formula: Formula, index: sp.Symbol | None) -> bool:
+    """Whether every formula of a class-index op has a gather form."""
+    if index is None:
+        return False
+    picked = {s: picked_symbol(s) for s in op.row_symbols if s != index}
+    try:
+        lower_rowsums(formula.forward, index, picked)
+        for item in op.differentiable_inputs:
+            if item.role != "class_index":
+                lower_row(_gradient_expr(op, formula, item.name), index, picked)
+    except NotAffineError:
+        return False
+    return True
+
+
+def _by_target_kind(index_lines: list[str], row_lines: list[str], allow_rows: bool) -> list[str]:
+    """Class-index targets take ``index_lines``; probability targets (if allowed) ``row_lines``."""
+    if not allow_rows:
+        return index_lines
+    return (["if keep is not None:  # class indices: gathers, no one-hot rows"] + [f"    {line}" for line in index_lines]
+            + ["else:  # probability rows"] + [f"    {line}" for line in row_lines])
+
+
 def _class_loss(op: Op) -> str:
     """A loss per row along the class axis (dim 1), then PyTorch's reduction.
 
-    Class-index targets become one-hot rows (``ignore_index`` rows are masked
-    out of the loss, the gradient and the mean's denominator); per-row targets
-    (+-1 labels) broadcast along the class axis.
+    Class-index targets are lowered to gathers and scatters at the target
+    class (:mod:`symdl.onehot`; one-hot rows where a formula has no such
+    form), ``ignore_index`` rows are masked out of the loss, the gradient and
+    the mean's denominator; per-row targets (+-1 labels) broadcast along the
+    class axis.
     """
     first = op.inputs[0].symbol.name
     formula = op.formula()
     index_target = next((i for i in op.inputs if i.role == "class_index"), None)
+    index_symbol = index_target.symbol if index_target else None
+    lowered = _lowerable(op, formula, index_symbol)
     has_ignore = any(p.name == "ignore_index" for p in op.params)
+    allow_rows = index_target is None or "target" in formula.grads
     checks = [line for line in _validation(op) if not any(
         line.startswith(f"{i.symbol.name} = _rt.float_array") for i in op.inputs if i.role in ("class_index", "sign"))]
     checks.append(f"dim = _rt.class_axis({first}, {op.name!r})")
-    if any(e.has(NUM_CLASSES) for e in (formula.forward, *formula.grads.values())):
-        checks.append(f"num_classes = {first}.shape[dim]")
+    if index_target is not None or any(e.has(NUM_CLASSES) for e in (formula.forward, *formula.grads.values())):
+        checks.append(f"num_classes = {first}.shape[dim]")  # gather forms may sum a weight over the classes
     for item in op.inputs[1:]:
         name = item.symbol.name
         if item.role == "class_index":
-            allow = "target" in formula.grads
             ignore = "ignore_index" if has_ignore else "None"
-            checks.append(f"{name}, keep = _rt.class_targets({item.name}, {op.name!r}, {first}, dim, {ignore}, {allow})")
+            checks.append(f"{name}, keep = _rt.class_targets({item.name}, {op.name!r}, {first}, dim, {ignore}, "
+                          f"{allow_rows})")
         elif item.role == "sign":
             checks.append(f"{name} = _rt.row_target({item.name}, {op.name!r}, {first}, dim)")
         else:
@@ -266,7 +362,12 @@ def _class_loss(op: Op) -> str:
     target_rows = index_target.symbol.name if index_target else first
     denominator = (f"_rt.class_mean_denominator(keep, {weight}, {target_rows}, dim, loss.size)"
                    if op.weighted_mean else "None")
-    forward = print_assignments({"out": formula.forward}, _printer(op)) + [
+    one_hot = [f"{index_symbol} = _rt.one_hot({index_symbol}, {first}, dim)"] if index_target else []
+
+    row_forward = print_assignments({"out": formula.forward}, _printer(op))
+    forward = row_forward if index_target is None else _by_target_kind(
+        _index_forward(op, formula) if lowered else one_hot + row_forward, row_forward, allow_rows)
+    forward += [
         "loss = np.squeeze(out, axis=dim)",
         "if keep is not None:",
         "    loss = loss * keep",
@@ -282,7 +383,13 @@ def _class_loss(op: Op) -> str:
         "    g = g * keep",
         "g = np.expand_dims(g, dim)",
     ]
-    vjp += print_assignments(outputs, _printer(op))
+    row_vjp = print_assignments(outputs, _printer(op))
+    if index_target is None:
+        vjp += row_vjp
+    else:
+        index_vjp = _index_vjp(op, formula) if lowered else one_hot + print_assignments(
+            {k: v for k, v in outputs.items() if k != f"grad_{index_target.name}"}, _printer(op))
+        vjp += _by_target_kind(index_vjp, row_vjp, allow_rows)
     results = []
     for item in op.inputs:
         if not item.differentiable:

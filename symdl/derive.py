@@ -37,7 +37,7 @@ from symdl.functions import expand_row, row_components, rowmax, rowsum, to_textb
 PROOF_DIGITS = 50
 #: Points a numeric identity proof checks.
 PROOF_POINTS = 40
-#: Seconds ``simplify`` may spend on one identity before the numeric proof is used.
+#: CPU seconds ``simplify`` may spend on one identity before the numeric proof is used.
 SIMPLIFY_SECONDS = 2.0
 #: Row sizes on which row-op identities are proven.
 ROW_SIZES = (2, 3, 4)
@@ -49,10 +49,12 @@ class ProofTimeout(Exception):
 
 @contextlib.contextmanager
 def time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the enclosed pure-Python computation after ``seconds``.
+    """Interrupt the enclosed pure-Python computation after ``seconds`` of CPU time.
 
-    Uses ``SIGALRM``, which only the main thread can receive; elsewhere the
-    block runs without a limit.
+    CPU time of this process (``ITIMER_VIRTUAL``), not wall time: whether an
+    identity is proven symbolically must not depend on how busy the machine
+    is. Only the main thread receives the signal; elsewhere the block runs
+    without a limit.
     """
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
@@ -61,13 +63,13 @@ def time_limit(seconds: float) -> Iterator[None]:
     def _raise(signum: int, frame: object) -> None:
         raise ProofTimeout
 
-    previous = signal.signal(signal.SIGALRM, _raise)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGVTALRM, _raise)
+    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        signal.signal(signal.SIGVTALRM, previous)
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,37 @@ def test_cross_entropy_spatial_targets_use_axis_1() -> None:
     np.testing.assert_allclose(K.cross_entropy(z, target, reduction="none"), flat.reshape(2, 4, 5), rtol=1e-13)
 
 
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+@pytest.mark.parametrize("layout", ["C", "F"])
+def test_class_index_gradients_land_on_the_target_in_any_layout(name: str, layout: str) -> None:
+    # Index targets are gathered and scattered by flat position: spatial (N, C, H, W) inputs and
+    # Fortran-ordered ones must give the gradient of the same rows flattened to (N*H*W, C).
+    rng = np.random.default_rng(5)
+    z = np.asarray(rng.normal(size=(2, 3, 4, 5)), order=layout)
+    target = rng.integers(0, 3, (2, 4, 5))
+    weight = rng.uniform(0.5, 2.0, 3)
+    rows = np.moveaxis(z, 1, -1).reshape(-1, 3)
+    upstream = rng.normal(size=(2, 4, 5))
+    forward, vjp = getattr(K, name), getattr(K, f"{name}_vjp")
+    (grad, _) = vjp(upstream, z, target, weight=weight, reduction="none")
+    (flat, _) = vjp(upstream.reshape(-1), np.ascontiguousarray(rows), target.reshape(-1), weight=weight,
+                    reduction="none")
+    np.testing.assert_allclose(np.moveaxis(grad, 1, -1).reshape(-1, 3), flat, rtol=1e-13)
+    np.testing.assert_allclose(forward(z, target, weight=weight, reduction="none").reshape(-1),
+                               forward(rows, target.reshape(-1), weight=weight, reduction="none"), rtol=1e-13)
+
+
+def test_every_target_ignored_gives_a_nan_mean_and_zero_gradient() -> None:
+    # PyTorch: the mean over no counted target is 0/0 = NaN, and no logit reaches the loss.
+    z = np.random.default_rng(6).normal(size=(3, 4))
+    target = np.full(3, -100)
+    with np.errstate(all="raise"):
+        loss = K.cross_entropy(z, target)
+        (grad, _) = K.cross_entropy_vjp(1.0, z, target)
+    assert np.isnan(loss)
+    assert np.all(grad == 0)
+
+
 def test_cross_entropy_at_a_logit_of_1e4_is_finite() -> None:
     z = np.array([[1e4, 0.0, -1e4]])
     with np.errstate(all="raise", under="ignore"):

@@ -190,6 +190,12 @@ class Op:
         row_symbols: for ``row``/``class_loss`` kinds, the symbols that are
             vectors along the reduction axis.
         upstream: the symbol standing for the upstream gradient in VJPs.
+        weighted_mean: class losses: 'mean' divides by the summed weight of
+            the targets (PyTorch's rule for class-index targets).
+        fast_paths: parameter values that get a branch of their own in the
+            generated kernel, the formulas simplified by substituting them
+            (``label_smoothing=0`` drops cross-entropy's smoothing pass). The
+            substitution is exact, so the branch needs no proof of its own.
     """
 
     name: str
@@ -205,7 +211,8 @@ class Op:
     notes: tuple[str, ...] = ()
     row_symbols: tuple[sp.Symbol, ...] = ()
     upstream: sp.Symbol = sp.Symbol("g")
-    weighted_mean: bool = False  # class losses: 'mean' divides by the summed weight of the targets
+    weighted_mean: bool = False
+    fast_paths: tuple[tuple[str, object], ...] = ()
 
     def param(self, name: str) -> Param:
         """The parameter called ``name``."""

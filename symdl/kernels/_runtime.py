@@ -120,6 +120,49 @@ def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out if dtype == wide else out.astype(dtype)
 
 
+# --------------------------------------------------------------------------- row reductions
+#: Rows at most this wide are reduced specially: NumPy's reductions along a
+#: short contiguous last axis are slow (about 4x, measured on (1e5, 10)).
+NARROW_ROW = 32
+#: Rows per block in the column-by-column maximum (a block stays in cache).
+_ROW_BLOCK = 8192
+
+
+def _narrow_last_axis(x: np.ndarray, axis: int) -> bool:
+    return x.ndim == 2 and axis in (1, -1) and 1 < x.shape[1] <= NARROW_ROW and x.flags.c_contiguous
+
+
+def rowsum(x: np.ndarray, axis: int, keepdims: bool = True) -> np.ndarray:
+    r""":math:`\sum_j x_{ij}` along ``axis``, as ``np.sum(x, axis, keepdims=keepdims)``.
+
+    Narrow 2-D rows are summed as the matrix-vector product ``x @ 1`` (5x
+    faster than ``np.sum(axis=1)`` there; the error bound of a length-C dot
+    product, C <= 32, matches pairwise summation's at that length).
+    """
+    if not _narrow_last_axis(x, axis):
+        return np.sum(x, axis=axis, keepdims=keepdims)
+    out = x @ np.ones(x.shape[1], dtype=x.dtype)
+    return out[:, None] if keepdims else out
+
+
+def rowmax(x: np.ndarray, axis: int, keepdims: bool = True) -> np.ndarray:
+    r""":math:`\max_j x_{ij}` along ``axis``, as ``np.max(x, axis, keepdims=keepdims)``.
+
+    Narrow 2-D rows are reduced column by column with ``np.maximum`` (which
+    propagates NaN like ``np.max``), in cache-sized blocks of rows.
+    """
+    if not _narrow_last_axis(x, axis):
+        return np.max(x, axis=axis, keepdims=keepdims)
+    rows, width = x.shape
+    out = np.empty(rows, dtype=x.dtype)
+    for start in range(0, rows, _ROW_BLOCK):
+        block, acc = x[start:start + _ROW_BLOCK], out[start:start + _ROW_BLOCK]
+        np.copyto(acc, block[:, 0])
+        for j in range(1, width):
+            np.maximum(acc, block[:, j], out=acc)
+    return out[:, None] if keepdims else out
+
+
 # --------------------------------------------------------------------------- arrays
 _FLOAT_KINDS = frozenset("f")
 _PROMOTED_KINDS = frozenset("iub")
@@ -261,7 +304,10 @@ def reduce(loss: np.ndarray, reduction: str, denominator: float | None = None) -
     total = loss.sum(dtype=loss.dtype)
     if reduction == "sum":
         return total
-    return total / loss.dtype.type(_count(loss.shape, reduction, denominator))
+    count = _count(loss.shape, reduction, denominator)
+    if count == 0:  # nothing counted (every target ignored, or an empty batch): NaN, as PyTorch
+        return loss.dtype.type(math.nan)
+    return total / loss.dtype.type(count)
 
 
 def reduce_vjp(grad: ArrayLike, shape: tuple[int, ...], dtype: np.dtype, reduction: str, op: str,
@@ -276,7 +322,9 @@ def reduce_vjp(grad: ArrayLike, shape: tuple[int, ...], dtype: np.dtype, reducti
         raise OpInputError(f"{op}: grad must be a scalar for reduction={reduction!r}, got shape {g.shape}")
     scale = g.reshape(()).astype(dtype)
     if reduction in ("mean", "batchmean"):
-        scale = scale / dtype.type(_count(shape, reduction, denominator))
+        count = _count(shape, reduction, denominator)
+        # Nothing counted: no element reaches the loss, so every gradient is 0 (as PyTorch).
+        scale = scale / dtype.type(count) if count else np.zeros((), dtype)
     return np.broadcast_to(scale, shape)
 
 
@@ -339,12 +387,13 @@ def class_weight(weight: ArrayLike | None, op: str, x: np.ndarray, dim: int) -> 
 
 def class_targets(target: ArrayLike, op: str, x: np.ndarray, dim: int, ignore_index: int | None,
                   allow_probabilities: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Targets as rows along the class axis, and the mask of rows that count.
+    """Targets along the class axis, and the mask of rows that count.
 
     Integer targets are class indices, shaped like the input without its class
-    axis: they become one-hot rows, and rows equal to ``ignore_index`` are
-    masked out. Float targets (where allowed) are probabilities of the input's
-    shape.
+    axis: they come back as indices with a unit class axis (``ignore_index``
+    rows replaced by class 0, for :func:`pick` and :func:`add_at_targets`)
+    and the mask of the rows that count. Float targets (where allowed) are
+    probabilities of the input's shape, and the mask is None.
     """
     array = np.asarray(target)
     if array.dtype.kind in "iu":
@@ -353,17 +402,72 @@ def class_targets(target: ArrayLike, op: str, x: np.ndarray, dim: int, ignore_in
             raise OpInputError(f"{op}: class-index target must have shape {expected} for input {x.shape}, "
                                f"got {array.shape}")
         index_array(array, op, "target", x.shape[dim], ignore_index)
-        keep = array != ignore_index if ignore_index is not None else np.ones(array.shape, dtype=bool)
-        safe = np.expand_dims(np.where(keep, array, 0), dim)
-        one_hot = np.zeros(x.shape, dtype=x.dtype)
-        np.put_along_axis(one_hot, safe, 1, axis=dim)
-        return one_hot, keep
+        if ignore_index is None or not np.any(ignored := array == ignore_index):
+            return np.expand_dims(array, dim), np.ones(array.shape, dtype=bool)
+        return np.expand_dims(np.where(ignored, 0, array), dim), ~ignored
     if not allow_probabilities:
         raise OpTypeError(f"{op}: target must hold integer class indices, got dtype {array.dtype}")
     probabilities = float_array(array, op, "target")
     if probabilities.shape != x.shape:
         raise OpInputError(f"{op}: probability target must have the input's shape {x.shape}, got {probabilities.shape}")
     return probabilities, None
+
+
+def class_sum(values: np.ndarray | float, num_classes: int) -> np.ndarray | float:
+    """Sum over the classes of a per-class weight expression (``num_classes`` times a scalar)."""
+    if np.ndim(values) == 0:
+        return values * num_classes
+    return np.sum(values)
+
+
+def one_hot(index: np.ndarray, x: np.ndarray, dim: int) -> np.ndarray:
+    """One-hot rows of ``x``'s shape and dtype from indices with a unit class axis."""
+    rows = np.zeros(x.shape, dtype=x.dtype)
+    np.put_along_axis(rows, index, 1, axis=dim)
+    return rows
+
+
+def _target_positions(index: np.ndarray, dim: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Flat positions, in a C-contiguous array of ``shape``, of each row's target class.
+
+    ``x.reshape(-1)[positions]`` is 3-4x faster than ``np.take_along_axis``.
+    """
+    classes, inner = shape[dim], math.prod(shape[dim + 1:])
+    outer = np.arange(math.prod(shape[:dim])).reshape(shape[:dim] + (1,) * (len(shape) - dim))
+    positions = outer * (classes * inner) + index * inner
+    if inner > 1:
+        positions += np.arange(inner).reshape(shape[dim + 1:])
+    return positions
+
+
+def pick(values: np.ndarray | float, index: np.ndarray, dim: int) -> np.ndarray | float:
+    """Each row's value at its target class, shaped like ``index``.
+
+    ``values`` is an array of the input's shape, or a per-class weight shaped
+    by :func:`class_weight` (or its 1.0 for None, returned as is).
+    """
+    if isinstance(values, float):
+        return values
+    if values.ndim != index.ndim:
+        return values.reshape(-1)[index]  # (C, 1, ...) per-class weights
+    if not values.flags.c_contiguous:
+        return np.take_along_axis(values, index, axis=dim)
+    return values.reshape(-1)[_target_positions(index, dim, values.shape)]
+
+
+def add_at_targets(base: np.ndarray | float, index: np.ndarray, values: np.ndarray | float, dim: int,
+                   like: np.ndarray, fresh: bool) -> np.ndarray:
+    """``base`` (broadcast to ``like``) plus ``values`` added at each row's target class.
+
+    ``fresh`` says ``base`` is a temporary of the kernel's own, which is then
+    updated in place (no copy) when it already has ``like``'s shape and dtype.
+    """
+    if not (fresh and isinstance(base, np.ndarray) and base.shape == like.shape and base.dtype == like.dtype
+            and base.flags.c_contiguous):
+        base = np.array(np.broadcast_to(base, like.shape), dtype=like.dtype, order="C")
+    flat = base.reshape(-1)  # a view, since base is C-contiguous
+    flat[_target_positions(index, dim, base.shape)] += values
+    return base
 
 
 def row_target(target: ArrayLike, op: str, x: np.ndarray, dim: int) -> np.ndarray:
@@ -375,7 +479,7 @@ def row_target(target: ArrayLike, op: str, x: np.ndarray, dim: int) -> np.ndarra
     return np.expand_dims(array, dim)
 
 
-def class_mean_denominator(keep: np.ndarray | None, weight: np.ndarray | float, target_rows: np.ndarray,
+def class_mean_denominator(keep: np.ndarray | None, weight: np.ndarray | float, index: np.ndarray,
                            dim: int, rows: int) -> float:
     """What PyTorch's 'mean' divides class losses by: the summed weight of the counted
     targets for class indices, else the number of rows."""
@@ -383,5 +487,5 @@ def class_mean_denominator(keep: np.ndarray | None, weight: np.ndarray | float, 
         return rows
     if isinstance(weight, float):
         return float(np.count_nonzero(keep))
-    picked = np.sum(target_rows * weight, axis=dim)
-    return float(np.sum(picked[keep]))
+    picked = np.squeeze(pick(weight, index, dim), axis=dim)
+    return float(np.sum(np.broadcast_to(picked, keep.shape)[keep]))

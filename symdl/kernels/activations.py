@@ -1810,12 +1810,12 @@ def softmax(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     dim = _rt.check_integer('softmax', 'dim', dim)
     x = _rt.float_array(input, 'softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmax')
-    # t1 = np.exp(x - np.max(x, axis=dim, keepdims=True))
-    t0 = np.max(x, axis=dim, keepdims=True)
+    # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
+    t0 = _rt.rowmax(x, axis=dim, keepdims=True)
     t1 = x - t0
     np.exp(t1, out=t1)
-    # out = t1 / np.sum(t1, axis=dim, keepdims=True)
-    t2 = np.sum(t1, axis=dim, keepdims=True)
+    # out = t1 / _rt.rowsum(t1, axis=dim, keepdims=True)
+    t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
     t1 /= t2
     out = t1
     return out
@@ -1856,16 +1856,16 @@ def softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None) ->
     x = _rt.float_array(input, 'softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmax')
     g = _rt.grad_like(grad, x.shape, 'softmax')
-    # t1 = np.exp(x - np.max(x, axis=dim, keepdims=True))
-    t0 = np.max(x, axis=dim, keepdims=True)
+    # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
+    t0 = _rt.rowmax(x, axis=dim, keepdims=True)
     t1 = x - t0
     np.exp(t1, out=t1)
-    # t1 = t1 / np.sum(t1, axis=dim, keepdims=True)
-    t2 = np.sum(t1, axis=dim, keepdims=True)
+    # t1 = t1 / _rt.rowsum(t1, axis=dim, keepdims=True)
+    t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
     t1 /= t2
-    # grad_input = t1 * (g - np.sum(g * t1, axis=dim, keepdims=True))
+    # grad_input = t1 * (g - _rt.rowsum(g * t1, axis=dim, keepdims=True))
     t3 = g * t1
-    t4 = np.sum(t3, axis=dim, keepdims=True)
+    t4 = _rt.rowsum(t3, axis=dim, keepdims=True)
     np.subtract(g, t4, out=t3)
     t3 *= t1
     grad_input = t3
@@ -1901,12 +1901,12 @@ def log_softmax(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     dim = _rt.check_integer('log_softmax', 'dim', dim)
     x = _rt.float_array(input, 'log_softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'log_softmax')
-    t0 = np.max(x, axis=dim, keepdims=True)
-    # out = -t0 + x - np.log(np.sum(np.exp(-t0 + x), axis=dim, keepdims=True))
+    t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+    # out = -t0 + x - np.log(_rt.rowsum(np.exp(-t0 + x), axis=dim, keepdims=True))
     np.negative(t0, out=t0)
     t1 = t0 + x
     t2 = np.exp(t1)
-    t3 = np.sum(t2, axis=dim, keepdims=True)
+    t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
     np.log(t3, out=t3)
     t1 -= t3
     out = t1
@@ -1947,14 +1947,14 @@ def log_softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None
     x = _rt.float_array(input, 'log_softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'log_softmax')
     g = _rt.grad_like(grad, x.shape, 'log_softmax')
-    # t1 = np.exp(x - np.max(x, axis=dim, keepdims=True))
-    t0 = np.max(x, axis=dim, keepdims=True)
+    # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
+    t0 = _rt.rowmax(x, axis=dim, keepdims=True)
     t1 = x - t0
     np.exp(t1, out=t1)
-    # grad_input = g - t1 * np.sum(g, axis=dim, keepdims=True) / np.sum(t1, axis=dim, keepdims=True)
-    t2 = np.sum(g, axis=dim, keepdims=True)
+    # grad_input = g - t1 * _rt.rowsum(g, axis=dim, keepdims=True) / _rt.rowsum(t1, axis=dim, keepdims=True)
+    t2 = _rt.rowsum(g, axis=dim, keepdims=True)
     t3 = t1 * t2
-    t4 = np.sum(t1, axis=dim, keepdims=True)
+    t4 = _rt.rowsum(t1, axis=dim, keepdims=True)
     t3 /= t4
     np.subtract(g, t3, out=t3)
     grad_input = t3
@@ -1991,13 +1991,13 @@ def softmin(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     dim = _rt.check_integer('softmin', 'dim', dim)
     x = _rt.float_array(input, 'softmin', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmin')
-    # t0 = np.exp(-x - np.max(-x, axis=dim, keepdims=True))
+    # t0 = np.exp(-x - _rt.rowmax(-x, axis=dim, keepdims=True))
     t0 = -x
-    t1 = np.max(t0, axis=dim, keepdims=True)
+    t1 = _rt.rowmax(t0, axis=dim, keepdims=True)
     t0 -= t1
     np.exp(t0, out=t0)
-    # out = t0 / np.sum(t0, axis=dim, keepdims=True)
-    t2 = np.sum(t0, axis=dim, keepdims=True)
+    # out = t0 / _rt.rowsum(t0, axis=dim, keepdims=True)
+    t2 = _rt.rowsum(t0, axis=dim, keepdims=True)
     t0 /= t2
     out = t0
     return out
@@ -2038,18 +2038,18 @@ def softmin_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None) ->
     x = _rt.float_array(input, 'softmin', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmin')
     g = _rt.grad_like(grad, x.shape, 'softmin')
-    # t0 = np.exp(-x - np.max(-x, axis=dim, keepdims=True))
+    # t0 = np.exp(-x - _rt.rowmax(-x, axis=dim, keepdims=True))
     t0 = -x
-    t1 = np.max(t0, axis=dim, keepdims=True)
+    t1 = _rt.rowmax(t0, axis=dim, keepdims=True)
     t0 -= t1
     np.exp(t0, out=t0)
-    # t0 = t0 / np.sum(t0, axis=dim, keepdims=True)
-    t2 = np.sum(t0, axis=dim, keepdims=True)
+    # t0 = t0 / _rt.rowsum(t0, axis=dim, keepdims=True)
+    t2 = _rt.rowsum(t0, axis=dim, keepdims=True)
     t0 /= t2
-    # grad_input = -t0 * (g - np.sum(g * t0, axis=dim, keepdims=True))
+    # grad_input = -t0 * (g - _rt.rowsum(g * t0, axis=dim, keepdims=True))
     t3 = -t0
     t4 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
-    t5 = np.sum(t4, axis=dim, keepdims=True)
+    t5 = _rt.rowsum(t4, axis=dim, keepdims=True)
     np.subtract(g, t5, out=t4)
     t4 *= t3
     grad_input = t4

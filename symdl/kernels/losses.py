@@ -423,22 +423,22 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLi
     t1 = np.multiply(y, t0, out=t0 if y.dtype == t0.dtype else None)
     t2 = np.asarray(1 - y)
     # out = np.where(x < 0.5, -weight * (t1 + t2 * np.log1p(-np.clip(x, -math.inf, 0.5))), -weight * (t1 + t2 * np.log(np.clip(1 - x, 3.720075976020836e-44, math.inf))))
-    t3 = -weight
-    t4 = np.asarray(np.clip(x, -math.inf, 0.5))
-    np.negative(t4, out=t4)
-    np.log1p(t4, out=t4)
-    t5 = np.asarray(np.multiply(t2, t4, out=t4 if t2.dtype == t4.dtype else None))
-    t5 += t1
-    t6 = t3 * t5
-    t7 = np.asarray(np.subtract(1, x, out=t5 if x.dtype == t5.dtype else None))
-    np.clip(t7, 3.720075976020836e-44, math.inf, out=t7)
-    np.log(t7, out=t7)
-    t8 = np.multiply(t2, t7, out=t2 if t7.dtype == t2.dtype else None)
-    t1 += t8
-    t9 = t3 * t1
+    v0 = -weight
+    t3 = np.asarray(np.clip(x, -math.inf, 0.5))
+    np.negative(t3, out=t3)
+    np.log1p(t3, out=t3)
+    t4 = np.asarray(np.multiply(t2, t3, out=t3 if t2.dtype == t3.dtype else None))
+    t4 += t1
+    t5 = v0 * t4
+    t6 = np.asarray(np.subtract(1, x, out=t4 if x.dtype == t4.dtype else None))
+    np.clip(t6, 3.720075976020836e-44, math.inf, out=t6)
+    np.log(t6, out=t6)
+    t7 = np.multiply(t2, t6, out=t2 if t6.dtype == t2.dtype else None)
+    t1 += t7
+    t8 = v0 * t1
     m0 = x < 0.5
-    t10 = np.where(m0, t6, t9)
-    out = t10
+    t9 = np.where(m0, t5, t8)
+    out = t9
     return _rt.reduce(out, reduction)
 
 
@@ -554,17 +554,17 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
     weight = _rt.optional_array(weight, 'binary_cross_entropy_with_logits', 'weight', x)
     pos_weight = _rt.optional_array(pos_weight, 'binary_cross_entropy_with_logits', 'pos_weight', x)
     # out = weight * (x * (1 - y) + (y * (pos_weight - 1) + 1) * _rt.softplus(-x))
-    t0 = pos_weight - 1
-    t1 = y * t0
-    t1 += 1
-    t2 = np.asarray(-x)
-    _rt.softplus(t2, out=t2)
-    t1 *= t2
-    t3 = np.asarray(np.subtract(1, y, out=t2 if y.dtype == t2.dtype else None))
-    t4 = np.multiply(x, t3, out=t3 if x.dtype == t3.dtype else None)
-    t1 += t4
-    t5 = weight * t1
-    out = t5
+    v0 = pos_weight - 1
+    t0 = y * v0
+    t0 += 1
+    t1 = np.asarray(-x)
+    _rt.softplus(t1, out=t1)
+    t0 *= t1
+    t2 = np.asarray(np.subtract(1, y, out=t1 if y.dtype == t1.dtype else None))
+    t3 = np.multiply(x, t2, out=t2 if x.dtype == t2.dtype else None)
+    t0 += t3
+    t4 = weight * t0
+    out = t4
     return _rt.reduce(out, reduction)
 
 
@@ -609,25 +609,25 @@ def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, targ
     weight = _rt.optional_array(weight, 'binary_cross_entropy_with_logits', 'weight', x)
     pos_weight = _rt.optional_array(pos_weight, 'binary_cross_entropy_with_logits', 'pos_weight', x)
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'binary_cross_entropy_with_logits')
-    t0 = pos_weight - 1
-    t1 = np.asarray(-x)
-    t2 = g * weight
-    # grad_input = t2 * (-y - (t0 * y + 1) * _rt.sigmoid(t1) + 1)
-    t3 = np.asarray(t0 * y)
-    t3 += 1
-    t4 = np.asarray(_rt.sigmoid(t1))
-    t3 *= t4
-    t5 = np.negative(y, out=t4 if y.dtype == t4.dtype else None)
-    np.subtract(t5, t3, out=t3)
-    t3 += 1
-    t6 = t2 * t3
-    grad_input = t6
-    # grad_target = t2 * (t0 * _rt.softplus(t1) - x)
-    _rt.softplus(t1, out=t1)
-    t7 = np.multiply(t0, t1, out=t3 if np.result_type(t0, t1) == t3.dtype else None)
-    t7 -= x
-    t8 = t2 * t7
-    grad_target = t8
+    v0 = pos_weight - 1
+    t0 = np.asarray(-x)
+    t1 = g * weight
+    # grad_input = t1 * (-y - (v0 * y + 1) * _rt.sigmoid(t0) + 1)
+    t2 = np.asarray(v0 * y)
+    t2 += 1
+    t3 = np.asarray(_rt.sigmoid(t0))
+    t2 *= t3
+    t4 = np.negative(y, out=t3 if y.dtype == t3.dtype else None)
+    np.subtract(t4, t2, out=t2)
+    t2 += 1
+    t5 = t1 * t2
+    grad_input = t5
+    # grad_target = t1 * (v0 * _rt.softplus(t0) - x)
+    _rt.softplus(t0, out=t0)
+    t6 = np.multiply(v0, t0, out=t2 if np.result_type(v0, t0) == t2.dtype else None)
+    t6 -= x
+    t7 = t1 * t6
+    grad_target = t7
     return (grad_input, grad_target,)
 
 
@@ -1700,21 +1700,62 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
     num_classes = x.shape[dim]
     t, keep = _rt.class_targets(target, 'cross_entropy', x, dim, ignore_index, True)
     weight = _rt.class_weight(weight, 'cross_entropy', x, dim)
-    t0 = np.max(x, axis=dim, keepdims=True)
-    # out = -np.sum(weight * (label_smoothing / num_classes + t * (1 - label_smoothing)) * (-t0 + x - np.log(np.sum(np.exp(-t0 + x), axis=dim, keepdims=True))), axis=dim, keepdims=True)
-    np.negative(t0, out=t0)
-    t1 = t0 + x
-    t2 = np.exp(t1)
-    t3 = np.sum(t2, axis=dim, keepdims=True)
-    np.log(t3, out=t3)
-    t1 -= t3
-    t4 = np.multiply(t, 1 - label_smoothing, out=t2 if t.dtype == t2.dtype else None)
-    t4 += label_smoothing / num_classes
-    t5 = np.multiply(weight, t4, out=t4 if np.result_type(weight) == t4.dtype else None)
-    t5 *= t1
-    t6 = np.sum(t5, axis=dim, keepdims=True)
-    np.negative(t6, out=t6)
-    out = t6
+    if keep is not None:  # class indices: gathers, no one-hot rows
+        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing = 0.0
+            x_k = _rt.pick(x, t, dim)
+            weight_k = _rt.pick(weight, t, dim)
+            t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+            # out = -weight_k * (-t0 + x_k - np.log(_rt.rowsum(np.exp(-t0 + x), axis=dim, keepdims=True)))
+            np.negative(t0, out=t0)
+            t1 = t0 + x_k
+            t2 = t0 + x
+            np.exp(t2, out=t2)
+            t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
+            np.log(t3, out=t3)
+            t1 -= t3
+            v0 = -weight_k
+            t1 *= v0
+            out = t1
+        else:
+            x_k = _rt.pick(x, t, dim)
+            weight_k = _rt.pick(weight, t, dim)
+            t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+            # t0 = t0 + np.log(_rt.rowsum(np.exp(-t0 + x), axis=dim, keepdims=True))
+            t1 = -t0
+            t2 = t1 + x
+            np.exp(t2, out=t2)
+            t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
+            np.log(t3, out=t3)
+            t0 += t3
+            # out = -weight_k * (1 - label_smoothing) * (-t0 + x_k) - _rt.rowsum(label_smoothing * weight * (-t0 + x) / num_classes, axis=dim, keepdims=True)
+            v0 = -weight_k
+            v1 = v0 * (1 - label_smoothing)
+            np.negative(t0, out=t0)
+            t4 = t0 + x_k
+            t4 *= v1
+            v2 = label_smoothing * weight
+            np.add(t0, x, out=t2)
+            t2 *= v2
+            t2 /= num_classes
+            t5 = _rt.rowsum(t2, axis=dim, keepdims=True)
+            t4 -= t5
+            out = t4
+    else:  # probability rows
+        t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+        # out = -_rt.rowsum(weight * (label_smoothing / num_classes + t * (1 - label_smoothing)) * (-t0 + x - np.log(_rt.rowsum(np.exp(-t0 + x), axis=dim, keepdims=True))), axis=dim, keepdims=True)
+        np.negative(t0, out=t0)
+        t1 = t0 + x
+        t2 = np.exp(t1)
+        t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
+        np.log(t3, out=t3)
+        t1 -= t3
+        t4 = np.multiply(t, 1 - label_smoothing, out=t2 if t.dtype == t2.dtype else None)
+        t4 += label_smoothing / num_classes
+        t5 = np.multiply(weight, t4, out=t4 if np.result_type(weight) == t4.dtype else None)
+        t5 *= t1
+        t6 = _rt.rowsum(t5, axis=dim, keepdims=True)
+        np.negative(t6, out=t6)
+        out = t6
     loss = np.squeeze(out, axis=dim)
     if keep is not None:
         loss = loss * keep
@@ -1775,33 +1816,75 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
     if keep is not None:
         g = g * keep
     g = np.expand_dims(g, dim)
-    s0 = 1 - label_smoothing
-    # t1 = weight * (label_smoothing / num_classes + t * s0)
-    t0 = t * s0
-    t0 += label_smoothing / num_classes
-    t1 = np.multiply(weight, t0, out=t0 if np.result_type(weight) == t0.dtype else None)
-    t2 = np.max(x, axis=dim, keepdims=True)
-    # t4 = np.exp(-t2 + x)
-    np.negative(t2, out=t2)
-    t3 = t2 + x
-    t4 = np.exp(t3)
-    t5 = np.sum(t4, axis=dim, keepdims=True)
-    # grad_input = g * (-t1 + t4 * np.sum(t1, axis=dim, keepdims=True) / t5)
-    t6 = -t1
-    t7 = np.sum(t1, axis=dim, keepdims=True)
-    np.multiply(t4, t7, out=t1)
-    t1 /= t5
-    t6 += t1
-    t6 *= g
-    grad_input = t6
-    # grad_target = -g * s0 * weight * (-t2 + x - np.log(t5))
-    t8 = -g
-    t8 *= s0
-    t9 = t8 * weight
-    np.log(t5, out=t5)
-    t3 -= t5
-    t3 *= t9
-    grad_target = t3
+    if keep is not None:  # class indices: gathers, no one-hot rows
+        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing = 0.0
+            weight_k = _rt.pick(weight, t, dim)
+            # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
+            t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+            t1 = x - t0
+            np.exp(t1, out=t1)
+            t2 = g * weight_k
+            # base_input = t1 * t2 / _rt.rowsum(t1, axis=dim, keepdims=True)
+            t3 = t1 * t2
+            t4 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            t3 /= t4
+            base_input = t3
+            np.negative(t2, out=t2)
+            at_input = t2
+            grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
+        else:
+            weight_k = _rt.pick(weight, t, dim)
+            # v1 = label_smoothing * weight / num_classes
+            v0 = label_smoothing * weight
+            v1 = v0 / num_classes
+            # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
+            t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+            t1 = x - t0
+            np.exp(t1, out=t1)
+            v2 = weight_k * (1 - label_smoothing)
+            # base_input = g * (-v1 + t1 * (v2 + _rt.class_sum(v1, num_classes=num_classes)) / _rt.rowsum(t1, axis=dim, keepdims=True))
+            v3 = _rt.class_sum(v1, num_classes=num_classes)
+            v4 = v2 + v3
+            v5 = t1 * v4
+            t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            v6 = v5 / t2
+            v7 = -v1
+            v8 = v7 + v6
+            v9 = g * v8
+            base_input = v9
+            # at_input = -g * v2
+            t3 = -g
+            t3 *= v2
+            at_input = t3
+            grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
+    else:  # probability rows
+        s0 = 1 - label_smoothing
+        # t1 = weight * (label_smoothing / num_classes + t * s0)
+        t0 = t * s0
+        t0 += label_smoothing / num_classes
+        t1 = np.multiply(weight, t0, out=t0 if np.result_type(weight) == t0.dtype else None)
+        t2 = _rt.rowmax(x, axis=dim, keepdims=True)
+        # t4 = np.exp(-t2 + x)
+        np.negative(t2, out=t2)
+        t3 = t2 + x
+        t4 = np.exp(t3)
+        t5 = _rt.rowsum(t4, axis=dim, keepdims=True)
+        # grad_input = g * (-t1 + t4 * _rt.rowsum(t1, axis=dim, keepdims=True) / t5)
+        t6 = -t1
+        t7 = _rt.rowsum(t1, axis=dim, keepdims=True)
+        np.multiply(t4, t7, out=t1)
+        t1 /= t5
+        t6 += t1
+        t6 *= g
+        grad_input = t6
+        # grad_target = -g * s0 * weight * (-t2 + x - np.log(t5))
+        t8 = -g
+        t8 *= s0
+        t9 = t8 * weight
+        np.log(t5, out=t5)
+        t3 -= t5
+        t3 *= t9
+        grad_target = t3
     return (grad_input, grad_target if keep is None else None,)
 
 
@@ -1825,14 +1908,15 @@ def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = 
     reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
     x = _rt.float_array(input, 'nll_loss', 'input')
     dim = _rt.class_axis(x, 'nll_loss')
+    num_classes = x.shape[dim]
     t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
     weight = _rt.class_weight(weight, 'nll_loss', x, dim)
-    # out = -np.sum(t * weight * x, axis=dim, keepdims=True)
-    t0 = t * weight
-    t0 *= x
-    t1 = np.sum(t0, axis=dim, keepdims=True)
-    np.negative(t1, out=t1)
-    out = t1
+    x_k = _rt.pick(x, t, dim)
+    weight_k = _rt.pick(weight, t, dim)
+    # out = -weight_k * x_k
+    v0 = -weight_k
+    t0 = v0 * x_k
+    out = t0
     loss = np.squeeze(out, axis=dim)
     if keep is not None:
         loss = loss * keep
@@ -1863,6 +1947,7 @@ def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight
     reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
     x = _rt.float_array(input, 'nll_loss', 'input')
     dim = _rt.class_axis(x, 'nll_loss')
+    num_classes = x.shape[dim]
     t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
     weight = _rt.class_weight(weight, 'nll_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
@@ -1870,11 +1955,13 @@ def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight
     if keep is not None:
         g = g * keep
     g = np.expand_dims(g, dim)
-    # grad_input = -g * t * weight
+    weight_k = _rt.pick(weight, t, dim)
+    base_input = 0
+    # at_input = -g * weight_k
     t0 = -g
-    t1 = t0 * t
-    t1 *= weight
-    grad_input = t1
+    t0 *= weight_k
+    at_input = t0
+    grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=False)
     return (grad_input, None,)
 
 
@@ -1913,7 +2000,7 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike, *, weight: 
     _rt.same_shape('multilabel_soft_margin_loss', {'input': x, 'target': t})
     keep = None
     weight = _rt.class_weight(weight, 'multilabel_soft_margin_loss', x, dim)
-    # out = np.sum(weight * (t * _rt.softplus(-x) + (1 - t) * _rt.softplus(x)), axis=dim, keepdims=True) / num_classes
+    # out = _rt.rowsum(weight * (t * _rt.softplus(-x) + (1 - t) * _rt.softplus(x)), axis=dim, keepdims=True) / num_classes
     t0 = 1 - t
     t1 = _rt.softplus(x)
     t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
@@ -1922,7 +2009,7 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike, *, weight: 
     t3 = np.multiply(t, t1, out=t1 if t.dtype == t1.dtype else None)
     t3 += t2
     t3 *= weight
-    t4 = np.sum(t3, axis=dim, keepdims=True)
+    t4 = _rt.rowsum(t3, axis=dim, keepdims=True)
     t4 /= num_classes
     out = t4
     loss = np.squeeze(out, axis=dim)
@@ -2023,23 +2110,25 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, *, p: str = 1, margin
     num_classes = x.shape[dim]
     t, keep = _rt.class_targets(target, 'multi_margin_loss', x, dim, None, False)
     weight = _rt.class_weight(weight, 'multi_margin_loss', x, dim)
-    # t1 = margin + x - np.sum(t * x, axis=dim, keepdims=True)
+    x_k = _rt.pick(x, t, dim)
+    weight_k = _rt.pick(weight, t, dim)
+    s0 = 1 / num_classes
+    # t0 = margin + x - x_k
     t0 = margin + x
-    t1 = t * x
-    t2 = np.sum(t1, axis=dim, keepdims=True)
-    np.subtract(t0, t2, out=t1)
-    # out = np.sum(t1 ** p * (1 - t) * np.sum(t * weight, axis=dim, keepdims=True) * (t1 > 0), axis=dim, keepdims=True) / num_classes
-    t3 = t1 ** p
-    t4 = np.subtract(1, t, out=t0 if t.dtype == t0.dtype else None)
-    t3 *= t4
-    t5 = np.multiply(t, weight, out=t4 if np.result_type(t, weight) == t4.dtype else None)
-    t6 = np.sum(t5, axis=dim, keepdims=True)
-    t3 *= t6
-    m0 = t1 > 0
-    t3 *= m0
-    t7 = np.sum(t3, axis=dim, keepdims=True)
-    t7 /= num_classes
-    out = t7
+    t0 -= x_k
+    # t2 = _rt.rowsum(t0 ** p * weight_k * (t0 > 0), axis=dim, keepdims=True)
+    t1 = t0 ** p
+    t1 *= weight_k
+    m0 = t0 > 0
+    t1 *= m0
+    t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
+    # out = np.where(margin > 0, s0 * (-margin ** p * weight_k + t2), s0 * t2)
+    v0 = (-margin ** p) * weight_k
+    t3 = v0 + t2
+    t3 *= s0
+    t2 *= s0
+    t4 = np.where(margin > 0, t3, t2)
+    out = t4
     loss = np.squeeze(out, axis=dim)
     if keep is not None:
         loss = loss * keep
@@ -2088,32 +2177,28 @@ def multi_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
     if keep is not None:
         g = g * keep
     g = np.expand_dims(g, dim)
-    s0 = 1 / num_classes
-    # t1 = margin + x - np.sum(t * x, axis=dim, keepdims=True)
+    x_k = _rt.pick(x, t, dim)
+    weight_k = _rt.pick(weight, t, dim)
+    # t0 = margin + x - x_k
     t0 = margin + x
-    t1 = t * x
-    t2 = np.sum(t1, axis=dim, keepdims=True)
-    np.subtract(t0, t2, out=t1)
-    t3 = t1 ** (p - 1)
-    t4 = np.subtract(1, t, out=t0 if t.dtype == t0.dtype else None)
-    # t6 = np.sum(t * weight, axis=dim, keepdims=True)
-    t5 = t * weight
-    t6 = np.sum(t5, axis=dim, keepdims=True)
-    m0 = t1 > 0
-    # t1 = t * np.sum(p * s0 * t3 * t4 * t6 * m0, axis=dim, keepdims=True)
-    t3 *= p * s0
-    t3 *= t4
-    t3 *= t6
-    np.multiply(t3, m0, out=t5)
-    t7 = np.sum(t5, axis=dim, keepdims=True)
-    np.multiply(t, t7, out=t1)
-    # grad_input = np.where(m0, g * (p * s0 * t3 * t4 * t6 - t1), -g * t1)
-    t3 -= t1
-    t3 *= g
-    t8 = -g
-    t1 *= t8
-    t9 = np.where(m0, t3, t1)
-    grad_input = t9
+    t0 -= x_k
+    # t1 = p * t0 ** (p - 1) * weight_k / num_classes
+    t1 = t0 ** (p - 1)
+    t1 *= p
+    t1 *= weight_k
+    t1 /= num_classes
+    m0 = t0 > 0
+    # base_input = g * t1 * m0
+    np.multiply(g, t1, out=t0)
+    t0 *= m0
+    base_input = t0
+    # at_input = -g * _rt.rowsum(t1 * m0, axis=dim, keepdims=True)
+    t2 = -g
+    t1 *= m0
+    t3 = _rt.rowsum(t1, axis=dim, keepdims=True)
+    t4 = t2 * t3
+    at_input = t4
+    grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
     return (grad_input, None,)
 
 
@@ -2168,17 +2253,17 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     _rt.same_shape('cosine_embedding_loss', {'input1': x, 'input2': x2})
     y = _rt.row_target(target, 'cosine_embedding_loss', x, dim)
     keep = None
-    # t6 = -np.sum(x * x2, axis=dim, keepdims=True) / np.sqrt((np.sum(np.square(x), axis=dim, keepdims=True) + 1e-12) * (np.sum(np.square(x2), axis=dim, keepdims=True) + 1e-12))
+    # t6 = -_rt.rowsum(x * x2, axis=dim, keepdims=True) / np.sqrt((_rt.rowsum(np.square(x), axis=dim, keepdims=True) + 1e-12) * (_rt.rowsum(np.square(x2), axis=dim, keepdims=True) + 1e-12))
     t0 = np.square(x)
-    t1 = np.sum(t0, axis=dim, keepdims=True)
+    t1 = _rt.rowsum(t0, axis=dim, keepdims=True)
     t1 += 1e-12
     t2 = np.square(x2, out=t0 if x2.dtype == t0.dtype else None)
-    t3 = np.sum(t2, axis=dim, keepdims=True)
+    t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
     t3 += 1e-12
     t4 = np.multiply(t1, t3, out=t1 if t3.dtype == t1.dtype else None)
     np.sqrt(t4, out=t4)
     t5 = np.multiply(x, x2, out=t2 if np.result_type(x, x2) == t2.dtype else None)
-    t6 = np.sum(t5, axis=dim, keepdims=True)
+    t6 = _rt.rowsum(t5, axis=dim, keepdims=True)
     np.negative(t6, out=t6)
     t6 /= t4
     t7 = 0.5 * y
@@ -2260,21 +2345,21 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
     if keep is not None:
         g = g * keep
     g = np.expand_dims(g, dim)
-    # t1 = np.sum(np.square(x), axis=dim, keepdims=True) + 1e-12
+    # t1 = _rt.rowsum(np.square(x), axis=dim, keepdims=True) + 1e-12
     t0 = np.square(x)
-    t1 = np.sum(t0, axis=dim, keepdims=True)
+    t1 = _rt.rowsum(t0, axis=dim, keepdims=True)
     t1 += 1e-12
-    # t3 = np.sum(np.square(x2), axis=dim, keepdims=True) + 1e-12
+    # t3 = _rt.rowsum(np.square(x2), axis=dim, keepdims=True) + 1e-12
     t2 = np.square(x2, out=t0 if x2.dtype == t0.dtype else None)
-    t3 = np.sum(t2, axis=dim, keepdims=True)
+    t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
     t3 += 1e-12
     # t4 = 1 / np.sqrt(t1 * t3)
     t4 = t1 * t3
     np.sqrt(t4, out=t4)
     np.divide(1, t4, out=t4)
-    # t6 = np.sum(x * x2, axis=dim, keepdims=True)
+    # t6 = _rt.rowsum(x * x2, axis=dim, keepdims=True)
     t5 = np.multiply(x, x2, out=t2 if np.result_type(x, x2) == t2.dtype else None)
-    t6 = np.sum(t5, axis=dim, keepdims=True)
+    t6 = _rt.rowsum(t5, axis=dim, keepdims=True)
     t6 *= t4
     # t5 = g * (t4 * x2 - t6 * x / t1)
     np.multiply(t4, x2, out=t5)

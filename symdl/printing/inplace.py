@@ -157,10 +157,13 @@ class Type:
     kind: str  # "f" float, "b" bool, "o" unknown
     shape: frozenset
     dtype: frozenset = frozenset()
+    #: Computed only from optional weights (maybe the Python float 1.0) and scalars: it may
+    #: itself be a Python float, which promotes weakly; a 0-d buffer (np.asarray) would not.
+    weak: bool = False
 
     @property
     def reusable(self) -> bool:
-        return self.kind in "fb"
+        return self.kind in "fb" and not self.weak
 
 
 def _join_shapes(*shapes: frozenset) -> frozenset:
@@ -260,7 +263,7 @@ _FLOAT_UNARY = frozenset({
 #: Float ufuncs of two arrays: name -> commutative.
 _FLOAT_BINARY = {"np.maximum": True, "np.minimum": True}
 #: Row reductions (the printer always passes axis= and keepdims=True).
-_REDUCTIONS = frozenset({"np.sum", "np.max", "np.min"})
+_REDUCTIONS = frozenset({"np.sum", "np.max", "np.min", "_rt.rowsum", "_rt.rowmax"})
 #: Runtime primitives: float arrays in, a fresh float array of the promoted dtype out.
 PRIMITIVES = frozenset({"_rt.sigmoid", "_rt.softplus", "_rt.normal_cdf", "_rt.erf", "_rt.erfc", "_rt.xlogy"})
 #: Primitives that take ``out=`` (and allow it to be their argument).
@@ -305,7 +308,8 @@ def _result_type(func: str, args: Sequence[Operand], kwargs: Sequence[Keyword]) 
             return unknown
         return Type("f", shape, frozenset().union(*(b.type.dtype for b in branches)))
     if func in _FLOAT_UNARY or func in _ARITHMETIC or func == "np.clip" or func in PRIMITIVES:
-        return Type("f", shape, floats) if floats else unknown
+        weak = all(a.type.weak for a in arrays)
+        return Type("f", shape, floats, weak) if floats else unknown
     return unknown
 
 
@@ -320,7 +324,8 @@ class _Lowering:
         for name, spec in arrays.items():
             kind = "o" if spec.dtype is None else "f"
             dtype = frozenset() if spec.dtype is None else frozenset({spec.dtype})
-            self.leaves[name] = Value(Type(kind, frozenset({spec.atom}), dtype), leaf=name, vector=spec.vector)
+            self.leaves[name] = Value(Type(kind, frozenset({spec.atom}), dtype, spec.maybe_float), leaf=name,
+                                      vector=spec.vector)
         self.bound: dict[str, Operand] = {}  # assignment names computed so far
         self.ops: list[Op] = []
         self.numbering: dict[tuple, Value] = {}

@@ -64,7 +64,7 @@ SCALAR_FUNCTIONS: dict[str, str] = {
 }
 
 #: Row reductions: function class name -> NumPy reduction.
-ROW_REDUCTIONS: dict[str, str] = {"rowsum": "np.sum", "rowmax": "np.max"}
+ROW_REDUCTIONS: dict[str, str] = {"rowsum": "_rt.rowsum", "rowmax": "_rt.rowmax"}
 
 _RELATIONS: dict[str, str] = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 
@@ -146,6 +146,8 @@ class KernelPrinter(PythonCodePrinter):
     # -- functions -------------------------------------------------------------
     def _print_Function(self, expr: sp.Function) -> str:
         name = type(expr).__name__
+        if name == "class_sum":
+            return f"_rt.class_sum({self._print(expr.args[0])}, num_classes={self._print(NUM_CLASSES)})"
         if name in ROW_REDUCTIONS:
             return f"{ROW_REDUCTIONS[name]}({self._print(expr.args[0])}, axis={self.axis}, keepdims=True)"
         table = SCALAR_FUNCTIONS if self._is_scalar(expr) and name in SCALAR_FUNCTIONS else ARRAY_FUNCTIONS
@@ -227,6 +229,21 @@ def constants_to_floats(expr: sp.Expr) -> sp.Expr:
     )
 
 
+class class_sum(sp.Function):  # noqa: N801 - printed by name, like rowsum
+    """A row sum of scalars and per-class weights only: there is no row array to reduce
+    along, so it is summed over the classes (``num_classes`` times a scalar)."""
+
+
+def _class_sums(expr: sp.Expr, printer: KernelPrinter) -> sp.Expr:
+    """``expr`` with each row sum that reads no full-row array marked as a :class:`class_sum`
+    (decided before ``cse`` hides the arrays behind temporaries)."""
+    def spans_row(e: sp.Expr) -> bool:
+        return any(s in printer.arrays and not printer.arrays[s].maybe_float for s in e.free_symbols)
+
+    return expr.replace(lambda e: type(e).__name__ == "rowsum" and not spans_row(e.args[0]),
+                        lambda e: class_sum(e.args[0]))
+
+
 def print_assignments(
     outputs: Mapping[str, sp.Expr],
     printer: KernelPrinter,
@@ -244,7 +261,7 @@ def print_assignments(
     with the same results.
     """
     names = list(outputs)
-    exprs = [constants_to_floats(fold_piecewise(outputs[n])) for n in names]
+    exprs = [_class_sums(constants_to_floats(fold_piecewise(outputs[n])), printer) for n in names]
     temps = sp.numbered_symbols(temp_prefix, real=True)
     replacements, reduced = sp.cse(exprs, symbols=temps, order="none")
     plain: list[tuple[str, str]] = []
