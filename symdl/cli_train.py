@@ -100,16 +100,15 @@ def run(args: argparse.Namespace) -> int:
     """Train; exit 0, or 1 when ``--check-grads`` finds a wrong gradient (2 for bad input, via main)."""
     from threadpoolctl import threadpool_limits
 
-    from symdl.cli import UsageError
-    from symdl.train import TrainConfig
+    from symdl.train import ConfigError, TrainConfig
 
     config = TrainConfig(model=args.model, dataset=args.dataset, optimizer=args.optimizer, lr=args.lr,
                          epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, schedule=args.schedule,
                          dtype=args.dtype)
     if args.threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {args.threads}")
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     if args.resume and args.out is None:
-        raise UsageError("--resume needs --out, the folder of the run to continue")
+        raise ConfigError("--resume needs --out, the folder of the run to continue")
     folder = args.out if args.out is not None else _default_folder(config.model, config.dataset)
     with threadpool_limits(limits=args.threads, user_api="blas"):
         return _train(config, folder, args)

@@ -1,0 +1,152 @@
+"""The trainer: accuracy, bit-for-bit determinism, SIGKILL and resume, checkpoints, CLI input errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("symdl.optim.lr_scheduler")  # issue 5: optimizers and schedulers
+
+from symdl.data import load_digits  # noqa: E402
+from symdl.train import CheckpointError, RunExistsError, TrainConfig, Trainer, checkpoint  # noqa: E402
+
+DIGITS = load_digits()
+
+
+def trained(folder: Path, **options: object) -> Trainer:
+    trainer = Trainer(TrainConfig(**options), folder, dataset=DIGITS)  # type: ignore[arg-type]
+    trainer.fit()
+    return trainer
+
+
+def symdl(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "symdl.cli", *args], capture_output=True, text=True, timeout=120,
+                          check=False, **kwargs)  # type: ignore[call-overload]
+
+
+def test_mlp_learns_digits_and_writes_its_outputs(tmp_path: Path) -> None:
+    trainer = trained(tmp_path, epochs=4, lr=3e-3)
+    history = trainer.history
+    assert history[-1]["test_accuracy"] >= 0.92  # chance is 0.10
+    assert history[-1]["train_loss"] < history[0]["train_loss"] < np.log(10)
+    assert {p.name for p in tmp_path.iterdir()} == {"checkpoint.npz", "metrics.csv", "metrics.json", "curves.png"}
+    assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 1 + 4
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["summary"]["final_test_accuracy"] == history[-1]["test_accuracy"]
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_same_seed_same_parameters_bit_for_bit(tmp_path: Path) -> None:
+    options = {"epochs": 2, "model": "mlp", "schedule": "cosine", "batch_size": 50}
+    first, second = trained(tmp_path / "a", **options), trained(tmp_path / "b", **options)
+    other = trained(tmp_path / "c", seed=1, **options)
+    for a, b, c in zip(first.model.parameters(), second.model.parameters(), other.model.parameters(), strict=True):
+        assert a.dtype == np.float32 and np.array_equal(a, b) and not np.array_equal(a, c)
+    assert [r["train_loss"] for r in first.history] == [r["train_loss"] for r in second.history]
+
+
+def test_float64_on_request(tmp_path: Path) -> None:
+    trainer = trained(tmp_path, epochs=1, dtype="float64", optimizer="sgd", lr=0.1)
+    assert all(p.dtype == np.float64 for p in trainer.model.parameters())
+
+
+def _wait_for(predicate: object, process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline, "training made no progress"
+        time.sleep(0.002)
+
+
+def test_sigkill_at_any_moment_then_resume_ends_bit_identical(tmp_path: Path) -> None:
+    epochs = 12
+    options = ["--epochs", str(epochs), "--batch-size", "16", "--seed", "5", "--schedule", "cosine"]
+    folder = tmp_path / "killed"
+    path = folder / "checkpoint.npz"
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    command = [sys.executable, "-m", "symdl.cli", "train", *options, "--out", str(folder)]
+    # 1: killed as soon as the first checkpoint lands (mid-epoch 2 or mid-write of the next file)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _wait_for(path.exists, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    # 2: resumed, killed again as soon as it has written one more checkpoint
+    stamp = path.stat().st_mtime_ns
+    (folder / ".checkpoint.npz.stray.tmp").write_bytes(b"half a checkpoint")  # what a kill mid-write leaves
+    process = subprocess.Popen([*command, "--resume"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    _wait_for(lambda: path.stat().st_mtime_ns != stamp, process)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert checkpoint.load(path)["epoch"] < epochs  # the kills really interrupted the run
+    # 3: resumed to the end
+    result = symdl("train", *options, "--out", str(folder), "--resume", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "resuming" in result.stdout
+
+    reference = trained(tmp_path / "uninterrupted", epochs=epochs, batch_size=16, seed=5, schedule="cosine")
+    final = checkpoint.load(path)
+    assert final["epoch"] == epochs
+    for name, array in reference.model.state_dict().items():
+        assert np.array_equal(final["model"][name], array), name
+    assert final["rng"] == reference.generator.bit_generator.state
+    assert [r["test_loss"] for r in final["history"]] == [r["test_loss"] for r in reference.history]
+
+
+def test_corrupt_or_foreign_checkpoint_is_an_error_never_a_restart(tmp_path: Path) -> None:
+    trained(tmp_path, epochs=1)
+    path = tmp_path / "checkpoint.npz"
+    good = path.read_bytes()
+    with pytest.raises(CheckpointError, match="different run: lr 0.001 \\(asked: 0.01\\)"):
+        Trainer(TrainConfig(epochs=1, lr=0.01), tmp_path, resume=True, dataset=DIGITS)
+    with pytest.raises(RunExistsError, match="--resume"):
+        Trainer(TrainConfig(epochs=1), tmp_path, dataset=DIGITS)
+    for damaged in (good[: len(good) // 2], good[:100] + bytes(200) + good[300:], b"PK\x03\x04 junk"):
+        path.write_bytes(damaged)
+        with pytest.raises(CheckpointError, match="corrupt checkpoint"):
+            Trainer(TrainConfig(epochs=1), tmp_path, resume=True, dataset=DIGITS)
+    result = symdl("train", "--epochs", "1", "--out", str(tmp_path), "--resume")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "corrupt checkpoint" in result.stderr
+
+
+def test_checkpoint_round_trip_keeps_types() -> None:
+    state = {"step": np.float32(3), "count": 7, "betas": (0.9, 0.999), "by_index": {0: np.arange(3)},
+             "rng": np.random.default_rng(1).bit_generator.state, "nothing": None}
+    arrays: dict[str, np.ndarray] = {}
+    back = checkpoint.unpack(json.loads(json.dumps(checkpoint.pack(state, arrays))), arrays)
+    assert back["step"].dtype == np.float32 and back["betas"] == (0.9, 0.999) and back["count"] == 7
+    assert np.array_equal(back["by_index"][0], np.arange(3)) and back["rng"] == state["rng"]
+    assert back["nothing"] is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--model", "resnet"), "unknown model 'resnet'"),
+    (("--dataset", "missing.npz"), "missing.npz: no such file"),
+    (("--lr", "-0.001"), "lr must be a finite number > 0"),
+    (("--lr=-1e-3",), "lr must be a finite number > 0"),
+    (("--epochs", "0"), "epochs must be an integer >= 1"),
+    (("--optimizer", "adamax2"), "unknown optimizer"),
+    (("--resume",), "--resume needs --out"),
+    (("--batch-size", "ten"), "invalid int value"),
+])
+def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
+    result = symdl("train", *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("symdl: error: ")
+    assert message in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_check_grads_reports_before_training(tmp_path: Path) -> None:
+    result = symdl("train", "--model", "cnn", "--epochs", "1", "--check-grads", "--out", str(tmp_path / "run"))
+    assert result.returncode == 0, result.stderr
+    assert "gradient check" in result.stdout and "PASS" in result.stdout
+    assert result.stdout.index("gradient check") < result.stdout.index("epoch   1/1")
