@@ -124,7 +124,7 @@ def _train(config: Any, folder: Path, args: argparse.Namespace) -> int:
         print(f"no completed epoch in {folder} yet: starting at epoch 1")
     if args.check_grads:
         result = trainer.check_gradients()
-        print(result.report())
+        print(result.to_text())
         if not result.passed:
             return 1
     with _Progress() as progress:

@@ -135,7 +135,7 @@ def test_audit_passes_for_the_kernels_and_fails_for_a_wrong_gradient() -> None:
     before = copy.deepcopy(model.state_dict())
     state = generator.bit_generator.state
     result = audit(model, nn.CrossEntropyLoss(), x, y)
-    assert result.passed, result.report()
+    assert result.passed, result.to_text()
     assert generator.bit_generator.state == state  # the training generator was not advanced
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -145,4 +145,4 @@ def test_audit_passes_for_the_kernels_and_fails_for_a_wrong_gradient() -> None:
 
     broken = nn.Sequential(*(WrongSiLU() if isinstance(layer, nn.SiLU) else layer for layer in model.layers))
     result = audit(broken, nn.CrossEntropyLoss(), x, y)
-    assert not result.passed and "FAIL" in result.report()
+    assert not result.passed and "FAIL" in result.to_text()

@@ -28,7 +28,8 @@ from symdl import data as datasets
 from symdl import nn
 from symdl.errors import SymdlError
 from symdl.train import checkpoint, report
-from symdl.train.audit import AuditResult, audit
+from symdl.check import GradcheckReport
+from symdl.train.audit import audit
 from symdl.train.models import MODELS
 
 #: ``--optimizer`` names -> classes of :mod:`symdl.optim` (PyTorch's class names).
@@ -167,7 +168,7 @@ class Trainer:
             raise checkpoint.CheckpointError(f"{path}: checkpoint does not fit this run ({error})") from None
 
     # -- the work
-    def check_gradients(self) -> AuditResult:
+    def check_gradients(self) -> GradcheckReport:
         """The float64 gradient audit of the whole model on the first training batch."""
         batch = slice(0, self.config.batch_size)
         return audit(self.model, self.criterion, self.x_train[batch], self.y_train[batch], seed=self.config.seed)
