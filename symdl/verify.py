@@ -46,7 +46,7 @@ FD_TOLERANCE = 1e-6
 #: Further sections of the verify table (layers, optimizers), by module path.
 #: Each exposes ``names() -> list[str]`` (its rows' names, unique across the
 #: catalog) and ``verify(names, *, use_cache) -> list[VerifyRow]``.
-SECTIONS: tuple[str, ...] = ()
+SECTIONS: tuple[str, ...] = ("symdl.verify_layers",)
 
 
 @dataclass(frozen=True)

@@ -45,8 +45,9 @@ class LayerInput:
     name: str
     presence: Presence = "required"
     differentiable: bool = True
-    #: ``mask``: holds 0/1 (dropout's mask); proofs give it 0/1 values, not symbols.
-    role: Literal["real", "mask"] = "real"
+    #: ``mask``: holds 0/1 (dropout's mask; proofs give it 0/1 values, not symbols);
+    #: ``positive``: numeric checks draw positive values (running variances).
+    role: Literal["real", "mask", "positive"] = "real"
 
 
 @dataclass(frozen=True)

@@ -291,40 +291,39 @@ def _conv2d_shapes(p: Params) -> dict[str, Any] | None:
     if p["padding"] == "same" and p["stride"] != 1:
         return None
     kernel = (3, 2) if p["dilation"] == 1 else (2, 2)
-    return {"input": (1, 2, 5, 4), "weight": (2, 2 // p["groups"], *kernel), "bias": (2,)}
+    return {"input": (1, 2, 4, 4), "weight": (2, 2 // p["groups"], *kernel), "bias": (2,)}
 
 
-CONV2D_GRID = _grid(_conv2d_shapes, stride=(1, 2), padding=(0, 1, "same", (1, 0)), dilation=(1, 2), groups=(1, 2))
+CONV2D_GRID = _grid(_conv2d_shapes, stride=(1, 2), padding=(1, "same", (1, 0)), dilation=(1, 2), groups=(1, 2))
 CONV1D_GRID = _grid(
     lambda p: None if p["padding"] == "same" and p["stride"] != 1 else
-    {"input": (2, 2, 6), "weight": (2, 2 // p["groups"], 3), "bias": None if p["stride"] == 3 else (2,)},
-    stride=(1, 2, 3), padding=(0, 2, "same", "valid"), dilation=(1, 2), groups=(1, 2))
+    {"input": (1, 2, 6), "weight": (2, 2 // p["groups"], 3), "bias": None if p["stride"] == 3 else (2,)},
+    stride=(1, 3), padding=(2, "same", "valid"), dilation=(1, 2), groups=(1, 2))
 CONV_TRANSPOSE_GRID = _grid(
     lambda p: None if p["output_padding"] >= max(p["stride"], p["dilation"]) else
-    {"input": (1, 2, 3, 2), "weight": (2, 2 // p["groups"], 2, 3), "bias": (2 // p["groups"] * p["groups"],)},
+    {"input": (1, 2, 2, 2), "weight": (2, 2 // p["groups"], 2, 3), "bias": (2,)},
     stride=(1, 2), padding=(0, 1), output_padding=(0, 1), dilation=(1, 2), groups=(1, 2))
-POOL2D_PARAMS = dict(kernel_size=(2, (3, 2)), stride=(None, 1, 2), padding=(0, 1), ceil_mode=(False, True))
-MAX_POOL2D_GRID = _grid(lambda p: {"input": (1, 2, 5, 6)}, dilation=(1, 2), **POOL2D_PARAMS)
-AVG_POOL2D_GRID = _grid(lambda p: {"input": (1, 2, 5, 4)}, count_include_pad=(True, False), **POOL2D_PARAMS) + _grid(
+POOL2D_PARAMS = dict(kernel_size=(2, (3, 2)), stride=(None, 1), padding=(0, 1), ceil_mode=(False, True))
+MAX_POOL2D_GRID = _grid(lambda p: {"input": (1, 1, 5, 5)}, dilation=(1, 2), **POOL2D_PARAMS)
+AVG_POOL2D_GRID = _grid(lambda p: {"input": (1, 1, 5, 4)}, count_include_pad=(True, False), **POOL2D_PARAMS) + _grid(
     lambda p: {"input": (1, 1, 4, 5)}, kernel_size=(2,), stride=(1,), divisor_override=(3,))
 POOL1D_PARAMS = dict(kernel_size=(2, 3), stride=(None, 2), padding=(0, 1), ceil_mode=(False, True))
-MAX_POOL1D_GRID = _grid(lambda p: {"input": (2, 2, 7)}, dilation=(1, 2), **POOL1D_PARAMS)
-AVG_POOL1D_GRID = _grid(lambda p: {"input": (2, 2, 7)}, count_include_pad=(True, False), **POOL1D_PARAMS)
+MAX_POOL1D_GRID = _grid(lambda p: {"input": (1, 1, 7)}, dilation=(1, 2), **POOL1D_PARAMS)
+AVG_POOL1D_GRID = _grid(lambda p: {"input": (1, 2, 7)}, count_include_pad=(True, False), **POOL1D_PARAMS)
 ADAPTIVE_GRID = _grid(lambda p: {"input": (1, 2, 5, 7)}, output_size=(1, 2, 3, (2, 3), (5, 4), (4, 7)))
 EPS = Fraction(1, 8)  # exact, so the proofs compare rational expressions
 NORM_AFFINE = ((True, True), (True, False), (False, False))
 BATCH_NORM_GRID = _grid(
-    lambda p: {"input": (2, 2, 3) if p["training"] else (2, 3, 2), "running_mean": (2 if p["training"] else 3,),
-               "running_var": (2 if p["training"] else 3,), "weight": (2 if p["training"] else 3,) if p["affine"][0]
-               else None, "bias": (2 if p["training"] else 3,) if p["affine"][1] else None},
+    lambda p: {"input": (2, 2, 2), "running_mean": (2,), "running_var": (2,),
+               "weight": (2,) if p["affine"][0] else None, "bias": (2,) if p["affine"][1] else None},
     training=(True, False), affine=NORM_AFFINE, eps=(EPS,))
 LAYER_NORM_GRID = _grid(
-    lambda p: {"input": (2, 2, 3), "weight": p["normalized_shape"] if p["affine"][0] else None,
+    lambda p: {"input": (2, 2, 2), "weight": p["normalized_shape"] if p["affine"][0] else None,
                "bias": p["normalized_shape"] if p["affine"][1] else None},
-    normalized_shape=((3,), (2, 3)), affine=NORM_AFFINE, eps=(EPS,))
+    normalized_shape=((2,), (2, 2)), affine=NORM_AFFINE, eps=(EPS,))
 GROUP_NORM_GRID = _grid(
-    lambda p: {"input": (2, 4, 2), "weight": (4,) if p["affine"][0] else None, "bias": (4,) if p["affine"][1] else None},
-    num_groups=(1, 2, 4), affine=NORM_AFFINE, eps=(EPS,))
+    lambda p: {"input": (1, 4, 1), "weight": (4,) if p["affine"][0] else None, "bias": (4,) if p["affine"][1] else None},
+    num_groups=(1, 2), affine=NORM_AFFINE, eps=(EPS,))
 
 
 # --------------------------------------------------------------------------- entries
@@ -356,6 +355,9 @@ NORM_MATH = (
     r" - \hat x\, \overline{\bar y \hat x}\Big) \text{ (means over the statistics' set)}",
     r"\bar\gamma = \sum \bar y \hat x, \quad \bar\beta = \sum \bar y",
 )
+#: Magnitudes where forward and VJP must stay finite: sums of a few such values still fit.
+NORM_EXTREMES = ((1e30, "float32"), (1e300, "float64"))  # variances overflow: the scaled path
+POOL_EXTREMES = ((1e36, "float32"), (1e306, "float64"))
 MAX_POOL_NOTE = ("Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum "
                  "(row-major) on ties; a NaN counts as the maximum.",
                  "Backward: pass ``indices`` from ``return_indices=True`` to scatter the upstream gradient "
@@ -398,19 +400,22 @@ LAYERS: tuple[Layer, ...] = (
           max_pool_definition, "pool_plan", "max_pool_forward", "max_pool_backward", MAX_POOL1D_GRID,
           (r"y_{n,c,p} = \max_k x_{n,c,\, s p + d k - \mathrm{pad}}",
            r"\bar x_{n,c,q} = \sum_{p:\ \arg\max_p = q} \bar y_{n,c,p}"),
-          plan_args={"spatial": 1}, proof="points", notes=MAX_POOL_NOTE, returns="Any"),
+          plan_args={"spatial": 1}, proof="points", notes=MAX_POOL_NOTE, returns="Any",
+          extremes=POOL_EXTREMES),
     Layer("max_pool2d", "2-D max pooling over (N, C, H, W)", (X,),
           MAX_POOL_PARAMS,
           max_pool_definition, "pool_plan", "max_pool_forward", "max_pool_backward", MAX_POOL2D_GRID,
           (r"y_{n,c,\mathbf p} = \max_{\mathbf k} x_{n,c,\, \mathbf s \mathbf p + \mathbf d \mathbf k - \mathrm{pad}}",
            r"\bar x_{n,c,\mathbf q} = \sum_{\mathbf p:\ \arg\max_{\mathbf p} = \mathbf q} \bar y_{n,c,\mathbf p}"),
-          plan_args={"spatial": 2}, proof="points", notes=MAX_POOL_NOTE, returns="Any"),
+          plan_args={"spatial": 2}, proof="points", notes=MAX_POOL_NOTE, returns="Any",
+          extremes=POOL_EXTREMES),
     Layer("avg_pool1d", "1-D average pooling over (N, C, L)", (X,),
           AVG_POOL_PARAMS,
           avg_pool_definition, "pool_plan", "avg_pool_forward", "avg_pool_backward", AVG_POOL1D_GRID,
           (r"y_{n,c,p} = \frac{1}{D_p} \sum_k x_{n,c,\, s p + k - \mathrm{pad}}",
            r"\bar x_{n,c,q} = \sum_{p, k:\ s p + k - \mathrm{pad} = q} \bar y_{n,c,p} / D_p"),
-          plan_args={"spatial": 1, "average": True}),
+          plan_args={"spatial": 1, "average": True},
+          extremes=POOL_EXTREMES),
     Layer("avg_pool2d", "2-D average pooling over (N, C, H, W)", (X,),
           (*AVG_POOL_PARAMS, LayerParam("divisor_override", None, "int | None")),
           avg_pool_definition, "pool_plan", "avg_pool_forward", "avg_pool_backward", AVG_POOL2D_GRID,
@@ -420,15 +425,18 @@ LAYERS: tuple[Layer, ...] = (
            r" = \mathbf q} \bar y_{n,c,\mathbf p} / D_{\mathbf p}"),
           plan_args={"spatial": 2, "average": True},
           notes=("D is divisor_override, else the window's size within input + padding (count_include_pad) "
-                 "or its number of input elements.",)),
+                 "or its number of input elements.",),
+          extremes=POOL_EXTREMES),
     Layer("adaptive_avg_pool2d", "2-D adaptive average pooling to a fixed output size", (X,),
           (LayerParam("output_size", None, "int | tuple[int | None, int | None]", required=True),),
           adaptive_avg_pool_definition, "adaptive_avg_pool_plan", "adaptive_avg_pool_forward",
           "adaptive_avg_pool_backward", ADAPTIVE_GRID,
           (r"y = (R\, x\, C^\top) / A, \quad R_{i,h} = [\lfloor iH/H_o \rfloor \le h < \lceil (i+1)H/H_o \rceil]",
-           r"\bar x = R^\top (\bar y / A)\, C")),
+           r"\bar x = R^\top (\bar y / A)\, C"),
+          extremes=POOL_EXTREMES),
     Layer("batch_norm", "Batch normalisation over (N, C, *)",
-          (X, LayerInput("running_mean", "nullable", False), LayerInput("running_var", "nullable", False),
+          (X, LayerInput("running_mean", "nullable", False),
+           LayerInput("running_var", "nullable", False, role="positive"),
            OPT_WEIGHT, BIAS),
           (LayerParam("training", False, "bool"), LayerParam("momentum", 0.1, "float"),
            LayerParam("eps", 1e-5, "float")),
@@ -436,18 +444,21 @@ LAYERS: tuple[Layer, ...] = (
           NORM_MATH + (r"\text{eval: } \bar x = \gamma \bar y / \sqrt{\sigma^2_{\text{running}} + \epsilon}",),
           notes=("Training updates running_mean and running_var in place (unbiased variance, as PyTorch); "
                  "the VJP recomputes the batch statistics and never updates them.",
-                 "Numerics: statistics of inputs near the float maximum are taken of x / max|x| and scaled back.")),
+                 "Numerics: statistics of inputs near the float maximum are taken of x / max|x| and scaled back."),
+          extremes=NORM_EXTREMES),
     Layer("layer_norm", "Layer normalisation over the trailing normalized_shape dims", (X, OPT_WEIGHT, BIAS),
           (LayerParam("normalized_shape", None, "int | tuple[int, ...]", required=True),
            LayerParam("eps", 1e-5, "float")),
           layer_norm_definition, "layer_norm_plan", "norm_forward", "norm_backward", LAYER_NORM_GRID, NORM_MATH,
           notes=("Differs from torch's positional order on purpose: array inputs come first, "
-                 "``normalized_shape`` is keyword-only (``layer_norm(x, w, b, normalized_shape=...)``).",)),
+                 "``normalized_shape`` is keyword-only (``layer_norm(x, w, b, normalized_shape=...)``).",),
+          extremes=NORM_EXTREMES),
     Layer("group_norm", "Group normalisation over (N, C, *) in num_groups channel groups", (X, OPT_WEIGHT, BIAS),
           (LayerParam("num_groups", None, "int", required=True), LayerParam("eps", 1e-5, "float")),
           group_norm_definition, "group_norm_plan", "norm_forward", "norm_backward", GROUP_NORM_GRID, NORM_MATH,
           notes=("``num_groups`` is keyword-only and the array inputs come first (torch: "
-                 "``group_norm(input, num_groups, weight, bias, eps)``).",)),
+                 "``group_norm(input, num_groups, weight, bias, eps)``).",),
+          extremes=NORM_EXTREMES),
     Layer("dropout", "Dropout with an explicit 0/1 mask", (X, LayerInput("mask", differentiable=False, role="mask")),
           (LayerParam("p", 0.5, "float"), LayerParam("training", True, "bool")),
           dropout_definition, "dropout_plan", "dropout_forward", "dropout_backward",
@@ -455,12 +466,14 @@ LAYERS: tuple[Layer, ...] = (
           (r"y = x \odot m / (1 - p) \text{ (training)}, \quad y = x \text{ (eval)}",
            r"\bar x = \bar y \odot m / (1 - p) \text{ (training)}, \quad \bar x = \bar y \text{ (eval)}"),
           notes=("The caller draws the mask (e.g. ``rng.random(x.shape) >= p``), so runs are reproducible "
-                 "and the VJP uses the same mask.",)),
+                 "and the VJP uses the same mask.",),
+          extremes=POOL_EXTREMES),
     Layer("flatten", "Merge dims start_dim..end_dim into one", (X,),
           (LayerParam("start_dim", 1), LayerParam("end_dim", -1)),
           flatten_definition, "flatten_plan", "flatten_forward", "flatten_backward",
           _grid(lambda p: {"input": (2, 1, 3, 2)}, start_dim=(0, 1, -2), end_dim=(-1, 2)),
-          (r"y = \text{reshape}(x)", r"\bar x = \text{reshape}(\bar y) \text{ to x's shape}")),
+          (r"y = \text{reshape}(x)", r"\bar x = \text{reshape}(\bar y) \text{ to x's shape}"),
+          extremes=POOL_EXTREMES),
 )
 
 #: The layers by name.

@@ -143,7 +143,7 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
 
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
-    Proven equal to SymPy's derivative of the index-level definition on 40 instances (exactly); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
     Generated from the layer catalog entry ``conv1d``; do not edit.
     """
@@ -165,7 +165,7 @@ def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
 
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
-    Proven equal to SymPy's derivative of the index-level definition on 40 instances (exactly); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
     Returns:
         (d_input, d_weight, d_bias): one gradient per array input, shaped like it (None for an omitted or non-differentiable input).
@@ -192,7 +192,7 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
 
     padding='same' pads d (k - 1) // 2 before and the rest after (PyTorch); it needs stride 1.
 
-    Proven equal to SymPy's derivative of the index-level definition on 28 instances (exactly); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
     Generated from the layer catalog entry ``conv2d``; do not edit.
     """
@@ -216,7 +216,7 @@ def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
 
     padding='same' pads d (k - 1) // 2 before and the rest after (PyTorch); it needs stride 1.
 
-    Proven equal to SymPy's derivative of the index-level definition on 28 instances (exactly); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
     Returns:
         (d_input, d_weight, d_bias): one gradient per array input, shaped like it (None for an omitted or non-differentiable input).
@@ -324,7 +324,7 @@ def max_pool2d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: 
     Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum.
     Backward: pass ``indices`` from ``return_indices=True`` to scatter the upstream gradient directly (no rescan of the windows); without it the windows are scanned again.
 
-    Proven equal to SymPy's derivative of the index-level definition on 48 instances (at integer points); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 32 instances (at integer points); see ``symdl verify``.
 
     Generated from the layer catalog entry ``max_pool2d``; do not edit.
     """
@@ -345,7 +345,7 @@ def max_pool2d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tupl
     Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum.
     Backward: pass ``indices`` from ``return_indices=True`` to scatter the upstream gradient directly (no rescan of the windows); without it the windows are scanned again.
 
-    Proven equal to SymPy's derivative of the index-level definition on 48 instances (at integer points); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 32 instances (at integer points); see ``symdl verify``.
 
     Returns:
         (d_input): one gradient per array input, shaped like it (None for an omitted or non-differentiable input).
@@ -407,7 +407,7 @@ def avg_pool2d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: 
 
     D is divisor_override, else the window's size within input + padding (count_include_pad) or its number of input elements.
 
-    Proven equal to SymPy's derivative of the index-level definition on 49 instances (exactly); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 33 instances (exactly); see ``symdl verify``.
 
     Generated from the layer catalog entry ``avg_pool2d``; do not edit.
     """
@@ -427,7 +427,7 @@ def avg_pool2d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tupl
 
     D is divisor_override, else the window's size within input + padding (count_include_pad) or its number of input elements.
 
-    Proven equal to SymPy's derivative of the index-level definition on 49 instances (exactly); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 33 instances (exactly); see ``symdl verify``.
 
     Returns:
         (d_input): one gradient per array input, shaped like it (None for an omitted or non-differentiable input).
@@ -591,7 +591,7 @@ def group_norm(input: ArrayLike, weight: ArrayLike | None = None, bias: ArrayLik
 
     ``num_groups`` is keyword-only and the array inputs come first (torch: ``group_norm(input, num_groups, weight, bias, eps)``).
 
-    Proven equal to SymPy's derivative of the index-level definition on 9 instances (exactly); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 6 instances (exactly); see ``symdl verify``.
 
     Generated from the layer catalog entry ``group_norm``; do not edit.
     """
@@ -613,7 +613,7 @@ def group_norm_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike | None =
 
     ``num_groups`` is keyword-only and the array inputs come first (torch: ``group_norm(input, num_groups, weight, bias, eps)``).
 
-    Proven equal to SymPy's derivative of the index-level definition on 9 instances (exactly); see ``symdl verify``.
+    Proven equal to SymPy's derivative of the index-level definition on 6 instances (exactly); see ``symdl verify``.
 
     Returns:
         (d_input, d_weight, d_bias): one gradient per array input, shaped like it (None for an omitted or non-differentiable input).
