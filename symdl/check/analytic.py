@@ -23,6 +23,8 @@ GradKind = Literal["auto", "vjp", "grad"]
 
 
 def _accepts(function: Callable[..., object], count: int) -> bool:
+    if isinstance(function, np.ufunc):  # a further positional argument would be its ``out``
+        return count == function.nin
     try:
         inspect.signature(function).bind(*range(count))
     except TypeError:

@@ -58,10 +58,15 @@ def gradcheck(f: Callable[..., object], inputs: object, vjp: Callable[..., objec
     if directions < 1:
         raise GradcheckInputError(f"gradcheck: directions must be >= 1, got {directions}")
     problem = Problem.build(f, _as_inputs(inputs), wrt, precision)
+    originals = [x.copy() for x in problem.inputs]
     analytic = Analytic.build(problem, vjp, kind)
     tols = {k: default_tolerance(problem.inputs[k].dtype, rtol) for k in problem.wrt}
     options = Options(directions, seed, tuple(names or ()))
     judgements = MODES[mode](problem, analytic, tols, options, problem.wrt)
+    for k, (before, after) in enumerate(zip(originals, problem.inputs)):
+        if not np.array_equal(before, after, equal_nan=True):
+            raise GradcheckInputError(f"gradcheck: input {k} was modified in place by f or the gradient function; "
+                                      "both must leave their inputs unchanged")
     return GradcheckReport(
         passed=all(j.report.passed for j in judgements), mode=mode,
         step=COMPLEX_STEP if mode == "complex" else machine_epsilon(problem.eval_dtype) ** (1 / 3),

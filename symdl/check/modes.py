@@ -15,7 +15,7 @@ import numpy as np
 from symdl.check.analytic import Analytic
 from symdl.check.judge import Judgement, judge
 from symdl.check.problem import Problem, element_builder
-from symdl.check.refine import DirectionLines, sweep
+from symdl.check.refine import FACTORS, DirectionLines, sweep
 from symdl.check.report import failed_input, summarise
 from symdl.check.tolerances import ROUNDING_FACTOR, Tolerance, machine_epsilon, rounding_bound, typical_scale
 
@@ -92,7 +92,13 @@ def _blocks(problem: Problem, analytic: Analytic, options: Options, inputs: tupl
     return blocks
 
 
-def _numeric_mode(numeric: Callable[[Problem, int], tuple[np.ndarray, np.ndarray]], refine_all: bool = False) -> Mode:
+#: ``numeric(problem, k, tol, options)``: the numeric Jacobian block, its error bounds, and a note ('' for none).
+Numeric = Callable[[Problem, int, Tolerance, Options], tuple[np.ndarray, np.ndarray, str]]
+
+
+def _numeric_mode(numeric: Numeric, refine_all: bool = False) -> Mode:
+    """A mode that judges each input's Jacobian against the block ``numeric`` computes."""
+
     def run(problem: Problem, analytic: Analytic, tols: dict[int, Tolerance], options: Options,
             inputs: tuple[int, ...]) -> list[Judgement]:
         out = []
@@ -100,41 +106,38 @@ def _numeric_mode(numeric: Callable[[Problem, int], tuple[np.ndarray, np.ndarray
             if isinstance(block, Judgement):
                 out.append(block)
                 continue
-            values, rounding = numeric(problem, k)
-            out.append(judge(problem, k, options.name(k), block, values, rounding, tols[k], refine_all))
+            values, bounds, note = numeric(problem, k, tols[k], options)
+            out.append(judge(problem, k, options.name(k), block, values, bounds, tols[k], refine_all))
+            out[-1].notes.extend([note] if note else [])
         return out
 
     return run
 
 
-def _unset(problem: Problem, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _central(problem: Problem, k: int, tol: Tolerance, options: Options) -> tuple[np.ndarray, np.ndarray, str]:
+    return (*central_jacobian(problem, k), "")
+
+
+def _unset(problem: Problem, k: int, tol: Tolerance, options: Options) -> tuple[np.ndarray, np.ndarray, str]:
     """No first pass: every column goes to the sweep (richardson mode)."""
     shape = (problem.size, problem.eval_inputs[k].size)
-    return np.full(shape, np.nan), np.full(shape, np.inf)
+    return np.full(shape, np.nan), np.full(shape, np.inf), ""
 
 
-full = _numeric_mode(central_jacobian)
+def _complex(problem: Problem, k: int, tol: Tolerance, options: Options) -> tuple[np.ndarray, np.ndarray, str]:
+    """Complex step where ``f`` is complex-analytic (checked along a random direction), else central differences."""
+    found = complex_jacobian(problem, k)
+    reason = "f does not return complex values for complex input" if found is None else _not_analytic(
+        problem, k, found[0], tol, options)
+    if not reason:
+        return (*found, "")
+    return (*central_jacobian(problem, k),
+            f"{options.name(k)}: complex step not applicable ({reason}); central differences used")
+
+
+full = _numeric_mode(_central)
 richardson = _numeric_mode(_unset, refine_all=True)
-
-
-def complex_step(problem: Problem, analytic: Analytic, tols: dict[int, Tolerance], options: Options,
-                 inputs: tuple[int, ...]) -> list[Judgement]:
-    """Complex step where ``f`` is complex-analytic (checked along a random direction), else full mode."""
-    out = []
-    for k, block in _blocks(problem, analytic, options, inputs).items():
-        if isinstance(block, Judgement):
-            out.append(block)
-            continue
-        found = complex_jacobian(problem, k)
-        reason = "f does not return complex values for complex input" if found is None else _not_analytic(
-            problem, k, found[0], tols[k], options)
-        if reason:
-            judgement = judge(problem, k, options.name(k), block, *central_jacobian(problem, k), tols[k])
-            judgement.notes.append(f"{options.name(k)}: complex step not applicable ({reason}); central differences used")
-        else:
-            judgement = judge(problem, k, options.name(k), block, *found, tols[k])
-        out.append(judgement)
-    return out
+complex_step = _numeric_mode(_complex)
 
 
 def _not_analytic(problem: Problem, k: int, jacobian: np.ndarray, tol: Tolerance, options: Options) -> str:
@@ -184,7 +187,7 @@ def fast(problem: Problem, analytic: Analytic, tols: dict[int, Tolerance], optio
 def _projections(problem: Problem, k: int, g: np.ndarray, u: np.ndarray, v: np.ndarray, tol: Tolerance,
                  options: Options) -> Judgement:
     lines = DirectionLines(problem, k, u, v)
-    plus, minus, magnitude, up, down = lines.at(1.0)
+    plus, minus, magnitude, up, down = lines.at(int(np.flatnonzero(FACTORS == 1.0)[0]))
     with np.errstate(all="ignore"):
         numeric = (plus - minus)[:, 0] / (up + down)
         rounding = ROUNDING_FACTOR * machine_epsilon(problem.eval_dtype) * magnitude[:, 0] / (up + down)

@@ -3,17 +3,24 @@ r"""Step-size sweep with Richardson's error estimate, and kink detection.
 An entry that fails the first comparison is not yet a failure: the step may
 have been too large (truncation, or a kink within ``h`` of ``x``) or too
 small (rounding). :func:`sweep` evaluates central differences
-:math:`C(h_L)` along each line at the steps :math:`h_L = 16 h / 4^L`,
-``L = 0..9``, and estimates the error of each as
+:math:`C(h_L)` along each line at ten geometric steps :math:`h_L` from
+:math:`16 h` down to :math:`h / 4^7` (further for an element far smaller than
+its input's scale), and estimates the error of each as
 
 .. math::
 
-    e_L = |C(h_L) - C(h_{L-1})| + r_L,
+    e_L = \max(|C(h_L) - C(h_{L-1})|, |C(h_{L+1}) - C(h_L)|) + r_L,
 
 Richardson's estimate of the truncation error (:math:`C(h) = f' + c h^2 +
 O(h^4)`, so the difference of two levels bounds the error of the finer one
-with a 15x margin) plus the rounding bound :math:`r_L`. The level with the
-smallest :math:`e_L` is the best estimate and :math:`e_L` its error.
+with a 15x margin; taking both neighbours guards against two levels agreeing
+by chance), trusted only where the sequence converges (the next difference
+shrinks by 2x or is within rounding), plus the rounding bound
+:math:`r_L = 2\nu / (2 h_L)`. The noise :math:`\nu` of one evaluation of
+``f`` is *measured*: at the finest steps the second difference
+:math:`|f(x+h) + f(x-h) - 2 f(x)|` is all rounding (a sum of many terms in
+``f`` is noisier than :math:`\epsilon |f|`). The level with the smallest
+:math:`e_L` is the best estimate and :math:`e_L` its error.
 
 A **kink** is where the one-sided differences :math:`R(h) = (f(x+h) -
 f(x))/h` and :math:`L(h) = (f(x) - f(x-h))/h` converge to different limits.
@@ -35,8 +42,9 @@ import numpy as np
 from symdl.check.problem import Problem, element_builder
 from symdl.check.tolerances import ROUNDING_FACTOR, machine_epsilon
 
-#: Step factors of the sweep, relative to the first-pass step.
+#: Step factors of the sweep, relative to the first-pass step (directions; elements may reach further).
 FACTORS = 16.0 * 4.0 ** -np.arange(10)
+LEVELS = FACTORS.size
 
 
 class Lines(Protocol):
@@ -45,19 +53,31 @@ class Lines(Protocol):
     count: int
     f0: np.ndarray
 
-    def at(self, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``(plus, minus, magnitude, up, down)``: values at ``x + factor d`` and ``x - factor d`` (C, m'),
-        their magnitude for rounding bounds, and the effective step lengths up and down (C,)."""
+    def at(self, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(plus, minus, magnitude, up, down)`` at sweep level ``level``: values at ``x + h_L d`` and
+        ``x - h_L d`` (C, m'), their magnitude for rounding bounds, and the effective steps up and down (C,)."""
 
 
 @dataclass
 class ElementLines:
-    """One input element per line: the numeric Jacobian columns of those elements."""
+    """One input element per line: the numeric Jacobian columns of those elements.
+
+    The steps run geometrically from ``16 h_j`` down to ``h_j / 4^7``, or
+    further, to ``eps^(1/3) |x_j| / 4^4``, for an element much smaller than
+    its input's typical scale (``sqrt`` at 1e-12 next to values near 1).
+    """
 
     problem: Problem
     k: int
     index: np.ndarray
     steps: np.ndarray
+
+    def __post_init__(self) -> None:
+        x = np.abs(self.problem.base(self.k)[self.index].astype(np.float64))
+        own = machine_epsilon(self.problem.eval_dtype) ** (1 / 3) * x / 4.0**4
+        finest = np.minimum(self.steps * 4.0**-7, np.where(own > 0, own, np.inf))
+        ratio = (16 * self.steps / finest) ** (1 / (LEVELS - 1))
+        self.ladder = 16 * self.steps[None, :] * ratio[None, :] ** -np.arange(LEVELS)[:, None]
 
     @property
     def count(self) -> int:
@@ -67,10 +87,11 @@ class ElementLines:
     def f0(self) -> np.ndarray:
         return np.broadcast_to(self.problem.f0, (self.count, self.problem.size))
 
-    def at(self, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def at(self, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         base = self.problem.base(self.k)
         x = base[self.index]
-        plus, minus = x + (factor * self.steps).astype(x.dtype), x - (factor * self.steps).astype(x.dtype)
+        step = self.ladder[level].astype(x.dtype)
+        plus, minus = x + step, x - step
         both = np.concatenate([self.index, self.index])
         values = self.problem.rows(self.k, 2 * self.count, element_builder(base, both, np.concatenate([plus, minus])))
         f_plus, f_minus = values[: self.count], values[self.count:]
@@ -96,9 +117,9 @@ class DirectionLines:
     def f0(self) -> np.ndarray:
         return (self.weights @ self.problem.f0)[:, None]
 
-    def at(self, factor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def at(self, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         base = self.problem.base(self.k)
-        step = factor * self.deltas
+        step = FACTORS[level] * self.deltas
         points = np.concatenate([base + step, base - step])
         values = self.problem.rows(self.k, 2 * self.count, lambda start, stop: points[start:stop])
         f_plus, f_minus = values[: self.count], values[self.count:]
@@ -127,8 +148,8 @@ def sweep(lines: Lines, eval_dtype: np.dtype) -> Sweep:
     eps = ROUNDING_FACTOR * machine_epsilon(eval_dtype)
     f0 = lines.f0
     central, right, left, magnitude, second, up, down = [], [], [], [], [], [], []
-    for factor in FACTORS:
-        plus, minus, size, step_up, step_down = lines.at(float(factor))
+    for level in range(LEVELS):
+        plus, minus, size, step_up, step_down = lines.at(level)
         with np.errstate(all="ignore"):
             central.append((plus - minus) / (step_up + step_down)[:, None])
             right.append((plus - f0) / step_up[:, None])
@@ -141,7 +162,8 @@ def sweep(lines: Lines, eval_dtype: np.dtype) -> Sweep:
     up_, down_ = np.array(up), np.array(down)
     # f's own evaluation noise, measured: at the finest steps the second difference is all rounding
     # (the smallest of three, since a kink near x inflates the coarser ones).
-    noise = np.nanmin(np.array(second)[-3:], axis=0)
+    finest = np.array(second)[-3:]
+    noise = np.min(np.where(np.isnan(finest), np.inf, finest), axis=0)
     noise = np.maximum(eps * np.array(magnitude), 2 * np.where(np.isfinite(noise), noise, np.inf))
     rounding = noise / (up_ + down_)
     with np.errstate(all="ignore"):

@@ -136,14 +136,15 @@ def summarise(k: int, name: str, x: np.ndarray, out_shape: tuple[int, ...], anal
     with np.errstate(all="ignore"):
         error = np.abs(analytic - numeric)
         error = np.where(np.isnan(error) & (np.isnan(analytic) != np.isnan(numeric)), np.inf, error)
-        scale = float(np.nanmax(np.abs(numeric))) if numeric.size else 0.0
+        finite = np.abs(numeric[np.isfinite(numeric)])
+        scale = float(finite.max()) if finite.size else 0.0
         score = error / allowed
         score[np.isnan(score)] = np.inf
         # Failing entries rank above every passing one; among each group, the furthest outside its tolerance.
         score = np.where(passed, score / (1.0 + score), 2.0 + score)
     worst = int(np.argmax(score)) if score.size else 0
     i, j = np.unravel_index(worst, analytic.shape) if analytic.size else (0, 0)
-    max_abs = float(np.nanmax(error)) if error.size else 0.0
+    max_abs = float(np.max(np.where(np.isnan(error), np.inf, error))) if error.size else 0.0
     max_rel = 0.0 if max_abs == 0 else (max_abs / scale if scale > 0 else float("inf"))
     return InputReport(
         input=k, name=name, shape=tuple(x.shape), dtype=str(x.dtype), passed=bool(passed.all()) and not detail,
