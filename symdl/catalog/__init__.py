@@ -17,12 +17,14 @@ from __future__ import annotations
 from symdl.catalog.activations import ACTIVATIONS
 from symdl.catalog.layers import LAYERS
 from symdl.catalog.losses import LOSSES
+from symdl.catalog.optimizers import OPTIMIZERS
+from symdl.catalog.schedules import SCHEDULES
 from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
 from symdl.errors import UnknownOpError
 
 CATALOG: dict[str, Op] = {op.name: op for op in ACTIVATIONS + LOSSES}
 
-__all__ = ["CATALOG", "LAYERS", "get", "Domain", "Formula", "Input", "Kink", "Op", "Param", "Rule", "Tolerance"]
+__all__ = ["CATALOG", "LAYERS", "OPTIMIZERS", "SCHEDULES", "get", "Domain", "Formula", "Input", "Kink", "Op", "Param", "Rule", "Tolerance"]
 
 
 def get(name: str) -> Op:

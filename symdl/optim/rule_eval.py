@@ -87,26 +87,28 @@ def trajectory_error(computed: Trajectory, reference: Trajectory) -> float:
 
 
 def local_error(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray, grads: Sequence[np.ndarray],
-                reference: Trajectory | None = None) -> float:
+                reference: Trajectory | None = None, dtype: type = np.float64) -> float:
     """Largest one-step error of the kernel, in float64 ulps, started each step from the rule's own state.
 
     A whole trajectory can amplify rounding (Adam with betas = (0, 0) is a
     sign method, chaotic at a large lr); one step from the same state cannot:
     this measures the kernel, not the dynamics. The unit is the spacing of
-    floats at the step's scale, max(|param before|, |param after|).
+    ``dtype`` floats at the step's scale, max(|param before|, |param after|);
+    for float32 the kernel starts each step from the rule's state rounded to float32.
     """
     reference = reference or run_rule(rule, hypers, param, grads)
-    p = np.array(param, dtype=np.float64)
+    p = np.array(param, dtype=dtype)
     optimizer = getattr(optim, rule.class_name)([p], **hypers)
     previous, worst = np.array(param, dtype=np.float64), 0.0
     for k, g in enumerate(grads):
         p[:] = previous
         if k:
-            optimizer.state[0] = {"step": k, **{name: np.copy(v) if isinstance(v, np.ndarray) else v
+            optimizer.state[0] = {"step": k, **{name: v.astype(dtype) if isinstance(v, np.ndarray) else v
                                                 for name, v in reference.states[k - 1].items()}}
-        optimizer.step([np.asarray(g, dtype=np.float64)])
+        optimizer.step([np.asarray(g, dtype=dtype)])
         expected = reference.params[k]
         scale = max(float(np.max(np.abs(previous))), float(np.max(np.abs(expected))), np.finfo(np.float64).tiny)
-        worst = max(worst, float(np.max(np.abs(p - expected))) / (scale * np.finfo(np.float64).eps))
+        error = float(np.max(np.abs(p.astype(np.float64) - expected)))
+        worst = max(worst, error / (scale * np.finfo(dtype).eps))
         previous = expected
     return worst
