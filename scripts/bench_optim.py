@@ -78,15 +78,19 @@ def _adadelta(p, g, s, k, t):  # lr 1, rho 0.9, eps 1e-6
     p -= k[0]
 
 
+def _moments(m, v, g, scratch):  # Adam's moments at betas (0.9, 0.999): m += 0.1 (g - m); v = 0.999 v + 0.001 g^2
+    np.subtract(g, m, out=scratch)
+    scratch *= 0.1
+    m += scratch
+    v *= 0.999
+    np.square(g, out=scratch)
+    scratch *= 0.001
+    v += scratch
+
+
 def _adam_core(p, g, s, k, t, lr):
     m, v = s.setdefault("m", np.zeros_like(p)), s.setdefault("v", np.zeros_like(p))
-    np.subtract(g, m, out=k[0])
-    k[0] *= 0.1
-    m += k[0]
-    v *= 0.999
-    np.square(g, out=k[0])
-    k[0] *= 0.001
-    v += k[0]
+    _moments(m, v, g, k[0])
     bc1, bc2 = 1 - 0.9**t, 1 - 0.999**t
     step = lr / bc1
     np.sqrt(v, out=k[0])
@@ -124,13 +128,7 @@ def _nadam(p, g, s, k, t):  # lr 2e-3, momentum_decay 4e-3
     mu = 0.9 * (1 - 0.5 * 0.96 ** (t * 4e-3))
     mu_next = 0.9 * (1 - 0.5 * 0.96 ** ((t + 1) * 4e-3))
     s["mu_product"] = prod = s.get("mu_product", 1.0) * mu
-    np.subtract(g, m, out=k[0])
-    k[0] *= 0.1
-    m += k[0]
-    v *= 0.999
-    np.square(g, out=k[0])
-    k[0] *= 0.001
-    v += k[0]
+    _moments(m, v, g, k[0])
     np.divide(v, 1 - 0.999**t, out=k[0])
     np.sqrt(k[0], out=k[0])
     k[0] += 1e-8
@@ -143,13 +141,7 @@ def _nadam(p, g, s, k, t):  # lr 2e-3, momentum_decay 4e-3
 
 def _radam(p, g, s, k, t):  # lr 1e-3
     m, v = s.setdefault("m", np.zeros_like(p)), s.setdefault("v", np.zeros_like(p))
-    np.subtract(g, m, out=k[0])
-    k[0] *= 0.1
-    m += k[0]
-    v *= 0.999
-    np.square(g, out=k[0])
-    k[0] *= 0.001
-    v += k[0]
+    _moments(m, v, g, k[0])
     bc1, bc2 = 1 - 0.9**t, 1 - 0.999**t
     rho_inf = 2 / 0.001 - 1
     rho_t = rho_inf - 2 * t * 0.999**t / bc2
