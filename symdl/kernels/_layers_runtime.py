@@ -104,12 +104,11 @@ def _offsets(kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[i
             for i in range(kernel[0]) for j in range(kernel[1])]
 
 
-def _out_size(op: str, size: int, pad: int, kernel: int, stride: int, dilation: int, what: str,
-              shape: tuple[int, ...]) -> int:
+def _out_size(op: str, size: int, pad: int, kernel: int, stride: int, dilation: int, shapes: str) -> int:
     span = dilation * (kernel - 1) + 1
     if size + pad < span:
-        raise OpInputError(f"{op}: {what} {span} (dilation * (kernel_size - 1) + 1) is larger than the padded input "
-                           f"{size + pad} (input shape {shape}); the kernel must fit in the padded input")
+        raise OpInputError(f"{op}: the dilated kernel {span} (dilation * (kernel_size - 1) + 1) is larger than the "
+                           f"padded input {size + pad} ({shapes}); the kernel must fit in the padded input")
     return (size + pad - span) // stride + 1
 
 
@@ -219,8 +218,8 @@ def conv_plan(op: str, arrays: Arrays, *, spatial: int, stride: object = 1, padd
     _vector(op, "bias", b, w.shape[0], "one per output channel")
     kernel_t = tuple(w.shape[2:])
     pads = _conv_padding(op, padding, spatial, kernel_t, dilation_t, stride_t)
-    sizes = tuple(_out_size(op, x.shape[2 + i], sum(pads[i]), kernel_t[i], stride_t[i], dilation_t[i],
-                            "the dilated kernel", x.shape) for i in range(spatial))
+    sizes = tuple(_out_size(op, x.shape[2 + i], sum(pads[i]), kernel_t[i], stride_t[i], dilation_t[i], shapes)
+                  for i in range(spatial))
     pads2 = ((0, 0), pads[0]) if spatial == 1 else (pads[0], pads[1])
     x_shape = (x.shape[0], x.shape[1], *_spatial_view(spatial, x.shape[2:], 1))
     return ConvPlan(
@@ -405,8 +404,9 @@ def pool_plan(op: str, arrays: Arrays, *, spatial: int, kernel_size: object, str
             raise OpInputError(f"{op}: indices must be an integer array of the output's shape {plan.out_shape}, "
                                f"got {index.dtype} {index.shape}")
         plane = x_shape[2] * x_shape[3]
-        if index.size and (index.min() < 0 or index.max() >= plane):
-            raise OpInputError(f"{op}: indices must lie in [0, {plane}) (flat positions in each input plane)")
+        if index.size and (index.min() < -1 or index.max() >= plane):
+            raise OpInputError(f"{op}: indices must lie in [0, {plane}) (flat positions in each input plane; "
+                               f"-1 for a window wholly in the padding)")
         return PoolPlan(**{**plan.__dict__, "indices": index})
     return plan
 
@@ -475,6 +475,8 @@ def _max_scan(xp: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.nd
 
     The arg-max is found by a second pass over the offsets in reverse, so the *first* offset
     holding the maximum wins (PyTorch's choice on ties); a NaN wins its window, as in PyTorch.
+    Taps in the padding never win; a window lying wholly in the padding (possible with
+    dilation) has maximum -inf and index -1 (PyTorch leaves an arbitrary index there).
     """
     offsets = plan.offsets()
     best = None
@@ -483,20 +485,25 @@ def _max_scan(xp: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.nd
         best = window.copy() if best is None else np.maximum(best, window, out=best)
     if not want_indices:
         return best, None
-    arg = np.zeros(best.shape, dtype=np.int64)
+    (top, _), (left, _) = plan.pads
+    h, w = plan.x_shape[2:]
+    rows = np.arange(plan.out_hw[0]) * plan.stride[0] - top
+    columns = np.arange(plan.out_hw[1]) * plan.stride[1] - left
+    arg = np.full(best.shape, -1, dtype=np.int64)
     nan = bool(np.isnan(best).any())
     for k, where in reversed(offsets):
         window = xp[:, :, where[0], where[1]]
         hit = (window == best) | np.isnan(window) if nan else window == best
+        row = rows + (k // plan.kernel[1]) * plan.dilation[0]
+        column = columns + (k % plan.kernel[1]) * plan.dilation[1]
+        inside = ((row >= 0) & (row < h))[:, None] & ((column >= 0) & (column < w))[None, :]
+        if not inside.all():
+            hit &= inside
         np.copyto(arg, k, where=hit)
-    (top, _), (left, _) = plan.pads
-    w = plan.x_shape[3]
-    rows = np.arange(plan.out_hw[0]) * plan.stride[0] - top
-    columns = np.arange(plan.out_hw[1]) * plan.stride[1] - left
     base = rows[:, None] * w + columns[None, :]
     step = np.array([(k // plan.kernel[1]) * plan.dilation[0] * w + (k % plan.kernel[1]) * plan.dilation[1]
-                     for k, _ in offsets], dtype=np.int64)
-    return best, base + step[arg]
+                     for k, _ in offsets] + [0], dtype=np.int64)
+    return best, np.where(arg >= 0, base + step[arg], -1)
 
 
 def max_pool_forward(arrays: Arrays, plan: PoolPlan) -> Any:
@@ -520,7 +527,11 @@ def max_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple
     n, c, h, w = plan.x_shape
     flat = index.reshape(n * c, -1) + (np.arange(n * c, dtype=np.int64) * (h * w))[:, None]
     out = np.zeros(n * c * h * w, dtype=grad.dtype)
-    np.add.at(out, flat.ravel(), grad.ravel())
+    values = grad.reshape(n * c, -1)
+    empty = index.reshape(n * c, -1) < 0  # windows wholly in the padding pass no gradient
+    if empty.any():
+        flat, values = flat[~empty], values[~empty]
+    np.add.at(out, flat.ravel(), values.ravel())
     return (out.reshape(x.shape),)
 
 

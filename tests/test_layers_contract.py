@@ -1,0 +1,175 @@
+"""Layer kernels: bad input, dtypes, the max-pool index mechanism, batch-norm running statistics,
+and that the layer proofs can fail."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import symdl.kernels as K
+from symdl.catalog.layers import LAYER_BY_NAME, LAYERS
+from symdl.derive_layers import prove_instance, prove_layers
+from symdl.kernels import _layers_runtime as _lr
+from symdl.verify_layers import call, draw_arrays
+
+X = np.zeros((2, 3, 5, 5))
+W = np.zeros((4, 3, 3, 3))
+
+BAD = [
+    (lambda: K.conv2d(X, np.zeros((4, 2, 3, 3))), r"conv2d: input has 3 channels but weight.shape\[1\] \* groups"
+     r" = 2 \* 1 = 2 \(input \(2, 3, 5, 5\), weight \(4, 2, 3, 3\)\); they must be equal"),
+    (lambda: K.conv2d(X, np.zeros((4, 3, 7, 3))), r"conv2d: the dilated kernel 7 .* larger than the padded input 5 "
+     r"\(input \(2, 3, 5, 5\), weight \(4, 3, 7, 3\)\)"),
+    (lambda: K.conv2d(X, W, dilation=3), r"conv2d: the dilated kernel 7"),
+    (lambda: K.conv2d(X, np.zeros((4, 1, 3, 3)), groups=3), r"conv2d: groups=3 must divide out_channels \(4\)"),
+    (lambda: K.conv2d(X, np.zeros((4, 1, 3, 3)), groups=2), r"conv2d: groups=2 must divide in_channels \(3\); "
+     r"input \(2, 3, 5, 5\), weight \(4, 1, 3, 3\)"),
+    (lambda: K.conv2d(X[0], W), r"conv2d: input must be 4-D, got shape \(3, 5, 5\)"),
+    (lambda: K.conv1d(X, W), r"conv1d: input must be 3-D, got shape \(2, 3, 5, 5\)"),
+    (lambda: K.conv2d(X, W, stride=2, padding="same"), r"conv2d: padding='same' is not supported for strided"),
+    (lambda: K.conv1d(X[:, :, 0], W[:, :, 0], stride=2, padding="same"), r"conv1d: padding='same'"),
+    (lambda: K.conv2d(X, W, padding="full"), r"conv2d: padding must be an int, a tuple, 'same' or 'valid'"),
+    (lambda: K.conv2d(X, W, np.zeros(3)), r"conv2d: bias must have shape \(4,\)"),
+    (lambda: K.conv2d(X, W, stride=0), r"conv2d: stride must be >= 1"),
+    (lambda: K.conv2d_vjp(np.zeros((2, 4, 2, 2)), X, W), r"conv2d: grad has shape \(2, 4, 2, 2\), but the output"),
+    (lambda: K.conv_transpose2d(X, np.zeros((2, 3, 3, 3))), r"conv_transpose2d: input has 3 channels but "
+     r"weight.shape\[0\] is 2"),
+    (lambda: K.conv_transpose2d(X, W[:3], output_padding=1), r"conv_transpose2d: output_padding \(1, 1\) must be "
+     r"smaller than stride"),
+    (lambda: K.max_pool2d(X, kernel_size=7), r"max_pool2d: the window 7 .* larger than the padded input 5"),
+    (lambda: K.max_pool2d(X, kernel_size=2, padding=2), r"max_pool2d: padding \(2, 2\) must be at most half"),
+    (lambda: K.avg_pool2d(X, kernel_size=2, divisor_override=0), r"avg_pool2d: divisor_override must be a non-zero"),
+    (lambda: K.max_pool2d_vjp(np.zeros((2, 3, 2, 2)), X, kernel_size=2, indices=np.full((2, 3, 2, 2), 25)),
+     r"max_pool2d: indices must lie in \[0, 25\)"),
+    (lambda: K.batch_norm(X, np.zeros(2), np.ones(2)), r"batch_norm: running_mean must have shape \(3,\)"),
+    (lambda: K.batch_norm(X, None, None), r"batch_norm: running_mean and running_var are required when training"),
+    (lambda: K.batch_norm(X[:1, :, :1, :1], None, None, training=True), r"batch_norm: expected more than 1 value"),
+    (lambda: K.batch_norm(X, None, None, training=True, momentum=None), r"batch_norm: momentum must be"),
+    (lambda: K.layer_norm(X, normalized_shape=(4,)), r"layer_norm: input \(2, 3, 5, 5\) must end with"),
+    (lambda: K.layer_norm(X, np.ones(4), normalized_shape=(5,)), r"layer_norm: weight must have normalized_shape"),
+    (lambda: K.group_norm(X, num_groups=2), r"group_norm: num_groups=2 must divide the 3 channels"),
+    (lambda: K.linear(np.zeros((2, 3)), np.zeros((4, 5))), r"linear: input's last dim must equal weight.shape\[1\]"),
+    (lambda: K.bilinear(np.zeros((2, 3)), np.zeros((3, 4)), np.zeros((5, 3, 4))), r"bilinear: need input1"),
+    (lambda: K.dropout(X, np.full(X.shape, 0.5)), r"dropout: mask must hold only 0 and 1"),
+    (lambda: K.dropout(X, np.ones(X.shape), p=1.5), r"dropout: p must be a probability in \[0, 1\]"),
+    (lambda: K.flatten(X, start_dim=3, end_dim=1), r"flatten: start_dim 3 must not come after end_dim 1"),
+    (lambda: K.adaptive_avg_pool2d(X, output_size=0), r"adaptive_avg_pool2d: output_size must be >= 1"),
+]
+
+
+@pytest.mark.parametrize(("call_it", "message"), BAD)
+def test_bad_input_raises_a_value_error_naming_op_shapes_and_rule(call_it, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        call_it()
+
+
+def test_non_numeric_arrays_are_rejected_with_a_type_error() -> None:
+    with pytest.raises(TypeError, match="conv2d: input must be a real floating-point array"):
+        K.conv2d(np.array([["a"]]), W)
+
+
+@pytest.mark.parametrize("layer", LAYERS, ids=lambda layer: layer.name)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_every_layer_keeps_the_input_dtype(layer, dtype) -> None:
+    instance = layer.instances[-1]
+    arrays = draw_arrays(layer, instance, np.random.default_rng(0), dtype)
+    out = call(layer, instance, arrays)
+    out = out[0] if isinstance(out, tuple) else out
+    assert out.dtype == dtype
+    grads = call(layer, instance, arrays, np.ones_like(out))
+    assert all(g.dtype == dtype for g in grads if g is not None)
+    assert [g is None for g in grads] == [a is None or not i.differentiable for a, i in zip(arrays, layer.inputs)]
+
+
+# --------------------------------------------------------------------------- max-pool indices
+def test_max_pool_backward_scatters_with_the_given_indices_instead_of_rescanning() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 6))
+    out, index = K.max_pool2d(x, kernel_size=3, stride=2, padding=1, return_indices=True)
+    g = rng.standard_normal(out.shape)
+    # with indices the input's values are not looked at: a different input gives the same gradient
+    (with_index,) = K.max_pool2d_vjp(g, -x, kernel_size=3, stride=2, padding=1, indices=index)
+    (rescan,) = K.max_pool2d_vjp(g, x, kernel_size=3, stride=2, padding=1)
+    np.testing.assert_array_equal(with_index, rescan)
+    (other,) = K.max_pool2d_vjp(g, -x, kernel_size=3, stride=2, padding=1)
+    assert not np.array_equal(other, rescan)
+
+
+def test_max_pool_ties_go_to_the_first_maximum_in_row_major_order() -> None:
+    x = np.ones((1, 1, 2, 2))
+    out, index = K.max_pool2d(x, kernel_size=2, return_indices=True)
+    assert index.item() == 0
+    (grad,) = K.max_pool2d_vjp(np.full(out.shape, 5.0), x, kernel_size=2)
+    np.testing.assert_array_equal(grad, [[[[5.0, 0.0], [0.0, 0.0]]]])
+
+
+def test_max_pool_propagates_nan_like_pytorch() -> None:
+    x = np.array([[[1.0, np.nan, 3.0, 2.0]]])
+    out, index = K.max_pool1d(x, kernel_size=2, return_indices=True)
+    assert np.isnan(out[0, 0, 0]) and index[0, 0, 0] == 1 and out[0, 0, 1] == 3.0
+
+
+# --------------------------------------------------------------------------- batch norm state
+def test_batch_norm_training_updates_running_stats_in_place_and_the_vjp_does_not() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3, 2, 2)) * 2 + 1
+    mean, var = np.zeros(3), np.ones(3)
+    K.batch_norm(x, mean, var, training=True, momentum=0.25)
+    np.testing.assert_allclose(mean, 0.25 * x.mean(axis=(0, 2, 3)), rtol=1e-14)
+    np.testing.assert_allclose(var, 0.75 + 0.25 * x.var(axis=(0, 2, 3), ddof=1), rtol=1e-14)  # unbiased
+    before = mean.copy(), var.copy()
+    K.batch_norm_vjp(np.ones_like(x), x, mean, var, training=True, momentum=0.25)
+    np.testing.assert_array_equal(mean, before[0])
+    np.testing.assert_array_equal(var, before[1])
+
+
+def test_norms_stay_finite_where_the_variance_overflows_float32() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((2, 3, 4)) * 1e30).astype(np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        out = K.batch_norm(x, None, None, training=True)
+        (grad, *_) = K.batch_norm_vjp(np.ones_like(x), x, None, None, training=True)
+    expected = K.batch_norm(x.astype(np.float64), None, None, training=True)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    assert np.all(np.isfinite(grad)) and out.dtype == grad.dtype == np.float32
+
+
+# --------------------------------------------------------------------------- the proofs
+def test_every_layer_is_proven_on_its_grid() -> None:
+    proofs = prove_layers([layer.name for layer in LAYERS])
+    assert all(p.holds for p in proofs.values()), {n: p.failures for n, p in proofs.items() if not p.holds}
+    assert all(p.instances >= 4 for p in proofs.values())
+
+
+def test_the_proof_fails_for_an_unflipped_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plausible bug (input gradient correlating instead of convolving) must be caught."""
+    right = _lr.conv_backward
+
+    def wrong_backward(grad, arrays, plan):
+        d_x, d_w, d_b = right(grad, arrays, plan)
+        return d_x[..., ::-1], d_w, d_b
+
+    monkeypatch.setattr(_lr, "conv_backward", wrong_backward)
+    layer = LAYER_BY_NAME["conv2d"]
+    failures = prove_instance(layer, layer.instances[0])
+    assert failures and "d_input differs" in failures[0]
+
+
+def test_the_proof_fails_for_the_two_term_batch_norm_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dropping the mean(g * xhat) term of the three-term formula must be caught."""
+    monkeypatch.setattr(_lr, "normalize_vjp", lambda d, xhat, rstd, axes: rstd * (d - d.mean(axis=axes, keepdims=True)))
+    layer = LAYER_BY_NAME["batch_norm"]
+    training = next(i for i in layer.instances if i.params["training"])
+    assert any("d_input differs" in f for f in prove_instance(layer, training))
+
+
+def test_the_max_pool_proof_fails_for_a_misrouted_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    right = _lr.max_pool_backward
+
+    def routed_to_the_wrong_window(grad, arrays, plan):
+        (d_x,) = right(grad, arrays, plan)
+        return (np.roll(d_x, 1),)
+
+    monkeypatch.setattr(_lr, "max_pool_backward", routed_to_the_wrong_window)
+    layer = LAYER_BY_NAME["max_pool2d"]
+    assert prove_instance(layer, layer.instances[0])
