@@ -13,6 +13,7 @@ bytes, which ``tests/test_generated.py`` and ``.ci/run`` check.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import textwrap
 from collections.abc import Callable, Iterable
@@ -22,12 +23,12 @@ from pathlib import Path
 import sympy as sp
 
 from symdl.catalog import CATALOG
-from symdl.catalog.spec import Formula, Op, Param
+from symdl.catalog.spec import Case, Formula, Op, Param
 from symdl.files import write_atomically
 from symdl.functions import NUM_CLASSES
 from symdl.onehot import NotAffineError, lower_row, lower_rowsums, picked_symbol
 from symdl.printing.inplace import ArraySpec, kernel_arrays
-from symdl.printing.latex import formula_latex
+from symdl.printing.latex import formula_latex, gradient_latex, latex
 from symdl.printing.numpy_printer import KernelPrinter, print_assignments
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
@@ -112,6 +113,12 @@ def _docstring(op: Op, formula: Formula | None, *, vjp: bool) -> str:
     if kinks:
         lines.append("Kinks (PyTorch's subgradient): " + "; ".join(
             f"at x = {sp.sstr(k.at)} the gradient is {sp.sstr(k.subgradient)} ({k.why})" for k in kinks) + ".")
+    for case in (c for _, f in formulas for c in f.cases):
+        forms = [f"y = {latex(case.stable)}"] if case.stable is not None else []
+        forms += [gradient_latex(op, dataclasses.replace(f, grads=case.grads), name) for name in case.grads]
+        lines += [f"Where ``{sp.sstr(case.when)}`` ({case.why}), proven equal:" if case.why else
+                  f"Where ``{sp.sstr(case.when)}``, proven equal:", "", ".. math::", "",
+                  *(f"    {form}" for form in forms), ""]
     stables = [f for _, f in formulas if f.stable is not None]
     if stables:
         lines.append("Numerics: computes the stable form, proven equal to the definition; "
@@ -155,6 +162,28 @@ def _variant_dispatch(op: Op, make_body: Callable[[Formula], list[str]], suffix:
     return helpers, [f"return {dispatch}[{key}]({call})"]
 
 
+def _with_cases(op: Op, make_body: Callable[[Formula], list[str]], uses: Callable[[Case], bool]
+                ) -> Callable[[Formula], list[str]]:
+    """``make_body`` preceded by an ``if`` per :class:`Case` whose forms this body ``uses``."""
+    def body(formula: Formula) -> list[str]:
+        lines: list[str] = []
+        for case in (c for c in formula.cases if uses(c)):
+            lines.append(f"if {_printer(op).doprint(case.when)}:  # {case.why}" if case.why else
+                         f"if {_printer(op).doprint(case.when)}:")
+            lines += [f"    {line}" for line in make_body(formula.under(case))]
+        return lines + make_body(formula)
+
+    return body
+
+
+def _forward_cases(case: Case) -> bool:
+    return case.stable is not None
+
+
+def _gradient_cases(case: Case) -> bool:
+    return bool(case.grads)
+
+
 # --------------------------------------------------------------------------- templates
 def _elementwise(op: Op) -> str:
     x = op.inputs[0].symbol.name
@@ -167,9 +196,10 @@ def _elementwise(op: Op) -> str:
         expr = _gradient_expr(op, formula, op.inputs[0].name)
         return print_assignments({"grad_input": expr}, _printer(op)) + ["return (grad_input,)"]
 
-    fwd_helpers, fwd_body = _variant_dispatch(op, forward_body, "", f"{x}: np.ndarray{scalar_args}", "np.ndarray")
-    vjp_helpers, vjp_tail = _variant_dispatch(op, vjp_body, "_vjp", f"g: np.ndarray, {x}: np.ndarray{scalar_args}",
-                                              "tuple[np.ndarray]")
+    fwd_helpers, fwd_body = _variant_dispatch(op, _with_cases(op, forward_body, _forward_cases), "",
+                                              f"{x}: np.ndarray{scalar_args}", "np.ndarray")
+    vjp_helpers, vjp_tail = _variant_dispatch(op, _with_cases(op, vjp_body, _gradient_cases), "_vjp",
+                                              f"g: np.ndarray, {x}: np.ndarray{scalar_args}", "tuple[np.ndarray]")
     checks = _validation(op)
     grad_check = [f"g = _rt.grad_like(grad, {x}.shape, {op.name!r})"]
     return "\n\n".join([
@@ -219,11 +249,12 @@ def _pointwise_loss(op: Op) -> str:
         results = [f"grad_{i.name}" if i.differentiable else "None" for i in op.inputs]
         return lines + [f"return ({', '.join(results)},)"]
 
-    fwd_helpers, fwd_body = _variant_dispatch(op, forward_body, "", f"{args}, reduction: str", "np.ndarray")
+    fwd_helpers, fwd_body = _variant_dispatch(op, _with_cases(op, forward_body, _forward_cases), "",
+                                              f"{args}, reduction: str", "np.ndarray")
     shapes = [f"{i.name}_shape = np.shape({i.name})" for i in op.inputs if i.broadcast and i.differentiable]
     vjp_args = f"g: np.ndarray, {args}" + "".join(
         f", {i.name}_shape: tuple[int, ...]" for i in op.inputs if i.broadcast and i.differentiable)
-    vjp_helpers, vjp_tail = _variant_dispatch(op, vjp_body, "_vjp", vjp_args, "tuple")
+    vjp_helpers, vjp_tail = _variant_dispatch(op, _with_cases(op, vjp_body, _gradient_cases), "_vjp", vjp_args, "tuple")
     grad_check = [f"g = _rt.reduce_vjp(grad, {first}.shape, {first}.dtype, reduction, {op.name!r})"]
     return "\n\n".join([
         *fwd_helpers, *vjp_helpers,

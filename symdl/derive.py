@@ -30,7 +30,7 @@ import mpmath
 import numpy as np
 import sympy as sp
 
-from symdl.catalog.spec import DERIVATIVE, Formula, Kink, Op
+from symdl.catalog.spec import DERIVATIVE, Case, Formula, Kink, Op
 from symdl.functions import expand_row, row_components, rowmax, rowsum, to_textbook
 
 #: Digits used by numeric identity proofs and the mpmath reference.
@@ -207,6 +207,41 @@ def _derive_elementwise(derivation: Derivation, rng: np.random.Generator) -> Non
         derivation.proofs.append(prove_identity(claim, lhs.xreplace({DERIVATIVE: first}), rhs, symbols, points))
     for kink in formula.kinks:
         derivation.proofs.append(_kink_proof(op, formula, derivation.derived[op.inputs[0].name], kink, raw_points))
+    for case in formula.cases:
+        _prove_case(derivation, case, rng)
+
+
+def _points_where(op: Op, when: sp.Basic, rng: np.random.Generator) -> list[dict[sp.Symbol, float]]:
+    """Sample points whose parameters satisfy ``when`` (drawn from the parameters' domains)."""
+    pinned = {when.lhs: float(when.rhs)} if isinstance(when, sp.Eq) and when.lhs.is_Symbol else {}
+    points: list[dict[sp.Symbol, float]] = []
+    for _ in range(50):
+        drawn = [{**p, **pinned} for p in _sample_values(op, rng, PROOF_POINTS * 2)]
+        points += [p for p in drawn if bool(when.subs(p))]
+        if len(points) >= PROOF_POINTS:
+            break
+    if not points:
+        raise ValueError(f"{op.name}: no sample point satisfies the case condition {when}")
+    return points
+
+
+def _prove_case(derivation: Derivation, case: Case, rng: np.random.Generator) -> None:
+    """A case's forms equal the definition where its condition holds, kinks included."""
+    op, formula = derivation.op, derivation.formula
+    symbols = _symbols_of(op)
+    raw_points = _points_where(op, case.when, rng)
+    x0 = op.inputs[0].symbol
+    points = [[p[s] for s in symbols] for p in raw_points if _away_from_kinks(formula, p, x0)][:PROOF_POINTS]
+    where = f"where {case.when}: "
+    if case.stable is not None:
+        derivation.proofs.append(prove_identity(where + "stable form = definition", case.stable, formula.definition,
+                                                symbols, points))
+    for name, closed in case.grads.items():
+        derivation.proofs.append(prove_identity(where + f"d/d{name} closed form = derived", closed,
+                                                derivation.derived[name], symbols, points))
+    for kink in formula.kinks:
+        proof = _kink_proof(op, formula.under(case), derivation.derived[op.inputs[0].name], kink, raw_points)
+        derivation.proofs.append(Proof(where + proof.claim, proof.method, proof.holds, proof.max_error))
 
 
 def _kink_proof(op: Op, formula: Formula, derived: sp.Expr, kink: Kink, points: list[dict]) -> Proof:

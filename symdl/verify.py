@@ -105,7 +105,9 @@ def _entry_key(op: Op, variant: str) -> str:
     formula = op.formulas[variant]
     text = "|".join([symdl.__version__, _prover_source(), op.name, variant, sp.srepr(formula.definition), sp.srepr(formula.stable),
                      *(f"{k}={sp.srepr(v)}" for k, v in sorted(formula.grads.items())),
-                     *(f"{sp.srepr(k.at)}:{sp.srepr(k.subgradient)}" for k in formula.kinks)])
+                     *(f"{sp.srepr(k.at)}:{sp.srepr(k.subgradient)}" for k in formula.kinks),
+                     *(f"{sp.srepr(c.when)}:{sp.srepr(c.stable)}:{sorted((k, sp.srepr(v)) for k, v in c.grads.items())}"
+                       for c in formula.cases)])
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symdl.catalog.spec import DERIVATIVE, Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
+from symdl.catalog.spec import DERIVATIVE, Case, Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
 from symdl.functions import expm1, grouped, normal_cdf, rowmax, rowsum, sigmoid, softplus
 
 x = sp.Symbol("x", real=True)
@@ -45,14 +45,33 @@ def _clamp(e: sp.Expr, low: sp.Expr, high: sp.Expr) -> sp.Expr:
 def _elu_formula(scale: sp.Expr, a: sp.Expr, input_scale: sp.Expr) -> Formula:
     """ELU family: ``scale * (a (exp(input_scale x) - 1) if x <= 0 else x)``.
 
-    PyTorch's ``elu_backward`` takes the ``x <= 0`` branch at 0.
+    PyTorch's ``elu_backward`` takes the ``x <= 0`` branch at 0. Where
+    ``a * input_scale <= 1`` the negative branch lies above x (it is convex with
+    slope ``a * input_scale`` at 0), so the forward is one maximum; where it
+    equals 1 the negative branch's derivative is exactly 1 at x >= 0, so the
+    gradient needs no branch at all. celu has ``a * input_scale = 1`` for every
+    alpha; elu has it at alpha = 1 (its default) and gets those forms as cases.
     """
     negative = sp.Min(x, 0)
+    slope = a * input_scale
+    one_max = scale * sp.Max(x, a * expm1(input_scale * negative))
+    branch_free = scale * slope * sp.exp(input_scale * negative)
+    definition = scale * sp.Piecewise((a * (sp.exp(input_scale * x) - 1), x <= 0), (x, True))
+    kinks = (Kink(sp.S.Zero, scale * slope, "elu_backward uses the x <= 0 branch at 0"),)
+    if sp.simplify(slope - 1) == 0:
+        return Formula(definition=definition, stable=one_max, grads={"input": branch_free}, kinks=kinks)
+    cases = ()
+    if slope.free_symbols:
+        cases = (
+            Case(sp.Eq(slope, 1), one_max, {"input": branch_free}, "one maximum, and exp(min(x, 0)) = 1 for x >= 0"),
+            Case(slope <= 1, one_max, why="the negative branch lies above x"),
+        )
     return Formula(
-        definition=scale * sp.Piecewise((a * (sp.exp(input_scale * x) - 1), x <= 0), (x, True)),
+        definition=definition,
         stable=scale * (sp.Max(x, 0) + a * expm1(input_scale * negative)),
-        grads={"input": scale * sp.Piecewise((a * input_scale * sp.exp(input_scale * negative), x <= 0), (1, True))},
-        kinks=(Kink(sp.S.Zero, scale * a * input_scale, "elu_backward uses the x <= 0 branch at 0"),),
+        grads={"input": scale * sp.Piecewise((slope * sp.exp(input_scale * negative), x <= 0), (1, True))},
+        kinks=kinks,
+        cases=cases,
     )
 
 
@@ -120,10 +139,13 @@ ACTIVATIONS: tuple[Op, ...] = (
         kind="elementwise",
         summary="Leaky ReLU: x if x > 0 else negative_slope * x",
         inputs=INPUT,
-        params=(Param("negative_slope", 0.01, Rule("real"), negative_slope, Domain(0.0, 0.5)),),
+        # Sampled on both sides of |slope| = 1, where the kernel switches forms.
+        params=(Param("negative_slope", 0.01, Rule("real"), negative_slope, Domain(-0.5, 2.0)),),
         formulas={"": Formula(
             definition=sp.Piecewise((negative_slope * x, x <= 0), (x, True)),
             stable=sp.Max(x, 0) + negative_slope * sp.Min(x, 0),
+            # |slope| <= 1: x > 0 gives x >= slope x, x <= 0 gives slope x >= x; slope x cannot overflow.
+            cases=(Case(sp.Abs(negative_slope) <= 1, sp.Max(x, negative_slope * x), why="max(x, slope x), exact"),),
             grads={"input": sp.Piecewise((negative_slope, x <= 0), (1, True))},
             kinks=(Kink(sp.S.Zero, negative_slope, "leaky_relu_backward uses the slope where x <= 0"),),
         )},

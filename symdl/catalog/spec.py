@@ -9,7 +9,7 @@ them lists ops by hand.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import sympy as sp
@@ -133,6 +133,28 @@ class Tolerance:
     grad_scale: sp.Expr = sp.S.Zero
 
 
+@dataclass(frozen=True, eq=False)
+class Case:
+    """Faster forms that hold where a condition on scalar parameters holds.
+
+    The generated kernel tests ``when`` in a Python ``if`` (free at run
+    time) and computes these forms instead of the formula's. Each is proven
+    equal to the definition at points where ``when`` holds, and its gradient
+    is checked at every kink, like the formula's own.
+
+    Attributes:
+        when: a condition on scalar parameters only (``Abs(negative_slope) <= 1``).
+        stable: the forward form there, or None for the formula's.
+        grads: closed-form gradients there, by input name (missing: the formula's).
+        why: one line on why the forms agree under ``when``.
+    """
+
+    when: sp.Basic
+    stable: sp.Expr | None = None
+    grads: dict[str, sp.Expr] = field(default_factory=dict)
+    why: str = ""
+
+
 @dataclass(frozen=True, eq=False)  # identity semantics: entries are singletons, usable as cache keys
 class Formula:
     """The math of one variant of an op.
@@ -153,6 +175,8 @@ class Formula:
             ``(claim, lhs, rhs)``; ``lhs`` may use :data:`DERIVATIVE` for the
             derived gradient of the first input (``sigma' = sigma (1 - sigma)``
             when the kernel uses a form that is more accurate in the tails).
+    cases: faster forms for parameter ranges (:class:`Case`), tried in
+            order before the general forms.
     """
 
     definition: sp.Expr
@@ -162,11 +186,22 @@ class Formula:
     assumptions: tuple[tuple[sp.Expr, sp.Expr], ...] = ()
     facts: tuple[tuple[str, sp.Expr, sp.Expr], ...] = ()
     tolerance: Tolerance | None = None  # None: the op's tolerance
+    cases: tuple[Case, ...] = ()
 
     @property
     def forward(self) -> sp.Expr:
         """The expression the kernel computes."""
         return self.stable if self.stable is not None else self.definition
+
+    def under(self, case: Case) -> Formula:
+        """This formula with ``case``'s forms in place of its own (and no further cases).
+
+        An equality condition (``Eq(alpha, 1)``) is substituted into the forms.
+        """
+        fixed = {case.when.lhs: case.when.rhs} if isinstance(case.when, sp.Eq) and case.when.lhs.is_Symbol else {}
+        stable = case.stable if case.stable is not None else self.stable
+        return replace(self, stable=None if stable is None else stable.xreplace(fixed),
+                       grads={k: v.xreplace(fixed) for k, v in {**self.grads, **case.grads}.items()}, cases=())
 
 
 @dataclass(frozen=True, eq=False)  # identity semantics: entries are singletons, usable as cache keys

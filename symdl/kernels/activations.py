@@ -237,6 +237,12 @@ def leaky_relu(input: ArrayLike, *, negative_slope: float = 0.01) -> np.ndarray:
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is negative_slope (leaky_relu_backward uses the
     slope where x <= 0).
+    Where ``Abs(negative_slope) <= 1`` (max(x, slope x), exact), proven equal:
+
+    .. math::
+
+        y = \max\left(x, negative_{slope} x\right)
+
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
 
@@ -244,6 +250,12 @@ def leaky_relu(input: ArrayLike, *, negative_slope: float = 0.01) -> np.ndarray:
     """
     negative_slope = _rt.check_real('leaky_relu', 'negative_slope', negative_slope)
     x = _rt.float_array(input, 'leaky_relu', 'input')
+    if (abs(negative_slope) <= 1):  # max(x, slope x), exact
+        # out = np.maximum(x, negative_slope * x)
+        t0 = np.asarray(negative_slope * x)
+        np.maximum(x, t0, out=t0)
+        out = t0
+        return out
     # out = negative_slope * np.clip(x, -math.inf, 0) + np.clip(x, 0, math.inf)
     t0 = np.clip(x, -math.inf, 0)
     t0 *= negative_slope
@@ -275,6 +287,12 @@ def leaky_relu_vjp(grad: ArrayLike, input: ArrayLike, *, negative_slope: float =
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is negative_slope (leaky_relu_backward uses the
     slope where x <= 0).
+    Where ``Abs(negative_slope) <= 1`` (max(x, slope x), exact), proven equal:
+
+    .. math::
+
+        y = \max\left(x, negative_{slope} x\right)
+
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
 
@@ -320,6 +338,19 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is alpha (elu_backward uses the x <= 0 branch
     at 0).
+    Where ``Eq(alpha, 1)`` (one maximum, and exp(min(x, 0)) = 1 for x >= 0), proven equal:
+
+    .. math::
+
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)}\right)
+        \frac{\partial y}{\partial x} = \alpha e^{\min\left(0, x\right)}
+
+    Where ``alpha <= 1`` (the negative branch lies above x), proven equal:
+
+    .. math::
+
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)}\right)
+
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
     alpha must be > 0 (PyTorch also accepts negative alpha, which is rarely meant).
@@ -328,6 +359,21 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     """
     alpha = _rt.check_positive('elu', 'alpha', alpha)
     x = _rt.float_array(input, 'elu', 'input')
+    if (alpha == 1):  # one maximum, and exp(min(x, 0)) = 1 for x >= 0
+        # out = np.maximum(x, np.expm1(np.clip(x, -math.inf, 0)))
+        t0 = np.asarray(np.clip(x, -math.inf, 0))
+        np.expm1(t0, out=t0)
+        np.maximum(x, t0, out=t0)
+        out = t0
+        return out
+    if (alpha <= 1):  # the negative branch lies above x
+        # out = np.maximum(x, alpha * np.expm1(np.clip(x, -math.inf, 0)))
+        t0 = np.asarray(np.clip(x, -math.inf, 0))
+        np.expm1(t0, out=t0)
+        t0 *= alpha
+        np.maximum(x, t0, out=t0)
+        out = t0
+        return out
     # out = alpha * np.expm1(np.clip(x, -math.inf, 0)) + np.clip(x, 0, math.inf)
     t0 = np.asarray(np.clip(x, -math.inf, 0))
     np.expm1(t0, out=t0)
@@ -361,6 +407,19 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is alpha (elu_backward uses the x <= 0 branch
     at 0).
+    Where ``Eq(alpha, 1)`` (one maximum, and exp(min(x, 0)) = 1 for x >= 0), proven equal:
+
+    .. math::
+
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)}\right)
+        \frac{\partial y}{\partial x} = \alpha e^{\min\left(0, x\right)}
+
+    Where ``alpha <= 1`` (the negative branch lies above x), proven equal:
+
+    .. math::
+
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)}\right)
+
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
     alpha must be > 0 (PyTorch also accepts negative alpha, which is rarely meant).
@@ -374,6 +433,13 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
     alpha = _rt.check_positive('elu', 'alpha', alpha)
     x = _rt.float_array(input, 'elu', 'input')
     g = _rt.grad_like(grad, x.shape, 'elu')
+    if (alpha == 1):  # one maximum, and exp(min(x, 0)) = 1 for x >= 0
+        # grad_input = g * np.exp(np.clip(x, -math.inf, 0))
+        t0 = np.asarray(np.clip(x, -math.inf, 0))
+        np.exp(t0, out=t0)
+        t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+        grad_input = t1
+        return (grad_input,)
     # grad_input = np.where(x <= 0, alpha * g * np.exp(np.clip(x, -math.inf, 0)), g)
     t0 = np.asarray(alpha * g)
     t1 = np.asarray(np.clip(x, -math.inf, 0))
@@ -499,15 +565,14 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        y = \alpha \operatorname{expm}_{1}{\left(\frac{\min\left(0, x\right)}{\alpha} \right)} +
-        \max\left(0, x\right)
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\frac{\min\left(0, x\right)}{\alpha}
+        \right)}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} e^{\frac{\min\left(0, x\right)}{\alpha}} &
-        \text{for}\: x \leq 0 \\1 & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = e^{\frac{\min\left(0, x\right)}{\alpha}}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is 1 (elu_backward uses the x <= 0 branch at
     0).
@@ -521,13 +586,12 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     """
     alpha = _rt.check_positive('celu', 'alpha', alpha)
     x = _rt.float_array(input, 'celu', 'input')
-    # out = alpha * np.expm1(np.clip(x, -math.inf, 0) / alpha) + np.clip(x, 0, math.inf)
+    # out = np.maximum(x, alpha * np.expm1(np.clip(x, -math.inf, 0) / alpha))
     t0 = np.asarray(np.clip(x, -math.inf, 0))
     t0 /= alpha
     np.expm1(t0, out=t0)
     t0 *= alpha
-    t1 = np.clip(x, 0, math.inf)
-    t0 += t1
+    np.maximum(x, t0, out=t0)
     out = t0
     return out
 
@@ -544,15 +608,14 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[
 
     .. math::
 
-        y = \alpha \operatorname{expm}_{1}{\left(\frac{\min\left(0, x\right)}{\alpha} \right)} +
-        \max\left(0, x\right)
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\frac{\min\left(0, x\right)}{\alpha}
+        \right)}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} e^{\frac{\min\left(0, x\right)}{\alpha}} &
-        \text{for}\: x \leq 0 \\1 & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = e^{\frac{\min\left(0, x\right)}{\alpha}}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is 1 (elu_backward uses the x <= 0 branch at
     0).
@@ -571,14 +634,12 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[
     alpha = _rt.check_positive('celu', 'alpha', alpha)
     x = _rt.float_array(input, 'celu', 'input')
     g = _rt.grad_like(grad, x.shape, 'celu')
-    # grad_input = np.where(x <= 0, g * np.exp(np.clip(x, -math.inf, 0) / alpha), g)
-    m0 = x <= 0
+    # grad_input = g * np.exp(np.clip(x, -math.inf, 0) / alpha)
     t0 = np.asarray(np.clip(x, -math.inf, 0))
     t0 /= alpha
     np.exp(t0, out=t0)
     t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
-    t2 = np.where(m0, t1, g)
-    grad_input = t2
+    grad_input = t1
     return (grad_input,)
 
 
