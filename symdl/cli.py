@@ -94,7 +94,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 #: Subcommands that live in their own module, by name. Each module exposes
 #: ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``; keep its
 #: top-level imports light, since building the parser imports it.
-PLUGINS: dict[str, str] = {"train": "symdl.cli_train"}
+PLUGINS: dict[str, str] = {"train": "symdl.cli_train", "gradcheck": "symdl.cli_gradcheck"}
 
 
 def build_parser() -> argparse.ArgumentParser:

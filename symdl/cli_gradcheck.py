@@ -1,0 +1,348 @@
+"""``symdl gradcheck``: check a gradient from the command line.
+
+Three kinds of target:
+
+* an expression: ``symdl gradcheck "x*sigmoid(x)" --at x=0.5`` (or ``--range
+  x=-5:5 --samples 200``) checks SymPy's derivative against finite
+  differences; ``--grad "..."`` also checks a hand-written derivative against
+  both. ``--wrt w,b`` picks the variables, ``--shape x=3,4`` makes one an array.
+  Expressions are parsed safely (:mod:`symdl.expr`), never evaluated.
+* Python code: ``symdl gradcheck file.py:f --vjp file.py:df --shape x=3,4``
+  (or ``package.module:f``); inputs are drawn from a standard normal
+  (``--seed``, ``--dtype``), one per parameter of ``f``.
+* a catalog op: ``symdl gradcheck --op gelu --params approximate=tanh``
+  re-checks the shipped kernel on inputs from the op's domains.
+
+Output is a table (``--json`` for machines). Exit 0 when every gradient
+matches, 1 when one does not, 2 for bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import inspect
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from symdl.check.errors import GradcheckInputError
+
+HELP = "check a gradient (expression, Python function or catalog op) against finite differences"
+_PYTHON_TARGET = re.compile(r"^(?:[^\s:]+\.py|[A-Za-z_][\w.]*):[A-Za-z_]\w*$")
+_MODES = ("full", "fast", "complex", "richardson")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options."""
+    parser.add_argument("target", nargs="?", help='an expression ("x*sigmoid(x)"), file.py:f or package.module:f')
+    parser.add_argument("--op", help="re-check a catalog op's kernel")
+    parser.add_argument("--params", default="", help="op parameters: name=value[,name=value]")
+    parser.add_argument("--at", action="append", default=[], help="point: name=value[,name=value]")
+    parser.add_argument("--range", action="append", default=[], dest="ranges", help="sample range: name=low:high")
+    parser.add_argument("--samples", type=int, default=100, help="points drawn per --range (default 100)")
+    parser.add_argument("--wrt", help="variables to differentiate, comma-separated (default: all)")
+    parser.add_argument("--grad", action="append", default=[], help="hand-written derivative: expr, or name=expr")
+    parser.add_argument("--shape", action="append", default=[], help="array shape: name=3,4")
+    parser.add_argument("--vjp", help="the gradient of a Python target: file.py:df or package.module:df")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--mode", choices=_MODES, default="full")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+@dataclass
+class Outcome:
+    """What one run checked: named reports, and further findings as text."""
+
+    target: str
+    checks: list[tuple[str, object]] = field(default_factory=list)  # (title, GradcheckReport)
+    findings: list[tuple[str, bool]] = field(default_factory=list)  # (statement, holds)
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for _, r in self.checks) and all(ok for _, ok in self.findings)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"target": self.target, "passed": self.passed,
+                "checks": [{"check": t, "passed": r.passed, "report": r.as_dict()} for t, r in self.checks],
+                "findings": [{"finding": s, "holds": ok} for s, ok in self.findings]}
+
+    def to_text(self) -> str:
+        lines = [f"symdl gradcheck {self.target}: {'PASS' if self.passed else 'FAIL'}"]
+        for title, report in self.checks:
+            lines += ["", f"== {title}", report.to_text()]
+        lines += [""] * bool(self.findings) + [f"{'ok' if ok else 'FAIL'}: {s}" for s, ok in self.findings]
+        return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the check; exit code 0 (pass), 1 (a gradient is wrong)."""
+    if args.samples < 1:
+        raise GradcheckInputError(f"--samples must be >= 1, got {args.samples}")
+    if args.op:
+        outcome = _run_op(args)
+    elif not args.target:
+        raise GradcheckInputError("give an expression, a Python target (file.py:f) or --op NAME")
+    elif _PYTHON_TARGET.match(args.target):
+        outcome = _run_python(args)
+    else:
+        outcome = _run_expression(args)
+    print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.to_text())
+    return 0 if outcome.passed else 1
+
+
+# --------------------------------------------------------------------------- option parsing
+def _pairs(items: list[str], option: str) -> dict[str, str]:
+    """``name=value`` pairs from comma-separated items."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        for part in filter(None, (p.strip() for p in item.split(","))):
+            name, sep, value = part.partition("=")
+            if not sep or not name.strip().isidentifier() or not value.strip():
+                raise GradcheckInputError(f"{option}: expected name=value, got {part!r}")
+            pairs[name.strip()] = value.strip()
+    return pairs
+
+
+def _number(text: str, option: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise GradcheckInputError(f"{option}: {text!r} is not a number") from None
+    if not np.isfinite(value):
+        raise GradcheckInputError(f"{option}: {text!r} is not finite")
+    return value
+
+
+def _shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
+    shapes = {}
+    for item in items:
+        name, sep, dims = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise GradcheckInputError(f"--shape: expected name=3,4, got {item!r}")
+        try:
+            shape = tuple(int(d) for d in dims.split(",") if d.strip())
+        except ValueError:
+            raise GradcheckInputError(f"--shape: {dims!r} is not a list of integers") from None
+        if any(d < 1 for d in shape) or int(np.prod(shape)) > 10**7:
+            raise GradcheckInputError(f"--shape: {item!r} needs sides >= 1 and at most 1e7 elements")
+        shapes[name.strip()] = shape
+    return shapes
+
+
+def _ranges(items: list[str]) -> dict[str, tuple[float, float]]:
+    ranges = {}
+    for name, text in _pairs(items, "--range").items():
+        low, sep, high = text.partition(":")
+        if not sep:
+            raise GradcheckInputError(f"--range: expected {name}=low:high, got {name}={text}")
+        low_value, high_value = _number(low, "--range"), _number(high, "--range")
+        if not low_value < high_value:
+            raise GradcheckInputError(f"--range: {name} needs low < high, got {text}")
+        ranges[name] = (low_value, high_value)
+    return ranges
+
+
+def _check(f: Callable[..., object], inputs: list[np.ndarray], vjp: Callable[..., object], args: argparse.Namespace,
+           names: list[str], wrt: list[int] | None = None) -> object:
+    """``gradcheck``; an exception from the user's code is bad input (exit 2), on one line."""
+    from symdl.check import gradcheck
+    from symdl.errors import SymdlError
+
+    try:
+        return gradcheck(f, inputs, vjp, mode=args.mode, seed=args.seed, names=names, wrt=wrt)
+    except SymdlError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's function failed: say so on one line
+        text = " ".join(str(error).split())
+        raise GradcheckInputError(f"evaluating the target failed: {type(error).__name__}: {text}") from None
+
+
+# --------------------------------------------------------------------------- expressions
+def _run_expression(args: argparse.Namespace) -> Outcome:
+    import sympy as sp
+
+    from symdl.check.expression import ExpressionFunction, evaluate
+    from symdl.expr import parse, simplify_within
+
+    at = {k: _number(v, "--at") for k, v in _pairs(args.at, "--at").items()}
+    ranges, shapes = _ranges(args.ranges), _shapes(args.shape)
+    wrt_names = [w.strip() for w in args.wrt.split(",") if w.strip()] if args.wrt else []
+    declared = set(at) | set(ranges) | set(shapes) | set(wrt_names)
+    expr = parse(args.target, declared)
+    names = sorted(s.name for s in expr.free_symbols)
+    for name in sorted(declared - set(names)):
+        raise GradcheckInputError(f"variable {name!r} does not occur in the expression")
+    missing = [n for n in names if n not in at and n not in ranges]
+    if missing:
+        raise GradcheckInputError(f"no value for {', '.join(missing)}: give --at {missing[0]}=... "
+                                  f"or --range {missing[0]}=low:high")
+    if not names:
+        raise GradcheckInputError("the expression has no variables to differentiate")
+    symbols = [sp.Symbol(n, real=True) for n in names]
+    rng = np.random.default_rng(args.seed)
+    dtype = np.dtype(args.dtype)
+    arrays = [(rng.uniform(*ranges[n], shapes.get(n, (args.samples,))) if n in ranges
+               else np.full(shapes.get(n, ()), at[n])).astype(dtype) for n in names]
+    wrt = wrt_names or names
+    derived = {s: sp.diff(expr, s) for s in symbols if s.name in wrt}
+    outcome = Outcome(args.target)
+    function = ExpressionFunction(expr, symbols, derived)
+    indices = [names.index(n) for n in wrt]
+    outcome.checks.append(("SymPy's derivative vs finite differences",
+                           _check(function, arrays, function.vjp, args, names, indices)))
+    if args.grad:
+        hand = _hand_derivatives(args.grad, wrt, declared, parse)
+        written = {s: hand[s.name] for s in symbols if s.name in hand}
+        mine = ExpressionFunction(expr, symbols, written)
+        outcome.checks.append(("your derivative vs finite differences", _check(mine, arrays, mine.vjp, args, names,
+                                                                                 [names.index(n) for n in hand])))
+        values = dict(zip(symbols, arrays))
+        for symbol, given in written.items():
+            outcome.findings.append(_agreement(symbol, given, derived[symbol], values, evaluate, simplify_within))
+    return outcome
+
+
+def _hand_derivatives(items: list[str], wrt: list[str], declared: set[str], parse: Callable[..., object]
+                      ) -> dict[str, object]:
+    """``--grad`` values: ``name=expr`` each, or one bare expression when there is one variable."""
+    hand = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if sep and name.strip().isidentifier() and not text.startswith("="):  # not "x==0"
+            hand[name.strip()] = text
+        elif len(wrt) == 1:
+            hand[wrt[0]] = item
+        else:
+            raise GradcheckInputError(f"--grad: with several variables write name=expr (variables: {', '.join(wrt)})")
+    unknown = sorted(set(hand) - set(wrt))
+    if unknown:
+        raise GradcheckInputError(f"--grad: {unknown[0]!r} is not a variable being differentiated ({', '.join(wrt)})")
+    return {name: parse(text, declared) for name, text in hand.items()}
+
+
+def _agreement(symbol: object, given: object, derived: object, values: dict, evaluate: Callable[..., object],
+               simplify_within: Callable[..., tuple[object, bool]]) -> tuple[str, bool]:
+    """Whether a hand-written derivative equals SymPy's: symbolically, or at every sample point."""
+    difference, done = simplify_within(given - derived, 2.0)
+    if done and difference == 0:
+        return f"d/d{symbol} = {given} equals SymPy's {derived} symbolically", True
+    ours = np.asarray(evaluate(given, values), dtype=np.float64)
+    theirs = np.asarray(evaluate(derived, values), dtype=np.float64)
+    ours, theirs = np.broadcast_arrays(ours, theirs)
+    scale = float(np.max(np.abs(theirs))) if theirs.size else 0.0
+    with np.errstate(invalid="ignore"):
+        close = np.abs(ours - theirs) <= 1e-9 * (np.abs(theirs) + scale)
+    if close.all():
+        how = "not shown symbolically within 2 s" if not done else "not simplified to 0"
+        return f"d/d{symbol} = {given} agrees with SymPy's {derived} at all {close.size} points ({how})", True
+    worst = np.unravel_index(int(np.argmax(~close)), close.shape)
+    return (f"d/d{symbol} = {given} differs from SymPy's {derived}: at point {list(map(int, worst))} "
+            f"{float(ours[worst]):.6g} vs {float(theirs[worst]):.6g}"), False
+
+
+# --------------------------------------------------------------------------- Python targets
+def load_callable(target: str) -> Callable[..., object]:
+    """The function named by ``file.py:name`` or ``package.module:name``."""
+    location, _, name = target.rpartition(":")
+    try:
+        if location.endswith(".py"):
+            path = Path(location)
+            if not path.is_file():
+                raise GradcheckInputError(f"{location}: no such file")
+            spec = importlib.util.spec_from_file_location(f"_symdl_target_{abs(hash(path.resolve()))}", path)
+            module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+            sys.modules[spec.name] = module  # type: ignore[union-attr]
+            spec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(location)
+    except GradcheckInputError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's module failed to import
+        text = " ".join(str(error).split())
+        raise GradcheckInputError(f"cannot import {location}: {type(error).__name__}: {text}") from None
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise GradcheckInputError(f"{location} has no function {name!r}")
+    return function
+
+
+def _run_python(args: argparse.Namespace) -> Outcome:
+    if not args.vjp:
+        raise GradcheckInputError("a Python target needs its gradient: --vjp file.py:df (vjp(v, *inputs) or grad(*inputs))")
+    if args.at or args.ranges or args.grad or args.wrt:
+        raise GradcheckInputError("--at, --range, --grad and --wrt apply to expressions; Python targets use --shape")
+    f, vjp = load_callable(args.target), load_callable(args.vjp)
+    try:
+        parameters = [p.name for p in inspect.signature(f).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
+    except (TypeError, ValueError):
+        raise GradcheckInputError(f"{args.target}: cannot read the function's parameters") from None
+    shapes = _shapes(args.shape)
+    unknown = sorted(set(shapes) - set(parameters))
+    if unknown:
+        raise GradcheckInputError(f"--shape {unknown[0]}: {args.target} has no parameter {unknown[0]!r} "
+                                  f"(parameters: {', '.join(parameters)})")
+    missing = [p for p in parameters if p not in shapes]
+    if missing:
+        raise GradcheckInputError(f"no --shape for parameter {missing[0]!r} of {args.target} "
+                                  f"(give --shape {missing[0]}=3,4, or {missing[0]}= for a scalar)")
+    rng = np.random.default_rng(args.seed)
+    inputs = [rng.standard_normal(shapes[p]).astype(args.dtype) for p in parameters]
+    outcome = Outcome(args.target)
+    outcome.checks.append((f"{args.vjp} vs finite differences", _check(f, inputs, vjp, args, parameters)))
+    return outcome
+
+
+# --------------------------------------------------------------------------- catalog ops
+def _param_value(op: object, name: str, text: str) -> object:
+    """A parameter value from text, typed like the parameter's default."""
+    try:
+        param = op.param(name)  # type: ignore[attr-defined]
+    except KeyError:
+        known = ", ".join(p.name for p in op.params) or "none"  # type: ignore[attr-defined]
+        raise GradcheckInputError(f"--params: {op.name} has no parameter {name!r} (parameters: {known})") from None  # type: ignore[attr-defined]
+    if param.rule.kind == "array":
+        raise GradcheckInputError(f"--params: {name} takes an array; it cannot be given on the command line")
+    default = param.default
+    if isinstance(default, bool) or param.rule.kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise GradcheckInputError(f"--params: {name} must be true or false, got {text!r}")
+        return text.lower() == "true"
+    if isinstance(default, str):
+        return text
+    if param.rule.kind == "integer" or isinstance(default, int):
+        try:
+            return int(text)
+        except ValueError:
+            raise GradcheckInputError(f"--params: {name} must be an integer, got {text!r}") from None
+    return _number(text, "--params")
+
+
+def _run_op(args: argparse.Namespace) -> Outcome:
+    import symdl.kernels as kernels
+    from symdl.catalog import get
+    from symdl.sampling import draw_inputs
+
+    if args.target:
+        raise GradcheckInputError("give either a target or --op, not both")
+    op = get(args.op)
+    params = {k: _param_value(op, k, v) for k, v in _pairs([args.params], "--params").items()}
+    shapes = _shapes(args.shape)
+    batch = shapes.get(op.inputs[0].name, (4, 5))
+    forward, backward = getattr(kernels, op.name), getattr(kernels, f"{op.name}_vjp")
+    rng = np.random.default_rng(args.seed)
+    inputs = draw_inputs(op, rng, batch, np.dtype(args.dtype))
+    wrt = [i for i, item in enumerate(op.inputs) if item.differentiable and inputs[i].dtype.kind == "f"]
+    outcome = Outcome(f"--op {op.name}" + (f" --params {args.params}" if args.params else ""))
+    report = _check(lambda *a: forward(*a, **params), inputs, lambda g, *a: backward(g, *a, **params), args,
+                    [i.name for i in op.inputs], wrt)
+    outcome.checks.append((f"symdl.kernels.{op.name}_vjp vs finite differences", report))
+    return outcome

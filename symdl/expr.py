@@ -1,0 +1,319 @@
+"""Safe parsing of expression strings into SymPy, and a time-limited simplify.
+
+SymPy's ``sympify`` and ``parse_expr`` run ``eval`` on their input, so a string
+such as ``__import__('os').system(...)`` would execute. :func:`parse` never
+evaluates user text: it parses it with :func:`ast.parse` and builds the SymPy
+tree node by node from a whitelist:
+
+* numbers (``int`` and ``float`` literals), names (variables, ``pi``, ``e``);
+* ``+ - * / **``, unary ``+ -``; comparisons, ``and``/``or``/``not`` and
+  ``a if cond else b`` or ``where(cond, a, b)`` for piecewise expressions;
+* calls of the known functions (:data:`FUNCTIONS`: ``exp``, ``log``, ``sqrt``,
+  ``abs``, ``max``/``min``, ``erf``, ``sigmoid``, ``softplus``, ... and every
+  elementwise activation of the catalog, built from its definition at its
+  default parameters), positional arguments only.
+
+Everything else (attribute access, subscripts, lambdas, strings, keyword
+arguments, unknown names, ...) is rejected with an :class:`ExpressionError`
+naming what and where. Caps keep hostile input cheap: at most
+:data:`MAX_LENGTH` characters, :data:`MAX_DEPTH` levels of nesting (checked
+on the raw text before :func:`ast.parse`, and on the tree), numeric
+exponents up to :data:`MAX_EXPONENT` and exact numbers up to
+:data:`MAX_DIGITS` digits, so ``9**9**9**9`` or ``x**(10**10)`` fail at once.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import math
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from functools import cache
+
+import sympy as sp
+
+from symdl.check.errors import ExpressionError
+from symdl.functions import expm1, log1p, normal_cdf, sigmoid, softplus
+
+MAX_LENGTH = 2000
+MAX_DEPTH = 100
+MAX_EXPONENT = 1000
+MAX_DIGITS = 10_000
+
+__all__ = ["parse", "simplify_within", "FUNCTIONS", "ExpressionError", "MAX_LENGTH", "MAX_DEPTH", "MAX_EXPONENT"]
+
+
+def _where(condition: sp.Basic, then: sp.Expr, otherwise: sp.Expr) -> sp.Expr:
+    return sp.Piecewise((then, condition), (otherwise, True))
+
+
+#: Functions by name, with their number of arguments (None: any number >= 1).
+_BASIC: dict[str, tuple[Callable[..., sp.Expr], int | None]] = {
+    "exp": (sp.exp, 1), "log": (sp.log, 1), "log1p": (log1p, 1), "expm1": (expm1, 1),
+    "sqrt": (sp.sqrt, 1), "abs": (sp.Abs, 1), "sin": (sp.sin, 1), "cos": (sp.cos, 1), "tan": (sp.tan, 1),
+    "sinh": (sp.sinh, 1), "cosh": (sp.cosh, 1), "tanh": (sp.tanh, 1), "asinh": (sp.asinh, 1),
+    "atan": (sp.atan, 1), "erf": (sp.erf, 1), "sigmoid": (sigmoid, 1), "softplus": (softplus, 1),
+    "normal_cdf": (normal_cdf, 1), "max": (sp.Max, None), "min": (sp.Min, None), "Max": (sp.Max, None),
+    "Min": (sp.Min, None), "where": (_where, 3),
+}
+_CONSTANTS = {"pi": sp.pi, "e": sp.E}
+
+
+def _activation(definition: sp.Expr, symbol: sp.Symbol) -> Callable[[sp.Expr], sp.Expr]:
+    return lambda arg: definition.xreplace({symbol: arg})
+
+
+@cache
+def functions() -> dict[str, tuple[Callable[..., sp.Expr], int | None]]:
+    """:data:`_BASIC` plus each elementwise activation of the catalog (its definition at default parameters)."""
+    from symdl.catalog import CATALOG
+
+    table = {}
+    for op in CATALOG.values():
+        if op.family == "activation" and op.kind == "elementwise":
+            defaults = {p.symbol: sp.sympify(p.default) for p in op.symbol_params}  # catalog data, not user text
+            table[op.name] = (_activation(op.formula().definition.xreplace(defaults), op.inputs[0].symbol), 1)
+    return {**table, **_BASIC}
+
+
+FUNCTIONS = _BASIC  # the fixed part; ``functions()`` adds the catalog's activations
+
+
+# --------------------------------------------------------------------------- caps on the raw text
+def _check_text(text: object) -> str:
+    if not isinstance(text, str):
+        raise ExpressionError(f"expression must be a string, got {type(text).__name__}")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}")
+    if not text.strip():
+        raise ExpressionError("expression is empty")
+    depth = 0
+    for position, char in enumerate(text):
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if depth > MAX_DEPTH:
+            raise ExpressionError(f"expression nests brackets more than {MAX_DEPTH} deep (at character {position})")
+    return text
+
+
+def _tree_depth(root: ast.AST) -> int:
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+    return deepest
+
+
+# --------------------------------------------------------------------------- the tree builder
+_REJECTED = {
+    ast.Attribute: "attribute access", ast.Subscript: "subscripts", ast.Lambda: "lambdas", ast.Starred: "starred",
+    ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "dicts", ast.Set: "sets", ast.JoinedStr: "f-strings",
+    ast.NamedExpr: "assignments", ast.GeneratorExp: "generators", ast.ListComp: "comprehensions",
+    ast.Await: "await", ast.Yield: "yield", ast.Slice: "slices",
+}
+_BINARY: dict[type, Callable[[sp.Expr, sp.Expr], sp.Expr]] = {
+    ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
+    ast.Div: lambda a, b: a / b,
+}
+_COMPARE: dict[type, Callable[[sp.Expr, sp.Expr], sp.Basic]] = {
+    ast.Lt: sp.Lt, ast.LtE: sp.Le, ast.Gt: sp.Gt, ast.GtE: sp.Ge, ast.Eq: sp.Eq, ast.NotEq: sp.Ne,
+}
+
+
+class _Builder:
+    """Builds SymPy from a whitelisted AST; one ``_<NodeClass>`` method per allowed node."""
+
+    def __init__(self, variables: set[str] | None) -> None:
+        self.variables = variables
+        self.table = functions()
+        self.symbols: dict[str, sp.Symbol] = {}
+
+    def build(self, node: ast.AST) -> sp.Basic:
+        method = getattr(self, f"_{type(node).__name__}", None)
+        if method is None:
+            what = _REJECTED.get(type(node), type(node).__name__)
+            raise ExpressionError(f"{what} not allowed in expressions (column {getattr(node, 'col_offset', 0) + 1})")
+        return method(node)
+
+    def _Expression(self, node: ast.Expression) -> sp.Basic:  # noqa: N802 - named after the AST class
+        return self.build(node.body)
+
+    def _Constant(self, node: ast.Constant) -> sp.Expr:  # noqa: N802
+        value = node.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            kind = "strings" if isinstance(value, (str, bytes)) else f"{type(value).__name__} literals"
+            raise ExpressionError(f"{kind} not allowed in expressions (column {node.col_offset + 1})")
+        if isinstance(value, int):
+            if len(str(abs(value))) > MAX_DIGITS:
+                raise ExpressionError(f"integer literal has more than {MAX_DIGITS} digits")
+            return sp.Integer(value)
+        if not math.isfinite(value):
+            raise ExpressionError(f"number {value!r} is not finite")
+        return sp.Float(value)
+
+    def _Name(self, node: ast.Name) -> sp.Expr:  # noqa: N802
+        name = node.id
+        if self.variables is not None and name in self.variables:
+            return self.symbols.setdefault(name, sp.Symbol(name, real=True))
+        if name in _CONSTANTS:
+            return _CONSTANTS[name]
+        if name in self.table:
+            raise ExpressionError(f"{name!r} is a function; call it, as {name}(...)")
+        if self.variables is not None or name.startswith("_"):
+            known = ", ".join(sorted(self.variables or ())) or "none"
+            raise ExpressionError(f"unknown name {name!r} (variables: {known}; constants: pi, e)")
+        return self.symbols.setdefault(name, sp.Symbol(name, real=True))
+
+    def _UnaryOp(self, node: ast.UnaryOp) -> sp.Basic:  # noqa: N802
+        operand = self.build(node.operand)
+        if isinstance(node.op, ast.USub):
+            return -self._number(operand, node)
+        if isinstance(node.op, ast.UAdd):
+            return self._number(operand, node)
+        if isinstance(node.op, ast.Not):
+            return sp.Not(operand)
+        raise ExpressionError(f"operator {type(node.op).__name__} not allowed (column {node.col_offset + 1})")
+
+    def _BinOp(self, node: ast.BinOp) -> sp.Expr:  # noqa: N802
+        left, right = self._number(self.build(node.left), node), self._number(self.build(node.right), node)
+        if isinstance(node.op, ast.Pow):
+            return self._power(left, right, node)
+        operation = _BINARY.get(type(node.op))
+        if operation is None:
+            raise ExpressionError(f"operator {type(node.op).__name__} not allowed; use + - * / ** "
+                                  f"(column {node.col_offset + 1})")
+        return operation(left, right)
+
+    def _power(self, base: sp.Expr, exponent: sp.Expr, node: ast.AST) -> sp.Expr:
+        where = f"(column {node.col_offset + 1})"
+        if exponent.is_number:
+            size = _magnitude(exponent)
+            if not size <= MAX_EXPONENT:
+                raise ExpressionError(f"exponent {size:.3g} is too large (limit {MAX_EXPONENT}) {where}")
+            if base.is_number and base != 0:
+                scale = _magnitude(base)
+                if not size * abs(math.log10(scale)) <= MAX_DIGITS if 0 < scale < math.inf else True:
+                    raise ExpressionError(f"power has more than {MAX_DIGITS} digits {where}")
+        return base**exponent
+
+    def _Compare(self, node: ast.Compare) -> sp.Basic:  # noqa: N802
+        parts = [self.build(node.left)] + [self.build(c) for c in node.comparators]
+        relations = [_COMPARE[type(op)](a, b) for op, a, b in zip(node.ops, parts, parts[1:]) if type(op) in _COMPARE]
+        if len(relations) != len(node.ops):
+            raise ExpressionError(f"only < <= > >= == != compare (column {node.col_offset + 1})")
+        return sp.And(*relations)
+
+    def _BoolOp(self, node: ast.BoolOp) -> sp.Basic:  # noqa: N802
+        values = [self.build(v) for v in node.values]
+        return sp.And(*values) if isinstance(node.op, ast.And) else sp.Or(*values)
+
+    def _IfExp(self, node: ast.IfExp) -> sp.Expr:  # noqa: N802
+        return _where(self.build(node.test), self._number(self.build(node.body), node),
+                      self._number(self.build(node.orelse), node))
+
+    def _Call(self, node: ast.Call) -> sp.Basic:  # noqa: N802
+        if not isinstance(node.func, ast.Name):
+            raise ExpressionError(f"only named functions can be called (column {node.col_offset + 1})")
+        name = node.func.id
+        if name not in self.table:
+            raise ExpressionError(f"unknown function {name!r}; known: {', '.join(sorted(self.table))}")
+        if node.keywords:
+            raise ExpressionError(f"keyword arguments not allowed in a call of {name} (column {node.col_offset + 1})")
+        function, arity = self.table[name]
+        args = [self.build(a) for a in node.args]
+        if (arity is None and not args) or (arity is not None and len(args) != arity):
+            raise ExpressionError(f"{name} takes {arity or 'one or more'} argument(s), got {len(args)}")
+        numbers = args if name != "where" else args[1:]
+        for a in numbers:
+            self._number(a, node)
+        return function(*args)
+
+    @staticmethod
+    def _number(value: sp.Basic, node: ast.AST) -> sp.Expr:
+        if not isinstance(value, sp.Expr):
+            raise ExpressionError(f"a condition is used as a number; use where(cond, a, b) "
+                                  f"(column {node.col_offset + 1})")
+        return value
+
+
+def _magnitude(number: sp.Expr) -> float:
+    """``|number|`` as a float, ``inf`` when it does not fit one."""
+    try:
+        return abs(complex(sp.N(number, 15)))
+    except (OverflowError, TypeError, ValueError):
+        return math.inf
+
+
+def parse(text: str, variables: Iterable[str] | None = None) -> sp.Expr:
+    """The SymPy expression for ``text``, built from its syntax tree without ``eval``.
+
+    Args:
+        text: the expression, e.g. ``"x*sigmoid(x)"``.
+        variables: the allowed variable names (None: any name that is not a
+            function or a constant becomes a real symbol).
+
+    Raises:
+        ExpressionError: the text breaks a rule or a cap (the message says which).
+    """
+    text = _check_text(text)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as error:
+        raise ExpressionError(f"not a valid expression: {error.msg} (column {error.offset or 0})") from None
+    except (RecursionError, MemoryError, ValueError) as error:
+        raise ExpressionError(f"expression too complex to parse ({type(error).__name__})") from None
+    if _tree_depth(tree) > MAX_DEPTH:
+        raise ExpressionError(f"expression nests operations more than {MAX_DEPTH} deep")
+    expr = _Builder(set(variables) if variables is not None else None).build(tree)
+    if not isinstance(expr, sp.Expr):
+        raise ExpressionError("expression is a condition, not a number; use where(cond, a, b)")
+    if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        raise ExpressionError("expression is undefined (division by zero or an infinite constant)")
+    return expr
+
+
+# --------------------------------------------------------------------------- time-limited simplification
+class _TimeUp(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[bool]:
+    """Raise :class:`_TimeUp` inside the block after ``seconds`` (main thread on POSIX); yields
+    whether a limit is in force (elsewhere nothing may run unbounded, so callers skip the work)."""
+    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if not usable:
+        yield False
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise _TimeUp
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def simplify_within(expr: sp.Expr, seconds: float = 2.0) -> tuple[sp.Expr, bool]:
+    """``sympy.simplify(expr)`` if it finishes within ``seconds``; else ``(expr, False)``.
+
+    ``simplify`` can run for minutes on some inputs; the limit is a POSIX
+    interval timer, so it applies in the main thread only (elsewhere the
+    expression is returned unsimplified).
+    """
+    try:
+        with _deadline(seconds) as limited:
+            if not limited:
+                return expr, False
+            return sp.simplify(expr), True
+    except (_TimeUp, RecursionError):
+        return expr, False
