@@ -402,19 +402,20 @@ class Activation(Module):
 
     op: str = ""
     param_names: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
     _forward: Callable[..., Array]
     _vjp: Callable[..., tuple[Array | None, ...]]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # positional in PyTorch's order: LeakyReLU(0.2)
         super().__init__()
         signature = inspect.Signature([inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD,
                                                          default=self.defaults[name]) for name in self.param_names])
         try:
-            self.options = dict(signature.bind(*args, **kwargs).arguments)
+            bound = signature.bind(*args, **kwargs)
         except TypeError as error:
             raise TypeError(f"{type(self).__name__}: {error}") from None
-
-    defaults: dict[str, Any] = {}
+        bound.apply_defaults()
+        self.options = dict(bound.arguments)
 
     def forward(self, x: Array) -> Array:
         self.input = x

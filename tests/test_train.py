@@ -150,3 +150,14 @@ def test_check_grads_reports_before_training(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "gradcheck PASS" in result.stdout and "3.weight" in result.stdout  # one row per parameter
     assert result.stdout.index("gradcheck PASS") < result.stdout.index("epoch   1/1")
+
+
+def test_user_npz_trains_and_a_cnn_needs_images(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    path = tmp_path / "flat.npz"
+    np.savez(path, x=rng.standard_normal((120, 6)), y=rng.integers(0, 3, 120))
+    result = symdl("train", "--model", "cnn", "--dataset", str(path), "--out", str(tmp_path / "cnn"))
+    assert result.returncode == 2 and "cnn: needs inputs shaped (N, C, H, W)" in result.stderr
+    trainer = Trainer(TrainConfig(dataset=str(path), epochs=2), tmp_path / "mlp")
+    trainer.fit()
+    assert trainer.model.parameters()[0].shape == (128, 6) and trainer.model.parameters()[-1].shape == (3,)

@@ -16,6 +16,11 @@ from typing import Any
 import numpy as np
 
 from symdl import nn
+from symdl.errors import SymdlError
+
+class ModelInputError(SymdlError, ValueError):
+    """The data's example shape does not suit the model."""
+
 
 Builder = Callable[[tuple[int, ...], int, Any, np.random.Generator], nn.Sequential]
 
@@ -31,7 +36,7 @@ def mlp(input_shape: tuple[int, ...], num_classes: int, dtype: Any, generator: n
 def cnn(input_shape: tuple[int, ...], num_classes: int, dtype: Any, generator: np.random.Generator) -> nn.Sequential:
     """Two 3x3 convolution blocks (16 and 32 channels, ReLU, 2x2 max pooling) and a linear classifier."""
     if len(input_shape) != 3:
-        raise nn.ModelStateError(f"cnn: needs inputs shaped (N, C, H, W), got examples of shape {input_shape}")
+        raise ModelInputError(f"cnn: needs inputs shaped (N, C, H, W), got examples of shape {input_shape}")
     channels, height, width = input_shape
     kernel = tuple(3 if size > 1 else 1 for size in (height, width))  # a 1-pixel axis gets no window
     padding = tuple(k // 2 for k in kernel)
