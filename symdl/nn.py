@@ -90,7 +90,10 @@ class Module:
 
     def gradients(self) -> list[Array]:
         """The gradients from the last ``backward``, in the order of :meth:`parameters`."""
-        return [module.grads[name] for module in self.modules() for name in module.params]
+        slots = self.__dict__.get("_gradient_slots")
+        if slots is None:  # walk the tree once: this runs every training step
+            slots = self._gradient_slots = [(module.grads, name) for module in self.modules() for name in module.params]
+        return [grads[name] for grads, name in slots]
 
     def state_dict(self) -> dict[str, Array]:
         """Parameters and buffers by name (the arrays themselves, not copies)."""
