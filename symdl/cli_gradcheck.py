@@ -24,6 +24,7 @@ import importlib
 import importlib.util
 import inspect
 import json
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -94,8 +95,13 @@ def run(args: argparse.Namespace) -> int:
         outcome = _run_python(args)
     else:
         outcome = _run_expression(args)
-    print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.to_text())
-    return 0 if outcome.passed else 1
+    code = 0 if outcome.passed else 1
+    try:
+        print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.to_text())
+        sys.stdout.flush()
+    except BrokenPipeError:  # `| head`: the reader left; keep the exit code, drop the rest quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return code
 
 
 # --------------------------------------------------------------------------- option parsing
@@ -167,6 +173,10 @@ def _check(f: Callable[..., object], inputs: list[np.ndarray], vjp: Callable[...
 
 # --------------------------------------------------------------------------- expressions
 def _run_expression(args: argparse.Namespace) -> Outcome:
+    from symdl.check.syntax import validate
+
+    for text in [args.target, *args.grad]:  # hostile input fails here, before SymPy is even imported
+        validate(text.partition("=")[2] if text is not args.target and _named(text) else text)
     import sympy as sp
 
     from symdl.check.expression import ExpressionFunction, evaluate
@@ -210,13 +220,19 @@ def _run_expression(args: argparse.Namespace) -> Outcome:
     return outcome
 
 
+def _named(item: str) -> bool:
+    """Whether a ``--grad`` item is ``name=expr`` (and not an expression such as ``x==0``)."""
+    name, sep, text = item.partition("=")
+    return bool(sep) and name.strip().isidentifier() and not text.startswith("=")
+
+
 def _hand_derivatives(items: list[str], wrt: list[str], declared: set[str], parse: Callable[..., object]
                       ) -> dict[str, object]:
     """``--grad`` values: ``name=expr`` each, or one bare expression when there is one variable."""
     hand = {}
     for item in items:
-        name, sep, text = item.partition("=")
-        if sep and name.strip().isidentifier() and not text.startswith("="):  # not "x==0"
+        name, _, text = item.partition("=")
+        if _named(item):
             hand[name.strip()] = text
         elif len(wrt) == 1:
             hand[wrt[0]] = item

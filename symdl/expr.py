@@ -15,7 +15,8 @@ tree node by node from a whitelist:
 
 Everything else (attribute access, subscripts, lambdas, strings, keyword
 arguments, unknown names, ...) is rejected with an :class:`ExpressionError`
-naming what and where. Caps keep hostile input cheap: at most
+naming what and where, by :func:`symdl.check.syntax.validate` before any
+SymPy object exists. Caps keep hostile input cheap: at most
 :data:`MAX_LENGTH` characters, :data:`MAX_DEPTH` levels of nesting (checked
 on the raw text before :func:`ast.parse`, and on the tree), numeric
 exponents up to :data:`MAX_EXPONENT` and exact numbers up to
@@ -35,12 +36,8 @@ from functools import cache
 import sympy as sp
 
 from symdl.check.errors import ExpressionError
+from symdl.check.syntax import MAX_DEPTH, MAX_DIGITS, MAX_EXPONENT, MAX_LENGTH, validate
 from symdl.functions import expm1, log1p, normal_cdf, sigmoid, softplus
-
-MAX_LENGTH = 2000
-MAX_DEPTH = 100
-MAX_EXPONENT = 1000
-MAX_DIGITS = 10_000
 
 __all__ = ["parse", "simplify_within", "FUNCTIONS", "ExpressionError", "MAX_LENGTH", "MAX_DEPTH", "MAX_EXPONENT"]
 
@@ -73,7 +70,8 @@ def functions() -> dict[str, tuple[Callable[..., sp.Expr], int | None]]:
     table = {}
     for op in CATALOG.values():
         if op.family == "activation" and op.kind == "elementwise":
-            defaults = {p.symbol: sp.sympify(p.default) for p in op.symbol_params}  # catalog data, not user text
+            defaults = {p.symbol: sp.Integer(p.default) if isinstance(p.default, int) else sp.Float(p.default)
+                        for p in op.symbol_params}
             table[op.name] = (_activation(op.formula().definition.xreplace(defaults), op.inputs[0].symbol), 1)
     return {**table, **_BASIC}
 
@@ -81,41 +79,7 @@ def functions() -> dict[str, tuple[Callable[..., sp.Expr], int | None]]:
 FUNCTIONS = _BASIC  # the fixed part; ``functions()`` adds the catalog's activations
 
 
-# --------------------------------------------------------------------------- caps on the raw text
-def _check_text(text: object) -> str:
-    if not isinstance(text, str):
-        raise ExpressionError(f"expression must be a string, got {type(text).__name__}")
-    if len(text) > MAX_LENGTH:
-        raise ExpressionError(f"expression is {len(text)} characters long; the limit is {MAX_LENGTH}")
-    if not text.strip():
-        raise ExpressionError("expression is empty")
-    depth = 0
-    for position, char in enumerate(text):
-        depth += char in "([{"
-        depth -= char in ")]}"
-        if depth > MAX_DEPTH:
-            raise ExpressionError(f"expression nests brackets more than {MAX_DEPTH} deep (at character {position})")
-    return text
-
-
-def _tree_depth(root: ast.AST) -> int:
-    deepest, stack = 0, [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > MAX_DEPTH:
-            break
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
-    return deepest
-
-
 # --------------------------------------------------------------------------- the tree builder
-_REJECTED = {
-    ast.Attribute: "attribute access", ast.Subscript: "subscripts", ast.Lambda: "lambdas", ast.Starred: "starred",
-    ast.List: "lists", ast.Tuple: "tuples", ast.Dict: "dicts", ast.Set: "sets", ast.JoinedStr: "f-strings",
-    ast.NamedExpr: "assignments", ast.GeneratorExp: "generators", ast.ListComp: "comprehensions",
-    ast.Await: "await", ast.Yield: "yield", ast.Slice: "slices",
-}
 _BINARY: dict[type, Callable[[sp.Expr, sp.Expr], sp.Expr]] = {
     ast.Add: lambda a, b: a + b, ast.Sub: lambda a, b: a - b, ast.Mult: lambda a, b: a * b,
     ast.Div: lambda a, b: a / b,
@@ -128,33 +92,22 @@ _COMPARE: dict[type, Callable[[sp.Expr, sp.Expr], sp.Basic]] = {
 class _Builder:
     """Builds SymPy from a whitelisted AST; one ``_<NodeClass>`` method per allowed node."""
 
-    def __init__(self, variables: set[str] | None) -> None:
+    def __init__(self, variables: set[str] | None, table: dict[str, tuple[Callable[..., sp.Expr], int | None]]) -> None:
         self.variables = variables
-        self.table = functions()
+        self.table = table
         self.symbols: dict[str, sp.Symbol] = {}
 
     def build(self, node: ast.AST) -> sp.Basic:
         method = getattr(self, f"_{type(node).__name__}", None)
-        if method is None:
-            what = _REJECTED.get(type(node), type(node).__name__)
-            raise ExpressionError(f"{what} not allowed in expressions (column {getattr(node, 'col_offset', 0) + 1})")
+        if method is None:  # validate() admits only the classes below; this is a second lock
+            raise ExpressionError(f"{type(node).__name__} not allowed in expressions")
         return method(node)
 
     def _Expression(self, node: ast.Expression) -> sp.Basic:  # noqa: N802 - named after the AST class
         return self.build(node.body)
 
     def _Constant(self, node: ast.Constant) -> sp.Expr:  # noqa: N802
-        value = node.value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            kind = "strings" if isinstance(value, (str, bytes)) else f"{type(value).__name__} literals"
-            raise ExpressionError(f"{kind} not allowed in expressions (column {node.col_offset + 1})")
-        if isinstance(value, int):
-            if len(str(abs(value))) > MAX_DIGITS:
-                raise ExpressionError(f"integer literal has more than {MAX_DIGITS} digits")
-            return sp.Integer(value)
-        if not math.isfinite(value):
-            raise ExpressionError(f"number {value!r} is not finite")
-        return sp.Float(value)
+        return sp.Integer(node.value) if isinstance(node.value, int) else sp.Float(node.value)
 
     def _Name(self, node: ast.Name) -> sp.Expr:  # noqa: N802
         name = node.id
@@ -213,25 +166,28 @@ class _Builder:
         return sp.And(*values) if isinstance(node.op, ast.And) else sp.Or(*values)
 
     def _IfExp(self, node: ast.IfExp) -> sp.Expr:  # noqa: N802
-        return _where(self.build(node.test), self._number(self.build(node.body), node),
+        return _where(self._condition(self.build(node.test), node), self._number(self.build(node.body), node),
                       self._number(self.build(node.orelse), node))
 
-    def _Call(self, node: ast.Call) -> sp.Basic:  # noqa: N802
-        if not isinstance(node.func, ast.Name):
-            raise ExpressionError(f"only named functions can be called (column {node.col_offset + 1})")
-        name = node.func.id
-        if name not in self.table:
-            raise ExpressionError(f"unknown function {name!r}; known: {', '.join(sorted(self.table))}")
-        if node.keywords:
-            raise ExpressionError(f"keyword arguments not allowed in a call of {name} (column {node.col_offset + 1})")
+    def _Call(self, node: ast.Call) -> sp.Basic:  # noqa: N802 - validate() checked the name and the keywords
+        name = node.func.id  # type: ignore[attr-defined]
         function, arity = self.table[name]
         args = [self.build(a) for a in node.args]
         if (arity is None and not args) or (arity is not None and len(args) != arity):
             raise ExpressionError(f"{name} takes {arity or 'one or more'} argument(s), got {len(args)}")
-        numbers = args if name != "where" else args[1:]
-        for a in numbers:
+        if name == "where":
+            self._condition(args[0], node)
+        for a in args[name == "where":]:
             self._number(a, node)
         return function(*args)
+
+    @staticmethod
+    def _condition(value: sp.Basic, node: ast.AST) -> sp.Basic:
+        # A Symbol is also a SymPy Boolean; a condition must be a comparison or a logical combination.
+        if isinstance(value, sp.Expr) or not isinstance(value, sp.logic.boolalg.Boolean):
+            raise ExpressionError(f"a number is used as a condition; compare it, e.g. x > 0 "
+                                  f"(column {node.col_offset + 1})")
+        return value
 
     @staticmethod
     def _number(value: sp.Basic, node: ast.AST) -> sp.Expr:
@@ -260,16 +216,9 @@ def parse(text: str, variables: Iterable[str] | None = None) -> sp.Expr:
     Raises:
         ExpressionError: the text breaks a rule or a cap (the message says which).
     """
-    text = _check_text(text)
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as error:
-        raise ExpressionError(f"not a valid expression: {error.msg} (column {error.offset or 0})") from None
-    except (RecursionError, MemoryError, ValueError) as error:
-        raise ExpressionError(f"expression too complex to parse ({type(error).__name__})") from None
-    if _tree_depth(tree) > MAX_DEPTH:
-        raise ExpressionError(f"expression nests operations more than {MAX_DEPTH} deep")
-    expr = _Builder(set(variables) if variables is not None else None).build(tree)
+    table = functions()
+    tree = validate(text, table)
+    expr = _Builder(set(variables) if variables is not None else None, table).build(tree)
     if not isinstance(expr, sp.Expr):
         raise ExpressionError("expression is a condition, not a number; use where(cond, a, b)")
     if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
