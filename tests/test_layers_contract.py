@@ -155,12 +155,27 @@ def test_the_proof_fails_for_an_unflipped_kernel(monkeypatch: pytest.MonkeyPatch
     assert failures and "d_input differs" in failures[0]
 
 
-def test_the_proof_fails_for_the_two_term_batch_norm_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_proof_fails_for_the_two_term_norm_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dropping the mean(g * xhat) term of the three-term formula must be caught."""
     monkeypatch.setattr(_lr, "normalize_vjp", lambda d, xhat, rstd, axes: rstd * (d - d.mean(axis=axes, keepdims=True)))
+    layer = LAYER_BY_NAME["layer_norm"]
+    assert any("d_input differs" in f for f in prove_instance(layer, layer.instances[0]))
+
+
+def test_the_proof_fails_for_batch_norm_with_the_unbiased_variance(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Normalising with the running update's (unbiased) variance must be caught."""
+    def unbiased(x, axes, eps):
+        count = x.size // x.shape[1]
+        mean = x.mean(axis=axes, keepdims=True)
+        var = ((x - mean) * (x - mean)).sum(axis=axes, keepdims=True) / (count - 1)
+        rstd = _lr.rsqrt(var + eps)
+        return (x - mean) * rstd, mean, var, rstd
+
+    monkeypatch.setattr(_lr, "standardize", unbiased)
     layer = LAYER_BY_NAME["batch_norm"]
     training = next(i for i in layer.instances if i.params["training"])
-    assert any("d_input differs" in f for f in prove_instance(layer, training))
+    failures = prove_instance(layer, training)
+    assert any("forward differs" in f for f in failures) and any("d_input differs" in f for f in failures)
 
 
 def test_the_max_pool_proof_fails_for_a_misrouted_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
