@@ -19,8 +19,9 @@ What is compared
       (when torch is installed), ``zero_grad(set_to_none=True)``;
     * ``numpy``: the hand-written NumPy version in this file (:class:`NumpyMLP`,
       :class:`NumpyCNN`, :func:`numpy_adam`): what a careful person writes by
-      hand, with in-place updates, im2col convolutions, no input gradient for
-      the first layer, max pooling from strided corners with ties to the first maximum.
+      hand, with in-place updates, im2col convolutions (nine shifted copies), no input gradient for
+      the first layer, max pooling from strided corners with ties to the first maximum
+      and its backward as one scatter.
 
 Method
     For each thread count (1 and 2: ``torch.set_num_threads`` and
@@ -56,7 +57,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_limits
 
 from symdl.data import batches, load_digits
@@ -138,55 +138,66 @@ class NumpyMLP:
 
 
 def _conv_forward(x: Array, w: Array, b: Array) -> tuple[Array, Array]:
-    """3x3 convolution, padding 1, via im2col: output (N, O, H, W) and the columns."""
+    """3x3 convolution, padding 1, via im2col: output (N, O, H, W) and the columns.
+
+    The columns are built channel-major, (3, 3, C, N, H, W), by nine shifted copies of
+    the padded input (contiguous writes), so one matrix product with the weight
+    reordered to (O, 3, 3, C) gives the output as (O, N, H, W)."""
     n, c, height, width = x.shape
-    padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
-    cols = sliding_window_view(padded, (3, 3), axis=(2, 3)).transpose(0, 2, 3, 1, 4, 5).reshape(n * height * width, -1)
-    out = cols @ w.reshape(len(w), -1).T
-    out += b
-    return out.reshape(n, height, width, -1).transpose(0, 3, 1, 2), cols
+    padded = np.zeros((c, n, height + 2, width + 2), x.dtype)
+    padded[:, :, 1:-1, 1:-1] = x.transpose(1, 0, 2, 3)
+    cols = np.empty((3, 3, c, n, height, width), x.dtype)
+    for i in range(3):
+        for j in range(3):
+            cols[i, j] = padded[:, :, i:i + height, j:j + width]
+    cols = cols.reshape(9 * c, n * height * width)
+    out = w.transpose(0, 2, 3, 1).reshape(len(w), -1) @ cols
+    out += b[:, None]
+    return out.reshape(-1, n, height, width).transpose(1, 0, 2, 3), cols
 
 
 def _conv_backward(grad: Array, cols: Array, w: Array, x_shape: tuple[int, ...],
                    need_input: bool) -> tuple[Array | None, Array, Array]:
     """Gradients of the input (col2im: nine shifted adds), weight and bias."""
     n, c, height, width = x_shape
-    g2 = grad.transpose(0, 2, 3, 1).reshape(-1, len(w))
-    d_w = (g2.T @ cols).reshape(w.shape)
-    d_b = g2.sum(axis=0)
+    g2 = grad.transpose(1, 0, 2, 3).reshape(len(w), -1)
+    d_w = (g2 @ cols.T).reshape(len(w), 3, 3, c).transpose(0, 3, 1, 2)
+    d_b = g2.sum(axis=1)
     if not need_input:
         return None, d_w, d_b
-    # one transposing copy to (3, 3, N, C, H, W), then nine contiguous shifted adds
-    d_cols = np.ascontiguousarray((g2 @ w.reshape(len(w), -1)).reshape(n, height, width, c, 3, 3)
-                                  .transpose(4, 5, 0, 3, 1, 2))
-    d_padded = np.zeros((n, c, height + 2, width + 2), grad.dtype)
+    d_cols = (w.transpose(0, 2, 3, 1).reshape(len(w), -1).T @ g2).reshape(3, 3, c, n, height, width)
+    d_padded = np.zeros((c, n, height + 2, width + 2), grad.dtype)
     for i in range(3):
         for j in range(3):
             d_padded[:, :, i:i + height, j:j + width] += d_cols[i, j]
-    return d_padded[:, :, 1:-1, 1:-1], d_w, d_b
+    return d_padded[:, :, 1:-1, 1:-1].transpose(1, 0, 2, 3), d_w, d_b
 
 
-def _pool_forward(x: Array) -> tuple[Array, list[Array]]:
-    """2x2 max pooling, stride 2, from the four strided corners of each window: the output and,
-    per corner, where it holds the window's first maximum (PyTorch's tie rule)."""
-    corners = [x[:, :, i::2, j::2] for i in (0, 1) for j in (0, 1)]
+_WINDOW_STARTS: dict[tuple[int, ...], Array] = {}
+
+
+def _pool_forward(x: Array) -> tuple[Array, Array]:
+    """2x2 max pooling, stride 2, from the four strided corners of each window: the output and
+    the flat index into ``x`` of each window's first maximum (PyTorch's tie rule)."""
+    n, c, height, width = x.shape
+    blocks = x.reshape(n, c, height // 2, 2, width // 2, 2)
+    corners = [blocks[:, :, :, i, :, j] for i in (0, 1) for j in (0, 1)]
     out = np.maximum(np.maximum(corners[0], corners[1]), np.maximum(corners[2], corners[3]))
-    taken = corners[0] == out
-    masks = [taken]
-    for corner in corners[1:]:
-        mask = corner == out
-        mask &= ~taken
-        taken = taken | mask
-        masks.append(mask)
-    return out, masks
+    # corner of the first maximum: 0, 1 (same row), width, width + 1 (next row)
+    offset = np.where(corners[0] == out, 0, np.where(corners[1] == out, 1, np.where(corners[2] == out, width,
+                                                                                       width + 1)))
+    starts = _WINDOW_STARTS.get(x.shape)
+    if starts is None:  # flat index of each window's top-left element, once per shape
+        starts = _WINDOW_STARTS[x.shape] = np.arange(x.size).reshape(x.shape)[:, :, ::2, ::2].copy()
+    offset += starts
+    return out, offset
 
 
-def _pool_backward(grad: Array, masks: list[Array]) -> Array:
-    n, c, h2, w2 = grad.shape
-    out = np.empty((n, c, 2 * h2, 2 * w2), grad.dtype)
-    for (i, j), mask in zip(((0, 0), (0, 1), (1, 0), (1, 1)), masks, strict=True):
-        np.multiply(grad, mask, out=out[:, :, i::2, j::2])
-    return out
+def _pool_backward(grad: Array, index: Array, x_shape: tuple[int, ...]) -> Array:
+    """Each window's gradient to its first maximum (windows do not overlap: one scatter)."""
+    out = np.zeros(int(np.prod(x_shape)), grad.dtype)
+    out[index.ravel()] = grad.ravel()
+    return out.reshape(x_shape)
 
 
 class NumpyCNN:
@@ -212,10 +223,10 @@ class NumpyCNN:
         logits += b3
         loss, d_logits = _cross_entropy(logits, y)
         d_flat = d_logits @ w3
-        d_a2 = _pool_backward(d_flat.reshape(p2.shape), i2)
+        d_a2 = _pool_backward(d_flat.reshape(p2.shape), i2, a2.shape)
         d_a2 *= z2 > 0
         d_p1, d_w2, d_b2 = _conv_backward(d_a2, cols2, w2, p1.shape, need_input=True)
-        d_a1 = _pool_backward(d_p1, i1)
+        d_a1 = _pool_backward(d_p1, i1, a1.shape)
         d_a1 *= z1 > 0
         _, d_w1, d_b1 = _conv_backward(d_a1, cols1, w1, x.shape, need_input=False)
         return loss, [d_w1, d_b1, d_w2, d_b2, d_logits.T @ flat, d_logits.sum(axis=0)]
