@@ -175,17 +175,17 @@ def _check(f: Callable[..., object], inputs: list[np.ndarray], vjp: Callable[...
 def _run_expression(args: argparse.Namespace) -> Outcome:
     from symdl.check.syntax import validate
 
+    at = {k: _number(v, "--at") for k, v in _pairs(args.at, "--at").items()}
+    ranges, shapes = _ranges(args.ranges), _shapes(args.shape)
+    wrt_names = [w.strip() for w in args.wrt.split(",") if w.strip()] if args.wrt else []
+    declared = set(at) | set(ranges) | set(shapes) | set(wrt_names)
     for text in [args.target, *args.grad]:  # hostile input fails here, before SymPy is even imported
-        validate(text.partition("=")[2] if text is not args.target and _named(text) else text)
+        validate(text.partition("=")[2] if text is not args.target and _named(text) else text, None, declared)
     import sympy as sp
 
     from symdl.check.expression import ExpressionFunction, evaluate
     from symdl.expr import parse, simplify_within
 
-    at = {k: _number(v, "--at") for k, v in _pairs(args.at, "--at").items()}
-    ranges, shapes = _ranges(args.ranges), _shapes(args.shape)
-    wrt_names = [w.strip() for w in args.wrt.split(",") if w.strip()] if args.wrt else []
-    declared = set(at) | set(ranges) | set(shapes) | set(wrt_names)
     expr = parse(args.target, declared)
     names = sorted(s.name for s in expr.free_symbols)
     for name in sorted(declared - set(names)):
@@ -278,6 +278,8 @@ def load_callable(target: str) -> Callable[..., object]:
             sys.modules[spec.name] = module  # type: ignore[union-attr]
             spec.loader.exec_module(module)  # type: ignore[union-attr]
         else:
+            if "" not in sys.path and str(Path.cwd()) not in sys.path:  # the console script omits the cwd
+                sys.path.insert(0, str(Path.cwd()))
             module = importlib.import_module(location)
     except GradcheckInputError:
         raise
@@ -344,11 +346,14 @@ def _param_value(op: object, name: str, text: str) -> object:
 
 def _run_op(args: argparse.Namespace) -> Outcome:
     import symdl.kernels as kernels
-    from symdl.catalog import get
-    from symdl.sampling import draw_inputs
 
     if args.target:
         raise GradcheckInputError("give either a target or --op, not both")
+    if not hasattr(kernels, f"{args.op}_vjp"):  # before the catalog (and SymPy) loads
+        raise GradcheckInputError(f"unknown op {args.op!r}; `symdl kernels` lists the ops")
+    from symdl.catalog import get
+    from symdl.sampling import draw_inputs
+
     op = get(args.op)
     params = {k: _param_value(op, k, v) for k, v in _pairs([args.params], "--params").items()}
     shapes = _shapes(args.shape)

@@ -36,7 +36,7 @@ from functools import cache
 import sympy as sp
 
 from symdl.check.errors import ExpressionError
-from symdl.check.syntax import MAX_DEPTH, MAX_DIGITS, MAX_EXPONENT, MAX_LENGTH, validate
+from symdl.check.syntax import MAX_DEPTH, MAX_DIGITS, MAX_EXPONENT, MAX_LENGTH, called_names, validate
 from symdl.functions import expm1, log1p, normal_cdf, sigmoid, softplus
 
 __all__ = ["parse", "simplify_within", "FUNCTIONS", "ExpressionError", "MAX_LENGTH", "MAX_DEPTH", "MAX_EXPONENT"]
@@ -216,8 +216,10 @@ def parse(text: str, variables: Iterable[str] | None = None) -> sp.Expr:
     Raises:
         ExpressionError: the text breaks a rule or a cap (the message says which).
     """
-    table = functions()
-    tree = validate(text, table)
+    tree = validate(text)
+    # The catalog (and its import) is needed only when an activation is called.
+    table = _BASIC if called_names(tree) <= set(_BASIC) else functions()
+    validate(text, table)
     expr = _Builder(set(variables) if variables is not None else None, table).build(tree)
     if not isinstance(expr, sp.Expr):
         raise ExpressionError("expression is a condition, not a number; use where(cond, a, b)")

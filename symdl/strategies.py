@@ -1,9 +1,23 @@
 """Hypothesis strategies for catalog ops and for users' own gradient tests.
 
 ``op_cases(op)`` draws a parameter set and a list of input arrays from the
-op's declared domains; ``arrays_in(domain)`` draws well-conditioned float
-arrays from a :class:`~symdl.catalog.spec.Domain`. symdl's own catalog tests
-use exactly these.
+op's declared domains; ``arrays_in(domain)`` draws float arrays from a
+:class:`~symdl.catalog.spec.Domain`. symdl's own catalog tests use exactly
+these.
+
+For your own gradient tests (with :func:`symdl.testing.assert_grad_close`):
+
+* :func:`shapes` draws array shapes small enough for full Jacobians;
+* :func:`well_conditioned_arrays` draws arrays from a domain whose elements
+  keep a margin from given kinks (moved off them, not discarded, so
+  hypothesis does not give up) and from each other's kinks' neighbourhood,
+  i.e. points where finite differences are meaningful.
+
+>>> from hypothesis import given
+>>> from symdl.catalog.spec import Domain
+>>> from symdl.strategies import well_conditioned_arrays
+>>> @given(well_conditioned_arrays(Domain(-3, 3), kinks=(0.0,)))
+... def test_relu_gradient(x): ...
 """
 
 from __future__ import annotations
@@ -96,3 +110,43 @@ def op_cases(draw: st.DrawFn, op: Op, variant: str = "", dtype: type = np.float6
         else:
             inputs.append(draw(arrays_in(item.domain, shape, dtype)))
     return OpCase(op, variant, params, tuple(inputs))
+
+
+# --------------------------------------------------------------------------- for users' own tests
+def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: int = MAX_SIDE
+           ) -> st.SearchStrategy[tuple[int, ...]]:
+    """Array shapes with ``min_dims..max_dims`` axes of ``min_side..max_side`` elements."""
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
+
+
+def off_kinks(values: np.ndarray, kinks: tuple[float, ...], margin: float) -> np.ndarray:
+    """``values`` with every element within ``margin`` of a kink moved to ``2 margin`` from it (same side,
+    or above it when exactly on it), staying in the dtype."""
+    moved = np.array(values, dtype=values.dtype, copy=True)
+    for kink in kinks:
+        near = np.abs(moved.astype(np.float64) - kink) < margin
+        side = np.where(moved[near] < kink, -1.0, 1.0)
+        moved[near] = (kink + 2 * margin * side).astype(values.dtype)
+    return moved
+
+
+@st.composite
+def well_conditioned_arrays(draw: st.DrawFn, domain: Domain = Domain(-3.0, 3.0),
+                            shape: tuple[int, ...] | st.SearchStrategy[tuple[int, ...]] | None = None,
+                            dtype: type = np.float64, kinks: tuple[float, ...] = (), margin: float = 1e-3
+                            ) -> np.ndarray:
+    """Arrays with elements in ``[domain.low, domain.high]``, at least ``margin`` away from every kink.
+
+    Args:
+        domain: where elements come from (bounds rounded inwards for float32).
+        shape: a fixed shape, a strategy for one, or None for :func:`shapes`.
+        dtype: float64 or float32.
+        kinks: points where the function under test is not differentiable
+            (``(0.0,)`` for relu or abs); elements near them are moved off.
+        margin: the distance kept from kinks, far above the checker's steps.
+    """
+    if shape is None:
+        shape = shapes()
+    drawn_shape = draw(shape) if isinstance(shape, st.SearchStrategy) else tuple(shape)
+    values = draw(arrays_in(domain, drawn_shape, dtype))
+    return off_kinks(values, kinks, margin)

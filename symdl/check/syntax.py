@@ -123,11 +123,12 @@ def _call(node: ast.Call, functions: Collection[str] | None) -> None:
         raise ExpressionError(f"unknown function {node.func.id!r}; known: {', '.join(sorted(functions))}")
 
 
-def validate(text: str, functions: Collection[str] | None = None) -> ast.Expression:
+def validate(text: str, functions: Collection[str] | None = None, variables: Collection[str] | None = None
+             ) -> ast.Expression:
     """The syntax tree of ``text`` if it is in the safe subset and under every cap.
 
-    ``functions`` are the callable names (None: any name may be called; the
-    caller checks later).
+    ``functions`` are the callable names and ``variables`` the other names
+    allowed besides ``pi`` and ``e`` (None: any; the caller checks later).
     """
     text = check_text(text)
     try:
@@ -148,4 +149,16 @@ def validate(text: str, functions: Collection[str] | None = None) -> ast.Express
             _power(node)
         elif isinstance(node, ast.Call):
             _call(node, functions)
+    if variables is not None:
+        called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and id(node) not in called and node.id not in variables \
+                    and node.id not in CONSTANTS:
+                known = ", ".join(sorted(variables)) or "none"
+                raise ExpressionError(f"unknown name {node.id!r} (variables: {known}; constants: pi, e)")
     return tree
+
+
+def called_names(tree: ast.AST) -> set[str]:
+    """The names of the functions an expression calls."""
+    return {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
