@@ -123,8 +123,10 @@ class Trainer:
         self.x_test, self.y_test = data.x_test.astype(dtype), data.y_test
         self.generator = np.random.default_rng(config.seed)
         self.model = MODELS[config.model](data.input_shape, data.num_classes, dtype, self.generator)
-        self.criterion = nn.CrossEntropyLoss()
-        self.scorer = nn.CrossEntropyLoss(reduction="sum")
+        # Labels are checked to be 0..C-1 (symdl.data), so no target can equal PyTorch's default
+        # ignore_index=-100: None skips that per-batch search and gives the same values.
+        self.criterion = nn.CrossEntropyLoss(ignore_index=None)
+        self.scorer = nn.CrossEntropyLoss(ignore_index=None, reduction="sum")
         optimizer_class = getattr(_optim(""), OPTIMIZERS[config.optimizer])
         self.optimizer = optimizer_class(self.model.parameters(), lr=config.lr)
         factory = SCHEDULES[config.schedule]
