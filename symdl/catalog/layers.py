@@ -136,7 +136,7 @@ def max_pool_definition(a: Arrays, p: Params) -> np.ndarray:
 
     def value(index: tuple[int, ...]) -> Any:
         taps = itertools.product(*(windows[i][index[2 + i]][0] for i in range(len(sizes))))
-        return sp.Max(*(x[(*index[:2], *t)] for t in taps))
+        return sp.Max(*(x[(*index[:2], *t)] for t in taps), evaluate=False)  # evaluated at the points
 
     return _output((*x.shape[:2], *sizes), value)
 
