@@ -55,8 +55,8 @@ class _Progress:
         self.console = Console()
         self.bar = Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                             TextColumn("loss {task.fields[loss]:.4f}  acc {task.fields[accuracy]:.3f}"),
-                            TimeElapsedColumn(), console=Console(stderr=True), transient=True,
-                            disable=not self.console.is_terminal)
+                            TimeElapsedColumn(), console=self.console, transient=True,
+                            disable=not self.console.is_terminal)  # one console: lines print above the bar
         self.epochs = 0
 
     def __enter__(self) -> _Progress:
