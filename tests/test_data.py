@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from symdl import data
 
@@ -100,3 +102,11 @@ def test_batches_cover_every_example_once_in_a_seeded_order() -> None:
     second = data.batches(70, 32, np.random.default_rng(3))
     assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
     assert np.array_equal(np.concatenate(data.batches(70, 32, None)), np.arange(70))
+
+
+@settings(max_examples=40)
+@given(n=st.integers(1, 300), batch_size=st.integers(1, 100), seed=st.integers(0, 2**32 - 1))
+def test_batches_property(n: int, batch_size: int, seed: int) -> None:
+    parts = data.batches(n, batch_size, np.random.default_rng(seed))
+    assert all(len(p) == batch_size for p in parts[:-1]) and 1 <= len(parts[-1]) <= batch_size
+    assert np.array_equal(np.sort(np.concatenate(parts)), np.arange(n))
