@@ -9,6 +9,7 @@ metrics.json and curves.png. ``--resume`` continues the run in ``--out``.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -127,7 +128,12 @@ def _train(config: Any, folder: Path, args: argparse.Namespace) -> int:
         print(result.to_text())
         if not result.passed:
             return 1
-    with _Progress() as progress:
-        summary = trainer.fit(progress)
+    try:
+        with _Progress() as progress:
+            summary = trainer.fit(progress)
+    except KeyboardInterrupt:  # the last completed epoch is safe in the checkpoint
+        print(f"symdl: interrupted after epoch {trainer.epoch}; continue with --out {folder} --resume",
+              file=sys.stderr)
+        return 130
     _print_summary(summary, folder)
     return 0
