@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import gc
+import os
 import platform
 import statistics
 import sys
@@ -347,7 +348,9 @@ def machine() -> str:
     if torch is not None:
         versions += f", torch {torch.__version__}"
     cpu = platform.processor() or platform.machine()
-    return f"{platform.system()} {cpu}, {len(__import__('os').sched_getaffinity(0))} cores, {versions}"
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return (f"{platform.system()} {cpu}, {len(os.sched_getaffinity(0))} cores (load average {load} at the end "
+            f"of the run: the machine is shared), {versions}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -188,3 +188,27 @@ def test_the_max_pool_proof_fails_for_a_misrouted_gradient(monkeypatch: pytest.M
     monkeypatch.setattr(_lr, "max_pool_backward", routed_to_the_wrong_window)
     layer = LAYER_BY_NAME["max_pool2d"]
     assert prove_instance(layer, layer.instances[0])
+
+
+EMPTY_BATCH = [
+    ("conv2d", [np.zeros((0, 3, 5, 5)), np.ones((4, 3, 3, 3)), np.ones(4)], {"padding": 1}),
+    ("conv1d", [np.zeros((0, 3, 5)), np.ones((4, 3, 3)), None], {"stride": 2}),
+    ("conv_transpose2d", [np.zeros((0, 3, 5, 5)), np.ones((3, 4, 3, 3)), np.ones(4)], {"stride": 2}),
+    ("max_pool2d", [np.zeros((0, 3, 5, 5))], {"kernel_size": 2}),
+    ("avg_pool2d", [np.zeros((0, 3, 5, 5))], {"kernel_size": 3, "padding": 1}),
+    ("group_norm", [np.zeros((0, 4, 2)), np.ones(4), np.ones(4)], {"num_groups": 2}),
+    ("layer_norm", [np.zeros((0, 3)), None, None], {"normalized_shape": 3}),
+    ("linear", [np.zeros((0, 3)), np.ones((4, 3)), np.ones(4)], {}),
+]
+
+
+@pytest.mark.parametrize(("name", "arrays", "params"), EMPTY_BATCH, ids=[e[0] for e in EMPTY_BATCH])
+def test_an_empty_batch_gives_empty_outputs_and_zero_parameter_gradients(name, arrays, params) -> None:
+    with np.errstate(all="raise"):
+        out = getattr(K, name)(*arrays, **params)
+        grads = getattr(K, f"{name}_vjp")(np.zeros(out.shape), *arrays, **params)
+    assert out.shape[0] == 0
+    for grad, array in zip(grads, arrays):
+        assert (grad is None) == (array is None)
+        if grad is not None:
+            assert grad.shape == array.shape and not np.any(grad)

@@ -133,7 +133,8 @@ def _from_chwn(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
 
 def _grouped_chwn(x: np.ndarray, groups: int) -> np.ndarray:
     """(N, C, H, W) as (G, C/G, H * W * N): one transposing copy."""
-    return np.ascontiguousarray(x.transpose(1, 2, 3, 0)).reshape(groups, x.shape[1] // groups, -1)
+    n, c, h, w = x.shape
+    return np.ascontiguousarray(x.transpose(1, 2, 3, 0)).reshape(groups, c // groups, h * w * n)
 
 
 def im2col(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
@@ -148,7 +149,7 @@ def im2col(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dil
     view = as_strided(xp, (c, kernel[0], kernel[1], out_hw[0], out_hw[1], n),
                       (s_c, s_h * dilation[0], s_w * dilation[1], s_h * stride[0], s_w * stride[1], s_n),
                       writeable=False)
-    return np.ascontiguousarray(view).reshape(groups, -1, out_hw[0] * out_hw[1] * n)
+    return np.ascontiguousarray(view).reshape(groups, c // groups * kernel[0] * kernel[1], out_hw[0] * out_hw[1] * n)
 
 
 def col2im(cols: np.ndarray, full_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
@@ -270,7 +271,7 @@ def conv_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any
                   plan.dilation)
     (top, _), (left, _) = plan.pads
     d_x = _from_chwn(full[:, top:top + h, left:left + wd], None).reshape(x.shape)
-    d_b = None if b is None else grad.reshape(n, o, -1).sum(axis=(0, 2))
+    d_b = None if b is None else g2.sum(axis=-1).reshape(o)
     return d_x, d_w, d_b
 
 
@@ -532,11 +533,12 @@ def max_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple
     if index is None:
         _, index = _max_scan(_pad(x.reshape(plan.x_shape), plan.pads, -np.inf), plan, True)
     n, c, h, w = plan.x_shape
-    flat = index.reshape(n * c, -1) + (np.arange(n * c, dtype=np.int64) * (h * w))[:, None]
+    windows = plan.out_hw[0] * plan.out_hw[1]
+    flat = index.reshape(n * c, windows) + (np.arange(n * c, dtype=np.int64) * (h * w))[:, None]
     out = np.zeros(n * c * h * w, dtype=grad.dtype)
-    values = grad.reshape(n * c, -1)
+    values = grad.reshape(n * c, windows)
     if max(plan.dilation) > 1:  # only dilated windows can lie wholly in the padding (index -1): no gradient
-        kept = index.reshape(n * c, -1) >= 0
+        kept = index.reshape(n * c, windows) >= 0
         flat, values = flat[kept], values[kept]
     np.add.at(out, flat.ravel(), values.ravel())
     return (out.reshape(x.shape),)
@@ -840,7 +842,8 @@ def group_norm_plan(op: str, arrays: Arrays, *, num_groups: object, eps: object 
     for name, array in (("weight", w), ("bias", b)):
         _vector(op, name, array, c, "one per channel")
     return NormPlan(out_shape=x.shape, axes=(2,), param_shape=(1, c) + (1,) * (x.ndim - 2), param_axes=(0, *range(2, x.ndim)),
-                    group_shape=(x.shape[0], int(num_groups), -1), eps=_check_eps(op, eps, x))
+                    group_shape=(x.shape[0], int(num_groups), c // int(num_groups) * math.prod(x.shape[2:])),
+                    eps=_check_eps(op, eps, x))
 
 
 def _grouped(x: np.ndarray, plan: NormPlan) -> np.ndarray:
