@@ -367,8 +367,10 @@ def machine() -> str:
         import torch
 
         versions.append(f"torch {torch.__version__}")
-    return (f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
-            + ", ".join(versions) + f", {_dt.date.today().isoformat()}")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    return (f"{platform.machine()}, {os.cpu_count()} cores (load average {load} when the table was written: "
+            f"the cores are shared), {platform.system()} {platform.release()}, " + ", ".join(versions)
+            + f", {_dt.date.today().isoformat()}")
 
 
 def main() -> int:
@@ -378,9 +380,7 @@ def main() -> int:
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
-    lines = [f"Machine: {machine()}. Digits, batch {BATCH}, Adam lr={LR}, float32; median of {args.repeats} "
-             "epochs each, implementations alternating; ratio below 1: symdl is faster.", "",
-             "| model | threads | symdl ms/epoch | torch ms/epoch | numpy ms/epoch | symdl/torch | symdl/numpy |",
+    lines = ["| model | threads | symdl ms/epoch | torch ms/epoch | numpy ms/epoch | symdl/torch | symdl/numpy |",
              "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as scratch:
         for model in args.models.split(","):
@@ -397,6 +397,8 @@ def main() -> int:
             lines += ["", "Float64 gradients of one batch against torch (max |symdl - torch| / max |torch| over "
                       "each parameter): " + ", ".join(f"{m} {gradient_agreement(m, Path(scratch) / 'g'):.1e}"
                                                       for m in args.models.split(",")) + " (target <= 1e-12)."]
+    lines.insert(0, f"Machine: {machine()}. Digits, batch {BATCH}, Adam lr={LR}, float32; median of {args.repeats} "
+                 "epochs each, implementations alternating; ratio below 1: symdl is faster.\n")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown is not None:
