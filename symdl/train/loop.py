@@ -15,7 +15,6 @@ parameters, bit for bit, as a run that was never interrupted.
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -25,8 +24,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from symdl import data as datasets
-from symdl import nn
+from symdl import nn, optim
 from symdl.errors import SymdlError
+from symdl.optim import lr_scheduler
 from symdl.train import checkpoint, report
 from symdl.check import GradcheckReport
 from symdl.train.audit import audit
@@ -37,7 +37,7 @@ OPTIMIZERS: dict[str, str] = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD", "r
 #: ``--schedule`` names -> a scheduler factory ``(optimizer, epochs) -> scheduler`` (None: constant lr).
 SCHEDULES: dict[str, Callable[[Any, int], Any] | None] = {
     "none": None,
-    "cosine": lambda optimizer, epochs: _optim("lr_scheduler").CosineAnnealingLR(optimizer, T_max=epochs),
+    "cosine": lambda optimizer, epochs: lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs),
 }
 DTYPES = {"float32": np.float32, "float64": np.float64}
 CHECKPOINT = "checkpoint.npz"
@@ -50,11 +50,6 @@ class ConfigError(SymdlError, ValueError):
 
 class RunExistsError(SymdlError, FileExistsError):
     """The output folder already holds a run and ``resume`` was not asked for."""
-
-
-def _optim(name: str) -> Any:
-    """``symdl.optim`` or one of its submodules (imported on use)."""
-    return importlib.import_module("symdl.optim" + (f".{name}" if name else ""))
 
 
 @dataclass(frozen=True)
@@ -127,7 +122,7 @@ class Trainer:
         # ignore_index=-100: None skips that per-batch search and gives the same values.
         self.criterion = nn.CrossEntropyLoss(ignore_index=None)
         self.scorer = nn.CrossEntropyLoss(ignore_index=None, reduction="sum")
-        optimizer_class = getattr(_optim(""), OPTIMIZERS[config.optimizer])
+        optimizer_class = getattr(optim, OPTIMIZERS[config.optimizer])
         self.optimizer = optimizer_class(self.model.parameters(), lr=config.lr)
         factory = SCHEDULES[config.schedule]
         self.scheduler = None if factory is None else factory(self.optimizer, config.epochs)
