@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import sys
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -42,7 +43,6 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-import symdl
 from symdl.catalog.layer_spec import Instance, Layer
 from symdl.catalog.layers import LAYER_BY_NAME
 from symdl.kernels import _layers_runtime as _lr
@@ -240,7 +240,7 @@ def _source_key() -> str:
     import symdl.catalog.layer_spec
     import symdl.catalog.layers
 
-    modules = (symdl.catalog.layers, symdl.catalog.layer_spec, _lr, __import__(__name__, fromlist=["_"]))
+    modules = (symdl.catalog.layers, symdl.catalog.layer_spec, _lr, sys.modules[__name__])
     text = symdl.__version__ + sp.__version__ + "".join(Path(m.__file__).read_text(encoding="utf-8") for m in modules)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 

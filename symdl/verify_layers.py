@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -168,7 +168,3 @@ def verify(chosen: Sequence[str], *, use_cache: bool = True) -> list[VerifyRow]:
         ))
     return rows
 
-
-def rows_by_name(rows: Sequence[VerifyRow]) -> Mapping[str, VerifyRow]:
-    """The rows keyed by layer name."""
-    return {row.op: row for row in rows}
