@@ -15,10 +15,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-pytest.importorskip("symdl.optim.lr_scheduler")  # issue 5: optimizers and schedulers
-
-from symdl.data import load_digits  # noqa: E402
-from symdl.train import CheckpointError, RunExistsError, TrainConfig, Trainer, checkpoint  # noqa: E402
+from symdl.data import load_digits
+from symdl.train import CheckpointError, RunExistsError, TrainConfig, Trainer, checkpoint
 
 DIGITS = load_digits()
 
