@@ -244,18 +244,20 @@ def _pointwise_loss(op: Op) -> str:
     def vjp_body(formula: Formula) -> list[str]:
         outputs = {f"grad_{i.name}": _gradient_expr(op, formula, i.name) for i in op.differentiable_inputs}
         lines = print_assignments(outputs, _printer(op))
+        lines += [f"grad_{i.name} = _rt.full_size(grad_{i.name}, {first})" for i in op.differentiable_inputs]
         lines += [f"grad_{i.name} = _rt.sum_to(grad_{i.name}, {i.name}_shape)" for i in op.differentiable_inputs
                   if i.broadcast]
         results = [f"grad_{i.name}" if i.differentiable else "None" for i in op.inputs]
         return lines + [f"return ({', '.join(results)},)"]
 
-    fwd_helpers, fwd_body = _variant_dispatch(op, _with_cases(op, forward_body, _forward_cases), "",
-                                              f"{args}, reduction: str", "np.ndarray")
+    fwd_helpers, fwd_body = _variant_dispatch(op, _with_fast_paths(op, _with_cases(op, forward_body, _forward_cases)),
+                                              "", f"{args}, reduction: str", "np.ndarray")
     shapes = [f"{i.name}_shape = np.shape({i.name})" for i in op.inputs if i.broadcast and i.differentiable]
     vjp_args = f"g: np.ndarray, {args}" + "".join(
         f", {i.name}_shape: tuple[int, ...]" for i in op.inputs if i.broadcast and i.differentiable)
-    vjp_helpers, vjp_tail = _variant_dispatch(op, _with_cases(op, vjp_body, _gradient_cases), "_vjp", vjp_args, "tuple")
-    grad_check = [f"g = _rt.reduce_vjp(grad, {first}.shape, {first}.dtype, reduction, {op.name!r})"]
+    vjp_helpers, vjp_tail = _variant_dispatch(op, _with_fast_paths(op, _with_cases(op, vjp_body, _gradient_cases)),
+                                              "_vjp", vjp_args, "tuple")
+    grad_check = [f"g = _rt.reduce_vjp(grad, {first}.shape, {first}.dtype, reduction, {op.name!r}, spread=False)"]
     return "\n\n".join([
         *fwd_helpers, *vjp_helpers,
         _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + fwd_body),
@@ -286,15 +288,33 @@ def _pick_lines(op: Op, exprs: Iterable[sp.Expr]) -> list[str]:
     return [f"{k.name} = _rt.pick({names.get(s, s.name)}, t, dim)" for s, k in _picked_arrays(op, exprs).items()]
 
 
+def _fast_path_condition(op: Op, name: str, value: object) -> str:
+    if value is None:  # an optional array left out: validation turned it into the float 1.0
+        return f"isinstance({name}, float)"
+    return f"{name} == {value!r}"
+
+
 def _fast_path_branches(op: Op, make_body: Callable[[dict[sp.Symbol, object]], list[str]]) -> list[str]:
-    """``if param == value:`` branches with the value substituted, then the general body."""
+    """``if`` branches for :attr:`Op.fast_paths`, each with its values substituted, then the
+    general body. An optional array's ``None`` is substituted as 1 (its meaning)."""
     if not op.fast_paths:
         return make_body({})
     lines: list[str] = []
-    for keyword, (name, value) in zip(("if", *["elif"] * len(op.fast_paths)), op.fast_paths):
-        lines.append(f"{keyword} {name} == {value!r}:  # fast path: the formulas with {name} = {value!r}")
-        lines += [f"    {line}" for line in make_body({op.param(name).symbol: value})]
+    for keyword, values in zip(("if", *["elif"] * len(op.fast_paths)), op.fast_paths):
+        condition = " and ".join(_fast_path_condition(op, n, v) for n, v in values.items())
+        shown = ", ".join(f"{n}={v!r}" for n, v in values.items())
+        lines.append(f"{keyword} {condition}:  # fast path: the formulas with {shown}")
+        substitution = {op.param(n).symbol: sp.S.One if v is None else v for n, v in values.items()}
+        lines += [f"    {line}" for line in make_body(substitution)]
     return lines + ["else:"] + [f"    {line}" for line in make_body({})]
+
+
+def _with_fast_paths(op: Op, make_body: Callable[[Formula], list[str]]) -> Callable[[Formula], list[str]]:
+    """``make_body`` behind the op's fast-path branches (formulas with their values substituted)."""
+    def body(formula: Formula) -> list[str]:
+        return _fast_path_branches(op, lambda values: make_body(formula.substituted(values)))
+
+    return body
 
 
 def _index_forward(op: Op, formula: Formula) -> list[str]:

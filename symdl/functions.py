@@ -30,6 +30,8 @@ __all__ = [
     "softplus",
     "xlogy",
     "normal_cdf",
+    "clamped_log",
+    "clamped_log1p",
     "rowsum",
     "rowmax",
     "log1p",
@@ -134,6 +136,50 @@ class xlogy(sp.Function):  # noqa: N801
         return rf"{x} \log {y}"
 
 
+class clamped_log(sp.Function):  # noqa: N801
+    r""":math:`\max(\log u, c)`: a log clamped below at ``c`` (PyTorch's BCE clamps at -100).
+
+    The kernel takes ``log`` with the divide-by-zero warning of ``log 0 = -inf``
+    silenced, then the maximum: ``u = 0`` gives ``c`` exactly, in two passes.
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        u, floor = self.args
+        above = sp.log(u) > floor
+        if argindex == 1:
+            return sp.Piecewise((1 / u, above), (0, True))
+        return sp.Piecewise((0, above), (1, True))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return to_textbook(self)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        u, floor = (printer._print(a) for a in self.args)
+        return rf"\max\left(\log {u}, {floor}\right)"
+
+
+class clamped_log1p(sp.Function):  # noqa: N801
+    r""":math:`\max(\log(1 + u), c)`, accurate for small ``u`` (``log(1 - p)`` as ``log1p(-p)``)."""
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        u, floor = self.args
+        above = sp.log(1 + u) > floor
+        if argindex == 1:
+            return sp.Piecewise((1 / (1 + u), above), (0, True))
+        return sp.Piecewise((0, above), (1, True))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return to_textbook(self)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        u, floor = (printer._print(a) for a in self.args)
+        return rf"\max\left(\log\left(1 + {u}\right), {floor}\right)"
+
+
 class rowsum(sp.Function):  # noqa: N801
     r"""Sum over the reduction axis: :math:`\sum_j e_j` (broadcast back)."""
 
@@ -176,6 +222,8 @@ _TEXTBOOK: dict[type, Callable[..., sp.Expr]] = {
     normal_cdf: lambda x: (1 + sp.erf(x / sp.sqrt(2))) / 2,
     log1p: lambda x: sp.log(1 + x),
     expm1: lambda x: sp.exp(x) - 1,
+    clamped_log: lambda u, floor: sp.Max(sp.log(u), floor),
+    clamped_log1p: lambda u, floor: sp.Max(sp.log(1 + u), floor),
 }
 
 

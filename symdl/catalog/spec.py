@@ -193,6 +193,19 @@ class Formula:
         """The expression the kernel computes."""
         return self.stable if self.stable is not None else self.definition
 
+    def substituted(self, values: dict[sp.Symbol, object]) -> Formula:
+        """This formula with parameter values substituted into every form (and its cases)."""
+        if not values:
+            return self
+
+        def sub(expr: sp.Expr | None) -> sp.Expr | None:
+            return None if expr is None else expr.xreplace(values)
+
+        return replace(self, definition=sub(self.definition), stable=sub(self.stable),
+                       grads={k: sub(v) for k, v in self.grads.items()},
+                       cases=tuple(replace(c, when=sub(c.when), stable=sub(c.stable),
+                                           grads={k: sub(v) for k, v in c.grads.items()}) for c in self.cases))
+
     def under(self, case: Case) -> Formula:
         """This formula with ``case``'s forms in place of its own (and no further cases).
 
@@ -229,8 +242,9 @@ class Op:
             the targets (PyTorch's rule for class-index targets).
         fast_paths: parameter values that get a branch of their own in the
             generated kernel, the formulas simplified by substituting them
-            (``label_smoothing=0`` drops cross-entropy's smoothing pass). The
-            substitution is exact, so the branch needs no proof of its own.
+            (``label_smoothing=0`` drops cross-entropy's smoothing pass; an
+            optional array's ``None`` is substituted as 1). The substitution
+            is exact, so the branch needs no proof of its own.
     """
 
     name: str
@@ -247,7 +261,7 @@ class Op:
     row_symbols: tuple[sp.Symbol, ...] = ()
     upstream: sp.Symbol = sp.Symbol("g")
     weighted_mean: bool = False
-    fast_paths: tuple[tuple[str, object], ...] = ()
+    fast_paths: tuple[dict[str, object], ...] = ()
 
     def param(self, name: str) -> Param:
         """The parameter called ``name``."""

@@ -95,6 +95,21 @@ def erfc(x: np.ndarray) -> np.ndarray:
     return _special().erfc(x)
 
 
+def clamped_log(u: np.ndarray, floor: float) -> np.ndarray:
+    """``max(log u, floor)``; ``log 0 = -inf`` is clamped like any value below the floor,
+    so only that divide-by-zero warning is silenced (no clipping pass before the log)."""
+    with np.errstate(divide="ignore"):
+        out = np.log(u)
+    return np.maximum(out, floor, out=out) if isinstance(out, np.ndarray) else max(out, floor)
+
+
+def clamped_log1p(u: np.ndarray, floor: float) -> np.ndarray:
+    """``max(log(1 + u), floor)``, accurate for small ``u``; ``u = -1`` gives the floor."""
+    with np.errstate(divide="ignore"):
+        out = np.log1p(u)
+    return np.maximum(out, floor, out=out) if isinstance(out, np.ndarray) else max(out, floor)
+
+
 def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     r""":math:`x \log y`, 0 where x = 0 (as ``torch.xlogy``).
 
@@ -311,8 +326,13 @@ def reduce(loss: np.ndarray, reduction: str, denominator: float | None = None) -
 
 
 def reduce_vjp(grad: ArrayLike, shape: tuple[int, ...], dtype: np.dtype, reduction: str, op: str,
-               denominator: float | None = None) -> np.ndarray:
-    """Adjoint of :func:`reduce`: the upstream gradient spread over ``shape``."""
+               denominator: float | None = None, *, spread: bool = True) -> np.ndarray:
+    """Adjoint of :func:`reduce`: the upstream gradient spread over ``shape``.
+
+    With ``spread=False`` a reduced loss's gradient stays one 0-d value (it
+    broadcasts where it is used: ``2 * g`` is then one multiply, not a pass);
+    the kernel makes each gradient full-sized at the end (:func:`full_size`).
+    """
     g = float_array(grad, op, "grad")
     if reduction == "none":
         if g.shape != shape:
@@ -325,7 +345,15 @@ def reduce_vjp(grad: ArrayLike, shape: tuple[int, ...], dtype: np.dtype, reducti
         count = _count(shape, reduction, denominator)
         # Nothing counted: no element reaches the loss, so every gradient is 0 (as PyTorch).
         scale = scale / dtype.type(count) if count else np.zeros((), dtype)
-    return np.broadcast_to(scale, shape)
+    return np.broadcast_to(scale, shape) if spread else scale
+
+
+def full_size(gradient: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``gradient`` as a writable array of ``like``'s shape (copied only if it is smaller:
+    a gradient computed from a reduced loss's 0-d upstream value and constants)."""
+    if np.shape(gradient) == like.shape and isinstance(gradient, np.ndarray):
+        return gradient
+    return np.array(np.broadcast_to(gradient, like.shape), dtype=np.result_type(gradient, like.dtype))
 
 
 def optional_array(value: ArrayLike | None, op: str, name: str, like: np.ndarray) -> np.ndarray | float:

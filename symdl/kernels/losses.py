@@ -109,14 +109,16 @@ def mse_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
     x = _rt.float_array(input, 'mse_loss', 'input')
     y = _rt.float_array(target, 'mse_loss', 'target')
     _rt.same_shape('mse_loss', {'input': x, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'mse_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'mse_loss', spread=False)
     # t1 = 2 * g * (x - y)
-    t0 = np.asarray(2 * g)
+    t0 = 2 * g
     t1 = x - y
     t1 *= t0
     grad_input = t1
-    t2 = np.negative(t1, out=t0 if t1.dtype == t0.dtype else None)
+    t2 = -t1
     grad_target = t2
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -175,7 +177,7 @@ def l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reducti
     x = _rt.float_array(input, 'l1_loss', 'input')
     y = _rt.float_array(target, 'l1_loss', 'target')
     _rt.same_shape('l1_loss', {'input': x, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'l1_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'l1_loss', spread=False)
     # t1 = g * np.sign(x - y)
     t0 = np.asarray(x - y)
     t1 = np.sign(t0)
@@ -183,6 +185,8 @@ def l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reducti
     grad_input = t1
     np.negative(t1, out=t0)
     grad_target = t0
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -273,7 +277,7 @@ def smooth_l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, 
     x = _rt.float_array(input, 'smooth_l1_loss', 'input')
     y = _rt.float_array(target, 'smooth_l1_loss', 'target')
     _rt.same_shape('smooth_l1_loss', {'input': x, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'smooth_l1_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'smooth_l1_loss', spread=False)
     # t0 = g * np.clip(x - y, -beta, beta) / beta
     t0 = np.asarray(x - y)
     np.clip(t0, -beta, beta, out=t0)
@@ -282,6 +286,8 @@ def smooth_l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, 
     grad_input = t0
     t1 = -t0
     grad_target = t1
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -365,7 +371,7 @@ def huber_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, redu
     x = _rt.float_array(input, 'huber_loss', 'input')
     y = _rt.float_array(target, 'huber_loss', 'target')
     _rt.same_shape('huber_loss', {'input': x, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'huber_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'huber_loss', spread=False)
     # t0 = g * np.clip(x - y, -delta, delta)
     t0 = np.asarray(x - y)
     np.clip(t0, -delta, delta, out=t0)
@@ -373,6 +379,8 @@ def huber_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, redu
     grad_input = t0
     t1 = -t0
     grad_target = t1
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -390,10 +398,8 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLi
 
     .. math::
 
-        y = - weight \left(y \log{\left(\max\left(x, e^{-100}\right) \right)} + \left(1 - y\right)
-        \left(\begin{cases} \operatorname{log1p}{\left(- \min\left(\frac{1}{2}, x\right) \right)} &
-        \text{for}\: x < \frac{1}{2} \\\log{\left(\max\left(1 - x, e^{-100}\right) \right)} &
-        \text{otherwise} \end{cases}\right)\right)
+        y = - weight \left(y \max\left(\log x, -100\right) + \left(1 - y\right) \max\left(\log\left(1 +
+        - x\right), -100\right)\right)
 
     Gradient:
 
@@ -401,9 +407,8 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLi
 
         \frac{\partial y}{\partial x} = \frac{weight \left(x - y\right)}{\max\left(1.0 \cdot 10^{-12}, x
         \left(1 - x\right)\right)}
-        \frac{\partial y}{\partial y} = - weight \left(\begin{cases} \log{\left(x \right)} &
-        \text{for}\: x > e^{-100} \\-100 & \text{otherwise} \end{cases} - \begin{cases} \log{\left(1 - x
-        \right)} & \text{for}\: x < 1 - e^{-100} \\-100 & \text{otherwise} \end{cases}\right)
+        \frac{\partial y}{\partial y} = - weight \left(\max\left(\log x, -100\right) -
+        \max\left(\log\left(1 + - x\right), -100\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -417,28 +422,17 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLi
     y = _rt.float_array(target, 'binary_cross_entropy', 'target')
     _rt.same_shape('binary_cross_entropy', {'input': x, 'target': y})
     weight = _rt.optional_array(weight, 'binary_cross_entropy', 'weight', x)
-    # t1 = y * np.log(np.clip(x, 3.720075976020836e-44, math.inf))
-    t0 = np.asarray(np.clip(x, 3.720075976020836e-44, math.inf))
-    np.log(t0, out=t0)
-    t1 = np.multiply(y, t0, out=t0 if y.dtype == t0.dtype else None)
-    t2 = np.asarray(1 - y)
-    # out = np.where(x < 0.5, -weight * (t1 + t2 * np.log1p(-np.clip(x, -math.inf, 0.5))), -weight * (t1 + t2 * np.log(np.clip(1 - x, 3.720075976020836e-44, math.inf))))
+    # out = -weight * (y * _rt.clamped_log(x, -100) + (1 - y) * _rt.clamped_log1p(-x, -100))
+    t0 = np.asarray(1 - y)
+    t1 = -x
+    t2 = _rt.clamped_log1p(t1, -100)
+    t3 = np.multiply(t0, t2, out=t0 if t2.dtype == t0.dtype else None)
+    t4 = np.asarray(_rt.clamped_log(x, -100))
+    t5 = np.multiply(y, t4, out=t4 if y.dtype == t4.dtype else None)
+    t5 += t3
     v0 = -weight
-    t3 = np.asarray(np.clip(x, -math.inf, 0.5))
-    np.negative(t3, out=t3)
-    np.log1p(t3, out=t3)
-    t4 = np.asarray(np.multiply(t2, t3, out=t3 if t2.dtype == t3.dtype else None))
-    t4 += t1
-    t5 = v0 * t4
-    t6 = np.asarray(np.subtract(1, x, out=t4 if x.dtype == t4.dtype else None))
-    np.clip(t6, 3.720075976020836e-44, math.inf, out=t6)
-    np.log(t6, out=t6)
-    t7 = np.multiply(t2, t6, out=t2 if t6.dtype == t2.dtype else None)
-    t1 += t7
-    t8 = v0 * t1
-    m0 = x < 0.5
-    t9 = np.where(m0, t5, t8)
-    out = t9
+    t6 = v0 * t5
+    out = t6
     return _rt.reduce(out, reduction)
 
 
@@ -456,10 +450,8 @@ def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
 
     .. math::
 
-        y = - weight \left(y \log{\left(\max\left(x, e^{-100}\right) \right)} + \left(1 - y\right)
-        \left(\begin{cases} \operatorname{log1p}{\left(- \min\left(\frac{1}{2}, x\right) \right)} &
-        \text{for}\: x < \frac{1}{2} \\\log{\left(\max\left(1 - x, e^{-100}\right) \right)} &
-        \text{otherwise} \end{cases}\right)\right)
+        y = - weight \left(y \max\left(\log x, -100\right) + \left(1 - y\right) \max\left(\log\left(1 +
+        - x\right), -100\right)\right)
 
     Gradient:
 
@@ -467,9 +459,8 @@ def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
 
         \frac{\partial y}{\partial x} = \frac{weight \left(x - y\right)}{\max\left(1.0 \cdot 10^{-12}, x
         \left(1 - x\right)\right)}
-        \frac{\partial y}{\partial y} = - weight \left(\begin{cases} \log{\left(x \right)} &
-        \text{for}\: x > e^{-100} \\-100 & \text{otherwise} \end{cases} - \begin{cases} \log{\left(1 - x
-        \right)} & \text{for}\: x < 1 - e^{-100} \\-100 & \text{otherwise} \end{cases}\right)
+        \frac{\partial y}{\partial y} = - weight \left(\max\left(\log x, -100\right) -
+        \max\left(\log\left(1 + - x\right), -100\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -487,33 +478,26 @@ def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
     y = _rt.float_array(target, 'binary_cross_entropy', 'target')
     _rt.same_shape('binary_cross_entropy', {'input': x, 'target': y})
     weight = _rt.optional_array(weight, 'binary_cross_entropy', 'weight', x)
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'binary_cross_entropy')
-    t0 = np.asarray(1 - x)
-    t1 = np.asarray(g * weight)
-    # t2 = np.log(np.clip(x, 3.720075976020836e-44, math.inf))
-    t2 = np.asarray(np.clip(x, 3.720075976020836e-44, math.inf))
-    np.log(t2, out=t2)
-    # grad_input = t1 * (x - y) / np.clip(t0 * x, 1e-12, math.inf)
-    t3 = np.asarray(x - y)
-    t4 = t1 * t3
-    t5 = np.asarray(np.multiply(t0, x, out=t3 if np.result_type(t0, x) == t3.dtype else None))
-    np.clip(t5, 1e-12, math.inf, out=t5)
-    t4 /= t5
-    grad_input = t4
-    # grad_target = np.where(x < 0.5, -t1 * (t2 - np.log1p(-np.clip(x, -math.inf, 0.5))), -t1 * (t2 - np.log(np.clip(t0, 3.720075976020836e-44, math.inf))))
-    np.negative(t1, out=t1)
-    np.clip(x, -math.inf, 0.5, out=t5)
-    np.negative(t5, out=t5)
-    np.log1p(t5, out=t5)
-    np.subtract(t2, t5, out=t5)
-    t6 = t1 * t5
-    np.clip(t0, 3.720075976020836e-44, math.inf, out=t0)
-    np.log(t0, out=t0)
-    t2 -= t0
-    t1 *= t2
-    m0 = x < 0.5
-    t7 = np.where(m0, t6, t1)
-    grad_target = t7
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'binary_cross_entropy', spread=False)
+    t0 = np.asarray(g * weight)
+    # grad_input = t0 * (x - y) / np.clip(x * (1 - x), 1e-12, math.inf)
+    t1 = np.asarray(x - y)
+    t2 = t0 * t1
+    t3 = np.asarray(np.subtract(1, x, out=t1 if x.dtype == t1.dtype else None))
+    t3 *= x
+    np.clip(t3, 1e-12, math.inf, out=t3)
+    t2 /= t3
+    grad_input = t2
+    # grad_target = -t0 * (_rt.clamped_log(x, -100) - _rt.clamped_log1p(-x, -100))
+    t4 = _rt.clamped_log(x, -100)
+    np.negative(x, out=t3)
+    t5 = _rt.clamped_log1p(t3, -100)
+    t4 -= t5
+    np.negative(t0, out=t0)
+    t6 = t0 * t4
+    grad_target = t6
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -536,11 +520,10 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - weight \left(\frac{pos_{weight} y e^{- x}}{1 + e^{- x}} -
-        \frac{\left(1 - y\right) e^{- x}}{\left(1 - \frac{1}{1 + e^{- x}}\right) \left(1 + e^{-
-        x}\right)^{2}}\right)
-        \frac{\partial y}{\partial y} = - weight \left(pos_{weight} \log{\left(\frac{1}{1 + e^{- x}}
-        \right)} - \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)
+        \frac{\partial y}{\partial x} = weight \left(- pos_{weight} y + \left(y \left(pos_{weight} -
+        1\right) + 1\right) \sigma\left(x\right)\right)
+        \frac{\partial y}{\partial y} = weight \left(- x + \left(pos_{weight} - 1\right)
+        \operatorname{softplus}\left(- x\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -553,19 +536,29 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
     _rt.same_shape('binary_cross_entropy_with_logits', {'input': x, 'target': y})
     weight = _rt.optional_array(weight, 'binary_cross_entropy_with_logits', 'weight', x)
     pos_weight = _rt.optional_array(pos_weight, 'binary_cross_entropy_with_logits', 'pos_weight', x)
-    # out = weight * (x * (1 - y) + (y * (pos_weight - 1) + 1) * _rt.softplus(-x))
-    v0 = pos_weight - 1
-    t0 = y * v0
-    t0 += 1
-    t1 = np.asarray(-x)
-    _rt.softplus(t1, out=t1)
-    t0 *= t1
-    t2 = np.asarray(np.subtract(1, y, out=t1 if y.dtype == t1.dtype else None))
-    t3 = np.multiply(x, t2, out=t2 if x.dtype == t2.dtype else None)
-    t0 += t3
-    t4 = weight * t0
-    out = t4
-    return _rt.reduce(out, reduction)
+    if isinstance(weight, float) and isinstance(pos_weight, float):  # fast path: the formulas with weight=None, pos_weight=None
+        # out = x * (1 - y) + _rt.softplus(-x)
+        t0 = np.asarray(1 - y)
+        t1 = np.multiply(x, t0, out=t0 if x.dtype == t0.dtype else None)
+        t2 = np.asarray(-x)
+        _rt.softplus(t2, out=t2)
+        t1 += t2
+        out = t1
+        return _rt.reduce(out, reduction)
+    else:
+        # out = weight * (x * (1 - y) + (y * (pos_weight - 1) + 1) * _rt.softplus(-x))
+        v0 = pos_weight - 1
+        t0 = y * v0
+        t0 += 1
+        t1 = np.asarray(-x)
+        _rt.softplus(t1, out=t1)
+        t0 *= t1
+        t2 = np.asarray(np.subtract(1, y, out=t1 if y.dtype == t1.dtype else None))
+        t3 = np.multiply(x, t2, out=t2 if x.dtype == t2.dtype else None)
+        t0 += t3
+        t4 = weight * t0
+        out = t4
+        return _rt.reduce(out, reduction)
 
 
 def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean', pos_weight: ArrayLike | None = None) -> tuple:
@@ -587,11 +580,10 @@ def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, targ
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - weight \left(\frac{pos_{weight} y e^{- x}}{1 + e^{- x}} -
-        \frac{\left(1 - y\right) e^{- x}}{\left(1 - \frac{1}{1 + e^{- x}}\right) \left(1 + e^{-
-        x}\right)^{2}}\right)
-        \frac{\partial y}{\partial y} = - weight \left(pos_{weight} \log{\left(\frac{1}{1 + e^{- x}}
-        \right)} - \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)
+        \frac{\partial y}{\partial x} = weight \left(- pos_{weight} y + \left(y \left(pos_{weight} -
+        1\right) + 1\right) \sigma\left(x\right)\right)
+        \frac{\partial y}{\partial y} = weight \left(- x + \left(pos_{weight} - 1\right)
+        \operatorname{softplus}\left(- x\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -608,27 +600,44 @@ def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, targ
     _rt.same_shape('binary_cross_entropy_with_logits', {'input': x, 'target': y})
     weight = _rt.optional_array(weight, 'binary_cross_entropy_with_logits', 'weight', x)
     pos_weight = _rt.optional_array(pos_weight, 'binary_cross_entropy_with_logits', 'pos_weight', x)
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'binary_cross_entropy_with_logits')
-    v0 = pos_weight - 1
-    t0 = np.asarray(-x)
-    t1 = g * weight
-    # grad_input = t1 * (-y - (v0 * y + 1) * _rt.sigmoid(t0) + 1)
-    t2 = np.asarray(v0 * y)
-    t2 += 1
-    t3 = np.asarray(_rt.sigmoid(t0))
-    t2 *= t3
-    t4 = np.negative(y, out=t3 if y.dtype == t3.dtype else None)
-    np.subtract(t4, t2, out=t2)
-    t2 += 1
-    t5 = t1 * t2
-    grad_input = t5
-    # grad_target = t1 * (v0 * _rt.softplus(t0) - x)
-    _rt.softplus(t0, out=t0)
-    t6 = np.multiply(v0, t0, out=t2 if np.result_type(v0, t0) == t2.dtype else None)
-    t6 -= x
-    t7 = t1 * t6
-    grad_target = t7
-    return (grad_input, grad_target,)
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'binary_cross_entropy_with_logits', spread=False)
+    if isinstance(weight, float) and isinstance(pos_weight, float):  # fast path: the formulas with weight=None, pos_weight=None
+        # grad_input = g * (-y + _rt.sigmoid(x))
+        t0 = np.asarray(-y)
+        t1 = np.asarray(_rt.sigmoid(x))
+        t2 = np.add(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+        t2 *= g
+        grad_input = t2
+        # grad_target = -g * x
+        t3 = -g
+        np.multiply(t3, x, out=t1)
+        grad_target = t1
+        grad_input = _rt.full_size(grad_input, x)
+        grad_target = _rt.full_size(grad_target, x)
+        return (grad_input, grad_target,)
+    else:
+        v0 = pos_weight - 1
+        t0 = g * weight
+        # grad_input = t0 * (-pos_weight * y + (v0 * y + 1) * _rt.sigmoid(x))
+        t1 = np.asarray(v0 * y)
+        t1 += 1
+        t2 = np.asarray(_rt.sigmoid(x))
+        t1 *= t2
+        v1 = -pos_weight
+        t3 = v1 * y
+        t3 += t1
+        t4 = t0 * t3
+        grad_input = t4
+        # grad_target = t0 * (v0 * _rt.softplus(-x) - x)
+        np.negative(x, out=t2)
+        _rt.softplus(t2, out=t2)
+        t5 = np.multiply(v0, t2, out=t1 if np.result_type(v0, t2) == t1.dtype else None)
+        t5 -= x
+        t6 = t0 * t5
+        grad_target = t6
+        grad_input = _rt.full_size(grad_input, x)
+        grad_target = _rt.full_size(grad_target, x)
+        return (grad_input, grad_target,)
 
 
 def _kl_div_false(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
@@ -656,8 +665,8 @@ def _kl_div_true(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
 def _kl_div_false_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     """kl_div with log_target='False'."""
     # grad_input = -g * y
-    t0 = np.asarray(-g)
-    t1 = np.multiply(t0, y, out=t0 if y.dtype == t0.dtype else None)
+    t0 = -g
+    t1 = t0 * y
     grad_input = t1
     # grad_target = g * (-x + np.log(y) + 1)
     t2 = np.asarray(-x)
@@ -666,6 +675,8 @@ def _kl_div_false_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     t4 += 1
     t4 *= g
     grad_target = t4
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -673,8 +684,8 @@ def _kl_div_true_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     """kl_div with log_target='True'."""
     t0 = np.exp(y)
     # grad_input = -g * t0
-    t1 = np.asarray(-g)
-    t2 = np.multiply(t1, t0, out=t1 if t0.dtype == t1.dtype else None)
+    t1 = -g
+    t2 = t1 * t0
     grad_input = t2
     # grad_target = g * (t0 * (-x + y) + t0)
     t3 = np.asarray(-x)
@@ -683,6 +694,8 @@ def _kl_div_true_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     t4 += t0
     t4 *= g
     grad_target = t4
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -771,7 +784,7 @@ def kl_div_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reductio
     x = _rt.float_array(input, 'kl_div', 'input')
     y = _rt.float_array(target, 'kl_div', 'target')
     _rt.same_shape('kl_div', {'input': x, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'kl_div')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'kl_div', spread=False)
     return {'False': _kl_div_false_vjp, 'True': _kl_div_true_vjp}[str(log_target)](g, x, y)
 
 
@@ -843,15 +856,16 @@ def soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *
     x = _rt.float_array(input, 'soft_margin_loss', 'input')
     y = _rt.float_array(target, 'soft_margin_loss', 'target')
     _rt.same_shape('soft_margin_loss', {'input': x, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'soft_margin_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'soft_margin_loss', spread=False)
     # grad_input = -g * y * _rt.sigmoid(-x * y)
-    t0 = np.asarray(-g)
-    t1 = np.multiply(t0, y, out=t0 if y.dtype == t0.dtype else None)
+    t0 = -g
+    t1 = t0 * y
     t2 = np.asarray(-x)
     t3 = np.asarray(np.multiply(t2, y, out=t2 if y.dtype == t2.dtype else None))
     _rt.sigmoid(t3, out=t3)
     t1 *= t3
     grad_input = t1
+    grad_input = _rt.full_size(grad_input, x)
     return (grad_input, None,)
 
 
@@ -920,10 +934,12 @@ def _poisson_nll_loss_true_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray, full
     t5 = np.subtract(t4, x, out=t4 if x.dtype == t4.dtype else None)
     t5 *= g
     m0 = y > 1
-    t6 = np.negative(g, out=t0 if g.dtype == t0.dtype else None)
-    t6 *= x
-    t7 = np.where(m0, t5, t6)
-    grad_target = t7
+    t6 = -g
+    t7 = np.multiply(t6, x, out=t0 if np.result_type(t6, x) == t0.dtype else None)
+    t8 = np.where(m0, t5, t7)
+    grad_target = t8
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -945,10 +961,12 @@ def _poisson_nll_loss_false_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray, ful
     t5 = np.subtract(t4, t1, out=t4 if t1.dtype == t4.dtype else None)
     t5 *= g
     m0 = y > 1
-    t6 = np.negative(g, out=t2 if g.dtype == t2.dtype else None)
-    t6 *= t1
-    t7 = np.where(m0, t5, t6)
+    t6 = -g
+    t1 *= t6
+    t7 = np.where(m0, t5, t1)
     grad_target = t7
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -1089,7 +1107,7 @@ def poisson_nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *
     x = _rt.float_array(input, 'poisson_nll_loss', 'input')
     y = _rt.float_array(target, 'poisson_nll_loss', 'target')
     _rt.same_shape('poisson_nll_loss', {'input': x, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'poisson_nll_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'poisson_nll_loss', spread=False)
     return {'True': _poisson_nll_loss_true_vjp, 'False': _poisson_nll_loss_false_vjp}[str(log_input)](g, x, y, full, eps)
 
 
@@ -1190,12 +1208,12 @@ def gaussian_nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
     v = _rt.float_array(var, 'gaussian_nll_loss', 'var')
     _rt.same_shape('gaussian_nll_loss', {'input': x, 'target': y})
     v = _rt.broadcast_input(v, 'gaussian_nll_loss', 'var', x)
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'gaussian_nll_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'gaussian_nll_loss', spread=False)
     t0 = np.asarray(x - y)
     t1 = np.asarray(np.clip(v, eps, math.inf))
     np.divide(1, t1, out=t1)
-    t2 = np.asarray(g * t1)
-    t3 = np.multiply(t0, t2, out=t2 if t0.dtype == t2.dtype else None)
+    t2 = g * t1
+    t3 = t0 * t2
     grad_input = t3
     t4 = -t3
     grad_target = t4
@@ -1208,6 +1226,9 @@ def gaussian_nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
     t6 += t1
     t6 *= g
     grad_var = t6
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
+    grad_var = _rt.full_size(grad_var, x)
     grad_var = _rt.sum_to(grad_var, var_shape)
     return (grad_input, grad_target, grad_var,)
 
@@ -1285,7 +1306,7 @@ def hinge_embedding_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
     x = _rt.float_array(input, 'hinge_embedding_loss', 'input')
     y = _rt.float_array(target, 'hinge_embedding_loss', 'target')
     _rt.same_shape('hinge_embedding_loss', {'input': x, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'hinge_embedding_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'hinge_embedding_loss', spread=False)
     # grad_input = np.where(margin >= x, g * y, g * (0.5 * y + 0.5))
     m0 = margin >= x
     t0 = g * y
@@ -1294,6 +1315,7 @@ def hinge_embedding_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
     t2 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
     t3 = np.where(m0, t0, t2)
     grad_input = t3
+    grad_input = _rt.full_size(grad_input, x)
     return (grad_input, None,)
 
 
@@ -1368,7 +1390,7 @@ def margin_ranking_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLik
     x2 = _rt.float_array(input2, 'margin_ranking_loss', 'input2')
     y = _rt.float_array(target, 'margin_ranking_loss', 'target')
     _rt.same_shape('margin_ranking_loss', {'input1': x, 'input2': x2, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'margin_ranking_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'margin_ranking_loss', spread=False)
     t0 = g * y
     # m0 = margin - y * (x - x2) >= 0
     t1 = np.asarray(x - x2)
@@ -1381,6 +1403,8 @@ def margin_ranking_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLik
     grad_input1 = t3
     t0 *= m0
     grad_input2 = t0
+    grad_input1 = _rt.full_size(grad_input1, x)
+    grad_input2 = _rt.full_size(grad_input2, x)
     return (grad_input1, grad_input2, None,)
 
 
@@ -1515,7 +1539,7 @@ def sigmoid_focal_loss_vjp(grad: ArrayLike, inputs: ArrayLike, targets: ArrayLik
     x = _rt.float_array(inputs, 'sigmoid_focal_loss', 'inputs')
     y = _rt.float_array(targets, 'sigmoid_focal_loss', 'targets')
     _rt.same_shape('sigmoid_focal_loss', {'inputs': x, 'targets': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'sigmoid_focal_loss')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'sigmoid_focal_loss', spread=False)
     t0 = np.asarray(-x)
     t1 = _rt.sigmoid(t0)
     t2 = y - 1
@@ -1563,6 +1587,8 @@ def sigmoid_focal_loss_vjp(grad: ArrayLike, inputs: ArrayLike, targets: ArrayLik
     t13 -= t11
     t13 *= g
     grad_targets = t13
+    grad_inputs = _rt.full_size(grad_inputs, x)
+    grad_targets = _rt.full_size(grad_targets, x)
     return (grad_inputs, grad_targets,)
 
 
@@ -1644,7 +1670,7 @@ def log_cosh_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
     x = _rt.float_array(input, 'log_cosh', 'input')
     y = _rt.float_array(target, 'log_cosh', 'target')
     _rt.same_shape('log_cosh', {'input': x, 'target': y})
-    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'log_cosh')
+    g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'log_cosh', spread=False)
     # t0 = g * np.tanh(x - y)
     t0 = np.asarray(x - y)
     np.tanh(t0, out=t0)
@@ -1652,6 +1678,8 @@ def log_cosh_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
     grad_input = t0
     t1 = -t0
     grad_target = t1
+    grad_input = _rt.full_size(grad_input, x)
+    grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
 
 
@@ -1701,7 +1729,7 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
     t, keep = _rt.class_targets(target, 'cross_entropy', x, dim, ignore_index, True)
     weight = _rt.class_weight(weight, 'cross_entropy', x, dim)
     if keep is not None:  # class indices: gathers, no one-hot rows
-        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing = 0.0
+        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
             x_k = _rt.pick(x, t, dim)
             weight_k = _rt.pick(weight, t, dim)
             t0 = _rt.rowmax(x, axis=dim, keepdims=True)
@@ -1817,7 +1845,7 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
         g = g * keep
     g = np.expand_dims(g, dim)
     if keep is not None:  # class indices: gathers, no one-hot rows
-        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing = 0.0
+        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
             weight_k = _rt.pick(weight, t, dim)
             # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
             t0 = _rt.rowmax(x, axis=dim, keepdims=True)

@@ -113,8 +113,9 @@ def kernel_arrays(op: CatalogOp) -> dict[sp.Symbol, ArraySpec]:
     * elementwise and row ops: the upstream gradient ``g`` has the input's
       shape (``grad_like``), not necessarily its dtype;
     * pointwise losses: inputs share the first input's shape (``same_shape``),
-      or broadcast to it (``broadcast_input``); ``g`` has its shape and dtype
-      (``reduce_vjp``); array parameters (weights) have its dtype, a shape of
+      or broadcast to it (``broadcast_input``); ``g`` has its dtype and
+      broadcasts to its shape (0-d for a reduced loss: ``reduce_vjp(...,
+      spread=False)``); array parameters (weights) have its dtype, a shape of
       their own, and may be the Python float 1.0 (``optional_array``);
     * class losses: probability or one-hot targets have the input's shape;
       ``g`` (input dtype), per-row targets and per-class weights (input
@@ -138,7 +139,7 @@ def kernel_arrays(op: CatalogOp) -> dict[sp.Symbol, ArraySpec]:
     upstream = {
         "elementwise": ArraySpec(first, "g"),
         "row": ArraySpec(first, "g", vector=True),
-        "pointwise_loss": ArraySpec(first, first),
+        "pointwise_loss": ArraySpec("g", first, within=first),  # 0-d for a reduced loss
         "class_loss": ArraySpec("g", first, within=first, vector=True),
     }
     specs[op.upstream] = upstream.get(kind, ArraySpec("g", "g"))
@@ -265,7 +266,8 @@ _FLOAT_BINARY = {"np.maximum": True, "np.minimum": True}
 #: Row reductions (the printer always passes axis= and keepdims=True).
 _REDUCTIONS = frozenset({"np.sum", "np.max", "np.min", "_rt.rowsum", "_rt.rowmax"})
 #: Runtime primitives: float arrays in, a fresh float array of the promoted dtype out.
-PRIMITIVES = frozenset({"_rt.sigmoid", "_rt.softplus", "_rt.normal_cdf", "_rt.erf", "_rt.erfc", "_rt.xlogy"})
+PRIMITIVES = frozenset({"_rt.sigmoid", "_rt.softplus", "_rt.normal_cdf", "_rt.erf", "_rt.erfc", "_rt.xlogy",
+                        "_rt.clamped_log", "_rt.clamped_log1p"})
 #: Primitives that take ``out=`` (and allow it to be their argument).
 PRIMITIVES_WITH_OUT = frozenset({"_rt.sigmoid", "_rt.softplus"})
 _ARITHMETIC = frozenset({"np.add", "np.subtract", "np.multiply", "np.divide", "np.power", *_FLOAT_BINARY})

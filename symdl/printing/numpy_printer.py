@@ -48,6 +48,8 @@ ARRAY_FUNCTIONS: dict[str, str] = {
     "softplus": "_rt.softplus",
     "xlogy": "_rt.xlogy",
     "normal_cdf": "_rt.normal_cdf",
+    "clamped_log": "_rt.clamped_log",
+    "clamped_log1p": "_rt.clamped_log1p",
 }
 
 #: Scalar functions (all arguments are parameters): Python floats in, out.
@@ -157,6 +159,7 @@ class KernelPrinter(PythonCodePrinter):
 
     _print_exp = _print_log = _print_tanh = _print_cosh = _print_Abs = _print_sign = _print_Function
     _print_erf = _print_erfc = _print_log1p = _print_expm1 = _print_Function
+    _print_clamped_log = _print_clamped_log1p = _print_Function
 
     def _print_MinMax(self, expr: sp.Expr, array_fn: str, scalar_fn: str) -> str:
         args = sorted(expr.args, key=lambda a: (a.is_number, sp.default_sort_key(a)))
