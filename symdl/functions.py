@@ -32,6 +32,7 @@ __all__ = [
     "normal_cdf",
     "clamped_log",
     "clamped_log1p",
+    "indicator",
     "rowsum",
     "rowmax",
     "log1p",
@@ -180,6 +181,24 @@ class clamped_log1p(sp.Function):  # noqa: N801
         return rf"\max\left(\log\left(1 + {u}\right), {floor}\right)"
 
 
+class indicator(sp.Function):  # noqa: N801
+    r""":math:`[c]`: 1 where the condition ``c`` holds, else 0.
+
+    A kernel multiplies by the boolean mask itself (0.2-0.6 ms per 1e6
+    elements) where a Piecewise would select with ``np.where`` (3.5 ms), so
+    gradients are written as sums of masked terms: each term must be finite
+    everywhere, since ``0 * inf`` is NaN.
+    """
+
+    nargs = 1
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return to_textbook(self)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        return rf"\left[{printer._print(self.args[0])}\right]"
+
+
 class rowsum(sp.Function):  # noqa: N801
     r"""Sum over the reduction axis: :math:`\sum_j e_j` (broadcast back)."""
 
@@ -222,6 +241,7 @@ _TEXTBOOK: dict[type, Callable[..., sp.Expr]] = {
     normal_cdf: lambda x: (1 + sp.erf(x / sp.sqrt(2))) / 2,
     log1p: lambda x: sp.log(1 + x),
     expm1: lambda x: sp.exp(x) - 1,
+    indicator: lambda c: sp.Piecewise((1, c), (0, True)),
     clamped_log: lambda u, floor: sp.Max(sp.log(u), floor),
     clamped_log1p: lambda u, floor: sp.Max(sp.log(1 + u), floor),
 }

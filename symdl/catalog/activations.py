@@ -15,7 +15,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symdl.catalog.spec import DERIVATIVE, Case, Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
-from symdl.functions import expm1, grouped, normal_cdf, rowmax, rowsum, sigmoid, softplus
+from symdl.functions import expm1, grouped, indicator, normal_cdf, rowmax, rowsum, sigmoid, softplus
 
 x = sp.Symbol("x", real=True)
 g = sp.Symbol("g", real=True)
@@ -69,7 +69,10 @@ def _elu_formula(scale: sp.Expr, a: sp.Expr, input_scale: sp.Expr) -> Formula:
     return Formula(
         definition=definition,
         stable=scale * (sp.Max(x, 0) + a * expm1(input_scale * negative)),
-        grads={"input": scale * sp.Piecewise((slope * sp.exp(input_scale * negative), x <= 0), (1, True))},
+        # slope e^(s min(x, 0)) is slope at x >= 0: adding 1 - that there needs no branch. (The mask
+        # multiplies an array: a Python float times a boolean mask would be float64.)
+        grads={"input": scale * (grouped(slope * sp.exp(input_scale * negative))
+                                 + indicator(x > 0) * grouped(1 - slope * sp.exp(input_scale * negative)))},
         kinks=kinks,
         cases=cases,
     )
@@ -383,9 +386,10 @@ ACTIVATIONS: tuple[Op, ...] = (
             definition=sp.Piecewise((0, x <= -3), (x, x >= 3), (x * (x + 3) / 6, True)),
             # x + 3 and 2x + 3 are exact near the roots at -3 and -3/2 (Sterbenz), where x/6 + 1/2
             # and x/3 + 1/2 would cancel; the Mul is kept unevaluated so SymPy does not distribute it.
-            stable=x * _clamp(x + 3, 0, 6) / 6,
-            grads={"input": sp.Piecewise((0, x <= -3), (1, x >= 3),
-                                         (sp.Mul(sp.Rational(1, 6), 2 * x + 3, evaluate=False), True))},
+            # The clamp is divided by 6 before the product with x (x * 6 could overflow), and then
+            # the product reuses its buffer.
+            stable=x * grouped(_clamp(x + 3, 0, 6) / 6),
+            grads={"input": grouped(2 * x + 3) / 6 * indicator(sp.Abs(x) < 3) + indicator(x >= 3)},
             kinks=(
                 Kink(sp.Integer(-3), sp.S.Zero, "hardswish_backward: x/3 + 1/2 only for -3 < x < 3"),
                 Kink(sp.Integer(3), sp.S.One, "hardswish_backward: x/3 + 1/2 only for -3 < x < 3"),

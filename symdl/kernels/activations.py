@@ -333,8 +333,8 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} \alpha e^{\min\left(0, x\right)} & \text{for}\: x
-        \leq 0 \\1 & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \left[x > 0\right] \left(- \alpha e^{\min\left(0, x\right)} +
+        1\right) + \alpha e^{\min\left(0, x\right)}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is alpha (elu_backward uses the x <= 0 branch
     at 0).
@@ -402,8 +402,8 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} \alpha e^{\min\left(0, x\right)} & \text{for}\: x
-        \leq 0 \\1 & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \left[x > 0\right] \left(- \alpha e^{\min\left(0, x\right)} +
+        1\right) + \alpha e^{\min\left(0, x\right)}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is alpha (elu_backward uses the x <= 0 branch
     at 0).
@@ -440,14 +440,17 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
         t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
         grad_input = t1
         return (grad_input,)
-    # grad_input = np.where(x <= 0, alpha * g * np.exp(np.clip(x, -math.inf, 0)), g)
-    t0 = np.asarray(alpha * g)
-    t1 = np.asarray(np.clip(x, -math.inf, 0))
-    np.exp(t1, out=t1)
-    t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
-    m0 = x <= 0
-    t3 = np.where(m0, t2, g)
-    grad_input = t3
+    # t0 = alpha * np.exp(np.clip(x, -math.inf, 0))
+    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    np.exp(t0, out=t0)
+    t0 *= alpha
+    # grad_input = g * ((x > 0) * (1 - t0) + t0)
+    m0 = x > 0
+    t1 = np.asarray(1 - t0)
+    t1 *= m0
+    t1 += t0
+    t2 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
+    grad_input = t2
     return (grad_input,)
 
 
@@ -474,10 +477,11 @@ def selu(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\begin{cases}
-        \frac{16732632423543772848170429916717 e^{\min\left(0,
-        x\right)}}{10000000000000000000000000000000} & \text{for}\: x \leq 0 \\1 & \text{otherwise}
-        \end{cases}\right)}{5000000000000000000000000000000}
+        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\left[x > 0\right]
+        \left(1 - \frac{16732632423543772848170429916717 e^{\min\left(0,
+        x\right)}}{10000000000000000000000000000000}\right) + \frac{16732632423543772848170429916717
+        e^{\min\left(0,
+        x\right)}}{10000000000000000000000000000000}\right)}{5000000000000000000000000000000}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is
     87904967042368842997010876040615967103012290445610415488549141/50000000000000000000000000000000000000000000000000000000000000
@@ -522,10 +526,11 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\begin{cases}
-        \frac{16732632423543772848170429916717 e^{\min\left(0,
-        x\right)}}{10000000000000000000000000000000} & \text{for}\: x \leq 0 \\1 & \text{otherwise}
-        \end{cases}\right)}{5000000000000000000000000000000}
+        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\left[x > 0\right]
+        \left(1 - \frac{16732632423543772848170429916717 e^{\min\left(0,
+        x\right)}}{10000000000000000000000000000000}\right) + \frac{16732632423543772848170429916717
+        e^{\min\left(0,
+        x\right)}}{10000000000000000000000000000000}\right)}{5000000000000000000000000000000}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is
     87904967042368842997010876040615967103012290445610415488549141/50000000000000000000000000000000000000000000000000000000000000
@@ -541,15 +546,18 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'selu', 'input')
     g = _rt.grad_like(grad, x.shape, 'selu')
-    # grad_input = np.where(x <= 0, 1.7580993408473768 * g * np.exp(np.clip(x, -math.inf, 0)), 1.0507009873554805 * g)
-    t0 = np.asarray(1.7580993408473768 * g)
-    t1 = np.asarray(np.clip(x, -math.inf, 0))
-    np.exp(t1, out=t1)
-    t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
-    m0 = x <= 0
-    t3 = np.multiply(1.0507009873554805, g, out=t1 if g.dtype == t1.dtype else None)
-    t4 = np.where(m0, t2, t3)
-    grad_input = t4
+    # t0 = 1.6732632423543772 * np.exp(np.clip(x, -math.inf, 0))
+    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    np.exp(t0, out=t0)
+    t0 *= 1.6732632423543772
+    # grad_input = 1.0507009873554805 * g * ((x > 0) * (1 - t0) + t0)
+    m0 = x > 0
+    t1 = 1 - t0
+    t1 *= m0
+    t1 += t0
+    t2 = np.asarray(np.multiply(1.0507009873554805, g, out=t0 if g.dtype == t0.dtype else None))
+    t3 = np.multiply(t2, t1, out=t2 if t1.dtype == t2.dtype else None)
+    grad_input = t3
     return (grad_input,)
 
 
@@ -1553,14 +1561,14 @@ def hardswish(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        y = \frac{x \max\left(0, \min\left(6, x + 3\right)\right)}{6}
+        y = x \frac{\max\left(0, \min\left(6, x + 3\right)\right)}{6}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: x \leq -3 \\1 & \text{for}\: x
-        \geq 3 \\\frac{2 x + 3}{6} & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \left[x \geq 3\right] + \frac{\left(2 x + 3\right)
+        \left[\left|{x}\right| < 3\right]}{6}
 
     Kinks (PyTorch's subgradient): at x = -3 the gradient is 0 (hardswish_backward: x/3 + 1/2 only for
     -3 < x < 3); at x = 3 the gradient is 1 (hardswish_backward: x/3 + 1/2 only for -3 < x < 3).
@@ -1570,11 +1578,11 @@ def hardswish(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``hardswish``; do not edit.
     """
     x = _rt.float_array(input, 'hardswish', 'input')
-    # out = 0.16666666666666666 * x * np.clip(x + 3, 0, 6)
-    t0 = 0.16666666666666666 * x
-    t1 = np.asarray(x + 3)
-    np.clip(t1, 0, 6, out=t1)
-    t0 *= t1
+    # out = x * (0.16666666666666666 * np.clip(x + 3, 0, 6))
+    t0 = np.asarray(x + 3)
+    np.clip(t0, 0, 6, out=t0)
+    t0 *= 0.16666666666666666
+    t0 *= x
     out = t0
     return out
 
@@ -1591,14 +1599,14 @@ def hardswish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        y = \frac{x \max\left(0, \min\left(6, x + 3\right)\right)}{6}
+        y = x \frac{\max\left(0, \min\left(6, x + 3\right)\right)}{6}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: x \leq -3 \\1 & \text{for}\: x
-        \geq 3 \\\frac{2 x + 3}{6} & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \left[x \geq 3\right] + \frac{\left(2 x + 3\right)
+        \left[\left|{x}\right| < 3\right]}{6}
 
     Kinks (PyTorch's subgradient): at x = -3 the gradient is 0 (hardswish_backward: x/3 + 1/2 only for
     -3 < x < 3); at x = 3 the gradient is 1 (hardswish_backward: x/3 + 1/2 only for -3 < x < 3).
@@ -1613,16 +1621,17 @@ def hardswish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'hardswish', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardswish')
-    # grad_input = np.where(x >= 3, g, 0.16666666666666666 * g * (2 * x + 3)) * (x > -3)
-    t0 = np.asarray(0.16666666666666666 * g)
-    t1 = 2 * x
-    t1 += 3
-    t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
-    m0 = np.asarray(x >= 3)
-    t3 = np.where(m0, g, t2)
-    np.greater(x, -3, out=m0)
-    t3 *= m0
-    grad_input = t3
+    # grad_input = g * ((x >= 3) + 0.16666666666666666 * (2 * x + 3) * (np.abs(x) < 3))
+    t0 = np.asarray(2 * x)
+    t0 += 3
+    t0 *= 0.16666666666666666
+    t1 = np.abs(x)
+    m0 = np.asarray(t1 < 3)
+    t0 *= m0
+    np.greater_equal(x, 3, out=m0)
+    t0 += m0
+    t2 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t2
     return (grad_input,)
 
 

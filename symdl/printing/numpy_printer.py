@@ -202,6 +202,9 @@ class KernelPrinter(PythonCodePrinter):
         return self._clip(expr) or self._print_MinMax(expr, "np.minimum", "min")
 
     # -- logic -------------------------------------------------------------------
+    def _print_indicator(self, expr: sp.Function) -> str:
+        return self._print(expr.args[0])  # the boolean mask: NumPy arithmetic treats it as 0/1
+
     def _print_Relational(self, expr: sp.core.relational.Relational) -> str:
         return f"({self._print(expr.lhs)} {_RELATIONS[expr.rel_op]} {self._print(expr.rhs)})"
 
