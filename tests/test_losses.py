@@ -40,6 +40,18 @@ def test_sum_and_mean_reduce_the_unreduced_loss(op) -> None:  # noqa: ANN001
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-300)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kl_div_zero_target_contributes_nothing(dtype: type) -> None:
+    # 0 log 0 = 0 (torch.xlogy): a zero target adds 0 whatever the input, with no log(0) warning.
+    x = np.array([-1.0, -1e30, 0.0, -3.0], dtype=dtype)
+    y = np.array([0.0, 0.0, 0.0, 0.25], dtype=dtype)
+    with np.errstate(all="raise"):
+        loss = K.kl_div(x, y, reduction="none")
+    assert loss.dtype == dtype
+    np.testing.assert_array_equal(loss[:3], 0.0)
+    assert loss[3] == pytest.approx(0.25 * (np.log(0.25) + 3.0), rel=1e-6)
+
+
 def test_kl_div_batchmean_divides_by_the_batch_size() -> None:
     rng = np.random.default_rng(0)
     x, y = np.log(rng.dirichlet(np.ones(5), 4)), rng.dirichlet(np.ones(5), 4)

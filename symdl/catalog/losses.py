@@ -163,7 +163,9 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
         params=(_reduction("none", "mean", "sum", "batchmean"),
                 Param("log_target", False, Rule("bool"), doc="target given as log-probabilities")),
         formulas={
-            "False": Formula(definition=xlogy(y, y) - y * x,
+            # y (log y - x) with the log clamped far below any finite log (y = 0 gives 0, as xlogy):
+            # one product, and no separate pass for the 0 log 0 case.
+            "False": Formula(definition=xlogy(y, y) - y * x, stable=y * (clamped_log(y, -1000) - x),
                              tolerance=Tolerance(forward_scale=sp.Abs(y * sp.log(y)) + sp.Abs(y * x),
                                                  grad_scale=sp.Abs(sp.log(y)) + 1 + sp.Abs(x))),
             "True": Formula(definition=sp.exp(y) * (y - x),

@@ -642,12 +642,12 @@ def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, targ
 
 def _kl_div_false(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
     """kl_div with log_target='False'."""
-    # out = -x * y + _rt.xlogy(y, y)
+    # out = y * (-x + _rt.clamped_log(y, -1000))
     t0 = np.asarray(-x)
-    t1 = np.multiply(t0, y, out=t0 if y.dtype == t0.dtype else None)
-    t2 = _rt.xlogy(y, y)
-    t1 += t2
-    out = t1
+    t1 = _rt.clamped_log(y, -1000)
+    t2 = np.add(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+    t2 *= y
+    out = t2
     return _rt.reduce(out, reduction)
 
 
@@ -664,17 +664,20 @@ def _kl_div_true(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
 
 def _kl_div_false_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     """kl_div with log_target='False'."""
+    t0 = np.asarray(_rt.clamped_log(y, -1000))
     # grad_input = -g * y
-    t0 = -g
-    t1 = t0 * y
-    grad_input = t1
-    # grad_target = g * (-x + np.log(y) + 1)
-    t2 = np.asarray(-x)
-    t3 = np.log(y)
-    t4 = np.add(t2, t3, out=t2 if t3.dtype == t2.dtype else None)
-    t4 += 1
+    t1 = -g
+    t2 = t1 * y
+    grad_input = t2
+    # grad_target = np.where(np.log(y) > -1000, g * (t0 - x + 1), g * (t0 - x))
+    t3 = np.asarray(np.log(y))
+    m0 = t3 > -1000
+    t4 = np.subtract(t0, x, out=t0 if x.dtype == t0.dtype else None)
+    t5 = np.add(t4, 1, out=t3 if t4.dtype == t3.dtype else None)
+    t5 *= g
     t4 *= g
-    grad_target = t4
+    t6 = np.where(m0, t5, t4)
+    grad_target = t6
     grad_input = _rt.full_size(grad_input, x)
     grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
@@ -708,6 +711,12 @@ def kl_div(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', log_
 
         y = - x y + y \log y
 
+    Stable form:
+
+    .. math::
+
+        y = y \left(- x + \max\left(\log y, -1000\right)\right)
+
     Gradient:
 
     .. math::
@@ -728,6 +737,8 @@ def kl_div(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', log_
         \frac{\partial y}{\partial x} = - e^{y}
         \frac{\partial y}{\partial y} = \left(- x + y\right) e^{y} + e^{y}
 
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
     reduction='mean' averages over all elements, as PyTorch (which warns); 'batchmean' divides by the
     batch size and is the true KL divergence.
 
@@ -750,6 +761,12 @@ def kl_div_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reductio
 
         y = - x y + y \log y
 
+    Stable form:
+
+    .. math::
+
+        y = y \left(- x + \max\left(\log y, -1000\right)\right)
+
     Gradient:
 
     .. math::
@@ -770,6 +787,8 @@ def kl_div_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reductio
         \frac{\partial y}{\partial x} = - e^{y}
         \frac{\partial y}{\partial y} = \left(- x + y\right) e^{y} + e^{y}
 
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
     reduction='mean' averages over all elements, as PyTorch (which warns); 'batchmean' divides by the
     batch size and is the true KL divergence.
 
