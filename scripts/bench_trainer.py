@@ -24,8 +24,10 @@ What is compared
       and its backward as one scatter.
 
 Method
-    For each thread count (1 and 2: ``torch.set_num_threads`` and
-    threadpoolctl's BLAS limit for both NumPy implementations), each of
+    For each torch thread count (``--threads``, 1 and 2: ``torch.set_num_threads``)
+    the two NumPy implementations run with ``--numpy-threads`` BLAS threads
+    (threadpoolctl; default 1, what ``symdl train --threads`` defaults to, because
+    on these small matrices a second BLAS thread only waits), and each of
     ``--repeats`` rounds runs one epoch of every implementation, in an order
     that rotates every round; time.perf_counter, garbage collector off. The
     table shows medians and the ratios symdl/torch and symdl/numpy (below 1:
@@ -38,6 +40,7 @@ Method
 Usage::
 
     python scripts/bench_trainer.py [--repeats 9] [--models mlp,cnn] [--threads 1,2]
+                                    [--numpy-threads 1]
                                     [--markdown docs/bench_trainer.md]
 """
 
@@ -295,8 +298,9 @@ def has_torch() -> bool:
 
 
 # --------------------------------------------------------------------------- measuring
-def time_epochs(model: str, threads: int, repeats: int, folder: Path) -> dict[str, float]:
-    """Median seconds per epoch of each implementation at ``threads`` threads."""
+def time_epochs(model: str, threads: int, repeats: int, folder: Path, numpy_threads: int) -> dict[str, float]:
+    """Median seconds per epoch of each implementation: torch at ``threads`` threads, the
+    NumPy ones at ``numpy_threads`` BLAS threads."""
     data = load_digits()
     shutil.rmtree(folder, ignore_errors=True)
     trainer = Trainer(TrainConfig(model=model, epochs=1), folder, dataset=data)
@@ -312,7 +316,7 @@ def time_epochs(model: str, threads: int, repeats: int, folder: Path) -> dict[st
         runs["torch"] = torch_epoch(model, state, x, y, order)
     times: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with threadpool_limits(limits=numpy_threads, user_api="blas"):
         for name in names:  # warm-up: first-touch allocations, thread pools
             runs[name]()
         gc.disable()
@@ -377,10 +381,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--models", default="mlp,cnn")
-    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--threads", default="1,2", help="torch's thread counts")
+    parser.add_argument("--numpy-threads", type=int, default=1, help="BLAS threads of symdl and the NumPy version")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
-    lines = ["| model | threads | symdl ms/epoch | torch ms/epoch | numpy ms/epoch | symdl/torch | symdl/numpy |",
+    lines = ["| model | torch threads | symdl ms/epoch | torch ms/epoch | numpy ms/epoch | symdl/torch | symdl/numpy |",
              "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as scratch:
         for model in args.models.split(","):
@@ -388,7 +393,8 @@ def main() -> int:
             if agreement > 1e-5:
                 raise SystemExit(f"the hand-written {model} disagrees with symdl: relative gradient error {agreement:.1e}")
             for threads in (int(t) for t in args.threads.split(",")):
-                ms = {k: 1000 * v for k, v in time_epochs(model, threads, args.repeats, Path(scratch) / "run").items()}
+                ms = {k: 1000 * v for k, v in time_epochs(model, threads, args.repeats, Path(scratch) / "run",
+                                                                     args.numpy_threads).items()}
                 torch_ms = ms.get("torch", float("nan"))
                 lines.append(f"| {model} | {threads} | {ms['symdl']:.1f} | {torch_ms:.1f} | {ms['numpy']:.1f} | "
                              f"{ms['symdl'] / torch_ms:.2f} | {ms['symdl'] / ms['numpy']:.2f} |")
@@ -398,7 +404,8 @@ def main() -> int:
                       "each parameter): " + ", ".join(f"{m} {gradient_agreement(m, Path(scratch) / 'g'):.1e}"
                                                       for m in args.models.split(",")) + " (target <= 1e-12)."]
     lines.insert(0, f"Machine: {machine()}. Digits, batch {BATCH}, Adam lr={LR}, float32; median of {args.repeats} "
-                 "epochs each, implementations alternating; ratio below 1: symdl is faster.\n")
+                 f"epochs each, implementations alternating; symdl and NumPy with {args.numpy_threads} BLAS "
+                 "thread(s); ratio below 1: symdl is faster.\n")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown is not None:
