@@ -125,6 +125,7 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
                    "target": -w * (_log_x - _log_1mx)},
         )},
         torch="torch.nn.functional.binary_cross_entropy",
+        fast_paths=({"weight": None},),
         # x - y cancels in the input gradient; the target gradient subtracts two logs.
         tolerance=Tolerance(grad_scale=(sp.Abs(x) + sp.Abs(y)) / (x * (1 - x)) + sp.Abs(sp.log(x)) + sp.Abs(sp.log(1 - x))),
         notes=("As PyTorch: logs are clamped at -100, and the input gradient is "
@@ -166,6 +167,7 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
             # y (log y - x) with the log clamped far below any finite log (y = 0 gives 0, as xlogy):
             # one product, and no separate pass for the 0 log 0 case.
             "False": Formula(definition=xlogy(y, y) - y * x, stable=y * (clamped_log(y, -1000) - x),
+                             grads={"input": -y, "target": sp.log(y) + 1 - x},
                              tolerance=Tolerance(forward_scale=sp.Abs(y * sp.log(y)) + sp.Abs(y * x),
                                                  grad_scale=sp.Abs(sp.log(y)) + 1 + sp.Abs(x))),
             "True": Formula(definition=sp.exp(y) * (y - x),

@@ -422,18 +422,31 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLi
     y = _rt.float_array(target, 'binary_cross_entropy', 'target')
     _rt.same_shape('binary_cross_entropy', {'input': x, 'target': y})
     weight = _rt.optional_array(weight, 'binary_cross_entropy', 'weight', x)
-    # out = -weight * (y * _rt.clamped_log(x, -100) + (1 - y) * _rt.clamped_log1p(-x, -100))
-    t0 = np.asarray(1 - y)
-    t1 = -x
-    t2 = _rt.clamped_log1p(t1, -100)
-    t3 = np.multiply(t0, t2, out=t0 if t2.dtype == t0.dtype else None)
-    t4 = np.asarray(_rt.clamped_log(x, -100))
-    t5 = np.multiply(y, t4, out=t4 if y.dtype == t4.dtype else None)
-    t5 += t3
-    v0 = -weight
-    t6 = v0 * t5
-    out = t6
-    return _rt.reduce(out, reduction)
+    if isinstance(weight, float):  # fast path: the formulas with weight=None
+        # out = -y * _rt.clamped_log(x, -100) - (1 - y) * _rt.clamped_log1p(-x, -100)
+        t0 = np.asarray(-y)
+        t1 = np.asarray(_rt.clamped_log(x, -100))
+        t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+        t3 = np.asarray(np.subtract(1, y, out=t1 if y.dtype == t1.dtype else None))
+        t4 = np.asarray(-x)
+        _rt.clamped_log1p(t4, -100, out=t4)
+        t5 = np.multiply(t3, t4, out=t3 if t4.dtype == t3.dtype else None)
+        t2 -= t5
+        out = t2
+        return _rt.reduce(out, reduction)
+    else:
+        # out = -weight * (y * _rt.clamped_log(x, -100) + (1 - y) * _rt.clamped_log1p(-x, -100))
+        t0 = np.asarray(1 - y)
+        t1 = np.asarray(-x)
+        _rt.clamped_log1p(t1, -100, out=t1)
+        t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+        _rt.clamped_log(x, -100, out=t1)
+        t3 = np.multiply(y, t1, out=t1 if y.dtype == t1.dtype else None)
+        t3 += t2
+        v0 = -weight
+        t4 = v0 * t3
+        out = t4
+        return _rt.reduce(out, reduction)
 
 
 def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean') -> tuple:
@@ -479,26 +492,47 @@ def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
     _rt.same_shape('binary_cross_entropy', {'input': x, 'target': y})
     weight = _rt.optional_array(weight, 'binary_cross_entropy', 'weight', x)
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'binary_cross_entropy', spread=False)
-    t0 = np.asarray(g * weight)
-    # grad_input = t0 * (x - y) / np.clip(x * (1 - x), 1e-12, math.inf)
-    t1 = np.asarray(x - y)
-    t2 = t0 * t1
-    t3 = np.asarray(np.subtract(1, x, out=t1 if x.dtype == t1.dtype else None))
-    t3 *= x
-    np.clip(t3, 1e-12, math.inf, out=t3)
-    t2 /= t3
-    grad_input = t2
-    # grad_target = -t0 * (_rt.clamped_log(x, -100) - _rt.clamped_log1p(-x, -100))
-    t4 = _rt.clamped_log(x, -100)
-    np.negative(x, out=t3)
-    t5 = _rt.clamped_log1p(t3, -100)
-    t4 -= t5
-    np.negative(t0, out=t0)
-    t6 = t0 * t4
-    grad_target = t6
-    grad_input = _rt.full_size(grad_input, x)
-    grad_target = _rt.full_size(grad_target, x)
-    return (grad_input, grad_target,)
+    if isinstance(weight, float):  # fast path: the formulas with weight=None
+        # grad_input = g * (x - y) / np.clip(x * (1 - x), 1e-12, math.inf)
+        t0 = x - y
+        t0 *= g
+        t1 = np.asarray(1 - x)
+        t1 *= x
+        np.clip(t1, 1e-12, math.inf, out=t1)
+        t0 /= t1
+        grad_input = t0
+        # grad_target = g * (-_rt.clamped_log(x, -100) + _rt.clamped_log1p(-x, -100))
+        _rt.clamped_log(x, -100, out=t1)
+        np.negative(t1, out=t1)
+        t2 = np.asarray(-x)
+        _rt.clamped_log1p(t2, -100, out=t2)
+        t1 += t2
+        t1 *= g
+        grad_target = t1
+        grad_input = _rt.full_size(grad_input, x)
+        grad_target = _rt.full_size(grad_target, x)
+        return (grad_input, grad_target,)
+    else:
+        t0 = np.asarray(g * weight)
+        # grad_input = t0 * (x - y) / np.clip(x * (1 - x), 1e-12, math.inf)
+        t1 = np.asarray(x - y)
+        t2 = t0 * t1
+        t3 = np.asarray(np.subtract(1, x, out=t1 if x.dtype == t1.dtype else None))
+        t3 *= x
+        np.clip(t3, 1e-12, math.inf, out=t3)
+        t2 /= t3
+        grad_input = t2
+        # grad_target = -t0 * (_rt.clamped_log(x, -100) - _rt.clamped_log1p(-x, -100))
+        _rt.clamped_log(x, -100, out=t3)
+        t4 = np.asarray(-x)
+        _rt.clamped_log1p(t4, -100, out=t4)
+        t3 -= t4
+        np.negative(t0, out=t0)
+        t5 = t0 * t3
+        grad_target = t5
+        grad_input = _rt.full_size(grad_input, x)
+        grad_target = _rt.full_size(grad_target, x)
+        return (grad_input, grad_target,)
 
 
 def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean', pos_weight: ArrayLike | None = None) -> np.ndarray:
@@ -664,20 +698,17 @@ def _kl_div_true(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
 
 def _kl_div_false_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     """kl_div with log_target='False'."""
-    t0 = np.asarray(_rt.clamped_log(y, -1000))
     # grad_input = -g * y
-    t1 = -g
-    t2 = t1 * y
-    grad_input = t2
-    # grad_target = np.where(np.log(y) > -1000, g * (t0 - x + 1), g * (t0 - x))
-    t3 = np.asarray(np.log(y))
-    m0 = t3 > -1000
-    t4 = np.subtract(t0, x, out=t0 if x.dtype == t0.dtype else None)
-    t5 = np.add(t4, 1, out=t3 if t4.dtype == t3.dtype else None)
-    t5 *= g
+    t0 = -g
+    t1 = t0 * y
+    grad_input = t1
+    # grad_target = g * (-x + np.log(y) + 1)
+    t2 = np.asarray(-x)
+    t3 = np.log(y)
+    t4 = np.add(t2, t3, out=t2 if t3.dtype == t2.dtype else None)
+    t4 += 1
     t4 *= g
-    t6 = np.where(m0, t5, t4)
-    grad_target = t6
+    grad_target = t4
     grad_input = _rt.full_size(grad_input, x)
     grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
