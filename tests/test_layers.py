@@ -149,6 +149,8 @@ def pool_cases(draw: st.DrawFn, dilation: bool = True) -> dict:
                                                 dilation=1), seed=0, ties=True))
 @example(dict(shape=(1, 2, 5, 5), params=dict(kernel_size=(3, 3), stride=2, padding=(1, 1), ceil_mode=True,
                                                 dilation=2), seed=1, ties=True))
+@example(dict(shape=(1, 1, 8, 2), params=dict(kernel_size=(2, 2), stride=None, padding=(0, 0), ceil_mode=True,
+                                                dilation=2), seed=2, ties=False))  # ceil_mode: window past the input
 def test_max_pool2d_against_loop_with_first_maximum_on_ties(case: dict) -> None:
     rng = np.random.default_rng(case["seed"])
     params = case["params"]

@@ -34,6 +34,8 @@ CASES = [
           dict(stride=2, padding=1, output_padding=1, groups=2, dilation=1)),
     _case("max_pool2d", "max_pool2d", F.max_pool2d, [X], dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
     _case("max_pool1d", "max_pool1d", F.max_pool1d, [X1], dict(kernel_size=2, dilation=2)),
+    _case("max_pool2d-ceil-past-input", "max_pool2d", F.max_pool2d, [X[:, :, :, :2]],
+          dict(kernel_size=2, dilation=2, ceil_mode=True)),
     _case("avg_pool2d", "avg_pool2d", F.avg_pool2d, [X],
           dict(kernel_size=(3, 2), stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
     _case("avg_pool1d", "avg_pool1d", F.avg_pool1d, [X1], dict(kernel_size=3, stride=2, padding=1)),

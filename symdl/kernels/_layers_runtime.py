@@ -366,15 +366,16 @@ class PoolPlan:
 def _pool_size(op: str, size: int, pad: int, kernel: int, stride: int, dilation: int, ceil_mode: bool,
                shape: tuple[int, ...]) -> tuple[int, int]:
     """Output length and the extra padding after the input that ceil_mode needs (PyTorch's rule:
-    the last window must start inside the input or the left padding)."""
+    rounding down, or up with ceil_mode, but the last window must start inside the input or the
+    left padding; an empty output is an error)."""
     span = dilation * (kernel - 1) + 1
-    if size + 2 * pad < span:
-        raise OpInputError(f"{op}: the window {span} (dilation * (kernel_size - 1) + 1) is larger than the "
-                           f"padded input {size + 2 * pad} (input shape {shape}); it must fit")
     top = size + 2 * pad - span
     out = (-(-top // stride) if ceil_mode else top // stride) + 1
     if ceil_mode and (out - 1) * stride >= size + pad:
         out -= 1
+    if out < 1:
+        raise OpInputError(f"{op}: the window {span} (dilation * (kernel_size - 1) + 1) is larger than the "
+                           f"padded input {size + 2 * pad} (input shape {shape}); the output would be empty")
     return out, max(0, (out - 1) * stride + span - size - 2 * pad)
 
 
