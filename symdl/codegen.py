@@ -432,7 +432,7 @@ def _class_loss(op: Op) -> str:
         f"{denominator if op.weighted_mean else 'None'})",
         "if keep is not None:",
         "    g = g * keep",
-        "g = np.expand_dims(g, dim)",
+        "g = _rt.unit_axis(g, dim)",
     ]
     row_vjp = print_assignments(outputs, _printer(op))
     if index_target is None:

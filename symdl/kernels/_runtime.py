@@ -148,8 +148,19 @@ NARROW_ROW = 32
 _ROW_BLOCK = 8192
 
 
+#: Fewer rows than this are reduced by NumPy directly: the column loop's per-call cost
+#: (one ufunc call per column) outweighs its gain on small batches.
+_MANY_ROWS = 4096
+
+
 def _narrow_last_axis(x: np.ndarray, axis: int) -> bool:
-    return x.ndim == 2 and axis in (1, -1) and 1 < x.shape[1] <= NARROW_ROW and x.flags.c_contiguous
+    return (x.ndim == 2 and axis in (1, -1) and 1 < x.shape[1] <= NARROW_ROW and x.shape[0] >= _MANY_ROWS
+            and x.flags.c_contiguous)
+
+
+def unit_axis(values: np.ndarray, dim: int) -> np.ndarray:
+    """``np.expand_dims(values, dim)`` as one reshape (several times cheaper per call)."""
+    return values.reshape(values.shape[:dim] + (1,) + values.shape[dim:])
 
 
 def rowsum(x: np.ndarray, axis: int, keepdims: bool = True) -> np.ndarray:
@@ -436,8 +447,8 @@ def class_targets(target: ArrayLike, op: str, x: np.ndarray, dim: int, ignore_in
                                f"got {array.shape}")
         index_array(array, op, "target", x.shape[dim], ignore_index)
         if ignore_index is None or not np.any(ignored := array == ignore_index):
-            return np.expand_dims(array, dim), np.ones(array.shape, dtype=bool)
-        return np.expand_dims(np.where(ignored, 0, array), dim), ~ignored
+            return unit_axis(array, dim), np.ones(array.shape, dtype=bool)
+        return unit_axis(np.where(ignored, 0, array), dim), ~ignored
     if not allow_probabilities:
         raise OpTypeError(f"{op}: target must hold integer class indices, got dtype {array.dtype}")
     probabilities = float_array(array, op, "target")
@@ -509,7 +520,7 @@ def row_target(target: ArrayLike, op: str, x: np.ndarray, dim: int) -> np.ndarra
     expected = x.shape[:dim] + x.shape[dim + 1:]
     if array.shape != expected:
         raise OpInputError(f"{op}: target must have shape {expected} (one per row) for input {x.shape}, got {array.shape}")
-    return np.expand_dims(array, dim)
+    return unit_axis(array, dim)
 
 
 def class_mean_denominator(keep: np.ndarray | None, weight: np.ndarray | float, index: np.ndarray,

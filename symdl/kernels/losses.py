@@ -1893,7 +1893,7 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cross_entropy', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
     if keep is not None:
         g = g * keep
-    g = np.expand_dims(g, dim)
+    g = _rt.unit_axis(g, dim)
     if keep is not None:  # class indices: gathers, no one-hot rows
         if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
             weight_k = _rt.pick(weight, t, dim)
@@ -2032,7 +2032,7 @@ def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'nll_loss', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
     if keep is not None:
         g = g * keep
-    g = np.expand_dims(g, dim)
+    g = _rt.unit_axis(g, dim)
     weight_k = _rt.pick(weight, t, dim)
     base_input = 0
     # at_input = -g * weight_k
@@ -2139,7 +2139,7 @@ def multilabel_soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: A
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multilabel_soft_margin_loss', None)
     if keep is not None:
         g = g * keep
-    g = np.expand_dims(g, dim)
+    g = _rt.unit_axis(g, dim)
     # t0 = g * weight / num_classes
     t0 = g * weight
     t0 /= num_classes
@@ -2254,7 +2254,7 @@ def multi_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multi_margin_loss', None)
     if keep is not None:
         g = g * keep
-    g = np.expand_dims(g, dim)
+    g = _rt.unit_axis(g, dim)
     x_k = _rt.pick(x, t, dim)
     weight_k = _rt.pick(weight, t, dim)
     # t0 = margin + x - x_k
@@ -2422,7 +2422,7 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cosine_embedding_loss', None)
     if keep is not None:
         g = g * keep
-    g = np.expand_dims(g, dim)
+    g = _rt.unit_axis(g, dim)
     # t1 = _rt.rowsum(np.square(x), axis=dim, keepdims=True) + 1e-12
     t0 = np.square(x)
     t1 = _rt.rowsum(t0, axis=dim, keepdims=True)
