@@ -181,59 +181,62 @@ def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else tuple(value)  # type: ignore[return-value]
 
 
-class Linear(Module):
-    """:math:`y = x W^T + b` with ``weight`` (out, in) and ``bias`` (out), as ``torch.nn.Linear``."""
+class _Weighted(Module):
+    """A layer ``kernel(x, weight, bias, **options)``; its backward stores the weight and bias
+    gradients from ``kernel_vjp`` and returns the input's."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype: Any = np.float32,
-                 generator: np.random.Generator | None = None) -> None:
+    kernel: str = ""
+
+    def __init__(self, weight_shape: tuple[int, ...], fan_in: int, bias: bool, dtype: Any,
+                 generator: np.random.Generator | None, **options: Any) -> None:
         super().__init__()
-        bound = 1.0 / np.sqrt(in_features)  # kaiming_uniform_(a=sqrt(5)) and torch's bias rule
-        self.params["weight"] = _uniform(generator, bound, (out_features, in_features), dtype)
+        bound = 1.0 / np.sqrt(fan_in)  # kaiming_uniform_(a=sqrt(5)) for the weight, and torch's bias rule
+        self.params["weight"] = _uniform(generator, bound, weight_shape, dtype)
         if bias:
-            self.params["bias"] = _uniform(generator, bound, (out_features,), dtype)
-        self.in_features, self.out_features = in_features, out_features
+            self.params["bias"] = _uniform(generator, bound, weight_shape[:1], dtype)
+        self.options = options
+        self._forward: Callable[..., Array] = getattr(kernels, self.kernel)
+        self._vjp: Callable[..., tuple[Array | None, ...]] = getattr(kernels, self.kernel + "_vjp")
 
     def forward(self, x: Array) -> Array:
         self.input = x
-        return kernels.linear(x, self.params["weight"], self.params.get("bias"))
+        return self._forward(x, self.params["weight"], self.params.get("bias"), **self.options)
 
     def backward(self, grad: Array) -> Array:
-        d_input, self.grads["weight"], d_bias = kernels.linear_vjp(grad, self.input, self.params["weight"],
-                                                                   self.params.get("bias"))
+        d_input, self.grads["weight"], d_bias = self._vjp(grad, self.input, self.params["weight"],
+                                                          self.params.get("bias"), **self.options)
         if d_bias is not None:
             self.grads["bias"] = d_bias
-        return d_input
+        return d_input  # type: ignore[return-value]
+
+
+class Linear(_Weighted):
+    """:math:`y = x W^T + b` with ``weight`` (out, in) and ``bias`` (out), as ``torch.nn.Linear``."""
+
+    kernel = "linear"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, *, dtype: Any = np.float32,
+                 generator: np.random.Generator | None = None) -> None:
+        super().__init__((out_features, in_features), in_features, bias, dtype, generator)
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, bias={'bias' in self.params}"
+        out_features, in_features = self.params["weight"].shape
+        return f"in_features={in_features}, out_features={out_features}, bias={'bias' in self.params}"
 
 
-class Conv2d(Module):
+class Conv2d(_Weighted):
     """2-D convolution (cross-correlation) over NCHW input, as ``torch.nn.Conv2d``;
     ``weight`` is (out, in / groups, kh, kw)."""
+
+    kernel = "conv2d"
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
                  stride: int | tuple[int, int] = 1, padding: int | tuple[int, int] = 0,
                  dilation: int | tuple[int, int] = 1, groups: int = 1, bias: bool = True, *,
                  dtype: Any = np.float32, generator: np.random.Generator | None = None) -> None:
-        super().__init__()
         kh, kw = _pair(kernel_size)
-        bound = 1.0 / np.sqrt(in_channels // groups * kh * kw)  # fan_in, as Linear
-        self.params["weight"] = _uniform(generator, bound, (out_channels, in_channels // groups, kh, kw), dtype)
-        if bias:
-            self.params["bias"] = _uniform(generator, bound, (out_channels,), dtype)
-        self.options = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
-
-    def forward(self, x: Array) -> Array:
-        self.input = x
-        return kernels.conv2d(x, self.params["weight"], self.params.get("bias"), **self.options)
-
-    def backward(self, grad: Array) -> Array:
-        d_input, self.grads["weight"], d_bias = kernels.conv2d_vjp(grad, self.input, self.params["weight"],
-                                                                   self.params.get("bias"), **self.options)
-        if d_bias is not None:
-            self.grads["bias"] = d_bias
-        return d_input
+        super().__init__((out_channels, in_channels // groups, kh, kw), in_channels // groups * kh * kw, bias, dtype,
+                         generator, stride=stride, padding=padding, dilation=dilation, groups=groups)
 
     def extra_repr(self) -> str:
         out, inp, kh, kw = self.params["weight"].shape
