@@ -174,9 +174,9 @@ def fast(problem: Problem, analytic: Analytic, tols: dict[int, Tolerance], optio
         if isinstance(products[k], str):
             out.append(Judgement(failed_input(k, options.name(k), problem.inputs[k], products[k])))
             continue
-        g = np.broadcast_to(products[k], (count, products[k].size))
-        u = rng.standard_normal((count, problem.eval_inputs[k].size)) * problem.steps(k)
-        judgement = _projections(problem, k, g, u, np.broadcast_to(v, (count, v.size)), tols[k], options)
+        # Uniform directions: as good as normal ones for a projection test, and 3x cheaper to draw.
+        u = (rng.random((count, problem.eval_inputs[k].size)) - 0.5) * problem.steps(k)
+        judgement = _projections(problem, k, products[k], u, np.broadcast_to(v, (count, v.size)), tols[k], options)
         if not judgement.report.passed:
             judgement = full(problem, analytic, tols, options, (k,))[0]
             judgement.notes.append(f"{options.name(k)}: a random projection disagreed; full mode names the worst element")
@@ -186,16 +186,16 @@ def fast(problem: Problem, analytic: Analytic, tols: dict[int, Tolerance], optio
 
 def _projections(problem: Problem, k: int, g: np.ndarray, u: np.ndarray, v: np.ndarray, tol: Tolerance,
                  options: Options) -> Judgement:
+    """Compare ``u_d . g`` (the user's ``v^T J`` along each direction) with directional differences."""
     lines = DirectionLines(problem, k, u, v)
     plus, minus, magnitude, up, down = lines.at(int(np.flatnonzero(FACTORS == 1.0)[0]))
     with np.errstate(all="ignore"):
         numeric = (plus - minus)[:, 0] / (up + down)
         rounding = ROUNDING_FACTOR * machine_epsilon(problem.eval_dtype) * magnitude[:, 0] / (up + down)
-    claimed = np.einsum("cn,cn->c", g, u)
+    claimed = u @ g
     # Entrywise tolerances rtol (|n_j| + s) summed along u, with the user's gradient standing in for n.
-    scale = np.einsum("cn,cn->c", np.abs(g), np.abs(u))
-    floor = np.max(np.abs(g), axis=1) * np.abs(u).sum(axis=1)
-    allowed = tol.rtol * (scale + floor) + rounding
+    size_g, size_u = np.abs(g), np.abs(u)
+    allowed = tol.rtol * (size_u @ size_g + size_g.max() * size_u.sum(axis=1)) + rounding
     with np.errstate(invalid="ignore"):
         ok = np.abs(claimed - numeric) <= allowed
     if not ok.all():

@@ -140,7 +140,8 @@ class Problem:
         output shape with a batch axis, and its last row must reproduce a
         single call to far better than the perturbation changes the value
         (this rejects functions that reduce over the whole array, such as
-        ``x - x.mean()``, which would mix the rows of a batch).
+        ``x - x.mean()``, which would mix the rows of a batch; comparing with
+        ``f(x)`` instead would not do: symmetric perturbations cancel in a mean).
         """
         try:
             together = self._batch(k, block)

@@ -119,14 +119,19 @@ class DirectionLines:
 
     def at(self, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         base = self.problem.base(self.k)
+        count = self.count
         step = FACTORS[level] * self.deltas
-        points = np.concatenate([base + step, base - step])
-        values = self.problem.rows(self.k, 2 * self.count, lambda start, stop: points[start:stop])
-        f_plus, f_minus = values[: self.count], values[self.count:]
+        points = np.empty((2 * count, base.size), base.dtype)
+        np.add(base, step, out=points[:count])
+        np.subtract(base, step, out=points[count:])
+        values = self.problem.rows(self.k, 2 * count, lambda start, stop: points[start:stop])
+        f_plus, f_minus = values[:count], values[count:]
         # The steps actually taken, projected on the direction (rounding moves them off it slightly).
         norm = np.einsum("cn,cn->c", self.deltas, self.deltas)
-        up = np.einsum("cn,cn->c", points[: self.count] - base, self.deltas) / norm
-        down = np.einsum("cn,cn->c", base - points[self.count:], self.deltas) / norm
+        taken = np.subtract(points[:count], base, out=step)
+        up = np.einsum("cn,cn->c", taken, self.deltas) / norm
+        taken = np.subtract(base, points[count:], out=step)
+        down = np.einsum("cn,cn->c", taken, self.deltas) / norm
         magnitude = np.einsum("cm,cm->c", np.abs(self.weights), np.maximum(np.abs(f_plus), np.abs(f_minus)))
         return (np.einsum("cm,cm->c", self.weights, f_plus)[:, None],
                 np.einsum("cm,cm->c", self.weights, f_minus)[:, None], magnitude[:, None], up, down)
