@@ -95,7 +95,16 @@ NODES: dict[type, Callable[..., Value]] = {
 
 
 def evaluate(expr: sp.Basic, values: Mapping[sp.Symbol, Value]) -> Value:
-    """``expr`` with each symbol replaced by its array (broadcasting), computed with NumPy."""
+    """``expr`` with each symbol replaced by its array (broadcasting), computed with NumPy.
+
+    Floating-point warnings are silenced: a non-finite value is a result to
+    judge (``x/abs(x)`` at 0), not a message on the terminal.
+    """
+    with np.errstate(all="ignore"):
+        return _evaluate(expr, values)
+
+
+def _evaluate(expr: sp.Basic, values: Mapping[sp.Symbol, Value]) -> Value:
     if expr in values:
         return values[expr]
     if isinstance(expr, sp.Symbol):
@@ -103,7 +112,7 @@ def evaluate(expr: sp.Basic, values: Mapping[sp.Symbol, Value]) -> Value:
     if expr is sp.true or expr is sp.false:
         return bool(expr)
     if isinstance(expr, sp.Piecewise):
-        return _piecewise(*((evaluate(e, values), evaluate(c, values)) for e, c in expr.args))
+        return _piecewise(*((_evaluate(e, values), _evaluate(c, values)) for e, c in expr.args))
     if expr.is_Number or isinstance(expr, sp.NumberSymbol):
         return float(expr)  # a Python float is a weak scalar: float32 arrays stay float32
     if expr.is_number and expr.is_real is not False and not expr.free_symbols:
@@ -111,7 +120,7 @@ def evaluate(expr: sp.Basic, values: Mapping[sp.Symbol, Value]) -> Value:
     node = NODES.get(type(expr)) or next((v for k, v in NODES.items() if isinstance(expr, k)), None)
     if node is None:
         raise ExpressionError(f"cannot evaluate {type(expr).__name__} numerically: {expr}")
-    return node(*(evaluate(a, values) for a in expr.args))
+    return node(*(_evaluate(a, values) for a in expr.args))
 
 
 def _sum_to_shape(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -152,5 +161,6 @@ class ExpressionFunction:
                 grads.append(None)
                 continue
             slope = np.asarray(evaluate(self.derivatives[symbol], values), dtype=np.result_type(g, x))
-            grads.append(_sum_to_shape(g * slope, np.shape(x)).astype(np.result_type(g, x)))
+            with np.errstate(all="ignore"):  # 0 * inf where the derivative is not finite: judged, not warned
+                grads.append(_sum_to_shape(g * slope, np.shape(x)).astype(np.result_type(g, x)))
         return tuple(grads)
