@@ -26,11 +26,10 @@ exponents up to :data:`MAX_EXPONENT` and exact numbers up to
 from __future__ import annotations
 
 import ast
-import contextlib
 import math
 import signal
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from functools import cache
 
 import sympy as sp
@@ -229,42 +228,20 @@ def parse(text: str, variables: Iterable[str] | None = None) -> sp.Expr:
 
 
 # --------------------------------------------------------------------------- time-limited simplification
-class _TimeUp(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[bool]:
-    """Raise :class:`_TimeUp` inside the block after ``seconds`` (main thread on POSIX); yields
-    whether a limit is in force (elsewhere nothing may run unbounded, so callers skip the work)."""
-    usable = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
-    if not usable:
-        yield False
-        return
-
-    def expire(signum: int, frame: object) -> None:
-        raise _TimeUp
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield True
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def simplify_within(expr: sp.Expr, seconds: float = 2.0) -> tuple[sp.Expr, bool]:
-    """``sympy.simplify(expr)`` if it finishes within ``seconds``; else ``(expr, False)``.
+    """``sympy.simplify(expr)`` if it finishes within ``seconds`` of CPU time; else ``(expr, False)``.
 
-    ``simplify`` can run for minutes on some inputs; the limit is a POSIX
-    interval timer, so it applies in the main thread only (elsewhere the
-    expression is returned unsimplified).
+    ``simplify`` can run for minutes on some inputs. The limit is
+    :func:`symdl.derive.time_limit` (a POSIX interval timer), which only the
+    main thread can receive; elsewhere a user's expression is returned
+    unsimplified rather than simplified without a bound.
     """
+    from symdl.derive import ProofTimeout, time_limit
+
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        return expr, False
     try:
-        with _deadline(seconds) as limited:
-            if not limited:
-                return expr, False
+        with time_limit(seconds):
             return sp.simplify(expr), True
-    except (_TimeUp, RecursionError):
+    except (ProofTimeout, RecursionError):
         return expr, False
