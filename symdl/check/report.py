@@ -138,7 +138,8 @@ def summarise(k: int, name: str, x: np.ndarray, out_shape: tuple[int, ...], anal
         error = np.where(np.isnan(error) & (np.isnan(analytic) != np.isnan(numeric)), np.inf, error)
         finite = np.abs(numeric[np.isfinite(numeric)])
         scale = float(finite.max()) if finite.size else 0.0
-        score = error / allowed
+        # Entries never judged (no finite tolerance: left unrefined after a confirmed failure) rank last.
+        score = np.where(np.isfinite(allowed), error / allowed, 0.0)
         score[np.isnan(score)] = np.inf
         # Failing entries rank above every passing one; among each group, the furthest outside its tolerance.
         score = np.where(passed, score / (1.0 + score), 2.0 + score)
