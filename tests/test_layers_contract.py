@@ -212,3 +212,17 @@ def test_an_empty_batch_gives_empty_outputs_and_zero_parameter_gradients(name, a
         assert (grad is None) == (array is None)
         if grad is not None:
             assert grad.shape == array.shape and not np.any(grad)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_results_are_fresh_arrays_not_the_kernels_reused_buffers(batch: int) -> None:
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((batch, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
+    first = K.conv2d(x, w, padding=1)
+    grads = K.conv2d_vjp(np.ones_like(first), x, w, padding=1)
+    kept = [first.copy(), *(g.copy() for g in grads if g is not None)]
+    K.conv2d(2 * x, -w, padding=1)
+    K.conv2d_vjp(-np.ones_like(first), 3 * x, w, padding=1)
+    K.conv_transpose2d(x, np.ones((2, 3, 3, 3)))
+    for before, after in zip(kept, [first, *(g for g in grads if g is not None)]):
+        np.testing.assert_array_equal(before, after)

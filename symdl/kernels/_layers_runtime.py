@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -112,29 +113,51 @@ def _out_size(op: str, size: int, pad: int, kernel: int, stride: int, dilation: 
     return (size + pad - span) // stride + 1
 
 
+# --------------------------------------------------------------------------- scratch buffers
+#: Per-thread buffers for the convolutions' large intermediates (patch matrices, padded
+#: copies): a fresh multi-megabyte array costs a page fault per 4 KiB page on every call,
+#: often more than the copy itself. A buffer grows to the largest size asked for and is kept.
+_SCRATCH = threading.local()
+
+
+def _scratch(slot: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """An uninitialised array of ``shape`` in the reusable buffer ``slot`` (never returned to
+    callers: every kernel result is a fresh array). Object arrays (the proofs) are not cached."""
+    size = math.prod(shape)
+    if dtype == object:
+        return np.empty(shape, dtype=dtype)
+    buffers = _SCRATCH.__dict__
+    buffer = buffers.get(slot)
+    if buffer is None or buffer.dtype != dtype or buffer.size < size:
+        buffer = buffers[slot] = np.empty(size, dtype=dtype)
+    return buffer[:size].reshape(shape)
+
+
 # --------------------------------------------------------------------------- im2col / col2im
 # Convolutions work in the (C, H, W, N) layout: batch innermost, so every strided window
 # copy (im2col) and add (col2im) moves rows of Wo * N contiguous elements instead of Wo
 # (measured 2-3x faster on the benchmark's 8x8 images than (N, C, H, W) windows).
-def _to_chwn(x: np.ndarray, pads: Pads) -> np.ndarray:
-    """(N, C, H, W) as a zero-padded (C, Hp, Wp, N) copy: one pass."""
+def _to_chwn(x: np.ndarray, pads: Pads, slot: str = "padded") -> np.ndarray:
+    """(N, C, H, W) as a zero-padded (C, Hp, Wp, N) copy in a scratch buffer."""
     (top, bottom), (left, right) = pads
     n, c, h, w = x.shape
-    out = np.zeros((c, h + top + bottom, w + left + right, n), dtype=x.dtype)
+    out = _scratch(slot, (c, h + top + bottom, w + left + right, n), x.dtype)
+    if top or bottom or left or right:
+        out.fill(0)
     out[:, top:top + h, left:left + w, :] = x.transpose(1, 2, 3, 0)
     return out
 
 
 def _from_chwn(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """(C, H, W, N)-ordered data (a view is fine) as a contiguous (N, C, H, W) array, plus a per-channel bias."""
-    out = y.transpose(3, 0, 1, 2)
-    return np.ascontiguousarray(out) if bias is None else out + bias.reshape(1, -1, 1, 1)
+    """(C, H, W, N)-ordered data (a view is fine) as a fresh contiguous (N, C, H, W) array, plus a per-channel bias."""
+    out = y.transpose(3, 0, 1, 2)  # y may be a scratch buffer: always a fresh result
+    return out.copy(order="C") if bias is None else out + bias.reshape(1, -1, 1, 1)
 
 
 def _grouped_chwn(x: np.ndarray, groups: int) -> np.ndarray:
     """(N, C, H, W) as (G, C/G, H * W * N): one transposing copy."""
     n, c, h, w = x.shape
-    return np.ascontiguousarray(x.transpose(1, 2, 3, 0)).reshape(groups, c // groups, h * w * n)
+    return _to_chwn(x, ((0, 0), (0, 0)), "grouped").reshape(groups, c // groups, h * w * n)
 
 
 def im2col(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
@@ -149,14 +172,17 @@ def im2col(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dil
     view = as_strided(xp, (c, kernel[0], kernel[1], out_hw[0], out_hw[1], n),
                       (s_c, s_h * dilation[0], s_w * dilation[1], s_h * stride[0], s_w * stride[1], s_n),
                       writeable=False)
-    return np.ascontiguousarray(view).reshape(groups, c // groups * kernel[0] * kernel[1], out_hw[0] * out_hw[1] * n)
+    cols = _scratch("cols", view.shape, xp.dtype)
+    np.copyto(cols, view)
+    return cols.reshape(groups, c // groups * kernel[0] * kernel[1], out_hw[0] * out_hw[1] * n)
 
 
 def col2im(cols: np.ndarray, full_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
            dilation: tuple[int, int]) -> np.ndarray:
     """The adjoint of :func:`im2col`: (C, kh, kw, Ho, Wo, N) patches summed into (C, Hf, Wf, N)."""
     c, _, _, ho, wo, n = cols.shape
-    out = np.zeros((c, *full_hw, n), dtype=cols.dtype)
+    out = _scratch("full", (c, *full_hw, n), cols.dtype)
+    out.fill(0)
     for k, (rows, columns) in _offsets(kernel, dilation, stride, (ho, wo)):
         out[:, rows, columns] += cols[:, k // kernel[1], k % kernel[1]]
     return out
@@ -250,7 +276,7 @@ def conv_forward(arrays: Arrays, plan: ConvPlan) -> np.ndarray:
     x4, w4 = plan.view(x, w)
     g, o = plan.groups, plan.w_shape[0]
     cols = im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g)
-    out = np.matmul(w4.reshape(g, o // g, -1), cols)
+    out = np.matmul(w4.reshape(g, o // g, -1), cols, out=_scratch("product", (g, o // g, cols.shape[2]), cols.dtype))
     return _from_chwn(out.reshape(o, *plan.out_hw, plan.x_shape[0]), b).reshape(plan.out_shape)
 
 
@@ -266,7 +292,8 @@ def conv_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any
     g2 = _grouped_chwn(grad.reshape(n, o, *plan.out_hw), g)
     cols = im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g)
     d_w = np.matmul(g2, cols.transpose(0, 2, 1)).reshape(w.shape)
-    d_cols = np.matmul(w4.reshape(g, o // g, -1).transpose(0, 2, 1), g2)
+    d_cols = np.matmul(w4.reshape(g, o // g, -1).transpose(0, 2, 1), g2,
+                       out=_scratch("product", (g, cols.shape[1], g2.shape[2]), g2.dtype))
     full = col2im(d_cols.reshape(c, *plan.kernel, *plan.out_hw, n), plan.full_hw, plan.kernel, plan.stride,
                   plan.dilation)
     (top, _), (left, _) = plan.pads
