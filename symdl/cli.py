@@ -12,9 +12,9 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
+from symdl.errors import UsageError
 
-class UsageError(Exception):
-    """Bad command-line input: reported on one line, exit code 2."""
+__all__ = ["UsageError", "main"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -124,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in PLUGINS:
             return int(importlib.import_module(PLUGINS[args.command]).run(args))
         return COMMANDS[args.command](args)
-    except (UsageError, SymdlError) as error:
+    except SymdlError as error:  # UsageError included
         print(f"symdl: error: {error}", file=sys.stderr)
         return 2
 

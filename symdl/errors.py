@@ -24,3 +24,11 @@ class UnknownOpError(SymdlError, KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; we want plain text
         return str(self.args[0]) if self.args else ""
+
+
+class UsageError(SymdlError):
+    """Bad command-line usage: the ``symdl`` command reports it on one line, exit code 2.
+
+    Defined here rather than in ``symdl.cli`` so that it is one class however the
+    CLI module is run (``python -m symdl.cli`` makes that module ``__main__``).
+    """

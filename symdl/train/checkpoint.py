@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from symdl.errors import SymdlError
-from symdl.train.atomic import write_binary_atomically
+from symdl.files import write_binary_atomically
 
 FORMAT = "symdl-checkpoint"
 VERSION = 1

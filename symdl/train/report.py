@@ -11,8 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from symdl.files import write_atomically
-from symdl.train.atomic import write_binary_atomically
+from symdl.files import write_atomically, write_binary_atomically
 
 #: Columns of metrics.csv, in order (one row per epoch).
 COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
