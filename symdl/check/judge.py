@@ -48,7 +48,7 @@ def judge(problem: Problem, k: int, name: str, analytic: np.ndarray, numeric: np
         scale = _scale(numeric)
         allowed = tol.bound(numeric, scale, error)
         with np.errstate(invalid="ignore"):
-            close = np.abs(analytic - numeric) <= allowed
+            close = (np.abs(analytic - numeric) <= allowed) & np.isfinite(allowed)
         ok = close | (kink & within)
         confirmed = ~ok & refined[None, :]
         todo = np.flatnonzero((~ok.all(axis=0) | refine_all) & ~refined)

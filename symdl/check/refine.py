@@ -74,8 +74,11 @@ class ElementLines:
 
     def __post_init__(self) -> None:
         x = np.abs(self.problem.base(self.k)[self.index].astype(np.float64))
-        own = machine_epsilon(self.problem.eval_dtype) ** (1 / 3) * x / 4.0**4
-        finest = np.minimum(self.steps * 4.0**-7, np.where(own > 0, own, np.inf))
+        eps = machine_epsilon(self.problem.eval_dtype)
+        own = eps ** (1 / 3) * x / 4.0**4
+        # Below tiny / eps a step loses relative precision in x + h (subnormal inputs sit "at" 0).
+        floor = float(np.finfo(self.problem.eval_dtype).tiny) / eps
+        finest = np.minimum(self.steps * 4.0**-7, np.where(own > floor, own, np.inf))
         ratio = (16 * self.steps / finest) ** (1 / (LEVELS - 1))
         self.ladder = 16 * self.steps[None, :] * ratio[None, :] ** -np.arange(LEVELS)[:, None]
 
@@ -181,16 +184,24 @@ def sweep(lines: Lines, eval_dtype: np.dtype) -> Sweep:
         change[1:-1] = np.where(converging, np.maximum(step_change[:-1], step_change[1:]), np.inf)
         error = change + rounding
     error[~np.isfinite(error)] = np.inf
-    best = np.argmin(error, axis=0)[None]
+    kink, at, straddles = _kinks(r, lft, noise / np.minimum(up_, down_))
+    # A level whose step straddles a kink near x differentiates across it: when some level does not,
+    # those are out. Among the rest, the finest level within 4x of the smallest error is the estimate
+    # (the derivative is the limit h -> 0: two plateaus, e.g. beyond and within the distance to a
+    # nearby kink, are told apart by taking the finer one).
+    error = np.where(straddles & ~straddles.all(axis=0), np.inf, error)
+    smallest = error.min(axis=0)
+    candidates = error <= 4 * smallest
+    best = (error.shape[0] - 1 - np.argmax(candidates[::-1], axis=0))[None]
     value = np.take_along_axis(c, best, 0)[0]
-    kink, at = _kinks(r, lft, noise / np.minimum(up_, down_))
     pick = at[None]
     return Sweep(value, np.take_along_axis(error, best, 0)[0], kink,
                  np.take_along_axis(lft, pick, 0)[0], np.take_along_axis(r, pick, 0)[0])
 
 
-def _kinks(right: np.ndarray, left: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per entry: whether two consecutive levels show a persistent gap, and the finest such level."""
+def _kinks(right: np.ndarray, left: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per entry: whether two consecutive levels show a persistent gap, and the finest such level;
+    per level and entry: whether the one-sided differences there show a kink within the step."""
     with np.errstate(all="ignore"):
         gap = np.abs(right - left)
         reliable = np.isfinite(gap) & (gap > 10 * noise)
@@ -205,4 +216,6 @@ def _kinks(right: np.ndarray, left: np.ndarray, noise: np.ndarray) -> tuple[np.n
     finer = np.arange(gap.shape[0]).reshape((-1,) + (1,) * finest.ndim) > finest[None]
     with np.errstate(invalid="ignore"):
         collapsed = (finer & (gap < 0.25 * size) & (10 * noise < size)).any(axis=0)
-    return persistent.any(axis=0) & ~collapsed, finest
+    straddles = level.copy()
+    straddles[0] = level[1]  # the coarsest level has no coarser one to compare with: it goes with the next
+    return persistent.any(axis=0) & ~collapsed, finest, straddles
