@@ -117,6 +117,7 @@ def test_second_order_checks_a_hessian_vector_product() -> None:
     (lambda: gradcheck(tanh_sum, np.arange(3), tanh_grad), "no real floating input"),
     (lambda: gradcheck(tanh_sum, np.ones(3), lambda a, b, c: a), "must take"),
     (lambda: gradcheck(tanh_sum, np.ones(3), lambda x: np.multiply(x, 2, out=x)), "modified in place"),
+    (lambda: gradcheck(np.tanh, np.ones(10_000), lambda v, x: v * (1 - np.tanh(x) ** 2)), "use mode='fast'"),
 ])
 def test_bad_input_raises_a_typed_error_naming_the_rule(call, rule: str) -> None:
     with pytest.raises(GradcheckInputError, match=rule), np.errstate(invalid="ignore"):

@@ -16,6 +16,9 @@ from symdl.check.tolerances import default_tolerance, machine_epsilon
 
 ModeName = Literal["full", "fast", "complex", "richardson"]
 
+#: Largest Jacobian (outputs x checked input elements) the entrywise modes build: 64 Mi float64s, 512 MiB.
+MAX_JACOBIAN = 1 << 26
+
 
 def _as_inputs(inputs: object) -> tuple[object, ...]:
     return tuple(inputs) if isinstance(inputs, (list, tuple)) else (inputs,)
@@ -58,6 +61,11 @@ def gradcheck(f: Callable[..., object], inputs: object, vjp: Callable[..., objec
     if directions < 1:
         raise GradcheckInputError(f"gradcheck: directions must be >= 1, got {directions}")
     problem = Problem.build(f, _as_inputs(inputs), wrt, precision)
+    entries = problem.size * sum(problem.inputs[k].size for k in problem.wrt)
+    if mode != "fast" and entries > MAX_JACOBIAN:
+        raise GradcheckInputError(
+            f"gradcheck: the full Jacobian has {problem.size} x {entries // problem.size} = {entries:.3g} entries "
+            f"(limit {MAX_JACOBIAN:.3g}); use mode='fast', check fewer inputs (wrt) or reduce f to a scalar")
     originals = [x.copy() for x in problem.inputs]
     analytic = Analytic.build(problem, vjp, kind)
     tols = {k: default_tolerance(problem.inputs[k].dtype, rtol) for k in problem.wrt}
