@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
-from hypothesis import example, given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import symdl.kernels as K
@@ -19,6 +19,9 @@ from tests import layer_reference as ref
 
 FD_STEP = 1e-6
 FD_TOLERANCE = 1e-6
+#: Convolution and pooling geometry is where backward passes go wrong: more examples there
+#: (about 2 s in all, under either profile).
+GEOMETRY = settings(max_examples=200)
 
 
 def check_vjp(forward: Callable[..., np.ndarray], vjp: Callable[..., tuple], arrays: Sequence[np.ndarray | None],
@@ -81,6 +84,7 @@ def _conv2d_case(kernel: tuple[int, int], sizes: tuple[int, int], **params: obje
 @example(_conv2d_case((3, 3), (1, 1), padding=1))                        # kernel larger than the image
 @example(_conv2d_case((2, 2), (5, 4), padding="same", dilation=2))       # even kernel 'same': odd element after
 @example(_conv2d_case((3, 2), (8, 7), stride=3, padding=2, dilation=2, groups=3))
+@GEOMETRY
 def test_conv2d_against_loop_and_finite_differences(case: dict) -> None:
     rng, arrays = _conv_arrays(case)
     params = case["params"]
@@ -90,6 +94,7 @@ def test_conv2d_against_loop_and_finite_differences(case: dict) -> None:
 
 
 @given(conv_cases(spatial=1))
+@GEOMETRY
 def test_conv1d_against_loop_and_finite_differences(case: dict) -> None:
     rng, arrays = _conv_arrays(case)
     params = case["params"]
@@ -117,6 +122,7 @@ def conv_transpose_cases(draw: st.DrawFn) -> dict:
 
 
 @given(conv_transpose_cases())
+@GEOMETRY
 def test_conv_transpose2d_against_loop_and_finite_differences(case: dict) -> None:
     rng = np.random.default_rng(case["seed"])
     params = case["params"]
@@ -151,6 +157,7 @@ def pool_cases(draw: st.DrawFn, dilation: bool = True) -> dict:
                                                 dilation=2), seed=1, ties=True))
 @example(dict(shape=(1, 1, 8, 2), params=dict(kernel_size=(2, 2), stride=None, padding=(0, 0), ceil_mode=True,
                                                 dilation=2), seed=2, ties=False))  # ceil_mode: window past the input
+@GEOMETRY
 def test_max_pool2d_against_loop_with_first_maximum_on_ties(case: dict) -> None:
     rng = np.random.default_rng(case["seed"])
     params = case["params"]
@@ -185,6 +192,7 @@ def test_max_pool1d_is_max_pool2d_on_one_row(case: dict) -> None:
 
 
 @given(pool_cases(dilation=False), st.booleans(), st.sampled_from([None, 1, 5]))
+@GEOMETRY
 def test_avg_pool2d_against_loop_and_finite_differences(case: dict, include_pad: bool, divisor: int | None) -> None:
     rng = np.random.default_rng(case["seed"])
     params = dict(case["params"], count_include_pad=include_pad, divisor_override=divisor)
