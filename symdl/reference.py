@@ -34,7 +34,23 @@ def adaptive(f: Callable[..., object]) -> Callable[..., object]:
     :data:`UNDERFLOW`, the true value underflows every float format: 0.
     """
 
+    memo: dict[tuple, object] = {}
+
     def evaluate(*args: object) -> object:
+        # The same extreme points recur across test examples and at 5000 digits each costs
+        # milliseconds: remember results (mpf arguments are hashable and exact).
+        try:
+            return memo[args]
+        except KeyError:
+            pass
+        except TypeError:  # unhashable arguments: just evaluate
+            return rising(*args)
+        if len(memo) > 100_000:
+            memo.clear()
+        memo[args] = value = rising(*args)
+        return value
+
+    def rising(*args: object) -> object:
         previous = None
         for digits in PRECISIONS:
             with mpmath.workdps(digits):
@@ -75,7 +91,15 @@ def _substituted(op: Op, expr: sp.Expr, params: dict[str, object]) -> sp.Expr:
     return to_textbook(expr).xreplace(values)
 
 
-def _lambdify(symbols: Sequence[sp.Symbol], expr: sp.Expr) -> Callable[..., object]:
+def _lambdify(symbols: Sequence[object], expr: sp.Expr) -> Callable[..., object]:
+    try:
+        return _lambdified(tuple(symbols), expr)
+    except TypeError:  # row symbols come as lists (unhashable): lambdify afresh
+        return adaptive(sp.lambdify(list(symbols), expr, modules="mpmath"))
+
+
+@lru_cache(maxsize=512)
+def _lambdified(symbols: tuple[sp.Symbol, ...], expr: sp.Expr) -> Callable[..., object]:
     return adaptive(sp.lambdify(list(symbols), expr, modules="mpmath"))
 
 

@@ -17,7 +17,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 import symdl.kernels as kernels
-from symdl.catalog.spec import Op
+from symdl.catalog.spec import Input, Op
 from symdl.reference import Reference, ulp_error
 from symdl.sampling import variant_value
 from symdl.strategies import OpCase, op_cases
@@ -67,13 +67,19 @@ def off_kinks(case: OpCase, margin: float) -> OpCase:
 def jitter_class_loss(case: OpCase, rng: np.random.Generator) -> OpCase:
     """Class losses hinge where two logits tie (multi_margin) or cos(x1, x2) = margin, and the
     cosine's gradient grows like 1/|x2|: hypothesis hits all-zero rows exactly. A jitter of
-    0.05-0.1 moves every real input off these measure-zero sets (other kinds are returned as is)."""
+    0.05-0.1 moves every real input off these measure-zero sets (other kinds are returned as is),
+    kept within the input's domain and extremes (a multi-hot target stays in [0, 1], where the
+    loss is a sum of non-negative terms)."""
     if case.op.kind != "class_loss":
         return case
+
+    def jittered(a: np.ndarray, item: Input) -> np.ndarray:
+        bounds = (item.domain.low, item.domain.high, *item.domain.extremes)
+        moved = a + rng.uniform(0.05, 0.1, a.shape) * rng.choice([-1.0, 1.0], a.shape)
+        return np.clip(moved, min(bounds), max(bounds)).astype(a.dtype)
+
     return OpCase(case.op, case.variant, case.params, tuple(
-        (a + rng.uniform(0.05, 0.1, a.shape) * rng.choice([-1.0, 1.0], a.shape)).astype(a.dtype)
-        if item.role == "real" else a
-        for a, item in zip(case.inputs, case.op.inputs)))
+        jittered(a, item) if item.role == "real" else a for a, item in zip(case.inputs, case.op.inputs)))
 
 
 def random_like(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
