@@ -68,12 +68,13 @@ class VerifyRow:
     @property
     def passed(self) -> bool:
         """True when every check holds."""
-        return (self.proofs_hold and self.fd_error <= FD_TOLERANCE and self.finite
-                and self.forward_ulp <= self.forward_ulp_bound and self.grad_ulp <= self.grad_ulp_bound)
+        return bool(self.proofs_hold and self.fd_error <= FD_TOLERANCE and self.finite
+                    and self.forward_ulp <= self.forward_ulp_bound and self.grad_ulp <= self.grad_ulp_bound)
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready fields, plus ``passed``."""
-        return {**asdict(self), "passed": self.passed}
+        """JSON-ready fields (NumPy scalars as Python numbers), plus ``passed``."""
+        fields = {k: v.item() if isinstance(v, np.generic) else v for k, v in asdict(self).items()}
+        return {**fields, "passed": self.passed}
 
 
 # --------------------------------------------------------------------------- kernels
