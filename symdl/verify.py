@@ -65,16 +65,22 @@ class VerifyRow:
     finite: bool
     detail: str = ""
 
+    def __post_init__(self) -> None:
+        # Checks compute with NumPy and SymPy: store plain Python bools and floats (JSON, comparisons).
+        for name in ("proofs_hold", "finite"):
+            object.__setattr__(self, name, bool(getattr(self, name)))
+        for name in ("fd_error", "forward_ulp", "grad_ulp", "forward_ulp_bound", "grad_ulp_bound"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
     @property
     def passed(self) -> bool:
         """True when every check holds."""
-        return bool(self.proofs_hold and self.fd_error <= FD_TOLERANCE and self.finite
-                    and self.forward_ulp <= self.forward_ulp_bound and self.grad_ulp <= self.grad_ulp_bound)
+        return (self.proofs_hold and self.fd_error <= FD_TOLERANCE and self.finite
+                and self.forward_ulp <= self.forward_ulp_bound and self.grad_ulp <= self.grad_ulp_bound)
 
     def as_dict(self) -> dict[str, object]:
-        """JSON-ready fields (NumPy scalars as Python numbers), plus ``passed``."""
-        fields = {k: v.item() if isinstance(v, np.generic) else v for k, v in asdict(self).items()}
-        return {**fields, "passed": self.passed}
+        """JSON-ready fields, plus ``passed``."""
+        return {**asdict(self), "passed": self.passed}
 
 
 # --------------------------------------------------------------------------- kernels

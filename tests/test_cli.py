@@ -24,10 +24,10 @@ def test_kernels_lists_every_op() -> None:
 
 
 def test_verify_ops_of_every_section_as_json() -> None:
-    result = symdl("verify", "--ops", "sigmoid,softmax,flatten,adam", "--json")
+    result = symdl("verify", "--ops", "sigmoid,softmax,flatten,adam,one_cycle_anneal", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
-    assert [r["op"] for r in rows] == ["sigmoid", "softmax", "flatten", "adam"]
+    assert [r["op"] for r in rows] == ["sigmoid", "softmax", "flatten", "adam", "one_cycle_anneal"]
     assert all(r["passed"] for r in rows)
 
 
