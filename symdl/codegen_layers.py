@@ -73,7 +73,10 @@ def _function(layer: Layer, where: str) -> str:
         body.append(f"return _lr.{layer.forward}(arrays, plan)")
         returns = layer.returns
     else:
-        body.append(f"return _lr.{layer.backward}(_lr.upstream({layer.name!r}, grad, plan.out_shape, arrays), "
+        # The output's dtype is that of the real inputs: a mask (bool, say) must not promote it.
+        real = [i for i, item in enumerate(layer.inputs) if item.role != "mask"]
+        dtype_from = "arrays" if len(real) == len(layer.inputs) else f"({''.join(f'arrays[{i}], ' for i in real)})"
+        body.append(f"return _lr.{layer.backward}(_lr.upstream({layer.name!r}, grad, plan.out_shape, {dtype_from}), "
                     "arrays, plan)")
         returns = "tuple[np.ndarray | None, ...]"
     return (f"def {name}({_signature(layer, where)}) -> {returns}:\n    {_docstring(layer, where)}\n"

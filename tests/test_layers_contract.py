@@ -81,6 +81,16 @@ def test_every_layer_keeps_the_input_dtype(layer, dtype) -> None:
     assert [g is None for g in grads] == [a is None or not i.differentiable for a, i in zip(arrays, layer.inputs)]
 
 
+@pytest.mark.parametrize("mask_dtype", [bool, np.int8, np.float64])
+def test_dropout_gradient_keeps_float32_whatever_the_mask_dtype(mask_dtype) -> None:
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)
+    mask = (np.arange(12).reshape(3, 4) % 3 != 0).astype(mask_dtype)
+    out = K.dropout(x, mask, p=0.25)
+    (grad, none) = K.dropout_vjp(np.ones_like(out), x, mask, p=0.25)
+    assert out.dtype == grad.dtype == np.float32 and none is None
+    np.testing.assert_array_equal(grad, mask.astype(np.float32) / np.float32(0.75))
+
+
 # --------------------------------------------------------------------------- max-pool indices
 def test_max_pool_backward_scatters_with_the_given_indices_instead_of_rescanning() -> None:
     rng = np.random.default_rng(0)

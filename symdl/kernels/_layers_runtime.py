@@ -54,7 +54,8 @@ def floats(op: str, names: tuple[str, ...], values: tuple[ArrayLike, ...], requi
 
 
 def upstream(op: str, grad: ArrayLike, shape: tuple[int, ...], arrays: Arrays) -> np.ndarray:
-    """The upstream gradient, shaped like the forward's output, in the inputs' dtype."""
+    """The upstream gradient, shaped like the forward's output, in the dtype ``arrays`` promote to
+    (the real inputs: the generated call leaves masks out)."""
     g = float_array(grad, op, "grad")
     if g.shape != tuple(shape):
         raise OpInputError(f"{op}: grad has shape {g.shape}, but the output has shape {tuple(shape)}")

@@ -665,7 +665,7 @@ def dropout_vjp(grad: ArrayLike, input: ArrayLike, mask: ArrayLike, *, p: float 
     """
     arrays = _lr.floats('dropout', ('input', 'mask'), (input, mask), ('input', 'mask'))
     plan = _lr.dropout_plan('dropout', arrays, p=p, training=training)
-    return _lr.dropout_backward(_lr.upstream('dropout', grad, plan.out_shape, arrays), arrays, plan)
+    return _lr.dropout_backward(_lr.upstream('dropout', grad, plan.out_shape, (arrays[0], )), arrays, plan)
 
 
 def flatten(input: ArrayLike, *, start_dim: int = 1, end_dim: int = -1) -> np.ndarray:
