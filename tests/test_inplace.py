@@ -272,3 +272,15 @@ def test_elementwise_kernels_accept_0d_input(modules, name: str) -> None:
         (grad,) = getattr(fast, f"{name}_vjp")(g, x)
         (want,) = getattr(plain, f"{name}_vjp")(g, x)
         assert np.array_equal(grad, want) and np.result_type(grad) == np.result_type(want)
+
+
+@pytest.mark.parametrize("value", [True, False, np.array([True, False])])
+def test_printed_logical_not_negates_python_bools_and_arrays(value) -> None:
+    import sympy as sp
+
+    from symdl.printing.numpy_printer import KernelPrinter
+
+    flag = sp.Symbol("flag")
+    code = KernelPrinter().doprint(sp.Not(flag))
+    result = eval(code, {"np": np, "flag": value})  # noqa: S307 - our own printer's output
+    np.testing.assert_array_equal(result, np.logical_not(value))

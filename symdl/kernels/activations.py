@@ -205,11 +205,11 @@ def relu6_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'relu6', 'input')
     g = _rt.grad_like(grad, x.shape, 'relu6')
-    # grad_input = g * ~((x >= 6) | (x <= 0))
+    # grad_input = g * np.logical_not((x >= 6) | (x <= 0))
     m0 = np.asarray(x >= 6)
     m1 = x <= 0
     m0 |= m1
-    np.invert(m0, out=m0)
+    np.logical_not(m0, out=m0)
     t0 = g * m0
     grad_input = t0
     return (grad_input,)
@@ -1457,11 +1457,11 @@ def hardtanh_vjp(grad: ArrayLike, input: ArrayLike, *, min_val: float = -1.0, ma
     max_val = _rt.check_real('hardtanh', 'max_val', max_val)
     x = _rt.float_array(input, 'hardtanh', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardtanh')
-    # grad_input = g * ~((min_val >= x) | (max_val <= x))
+    # grad_input = g * np.logical_not((min_val >= x) | (max_val <= x))
     m0 = np.asarray(min_val >= x)
     m1 = max_val <= x
     m0 |= m1
-    np.invert(m0, out=m0)
+    np.logical_not(m0, out=m0)
     t0 = g * m0
     grad_input = t0
     return (grad_input,)
@@ -1538,11 +1538,11 @@ def hardsigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'hardsigmoid', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardsigmoid')
-    # grad_input = 0.16666666666666666 * g * ~((x >= 3) | (x <= -3))
+    # grad_input = 0.16666666666666666 * g * np.logical_not((x >= 3) | (x <= -3))
     m0 = np.asarray(x >= 3)
     m1 = x <= -3
     m0 |= m1
-    np.invert(m0, out=m0)
+    np.logical_not(m0, out=m0)
     t0 = 0.16666666666666666 * g
     t0 *= m0
     grad_input = t0

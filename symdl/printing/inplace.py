@@ -296,7 +296,7 @@ def _result_type(func: str, args: Sequence[Operand], kwargs: Sequence[Keyword]) 
         return Type("b", shape)
     if "o" in kinds:
         return unknown
-    if func in ("np.invert", "np.bitwise_and", "np.bitwise_or"):
+    if func in ("np.invert", "np.logical_not", "np.bitwise_and", "np.bitwise_or"):
         return Type("b", shape) if kinds == {"b"} and len(arrays) == len(args) else unknown
     if func in _REDUCTIONS:
         (value,) = arrays
@@ -401,6 +401,8 @@ class _Lowering:
             return self.opaque(node)
         args = tuple(self.lower(a) for a in node.args)
         if func in _FLOAT_UNARY and len(args) == 1:
+            return self.emit(func, args)
+        if func == "np.logical_not" and len(args) == 1 and isinstance(args[0], Value):
             return self.emit(func, args)
         if func in _FLOAT_BINARY and len(args) == 2:
             return self.emit(func, args, commutative=_FLOAT_BINARY[func])

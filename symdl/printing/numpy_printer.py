@@ -215,7 +215,8 @@ class KernelPrinter(PythonCodePrinter):
         return "(" + " | ".join(self._print(a) for a in expr.args) + ")"
 
     def _print_Not(self, expr: sp.Not) -> str:
-        return f"~{self._print(expr.args[0])}"
+        # not ``~x``: on a Python bool (a flag parameter) ~True is -2, which is truthy
+        return f"np.logical_not({self._print(expr.args[0])})"
 
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         (value, condition), rest = expr.args[0], expr.args[1:]
