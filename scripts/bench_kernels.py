@@ -366,41 +366,45 @@ def _gelu_erf_vjp(g: Array, x: Array) -> Array:
 
 
 def _gelu_tanh_inner(x: Array) -> tuple[Array, Array]:
-    """(u, K (u + C u^3)) with u = clip(x, -10, 10): tanh of it is +-1 beyond |x| = 10,
-    and the cube cannot overflow. Two buffers; the second is u^2-based scratch."""
-    u = np.clip(x, -10.0, 10.0)
-    z = np.square(u)
-    z *= GELU_K * GELU_C
-    z += GELU_K
-    z *= u
-    return u, z
+    """(u, e) with u = clip(x, -30, 30) and e = exp(-2 |v|), v = K (u + C u^3): beyond |x| = 30,
+    e underflows to 0 (sigmoid(2 v) is 0 or 1 in every format) and the cube cannot overflow.
+
+    0.5 (1 + tanh v) = sigmoid(2 v) is evaluated from e (:func:`_sigmoid_of`): 1 + tanh(v)
+    cancels for x < 0 (all digits lost by x = -8), and v has the sign of x."""
+    u = np.clip(x, -30.0, 30.0)
+    e = np.square(u)
+    e *= GELU_C
+    e += 1.0
+    e *= u
+    np.abs(e, out=e)
+    e *= -2.0 * GELU_K
+    np.exp(e, out=e)
+    return u, e
 
 
 def _gelu_tanh(x: Array) -> Array:
-    _, t = _gelu_tanh_inner(x)
-    np.tanh(t, out=t)
-    t += 1.0
-    t *= 0.5  # <= 1 before the product: x * 2 could overflow
-    t *= x
-    return t
+    _, e = _gelu_tanh_inner(x)
+    s = _sigmoid_of(e, x >= 0)
+    s *= x
+    return s
 
 
 def _gelu_tanh_vjp(g: Array, x: Array) -> Array:
-    # 0.5 (1 + t) + 0.5 x (1 - t^2) K (1 + 3 C u^2), with 1 - t^2 = (1 - t)(1 + t)
-    u, t = _gelu_tanh_inner(x)
-    np.tanh(t, out=t)
-    b = np.square(u)
-    b *= 3.0 * GELU_K * GELU_C
-    b += GELU_K  # K (1 + 3 C u^2)
-    p = np.add(t, 1.0, out=u)  # u is no longer needed
-    np.subtract(1.0, t, out=t)
-    t *= p  # 1 - t^2, exactly 0 where |x| >= 10: no inf * 0 below
-    t *= b
-    t *= x
-    t += p
-    t *= 0.5
-    t *= g
-    return t
+    # sigmoid(2 v) + 2 x sigmoid'(2 v) v'(x) = r (max(e, [x >= 0]) + x e r 2 K (1 + 3 C u^2)), r = 1 / (1 + e)
+    u, e = _gelu_tanh_inner(x)
+    r = np.add(e, 1.0)
+    np.divide(1.0, r, out=r)
+    np.square(u, out=u)
+    u *= 6.0 * GELU_K * GELU_C
+    u += 2.0 * GELU_K  # 2 K (1 + 3 C u^2)
+    u *= x
+    u *= e
+    u *= r
+    np.maximum(e, x >= 0, out=e)
+    u += e
+    u *= r
+    u *= g
+    return u
 
 
 _GELU: dict[str, tuple[Callable[[Array], Array], Callable[[Array, Array], Array]]] = {

@@ -85,6 +85,8 @@ _GELU_C = sp.Rational(44715, 1000000)
 _gelu_u = _clamp(x, -30, 30)
 _gelu_v = _SQRT_2_OVER_PI * (_gelu_u + _GELU_C * _gelu_u**3)
 _gelu_s = sigmoid(2 * _gelu_v)
+_gelu_e = sp.exp(-sp.Abs(2 * _gelu_v))
+_gelu_r = 1 / (1 + _gelu_e)
 _gelu_phi = sp.exp(-(sp.Min(sp.Abs(x), 40) ** 2) / 2) / sp.sqrt(2 * sp.pi)  # exp(-800) is already 0
 
 
@@ -209,8 +211,9 @@ ACTIVATIONS: tuple[Op, ...] = (
             "tanh": Formula(
                 definition=x / 2 * (1 + sp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x**3))),
                 stable=x * _gelu_s,
-                grads={"input": _gelu_s + 2 * x * _logistic_slope(2 * _gelu_v)
-                       * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * _gelu_u**2)},
+                # sigma(2 v) and its slope share e = exp(-|2 v|): sigma = max(e, [x >= 0]) / (1 + e) (v has x's sign).
+                grads={"input": _gelu_r * (sp.Max(_gelu_e, indicator(x >= 0)) + 2 * x * _gelu_e * _gelu_r
+                                           * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * _gelu_u**2))},
                 # v(x) is rounded before the sigmoid, whose condition number is |2 v| in the left tail.
                 tolerance=Tolerance(
                     forward_scale=x * _gelu_s * (1 + sp.Abs(2 * _gelu_v)),

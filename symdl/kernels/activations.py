@@ -695,33 +695,31 @@ def _gelu_none_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
 def _gelu_tanh_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
     """gelu with approximate='tanh'."""
     t0 = np.asarray(np.clip(x, -30, 30))
-    # t1 = t0 * t0 * t0
-    t1 = t0 * t0
+    # t1 = np.exp(-1.5957691216057308 * np.abs(0.044715 * t0 * t0 * t0 + t0))
+    t1 = np.asarray(0.044715 * t0)
     t1 *= t0
-    # t2 = np.exp(-1.5957691216057308 * np.abs(t0 + 0.044715 * t1))
-    t2 = np.asarray(0.044715 * t1)
-    t2 += t0
-    np.abs(t2, out=t2)
-    t2 *= -1.5957691216057308
-    np.exp(t2, out=t2)
-    # grad_input = g * (1.5957691216057308 * t2 * x * (0.134145 * np.square(t0) + 1) * (1 / (t2 + 1)) ** 2 + _rt.sigmoid(1.5957691216057308 * t0 + 0.07135481627260025 * t1))
-    t3 = np.asarray(1.5957691216057308 * t2)
-    t3 *= x
-    t4 = np.square(t0)
-    t4 *= 0.134145
-    t4 += 1
-    t3 *= t4
-    t2 += 1
+    t1 *= t0
+    t1 += t0
+    np.abs(t1, out=t1)
+    t1 *= -1.5957691216057308
+    np.exp(t1, out=t1)
+    # t2 = 1 / (t1 + 1)
+    t2 = np.asarray(t1 + 1)
     np.divide(1, t2, out=t2)
-    np.square(t2, out=t2)
+    # grad_input = g * t2 * (1.5957691216057308 * t1 * t2 * x * (0.134145 * np.square(t0) + 1) + np.maximum(t1, x >= 0))
+    t3 = 1.5957691216057308 * t1
     t3 *= t2
-    t0 *= 1.5957691216057308
-    t1 *= 0.07135481627260025
-    t0 += t1
-    _rt.sigmoid(t0, out=t0)
-    t3 += t0
-    t5 = np.multiply(g, t3, out=t3 if g.dtype == t3.dtype else None)
-    grad_input = t5
+    t3 *= x
+    np.square(t0, out=t0)
+    t0 *= 0.134145
+    t0 += 1
+    t3 *= t0
+    m0 = x >= 0
+    np.maximum(t1, m0, out=t1)
+    t3 += t1
+    t4 = np.multiply(g, t2, out=t2 if g.dtype == t2.dtype else None)
+    t4 *= t3
+    grad_input = t4
     return (grad_input,)
 
 
@@ -766,14 +764,16 @@ def gelu(input: ArrayLike, *, approximate: str = 'none') -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{2 \sqrt{2} x \left(\frac{26829 \max\left(-30,
+        \frac{\partial y}{\partial x} = \frac{\frac{2 \sqrt{2} x \left(\frac{26829 \max\left(-30,
         \min\left(30, x\right)\right)^{2}}{200000} + 1\right) e^{- \frac{2 \sqrt{2} \left|{\frac{8943
         \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
         x\right)\right)}\right|}{\sqrt{\pi}}}}{\sqrt{\pi} \left(1 + e^{- \frac{2 \sqrt{2}
         \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}\right)^{2}} + \sigma\left(\frac{2 \sqrt{2}
-        \left(\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)\right)}{\sqrt{\pi}}\right)
+        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}\right)} + \max\left(e^{- \frac{2 \sqrt{2}
+        \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
+        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}, \left[x \geq 0\right]\right)}{1 + e^{-
+        \frac{2 \sqrt{2} \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} +
+        \max\left(-30, \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -826,14 +826,16 @@ def gelu_vjp(grad: ArrayLike, input: ArrayLike, *, approximate: str = 'none') ->
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{2 \sqrt{2} x \left(\frac{26829 \max\left(-30,
+        \frac{\partial y}{\partial x} = \frac{\frac{2 \sqrt{2} x \left(\frac{26829 \max\left(-30,
         \min\left(30, x\right)\right)^{2}}{200000} + 1\right) e^{- \frac{2 \sqrt{2} \left|{\frac{8943
         \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
         x\right)\right)}\right|}{\sqrt{\pi}}}}{\sqrt{\pi} \left(1 + e^{- \frac{2 \sqrt{2}
         \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}\right)^{2}} + \sigma\left(\frac{2 \sqrt{2}
-        \left(\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)\right)}{\sqrt{\pi}}\right)
+        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}\right)} + \max\left(e^{- \frac{2 \sqrt{2}
+        \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
+        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}, \left[x \geq 0\right]\right)}{1 + e^{-
+        \frac{2 \sqrt{2} \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} +
+        \max\left(-30, \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
