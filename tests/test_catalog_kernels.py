@@ -232,6 +232,30 @@ def test_finite_and_warning_free_at_extremes(op: Op, variant: str) -> None:
     assert finite, detail
 
 
+ELEMENTWISE = [p for p in OP_VARIANTS if p.values[0].kind == "elementwise"]
+
+
+@pytest.mark.parametrize(("op", "variant"), ELEMENTWISE)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_activations_at_the_ends_of_the_float_range(op: Op, variant: str, dtype: type) -> None:
+    """At +-max, +-max/4 and the smallest normal and subnormal numbers: every activation's derivative
+    is bounded, so its gradient is finite and warning-free (2x or -2|x| overflowing there gave NaN
+    or a flag); the forward is too, except where the true value (mpmath) exceeds the format."""
+    finfo = np.finfo(dtype)
+    ends = [finfo.max, finfo.max / 4, finfo.smallest_normal, finfo.smallest_subnormal]
+    x = np.array([*ends, *(-v for v in ends)], dtype=dtype)
+    params = {op.variant_param: variant_value(op, variant)} if op.variant_param else {}
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        (grad,) = getattr(kernels, f"{op.name}_vjp")(np.ones_like(x), x, **params)
+    assert grad.dtype == dtype and np.all(np.isfinite(grad)), grad
+    true = Reference(op, variant, params).forward([x.astype(np.float64)])
+    overflows = np.array([abs(v) > finfo.max for v in true])
+    with np.errstate(over="ignore" if overflows.any() else "raise", invalid="raise", divide="raise", under="ignore"):
+        out = getattr(kernels, op.name)(x, **params)
+    assert out.dtype == dtype
+    assert np.all(np.isfinite(out[~overflows])) and np.all(np.isinf(out[overflows])), (out, overflows)
+
+
 ISSUE_EXTREMES = [
     ("softplus", (np.array([1000.0]),), {}, [1000.0], [1.0]),
     ("sigmoid", (np.array([-1000.0]),), {}, [0.0], [0.0]),

@@ -92,10 +92,14 @@ _gelu_phi = sp.exp(-(sp.Min(sp.Abs(x), 40) ** 2) / 2) / sp.sqrt(2 * sp.pi)  # ex
 
 # Mish with one exp: tanh(softplus x) = n / (n + 2), n = w (w + 2), w = e^x. Beyond x = 20 the
 # ratio is 1 in float32 and float64 and x sigmoid(x) (1 - t^2) < ulp(1), so w and the x in that
-# term are clamped there (no overflow of w^2).
-_mish_u = sp.Min(x, 20)
+# term are clamped there (no overflow of w^2); below -1000, w = 0 exactly, and the clamp keeps
+# 4 u finite (4 * -max overflows, and inf * 0 is NaN).
+_mish_u = _clamp(x, -1000, 20)
 _mish_w = sp.exp(_mish_u)
 _mish_n = _mish_w * (_mish_w + 2)
+
+
+_tanh_e = grouped(sp.exp(-sp.Abs(x))) ** 2  # exp(-2|x|)
 
 
 def _logistic_slope(z: sp.Expr) -> sp.Expr:
@@ -250,8 +254,10 @@ ACTIVATIONS: tuple[Op, ...] = (
         formulas={"": Formula(
             definition=x * sp.tanh(sp.log(1 + sp.exp(x))),
             stable=x * grouped(_mish_n / (_mish_n + 2)),
-            grads={"input": grouped(_mish_w / (_mish_n + 2))
-                   * grouped(((_mish_w + 2) * (_mish_n + 2) + 4 * _mish_u * (_mish_w + 1)) / (_mish_n + 2))},
+            # One division: w ((w + 2) D + 4 u (w + 1)) / D^2 with D = n + 2; at the clamp w = e^20,
+            # D^2 ~ w^4 ~ 5e34 still fits float32.
+            grads={"input": grouped(_mish_w * ((_mish_w + 2) * (_mish_n + 2) + 4 * _mish_u * (_mish_w + 1)))
+                   / (_mish_n + 2) ** 2},
             facts=(("mish' = tanh(softplus x) + x sigmoid(x) (1 - tanh^2(softplus x))", DERIVATIVE,
                     sp.tanh(softplus(x)) + x * sigmoid(x) * (1 - sp.tanh(softplus(x)) ** 2)),),
         )},
@@ -333,7 +339,9 @@ ACTIVATIONS: tuple[Op, ...] = (
         params=(),
         formulas={"": Formula(
             definition=sp.tanh(x),
-            grads={"input": 4 * _logistic_slope(2 * x)},
+            # e = exp(-|x|)^2, not exp(-2|x|): -2|x| overflows for |x| > max / 2 (exp(-inf) = 0 is
+            # right, but the flag is raised); a square costs what the product by -2 did.
+            grads={"input": 4 * _tanh_e * (1 / (1 + _tanh_e)) ** 2},
             facts=(("tanh' = 1 - tanh^2", DERIVATIVE, 1 - sp.tanh(x) ** 2),),
         )},
         torch="torch.tanh",
@@ -392,7 +400,8 @@ ACTIVATIONS: tuple[Op, ...] = (
             # The clamp is divided by 6 before the product with x (x * 6 could overflow), and then
             # the product reuses its buffer.
             stable=x * grouped(_clamp(x + 3, 0, 6) / 6),
-            grads={"input": grouped(2 * x + 3) / 6 * indicator(sp.Abs(x) < 3) + indicator(x >= 3)},
+            # 2x + 3 of the clamped x: 2x overflows at |x| > max / 2, and inf * 0 would be NaN.
+            grads={"input": grouped(2 * _clamp(x, -3, 3) + 3) / 6 * indicator(sp.Abs(x) < 3) + indicator(x >= 3)},
             kinks=(
                 Kink(sp.Integer(-3), sp.S.Zero, "hardswish_backward: x/3 + 1/2 only for -3 < x < 3"),
                 Kink(sp.Integer(3), sp.S.One, "hardswish_backward: x/3 + 1/2 only for -3 < x < 3"),

@@ -940,18 +940,21 @@ def mish(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        y = x \frac{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20,
-        x\right)}}{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20, x\right)} + 2}
+        y = x \frac{\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        e^{\max\left(-1000, \min\left(20, x\right)\right)}}{\left(e^{\max\left(-1000, \min\left(20,
+        x\right)\right)} + 2\right) e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{e^{\min\left(20, x\right)}}{\left(e^{\min\left(20,
-        x\right)} + 2\right) e^{\min\left(20, x\right)} + 2} \frac{\left(\left(e^{\min\left(20,
-        x\right)} + 2\right) e^{\min\left(20, x\right)} + 2\right) \left(e^{\min\left(20, x\right)} +
-        2\right) + 4 \left(e^{\min\left(20, x\right)} + 1\right) \min\left(20,
-        x\right)}{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20, x\right)} + 2}
+        \frac{\partial y}{\partial x} = \frac{\left(\left(\left(e^{\max\left(-1000, \min\left(20,
+        x\right)\right)} + 2\right) e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right) + 4
+        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 1\right) \max\left(-1000,
+        \min\left(20, x\right)\right)\right) e^{\max\left(-1000, \min\left(20,
+        x\right)\right)}}{\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)^{2}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -960,8 +963,8 @@ def mish(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``mish``; do not edit.
     """
     x = _rt.float_array(input, 'mish', 'input')
-    # t0 = np.exp(np.clip(x, -math.inf, 20))
-    t0 = np.asarray(np.clip(x, -math.inf, 20))
+    # t0 = np.exp(np.clip(x, -1000, 20))
+    t0 = np.asarray(np.clip(x, -1000, 20))
     np.exp(t0, out=t0)
     # t0 = t0 * (t0 + 2)
     t1 = np.asarray(t0 + 2)
@@ -985,18 +988,21 @@ def mish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        y = x \frac{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20,
-        x\right)}}{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20, x\right)} + 2}
+        y = x \frac{\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        e^{\max\left(-1000, \min\left(20, x\right)\right)}}{\left(e^{\max\left(-1000, \min\left(20,
+        x\right)\right)} + 2\right) e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{e^{\min\left(20, x\right)}}{\left(e^{\min\left(20,
-        x\right)} + 2\right) e^{\min\left(20, x\right)} + 2} \frac{\left(\left(e^{\min\left(20,
-        x\right)} + 2\right) e^{\min\left(20, x\right)} + 2\right) \left(e^{\min\left(20, x\right)} +
-        2\right) + 4 \left(e^{\min\left(20, x\right)} + 1\right) \min\left(20,
-        x\right)}{\left(e^{\min\left(20, x\right)} + 2\right) e^{\min\left(20, x\right)} + 2}
+        \frac{\partial y}{\partial x} = \frac{\left(\left(\left(e^{\max\left(-1000, \min\left(20,
+        x\right)\right)} + 2\right) e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right) + 4
+        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 1\right) \max\left(-1000,
+        \min\left(20, x\right)\right)\right) e^{\max\left(-1000, \min\left(20,
+        x\right)\right)}}{\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)^{2}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1010,24 +1016,24 @@ def mish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'mish', 'input')
     g = _rt.grad_like(grad, x.shape, 'mish')
-    t0 = np.clip(x, -math.inf, 20)
+    t0 = np.clip(x, -1000, 20)
     t1 = np.asarray(np.exp(t0))
     t2 = t1 + 2
     # t3 = t1 * t2 + 2
-    t3 = t1 * t2
+    t3 = np.asarray(t1 * t2)
     t3 += 2
-    t4 = 1 / t3
-    # grad_input = g * (t1 * t4) * (t4 * (4 * t0 * (t1 + 1) + t2 * t3))
+    # grad_input = g * (t1 * (4 * t0 * (t1 + 1) + t2 * t3)) * (1 / t3) ** 2
     t0 *= 4
-    t5 = t1 + 1
-    t0 *= t5
+    t4 = t1 + 1
+    t0 *= t4
     t2 *= t3
     t0 += t2
-    t0 *= t4
-    t1 *= t4
-    t6 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
-    t6 *= t0
-    grad_input = t6
+    t1 *= t0
+    t5 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
+    np.divide(1, t3, out=t3)
+    np.square(t3, out=t3)
+    t5 *= t3
+    grad_input = t5
     return (grad_input,)
 
 
@@ -1337,8 +1343,8 @@ def tanh(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{4 e^{- 2 \left|{x}\right|}}{\left(1 + e^{- 2
-        \left|{x}\right|}\right)^{2}}
+        \frac{\partial y}{\partial x} = 4 e^{- \left|{x}\right|}^{2} \left(1 + e^{-
+        \left|{x}\right|}^{2}\right)^{-2}
 
 
     Generated from the catalog entry ``tanh``; do not edit.
@@ -1360,8 +1366,8 @@ def tanh_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{4 e^{- 2 \left|{x}\right|}}{\left(1 + e^{- 2
-        \left|{x}\right|}\right)^{2}}
+        \frac{\partial y}{\partial x} = 4 e^{- \left|{x}\right|}^{2} \left(1 + e^{-
+        \left|{x}\right|}^{2}\right)^{-2}
 
 
     Returns:
@@ -1372,10 +1378,11 @@ def tanh_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'tanh', 'input')
     g = _rt.grad_like(grad, x.shape, 'tanh')
-    # t0 = np.exp(-2 * np.abs(x))
+    # t0 = np.square(np.exp(-np.abs(x)))
     t0 = np.asarray(np.abs(x))
-    t0 *= -2
+    np.negative(t0, out=t0)
     np.exp(t0, out=t0)
+    np.square(t0, out=t0)
     # grad_input = 4 * g * t0 * (1 / (t0 + 1)) ** 2
     t1 = np.asarray(4 * g)
     t2 = np.multiply(t1, t0, out=t1 if t0.dtype == t1.dtype else None)
@@ -1569,8 +1576,8 @@ def hardswish(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \left[x \geq 3\right] + \frac{\left(2 x + 3\right)
-        \left[\left|{x}\right| < 3\right]}{6}
+        \frac{\partial y}{\partial x} = \left[x \geq 3\right] + \frac{\left(2 \max\left(-3, \min\left(3,
+        x\right)\right) + 3\right) \left[\left|{x}\right| < 3\right]}{6}
 
     Kinks (PyTorch's subgradient): at x = -3 the gradient is 0 (hardswish_backward: x/3 + 1/2 only for
     -3 < x < 3); at x = 3 the gradient is 1 (hardswish_backward: x/3 + 1/2 only for -3 < x < 3).
@@ -1607,8 +1614,8 @@ def hardswish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \left[x \geq 3\right] + \frac{\left(2 x + 3\right)
-        \left[\left|{x}\right| < 3\right]}{6}
+        \frac{\partial y}{\partial x} = \left[x \geq 3\right] + \frac{\left(2 \max\left(-3, \min\left(3,
+        x\right)\right) + 3\right) \left[\left|{x}\right| < 3\right]}{6}
 
     Kinks (PyTorch's subgradient): at x = -3 the gradient is 0 (hardswish_backward: x/3 + 1/2 only for
     -3 < x < 3); at x = 3 the gradient is 1 (hardswish_backward: x/3 + 1/2 only for -3 < x < 3).
@@ -1623,8 +1630,9 @@ def hardswish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'hardswish', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardswish')
-    # grad_input = g * ((x >= 3) + 0.16666666666666666 * (2 * x + 3) * (np.abs(x) < 3))
-    t0 = np.asarray(2 * x)
+    # grad_input = g * ((x >= 3) + 0.16666666666666666 * (2 * np.clip(x, -3, 3) + 3) * (np.abs(x) < 3))
+    t0 = np.asarray(np.clip(x, -3, 3))
+    t0 *= 2
     t0 += 3
     t0 *= 0.16666666666666666
     t1 = np.abs(x)
