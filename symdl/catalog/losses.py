@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
-from symdl.functions import NUM_CLASSES, clamped_log, clamped_log1p, grouped, rowmax, rowsum, sigmoid, softplus, xlogy
+from symdl.functions import NUM_CLASSES, clamped_log, clamped_log1p, grouped, log1p, rowmax, rowsum, sigmoid, softplus, xlogy
 
 x = sp.Symbol("x", real=True)
 y = sp.Symbol("y", real=True)
@@ -312,7 +312,8 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
         formulas={"": Formula(
             definition=sp.log(sp.cosh(d)),
             # |d| + log(1 + e^(-2|d|)) - log 2: cosh never overflows.
-            stable=sp.Abs(d) + softplus(-2 * sp.Abs(d)) - sp.log(2),
+            # log(1 + e^{-2|d|}), with e^{-2|d|} as exp(-|d|)^2: -2|d| overflows for |d| > max / 2.
+            stable=sp.Abs(d) + log1p(grouped(sp.exp(-sp.Abs(d))) ** 2) - sp.log(2),
             grads={"input": sp.tanh(d), "target": -sp.tanh(d)},
         )},
         torch=None,

@@ -1983,8 +1983,7 @@ def log_softmax(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'log_softmax')
     t0 = _rt.rowmax(x, axis=dim, keepdims=True)
     # out = -t0 + x - np.log(_rt.rowsum(np.exp(-t0 + x), axis=dim, keepdims=True))
-    np.negative(t0, out=t0)
-    t1 = t0 + x
+    t1 = x - t0
     t2 = np.exp(t1)
     t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
     np.log(t3, out=t3)

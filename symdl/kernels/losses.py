@@ -502,11 +502,10 @@ def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
         t0 /= t1
         grad_input = t0
         # grad_target = g * (-_rt.clamped_log(x, -100) + _rt.clamped_log1p(-x, -100))
-        _rt.clamped_log(x, -100, out=t1)
-        np.negative(t1, out=t1)
-        t2 = np.asarray(-x)
-        _rt.clamped_log1p(t2, -100, out=t2)
-        t1 += t2
+        np.negative(x, out=t1)
+        _rt.clamped_log1p(t1, -100, out=t1)
+        t2 = _rt.clamped_log(x, -100)
+        t1 -= t2
         t1 *= g
         grad_target = t1
         grad_input = _rt.full_size(grad_input, x)
@@ -637,15 +636,14 @@ def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, targ
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'binary_cross_entropy_with_logits', spread=False)
     if isinstance(weight, float) and isinstance(pos_weight, float):  # fast path: the formulas with weight=None, pos_weight=None
         # grad_input = g * (-y + _rt.sigmoid(x))
-        t0 = np.asarray(-y)
-        t1 = np.asarray(_rt.sigmoid(x))
-        t2 = np.add(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
-        t2 *= g
-        grad_input = t2
+        t0 = np.asarray(_rt.sigmoid(x))
+        t1 = np.subtract(t0, y, out=t0 if y.dtype == t0.dtype else None)
+        t1 *= g
+        grad_input = t1
         # grad_target = -g * x
-        t3 = -g
-        np.multiply(t3, x, out=t1)
-        grad_target = t1
+        t2 = -g
+        t3 = t2 * x
+        grad_target = t3
         grad_input = _rt.full_size(grad_input, x)
         grad_target = _rt.full_size(grad_target, x)
         return (grad_input, grad_target,)
@@ -677,22 +675,20 @@ def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, targ
 def _kl_div_false(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
     """kl_div with log_target='False'."""
     # out = y * (-x + _rt.clamped_log(y, -1000))
-    t0 = np.asarray(-x)
-    t1 = _rt.clamped_log(y, -1000)
-    t2 = np.add(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
-    t2 *= y
-    out = t2
+    t0 = np.asarray(_rt.clamped_log(y, -1000))
+    t1 = np.subtract(t0, x, out=t0 if x.dtype == t0.dtype else None)
+    t1 *= y
+    out = t1
     return _rt.reduce(out, reduction)
 
 
 def _kl_div_true(x: np.ndarray, y: np.ndarray, reduction: str) -> np.ndarray:
     """kl_div with log_target='True'."""
     # out = (-x + y) * np.exp(y)
-    t0 = np.asarray(-x)
-    t1 = np.add(t0, y, out=t0 if y.dtype == t0.dtype else None)
-    t2 = np.exp(y)
-    t1 *= t2
-    out = t1
+    t0 = y - x
+    t1 = np.exp(y)
+    t0 *= t1
+    out = t0
     return _rt.reduce(out, reduction)
 
 
@@ -703,12 +699,11 @@ def _kl_div_false_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     t1 = t0 * y
     grad_input = t1
     # grad_target = g * (-x + np.log(y) + 1)
-    t2 = np.asarray(-x)
-    t3 = np.log(y)
-    t4 = np.add(t2, t3, out=t2 if t3.dtype == t2.dtype else None)
-    t4 += 1
-    t4 *= g
-    grad_target = t4
+    t2 = np.asarray(np.log(y))
+    t3 = np.subtract(t2, x, out=t2 if x.dtype == t2.dtype else None)
+    t3 += 1
+    t3 *= g
+    grad_target = t3
     grad_input = _rt.full_size(grad_input, x)
     grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
@@ -722,12 +717,11 @@ def _kl_div_true_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple:
     t2 = t1 * t0
     grad_input = t2
     # grad_target = g * (t0 * (-x + y) + t0)
-    t3 = np.asarray(-x)
-    t4 = np.add(t3, y, out=t3 if y.dtype == t3.dtype else None)
-    t4 *= t0
-    t4 += t0
-    t4 *= g
-    grad_target = t4
+    t3 = y - x
+    t3 *= t0
+    t3 += t0
+    t3 *= g
+    grad_target = t3
     grad_input = _rt.full_size(grad_input, x)
     grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
@@ -936,8 +930,7 @@ def _poisson_nll_loss_true(x: np.ndarray, y: np.ndarray, full: np.ndarray, eps: 
     t4 = np.subtract(t3, t1, out=t3 if t1.dtype == t3.dtype else None)
     t4 += t2
     m0 = y > 1
-    np.negative(t1, out=t1)
-    t1 += t2
+    np.subtract(t2, t1, out=t1)
     t5 = np.where(m0, t4, t1)
     out = t5
     return _rt.reduce(out, reduction)
@@ -971,23 +964,22 @@ def _poisson_nll_loss_true_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray, full
     """poisson_nll_loss with log_input='True'."""
     t0 = np.asarray(np.clip(y, 1, math.inf))
     # grad_input = g * (-y + np.exp(x))
-    t1 = np.asarray(-y)
-    t2 = np.asarray(np.exp(x))
-    t3 = np.add(t1, t2, out=t1 if t2.dtype == t1.dtype else None)
-    t3 *= g
-    grad_input = t3
+    t1 = np.asarray(np.exp(x))
+    t2 = np.subtract(t1, y, out=t1 if y.dtype == t1.dtype else None)
+    t2 *= g
+    grad_input = t2
     # grad_target = np.where(y > 1, g * (full * (np.log(t0) + 0.5 / t0) - x), -g * x)
-    t4 = np.asarray(np.log(t0, out=t2 if t0.dtype == t2.dtype else None))
+    t3 = np.asarray(np.log(t0))
     np.divide(0.5, t0, out=t0)
-    t4 += t0
-    t4 *= full
-    t5 = np.subtract(t4, x, out=t4 if x.dtype == t4.dtype else None)
-    t5 *= g
+    t3 += t0
+    t3 *= full
+    t4 = np.subtract(t3, x, out=t3 if x.dtype == t3.dtype else None)
+    t4 *= g
     m0 = y > 1
-    t6 = -g
-    t7 = np.multiply(t6, x, out=t0 if np.result_type(t6, x) == t0.dtype else None)
-    t8 = np.where(m0, t5, t7)
-    grad_target = t8
+    t5 = -g
+    t6 = np.multiply(t5, x, out=t0 if np.result_type(t5, x) == t0.dtype else None)
+    t7 = np.where(m0, t4, t6)
+    grad_target = t7
     grad_input = _rt.full_size(grad_input, x)
     grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
@@ -1653,8 +1645,8 @@ def log_cosh(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
 
     .. math::
 
-        y = \left|{x - y}\right| + \operatorname{softplus}\left(- 2 \left|{x - y}\right|\right) -
-        \log{\left(2 \right)}
+        y = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(e^{- \left|{x -
+        y}\right|}^{2} \right)}
 
     Gradient:
 
@@ -1676,12 +1668,14 @@ def log_cosh(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
     # t0 = np.abs(x - y)
     t0 = np.asarray(x - y)
     np.abs(t0, out=t0)
-    # out = t0 + _rt.softplus(-2 * t0) - 0.6931471805599453
-    t1 = np.asarray(-2 * t0)
-    _rt.softplus(t1, out=t1)
-    t0 += t1
-    t0 -= 0.6931471805599453
-    out = t0
+    # out = t0 - 0.6931471805599453 + np.log1p(np.square(np.exp(-t0)))
+    t1 = t0 - 0.6931471805599453
+    np.negative(t0, out=t0)
+    np.exp(t0, out=t0)
+    np.square(t0, out=t0)
+    np.log1p(t0, out=t0)
+    t1 += t0
+    out = t1
     return _rt.reduce(out, reduction)
 
 
@@ -1696,8 +1690,8 @@ def log_cosh_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
 
     .. math::
 
-        y = \left|{x - y}\right| + \operatorname{softplus}\left(- 2 \left|{x - y}\right|\right) -
-        \log{\left(2 \right)}
+        y = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(e^{- \left|{x -
+        y}\right|}^{2} \right)}
 
     Gradient:
 
@@ -1784,9 +1778,8 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
             weight_k = _rt.pick(weight, t, dim)
             t0 = _rt.rowmax(x, axis=dim, keepdims=True)
             # out = -weight_k * (-t0 + x_k - np.log(_rt.rowsum(np.exp(-t0 + x), axis=dim, keepdims=True)))
-            np.negative(t0, out=t0)
-            t1 = t0 + x_k
-            t2 = t0 + x
+            t1 = x_k - t0
+            t2 = x - t0
             np.exp(t2, out=t2)
             t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
             np.log(t3, out=t3)
@@ -1799,30 +1792,27 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
             weight_k = _rt.pick(weight, t, dim)
             t0 = _rt.rowmax(x, axis=dim, keepdims=True)
             # t0 = t0 + np.log(_rt.rowsum(np.exp(-t0 + x), axis=dim, keepdims=True))
-            t1 = -t0
-            t2 = t1 + x
-            np.exp(t2, out=t2)
-            t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
-            np.log(t3, out=t3)
-            t0 += t3
+            t1 = x - t0
+            np.exp(t1, out=t1)
+            t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            np.log(t2, out=t2)
+            t0 += t2
             # out = -weight_k * (1 - label_smoothing) * (-t0 + x_k) - _rt.rowsum(label_smoothing * weight * (-t0 + x) / num_classes, axis=dim, keepdims=True)
             v0 = -weight_k
             v1 = v0 * (1 - label_smoothing)
-            np.negative(t0, out=t0)
-            t4 = t0 + x_k
-            t4 *= v1
+            t3 = x_k - t0
+            t3 *= v1
             v2 = label_smoothing * weight
-            np.add(t0, x, out=t2)
-            t2 *= v2
-            t2 /= num_classes
-            t5 = _rt.rowsum(t2, axis=dim, keepdims=True)
-            t4 -= t5
-            out = t4
+            np.subtract(x, t0, out=t1)
+            t1 *= v2
+            t1 /= num_classes
+            t4 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            t3 -= t4
+            out = t3
     else:  # probability rows
         t0 = _rt.rowmax(x, axis=dim, keepdims=True)
         # out = -_rt.rowsum(weight * (label_smoothing / num_classes + t * (1 - label_smoothing)) * (-t0 + x - np.log(_rt.rowsum(np.exp(-t0 + x), axis=dim, keepdims=True))), axis=dim, keepdims=True)
-        np.negative(t0, out=t0)
-        t1 = t0 + x
+        t1 = x - t0
         t2 = np.exp(t1)
         t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
         np.log(t3, out=t3)
@@ -1926,10 +1916,9 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
             v5 = t1 * v4
             t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
             v6 = v5 / t2
-            v7 = -v1
-            v8 = v7 + v6
-            v9 = g * v8
-            base_input = v9
+            v7 = v6 - v1
+            v8 = g * v7
+            base_input = v8
             # at_input = -g * v2
             t3 = -g
             t3 *= v2
@@ -1943,18 +1932,16 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
         t1 = np.multiply(weight, t0, out=t0 if np.result_type(weight) == t0.dtype else None)
         t2 = _rt.rowmax(x, axis=dim, keepdims=True)
         # t4 = np.exp(-t2 + x)
-        np.negative(t2, out=t2)
-        t3 = t2 + x
+        t3 = x - t2
         t4 = np.exp(t3)
         t5 = _rt.rowsum(t4, axis=dim, keepdims=True)
         # grad_input = g * (-t1 + t4 * _rt.rowsum(t1, axis=dim, keepdims=True) / t5)
-        t6 = -t1
-        t7 = _rt.rowsum(t1, axis=dim, keepdims=True)
-        np.multiply(t4, t7, out=t1)
-        t1 /= t5
-        t6 += t1
-        t6 *= g
-        grad_input = t6
+        t6 = _rt.rowsum(t1, axis=dim, keepdims=True)
+        t7 = np.multiply(t4, t6, out=t4 if t6.dtype == t4.dtype else None)
+        t7 /= t5
+        t7 -= t1
+        t7 *= g
+        grad_input = t7
         # grad_target = -g * s0 * weight * (-t2 + x - np.log(t5))
         t8 = -g
         t8 *= s0
@@ -2144,15 +2131,14 @@ def multilabel_soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: A
     t0 = g * weight
     t0 /= num_classes
     # grad_input = t0 * (-t + _rt.sigmoid(x))
-    t1 = -t
-    t2 = _rt.sigmoid(x)
-    t3 = np.add(t1, t2, out=t1 if t2.dtype == t1.dtype else None)
-    t3 *= t0
-    grad_input = t3
+    t1 = _rt.sigmoid(x)
+    t2 = np.subtract(t1, t, out=t1 if t.dtype == t1.dtype else None)
+    t2 *= t0
+    grad_input = t2
     # grad_target = -t0 * x
     np.negative(t0, out=t0)
-    np.multiply(t0, x, out=t2)
-    grad_target = t2
+    t3 = t0 * x
+    grad_target = t3
     return (grad_input, grad_target,)
 
 

@@ -373,6 +373,13 @@ class _Lowering:
             return Scalar(self.scalar_text(node))
         if isinstance(node, ast.Name):
             return self.name(node.id)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            # -a + b is b - a exactly (negation is exact): one subtraction instead of a negated copy
+            for negated, other in ((node.left, node.right), (node.right, node.left)):
+                if (isinstance(negated, ast.UnaryOp) and isinstance(negated.op, ast.USub)
+                        and not self.is_scalar(negated)):
+                    return self.emit("np.subtract", (self.lower(other), self.lower(negated.operand)), operator="-",
+                                     commutative=False)
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             func, operator, commutative = _BINARY[type(node.op)]
             left, right = self.lower(node.left), self.lower(node.right)
