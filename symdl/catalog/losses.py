@@ -43,6 +43,17 @@ def _reduction(*choices: str, default: str = "mean") -> Param:
 REDUCTION = _reduction()
 WEIGHT = Param("weight", None, Rule("array"), w, doc="rescales each element's loss; broadcasts against input")
 d = x - y
+_abs_d = grouped(sp.Abs(d))
+
+
+def _quadratic_then_linear(width: sp.Expr, factor: sp.Expr = sp.S.One) -> sp.Expr:
+    """m (|d| - m / 2) with m = min(|d|, width): d^2 / 2 inside, width (|d| - width / 2) outside; one
+    formula for both branches, no division by |d|, |d| computed once. As 2 h (|d| - h), h = m / 2:
+    nothing (2 |d|, say) overflows before the true value does. Times ``factor``, folded into the 2."""
+    half = grouped(sp.Min(_abs_d, width) / 2)
+    scale = 2 * factor
+    return grouped(half * (_abs_d - half)) * (scale if scale.is_number else grouped(scale))
+
 #: x - y is rounded before it is squared or clamped: errors are relative to the size of x and y.
 DIFFERENCE = Tolerance(forward_scale=sp.Abs(d) * (sp.Abs(x) + sp.Abs(y)), grad_scale=sp.Abs(x) + sp.Abs(y))
 # PyTorch clamps BCE's logs at -100; log(1 - x) is log1p(-x), accurate for small x.
@@ -84,8 +95,7 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
         params=(REDUCTION, Param("beta", 1.0, Rule("positive"), beta, Domain(0.2, 3.0))),
         formulas={"": Formula(
             definition=sp.Piecewise((d**2 / (2 * beta), sp.Abs(d) < beta), (sp.Abs(d) - beta / 2, True)),
-            # c = clamp(d, -beta, beta): one formula for both branches, no division by |d|.
-            stable=sp.Max(sp.Min(d, beta), -beta) * (d - sp.Max(sp.Min(d, beta), -beta) / 2) / beta,
+            stable=_quadratic_then_linear(beta, 1 / beta),
             grads={"input": sp.Max(sp.Min(d, beta), -beta) / beta,
                    "target": -sp.Max(sp.Min(d, beta), -beta) / beta},
         )},
@@ -102,7 +112,7 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
         params=(REDUCTION, Param("delta", 1.0, Rule("positive"), delta, Domain(0.2, 3.0))),
         formulas={"": Formula(
             definition=sp.Piecewise((d**2 / 2, sp.Abs(d) < delta), (delta * (sp.Abs(d) - delta / 2), True)),
-            stable=sp.Max(sp.Min(d, delta), -delta) * (d - sp.Max(sp.Min(d, delta), -delta) / 2),
+            stable=_quadratic_then_linear(delta),
             grads={"input": sp.Max(sp.Min(d, delta), -delta), "target": -sp.Max(sp.Min(d, delta), -delta)},
         )},
         torch="torch.nn.functional.huber_loss",

@@ -202,8 +202,8 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mea
 
     .. math::
 
-        y = \frac{\left(x - y - \frac{\max\left(- \beta, \min\left(\beta, x - y\right)\right)}{2}\right)
-        \max\left(- \beta, \min\left(\beta, x - y\right)\right)}{\beta}
+        y = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
+        \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2}\right) \frac{2}{\beta}
 
     Gradient:
 
@@ -225,16 +225,17 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mea
     x = _rt.float_array(input, 'smooth_l1_loss', 'input')
     y = _rt.float_array(target, 'smooth_l1_loss', 'target')
     _rt.same_shape('smooth_l1_loss', {'input': x, 'target': y})
-    # t0 = np.clip(x - y, -beta, beta)
+    # t0 = np.abs(x - y)
     t0 = np.asarray(x - y)
-    np.clip(t0, -beta, beta, out=t0)
-    # out = t0 * (-0.5 * t0 + x - y) / beta
-    t1 = -0.5 * t0
-    t1 += x
-    t1 -= y
-    t0 *= t1
-    t0 /= beta
-    out = t0
+    np.abs(t0, out=t0)
+    # t1 = 0.5 * np.clip(t0, -math.inf, beta)
+    t1 = np.clip(t0, -math.inf, beta)
+    t1 *= 0.5
+    # out = t1 * (t0 - t1) * (2 / beta)
+    t0 -= t1
+    t1 *= t0
+    t1 *= 2 / beta
+    out = t1
     return _rt.reduce(out, reduction)
 
 
@@ -250,8 +251,8 @@ def smooth_l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, 
 
     .. math::
 
-        y = \frac{\left(x - y - \frac{\max\left(- \beta, \min\left(\beta, x - y\right)\right)}{2}\right)
-        \max\left(- \beta, \min\left(\beta, x - y\right)\right)}{\beta}
+        y = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
+        \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2}\right) \frac{2}{\beta}
 
     Gradient:
 
@@ -303,8 +304,8 @@ def huber_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', 
 
     .. math::
 
-        y = \left(x - y - \frac{\max\left(- \delta, \min\left(\delta, x - y\right)\right)}{2}\right)
-        \max\left(- \delta, \min\left(\delta, x - y\right)\right)
+        y = 2 \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
+        \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2}\right)
 
     Gradient:
 
@@ -323,15 +324,17 @@ def huber_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', 
     x = _rt.float_array(input, 'huber_loss', 'input')
     y = _rt.float_array(target, 'huber_loss', 'target')
     _rt.same_shape('huber_loss', {'input': x, 'target': y})
-    # t0 = np.clip(x - y, -delta, delta)
+    # t0 = np.abs(x - y)
     t0 = np.asarray(x - y)
-    np.clip(t0, -delta, delta, out=t0)
-    # out = t0 * (-0.5 * t0 + x - y)
-    t1 = -0.5 * t0
-    t1 += x
-    t1 -= y
-    t0 *= t1
-    out = t0
+    np.abs(t0, out=t0)
+    # t1 = 0.5 * np.clip(t0, -math.inf, delta)
+    t1 = np.clip(t0, -math.inf, delta)
+    t1 *= 0.5
+    # out = 2 * (t1 * (t0 - t1))
+    t0 -= t1
+    t1 *= t0
+    t1 *= 2
+    out = t1
     return _rt.reduce(out, reduction)
 
 
@@ -347,8 +350,8 @@ def huber_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, redu
 
     .. math::
 
-        y = \left(x - y - \frac{\max\left(- \delta, \min\left(\delta, x - y\right)\right)}{2}\right)
-        \max\left(- \delta, \min\left(\delta, x - y\right)\right)
+        y = 2 \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
+        \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2}\right)
 
     Gradient:
 
