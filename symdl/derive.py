@@ -141,6 +141,8 @@ def _symbolic_zero(difference: sp.Expr) -> bool:
             return sp.simplify(difference) == 0
     except (ProofTimeout, RecursionError):
         return False
+    except (ValueError, TypeError):  # SymPy itself gave up (e.g. comparing zoo inside Max): not proven here
+        return False
 
 
 def _mp_function(expr: sp.Expr, symbols: Sequence[sp.Symbol]):  # noqa: ANN202 - lambdified callable

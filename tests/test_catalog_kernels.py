@@ -237,14 +237,19 @@ ELEMENTWISE = [p for p in OP_VARIANTS if p.values[0].kind == "elementwise"]
 
 @pytest.mark.parametrize(("op", "variant"), ELEMENTWISE)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_activations_at_the_ends_of_the_float_range(op: Op, variant: str, dtype: type) -> None:
-    """At +-max, +-max/4 and the smallest normal and subnormal numbers: every activation's derivative
-    is bounded, so its gradient is finite and warning-free (2x or -2|x| overflowing there gave NaN
-    or a flag); the forward is too, except where the true value (mpmath) exceeds the format."""
+@pytest.mark.parametrize("seed", [None, 0, 3])  # 3: alpha, beta, negative_slope < 1
+def test_activations_at_the_ends_of_the_float_range(op: Op, variant: str, dtype: type, seed: int | None) -> None:
+    """At +-max, +-max/4 and the smallest normal and subnormal numbers, with the default parameters
+    (seed None) and drawn ones: every activation's derivative is bounded, so its gradient is finite
+    and warning-free (2x, -2|x|, x / alpha or beta x overflowing there gave NaN or a flag); the
+    forward is too, except where the true value (mpmath) exceeds the format."""
+    from symdl.sampling import draw_params
+
     finfo = np.finfo(dtype)
     ends = [finfo.max, finfo.max / 4, finfo.smallest_normal, finfo.smallest_subnormal]
     x = np.array([*ends, *(-v for v in ends)], dtype=dtype)
-    params = {op.variant_param: variant_value(op, variant)} if op.variant_param else {}
+    params = ({op.variant_param: variant_value(op, variant)} if op.variant_param else {}) if seed is None else (
+        draw_params(op, np.random.default_rng(seed), variant or None))
     with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
         (grad,) = getattr(kernels, f"{op.name}_vjp")(np.ones_like(x), x, **params)
     assert grad.dtype == dtype and np.all(np.isfinite(grad)), grad

@@ -52,18 +52,25 @@ def _elu_formula(scale: sp.Expr, a: sp.Expr, input_scale: sp.Expr) -> Formula:
     gradient needs no branch at all. celu has ``a * input_scale = 1`` for every
     alpha; elu has it at alpha = 1 (its default) and gets those forms as cases.
     """
-    negative = sp.Min(x, 0)
+    # min(x, 0), clamped where exp has long underflowed (input_scale x = -1000): x / alpha would
+    # overflow for alpha < 1 at -max.
+    negative = sp.Max(sp.Min(x, 0), -1000 / input_scale)
     slope = a * input_scale
     one_max = scale * sp.Max(x, a * expm1(input_scale * negative))
     branch_free = scale * slope * sp.exp(input_scale * negative)
     definition = scale * sp.Piecewise((a * (sp.exp(input_scale * x) - 1), x <= 0), (x, True))
     kinks = (Kink(sp.S.Zero, scale * slope, "elu_backward uses the x <= 0 branch at 0"),)
+    # At a = 1 (every default) neither x nor expm1 is scaled: two passes fewer.
+    unit = ((a, 1),) if isinstance(a, sp.Symbol) else ()
     if sp.simplify(slope - 1) == 0:
-        return Formula(definition=definition, stable=one_max, grads={"input": branch_free}, kinks=kinks)
+        cases = (Case(sp.Eq(a, 1), one_max.subs(unit), {"input": branch_free.subs(unit)},
+                      "alpha = 1: x and expm1 unscaled"),) if unit else ()
+        return Formula(definition=definition, stable=one_max, grads={"input": branch_free}, kinks=kinks, cases=cases)
     cases = ()
     if slope.free_symbols:
         cases = (
-            Case(sp.Eq(slope, 1), one_max, {"input": branch_free}, "one maximum, and exp(min(x, 0)) = 1 for x >= 0"),
+            Case(sp.Eq(slope, 1), one_max.subs(unit), {"input": branch_free.subs(unit)},
+                 "one maximum, and exp(min(x, 0)) = 1 for x >= 0"),
             Case(slope <= 1, one_max, why="the negative branch lies above x"),
         )
     return Formula(
@@ -99,6 +106,8 @@ _mish_w = sp.exp(_mish_u)
 _mish_n = _mish_w * (_mish_w + 2)
 
 
+_softplus_bound = sp.Max(1000, 2 * sp.Abs(threshold)) / beta
+_softplus_z = beta * _clamp(x, -_softplus_bound, _softplus_bound)
 _tanh_e = grouped(sp.exp(-sp.Abs(x))) ** 2  # exp(-2|x|)
 
 
@@ -277,8 +286,10 @@ ACTIVATIONS: tuple[Op, ...] = (
         ),
         formulas={"": Formula(
             definition=sp.Piecewise((x, beta * x > threshold), (sp.log(1 + sp.exp(beta * x)) / beta, True)),
-            stable=sp.Piecewise((x, beta * x > threshold), (softplus(beta * x) / beta, True)),
-            grads={"input": sp.Piecewise((1, beta * x > threshold), (sigmoid(beta * x), True))},
+            # beta x of x clamped at +-max(1000, 2|threshold|) / beta: the same branch and, below, the
+            # same value (exp(-1000) = 0), and beta x cannot overflow for beta > 1.
+            stable=sp.Piecewise((x, _softplus_z > threshold), (softplus(_softplus_z) / beta, True)),
+            grads={"input": sp.Piecewise((1, _softplus_z > threshold), (sigmoid(_softplus_z), True))},
             kinks=(Kink(threshold / beta, sigmoid(threshold),
                         "a jump of about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold"),),
             # beta * x is rounded before exp, whose condition number is |beta x|.

@@ -327,14 +327,16 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        y = \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)} + \max\left(0, x\right)
+        y = \alpha \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right) \right)}
+        + \max\left(0, x\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \left[x > 0\right] \left(- \alpha e^{\min\left(0, x\right)} +
-        1\right) + \alpha e^{\min\left(0, x\right)}
+        \frac{\partial y}{\partial x} = \left[x > 0\right] \left(- \alpha e^{\max\left(-1000,
+        \min\left(0, x\right)\right)} + 1\right) + \alpha e^{\max\left(-1000, \min\left(0,
+        x\right)\right)}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is alpha (elu_backward uses the x <= 0 branch
     at 0).
@@ -342,14 +344,16 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)}\right)
-        \frac{\partial y}{\partial x} = \alpha e^{\min\left(0, x\right)}
+        y = \max\left(x, \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
+        \right)}\right)
+        \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(0, x\right)\right)}
 
     Where ``alpha <= 1`` (the negative branch lies above x), proven equal:
 
     .. math::
 
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)}\right)
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0,
+        x\right)\right) \right)}\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -360,22 +364,22 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     alpha = _rt.check_positive('elu', 'alpha', alpha)
     x = _rt.float_array(input, 'elu', 'input')
     if (alpha == 1):  # one maximum, and exp(min(x, 0)) = 1 for x >= 0
-        # out = np.maximum(x, np.expm1(np.clip(x, -math.inf, 0)))
-        t0 = np.asarray(np.clip(x, -math.inf, 0))
+        # out = np.maximum(x, np.expm1(np.clip(x, -1000, 0)))
+        t0 = np.asarray(np.clip(x, -1000, 0))
         np.expm1(t0, out=t0)
         np.maximum(x, t0, out=t0)
         out = t0
         return out
     if (alpha <= 1):  # the negative branch lies above x
-        # out = np.maximum(x, alpha * np.expm1(np.clip(x, -math.inf, 0)))
-        t0 = np.asarray(np.clip(x, -math.inf, 0))
+        # out = np.maximum(x, alpha * np.expm1(np.clip(x, -1000, 0)))
+        t0 = np.asarray(np.clip(x, -1000, 0))
         np.expm1(t0, out=t0)
         t0 *= alpha
         np.maximum(x, t0, out=t0)
         out = t0
         return out
-    # out = alpha * np.expm1(np.clip(x, -math.inf, 0)) + np.clip(x, 0, math.inf)
-    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    # out = alpha * np.expm1(np.clip(x, -1000, 0)) + np.clip(x, 0, math.inf)
+    t0 = np.asarray(np.clip(x, -1000, 0))
     np.expm1(t0, out=t0)
     t0 *= alpha
     t1 = np.clip(x, 0, math.inf)
@@ -396,14 +400,16 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
 
     .. math::
 
-        y = \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)} + \max\left(0, x\right)
+        y = \alpha \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right) \right)}
+        + \max\left(0, x\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \left[x > 0\right] \left(- \alpha e^{\min\left(0, x\right)} +
-        1\right) + \alpha e^{\min\left(0, x\right)}
+        \frac{\partial y}{\partial x} = \left[x > 0\right] \left(- \alpha e^{\max\left(-1000,
+        \min\left(0, x\right)\right)} + 1\right) + \alpha e^{\max\left(-1000, \min\left(0,
+        x\right)\right)}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is alpha (elu_backward uses the x <= 0 branch
     at 0).
@@ -411,14 +417,16 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
 
     .. math::
 
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)}\right)
-        \frac{\partial y}{\partial x} = \alpha e^{\min\left(0, x\right)}
+        y = \max\left(x, \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
+        \right)}\right)
+        \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(0, x\right)\right)}
 
     Where ``alpha <= 1`` (the negative branch lies above x), proven equal:
 
     .. math::
 
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\min\left(0, x\right) \right)}\right)
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0,
+        x\right)\right) \right)}\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -434,14 +442,14 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
     x = _rt.float_array(input, 'elu', 'input')
     g = _rt.grad_like(grad, x.shape, 'elu')
     if (alpha == 1):  # one maximum, and exp(min(x, 0)) = 1 for x >= 0
-        # grad_input = g * np.exp(np.clip(x, -math.inf, 0))
-        t0 = np.asarray(np.clip(x, -math.inf, 0))
+        # grad_input = g * np.exp(np.clip(x, -1000, 0))
+        t0 = np.asarray(np.clip(x, -1000, 0))
         np.exp(t0, out=t0)
         t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
         grad_input = t1
         return (grad_input,)
-    # t0 = alpha * np.exp(np.clip(x, -math.inf, 0))
-    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    # t0 = alpha * np.exp(np.clip(x, -1000, 0))
+    t0 = np.asarray(np.clip(x, -1000, 0))
     np.exp(t0, out=t0)
     t0 *= alpha
     # grad_input = g * ((x > 0) * (1 - t0) + t0)
@@ -469,7 +477,7 @@ def selu(input: ArrayLike) -> np.ndarray:
     .. math::
 
         y = \frac{87904967042368842997010876040615967103012290445610415488549141
-        \operatorname{expm}_{1}{\left(\min\left(0, x\right)
+        \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
         \right)}}{50000000000000000000000000000000000000000000000000000000000000} +
         \frac{5253504936777402467096674926473 \max\left(0, x\right)}{5000000000000000000000000000000}
 
@@ -478,10 +486,10 @@ def selu(input: ArrayLike) -> np.ndarray:
     .. math::
 
         \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\left[x > 0\right]
-        \left(1 - \frac{16732632423543772848170429916717 e^{\min\left(0,
-        x\right)}}{10000000000000000000000000000000}\right) + \frac{16732632423543772848170429916717
-        e^{\min\left(0,
-        x\right)}}{10000000000000000000000000000000}\right)}{5000000000000000000000000000000}
+        \left(1 - \frac{16732632423543772848170429916717 e^{\max\left(-1000, \min\left(0,
+        x\right)\right)}}{10000000000000000000000000000000}\right) +
+        \frac{16732632423543772848170429916717 e^{\max\left(-1000, \min\left(0,
+        x\right)\right)}}{10000000000000000000000000000000}\right)}{5000000000000000000000000000000}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is
     87904967042368842997010876040615967103012290445610415488549141/50000000000000000000000000000000000000000000000000000000000000
@@ -492,8 +500,8 @@ def selu(input: ArrayLike) -> np.ndarray:
     Generated from the catalog entry ``selu``; do not edit.
     """
     x = _rt.float_array(input, 'selu', 'input')
-    # out = 1.7580993408473768 * np.expm1(np.clip(x, -math.inf, 0)) + 1.0507009873554805 * np.clip(x, 0, math.inf)
-    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    # out = 1.7580993408473768 * np.expm1(np.clip(x, -1000, 0)) + 1.0507009873554805 * np.clip(x, 0, math.inf)
+    t0 = np.asarray(np.clip(x, -1000, 0))
     np.expm1(t0, out=t0)
     t0 *= 1.7580993408473768
     t1 = np.clip(x, 0, math.inf)
@@ -518,7 +526,7 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     .. math::
 
         y = \frac{87904967042368842997010876040615967103012290445610415488549141
-        \operatorname{expm}_{1}{\left(\min\left(0, x\right)
+        \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
         \right)}}{50000000000000000000000000000000000000000000000000000000000000} +
         \frac{5253504936777402467096674926473 \max\left(0, x\right)}{5000000000000000000000000000000}
 
@@ -527,10 +535,10 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     .. math::
 
         \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\left[x > 0\right]
-        \left(1 - \frac{16732632423543772848170429916717 e^{\min\left(0,
-        x\right)}}{10000000000000000000000000000000}\right) + \frac{16732632423543772848170429916717
-        e^{\min\left(0,
-        x\right)}}{10000000000000000000000000000000}\right)}{5000000000000000000000000000000}
+        \left(1 - \frac{16732632423543772848170429916717 e^{\max\left(-1000, \min\left(0,
+        x\right)\right)}}{10000000000000000000000000000000}\right) +
+        \frac{16732632423543772848170429916717 e^{\max\left(-1000, \min\left(0,
+        x\right)\right)}}{10000000000000000000000000000000}\right)}{5000000000000000000000000000000}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is
     87904967042368842997010876040615967103012290445610415488549141/50000000000000000000000000000000000000000000000000000000000000
@@ -546,8 +554,8 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'selu', 'input')
     g = _rt.grad_like(grad, x.shape, 'selu')
-    # t0 = 1.6732632423543772 * np.exp(np.clip(x, -math.inf, 0))
-    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    # t0 = 1.6732632423543772 * np.exp(np.clip(x, -1000, 0))
+    t0 = np.asarray(np.clip(x, -1000, 0))
     np.exp(t0, out=t0)
     t0 *= 1.6732632423543772
     # grad_input = 1.0507009873554805 * g * ((x > 0) * (1 - t0) + t0)
@@ -573,17 +581,26 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\frac{\min\left(0, x\right)}{\alpha}
-        \right)}\right)
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\frac{\max\left(- 1000 \alpha,
+        \min\left(0, x\right)\right)}{\alpha} \right)}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = e^{\frac{\min\left(0, x\right)}{\alpha}}
+        \frac{\partial y}{\partial x} = e^{\frac{\max\left(- 1000 \alpha, \min\left(0,
+        x\right)\right)}{\alpha}}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is 1 (elu_backward uses the x <= 0 branch at
     0).
+    Where ``Eq(alpha, 1)`` (alpha = 1: x and expm1 unscaled), proven equal:
+
+    .. math::
+
+        y = \max\left(x, \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
+        \right)}\right)
+        \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(0, x\right)\right)}
+
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
     x / alpha is rounded before exp, whose condition number is |x / alpha|; the gradient's error is
@@ -594,8 +611,15 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     """
     alpha = _rt.check_positive('celu', 'alpha', alpha)
     x = _rt.float_array(input, 'celu', 'input')
-    # out = np.maximum(x, alpha * np.expm1(np.clip(x, -math.inf, 0) / alpha))
-    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    if (alpha == 1):  # alpha = 1: x and expm1 unscaled
+        # out = np.maximum(x, np.expm1(np.clip(x, -1000, 0)))
+        t0 = np.asarray(np.clip(x, -1000, 0))
+        np.expm1(t0, out=t0)
+        np.maximum(x, t0, out=t0)
+        out = t0
+        return out
+    # out = np.maximum(x, alpha * np.expm1(np.clip(x, -1000 * alpha, 0) / alpha))
+    t0 = np.asarray(np.clip(x, -1000 * alpha, 0))
     t0 /= alpha
     np.expm1(t0, out=t0)
     t0 *= alpha
@@ -616,17 +640,26 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[
 
     .. math::
 
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\frac{\min\left(0, x\right)}{\alpha}
-        \right)}\right)
+        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\frac{\max\left(- 1000 \alpha,
+        \min\left(0, x\right)\right)}{\alpha} \right)}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = e^{\frac{\min\left(0, x\right)}{\alpha}}
+        \frac{\partial y}{\partial x} = e^{\frac{\max\left(- 1000 \alpha, \min\left(0,
+        x\right)\right)}{\alpha}}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is 1 (elu_backward uses the x <= 0 branch at
     0).
+    Where ``Eq(alpha, 1)`` (alpha = 1: x and expm1 unscaled), proven equal:
+
+    .. math::
+
+        y = \max\left(x, \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
+        \right)}\right)
+        \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(0, x\right)\right)}
+
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
     x / alpha is rounded before exp, whose condition number is |x / alpha|; the gradient's error is
@@ -642,8 +675,15 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[
     alpha = _rt.check_positive('celu', 'alpha', alpha)
     x = _rt.float_array(input, 'celu', 'input')
     g = _rt.grad_like(grad, x.shape, 'celu')
-    # grad_input = g * np.exp(np.clip(x, -math.inf, 0) / alpha)
-    t0 = np.asarray(np.clip(x, -math.inf, 0))
+    if (alpha == 1):  # alpha = 1: x and expm1 unscaled
+        # grad_input = g * np.exp(np.clip(x, -1000, 0))
+        t0 = np.asarray(np.clip(x, -1000, 0))
+        np.exp(t0, out=t0)
+        t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+        grad_input = t1
+        return (grad_input,)
+    # grad_input = g * np.exp(np.clip(x, -1000 * alpha, 0) / alpha)
+    t0 = np.asarray(np.clip(x, -1000 * alpha, 0))
     t0 /= alpha
     np.exp(t0, out=t0)
     t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
@@ -1049,15 +1089,23 @@ def softplus(input: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) ->
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: threshold < \beta x
-        \\\frac{\operatorname{softplus}\left(\beta x\right)}{\beta} & \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: threshold < \beta \max\left(- \frac{\max\left(1000, 2
+        \left|{threshold}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
+        \left|{threshold}\right|\right)}{\beta}\right)\right) \\\frac{\operatorname{softplus}\left(\beta
+        \max\left(- \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}, \min\left(x,
+        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}\right)\right)\right)}{\beta} &
+        \text{otherwise} \end{cases}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: threshold < \beta x
-        \\\sigma\left(\beta x\right) & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: threshold < \beta \max\left(-
+        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}, \min\left(x,
+        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}\right)\right)
+        \\\sigma\left(\beta \max\left(- \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta},
+        \min\left(x, \frac{\max\left(1000, 2
+        \left|{threshold}\right|\right)}{\beta}\right)\right)\right) & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = threshold/beta the gradient is sigmoid(threshold) (a jump of
     about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold).
@@ -1070,11 +1118,15 @@ def softplus(input: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) ->
     beta = _rt.check_positive('softplus', 'beta', beta)
     threshold = _rt.check_real('softplus', 'threshold', threshold)
     x = _rt.float_array(input, 'softplus', 'input')
-    t0 = np.asarray(beta * x)
-    # out = np.where(t0 > threshold, x, _rt.softplus(t0) / beta)
+    s0 = 1 / beta
+    s1 = s0 * max(2 * abs(threshold), 1000)
+    # t0 = beta * np.clip(x, -s1, s1)
+    t0 = np.asarray(np.clip(x, -s1, s1))
+    t0 *= beta
+    # out = np.where(t0 > threshold, x, s0 * _rt.softplus(t0))
     m0 = t0 > threshold
     _rt.softplus(t0, out=t0)
-    t0 /= beta
+    t0 *= s0
     t1 = np.where(m0, x, t0)
     out = t1
     return out
@@ -1092,15 +1144,23 @@ def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, thresh
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: threshold < \beta x
-        \\\frac{\operatorname{softplus}\left(\beta x\right)}{\beta} & \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: threshold < \beta \max\left(- \frac{\max\left(1000, 2
+        \left|{threshold}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
+        \left|{threshold}\right|\right)}{\beta}\right)\right) \\\frac{\operatorname{softplus}\left(\beta
+        \max\left(- \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}, \min\left(x,
+        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}\right)\right)\right)}{\beta} &
+        \text{otherwise} \end{cases}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: threshold < \beta x
-        \\\sigma\left(\beta x\right) & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: threshold < \beta \max\left(-
+        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}, \min\left(x,
+        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}\right)\right)
+        \\\sigma\left(\beta \max\left(- \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta},
+        \min\left(x, \frac{\max\left(1000, 2
+        \left|{threshold}\right|\right)}{\beta}\right)\right)\right) & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = threshold/beta the gradient is sigmoid(threshold) (a jump of
     about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold).
@@ -1118,7 +1178,10 @@ def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, thresh
     threshold = _rt.check_real('softplus', 'threshold', threshold)
     x = _rt.float_array(input, 'softplus', 'input')
     g = _rt.grad_like(grad, x.shape, 'softplus')
-    t0 = np.asarray(beta * x)
+    s0 = max(2 * abs(threshold), 1000) / beta
+    # t0 = beta * np.clip(x, -s0, s0)
+    t0 = np.asarray(np.clip(x, -s0, s0))
+    t0 *= beta
     # grad_input = np.where(t0 > threshold, g, g * _rt.sigmoid(t0))
     m0 = t0 > threshold
     _rt.sigmoid(t0, out=t0)
