@@ -32,9 +32,13 @@ Method
     (a mismatch is reported in the table instead of a ratio, and that op is not
     timed). Then, for ``--repeats`` rounds, each round calls symdl forward,
     reference forward, symdl vjp and reference vjp once each, timed with
-    ``time.perf_counter`` and with the garbage collector off; the order of
-    symdl and reference flips every round, so neither always runs on a warm
-    cache. The table shows medians, ratio = symdl / reference (below 1: symdl
+    ``time.perf_counter`` and with the garbage collector off; symdl runs first
+    in half of the rounds, in a shuffled order (seeded), so neither always runs
+    on a warm cache. Before every timed call, glibc's ``malloc_trim(0)`` returns
+    freed heap memory to the system, so each call pays for the pages of its own
+    fresh arrays whatever the call before it freed (without it, the same kernel
+    measured 1.4x apart depending on its neighbour; times are therefore those of
+    a cold allocator). The table shows medians, ratio = symdl / reference (below 1: symdl
     is faster), then the geometric mean of all ratios and the largest one.
     Targets: geometric mean <= 1.0 and no ratio above 1.25.
 
@@ -52,11 +56,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime as _dt
 import gc
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -1244,7 +1250,21 @@ def _verify(
 # --------------------------------------------------------------------------
 # Timing
 # --------------------------------------------------------------------------
+def _release_freed_memory() -> Callable[[], object]:
+    """glibc's ``malloc_trim(0)`` (a no-op elsewhere): hands freed heap memory back to the system."""
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return lambda *_: None
+
+
+_TRIM = _release_freed_memory()
+
+
 def _clock(fn: Callable[[], object]) -> float:
+    # Every call starts from the same allocator state: without this, a call's fresh arrays were
+    # free or page-faulted depending on what the previous call freed (up to 1.5x on one kernel).
+    _TRIM(0)
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
@@ -1256,12 +1276,17 @@ def _alternate(
 ) -> list[tuple[float, float]]:
     """Median milliseconds of (symdl, reference) for each pair, alternating the two."""
     samples: list[tuple[list[float], list[float]]] = [([], []) for _ in pairs]
+    # symdl first in half the rounds, in a shuffled order per pair: a fixed flip made each side's
+    # forward always follow its own vjp of the round before, and so inherit the allocator state that
+    # vjp left (1.4x on mish float32 from that alone).
+    order = random.Random(repeats)
+    firsts = [order.sample([r % 2 == 0 for r in range(repeats)], repeats) for _ in pairs]
     enabled = gc.isenabled()
     gc.disable()
     try:
         for r in range(repeats):
-            for (sym, ref), (ts, tr) in zip(pairs, samples, strict=True):
-                if r % 2 == 0:
+            for (sym, ref), (ts, tr), first in zip(pairs, samples, firsts, strict=True):
+                if first[r]:
                     ts.append(_clock(sym))
                     tr.append(_clock(ref))
                 else:

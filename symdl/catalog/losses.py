@@ -372,7 +372,9 @@ CLASS_LOSSES: tuple[Op, ...] = (
         formulas={"": Formula(
             definition=-rowsum(w * _smoothed * sp.log(sp.exp(x) / rowsum(sp.exp(x)))),
             stable=-rowsum(w * _smoothed * _log_softmax),
-            grads={"input": g * (_softmax * rowsum(w * _smoothed) - w * _smoothed),
+            # exp(x - max) times a per-row factor: a row-sized division instead of a full pass.
+            grads={"input": sp.exp(_shift) * grouped(g * rowsum(w * _smoothed) / rowsum(sp.exp(_shift)))
+                   - g * w * _smoothed,
                    "target": -g * (1 - label_smoothing) * w * _log_softmax},
             assumptions=((rowsum(t), sp.S.One),),
             facts=(("d/dz = softmax(z) - y (no weight, no smoothing, sum(y) = 1)",

@@ -2033,7 +2033,7 @@ def log_softmax(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
 
     .. math::
 
-        \bar{x} = g - \frac{e^{x - \max_j \left(x\right)_j} \sum_j \left(g\right)_j}{\sum_j \left(e^{x -
+        \bar{x} = g - e^{x - \max_j \left(x\right)_j} \frac{\sum_j \left(g\right)_j}{\sum_j \left(e^{x -
         \max_j \left(x\right)_j}\right)_j}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
@@ -2073,7 +2073,7 @@ def log_softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None
 
     .. math::
 
-        \bar{x} = g - \frac{e^{x - \max_j \left(x\right)_j} \sum_j \left(g\right)_j}{\sum_j \left(e^{x -
+        \bar{x} = g - e^{x - \max_j \left(x\right)_j} \frac{\sum_j \left(g\right)_j}{\sum_j \left(e^{x -
         \max_j \left(x\right)_j}\right)_j}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
@@ -2093,13 +2093,13 @@ def log_softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None
     t0 = _rt.rowmax(x, axis=dim, keepdims=True)
     t1 = x - t0
     np.exp(t1, out=t1)
-    # grad_input = g - t1 * _rt.rowsum(g, axis=dim, keepdims=True) / _rt.rowsum(t1, axis=dim, keepdims=True)
+    # grad_input = g - t1 * (_rt.rowsum(g, axis=dim, keepdims=True) / _rt.rowsum(t1, axis=dim, keepdims=True))
     t2 = _rt.rowsum(g, axis=dim, keepdims=True)
-    t3 = t1 * t2
-    t4 = _rt.rowsum(t1, axis=dim, keepdims=True)
-    t3 /= t4
-    np.subtract(g, t3, out=t3)
-    grad_input = t3
+    t3 = _rt.rowsum(t1, axis=dim, keepdims=True)
+    t4 = np.divide(t2, t3, out=t2 if t3.dtype == t2.dtype else None)
+    t5 = np.multiply(t1, t4, out=t1 if t4.dtype == t1.dtype else None)
+    np.subtract(g, t5, out=t5)
+    grad_input = t5
     return (grad_input,)
 
 

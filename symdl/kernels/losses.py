@@ -1751,11 +1751,10 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
 
     .. math::
 
-        \bar{x} = g \left(- weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) + \frac{e^{x - \max_j \left(x\right)_j} \sum_j \left(weight
+        \bar{x} = - g weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j \left(weight
         \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
-        \left(x\right)_j}\right)_j}\right)
+        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j}
         \bar{t} = - g weight \left(1 - label_{smoothing}\right) \left(x - \log{\left(\sum_j \left(e^{x -
         \max_j \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)
 
@@ -1854,11 +1853,10 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
 
     .. math::
 
-        \bar{x} = g \left(- weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) + \frac{e^{x - \max_j \left(x\right)_j} \sum_j \left(weight
+        \bar{x} = - g weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j \left(weight
         \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
-        \left(x\right)_j}\right)_j}\right)
+        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j}
         \bar{t} = - g weight \left(1 - label_{smoothing}\right) \left(x - \log{\left(\sum_j \left(e^{x -
         \max_j \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)
 
@@ -1895,64 +1893,65 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
             t1 = x - t0
             np.exp(t1, out=t1)
             t2 = g * weight_k
-            # base_input = t1 * t2 / _rt.rowsum(t1, axis=dim, keepdims=True)
-            t3 = t1 * t2
-            t4 = _rt.rowsum(t1, axis=dim, keepdims=True)
-            t3 /= t4
-            base_input = t3
+            # base_input = t1 * (t2 / _rt.rowsum(t1, axis=dim, keepdims=True))
+            t3 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            t4 = t2 / t3
+            t1 *= t4
+            base_input = t1
             np.negative(t2, out=t2)
             at_input = t2
             grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
         else:
             weight_k = _rt.pick(weight, t, dim)
-            # v1 = label_smoothing * weight / num_classes
-            v0 = label_smoothing * weight
-            v1 = v0 / num_classes
             # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
             t0 = _rt.rowmax(x, axis=dim, keepdims=True)
             t1 = x - t0
             np.exp(t1, out=t1)
-            v2 = weight_k * (1 - label_smoothing)
-            # base_input = g * (-v1 + t1 * (v2 + _rt.class_sum(v1, num_classes=num_classes)) / _rt.rowsum(t1, axis=dim, keepdims=True))
-            v3 = _rt.class_sum(v1, num_classes=num_classes)
-            v4 = v2 + v3
-            v5 = t1 * v4
-            t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
-            v6 = v5 / t2
-            v7 = v6 - v1
-            v8 = g * v7
+            v0 = weight_k * (1 - label_smoothing)
+            # v2 = label_smoothing * weight / num_classes
+            v1 = label_smoothing * weight
+            v2 = v1 / num_classes
+            # base_input = -g * v2 + t1 * (g * (v0 + _rt.class_sum(v2, num_classes=num_classes)) / _rt.rowsum(t1, axis=dim, keepdims=True))
+            t2 = -g
+            v3 = _rt.class_sum(v2, num_classes=num_classes)
+            v4 = v0 + v3
+            v5 = g * v4
+            t3 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            v6 = v5 / t3
+            v7 = t1 * v6
+            t4 = t2 * v2
+            v8 = t4 + v7
             base_input = v8
-            # at_input = -g * v2
-            t3 = -g
-            t3 *= v2
-            at_input = t3
+            t2 *= v0
+            at_input = t2
             grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
     else:  # probability rows
+        t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+        # t2 = np.exp(-t0 + x)
+        t1 = x - t0
+        t2 = np.exp(t1)
+        t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
         s0 = 1 - label_smoothing
-        # t1 = weight * (label_smoothing / num_classes + t * s0)
-        t0 = t * s0
-        t0 += label_smoothing / num_classes
-        t1 = np.multiply(weight, t0, out=t0 if np.result_type(weight) == t0.dtype else None)
-        t2 = _rt.rowmax(x, axis=dim, keepdims=True)
-        # t4 = np.exp(-t2 + x)
-        t3 = x - t2
-        t4 = np.exp(t3)
-        t5 = _rt.rowsum(t4, axis=dim, keepdims=True)
-        # grad_input = g * (-t1 + t4 * _rt.rowsum(t1, axis=dim, keepdims=True) / t5)
-        t6 = _rt.rowsum(t1, axis=dim, keepdims=True)
-        t7 = np.multiply(t4, t6, out=t4 if t6.dtype == t4.dtype else None)
-        t7 /= t5
-        t7 -= t1
-        t7 *= g
+        # t5 = weight * (label_smoothing / num_classes + t * s0)
+        t4 = t * s0
+        t4 += label_smoothing / num_classes
+        t5 = np.multiply(weight, t4, out=t4 if np.result_type(weight) == t4.dtype else None)
+        # grad_input = -g * t5 + t2 * (g * _rt.rowsum(t5, axis=dim, keepdims=True) / t3)
+        t6 = -g
+        t7 = t6 * t5
+        t8 = _rt.rowsum(t5, axis=dim, keepdims=True)
+        t9 = g * t8
+        t9 /= t3
+        np.multiply(t2, t9, out=t5)
+        t7 += t5
         grad_input = t7
-        # grad_target = -g * s0 * weight * (-t2 + x - np.log(t5))
-        t8 = -g
-        t8 *= s0
-        t9 = t8 * weight
-        np.log(t5, out=t5)
-        t3 -= t5
-        t3 *= t9
-        grad_target = t3
+        # grad_target = -g * s0 * weight * (-t0 + x - np.log(t3))
+        t6 *= s0
+        t10 = t6 * weight
+        np.log(t3, out=t3)
+        t1 -= t3
+        t1 *= t10
+        grad_target = t1
     return (grad_input, grad_target if keep is None else None,)
 
 

@@ -214,6 +214,12 @@ class KernelPrinter(PythonCodePrinter):
     def _print_Or(self, expr: sp.Or) -> str:
         return "(" + " | ".join(self._print(a) for a in expr.args) + ")"
 
+    def _print_UnevaluatedExpr(self, expr: sp.UnevaluatedExpr) -> str:
+        # grouped(...) is one unit: parenthesised, so a product evaluates it before multiplying
+        # (x * (a / b), not (x * a) / b), and only atoms go bare.
+        inner = self._print(expr.args[0])
+        return inner if expr.args[0].is_Atom else f"({inner})"
+
     def _print_Not(self, expr: sp.Not) -> str:
         # not ``~x``: on a Python bool (a flag parameter) ~True is -2, which is truthy
         return f"np.logical_not({self._print(expr.args[0])})"
