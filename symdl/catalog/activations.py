@@ -76,10 +76,11 @@ def _elu_formula(scale: sp.Expr, a: sp.Expr, input_scale: sp.Expr) -> Formula:
     return Formula(
         definition=definition,
         stable=scale * (sp.Max(x, 0) + a * expm1(input_scale * negative)),
-        # slope e^(s min(x, 0)) is slope at x >= 0: adding 1 - that there needs no branch. (The mask
-        # multiplies an array: a Python float times a boolean mask would be float64.)
-        grads={"input": scale * (grouped(slope * sp.exp(input_scale * negative))
-                                 + indicator(x > 0) * grouped(1 - slope * sp.exp(input_scale * negative)))},
+        # Each branch masked, exactly: the negative one zeroed where x > 0, then 1 added there (no
+        # 1 - slope e^... temporary). (A mask multiplies an array: a Python float times a boolean
+        # mask would be float64.)
+        grads={"input": grouped(scale * (grouped(slope * sp.exp(input_scale * negative)) * indicator(x <= 0)
+                                         + indicator(x > 0)))},
         kinks=kinks,
         cases=cases,
     )

@@ -334,9 +334,8 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \left[x > 0\right] \left(- \alpha e^{\max\left(-1000,
-        \min\left(0, x\right)\right)} + 1\right) + \alpha e^{\max\left(-1000, \min\left(0,
-        x\right)\right)}
+        \frac{\partial y}{\partial x} = \left[x > 0\right] + \alpha e^{\max\left(-1000, \min\left(0,
+        x\right)\right)} \left[x \leq 0\right]
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is alpha (elu_backward uses the x <= 0 branch
     at 0).
@@ -407,9 +406,8 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \left[x > 0\right] \left(- \alpha e^{\max\left(-1000,
-        \min\left(0, x\right)\right)} + 1\right) + \alpha e^{\max\left(-1000, \min\left(0,
-        x\right)\right)}
+        \frac{\partial y}{\partial x} = \left[x > 0\right] + \alpha e^{\max\left(-1000, \min\left(0,
+        x\right)\right)} \left[x \leq 0\right]
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is alpha (elu_backward uses the x <= 0 branch
     at 0).
@@ -448,17 +446,16 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
         t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
         grad_input = t1
         return (grad_input,)
-    # t0 = alpha * np.exp(np.clip(x, -1000, 0))
+    # grad_input = g * ((x > 0) + alpha * np.exp(np.clip(x, -1000, 0)) * (x <= 0))
     t0 = np.asarray(np.clip(x, -1000, 0))
     np.exp(t0, out=t0)
     t0 *= alpha
-    # grad_input = g * ((x > 0) * (1 - t0) + t0)
-    m0 = x > 0
-    t1 = np.asarray(1 - t0)
-    t1 *= m0
-    t1 += t0
-    t2 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
-    grad_input = t2
+    m0 = np.asarray(x <= 0)
+    t0 *= m0
+    np.greater(x, 0, out=m0)
+    t0 += m0
+    t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t1
     return (grad_input,)
 
 
@@ -485,11 +482,10 @@ def selu(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\left[x > 0\right]
-        \left(1 - \frac{16732632423543772848170429916717 e^{\max\left(-1000, \min\left(0,
-        x\right)\right)}}{10000000000000000000000000000000}\right) +
+        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\left[x > 0\right] +
         \frac{16732632423543772848170429916717 e^{\max\left(-1000, \min\left(0,
-        x\right)\right)}}{10000000000000000000000000000000}\right)}{5000000000000000000000000000000}
+        x\right)\right)}}{10000000000000000000000000000000} \left[x \leq
+        0\right]\right)}{5000000000000000000000000000000}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is
     87904967042368842997010876040615967103012290445610415488549141/50000000000000000000000000000000000000000000000000000000000000
@@ -534,11 +530,10 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\left[x > 0\right]
-        \left(1 - \frac{16732632423543772848170429916717 e^{\max\left(-1000, \min\left(0,
-        x\right)\right)}}{10000000000000000000000000000000}\right) +
+        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\left[x > 0\right] +
         \frac{16732632423543772848170429916717 e^{\max\left(-1000, \min\left(0,
-        x\right)\right)}}{10000000000000000000000000000000}\right)}{5000000000000000000000000000000}
+        x\right)\right)}}{10000000000000000000000000000000} \left[x \leq
+        0\right]\right)}{5000000000000000000000000000000}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is
     87904967042368842997010876040615967103012290445610415488549141/50000000000000000000000000000000000000000000000000000000000000
@@ -554,18 +549,17 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'selu', 'input')
     g = _rt.grad_like(grad, x.shape, 'selu')
-    # t0 = 1.6732632423543772 * np.exp(np.clip(x, -1000, 0))
+    # grad_input = g * (1.0507009873554805 * ((x > 0) + 1.6732632423543772 * np.exp(np.clip(x, -1000, 0)) * (x <= 0)))
     t0 = np.asarray(np.clip(x, -1000, 0))
     np.exp(t0, out=t0)
     t0 *= 1.6732632423543772
-    # grad_input = 1.0507009873554805 * g * ((x > 0) * (1 - t0) + t0)
-    m0 = x > 0
-    t1 = 1 - t0
-    t1 *= m0
-    t1 += t0
-    t2 = np.asarray(np.multiply(1.0507009873554805, g, out=t0 if g.dtype == t0.dtype else None))
-    t3 = np.multiply(t2, t1, out=t2 if t1.dtype == t2.dtype else None)
-    grad_input = t3
+    m0 = np.asarray(x <= 0)
+    t0 *= m0
+    np.greater(x, 0, out=m0)
+    t0 += m0
+    t0 *= 1.0507009873554805
+    t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t1
     return (grad_input,)
 
 
