@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy as sp
 
 from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
-from symdl.functions import NUM_CLASSES, clamped_log, clamped_log1p, grouped, log1p, rowmax, rowsum, sigmoid, softplus, xlogy
+from symdl.functions import NUM_CLASSES, clamped_log, clamped_log1p, grouped, indicator, log1p, rowmax, rowsum, sigmoid, softplus, xlogy
 
 x = sp.Symbol("x", real=True)
 y = sp.Symbol("y", real=True)
@@ -152,8 +152,11 @@ POINTWISE_LOSSES: tuple[Op, ...] = (
         formulas={"": Formula(
             definition=-w * (pos_weight * y * sp.log(1 / (1 + sp.exp(-x)))
                              + (1 - y) * sp.log(1 - 1 / (1 + sp.exp(-x)))),
-            # log sigma(x) = -softplus(-x) and log(1 - sigma(x)) = -x - softplus(-x)
-            stable=w * ((1 - y) * x + (1 + (pos_weight - 1) * y) * softplus(-x)),
+            # log sigma(x) = -softplus(-x) and log(1 - sigma(x)) = -x - softplus(-x), and
+            # (1 - y) x + softplus(-x) = x ([x > 0] - y) + log1p(e^{-|x|}): no max(-x, 0) pass, and
+            # |[x > 0] - y| <= 1 keeps the product finite.
+            stable=w * (x * (indicator(x > 0) - y) + log1p(sp.exp(-sp.Abs(x)))
+                        + (pos_weight - 1) * y * softplus(-x)),
             # Without pos_weight these are w (sigmoid(x) - y) and -w x.
             grads={"input": w * ((1 + (pos_weight - 1) * y) * sigmoid(x) - pos_weight * y),
                    "target": w * ((pos_weight - 1) * softplus(-x) - x)},

@@ -549,8 +549,9 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
 
     .. math::
 
-        y = weight \left(x \left(1 - y\right) + \left(y \left(pos_{weight} - 1\right) + 1\right)
-        \operatorname{softplus}\left(- x\right)\right)
+        y = weight \left(x \left(- y + \left[x > 0\right]\right) + y \left(pos_{weight} - 1\right)
+        \operatorname{softplus}\left(- x\right) + \operatorname{log1p}{\left(e^{- \left|{x}\right|}
+        \right)}\right)
 
     Gradient:
 
@@ -573,27 +574,35 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
     weight = _rt.optional_array(weight, 'binary_cross_entropy_with_logits', 'weight', x)
     pos_weight = _rt.optional_array(pos_weight, 'binary_cross_entropy_with_logits', 'pos_weight', x)
     if isinstance(weight, float) and isinstance(pos_weight, float):  # fast path: the formulas with weight=None, pos_weight=None
-        # out = x * (1 - y) + _rt.softplus(-x)
-        t0 = np.asarray(1 - y)
+        # out = x * (-y + (x > 0)) + np.log1p(np.exp(-np.abs(x)))
+        m0 = x > 0
+        t0 = np.asarray(m0 - y)
         t1 = np.multiply(x, t0, out=t0 if x.dtype == t0.dtype else None)
-        t2 = np.asarray(-x)
-        _rt.softplus(t2, out=t2)
+        t2 = np.asarray(np.abs(x))
+        np.negative(t2, out=t2)
+        np.exp(t2, out=t2)
+        np.log1p(t2, out=t2)
         t1 += t2
         out = t1
         return _rt.reduce(out, reduction)
     else:
-        # out = weight * (x * (1 - y) + (y * (pos_weight - 1) + 1) * _rt.softplus(-x))
+        # out = weight * (x * (-y + (x > 0)) + y * (pos_weight - 1) * _rt.softplus(-x) + np.log1p(np.exp(-np.abs(x))))
         v0 = pos_weight - 1
         t0 = y * v0
-        t0 += 1
         t1 = np.asarray(-x)
         _rt.softplus(t1, out=t1)
         t0 *= t1
-        t2 = np.asarray(np.subtract(1, y, out=t1 if y.dtype == t1.dtype else None))
-        t3 = np.multiply(x, t2, out=t2 if x.dtype == t2.dtype else None)
+        m0 = x > 0
+        t2 = np.asarray(np.subtract(m0, y, out=t1 if y.dtype == t1.dtype else None))
+        t3 = np.asarray(np.multiply(x, t2, out=t2 if x.dtype == t2.dtype else None))
         t0 += t3
-        t4 = weight * t0
-        out = t4
+        t4 = np.asarray(np.abs(x, out=t3 if x.dtype == t3.dtype else None))
+        np.negative(t4, out=t4)
+        np.exp(t4, out=t4)
+        np.log1p(t4, out=t4)
+        t0 += t4
+        t5 = weight * t0
+        out = t5
         return _rt.reduce(out, reduction)
 
 
@@ -609,8 +618,9 @@ def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, targ
 
     .. math::
 
-        y = weight \left(x \left(1 - y\right) + \left(y \left(pos_{weight} - 1\right) + 1\right)
-        \operatorname{softplus}\left(- x\right)\right)
+        y = weight \left(x \left(- y + \left[x > 0\right]\right) + y \left(pos_{weight} - 1\right)
+        \operatorname{softplus}\left(- x\right) + \operatorname{log1p}{\left(e^{- \left|{x}\right|}
+        \right)}\right)
 
     Gradient:
 
