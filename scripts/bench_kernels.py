@@ -837,10 +837,14 @@ def _clamped_logs(p: Array) -> tuple[Array, Array]:
 
 
 def binary_cross_entropy(input: Array, target: Array, reduction: str = "mean") -> Any:
+    # y log p + (1 - y) log(1 - p): both terms <= 0, so the sum cannot cancel
+    # (y (log p - log(1 - p)) + log(1 - p), one product fewer, loses up to 20
+    # float32 ulp where the loss is small; symdl's kernel is held to 4).
     lp, lq = _clamped_logs(input)
-    lp -= lq
     lp *= target
-    lp += lq  # y log p + (1 - y) log(1 - p)
+    q = np.subtract(1.0, target, dtype=lq.dtype)
+    lq *= q
+    lp += lq
     if reduction == "none":
         return np.negative(lp, out=lp)
     return -_reduce(lp, reduction)
