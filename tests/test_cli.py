@@ -14,13 +14,13 @@ def symdl(*args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-def test_kernels_lists_every_op() -> None:
-    from symdl.catalog import CATALOG
+def test_kernels_lists_every_op_and_layer() -> None:
+    from symdl.catalog import CATALOG, LAYERS
 
     result = symdl("kernels")
     assert result.returncode == 0
-    for name in CATALOG:
-        assert name in result.stdout
+    listed = {line.split("│")[1].strip() for line in result.stdout.splitlines() if line.count("│") > 2}
+    assert set(CATALOG) | {layer.name for layer in LAYERS} <= listed
 
 
 def test_verify_ops_of_every_section_as_json() -> None:
