@@ -10,8 +10,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
-from symdl.codegen import generate, stale_files
+# The kernels of the repository this script lives in, whichever symdl is installed (an editable
+# install of another clone would otherwise be regenerated instead).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from symdl.codegen import generate, stale_files  # noqa: E402 - after choosing the repository
 
 
 def main() -> int:
