@@ -284,3 +284,22 @@ def test_printed_logical_not_negates_python_bools_and_arrays(value) -> None:
     code = KernelPrinter().doprint(sp.Not(flag))
     result = eval(code, {"np": np, "flag": value})  # noqa: S307 - our own printer's output
     np.testing.assert_array_equal(result, np.logical_not(value))
+
+
+@pytest.mark.parametrize("where_out", ["none", "a", "b", "other"])
+@pytest.mark.parametrize("taken", ["nowhere", "somewhere", "everywhere", "python-true", "python-false"])
+def test_select_is_np_where_whichever_buffer_it_writes(where_out: str, taken: str) -> None:
+    from symdl.kernels import _runtime as rt
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(50), rng.standard_normal(50)
+    a[3], b[7] = np.nan, -np.inf
+    condition = {"nowhere": np.zeros(50, bool), "somewhere": rng.random(50) < 0.3,
+                 "everywhere": np.ones(50, bool), "python-true": True, "python-false": False}[taken]
+    expected = np.where(condition, a, b)
+    a_buffer, b_buffer = a.copy(), b.copy()
+    out = {"none": None, "a": a_buffer, "b": b_buffer, "other": np.full(50, 7.0)}[where_out]
+    result = rt.select(condition, a_buffer, b_buffer, out=out)
+    np.testing.assert_array_equal(result, expected)
+    if out is not None:
+        assert result is out

@@ -1121,8 +1121,8 @@ def softplus(input: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) ->
     m0 = t0 > threshold
     _rt.softplus(t0, out=t0)
     t0 *= s0
-    t1 = np.where(m0, x, t0)
-    out = t1
+    _rt.select(m0, x, t0, out=t0)
+    out = t0
     return out
 
 
@@ -1179,9 +1179,9 @@ def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, thresh
     # grad_input = np.where(t0 > threshold, g, g * _rt.sigmoid(t0))
     m0 = t0 > threshold
     _rt.sigmoid(t0, out=t0)
-    t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
-    t2 = np.where(m0, g, t1)
-    grad_input = t2
+    t1 = np.asarray(np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None))
+    _rt.select(m0, g, t1, out=t1)
+    grad_input = t1
     return (grad_input,)
 
 

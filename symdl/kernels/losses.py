@@ -940,12 +940,12 @@ def _poisson_nll_loss_true(x: np.ndarray, y: np.ndarray, full: np.ndarray, eps: 
     t0 *= 0.5
     t3 += t0
     t3 *= full
-    t4 = np.subtract(t3, t1, out=t3 if t1.dtype == t3.dtype else None)
+    t4 = np.asarray(np.subtract(t3, t1, out=t3 if t1.dtype == t3.dtype else None))
     t4 += t2
     m0 = y > 1
     np.subtract(t2, t1, out=t1)
-    t5 = np.where(m0, t4, t1)
-    out = t5
+    _rt.select(m0, t4, t1, out=t4)
+    out = t4
     return _rt.reduce(out, reduction)
 
 
@@ -966,10 +966,10 @@ def _poisson_nll_loss_false(x: np.ndarray, y: np.ndarray, full: np.ndarray, eps:
     t0 *= 0.5
     t3 += t0
     t3 *= full
-    t4 = np.add(t3, t2, out=t3 if t2.dtype == t3.dtype else None)
+    t4 = np.asarray(np.add(t3, t2, out=t3 if t2.dtype == t3.dtype else None))
     m0 = y > 1
-    t5 = np.where(m0, t4, t2)
-    out = t5
+    _rt.select(m0, t4, t2, out=t4)
+    out = t4
     return _rt.reduce(out, reduction)
 
 
@@ -986,13 +986,13 @@ def _poisson_nll_loss_true_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray, full
     np.divide(0.5, t0, out=t0)
     t3 += t0
     t3 *= full
-    t4 = np.subtract(t3, x, out=t3 if x.dtype == t3.dtype else None)
+    t4 = np.asarray(np.subtract(t3, x, out=t3 if x.dtype == t3.dtype else None))
     t4 *= g
     m0 = y > 1
     t5 = -g
     t6 = np.multiply(t5, x, out=t0 if np.result_type(t5, x) == t0.dtype else None)
-    t7 = np.where(m0, t4, t6)
-    grad_target = t7
+    _rt.select(m0, t4, t6, out=t4)
+    grad_target = t4
     grad_input = _rt.full_size(grad_input, x)
     grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
@@ -1013,13 +1013,13 @@ def _poisson_nll_loss_false_vjp(g: np.ndarray, x: np.ndarray, y: np.ndarray, ful
     np.divide(0.5, t2, out=t2)
     t4 += t2
     t4 *= full
-    t5 = np.subtract(t4, t1, out=t4 if t1.dtype == t4.dtype else None)
+    t5 = np.asarray(np.subtract(t4, t1, out=t4 if t1.dtype == t4.dtype else None))
     t5 *= g
     m0 = y > 1
     t6 = -g
     t1 *= t6
-    t7 = np.where(m0, t5, t1)
-    grad_target = t7
+    _rt.select(m0, t5, t1, out=t5)
+    grad_target = t5
     grad_input = _rt.full_size(grad_input, x)
     grad_target = _rt.full_size(grad_target, x)
     return (grad_input, grad_target,)
@@ -1322,11 +1322,11 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, *, margin: float =
     # out = np.where(margin >= x, t2 + (0.5 - t0) * (margin - x), t2)
     np.subtract(0.5, t0, out=t0)
     t3 = margin - x
-    t4 = np.multiply(t0, t3, out=t0 if t3.dtype == t0.dtype else None)
+    t4 = np.asarray(np.multiply(t0, t3, out=t0 if t3.dtype == t0.dtype else None))
     t4 += t2
     m0 = margin >= x
-    t5 = np.where(m0, t4, t2)
-    out = t5
+    _rt.select(m0, t4, t2, out=t4)
+    out = t4
     return _rt.reduce(out, reduction)
 
 
@@ -1364,12 +1364,12 @@ def hinge_embedding_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
     g = _rt.reduce_vjp(grad, x.shape, x.dtype, reduction, 'hinge_embedding_loss', spread=False)
     # grad_input = np.where(margin >= x, g * y, g * (0.5 * y + 0.5))
     m0 = margin >= x
-    t0 = g * y
+    t0 = np.asarray(g * y)
     t1 = np.asarray(0.5 * y)
     t1 += 0.5
     t2 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
-    t3 = np.where(m0, t0, t2)
-    grad_input = t3
+    _rt.select(m0, t0, t2, out=t0)
+    grad_input = t0
     grad_input = _rt.full_size(grad_input, x)
     return (grad_input, None,)
 
@@ -2203,8 +2203,8 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, *, p: str = 1, margin
     t3 = v0 + t2
     t3 *= s0
     t2 *= s0
-    t4 = np.where(margin > 0, t3, t2)
-    out = t4
+    _rt.select(margin > 0, t3, t2, out=t3)
+    out = t3
     loss = np.squeeze(out, axis=dim)
     if keep is not None:
         loss = loss * keep
@@ -2353,8 +2353,8 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     np.subtract(0.5, t7, out=t7)
     t10 = t6 * t7
     np.subtract(t9, t10, out=t10)
-    t11 = np.where(m0, t10, t9)
-    out = t11
+    _rt.select(m0, t10, t9, out=t10)
+    out = t10
     loss = np.squeeze(out, axis=dim)
     if keep is not None:
         loss = loss * keep
@@ -2459,12 +2459,12 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
     np.negative(t5, out=t10)
     t11 = np.multiply(t10, y, out=t10 if y.dtype == t10.dtype else None)
     t12 = np.multiply(t5, t9, out=t5 if t9.dtype == t5.dtype else None)
-    t13 = np.where(m0, t11, t12)
-    grad_input1 = t13
+    _rt.select(m0, t11, t12, out=t11)
+    grad_input1 = t11
     # grad_input2 = np.where(m0, -t7 * y, t9 * t7)
-    t14 = np.negative(t7, out=t11 if t7.dtype == t11.dtype else None)
-    np.multiply(t14, y, out=t12)
+    t13 = np.negative(t7, out=t12 if t7.dtype == t12.dtype else None)
+    t14 = np.multiply(t13, y, out=t13 if y.dtype == t13.dtype else None)
     t15 = np.multiply(t9, t7, out=t7 if t9.dtype == t7.dtype else None)
-    t16 = np.where(m0, t12, t15)
-    grad_input2 = t16
+    _rt.select(m0, t14, t15, out=t14)
+    grad_input2 = t14
     return (grad_input1, grad_input2, None,)

@@ -267,9 +267,10 @@ _FLOAT_BINARY = {"np.maximum": True, "np.minimum": True}
 _REDUCTIONS = frozenset({"np.sum", "np.max", "np.min", "_rt.rowsum", "_rt.rowmax"})
 #: Runtime primitives: float arrays in, a fresh float array of the promoted dtype out.
 PRIMITIVES = frozenset({"_rt.sigmoid", "_rt.softplus", "_rt.normal_cdf", "_rt.erf", "_rt.erfc", "_rt.xlogy",
-                        "_rt.clamped_log", "_rt.clamped_log1p"})
+                        "_rt.clamped_log", "_rt.clamped_log1p", "_rt.select"})
 #: Primitives that take ``out=`` (and allow it to be their argument).
-PRIMITIVES_WITH_OUT = frozenset({"_rt.sigmoid", "_rt.softplus", "_rt.clamped_log", "_rt.clamped_log1p"})
+PRIMITIVES_WITH_OUT = frozenset({"_rt.sigmoid", "_rt.softplus", "_rt.clamped_log", "_rt.clamped_log1p",
+                                 "_rt.select"})
 _ARITHMETIC = frozenset({"np.add", "np.subtract", "np.multiply", "np.divide", "np.power", *_FLOAT_BINARY})
 #: Ufuncs whose loop is much slower when the output is the input (np.sign: 4x, measured).
 _NOT_IN_PLACE = frozenset({"np.sign"})
@@ -434,6 +435,9 @@ class _Lowering:
             common = split_a[0]
             factor = self.select_scalars(cond, split_a[1], split_b[1], like=common)
             return self.emit("np.multiply", (common, factor), operator="*", commutative=True)
+        if any(isinstance(branch, Value) and branch.type.kind == "f" for branch in (a, b)):
+            # np.where into a dead branch buffer, copying only where the condition holds
+            return self.emit("_rt.select", (cond, a, b), type_=_result_type("np.where", (cond, a, b), ()))
         return self.emit("np.where", (cond, a, b), out=False)
 
     @staticmethod
