@@ -266,8 +266,9 @@ ACTIVATIONS: tuple[Op, ...] = (
             stable=x * grouped(_mish_n / (_mish_n + 2)),
             # One division: w ((w + 2) D + 4 u (w + 1)) / D^2 with D = n + 2; at the clamp w = e^20,
             # D^2 ~ w^4 ~ 5e34 still fits float32.
-            grads={"input": grouped(_mish_w * ((_mish_w + 2) * (_mish_n + 2) + 4 * _mish_u * (_mish_w + 1)))
-                   / (_mish_n + 2) ** 2},
+            grads={"input": grouped(_mish_w * ((grouped(_mish_w + 1) + 1) * (_mish_n + 2)
+                                               + 4 * _mish_u * grouped(_mish_w + 1)))
+                   / grouped((_mish_n + 2) ** 2)},
             facts=(("mish' = tanh(softplus x) + x sigmoid(x) (1 - tanh^2(softplus x))", DERIVATIVE,
                     sp.tanh(softplus(x)) + x * sigmoid(x) * (1 - sp.tanh(softplus(x)) ** 2)),),
         )},

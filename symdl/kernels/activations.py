@@ -982,13 +982,13 @@ def mish(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\left(\left(\left(e^{\max\left(-1000, \min\left(20,
-        x\right)\right)} + 2\right) e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
-        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right) + 4
-        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 1\right) \max\left(-1000,
-        \min\left(20, x\right)\right)\right) e^{\max\left(-1000, \min\left(20,
-        x\right)\right)}}{\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
-        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)^{2}}
+        \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(20, x\right)\right)}
+        \left(\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right) \left(1 + e^{\max\left(-1000,
+        \min\left(20, x\right)\right)} + 1\right) + 4 \max\left(-1000, \min\left(20, x\right)\right)
+        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 1\right)\right)
+        \left(\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)^{2}\right)^{-1}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1030,13 +1030,13 @@ def mish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\left(\left(\left(e^{\max\left(-1000, \min\left(20,
-        x\right)\right)} + 2\right) e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
-        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right) + 4
-        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 1\right) \max\left(-1000,
-        \min\left(20, x\right)\right)\right) e^{\max\left(-1000, \min\left(20,
-        x\right)\right)}}{\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
-        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)^{2}}
+        \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(20, x\right)\right)}
+        \left(\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right) \left(1 + e^{\max\left(-1000,
+        \min\left(20, x\right)\right)} + 1\right) + 4 \max\left(-1000, \min\left(20, x\right)\right)
+        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 1\right)\right)
+        \left(\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
+        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)^{2}\right)^{-1}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1052,22 +1052,22 @@ def mish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     g = _rt.grad_like(grad, x.shape, 'mish')
     t0 = np.clip(x, -1000, 20)
     t1 = np.asarray(np.exp(t0))
-    t2 = t1 + 2
-    # t3 = t1 * t2 + 2
-    t3 = np.asarray(t1 * t2)
-    t3 += 2
-    # grad_input = g * (t1 * (4 * t0 * (t1 + 1) + t2 * t3)) * (1 / t3) ** 2
+    # t2 = t1 * (t1 + 2) + 2
+    t2 = np.asarray(t1 + 2)
+    t2 *= t1
+    t2 += 2
+    t3 = t1 + 1
+    # grad_input = g * (t1 * (4 * t0 * t3 + t2 * (t3 + 1))) * 1 / np.square(t2)
     t0 *= 4
-    t4 = t1 + 1
-    t0 *= t4
-    t2 *= t3
-    t0 += t2
+    t0 *= t3
+    t3 += 1
+    t3 *= t2
+    t0 += t3
     t1 *= t0
-    t5 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
-    np.divide(1, t3, out=t3)
-    np.square(t3, out=t3)
-    t5 *= t3
-    grad_input = t5
+    t4 = np.multiply(g, t1, out=t1 if g.dtype == t1.dtype else None)
+    np.square(t2, out=t2)
+    t4 /= t2
+    grad_input = t4
     return (grad_input,)
 
 

@@ -384,6 +384,8 @@ class _Lowering:
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             func, operator, commutative = _BINARY[type(node.op)]
             left, right = self.lower(node.left), self.lower(node.right)
+            if func == "np.multiply" and isinstance(right, Scalar) and right.text in ("1", "1.0"):
+                return left  # "x * 1 / y", as a product with a grouped divisor prints: no pass for "* 1"
             if func == "np.power" and isinstance(right, Scalar) and right.text == "2":
                 return self.emit("np.square", (left,))  # what ndarray.__pow__ calls for ** 2
             return self.emit(func, (left, right), operator=operator, commutative=commutative)
