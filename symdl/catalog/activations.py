@@ -226,8 +226,10 @@ ACTIVATIONS: tuple[Op, ...] = (
                 definition=x / 2 * (1 + sp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x**3))),
                 stable=x * _gelu_s,
                 # sigma(2 v) and its slope share e = exp(-|2 v|): sigma = max(e, [x >= 0]) / (1 + e) (v has x's sign).
-                grads={"input": _gelu_r * (sp.Max(_gelu_e, indicator(x >= 0)) + 2 * x * _gelu_e * _gelu_r
-                                           * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * _gelu_u**2))},
+                # v'(x) first, in u's buffer (u is not needed after it): no extra temporary.
+                grads={"input": _gelu_r * (sp.Max(_gelu_e, indicator(x >= 0))
+                                           + grouped(2 * _SQRT_2_OVER_PI * (1 + 3 * _GELU_C * _gelu_u**2))
+                                           * x * _gelu_e * _gelu_r)},
                 # v(x) is rounded before the sigmoid, whose condition number is |2 v| in the left tail.
                 tolerance=Tolerance(
                     forward_scale=x * _gelu_s * (1 + sp.Abs(2 * _gelu_v)),

@@ -740,13 +740,12 @@ def _gelu_tanh_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
     # t2 = 1 / (t1 + 1)
     t2 = np.asarray(t1 + 1)
     np.divide(1, t2, out=t2)
-    # grad_input = g * t2 * (1.5957691216057308 * t1 * t2 * x * (0.134145 * np.square(t0) + 1) + np.maximum(t1, x >= 0))
-    t3 = 1.5957691216057308 * t1
-    t3 *= t2
+    # grad_input = g * t2 * (t1 * t2 * x * (0.21406444881780073 * np.square(t0) + 1.5957691216057308) + np.maximum(t1, x >= 0))
+    t3 = t1 * t2
     t3 *= x
     np.square(t0, out=t0)
-    t0 *= 0.134145
-    t0 += 1
+    t0 *= 0.21406444881780073
+    t0 += 1.5957691216057308
     t3 *= t0
     m0 = x >= 0
     np.maximum(t1, m0, out=t1)
@@ -798,12 +797,12 @@ def gelu(input: ArrayLike, *, approximate: str = 'none') -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\frac{2 \sqrt{2} x \left(\frac{26829 \max\left(-30,
-        \min\left(30, x\right)\right)^{2}}{200000} + 1\right) e^{- \frac{2 \sqrt{2} \left|{\frac{8943
+        \frac{\partial y}{\partial x} = \frac{\frac{x e^{- \frac{2 \sqrt{2} \left|{\frac{8943
         \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
-        x\right)\right)}\right|}{\sqrt{\pi}}}}{\sqrt{\pi} \left(1 + e^{- \frac{2 \sqrt{2}
+        x\right)\right)}\right|}{\sqrt{\pi}}} \frac{2 \sqrt{2} \left(\frac{26829 \max\left(-30,
+        \min\left(30, x\right)\right)^{2}}{200000} + 1\right)}{\sqrt{\pi}}}{1 + e^{- \frac{2 \sqrt{2}
         \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}\right)} + \max\left(e^{- \frac{2 \sqrt{2}
+        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}} + \max\left(e^{- \frac{2 \sqrt{2}
         \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
         \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}, \left[x \geq 0\right]\right)}{1 + e^{-
         \frac{2 \sqrt{2} \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} +
@@ -860,12 +859,12 @@ def gelu_vjp(grad: ArrayLike, input: ArrayLike, *, approximate: str = 'none') ->
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\frac{2 \sqrt{2} x \left(\frac{26829 \max\left(-30,
-        \min\left(30, x\right)\right)^{2}}{200000} + 1\right) e^{- \frac{2 \sqrt{2} \left|{\frac{8943
+        \frac{\partial y}{\partial x} = \frac{\frac{x e^{- \frac{2 \sqrt{2} \left|{\frac{8943
         \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
-        x\right)\right)}\right|}{\sqrt{\pi}}}}{\sqrt{\pi} \left(1 + e^{- \frac{2 \sqrt{2}
+        x\right)\right)}\right|}{\sqrt{\pi}}} \frac{2 \sqrt{2} \left(\frac{26829 \max\left(-30,
+        \min\left(30, x\right)\right)^{2}}{200000} + 1\right)}{\sqrt{\pi}}}{1 + e^{- \frac{2 \sqrt{2}
         \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}\right)} + \max\left(e^{- \frac{2 \sqrt{2}
+        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}} + \max\left(e^{- \frac{2 \sqrt{2}
         \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
         \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}, \left[x \geq 0\right]\right)}{1 + e^{-
         \frac{2 \sqrt{2} \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} +
