@@ -240,6 +240,8 @@ def index_array(value: ArrayLike, op: str, name: str, num_classes: int, ignore_i
     array = np.asarray(value)
     if array.dtype.kind not in "iu":
         raise OpTypeError(f"{op}: {name} must hold integer class indices, got dtype {array.dtype}")
+    if not array.size or (0 <= array.min() and array.max() < num_classes):
+        return array  # the usual case, without masking out ignore_index first (a copy)
     valid = array if ignore_index is None else array[array != ignore_index]
     if valid.size and (valid.min() < 0 or valid.max() >= num_classes):
         bad = valid[(valid < 0) | (valid >= num_classes)][0]
