@@ -127,11 +127,13 @@ class Module:
         return self.train(False)
 
     def to(self, dtype: type | np.dtype) -> Module:
-        """Cast parameters and buffers to ``dtype`` (new arrays: build optimizers afterwards)."""
+        """Cast parameters and floating buffers to ``dtype`` (new arrays: build optimizers afterwards);
+        counters such as ``num_batches_tracked`` stay integers."""
         for module in self.modules():
             for store in (module.params, module.buffers):
                 for name, array in store.items():
-                    store[name] = array.astype(dtype)
+                    if np.issubdtype(array.dtype, np.floating):
+                        store[name] = array.astype(dtype)
             module.grads.clear()
         return self
 
@@ -246,9 +248,13 @@ class Conv2d(_Weighted):
 
 class BatchNorm2d(Module):
     """Batch normalisation over (N, H, W) per channel, as ``torch.nn.BatchNorm2d``: batch
-    statistics in training (running statistics updated in place), running ones in eval."""
+    statistics in training (running statistics updated in place), running ones in eval.
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, affine: bool = True, *,
+    ``momentum=None`` keeps the cumulative average of the batch statistics, as PyTorch: the
+    update factor of the n-th training batch is 1/n (``num_batches_tracked`` counts them).
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True, *,
                  dtype: Any = np.float32) -> None:
         super().__init__()
         if affine:
@@ -256,6 +262,7 @@ class BatchNorm2d(Module):
             self.params["bias"] = np.zeros(num_features, dtype)
         self.buffers["running_mean"] = np.zeros(num_features, dtype)
         self.buffers["running_var"] = np.ones(num_features, dtype)
+        self.buffers["num_batches_tracked"] = np.zeros((), np.int64)
         self.eps, self.momentum = eps, momentum
 
     def _arrays(self) -> tuple[Array | None, ...]:
@@ -264,11 +271,16 @@ class BatchNorm2d(Module):
 
     def forward(self, x: Array) -> Array:
         self.input, self.mode = x, self.training
-        return kernels.batch_norm(x, *self._arrays(), training=self.training, momentum=self.momentum, eps=self.eps)
+        if self.training:
+            self.buffers["num_batches_tracked"] += 1
+        # the factor this batch's statistics enter the running ones with
+        count = int(self.buffers["num_batches_tracked"])
+        self.factor = self.momentum if self.momentum is not None else 1.0 / count if count else 0.0
+        return kernels.batch_norm(x, *self._arrays(), training=self.training, momentum=self.factor, eps=self.eps)
 
     def backward(self, grad: Array) -> Array:
         d_input, _, _, d_weight, d_bias = kernels.batch_norm_vjp(grad, self.input, *self._arrays(), training=self.mode,
-                                                                 momentum=self.momentum, eps=self.eps)
+                                                                 momentum=self.factor, eps=self.eps)
         if "weight" in self.params:
             self.grads["weight"], self.grads["bias"] = d_weight, d_bias
         return d_input

@@ -146,3 +146,35 @@ def test_audit_passes_for_the_kernels_and_fails_for_a_wrong_gradient() -> None:
     broken = nn.Sequential(*(WrongSiLU() if isinstance(layer, nn.SiLU) else layer for layer in model.layers))
     result = audit(broken, nn.CrossEntropyLoss(), x, y)
     assert not result.passed and "FAIL" in result.to_text()
+
+
+def test_batch_norm_with_momentum_none_keeps_the_cumulative_average() -> None:
+    layer = nn.BatchNorm2d(3, momentum=None, dtype=np.float64)
+    layer.eval()
+    layer(np.ones((2, 3, 2, 2)))  # eval before any training batch: running statistics untouched
+    np.testing.assert_array_equal(layer.buffers["running_mean"], 0.0)
+    layer.train()
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal((4, 3, 5, 5)) * (k + 1) + k for k in range(5)]
+    for x in batches:
+        layer(x)
+    means = [x.mean(axis=(0, 2, 3)) for x in batches]
+    variances = [x.var(axis=(0, 2, 3), ddof=1) for x in batches]  # unbiased, as PyTorch's running_var
+    np.testing.assert_allclose(layer.buffers["running_mean"], np.mean(means, axis=0), rtol=1e-12)
+    # the initial running_var of 1 has weight 0 after the first batch (factor 1/1)
+    np.testing.assert_allclose(layer.buffers["running_var"], np.mean(variances, axis=0), rtol=1e-12)
+    assert int(layer.buffers["num_batches_tracked"]) == 5
+    assert layer.to(np.float32).buffers["num_batches_tracked"].dtype == np.int64
+
+
+def test_batch_norm_momentum_none_matches_torch() -> None:
+    torch = pytest.importorskip("torch")
+    ours = nn.BatchNorm2d(3, momentum=None, dtype=np.float64)
+    reference = torch.nn.BatchNorm2d(3, momentum=None).double()
+    rng = np.random.default_rng(1)
+    for k in range(4):
+        x = rng.standard_normal((4, 3, 3, 3)) + k
+        ours(x)
+        reference(torch.from_numpy(x))
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        np.testing.assert_allclose(ours.buffers[name], reference.state_dict()[name].numpy(), rtol=1e-12)

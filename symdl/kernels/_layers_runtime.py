@@ -778,8 +778,9 @@ def batch_norm_plan(op: str, arrays: Arrays, *, training: object = False, moment
         raise OpParameterError(f"{op}: training must be True or False, got {training!r}")
     if momentum is None or isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
             or not 0 <= momentum <= 1:
-        raise OpParameterError(f"{op}: momentum must be a real number in [0, 1] (cumulative averages with "
-                               f"momentum=None are not supported), got {momentum!r}")
+        raise OpParameterError(f"{op}: momentum must be a real number in [0, 1] (for PyTorch's cumulative "
+                               f"average, momentum=None, pass 1/n at the n-th batch, as symdl.nn.BatchNorm2d "
+                               f"does), got {momentum!r}")
     c = x.shape[1]
     for name, array in (("running_mean", mean), ("running_var", var), ("weight", w), ("bias", b)):
         _vector(op, name, array, c, f"one per channel of input {x.shape}")
