@@ -260,6 +260,21 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
     return worst_forward, worst_grad
 
 
+def finite_and_typed(compute: Callable[[], Sequence[np.ndarray]], dtype: type, label: str) -> tuple[bool, str]:
+    """Run ``compute`` with overflow, invalid and divide-by-zero raised (underflow is fine): every array
+    it returns must be finite and of ``dtype``. Returns (holds, what failed, prefixed by ``label``)."""
+    try:
+        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+            arrays = compute()
+    except FloatingPointError as error:
+        return False, f"{label}: {error}"
+    if not all(np.all(np.isfinite(a)) for a in arrays):
+        return False, f"{label}: non-finite result"
+    if any(a.dtype != dtype for a in arrays):
+        return False, f"{label}: result dtype changed"
+    return True, ""
+
+
 def finite_at_extremes(op: Op, variant: str, seed: int = 2) -> tuple[bool, str]:
     """Forward and VJP at the extremes raise no FP warning and stay finite."""
     for dtype in (np.float32, np.float64):
@@ -269,17 +284,14 @@ def finite_at_extremes(op: Op, variant: str, seed: int = 2) -> tuple[bool, str]:
         if inputs is None:
             continue
         forward, vjp = kernel_call(op, params)
-        try:
-            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-                out = forward(*inputs)
-                grads = vjp(np.ones_like(out), *inputs)
-        except FloatingPointError as error:
-            return False, f"{np.dtype(dtype).name}: {error}"
-        arrays = [out, *(g for g in grads if g is not None)]
-        if not all(np.all(np.isfinite(a)) for a in arrays):
-            return False, f"{np.dtype(dtype).name}: non-finite result at the extremes"
-        if any(a.dtype != dtype for a in arrays):
-            return False, f"{np.dtype(dtype).name}: result dtype changed"
+
+        def run() -> list[np.ndarray]:  # called at once, in this iteration
+            out = forward(*inputs)
+            return [out, *(g for g in vjp(np.ones_like(out), *inputs) if g is not None)]
+
+        holds, detail = finite_and_typed(run, dtype, f"{np.dtype(dtype).name} at the extremes")
+        if not holds:
+            return False, detail
     return True, ""
 
 

@@ -27,7 +27,7 @@ from symdl.catalog.layer_spec import Instance, Layer
 from symdl.catalog.layers import LAYER_BY_NAME, LAYERS
 from symdl.derive_layers import layer_params, prove_layers, symbol_arrays, sympy_vjp
 from symdl.reference import ulp_error
-from symdl.verify import VerifyRow
+from symdl.verify import VerifyRow, finite_and_typed
 
 #: Normwise ulp bounds (float64 sums of a few dozen terms, the three-term norm formula).
 FORWARD_ULP_BOUND = 8.0
@@ -137,18 +137,15 @@ def finite_at_extremes(layer: Layer, seed: int = 2) -> tuple[bool, str]:
     for magnitude, dtype_name in layer.extremes:
         dtype = np.dtype(dtype_name)
         arrays = draw_arrays(layer, instance, np.random.default_rng(seed), dtype, magnitude)
-        try:
-            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-                out = call(layer, instance, arrays)
-                out = out[0] if isinstance(out, tuple) else out
-                grads = call(layer, instance, arrays, np.ones_like(out))
-        except FloatingPointError as error:
-            return False, f"{dtype_name} at {magnitude:g}: {error}"
-        results = [out, *(g for g in grads if g is not None)]
-        if not all(np.all(np.isfinite(r)) for r in results):
-            return False, f"{dtype_name} at {magnitude:g}: non-finite result"
-        if any(r.dtype != dtype for r in results):
-            return False, f"{dtype_name}: result dtype changed"
+
+        def run() -> list[np.ndarray]:  # called at once, in this iteration
+            out = call(layer, instance, arrays)
+            out = out[0] if isinstance(out, tuple) else out
+            return [out, *(g for g in call(layer, instance, arrays, np.ones_like(out)) if g is not None)]
+
+        holds, detail = finite_and_typed(run, dtype, f"{dtype_name} at {magnitude:g}")
+        if not holds:
+            return False, detail
     return True, ""
 
 

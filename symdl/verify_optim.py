@@ -19,7 +19,7 @@ import symdl.optim as optim
 from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
 from symdl.optim.facts import FACTS
 from symdl.optim.rule_eval import local_error, run_kernel, run_rule, trajectory_error
-from symdl.verify import VerifyRow
+from symdl.verify import VerifyRow, finite_and_typed
 
 STEPS, SEEDS = 100, 3
 STEP_ULP_BOUND = 4.0  # float64, one step, only the order of roundings differs
@@ -42,14 +42,15 @@ def _finite(rule: UpdateRule, hypers: dict) -> tuple[bool, str]:
     for dtype, big in ((np.float32, 1e15), (np.float64, 1e150)):
         p = np.array([1.0, -2.0, 0.5, 0.0], dtype=dtype)
         opt = getattr(optim, rule.class_name)([p], **hypers)
-        try:
-            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-                for g in ([big, -big, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [-big, big, 1.0, 0.0]):
-                    opt.step([np.array(g, dtype=dtype)])
-        except FloatingPointError as error:
-            return False, f"{np.dtype(dtype).name}: {error}"
-        if not np.all(np.isfinite(p)) or p.dtype != dtype:
-            return False, f"{np.dtype(dtype).name}: non-finite or retyped parameter"
+
+        def run() -> list[np.ndarray]:  # called at once, in this iteration
+            for g in ([big, -big, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [-big, big, 1.0, 0.0]):
+                opt.step([np.array(g, dtype=dtype)])
+            return [p]
+
+        holds, detail = finite_and_typed(run, dtype, f"{np.dtype(dtype).name} parameter")
+        if not holds:
+            return False, detail
     return True, ""
 
 
