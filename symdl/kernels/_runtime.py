@@ -116,24 +116,25 @@ def erfc(x: np.ndarray) -> np.ndarray:
     return _special().erfc(x)
 
 
-def clamped_log(u: np.ndarray, floor: float, out: np.ndarray | None = None) -> np.ndarray:
-    """``max(log u, floor)``; ``log 0 = -inf`` is clamped like any value below the floor,
-    so only that divide-by-zero warning is silenced (no clipping pass before the log).
-    ``out`` (which may be ``u`` itself) receives the result."""
+def _clamped(log: np.ufunc, u: np.ndarray, floor: float, out: np.ndarray | None) -> np.ndarray:
+    """``max(log(u), floor)`` into ``out`` (which may be ``u`` itself). A log of 0 is -inf and is
+    clamped like any value below the floor, so only that divide-by-zero warning is silenced (no
+    clipping pass before the log)."""
     out = _buffer(u, out)
     with np.errstate(divide="ignore"):
-        np.log(u, out=out)
+        log(u, out=out)
     # np.clip with finite bounds is the clip ufunc, twice as fast as np.maximum with a scalar.
     return np.clip(out, floor, math.inf, out=out)
 
 
+def clamped_log(u: np.ndarray, floor: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``max(log u, floor)`` (see :func:`_clamped`)."""
+    return _clamped(np.log, u, floor, out)
+
+
 def clamped_log1p(u: np.ndarray, floor: float, out: np.ndarray | None = None) -> np.ndarray:
-    """``max(log(1 + u), floor)``, accurate for small ``u``; ``u = -1`` gives the floor.
-    ``out`` (which may be ``u`` itself) receives the result."""
-    out = _buffer(u, out)
-    with np.errstate(divide="ignore"):
-        np.log1p(u, out=out)
-    return np.clip(out, floor, math.inf, out=out)
+    """``max(log(1 + u), floor)``, accurate for small ``u``; ``u = -1`` gives the floor."""
+    return _clamped(np.log1p, u, floor, out)
 
 
 def xlogy(x: np.ndarray, y: np.ndarray) -> np.ndarray:
