@@ -24,8 +24,9 @@ BAD = [
     (lambda: K.conv2d(X, np.zeros((4, 1, 3, 3)), groups=3), r"conv2d: groups=3 must divide out_channels \(4\)"),
     (lambda: K.conv2d(X, np.zeros((4, 1, 3, 3)), groups=2), r"conv2d: groups=2 must divide in_channels \(3\); "
      r"input \(2, 3, 5, 5\), weight \(4, 1, 3, 3\)"),
-    (lambda: K.conv2d(X[0], W), r"conv2d: input must be 4-D, got shape \(3, 5, 5\)"),
-    (lambda: K.conv1d(X, W), r"conv1d: input must be 3-D, got shape \(2, 3, 5, 5\)"),
+    (lambda: K.conv2d(X[0, 0], W), r"conv2d: input must be 3-D \(unbatched\) or 4-D \(batched\), "
+     r"got shape \(5, 5\)"),
+    (lambda: K.conv1d(X, W), r"conv1d: input must be 2-D \(unbatched\) or 3-D \(batched\), got shape \(2, 3, 5, 5\)"),
     (lambda: K.conv2d(X, W, stride=2, padding="same"), r"conv2d: padding='same' is not supported for strided"),
     (lambda: K.conv1d(X[:, :, 0], W[:, :, 0], stride=2, padding="same"), r"conv1d: padding='same'"),
     (lambda: K.conv2d(X, W, padding="full"), r"conv2d: padding must be an int, a tuple, 'same' or 'valid'"),

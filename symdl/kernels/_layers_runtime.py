@@ -69,6 +69,35 @@ def _rank(op: str, name: str, array: np.ndarray, ranks: tuple[int, ...]) -> None
         raise OpInputError(f"{op}: {name} must be {expected}, got shape {array.shape}")
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A conv or pool input's shape with its batch axis, and whether the caller left it out.
+
+    As in torch.nn.functional, these ops take a batched (N, C, *S) or an unbatched (C, *S)
+    input. The plans work on the batched shape (N = 1 for an unbatched input), so the closed
+    forms only ever see batched arrays; the output (and so the upstream gradient and, with
+    ``return_indices``, the max-pool indices) drops N again. The input gradient needs nothing:
+    the backward programs return it in the input's own shape.
+    """
+
+    shape: tuple[int, ...]
+    unbatched: bool
+
+    def caller_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A batched result shape as the caller sees it (without N for an unbatched input)."""
+        return shape[1:] if self.unbatched else shape
+
+
+def _batch(op: str, x: np.ndarray, spatial: int) -> Batch:
+    """Check that ``x`` is (C, *S) or (N, C, *S) with ``spatial`` dims in S (PyTorch's rule)."""
+    rank = spatial + 2
+    if x.ndim not in (rank - 1, rank):
+        raise OpInputError(f"{op}: input must be {rank - 1}-D (unbatched) or {rank}-D (batched), "
+                           f"got shape {x.shape}")
+    unbatched = x.ndim == rank - 1
+    return Batch(shape=(1, *x.shape) if unbatched else tuple(x.shape), unbatched=unbatched)
+
+
 def _vector(op: str, name: str, array: np.ndarray | None, length: int, what: str) -> None:
     if array is not None and array.shape != (length,):
         raise OpInputError(f"{op}: {name} must have shape ({length},) ({what}), got {array.shape}")
@@ -192,7 +221,8 @@ def col2im(cols: np.ndarray, full_hw: tuple[int, int], kernel: tuple[int, int], 
 # --------------------------------------------------------------------------- convolution
 @dataclass(frozen=True)
 class ConvPlan:
-    """A convolution's geometry, in the 2-D form (conv1d is viewed with H = 1)."""
+    """A convolution's geometry, in the 2-D batched form (conv1d is viewed with H = 1, an unbatched
+    input with N = 1; ``out_shape`` is the caller's, without N then)."""
 
     x_shape: tuple[int, int, int, int]       # (N, C, H, W)
     w_shape: tuple[int, int, int, int]       # conv: (O, C/G, kh, kw); transpose: (C, O/G, kh, kw)
@@ -242,31 +272,33 @@ def _check_groups(op: str, groups: object, channels: dict[str, int], shapes: str
 
 def conv_plan(op: str, arrays: Arrays, *, spatial: int, stride: object = 1, padding: object = 0,
               dilation: object = 1, groups: object = 1) -> ConvPlan:
-    """Check and resolve a conv1d/conv2d call: input (N, C, *S), weight (O, C/G, *K), bias (O,)."""
+    """Check and resolve a conv1d/conv2d call: input (N, C, *S) or unbatched (C, *S), weight (O, C/G, *K),
+    bias (O,)."""
     x, w, b = arrays
-    _rank(op, "input", x, (spatial + 2,))
+    batch = _batch(op, x, spatial)
     _rank(op, "weight", w, (spatial + 2,))
     shapes = f"input {x.shape}, weight {w.shape}"
     stride_t = _ints(op, "stride", stride, spatial, 1)
     dilation_t = _ints(op, "dilation", dilation, spatial, 1)
-    g = _check_groups(op, groups, {"in_channels": x.shape[1], "out_channels": w.shape[0]}, shapes)
-    if x.shape[1] != w.shape[1] * g:
-        raise OpInputError(f"{op}: input has {x.shape[1]} channels but weight.shape[1] * groups = "
+    n, c, spatial_in = batch.shape[0], batch.shape[1], batch.shape[2:]
+    g = _check_groups(op, groups, {"in_channels": c, "out_channels": w.shape[0]}, shapes)
+    if c != w.shape[1] * g:
+        raise OpInputError(f"{op}: input has {c} channels but weight.shape[1] * groups = "
                            f"{w.shape[1]} * {g} = {w.shape[1] * g} ({shapes}); they must be equal")
     _vector(op, "bias", b, w.shape[0], "one per output channel")
     kernel_t = tuple(w.shape[2:])
     pads = _conv_padding(op, padding, spatial, kernel_t, dilation_t, stride_t)
-    sizes = tuple(_out_size(op, x.shape[2 + i], sum(pads[i]), kernel_t[i], stride_t[i], dilation_t[i], shapes)
+    sizes = tuple(_out_size(op, spatial_in[i], sum(pads[i]), kernel_t[i], stride_t[i], dilation_t[i], shapes)
                   for i in range(spatial))
     pads2 = ((0, 0), pads[0]) if spatial == 1 else (pads[0], pads[1])
-    x_shape = (x.shape[0], x.shape[1], *_spatial_view(spatial, x.shape[2:], 1))
+    x_shape = (n, c, *_spatial_view(spatial, spatial_in, 1))
     return ConvPlan(
         x_shape=x_shape, w_shape=(w.shape[0], w.shape[1], *_spatial_view(spatial, kernel_t, 1)),
         kernel=_spatial_view(spatial, kernel_t, 1), stride=_spatial_view(spatial, stride_t, 1),
         dilation=_spatial_view(spatial, dilation_t, 1), pads=pads2, groups=g,
         out_hw=_spatial_view(spatial, sizes, 1),
         full_hw=(x_shape[2] + sum(pads2[0]), x_shape[3] + sum(pads2[1])),
-        out_shape=(x.shape[0], w.shape[0], *sizes),
+        out_shape=batch.caller_shape((n, w.shape[0], *sizes)),
     )
 
 
@@ -305,9 +337,10 @@ def conv_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any
 
 def conv_transpose_plan(op: str, arrays: Arrays, *, spatial: int = 2, stride: object = 1, padding: object = 0,
                         output_padding: object = 0, groups: object = 1, dilation: object = 1) -> ConvPlan:
-    """Check and resolve conv_transpose2d: input (N, C, H, W), weight (C, O/G, kh, kw), bias (O,)."""
+    """Check and resolve conv_transpose2d: input (N, C, H, W) or unbatched (C, H, W), weight (C, O/G, kh, kw),
+    bias (O,)."""
     x, w, b = arrays
-    _rank(op, "input", x, (spatial + 2,))
+    batch = _batch(op, x, spatial)
     _rank(op, "weight", w, (spatial + 2,))
     shapes = f"input {x.shape}, weight {w.shape}"
     stride_t = _ints(op, "stride", stride, spatial, 1)
@@ -319,14 +352,15 @@ def conv_transpose_plan(op: str, arrays: Arrays, *, spatial: int = 2, stride: ob
     if any(e >= max(s, d) for e, s, d in zip(extra, stride_t, dilation_t)):
         raise OpParameterError(f"{op}: output_padding {extra} must be smaller than stride {stride_t} or "
                                f"dilation {dilation_t}")
-    g = _check_groups(op, groups, {"in_channels": x.shape[1]}, shapes)
-    if x.shape[1] != w.shape[0]:
-        raise OpInputError(f"{op}: input has {x.shape[1]} channels but weight.shape[0] is {w.shape[0]} "
+    n, c, spatial_in = batch.shape[0], batch.shape[1], batch.shape[2:]
+    g = _check_groups(op, groups, {"in_channels": c}, shapes)
+    if c != w.shape[0]:
+        raise OpInputError(f"{op}: input has {c} channels but weight.shape[0] is {w.shape[0]} "
                            f"({shapes}); they must be equal")
     o = w.shape[1] * g
     _vector(op, "bias", b, o, "one per output channel")
     kernel_t = tuple(w.shape[2:])
-    full = tuple((x.shape[2 + i] - 1) * stride_t[i] + dilation_t[i] * (kernel_t[i] - 1) + 1 + extra[i]
+    full = tuple((spatial_in[i] - 1) * stride_t[i] + dilation_t[i] * (kernel_t[i] - 1) + 1 + extra[i]
                  for i in range(spatial))
     sizes = tuple(f - 2 * p for f, p in zip(full, pad_t))
     if any(s < 1 for s in sizes):
@@ -334,46 +368,51 @@ def conv_transpose_plan(op: str, arrays: Arrays, *, spatial: int = 2, stride: ob
                            f"(H - 1) * stride - 2 * padding + dilation * (kernel_size - 1) + output_padding + 1 "
                            f"must be positive")
     return ConvPlan(
-        x_shape=(x.shape[0], x.shape[1], *_spatial_view(spatial, x.shape[2:], 1)), w_shape=w.shape,
+        x_shape=(n, c, *_spatial_view(spatial, spatial_in, 1)), w_shape=w.shape,
         kernel=_spatial_view(spatial, kernel_t, 1), stride=_spatial_view(spatial, stride_t, 1),
         dilation=_spatial_view(spatial, dilation_t, 1),
         pads=((pad_t[0], pad_t[0]), (pad_t[1], pad_t[1])), groups=g,
-        out_hw=_spatial_view(spatial, x.shape[2:], 1), full_hw=_spatial_view(spatial, full, 1),
-        out_shape=(x.shape[0], o, *sizes),
+        out_hw=_spatial_view(spatial, spatial_in, 1), full_hw=_spatial_view(spatial, full, 1),
+        out_shape=batch.caller_shape((n, o, *sizes)),
     )
 
 
 def conv_transpose_forward(arrays: Arrays, plan: ConvPlan) -> np.ndarray:
     r"""The adjoint of conv2d's input map: :math:`y = \text{col2im}(W_g^T x)`, cropped by ``padding``."""
     x, w, b = arrays
+    x4, _ = plan.view(x, w)
     g, (n, c, h, wd) = plan.groups, plan.x_shape
-    o = plan.out_shape[1]
-    cols = np.matmul(w.reshape(g, c // g, -1).transpose(0, 2, 1), _grouped_chwn(x, g))
+    o, (ho, wo) = w.shape[1] * g, plan.out_shape[-2:]
+    cols = np.matmul(w.reshape(g, c // g, -1).transpose(0, 2, 1), _grouped_chwn(x4, g))
     full = col2im(cols.reshape(o, *plan.kernel, h, wd, n), plan.full_hw, plan.kernel, plan.stride, plan.dilation)
     (top, _), (left, _) = plan.pads
-    return _from_chwn(full[:, top:top + plan.out_shape[2], left:left + plan.out_shape[3]], b)
+    return _from_chwn(full[:, top:top + ho, left:left + wo], b).reshape(plan.out_shape)
 
 
 def conv_transpose_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any, ...]:
     r"""Input gradient: conv2d of the upstream gradient with the same weight; weight gradient:
     :math:`x_g \cdot \text{im2col}(\bar y)^T`; bias gradient: sum of the upstream gradient."""
     x, w, b = arrays
+    x4, _ = plan.view(x, w)
     g, (n, c, h, wd) = plan.groups, plan.x_shape
+    o, (ho, wo) = w.shape[1] * g, plan.out_shape[-2:]
+    grad4 = grad.reshape(n, o, ho, wo)
     (top, _), (left, _) = plan.pads
-    padded = ((top, plan.full_hw[0] - top - grad.shape[2]), (left, plan.full_hw[1] - left - grad.shape[3]))
-    cols = im2col(_to_chwn(grad, padded), plan.kernel, plan.stride, plan.dilation, (h, wd), g)
+    padded = ((top, plan.full_hw[0] - top - ho), (left, plan.full_hw[1] - left - wo))
+    cols = im2col(_to_chwn(grad4, padded), plan.kernel, plan.stride, plan.dilation, (h, wd), g)
     w2 = w.reshape(g, c // g, -1)
-    x2 = _grouped_chwn(x, g)
-    d_x = _from_chwn(np.matmul(w2, cols).reshape(c, h, wd, n), None)
+    x2 = _grouped_chwn(x4, g)
+    d_x = _from_chwn(np.matmul(w2, cols).reshape(c, h, wd, n), None).reshape(x.shape)
     d_w = np.matmul(x2, cols.transpose(0, 2, 1)).reshape(w.shape)
-    d_b = None if b is None else grad.sum(axis=(0, 2, 3))
+    d_b = None if b is None else grad4.sum(axis=(0, 2, 3))
     return d_x, d_w, d_b
 
 
 # --------------------------------------------------------------------------- pooling
 @dataclass(frozen=True)
 class PoolPlan:
-    """A pooling window's geometry, in the 2-D form (1-D pools are viewed with H = 1)."""
+    """A pooling window's geometry, in the 2-D batched form (1-D pools are viewed with H = 1, an
+    unbatched input with N = 1; ``out_shape`` is the caller's, without N then)."""
 
     x_shape: tuple[int, int, int, int]
     kernel: tuple[int, int]
@@ -381,7 +420,7 @@ class PoolPlan:
     dilation: tuple[int, int]
     pads: Pads                     # (before, after); ``after`` includes ceil_mode's extra rows
     out_hw: tuple[int, int]
-    out_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]     # also the shape of the indices
     divisor: Any = 1               # average pooling: int or (Ho, Wo) int array
     return_indices: bool = False
     indices: Any = None            # max-pool backward: the forward's arg-max indices, or None
@@ -411,9 +450,9 @@ def pool_plan(op: str, arrays: Arrays, *, spatial: int, kernel_size: object, str
               padding: object = 0, dilation: object = 1, ceil_mode: object = False, count_include_pad: object = True,
               divisor_override: object = None, return_indices: object = False, indices: ArrayLike = None,
               average: bool = False) -> PoolPlan:
-    """Check and resolve a max/avg pool call on input (N, C, *S)."""
+    """Check and resolve a max/avg pool call on input (N, C, *S) or unbatched (C, *S)."""
     (x,) = arrays
-    _rank(op, "input", x, (spatial + 2,))
+    batch = _batch(op, x, spatial)
     kernel_t = _ints(op, "kernel_size", kernel_size, spatial, 1)
     stride_t = kernel_t if stride is None or stride == () else _ints(op, "stride", stride, spatial, 1)
     pad_t = _ints(op, "padding", padding, spatial, 0)
@@ -424,15 +463,15 @@ def pool_plan(op: str, arrays: Arrays, *, spatial: int, kernel_size: object, str
                        ("return_indices", return_indices)):
         if not isinstance(flag, (bool, np.bool_)):
             raise OpParameterError(f"{op}: {name} must be True or False, got {flag!r}")
-    sizes = [_pool_size(op, x.shape[2 + i], pad_t[i], kernel_t[i], stride_t[i], dilation_t[i], bool(ceil_mode),
+    sizes = [_pool_size(op, batch.shape[2 + i], pad_t[i], kernel_t[i], stride_t[i], dilation_t[i], bool(ceil_mode),
                         x.shape) for i in range(spatial)]
     out_t = tuple(s for s, _ in sizes)
     pads = tuple((p, p + extra) for p, (_, extra) in zip(pad_t, sizes))
-    x_shape = (x.shape[0], x.shape[1], *_spatial_view(spatial, x.shape[2:], 1))
+    x_shape = (*batch.shape[:2], *_spatial_view(spatial, batch.shape[2:], 1))
     plan = PoolPlan(
         x_shape=x_shape, kernel=_spatial_view(spatial, kernel_t, 1), stride=_spatial_view(spatial, stride_t, 1),
         dilation=_spatial_view(spatial, dilation_t, 1), pads=((0, 0), pads[0]) if spatial == 1 else pads,
-        out_hw=_spatial_view(spatial, out_t, 1), out_shape=(x.shape[0], x.shape[1], *out_t),
+        out_hw=_spatial_view(spatial, out_t, 1), out_shape=batch.caller_shape((*batch.shape[:2], *out_t)),
         return_indices=bool(return_indices),
     )
     if average:
@@ -592,15 +631,16 @@ def _adaptive_windows(size: int, out: int) -> np.ndarray:
 
 
 def adaptive_avg_pool_plan(op: str, arrays: Arrays, *, output_size: object) -> AdaptivePlan:
-    """Check and resolve adaptive_avg_pool2d on input (N, C, H, W) (None in output_size keeps that size)."""
+    """Check and resolve adaptive_avg_pool2d on input (N, C, H, W) or unbatched (C, H, W) (None in
+    output_size keeps that size). The closed forms act on the last two axes, so they need no batched view."""
     (x,) = arrays
-    _rank(op, "input", x, (4,))
+    batch = _batch(op, x, 2)
     if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
-        output_size = tuple(x.shape[2 + i] if v is None else v for i, v in enumerate(output_size))
+        output_size = tuple(batch.shape[2 + i] if v is None else v for i, v in enumerate(output_size))
     out_t = _ints(op, "output_size", output_size, 2, 1)
-    rows, columns = (_adaptive_windows(x.shape[2 + i], out_t[i]) for i in range(2))
+    rows, columns = (_adaptive_windows(batch.shape[2 + i], out_t[i]) for i in range(2))
     return AdaptivePlan(rows=rows, columns=columns, area=np.outer(rows.sum(1), columns.sum(1)),
-                        out_shape=(*x.shape[:2], *out_t))
+                        out_shape=batch.caller_shape((*batch.shape[:2], *out_t)))
 
 
 def adaptive_avg_pool_forward(arrays: Arrays, plan: AdaptivePlan) -> np.ndarray:

@@ -131,7 +131,7 @@ def bilinear_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLike, weight: 
 
 
 def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1) -> np.ndarray:
-    r"""1-D convolution (cross-correlation) over (N, C, L).
+    r"""1-D convolution (cross-correlation) over (N, C, L) or unbatched (C, L).
 
     .. math::
 
@@ -153,7 +153,7 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
 
 
 def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1) -> tuple[np.ndarray | None, ...]:
-    r"""1-D convolution (cross-correlation) over (N, C, L) (vector-Jacobian product).
+    r"""1-D convolution (cross-correlation) over (N, C, L) or unbatched (C, L) (vector-Jacobian product).
 
     .. math::
 
@@ -178,7 +178,7 @@ def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
 
 
 def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1) -> np.ndarray:
-    r"""2-D convolution (cross-correlation) over (N, C, H, W).
+    r"""2-D convolution (cross-correlation) over (N, C, H, W) or unbatched (C, H, W).
 
     .. math::
 
@@ -202,7 +202,7 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
 
 
 def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1) -> tuple[np.ndarray | None, ...]:
-    r"""2-D convolution (cross-correlation) over (N, C, H, W) (vector-Jacobian product).
+    r"""2-D convolution (cross-correlation) over (N, C, H, W) or unbatched (C, H, W) (vector-Jacobian product).
 
     .. math::
 
@@ -229,7 +229,7 @@ def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
 
 
 def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0, output_padding: int | tuple[int, ...] = 0, groups: int = 1, dilation: int | tuple[int, ...] = 1) -> np.ndarray:
-    r"""2-D transposed convolution, the adjoint of conv2d's input map.
+    r"""2-D transposed convolution over (N, C, H, W) or unbatched (C, H, W), the adjoint of conv2d's input map.
 
     .. math::
 
@@ -247,7 +247,7 @@ def conv_transpose2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None
 
 
 def conv_transpose2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] = 0, output_padding: int | tuple[int, ...] = 0, groups: int = 1, dilation: int | tuple[int, ...] = 1) -> tuple[np.ndarray | None, ...]:
-    r"""2-D transposed convolution, the adjoint of conv2d's input map (vector-Jacobian product).
+    r"""2-D transposed convolution over (N, C, H, W) or unbatched (C, H, W), the adjoint of conv2d's input map (vector-Jacobian product).
 
     .. math::
 
@@ -268,7 +268,7 @@ def conv_transpose2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, b
 
 
 def max_pool1d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None, padding: int | tuple[int, ...] = 0, dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False, return_indices: bool = False) -> Any:
-    r"""1-D max pooling over (N, C, L).
+    r"""1-D max pooling over (N, C, L) or unbatched (C, L).
 
     .. math::
 
@@ -289,7 +289,7 @@ def max_pool1d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: 
 
 
 def max_pool1d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None, padding: int | tuple[int, ...] = 0, dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False, indices: ArrayLike | None = None) -> tuple[np.ndarray | None, ...]:
-    r"""1-D max pooling over (N, C, L) (vector-Jacobian product).
+    r"""1-D max pooling over (N, C, L) or unbatched (C, L) (vector-Jacobian product).
 
     .. math::
 
@@ -313,7 +313,7 @@ def max_pool1d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tupl
 
 
 def max_pool2d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None, padding: int | tuple[int, ...] = 0, dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False, return_indices: bool = False) -> Any:
-    r"""2-D max pooling over (N, C, H, W).
+    r"""2-D max pooling over (N, C, H, W) or unbatched (C, H, W).
 
     .. math::
 
@@ -334,7 +334,7 @@ def max_pool2d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: 
 
 
 def max_pool2d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None, padding: int | tuple[int, ...] = 0, dilation: int | tuple[int, ...] = 1, ceil_mode: bool = False, indices: ArrayLike | None = None) -> tuple[np.ndarray | None, ...]:
-    r"""2-D max pooling over (N, C, H, W) (vector-Jacobian product).
+    r"""2-D max pooling over (N, C, H, W) or unbatched (C, H, W) (vector-Jacobian product).
 
     .. math::
 
@@ -358,7 +358,7 @@ def max_pool2d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tupl
 
 
 def avg_pool1d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None, padding: int | tuple[int, ...] = 0, ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
-    r"""1-D average pooling over (N, C, L).
+    r"""1-D average pooling over (N, C, L) or unbatched (C, L).
 
     .. math::
 
@@ -376,7 +376,7 @@ def avg_pool1d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: 
 
 
 def avg_pool1d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None, padding: int | tuple[int, ...] = 0, ceil_mode: bool = False, count_include_pad: bool = True) -> tuple[np.ndarray | None, ...]:
-    r"""1-D average pooling over (N, C, L) (vector-Jacobian product).
+    r"""1-D average pooling over (N, C, L) or unbatched (C, L) (vector-Jacobian product).
 
     .. math::
 
@@ -397,7 +397,7 @@ def avg_pool1d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tupl
 
 
 def avg_pool2d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None, padding: int | tuple[int, ...] = 0, ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> np.ndarray:
-    r"""2-D average pooling over (N, C, H, W).
+    r"""2-D average pooling over (N, C, H, W) or unbatched (C, H, W).
 
     .. math::
 
@@ -417,7 +417,7 @@ def avg_pool2d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: 
 
 
 def avg_pool2d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: int | tuple[int, ...] | None = None, padding: int | tuple[int, ...] = 0, ceil_mode: bool = False, count_include_pad: bool = True, divisor_override: int | None = None) -> tuple[np.ndarray | None, ...]:
-    r"""2-D average pooling over (N, C, H, W) (vector-Jacobian product).
+    r"""2-D average pooling over (N, C, H, W) or unbatched (C, H, W) (vector-Jacobian product).
 
     .. math::
 
@@ -440,7 +440,7 @@ def avg_pool2d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tupl
 
 
 def adaptive_avg_pool2d(input: ArrayLike, *, output_size: int | tuple[int | None, int | None]) -> np.ndarray:
-    r"""2-D adaptive average pooling to a fixed output size.
+    r"""2-D adaptive average pooling of (N, C, H, W) or unbatched (C, H, W) to a fixed output size.
 
     .. math::
 
@@ -458,7 +458,7 @@ def adaptive_avg_pool2d(input: ArrayLike, *, output_size: int | tuple[int | None
 
 
 def adaptive_avg_pool2d_vjp(grad: ArrayLike, input: ArrayLike, *, output_size: int | tuple[int | None, int | None]) -> tuple[np.ndarray | None, ...]:
-    r"""2-D adaptive average pooling to a fixed output size (vector-Jacobian product).
+    r"""2-D adaptive average pooling of (N, C, H, W) or unbatched (C, H, W) to a fixed output size (vector-Jacobian product).
 
     .. math::
 
