@@ -3,11 +3,12 @@
 
 For every optimizer at its default hyper-parameters, float32 and float64, 1e6
 parameters as one array and as 50 arrays: symdl.optim, a careful hand-written
-NumPy step (below: in place, scratch allocated once, fewest passes we could
-find for the same semantics) and, when torch is installed, torch.optim with
-foreach=False (single-tensor) and foreach=True. The implementations alternate
-within each repeat; the table gives medians and the ratios symdl / NumPy and
-symdl / torch single-tensor.
+NumPy step (below: in place, scratch allocated once, cache-sized blocks, fewest
+passes we could find for the same semantics) and, when torch is installed,
+torch.optim with foreach=False (single-tensor) and foreach=True. Within each
+repeat the implementations run in a seeded shuffled order (so none always
+inherits another's cache and allocator state); the table gives medians and the
+ratios symdl / NumPy and symdl / torch single-tensor.
 
 Usage:
     python scripts/bench_optim.py [--repeats 5] [--steps 3] [--markdown docs/bench_optim.md]
@@ -180,15 +181,26 @@ def _symdl(name: str, params: list[np.ndarray], grads: list[np.ndarray]) -> Call
     return lambda: optimizer.step(grads)
 
 
+#: The hand-written steps run on blocks of this many bytes of each array, so that
+#: their several passes hit the L2 cache (as symdl.optim does; a careful
+#: NumPy user would too): each block is an independent piece with its own state.
+HAND_BLOCK_BYTES = 256 * 1024
+
+
 def _hand(name: str, params: list[np.ndarray], grads: list[np.ndarray]) -> Callable[[], None]:
-    states = [{} for _ in params]
-    scratch = {p.shape: [np.empty_like(p) for _ in range(3)] for p in params}
+    pieces = []
+    for p, g in zip(params, grads):
+        block = max(HAND_BLOCK_BYTES // p.itemsize, 1)
+        flat_p, flat_g = p.reshape(-1), g.reshape(-1)
+        pieces += [(flat_p[i:i + block], flat_g[i:i + block], {}) for i in range(0, p.size, block)]
+    scratch = {piece[0].shape: [np.empty_like(piece[0]) for _ in range(3)] for piece in pieces}
     counter = [0]
+    update = HAND[name]
 
     def step() -> None:
         counter[0] += 1
-        for p, g, s in zip(params, grads, states):
-            HAND[name](p, g, s, scratch[p.shape], counter[0])
+        for p, g, s in pieces:
+            update(p, g, s, scratch[p.shape], counter[0])
     return step
 
 
@@ -211,10 +223,21 @@ def _layouts(dtype: type, rng: np.random.Generator) -> dict[str, tuple[list[np.n
             "50 x 2e4": (many, [rng.standard_normal(p.shape).astype(dtype) for p in many])}
 
 
+#: Shortest timed sample: a sample of a few fast steps is at the mercy of one interrupt.
+MIN_SAMPLE_SECONDS = 0.02
+
+
+def _steps_per_sample(step: Callable[[], None], minimum: int) -> int:
+    """Steps per timed sample: at least ``minimum`` and enough for :data:`MIN_SAMPLE_SECONDS`."""
+    start = time.perf_counter()
+    step()
+    return max(minimum, math.ceil(MIN_SAMPLE_SECONDS / max(time.perf_counter() - start, 1e-9)))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=3, help="steps per timed sample")
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--steps", type=int, default=3, help="fewest steps per timed sample")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--only", help="comma-separated optimizer names")
     args = parser.parse_args()
@@ -242,19 +265,22 @@ def main() -> int:
                     copies = [p.copy() for p in params]
                     steps[runner] = make(name, copies, grads)
                     steps[runner]()  # create the state
+                count = _steps_per_sample(steps["symdl"], args.steps)
                 times: dict[str, list[float]] = {k: [] for k in steps}
                 for _ in range(args.repeats):
-                    for runner, step in steps.items():
+                    for runner in rng.permutation(list(steps)):
+                        step = steps[runner]
                         start = time.perf_counter()
-                        for _ in range(args.steps):
+                        for _ in range(count):
                             step()
-                        times[runner].append((time.perf_counter() - start) / args.steps)
+                        times[runner].append((time.perf_counter() - start) / count)
                 med = {k: statistics.median(v) for k, v in times.items()}
                 rows.append((name, np.dtype(dtype).name, layout, med))
                 print(name, np.dtype(dtype).name, layout, {k: f"{1 / v:.0f}/s" for k, v in med.items()}, flush=True)
     header = (f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
               f"NumPy {np.__version__}, torch {torch_version or 'not installed'} (1 thread); medians of "
-              f"{args.repeats} alternating repeats of {args.steps} steps, default hyper-parameters.")
+              f"{args.repeats} shuffled repeats of at least {args.steps} steps and "
+              f"{MIN_SAMPLE_SECONDS * 1e3:.0f} ms, default hyper-parameters.")
     lines = [header, "", "| optimizer | dtype | layout | symdl steps/s | NumPy steps/s | torch steps/s | "
              "torch foreach steps/s | symdl/NumPy time | symdl/torch time |", "|---|---|---|---|---|---|---|---|---|"]
     for name, dtype, layout, med in rows:

@@ -96,6 +96,35 @@ def test_step_is_in_place_and_skips_none(rule: UpdateRule) -> None:
     assert np.array_equal(b, before_b) and 1 not in opt.state  # None gradient: untouched, no state
 
 
+@pytest.mark.parametrize(("rule", "case"), CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_blocked_update_equals_whole_array_update(rule: UpdateRule, case: str, dtype: type,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A parameter larger than a block (updated block by block, last block partial) ends bit for bit
+    where one kernel call over the whole array does, state included; a transposed (non-contiguous)
+    parameter of the same size takes the whole-array path and agrees too."""
+    import symdl.optim.optimizer as base
+
+    block_bytes = base.BLOCK_BYTES
+    shape = (block_bytes // np.dtype(dtype).itemsize // 100 * 2 + 7, 100)  # 2 blocks and a bit
+    grads = [g.astype(dtype).reshape(shape) for g in _gradients(5, 4, shape[0] * shape[1], 1.0)]
+
+    def run(block_bytes: int, transposed: bool) -> tuple[np.ndarray, dict]:
+        monkeypatch.setattr(base, "BLOCK_BYTES", block_bytes)
+        p = np.linspace(-1, 1, shape[0] * shape[1], dtype=dtype).reshape(shape)
+        p = np.ascontiguousarray(p.T).T if transposed else p
+        opt = getattr(optim, rule.class_name)([p], **rule.cases[case])
+        for g in grads:
+            opt.step([np.ascontiguousarray(g.T).T if transposed else g])
+        return p, opt.state[0]
+
+    whole, whole_state = run(1 << 40, False)
+    for p, state in (run(block_bytes, False), run(block_bytes, True)):
+        assert np.array_equal(p, whole) and p.dtype == dtype
+        assert state.keys() == whole_state.keys()
+        assert all(np.array_equal(state[k], whole_state[k]) for k in state)
+
+
 @pytest.mark.parametrize("rule", RULES)
 def test_state_dict_round_trips_exactly(rule: UpdateRule) -> None:
     rng = np.random.default_rng(3)
