@@ -213,13 +213,13 @@ class Optimizer:
         depend on scalars only, so every block computes the same new values from the same old ones."""
         flat = [None if a is None else a.reshape(-1) for a in (p, g, *arrays)]
         scratch = self._block_scratch(p.dtype)
-        size, block = p.size, scratch[0].size
+        size, block, kernel, tail = p.size, scratch[0].size, self._kernel, (step, *scalars, *args)
         new: tuple = ()
         for start in range(0, size, block):
-            stop = min(start + block, size)
-            views = [None if a is None else a[start:stop] for a in flat]
-            pieces = scratch if stop - start == block else [s[:stop - start] for s in scratch]
-            new = self._kernel(*views, pieces, step, *scalars, *args)
+            if size - start < block:  # the last, partial block
+                scratch = [s[:size - start] for s in scratch]
+            piece = slice(start, start + block)
+            new = kernel(*[None if a is None else a[piece] for a in flat], scratch, *tail)
         return new
 
     def zero_state(self) -> None:
