@@ -680,7 +680,12 @@ def linear_forward(arrays: Arrays, plan: LinearPlan) -> np.ndarray:
     r""":math:`y = x W^T + b`."""
     x, w, b = arrays
     out = np.matmul(x, w.T)
-    return out if b is None else out + b
+    if b is not None:
+        if out.dtype == np.result_type(out, b):
+            out += b  # the product is fresh: add in place, no second output array
+        else:
+            out = out + b
+    return out
 
 
 def linear_backward(grad: np.ndarray, arrays: Arrays, plan: LinearPlan) -> tuple[Any, ...]:

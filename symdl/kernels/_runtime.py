@@ -18,6 +18,7 @@ Three jobs, nothing else:
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any
@@ -170,14 +171,14 @@ NARROW_ROW = 32
 _ROW_BLOCK = 8192
 
 
-#: Fewer rows than this are reduced by NumPy directly: the column loop's per-call cost
-#: (one ufunc call per column) outweighs its gain on small batches.
+#: From this many rows on, the maximum runs column by column (one ufunc call per
+#: column); fewer rows are transposed first (one small copy, then NumPy's fast
+#: reduction over the leading axis: 3-7x faster than ``np.max(axis=1)`` on (64, 10)).
 _MANY_ROWS = 4096
 
 
-def _narrow_last_axis(x: np.ndarray, axis: int) -> bool:
-    return (x.ndim == 2 and axis in (1, -1) and 1 < x.shape[1] <= NARROW_ROW and x.shape[0] >= _MANY_ROWS
-            and x.flags.c_contiguous)
+def _narrow_rows(x: np.ndarray, axis: int) -> bool:
+    return x.ndim == 2 and axis in (1, -1) and 1 < x.shape[1] <= NARROW_ROW and x.flags.c_contiguous
 
 
 def unit_axis(values: np.ndarray, dim: int) -> np.ndarray:
@@ -185,16 +186,24 @@ def unit_axis(values: np.ndarray, dim: int) -> np.ndarray:
     return values.reshape(values.shape[:dim] + (1,) + values.shape[dim:])
 
 
+@functools.lru_cache(maxsize=None)
+def _ones(width: int, dtype: np.dtype) -> np.ndarray:
+    """A read-only vector of ``width`` ones (cached: it is the summing vector of every narrow row sum)."""
+    ones = np.ones(width, dtype=dtype)
+    ones.flags.writeable = False
+    return ones
+
+
 def rowsum(x: np.ndarray, axis: int, keepdims: bool = True) -> np.ndarray:
     r""":math:`\sum_j x_{ij}` along ``axis``, as ``np.sum(x, axis, keepdims=keepdims)``.
 
-    Narrow 2-D rows are summed as the matrix-vector product ``x @ 1`` (5x
-    faster than ``np.sum(axis=1)`` there; the error bound of a length-C dot
-    product, C <= 32, matches pairwise summation's at that length).
+    Narrow 2-D rows are summed as the matrix-vector product ``x \cdot 1`` (2.5x
+    faster than ``np.sum(axis=1)`` on (64, 10), 7x on (1e5, 10); the error bound of
+    a length-C dot product, C <= 32, matches pairwise summation's at that length).
     """
-    if not _narrow_last_axis(x, axis):
+    if not _narrow_rows(x, axis):
         return np.sum(x, axis=axis, keepdims=keepdims)
-    out = x @ np.ones(x.shape[1], dtype=x.dtype)
+    out = np.dot(x, _ones(x.shape[1], x.dtype))
     return out[:, None] if keepdims else out
 
 
@@ -202,17 +211,21 @@ def rowmax(x: np.ndarray, axis: int, keepdims: bool = True) -> np.ndarray:
     r""":math:`\max_j x_{ij}` along ``axis``, as ``np.max(x, axis, keepdims=keepdims)``.
 
     Narrow 2-D rows are reduced column by column with ``np.maximum`` (which
-    propagates NaN like ``np.max``), in cache-sized blocks of rows.
+    propagates NaN like ``np.max``), in cache-sized blocks of rows; a few rows are
+    transposed and reduced along the leading axis instead.
     """
-    if not _narrow_last_axis(x, axis):
+    if not _narrow_rows(x, axis):
         return np.max(x, axis=axis, keepdims=keepdims)
     rows, width = x.shape
-    out = np.empty(rows, dtype=x.dtype)
-    for start in range(0, rows, _ROW_BLOCK):
-        block, acc = x[start:start + _ROW_BLOCK], out[start:start + _ROW_BLOCK]
-        np.copyto(acc, block[:, 0])
-        for j in range(1, width):
-            np.maximum(acc, block[:, j], out=acc)
+    if rows < _MANY_ROWS:
+        out = np.ascontiguousarray(x.T).max(axis=0)
+    else:
+        out = np.empty(rows, dtype=x.dtype)
+        for start in range(0, rows, _ROW_BLOCK):
+            block, acc = x[start:start + _ROW_BLOCK], out[start:start + _ROW_BLOCK]
+            np.copyto(acc, block[:, 0])
+            for j in range(1, width):
+                np.maximum(acc, block[:, j], out=acc)
     return out[:, None] if keepdims else out
 
 
