@@ -105,6 +105,8 @@ def _vector(op: str, name: str, array: np.ndarray | None, length: int, what: str
 
 def _ints(op: str, name: str, value: object, n: int, minimum: int) -> tuple[int, ...]:
     """An int or a length-``n`` tuple of ints, each >= ``minimum``, as a tuple."""
+    if type(value) is int and value >= minimum:  # the usual call, without the ABC checks (every layer call)
+        return (value,) * n
     items = (value,) * n if isinstance(value, numbers.Integral) and not isinstance(value, bool) else value
     if (not isinstance(items, (tuple, list)) or len(items) != n
             or any(isinstance(v, bool) or not isinstance(v, numbers.Integral) for v in items)):
@@ -167,6 +169,18 @@ def _scratch(slot: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
 # Convolutions work in the (C, H, W, N) layout: batch innermost, so every strided window
 # copy (im2col) and add (col2im) moves rows of Wo * N contiguous elements instead of Wo
 # (measured 2-3x faster on the benchmark's 8x8 images than (N, C, H, W) windows).
+#: Bytes of source one step of a layout change reads: the transposing copies move one
+#: block of channels at a time, so the block stays in L2 while the strided reads come
+#: back to each cache line (a whole-array transposed copy re-reads memory: 4x slower on
+#: (32, 16, 32, 32), scripts/bench_layers.py).
+TRANSPOSE_BLOCK_BYTES = 256 * 1024
+
+
+def _channel_step(channels: int, channel_bytes: int) -> int:
+    """Channels per block of a layout change (at least one)."""
+    return max(1, min(channels, TRANSPOSE_BLOCK_BYTES // max(channel_bytes, 1)))
+
+
 def _to_chwn(x: np.ndarray, pads: Pads, slot: str = "padded") -> np.ndarray:
     """(N, C, H, W) as a zero-padded (C, Hp, Wp, N) copy in a scratch buffer."""
     (top, bottom), (left, right) = pads
@@ -174,14 +188,28 @@ def _to_chwn(x: np.ndarray, pads: Pads, slot: str = "padded") -> np.ndarray:
     out = _scratch(slot, (c, h + top + bottom, w + left + right, n), x.dtype)
     if top or bottom or left or right:
         out.fill(0)
-    out[:, top:top + h, left:left + w, :] = x.transpose(1, 2, 3, 0)
+    source = x.transpose(1, 2, 3, 0)
+    step = _channel_step(c, h * w * n * x.itemsize)
+    for start in range(0, c, step):
+        out[start:start + step, top:top + h, left:left + w, :] = source[start:start + step]
     return out
 
 
 def _from_chwn(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """(C, H, W, N)-ordered data (a view is fine) as a fresh contiguous (N, C, H, W) array, plus a per-channel bias."""
-    out = y.transpose(3, 0, 1, 2)  # y may be a scratch buffer: always a fresh result
-    return out.copy(order="C") if bias is None else out + bias.reshape(1, -1, 1, 1)
+    """(C, H, W, N)-ordered data (a view is fine) as a fresh C-contiguous (N, C, H, W) array, plus a
+    per-channel bias. Contiguous, as PyTorch's: the next layer's elementwise kernels would crawl
+    through a (C, H, W, N)-strided array, mixing it with contiguous gradients."""
+    c, h, w, n = y.shape
+    out = np.empty((n, c, h, w), dtype=y.dtype if bias is None else np.result_type(y, bias))
+    source = y.transpose(3, 0, 1, 2)
+    step = _channel_step(c, h * w * n * y.itemsize)
+    for start in range(0, c, step):
+        block = slice(start, start + step)
+        if bias is None:
+            out[:, block] = source[:, block]
+        else:
+            np.add(source[:, block], bias[block].reshape(-1, 1, 1), out=out[:, block])
+    return out
 
 
 def _grouped_chwn(x: np.ndarray, groups: int) -> np.ndarray:
@@ -548,37 +576,75 @@ def avg_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple
     return (np.ascontiguousarray(full[:, :, top:top + h, left:left + w]).reshape(x.shape),)
 
 
-def _max_scan(xp: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
-    """Window maxima of the (-inf padded) input and, if asked, PyTorch's flat arg-max indices.
+def _planes_last(x4: np.ndarray, pads: Pads, fill: float) -> np.ndarray:
+    """(N, C, H, W) as a ``fill``-padded (Hp, Wp, N*C) copy in a scratch buffer.
 
-    The arg-max is found by a second pass over the offsets in reverse, so the *first* offset
-    holding the maximum wins (PyTorch's choice on ties); a NaN wins its window, as in PyTorch.
-    Taps in the padding never win; a window lying wholly in the padding (possible with
-    dilation) has maximum -inf and index -1 (PyTorch leaves an arbitrary index there).
+    Pooling windows are strided views; with the planes last, each view's inner axis is
+    N*C contiguous elements instead of Wo strided ones, so NumPy's loops run long (a
+    (64, 16, 8, 8) max-pool's index pass: 4x faster).
+    """
+    n, c, h, w = x4.shape
+    (top, bottom), (left, right) = pads
+    planes = n * c
+    out = _scratch("planes", (h + top + bottom, w + left + right, planes), x4.dtype)
+    if top or bottom or left or right:
+        out.fill(fill)
+    source = x4.reshape(planes, h, w).transpose(1, 2, 0)
+    step = _channel_step(planes, h * w * x4.itemsize)
+    for first in range(0, planes, step):
+        out[top:top + h, left:left + w, first:first + step] = source[:, :, first:first + step]
+    return out
+
+
+def _planes_first(values: np.ndarray, plan: PoolPlan) -> np.ndarray:
+    """(Ho, Wo, N*C) as a fresh C-contiguous array of the caller's output shape."""
+    return np.ascontiguousarray(values.transpose(2, 0, 1)).reshape(plan.out_shape)
+
+
+def _max_scan(xt: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Window maxima of the planes-last, -inf padded input (:func:`_planes_last`), as
+    (Ho, Wo, N*C), and, if asked, PyTorch's flat arg-max indices in the same layout.
+
+    The arg-max is found by a second pass over the offsets in reverse that records, per
+    window, the offset k holding the maximum, so the *first* offset wins (PyTorch's choice on
+    ties); a NaN wins its window, as in PyTorch. The flat position in the (H, W) plane is then
+    the window's start plus offset k's displacement, one table lookup. Taps in the padding
+    never win; a window lying wholly in the padding (possible with dilation) has maximum -inf
+    and index -1 (PyTorch leaves an arbitrary index there).
     """
     offsets = plan.offsets()
     best = None
     for _, where in offsets:
-        window = xp[:, :, where[0], where[1]]
+        window = xt[where]
         best = window.copy() if best is None else np.maximum(best, window, out=best)
     if not want_indices:
         return best, None
     (top, _), (left, _) = plan.pads
     h, w = plan.x_shape[2:]
+    (kh, kw), (dh, dw) = plan.kernel, plan.dilation
     rows = np.arange(plan.out_hw[0]) * plan.stride[0] - top
     columns = np.arange(plan.out_hw[1]) * plan.stride[1] - left
-    index = np.full(best.shape, -1, dtype=np.int64)
+    none = len(offsets)  # the offset of no tap: the window lies wholly in the padding
+    kind = np.min_scalar_type(none)  # unsigned: the update below wraps around harmlessly
+    tap, step = np.full(best.shape, none, dtype=kind), np.empty(best.shape, dtype=kind)
     nan = bool(np.isnan(best).any())
     for k, where in reversed(offsets):
-        window = xp[:, :, where[0], where[1]]
+        window = xt[where]
         hit = (window == best) | np.isnan(window) if nan else window == best
-        row = rows + (k // plan.kernel[1]) * plan.dilation[0]
-        column = columns + (k % plan.kernel[1]) * plan.dilation[1]
+        row, column = rows + (k // kw) * dh, columns + (k % kw) * dw
         inside = ((row >= 0) & (row < h))[:, None] & ((column >= 0) & (column < w))[None, :]
         if not inside.all():
-            hit &= inside
-        # the flat position of tap k in each window, broadcast over batch and channels
-        np.copyto(index, row[:, None] * w + column[None, :], where=hit)
+            hit &= inside[:, :, None]
+        # tap = k where hit, as tap += (k - tap) * hit modulo 2^bits: three ufunc passes,
+        # 5-20x faster than a masked copy of a scalar (np.copyto(where=), np.putmask)
+        np.subtract(kind.type(k), tap, out=step)
+        step *= hit.view(np.uint8)
+        tap += step
+    displacement = np.array([(k // kw) * dh * w + (k % kw) * dw for k in range(none)] + [0], dtype=np.int64)
+    index = np.take(displacement, tap)
+    index += (rows[:, None] * w + columns[None, :])[:, :, None]
+    if max(plan.dilation) > 1:  # only dilated windows can lie wholly in the padding
+        index[tap == none] = -1
     return best, index
 
 
@@ -586,20 +652,24 @@ def max_pool_forward(arrays: Arrays, plan: PoolPlan) -> Any:
     r""":math:`y_{n,c,p} = \max_k x_{n,c,s p + d k - \text{pad}}` (-inf padding); with
     ``return_indices`` also the flat position of the first maximum in each (H, W) plane."""
     (x,) = arrays
-    xp = _pad(x.reshape(plan.x_shape), plan.pads, -np.inf)
-    best, index = _max_scan(xp, plan, plan.return_indices)
-    out = best.reshape(plan.out_shape)
-    return (out, index.reshape(plan.out_shape)) if plan.return_indices else out
+    best, index = _max_scan(_planes_last(x.reshape(plan.x_shape), plan.pads, -np.inf), plan, plan.return_indices)
+    out = _planes_first(best, plan)
+    return (out, _planes_first(index, plan)) if plan.return_indices else out
 
 
 def max_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple[np.ndarray]:
     r""":math:`\bar x_q = \sum_{p:\, \operatorname{argmax}_p = q} \bar y_p`: each window's upstream
     gradient goes to its (first) maximum. Uses ``plan.indices`` (from the forward's
-    ``return_indices=True``) when given, else rescans the windows."""
+    ``return_indices=True``) when given, else rescans the windows.
+
+    When no two windows share an input element (stride >= the dilated window, the usual
+    2x2/2), every input receives at most one gradient: a plain scatter, no ``np.add.at``.
+    """
     (x,) = arrays
     index = plan.indices
     if index is None:
-        _, index = _max_scan(_pad(x.reshape(plan.x_shape), plan.pads, -np.inf), plan, True)
+        _, index = _max_scan(_planes_last(x.reshape(plan.x_shape), plan.pads, -np.inf), plan, True)
+        index = _planes_first(index, plan)
     n, c, h, w = plan.x_shape
     windows = plan.out_hw[0] * plan.out_hw[1]
     flat = index.reshape(n * c, windows) + (np.arange(n * c, dtype=np.int64) * (h * w))[:, None]
@@ -608,7 +678,11 @@ def max_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple
     if max(plan.dilation) > 1:  # only dilated windows can lie wholly in the padding (index -1): no gradient
         kept = index.reshape(n * c, windows) >= 0
         flat, values = flat[kept], values[kept]
-    np.add.at(out, flat.ravel(), values.ravel())
+    disjoint = all(s >= d * (k - 1) + 1 for s, d, k in zip(plan.stride, plan.dilation, plan.kernel))
+    if disjoint:
+        out[flat.ravel()] = values.ravel()
+    else:
+        np.add.at(out, flat.ravel(), values.ravel())
     return (out.reshape(x.shape),)
 
 
