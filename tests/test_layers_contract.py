@@ -11,6 +11,7 @@ from symdl.catalog.layers import LAYER_BY_NAME, LAYERS
 from symdl.derive_layers import prove_instance, prove_layers
 from symdl.kernels import _layers_runtime as _lr
 from symdl.verify_layers import call, draw_arrays
+from tests import layer_reference as ref
 
 X = np.zeros((2, 3, 5, 5))
 W = np.zeros((4, 3, 3, 3))
@@ -118,6 +119,18 @@ def test_max_pool_propagates_nan_like_pytorch() -> None:
     x = np.array([[[1.0, np.nan, 3.0, 2.0]]])
     out, index = K.max_pool1d(x, kernel_size=2, return_indices=True)
     assert np.isnan(out[0, 0, 0]) and index[0, 0, 0] == 1 and out[0, 0, 1] == 3.0
+
+
+def test_max_pool_exact_cases_the_fast_scan_hands_over() -> None:
+    """The one-pass arg-max cannot see NaNs (they compare false) or tell a padded -inf tap from a
+    real one; those windows get PyTorch's index: the last NaN (its loop takes a value when it is
+    greater or NaN), and the first real tap of an all -inf window (measured with torch 2.13)."""
+    x = np.full((1, 2, 3, 3), -np.inf)
+    x[0, 0, 2, 2] = 1.0  # channel 0: -inf everywhere but one corner; channel 1: all -inf ...
+    x[0, 1, 0, 1] = x[0, 1, 1, 0] = np.nan  # ... but two NaNs
+    out, index = K.max_pool2d(x, kernel_size=3, stride=2, padding=1, return_indices=True)
+    np.testing.assert_array_equal(out, [[[[-np.inf, -np.inf], [-np.inf, 1.0]], [[np.nan, np.nan], [np.nan, -np.inf]]]])
+    np.testing.assert_array_equal(index, [[[[0, 1], [3, 8]], [[3, 1], [3, 4]]]])
 
 
 # --------------------------------------------------------------------------- batch norm state

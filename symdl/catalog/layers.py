@@ -359,7 +359,7 @@ NORM_MATH = (
 NORM_EXTREMES = ((1e30, "float32"), (1e300, "float64"))  # variances overflow: the scaled path
 POOL_EXTREMES = ((1e36, "float32"), (1e306, "float64"))
 MAX_POOL_NOTE = ("Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum "
-                 "(row-major) on ties; a NaN counts as the maximum.",
+                 "(row-major) on ties; a NaN counts as the maximum (the last NaN of a window, as PyTorch's loop).",
                  "Backward: pass ``indices`` from ``return_indices=True`` to scatter the upstream gradient "
                  "directly (no rescan of the windows); without it the windows are scanned again.")
 

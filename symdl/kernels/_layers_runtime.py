@@ -615,9 +615,9 @@ def _max_scan(xt: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.nd
 
     The arg-max records, per window, the offset k holding the maximum: in the scan itself
     (tap k replaces the best only when strictly greater, so the *first* maximum wins, PyTorch's
-    choice on ties) when that is exact, i.e. when no window holds a NaN (a NaN wins its window,
-    as in PyTorch, but compares false) and, with padding, no maximum is -inf (a padded tap must
-    not win a tie); otherwise by :func:`_exact_taps`. The flat position in the (H, W) plane is
+    choice on ties) when that is exact, i.e. when no window holds a NaN (the last NaN wins its
+    window, as in PyTorch, but NaNs compare false) and, with padding, no maximum is -inf (a
+    padded tap must not win a tie); otherwise by :func:`_exact_taps`. The flat position in the (H, W) plane is
     the window's start plus offset k's displacement, one table lookup. A window lying wholly
     in the padding (possible with dilation) has maximum -inf and index -1 (PyTorch leaves an
     arbitrary index there).
@@ -653,8 +653,8 @@ def _max_scan(xt: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.nd
 
 
 def _exact_taps(xt: np.ndarray, plan: PoolPlan, best: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """Each window's first offset holding its maximum ``best`` (a NaN counts as the maximum; taps
-    in the padding never count; ``len(offsets)`` where no tap does), by a pass in reverse."""
+    """Each window's first offset holding its maximum ``best``, or its last NaN (taps in the padding
+    never count; ``len(offsets)`` where no tap does)."""
     offsets = plan.offsets()
     h, w = plan.x_shape[2:]
     (top, _), (left, _) = plan.pads
@@ -663,9 +663,12 @@ def _exact_taps(xt: np.ndarray, plan: PoolPlan, best: np.ndarray, scratch: np.nd
     columns = np.arange(plan.out_hw[1]) * plan.stride[1] - left
     tap = np.full(best.shape, len(offsets), dtype=scratch.dtype)
     nan = bool(np.isnan(best).any())
-    for k, where in reversed(offsets):
+    # reversed, so the first maximum is written last; then, forward, every NaN tap, so the
+    # last NaN wins its window (PyTorch's loop takes a value when it is greater or NaN)
+    passes = [(k, where, False) for k, where in reversed(offsets)] + [(k, where, True) for k, where in offsets if nan]
+    for k, where, for_nan in passes:
         window = xt[where]
-        hit = (window == best) | np.isnan(window) if nan else window == best
+        hit = np.isnan(window) if for_nan else window == best
         row, column = rows + (k // kw) * dh, columns + (k % kw) * dw
         inside = ((row >= 0) & (row < h))[:, None] & ((column >= 0) & (column < w))[None, :]
         if not inside.all():

@@ -276,7 +276,7 @@ def max_pool1d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: 
 
         \bar x_{n,c,q} = \sum_{p:\ \arg\max_p = q} \bar y_{n,c,p}
 
-    Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum.
+    Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum (the last NaN of a window, as PyTorch's loop).
     Backward: pass ``indices`` from ``return_indices=True`` to scatter the upstream gradient directly (no rescan of the windows); without it the windows are scanned again.
 
     Proven equal to SymPy's derivative of the index-level definition on 32 instances (at integer points); see ``symdl verify``.
@@ -297,7 +297,7 @@ def max_pool1d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tupl
 
         \bar x_{n,c,q} = \sum_{p:\ \arg\max_p = q} \bar y_{n,c,p}
 
-    Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum.
+    Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum (the last NaN of a window, as PyTorch's loop).
     Backward: pass ``indices`` from ``return_indices=True`` to scatter the upstream gradient directly (no rescan of the windows); without it the windows are scanned again.
 
     Proven equal to SymPy's derivative of the index-level definition on 32 instances (at integer points); see ``symdl verify``.
@@ -321,7 +321,7 @@ def max_pool2d(input: ArrayLike, *, kernel_size: int | tuple[int, ...], stride: 
 
         \bar x_{n,c,\mathbf q} = \sum_{\mathbf p:\ \arg\max_{\mathbf p} = \mathbf q} \bar y_{n,c,\mathbf p}
 
-    Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum.
+    Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum (the last NaN of a window, as PyTorch's loop).
     Backward: pass ``indices`` from ``return_indices=True`` to scatter the upstream gradient directly (no rescan of the windows); without it the windows are scanned again.
 
     Proven equal to SymPy's derivative of the index-level definition on 32 instances (at integer points); see ``symdl verify``.
@@ -342,7 +342,7 @@ def max_pool2d_vjp(grad: ArrayLike, input: ArrayLike, *, kernel_size: int | tupl
 
         \bar x_{n,c,\mathbf q} = \sum_{\mathbf p:\ \arg\max_{\mathbf p} = \mathbf q} \bar y_{n,c,\mathbf p}
 
-    Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum.
+    Kinks (PyTorch's subgradient): the gradient of each window goes to its first maximum (row-major) on ties; a NaN counts as the maximum (the last NaN of a window, as PyTorch's loop).
     Backward: pass ``indices`` from ``return_indices=True`` to scatter the upstream gradient directly (no rescan of the windows); without it the windows are scanned again.
 
     Proven equal to SymPy's derivative of the index-level definition on 32 instances (at integer points); see ``symdl verify``.
