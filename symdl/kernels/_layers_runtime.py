@@ -700,15 +700,16 @@ def max_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple
         _, index = _max_scan(_planes_last(x.reshape(plan.x_shape), plan.pads, -np.inf), plan, True)
         index = _planes_first(index, plan)
     n, c, h, w = plan.x_shape
-    windows = plan.out_hw[0] * plan.out_hw[1]
-    flat = index.reshape(n * c, windows) + (np.arange(n * c, dtype=np.int64) * (h * w))[:, None]
-    out = np.zeros(n * c * h * w, dtype=grad.dtype)
-    values = grad.reshape(n * c, windows)
+    planes, plane, windows = n * c, h * w, plan.out_hw[0] * plan.out_hw[1]
+    index, values = index.reshape(planes, windows).astype(np.int64, copy=False), grad.reshape(planes, windows)
+    # flat positions in a scratch buffer, not a fresh page-faulting array
+    flat = np.add(index, (np.arange(planes, dtype=np.int64) * plane)[:, None],
+                  out=_scratch("flat", (planes, windows), np.dtype(np.int64)))
+    out = np.zeros(planes * plane, dtype=grad.dtype)
     if max(plan.dilation) > 1:  # only dilated windows can lie wholly in the padding (index -1): no gradient
-        kept = index.reshape(n * c, windows) >= 0
+        kept = index >= 0
         flat, values = flat[kept], values[kept]
-    disjoint = all(s >= d * (k - 1) + 1 for s, d, k in zip(plan.stride, plan.dilation, plan.kernel))
-    if disjoint:
+    if all(s >= d * (k - 1) + 1 for s, d, k in zip(plan.stride, plan.dilation, plan.kernel)):
         out[flat.ravel()] = values.ravel()
     else:
         np.add.at(out, flat.ravel(), values.ravel())
