@@ -398,7 +398,15 @@ def reduce_vjp(grad: ArrayLike, shape: tuple[int, ...], dtype: np.dtype, reducti
         count = _count(shape, reduction, denominator)
         # Nothing counted: no element reaches the loss, so every gradient is 0 (as PyTorch).
         scale = scale / dtype.type(count) if count else np.zeros((), dtype)
-    return np.broadcast_to(scale, shape) if spread else scale
+    return _repeated(scale, shape) if spread else scale
+
+
+def _repeated(value: np.ndarray | np.generic, shape: tuple[int, ...]) -> np.ndarray:
+    """A read-only view repeating one value over ``shape`` (what ``np.broadcast_to`` gives for a
+    scalar, at a third of its cost: it runs on every loss's backward)."""
+    view = np.ndarray(shape, dtype=value.dtype, buffer=np.ascontiguousarray(value), strides=(0,) * len(shape))
+    view.flags.writeable = False
+    return view
 
 
 def full_size(gradient: np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -518,7 +526,7 @@ def _target_positions(index: np.ndarray, dim: int, shape: tuple[int, ...]) -> np
     # each row's start by a stepped arange (one pass), then the target's offset added in place
     positions = np.arange(0, math.prod(shape[:dim]) * stride, stride).reshape(shape[:dim] + (1,) * (len(shape) - dim))
     offset = index if inner == 1 else index * inner
-    if np.broadcast_shapes(positions.shape, offset.shape) == positions.shape:
+    if offset.shape == positions.shape:  # the usual case: in place (np.broadcast_shapes costs more than the add)
         positions += offset
     else:
         positions = positions + offset
