@@ -24,8 +24,10 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 import symdl.optim as optim
+from symdl.optim._blas import load as load_blas
 from symdl.files import write_atomically
 
 SIZE, PIECES = 1_000_000, 50
@@ -248,6 +250,9 @@ def main() -> int:
         torch.set_num_threads(1)  # NumPy is single-threaded: compare one core against one core
     except ImportError:
         torch_version = None
+    # symdl's axpy updates run in SciPy's BLAS: loaded first, so that the limit covers it
+    load_blas()
+    threadpool_limits(limits=1, user_api="blas")
     runners = {"symdl": _symdl, "numpy": _hand}
     if torch_version:
         runners |= {"torch": _torch(False), "torch foreach": _torch(True)}
@@ -278,7 +283,7 @@ def main() -> int:
                 rows.append((name, np.dtype(dtype).name, layout, med))
                 print(name, np.dtype(dtype).name, layout, {k: f"{1 / v:.0f}/s" for k, v in med.items()}, flush=True)
     header = (f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
-              f"NumPy {np.__version__}, torch {torch_version or 'not installed'} (1 thread); medians of "
+              f"NumPy {np.__version__}, torch {torch_version or 'not installed'} (1 thread; BLAS 1 thread); medians of "
               f"{args.repeats} shuffled repeats of at least {args.steps} steps and "
               f"{MIN_SAMPLE_SECONDS * 1e3:.0f} ms, default hyper-parameters.")
     lines = [header, "", "| optimizer | dtype | layout | symdl steps/s | NumPy steps/s | torch steps/s | "

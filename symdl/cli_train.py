@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     """Train; exit 0, or 1 when ``--check-grads`` finds a wrong gradient (2 for bad input, via main)."""
     from threadpoolctl import threadpool_limits
 
+    from symdl.optim._blas import load as load_blas
     from symdl.train import ConfigError, TrainConfig
 
     config = TrainConfig(model=args.model, dataset=args.dataset, optimizer=args.optimizer, lr=args.lr,
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out, the folder of the run to continue")
     folder = args.out if args.out is not None else _default_folder(config.model, config.dataset)
+    load_blas()  # SciPy's BLAS (the optimizers' axpy) loaded before the limit, so that it covers it
     with threadpool_limits(limits=args.threads, user_api="blas"):
         return _train(config, folder, args)
 

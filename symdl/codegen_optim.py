@@ -191,7 +191,15 @@ class StepEmitter:
         return pre
 
     def _apply(self, ufunc: str, out: str, operand: sp.Expr, pre: dict[sp.Expr, str]) -> None:
-        """``out = ufunc(out, operand)``, in place, through a scratch buffer if the operand needs one."""
+        """``out = ufunc(out, operand)``, in place, through a scratch buffer if the operand needs one;
+        ``out +=/-= c * array`` as one axpy pass (:func:`symdl.optim._blas.axpy`)."""
+        scaled = self._scaled_array(operand, pre) if ufunc in ("add", "subtract") else None
+        if scaled is not None:
+            coefficient, array = scaled
+            if ufunc == "subtract":
+                coefficient = -coefficient
+            self._line(f"_axpy({self._scalar(coefficient)}, {array}, {out})")
+            return
         text = self._operand(operand, pre)
         if text is None:
             text = self._take()
@@ -200,6 +208,17 @@ class StepEmitter:
             self._give(text)
         else:
             self._line(f"{out} {AUGMENTED[ufunc]} {text}")
+
+    def _scaled_array(self, expr: sp.Expr, pre: dict[sp.Expr, str]) -> tuple[sp.Expr, str] | None:
+        """``(c, name)`` when ``expr`` is a scalar ``c`` times one array that needs no buffer, else None."""
+        if not isinstance(expr, sp.Mul):
+            return None
+        factors = sp.Mul.make_args(expr)
+        arrays = [f for f in factors if not self._is_scalar(f)]
+        if len(arrays) != 1:
+            return None
+        name = self._operand(arrays[0], pre)
+        return None if name is None else (sp.Mul(*(f for f in factors if self._is_scalar(f))), name)
 
     def _release(self, pre: dict[sp.Expr, str]) -> None:
         for buffer in pre.values():
@@ -582,6 +601,7 @@ def render_source(rules: Sequence[UpdateRule] | None = None) -> str:
         "",
         "import numpy as np",
         "",
+        "from symdl.optim._blas import axpy as _axpy",
         "from symdl.optim.optimizer import Optimizer",
         "",
         "__all__ = [" + ", ".join(repr(r.class_name) for r in rules) + "]",

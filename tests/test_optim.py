@@ -226,3 +226,37 @@ def test_bad_params() -> None:
     p = np.zeros(3)
     with pytest.raises(OpInputError, match=r"params\[1\] appears in more than one place"):
         optim.SGD([p, p])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), a=st.floats(-1e3, 1e3, allow_nan=False), transposed=st.booleans())
+@example(seed=0, a=-1e-3, transposed=False)
+@example(seed=1, a=0.0, transposed=True)
+def test_axpy_is_one_rounding_of_y_plus_a_x_in_place_whatever_the_layout(dtype: type, seed: int, a: float,
+                                                                          transposed: bool) -> None:
+    """The generated kernels' ``y += a x`` (one BLAS pass): the exact value rounded once (fused) or
+    twice, so within half an ulp of the result plus half an ulp of ``a x`` of the exact value;
+    written into ``y`` itself; the same bits for strided ``y`` and ``x`` as for contiguous ones."""
+    from fractions import Fraction
+
+    from symdl.optim._blas import axpy
+
+    rng = np.random.default_rng(seed)
+    x, y = (rng.standard_normal((37, 29)).astype(dtype) for _ in range(2))
+    contiguous = y.copy()
+    axpy(a, x, contiguous)
+    strided_y, strided_x = np.asfortranarray(y), np.asfortranarray(x)
+    if transposed:
+        strided_y, strided_x = strided_y.T.copy().T, strided_x.T.copy().T
+    axpy(a, strided_x, strided_y)
+    np.testing.assert_array_equal(strided_y, contiguous)
+    scale = Fraction(float(dtype(a)))  # BLAS takes a in the arrays' precision
+    exact = np.array([float(Fraction(float(v)) + scale * Fraction(float(u)) - Fraction(float(w)))
+                      for v, u, w in zip(y.ravel(), x.ravel(), contiguous.ravel())]).reshape(y.shape)
+    bound = 0.5 * np.spacing(np.abs(contiguous)) + 0.5 * np.spacing(np.abs(dtype(a) * x))
+    assert np.all(np.abs(exact) <= bound.astype(np.float64) * 1.0001)
+    frozen = y.copy()
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError):
+        axpy(a, x, frozen)

@@ -12,6 +12,7 @@ import math  # noqa: F401 - scalar arithmetic
 
 import numpy as np
 
+from symdl.optim._blas import axpy as _axpy
 from symdl.optim.optimizer import Optimizer
 
 __all__ = ['SGD', 'Adagrad', 'RMSprop', 'Adadelta', 'Adam', 'AdamW', 'Adamax', 'NAdam', 'RAdam', 'Lion']
@@ -19,7 +20,7 @@ __all__ = ['SGD', 'Adagrad', 'RMSprop', 'Adadelta', 'Adam', 'AdamW', 'Adamax', '
 
 def _sgd_step(param, grad, momentum_buffer, scratch, step, lr, momentum, dampening, weight_decay, nesterov, maximize):
     """One SGD step on one parameter, in place; returns the new scalar states."""
-    s0, s1, s2, s3 = scratch
+    s0, s1, s2 = scratch
     if maximize:
         np.negative(grad, out=s0)
         d = s0
@@ -38,8 +39,7 @@ def _sgd_step(param, grad, momentum_buffer, scratch, step, lr, momentum, dampeni
         momentum_buffer += d
     else:
         momentum_buffer *= momentum
-        np.multiply(d, 1 - dampening, out=s2)
-        momentum_buffer += s2
+        _axpy(1 - dampening, d, momentum_buffer)
     if (momentum == 0):
         pass
     elif nesterov:
@@ -48,8 +48,7 @@ def _sgd_step(param, grad, momentum_buffer, scratch, step, lr, momentum, dampeni
         d = s2
     else:
         d = momentum_buffer
-    np.multiply(d, lr, out=s3)
-    param -= s3
+    _axpy(-lr, d, param)
     return ()
 
 def _sgd_broken(lr, momentum, dampening, weight_decay, nesterov, maximize):
@@ -105,7 +104,7 @@ class SGD(Optimizer):
     _state_names = ('momentum_buffer',)
     _scalar_states = ()
     _array_states = ('momentum_buffer',)
-    _scratch = 4
+    _scratch = 3
     _kernel = staticmethod(_sgd_step)
     _broken = staticmethod(_sgd_broken)
     _init = staticmethod(_sgd_init)
@@ -233,8 +232,7 @@ def _rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, scratch, s
         np.divide(d, avg, out=s3)
         momentum_buffer += s3
     if (momentum > 0):
-        np.multiply(momentum_buffer, lr, out=s3)
-        param -= s3
+        _axpy(-lr, momentum_buffer, param)
     else:
         np.divide(d, avg, out=s3)
         s3 *= lr
@@ -342,8 +340,7 @@ def _adadelta_step(param, grad, square_avg, acc_delta, scratch, step, lr, rho, e
     np.square(delta, out=s0)
     s0 *= 1 - rho
     acc_delta += s0
-    np.multiply(delta, lr, out=s0)
-    param -= s0
+    _axpy(-lr, delta, param)
     return ()
 
 def _adadelta_broken(lr, rho, eps, weight_decay, maximize):
@@ -854,8 +851,7 @@ def _radam_step(param, grad, exp_avg, exp_avg_sq, scratch, step, lr, beta1, beta
         s0 *= lr*math.sqrt(rho_inf*(rho_t - 4)*(rho_t - 2)/(rho_t*(rho_inf - 4)*(rho_inf - 2)))*math.sqrt(1 - beta2 ** step)/(1 - beta1 ** step)
         param -= s0
     else:
-        np.multiply(exp_avg, lr/(1 - beta1 ** step), out=s0)
-        param -= s0
+        _axpy(-lr/(1 - beta1 ** step), exp_avg, param)
     return ()
 
 def _radam_broken(lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize):
@@ -933,15 +929,13 @@ def _lion_step(param, grad, exp_avg, scratch, step, lr, beta1, beta2, weight_dec
     if (weight_decay != 0):
         param *= -lr*weight_decay + 1
     np.multiply(exp_avg, beta1, out=s0)
-    np.multiply(grad, 1 - beta1, out=s1)
-    s0 += s1
+    _axpy(1 - beta1, grad, s0)
     c = s0
     np.sign(c, out=s1)
     s1 *= lr
     param -= s1
     exp_avg *= beta2
-    np.multiply(grad, 1 - beta2, out=s0)
-    exp_avg += s0
+    _axpy(1 - beta2, grad, exp_avg)
     return ()
 
 def _lion_broken(lr, beta1, beta2, weight_decay):
