@@ -26,9 +26,13 @@ Threads
 Method
     Inputs are built once per case and dtype with a fixed seed; symdl, NumPy and torch are
     first checked against each other. Then, for ``--repeats`` rounds, each implementation
-    runs once per round, in an order that rotates every round, timed with
-    ``time.perf_counter`` and the garbage collector off. The table shows medians in ms and
-    the ratios symdl / other (below 1: symdl is faster).
+    runs twice per round, in an order that rotates every round, and the second call is
+    timed (``time.perf_counter``, garbage collector off): the timed call follows a call
+    of the same implementation, so it meets the allocator in that implementation's own
+    steady state, as in a training loop, not in whatever state its neighbour in the
+    rotation left (the NumPy reference frees ~100 MB per call; after it, fresh arrays
+    page-fault, which moved single rows by up to 1.5x). The table shows medians in ms
+    and the ratios symdl / other (below 1: symdl is faster).
 
 Targets (issue 4): symdl <= 1.1x the hand-written NumPy; conv2d forward+backward <= 2x torch
 at equal threads in float32 and <= 1x in float64; max-pool backward <= 1.5x torch.
@@ -301,6 +305,7 @@ def _time(steps: dict[str, Step], repeats: int) -> dict[str, float]:
         for round_ in range(repeats):
             order = names[round_ % len(names):] + names[:round_ % len(names)]
             for name in order:
+                steps[name]()  # untimed: the timed call then follows a call of its own, not a neighbour's
                 start = time.perf_counter()
                 steps[name]()
                 times[name].append(time.perf_counter() - start)
