@@ -30,9 +30,11 @@ def load() -> None:
         _ROUTINES.update({np.dtype(np.float32): blas.saxpy, np.dtype(np.float64): blas.daxpy})
 
 
-def _routine(dtype: np.dtype) -> Callable[..., Any] | None:
-    load()
-    return _ROUTINES.get(dtype)
+def _flat(array: np.ndarray) -> np.ndarray:
+    """A 1-D C-contiguous view of ``array`` (a copy only when it is strided)."""
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    return array if array.ndim == 1 else array.reshape(-1)
 
 
 def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
@@ -43,13 +45,16 @@ def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
     contiguous copies: the result must not depend on the layout (a transposed parameter
     ends where a contiguous one does, bit for bit). Other dtypes: NumPy's ``y += a * x``.
     """
-    routine = _routine(y.dtype) if y.size and x.dtype == y.dtype and x.shape == y.shape else None
-    if routine is None:
+    if not _ROUTINES:
+        load()
+    routine = _ROUTINES.get(y.dtype)  # this runs per parameter per step: the checks are kept cheap
+    if routine is None or x.dtype != y.dtype or x.shape != y.shape or not y.size:
         y += a * x
-    elif y.flags.c_contiguous and y.flags.writeable:
-        # 1-D views of y's memory: f2py hands y's own buffer to BLAS, which writes into it
-        routine(np.ascontiguousarray(x).reshape(-1), y.reshape(-1), a=a)
+        return
+    flags = y.flags
+    if flags.c_contiguous and flags.writeable:
+        routine(_flat(x), y if y.ndim == 1 else y.reshape(-1), a=a)  # y's own memory: BLAS writes into it
     else:
         updated = np.ascontiguousarray(y)
-        routine(np.ascontiguousarray(x).reshape(-1), updated.reshape(-1), a=a)
+        routine(_flat(x), updated.reshape(-1), a=a)
         y[...] = updated  # (a read-only y raises here, as NumPy's in-place ops do)
