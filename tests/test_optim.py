@@ -207,10 +207,17 @@ def test_bad_gradients_raise_before_any_change(rule: UpdateRule) -> None:
         ([np.ones(4)], OpInputError, r"step needs one gradient per parameter \(2\), got 1"),
         ([np.ones(4), np.ones(3, dtype=np.float32)], OpTypeError, r"grads\[1\] is float32, its parameter float64"),
         ([np.ones(4), [1.0, 2.0, 3.0]], OpTypeError, r"grads\[1\] must be a NumPy array"),
+        ([np.ones(4), b], OpInputError, r"grads\[1\] shares memory with its parameter"),  # the array itself
+        ([a[::-1], np.ones(3)], OpInputError, r"grads\[0\] shares memory with its parameter"),  # a view of it
     ]
     for grads, error, message in bad:
         with pytest.raises(error, match=f"{rule.class_name}: {message}"):
             opt.step(grads)
+    shared = np.ones(8)
+    view_param = getattr(optim, rule.class_name)([shared[:4]])
+    view_param.step([shared[4:]])  # disjoint halves of one buffer: no overlap, no error
+    with pytest.raises(OpInputError, match="shares memory"):
+        view_param.step([shared[2:6]])  # overlapping halves
     opt.param_groups[0]["lr"] = -1.0  # a scheduler or a user writing a bad value
     with pytest.raises(OpParameterError, match=f"{rule.class_name}: lr must be >= 0"):
         opt.step([np.ones(4), np.ones(3)])

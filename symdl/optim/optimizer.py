@@ -142,9 +142,12 @@ class Optimizer:
             count = "an array" if isinstance(grads, np.ndarray) else f"{len(grads)} gradients"
             raise OpInputError(f"{self._name}: step needs one gradient per parameter ({len(params)}), got {count}")
         for index, (p, g) in enumerate(zip(params, grads)):
-            # one cheap test for the usual case; the exact one, with its message, only on suspicion
+            # one cheap test for the usual case; the exact one, with its message, only on suspicion.
+            # Two distinct arrays that each own their memory (each its own allocation) cannot
+            # overlap: np.shares_memory, the costliest test, runs only when one does not.
             if g is not None and (type(g) is not np.ndarray or g.shape != p.shape or g.dtype != p.dtype
-                                  or np.shares_memory(g, p)):
+                                  or g is p or (not (g.flags.owndata and p.flags.owndata)
+                                                and np.shares_memory(g, p))):
                 self._check_grad(index, p, g)
 
     def _check_grad(self, index: int, p: np.ndarray, g: object) -> None:
