@@ -246,7 +246,7 @@ def symdl_epoch(trainer: Trainer, order: list[Array]) -> Callable[[], None]:
         for index in order:
             logits = trainer.model.forward(trainer.x_train[index])
             trainer.criterion.forward(logits, trainer.y_train[index])
-            trainer.model.backward(trainer.criterion.backward())
+            trainer.model.backward(trainer.criterion.backward(), input_grad=False)
             trainer.optimizer.step(trainer.model.gradients())
     return run
 

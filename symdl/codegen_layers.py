@@ -48,8 +48,10 @@ def _docstring(layer: Layer, where: str) -> str:
               f"instances ({'exactly' if layer.proof == 'exact' else 'at integer points'}); see ``symdl verify``.", ""]
     if vjp:
         names = ", ".join(f"d_{i.name}" for i in layer.inputs)
+        skipped = " or, with ``input_grad=False``, for ``input``" if any(
+            p.name == "input_grad" for p in layer.params_for(where)) else ""
         lines += ["Returns:", f"    ({names}): one gradient per array input, shaped like it "
-                  "(None for an omitted or non-differentiable input).", ""]
+                  f"(None for an omitted or non-differentiable input{skipped}).", ""]
     lines.append(f"Generated from the layer catalog entry ``{layer.name}``; do not edit.")
     return 'r"""' + "\n".join(f"    {line}" if line else "" for line in lines).lstrip() + '\n    """'
 

@@ -28,6 +28,7 @@ in printed form (so importing nn needs no SymPy).
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -67,7 +68,12 @@ class Module:
     def forward(self, *inputs: Any) -> Array:
         raise NotImplementedError
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
+        """Store the parameter gradients in ``self.grads``; return the gradient of the input.
+
+        ``input_grad=False``: the caller does not need the input's gradient (a first layer's input
+        is data), so a layer may skip computing it and return None (Linear and Conv2d do).
+        """
         raise NotImplementedError
 
     # -- traversal: names as in PyTorch ("0.weight", "3.running_mean")
@@ -147,6 +153,12 @@ class Module:
         return ""
 
 
+@functools.cache
+def _takes_input_grad(layer: type) -> bool:
+    """Whether ``layer.backward`` accepts ``input_grad`` (a user's layer may predate it)."""
+    return "input_grad" in inspect.signature(layer.backward).parameters
+
+
 class Sequential(Module):
     """Layers applied in order; the backward pass runs them in reverse (the chain rule)."""
 
@@ -160,10 +172,19 @@ class Sequential(Module):
             x = layer.forward(x)
         return x
 
-    def backward(self, grad: Array) -> Array:
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
-        return grad
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
+        """The chain rule, last layer first. With ``input_grad=False`` the layers before the first one
+        with parameters are not run at all and that one skips its input's gradient (returns None)."""
+        first = 0 if input_grad else next(
+            (i for i, layer in enumerate(self.layers) if any(True for _ in layer.named_arrays("params"))),
+            len(self.layers))
+        for index in range(len(self.layers) - 1, first - 1, -1):
+            layer = self.layers[index]
+            if index == first and not input_grad and _takes_input_grad(type(layer)):
+                grad = layer.backward(grad, input_grad=False)
+            else:  # the plain call: a user's layer may define backward(grad) only
+                grad = layer.backward(grad)
+        return grad if input_grad else None
 
     def __getitem__(self, index: int) -> Module:
         return self.layers[index]
@@ -204,9 +225,10 @@ class _Weighted(Module):
         self.input = x
         return self._forward(x, self.params["weight"], self.params.get("bias"), **self.options)
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
         d_input, self.grads["weight"], d_bias = self._vjp(grad, self.input, self.params["weight"],
-                                                          self.params.get("bias"), **self.options)
+                                                          self.params.get("bias"), **self.options,
+                                                          input_grad=input_grad)
         if d_bias is not None:
             self.grads["bias"] = d_bias
         return d_input  # type: ignore[return-value]
@@ -278,7 +300,7 @@ class BatchNorm2d(Module):
         self.factor = self.momentum if self.momentum is not None else 1.0 / count if count else 0.0
         return kernels.batch_norm(x, *self._arrays(), training=self.training, momentum=self.factor, eps=self.eps)
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
         d_input, _, _, d_weight, d_bias = kernels.batch_norm_vjp(grad, self.input, *self._arrays(), training=self.mode,
                                                                  momentum=self.factor, eps=self.eps)
         if "weight" in self.params:
@@ -303,7 +325,7 @@ class LayerNorm(Module):
         return kernels.layer_norm(x, self.params.get("weight"), self.params.get("bias"),
                                   normalized_shape=self.normalized_shape, eps=self.eps)
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
         d_input, d_weight, d_bias = kernels.layer_norm_vjp(grad, self.input, self.params.get("weight"),
                                                            self.params.get("bias"),
                                                            normalized_shape=self.normalized_shape, eps=self.eps)
@@ -328,7 +350,7 @@ class _Stateless(Module):
         self.input = x
         return self._forward(x, **self.options)
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
         return self._vjp(grad, self.input, **self.options)[0]  # type: ignore[return-value]
 
     def extra_repr(self) -> str:
@@ -351,7 +373,7 @@ class MaxPool2d(_Stateless):
         out, self.indices = self._forward(x, return_indices=True, **self.options)
         return out
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
         return self._vjp(grad, self.input, indices=self.indices, **self.options)[0]  # type: ignore[return-value]
 
 
@@ -395,7 +417,7 @@ class Dropout(_Stateless):
             self.mask = np.broadcast_to(np.ones((), x.dtype), x.shape)
         return self._forward(x, self.mask, training=self.mode, **self.options)
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
         return self._vjp(grad, self.input, self.mask, training=self.mode, **self.options)[0]  # type: ignore
 
 
@@ -439,7 +461,7 @@ class Activation(Module):
         self.input = x
         return type(self)._forward(x, **self.options)
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
         return type(self)._vjp(grad, self.input, **self.options)[0]  # type: ignore[return-value]
 
     def extra_repr(self) -> str:

@@ -8,6 +8,7 @@ import pytest
 
 import symdl.kernels as K
 from symdl.catalog.layers import LAYER_BY_NAME, LAYERS
+from symdl.errors import OpParameterError
 from symdl.derive_layers import prove_instance, prove_layers
 from symdl.kernels import _layers_runtime as _lr
 from symdl.verify_layers import call, draw_arrays
@@ -250,3 +251,24 @@ def test_results_are_fresh_arrays_not_the_kernels_reused_buffers(batch: int) -> 
     K.conv_transpose2d(x, np.ones((2, 3, 3, 3)))
     for before, after in zip(kept, [first, *(g for g in grads if g is not None)]):
         np.testing.assert_array_equal(before, after)
+
+
+@pytest.mark.parametrize(("op", "shapes", "params"), [
+    ("linear", ((5, 4), (3, 4), (3,)), {}),
+    ("conv1d", ((2, 4, 9), (6, 2, 3), (6,)), dict(stride=2, padding=1, groups=2)),
+    ("conv2d", ((2, 3, 6, 5), (4, 3, 3, 3), (4,)), dict(padding="same", dilation=2)),
+])
+def test_input_grad_false_skips_only_the_input_gradient(op: str, shapes: tuple, params: dict) -> None:
+    """A first layer's input is data: ``input_grad=False`` returns None for it and the very same
+    weight and bias gradients; anything but a bool is refused."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal(s) for s in shapes]
+    out = getattr(K, op)(*arrays, **params)
+    grad = rng.standard_normal(out.shape)
+    vjp = getattr(K, f"{op}_vjp")
+    full, skipped = vjp(grad, *arrays, **params), vjp(grad, *arrays, **params, input_grad=False)
+    assert full[0] is not None and skipped[0] is None
+    for a, b in zip(full[1:], skipped[1:]):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(OpParameterError, match=f"{op}: input_grad must be True or False"):
+        vjp(grad, *arrays, **params, input_grad=0)

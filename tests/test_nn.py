@@ -178,3 +178,44 @@ def test_batch_norm_momentum_none_matches_torch() -> None:
         reference(torch.from_numpy(x))
     for name in ("running_mean", "running_var", "num_batches_tracked"):
         np.testing.assert_allclose(ours.buffers[name], reference.state_dict()[name].numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_backward_without_the_input_gradient_gives_the_same_parameter_gradients(name: str) -> None:
+    """``input_grad=False`` (the trainer's call: the data needs no gradient) skips the layers before
+    the first one with parameters and that layer's input gradient, and changes no parameter gradient."""
+    from symdl.train.models import MODELS
+
+    generator = np.random.default_rng(0)
+    shape = (64,) if name == "mlp" else (1, 8, 8)
+    model = MODELS[name](shape, 10, np.float64, generator)
+    x, y = generator.standard_normal((5, *shape)), np.array([0, 3, 9, 1, 3])
+    criterion = nn.CrossEntropyLoss()
+    criterion.forward(model.forward(x), y)
+    d_input = model.backward(criterion.backward())
+    full = [g.copy() for g in model.gradients()]
+    assert d_input.shape == x.shape
+    assert model.backward(criterion.backward(), input_grad=False) is None
+    for a, b in zip(full, model.gradients(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_users_layer_with_the_old_backward_signature_still_chains() -> None:
+    """A layer written as ``backward(self, grad)`` (no ``input_grad``) is called the plain way."""
+    class Scale(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.params["s"] = np.array([2.0])
+
+        def forward(self, x: np.ndarray) -> np.ndarray:
+            self.input = x
+            return x * self.params["s"]
+
+        def backward(self, grad: np.ndarray) -> np.ndarray:
+            self.grads["s"] = np.array([np.sum(grad * self.input)])
+            return grad * self.params["s"]
+
+    model = nn.Sequential(Scale(), nn.ReLU())
+    model.forward(np.array([[1.0, -1.0]]))
+    assert model.backward(np.ones((1, 2)), input_grad=False) is None
+    np.testing.assert_array_equal(model.gradients()[0], [1.0])

@@ -332,8 +332,11 @@ WEIGHT = LayerInput("weight")
 BIAS = LayerInput("bias", "optional")
 OPT_WEIGHT = LayerInput("weight", "optional")
 SIZE = "int | tuple[int, ...]"
+#: The VJP's ``input_grad=False`` skips the input's gradient (returned as None): a first layer's input
+#: is data, whose gradient nobody reads (autograd skips an input that does not require grad the same way).
+INPUT_GRAD = LayerParam("input_grad", True, "bool", where="backward")
 CONV_PARAMS = (LayerParam("stride", 1, SIZE), LayerParam("padding", 0, "int | tuple[int, ...] | str"),
-               LayerParam("dilation", 1, SIZE), LayerParam("groups", 1))
+               LayerParam("dilation", 1, SIZE), LayerParam("groups", 1), INPUT_GRAD)
 WINDOW = (LayerParam("kernel_size", None, SIZE, required=True), LayerParam("stride", None, f"{SIZE} | None"),
           LayerParam("padding", 0, SIZE))
 MAX_POOL_PARAMS = (*WINDOW, LayerParam("dilation", 1, SIZE), LayerParam("ceil_mode", False, "bool"),
@@ -364,7 +367,7 @@ MAX_POOL_NOTE = ("Kinks (PyTorch's subgradient): the gradient of each window goe
                  "directly (no rescan of the windows); without it the windows are scanned again.")
 
 LAYERS: tuple[Layer, ...] = (
-    Layer("linear", "Affine map y = x W^T + b over the last dim", (X, WEIGHT, BIAS), (), linear_definition,
+    Layer("linear", "Affine map y = x W^T + b over the last dim", (X, WEIGHT, BIAS), (INPUT_GRAD,), linear_definition,
           "linear_plan", "linear_forward", "linear_backward",
           _grid(lambda p: {"input": p["shape"], "weight": (3, p["shape"][-1]), "bias": (3,) if p["bias"] else None},
                 shape=((2,), (2, 2), (2, 1, 3)), bias=(True, False)),

@@ -262,6 +262,7 @@ class ConvPlan:
     out_hw: tuple[int, int]                  # conv: output size; transpose: input size
     full_hw: tuple[int, int]                 # the padded (conv) or uncropped (transpose) plane
     out_shape: tuple[int, ...]               # the user-facing output shape
+    input_grad: bool = True                  # False: the VJP skips the input's gradient (None)
 
     def view(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Input and weight in their 2-D shapes."""
@@ -299,9 +300,9 @@ def _check_groups(op: str, groups: object, channels: dict[str, int], shapes: str
 
 
 def conv_plan(op: str, arrays: Arrays, *, spatial: int, stride: object = 1, padding: object = 0,
-              dilation: object = 1, groups: object = 1) -> ConvPlan:
+              dilation: object = 1, groups: object = 1, input_grad: object = True) -> ConvPlan:
     """Check and resolve a conv1d/conv2d call: input (N, C, *S) or unbatched (C, *S), weight (O, C/G, *K),
-    bias (O,)."""
+    bias (O,); ``input_grad`` (VJP only): False skips the input's gradient."""
     x, w, b = arrays
     batch = _batch(op, x, spatial)
     _rank(op, "weight", w, (spatial + 2,))
@@ -326,7 +327,7 @@ def conv_plan(op: str, arrays: Arrays, *, spatial: int, stride: object = 1, padd
         dilation=_spatial_view(spatial, dilation_t, 1), pads=pads2, groups=g,
         out_hw=_spatial_view(spatial, sizes, 1),
         full_hw=(x_shape[2] + sum(pads2[0]), x_shape[3] + sum(pads2[1])),
-        out_shape=batch.caller_shape((n, w.shape[0], *sizes)),
+        out_shape=batch.caller_shape((n, w.shape[0], *sizes)), input_grad=_check_input_grad(op, input_grad),
     )
 
 
@@ -353,13 +354,15 @@ def conv_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any
     g2 = _grouped_chwn(grad.reshape(n, o, *plan.out_hw), g)
     cols = im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g)
     d_w = np.matmul(g2, cols.transpose(0, 2, 1)).reshape(w.shape)
+    d_b = None if b is None else g2.sum(axis=-1).reshape(o)
+    if not plan.input_grad:
+        return None, d_w, d_b
     d_cols = np.matmul(w4.reshape(g, o // g, -1).transpose(0, 2, 1), g2,
                        out=_scratch("product", (g, cols.shape[1], g2.shape[2]), g2.dtype))
     full = col2im(d_cols.reshape(c, *plan.kernel, *plan.out_hw, n), plan.full_hw, plan.kernel, plan.stride,
                   plan.dilation)
     (top, _), (left, _) = plan.pads
     d_x = _from_chwn(full[:, top:top + h, left:left + wd], None).reshape(x.shape)
-    d_b = None if b is None else g2.sum(axis=-1).reshape(o)
     return d_x, d_w, d_b
 
 
@@ -764,12 +767,19 @@ def adaptive_avg_pool_backward(grad: np.ndarray, arrays: Arrays, plan: AdaptiveP
 # --------------------------------------------------------------------------- linear maps
 @dataclass(frozen=True)
 class LinearPlan:
-    """Shapes of a linear or bilinear call."""
+    """Shapes of a linear or bilinear call; ``input_grad=False``: the VJP skips the input's gradient."""
 
     out_shape: tuple[int, ...]
+    input_grad: bool = True
 
 
-def linear_plan(op: str, arrays: Arrays) -> LinearPlan:
+def _check_input_grad(op: str, input_grad: object) -> bool:
+    if not isinstance(input_grad, (bool, np.bool_)):
+        raise OpParameterError(f"{op}: input_grad must be True or False, got {input_grad!r}")
+    return bool(input_grad)
+
+
+def linear_plan(op: str, arrays: Arrays, *, input_grad: object = True) -> LinearPlan:
     """Check linear: input (..., in), weight (out, in), bias (out,)."""
     x, w, b = arrays
     _rank(op, "weight", w, (2,))
@@ -777,7 +787,7 @@ def linear_plan(op: str, arrays: Arrays) -> LinearPlan:
         raise OpInputError(f"{op}: input's last dim must equal weight.shape[1] (in_features); got input "
                            f"{x.shape}, weight {w.shape}")
     _vector(op, "bias", b, w.shape[0], "out_features")
-    return LinearPlan(out_shape=(*x.shape[:-1], w.shape[0]))
+    return LinearPlan(out_shape=(*x.shape[:-1], w.shape[0]), input_grad=_check_input_grad(op, input_grad))
 
 
 def linear_forward(arrays: Arrays, plan: LinearPlan) -> np.ndarray:
@@ -797,7 +807,7 @@ def linear_backward(grad: np.ndarray, arrays: Arrays, plan: LinearPlan) -> tuple
     x, w, b = arrays
     g2 = grad.reshape(-1, w.shape[0])
     d_w = np.matmul(g2.T, x.reshape(-1, w.shape[1]))
-    return np.matmul(grad, w), d_w, None if b is None else g2.sum(axis=0)
+    return np.matmul(grad, w) if plan.input_grad else None, d_w, None if b is None else g2.sum(axis=0)
 
 
 def bilinear_plan(op: str, arrays: Arrays) -> LinearPlan:

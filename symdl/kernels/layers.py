@@ -66,7 +66,7 @@ def linear(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None) -
     return _lr.linear_forward(arrays, plan)
 
 
-def linear_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None) -> tuple[np.ndarray | None, ...]:
+def linear_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, input_grad: bool = True) -> tuple[np.ndarray | None, ...]:
     r"""Affine map y = x W^T + b over the last dim (vector-Jacobian product).
 
     .. math::
@@ -78,12 +78,12 @@ def linear_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
     Proven equal to SymPy's derivative of the index-level definition on 6 instances (exactly); see ``symdl verify``.
 
     Returns:
-        (d_input, d_weight, d_bias): one gradient per array input, shaped like it (None for an omitted or non-differentiable input).
+        (d_input, d_weight, d_bias): one gradient per array input, shaped like it (None for an omitted or non-differentiable input or, with ``input_grad=False``, for ``input``).
 
     Generated from the layer catalog entry ``linear``; do not edit.
     """
     arrays = _lr.floats('linear', ('input', 'weight', 'bias'), (input, weight, bias), ('input', 'weight'))
-    plan = _lr.linear_plan('linear', arrays)
+    plan = _lr.linear_plan('linear', arrays, input_grad=input_grad)
     return _lr.linear_backward(_lr.upstream('linear', grad, plan.out_shape, arrays), arrays, plan)
 
 
@@ -152,7 +152,7 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
     return _lr.conv_forward(arrays, plan)
 
 
-def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1) -> tuple[np.ndarray | None, ...]:
+def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1, input_grad: bool = True) -> tuple[np.ndarray | None, ...]:
     r"""1-D convolution (cross-correlation) over (N, C, L) or unbatched (C, L) (vector-Jacobian product).
 
     .. math::
@@ -168,12 +168,12 @@ def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
     Returns:
-        (d_input, d_weight, d_bias): one gradient per array input, shaped like it (None for an omitted or non-differentiable input).
+        (d_input, d_weight, d_bias): one gradient per array input, shaped like it (None for an omitted or non-differentiable input or, with ``input_grad=False``, for ``input``).
 
     Generated from the layer catalog entry ``conv1d``; do not edit.
     """
     arrays = _lr.floats('conv1d', ('input', 'weight', 'bias'), (input, weight, bias), ('input', 'weight'))
-    plan = _lr.conv_plan('conv1d', arrays, spatial=1, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    plan = _lr.conv_plan('conv1d', arrays, spatial=1, stride=stride, padding=padding, dilation=dilation, groups=groups, input_grad=input_grad)
     return _lr.conv_backward(_lr.upstream('conv1d', grad, plan.out_shape, arrays), arrays, plan)
 
 
@@ -201,7 +201,7 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
     return _lr.conv_forward(arrays, plan)
 
 
-def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1) -> tuple[np.ndarray | None, ...]:
+def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1, input_grad: bool = True) -> tuple[np.ndarray | None, ...]:
     r"""2-D convolution (cross-correlation) over (N, C, H, W) or unbatched (C, H, W) (vector-Jacobian product).
 
     .. math::
@@ -219,12 +219,12 @@ def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
     Returns:
-        (d_input, d_weight, d_bias): one gradient per array input, shaped like it (None for an omitted or non-differentiable input).
+        (d_input, d_weight, d_bias): one gradient per array input, shaped like it (None for an omitted or non-differentiable input or, with ``input_grad=False``, for ``input``).
 
     Generated from the layer catalog entry ``conv2d``; do not edit.
     """
     arrays = _lr.floats('conv2d', ('input', 'weight', 'bias'), (input, weight, bias), ('input', 'weight'))
-    plan = _lr.conv_plan('conv2d', arrays, spatial=2, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    plan = _lr.conv_plan('conv2d', arrays, spatial=2, stride=stride, padding=padding, dilation=dilation, groups=groups, input_grad=input_grad)
     return _lr.conv_backward(_lr.upstream('conv2d', grad, plan.out_shape, arrays), arrays, plan)
 
 

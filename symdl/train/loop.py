@@ -178,7 +178,7 @@ class Trainer:
             x, y = self.x_train[index], self.y_train[index]
             logits = self.model.forward(x)
             loss = float(self.criterion.forward(logits, y))
-            self.model.backward(self.criterion.backward())
+            self.model.backward(self.criterion.backward(), input_grad=False)  # the data needs no gradient
             self.optimizer.step(self.model.gradients())
             hits = int(np.count_nonzero(logits.argmax(axis=1) == y))
             total_loss += loss * len(y)
