@@ -184,34 +184,33 @@ class Optimizer:
         """One update of every parameter from its gradient (in the order the parameters were given)."""
         self._check_grads(grads)
         group_args = [self._check_group(group) for group in self.param_groups]
+        # The loop below runs once per parameter per step; for small parameters its Python costs as
+        # much as the arithmetic, so what does not change within a step is bound once, here.
+        states, kernel, init, buffers = self.state, self._kernel, self._init, self._buffers
+        array_names, scalar_names = self._array_states, self._scalar_states
         index = 0
         for group, args in zip(self.param_groups, group_args):
             for p in group["params"]:
                 g = grads[index]
                 if g is not None:
-                    self._update(index, p, g, args)
+                    state = states.get(index)
+                    if state is None:
+                        state = states[index] = {"step": 0}
+                    init(state, p, *args)
+                    state["step"] = step = state["step"] + 1
+                    arrays = [state.get(name) for name in array_names]
+                    scalars = [state[name] for name in scalar_names]
+                    if p.nbytes <= BLOCK_BYTES or not all(a is None or a.flags.c_contiguous for a in (p, g, *arrays)):
+                        scratch = buffers.get((p.shape, p.dtype)) or self._scratch_for(p)
+                        new = kernel(p, g, *arrays, scratch, step, *scalars, *args)
+                    else:
+                        new = self._update_blocks(p, g, arrays, step, scalars, args)
+                    if new:
+                        state.update(zip(scalar_names, new))
                 index += 1
 
-    def _update(self, index: int, p: np.ndarray, g: np.ndarray, args: list[Any]) -> None:
-        # Runs once per parameter per step: kept lean (map over C methods, no comprehension frames),
-        # since for small parameters the Python here costs as much as the arithmetic.
-        state = self.state.get(index)
-        if state is None:
-            state = self.state[index] = {"step": 0}
-        self._init(state, p, *args)
-        state["step"] = step = state["step"] + 1
-        arrays = tuple(map(state.get, self._array_states))
-        scalars = tuple(map(state.__getitem__, self._scalar_states))
-        if p.nbytes <= BLOCK_BYTES or not all(a is None or a.flags.c_contiguous for a in (p, g, *arrays)):
-            buffers = self._buffers.get((p.shape, p.dtype)) or self._scratch_for(p)
-            new = self._kernel(p, g, *arrays, buffers, step, *scalars, *args)
-        else:
-            new = self._update_blocks(p, g, arrays, step, scalars, args)
-        if new:
-            state.update(zip(self._scalar_states, new))
-
-    def _update_blocks(self, p: np.ndarray, g: np.ndarray, arrays: tuple[np.ndarray | None, ...], step: int,
-                       scalars: tuple[Any, ...], args: list[Any]) -> tuple:
+    def _update_blocks(self, p: np.ndarray, g: np.ndarray, arrays: list[np.ndarray | None], step: int,
+                       scalars: list[Any], args: list[Any]) -> tuple:
         """The kernel on consecutive blocks of the flattened (contiguous) arrays. Scalar states
         depend on scalars only, so every block computes the same new values from the same old ones."""
         flat = [None if a is None else a.reshape(-1) for a in (p, g, *arrays)]
