@@ -267,3 +267,16 @@ def test_axpy_is_one_rounding_of_y_plus_a_x_in_place_whatever_the_layout(dtype: 
     frozen.flags.writeable = False
     with pytest.raises(ValueError):
         axpy(a, x, frozen)
+
+
+def test_errors_see_nan_and_inf_instead_of_dropping_them() -> None:
+    """A NaN or an overflow in the kernel's result where the rule's is finite is an infinite error
+    (``max`` ignores a NaN, which once let a broken kernel pass); equal non-finite values agree."""
+    from symdl.optim.rule_eval import Trajectory
+
+    reference = Trajectory(params=[np.array([1.0, 2.0]), np.array([np.inf, 3.0])], state={})
+    for bad in (np.nan, np.inf, -np.inf):
+        computed = Trajectory(params=[np.array([1.0, bad]), np.array([np.inf, 3.0])], state={})
+        assert trajectory_error(computed, reference) == np.inf
+    same = Trajectory(params=[np.array([1.0, 2.0]), np.array([np.inf, 3.0 + 3e-16])], state={})
+    assert 0 < trajectory_error(same, reference) < 1e-15

@@ -9,6 +9,8 @@ SymPy: used by tests and ``symdl verify``, never by :mod:`symdl.optim` itself.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -77,12 +79,22 @@ def run_kernel(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray,
     return Trajectory(params, optimizer.state.get(0, {}))
 
 
+def _difference(computed: np.ndarray, expected: np.ndarray) -> float:
+    """Largest |computed - expected|; infinite where one is finite and the other not, or where
+    both are non-finite but differ (a NaN must not vanish in a ``max``, which ignores it)."""
+    a, b = computed.astype(np.float64), np.asarray(expected, dtype=np.float64)
+    finite = np.isfinite(b)
+    if not np.array_equal(np.isfinite(a), finite) or not np.array_equal(a[~finite], b[~finite], equal_nan=True):
+        return math.inf
+    return float(np.max(np.abs(a[finite] - b[finite]), initial=0.0))
+
+
 def trajectory_error(computed: Trajectory, reference: Trajectory) -> float:
-    """Largest difference over the run, relative to the largest reference value at that step."""
+    """Largest difference over the run, relative to the largest finite reference value at that step."""
     worst = 0.0
     for a, b in zip(computed.params, reference.params):
-        scale = max(float(np.max(np.abs(b))), np.finfo(np.float64).tiny)
-        worst = max(worst, float(np.max(np.abs(a.astype(np.float64) - b))) / scale)
+        scale = max(float(np.max(np.abs(b), where=np.isfinite(b), initial=0.0)), np.finfo(np.float64).tiny)
+        worst = max(worst, _difference(a, b) / scale)
     return worst
 
 
@@ -101,14 +113,15 @@ def local_error(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray, 
     optimizer = getattr(optim, rule.class_name)([p], **hypers)
     previous, worst = np.array(param, dtype=np.float64), 0.0
     for k, g in enumerate(grads):
+        expected = reference.params[k]
+        if not np.all(np.isfinite(expected)):
+            break  # the rule itself overflowed (divergent dynamics): nothing finite to compare from here
         p[:] = previous
         if k:
             optimizer.state[0] = {"step": k, **{name: v.astype(dtype) if isinstance(v, np.ndarray) else v
                                                 for name, v in reference.states[k - 1].items()}}
         optimizer.step([np.asarray(g, dtype=dtype)])
-        expected = reference.params[k]
         scale = max(float(np.max(np.abs(previous))), float(np.max(np.abs(expected))), np.finfo(np.float64).tiny)
-        error = float(np.max(np.abs(p.astype(np.float64) - expected)))
-        worst = max(worst, error / (scale * np.finfo(dtype).eps))
+        worst = max(worst, _difference(p, expected) / (scale * np.finfo(dtype).eps))
         previous = expected
     return worst
