@@ -21,6 +21,7 @@ maximum.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 from collections.abc import Iterator, Sequence
@@ -159,6 +160,8 @@ def numeric_identity(
         for point in points:
             args = [mpmath.mpf(v) for v in point]
             a, b = f(*args), h(*args)
+            if mpmath.isnan(a) or mpmath.isnan(b):  # max() would drop a NaN and call the identity proven
+                return math.inf
             scale = max(abs(a), abs(b), mpmath.mpf(1))
             worst = max(worst, abs(a - b) / scale)
     return float(worst)

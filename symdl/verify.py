@@ -187,7 +187,7 @@ def finite_difference_error(op: Op, variant: str, seed: int = 0, directions: int
             numeric = float(np.sum(v * (forward(*plus) - forward(*minus)))) / (2 * h)
             analytic = float(np.sum(grads[index] * u))
             scale = max(abs(numeric), abs(analytic), 1e-3)
-            worst = max(worst, abs(numeric - analytic) / scale)
+            worst = float(np.maximum(worst, abs(numeric - analytic) / scale))  # a NaN must not vanish
     return worst
 
 
@@ -251,12 +251,12 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
         forward_scale = _scale(op, op.tolerance_for(variant).forward_scale, inputs, params, grad)
         if forward_scale is not None and op.kind == "class_loss":
             forward_scale = np.max(forward_scale, axis=-1)  # one loss per row
-        worst_forward = max(worst_forward, ulp_error(out, exact, forward_scale))
+        worst_forward = float(np.maximum(worst_forward, ulp_error(out, exact, forward_scale)))
         computed = vjp(grad, *inputs)
         exact_grads = reference.gradients(inputs, grad)
         for value, exact_grad in zip((c for c, i in zip(computed, op.inputs) if i.differentiable), exact_grads):
-            worst_grad = max(worst_grad, ulp_error(value, exact_grad,
-                                                   _scale(op, op.tolerance_for(variant).grad_scale, inputs, params, grad)))
+            worst_grad = float(np.maximum(worst_grad, ulp_error(
+                value, exact_grad, _scale(op, op.tolerance_for(variant).grad_scale, inputs, params, grad))))
     return worst_forward, worst_grad
 
 

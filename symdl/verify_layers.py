@@ -91,7 +91,7 @@ def finite_difference_error(layer: Layer, seed: int = 0) -> float:
             minus = [a - h * u if i == index else a for i, a in enumerate(arrays)]
             numeric = float(np.sum(v * (call(layer, instance, plus) - call(layer, instance, minus)))) / (2 * h)
             analytic = float(np.sum(grads[index] * u))
-            worst = max(worst, abs(numeric - analytic) / max(abs(numeric), abs(analytic), 1e-3))
+            worst = float(np.maximum(worst, abs(numeric - analytic) / max(abs(numeric), abs(analytic), 1e-3)))
     return worst
 
 
@@ -127,7 +127,7 @@ def ulp_errors(layer: Layer, seed: int = 1) -> tuple[float, float]:
     worst = 0.0
     for item, value in zip(layer.inputs, computed):
         if item.name in grads:
-            worst = max(worst, _normwise(value, _exact(grads[item.name])))
+            worst = float(np.maximum(worst, _normwise(value, _exact(grads[item.name]))))  # NaN propagates
     return forward, worst
 
 

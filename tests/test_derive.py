@@ -59,3 +59,16 @@ def test_softmax_cross_checks_textbook_identities() -> None:
     proofs = derive(CATALOG["sigmoid"]).proofs
     assert any("sigma (1 - sigma)" in p.claim and p.holds for p in proofs)
     assert all(p.method.startswith("symbolic") for p in derive(CATALOG["softmax"]).proofs)
+
+
+def test_numeric_identity_does_not_prove_what_evaluates_to_nan() -> None:
+    """``max`` ignores NaN: an identity whose sides are NaN at every point must not come out proven."""
+    import math
+
+    import sympy as sp
+
+    from symdl.derive import numeric_identity
+
+    x = sp.Symbol("x", real=True)
+    assert numeric_identity(sp.nan, x, [x], [(0.5,), (2.0,)]) == math.inf
+    assert numeric_identity(x + 1, 1 + x, [x], [(0.5,), (2.0,)]) == 0.0

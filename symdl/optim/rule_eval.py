@@ -10,7 +10,6 @@ SymPy: used by tests and ``symdl verify``, never by :mod:`symdl.optim` itself.
 from __future__ import annotations
 
 import math
-
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
