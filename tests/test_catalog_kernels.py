@@ -282,3 +282,64 @@ def test_named_extremes_from_the_issue(name: str, inputs: tuple, params: dict, e
     if expected_grad is not None:
         np.testing.assert_allclose(grad, expected_grad, rtol=1e-6, atol=1e-30)
     assert np.all(np.isfinite(grad))
+
+
+def _real_line(item: Input) -> bool:
+    """An input whose domain is the whole real line (its pinned extremes reach +-1000)."""
+    return item.domain.extremes != () and min(item.domain.extremes) <= -1000 and max(item.domain.extremes) >= 1000
+
+
+#: Known open bug, not covered here until fixed: cosine_embedding_loss forms |x|^2, which overflows
+#: from |x| ~ 1e154 (float64) on, where the true cosine is finite (PyTorch overflows the same way).
+#: A row-scaled stable form needs u = x / max|x| kept unexpanded through SymPy ((x/s)^2 -> x^2/s^2).
+KNOWN_OVERFLOW = {"cosine_embedding_loss"}
+LOSS_ENDS = [pytest.param(op, variant, index, id=f"{op.name}{'-' + variant if variant else ''}-{op.inputs[index].name}")
+             for op, variant in (p.values for p in OP_VARIANTS if p.values[0].kind in ("pointwise_loss", "class_loss"))
+             for index, item in enumerate(op.inputs)
+             if item.differentiable and _real_line(item) and op.name not in KNOWN_OVERFLOW]
+
+
+def _as_float(values: np.ndarray) -> np.ndarray:
+    """mpf values as float64, with +-inf where they leave the float64 range."""
+    return np.array([float(v) for v in np.ravel(values)]).reshape(np.shape(values))
+
+
+@pytest.mark.parametrize(("op", "variant", "index"), LOSS_ENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_losses_at_the_ends_of_the_float_range(op: Op, variant: str, index: int, dtype: type) -> None:
+    """A real-valued loss input at +-max, +-max/4 and the smallest normal and subnormal numbers (the
+    other inputs drawn from their domains; reduction='none'): the loss and every gradient are finite
+    wherever the exact value (mpmath) is, and overflow only where it does. Where mpmath itself cannot
+    evaluate the definition at 1e308 (it raises), the values must still not be NaN: each of these
+    losses is a real number or an infinity there."""
+    from symdl.sampling import draw_inputs, draw_params
+
+    finfo = np.finfo(dtype)
+    ends = np.array([finfo.max, finfo.max / 4, finfo.smallest_normal, finfo.smallest_subnormal], dtype=dtype)
+    ends = np.concatenate([ends, -ends])
+    rng = np.random.default_rng(4)
+    inputs = draw_inputs(op, rng, (len(ends), 3) if op.kind == "class_loss" else (len(ends),))
+    moved = np.asarray(inputs[index], dtype=np.float64).copy()
+    moved.reshape(len(ends), -1)[:, 0] = ends  # one end per row (in a class loss, the row's first class)
+    inputs[index] = moved
+    inputs = [a.astype(dtype) if a.dtype.kind == "f" else a for a in inputs]
+    names = {p.name for p in op.params}
+    params = {k: v for k, v in {**draw_params(op, rng, variant or None), "reduction": "none"}.items() if k in names}
+    with np.errstate(all="ignore"):
+        loss = getattr(kernels, op.name)(*inputs, **params)
+        grads = [g for g, item in zip(getattr(kernels, f"{op.name}_vjp")(np.ones(loss.shape, dtype), *inputs, **params),
+                                      op.inputs) if item.differentiable]
+    computed = [("loss", loss), *((f"grad of {item.name}", g) for item, g in zip(op.differentiable_inputs, grads))]
+    reference = Reference(op, variant, params)
+    exact_inputs = [a.astype(np.float64) if a.dtype.kind == "f" else a for a in inputs]
+    try:
+        exact = [_as_float(reference.forward(exact_inputs)), *(_as_float(g) for g in reference.gradients(exact_inputs))]
+    except (ZeroDivisionError, OverflowError, ValueError):
+        for name, value in computed:
+            assert value.dtype == dtype and not np.any(np.isnan(value)), (name, value)
+        return
+    for (name, value), truth in zip(computed, exact):
+        assert value.dtype == dtype, name
+        representable = np.abs(truth) <= finfo.max
+        assert np.all(np.isfinite(value[representable])), (name, value, truth)
+        assert np.all(np.isinf(value[~representable])), (name, value, truth)

@@ -48,11 +48,13 @@ _abs_d = grouped(sp.Abs(d))
 
 def _quadratic_then_linear(width: sp.Expr, factor: sp.Expr = sp.S.One) -> sp.Expr:
     """m (|d| - m / 2) with m = min(|d|, width): d^2 / 2 inside, width (|d| - width / 2) outside; one
-    formula for both branches, no division by |d|, |d| computed once. As 2 h (|d| - h), h = m / 2:
-    nothing (2 |d|, say) overflows before the true value does. Times ``factor``, folded into the 2."""
+    formula for both branches, no division by |d|, |d| computed once. As (2 h factor) (|d| - h), h = m / 2:
+    nothing (2 |d|, say) overflows before the true value does. ``factor`` scales h first: for
+    smooth_l1 (factor 1 / beta) the first product is at most 1, so h (|d| - h) (an intermediate up to
+    beta / 2 |d|, past the float range at |d| = max for beta > 2) is never formed."""
     half = grouped(sp.Min(_abs_d, width) / 2)
     scale = 2 * factor
-    return grouped(half * (_abs_d - half)) * (scale if scale.is_number else grouped(scale))
+    return grouped(half * (scale if scale.is_number else grouped(scale))) * (_abs_d - half)
 
 #: x - y is rounded before it is squared or clamped: errors are relative to the size of x and y.
 DIFFERENCE = Tolerance(forward_scale=sp.Abs(d) * (sp.Abs(x) + sp.Abs(y)), grad_scale=sp.Abs(x) + sp.Abs(y))

@@ -202,8 +202,8 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mea
 
     .. math::
 
-        y = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
-        \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2}\right) \frac{2}{\beta}
+        y = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \frac{2}{\beta} \left(\left|{x -
+        y}\right| - \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2}\right)
 
     Gradient:
 
@@ -231,11 +231,11 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mea
     # t1 = 0.5 * np.clip(t0, -math.inf, beta)
     t1 = np.clip(t0, -math.inf, beta)
     t1 *= 0.5
-    # out = t1 * (t0 - t1) * (2 / beta)
+    # out = (t0 - t1) * (t1 * (2 / beta))
     t0 -= t1
-    t1 *= t0
     t1 *= 2 / beta
-    out = t1
+    t0 *= t1
+    out = t0
     return _rt.reduce(out, reduction)
 
 
@@ -251,8 +251,8 @@ def smooth_l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, 
 
     .. math::
 
-        y = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
-        \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2}\right) \frac{2}{\beta}
+        y = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \frac{2}{\beta} \left(\left|{x -
+        y}\right| - \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2}\right)
 
     Gradient:
 
@@ -330,11 +330,11 @@ def huber_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', 
     # t1 = 0.5 * np.clip(t0, -math.inf, delta)
     t1 = np.clip(t0, -math.inf, delta)
     t1 *= 0.5
-    # out = 2 * (t1 * (t0 - t1))
+    # out = (t0 - t1) * (2 * t1)
     t0 -= t1
-    t1 *= t0
     t1 *= 2
-    out = t1
+    t0 *= t1
+    out = t0
     return _rt.reduce(out, reduction)
 
 
