@@ -38,6 +38,7 @@ __all__ = [
     "log1p",
     "expm1",
     "to_textbook",
+    "Grouped",
     "grouped",
     "expand_row",
     "NUM_CLASSES",
@@ -227,14 +228,33 @@ class rowmax(sp.Function):  # noqa: N801
         return rf"\max_j {printer.parenthesize(self.args[0], 1000)}_j"
 
 
+class Grouped(sp.UnevaluatedExpr):
+    """An ``UnevaluatedExpr`` that knows what it wraps is real (or positive): a Piecewise condition
+    may compare it (SymPy refuses to order a plain UnevaluatedExpr, which has no assumptions)."""
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_extended_real
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_positive(self) -> bool | None:
+        return self.args[0].is_positive
+
+    def _eval_is_nonnegative(self) -> bool | None:
+        return self.args[0].is_nonnegative
+
+
 def grouped(expr: sp.Expr) -> sp.Expr:
     """``expr`` kept as one unit when printed, so that SymPy's reordering of a
-    product cannot form an overflowing intermediate (``x * n`` before ``/ (n + 2)``)."""
+    product cannot form an overflowing intermediate (``x * n`` before ``/ (n + 2)``).
+    (:class:`Grouped` where the unit must also compare as a real number.)"""
     return sp.UnevaluatedExpr(expr)
 
 
 _TEXTBOOK: dict[type, Callable[..., sp.Expr]] = {
     sp.UnevaluatedExpr: lambda e: e,
+    Grouped: lambda e: e,
     sigmoid: lambda x: 1 / (1 + sp.exp(-x)),
     softplus: lambda x: sp.log(1 + sp.exp(x)),
     xlogy: lambda x, y: x * sp.log(y),

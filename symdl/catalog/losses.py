@@ -12,7 +12,8 @@ from __future__ import annotations
 import sympy as sp
 
 from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
-from symdl.functions import NUM_CLASSES, clamped_log, clamped_log1p, grouped, indicator, log1p, rowmax, rowsum, sigmoid, softplus, xlogy
+from symdl.functions import (NUM_CLASSES, Grouped, clamped_log, clamped_log1p, grouped, indicator, log1p, rowmax,
+                             rowsum, sigmoid, softplus, xlogy)
 
 x = sp.Symbol("x", real=True)
 y = sp.Symbol("y", real=True)
@@ -363,7 +364,15 @@ _margin_a = (1 - t) * rowsum(t * w) * sp.Piecewise((p_norm * _margin_h ** (p_nor
 _eps_cos = sp.Float("1e-12")  # PyTorch's EPSILON in cosine_embedding_loss
 _m1, _m2 = rowsum(x * x) + _eps_cos, rowsum(x2 * x2) + _eps_cos
 _cos = rowsum(x * x2) / sp.sqrt(_m1 * _m2)
-_cos_slope = -(1 + y) / 2 + (1 - y) / 2 * sp.Piecewise((1, _cos - margin >= 0), (0, True))
+# Stable form: each row scaled by s = max(max |x|, 1) first, so |x|^2 (inf from |x| ~ 1e154 on) is
+# never formed: cos = u.v / sqrt((|u|^2 + eps/s1^2)(|v|^2 + eps/s2^2)) with u = x/s1, v = x2/s2,
+# |u|, |v| <= 1; s >= 1 keeps eps/s^2 <= eps, and a row of huge values has |u|^2 >= 1. Grouped keeps
+# u whole (SymPy would print u^2 as x^2 / s^2, the overflow again) and real, for the Piecewise.
+_s1, _s2 = sp.Max(rowmax(sp.Abs(x)), 1), sp.Max(rowmax(sp.Abs(x2)), 1)
+_u, _v = Grouped(x / _s1), Grouped(x2 / _s2)
+_n1, _n2 = rowsum(_u * _u) + _eps_cos / _s1**2, rowsum(_v * _v) + _eps_cos / _s2**2
+_cos_scaled = rowsum(_u * _v) / sp.sqrt(_n1 * _n2)
+_cos_slope = -(1 + y) / 2 + (1 - y) / 2 * sp.Piecewise((1, _cos_scaled - margin >= 0), (0, True))
 
 CLASS_LOSSES: tuple[Op, ...] = (
     Op(
@@ -458,8 +467,11 @@ CLASS_LOSSES: tuple[Op, ...] = (
         params=(Param("margin", 0.0, Rule("interval", (-1.0, 1.0)), margin, Domain(-0.5, 0.5)), REDUCTION),
         formulas={"": Formula(
             definition=(1 + y) / 2 * (1 - _cos) + (1 - y) / 2 * sp.Piecewise((_cos - margin, _cos - margin >= 0), (0, True)),
-            grads={"input1": g * _cos_slope * (x2 / sp.sqrt(_m1 * _m2) - _cos * x / _m1),
-                   "input2": g * _cos_slope * (x / sp.sqrt(_m1 * _m2) - _cos * x2 / _m2)},
+            stable=(1 + y) / 2 * (1 - _cos_scaled)
+            + (1 - y) / 2 * sp.Piecewise((_cos_scaled - margin, _cos_scaled - margin >= 0), (0, True)),
+            # d cos / dx1 = x2 / sqrt(m1 m2) - cos x1 / m1, in the scaled terms (divided by s1 last)
+            grads={"input1": g * _cos_slope * (_v / sp.sqrt(_n1 * _n2) - _cos_scaled * _u / _n1) / _s1,
+                   "input2": g * _cos_slope * (_u / sp.sqrt(_n1 * _n2) - _cos_scaled * _v / _n2) / _s2},
         )},
         torch="torch.nn.functional.cosine_embedding_loss",
         row_symbols=(x, x2),

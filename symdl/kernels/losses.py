@@ -2293,29 +2293,110 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(\frac{y}{2} +
         \frac{1}{2}\right)
 
+    Stable form:
+
+    .. math::
+
+        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j
+        \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} &
+        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
+        \\0 & \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(\frac{x}{\max\left(1,
+        \max_j \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}}\right)
+        \left(\frac{y}{2} + \frac{1}{2}\right)
+
     Gradient:
 
     .. math::
 
-        \bar{x} = g \left(- \frac{x \sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
-        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
-        \cdot 10^{-12}\right)} \left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)} +
-        \frac{x_{2}}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(- \frac{y}{2} +
-        \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin -
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
-        \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)
-        \bar{x_{2}} = g \left(\frac{x}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} -
-        \frac{x_{2} \sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)} \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}\right) \left(- \frac{y}{2} +
-        \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin -
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
-        \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)
+        \bar{x} = \frac{g \left(\frac{\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
+        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
+        \frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
+        \left(\sum_j \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right) \left(-
+        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin
+        - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
+        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}
+        \bar{x_{2}} = \frac{g \left(\frac{\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j \left(\left(\frac{x}{\max\left(1,
+        \max_j \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
+        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
+        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
+        \left(\sum_j \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}\right)
+        \left(- \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 &
+        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
+        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}
 
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
     Rows are along dim 1 of (N, D) inputs (or the only axis of 1-D inputs); PyTorch adds 1e-12 to each
     squared norm.
 
@@ -2329,32 +2410,48 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     _rt.same_shape('cosine_embedding_loss', {'input1': x, 'input2': x2})
     y = _rt.row_target(target, 'cosine_embedding_loss', x, dim)
     keep = None
-    # t6 = -_rt.rowsum(x * x2, axis=dim, keepdims=True) / np.sqrt((_rt.rowsum(np.square(x), axis=dim, keepdims=True) + 1e-12) * (_rt.rowsum(np.square(x2), axis=dim, keepdims=True) + 1e-12))
-    t0 = np.square(x)
-    t1 = _rt.rowsum(t0, axis=dim, keepdims=True)
-    t1 += 1e-12
-    t2 = np.square(x2, out=t0 if x2.dtype == t0.dtype else None)
-    t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
-    t3 += 1e-12
-    t4 = np.multiply(t1, t3, out=t1 if t3.dtype == t1.dtype else None)
-    np.sqrt(t4, out=t4)
-    t5 = np.multiply(x, x2, out=t2 if np.result_type(x, x2) == t2.dtype else None)
-    t6 = _rt.rowsum(t5, axis=dim, keepdims=True)
-    np.negative(t6, out=t6)
-    t6 /= t4
-    t7 = 0.5 * y
-    # t9 = (t6 + 1) * (t7 + 0.5)
-    np.add(t6, 1, out=t4)
-    t8 = t7 + 0.5
-    t9 = t4 * t8
-    t6 += margin
-    # out = np.where(t6 <= 0, t9 - t6 * (0.5 - t7), t9)
-    m0 = t6 <= 0
-    np.subtract(0.5, t7, out=t7)
-    t10 = t6 * t7
-    np.subtract(t9, t10, out=t10)
-    _rt.select(m0, t10, t9, out=t10)
-    out = t10
+    # t1 = np.clip(_rt.rowmax(np.abs(x), axis=dim, keepdims=True), 1, math.inf)
+    t0 = np.abs(x)
+    t1 = _rt.rowmax(t0, axis=dim, keepdims=True)
+    np.clip(t1, 1, math.inf, out=t1)
+    np.divide(x, t1, out=t0)
+    # t3 = np.clip(_rt.rowmax(np.abs(x2), axis=dim, keepdims=True), 1, math.inf)
+    t2 = np.abs(x2)
+    t3 = _rt.rowmax(t2, axis=dim, keepdims=True)
+    np.clip(t3, 1, math.inf, out=t3)
+    np.divide(x2, t3, out=t2)
+    # t10 = -_rt.rowsum(t0 * t2, axis=dim, keepdims=True) / np.sqrt((_rt.rowsum(np.square(t0), axis=dim, keepdims=True) + 1e-12 * (1 / t1) ** 2) * (_rt.rowsum(np.square(t2), axis=dim, keepdims=True) + 1e-12 * (1 / t3) ** 2))
+    t4 = np.square(t0)
+    t5 = _rt.rowsum(t4, axis=dim, keepdims=True)
+    np.divide(1, t1, out=t1)
+    np.square(t1, out=t1)
+    t1 *= 1e-12
+    t5 += t1
+    t6 = np.square(t2, out=t4 if t2.dtype == t4.dtype else None)
+    t7 = _rt.rowsum(t6, axis=dim, keepdims=True)
+    np.divide(1, t3, out=t3)
+    np.square(t3, out=t3)
+    t3 *= 1e-12
+    t7 += t3
+    t8 = np.multiply(t5, t7, out=t5 if t7.dtype == t5.dtype else None)
+    np.sqrt(t8, out=t8)
+    t9 = np.multiply(t0, t2, out=t0 if t2.dtype == t0.dtype else None)
+    t10 = _rt.rowsum(t9, axis=dim, keepdims=True)
+    np.negative(t10, out=t10)
+    t10 /= t8
+    t11 = 0.5 * y
+    # t13 = (t10 + 1) * (t11 + 0.5)
+    np.add(t10, 1, out=t8)
+    t12 = t11 + 0.5
+    t13 = t8 * t12
+    t10 += margin
+    # out = np.where(t10 <= 0, t13 - t10 * (0.5 - t11), t13)
+    m0 = t10 <= 0
+    np.subtract(0.5, t11, out=t11)
+    t14 = t10 * t11
+    np.subtract(t13, t14, out=t14)
+    _rt.select(m0, t14, t13, out=t14)
+    out = t14
     loss = np.squeeze(out, axis=dim)
     if keep is not None:
         loss = loss * keep
@@ -2376,29 +2473,110 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
         \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(\frac{y}{2} +
         \frac{1}{2}\right)
 
+    Stable form:
+
+    .. math::
+
+        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j
+        \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} &
+        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
+        \\0 & \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(\frac{x}{\max\left(1,
+        \max_j \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}}\right)
+        \left(\frac{y}{2} + \frac{1}{2}\right)
+
     Gradient:
 
     .. math::
 
-        \bar{x} = g \left(- \frac{x \sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
-        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
-        \cdot 10^{-12}\right)} \left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)} +
-        \frac{x_{2}}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(- \frac{y}{2} +
-        \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin -
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
-        \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)
-        \bar{x_{2}} = g \left(\frac{x}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} -
-        \frac{x_{2} \sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)} \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}\right) \left(- \frac{y}{2} +
-        \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin -
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
-        \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)
+        \bar{x} = \frac{g \left(\frac{\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
+        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
+        \frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
+        \left(\sum_j \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right) \left(-
+        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin
+        - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
+        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}
+        \bar{x_{2}} = \frac{g \left(\frac{\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j \left(\left(\frac{x}{\max\left(1,
+        \max_j \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
+        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
+        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
+        \left(\sum_j \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}\right)
+        \left(- \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 &
+        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
+        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}
 
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
     Rows are along dim 1 of (N, D) inputs (or the only axis of 1-D inputs); PyTorch adds 1e-12 to each
     squared norm.
 
@@ -2421,50 +2599,68 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
     if keep is not None:
         g = g * keep
     g = _rt.unit_axis(g, dim)
-    # t1 = _rt.rowsum(np.square(x), axis=dim, keepdims=True) + 1e-12
-    t0 = np.square(x)
-    t1 = _rt.rowsum(t0, axis=dim, keepdims=True)
-    t1 += 1e-12
-    # t3 = _rt.rowsum(np.square(x2), axis=dim, keepdims=True) + 1e-12
-    t2 = np.square(x2, out=t0 if x2.dtype == t0.dtype else None)
-    t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
-    t3 += 1e-12
-    # t4 = 1 / np.sqrt(t1 * t3)
-    t4 = t1 * t3
-    np.sqrt(t4, out=t4)
-    np.divide(1, t4, out=t4)
-    # t6 = _rt.rowsum(x * x2, axis=dim, keepdims=True)
-    t5 = np.multiply(x, x2, out=t2 if np.result_type(x, x2) == t2.dtype else None)
-    t6 = _rt.rowsum(t5, axis=dim, keepdims=True)
-    t6 *= t4
-    # t5 = g * (t4 * x2 - t6 * x / t1)
-    np.multiply(t4, x2, out=t5)
-    t7 = t6 * x
-    t7 /= t1
-    t5 -= t7
-    t5 *= g
-    # m0 = margin - t6 <= 0
-    t8 = np.subtract(margin, t6, out=t1 if t6.dtype == t1.dtype else None)
-    m0 = t8 <= 0
-    # t9 = -0.5 * y - 0.5
-    t9 = -0.5 * y
-    t9 -= 0.5
-    # t7 = g * (t4 * x - t4 * t6 * x2 / t3)
-    np.multiply(t4, x, out=t7)
-    t10 = t6 * x2
-    t10 /= t3
-    t7 -= t10
-    t7 *= g
-    # grad_input1 = np.where(m0, -t5 * y, t5 * t9)
-    np.negative(t5, out=t10)
-    t11 = np.multiply(t10, y, out=t10 if y.dtype == t10.dtype else None)
-    t12 = np.multiply(t5, t9, out=t5 if t9.dtype == t5.dtype else None)
-    _rt.select(m0, t11, t12, out=t11)
-    grad_input1 = t11
-    # grad_input2 = np.where(m0, -t7 * y, t9 * t7)
-    t13 = np.negative(t7, out=t12 if t7.dtype == t12.dtype else None)
-    t14 = np.multiply(t13, y, out=t13 if y.dtype == t13.dtype else None)
-    t15 = np.multiply(t9, t7, out=t7 if t9.dtype == t7.dtype else None)
-    _rt.select(m0, t14, t15, out=t14)
-    grad_input2 = t14
+    t0 = g * y
+    # t2 = np.clip(_rt.rowmax(np.abs(x), axis=dim, keepdims=True), 1, math.inf)
+    t1 = np.abs(x)
+    t2 = _rt.rowmax(t1, axis=dim, keepdims=True)
+    np.clip(t2, 1, math.inf, out=t2)
+    np.divide(1, t2, out=t2)
+    np.multiply(t2, x, out=t1)
+    # t4 = _rt.rowsum(np.square(t1), axis=dim, keepdims=True) + 1e-12 * (1 / t2) ** 2
+    t3 = np.square(t1)
+    t4 = _rt.rowsum(t3, axis=dim, keepdims=True)
+    t5 = np.square(t2)
+    t5 *= 1e-12
+    t4 += t5
+    # t7 = np.clip(_rt.rowmax(np.abs(x2), axis=dim, keepdims=True), 1, math.inf)
+    t6 = np.abs(x2, out=t3 if x2.dtype == t3.dtype else None)
+    t7 = _rt.rowmax(t6, axis=dim, keepdims=True)
+    np.clip(t7, 1, math.inf, out=t7)
+    np.divide(1, t7, out=t7)
+    np.multiply(t7, x2, out=t6)
+    # t9 = _rt.rowsum(np.square(t6), axis=dim, keepdims=True) + 1e-12 * (1 / t7) ** 2
+    t8 = np.square(t6)
+    t9 = _rt.rowsum(t8, axis=dim, keepdims=True)
+    t10 = np.square(t7, out=t5 if t7.dtype == t5.dtype else None)
+    t10 *= 1e-12
+    t9 += t10
+    # t11 = 1 / np.sqrt(t4 * t9)
+    t11 = np.multiply(t4, t9, out=t10 if np.result_type(t4, t9) == t10.dtype else None)
+    np.sqrt(t11, out=t11)
+    np.divide(1, t11, out=t11)
+    t12 = np.multiply(t6, t11, out=t8 if np.result_type(t6, t11) == t8.dtype else None)
+    # t14 = _rt.rowsum(t1 * t6, axis=dim, keepdims=True)
+    t13 = np.multiply(t1, t6, out=t6 if t1.dtype == t6.dtype else None)
+    t14 = _rt.rowsum(t13, axis=dim, keepdims=True)
+    t15 = t14 * t11
+    # t13 = t2 * (t12 - t15 * t1 / t4)
+    np.multiply(t15, t1, out=t13)
+    t13 /= t4
+    np.subtract(t12, t13, out=t13)
+    t13 *= t2
+    # m0 = margin - t15 <= 0
+    np.subtract(margin, t15, out=t15)
+    m0 = t15 <= 0
+    # t17 = g * (-0.5 * y - 0.5)
+    t16 = -0.5 * y
+    t16 -= 0.5
+    t17 = g * t16
+    # t12 = t7 * (-t12 * t14 / t9 + t1 * t11)
+    np.negative(t12, out=t12)
+    t12 *= t14
+    t12 /= t9
+    t18 = np.multiply(t1, t11, out=t1 if t11.dtype == t1.dtype else None)
+    t12 += t18
+    t12 *= t7
+    # grad_input1 = np.where(m0, -t0 * t13, t13 * t17)
+    np.negative(t0, out=t0)
+    t19 = np.multiply(t0, t13, out=t18 if np.result_type(t0, t13) == t18.dtype else None)
+    t20 = np.multiply(t13, t17, out=t13 if t17.dtype == t13.dtype else None)
+    _rt.select(m0, t19, t20, out=t19)
+    grad_input1 = t19
+    # grad_input2 = np.where(m0, -t0 * t12, t17 * t12)
+    np.multiply(t0, t12, out=t20)
+    t21 = np.multiply(t17, t12, out=t12 if t17.dtype == t12.dtype else None)
+    _rt.select(m0, t20, t21, out=t20)
+    grad_input2 = t20
     return (grad_input1, grad_input2, None,)
