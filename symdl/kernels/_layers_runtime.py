@@ -32,7 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from symdl.errors import OpInputError, OpParameterError
-from symdl.kernels._runtime import float_array
+from symdl.kernels._runtime import check_bool, float_array
 
 ArrayLike = Any
 Pads = tuple[tuple[int, int], tuple[int, int]]
@@ -327,7 +327,7 @@ def conv_plan(op: str, arrays: Arrays, *, spatial: int, stride: object = 1, padd
         dilation=_spatial_view(spatial, dilation_t, 1), pads=pads2, groups=g,
         out_hw=_spatial_view(spatial, sizes, 1),
         full_hw=(x_shape[2] + sum(pads2[0]), x_shape[3] + sum(pads2[1])),
-        out_shape=batch.caller_shape((n, w.shape[0], *sizes)), input_grad=_check_input_grad(op, input_grad),
+        out_shape=batch.caller_shape((n, w.shape[0], *sizes)), input_grad=check_bool(op, "input_grad", input_grad),
     )
 
 
@@ -492,8 +492,7 @@ def pool_plan(op: str, arrays: Arrays, *, spatial: int, kernel_size: object, str
         raise OpParameterError(f"{op}: padding {pad_t} must be at most half of kernel_size {kernel_t}")
     for name, flag in (("ceil_mode", ceil_mode), ("count_include_pad", count_include_pad),
                        ("return_indices", return_indices)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise OpParameterError(f"{op}: {name} must be True or False, got {flag!r}")
+        check_bool(op, name, flag)
     sizes = [_pool_size(op, batch.shape[2 + i], pad_t[i], kernel_t[i], stride_t[i], dilation_t[i], bool(ceil_mode),
                         x.shape) for i in range(spatial)]
     out_t = tuple(s for s, _ in sizes)
@@ -612,6 +611,13 @@ def _set_where(tap: np.ndarray, k: int, hit: np.ndarray, scratch: np.ndarray) ->
     tap += scratch
 
 
+def _window_starts(plan: PoolPlan) -> tuple[np.ndarray, np.ndarray]:
+    """The input row and column where each output row and column's window starts (negative in
+    the padding)."""
+    (top, _), (left, _) = plan.pads
+    return (np.arange(plan.out_hw[0]) * plan.stride[0] - top, np.arange(plan.out_hw[1]) * plan.stride[1] - left)
+
+
 def _max_scan(xt: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
     """Window maxima of the planes-last, -inf padded input (:func:`_planes_last`), as
     (Ho, Wo, N*C), and, if asked, PyTorch's flat arg-max indices in the same layout.
@@ -642,11 +648,8 @@ def _max_scan(xt: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.nd
     padded = any(side for pair in plan.pads for side in pair)
     if np.isnan(best).any() or (padded and np.isneginf(best).any()):
         tap = _exact_taps(xt, plan, best, scratch)
-    (top, _), (left, _) = plan.pads
-    w = plan.x_shape[3]
-    (kh, kw), (dh, dw) = plan.kernel, plan.dilation
-    rows = np.arange(plan.out_hw[0]) * plan.stride[0] - top
-    columns = np.arange(plan.out_hw[1]) * plan.stride[1] - left
+    w, kw, (dh, dw) = plan.x_shape[3], plan.kernel[1], plan.dilation
+    rows, columns = _window_starts(plan)
     displacement = np.array([(k // kw) * dh * w + (k % kw) * dw for k in range(none)] + [0], dtype=np.int64)
     index = np.take(displacement, tap)
     index += (rows[:, None] * w + columns[None, :])[:, :, None]
@@ -659,11 +662,8 @@ def _exact_taps(xt: np.ndarray, plan: PoolPlan, best: np.ndarray, scratch: np.nd
     """Each window's first offset holding its maximum ``best``, or its last NaN (taps in the padding
     never count; ``len(offsets)`` where no tap does)."""
     offsets = plan.offsets()
-    h, w = plan.x_shape[2:]
-    (top, _), (left, _) = plan.pads
-    (kh, kw), (dh, dw) = plan.kernel, plan.dilation
-    rows = np.arange(plan.out_hw[0]) * plan.stride[0] - top
-    columns = np.arange(plan.out_hw[1]) * plan.stride[1] - left
+    (h, w), kw, (dh, dw) = plan.x_shape[2:], plan.kernel[1], plan.dilation
+    rows, columns = _window_starts(plan)
     tap = np.full(best.shape, len(offsets), dtype=scratch.dtype)
     nan = bool(np.isnan(best).any())
     # reversed, so the first maximum is written last; then, forward, every NaN tap, so the
@@ -773,12 +773,6 @@ class LinearPlan:
     input_grad: bool = True
 
 
-def _check_input_grad(op: str, input_grad: object) -> bool:
-    if not isinstance(input_grad, (bool, np.bool_)):
-        raise OpParameterError(f"{op}: input_grad must be True or False, got {input_grad!r}")
-    return bool(input_grad)
-
-
 def linear_plan(op: str, arrays: Arrays, *, input_grad: object = True) -> LinearPlan:
     """Check linear: input (..., in), weight (out, in), bias (out,)."""
     x, w, b = arrays
@@ -787,7 +781,7 @@ def linear_plan(op: str, arrays: Arrays, *, input_grad: object = True) -> Linear
         raise OpInputError(f"{op}: input's last dim must equal weight.shape[1] (in_features); got input "
                            f"{x.shape}, weight {w.shape}")
     _vector(op, "bias", b, w.shape[0], "out_features")
-    return LinearPlan(out_shape=(*x.shape[:-1], w.shape[0]), input_grad=_check_input_grad(op, input_grad))
+    return LinearPlan(out_shape=(*x.shape[:-1], w.shape[0]), input_grad=check_bool(op, "input_grad", input_grad))
 
 
 def linear_forward(arrays: Arrays, plan: LinearPlan) -> np.ndarray:
@@ -933,8 +927,7 @@ def batch_norm_plan(op: str, arrays: Arrays, *, training: object = False, moment
     """Check batch_norm: input (N, C, *), running stats, weight and bias (C,)."""
     x, mean, var, w, b = arrays
     _rank(op, "input", x, tuple(range(2, 9)))
-    if not isinstance(training, (bool, np.bool_)):
-        raise OpParameterError(f"{op}: training must be True or False, got {training!r}")
+    check_bool(op, "training", training)
     if momentum is None or isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
             or not 0 <= momentum <= 1:
         raise OpParameterError(f"{op}: momentum must be a real number in [0, 1] (for PyTorch's cumulative "
@@ -1072,8 +1065,7 @@ def dropout_plan(op: str, arrays: Arrays, *, p: object = 0.5, training: object =
     x, mask = arrays
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p <= 1:
         raise OpParameterError(f"{op}: p must be a probability in [0, 1], got {p!r}")
-    if not isinstance(training, (bool, np.bool_)):
-        raise OpParameterError(f"{op}: training must be True or False, got {training!r}")
+    check_bool(op, "training", training)
     if np.broadcast_shapes(x.shape, mask.shape) != x.shape:
         raise OpInputError(f"{op}: mask {mask.shape} must broadcast to input {x.shape}")
     if mask.dtype != object and not np.all((mask == 0) | (mask == 1)):
