@@ -190,15 +190,20 @@ class StepEmitter:
                 self.emit(part, buffer, None)
         return pre
 
-    def _apply(self, ufunc: str, out: str, operand: sp.Expr, pre: dict[sp.Expr, str]) -> None:
+    def _apply(self, ufunc: str, out: str, operand: sp.Expr, pre: dict[sp.Expr, str],
+               target: sp.Symbol | None = None) -> None:
         """``out = ufunc(out, operand)``, in place, through a scratch buffer if the operand needs one;
-        ``out +=/-= c * array`` as one axpy pass (:func:`symdl.optim._blas.axpy`)."""
+        ``out +=/-= c * array`` as one axpy pass (:func:`symdl.optim._blas.axpy`), and so is the
+        parameter's ``+=/-= c * (compound)`` once the compound is in scratch."""
         scaled = self._scaled_array(operand, pre) if ufunc in ("add", "subtract") else None
+        if scaled is None and ufunc in ("add", "subtract") and target == PARAM:
+            scaled = self._scaled_compound(operand, pre)
+            if scaled is not None:
+                self._axpy(ufunc, out, *scaled)
+                self._give(scaled[1])
+                return
         if scaled is not None:
-            coefficient, array = scaled
-            if ufunc == "subtract":
-                coefficient = -coefficient
-            self._line(f"_axpy({self._scalar(coefficient)}, {array}, {out})")
+            self._axpy(ufunc, out, *scaled)
             return
         text = self._operand(operand, pre)
         if text is None:
@@ -208,6 +213,29 @@ class StepEmitter:
             self._give(text)
         else:
             self._line(f"{out} {AUGMENTED[ufunc]} {text}")
+
+    def _axpy(self, ufunc: str, out: str, coefficient: sp.Expr, array: str) -> None:
+        """``out +=/-= coefficient * array`` as one axpy pass."""
+        self._line(f"_axpy({self._scalar(-coefficient if ufunc == 'subtract' else coefficient)}, {array}, {out})")
+
+    def _scaled_compound(self, expr: sp.Expr, pre: dict[sp.Expr, str]) -> tuple[sp.Expr, str] | None:
+        """``(c, buffer)`` for a scalar ``c != 1`` times an array expression that needs a buffer: the
+        expression is computed into a scratch ``buffer`` (the caller gives it back). The parameter's
+        update uses it, so that ``param -= c * compound`` is the compound's passes plus one axpy,
+        not plus a scaling pass and a subtraction pass. (Moment updates keep their two roundings:
+        centered RMSprop's ``v - gbar^2`` cancels, and would magnify a fused rounding of ``v``.)"""
+        if not isinstance(expr, sp.Mul):
+            return None
+        factors = sp.Mul.make_args(expr)
+        coefficient = sp.Mul(*(f for f in factors if self._is_scalar(f)))
+        if coefficient == 1:
+            return None
+        compound = sp.Mul(*(f for f in factors if not self._is_scalar(f)))
+        if self._operand(compound, pre) is not None:
+            return None
+        buffer = self._take()
+        self.emit(compound, buffer, None)
+        return coefficient, buffer
 
     def _scaled_array(self, expr: sp.Expr, pre: dict[sp.Expr, str]) -> tuple[sp.Expr, str] | None:
         """``(c, name)`` when ``expr`` is a scalar ``c`` times one array that needs no buffer, else None."""
@@ -262,7 +290,7 @@ class StepEmitter:
                 if first.negative:
                     self._line(f"np.negative({out}, out={out})")
         for term in rest:
-            self._apply("subtract" if term.negative else "add", out, term.magnitude, pre)
+            self._apply("subtract" if term.negative else "add", out, term.magnitude, pre, target)
         if constant != 0:
             self._line(f"{out} += {self._scalar(constant)}")
         self._release(pre)
@@ -273,10 +301,6 @@ class StepEmitter:
         arrays = [f for f in factors if not self._is_scalar(f)]
         numerators = [f for f in arrays if not (f.is_Pow and f.exp.is_negative)]
         denominators = [f.base ** -f.exp for f in arrays if f.is_Pow and f.exp.is_negative]
-        folded, folded_denominators = self._fold(coefficient, numerators, denominators)
-        if folded_denominators is not denominators:
-            self._folded_product(expr, coefficient, numerators, folded_denominators, out, target)
-            return
         aliased = [f for f in numerators + denominators if self._reads(f, target)]
         if any(self._reads(f, target) for f in denominators) and not numerators:
             raise GenerationError(f"{self.rule.name}: cannot divide {target} in place in {expr}")
@@ -317,32 +341,6 @@ class StepEmitter:
             self._apply("divide", out, factor, pre)
         self._scale(out, coefficient)
         self._release(pre)
-
-    def _folded_product(self, expr: sp.Expr, coefficient: sp.Expr, numerators: list[sp.Expr],
-                        denominators: list[sp.Expr], out: str, target: sp.Symbol | None) -> None:
-        """The product with its coefficient folded into the denominator; 0 when the coefficient is 0."""
-        folded = sp.Mul(*numerators, *(1 / d for d in denominators), evaluate=False)
-        if coefficient.is_zero is False:
-            self._product(folded, out, target)
-            return
-        self._line(f"if {self._scalar(coefficient)} == 0:")
-        self._line(f"    {out}.fill(0.0)")
-        self._line("else:")
-        self.depth += 1
-        self._product(folded, out, target)
-        self.depth -= 1
-
-    def _fold(self, coefficient: sp.Expr, numerators: list[sp.Expr],
-              denominators: list[sp.Expr]) -> tuple[sp.Expr, list[sp.Expr]]:
-        """k n / (c a + e) = n / ((c / k) a + e / k): one pass fewer when the denominator scales its array."""
-        if coefficient == 1 or len(denominators) != 1 or not isinstance(denominators[0], sp.Add):
-            return coefficient, denominators
-        array_terms = [t for t in denominators[0].args if not self._is_scalar(t)]
-        if len(array_terms) != 1 or not any(self._is_scalar(f) for f in sp.Mul.make_args(array_terms[0])):
-            return coefficient, denominators
-        folded = sp.Add(*(sp.Mul(*sp.Mul.make_args(t), 1 / coefficient, evaluate=True)
-                          for t in denominators[0].args))
-        return sp.S.One, [folded]
 
     def _scale(self, out: str, coefficient: sp.Expr, source: str | None = None) -> None:
         """``out = source * coefficient`` (``source`` defaults to ``out``: in place)."""

@@ -24,7 +24,7 @@ RULES = [pytest.param(rule, id=rule.name) for rule in OPTIMIZERS.values()]
 
 #: Kernel against the rule evaluated by lambdify, both float64, one step from
 #: the same state: they differ only in the order of roundings (division by a
-#: scalar vs its reciprocal, Adam's step size folded into its denominator).
+#: scalar vs its reciprocal, the parameter's update fused into one axpy).
 STEP_ULP_BOUND = 4.0
 #: Whole trajectories at the catalog's cases (tame dynamics): measured at most 2e-16 over 200 steps.
 TRAJECTORY_BOUND = 1e-14

@@ -364,7 +364,9 @@ ADADELTA = UpdateRule(
         _signed_grad(),
         _l2(),
         (SQUARE_AVG, _ema_square(SQUARE_AVG, RHO)),
-        (DELTA, sp.sqrt(ACC_DELTA + EPS) / sp.sqrt(SQUARE_AVG + EPS) * D),
+        # torch: sqrt(acc + eps) / sqrt(v + eps) * d. One square root of the ratio is a pass fewer and
+        # at least as accurate (2 roundings before the product instead of 3); it differs by rounding only.
+        (DELTA, sp.sqrt((ACC_DELTA + EPS) / (SQUARE_AVG + EPS)) * D),
         (ACC_DELTA, RHO * ACC_DELTA + (1 - RHO) * DELTA**2),
         (PARAM, PARAM - LR * DELTA),
     ),

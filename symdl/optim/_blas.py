@@ -47,14 +47,16 @@ def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
     """
     if not _ROUTINES:
         load()
-    routine = _ROUTINES.get(y.dtype)  # this runs per parameter per step: the checks are kept cheap
+    routine = _ROUTINES.get(y.dtype)  # this runs per parameter per step: the usual case is tested first
     if routine is None or x.dtype != y.dtype or x.shape != y.shape or not y.size:
         y += a * x
         return
-    flags = y.flags
-    if flags.c_contiguous and flags.writeable:
-        routine(_flat(x), y if y.ndim == 1 else y.reshape(-1), a=a)  # y's own memory: BLAS writes into it
-    else:
-        updated = np.ascontiguousarray(y)
-        routine(_flat(x), updated.reshape(-1), a=a)
-        y[...] = updated  # (a read-only y raises here, as NumPy's in-place ops do)
+    y_flags = y.flags
+    if y_flags.c_contiguous and y_flags.writeable and x.flags.c_contiguous:
+        if y.ndim != 1:
+            x, y = x.reshape(-1), y.reshape(-1)  # views: BLAS writes into y's own memory
+        routine(x, y, y.size, a)  # positional (n, a): f2py parses keywords at twice the cost
+        return
+    updated = np.ascontiguousarray(y)
+    routine(_flat(x), updated.reshape(-1), y.size, a)
+    y[...] = updated  # (a read-only y raises here, as NumPy's in-place ops do)

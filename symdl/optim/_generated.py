@@ -130,8 +130,7 @@ def _adagrad_step(param, grad, sum, scratch, step, lr, lr_decay, weight_decay, i
     np.sqrt(sum, out=s2)
     s2 += eps
     np.divide(d, s2, out=s2)
-    s2 *= lr/(lr_decay*(step - 1) + 1)
-    param -= s2
+    _axpy(-lr/(lr_decay*(step - 1) + 1), s2, param)
     return ()
 
 def _adagrad_broken(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
@@ -235,8 +234,7 @@ def _rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, scratch, s
         _axpy(-lr, momentum_buffer, param)
     else:
         np.divide(d, avg, out=s3)
-        s3 *= lr
-        param -= s3
+        _axpy(-lr, s3, param)
     return ()
 
 def _rmsprop_broken(lr, alpha, eps, weight_decay, momentum, centered, maximize):
@@ -330,11 +328,10 @@ def _adadelta_step(param, grad, square_avg, acc_delta, scratch, step, lr, rho, e
     s2 *= 1 - rho
     square_avg += s2
     np.add(acc_delta, eps, out=s2)
+    np.add(square_avg, eps, out=s3)
+    s2 /= s3
     np.sqrt(s2, out=s2)
     s2 *= d
-    np.add(square_avg, eps, out=s3)
-    np.sqrt(s3, out=s3)
-    s2 /= s3
     delta = s2
     acc_delta *= rho
     np.square(delta, out=s0)
@@ -374,7 +371,7 @@ class Adadelta(Optimizer):
         & d \leftarrow \begin{cases} - g & \text{for}\: \mathrm{maximize} \\g & \text{otherwise} \end{cases} \\
         & d \leftarrow \begin{cases} d + \theta \lambda & \text{for}\: \lambda \neq 0 \\d & \text{otherwise} \end{cases} \\
         & v \leftarrow d^{2} \left(1 - \rho\right) + \rho v \\
-        & \delta \leftarrow \frac{d \sqrt{\Delta + \epsilon}}{\sqrt{\epsilon + v}} \\
+        & \delta \leftarrow d \sqrt{\frac{\Delta + \epsilon}{\epsilon + v}} \\
         & \Delta \leftarrow \Delta \rho + \delta^{2} \left(1 - \rho\right) \\
         & \theta \leftarrow - \delta \eta + \theta \\
         \end{aligned}
@@ -434,14 +431,11 @@ def _adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, step, 
         vhat = max_exp_avg_sq
     else:
         vhat = exp_avg_sq
-    if lr/(1 - beta1 ** step) == 0:
-        s0.fill(0.0)
-    else:
-        np.sqrt(vhat, out=s0)
-        s0 *= (1 - beta1 ** step)/(lr*math.sqrt(1 - beta2 ** step))
-        s0 += eps*(1 - beta1 ** step)/lr
-        np.divide(exp_avg, s0, out=s0)
-    param -= s0
+    np.sqrt(vhat, out=s0)
+    s0 /= math.sqrt(1 - beta2 ** step)
+    s0 += eps
+    np.divide(exp_avg, s0, out=s0)
+    _axpy(-lr/(1 - beta1 ** step), s0, param)
     return ()
 
 def _adam_broken(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
@@ -540,14 +534,11 @@ def _adamw_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, step,
         vhat = max_exp_avg_sq
     else:
         vhat = exp_avg_sq
-    if lr/(1 - beta1 ** step) == 0:
-        s0.fill(0.0)
-    else:
-        np.sqrt(vhat, out=s0)
-        s0 *= (1 - beta1 ** step)/(lr*math.sqrt(1 - beta2 ** step))
-        s0 += eps*(1 - beta1 ** step)/lr
-        np.divide(exp_avg, s0, out=s0)
-    param -= s0
+    np.sqrt(vhat, out=s0)
+    s0 /= math.sqrt(1 - beta2 ** step)
+    s0 += eps
+    np.divide(exp_avg, s0, out=s0)
+    _axpy(-lr/(1 - beta1 ** step), s0, param)
     return ()
 
 def _adamw_broken(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize):
@@ -639,8 +630,7 @@ def _adamax_step(param, grad, exp_avg, exp_inf, scratch, step, lr, beta1, beta2,
     s2 += eps
     np.maximum(exp_inf, s2, out=exp_inf)
     np.divide(exp_avg, exp_inf, out=s0)
-    s0 *= lr/(1 - beta1 ** step)
-    param -= s0
+    _axpy(-lr/(1 - beta1 ** step), s0, param)
     return ()
 
 def _adamax_broken(lr, beta1, beta2, eps, weight_decay, maximize):
@@ -736,11 +726,9 @@ def _nadam_step(param, grad, exp_avg, exp_avg_sq, scratch, step, mu_product, lr,
     s2 += eps
     denom = s2
     np.divide(d, denom, out=s3)
-    s3 *= lr*(1 - mu)/(1 - mu_product)
-    param -= s3
+    _axpy(-lr*(1 - mu)/(1 - mu_product), s3, param)
     np.divide(exp_avg, denom, out=s3)
-    s3 *= lr*mu_next/(-mu_next*mu_product + 1)
-    param -= s3
+    _axpy(-lr*mu_next/(-mu_next*mu_product + 1), s3, param)
     return (mu_product, )
 
 def _nadam_broken(lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled_weight_decay, maximize):
@@ -848,8 +836,7 @@ def _radam_step(param, grad, exp_avg, exp_avg_sq, scratch, step, lr, beta1, beta
         np.sqrt(exp_avg_sq, out=s0)
         s0 += eps
         np.divide(exp_avg, s0, out=s0)
-        s0 *= lr*math.sqrt(rho_inf*(rho_t - 4)*(rho_t - 2)/(rho_t*(rho_inf - 4)*(rho_inf - 2)))*math.sqrt(1 - beta2 ** step)/(1 - beta1 ** step)
-        param -= s0
+        _axpy(-lr*math.sqrt(rho_inf*(rho_t - 4)*(rho_t - 2)/(rho_t*(rho_inf - 4)*(rho_inf - 2)))*math.sqrt(1 - beta2 ** step)/(1 - beta1 ** step), s0, param)
     else:
         _axpy(-lr/(1 - beta1 ** step), exp_avg, param)
     return ()
@@ -932,8 +919,7 @@ def _lion_step(param, grad, exp_avg, scratch, step, lr, beta1, beta2, weight_dec
     _axpy(1 - beta1, grad, s0)
     c = s0
     np.sign(c, out=s1)
-    s1 *= lr
-    param -= s1
+    _axpy(-lr, s1, param)
     exp_avg *= beta2
     _axpy(1 - beta2, grad, exp_avg)
     return ()

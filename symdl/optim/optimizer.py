@@ -189,8 +189,8 @@ class Optimizer:
                         state = states[index] = {"step": 0}
                     init(state, p, *args)
                     state["step"] = step = state["step"] + 1
-                    arrays = [state.get(name) for name in array_names]
-                    scalars = [state[name] for name in scalar_names]
+                    arrays = list(map(state.get, array_names))  # None where a flag leaves a state out
+                    scalars = list(map(state.__getitem__, scalar_names)) if scalar_names else ()
                     if p.nbytes <= BLOCK_BYTES or not all(a is None or a.flags.c_contiguous for a in (p, g, *arrays)):
                         scratch = buffers.get((p.shape, p.dtype)) or self._scratch_for(p.shape, p.dtype)
                         new = kernel(p, g, *arrays, scratch, step, *scalars, *args)
