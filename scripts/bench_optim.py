@@ -6,12 +6,15 @@ parameters as one array and as 50 arrays: symdl.optim, a careful hand-written
 NumPy step (below: in place, scratch allocated once, cache-sized blocks, fewest
 passes we could find for the same semantics) and, when torch is installed,
 torch.optim with foreach=False (single-tensor) and foreach=True. Within each
-repeat the implementations run in a seeded shuffled order (so none always
-inherits another's cache and allocator state); the table gives medians and the
-ratios symdl / NumPy and symdl / torch single-tensor.
+repeat the implementations run back to back in a seeded shuffled order (so none
+always inherits another's cache and allocator state). The table gives the median
+steps per second of each, and the ratios symdl / NumPy and symdl / torch
+single-tensor as the median over repeats of the ratio *within* each repeat: the
+two sides of a ratio are timed a few hundred milliseconds apart, so the drift of
+a shared machine's speed over minutes (about 1.5x here) cancels out of it.
 
 Usage:
-    python scripts/bench_optim.py [--repeats 5] [--steps 3] [--markdown docs/bench_optim.md]
+    python scripts/bench_optim.py [--repeats 15] [--steps 3] [--markdown docs/bench_optim.md]
 """
 
 from __future__ import annotations
@@ -225,6 +228,11 @@ def _layouts(dtype: type, rng: np.random.Generator) -> dict[str, tuple[list[np.n
             "50 x 2e4": (many, [rng.standard_normal(p.shape).astype(dtype) for p in many])}
 
 
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """Median over repeats of ``ours[i] / theirs[i]``: both timed within one repeat."""
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
+
+
 #: Shortest timed sample: a sample of a few fast steps is at the mercy of one interrupt.
 MIN_SAMPLE_SECONDS = 0.02
 
@@ -238,7 +246,7 @@ def _steps_per_sample(step: Callable[[], None], minimum: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--steps", type=int, default=3, help="fewest steps per timed sample")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--only", help="comma-separated optimizer names")
@@ -280,21 +288,22 @@ def main() -> int:
                             step()
                         times[runner].append((time.perf_counter() - start) / count)
                 med = {k: statistics.median(v) for k, v in times.items()}
-                rows.append((name, np.dtype(dtype).name, layout, med))
+                ratios = {k: paired_ratio(times["symdl"], v) for k, v in times.items() if k != "symdl"}
+                rows.append((name, np.dtype(dtype).name, layout, med, ratios))
                 print(name, np.dtype(dtype).name, layout, {k: f"{1 / v:.0f}/s" for k, v in med.items()}, flush=True)
     header = (f"Machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
               f"NumPy {np.__version__}, torch {torch_version or 'not installed'} (1 thread; BLAS 1 thread); medians of "
-              f"{args.repeats} shuffled repeats of at least {args.steps} steps and "
-              f"{MIN_SAMPLE_SECONDS * 1e3:.0f} ms, default hyper-parameters.")
+              f"{args.repeats} shuffled repeats of at least {args.steps} steps and {MIN_SAMPLE_SECONDS * 1e3:.0f} ms, "
+              "default hyper-parameters; each ratio is the median of the ratios within a repeat.")
     lines = [header, "", "| optimizer | dtype | layout | symdl steps/s | NumPy steps/s | torch steps/s | "
              "torch foreach steps/s | symdl/NumPy time | symdl/torch time |", "|---|---|---|---|---|---|---|---|---|"]
-    for name, dtype, layout, med in rows:
+    for name, dtype, layout, med, ratios in rows:
         cell = lambda k: f"{1 / med[k]:.0f}" if k in med else "-"  # noqa: E731
-        ratio = lambda k: f"{med['symdl'] / med[k]:.2f}" if k in med else "-"  # noqa: E731
+        ratio = lambda k: f"{ratios[k]:.2f}" if k in ratios else "-"  # noqa: E731
         lines.append(f"| {name} | {dtype} | {layout} | {cell('symdl')} | {cell('numpy')} | {cell('torch')} | "
                      f"{cell('torch foreach')} | {ratio('numpy')} | {ratio('torch')} |")
-    numpy_ratios = [med["symdl"] / med["numpy"] for *_, med in rows]
-    torch_ratios = [med["symdl"] / med["torch"] for *_, med in rows if "torch" in med]
+    numpy_ratios = [ratios["numpy"] for *_, ratios in rows]
+    torch_ratios = [ratios["torch"] for *_, ratios in rows if "torch" in ratios]
     summary = [f"geometric mean symdl/NumPy time: {statistics.geometric_mean(numpy_ratios):.2f} "
                f"(max {max(numpy_ratios):.2f})"]
     if torch_ratios:
