@@ -272,3 +272,22 @@ def test_input_grad_false_skips_only_the_input_gradient(op: str, shapes: tuple, 
         np.testing.assert_array_equal(a, b)
     with pytest.raises(OpParameterError, match=f"{op}: input_grad must be True or False"):
         vjp(grad, *arrays, **params, input_grad=0)
+
+
+@pytest.mark.parametrize(("good", "bad", "message"), [
+    (lambda: K.max_pool2d(X, kernel_size=2), lambda: K.max_pool2d(X, kernel_size=2.0), r"max_pool2d: kernel_size"),
+    (lambda: K.max_pool2d(X, kernel_size=2, return_indices=True),
+     lambda: K.max_pool2d(X, kernel_size=2, return_indices=1), r"max_pool2d: return_indices must be True or False"),
+    (lambda: K.conv2d(X, W, padding=1), lambda: K.conv2d(X, W, padding=True), r"conv2d: padding"),
+    (lambda: K.linear_vjp(np.zeros((2, 3, 5, 2)), X, np.zeros((2, 5)), input_grad=True),
+     lambda: K.linear_vjp(np.zeros((2, 3, 5, 2)), X, np.zeros((2, 5)), input_grad=1),
+     r"linear: input_grad must be True or False"),
+])
+def test_a_remembered_plan_never_excuses_a_bad_call(good, bad, message) -> None:  # noqa: ANN001
+    """Plans are remembered by shape and options; an option equal to a good one but of another type
+    (2.0 for 2, 1 for True) must still be refused, every time."""
+    good()
+    for _ in range(2):
+        with pytest.raises(OpParameterError, match=message):
+            bad()
+    good()

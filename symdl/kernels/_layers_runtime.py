@@ -21,6 +21,7 @@ object arrays.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import threading
@@ -37,6 +38,51 @@ from symdl.kernels._runtime import check_bool, float_array
 ArrayLike = Any
 Pads = tuple[tuple[int, int], tuple[int, int]]
 Arrays = tuple[Any, ...]
+
+
+# --------------------------------------------------------------------------- plans, remembered
+class _NotPlain(Exception):
+    """An argument that cannot key the plan memo (a list, a float subclass, ...)."""
+
+
+def _plain(value: object) -> tuple[type, object]:
+    """``value`` with its type, as a memo key: True and 1, or 2 and 2.0, are equal and hash alike,
+    but a plan checked for one must not be returned for the other (2.0 is a bad kernel_size)."""
+    kind = type(value)
+    if kind in (int, bool, float, str, type(None)) or (kind is tuple and all(type(v) is int for v in value)):
+        return kind, value
+    raise _NotPlain
+
+
+#: Plans by (plan function, op, the arrays' shapes, the options with their types); cleared when full.
+_PLANS: dict[tuple, Any] = {}
+_PLANS_KEPT = 512
+
+
+def remembered(build: Any) -> Any:
+    """Memoise a plan function that depends only on its arrays' shapes and plain options.
+
+    A layer is called with the same shapes and options every step; checking and resolving them
+    again cost 20-70 us per call (a quarter of a small max-pool). Only calls that succeeded are
+    remembered, so a bad call raises every time; options that are not plain (lists, NumPy
+    scalars) are planned afresh each call.
+    """
+    def plan(op: str, arrays: Arrays, **options: object) -> Any:
+        try:
+            key = (build, op, tuple(None if a is None else a.shape for a in arrays),
+                   tuple((name, _plain(value)) for name, value in options.items()))
+        except _NotPlain:
+            return build(op, arrays, **options)
+        found = _PLANS.get(key)
+        if found is None:
+            found = build(op, arrays, **options)
+            if len(_PLANS) >= _PLANS_KEPT:
+                _PLANS.clear()
+            _PLANS[key] = found
+        return found
+
+    plan.__name__, plan.__doc__, plan.__wrapped__ = build.__name__, build.__doc__, build  # type: ignore[attr-defined]
+    return plan
 
 
 # --------------------------------------------------------------------------- arrays
@@ -127,14 +173,15 @@ def _pad(x: np.ndarray, pads: Pads, value: float = 0) -> np.ndarray:
     return out
 
 
+@functools.lru_cache(maxsize=256)
 def _offsets(kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int],
-             out_hw: tuple[int, int]) -> list[tuple[int, tuple[slice, slice]]]:
+             out_hw: tuple[int, int]) -> tuple[tuple[int, tuple[slice, slice]], ...]:
     """For each kernel offset (row-major), its flat number and the slices of the padded
     input it meets: rows ``i*d + s*oh`` for every output row ``oh`` (likewise columns)."""
-    return [(i * kernel[1] + j,
-             (slice(i * dilation[0], i * dilation[0] + stride[0] * (out_hw[0] - 1) + 1, stride[0]),
-              slice(j * dilation[1], j * dilation[1] + stride[1] * (out_hw[1] - 1) + 1, stride[1])))
-            for i in range(kernel[0]) for j in range(kernel[1])]
+    return tuple((i * kernel[1] + j,
+                  (slice(i * dilation[0], i * dilation[0] + stride[0] * (out_hw[0] - 1) + 1, stride[0]),
+                   slice(j * dilation[1], j * dilation[1] + stride[1] * (out_hw[1] - 1) + 1, stride[1])))
+                 for i in range(kernel[0]) for j in range(kernel[1]))
 
 
 def _out_size(op: str, size: int, pad: int, kernel: int, stride: int, dilation: int, shapes: str) -> int:
@@ -299,6 +346,7 @@ def _check_groups(op: str, groups: object, channels: dict[str, int], shapes: str
     return int(groups)
 
 
+@remembered
 def conv_plan(op: str, arrays: Arrays, *, spatial: int, stride: object = 1, padding: object = 0,
               dilation: object = 1, groups: object = 1, input_grad: object = True) -> ConvPlan:
     """Check and resolve a conv1d/conv2d call: input (N, C, *S) or unbatched (C, *S), weight (O, C/G, *K),
@@ -366,6 +414,7 @@ def conv_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any
     return d_x, d_w, d_b
 
 
+@remembered
 def conv_transpose_plan(op: str, arrays: Arrays, *, spatial: int = 2, stride: object = 1, padding: object = 0,
                         output_padding: object = 0, groups: object = 1, dilation: object = 1) -> ConvPlan:
     """Check and resolve conv_transpose2d: input (N, C, H, W) or unbatched (C, H, W), weight (C, O/G, kh, kw),
@@ -456,7 +505,7 @@ class PoolPlan:
     return_indices: bool = False
     indices: Any = None            # max-pool backward: the forward's arg-max indices, or None
 
-    def offsets(self) -> list[tuple[int, tuple[slice, slice]]]:
+    def offsets(self) -> tuple[tuple[int, tuple[slice, slice]], ...]:
         """Each kernel offset and the slices of the padded input it meets."""
         return _offsets(self.kernel, self.dilation, self.stride, self.out_hw)
 
@@ -477,11 +526,29 @@ def _pool_size(op: str, size: int, pad: int, kernel: int, stride: int, dilation:
     return out, max(0, (out - 1) * stride + span - size - 2 * pad)
 
 
-def pool_plan(op: str, arrays: Arrays, *, spatial: int, kernel_size: object, stride: object = None,
-              padding: object = 0, dilation: object = 1, ceil_mode: object = False, count_include_pad: object = True,
-              divisor_override: object = None, return_indices: object = False, indices: ArrayLike = None,
-              average: bool = False) -> PoolPlan:
-    """Check and resolve a max/avg pool call on input (N, C, *S) or unbatched (C, *S)."""
+def pool_plan(op: str, arrays: Arrays, *, indices: ArrayLike = None, **options: Any) -> PoolPlan:
+    """Check and resolve a max/avg pool call on input (N, C, *S) or unbatched (C, *S); a max-pool
+    VJP's ``indices`` (the forward's arg-max) are checked against the plan and attached to it."""
+    plan = _pool_geometry(op, arrays, **options)
+    if indices is None:
+        return plan
+    index = np.asarray(indices)
+    if index.shape != plan.out_shape or index.dtype.kind not in "iu":
+        raise OpInputError(f"{op}: indices must be an integer array of the output's shape {plan.out_shape}, "
+                           f"got {index.dtype} {index.shape}")
+    plane = plan.x_shape[2] * plan.x_shape[3]
+    if index.size and (index.min() < -1 or index.max() >= plane):
+        raise OpInputError(f"{op}: indices must lie in [0, {plane}) (flat positions in each input plane; "
+                           f"-1 for a window wholly in the padding)")
+    return PoolPlan(**{**plan.__dict__, "indices": index})
+
+
+@remembered
+def _pool_geometry(op: str, arrays: Arrays, *, spatial: int, kernel_size: object, stride: object = None,
+                   padding: object = 0, dilation: object = 1, ceil_mode: object = False,
+                   count_include_pad: object = True, divisor_override: object = None, return_indices: object = False,
+                   average: bool = False) -> PoolPlan:
+    """The pool's geometry from the input's shape and the options (no array values)."""
     (x,) = arrays
     batch = _batch(op, x, spatial)
     kernel_t = _ints(op, "kernel_size", kernel_size, spatial, 1)
@@ -506,16 +573,6 @@ def pool_plan(op: str, arrays: Arrays, *, spatial: int, kernel_size: object, str
     )
     if average:
         return _with_divisor(op, plan, pad_t, spatial, bool(count_include_pad), divisor_override)
-    if indices is not None:
-        index = np.asarray(indices)
-        if index.shape != plan.out_shape or index.dtype.kind not in "iu":
-            raise OpInputError(f"{op}: indices must be an integer array of the output's shape {plan.out_shape}, "
-                               f"got {index.dtype} {index.shape}")
-        plane = x_shape[2] * x_shape[3]
-        if index.size and (index.min() < -1 or index.max() >= plane):
-            raise OpInputError(f"{op}: indices must lie in [0, {plane}) (flat positions in each input plane; "
-                               f"-1 for a window wholly in the padding)")
-        return PoolPlan(**{**plan.__dict__, "indices": index})
     return plan
 
 
@@ -541,6 +598,7 @@ def _with_divisor(op: str, plan: PoolPlan, pad_t: tuple[int, ...], spatial: int,
                              include_pad) for i in range(2)]
     divisor = np.outer(counts[0], counts[1])
     uniform = divisor.min() == divisor.max()
+    divisor.flags.writeable = False  # the plan is remembered and shared between calls
     return PoolPlan(**{**plan.__dict__, "divisor": int(divisor.flat[0]) if uniform else divisor})
 
 
@@ -611,11 +669,27 @@ def _set_where(tap: np.ndarray, k: int, hit: np.ndarray, scratch: np.ndarray) ->
     tap += scratch
 
 
-def _window_starts(plan: PoolPlan) -> tuple[np.ndarray, np.ndarray]:
+def _window_starts(pads: Pads, stride: tuple[int, int], out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The input row and column where each output row and column's window starts (negative in
     the padding)."""
-    (top, _), (left, _) = plan.pads
-    return (np.arange(plan.out_hw[0]) * plan.stride[0] - top, np.arange(plan.out_hw[1]) * plan.stride[1] - left)
+    (top, _), (left, _) = pads
+    return np.arange(out_hw[0]) * stride[0] - top, np.arange(out_hw[1]) * stride[1] - left
+
+
+@functools.lru_cache(maxsize=64)
+def _arg_max_tables(w: int, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int], pads: Pads,
+                    out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only tables turning a window's tap k into a flat position in its (H, W) plane: the
+    displacement of tap k from the window's start (one more entry, 0, for 'no tap'), and each
+    window's start ``row * W + column``, shaped (Ho, Wo, 1) to broadcast over the planes."""
+    kw, (dh, dw) = kernel[1], dilation
+    taps = kernel[0] * kernel[1]
+    displacement = np.array([(k // kw) * dh * w + (k % kw) * dw for k in range(taps)] + [0], dtype=np.int64)
+    rows, columns = _window_starts(pads, stride, out_hw)
+    starts = (rows[:, None] * w + columns[None, :])[:, :, None]
+    for table in (displacement, starts):
+        table.flags.writeable = False
+    return displacement, starts
 
 
 def _max_scan(xt: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -648,11 +722,10 @@ def _max_scan(xt: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.nd
     padded = any(side for pair in plan.pads for side in pair)
     if np.isnan(best).any() or (padded and np.isneginf(best).any()):
         tap = _exact_taps(xt, plan, best, scratch)
-    w, kw, (dh, dw) = plan.x_shape[3], plan.kernel[1], plan.dilation
-    rows, columns = _window_starts(plan)
-    displacement = np.array([(k // kw) * dh * w + (k % kw) * dw for k in range(none)] + [0], dtype=np.int64)
+    displacement, starts = _arg_max_tables(plan.x_shape[3], plan.kernel, plan.dilation, plan.stride, plan.pads,
+                                           plan.out_hw)
     index = np.take(displacement, tap)
-    index += (rows[:, None] * w + columns[None, :])[:, :, None]
+    index += starts
     if max(plan.dilation) > 1:  # only dilated windows can lie wholly in the padding
         index[tap == none] = -1
     return best, index
@@ -663,7 +736,7 @@ def _exact_taps(xt: np.ndarray, plan: PoolPlan, best: np.ndarray, scratch: np.nd
     never count; ``len(offsets)`` where no tap does)."""
     offsets = plan.offsets()
     (h, w), kw, (dh, dw) = plan.x_shape[2:], plan.kernel[1], plan.dilation
-    rows, columns = _window_starts(plan)
+    rows, columns = _window_starts(plan.pads, plan.stride, plan.out_hw)
     tap = np.full(best.shape, len(offsets), dtype=scratch.dtype)
     nan = bool(np.isnan(best).any())
     # reversed, so the first maximum is written last; then, forward, every NaN tap, so the
@@ -737,6 +810,7 @@ def _adaptive_windows(size: int, out: int) -> np.ndarray:
     return ((h[None, :] >= start[:, None]) & (h[None, :] < end[:, None])).astype(np.int64)
 
 
+@remembered
 def adaptive_avg_pool_plan(op: str, arrays: Arrays, *, output_size: object) -> AdaptivePlan:
     """Check and resolve adaptive_avg_pool2d on input (N, C, H, W) or unbatched (C, H, W) (None in
     output_size keeps that size). The closed forms act on the last two axes, so they need no batched view."""
@@ -746,7 +820,10 @@ def adaptive_avg_pool_plan(op: str, arrays: Arrays, *, output_size: object) -> A
         output_size = tuple(batch.shape[2 + i] if v is None else v for i, v in enumerate(output_size))
     out_t = _ints(op, "output_size", output_size, 2, 1)
     rows, columns = (_adaptive_windows(batch.shape[2 + i], out_t[i]) for i in range(2))
-    return AdaptivePlan(rows=rows, columns=columns, area=np.outer(rows.sum(1), columns.sum(1)),
+    area = np.outer(rows.sum(1), columns.sum(1))
+    for table in (rows, columns, area):
+        table.flags.writeable = False  # the plan is remembered and shared between calls
+    return AdaptivePlan(rows=rows, columns=columns, area=area,
                         out_shape=batch.caller_shape((*batch.shape[:2], *out_t)))
 
 
@@ -773,6 +850,7 @@ class LinearPlan:
     input_grad: bool = True
 
 
+@remembered
 def linear_plan(op: str, arrays: Arrays, *, input_grad: object = True) -> LinearPlan:
     """Check linear: input (..., in), weight (out, in), bias (out,)."""
     x, w, b = arrays
@@ -804,6 +882,7 @@ def linear_backward(grad: np.ndarray, arrays: Arrays, plan: LinearPlan) -> tuple
     return np.matmul(grad, w) if plan.input_grad else None, d_w, None if b is None else g2.sum(axis=0)
 
 
+@remembered
 def bilinear_plan(op: str, arrays: Arrays) -> LinearPlan:
     """Check bilinear: input1 (..., in1), input2 (..., in2), weight (out, in1, in2), bias (out,)."""
     x1, x2, w, b = arrays
@@ -1087,6 +1166,7 @@ def dropout_backward(grad: np.ndarray, arrays: Arrays, plan: ShapePlan) -> tuple
     return (grad * mask.astype(grad.dtype) * plan.scale if plan.training else grad.copy()), None
 
 
+@remembered
 def flatten_plan(op: str, arrays: Arrays, *, start_dim: object = 1, end_dim: object = -1) -> ShapePlan:
     """Check flatten's dims against the input's rank (0-D inputs become 1-D, as in PyTorch)."""
     (x,) = arrays
