@@ -31,7 +31,9 @@ Method
     ``--repeats`` rounds runs one epoch of every implementation, in an order
     that rotates every round; time.perf_counter, garbage collector off. The
     table shows medians and the ratios symdl/torch and symdl/numpy (below 1:
-    symdl is faster). One run; the machine and versions are printed with it.
+    symdl is faster), each the median over rounds of the ratio within a round
+    (both epochs timed a few hundred milliseconds apart, so the drift of a
+    shared machine's speed over minutes cancels out of it). One run; the machine and versions are printed with it.
 
     Then a float64 check: one batch through symdl and torch (float64 copies
     of the same weights); every parameter gradient must agree to 1e-12
@@ -39,7 +41,7 @@ Method
 
 Usage::
 
-    python scripts/bench_trainer.py [--repeats 9] [--models mlp,cnn] [--threads 1,2]
+    python scripts/bench_trainer.py [--repeats 15] [--models mlp,cnn] [--threads 1,2]
                                     [--numpy-threads 1]
                                     [--markdown docs/bench_trainer.md]
 """
@@ -298,8 +300,9 @@ def has_torch() -> bool:
 
 
 # --------------------------------------------------------------------------- measuring
-def time_epochs(model: str, threads: int, repeats: int, folder: Path, numpy_threads: int) -> dict[str, float]:
-    """Median seconds per epoch of each implementation: torch at ``threads`` threads, the
+def time_epochs(model: str, threads: int, repeats: int, folder: Path,
+                numpy_threads: int) -> dict[str, list[float]]:
+    """Seconds per epoch of each implementation, one per round: torch at ``threads`` threads, the
     NumPy ones at ``numpy_threads`` BLAS threads."""
     data = load_digits()
     shutil.rmtree(folder, ignore_errors=True)
@@ -328,7 +331,12 @@ def time_epochs(model: str, threads: int, repeats: int, folder: Path, numpy_thre
                     times[name].append(time.perf_counter() - start)
         finally:
             gc.enable()
-    return {name: statistics.median(values) for name, values in times.items()}
+    return times
+
+
+def paired_ratio(ours: list[float], theirs: list[float]) -> float:
+    """Median over rounds of ``ours[i] / theirs[i]``: both timed within one round."""
+    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
 def gradient_agreement(model: str, folder: Path) -> float:
@@ -379,7 +387,7 @@ def machine() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--models", default="mlp,cnn")
     parser.add_argument("--threads", default="1,2", help="torch's thread counts")
     parser.add_argument("--numpy-threads", type=int, default=1, help="BLAS threads of symdl and the NumPy version")
@@ -393,18 +401,18 @@ def main() -> int:
             if agreement > 1e-5:
                 raise SystemExit(f"the hand-written {model} disagrees with symdl: relative gradient error {agreement:.1e}")
             for threads in (int(t) for t in args.threads.split(",")):
-                ms = {k: 1000 * v for k, v in time_epochs(model, threads, args.repeats, Path(scratch) / "run",
-                                                                     args.numpy_threads).items()}
-                torch_ms = ms.get("torch", float("nan"))
-                lines.append(f"| {model} | {threads} | {ms['symdl']:.1f} | {torch_ms:.1f} | {ms['numpy']:.1f} | "
-                             f"{ms['symdl'] / torch_ms:.2f} | {ms['symdl'] / ms['numpy']:.2f} |")
+                times = time_epochs(model, threads, args.repeats, Path(scratch) / "run", args.numpy_threads)
+                ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
+                ratio = {k: f"{paired_ratio(times['symdl'], times[k]):.2f}" if k in times else "-" for k in ("torch", "numpy")}
+                lines.append(f"| {model} | {threads} | {ms['symdl']:.1f} | {ms.get('torch', float('nan')):.1f} | "
+                             f"{ms['numpy']:.1f} | {ratio['torch']} | {ratio['numpy']} |")
                 print(lines[-1], flush=True)
         if has_torch():
             lines += ["", "Float64 gradients of one batch against torch (max |symdl - torch| / max |torch| over "
                       "each parameter): " + ", ".join(f"{m} {gradient_agreement(m, Path(scratch) / 'g'):.1e}"
                                                       for m in args.models.split(",")) + " (target <= 1e-12)."]
     lines.insert(0, f"Machine: {machine()}. Digits, batch {BATCH}, Adam lr={LR}, float32; median of {args.repeats} "
-                 f"epochs each, implementations alternating; symdl and NumPy with {args.numpy_threads} BLAS "
+                 f"epochs each, implementations alternating (ratios: median of the per-round ratios); symdl and NumPy with {args.numpy_threads} BLAS "
                  "thread(s); ratio below 1: symdl is faster.\n")
     text = "\n".join(lines) + "\n"
     print(text)

@@ -99,9 +99,11 @@ def _gradient_expr(op: Op, formula: Formula, input_name: str) -> sp.Expr:
     return op.upstream * sp.diff(formula.forward, item.symbol)
 
 
-def _docstring(op: Op, formula: Formula | None, *, vjp: bool) -> str:
-    """The kernel's docstring: summary, the math in LaTeX, kinks, numerics."""
-    lines = [f"{op.summary}{' (vector-Jacobian product)' if vjp else ''}.", ""]
+def _docstring(op: Op, formula: Formula | None, *, vjp: bool, value: bool = False) -> str:
+    """The kernel's docstring: summary, the math in LaTeX, kinks, numerics (``value``: the kernel
+    returning the forward's value with the VJP)."""
+    what = " (value and vector-Jacobian product)" if value else " (vector-Jacobian product)" if vjp else ""
+    lines = [f"{op.summary}{what}.", ""]
     formulas = op.formulas.items() if formula is None else [("", formula)]
     for variant, f in formulas:
         if variant:
@@ -124,7 +126,12 @@ def _docstring(op: Op, formula: Formula | None, *, vjp: bool) -> str:
         lines.append("Numerics: computes the stable form, proven equal to the definition; "
                      "finite wherever the true value is finite.")
     lines.extend(op.notes)
-    if vjp:
+    if value:
+        lines += ["", "Returns:", f"    ``(loss, gradients)``: the loss as ``{op.name}`` returns it and the"
+                  f" gradients as ``{op.name}_vjp`` returns them, computing what they share (row maxima,"
+                  " exponentials, sums) once; equal to a few units in the last place (a shared subexpression"
+                  " may group a sum differently)."]
+    elif vjp:
         lines += ["", "Returns:", "    One gradient per input, in input order, each shaped like its input"
                   " (None for a non-differentiable input)."]
     lines += ["", f"Generated from the catalog entry ``{op.name}``; do not edit."]
@@ -317,30 +324,23 @@ def _with_fast_paths(op: Op, make_body: Callable[[Formula], list[str]]) -> Calla
     return body
 
 
-def _index_forward(op: Op, formula: Formula) -> list[str]:
-    """The forward for class-index targets: gathers instead of one-hot rows."""
-    index = next(i.symbol for i in op.inputs if i.role == "class_index")
-
-    def body(values: dict[sp.Symbol, object]) -> list[str]:
-        forward = formula.forward.xreplace(values)
-        lowered = lower_rowsums(forward, index, {s: picked_symbol(s) for s in op.row_symbols if s != index})
-        return _pick_lines(op, [lowered]) + print_assignments({"out": lowered}, _index_printer(op))
-
-    return _fast_path_branches(op, body)
-
-
-def _index_vjp(op: Op, formula: Formula) -> list[str]:
-    """The VJP for class-index targets: a full base row plus a scatter at the target class."""
+def _index_lines(op: Op, formula: Formula, *, forward: bool, gradients: bool) -> list[str]:
+    """Class-index targets: gathers instead of one-hot rows. The forward's per-row ``out`` (if
+    ``forward``) and each gradient as a full base row plus a scatter at the target class (if
+    ``gradients``), printed together so that what they share (softmax's exp and row sum) is
+    computed once."""
     index = next(i.symbol for i in op.inputs if i.role == "class_index")
     first = op.inputs[0].symbol.name
-    inputs = [i for i in op.differentiable_inputs if i.role != "class_index"]
+    inputs = [i for i in op.differentiable_inputs if i.role != "class_index"] if gradients else []
+    picked = {s: picked_symbol(s) for s in op.row_symbols if s != index}
 
     def body(values: dict[sp.Symbol, object]) -> list[str]:
         outputs: dict[str, sp.Expr] = {}
+        if forward:
+            outputs["out"] = lower_rowsums(formula.forward.xreplace(values), index, picked)
         for item in inputs:
             gradient = _gradient_expr(op, formula, item.name).xreplace(values)
-            base, at_target = lower_row(gradient, index, {s: picked_symbol(s) for s in op.row_symbols if s != index})
-            outputs[f"base_{item.name}"], outputs[f"at_{item.name}"] = base, at_target
+            outputs[f"base_{item.name}"], outputs[f"at_{item.name}"] = lower_row(gradient, index, picked)
         lines = _pick_lines(op, outputs.values()) + print_assignments(outputs, _index_printer(op))
         for item in inputs:
             fresh = not (outputs[f"base_{item.name}"].is_Atom)  # an input or a constant is never written into
@@ -415,18 +415,23 @@ def _class_loss(op: Op) -> str:
                    if op.weighted_mean else "None")
     one_hot = [f"{index_symbol} = _rt.one_hot({index_symbol}, {first}, dim)"] if index_target else []
 
-    row_forward = print_assignments({"out": formula.forward}, _printer(op))
-    forward = row_forward if index_target is None else _by_target_kind(
-        _index_forward(op, formula) if lowered else one_hot + row_forward, row_forward, allow_rows)
-    forward += [
-        "loss = np.squeeze(out, axis=dim)",
-        "if keep is not None:",
-        "    loss = loss * keep",
-        f"return _rt.reduce(loss, reduction, {denominator})",
-    ]
     outputs = {f"grad_{i.name}": _gradient_expr(op, formula, i.name) for i in op.differentiable_inputs}
+
+    def compute(forward: bool, gradients: bool) -> list[str]:
+        """Lines computing the per-row ``out`` (``forward``) and the gradients (``gradients``), for
+        each kind of target; printed together, what they share is computed once."""
+        wanted = ({"out": formula.forward} if forward else {}) | (outputs if gradients else {})
+        row_lines = print_assignments(wanted, _printer(op))
+        if index_target is None:
+            return row_lines
+        index_lines = _index_lines(op, formula, forward=forward, gradients=gradients) if lowered else one_hot + \
+            print_assignments({k: v for k, v in wanted.items() if k != f"grad_{index_target.name}"}, _printer(op))
+        return _by_target_kind(index_lines, row_lines, allow_rows)
+
+    reduced = ["loss = np.squeeze(out, axis=dim)", "if keep is not None:", "    loss = loss * keep"]
+    value = f"_rt.reduce(loss, reduction, {denominator})"
     rows = f"{first}.shape[:dim] + {first}.shape[dim + 1:]"
-    vjp = [
+    upstream = [
         f"loss = np.empty({rows}, dtype={first}.dtype)",
         f"g = _rt.reduce_vjp(grad, loss.shape, {first}.dtype, reduction, {op.name!r}, "
         f"{denominator if op.weighted_mean else 'None'})",
@@ -434,13 +439,6 @@ def _class_loss(op: Op) -> str:
         "    g = g * keep",
         "g = _rt.unit_axis(g, dim)",
     ]
-    row_vjp = print_assignments(outputs, _printer(op))
-    if index_target is None:
-        vjp += row_vjp
-    else:
-        index_vjp = _index_vjp(op, formula) if lowered else one_hot + print_assignments(
-            {k: v for k, v in outputs.items() if k != f"grad_{index_target.name}"}, _printer(op))
-        vjp += _by_target_kind(index_vjp, row_vjp, allow_rows)
     results = []
     for item in op.inputs:
         if not item.differentiable:
@@ -449,12 +447,26 @@ def _class_loss(op: Op) -> str:
             results.append(f"grad_{item.name} if keep is None else None")
         else:
             results.append(f"grad_{item.name}")
-    vjp.append(f"return ({', '.join(results)},)")
+    gradients = f"({', '.join(results)},)"
+    with_grad = _signature(op, ["grad: ArrayLike"])
     return "\n\n".join([
-        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + forward),
-        _function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"]), "tuple",
-                  _docstring(op, None, vjp=True), checks + vjp),
+        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False),
+                  checks + compute(True, False) + reduced + [f"return {value}"]),
+        _function(f"{op.name}_vjp", with_grad, "tuple", _docstring(op, None, vjp=True),
+                  checks + upstream + compute(False, True) + [f"return {gradients}"]),
+        _function(f"{op.name}_value_and_vjp", with_grad, "tuple", _docstring(op, None, vjp=True, value=True),
+                  checks + upstream + compute(True, True) + reduced + [f"return {value}, {gradients}"]),
     ])
+
+
+#: Op kinds whose kernels include ``<name>_value_and_vjp``: a loss over classes computes its value and
+#: gradient from the same row maxima, exponentials and sums (a trainer needs both every step).
+VALUE_AND_VJP_KINDS = frozenset({"class_loss"})
+
+
+def kernel_names(op: Op) -> tuple[str, ...]:
+    """The kernels generated for ``op``: ``name``, ``name_vjp`` and, for class losses, ``name_value_and_vjp``."""
+    return (op.name, f"{op.name}_vjp", *((f"{op.name}_value_and_vjp",) if op.kind in VALUE_AND_VJP_KINDS else ()))
 
 
 #: Kernel template for each op kind.
@@ -485,7 +497,7 @@ def _header(family: str) -> str:
 def render_module(family: str) -> str:
     """Source of the kernel module for one family."""
     ops = [op for op in CATALOG.values() if op.family == family]
-    names = [n for op in ops for n in (op.name, f"{op.name}_vjp")]
+    names = [n for op in ops for n in kernel_names(op)]
     body = "\n\n".join(TEMPLATES[op.kind](op) for op in ops)
     exports = "__all__ = [\n" + "".join(f"    {n!r},\n" for n in names) + "]\n"
     return _header(family) + "\n" + exports + "\n\n" + body
@@ -508,10 +520,10 @@ def render_init(extensions: Iterable[GeneratedModule] = ()) -> str:
     ]
     names: list[str] = []
     for family, module in FAMILY_MODULES.items():
-        ops = [op.name for op in CATALOG.values() if op.family == family]
+        ops = [op for op in CATALOG.values() if op.family == family]
         if not ops:
             continue
-        exported = [n for op in ops for n in (op, f"{op}_vjp")]
+        exported = [n for op in ops for n in kernel_names(op)]
         lines.append(f"from symdl.kernels.{module} import (")
         lines += [f"    {n}," for n in exported]
         lines.append(")")

@@ -470,13 +470,21 @@ class Activation(Module):
 
 class Loss(Module):
     """Base of the loss layers: ``forward(*inputs)`` returns ``op(*inputs, **params)``;
-    ``backward(grad=1)`` returns the gradient of the first input (all of them in ``input_grads``)."""
+    ``backward(grad=1)`` returns the gradient of the first input (all of them in ``input_grads``).
+
+    In training mode a reduced class loss (cross-entropy, ...) computes its value and its
+    gradients in one kernel call, ``op_value_and_vjp(1, ...)``: a backward pass always follows,
+    and the two share the softmax's maxima, exponentials and sums. ``backward()`` then returns
+    the gradients already computed; ``backward(grad)`` with an explicit ``grad`` calls ``op_vjp``.
+    """
 
     op: str = ""
     param_names: tuple[str, ...] = ()
     _forward: Callable[..., Array]
     _vjp: Callable[..., tuple[Array | None, ...]]
+    _value_and_vjp: Callable[..., tuple[Array, tuple[Array | None, ...]]] | None = None
     defaults: dict[str, Any] = {}
+    input_grads: tuple[Array | None, ...] | None = None
 
     def __init__(self, **kwargs: Any) -> None:  # keyword-only: PyTorch's positional order has legacy arguments
         super().__init__()
@@ -488,10 +496,16 @@ class Loss(Module):
 
     def forward(self, *inputs: Array) -> Array:
         self.inputs = inputs
-        self.output = type(self)._forward(*inputs, **self.options)
+        fused = type(self)._value_and_vjp
+        if fused is not None and self.training and self.options.get("reduction") != "none":
+            self.output, self.input_grads = fused(1.0, *inputs, **self.options)
+        else:
+            self.output, self.input_grads = type(self)._forward(*inputs, **self.options), None
         return self.output
 
     def backward(self, grad: Array | None = None) -> Array:
+        if grad is None and self.input_grads is not None:  # computed with the value, for grad = 1
+            return self.input_grads[0]  # type: ignore[return-value]
         if grad is None:
             grad = np.ones_like(self.output)
         self.input_grads = type(self)._vjp(grad, *self.inputs, **self.options)
@@ -513,6 +527,7 @@ def _catalog_layer(op: str, family: str, base: type[Module]) -> type[Module]:
         "defaults": {p.name: p.default for p in keywords},
         "_forward": staticmethod(forward),
         "_vjp": staticmethod(getattr(kernels, op + "_vjp")),
+        "_value_and_vjp": staticmethod(fused) if (fused := getattr(kernels, op + "_value_and_vjp", None)) else None,
         "__doc__": f"{summary} Layer over ``symdl.kernels.{op}`` and ``{op}_vjp``.",
         "__module__": __name__,
     })

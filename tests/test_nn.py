@@ -52,6 +52,27 @@ def test_loss_layer_returns_first_input_gradient_and_keeps_all() -> None:
     np.testing.assert_allclose(loss.input_grads[1], -2 * (a - b))
 
 
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_a_class_loss_in_training_gives_the_vjps_gradients_whether_fused_or_not(reduction: str) -> None:
+    """Training mode computes cross-entropy's value and gradient in one call; evaluation mode, an
+    explicit upstream gradient and reduction='none' take the separate kernels. All agree."""
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((6, 4)).astype(np.float32), rng.integers(0, 4, 6)
+    loss = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=0.1)
+    value = loss(x, y)
+    ones = np.ones_like(value)
+    fused = loss.backward()
+    assert (loss.input_grads is not None) and fused.dtype == np.float32
+    np.testing.assert_allclose(value, nn.kernels.cross_entropy(x, y, reduction=reduction, label_smoothing=0.1),
+                               rtol=4e-7)
+    expected = nn.kernels.cross_entropy_vjp(ones, x, y, reduction=reduction, label_smoothing=0.1)[0]
+    np.testing.assert_allclose(fused, expected, rtol=4e-7, atol=1e-7)
+    np.testing.assert_array_equal(loss.backward(2 * ones), 2 * expected)  # an explicit grad: the VJP itself
+    loss.eval()
+    np.testing.assert_allclose(loss(x, y), value, rtol=4e-7)
+    np.testing.assert_array_equal(loss.backward(), expected)
+
+
 def test_initialisation_is_pytorchs_kaiming_uniform_and_dtype() -> None:
     generator = np.random.default_rng(0)
     linear = nn.Linear(50, 20, generator=generator)

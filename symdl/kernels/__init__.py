@@ -88,14 +88,19 @@ from symdl.kernels.losses import (
     log_cosh_vjp,
     cross_entropy,
     cross_entropy_vjp,
+    cross_entropy_value_and_vjp,
     nll_loss,
     nll_loss_vjp,
+    nll_loss_value_and_vjp,
     multilabel_soft_margin_loss,
     multilabel_soft_margin_loss_vjp,
+    multilabel_soft_margin_loss_value_and_vjp,
     multi_margin_loss,
     multi_margin_loss_vjp,
+    multi_margin_loss_value_and_vjp,
     cosine_embedding_loss,
     cosine_embedding_loss_vjp,
+    cosine_embedding_loss_value_and_vjp,
 )
 from symdl.kernels.layers import (
     linear,
@@ -176,4 +181,4 @@ OPS: tuple[str, ...] = (
     'cosine_embedding_loss',
 )
 
-__all__ = ["OPS", 'relu', 'relu_vjp', 'relu6', 'relu6_vjp', 'leaky_relu', 'leaky_relu_vjp', 'elu', 'elu_vjp', 'selu', 'selu_vjp', 'celu', 'celu_vjp', 'gelu', 'gelu_vjp', 'silu', 'silu_vjp', 'mish', 'mish_vjp', 'softplus', 'softplus_vjp', 'softsign', 'softsign_vjp', 'sigmoid', 'sigmoid_vjp', 'logsigmoid', 'logsigmoid_vjp', 'tanh', 'tanh_vjp', 'hardtanh', 'hardtanh_vjp', 'hardsigmoid', 'hardsigmoid_vjp', 'hardswish', 'hardswish_vjp', 'tanhshrink', 'tanhshrink_vjp', 'softshrink', 'softshrink_vjp', 'hardshrink', 'hardshrink_vjp', 'softmax', 'softmax_vjp', 'log_softmax', 'log_softmax_vjp', 'softmin', 'softmin_vjp', 'mse_loss', 'mse_loss_vjp', 'l1_loss', 'l1_loss_vjp', 'smooth_l1_loss', 'smooth_l1_loss_vjp', 'huber_loss', 'huber_loss_vjp', 'binary_cross_entropy', 'binary_cross_entropy_vjp', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_vjp', 'kl_div', 'kl_div_vjp', 'soft_margin_loss', 'soft_margin_loss_vjp', 'poisson_nll_loss', 'poisson_nll_loss_vjp', 'gaussian_nll_loss', 'gaussian_nll_loss_vjp', 'hinge_embedding_loss', 'hinge_embedding_loss_vjp', 'margin_ranking_loss', 'margin_ranking_loss_vjp', 'sigmoid_focal_loss', 'sigmoid_focal_loss_vjp', 'log_cosh', 'log_cosh_vjp', 'cross_entropy', 'cross_entropy_vjp', 'nll_loss', 'nll_loss_vjp', 'multilabel_soft_margin_loss', 'multilabel_soft_margin_loss_vjp', 'multi_margin_loss', 'multi_margin_loss_vjp', 'cosine_embedding_loss', 'cosine_embedding_loss_vjp', 'linear', 'linear_vjp', 'bilinear', 'bilinear_vjp', 'conv1d', 'conv1d_vjp', 'conv2d', 'conv2d_vjp', 'conv_transpose2d', 'conv_transpose2d_vjp', 'max_pool1d', 'max_pool1d_vjp', 'max_pool2d', 'max_pool2d_vjp', 'avg_pool1d', 'avg_pool1d_vjp', 'avg_pool2d', 'avg_pool2d_vjp', 'adaptive_avg_pool2d', 'adaptive_avg_pool2d_vjp', 'batch_norm', 'batch_norm_vjp', 'layer_norm', 'layer_norm_vjp', 'group_norm', 'group_norm_vjp', 'dropout', 'dropout_vjp', 'flatten', 'flatten_vjp']
+__all__ = ["OPS", 'relu', 'relu_vjp', 'relu6', 'relu6_vjp', 'leaky_relu', 'leaky_relu_vjp', 'elu', 'elu_vjp', 'selu', 'selu_vjp', 'celu', 'celu_vjp', 'gelu', 'gelu_vjp', 'silu', 'silu_vjp', 'mish', 'mish_vjp', 'softplus', 'softplus_vjp', 'softsign', 'softsign_vjp', 'sigmoid', 'sigmoid_vjp', 'logsigmoid', 'logsigmoid_vjp', 'tanh', 'tanh_vjp', 'hardtanh', 'hardtanh_vjp', 'hardsigmoid', 'hardsigmoid_vjp', 'hardswish', 'hardswish_vjp', 'tanhshrink', 'tanhshrink_vjp', 'softshrink', 'softshrink_vjp', 'hardshrink', 'hardshrink_vjp', 'softmax', 'softmax_vjp', 'log_softmax', 'log_softmax_vjp', 'softmin', 'softmin_vjp', 'mse_loss', 'mse_loss_vjp', 'l1_loss', 'l1_loss_vjp', 'smooth_l1_loss', 'smooth_l1_loss_vjp', 'huber_loss', 'huber_loss_vjp', 'binary_cross_entropy', 'binary_cross_entropy_vjp', 'binary_cross_entropy_with_logits', 'binary_cross_entropy_with_logits_vjp', 'kl_div', 'kl_div_vjp', 'soft_margin_loss', 'soft_margin_loss_vjp', 'poisson_nll_loss', 'poisson_nll_loss_vjp', 'gaussian_nll_loss', 'gaussian_nll_loss_vjp', 'hinge_embedding_loss', 'hinge_embedding_loss_vjp', 'margin_ranking_loss', 'margin_ranking_loss_vjp', 'sigmoid_focal_loss', 'sigmoid_focal_loss_vjp', 'log_cosh', 'log_cosh_vjp', 'cross_entropy', 'cross_entropy_vjp', 'cross_entropy_value_and_vjp', 'nll_loss', 'nll_loss_vjp', 'nll_loss_value_and_vjp', 'multilabel_soft_margin_loss', 'multilabel_soft_margin_loss_vjp', 'multilabel_soft_margin_loss_value_and_vjp', 'multi_margin_loss', 'multi_margin_loss_vjp', 'multi_margin_loss_value_and_vjp', 'cosine_embedding_loss', 'cosine_embedding_loss_vjp', 'cosine_embedding_loss_value_and_vjp', 'linear', 'linear_vjp', 'bilinear', 'bilinear_vjp', 'conv1d', 'conv1d_vjp', 'conv2d', 'conv2d_vjp', 'conv_transpose2d', 'conv_transpose2d_vjp', 'max_pool1d', 'max_pool1d_vjp', 'max_pool2d', 'max_pool2d_vjp', 'avg_pool1d', 'avg_pool1d_vjp', 'avg_pool2d', 'avg_pool2d_vjp', 'adaptive_avg_pool2d', 'adaptive_avg_pool2d_vjp', 'batch_norm', 'batch_norm_vjp', 'layer_norm', 'layer_norm_vjp', 'group_norm', 'group_norm_vjp', 'dropout', 'dropout_vjp', 'flatten', 'flatten_vjp']

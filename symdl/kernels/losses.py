@@ -45,14 +45,19 @@ __all__ = [
     'log_cosh_vjp',
     'cross_entropy',
     'cross_entropy_vjp',
+    'cross_entropy_value_and_vjp',
     'nll_loss',
     'nll_loss_vjp',
+    'nll_loss_value_and_vjp',
     'multilabel_soft_margin_loss',
     'multilabel_soft_margin_loss_vjp',
+    'multilabel_soft_margin_loss_value_and_vjp',
     'multi_margin_loss',
     'multi_margin_loss_vjp',
+    'multi_margin_loss_value_and_vjp',
     'cosine_embedding_loss',
     'cosine_embedding_loss_vjp',
+    'cosine_embedding_loss_value_and_vjp',
 ]
 
 
@@ -1965,6 +1970,162 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
     return (grad_input, grad_target if keep is None else None,)
 
 
+def cross_entropy_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int | None = -100, reduction: str = 'mean', label_smoothing: float = 0.0) -> tuple:
+    r"""Cross-entropy of softmax(input) against class indices or probabilities (value and vector-Jacobian
+    product).
+
+    .. math::
+
+        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
+        \right)}\right)_j
+
+    Stable form:
+
+    .. math::
+
+        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
+        \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)\right)_j
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = - g weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j \left(weight
+        \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
+        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j}
+        \bar{t} = - g weight \left(1 - label_{smoothing}\right) \left(x - \log{\left(\sum_j \left(e^{x -
+        \max_j \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)
+
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
+    Integer targets are class indices (mean divides by the summed weight of the non-ignored targets);
+    float targets are probabilities along dim 1 (mean divides by the number of rows).
+    Label smoothing mixes the target with the uniform distribution: (1 - e) y + e / C.
+
+    Returns:
+        ``(loss, gradients)``: the loss as ``cross_entropy`` returns it and the gradients as
+        ``cross_entropy_vjp`` returns them, computing what they share (row maxima, exponentials, sums)
+        once; equal to a few units in the last place (a shared subexpression may group a sum
+        differently).
+
+    Generated from the catalog entry ``cross_entropy``; do not edit.
+    """
+    ignore_index = _rt.check_integer('cross_entropy', 'ignore_index', ignore_index)
+    reduction = _rt.check_choice('cross_entropy', 'reduction', reduction, ('none', 'mean', 'sum'))
+    label_smoothing = _rt.check_interval('cross_entropy', 'label_smoothing', label_smoothing, 0.0, 1.0)
+    x = _rt.float_array(input, 'cross_entropy', 'input')
+    dim = _rt.class_axis(x, 'cross_entropy')
+    num_classes = x.shape[dim]
+    t, keep = _rt.class_targets(target, 'cross_entropy', x, dim, ignore_index, True)
+    weight = _rt.class_weight(weight, 'cross_entropy', x, dim)
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cross_entropy', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
+    if keep is not None:
+        g = g * keep
+    g = _rt.unit_axis(g, dim)
+    if keep is not None:  # class indices: gathers, no one-hot rows
+        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
+            x_k = _rt.pick(x, t, dim)
+            weight_k = _rt.pick(weight, t, dim)
+            t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+            # t1 = np.exp(-t0 + x)
+            t1 = x - t0
+            np.exp(t1, out=t1)
+            t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            t3 = g * weight_k
+            # out = -weight_k * (-t0 + x_k - np.log(t2))
+            t4 = x_k - t0
+            np.log(t2, out=t0)
+            t4 -= t0
+            v0 = -weight_k
+            t4 *= v0
+            out = t4
+            # base_input = t1 * (t3 / t2)
+            t5 = t3 / t2
+            t1 *= t5
+            base_input = t1
+            np.negative(t3, out=t3)
+            at_input = t3
+            grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
+        else:
+            x_k = _rt.pick(x, t, dim)
+            weight_k = _rt.pick(weight, t, dim)
+            t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+            # t1 = np.exp(-t0 + x)
+            t1 = x - t0
+            np.exp(t1, out=t1)
+            t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            # t0 = t0 + np.log(t2)
+            t3 = np.log(t2)
+            t0 += t3
+            v0 = weight_k * (1 - label_smoothing)
+            # v2 = label_smoothing * weight / num_classes
+            v1 = label_smoothing * weight
+            v2 = v1 / num_classes
+            # out = -v0 * (-t0 + x_k) - _rt.rowsum(v2 * (-t0 + x), axis=dim, keepdims=True)
+            v3 = -v0
+            t4 = x_k - t0
+            t4 *= v3
+            t5 = x - t0
+            t5 *= v2
+            t6 = _rt.rowsum(t5, axis=dim, keepdims=True)
+            t4 -= t6
+            out = t4
+            # base_input = -g * v2 + t1 * (g * (v0 + _rt.class_sum(v2, num_classes=num_classes)) / t2)
+            t7 = -g
+            t8 = t7 * v2
+            v4 = _rt.class_sum(v2, num_classes=num_classes)
+            v5 = v0 + v4
+            v6 = g * v5
+            v7 = v6 / t2
+            v8 = t1 * v7
+            v9 = t8 + v8
+            base_input = v9
+            t7 *= v0
+            at_input = t7
+            grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
+    else:  # probability rows
+        t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+        # t2 = np.exp(-t0 + x)
+        t1 = x - t0
+        t2 = np.exp(t1)
+        t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
+        # t1 = -t0 + x - np.log(t3)
+        np.log(t3, out=t0)
+        t1 -= t0
+        s0 = 1 - label_smoothing
+        # t5 = weight * (label_smoothing / num_classes + t * s0)
+        t4 = t * s0
+        t4 += label_smoothing / num_classes
+        t5 = np.multiply(weight, t4, out=t4 if np.result_type(weight) == t4.dtype else None)
+        # out = -_rt.rowsum(t1 * t5, axis=dim, keepdims=True)
+        t6 = t1 * t5
+        t7 = _rt.rowsum(t6, axis=dim, keepdims=True)
+        np.negative(t7, out=t7)
+        out = t7
+        # grad_input = -g * t5 + t2 * (g * _rt.rowsum(t5, axis=dim, keepdims=True) / t3)
+        t8 = -g
+        np.multiply(t8, t5, out=t6)
+        t9 = _rt.rowsum(t5, axis=dim, keepdims=True)
+        t10 = g * t9
+        t10 /= t3
+        np.multiply(t2, t10, out=t5)
+        t6 += t5
+        grad_input = t6
+        # grad_target = -g * t1 * s0 * weight
+        t1 *= t8
+        t1 *= s0
+        t1 *= weight
+        grad_target = t1
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, _rt.class_mean_denominator(keep, weight, t, dim, loss.size)), (grad_input, grad_target if keep is None else None,)
+
+
 def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int | None = -100, reduction: str = 'mean') -> np.ndarray:
     r"""Negative log-likelihood of log-probabilities at the target classes.
 
@@ -2040,6 +2201,58 @@ def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight
     at_input = t0
     grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=False)
     return (grad_input, None,)
+
+
+def nll_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int | None = -100, reduction: str = 'mean') -> tuple:
+    r"""Negative log-likelihood of log-probabilities at the target classes (value and vector-Jacobian
+    product).
+
+    .. math::
+
+        y = - \sum_j \left(t weight x\right)_j
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = - g t weight
+
+
+    Returns:
+        ``(loss, gradients)``: the loss as ``nll_loss`` returns it and the gradients as ``nll_loss_vjp``
+        returns them, computing what they share (row maxima, exponentials, sums) once; equal to a few
+        units in the last place (a shared subexpression may group a sum differently).
+
+    Generated from the catalog entry ``nll_loss``; do not edit.
+    """
+    ignore_index = _rt.check_integer('nll_loss', 'ignore_index', ignore_index)
+    reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input, 'nll_loss', 'input')
+    dim = _rt.class_axis(x, 'nll_loss')
+    num_classes = x.shape[dim]
+    t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
+    weight = _rt.class_weight(weight, 'nll_loss', x, dim)
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'nll_loss', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
+    if keep is not None:
+        g = g * keep
+    g = _rt.unit_axis(g, dim)
+    x_k = _rt.pick(x, t, dim)
+    weight_k = _rt.pick(weight, t, dim)
+    # out = -weight_k * x_k
+    v0 = -weight_k
+    t0 = v0 * x_k
+    out = t0
+    base_input = 0
+    # at_input = -g * weight_k
+    t1 = -g
+    t1 *= weight_k
+    at_input = t1
+    grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=False)
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, _rt.class_mean_denominator(keep, weight, t, dim, loss.size)), (grad_input, None,)
 
 
 def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean') -> np.ndarray:
@@ -2152,6 +2365,84 @@ def multilabel_soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: A
     t3 = t0 * x
     grad_target = t3
     return (grad_input, grad_target,)
+
+
+def multilabel_soft_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean') -> tuple:
+    r"""Per-class logistic loss averaged over the classes, for multi-hot targets (value and vector-Jacobian
+    product).
+
+    .. math::
+
+        y = - \frac{\sum_j \left(weight \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} + \left(1 -
+        t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{num_{classes}}
+
+    Stable form:
+
+    .. math::
+
+        y = \frac{\sum_j \left(weight \left(t \operatorname{softplus}\left(- x\right) + \left(1 -
+        t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{num_{classes}}
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = \frac{g weight \left(- t + \sigma\left(x\right)\right)}{num_{classes}}
+        \bar{t} = - \frac{g weight x}{num_{classes}}
+
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
+
+    Returns:
+        ``(loss, gradients)``: the loss as ``multilabel_soft_margin_loss`` returns it and the gradients
+        as ``multilabel_soft_margin_loss_vjp`` returns them, computing what they share (row maxima,
+        exponentials, sums) once; equal to a few units in the last place (a shared subexpression may
+        group a sum differently).
+
+    Generated from the catalog entry ``multilabel_soft_margin_loss``; do not edit.
+    """
+    reduction = _rt.check_choice('multilabel_soft_margin_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input, 'multilabel_soft_margin_loss', 'input')
+    t = _rt.float_array(target, 'multilabel_soft_margin_loss', 'target')
+    dim = _rt.class_axis(x, 'multilabel_soft_margin_loss')
+    num_classes = x.shape[dim]
+    _rt.same_shape('multilabel_soft_margin_loss', {'input': x, 'target': t})
+    keep = None
+    weight = _rt.class_weight(weight, 'multilabel_soft_margin_loss', x, dim)
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multilabel_soft_margin_loss', None)
+    if keep is not None:
+        g = g * keep
+    g = _rt.unit_axis(g, dim)
+    s0 = 1 / num_classes
+    # t1 = g * s0 * weight
+    t0 = g * s0
+    t1 = t0 * weight
+    # out = s0 * _rt.rowsum(weight * (t * _rt.softplus(-x) + (1 - t) * _rt.softplus(x)), axis=dim, keepdims=True)
+    t2 = 1 - t
+    t3 = _rt.softplus(x)
+    t4 = np.multiply(t2, t3, out=t2 if t3.dtype == t2.dtype else None)
+    np.negative(x, out=t3)
+    _rt.softplus(t3, out=t3)
+    t5 = np.multiply(t, t3, out=t3 if t.dtype == t3.dtype else None)
+    t5 += t4
+    t5 *= weight
+    t6 = _rt.rowsum(t5, axis=dim, keepdims=True)
+    t6 *= s0
+    out = t6
+    # grad_input = t1 * (-t + _rt.sigmoid(x))
+    t7 = _rt.sigmoid(x, out=t4 if x.dtype == t4.dtype else None)
+    np.subtract(t7, t, out=t5)
+    t5 *= t1
+    grad_input = t5
+    # grad_target = -t1 * x
+    np.negative(t1, out=t1)
+    np.multiply(t1, x, out=t7)
+    grad_target = t7
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, None), (grad_input, grad_target,)
 
 
 def multi_margin_loss(input: ArrayLike, target: ArrayLike, *, p: str = 1, margin: float = 1.0, weight: ArrayLike | None = None, reduction: str = 'mean') -> np.ndarray:
@@ -2276,6 +2567,90 @@ def multi_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
     at_input = t4
     grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
     return (grad_input, None,)
+
+
+def multi_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, p: str = 1, margin: float = 1.0, weight: ArrayLike | None = None, reduction: str = 'mean') -> tuple:
+    r"""Multi-class hinge loss: sum over wrong classes of max(0, margin - x_y + x_j)^p / C (value and
+    vector-Jacobian product).
+
+    .. math::
+
+        y = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(margin + x - \sum_j \left(t
+        x\right)_j\right)^{p} & \text{for}\: margin + x - \sum_j \left(t x\right)_j > 0 \\0 &
+        \text{otherwise} \end{cases}\right) \sum_j \left(t weight\right)_j\right)_j}{num_{classes}}
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p \left(margin +
+        x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j \left(t
+        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        weight\right)_j}{num_{classes}}\right)_j + \frac{\left(1 - t\right) \left(\begin{cases} p
+        \left(margin + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j
+        \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        weight\right)_j}{num_{classes}}\right)
+
+
+    Returns:
+        ``(loss, gradients)``: the loss as ``multi_margin_loss`` returns it and the gradients as
+        ``multi_margin_loss_vjp`` returns them, computing what they share (row maxima, exponentials,
+        sums) once; equal to a few units in the last place (a shared subexpression may group a sum
+        differently).
+
+    Generated from the catalog entry ``multi_margin_loss``; do not edit.
+    """
+    p = _rt.check_choice('multi_margin_loss', 'p', p, (1, 2))
+    margin = _rt.check_real('multi_margin_loss', 'margin', margin)
+    reduction = _rt.check_choice('multi_margin_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input, 'multi_margin_loss', 'input')
+    dim = _rt.class_axis(x, 'multi_margin_loss')
+    num_classes = x.shape[dim]
+    t, keep = _rt.class_targets(target, 'multi_margin_loss', x, dim, None, False)
+    weight = _rt.class_weight(weight, 'multi_margin_loss', x, dim)
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multi_margin_loss', None)
+    if keep is not None:
+        g = g * keep
+    g = _rt.unit_axis(g, dim)
+    x_k = _rt.pick(x, t, dim)
+    weight_k = _rt.pick(weight, t, dim)
+    s0 = 1 / num_classes
+    # t0 = margin + x - x_k
+    t0 = margin + x
+    t0 -= x_k
+    m0 = t0 > 0
+    # t2 = _rt.rowsum(t0 ** p * weight_k * m0, axis=dim, keepdims=True)
+    t1 = t0 ** p
+    t1 *= weight_k
+    t1 *= m0
+    t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
+    # t0 = p * s0 * t0 ** (p - 1) * weight_k
+    t0 **= p - 1
+    t0 *= p * s0
+    t0 *= weight_k
+    # out = np.where(margin > 0, s0 * (-margin ** p * weight_k + t2), s0 * t2)
+    v0 = (-margin ** p) * weight_k
+    t3 = v0 + t2
+    t3 *= s0
+    t2 *= s0
+    _rt.select(margin > 0, t3, t2, out=t3)
+    out = t3
+    # base_input = g * t0 * m0
+    np.multiply(g, t0, out=t1)
+    t1 *= m0
+    base_input = t1
+    # at_input = -g * _rt.rowsum(t0 * m0, axis=dim, keepdims=True)
+    t4 = -g
+    t0 *= m0
+    t5 = _rt.rowsum(t0, axis=dim, keepdims=True)
+    t6 = t4 * t5
+    at_input = t6
+    grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, None), (grad_input, None,)
 
 
 def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, margin: float = 0.0, reduction: str = 'mean') -> np.ndarray:
@@ -2664,3 +3039,227 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
     _rt.select(m0, t20, t21, out=t20)
     grad_input2 = t20
     return (grad_input1, grad_input2, None,)
+
+
+def cosine_embedding_loss_value_and_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, margin: float = 0.0, reduction: str = 'mean') -> tuple:
+    r"""1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1 (value and vector-Jacobian
+    product).
+
+    .. math::
+
+        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j \left(x
+        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} & \text{for}\: margin - \frac{\sum_j
+        \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)
+        \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
+        \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(x
+        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(\frac{y}{2} +
+        \frac{1}{2}\right)
+
+    Stable form:
+
+    .. math::
+
+        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j
+        \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} &
+        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
+        \\0 & \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(\frac{x}{\max\left(1,
+        \max_j \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}}\right)
+        \left(\frac{y}{2} + \frac{1}{2}\right)
+
+    Gradient:
+
+    .. math::
+
+        \bar{x} = \frac{g \left(\frac{\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
+        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
+        \frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
+        \left(\sum_j \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right) \left(-
+        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin
+        - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
+        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}
+        \bar{x_{2}} = \frac{g \left(\frac{\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j \left(\left(\frac{x}{\max\left(1,
+        \max_j \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
+        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
+        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
+        \left(\sum_j \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}\right)
+        \left(- \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 &
+        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
+        \left(\left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
+        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
+        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
+        \left(\left|{x_{2}}\right|\right)_j\right)}
+
+    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
+    is finite.
+    Rows are along dim 1 of (N, D) inputs (or the only axis of 1-D inputs); PyTorch adds 1e-12 to each
+    squared norm.
+
+    Returns:
+        ``(loss, gradients)``: the loss as ``cosine_embedding_loss`` returns it and the gradients as
+        ``cosine_embedding_loss_vjp`` returns them, computing what they share (row maxima, exponentials,
+        sums) once; equal to a few units in the last place (a shared subexpression may group a sum
+        differently).
+
+    Generated from the catalog entry ``cosine_embedding_loss``; do not edit.
+    """
+    margin = _rt.check_interval('cosine_embedding_loss', 'margin', margin, -1.0, 1.0)
+    reduction = _rt.check_choice('cosine_embedding_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
+    x = _rt.float_array(input1, 'cosine_embedding_loss', 'input1')
+    x2 = _rt.float_array(input2, 'cosine_embedding_loss', 'input2')
+    dim = _rt.class_axis(x, 'cosine_embedding_loss')
+    _rt.same_shape('cosine_embedding_loss', {'input1': x, 'input2': x2})
+    y = _rt.row_target(target, 'cosine_embedding_loss', x, dim)
+    keep = None
+    loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
+    g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cosine_embedding_loss', None)
+    if keep is not None:
+        g = g * keep
+    g = _rt.unit_axis(g, dim)
+    # t1 = np.clip(_rt.rowmax(np.abs(x), axis=dim, keepdims=True), 1, math.inf)
+    t0 = np.abs(x)
+    t1 = _rt.rowmax(t0, axis=dim, keepdims=True)
+    np.clip(t1, 1, math.inf, out=t1)
+    np.divide(1, t1, out=t1)
+    np.multiply(t1, x, out=t0)
+    # t3 = _rt.rowsum(np.square(t0), axis=dim, keepdims=True) + 1e-12 * (1 / t1) ** 2
+    t2 = np.square(t0)
+    t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
+    t4 = np.square(t1)
+    t4 *= 1e-12
+    t3 += t4
+    # t6 = np.clip(_rt.rowmax(np.abs(x2), axis=dim, keepdims=True), 1, math.inf)
+    t5 = np.abs(x2, out=t2 if x2.dtype == t2.dtype else None)
+    t6 = _rt.rowmax(t5, axis=dim, keepdims=True)
+    np.clip(t6, 1, math.inf, out=t6)
+    np.divide(1, t6, out=t6)
+    np.multiply(t6, x2, out=t5)
+    # t8 = _rt.rowsum(np.square(t5), axis=dim, keepdims=True) + 1e-12 * (1 / t6) ** 2
+    t7 = np.square(t5)
+    t8 = _rt.rowsum(t7, axis=dim, keepdims=True)
+    t9 = np.square(t6, out=t4 if t6.dtype == t4.dtype else None)
+    t9 *= 1e-12
+    t8 += t9
+    # t10 = 1 / np.sqrt(t3 * t8)
+    t10 = np.multiply(t3, t8, out=t9 if np.result_type(t3, t8) == t9.dtype else None)
+    np.sqrt(t10, out=t10)
+    np.divide(1, t10, out=t10)
+    # t12 = t10 * _rt.rowsum(t0 * t5, axis=dim, keepdims=True)
+    t11 = np.multiply(t0, t5, out=t7 if np.result_type(t0, t5) == t7.dtype else None)
+    t12 = _rt.rowsum(t11, axis=dim, keepdims=True)
+    t12 *= t10
+    t13 = -t12
+    t14 = 0.5 * y
+    t15 = t14 + 0.5
+    # t17 = t15 * (t13 + 1)
+    t16 = t13 + 1
+    t17 = t15 * t16
+    t13 += margin
+    m0 = t13 <= 0
+    t18 = g * y
+    # t20 = t1 * (-t0 * t12 / t3 + t5 * t10)
+    t19 = np.negative(t0, out=t11 if t0.dtype == t11.dtype else None)
+    t20 = np.multiply(t19, t12, out=t19 if t12.dtype == t19.dtype else None)
+    t20 /= t3
+    t21 = t5 * t10
+    t20 += t21
+    t20 *= t1
+    # t23 = -g * t15
+    t22 = -g
+    t23 = t22 * t15
+    # t21 = t6 * (t0 * t10 - t5 * t12 / t8)
+    np.multiply(t0, t10, out=t21)
+    t24 = np.multiply(t5, t12, out=t5 if t12.dtype == t5.dtype else None)
+    t24 /= t8
+    t21 -= t24
+    t21 *= t6
+    # out = np.where(m0, t17 - t13 * (0.5 - t14), t17)
+    np.subtract(0.5, t14, out=t14)
+    t25 = t13 * t14
+    np.subtract(t17, t25, out=t25)
+    _rt.select(m0, t25, t17, out=t25)
+    out = t25
+    # grad_input1 = np.where(m0, -t18 * t20, t20 * t23)
+    np.negative(t18, out=t18)
+    t26 = np.multiply(t18, t20, out=t0 if np.result_type(t18, t20) == t0.dtype else None)
+    t27 = np.multiply(t20, t23, out=t20 if t23.dtype == t20.dtype else None)
+    _rt.select(m0, t26, t27, out=t26)
+    grad_input1 = t26
+    # grad_input2 = np.where(m0, -t18 * t21, t23 * t21)
+    np.multiply(t18, t21, out=t27)
+    t28 = np.multiply(t23, t21, out=t21 if t23.dtype == t21.dtype else None)
+    _rt.select(m0, t27, t28, out=t27)
+    grad_input2 = t27
+    loss = np.squeeze(out, axis=dim)
+    if keep is not None:
+        loss = loss * keep
+    return _rt.reduce(loss, reduction, None), (grad_input1, grad_input2, None,)
