@@ -196,6 +196,30 @@ def test_bad_hyper_parameters_raise_value_error(name: str, hypers: dict, message
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize(("name", "good", "bad", "message"), [
+    ("Adam", {"amsgrad": True}, {"amsgrad": 1}, "Adam: amsgrad must be True or False"),
+    ("Adam", {"lr": 1e-3}, {"lr": float("nan")}, "Adam: lr must be finite"),
+    ("SGD", {"momentum": 0.9, "nesterov": True}, {"momentum": 0.0}, "SGD: nesterov"),
+    ("Adam", {"betas": (0.9, 0.999)}, {"betas": [0.9, 1.0]}, r"Adam: betas\[1\] must be in \[0, 1\)"),
+])
+def test_a_group_edited_between_steps_is_checked_again(name: str, good: dict, bad: dict, message: str) -> None:
+    """Checks are remembered by the hyper-parameters' values and types: a value written into the
+    group after good steps (by a scheduler or a user) is checked before anything changes."""
+    param = np.ones(3)
+    optimizer = getattr(optim, name)([param], **good)
+    optimizer.step([np.ones(3)])
+    optimizer.step([np.ones(3)])
+    before = param.copy()
+    optimizer.param_groups[0].update(bad)
+    for _ in range(2):
+        with pytest.raises(OpParameterError, match=message):
+            optimizer.step([np.ones(3)])
+    np.testing.assert_array_equal(param, before)
+    optimizer.param_groups[0].update(good)
+    optimizer.step([np.ones(3)])
+    assert not np.array_equal(param, before)
+
+
 @pytest.mark.parametrize("rule", RULES)
 def test_bad_gradients_raise_before_any_change(rule: UpdateRule) -> None:
     a, b = np.ones(4), np.ones(3)

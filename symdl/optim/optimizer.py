@@ -38,6 +38,15 @@ def _is_real(value: object) -> bool:
     return type(value) in (float, int) or (isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)))
 
 
+def _typed(value: object) -> tuple:
+    """``value`` with its type (and its items', for betas), so that equal values of different
+    types (1 and True, 0.9 and np.float32(0.9)) key different checks. Lists raise TypeError."""
+    if type(value) is tuple:
+        return (tuple, tuple(_typed(item) for item in value))
+    hash(value)
+    return (type(value), value)
+
+
 #: What each kind of hyper-parameter must be (``pair``: betas), and how an error says it.
 _KINDS: dict[str, Callable[[object], bool]] = {
     "bool": lambda v: isinstance(v, (bool, np.bool_)),
@@ -77,6 +86,7 @@ class Optimizer:
         self.state: dict[int, dict[str, Any]] = {}
         self.param_groups: list[dict[str, Any]] = []
         self._buffers: dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]] = {}
+        self._checked: dict[tuple, list[Any]] = {}  # hyper-parameter values (typed) -> kernel arguments
         groups = list(params)
         if not groups:
             raise OpInputError(f"{self._name}: params must be a non-empty list of arrays")
@@ -117,7 +127,27 @@ class Optimizer:
 
     def _check_group(self, group: dict[str, Any]) -> list[Any]:
         """The group's kernel arguments; raise OpParameterError naming the optimizer and the rule
-        its hyper-parameters break."""
+        its hyper-parameters break.
+
+        This runs every step (a scheduler or the user may have written ``group["lr"]``). Arguments
+        are remembered by the hyper-parameters' values *and types*, so values seen before are not
+        checked again, while a changed, NaN or wrongly typed one (1 for True) always is.
+        """
+        try:
+            key = tuple(_typed(group[name]) for name, _ in self._hypers)
+            remembered = self._checked.get(key)
+        except TypeError:  # an unhashable value (a list of betas): check it the long way
+            key, remembered = None, None
+        if remembered is not None:
+            return remembered
+        args = self._check_values(group)
+        if key is not None:
+            if len(self._checked) >= 64:  # a schedule makes a new lr every step: keep the table small
+                self._checked.clear()
+            self._checked[key] = args
+        return args
+
+    def _check_values(self, group: dict[str, Any]) -> list[Any]:
         for name, kind in self._hypers:
             value = group[name]
             if not _KINDS[kind](value):
