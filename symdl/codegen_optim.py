@@ -181,14 +181,30 @@ class StepEmitter:
             return self._scalar(expr)
         return self._bare(expr)
 
-    def _precompute(self, parts: Sequence[sp.Expr], head: sp.Expr | None, target: sp.Symbol | None) -> dict:
-        """Parts other than ``head`` that read ``target``: computed into scratch before ``target`` is written."""
+    def _precompute(self, parts: Sequence[sp.Expr], head: sp.Expr | None, target: sp.Symbol | None,
+                    scaled: bool = False) -> dict:
+        """Parts other than ``head`` that read ``target``: computed into scratch before ``target`` is written.
+        With ``scaled`` (terms of a sum into an in-place target), a part ``c * compound`` has only its
+        compound precomputed: the sum then adds ``c`` times it in one axpy pass."""
         pre = {}
         for part in parts:
             if part is not head and part not in pre and self._reads(part, target) and part != target:
-                pre[part] = buffer = self._take()
-                self.emit(part, buffer, None)
+                split = self._coefficient_split(part) if scaled else None
+                part = part if split is None else split[1]
+                if part not in pre:
+                    pre[part] = buffer = self._take()
+                    self.emit(part, buffer, None)
         return pre
+
+    def _coefficient_split(self, expr: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
+        """``(c, compound)`` for a product of a scalar ``c != 1`` and an array expression, else None."""
+        if not isinstance(expr, sp.Mul):
+            return None
+        factors = sp.Mul.make_args(expr)
+        coefficient = sp.Mul(*(f for f in factors if self._is_scalar(f)))
+        if coefficient == 1:
+            return None
+        return coefficient, sp.Mul(*(f for f in factors if not self._is_scalar(f)))
 
     def _apply(self, ufunc: str, out: str, operand: sp.Expr, pre: dict[sp.Expr, str],
                target: sp.Symbol | None = None) -> None:
@@ -196,7 +212,7 @@ class StepEmitter:
         ``out +=/-= c * array`` as one axpy pass (:func:`symdl.optim._blas.axpy`), and so is the
         parameter's ``+=/-= c * (compound)`` once the compound is in scratch."""
         scaled = self._scaled_array(operand, pre) if ufunc in ("add", "subtract") else None
-        if scaled is None and ufunc in ("add", "subtract") and target == PARAM:
+        if scaled is None and ufunc in ("add", "subtract") and target in self.in_place:
             scaled = self._scaled_compound(operand, pre)
             if scaled is not None:
                 self._axpy(ufunc, out, *scaled)
@@ -220,17 +236,13 @@ class StepEmitter:
 
     def _scaled_compound(self, expr: sp.Expr, pre: dict[sp.Expr, str]) -> tuple[sp.Expr, str] | None:
         """``(c, buffer)`` for a scalar ``c != 1`` times an array expression that needs a buffer: the
-        expression is computed into a scratch ``buffer`` (the caller gives it back). The parameter's
-        update uses it, so that ``param -= c * compound`` is the compound's passes plus one axpy,
-        not plus a scaling pass and a subtraction pass. (Moment updates keep their two roundings:
-        centered RMSprop's ``v - gbar^2`` cancels, and would magnify a fused rounding of ``v``.)"""
-        if not isinstance(expr, sp.Mul):
+        expression is computed into a scratch ``buffer`` (the caller gives it back). In-place updates
+        (the parameter, moments) use it, so that ``y += c * compound`` is the compound's passes plus
+        one axpy, not plus a scaling pass and an addition pass."""
+        split = self._coefficient_split(expr)
+        if split is None:
             return None
-        factors = sp.Mul.make_args(expr)
-        coefficient = sp.Mul(*(f for f in factors if self._is_scalar(f)))
-        if coefficient == 1:
-            return None
-        compound = sp.Mul(*(f for f in factors if not self._is_scalar(f)))
+        coefficient, compound = split
         if self._operand(compound, pre) is not None:
             return None
         buffer = self._take()
@@ -260,7 +272,8 @@ class StepEmitter:
         compound = [t for t in terms if self._bare(t.magnitude) is None]
         head = (next((t for t in aliased if not t.negative), aliased[0]) if aliased
                 else next((t for t in compound if not t.negative), None))
-        pre = self._precompute([t.magnitude for t in terms], head.magnitude if head else None, target)
+        pre = self._precompute([t.magnitude for t in terms], head.magnitude if head else None, target,
+                               scaled=target in self.in_place)
         rest = [t for t in terms if t is not head]
         if head is not None:
             self.emit(head.magnitude, out, target)

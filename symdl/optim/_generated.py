@@ -209,12 +209,10 @@ def _rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, scratch, s
         d = s1
     square_avg *= alpha
     np.square(d, out=s2)
-    s2 *= 1 - alpha
-    square_avg += s2
+    _axpy(1 - alpha, s2, square_avg)
     if centered:
         np.subtract(d, grad_avg, out=s2)
-        s2 *= 1 - alpha
-        grad_avg += s2
+        _axpy(1 - alpha, s2, grad_avg)
     if centered:
         np.square(grad_avg, out=s2)
         np.subtract(square_avg, s2, out=s2)
@@ -325,8 +323,7 @@ def _adadelta_step(param, grad, square_avg, acc_delta, scratch, step, lr, rho, e
         d = s1
     square_avg *= rho
     np.square(d, out=s2)
-    s2 *= 1 - rho
-    square_avg += s2
+    _axpy(1 - rho, s2, square_avg)
     np.add(acc_delta, eps, out=s2)
     np.add(square_avg, eps, out=s3)
     s2 /= s3
@@ -335,8 +332,7 @@ def _adadelta_step(param, grad, square_avg, acc_delta, scratch, step, lr, rho, e
     delta = s2
     acc_delta *= rho
     np.square(delta, out=s0)
-    s0 *= 1 - rho
-    acc_delta += s0
+    _axpy(1 - rho, s0, acc_delta)
     _axpy(-lr, delta, param)
     return ()
 
@@ -419,12 +415,10 @@ def _adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, step, 
         s1 += d
         d = s1
     np.subtract(d, exp_avg, out=s2)
-    s2 *= 1 - beta1
-    exp_avg += s2
+    _axpy(1 - beta1, s2, exp_avg)
     exp_avg_sq *= beta2
     np.square(d, out=s2)
-    s2 *= 1 - beta2
-    exp_avg_sq += s2
+    _axpy(1 - beta2, s2, exp_avg_sq)
     if amsgrad:
         np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
     if amsgrad:
@@ -522,12 +516,10 @@ def _adamw_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, step,
         param *= -lr*weight_decay + 1
     pass
     np.subtract(d, exp_avg, out=s1)
-    s1 *= 1 - beta1
-    exp_avg += s1
+    _axpy(1 - beta1, s1, exp_avg)
     exp_avg_sq *= beta2
     np.square(d, out=s1)
-    s1 *= 1 - beta2
-    exp_avg_sq += s1
+    _axpy(1 - beta2, s1, exp_avg_sq)
     if amsgrad:
         np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
     if amsgrad:
@@ -623,8 +615,7 @@ def _adamax_step(param, grad, exp_avg, exp_inf, scratch, step, lr, beta1, beta2,
         s1 += d
         d = s1
     np.subtract(d, exp_avg, out=s2)
-    s2 *= 1 - beta1
-    exp_avg += s2
+    _axpy(1 - beta1, s2, exp_avg)
     exp_inf *= beta2
     np.abs(d, out=s2)
     s2 += eps
@@ -715,12 +706,10 @@ def _nadam_step(param, grad, exp_avg, exp_avg_sq, scratch, step, mu_product, lr,
     mu_next = beta1*(1 - 0.5*(0.96) ** (momentum_decay*(step + 1)))
     mu_product = mu*mu_product
     np.subtract(d, exp_avg, out=s2)
-    s2 *= 1 - beta1
-    exp_avg += s2
+    _axpy(1 - beta1, s2, exp_avg)
     exp_avg_sq *= beta2
     np.square(d, out=s2)
-    s2 *= 1 - beta2
-    exp_avg_sq += s2
+    _axpy(1 - beta2, s2, exp_avg_sq)
     np.divide(exp_avg_sq, 1 - beta2 ** step, out=s2)
     np.sqrt(s2, out=s2)
     s2 += eps
@@ -824,12 +813,10 @@ def _radam_step(param, grad, exp_avg, exp_avg_sq, scratch, step, lr, beta1, beta
         s1 += d
         d = s1
     np.subtract(d, exp_avg, out=s2)
-    s2 *= 1 - beta1
-    exp_avg += s2
+    _axpy(1 - beta1, s2, exp_avg)
     exp_avg_sq *= beta2
     np.square(d, out=s2)
-    s2 *= 1 - beta2
-    exp_avg_sq += s2
+    _axpy(1 - beta2, s2, exp_avg_sq)
     rho_inf = -1 + 2/(1 - beta2)
     rho_t = -2*beta2 ** step*step/(1 - beta2 ** step) + rho_inf
     if (rho_t > 5):

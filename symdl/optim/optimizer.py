@@ -87,6 +87,7 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         self._buffers: dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]] = {}
         self._checked: dict[tuple, list[Any]] = {}  # hyper-parameter values (typed) -> kernel arguments
+        self._initialised: dict[int, tuple[dict, list]] = {}  # parameter index -> (state, arguments) at init
         groups = list(params)
         if not groups:
             raise OpInputError(f"{self._name}: params must be a non-empty list of arrays")
@@ -208,7 +209,7 @@ class Optimizer:
         # The loop below runs once per parameter per step; for small parameters its Python costs as
         # much as the arithmetic, so what does not change within a step is bound once, here.
         states, kernel, init, buffers = self.state, self._kernel, self._init, self._buffers
-        array_names, scalar_names = self._array_states, self._scalar_states
+        array_names, scalar_names, initialised = self._array_states, self._scalar_states, self._initialised
         index = 0
         for group, args in zip(self.param_groups, group_args):
             for p in group["params"]:
@@ -217,7 +218,12 @@ class Optimizer:
                     state = states.get(index)
                     if state is None:
                         state = states[index] = {"step": 0}
-                    init(state, p, *args)
+                    # the state a flag needs is created when the flag turns on: once per state and
+                    # kernel arguments (_check_group returns the same list while nothing changes)
+                    done = initialised.get(index)
+                    if done is None or done[0] is not state or done[1] is not args:
+                        init(state, p, *args)
+                        initialised[index] = (state, args)
                     state["step"] = step = state["step"] + 1
                     arrays = list(map(state.get, array_names))  # None where a flag leaves a state out
                     scalars = list(map(state.__getitem__, scalar_names)) if scalar_names else ()
@@ -248,6 +254,7 @@ class Optimizer:
     def zero_state(self) -> None:
         """Forget every parameter's state (step counts, moments), as if no step had been taken."""
         self.state.clear()
+        self._initialised.clear()
 
     # -- saving ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -298,6 +305,7 @@ class Optimizer:
             new_groups.append(restored)
         self.param_groups[:] = new_groups
         self.state = new_state
+        self._initialised.clear()
 
     def __repr__(self) -> str:
         lines = [f"{self._name} ("]

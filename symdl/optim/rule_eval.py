@@ -19,6 +19,7 @@ import sympy as sp
 
 import symdl.optim as optim
 from symdl.catalog.optimizers import GRAD, OPTIMIZERS, PARAM, STEP, UpdateRule
+from symdl.optim.rounding import ORDER_SLACK, bounded_step
 
 
 @dataclass(frozen=True)
@@ -42,27 +43,41 @@ def _compiled(name: str) -> tuple[tuple[sp.Symbol, ...], list[tuple[sp.Symbol, o
     return tuple(symbols), functions
 
 
-def run_rule(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray,
-             grads: Sequence[np.ndarray]) -> Trajectory:
-    """Evaluate the rule's assignments directly (float64), one step per gradient."""
-    symbols, functions = _compiled(rule.name)
-    env: dict[sp.Symbol, object] = {s: np.zeros_like(param, dtype=np.float64) for s in symbols}
+def _environment(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray,
+                 dtype: type) -> dict[sp.Symbol, object]:
+    """Every symbol's value before the first step: hyper-parameters, initial states, the parameter."""
+    symbols, _ = _compiled(rule.name)
+    env: dict[sp.Symbol, object] = {s: np.zeros_like(param, dtype=dtype) for s in symbols}
     env.update({s: float(v) if not isinstance(v, bool) else v for s, v in rule.symbol_values(hypers).items()})
     for item in rule.states:
         value = float(item.init.xreplace(rule.symbol_values(hypers)))
-        env[item.symbol] = value if item.scalar else np.full(param.shape, value)
-    env[PARAM] = np.array(param, dtype=np.float64)
+        env[item.symbol] = value if item.scalar else np.full(param.shape, value, dtype=dtype)
+    env[PARAM] = np.array(param, dtype=dtype)
+    return env
+
+
+def _evaluate_step(rule: UpdateRule, env: dict[sp.Symbol, object], step: int, grad: np.ndarray) -> None:
+    """One step of the rule's assignments, in place on ``env`` (float64 arithmetic)."""
+    symbols, functions = _compiled(rule.name)
+    scalar_states = {i.symbol for i in rule.states if i.scalar}
+    env[STEP], env[GRAD] = step, np.asarray(grad, dtype=np.float64)
+    with np.errstate(all="ignore"):  # Piecewise evaluates every branch, including the ones not taken
+        for target, function in functions:
+            value = function(*(env[s] for s in symbols))
+            env[target] = value if target in scalar_states else np.broadcast_to(
+                np.asarray(value, dtype=np.float64), np.shape(env[PARAM])).copy()
+
+
+def run_rule(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray,
+             grads: Sequence[np.ndarray]) -> Trajectory:
+    """Evaluate the rule's assignments directly (float64), one step per gradient."""
+    env = _environment(rule, hypers, param, np.float64)
     params: list[np.ndarray] = []
     states: list[dict[str, object]] = []
-    with np.errstate(all="ignore"):  # Piecewise evaluates every branch, including the ones not taken
-        for t, g in enumerate(grads, start=1):
-            env[STEP], env[GRAD] = t, np.asarray(g, dtype=np.float64)
-            for target, function in functions:
-                value = function(*(env[s] for s in symbols))
-                env[target] = value if target in {i.symbol for i in rule.states if i.scalar} else np.broadcast_to(
-                    np.asarray(value, dtype=np.float64), param.shape).copy()
-            params.append(env[PARAM].copy())
-            states.append({i.name: np.copy(env[i.symbol]) if not i.scalar else env[i.symbol] for i in rule.states})
+    for t, g in enumerate(grads, start=1):
+        _evaluate_step(rule, env, t, g)
+        params.append(env[PARAM].copy())
+        states.append({i.name: np.copy(env[i.symbol]) if not i.scalar else env[i.symbol] for i in rule.states})
     return Trajectory(params, states[-1] if states else {}, states)
 
 
@@ -99,28 +114,45 @@ def trajectory_error(computed: Trajectory, reference: Trajectory) -> float:
 
 def local_error(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray, grads: Sequence[np.ndarray],
                 reference: Trajectory | None = None, dtype: type = np.float64) -> float:
-    """Largest one-step error of the kernel, in float64 ulps, started each step from the rule's own state.
+    """Largest one-step error of the kernel as a fraction of its rounding-error bound (pass: <= 1).
 
-    A whole trajectory can amplify rounding (Adam with betas = (0, 0) is a
-    sign method, chaotic at a large lr); one step from the same state cannot:
-    this measures the kernel, not the dynamics. The unit is the spacing of
-    ``dtype`` floats at the step's scale, max(|param before|, |param after|);
-    for float32 the kernel starts each step from the rule's state rounded to float32.
+    Each step starts from the rule's own state (a whole trajectory can amplify rounding: Adam
+    with betas = (0, 0) is a sign method, chaotic at a large lr; one step cannot, so this
+    measures the kernel, not the dynamics). The truth and the bound come from
+    :func:`symdl.optim.rounding.bounded_step`: the step in long double, and Wilkinson's running
+    bound on the rounding error of evaluating the rule in ``dtype`` (times
+    :data:`~symdl.optim.rounding.ORDER_SLACK` for the kernel's own order of operations). For
+    float32 the kernel and the truth start from the rule's state rounded to float32.
     """
     reference = reference or run_rule(rule, hypers, param, grads)
     p = np.array(param, dtype=dtype)
     optimizer = getattr(optim, rule.class_name)([p], **hypers)
     previous, worst = np.array(param, dtype=np.float64), 0.0
+    unit_roundoff = float(np.finfo(dtype).eps) / 2
     for k, g in enumerate(grads):
         expected = reference.params[k]
         if not np.all(np.isfinite(expected)):
             break  # the rule itself overflowed (divergent dynamics): nothing finite to compare from here
         p[:] = previous
+        state = None
         if k:
-            optimizer.state[0] = {"step": k, **{name: v.astype(dtype) if isinstance(v, np.ndarray) else v
-                                                for name, v in reference.states[k - 1].items()}}
-        optimizer.step([np.asarray(g, dtype=dtype)])
-        scale = max(float(np.max(np.abs(previous))), float(np.max(np.abs(expected))), np.finfo(np.float64).tiny)
-        worst = max(worst, _difference(p, expected) / (scale * np.finfo(dtype).eps))
+            state = {name: v.astype(dtype) if isinstance(v, np.ndarray) else v
+                     for name, v in reference.states[k - 1].items()}
+            optimizer.state[0] = {"step": k, **{name: np.copy(v) for name, v in state.items()}}  # updated in place
+        grad = np.asarray(g, dtype=dtype)
+        optimizer.step([grad])
+        truth, bound = bounded_step(rule, hypers, previous.astype(dtype), state, grad, k + 1, unit_roundoff)
+        # the truth's own rounding (long double) and the smallest subnormal, so that exact zeros compare
+        allowed = ORDER_SLACK * bound + 2.0**-60 * np.abs(truth) + np.finfo(dtype).smallest_subnormal
+        worst = max(worst, float(np.max(_errors(p, truth) / allowed)))
         previous = expected
     return worst
+
+
+def _errors(computed: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """Elementwise |computed - truth| in long double; infinite where exactly one is finite or where
+    non-finite values differ (a NaN must not vanish in a ``max``)."""
+    a, b = computed.astype(np.longdouble), np.asarray(truth, dtype=np.longdouble)
+    finite = np.isfinite(a) & np.isfinite(b)
+    same = (a == b) | (np.isnan(a) & np.isnan(b))
+    return np.where(finite, np.abs(np.where(finite, a - b, 0)), np.where(same, 0.0, np.inf))
