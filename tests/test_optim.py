@@ -22,9 +22,9 @@ from symdl.optim.rule_eval import local_error, run_kernel, run_rule, trajectory_
 CASES = [pytest.param(rule, case, id=f"{rule.name}-{case}") for rule in OPTIMIZERS.values() for case in rule.cases]
 RULES = [pytest.param(rule, id=rule.name) for rule in OPTIMIZERS.values()]
 
-#: Kernel against the rule evaluated by lambdify, both float64, one step from
-#: the same state: they differ only in the order of roundings (division by a
-#: scalar vs its reciprocal, the parameter's update fused into one axpy).
+#: One kernel step from the rule's own state against the same step in long double, as a fraction of
+#: the running rounding-error bound of evaluating the rule (symdl.optim.rounding): the kernel may
+#: order and fuse operations differently from the rule, but must stay within what rounding allows.
 STEP_ULP_BOUND = 1.0
 #: Whole trajectories at the catalog's cases (tame dynamics): measured at most 2e-16 over 200 steps.
 TRAJECTORY_BOUND = 1e-14
