@@ -217,8 +217,9 @@ def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str
     """The op's tolerance scale expression evaluated in float64 (None for 0)."""
     if expr == 0:
         return None
-    values = {p.symbol: 1.0 if params.get(p.name, p.default) is None else params.get(p.name, p.default)
-              for p in op.symbol_params}
+    # a flag such as poisson_nll_loss's `full` is a 0/1 factor in the formulas: a number, not a SymPy boolean
+    values = {p.symbol: 1.0 if (value := params.get(p.name, p.default)) is None else
+              float(value) if isinstance(value, bool) else value for p in op.symbol_params}
     axis = _rt.legacy_softmax_dim(np.ndim(inputs[0]), params.get("dim"), op.name) if op.kind == "row" else -1
     if op.kind == "class_loss":
         arrays = Reference(op, "", params).class_arrays(inputs)
