@@ -387,6 +387,11 @@ def conv_forward(arrays: Arrays, plan: ConvPlan) -> np.ndarray:
     g, o = plan.groups, plan.w_shape[0]
     cols = im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g)
     out = np.matmul(w4.reshape(g, o // g, -1), cols, out=_scratch("product", (g, o // g, cols.shape[2]), cols.dtype))
+    if b is not None and b.dtype == out.dtype:
+        # the bias added while the product is still (O, pixels): contiguous rows, 2x cheaper than
+        # adding it during the transposing copy (the same one addition per element)
+        out += b.reshape(g, o // g, 1)
+        b = None
     return _from_chwn(out.reshape(o, *plan.out_hw, plan.x_shape[0]), b).reshape(plan.out_shape)
 
 
