@@ -44,6 +44,10 @@ BAD = [
     (lambda: K.avg_pool2d(X, kernel_size=2, divisor_override=0), r"avg_pool2d: divisor_override must be a non-zero"),
     (lambda: K.max_pool2d_vjp(np.zeros((2, 3, 2, 2)), X, kernel_size=2, indices=np.full((2, 3, 2, 2), 25)),
      r"max_pool2d: indices must lie in \[0, 25\)"),
+    # -1 (a window wholly in the padding) only exists for dilated windows; undilated, it used to
+    # scatter the window's gradient into the previous plane's last element
+    (lambda: K.max_pool2d_vjp(np.zeros((2, 3, 2, 2)), X, kernel_size=2, indices=np.full((2, 3, 2, 2), -1)),
+     r"max_pool2d: indices must lie in \[0, 25\) \(flat positions in each input plane\)$"),
     (lambda: K.batch_norm(X, np.zeros(2), np.ones(2)), r"batch_norm: running_mean must have shape \(3,\)"),
     (lambda: K.batch_norm(X, None, None), r"batch_norm: running_mean and running_var are required when training"),
     (lambda: K.batch_norm(X[:1, :, :1, :1], None, None, training=True), r"batch_norm: expected more than 1 value"),

@@ -542,9 +542,12 @@ def pool_plan(op: str, arrays: Arrays, *, indices: ArrayLike = None, **options: 
         raise OpInputError(f"{op}: indices must be an integer array of the output's shape {plan.out_shape}, "
                            f"got {index.dtype} {index.shape}")
     plane = plan.x_shape[2] * plan.x_shape[3]
-    if index.size and (index.min() < -1 or index.max() >= plane):
-        raise OpInputError(f"{op}: indices must lie in [0, {plane}) (flat positions in each input plane; "
-                           f"-1 for a window wholly in the padding)")
+    # -1 marks a window wholly in the padding, which only a dilated window can be; anywhere else
+    # it would scatter into the previous plane's last element
+    lowest = -1 if max(plan.dilation) > 1 else 0
+    if index.size and (index.min() < lowest or index.max() >= plane):
+        raise OpInputError(f"{op}: indices must lie in [0, {plane}) (flat positions in each input plane"
+                           + ("; -1 for a window wholly in the padding)" if lowest else ")"))
     return PoolPlan(**{**plan.__dict__, "indices": index})
 
 
