@@ -66,7 +66,6 @@ from threadpoolctl import threadpool_limits
 
 from symdl.data import batches, load_digits
 from symdl.train import TrainConfig, Trainer
-from symdl.train.loop import _Silent
 
 Array = np.ndarray
 LR, BATCH, SEED = 1e-3, 64, 0

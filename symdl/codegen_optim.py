@@ -35,7 +35,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from symdl.catalog.optimizers import GRAD, LATEX_NAMES, OPTIMIZERS, PARAM, STEP, UpdateRule
+from symdl.catalog.optimizers import LATEX_NAMES, OPTIMIZERS, PARAM, STEP, UpdateRule
 from symdl.codegen import COMMAND, GeneratedModule
 from symdl.printing.numpy_printer import KernelPrinter, constants_to_floats
 

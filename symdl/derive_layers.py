@@ -10,7 +10,7 @@ grid in :mod:`symdl.catalog.layers`):
    :math:`\\sum g \\odot y` with respect to every symbol of every differentiable
    input: that is the vector-Jacobian product, element by element;
 3. the kernel's own plan, forward and backward programs
-   (:mod:`symdl.kernels._layers_runtime`, the code the generated kernels run)
+   (:mod:`symdl.kernels._layers`, the code the generated kernels run)
    are run on the same symbol arrays;
 4. each kernel output is compared with the definition, each kernel gradient
    with SymPy's: the difference must expand to exactly 0. Square roots of a
@@ -43,9 +43,10 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
+import symdl
 from symdl.catalog.layer_spec import Instance, Layer
 from symdl.catalog.layers import LAYER_BY_NAME
-from symdl.kernels import _layers_runtime as _lr
+from symdl.kernels import _layers, _layers_runtime as _lr
 
 POINTS_PER_INSTANCE = 1
 
@@ -235,13 +236,19 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("SYMDL_CACHE", Path.home() / ".cache" / "symdl"))
 
 
-def _source_key() -> str:
-    """A hash of everything a layer proof depends on."""
+def source_files() -> list[Path]:
+    """Every file a layer proof depends on: the catalog, this prover and the runtime it runs."""
     import symdl.catalog.layer_spec
     import symdl.catalog.layers
 
     modules = (symdl.catalog.layers, symdl.catalog.layer_spec, _lr, sys.modules[__name__])
-    text = symdl.__version__ + sp.__version__ + "".join(Path(m.__file__).read_text(encoding="utf-8") for m in modules)
+    runtime = sorted(Path(_layers.__file__).parent.glob("*.py"))  # the closed forms the proofs run
+    return [Path(m.__file__) for m in modules] + runtime
+
+
+def _source_key() -> str:
+    """A hash of everything a layer proof depends on (a cached proof of other code is not reused)."""
+    text = symdl.__version__ + sp.__version__ + "".join(f.read_text(encoding="utf-8") for f in source_files())
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 

@@ -9,10 +9,10 @@ import pytest
 import symdl.kernels as K
 from symdl.catalog.layers import LAYER_BY_NAME, LAYERS
 from symdl.errors import OpParameterError
-from symdl.derive_layers import prove_instance, prove_layers
+from symdl.derive_layers import prove_instance, prove_layers, source_files
 from symdl.kernels import _layers_runtime as _lr
+from symdl.kernels._layers import norm  # where the norm closed forms look up their helpers
 from symdl.verify_layers import call, draw_arrays
-from tests import layer_reference as ref
 
 X = np.zeros((2, 3, 5, 5))
 W = np.zeros((4, 3, 3, 3))
@@ -186,7 +186,7 @@ def test_the_proof_fails_for_an_unflipped_kernel(monkeypatch: pytest.MonkeyPatch
 
 def test_the_proof_fails_for_the_two_term_norm_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
     """Dropping the mean(g * xhat) term of the three-term formula must be caught."""
-    monkeypatch.setattr(_lr, "normalize_vjp", lambda d, xhat, rstd, axes: rstd * (d - d.mean(axis=axes, keepdims=True)))
+    monkeypatch.setattr(norm, "normalize_vjp", lambda d, xhat, rstd, axes: rstd * (d - d.mean(axis=axes, keepdims=True)))
     layer = LAYER_BY_NAME["layer_norm"]
     assert any("d_input differs" in f for f in prove_instance(layer, layer.instances[0]))
 
@@ -200,7 +200,7 @@ def test_the_proof_fails_for_batch_norm_with_the_unbiased_variance(monkeypatch: 
         rstd = _lr.rsqrt(var + eps)
         return (x - mean) * rstd, mean, var, rstd
 
-    monkeypatch.setattr(_lr, "standardize", unbiased)
+    monkeypatch.setattr(norm, "standardize", unbiased)
     layer = LAYER_BY_NAME["batch_norm"]
     training = next(i for i in layer.instances if i.params["training"])
     failures = prove_instance(layer, training)
@@ -295,3 +295,9 @@ def test_a_remembered_plan_never_excuses_a_bad_call(good, bad, message) -> None:
         with pytest.raises(OpParameterError, match=message):
             bad()
     good()
+
+
+def test_cached_layer_proofs_are_keyed_by_every_runtime_module() -> None:
+    """A proof is cached under a hash of the code it ran: every module of the layer runtime."""
+    names = {path.name for path in source_files()}
+    assert {"conv.py", "pool.py", "linear.py", "norm.py", "shape.py", "common.py", "_layers_runtime.py"} <= names

@@ -17,8 +17,8 @@ from functools import cache
 import sympy as sp
 
 from symdl.catalog import optimizers as rules
-from symdl.catalog.optimizers import (ADAGRAD, ADAM, BETA1, BETA2, D, EPS, EXP_AVG, EXP_AVG_SQ, GRAD, INITIAL_ACC,
-                                      LR, LR_DECAY, MOMENTUM, MOMENTUM_BUFFER, PARAM, SGD, STEP, SUM, UpdateRule)
+from symdl.catalog.optimizers import (ADAGRAD, ADAM, BETA1, BETA2, D, EPS, EXP_AVG, EXP_AVG_SQ, INITIAL_ACC, LR,
+                                      LR_DECAY, MOMENTUM_BUFFER, PARAM, SGD, STEP, SUM, UpdateRule)
 from symdl.catalog.schedules import EPOCH, PREVIOUS, SCHEDULES, TOTAL
 
 G = sp.Symbol("g", positive=True)  # a constant (positive, by symmetry) gradient

@@ -1,0 +1,226 @@
+"""Batch, layer and group normalisation: statistics, the affine part and the three-term input gradient."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from symdl.errors import OpInputError, OpParameterError
+from symdl.kernels._layers.common import Arrays, _rank, _vector
+from symdl.kernels._runtime import check_bool
+
+
+def rsqrt(v: np.ndarray) -> np.ndarray:
+    r""":math:`1 / \sqrt{v}` (an exact power on object arrays)."""
+    return v ** Fraction(-1, 2) if v.dtype == object else 1.0 / np.sqrt(v)
+
+
+def _centred(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mean, x - mean (a fresh array) and the biased variance over ``axes`` (kept)."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centred = x - mean
+    return mean, centred, (centred * centred).mean(axis=axes, keepdims=True)
+
+
+def standardize(x: np.ndarray, axes: tuple[int, ...], eps: Any) -> tuple[np.ndarray, ...]:
+    r""":math:`\hat x = (x - \mu)/\sqrt{\sigma^2 + \epsilon}` (a fresh array), the mean, the biased
+    variance and :math:`1/\sqrt{\sigma^2 + \epsilon}` over ``axes`` (kept).
+
+    Numerics: where the sums overflow (|x| near the dtype's maximum) the statistics are taken of
+    :math:`x / m`, :math:`m = \max |x|`, and scaled back, so the mean and the normalised values
+    stay finite whenever the true values are.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, centred, var = _centred(x, axes)
+        if x.dtype == object or np.all(np.isfinite(var)) or not np.all(np.isfinite(x)):
+            rstd = rsqrt(var + eps)
+        else:
+            scale = np.max(np.abs(x), axis=axes, keepdims=True)
+            scale[scale == 0] = 1
+            mean_s, _, var_s = _centred(x / scale, axes)
+            mean, var = mean_s * scale, var_s * scale * scale
+            rstd = 1 / (scale * np.sqrt(var_s + eps / scale / scale))
+            centred = x - mean
+    centred *= rstd
+    return centred, mean, var, rstd
+
+
+def normalize_vjp(d_xhat: np.ndarray, xhat: np.ndarray, rstd: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    r"""The three-term formula :math:`\bar x = \frac{1}{\sigma}\big(\bar{\hat x} - \overline{\bar{\hat x}}
+    - \hat x\, \overline{\bar{\hat x} \hat x}\big)` (bars over a sum: means over ``axes``)."""
+    return rstd * (d_xhat - d_xhat.mean(axis=axes, keepdims=True)
+                   - xhat * (d_xhat * xhat).mean(axis=axes, keepdims=True))
+
+
+def _affine(xhat: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, shape: tuple[int, ...]) -> Any:
+    """``xhat * weight + bias``, in place in the fresh ``xhat`` unless the parameters widen the dtype."""
+    out = xhat
+    for param, operation in ((weight, np.multiply), (bias, np.add)):
+        if param is not None:
+            value = param.reshape(shape)
+            out = operation(out, value, out=out) if np.result_type(out, value) == out.dtype else operation(out, value)
+    return out
+
+
+def _affine_vjp(grad: np.ndarray, xhat: np.ndarray, weight: Any, bias: Any, shape: tuple[int, ...],
+                axes: tuple[int, ...]) -> tuple[Any, Any, Any]:
+    """Gradient w.r.t. xhat, weight and bias of ``xhat * weight + bias`` (weight/bias broadcast over ``axes``)."""
+    d_weight = None if weight is None else (grad * xhat).sum(axis=axes).reshape(weight.shape)
+    d_bias = None if bias is None else grad.sum(axis=axes).reshape(bias.shape)
+    return (grad if weight is None else grad * weight.reshape(shape)), d_weight, d_bias
+
+
+@dataclass(frozen=True)
+class NormPlan:
+    """Where a normalisation takes its statistics and broadcasts its affine parameters."""
+
+    out_shape: tuple[int, ...]
+    axes: tuple[int, ...]              # statistics axes (of ``group_shape``'s view)
+    param_shape: tuple[int, ...]       # weight/bias broadcast shape against the input
+    param_axes: tuple[int, ...]        # axes the weight/bias gradients sum over
+    group_shape: tuple[int, ...] | None = None   # group_norm's (N, G, -1) view
+    eps: Any = 1e-5
+    training: bool = True
+    momentum: float = 0.1
+
+
+def _check_eps(op: str, eps: object, x: np.ndarray) -> Any:
+    """eps as a float (a Fraction stays exact on object arrays, for the proofs)."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+        raise OpParameterError(f"{op}: eps must be a real number >= 0, got {eps!r}")
+    return eps if isinstance(eps, Fraction) and x.dtype == object else float(eps)
+
+
+def batch_norm_plan(op: str, arrays: Arrays, *, training: object = False, momentum: object = 0.1,
+                    eps: object = 1e-5) -> NormPlan:
+    """Check batch_norm: input (N, C, *), running stats, weight and bias (C,)."""
+    x, mean, var, w, b = arrays
+    _rank(op, "input", x, tuple(range(2, 9)))
+    check_bool(op, "training", training)
+    if momentum is None or isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) \
+            or not 0 <= momentum <= 1:
+        raise OpParameterError(f"{op}: momentum must be a real number in [0, 1] (for PyTorch's cumulative "
+                               f"average, momentum=None, pass 1/n at the n-th batch, as symdl.nn.BatchNorm2d "
+                               f"does), got {momentum!r}")
+    c = x.shape[1]
+    for name, array in (("running_mean", mean), ("running_var", var), ("weight", w), ("bias", b)):
+        _vector(op, name, array, c, f"one per channel of input {x.shape}")
+    if not training and (mean is None or var is None):
+        raise OpInputError(f"{op}: running_mean and running_var are required when training=False")
+    if training and x.size // c <= 1:
+        raise OpInputError(f"{op}: expected more than 1 value per channel when training, got input {x.shape}")
+    axes = (0, *range(2, x.ndim))
+    return NormPlan(out_shape=x.shape, axes=axes, param_shape=(1, c) + (1,) * (x.ndim - 2), param_axes=axes, eps=_check_eps(op, eps, x),
+                    training=bool(training), momentum=float(momentum))
+
+
+def _batch_statistics(x: np.ndarray, mean: Any, var: Any, plan: NormPlan) -> tuple[np.ndarray, ...]:
+    """(xhat, mean, biased variance, rstd) from the batch (training) or the running statistics (eval)."""
+    if plan.training:
+        return standardize(x, plan.axes, plan.eps)
+    shape = plan.param_shape
+    rstd = rsqrt(var.reshape(shape) + plan.eps)
+    return (x - mean.reshape(shape)) * rstd, mean.reshape(shape), var.reshape(shape), rstd
+
+
+def batch_norm_forward(arrays: Arrays, plan: NormPlan) -> np.ndarray:
+    r""":math:`y = \gamma \hat x + \beta`, :math:`\hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}`, with the
+    batch's :math:`\mu, \sigma^2` per channel (training: then, in place, running :math:`\leftarrow
+    (1 - m)\,\text{running} + m\,\text{stat}` with the unbiased variance) or the running ones (eval)."""
+    x, running_mean, running_var, w, b = arrays
+    xhat, mean, var, _ = _batch_statistics(x, running_mean, running_var, plan)
+    if plan.training:
+        count = x.size // x.shape[1]
+        for running, stat in ((running_mean, mean), (running_var, var * count / (count - 1))):
+            if running is not None:
+                running *= 1 - plan.momentum
+                running += (plan.momentum * stat).reshape(running.shape).astype(running.dtype)
+    return _affine(xhat, w, b, plan.param_shape)
+
+
+def batch_norm_backward(grad: np.ndarray, arrays: Arrays, plan: NormPlan) -> tuple[Any, ...]:
+    r"""Training: :math:`\bar x = \frac{\gamma}{\sigma}\big(\bar y - \text{mean}(\bar y) - \hat x\,
+    \text{mean}(\bar y \hat x)\big)` (the three-term formula with :math:`\gamma` constant over each
+    channel's statistics, so the two means are :math:`\bar\beta / M` and :math:`\bar\gamma / M`);
+    eval: :math:`\bar x = \gamma \bar y / \sigma`; :math:`\bar\gamma = \sum \bar y \hat x`,
+    :math:`\bar\beta = \sum \bar y`. Never touches the running stats."""
+    x, running_mean, running_var, w, b = arrays
+    xhat, _, _, rstd = _batch_statistics(x, running_mean, running_var, plan)
+    shape, axes = plan.param_shape, plan.axes
+    sum_g = grad.sum(axis=axes, keepdims=True) if b is not None or plan.training else None
+    sum_gx = (grad * xhat).sum(axis=axes, keepdims=True) if w is not None or plan.training else None
+    scale = rstd if w is None else rstd * w.reshape(shape)
+    if plan.training:
+        count = x.size // x.shape[1]
+        d_x = grad - sum_g / count
+        xhat *= sum_gx / count
+        d_x -= xhat
+        d_x *= scale
+    else:
+        d_x = grad * scale
+    return (d_x, None, None, None if w is None else sum_gx.reshape(w.shape),
+            None if b is None else sum_g.reshape(b.shape))
+
+
+def layer_norm_plan(op: str, arrays: Arrays, *, normalized_shape: object, eps: object = 1e-5) -> NormPlan:
+    """Check layer_norm: input (..., *normalized_shape), weight and bias normalized_shape."""
+    x, w, b = arrays
+    shape = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else normalized_shape
+    if not isinstance(shape, (tuple, list)) or not shape or any(
+            isinstance(s, bool) or not isinstance(s, numbers.Integral) for s in shape):
+        raise OpParameterError(f"{op}: normalized_shape must be an int or a non-empty tuple of ints, "
+                               f"got {normalized_shape!r}")
+    shape = tuple(int(s) for s in shape)
+    if x.shape[x.ndim - len(shape):] != shape or x.ndim < len(shape):
+        raise OpInputError(f"{op}: input {x.shape} must end with normalized_shape {shape}")
+    for name, array in (("weight", w), ("bias", b)):
+        if array is not None and array.shape != shape:
+            raise OpInputError(f"{op}: {name} must have normalized_shape {shape}, got {array.shape}")
+    lead = x.ndim - len(shape)
+    return NormPlan(out_shape=x.shape, axes=tuple(range(lead, x.ndim)), param_shape=shape, param_axes=tuple(range(lead)),
+                    eps=_check_eps(op, eps, x))
+
+
+def group_norm_plan(op: str, arrays: Arrays, *, num_groups: object, eps: object = 1e-5) -> NormPlan:
+    """Check group_norm: input (N, C, *), num_groups dividing C, weight and bias (C,)."""
+    x, w, b = arrays
+    _rank(op, "input", x, tuple(range(2, 9)))
+    c = x.shape[1]
+    if isinstance(num_groups, bool) or not isinstance(num_groups, numbers.Integral) or num_groups < 1:
+        raise OpParameterError(f"{op}: num_groups must be a positive int, got {num_groups!r}")
+    if c % num_groups:
+        raise OpInputError(f"{op}: num_groups={num_groups} must divide the {c} channels of input {x.shape}")
+    for name, array in (("weight", w), ("bias", b)):
+        _vector(op, name, array, c, "one per channel")
+    return NormPlan(out_shape=x.shape, axes=(2,), param_shape=(1, c) + (1,) * (x.ndim - 2), param_axes=(0, *range(2, x.ndim)),
+                    group_shape=(x.shape[0], int(num_groups), c // int(num_groups) * math.prod(x.shape[2:])),
+                    eps=_check_eps(op, eps, x))
+
+
+def _grouped(x: np.ndarray, plan: NormPlan) -> np.ndarray:
+    return x if plan.group_shape is None else x.reshape(plan.group_shape)
+
+
+def norm_forward(arrays: Arrays, plan: NormPlan) -> np.ndarray:
+    r"""layer_norm / group_norm: :math:`y = \gamma \hat x + \beta` with the statistics of each sample
+    (layer) or each sample's channel group (group)."""
+    x, w, b = arrays
+    xhat = standardize(_grouped(x, plan), plan.axes, plan.eps)[0]
+    return _affine(xhat.reshape(x.shape), w, b, plan.param_shape)
+
+
+def norm_backward(grad: np.ndarray, arrays: Arrays, plan: NormPlan) -> tuple[Any, ...]:
+    r"""The three-term formula per normalised group; :math:`\bar\gamma = \sum \bar y \hat x`,
+    :math:`\bar\beta = \sum \bar y` over the other axes."""
+    x, w, b = arrays
+    xhat, _, _, rstd = standardize(_grouped(x, plan), plan.axes, plan.eps)
+    d_xhat, d_w, d_b = _affine_vjp(grad, xhat.reshape(x.shape), w, b, plan.param_shape, plan.param_axes)
+    d_x = normalize_vjp(_grouped(d_xhat, plan), xhat, rstd, plan.axes)
+    return d_x.reshape(x.shape), d_w, d_b
+
+

@@ -1,0 +1,373 @@
+"""Max, average and adaptive average pooling: window geometry, the arg-max scan and its scatter."""
+
+from __future__ import annotations
+
+import functools
+import numbers
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from symdl.errors import OpInputError, OpParameterError
+from symdl.kernels._layers.common import (ArrayLike, Arrays, Pads, _batch, _channel_step, _ints, _offsets, _pad,
+                                        _scratch, _spatial_view, remembered)
+from symdl.kernels._runtime import check_bool
+
+
+@dataclass(frozen=True)
+class PoolPlan:
+    """A pooling window's geometry, in the 2-D batched form (1-D pools are viewed with H = 1, an
+    unbatched input with N = 1; ``out_shape`` is the caller's, without N then)."""
+
+    x_shape: tuple[int, int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    pads: Pads                     # (before, after); ``after`` includes ceil_mode's extra rows
+    out_hw: tuple[int, int]
+    out_shape: tuple[int, ...]     # also the shape of the indices
+    divisor: Any = 1               # average pooling: int or (Ho, Wo) int array
+    return_indices: bool = False
+    indices: Any = None            # max-pool backward: the forward's arg-max indices, or None
+
+    def offsets(self) -> tuple[tuple[int, tuple[slice, slice]], ...]:
+        """Each kernel offset and the slices of the padded input it meets."""
+        return _offsets(self.kernel, self.dilation, self.stride, self.out_hw)
+
+
+def _pool_size(op: str, size: int, pad: int, kernel: int, stride: int, dilation: int, ceil_mode: bool,
+               shape: tuple[int, ...]) -> tuple[int, int]:
+    """Output length and the extra padding after the input that ceil_mode needs (PyTorch's rule:
+    rounding down, or up with ceil_mode, but the last window must start inside the input or the
+    left padding; an empty output is an error)."""
+    span = dilation * (kernel - 1) + 1
+    top = size + 2 * pad - span
+    out = (-(-top // stride) if ceil_mode else top // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad:
+        out -= 1
+    if out < 1:
+        raise OpInputError(f"{op}: the window {span} (dilation * (kernel_size - 1) + 1) is larger than the "
+                           f"padded input {size + 2 * pad} (input shape {shape}); the output would be empty")
+    return out, max(0, (out - 1) * stride + span - size - 2 * pad)
+
+
+def pool_plan(op: str, arrays: Arrays, *, indices: ArrayLike = None, **options: Any) -> PoolPlan:
+    """Check and resolve a max/avg pool call on input (N, C, *S) or unbatched (C, *S); a max-pool
+    VJP's ``indices`` (the forward's arg-max) are checked against the plan and attached to it."""
+    plan = _pool_geometry(op, arrays, **options)
+    if indices is None:
+        return plan
+    index = np.asarray(indices)
+    if index.shape != plan.out_shape or index.dtype.kind not in "iu":
+        raise OpInputError(f"{op}: indices must be an integer array of the output's shape {plan.out_shape}, "
+                           f"got {index.dtype} {index.shape}")
+    plane = plan.x_shape[2] * plan.x_shape[3]
+    # -1 marks a window wholly in the padding, which only a dilated window can be; anywhere else
+    # it would scatter into the previous plane's last element
+    lowest = -1 if max(plan.dilation) > 1 else 0
+    if index.size and (index.min() < lowest or index.max() >= plane):
+        raise OpInputError(f"{op}: indices must lie in [0, {plane}) (flat positions in each input plane"
+                           + ("; -1 for a window wholly in the padding)" if lowest else ")"))
+    return PoolPlan(**{**plan.__dict__, "indices": index})
+
+
+@remembered
+def _pool_geometry(op: str, arrays: Arrays, *, spatial: int, kernel_size: object, stride: object = None,
+                   padding: object = 0, dilation: object = 1, ceil_mode: object = False,
+                   count_include_pad: object = True, divisor_override: object = None, return_indices: object = False,
+                   average: bool = False) -> PoolPlan:
+    """The pool's geometry from the input's shape and the options (no array values)."""
+    (x,) = arrays
+    batch = _batch(op, x, spatial)
+    kernel_t = _ints(op, "kernel_size", kernel_size, spatial, 1)
+    stride_t = kernel_t if stride is None or stride == () else _ints(op, "stride", stride, spatial, 1)
+    pad_t = _ints(op, "padding", padding, spatial, 0)
+    dilation_t = _ints(op, "dilation", dilation, spatial, 1)
+    if any(2 * p > k for p, k in zip(pad_t, kernel_t)):
+        raise OpParameterError(f"{op}: padding {pad_t} must be at most half of kernel_size {kernel_t}")
+    for name, flag in (("ceil_mode", ceil_mode), ("count_include_pad", count_include_pad),
+                       ("return_indices", return_indices)):
+        check_bool(op, name, flag)
+    sizes = [_pool_size(op, batch.shape[2 + i], pad_t[i], kernel_t[i], stride_t[i], dilation_t[i], bool(ceil_mode),
+                        x.shape) for i in range(spatial)]
+    out_t = tuple(s for s, _ in sizes)
+    pads = tuple((p, p + extra) for p, (_, extra) in zip(pad_t, sizes))
+    x_shape = (*batch.shape[:2], *_spatial_view(spatial, batch.shape[2:], 1))
+    plan = PoolPlan(
+        x_shape=x_shape, kernel=_spatial_view(spatial, kernel_t, 1), stride=_spatial_view(spatial, stride_t, 1),
+        dilation=_spatial_view(spatial, dilation_t, 1), pads=((0, 0), pads[0]) if spatial == 1 else pads,
+        out_hw=_spatial_view(spatial, out_t, 1), out_shape=batch.caller_shape((*batch.shape[:2], *out_t)),
+        return_indices=bool(return_indices),
+    )
+    if average:
+        return _with_divisor(op, plan, pad_t, spatial, bool(count_include_pad), divisor_override)
+    return plan
+
+
+def _window_counts(size: int, pad: int, kernel: int, stride: int, out: int, include_pad: bool) -> np.ndarray:
+    """Elements each window holds along one axis: inside the input, or inside input + padding
+    (PyTorch's count_include_pad, where ceil_mode's extra windows are still clipped)."""
+    start = np.arange(out) * stride - pad
+    end = np.minimum(start + kernel, size + pad)
+    if include_pad:
+        return end - start
+    return np.minimum(end, size) - np.maximum(start, 0)
+
+
+def _with_divisor(op: str, plan: PoolPlan, pad_t: tuple[int, ...], spatial: int, include_pad: bool,
+                  divisor_override: object) -> PoolPlan:
+    if divisor_override is not None:
+        if isinstance(divisor_override, bool) or not isinstance(divisor_override, numbers.Integral) \
+                or divisor_override == 0:
+            raise OpParameterError(f"{op}: divisor_override must be a non-zero int or None, got {divisor_override!r}")
+        return PoolPlan(**{**plan.__dict__, "divisor": int(divisor_override)})
+    pads = _spatial_view(spatial, pad_t, 0)
+    counts = [_window_counts(plan.x_shape[2 + i], pads[i], plan.kernel[i], plan.stride[i], plan.out_hw[i],
+                             include_pad) for i in range(2)]
+    divisor = np.outer(counts[0], counts[1])
+    uniform = divisor.min() == divisor.max()
+    divisor.flags.writeable = False  # the plan is remembered and shared between calls
+    return PoolPlan(**{**plan.__dict__, "divisor": int(divisor.flat[0]) if uniform else divisor})
+
+
+def _divide(values: np.ndarray, divisor: Any) -> np.ndarray:
+    """``values / divisor`` in ``values``' dtype (exact for object arrays)."""
+    if isinstance(divisor, np.ndarray):
+        divisor = divisor.astype(values.dtype)
+    elif values.dtype == object:
+        divisor = Fraction(divisor)
+    return values / divisor
+
+
+def avg_pool_forward(arrays: Arrays, plan: PoolPlan) -> np.ndarray:
+    r""":math:`y_{n,c,p} = \frac{1}{D_p} \sum_{k} x_{n,c,s p + k - \text{pad}}` (zero padding; :math:`D_p`
+    the window size, the count of real elements, or ``divisor_override``)."""
+    (x,) = arrays
+    xp = _pad(x.reshape(plan.x_shape), plan.pads)
+    total = None
+    for _, where in plan.offsets():
+        total = xp[:, :, where[0], where[1]].copy() if total is None else np.add(total, xp[:, :, where[0], where[1]],
+                                                                                  out=total)
+    return _divide(total, plan.divisor).reshape(plan.out_shape)
+
+
+def avg_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple[Any]:
+    r""":math:`\bar x_{n,c,q} = \sum_{p, k:\, s p + k - \text{pad} = q} \bar y_{n,c,p} / D_p`: each window
+    spreads its upstream gradient evenly (one strided add per kernel offset)."""
+    (x,) = arrays
+    share = _divide(grad.reshape(*plan.x_shape[:2], *plan.out_hw), plan.divisor)
+    (top, bottom), (left, right) = plan.pads
+    h, w = plan.x_shape[2:]
+    full = np.zeros((*plan.x_shape[:2], h + top + bottom, w + left + right), dtype=share.dtype)
+    for _, where in plan.offsets():
+        full[:, :, where[0], where[1]] += share
+    return (np.ascontiguousarray(full[:, :, top:top + h, left:left + w]).reshape(x.shape),)
+
+
+def _planes_last(x4: np.ndarray, pads: Pads, fill: float) -> np.ndarray:
+    """(N, C, H, W) as a ``fill``-padded (Hp, Wp, N*C) copy in a scratch buffer.
+
+    Pooling windows are strided views; with the planes last, each view's inner axis is
+    N*C contiguous elements instead of Wo strided ones, so NumPy's loops run long (a
+    (64, 16, 8, 8) max-pool's index pass: 4x faster).
+    """
+    n, c, h, w = x4.shape
+    (top, bottom), (left, right) = pads
+    planes = n * c
+    out = _scratch("planes", (h + top + bottom, w + left + right, planes), x4.dtype)
+    if top or bottom or left or right:
+        out.fill(fill)
+    source = x4.reshape(planes, h, w).transpose(1, 2, 0)
+    step = _channel_step(planes, h * w * x4.itemsize)
+    for first in range(0, planes, step):
+        out[top:top + h, left:left + w, first:first + step] = source[:, :, first:first + step]
+    return out
+
+
+def _planes_first(values: np.ndarray, plan: PoolPlan) -> np.ndarray:
+    """(Ho, Wo, N*C) as a fresh C-contiguous array of the caller's output shape."""
+    return np.ascontiguousarray(values.transpose(2, 0, 1)).reshape(plan.out_shape)
+
+
+def _set_where(tap: np.ndarray, k: int, hit: np.ndarray, scratch: np.ndarray) -> None:
+    """``tap[hit] = k`` for an unsigned ``tap``, as ``tap += (k - tap) * hit`` modulo 2^bits:
+    three ufunc passes, 5-20x faster than a masked copy of a scalar (np.copyto(where=), np.putmask)."""
+    np.subtract(tap.dtype.type(k), tap, out=scratch)
+    scratch *= hit.view(np.uint8)
+    tap += scratch
+
+
+def _window_starts(pads: Pads, stride: tuple[int, int], out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The input row and column where each output row and column's window starts (negative in
+    the padding)."""
+    (top, _), (left, _) = pads
+    return np.arange(out_hw[0]) * stride[0] - top, np.arange(out_hw[1]) * stride[1] - left
+
+
+@functools.lru_cache(maxsize=64)
+def _arg_max_tables(w: int, kernel: tuple[int, int], dilation: tuple[int, int], stride: tuple[int, int], pads: Pads,
+                    out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only tables turning a window's tap k into a flat position in its (H, W) plane: the
+    displacement of tap k from the window's start (one more entry, 0, for 'no tap'), and each
+    window's start ``row * W + column``, shaped (Ho, Wo, 1) to broadcast over the planes."""
+    kw, (dh, dw) = kernel[1], dilation
+    taps = kernel[0] * kernel[1]
+    displacement = np.array([(k // kw) * dh * w + (k % kw) * dw for k in range(taps)] + [0], dtype=np.int64)
+    rows, columns = _window_starts(pads, stride, out_hw)
+    starts = (rows[:, None] * w + columns[None, :])[:, :, None]
+    for table in (displacement, starts):
+        table.flags.writeable = False
+    return displacement, starts
+
+
+def _max_scan(xt: np.ndarray, plan: PoolPlan, want_indices: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Window maxima of the planes-last, -inf padded input (:func:`_planes_last`), as
+    (Ho, Wo, N*C), and, if asked, PyTorch's flat arg-max indices in the same layout.
+
+    The arg-max records, per window, the offset k holding the maximum: in the scan itself
+    (tap k replaces the best only when strictly greater, so the *first* maximum wins, PyTorch's
+    choice on ties) when that is exact, i.e. when no window holds a NaN (the last NaN wins its
+    window, as in PyTorch, but NaNs compare false) and, with padding, no maximum is -inf (a
+    padded tap must not win a tie); otherwise by :func:`_exact_taps`. The flat position in the (H, W) plane is
+    the window's start plus offset k's displacement, one table lookup. A window lying wholly
+    in the padding (possible with dilation) has maximum -inf and index -1 (PyTorch leaves an
+    arbitrary index there).
+    """
+    offsets = plan.offsets()
+    first, rest = offsets[0], offsets[1:]
+    best = xt[first[1]].copy()
+    if not want_indices:
+        for _, where in rest:
+            np.maximum(best, xt[where], out=best)
+        return best, None
+    none = len(offsets)  # the offset of no tap: the window lies wholly in the padding
+    kind = np.min_scalar_type(none)  # unsigned: _set_where wraps around harmlessly
+    tap, scratch = np.zeros(best.shape, dtype=kind), np.empty(best.shape, dtype=kind)
+    for k, where in rest:
+        window = xt[where]
+        _set_where(tap, k, window > best, scratch)
+        np.maximum(best, window, out=best)
+    padded = any(side for pair in plan.pads for side in pair)
+    if np.isnan(best).any() or (padded and np.isneginf(best).any()):
+        tap = _exact_taps(xt, plan, best, scratch)
+    displacement, starts = _arg_max_tables(plan.x_shape[3], plan.kernel, plan.dilation, plan.stride, plan.pads,
+                                           plan.out_hw)
+    index = np.take(displacement, tap)
+    index += starts
+    if max(plan.dilation) > 1:  # only dilated windows can lie wholly in the padding
+        index[tap == none] = -1
+    return best, index
+
+
+def _exact_taps(xt: np.ndarray, plan: PoolPlan, best: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """Each window's first offset holding its maximum ``best``, or its last NaN (taps in the padding
+    never count; ``len(offsets)`` where no tap does)."""
+    offsets = plan.offsets()
+    (h, w), kw, (dh, dw) = plan.x_shape[2:], plan.kernel[1], plan.dilation
+    rows, columns = _window_starts(plan.pads, plan.stride, plan.out_hw)
+    tap = np.full(best.shape, len(offsets), dtype=scratch.dtype)
+    nan = bool(np.isnan(best).any())
+    # reversed, so the first maximum is written last; then, forward, every NaN tap, so the
+    # last NaN wins its window (PyTorch's loop takes a value when it is greater or NaN)
+    passes = [(k, where, False) for k, where in reversed(offsets)] + [(k, where, True) for k, where in offsets if nan]
+    for k, where, for_nan in passes:
+        window = xt[where]
+        hit = np.isnan(window) if for_nan else window == best
+        row, column = rows + (k // kw) * dh, columns + (k % kw) * dw
+        inside = ((row >= 0) & (row < h))[:, None] & ((column >= 0) & (column < w))[None, :]
+        if not inside.all():
+            hit &= inside[:, :, None]
+        _set_where(tap, k, hit, scratch)
+    return tap
+
+
+def max_pool_forward(arrays: Arrays, plan: PoolPlan) -> Any:
+    r""":math:`y_{n,c,p} = \max_k x_{n,c,s p + d k - \text{pad}}` (-inf padding); with
+    ``return_indices`` also the flat position of the first maximum in each (H, W) plane."""
+    (x,) = arrays
+    best, index = _max_scan(_planes_last(x.reshape(plan.x_shape), plan.pads, -np.inf), plan, plan.return_indices)
+    out = _planes_first(best, plan)
+    return (out, _planes_first(index, plan)) if plan.return_indices else out
+
+
+def max_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple[np.ndarray]:
+    r""":math:`\bar x_q = \sum_{p:\, \operatorname{argmax}_p = q} \bar y_p`: each window's upstream
+    gradient goes to its (first) maximum. Uses ``plan.indices`` (from the forward's
+    ``return_indices=True``) when given, else rescans the windows.
+
+    When no two windows share an input element (stride >= the dilated window, the usual
+    2x2/2), every input receives at most one gradient: a plain scatter, no ``np.add.at``.
+    """
+    (x,) = arrays
+    index = plan.indices
+    if index is None:
+        _, index = _max_scan(_planes_last(x.reshape(plan.x_shape), plan.pads, -np.inf), plan, True)
+        index = _planes_first(index, plan)
+    n, c, h, w = plan.x_shape
+    planes, plane, windows = n * c, h * w, plan.out_hw[0] * plan.out_hw[1]
+    index, values = index.reshape(planes, windows).astype(np.int64, copy=False), grad.reshape(planes, windows)
+    # flat positions in a scratch buffer, not a fresh page-faulting array
+    flat = np.add(index, (np.arange(planes, dtype=np.int64) * plane)[:, None],
+                  out=_scratch("flat", (planes, windows), np.dtype(np.int64)))
+    out = np.zeros(planes * plane, dtype=grad.dtype)
+    if max(plan.dilation) > 1:  # only dilated windows can lie wholly in the padding (index -1): no gradient
+        kept = index >= 0
+        flat, values = flat[kept], values[kept]
+    if all(s >= d * (k - 1) + 1 for s, d, k in zip(plan.stride, plan.dilation, plan.kernel)):
+        out[flat.ravel()] = values.ravel()
+    else:
+        np.add.at(out, flat.ravel(), values.ravel())
+    return (out.reshape(x.shape),)
+
+
+@dataclass(frozen=True)
+class AdaptivePlan:
+    """Adaptive average pooling as two 0/1 window matrices and the window areas."""
+
+    rows: np.ndarray      # (Ho, H): 1 where input row h is in output row i's window
+    columns: np.ndarray   # (Wo, W)
+    area: np.ndarray      # (Ho, Wo) int
+    out_shape: tuple[int, ...]
+
+
+def _adaptive_windows(size: int, out: int) -> np.ndarray:
+    """PyTorch's windows: output i averages [floor(i H / Ho), ceil((i + 1) H / Ho))."""
+    i = np.arange(out)
+    start, end = (i * size) // out, -((-(i + 1) * size) // out)
+    h = np.arange(size)
+    return ((h[None, :] >= start[:, None]) & (h[None, :] < end[:, None])).astype(np.int64)
+
+
+@remembered
+def adaptive_avg_pool_plan(op: str, arrays: Arrays, *, output_size: object) -> AdaptivePlan:
+    """Check and resolve adaptive_avg_pool2d on input (N, C, H, W) or unbatched (C, H, W) (None in
+    output_size keeps that size). The closed forms act on the last two axes, so they need no batched view."""
+    (x,) = arrays
+    batch = _batch(op, x, 2)
+    if isinstance(output_size, (tuple, list)) and len(output_size) == 2:
+        output_size = tuple(batch.shape[2 + i] if v is None else v for i, v in enumerate(output_size))
+    out_t = _ints(op, "output_size", output_size, 2, 1)
+    rows, columns = (_adaptive_windows(batch.shape[2 + i], out_t[i]) for i in range(2))
+    area = np.outer(rows.sum(1), columns.sum(1))
+    for table in (rows, columns, area):
+        table.flags.writeable = False  # the plan is remembered and shared between calls
+    return AdaptivePlan(rows=rows, columns=columns, area=area,
+                        out_shape=batch.caller_shape((*batch.shape[:2], *out_t)))
+
+
+def adaptive_avg_pool_forward(arrays: Arrays, plan: AdaptivePlan) -> np.ndarray:
+    r""":math:`y = (R\, x\, C^T) / A`: 0/1 window matrices R (Ho, H), C (Wo, W), areas A."""
+    (x,) = arrays
+    rows, columns = plan.rows.astype(x.dtype), plan.columns.astype(x.dtype)
+    return _divide(np.matmul(rows, np.matmul(x, columns.T)), plan.area)
+
+
+def adaptive_avg_pool_backward(grad: np.ndarray, arrays: Arrays, plan: AdaptivePlan) -> tuple[np.ndarray]:
+    r""":math:`\bar x = R^T (\bar y / A)\, C`."""
+    (x,) = arrays
+    rows, columns = plan.rows.astype(x.dtype), plan.columns.astype(x.dtype)
+    return (np.matmul(rows.T, np.matmul(_divide(grad, plan.area), columns)),)
+
+
