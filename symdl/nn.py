@@ -484,7 +484,7 @@ class Loss(Module):
     _vjp: Callable[..., tuple[Array | None, ...]]
     _value_and_vjp: Callable[..., tuple[Array, tuple[Array | None, ...]]] | None = None
     defaults: dict[str, Any] = {}
-    input_grads: tuple[Array | None, ...] | None = None
+    _unit_grads: tuple[Array | None, ...] | None = None  # from op_value_and_vjp, for grad = 1
 
     def __init__(self, **kwargs: Any) -> None:  # keyword-only: PyTorch's positional order has legacy arguments
         super().__init__()
@@ -498,17 +498,17 @@ class Loss(Module):
         self.inputs = inputs
         fused = type(self)._value_and_vjp
         if fused is not None and self.training and self.options.get("reduction") != "none":
-            self.output, self.input_grads = fused(1.0, *inputs, **self.options)
+            self.output, self._unit_grads = fused(1.0, *inputs, **self.options)
         else:
-            self.output, self.input_grads = type(self)._forward(*inputs, **self.options), None
+            self.output, self._unit_grads = type(self)._forward(*inputs, **self.options), None
         return self.output
 
     def backward(self, grad: Array | None = None) -> Array:
-        if grad is None and self.input_grads is not None:  # computed with the value, for grad = 1
-            return self.input_grads[0]  # type: ignore[return-value]
-        if grad is None:
-            grad = np.ones_like(self.output)
-        self.input_grads = type(self)._vjp(grad, *self.inputs, **self.options)
+        if grad is None and self._unit_grads is not None:  # computed with the value
+            self.input_grads = self._unit_grads
+        else:
+            self.input_grads = type(self)._vjp(np.ones_like(self.output) if grad is None else grad, *self.inputs,
+                                               **self.options)
         return self.input_grads[0]  # type: ignore[return-value]
 
     def extra_repr(self) -> str:

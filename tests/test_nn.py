@@ -68,6 +68,8 @@ def test_a_class_loss_in_training_gives_the_vjps_gradients_whether_fused_or_not(
     expected = nn.kernels.cross_entropy_vjp(ones, x, y, reduction=reduction, label_smoothing=0.1)[0]
     np.testing.assert_allclose(fused, expected, rtol=4e-7, atol=1e-7)
     np.testing.assert_array_equal(loss.backward(2 * ones), 2 * expected)  # an explicit grad: the VJP itself
+    np.testing.assert_array_equal(loss.backward(), fused)  # and grad = 1 again afterwards
+    np.testing.assert_array_equal(loss.input_grads[0], fused)
     loss.eval()
     np.testing.assert_allclose(loss(x, y), value, rtol=4e-7)
     np.testing.assert_array_equal(loss.backward(), expected)
