@@ -39,14 +39,13 @@ def test_the_direct_float64_evaluation_is_within_the_bound(rule: UpdateRule, cas
 
 
 def test_a_cancelling_sum_gets_a_bound_from_its_terms_not_its_result() -> None:
-    """Adam's m + (1 - b1)(d - m) with d near -m's scale: the terms are ~1800, the result ~24, so the
-    bound is ulps of 1800 (a float64 evaluation really is that far off), not of 24."""
-    rule = OPTIMIZERS["adam"]
-    hypers = {"betas": (0.015625, 0.0), "eps": 0.005859375, "lr": 0.125}
-    state = {"exp_avg": np.array([-1796.13]), "exp_avg_sq": np.array([1.0]), "max_exp_avg_sq": np.array([0.0])}
-    truth, bound = bounded_step(rule, hypers, np.array([0.1]), state, np.array([3.8]), 7, 2.0**-53)
-    step = 0.1 - float(truth[0])
-    assert bound[0] > 100 * np.spacing(abs(step))
+    """SGD's param - lr d with lr d = 1 - 2^-30 and param = 1: the result is 2^-30, but the
+    subtraction's rounding is bounded by u times its operands (about 2u), not by u times the result;
+    with the product's own rounding (u), the bound is 3u."""
+    u = 2.0**-53
+    truth, bound = bounded_step(OPTIMIZERS["sgd"], {"lr": 1.0}, np.array([1.0]), None, np.array([1 - 2.0**-30]), 1, u)
+    assert float(truth[0]) == 2.0**-30
+    assert 2 * u <= float(bound[0]) <= 4 * u
 
 
 def test_a_kernel_off_by_a_billionth_fails(monkeypatch: pytest.MonkeyPatch) -> None:
