@@ -209,18 +209,18 @@ class StepEmitter:
     def _apply(self, ufunc: str, out: str, operand: sp.Expr, pre: dict[sp.Expr, str],
                target: sp.Symbol | None = None) -> None:
         """``out = ufunc(out, operand)``, in place, through a scratch buffer if the operand needs one;
-        ``out +=/-= c * array`` as one axpy pass (:func:`symdl.optim._blas.axpy`), and so is the
-        parameter's ``+=/-= c * (compound)`` once the compound is in scratch."""
-        scaled = self._scaled_array(operand, pre) if ufunc in ("add", "subtract") else None
-        if scaled is None and ufunc in ("add", "subtract") and target in self.in_place:
-            scaled = self._scaled_compound(operand, pre)
+        ``out +=/-= c * array`` as one axpy pass (:func:`symdl.optim._blas.axpy`), and so is an
+        in-place update's ``+=/-= c * (compound)`` once the compound is in scratch."""
+        if ufunc in ("add", "subtract"):
+            scaled = self._scaled_array(operand, pre)
+            if scaled is not None:
+                self._axpy(ufunc, out, *scaled)
+                return
+            scaled = self._scaled_compound(operand, pre) if target in self.in_place else None
             if scaled is not None:
                 self._axpy(ufunc, out, *scaled)
                 self._give(scaled[1])
                 return
-        if scaled is not None:
-            self._axpy(ufunc, out, *scaled)
-            return
         text = self._operand(operand, pre)
         if text is None:
             text = self._take()
@@ -235,30 +235,24 @@ class StepEmitter:
         self._line(f"_axpy({self._scalar(-coefficient if ufunc == 'subtract' else coefficient)}, {array}, {out})")
 
     def _scaled_compound(self, expr: sp.Expr, pre: dict[sp.Expr, str]) -> tuple[sp.Expr, str] | None:
-        """``(c, buffer)`` for a scalar ``c != 1`` times an array expression that needs a buffer: the
-        expression is computed into a scratch ``buffer`` (the caller gives it back). In-place updates
+        """``(c, buffer)`` for a scalar ``c != 1`` times an array expression that needs a buffer (call it
+        when :meth:`_scaled_array` found none): the expression is computed into a scratch ``buffer``
+        (the caller gives it back). In-place updates
         (the parameter, moments) use it, so that ``y += c * compound`` is the compound's passes plus
         one axpy, not plus a scaling pass and an addition pass."""
         split = self._coefficient_split(expr)
         if split is None:
             return None
-        coefficient, compound = split
-        if self._operand(compound, pre) is not None:
-            return None
         buffer = self._take()
-        self.emit(compound, buffer, None)
-        return coefficient, buffer
+        self.emit(split[1], buffer, None)
+        return split[0], buffer
 
     def _scaled_array(self, expr: sp.Expr, pre: dict[sp.Expr, str]) -> tuple[sp.Expr, str] | None:
-        """``(c, name)`` when ``expr`` is a scalar ``c`` times one array that needs no buffer, else None."""
-        if not isinstance(expr, sp.Mul):
-            return None
-        factors = sp.Mul.make_args(expr)
-        arrays = [f for f in factors if not self._is_scalar(f)]
-        if len(arrays) != 1:
-            return None
-        name = self._operand(arrays[0], pre)
-        return None if name is None else (sp.Mul(*(f for f in factors if self._is_scalar(f))), name)
+        """``(c, name)`` when ``expr`` is a scalar ``c`` times an array that needs no buffer (a name,
+        or a compound already in scratch), else None."""
+        split = self._coefficient_split(expr)
+        name = None if split is None else self._operand(split[1], pre)
+        return None if name is None else (split[0], name)
 
     def _release(self, pre: dict[sp.Expr, str]) -> None:
         for buffer in pre.values():

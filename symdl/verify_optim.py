@@ -24,8 +24,7 @@ from symdl.verify import VerifyRow, finite_and_typed
 STEPS, SEEDS = 100, 3
 #: One step's error from the truth (long double) as a fraction of its running rounding-error bound
 #: (symdl.optim.rounding), float64 and float32: at most 1.
-STEP_ULP_BOUND = 1.0
-FLOAT32_ULP_BOUND = 1.0
+STEP_ERROR_BOUND = 1.0
 
 
 def names() -> list[str]:
@@ -74,8 +73,8 @@ def _rule_row(rule: UpdateRule) -> VerifyRow:
         details += [f"{case}: {detail}"] if detail else []
     return VerifyRow(op=rule.name, variant=", ".join(rule.cases), proof=f"kernel = SymPy rule evaluated directly, "
                      f"{len(rule.cases)} cases x {SEEDS} runs x {STEPS} steps; step error / rounding bound", proofs_hold=True,
-                     fd_error=trajectory, forward_ulp=step64, grad_ulp=step32, forward_ulp_bound=STEP_ULP_BOUND,
-                     grad_ulp_bound=FLOAT32_ULP_BOUND, finite=finite, detail="; ".join(details))
+                     fd_error=trajectory, forward_ulp=step64, grad_ulp=step32, forward_ulp_bound=STEP_ERROR_BOUND,
+                     grad_ulp_bound=STEP_ERROR_BOUND, finite=finite, detail="; ".join(details))
 
 
 def _fact_row(name: str) -> VerifyRow:

@@ -25,7 +25,7 @@ RULES = [pytest.param(rule, id=rule.name) for rule in OPTIMIZERS.values()]
 #: One kernel step from the rule's own state against the same step in long double, as a fraction of
 #: the running rounding-error bound of evaluating the rule (symdl.optim.rounding): the kernel may
 #: order and fuse operations differently from the rule, but must stay within what rounding allows.
-STEP_ULP_BOUND = 1.0
+STEP_ERROR_BOUND = 1.0
 #: Whole trajectories at the catalog's cases (tame dynamics): measured at most 2e-16 over 200 steps.
 TRAJECTORY_BOUND = 1e-14
 
@@ -58,7 +58,7 @@ def test_kernel_step_equals_sympy_rule(rule: UpdateRule, case: str, data: st.Dat
     hypers = dict(rule.cases[case]) if data is None else _draw_hypers(rule, case, data)
     param = np.random.default_rng(seed).standard_normal(16)
     grads = _gradients(seed, 60, 16, scale)
-    assert local_error(rule, hypers, param, grads) <= STEP_ULP_BOUND, hypers
+    assert local_error(rule, hypers, param, grads) <= STEP_ERROR_BOUND, hypers
 
 
 @pytest.mark.parametrize(("rule", "case"), CASES)

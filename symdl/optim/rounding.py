@@ -95,19 +95,19 @@ def _scalar_power(base: Pair, exponent: Pair, u: float) -> Pair:
     return value, 2 * u * np.abs(value)
 
 
-def _sign(arg: Pair, u: float) -> Pair:
+def _sign(arg: Pair) -> Pair:
     v, e = arg
     return np.sign(v), np.where(np.abs(v) > e, 0.0, 2.0).astype(Extended)  # may flip only within the error
 
 
-def _maximum(args: list[Pair], u: float) -> Pair:
+def _maximum(args: list[Pair]) -> Pair:
     value, error = args[0]
     for v, e in args[1:]:
         value, error = np.maximum(value, v), np.maximum(error, e)
     return value, error
 
 
-def _absolute(arg: Pair, u: float) -> Pair:
+def _absolute(arg: Pair) -> Pair:
     return np.abs(arg[0]), arg[1]
 
 
@@ -120,9 +120,9 @@ class _Evaluator:
             sp.Add: lambda e: _add([self(a) for a in e.args], self.u),
             sp.Mul: lambda e: _mul([self(a) for a in e.args], self.u),
             sp.Pow: self._pow,
-            sp.Abs: lambda e: _absolute(self(e.args[0]), self.u),
-            sp.Max: lambda e: _maximum([self(a) for a in e.args], self.u),
-            sp.sign: lambda e: _sign(self(e.args[0]), self.u),
+            sp.Abs: lambda e: _absolute(self(e.args[0])),
+            sp.Max: lambda e: _maximum([self(a) for a in e.args]),
+            sp.sign: lambda e: _sign(self(e.args[0])),
             sp.Piecewise: self._piecewise,
         }
 

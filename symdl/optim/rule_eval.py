@@ -9,7 +9,6 @@ SymPy: used by tests and ``symdl verify``, never by :mod:`symdl.optim` itself.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -43,41 +42,28 @@ def _compiled(name: str) -> tuple[tuple[sp.Symbol, ...], list[tuple[sp.Symbol, o
     return tuple(symbols), functions
 
 
-def _environment(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray,
-                 dtype: type) -> dict[sp.Symbol, object]:
-    """Every symbol's value before the first step: hyper-parameters, initial states, the parameter."""
-    symbols, _ = _compiled(rule.name)
-    env: dict[sp.Symbol, object] = {s: np.zeros_like(param, dtype=dtype) for s in symbols}
-    env.update({s: float(v) if not isinstance(v, bool) else v for s, v in rule.symbol_values(hypers).items()})
-    for item in rule.states:
-        value = float(item.init.xreplace(rule.symbol_values(hypers)))
-        env[item.symbol] = value if item.scalar else np.full(param.shape, value, dtype=dtype)
-    env[PARAM] = np.array(param, dtype=dtype)
-    return env
-
-
-def _evaluate_step(rule: UpdateRule, env: dict[sp.Symbol, object], step: int, grad: np.ndarray) -> None:
-    """One step of the rule's assignments, in place on ``env`` (float64 arithmetic)."""
-    symbols, functions = _compiled(rule.name)
-    scalar_states = {i.symbol for i in rule.states if i.scalar}
-    env[STEP], env[GRAD] = step, np.asarray(grad, dtype=np.float64)
-    with np.errstate(all="ignore"):  # Piecewise evaluates every branch, including the ones not taken
-        for target, function in functions:
-            value = function(*(env[s] for s in symbols))
-            env[target] = value if target in scalar_states else np.broadcast_to(
-                np.asarray(value, dtype=np.float64), np.shape(env[PARAM])).copy()
-
-
 def run_rule(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray,
              grads: Sequence[np.ndarray]) -> Trajectory:
     """Evaluate the rule's assignments directly (float64), one step per gradient."""
-    env = _environment(rule, hypers, param, np.float64)
+    symbols, functions = _compiled(rule.name)
+    env: dict[sp.Symbol, object] = {s: np.zeros_like(param, dtype=np.float64) for s in symbols}
+    env.update({s: float(v) if not isinstance(v, bool) else v for s, v in rule.symbol_values(hypers).items()})
+    for item in rule.states:
+        value = float(item.init.xreplace(rule.symbol_values(hypers)))
+        env[item.symbol] = value if item.scalar else np.full(param.shape, value)
+    env[PARAM] = np.array(param, dtype=np.float64)
+    scalar_states = {i.symbol for i in rule.states if i.scalar}
     params: list[np.ndarray] = []
     states: list[dict[str, object]] = []
-    for t, g in enumerate(grads, start=1):
-        _evaluate_step(rule, env, t, g)
-        params.append(env[PARAM].copy())
-        states.append({i.name: np.copy(env[i.symbol]) if not i.scalar else env[i.symbol] for i in rule.states})
+    with np.errstate(all="ignore"):  # Piecewise evaluates every branch, including the ones not taken
+        for t, g in enumerate(grads, start=1):
+            env[STEP], env[GRAD] = t, np.asarray(g, dtype=np.float64)
+            for target, function in functions:
+                value = function(*(env[s] for s in symbols))
+                env[target] = value if target in scalar_states else np.broadcast_to(
+                    np.asarray(value, dtype=np.float64), param.shape).copy()
+            params.append(env[PARAM].copy())
+            states.append({i.name: np.copy(env[i.symbol]) if not i.scalar else env[i.symbol] for i in rule.states})
     return Trajectory(params, states[-1] if states else {}, states)
 
 
@@ -93,22 +79,12 @@ def run_kernel(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray,
     return Trajectory(params, optimizer.state.get(0, {}))
 
 
-def _difference(computed: np.ndarray, expected: np.ndarray) -> float:
-    """Largest |computed - expected|; infinite where one is finite and the other not, or where
-    both are non-finite but differ (a NaN must not vanish in a ``max``, which ignores it)."""
-    a, b = computed.astype(np.float64), np.asarray(expected, dtype=np.float64)
-    finite = np.isfinite(b)
-    if not np.array_equal(np.isfinite(a), finite) or not np.array_equal(a[~finite], b[~finite], equal_nan=True):
-        return math.inf
-    return float(np.max(np.abs(a[finite] - b[finite]), initial=0.0))
-
-
 def trajectory_error(computed: Trajectory, reference: Trajectory) -> float:
     """Largest difference over the run, relative to the largest finite reference value at that step."""
     worst = 0.0
     for a, b in zip(computed.params, reference.params):
         scale = max(float(np.max(np.abs(b), where=np.isfinite(b), initial=0.0)), np.finfo(np.float64).tiny)
-        worst = max(worst, _difference(a, b) / scale)
+        worst = max(worst, float(np.max(_errors(a, b), initial=0.0)) / scale)
     return worst
 
 
