@@ -32,6 +32,7 @@ from threadpoolctl import threadpool_limits
 import symdl.optim as optim
 from symdl.optim._blas import load as load_blas
 from symdl.files import write_atomically
+from timing import paired_ratio  # scripts/timing.py, next to this file
 
 SIZE, PIECES = 1_000_000, 50
 
@@ -226,11 +227,6 @@ def _layouts(dtype: type, rng: np.random.Generator) -> dict[str, tuple[list[np.n
     many = [rng.standard_normal(SIZE // PIECES).astype(dtype) for _ in range(PIECES)]
     return {"1 x 1e6": (one, [rng.standard_normal(p.shape).astype(dtype) for p in one]),
             "50 x 2e4": (many, [rng.standard_normal(p.shape).astype(dtype) for p in many])}
-
-
-def paired_ratio(ours: list[float], theirs: list[float]) -> float:
-    """Median over repeats of ``ours[i] / theirs[i]``: both timed within one repeat."""
-    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
 #: Shortest timed sample: a sample of a few fast steps is at the mercy of one interrupt.

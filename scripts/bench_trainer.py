@@ -66,6 +66,7 @@ from threadpoolctl import threadpool_limits
 
 from symdl.data import batches, load_digits
 from symdl.train import TrainConfig, Trainer
+from timing import paired_ratio  # scripts/timing.py, next to this file
 
 Array = np.ndarray
 LR, BATCH, SEED = 1e-3, 64, 0
@@ -331,11 +332,6 @@ def time_epochs(model: str, threads: int, repeats: int, folder: Path,
         finally:
             gc.enable()
     return times
-
-
-def paired_ratio(ours: list[float], theirs: list[float]) -> float:
-    """Median over rounds of ``ours[i] / theirs[i]``: both timed within one round."""
-    return statistics.median(a / b for a, b in zip(ours, theirs, strict=True))
 
 
 def gradient_agreement(model: str, folder: Path) -> float:

@@ -47,6 +47,7 @@ def remembered(build: Any) -> Any:
     remembered, so a bad call raises every time; options that are not plain (lists, NumPy
     scalars) are planned afresh each call.
     """
+    @functools.wraps(build)
     def plan(op: str, arrays: Arrays, **options: object) -> Any:
         try:
             key = (build, op, tuple(None if a is None else a.shape for a in arrays),
@@ -61,7 +62,6 @@ def remembered(build: Any) -> Any:
             _PLANS[key] = found
         return found
 
-    plan.__name__, plan.__doc__, plan.__wrapped__ = build.__name__, build.__doc__, build  # type: ignore[attr-defined]
     return plan
 
 
