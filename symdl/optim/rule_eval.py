@@ -131,4 +131,5 @@ def _errors(computed: np.ndarray, truth: np.ndarray) -> np.ndarray:
     a, b = computed.astype(np.longdouble), np.asarray(truth, dtype=np.longdouble)
     finite = np.isfinite(a) & np.isfinite(b)
     same = (a == b) | (np.isnan(a) & np.isnan(b))
-    return np.where(finite, np.abs(np.where(finite, a - b, 0)), np.where(same, 0.0, np.inf))
+    difference = np.subtract(a, b, out=np.zeros_like(a), where=finite)  # inf - inf never formed
+    return np.where(finite, np.abs(difference), np.where(same, 0.0, np.inf))
