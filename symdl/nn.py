@@ -121,6 +121,27 @@ class Module:
                                       f"the model's has {array.shape}")
             np.copyto(array, state[name], casting="same_kind")
 
+    def flatten_parameters(self) -> Module:
+        """Lay the parameters out in one buffer per dtype, in :meth:`parameters` order: each
+        becomes a view of it, values unchanged (a model's parameters are then consecutive pieces
+        of one array, which optimizers update without copying them: :mod:`symdl.optim.packing`).
+
+        Call it before building the optimizer: an optimizer keeps the arrays it was given.
+        ``to(dtype)`` makes new, separate arrays again.
+        """
+        stores: dict[np.dtype, list[tuple[dict[str, Array], str]]] = {}
+        for module in self.modules():
+            for name, array in module.params.items():
+                stores.setdefault(array.dtype, []).append((module.params, name))
+        for entries in stores.values():
+            flat = np.concatenate([store[name] for store, name in entries], axis=None)
+            start = 0
+            for store, name in entries:
+                shape = store[name].shape
+                store[name] = flat[start:start + store[name].size].reshape(shape)
+                start += store[name].size
+        return self
+
     # -- modes and dtype
     def train(self, mode: bool = True) -> Module:
         """Training mode (batch statistics, dropout on) or, with ``mode=False``, evaluation mode."""

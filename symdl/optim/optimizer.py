@@ -11,6 +11,8 @@ Large contiguous parameters are updated in blocks of :data:`BLOCK_BYTES`: the
 kernel makes several passes (one per ufunc), and on a block that fits in the
 L2 cache those passes read cache instead of memory (1.5-2x faster at 1e6
 elements). The update is elementwise, so blocking does not change a bit.
+Small parameters go the other way: a group's small parameters of one dtype are
+updated together, by one kernel call over flat arrays (:mod:`symdl.optim.packing`).
 
 Everything is checked before any array is written: the hyper-parameters of
 every group and the shape and dtype of every gradient. ``None`` gradients
@@ -21,12 +23,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import operator
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
 
 from symdl.errors import OpInputError, OpParameterError, OpTypeError
+from symdl.optim import packing
 
 __all__ = ["Optimizer"]
 
@@ -87,7 +91,10 @@ class Optimizer:
         self.param_groups: list[dict[str, Any]] = []
         self._buffers: dict[tuple[tuple[int, ...], np.dtype], list[np.ndarray]] = {}
         self._checked: dict[tuple, list[Any]] = {}  # hyper-parameter values (typed) -> kernel arguments
+        self._last_checked: dict[int, tuple[dict, list, list]] = {}  # id(group) -> (group, values, arguments)
         self._initialised: dict[int, tuple[dict, list]] = {}  # parameter index -> (state, arguments) at init
+        self._pack_plans: dict[int, tuple[list[list[int]], list[int]]] = {}  # group -> (packs' members, the rest)
+        self._packs: dict[tuple[int, np.dtype], packing.Pack] = {}
         groups = list(params)
         if not groups:
             raise OpInputError(f"{self._name}: params must be a non-empty list of arrays")
@@ -134,18 +141,21 @@ class Optimizer:
         are remembered by the hyper-parameters' values *and types*, so values seen before are not
         checked again, while a changed, NaN or wrongly typed one (1 for True) always is.
         """
+        values = [group[name] for name, _ in self._hypers]
+        last = self._last_checked.get(id(group))
+        if last is not None and last[0] is group and all(map(operator.is_, values, last[1])):
+            return last[2]  # the very objects of the last step (immutable: hashable numbers and tuples)
         try:
-            key = tuple(_typed(group[name]) for name, _ in self._hypers)
+            key = tuple(map(_typed, values))
             remembered = self._checked.get(key)
         except TypeError:  # an unhashable value (a list of betas): check it the long way
             key, remembered = None, None
-        if remembered is not None:
-            return remembered
-        args = self._check_values(group)
+        args = self._check_values(group) if remembered is None else remembered
         if key is not None:
             if len(self._checked) >= 64:  # a schedule makes a new lr every step: keep the table small
                 self._checked.clear()
             self._checked[key] = args
+            self._last_checked[id(group)] = (group, values, args)
         return args
 
     def _check_values(self, group: dict[str, Any]) -> list[Any]:
@@ -174,11 +184,11 @@ class Optimizer:
             raise OpInputError(f"{self._name}: step needs one gradient per parameter ({len(params)}), got {count}")
         for index, (p, g) in enumerate(zip(params, grads)):
             # one cheap test for the usual case; the exact one, with its message, only on suspicion.
-            # Two distinct arrays that each own their memory (each its own allocation) cannot
-            # overlap: np.shares_memory, the costliest test, runs only when one does not.
+            # A gradient that owns its memory (base None: its own allocation) overlaps the parameter
+            # only if it is the parameter or the array the parameter views (a parameter of a
+            # flattened model is a view): np.shares_memory, the costliest test, runs for views only.
             if g is not None and (type(g) is not np.ndarray or g.shape != p.shape or g.dtype != p.dtype
-                                  or g is p or (not (g.flags.owndata and p.flags.owndata)
-                                                and np.shares_memory(g, p))):
+                                  or g is p or p.base is g or (g.base is not None and np.shares_memory(g, p))):
                 self._check_grad(index, p, g)
 
     def _check_grad(self, index: int, p: np.ndarray, g: object) -> None:
@@ -206,35 +216,97 @@ class Optimizer:
         """One update of every parameter from its gradient (in the order the parameters were given)."""
         self._check_grads(grads)
         group_args = [self._check_group(group) for group in self.param_groups]
-        # The loop below runs once per parameter per step; for small parameters its Python costs as
-        # much as the arithmetic, so what does not change within a step is bound once, here.
-        states, kernel, init, buffers = self.state, self._kernel, self._init, self._buffers
-        array_names, scalar_names, initialised = self._array_states, self._scalar_states, self._initialised
-        index = 0
-        for group, args in zip(self.param_groups, group_args):
-            for p in group["params"]:
-                g = grads[index]
-                if g is not None:
-                    state = states.get(index)
-                    if state is None:
-                        state = states[index] = {"step": 0}
-                    # the state a flag needs is created when the flag turns on: once per state and
-                    # kernel arguments (_check_group returns the same list while nothing changes)
-                    done = initialised.get(index)
-                    if done is None or done[0] is not state or done[1] is not args:
-                        init(state, p, *args)
-                        initialised[index] = (state, args)
+        start = 0
+        for number, (group, args) in enumerate(zip(self.param_groups, group_args)):
+            params = group["params"]
+            alone = self._step_packs(number, start, params, grads, args)
+            for position in alone:
+                index = start + position
+                if grads[index] is not None:
+                    state = self._prepared(index, params[position], args)
                     state["step"] = step = state["step"] + 1
-                    arrays = list(map(state.get, array_names))  # None where a flag leaves a state out
-                    scalars = list(map(state.__getitem__, scalar_names)) if scalar_names else ()
-                    if p.nbytes <= BLOCK_BYTES or not all(a is None or a.flags.c_contiguous for a in (p, g, *arrays)):
-                        scratch = buffers.get((p.shape, p.dtype)) or self._scratch_for(p.shape, p.dtype)
-                        new = kernel(p, g, *arrays, scratch, step, *scalars, *args)
-                    else:
-                        new = self._update_blocks(p, g, arrays, step, scalars, args)
+                    scalars = [state[name] for name in self._scalar_states]
+                    new = self._run(params[position], grads[index], list(map(state.get, self._array_states)),
+                                    step, scalars, args)
                     if new:
-                        state.update(zip(scalar_names, new))
-                index += 1
+                        state.update(zip(self._scalar_states, new))
+            start += len(params)
+
+    def _prepared(self, index: int, param: np.ndarray, args: list[Any]) -> dict[str, Any]:
+        """Parameter ``index``'s state, created on its first step. The state a flag needs is created
+        when the flag turns on: once per state and kernel arguments (``_check_group`` returns the
+        same list while nothing changes)."""
+        state = self.state.get(index)
+        if state is None:
+            state = self.state[index] = {"step": 0}
+        done = self._initialised.get(index)
+        if done is None or done[0] is not state or done[1] is not args:
+            self._init(state, param, *args)
+            self._initialised[index] = (state, args)
+        return state
+
+    def _step_packs(self, number: int, start: int, params: list[np.ndarray], grads: Sequence[np.ndarray | None],
+                    args: list[Any]) -> list[int]:
+        """Update group ``number``'s small parameters pack by pack (:mod:`symdl.optim.packing`);
+        return the positions (within the group) still to update one by one."""
+        plan = self._pack_plans.get(number)
+        if plan is None:
+            packed = packing.packable(params)
+            alone = sorted(set(range(len(params))).difference(*packed.values()))
+            plan = self._pack_plans[number] = (list(packed.values()), alone)
+        members_by_dtype, alone = plan
+        if not members_by_dtype:
+            return alone
+        alone = list(alone)
+        for members in members_by_dtype:
+            if not self._step_pack(number, [start + m for m in members], [params[m] for m in members], grads, args):
+                alone += members
+        return alone
+
+    def _step_pack(self, number: int, indices: list[int], params: list[np.ndarray],
+                   grads: Sequence[np.ndarray | None], args: list[Any]) -> bool:
+        """One kernel call for the parameters at ``indices``; False (nothing done) when they cannot
+        share one this step: a gradient is None, or their step counts or scalar states differ."""
+        member_grads = [grads[i] for i in indices]
+        if any(g is None for g in member_grads):
+            return False
+        pack = self._packs.get((number, params[0].dtype))
+        states = list(map(self.state.get, indices))
+        # The usual step: the same arguments and state dicts as the last packed step, whose entries
+        # still are the pack's views; anything else (a first step, a flag switched on, a loaded or
+        # edited state) prepares the states and, if need be, packs them again.
+        if pack is None or pack.args is not args or not all(map(operator.is_, states, pack.states)) \
+                or not packing.holds(pack, states, self._array_states):
+            states = [self._prepared(i, p, args) for i, p in zip(indices, params)]
+            if pack is None or pack.positions != indices or not packing.holds(pack, states, self._array_states):
+                pack = packing.build(indices, params, states, self._array_states)
+                if pack is None:
+                    return False
+                self._packs[number, params[0].dtype] = pack
+            pack.args, pack.states = args, states
+        step = states[0]["step"]
+        scalars = [states[0][name] for name in self._scalar_states]
+        if any(s["step"] != step for s in states) or (
+                scalars and any([s[name] for name in self._scalar_states] != scalars for s in states)):
+            return False
+        pack.gather(member_grads)
+        new = self._run(pack.flat_param, pack.flat_grad, pack.flat_states, step + 1, scalars, args)
+        pack.scatter()
+        for state in states:
+            state["step"] = step + 1
+        if new:
+            for state in states:
+                state.update(zip(self._scalar_states, new))
+        return True
+
+    def _run(self, p: np.ndarray, g: np.ndarray, arrays: list[np.ndarray | None], step: int, scalars: list[Any],
+             args: list[Any]) -> tuple:
+        """The kernel on one parameter (or one pack's flat arrays): in one call, or block by block
+        when it is large and contiguous."""
+        if p.nbytes <= BLOCK_BYTES or not all(a is None or a.flags.c_contiguous for a in (p, g, *arrays)):
+            scratch = self._buffers.get((p.shape, p.dtype)) or self._scratch_for(p.shape, p.dtype)
+            return self._kernel(p, g, *arrays, scratch, step, *scalars, *args)
+        return self._update_blocks(p, g, arrays, step, scalars, args)
 
     def _update_blocks(self, p: np.ndarray, g: np.ndarray, arrays: list[np.ndarray | None], step: int,
                        scalars: list[Any], args: list[Any]) -> tuple:
@@ -255,6 +327,7 @@ class Optimizer:
         """Forget every parameter's state (step counts, moments), as if no step had been taken."""
         self.state.clear()
         self._initialised.clear()
+        self._packs.clear()
 
     # -- saving ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -306,6 +379,8 @@ class Optimizer:
         self.param_groups[:] = new_groups
         self.state = new_state
         self._initialised.clear()
+        self._packs.clear()
+        self._last_checked.clear()
 
     def __repr__(self) -> str:
         lines = [f"{self._name} ("]

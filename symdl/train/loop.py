@@ -117,7 +117,8 @@ class Trainer:
         self.x_train, self.y_train = data.x_train.astype(dtype), data.y_train
         self.x_test, self.y_test = data.x_test.astype(dtype), data.y_test
         self.generator = np.random.default_rng(config.seed)
-        self.model = MODELS[config.model](data.input_shape, data.num_classes, dtype, self.generator)
+        # one buffer for all parameters: the optimizer updates them in one call (symdl.optim.packing)
+        self.model = MODELS[config.model](data.input_shape, data.num_classes, dtype, self.generator).flatten_parameters()
         # Labels are checked to be 0..C-1 (symdl.data), so no target can equal PyTorch's default
         # ignore_index=-100: None skips that per-batch search and gives the same values.
         self.criterion = nn.CrossEntropyLoss(ignore_index=None)
