@@ -428,15 +428,14 @@ def _class_loss(op: Op) -> str:
             print_assignments({k: v for k, v in wanted.items() if k != f"grad_{index_target.name}"}, _printer(op))
         return _by_target_kind(index_lines, row_lines, allow_rows)
 
-    reduced = ["loss = np.squeeze(out, axis=dim)", "if keep is not None:", "    loss = loss * keep"]
+    reduced = ["loss = _rt.counted(np.squeeze(out, axis=dim), keep)"]
     value = f"_rt.reduce(loss, reduction, {denominator})"
     rows = f"{first}.shape[:dim] + {first}.shape[dim + 1:]"
     upstream = [
         f"loss = np.empty({rows}, dtype={first}.dtype)",
         f"g = _rt.reduce_vjp(grad, loss.shape, {first}.dtype, reduction, {op.name!r}, "
         f"{denominator if op.weighted_mean else 'None'})",
-        "if keep is not None:",
-        "    g = g * keep",
+        "g = _rt.counted(g, keep)",
         "g = _rt.unit_axis(g, dim)",
     ]
     results = []

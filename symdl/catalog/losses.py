@@ -402,7 +402,7 @@ CLASS_LOSSES: tuple[Op, ...] = (
         row_symbols=(x, t, w),
         upstream=g,
         weighted_mean=True,
-        fast_paths=({"label_smoothing": 0.0},),
+        fast_paths=({"label_smoothing": 0.0, "weight": None}, {"label_smoothing": 0.0}),
         notes=("Integer targets are class indices (mean divides by the summed weight of the non-ignored "
                "targets); float targets are probabilities along dim 1 (mean divides by the number of rows).",
                "Label smoothing mixes the target with the uniform distribution: (1 - e) y + e / C.",),

@@ -1790,7 +1790,18 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
     t, keep = _rt.class_targets(target, 'cross_entropy', x, dim, ignore_index, True)
     weight = _rt.class_weight(weight, 'cross_entropy', x, dim)
     if keep is not None:  # class indices: gathers, no one-hot rows
-        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
+        if label_smoothing == 0.0 and isinstance(weight, float):  # fast path: the formulas with label_smoothing=0.0, weight=None
+            x_k = _rt.pick(x, t, dim)
+            t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+            # out = t0 - x_k + np.log(_rt.rowsum(np.exp(-t0 + x), axis=dim, keepdims=True))
+            t1 = t0 - x_k
+            t2 = x - t0
+            np.exp(t2, out=t2)
+            t3 = _rt.rowsum(t2, axis=dim, keepdims=True)
+            np.log(t3, out=t3)
+            t1 += t3
+            out = t1
+        elif label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
             x_k = _rt.pick(x, t, dim)
             weight_k = _rt.pick(weight, t, dim)
             t0 = _rt.rowmax(x, axis=dim, keepdims=True)
@@ -1841,9 +1852,7 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
         t6 = _rt.rowsum(t5, axis=dim, keepdims=True)
         np.negative(t6, out=t6)
         out = t6
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
 
 
@@ -1897,11 +1906,23 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
     weight = _rt.class_weight(weight, 'cross_entropy', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cross_entropy', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     if keep is not None:  # class indices: gathers, no one-hot rows
-        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
+        if label_smoothing == 0.0 and isinstance(weight, float):  # fast path: the formulas with label_smoothing=0.0, weight=None
+            # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
+            t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+            t1 = x - t0
+            np.exp(t1, out=t1)
+            # base_input = t1 * (g / _rt.rowsum(t1, axis=dim, keepdims=True))
+            t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            t3 = g / t2
+            t1 *= t3
+            base_input = t1
+            t4 = -g
+            at_input = t4
+            grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
+        elif label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
             weight_k = _rt.pick(weight, t, dim)
             # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
             t0 = _rt.rowmax(x, axis=dim, keepdims=True)
@@ -2023,11 +2044,29 @@ def cross_entropy_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: Array
     weight = _rt.class_weight(weight, 'cross_entropy', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cross_entropy', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     if keep is not None:  # class indices: gathers, no one-hot rows
-        if label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
+        if label_smoothing == 0.0 and isinstance(weight, float):  # fast path: the formulas with label_smoothing=0.0, weight=None
+            x_k = _rt.pick(x, t, dim)
+            t0 = _rt.rowmax(x, axis=dim, keepdims=True)
+            # t1 = np.exp(-t0 + x)
+            t1 = x - t0
+            np.exp(t1, out=t1)
+            t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
+            # out = t0 - x_k + np.log(t2)
+            t3 = t0 - x_k
+            np.log(t2, out=t0)
+            t3 += t0
+            out = t3
+            # base_input = t1 * (g / t2)
+            t4 = g / t2
+            t1 *= t4
+            base_input = t1
+            t5 = -g
+            at_input = t5
+            grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
+        elif label_smoothing == 0.0:  # fast path: the formulas with label_smoothing=0.0
             x_k = _rt.pick(x, t, dim)
             weight_k = _rt.pick(weight, t, dim)
             t0 = _rt.rowmax(x, axis=dim, keepdims=True)
@@ -2120,9 +2159,7 @@ def cross_entropy_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: Array
         t1 *= s0
         t1 *= weight
         grad_target = t1
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, _rt.class_mean_denominator(keep, weight, t, dim, loss.size)), (grad_input, grad_target if keep is None else None,)
 
 
@@ -2155,9 +2192,7 @@ def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = 
     v0 = -weight_k
     t0 = v0 * x_k
     out = t0
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
 
 
@@ -2190,8 +2225,7 @@ def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight
     weight = _rt.class_weight(weight, 'nll_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'nll_loss', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     weight_k = _rt.pick(weight, t, dim)
     base_input = 0
@@ -2234,8 +2268,7 @@ def nll_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike,
     weight = _rt.class_weight(weight, 'nll_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'nll_loss', _rt.class_mean_denominator(keep, weight, t, dim, loss.size))
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     x_k = _rt.pick(x, t, dim)
     weight_k = _rt.pick(weight, t, dim)
@@ -2249,9 +2282,7 @@ def nll_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike,
     t1 *= weight_k
     at_input = t1
     grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=False)
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, _rt.class_mean_denominator(keep, weight, t, dim, loss.size)), (grad_input, None,)
 
 
@@ -2302,9 +2333,7 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike, *, weight: 
     t4 = _rt.rowsum(t3, axis=dim, keepdims=True)
     t4 /= num_classes
     out = t4
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, None)
 
 
@@ -2349,8 +2378,7 @@ def multilabel_soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: A
     weight = _rt.class_weight(weight, 'multilabel_soft_margin_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multilabel_soft_margin_loss', None)
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     # t0 = g * weight / num_classes
     t0 = g * weight
@@ -2411,8 +2439,7 @@ def multilabel_soft_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike,
     weight = _rt.class_weight(weight, 'multilabel_soft_margin_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multilabel_soft_margin_loss', None)
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     s0 = 1 / num_classes
     # t1 = g * s0 * weight
@@ -2439,9 +2466,7 @@ def multilabel_soft_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike,
     np.negative(t1, out=t1)
     np.multiply(t1, x, out=t7)
     grad_target = t7
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, None), (grad_input, grad_target,)
 
 
@@ -2496,9 +2521,7 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, *, p: str = 1, margin
     t2 *= s0
     _rt.select(margin > 0, t3, t2, out=t3)
     out = t3
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, None)
 
 
@@ -2541,8 +2564,7 @@ def multi_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
     weight = _rt.class_weight(weight, 'multi_margin_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multi_margin_loss', None)
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     x_k = _rt.pick(x, t, dim)
     weight_k = _rt.pick(weight, t, dim)
@@ -2610,8 +2632,7 @@ def multi_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: A
     weight = _rt.class_weight(weight, 'multi_margin_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'multi_margin_loss', None)
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     x_k = _rt.pick(x, t, dim)
     weight_k = _rt.pick(weight, t, dim)
@@ -2647,9 +2668,7 @@ def multi_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: A
     t6 = t4 * t5
     at_input = t6
     grad_input = _rt.add_at_targets(base_input, t, at_input, dim, x, fresh=True)
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, None), (grad_input, None,)
 
 
@@ -2827,9 +2846,7 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
     np.subtract(t13, t14, out=t14)
     _rt.select(m0, t14, t13, out=t14)
     out = t14
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, None)
 
 
@@ -2971,8 +2988,7 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
     keep = None
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cosine_embedding_loss', None)
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     t0 = g * y
     # t2 = np.clip(_rt.rowmax(np.abs(x), axis=dim, keepdims=True), 1, math.inf)
@@ -3182,8 +3198,7 @@ def cosine_embedding_loss_value_and_vjp(grad: ArrayLike, input1: ArrayLike, inpu
     keep = None
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
     g = _rt.reduce_vjp(grad, loss.shape, x.dtype, reduction, 'cosine_embedding_loss', None)
-    if keep is not None:
-        g = g * keep
+    g = _rt.counted(g, keep)
     g = _rt.unit_axis(g, dim)
     # t1 = np.clip(_rt.rowmax(np.abs(x), axis=dim, keepdims=True), 1, math.inf)
     t0 = np.abs(x)
@@ -3259,7 +3274,5 @@ def cosine_embedding_loss_value_and_vjp(grad: ArrayLike, input1: ArrayLike, inpu
     t28 = np.multiply(t23, t21, out=t21 if t23.dtype == t21.dtype else None)
     _rt.select(m0, t27, t28, out=t27)
     grad_input2 = t27
-    loss = np.squeeze(out, axis=dim)
-    if keep is not None:
-        loss = loss * keep
+    loss = _rt.counted(np.squeeze(out, axis=dim), keep)
     return _rt.reduce(loss, reduction, None), (grad_input1, grad_input2, None,)
