@@ -140,9 +140,14 @@ def test_consecutive_finds_one_buffer_only_when_the_pieces_follow_each_other() -
 
 def test_only_small_parameters_of_one_dtype_share_a_pack(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(packing, "PACK_BYTES", 100)
-    params = [np.zeros(5), np.zeros(50), np.zeros(3, np.float32), np.zeros(4), np.zeros(2, np.float32), np.zeros(1)]
+    params = [np.zeros(5), np.zeros(20), np.zeros(3, np.float32), np.zeros(4), np.zeros(2, np.float32), np.zeros(1)]
     assert packing.packable(params) == {np.dtype(np.float64): [0, 3, 5], np.dtype(np.float32): [2, 4]}
     assert packing.packable(params[:2]) == {}  # one small parameter: nothing to pack
+    flat = np.zeros(5 + 20 + 1)  # consecutive views: up to twice PACK_BYTES (the 160 bytes of the second)
+    views = [flat[:5], flat[5:25], flat[25:]]
+    assert packing.packable(views) == {np.dtype(np.float64): [0, 1, 2]}
+    assert packing.packable([v.copy() for v in views]) == {np.dtype(np.float64): [0, 2]}
+    assert packing.packable([flat[:5], flat[6:26]]) == {}  # a gap: not one run, and the second too large
 
 
 def test_flatten_parameters_keeps_values_and_makes_one_buffer() -> None:

@@ -3,7 +3,7 @@
 A network's biases and small weights cost the update kernel's per-call overhead (about a
 microsecond per NumPy call, ten calls per parameter, plus the Python around them) many times
 over their arithmetic: Adam over the six parameters of a small CNN (6,090 numbers) takes about
-80 us one parameter at a time and 25-30 us packed. So the optimizer keeps the state of a
+80 us one parameter at a time and 25-45 us packed. So the optimizer keeps the state of a
 group's small parameters of one dtype in flat buffers, each parameter's state entries being
 views into them (``optimizer.state`` looks as before, and ``state_dict`` copies them as
 before). A step gathers the gradients (and the parameters, unless they already are
@@ -25,10 +25,12 @@ import numpy as np
 
 __all__ = ["PACK_BYTES", "Pack", "build", "consecutive", "holds", "packable"]
 
-#: Parameters of at most this many bytes are packed. Gathering and scattering a parameter costs
-#: two passes over it; below this size that is cheaper than the calls it saves
-#: (``scripts/bench_optim.py --pack``).
-PACK_BYTES = 32 * 1024
+#: Parameters of at most this many bytes are packed, and consecutive views of one buffer of at most
+#: twice as many. Gathering and scattering a parameter costs two passes over it, cheaper than the
+#: calls it saves up to about this size; views have nothing to copy (``scripts/bench_packing.py``,
+#: docs/bench_packing.md: Adam over 16 parameters of 16 KiB, 0.8x the time gathered and 0.65x in
+#: place; of 32 KiB, 1.1x gathered and 0.85x in place; of 1 KiB, 0.4x and 0.3x).
+PACK_BYTES = 16 * 1024
 
 
 @dataclass
@@ -63,12 +65,20 @@ class Pack:
 
 
 def packable(params: Sequence[np.ndarray]) -> dict[np.dtype, list[int]]:
-    """Positions (within ``params``) of the small parameters, by dtype; dtypes with one are left out."""
+    """Positions (within ``params``) of the parameters to pack, by dtype (dtypes with one left out):
+    those of at most ``2 * PACK_BYTES`` if they are consecutive views of one buffer, else those of
+    at most ``PACK_BYTES``."""
     by_dtype: dict[np.dtype, list[int]] = {}
     for position, param in enumerate(params):
-        if param.nbytes <= PACK_BYTES:
+        if param.nbytes <= 2 * PACK_BYTES:
             by_dtype.setdefault(param.dtype, []).append(position)
-    return {dtype: positions for dtype, positions in by_dtype.items() if len(positions) > 1}
+    packs = {}
+    for dtype, positions in by_dtype.items():
+        if consecutive([params[i] for i in positions]) is None:
+            positions = [i for i in positions if params[i].nbytes <= PACK_BYTES]
+        if len(positions) > 1:
+            packs[dtype] = positions
+    return packs
 
 
 def _pieces(flat: np.ndarray, like: Sequence[np.ndarray]) -> list[np.ndarray]:
