@@ -197,7 +197,7 @@ class Sequential(Module):
         """The chain rule, last layer first. With ``input_grad=False`` the layers before the first one
         with parameters are not run at all and that one skips its input's gradient (returns None)."""
         first = 0 if input_grad else next(
-            (i for i, layer in enumerate(self.layers) if any(True for _ in layer.named_arrays("params"))),
+            (i for i, layer in enumerate(self.layers) if any(module.params for module in layer.modules())),
             len(self.layers))
         for index in range(len(self.layers) - 1, first - 1, -1):
             layer = self.layers[index]

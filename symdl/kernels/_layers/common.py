@@ -25,11 +25,14 @@ class _NotPlain(Exception):
     """An argument that cannot key the plan memo (a list, a float subclass, ...)."""
 
 
+_PLAIN = frozenset({int, bool, float, str, type(None)})
+
+
 def _plain(value: object) -> tuple[type, object]:
     """``value`` with its type, as a memo key: True and 1, or 2 and 2.0, are equal and hash alike,
     but a plan checked for one must not be returned for the other (2.0 is a bad kernel_size)."""
     kind = type(value)
-    if kind in (int, bool, float, str, type(None)) or (kind is tuple and all(type(v) is int for v in value)):
+    if kind in _PLAIN or (kind is tuple and all(type(v) is int for v in value)):
         return kind, value
     raise _NotPlain
 
@@ -49,9 +52,9 @@ def remembered(build: Any) -> Any:
     """
     @functools.wraps(build)
     def plan(op: str, arrays: Arrays, **options: object) -> Any:
-        try:
-            key = (build, op, tuple(None if a is None else a.shape for a in arrays),
-                   tuple((name, _plain(value)) for name, value in options.items()))
+        try:  # (list displays, not generator expressions: this runs for every layer call)
+            key = (build, op, tuple([None if a is None else a.shape for a in arrays]),
+                   tuple([(name, _plain(value)) for name, value in options.items()]))
         except _NotPlain:
             return build(op, arrays, **options)
         found = _PLANS.get(key)
@@ -68,6 +71,8 @@ def remembered(build: Any) -> Any:
 # --------------------------------------------------------------------------- arrays
 def floats(op: str, names: tuple[str, ...], values: tuple[ArrayLike, ...], required: tuple[str, ...]) -> Arrays:
     """Each value as a floating array (None stays None unless the name is required)."""
+    if all(type(value) is np.ndarray and value.dtype.kind == "f" for value in values):
+        return values  # the usual call: floating arrays already, nothing to convert or check
     out = []
     for name, value in zip(names, values):
         if value is None:
@@ -85,8 +90,9 @@ def upstream(op: str, grad: ArrayLike, shape: tuple[int, ...], arrays: Arrays) -
     g = float_array(grad, op, "grad")
     if g.shape != tuple(shape):
         raise OpInputError(f"{op}: grad has shape {g.shape}, but the output has shape {tuple(shape)}")
-    dtype = np.result_type(*(a for a in arrays if a is not None))
-    return g.astype(dtype, copy=False)
+    dtypes = {a.dtype for a in arrays if a is not None}
+    dtype = next(iter(dtypes)) if len(dtypes) == 1 else np.result_type(*dtypes)  # one dtype: the usual call
+    return g if g.dtype == dtype else g.astype(dtype)
 
 
 def _rank(op: str, name: str, array: np.ndarray, ranks: tuple[int, ...]) -> None:
