@@ -10,13 +10,13 @@ What is compared
       symdl's runtime: convolution as im2col in the (N*Ho*Wo, C*kh*kw) row layout
       (``sliding_window_view``, one copy, one matmul), col2im as a loop over the kernel
       offsets; 2x2/stride-2 pooling by reshaping into (.., 2, .., 2) blocks; batch norm
-      by the three-term formula. Like symdl's ``<layer>_vjp(grad, *inputs)`` (and any
-      stateless VJP), the backward gets only the inputs, so it recomputes what it needs
-      (the column matrix, the arg-max, the batch statistics);
+      by the three-term formula. Its backward gets what symdl's does: the forward's column
+      matrix and arg-max (below), otherwise only the inputs (it recomputes the batch statistics);
     * ``torch.nn.functional`` (when torch is installed) with autograd, at 1 and 2 threads.
 
-    symdl's max-pool backward uses the documented mechanism: the forward's
-    ``return_indices=True`` indices, passed to ``max_pool2d_vjp(indices=...)``.
+    symdl's max-pool and conv2d backward use the documented mechanisms: the forward's
+    ``return_indices=True`` indices, passed to ``max_pool2d_vjp(indices=...)``, and its
+    ``return_columns=True`` columns, passed to ``conv2d_vjp(columns=...)``.
 
 Threads
     NumPy's BLAS (OpenBLAS here) and torch are limited to the same thread count
@@ -169,12 +169,11 @@ def _conv(n: int, c: int, o: int, size: int) -> Callable[[np.dtype, np.random.Ge
         g = rng.standard_normal((n, o, size, size)).astype(dtype)
 
         def symdl() -> Any:
-            out = K.conv2d(x, w, b, padding=1)
-            return out, *K.conv2d_vjp(g, x, w, b, padding=1)
+            out, columns = K.conv2d(x, w, b, padding=1, return_columns=True)
+            return out, *K.conv2d_vjp(g, x, w, b, padding=1, columns=columns)
 
-        def numpy() -> Any:
-            out, _ = np_conv2d(x, w, b, 1)
-            _, cols = np_conv2d(x, w, b, 1)  # the stateless backward rebuilds the columns
+        def numpy() -> Any:  # the forward returns the columns, as symdl's return_columns
+            out, cols = np_conv2d(x, w, b, 1)
             return out, *np_conv2d_backward(g, x, w, cols, 1)
 
         def reference(xt: Any, wt: Any, bt: Any) -> Any:

@@ -227,9 +227,11 @@ def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
 
 class _Weighted(Module):
     """A layer ``kernel(x, weight, bias, **options)``; its backward stores the weight and bias
-    gradients from ``kernel_vjp`` and returns the input's."""
+    gradients from ``kernel_vjp`` and returns the input's. ``saved``: what the forward kept for
+    the backward (keyword arguments of ``kernel_vjp``)."""
 
     kernel: str = ""
+    saved: dict[str, Any] = {}
 
     def __init__(self, weight_shape: tuple[int, ...], fan_in: int, bias: bool, dtype: Any,
                  generator: np.random.Generator | None, **options: Any) -> None:
@@ -248,7 +250,7 @@ class _Weighted(Module):
 
     def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
         d_input, self.grads["weight"], d_bias = self._vjp(grad, self.input, self.params["weight"],
-                                                          self.params.get("bias"), **self.options,
+                                                          self.params.get("bias"), **self.options, **self.saved,
                                                           input_grad=input_grad)
         if d_bias is not None:
             self.grads["bias"] = d_bias
@@ -282,6 +284,18 @@ class Conv2d(_Weighted):
         kh, kw = _pair(kernel_size)
         super().__init__((out_channels, in_channels // groups, kh, kw), in_channels // groups * kh * kw, bias, dtype,
                          generator, stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def forward(self, x: Array) -> Array:
+        """In training, the forward's im2col columns are kept for the backward (``return_columns``),
+        which then does not build them again."""
+        if not self.training:
+            self.saved = {}
+            return super().forward(x)
+        self.input = x
+        out, columns = self._forward(x, self.params["weight"], self.params.get("bias"), **self.options,
+                                     return_columns=True)
+        self.saved = {"columns": columns}
+        return out
 
     def extra_repr(self) -> str:
         out, inp, kh, kw = self.params["weight"].shape

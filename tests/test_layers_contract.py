@@ -8,7 +8,7 @@ import pytest
 
 import symdl.kernels as K
 from symdl.catalog.layers import LAYER_BY_NAME, LAYERS
-from symdl.errors import OpParameterError
+from symdl.errors import OpInputError, OpParameterError
 from symdl.derive_layers import prove_instance, prove_layers, source_files
 from symdl.kernels import _layers_runtime as _lr
 from symdl.kernels._layers import norm  # where the norm closed forms look up their helpers
@@ -136,6 +136,65 @@ def test_max_pool_exact_cases_the_fast_scan_hands_over() -> None:
     out, index = K.max_pool2d(x, kernel_size=3, stride=2, padding=1, return_indices=True)
     np.testing.assert_array_equal(out, [[[[-np.inf, -np.inf], [-np.inf, 1.0]], [[np.nan, np.nan], [np.nan, -np.inf]]]])
     np.testing.assert_array_equal(index, [[[[0, 1], [3, 8]], [[3, 1], [3, 4]]]])
+
+
+# --------------------------------------------------------------------------- conv columns
+CONV_COLUMN_CASES = [
+    ("conv2d", (2, 4, 6, 5), (6, 2, 3, 2), dict(stride=(2, 1), padding=1, dilation=(1, 2), groups=2)),
+    ("conv2d", (3, 5, 5), (2, 3, 3, 3), dict(padding="same")),  # unbatched
+    ("conv2d", (1, 2, 4, 4), (3, 2, 2, 2), dict(stride=2)),
+    ("conv1d", (2, 4, 9), (6, 2, 3), dict(stride=2, padding=1, groups=2)),
+]
+
+
+@pytest.mark.parametrize(("op", "x_shape", "w_shape", "params"), CONV_COLUMN_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_conv_backward_with_the_forwards_columns_equals_rebuilding_them(op: str, x_shape: tuple, w_shape: tuple,
+                                                                        params: dict, dtype: type) -> None:
+    """``return_columns=True`` returns the same output and the im2col columns; the VJP given them
+    returns the very gradients it computes without them (it does not look at the input's values
+    again for the weight gradient: a different input with the same columns gives the same one)."""
+    rng = np.random.default_rng(0)
+    x, w, b = (rng.standard_normal(s).astype(dtype) for s in (x_shape, w_shape, w_shape[:1]))
+    out, columns = getattr(K, op)(x, w, b, **params, return_columns=True)
+    np.testing.assert_array_equal(out, getattr(K, op)(x, w, b, **params))
+    assert columns.dtype == dtype and columns.shape[0] == params.get("groups", 1)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    vjp = getattr(K, f"{op}_vjp")
+    rebuilt = vjp(g, x, w, b, **params)
+    saved = vjp(g, x, w, b, **params, columns=columns)
+    for a, c in zip(rebuilt, saved):
+        np.testing.assert_array_equal(a, c)
+    other_input = vjp(g, -x, w, b, **params, columns=columns)
+    np.testing.assert_array_equal(other_input[1], rebuilt[1])
+    assert not np.array_equal(vjp(g, -x, w, b, **params)[1], rebuilt[1])
+
+
+def test_conv_columns_are_the_callers_own_array() -> None:
+    """Returned columns are not the kernels' scratch: a later call of any conv leaves them alone."""
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal((4, 3, 3, 3))
+    _, columns = K.conv2d(x, w, padding=1, return_columns=True)
+    kept = columns.copy()
+    K.conv2d(-x, w, padding=1)
+    K.conv2d_vjp(np.ones((2, 4, 5, 5)), 2 * x, w, padding=1)
+    _, again = K.conv2d(3 * x, w, padding=1, return_columns=True)
+    np.testing.assert_array_equal(columns, kept)
+    assert not np.shares_memory(columns, again)
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    (np.zeros((1, 27, 49)), r"conv2d: columns must be the forward's return_columns array, float64 of shape "
+                            r"\(1, 27, 50\) .*; got float64 \(1, 27, 49\)"),
+    (np.zeros((1, 27, 50), np.float32), r"got float32 \(1, 27, 50\)"),
+    ([[0.0]], r"conv2d: columns must be .*; got list"),
+])
+def test_conv_columns_that_do_not_fit_are_refused(columns: object, message: str) -> None:
+    x, w = np.zeros((2, 3, 5, 5)), np.zeros((4, 3, 3, 3))
+    with pytest.raises(OpInputError, match=message):
+        K.conv2d_vjp(np.zeros((2, 4, 5, 5)), x, w, padding=1, columns=columns)
+    with pytest.raises(OpParameterError, match="conv2d: return_columns must be True or False"):
+        K.conv2d(x, w, padding=1, return_columns="yes")
 
 
 # --------------------------------------------------------------------------- batch norm state

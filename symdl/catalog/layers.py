@@ -335,8 +335,15 @@ SIZE = "int | tuple[int, ...]"
 #: The VJP's ``input_grad=False`` skips the input's gradient (returned as None): a first layer's input
 #: is data, whose gradient nobody reads (autograd skips an input that does not require grad the same way).
 INPUT_GRAD = LayerParam("input_grad", True, "bool", where="backward")
+#: The forward's im2col columns, handed to the VJP so that it does not build them again (as max-pool's
+#: indices; autograd keeps what a backward needs the same way).
+CONV_COLUMNS = (LayerParam("return_columns", False, "bool", where="forward"),
+                LayerParam("columns", None, "ArrayLike | None", where="backward"))
 CONV_PARAMS = (LayerParam("stride", 1, SIZE), LayerParam("padding", 0, "int | tuple[int, ...] | str"),
-               LayerParam("dilation", 1, SIZE), LayerParam("groups", 1), INPUT_GRAD)
+               LayerParam("dilation", 1, SIZE), LayerParam("groups", 1), INPUT_GRAD, *CONV_COLUMNS)
+CONV_COLUMNS_NOTE = ("Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns "
+                     "``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * "
+                     "kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.")
 WINDOW = (LayerParam("kernel_size", None, SIZE, required=True), LayerParam("stride", None, f"{SIZE} | None"),
           LayerParam("padding", 0, SIZE))
 MAX_POOL_PARAMS = (*WINDOW, LayerParam("dilation", 1, SIZE), LayerParam("ceil_mode", False, "bool"),
@@ -385,12 +392,13 @@ LAYERS: tuple[Layer, ...] = (
     Layer("conv1d", "1-D convolution (cross-correlation) over (N, C, L) or unbatched (C, L)", (X, WEIGHT, BIAS),
           CONV_PARAMS,
           conv_definition, "conv_plan", "conv_forward", "conv_backward", CONV1D_GRID, CONV_MATH,
-          plan_args={"spatial": 1}),
+          plan_args={"spatial": 1}, notes=(CONV_COLUMNS_NOTE,), returns="Any"),
     Layer("conv2d", "2-D convolution (cross-correlation) over (N, C, H, W) or unbatched (C, H, W)",
           (X, WEIGHT, BIAS), CONV_PARAMS,
           conv_definition, "conv_plan", "conv_forward", "conv_backward", CONV2D_GRID, CONV_MATH,
-          plan_args={"spatial": 2},
-          notes=("padding='same' pads d (k - 1) // 2 before and the rest after (PyTorch); it needs stride 1.",)),
+          plan_args={"spatial": 2}, returns="Any",
+          notes=("padding='same' pads d (k - 1) // 2 before and the rest after (PyTorch); it needs stride 1.",
+                 CONV_COLUMNS_NOTE)),
     Layer("conv_transpose2d", "2-D transposed convolution over (N, C, H, W) or unbatched (C, H, W), the adjoint "
           "of conv2d's input map", (X, WEIGHT, BIAS),
           (LayerParam("stride", 1, SIZE), LayerParam("padding", 0, SIZE), LayerParam("output_padding", 0, SIZE),

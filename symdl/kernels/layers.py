@@ -130,7 +130,7 @@ def bilinear_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLike, weight: 
     return _lr.bilinear_backward(_lr.upstream('bilinear', grad, plan.out_shape, arrays), arrays, plan)
 
 
-def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1) -> np.ndarray:
+def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1, return_columns: bool = False) -> Any:
     r"""1-D convolution (cross-correlation) over (N, C, L) or unbatched (C, L).
 
     .. math::
@@ -143,16 +143,18 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
 
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
+    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.
+
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
     Generated from the layer catalog entry ``conv1d``; do not edit.
     """
     arrays = _lr.floats('conv1d', ('input', 'weight', 'bias'), (input, weight, bias), ('input', 'weight'))
-    plan = _lr.conv_plan('conv1d', arrays, spatial=1, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    plan = _lr.conv_plan('conv1d', arrays, spatial=1, stride=stride, padding=padding, dilation=dilation, groups=groups, return_columns=return_columns)
     return _lr.conv_forward(arrays, plan)
 
 
-def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1, input_grad: bool = True) -> tuple[np.ndarray | None, ...]:
+def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1, input_grad: bool = True, columns: ArrayLike | None = None) -> tuple[np.ndarray | None, ...]:
     r"""1-D convolution (cross-correlation) over (N, C, L) or unbatched (C, L) (vector-Jacobian product).
 
     .. math::
@@ -165,6 +167,8 @@ def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
 
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
+    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.
+
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
     Returns:
@@ -173,11 +177,11 @@ def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
     Generated from the layer catalog entry ``conv1d``; do not edit.
     """
     arrays = _lr.floats('conv1d', ('input', 'weight', 'bias'), (input, weight, bias), ('input', 'weight'))
-    plan = _lr.conv_plan('conv1d', arrays, spatial=1, stride=stride, padding=padding, dilation=dilation, groups=groups, input_grad=input_grad)
+    plan = _lr.conv_plan('conv1d', arrays, spatial=1, stride=stride, padding=padding, dilation=dilation, groups=groups, input_grad=input_grad, columns=columns)
     return _lr.conv_backward(_lr.upstream('conv1d', grad, plan.out_shape, arrays), arrays, plan)
 
 
-def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1) -> np.ndarray:
+def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1, return_columns: bool = False) -> Any:
     r"""2-D convolution (cross-correlation) over (N, C, H, W) or unbatched (C, H, W).
 
     .. math::
@@ -191,17 +195,18 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
     padding='same' pads d (k - 1) // 2 before and the rest after (PyTorch); it needs stride 1.
+    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.
 
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
     Generated from the layer catalog entry ``conv2d``; do not edit.
     """
     arrays = _lr.floats('conv2d', ('input', 'weight', 'bias'), (input, weight, bias), ('input', 'weight'))
-    plan = _lr.conv_plan('conv2d', arrays, spatial=2, stride=stride, padding=padding, dilation=dilation, groups=groups)
+    plan = _lr.conv_plan('conv2d', arrays, spatial=2, stride=stride, padding=padding, dilation=dilation, groups=groups, return_columns=return_columns)
     return _lr.conv_forward(arrays, plan)
 
 
-def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1, input_grad: bool = True) -> tuple[np.ndarray | None, ...]:
+def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *, stride: int | tuple[int, ...] = 1, padding: int | tuple[int, ...] | str = 0, dilation: int | tuple[int, ...] = 1, groups: int = 1, input_grad: bool = True, columns: ArrayLike | None = None) -> tuple[np.ndarray | None, ...]:
     r"""2-D convolution (cross-correlation) over (N, C, H, W) or unbatched (C, H, W) (vector-Jacobian product).
 
     .. math::
@@ -215,6 +220,7 @@ def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
     padding='same' pads d (k - 1) // 2 before and the rest after (PyTorch); it needs stride 1.
+    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.
 
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
@@ -224,7 +230,7 @@ def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
     Generated from the layer catalog entry ``conv2d``; do not edit.
     """
     arrays = _lr.floats('conv2d', ('input', 'weight', 'bias'), (input, weight, bias), ('input', 'weight'))
-    plan = _lr.conv_plan('conv2d', arrays, spatial=2, stride=stride, padding=padding, dilation=dilation, groups=groups, input_grad=input_grad)
+    plan = _lr.conv_plan('conv2d', arrays, spatial=2, stride=stride, padding=padding, dilation=dilation, groups=groups, input_grad=input_grad, columns=columns)
     return _lr.conv_backward(_lr.upstream('conv2d', grad, plan.out_shape, arrays), arrays, plan)
 
 

@@ -12,14 +12,15 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from symdl.errors import OpInputError, OpParameterError
-from symdl.kernels._layers.common import (Arrays, Batch, Pads, _batch, _from_chwn, _grouped_chwn, _ints, _offsets,
+from symdl.kernels._layers.common import (ArrayLike, Arrays, Batch, Pads, _batch, _from_chwn, _grouped_chwn, _ints, _offsets,
                                         _out_size, _rank, _scratch, _spatial_view, _to_chwn, _vector, remembered)
 from symdl.kernels._runtime import check_bool
 
 
 def im2col(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
-           out_hw: tuple[int, int], groups: int) -> np.ndarray:
-    r"""Patches of the padded ``xp`` (C, Hp, Wp, N) as (G, C/G * kh * kw, Ho * Wo * N).
+           out_hw: tuple[int, int], groups: int, fresh: bool = False) -> np.ndarray:
+    r"""Patches of the padded ``xp`` (C, Hp, Wp, N) as (G, C/G * kh * kw, Ho * Wo * N), in a scratch
+    buffer or, with ``fresh``, a new array (one a caller keeps: conv's ``return_columns``).
 
     Row ``(c, i, j)``, column ``(oh, ow, n)`` holds :math:`x_{n, c, s_0 o_h + d_0 i, s_1 o_w + d_1 j}`:
     one strided view, one copy.
@@ -29,7 +30,7 @@ def im2col(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dil
     view = as_strided(xp, (c, kernel[0], kernel[1], out_hw[0], out_hw[1], n),
                       (s_c, s_h * dilation[0], s_w * dilation[1], s_h * stride[0], s_w * stride[1], s_n),
                       writeable=False)
-    cols = _scratch("cols", view.shape, xp.dtype)
+    cols = np.empty(view.shape, xp.dtype) if fresh else _scratch("cols", view.shape, xp.dtype)
     np.copyto(cols, view)
     return cols.reshape(groups, c // groups * kernel[0] * kernel[1], out_hw[0] * out_hw[1] * n)
 
@@ -76,6 +77,14 @@ class ConvPlan:
     full_hw: tuple[int, int]                 # the padded (conv) or uncropped (transpose) plane
     out_shape: tuple[int, ...]               # the user-facing output shape
     input_grad: bool = True                  # False: the VJP skips the input's gradient (None)
+    return_columns: bool = False             # conv forward: also return the im2col columns
+    columns: Any = None                      # conv backward: the forward's columns, or None
+
+    @property
+    def columns_shape(self) -> tuple[int, int, int]:
+        """Shape of conv's im2col columns: (G, C/G * kh * kw, Ho * Wo * N)."""
+        n, c = self.x_shape[:2]
+        return (self.groups, c // self.groups * self.kernel[0] * self.kernel[1], self.out_hw[0] * self.out_hw[1] * n)
 
     def view(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Input and weight in their 2-D shapes."""
@@ -119,11 +128,26 @@ def _checked_geometry(op: str, arrays: Arrays, spatial: int, stride: object,
     return batch, shapes, _ints(op, "stride", stride, spatial, 1), _ints(op, "dilation", dilation, spatial, 1)
 
 
+def conv_plan(op: str, arrays: Arrays, *, columns: ArrayLike = None, **options: Any) -> ConvPlan:
+    """Check and resolve a conv1d/conv2d call (:func:`_conv_geometry`); a VJP's ``columns`` (the
+    forward's, from ``return_columns=True``) are checked against the plan and attached to it."""
+    plan = _conv_geometry(op, arrays, **options)
+    if columns is None:
+        return plan
+    if type(columns) is not np.ndarray or columns.shape != plan.columns_shape or columns.dtype != arrays[0].dtype:
+        got = f"{columns.dtype} {columns.shape}" if isinstance(columns, np.ndarray) else type(columns).__name__
+        raise OpInputError(f"{op}: columns must be the forward's return_columns array, {arrays[0].dtype} of shape "
+                           f"{plan.columns_shape} (groups, C/groups * kernel size, output positions); got {got}")
+    return ConvPlan(**{**plan.__dict__, "columns": columns})
+
+
 @remembered
-def conv_plan(op: str, arrays: Arrays, *, spatial: int, stride: object = 1, padding: object = 0,
-              dilation: object = 1, groups: object = 1, input_grad: object = True) -> ConvPlan:
+def _conv_geometry(op: str, arrays: Arrays, *, spatial: int, stride: object = 1, padding: object = 0,
+                   dilation: object = 1, groups: object = 1, input_grad: object = True,
+                   return_columns: object = False) -> ConvPlan:
     """Check and resolve a conv1d/conv2d call: input (N, C, *S) or unbatched (C, *S), weight (O, C/G, *K),
-    bias (O,); ``input_grad`` (VJP only): False skips the input's gradient."""
+    bias (O,); ``input_grad`` (VJP only): False skips the input's gradient; ``return_columns``
+    (forward only): also return the im2col columns, for the VJP's ``columns``."""
     x, w, b = arrays
     batch, shapes, stride_t, dilation_t = _checked_geometry(op, arrays, spatial, stride, dilation)
     n, c, spatial_in = batch.shape[0], batch.shape[1], batch.shape[2:]
@@ -145,36 +169,41 @@ def conv_plan(op: str, arrays: Arrays, *, spatial: int, stride: object = 1, padd
         out_hw=_spatial_view(spatial, sizes, 1),
         full_hw=(x_shape[2] + sum(pads2[0]), x_shape[3] + sum(pads2[1])),
         out_shape=batch.caller_shape((n, w.shape[0], *sizes)), input_grad=check_bool(op, "input_grad", input_grad),
+        return_columns=check_bool(op, "return_columns", return_columns),
     )
 
 
-def conv_forward(arrays: Arrays, plan: ConvPlan) -> np.ndarray:
+def conv_forward(arrays: Arrays, plan: ConvPlan) -> Any:
     r""":math:`y_{n,o,p} = b_o + \sum_{c,k} x_{n, g(o) C_g + c, s p + d k - \text{pad}} w_{o,c,k}`
-    as ``W_g @ im2col(x)`` for each group g."""
+    as ``W_g @ im2col(x)`` for each group g; with ``return_columns``, ``(y, im2col(x))``."""
     x, w, b = arrays
     x4, w4 = plan.view(x, w)
     g, o = plan.groups, plan.w_shape[0]
-    cols = im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g)
+    cols = im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g,
+                  fresh=plan.return_columns)
     out = np.matmul(w4.reshape(g, o // g, -1), cols, out=_scratch("product", (g, o // g, cols.shape[2]), cols.dtype))
     if b is not None and b.dtype == out.dtype:
         # the bias added while the product is still (O, pixels): contiguous rows, 2x cheaper than
         # adding it during the transposing copy (the same one addition per element)
         out += b.reshape(g, o // g, 1)
         b = None
-    return _from_chwn(out.reshape(o, *plan.out_hw, plan.x_shape[0]), b).reshape(plan.out_shape)
+    y = _from_chwn(out.reshape(o, *plan.out_hw, plan.x_shape[0]), b).reshape(plan.out_shape)
+    return (y, cols) if plan.return_columns else y
 
 
 def conv_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any, ...]:
     r"""Input gradient: col2im of :math:`W_g^T \bar y` (the transposed convolution of the upstream
     gradient with the flipped kernel); weight gradient: :math:`\bar y \cdot \text{im2col}(x)^T`
     (the correlation of input and upstream gradient); bias gradient: the sum of the upstream
-    gradient over batch and positions."""
+    gradient over batch and positions. The columns are the forward's when given (``columns``),
+    else built again."""
     x, w, b = arrays
     x4, w4 = plan.view(x, w)
     g, o = plan.groups, plan.w_shape[0]
     n, c, h, wd = plan.x_shape
     g2 = _grouped_chwn(grad.reshape(n, o, *plan.out_hw), g)
-    cols = im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g)
+    cols = plan.columns if plan.columns is not None else \
+        im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g)
     d_w = times_columns_transposed(g2, cols).reshape(w.shape)
     d_b = None if b is None else g2.sum(axis=-1).reshape(o)
     if not plan.input_grad:
