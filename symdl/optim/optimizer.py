@@ -216,20 +216,21 @@ class Optimizer:
         """One update of every parameter from its gradient (in the order the parameters were given)."""
         self._check_grads(grads)
         group_args = [self._check_group(group) for group in self.param_groups]
+        # The loop below runs once per large parameter per step; what does not change within a
+        # step is bound once, here (its Python costs about a microsecond per parameter).
+        prepared, run, array_names, scalar_names = self._prepared, self._run, self._array_states, self._scalar_states
         start = 0
         for number, (group, args) in enumerate(zip(self.param_groups, group_args)):
             params = group["params"]
-            alone = self._step_packs(number, start, params, grads, args)
-            for position in alone:
-                index = start + position
-                if grads[index] is not None:
-                    state = self._prepared(index, params[position], args)
+            for position in self._step_packs(number, start, params, grads, args):
+                g = grads[start + position]
+                if g is not None:
+                    state = prepared(start + position, params[position], args)
                     state["step"] = step = state["step"] + 1
-                    scalars = [state[name] for name in self._scalar_states]
-                    new = self._run(params[position], grads[index], list(map(state.get, self._array_states)),
-                                    step, scalars, args)
+                    new = run(params[position], g, list(map(state.get, array_names)), step,
+                              list(map(state.__getitem__, scalar_names)) if scalar_names else (), args)
                     if new:
-                        state.update(zip(self._scalar_states, new))
+                        state.update(zip(scalar_names, new))
             start += len(params)
 
     def _prepared(self, index: int, param: np.ndarray, args: list[Any]) -> dict[str, Any]:
@@ -240,7 +241,7 @@ class Optimizer:
         if state is None:
             state = self.state[index] = {"step": 0}
         done = self._initialised.get(index)
-        if done is None or done[0] is not state or done[1] is not args:
+        if done is None or done[1] is not args or done[0] is not state:
             self._init(state, param, *args)
             self._initialised[index] = (state, args)
         return state
@@ -299,7 +300,7 @@ class Optimizer:
                 state.update(zip(self._scalar_states, new))
         return True
 
-    def _run(self, p: np.ndarray, g: np.ndarray, arrays: list[np.ndarray | None], step: int, scalars: list[Any],
+    def _run(self, p: np.ndarray, g: np.ndarray, arrays: list[np.ndarray | None], step: int, scalars: Sequence[Any],
              args: list[Any]) -> tuple:
         """The kernel on one parameter (or one pack's flat arrays): in one call, or block by block
         when it is large and contiguous."""
