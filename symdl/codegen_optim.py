@@ -506,6 +506,15 @@ def _broken_function(rule: UpdateRule) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _one_pass_function(rule: UpdateRule) -> str:
+    printer = ScalarPrinter(scalars=rule.hyper_symbols)
+    return "\n".join([
+        f"def _{rule.name}_one_pass({', '.join(_hyper_names(rule))}):",
+        '    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""',
+        f"    return {printer.doprint(rule.one_pass.xreplace(_fixed(rule)))}",
+    ]) + "\n"
+
+
 def _fixed(rule: UpdateRule) -> dict[sp.Symbol, sp.Basic]:
     return {k: sp.sympify(v) for k, v in rule.fixed.items()}
 
@@ -582,6 +591,7 @@ def _class(rule: UpdateRule, scratch: int) -> str:
         f"    _kernel = staticmethod(_{rule.name}_step)",
         f"    _broken = staticmethod(_{rule.name}_broken)",
         f"    _init = staticmethod(_{rule.name}_init)",
+        f"    _one_pass = staticmethod(_{rule.name}_one_pass)",
         "",
         f"    def __init__({_signature(rule)}) -> None:",
         f"        super().__init__(params, {{{values}}})",
@@ -614,7 +624,7 @@ def render_source(rules: Sequence[UpdateRule] | None = None) -> str:
     ]
     for rule in rules:
         step, scratch = _step_function(rule)
-        parts += ["", step, _broken_function(rule), _init_function(rule), _class(rule, scratch)]
+        parts += ["", step, _broken_function(rule), _init_function(rule), _one_pass_function(rule), _class(rule, scratch)]
     return "\n".join(parts).rstrip() + "\n"
 
 

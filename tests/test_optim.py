@@ -11,6 +11,7 @@ import pickle
 
 import numpy as np
 import pytest
+import sympy as sp
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -325,3 +326,50 @@ def test_state_a_flag_needs_is_created_when_the_flag_turns_on() -> None:
     optimizer.load_state_dict({**saved, "state": {}})
     optimizer.step([2 * np.ones(3)])
     np.testing.assert_array_equal(optimizer.state[0]["momentum_buffer"], 2 * np.ones(3))
+
+
+# --------------------------------------------------------------------------- one-pass steps
+ONE_PASS_RULES = [pytest.param(rule, id=rule.name) for rule in OPTIMIZERS.values() if rule.one_pass != sp.false]
+
+
+def _literal_values(condition: sp.Basic) -> dict[sp.Basic, sp.Basic]:
+    """The values a conjunction of equalities and boolean literals fixes."""
+    values: dict[sp.Basic, sp.Basic] = {}
+    for clause in sp.And.make_args(condition):
+        if isinstance(clause, sp.Eq):
+            values[clause.lhs] = clause.rhs
+        elif isinstance(clause, sp.Not):
+            values[clause.args[0]] = sp.false
+        else:
+            assert clause.is_Symbol, f"one_pass clause {clause} is not an equality or a literal"
+            values[clause] = sp.true
+    return values
+
+
+@pytest.mark.parametrize("rule", ONE_PASS_RULES)
+def test_one_pass_condition_makes_the_step_plain_gradient_descent(rule: UpdateRule) -> None:
+    """Under ``one_pass``, the rule's assignments compose to param - lr * grad, and every state stays
+    as it was, for all values of the other hyper-parameters and states (so one unblocked pass is
+    the whole step)."""
+    from symdl.catalog.optimizers import GRAD, LR, PARAM
+
+    values = _literal_values(rule.one_pass)
+    current: dict[sp.Basic, sp.Basic] = {}
+    for target, expr in rule.steps:
+        current[target] = expr.xreplace(values).xreplace(current)
+    assert sp.simplify(current[PARAM] - (PARAM - LR * GRAD)) == 0
+    for state in rule.states:
+        assert sp.simplify(current.get(state.symbol, state.symbol) - state.symbol) == 0, state.name
+
+
+@pytest.mark.parametrize(("hypers", "blocked"), [({}, False), ({"momentum": 0.9}, True), ({"maximize": True}, True)])
+def test_only_multi_pass_steps_update_large_parameters_in_blocks(hypers: dict, blocked: bool,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import symdl.optim.optimizer as base
+
+    calls = []
+    monkeypatch.setattr(base.Optimizer, "_update_blocks", lambda self, *args: calls.append(args) or ())
+    param = np.zeros(base.BLOCK_BYTES // 8 * 3)
+    optim.SGD([param], lr=0.1, **hypers).step([np.ones_like(param)])
+    assert bool(calls) == blocked
+    assert blocked or np.all(param == -0.1)

@@ -68,6 +68,10 @@ def _sgd_init(state, param, lr, momentum, dampening, weight_decay, nesterov, max
     if (momentum != 0) and 'momentum_buffer' not in state:
         state['momentum_buffer'] = np.zeros_like(param)
 
+def _sgd_one_pass(lr, momentum, dampening, weight_decay, nesterov, maximize):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return ((not maximize) and (momentum == 0) and (weight_decay == 0))
+
 class SGD(Optimizer):
     r"""SGD: stochastic gradient descent with heavy-ball or Nesterov momentum (``torch.optim.SGD``).
 
@@ -108,6 +112,7 @@ class SGD(Optimizer):
     _kernel = staticmethod(_sgd_step)
     _broken = staticmethod(_sgd_broken)
     _init = staticmethod(_sgd_init)
+    _one_pass = staticmethod(_sgd_one_pass)
 
     def __init__(self, params, lr=0.001, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False, *, maximize=False) -> None:
         super().__init__(params, {'lr': lr, 'momentum': momentum, 'dampening': dampening, 'weight_decay': weight_decay, 'nesterov': nesterov, 'maximize': maximize})
@@ -152,6 +157,10 @@ def _adagrad_init(state, param, lr, lr_decay, weight_decay, initial_accumulator_
     if 'sum' not in state:
         state['sum'] = np.full_like(param, initial_accumulator_value)
 
+def _adagrad_one_pass(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return False
+
 class Adagrad(Optimizer):
     r"""Adagrad: per-coordinate learning rates from the sum of squared gradients (``torch.optim.Adagrad``).
 
@@ -190,6 +199,7 @@ class Adagrad(Optimizer):
     _kernel = staticmethod(_adagrad_step)
     _broken = staticmethod(_adagrad_broken)
     _init = staticmethod(_adagrad_init)
+    _one_pass = staticmethod(_adagrad_one_pass)
 
     def __init__(self, params, lr=0.01, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0, eps=1e-10, *, maximize=False) -> None:
         super().__init__(params, {'lr': lr, 'lr_decay': lr_decay, 'weight_decay': weight_decay, 'initial_accumulator_value': initial_accumulator_value, 'eps': eps, 'maximize': maximize})
@@ -258,6 +268,10 @@ def _rmsprop_init(state, param, lr, alpha, eps, weight_decay, momentum, centered
     if centered and 'grad_avg' not in state:
         state['grad_avg'] = np.zeros_like(param)
 
+def _rmsprop_one_pass(lr, alpha, eps, weight_decay, momentum, centered, maximize):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return False
+
 class RMSprop(Optimizer):
     r"""RMSprop: gradient divided by a running root mean square (``torch.optim.RMSprop``).
 
@@ -304,6 +318,7 @@ class RMSprop(Optimizer):
     _kernel = staticmethod(_rmsprop_step)
     _broken = staticmethod(_rmsprop_broken)
     _init = staticmethod(_rmsprop_init)
+    _one_pass = staticmethod(_rmsprop_one_pass)
 
     def __init__(self, params, lr=0.01, alpha=0.99, eps=1e-08, weight_decay=0.0, momentum=0.0, centered=False, *, maximize=False) -> None:
         super().__init__(params, {'lr': lr, 'alpha': alpha, 'eps': eps, 'weight_decay': weight_decay, 'momentum': momentum, 'centered': centered, 'maximize': maximize})
@@ -355,6 +370,10 @@ def _adadelta_init(state, param, lr, rho, eps, weight_decay, maximize):
     if 'acc_delta' not in state:
         state['acc_delta'] = np.zeros_like(param)
 
+def _adadelta_one_pass(lr, rho, eps, weight_decay, maximize):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return False
+
 class Adadelta(Optimizer):
     r"""Adadelta: step sizes from running averages of squared gradients and squared updates
     (``torch.optim.Adadelta``).
@@ -395,6 +414,7 @@ class Adadelta(Optimizer):
     _kernel = staticmethod(_adadelta_step)
     _broken = staticmethod(_adadelta_broken)
     _init = staticmethod(_adadelta_init)
+    _one_pass = staticmethod(_adadelta_one_pass)
 
     def __init__(self, params, lr=1.0, rho=0.9, eps=1e-06, weight_decay=0.0, *, maximize=False) -> None:
         super().__init__(params, {'lr': lr, 'rho': rho, 'eps': eps, 'weight_decay': weight_decay, 'maximize': maximize})
@@ -455,6 +475,10 @@ def _adam_init(state, param, lr, beta1, beta2, eps, weight_decay, amsgrad, maxim
     if amsgrad and 'max_exp_avg_sq' not in state:
         state['max_exp_avg_sq'] = np.zeros_like(param)
 
+def _adam_one_pass(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return False
+
 class Adam(Optimizer):
     r"""Adam: adaptive moment estimation with bias correction (``torch.optim.Adam``).
 
@@ -499,6 +523,7 @@ class Adam(Optimizer):
     _kernel = staticmethod(_adam_step)
     _broken = staticmethod(_adam_broken)
     _init = staticmethod(_adam_init)
+    _one_pass = staticmethod(_adam_one_pass)
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, amsgrad=False, *, maximize=False, decoupled_weight_decay=False) -> None:
         super().__init__(params, {'lr': lr, 'betas': betas, 'eps': eps, 'weight_decay': weight_decay, 'amsgrad': amsgrad, 'maximize': maximize, 'decoupled_weight_decay': decoupled_weight_decay})
@@ -556,6 +581,10 @@ def _adamw_init(state, param, lr, beta1, beta2, eps, weight_decay, amsgrad, maxi
     if amsgrad and 'max_exp_avg_sq' not in state:
         state['max_exp_avg_sq'] = np.zeros_like(param)
 
+def _adamw_one_pass(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return False
+
 class AdamW(Optimizer):
     r"""AdamW: Adam with decoupled weight decay (``torch.optim.AdamW``).
 
@@ -597,6 +626,7 @@ class AdamW(Optimizer):
     _kernel = staticmethod(_adamw_step)
     _broken = staticmethod(_adamw_broken)
     _init = staticmethod(_adamw_init)
+    _one_pass = staticmethod(_adamw_one_pass)
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.01, amsgrad=False, *, maximize=False) -> None:
         super().__init__(params, {'lr': lr, 'betas': betas, 'eps': eps, 'weight_decay': weight_decay, 'amsgrad': amsgrad, 'maximize': maximize})
@@ -645,6 +675,10 @@ def _adamax_init(state, param, lr, beta1, beta2, eps, weight_decay, maximize):
     if 'exp_inf' not in state:
         state['exp_inf'] = np.zeros_like(param)
 
+def _adamax_one_pass(lr, beta1, beta2, eps, weight_decay, maximize):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return False
+
 class Adamax(Optimizer):
     r"""Adamax: Adam with the infinity norm in place of the second moment (``torch.optim.Adamax``).
 
@@ -683,6 +717,7 @@ class Adamax(Optimizer):
     _kernel = staticmethod(_adamax_step)
     _broken = staticmethod(_adamax_broken)
     _init = staticmethod(_adamax_init)
+    _one_pass = staticmethod(_adamax_one_pass)
 
     def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, *, maximize=False) -> None:
         super().__init__(params, {'lr': lr, 'betas': betas, 'eps': eps, 'weight_decay': weight_decay, 'maximize': maximize})
@@ -745,6 +780,10 @@ def _nadam_init(state, param, lr, beta1, beta2, eps, weight_decay, momentum_deca
     if 'mu_product' not in state:
         state['mu_product'] = 1.0
 
+def _nadam_one_pass(lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled_weight_decay, maximize):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return False
+
 class NAdam(Optimizer):
     r"""NAdam: Adam with Nesterov momentum and a momentum schedule (``torch.optim.NAdam``).
 
@@ -793,6 +832,7 @@ class NAdam(Optimizer):
     _kernel = staticmethod(_nadam_step)
     _broken = staticmethod(_nadam_broken)
     _init = staticmethod(_nadam_init)
+    _one_pass = staticmethod(_nadam_one_pass)
 
     def __init__(self, params, lr=0.002, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, momentum_decay=0.004, decoupled_weight_decay=False, *, maximize=False) -> None:
         super().__init__(params, {'lr': lr, 'betas': betas, 'eps': eps, 'weight_decay': weight_decay, 'momentum_decay': momentum_decay, 'decoupled_weight_decay': decoupled_weight_decay, 'maximize': maximize})
@@ -849,6 +889,10 @@ def _radam_init(state, param, lr, beta1, beta2, eps, weight_decay, decoupled_wei
     if 'exp_avg_sq' not in state:
         state['exp_avg_sq'] = np.zeros_like(param)
 
+def _radam_one_pass(lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return False
+
 class RAdam(Optimizer):
     r"""RAdam: Adam with the variance of the adaptive learning rate rectified (``torch.optim.RAdam``).
 
@@ -892,6 +936,7 @@ class RAdam(Optimizer):
     _kernel = staticmethod(_radam_step)
     _broken = staticmethod(_radam_broken)
     _init = staticmethod(_radam_init)
+    _one_pass = staticmethod(_radam_one_pass)
 
     def __init__(self, params, lr=0.001, betas=(0.9, 0.999), eps=1e-08, weight_decay=0.0, decoupled_weight_decay=False, *, maximize=False) -> None:
         super().__init__(params, {'lr': lr, 'betas': betas, 'eps': eps, 'weight_decay': weight_decay, 'decoupled_weight_decay': decoupled_weight_decay, 'maximize': maximize})
@@ -927,6 +972,10 @@ def _lion_init(state, param, lr, beta1, beta2, weight_decay):
     """Create the state PyTorch keeps for these hyper-parameters (on the first step, or when a flag turns it on)."""
     if 'exp_avg' not in state:
         state['exp_avg'] = np.zeros_like(param)
+
+def _lion_one_pass(lr, beta1, beta2, weight_decay):
+    """Whether the step is the single pass param <- param - lr * grad (updated unblocked)."""
+    return False
 
 class Lion(Optimizer):
     r"""Lion: evolved sign momentum (not in torch.optim) (no torch.optim counterpart).
@@ -964,6 +1013,7 @@ class Lion(Optimizer):
     _kernel = staticmethod(_lion_step)
     _broken = staticmethod(_lion_broken)
     _init = staticmethod(_lion_init)
+    _one_pass = staticmethod(_lion_one_pass)
 
     def __init__(self, params, lr=0.0001, betas=(0.9, 0.99), weight_decay=0.0) -> None:
         super().__init__(params, {'lr': lr, 'betas': betas, 'weight_decay': weight_decay})

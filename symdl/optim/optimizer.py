@@ -73,7 +73,8 @@ class Optimizer:
     name), ``_hypers`` ((name, kind) pairs in signature order; kind ``real``,
     ``bool`` or ``pair``), ``_array_states``/``_scalar_states`` (state keys),
     ``_scratch`` (scratch buffers the kernel needs), ``_kernel``, ``_broken``
-    (first broken constraint or None) and ``_init`` (creates the state).
+    (first broken constraint or None), ``_init`` (creates the state) and
+    ``_one_pass`` (whether these hyper-parameters make the step one pass).
     """
 
     _name: ClassVar[str] = "Optimizer"
@@ -84,6 +85,7 @@ class Optimizer:
     _kernel: ClassVar[Callable[..., tuple]]
     _broken: ClassVar[Callable[..., str | None]]
     _init: ClassVar[Callable[..., None]]
+    _one_pass: ClassVar[Callable[..., bool]]
 
     def __init__(self, params: Iterable[np.ndarray] | Iterable[dict[str, Any]], defaults: dict[str, Any]) -> None:
         self.defaults = dict(defaults)
@@ -303,8 +305,9 @@ class Optimizer:
     def _run(self, p: np.ndarray, g: np.ndarray, arrays: list[np.ndarray | None], step: int, scalars: Sequence[Any],
              args: list[Any]) -> tuple:
         """The kernel on one parameter (or one pack's flat arrays): in one call, or block by block
-        when it is large and contiguous."""
-        if p.nbytes <= BLOCK_BYTES or not all(a is None or a.flags.c_contiguous for a in (p, g, *arrays)):
+        when it is large and contiguous and the step makes more than one pass over it."""
+        if p.nbytes <= BLOCK_BYTES or self._one_pass(*args) or not all(
+                a is None or a.flags.c_contiguous for a in (p, g, *arrays)):
             scratch = self._buffers.get((p.shape, p.dtype)) or self._scratch_for(p.shape, p.dtype)
             return self._kernel(p, g, *arrays, scratch, step, *scalars, *args)
         return self._update_blocks(p, g, arrays, step, scalars, args)
