@@ -29,7 +29,7 @@ __all__ = ["PACK_BYTES", "Pack", "build", "consecutive", "holds", "packable"]
 #: twice as many. Gathering and scattering a parameter costs two passes over it, cheaper than the
 #: calls it saves up to about this size; views have nothing to copy (``scripts/bench_packing.py``,
 #: docs/bench_packing.md: Adam over 16 parameters of 16 KiB, 0.8x the time gathered and 0.65x in
-#: place; of 32 KiB, 1.1x gathered and 0.85x in place; of 1 KiB, 0.4x and 0.3x).
+#: place; of 32 KiB, 1.1-1.2x gathered and 0.85-0.95x in place; of 1 KiB, 0.3-0.4x and 0.3x).
 PACK_BYTES = 16 * 1024
 
 
