@@ -79,6 +79,19 @@ def _conv2d_case(kernel: tuple[int, int], sizes: tuple[int, int], **params: obje
                 params=full)
 
 
+def _same_with_columns(op: str, arrays: list, params: dict, out: np.ndarray) -> None:
+    """The forward's ``return_columns`` output is ``out``, and its VJP given those columns returns,
+    bit for bit, what it returns building them again."""
+    forward, vjp = getattr(K, op), getattr(K, f"{op}_vjp")
+    with_columns, columns = forward(*arrays, **params, return_columns=True)
+    np.testing.assert_array_equal(with_columns, out)
+    g = np.random.default_rng(1).standard_normal(out.shape)
+    for a, b in zip(vjp(g, *arrays, **params, columns=columns), vjp(g, *arrays, **params)):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
 @given(conv_cases())
 @example(_conv2d_case((1, 1), (1, 1)))                                   # 1x1 kernel on a 1x1 image
 @example(_conv2d_case((3, 3), (1, 1), padding=1))                        # kernel larger than the image
@@ -91,6 +104,7 @@ def test_conv2d_against_loop_and_finite_differences(case: dict) -> None:
     out = K.conv2d(*arrays, **params)
     np.testing.assert_allclose(out, ref.conv2d(*arrays, **params), rtol=1e-12, atol=1e-12)
     check_vjp(lambda *a: K.conv2d(*a, **params), lambda g, *a: K.conv2d_vjp(g, *a, **params), arrays, rng)
+    _same_with_columns("conv2d", arrays, params, out)
 
 
 @given(conv_cases(spatial=1))
@@ -102,8 +116,10 @@ def test_conv1d_against_loop_and_finite_differences(case: dict) -> None:
     expected = ref.conv2d(x[:, :, None, :], w[:, :, None, :], b, **{**params, "stride": (1, params["stride"]),
                           "dilation": (1, params["dilation"]),
                           "padding": params["padding"] if isinstance(params["padding"], str) else (0, params["padding"])})
-    np.testing.assert_allclose(K.conv1d(*arrays, **params), expected[:, :, 0], rtol=1e-12, atol=1e-12)
+    out = K.conv1d(*arrays, **params)
+    np.testing.assert_allclose(out, expected[:, :, 0], rtol=1e-12, atol=1e-12)
     check_vjp(lambda *a: K.conv1d(*a, **params), lambda g, *a: K.conv1d_vjp(g, *a, **params), arrays, rng)
+    _same_with_columns("conv1d", arrays, params, out)
 
 
 @st.composite

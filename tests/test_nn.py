@@ -242,3 +242,24 @@ def test_a_users_layer_with_the_old_backward_signature_still_chains() -> None:
     model.forward(np.array([[1.0, -1.0]]))
     assert model.backward(np.ones((1, 2)), input_grad=False) is None
     np.testing.assert_array_equal(model.gradients()[0], [1.0])
+
+
+def test_conv2d_keeps_its_columns_for_the_backward_in_training_only() -> None:
+    """In training the layer hands the forward's im2col columns to the VJP (the same gradients as
+    the kernel without them); in eval it keeps none (no backward follows, and they are kh * kw times
+    the input)."""
+    from symdl import kernels
+
+    rng = np.random.default_rng(0)
+    layer = nn.Conv2d(3, 4, 3, stride=2, padding=1, generator=rng)
+    x = rng.standard_normal((2, 3, 7, 7)).astype(np.float32)
+    out = layer.forward(x)
+    assert set(layer.saved) == {"columns"}
+    grad = rng.standard_normal(out.shape).astype(np.float32)
+    d_x = layer.backward(grad)
+    expected = kernels.conv2d_vjp(grad, x, layer.params["weight"], layer.params["bias"], stride=2, padding=1)
+    for got, want in zip((d_x, layer.grads["weight"], layer.grads["bias"]), expected):
+        np.testing.assert_array_equal(got, want)
+    layer.eval()
+    np.testing.assert_array_equal(layer.forward(x), out)
+    assert layer.saved == {}
