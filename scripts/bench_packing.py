@@ -89,7 +89,8 @@ def main() -> int:
     lines = [f"Adam over {PARAMETERS} parameters of equal size, 1 BLAS thread; {platform.machine()}, "
              f"Python {platform.python_version()}, NumPy {np.__version__}; PACK_BYTES = {packing.PACK_BYTES // 1024} "
              f"KiB; median of {args.repeats} rounds.", "",
-             "| dtype | KiB per parameter | alone us | gathered us | in place us | gathered / alone | in place / alone |",
+             "| dtype | KiB per parameter | alone us | gathered us | in place us | gathered / alone "
+             "| in place / alone |",
              "|---|---|---|---|---|---|---|"]
     lines += [f"| {d} | {k} | {a:.1f} | {g:.1f} | {i:.1f} | {rg:.2f} | {ri:.2f} |" for d, k, a, g, i, rg, ri in rows]
     print("\n".join(lines))

@@ -624,7 +624,8 @@ def render_source(rules: Sequence[UpdateRule] | None = None) -> str:
     ]
     for rule in rules:
         step, scratch = _step_function(rule)
-        parts += ["", step, _broken_function(rule), _init_function(rule), _one_pass_function(rule), _class(rule, scratch)]
+        parts += ["", step, _broken_function(rule), _init_function(rule), _one_pass_function(rule),
+                  _class(rule, scratch)]
     return "\n".join(parts).rstrip() + "\n"
 
 

@@ -118,7 +118,8 @@ class Trainer:
         self.x_test, self.y_test = data.x_test.astype(dtype), data.y_test
         self.generator = np.random.default_rng(config.seed)
         # one buffer for all parameters: the optimizer updates them in one call (symdl.optim.packing)
-        self.model = MODELS[config.model](data.input_shape, data.num_classes, dtype, self.generator).flatten_parameters()
+        self.model = MODELS[config.model](data.input_shape, data.num_classes, dtype, self.generator)
+        self.model.flatten_parameters()
         # Labels are checked to be 0..C-1 (symdl.data), so no target can equal PyTorch's default
         # ignore_index=-100: None skips that per-batch search and gives the same values.
         self.criterion = nn.CrossEntropyLoss(ignore_index=None)

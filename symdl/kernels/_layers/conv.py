@@ -12,8 +12,9 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from symdl.errors import OpInputError, OpParameterError
-from symdl.kernels._layers.common import (ArrayLike, Arrays, Batch, Pads, _batch, _from_chwn, _grouped_chwn, _ints, _offsets,
-                                        _out_size, _rank, _scratch, _spatial_view, _to_chwn, _vector, remembered)
+from symdl.kernels._layers.common import (ArrayLike, Arrays, Batch, Pads, _batch, _from_chwn, _grouped_chwn, _ints,
+                                        _offsets, _out_size, _rank, _scratch, _spatial_view, _to_chwn, _vector,
+                                        remembered)
 from symdl.kernels._runtime import check_bool
 
 
