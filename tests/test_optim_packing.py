@@ -186,3 +186,31 @@ def test_a_flattened_model_trains_as_the_unflattened_one() -> None:
 
     for a, b in zip(train(True), train(False)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["Adam", "SGD", "NAdam"])
+def test_mixed_dtypes_and_strided_parameters_pack_per_dtype(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """float32 and float64 parameters of one group make two packs; a transposed (strided) parameter is
+    gathered and scattered back through its strides; the result is the per-parameter one, bit for bit
+    (NAdam carries a scalar state, mu_product, shared by the pack's members)."""
+    def params() -> list[np.ndarray]:
+        rng = np.random.default_rng(5)
+        return [rng.standard_normal((4, 3)).astype(np.float32).T, rng.standard_normal(7),
+                rng.standard_normal(5).astype(np.float32), rng.standard_normal((2, 3)), np.zeros(1, np.float32)]
+
+    rng = np.random.default_rng(6)
+    grads = [[rng.standard_normal(p.shape).astype(p.dtype) for p in params()] for _ in range(6)]
+    runs = []
+    for pack_bytes in (1 << 20, 0):
+        monkeypatch.setattr(packing, "PACK_BYTES", pack_bytes)
+        arrays = params()
+        optimizer = getattr(optim, name)(arrays, lr=0.01)
+        for step_grads in grads:
+            optimizer.step(step_grads)
+        runs.append((arrays, optimizer))
+    (packed_params, packed), (alone_params, alone) = runs
+    assert sorted(str(dtype) for _, dtype in packed._packs) == ["float32", "float64"]
+    for a, b in zip(packed_params, alone_params):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype
+    _same_state(packed, alone)
