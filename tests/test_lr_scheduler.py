@@ -24,13 +24,16 @@ CASES = {
 }
 
 
-def _lrs(module, name: str, kwargs: dict, steps: int, make_optimizer) -> list[tuple[float, ...]]:
+def _lrs(module, name: str, kwargs: dict, steps: int, make_optimizer, step_optimizer) -> list[tuple[float, ...]]:
+    """The learning rates (and momenta) a schedule gives, stepping the optimizer (without gradients:
+    no parameter moves) before the schedule each time, in the order torch asks for."""
     optimizer = make_optimizer()
     scheduler = getattr(module, name.split("-")[0])(optimizer, **kwargs)
     values = []
     for _ in range(steps):
         values.append((*scheduler.get_last_lr(), *[g.get("momentum", g.get("betas", (0,))[0])
                                                     for g in optimizer.param_groups]))
+        step_optimizer(optimizer)
         scheduler.step()
     return values
 
@@ -39,9 +42,11 @@ def _lrs(module, name: str, kwargs: dict, steps: int, make_optimizer) -> list[tu
 def test_matches_torch_step_for_step(name: str) -> None:
     torch = pytest.importorskip("torch")
     kwargs, steps = CASES[name]
-    ours = _lrs(sched, name, kwargs, steps, lambda: SGD([np.zeros(2)], lr=0.1, momentum=0.9))
+    ours = _lrs(sched, name, kwargs, steps, lambda: SGD([np.zeros(2)], lr=0.1, momentum=0.9),
+                lambda optimizer: optimizer.step([None]))
     theirs = _lrs(torch.optim.lr_scheduler, name, kwargs, steps,
-                  lambda: torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1, momentum=0.9))
+                  lambda: torch.optim.SGD([torch.zeros(2, requires_grad=True)], lr=0.1, momentum=0.9),
+                  lambda optimizer: optimizer.step())
     assert np.allclose(ours, theirs, rtol=1e-15, atol=0), (ours, theirs)
 
 

@@ -26,6 +26,10 @@ def _torch_function(path: str):  # noqa: ANN202
     return getattr(importlib.import_module(module), name)
 
 
+# symdl keeps PyTorch's current defaults (softmax's implicit dim, kl_div's reduction='mean'), so the
+# reference is called with them too, and torch warns that it will change them some day.
+@pytest.mark.filterwarnings("ignore:Implicit dimension choice for:UserWarning")
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss:UserWarning")
 @pytest.mark.parametrize(("op", "variant"), [p for p in OP_VARIANTS if p.values[0].torch])
 @pytest.mark.parametrize("seed", range(3))
 def test_forward_and_gradients_match_torch(op: Op, variant: str, seed: int) -> None:
