@@ -249,9 +249,11 @@ def float_array(value: ArrayLike, op: str, name: str) -> np.ndarray:
     raise OpTypeError(f"{op}: {name} must be a real floating-point array, got dtype {array.dtype}")
 
 
-def _in_range(index: np.ndarray, num_classes: int) -> bool:
-    """Whether every entry of an integer array lies in [0, num_classes) (true when empty)."""
-    return not index.size or bool(0 <= index.min() and index.max() < num_classes)
+def in_range(index: np.ndarray, size: int) -> bool:
+    """Whether every entry of an integer array lies in [0, size) (true when empty): one reduction,
+    since a negative entry read as unsigned is larger than any size."""
+    unsigned = index.view(np.dtype(f"u{index.itemsize}")) if index.dtype.kind == "i" else index
+    return not index.size or bool(unsigned.max() < size)
 
 
 def index_array(value: ArrayLike, op: str, name: str, num_classes: int, ignore_index: int | None = None) -> np.ndarray:
@@ -259,7 +261,7 @@ def index_array(value: ArrayLike, op: str, name: str, num_classes: int, ignore_i
     array = np.asarray(value)
     if array.dtype.kind not in "iu":
         raise OpTypeError(f"{op}: {name} must hold integer class indices, got dtype {array.dtype}")
-    if _in_range(array, num_classes):
+    if in_range(array, num_classes):
         return array  # the usual case, without masking out ignore_index first (a copy)
     valid = array if ignore_index is None else array[array != ignore_index]
     if valid.size and (valid.min() < 0 or valid.max() >= num_classes):
@@ -503,7 +505,7 @@ def class_targets(target: ArrayLike, op: str, x: np.ndarray, dim: int, ignore_in
             raise OpInputError(f"{op}: class-index target must have shape {expected} for input {x.shape}, "
                                f"got {array.shape}")
         num_classes = x.shape[dim]
-        if _in_range(array, num_classes) and (ignore_index is None or not 0 <= ignore_index < num_classes):
+        if in_range(array, num_classes) and (ignore_index is None or not 0 <= ignore_index < num_classes):
             return unit_axis(array, dim), ALL_ROWS  # no target can equal ignore_index: no search
         index_array(array, op, "target", num_classes, ignore_index)
         if ignore_index is None or not np.any(ignored := array == ignore_index):

@@ -13,7 +13,7 @@ import numpy as np
 from symdl.errors import OpInputError, OpParameterError
 from symdl.kernels._layers.common import (ArrayLike, Arrays, Pads, _batch, _channel_step, _ints, _offsets, _pad,
                                         _scratch, _spatial_view, remembered)
-from symdl.kernels._runtime import check_bool
+from symdl.kernels._runtime import check_bool, in_range
 
 
 @dataclass(frozen=True)
@@ -67,17 +67,10 @@ def pool_plan(op: str, arrays: Arrays, *, indices: ArrayLike = None, **options: 
     # -1 marks a window wholly in the padding, which only a dilated window can be; anywhere else
     # it would scatter into the previous plane's last element
     lowest = -1 if max(plan.dilation) > 1 else 0
-    if index.size and (_outside(index, plane) if lowest == 0 else index.min() < lowest or index.max() >= plane):
+    if index.size and (not in_range(index, plane) if lowest == 0 else index.min() < lowest or index.max() >= plane):
         raise OpInputError(f"{op}: indices must lie in [0, {plane}) (flat positions in each input plane"
                            + ("; -1 for a window wholly in the padding)" if lowest else ")"))
     return PoolPlan(**{**plan.__dict__, "indices": index})
-
-
-def _outside(index: np.ndarray, size: int) -> bool:
-    """Whether an integer array holds a value outside [0, size): one reduction, since a negative
-    value read as unsigned is larger than any size."""
-    unsigned = index.view(np.dtype(f"u{index.itemsize}")) if index.dtype.kind == "i" else index
-    return bool(unsigned.max() >= size)
 
 
 @remembered
