@@ -19,20 +19,25 @@ What is compared
     ``return_columns=True`` columns, passed to ``conv2d_vjp(columns=...)``.
 
 Threads
-    NumPy's BLAS (OpenBLAS here) and torch are limited to the same thread count
-    (``threadpoolctl`` for BLAS, ``torch.set_num_threads``), so "at 1 thread" means both
-    at 1 thread. The hand-written NumPy column uses the same BLAS limit as symdl.
+    At a thread count T, each implementation uses T threads its own way: torch through
+    ``torch.set_num_threads(T)``; the hand-written NumPy version through its BLAS
+    (OpenBLAS here, limited to T by ``threadpoolctl``); symdl through
+    ``symdl.kernels.set_num_threads(T)``, which splits large batches over T threads, each
+    calling BLAS on one thread (BLAS limited to 1 when T > 1: T workers each asking BLAS for
+    T threads would oversubscribe the cores). Each implementation's limits are set before its
+    untimed call, outside the timed one.
 
 Method
     Inputs are built once per case and dtype with a fixed seed; symdl, NumPy and torch are
     first checked against each other. Then, for ``--repeats`` rounds, each implementation
-    runs twice per round, in an order that rotates every round, and the second call is
+    runs at least twice per round, in an order that rotates every round, and the last call is
     timed (``time.perf_counter``, garbage collector off): the timed call follows a call
     of the same implementation, so it meets the allocator in that implementation's own
     steady state, as in a training loop, not in whatever state its neighbour in the
     rotation left (the NumPy reference frees ~100 MB per call; after it, fresh arrays
-    page-fault, which moved single rows by up to 1.5x). The table shows medians in ms
-    and the ratios symdl / other (below 1: symdl is faster).
+    page-fault, which moved single rows by up to 1.5x). The untimed calls go on for at
+    least ``SETTLE_SECONDS``, so that the neighbour's idle threads have stopped spinning.
+    The table shows medians in ms and the ratios symdl / other (below 1: symdl is faster).
 
 Targets (issue 4): symdl <= 1.1x the hand-written NumPy; conv2d forward+backward <= 2x torch
 at equal threads in float32 and <= 1x in float64; max-pool backward <= 1.5x torch.
@@ -46,6 +51,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as _dt
 import gc
 import os
@@ -60,7 +66,7 @@ from typing import Any
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 import symdl.kernels as K
 from symdl.files import write_atomically
@@ -296,7 +302,27 @@ def _agree(results: dict[str, Any], dtype: np.dtype) -> str:
     return ""
 
 
-def _time(steps: dict[str, Step], repeats: int) -> dict[str, float]:
+BLAS = ThreadpoolController()
+#: Untimed calls of an implementation before its timed one, for at least this long. Idle BLAS
+#: worker threads spin for about 0.1 s after a multi-threaded call (OpenBLAS: 2^28 cycles) and
+#: torch's OpenMP workers spin too: on 2 cores, a neighbour's spinning thread took a core from
+#: the next implementation's 2-thread call (symdl's split conv ran 1.8x slower right after
+#: the NumPy version's BLAS call than alone).
+SETTLE_SECONDS = 0.1
+
+
+def threads_of(name: str, count: int) -> contextlib.AbstractContextManager:
+    """Implementation ``name``'s thread settings at ``count`` threads (see "Threads" above)."""
+    if name == "symdl":
+        K.set_num_threads(count)
+        return BLAS.limit(limits=1, user_api="blas")
+    K.set_num_threads(1)
+    if name == "torch":
+        torch.set_num_threads(count)
+    return BLAS.limit(limits=count, user_api="blas")
+
+
+def _time(steps: dict[str, Step], repeats: int, count: int) -> dict[str, float]:
     names = list(steps)
     times: dict[str, list[float]] = {n: [] for n in names}
     gc.disable()
@@ -304,12 +330,17 @@ def _time(steps: dict[str, Step], repeats: int) -> dict[str, float]:
         for round_ in range(repeats):
             order = names[round_ % len(names):] + names[:round_ % len(names)]
             for name in order:
-                steps[name]()  # untimed: the timed call then follows a call of its own, not a neighbour's
-                start = time.perf_counter()
-                steps[name]()
-                times[name].append(time.perf_counter() - start)
+                with threads_of(name, count):
+                    settle = time.perf_counter() + SETTLE_SECONDS
+                    steps[name]()  # untimed: the timed call then follows calls of its own, not a neighbour's
+                    while time.perf_counter() < settle:
+                        steps[name]()
+                    start = time.perf_counter()
+                    steps[name]()
+                    times[name].append(time.perf_counter() - start)
     finally:
         gc.enable()
+        K.set_num_threads(1)
     return {n: statistics.median(t) * 1e3 for n, t in times.items()}
 
 
@@ -321,10 +352,7 @@ def run(cases: list[Case], dtypes: list[str], threads: list[int], repeats: int) 
             steps = case.build(dtype, np.random.default_rng(0))
             problem = _agree({n: s() for n, s in steps.items()}, dtype)
             for count in threads:
-                with threadpool_limits(limits=count, user_api="blas"):
-                    if torch is not None:
-                        torch.set_num_threads(count)
-                    medians = {} if problem else _time(steps, repeats)
+                medians = {} if problem else _time(steps, repeats, count)
                 rows.append({"case": case.label, "dtype": dtype_name, "threads": count, "problem": problem,
                              **medians})
                 print(_row(rows[-1]), flush=True)
@@ -406,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
         text = (f"# Layer kernel benchmark\n\nGenerated by `python scripts/bench_layers.py --markdown {args.markdown}` "
                 f"on {stamp}: {machine()}. Medians of {3 if args.quick else args.repeats} rounds in rotating order, "
                 "each timed call right after an untimed call of the same implementation (its own allocator "
-                "state); ratios below 1 mean symdl is faster. BLAS and torch limited to the same thread count."
+                "state); ratios below 1 mean symdl is faster. At T threads: torch.set_num_threads(T), the NumPy "
+                "version's BLAS at T, symdl.kernels.set_num_threads(T) with BLAS at 1 per worker when T > 1."
                 + (OVERSUBSCRIBED if os.getloadavg()[0] > len(os.sched_getaffinity(0)) else "") + "\n\n"
                 + HEADER + "\n" + "\n".join(_row(r) for r in rows) + "\n\nTargets (issue 4):\n\n" + targets(rows) + "\n")
         write_atomically(args.markdown, text)

@@ -24,10 +24,12 @@ What is compared
       and its backward as one scatter.
 
 Method
-    For each torch thread count (``--threads``, 1 and 2: ``torch.set_num_threads``)
-    the two NumPy implementations run with ``--numpy-threads`` BLAS threads
-    (threadpoolctl; default 1, what ``symdl train --threads`` defaults to, because
-    on these small matrices a second BLAS thread only waits), and each of
+    For each thread count T (``--threads``, 1 and 2): torch runs on T threads
+    (``torch.set_num_threads``) and symdl as ``symdl train --threads T`` runs it
+    (``symdl.kernels.set_num_threads(T)``: a batch large enough to pay for it is split
+    over T threads, each calling BLAS on one thread); the BLAS of both NumPy
+    implementations runs ``--numpy-threads`` threads (threadpoolctl; default 1, as
+    ``symdl train`` sets it: on these small matrices a second BLAS thread only waits), and each of
     ``--repeats`` rounds runs one epoch of every implementation, in an order
     that rotates every round; time.perf_counter, garbage collector off. The
     table shows medians and the ratios symdl/torch and symdl/numpy (below 1:
@@ -65,6 +67,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from symdl.data import batches, load_digits
+from symdl.kernels import set_num_threads
 from symdl.train import TrainConfig, Trainer
 from timing import paired_ratio  # scripts/timing.py, next to this file
 
@@ -302,8 +305,8 @@ def has_torch() -> bool:
 # --------------------------------------------------------------------------- measuring
 def time_epochs(model: str, threads: int, repeats: int, folder: Path,
                 numpy_threads: int) -> dict[str, list[float]]:
-    """Seconds per epoch of each implementation, one per round: torch at ``threads`` threads, the
-    NumPy ones at ``numpy_threads`` BLAS threads."""
+    """Seconds per epoch of each implementation, one per round: torch and symdl's kernels at
+    ``threads`` threads, the BLAS of both NumPy ones at ``numpy_threads``."""
     data = load_digits()
     shutil.rmtree(folder, ignore_errors=True)
     trainer = Trainer(TrainConfig(model=model, epochs=1), folder, dataset=data)
@@ -319,6 +322,7 @@ def time_epochs(model: str, threads: int, repeats: int, folder: Path,
         runs["torch"] = torch_epoch(model, state, x, y, order)
     times: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
+    set_num_threads(threads)
     with threadpool_limits(limits=numpy_threads, user_api="blas"):
         for name in names:  # warm-up: first-touch allocations, thread pools
             runs[name]()
@@ -331,6 +335,7 @@ def time_epochs(model: str, threads: int, repeats: int, folder: Path,
                     times[name].append(time.perf_counter() - start)
         finally:
             gc.enable()
+            set_num_threads(1)
     return times
 
 
@@ -388,7 +393,7 @@ def main() -> int:
     parser.add_argument("--numpy-threads", type=int, default=1, help="BLAS threads of symdl and the NumPy version")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
-    lines = ["| model | torch threads | symdl ms/epoch | torch ms/epoch | numpy ms/epoch | symdl/torch | symdl/numpy |",
+    lines = ["| model | threads | symdl ms/epoch | torch ms/epoch | numpy ms/epoch | symdl/torch | symdl/numpy |",
              "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as scratch:
         for model in args.models.split(","):
@@ -407,8 +412,9 @@ def main() -> int:
                       "each parameter): " + ", ".join(f"{m} {gradient_agreement(m, Path(scratch) / 'g'):.1e}"
                                                       for m in args.models.split(",")) + " (target <= 1e-12)."]
     lines.insert(0, f"Machine: {machine()}. Digits, batch {BATCH}, Adam lr={LR}, float32; median of {args.repeats} "
-                 f"epochs each, implementations alternating (ratios: median of the per-round ratios); symdl and NumPy with {args.numpy_threads} BLAS "
-                 "thread(s); ratio below 1: symdl is faster.\n")
+                 "epochs each, implementations alternating (ratios: median of the per-round ratios); at T threads, "
+                 "torch.set_num_threads(T) and symdl.kernels.set_num_threads(T) (as symdl train --threads T), BLAS of "
+                 f"symdl and NumPy at {args.numpy_threads} thread(s); ratio below 1: symdl is faster.\n")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown is not None:

@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/MODEL-DATASET[-N])")
     parser.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
     parser.add_argument("--threads", type=int, default=1,
-                        help="BLAS threads (default 1: these matrices are too small to gain from more, and "
-                             "shared cores make extra threads wait)")
+                        help="threads for the kernels (symdl.kernels.set_num_threads: large convolution and pooling "
+                             "batches are split over them; BLAS then runs one thread per call). Default 1")
     parser.add_argument("--check-grads", action="store_true",
                         help="check the model's backward pass (float64, one batch) before training")
 
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     """Train; exit 0, or 1 when ``--check-grads`` finds a wrong gradient (2 for bad input, via main)."""
     from threadpoolctl import threadpool_limits
 
+    from symdl.kernels import set_num_threads
     from symdl.optim._blas import load as load_blas
     from symdl.train import ConfigError, TrainConfig
 
@@ -113,8 +114,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--resume needs --out, the folder of the run to continue")
     folder = args.out if args.out is not None else _default_folder(config.model, config.dataset)
     load_blas()  # SciPy's BLAS (the optimizers' axpy) loaded before the limit, so that it covers it
-    with threadpool_limits(limits=args.threads, user_api="blas"):
-        return _train(config, folder, args)
+    # the kernels' own threads each call BLAS: one BLAS thread per call, or they oversubscribe the cores
+    set_num_threads(args.threads)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _train(config, folder, args)
+    finally:
+        set_num_threads(1)
 
 
 def _train(config: Any, folder: Path, args: argparse.Namespace) -> int:

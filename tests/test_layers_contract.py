@@ -184,10 +184,16 @@ def test_conv_columns_are_the_callers_own_array() -> None:
 
 
 @pytest.mark.parametrize(("columns", "message"), [
-    (np.zeros((1, 27, 49)), r"conv2d: columns must be the forward's return_columns array, float64 of shape "
+    (np.zeros((1, 27, 49)), r"conv2d: columns must be the forward's return_columns: a float64 array of shape "
                             r"\(1, 27, 50\) .*; got float64 \(1, 27, 49\)"),
     (np.zeros((1, 27, 50), np.float32), r"got float32 \(1, 27, 50\)"),
     ([[0.0]], r"conv2d: columns must be .*; got list"),
+    # chunks: each a whole number of samples (25 positions each), covering the batch of 2 exactly
+    ((np.zeros((1, 27, 25)),), r"got float64 \(1, 27, 25\)$"),
+    ((np.zeros((1, 27, 25)), np.zeros((1, 27, 25)), np.zeros((1, 27, 25))), r"tuple of such arrays"),
+    ((np.zeros((1, 27, 30)), np.zeros((1, 27, 20))), r"got float64 \(1, 27, 30\), float64 \(1, 27, 20\)"),
+    ((np.zeros((1, 27, 25)), np.zeros((1, 26, 25))), r"float64 \(1, 26, 25\)"),
+    ((), r"got tuple"),
 ])
 def test_conv_columns_that_do_not_fit_are_refused(columns: object, message: str) -> None:
     x, w = np.zeros((2, 3, 5, 5)), np.zeros((4, 3, 3, 3))

@@ -343,7 +343,8 @@ CONV_PARAMS = (LayerParam("stride", 1, SIZE), LayerParam("padding", 0, "int | tu
                LayerParam("dilation", 1, SIZE), LayerParam("groups", 1), INPUT_GRAD, *CONV_COLUMNS)
 CONV_COLUMNS_NOTE = ("Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns "
                      "``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * "
-                     "kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.")
+                     "kernel size, output positions), or a tuple of one such array per batch chunk when the forward "
+                     "split its batch over threads) to skip rebuilding it; without it the VJP builds it again.")
 WINDOW = (LayerParam("kernel_size", None, SIZE, required=True), LayerParam("stride", None, f"{SIZE} | None"),
           LayerParam("padding", 0, SIZE))
 MAX_POOL_PARAMS = (*WINDOW, LayerParam("dilation", 1, SIZE), LayerParam("ceil_mode", False, "bool"),

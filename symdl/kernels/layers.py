@@ -143,7 +143,7 @@ def conv1d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
 
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
-    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.
+    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions), or a tuple of one such array per batch chunk when the forward split its batch over threads) to skip rebuilding it; without it the VJP builds it again.
 
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
@@ -167,7 +167,7 @@ def conv1d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
 
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
-    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.
+    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions), or a tuple of one such array per batch chunk when the forward split its batch over threads) to skip rebuilding it; without it the VJP builds it again.
 
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
@@ -195,7 +195,7 @@ def conv2d(input: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None, *
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
     padding='same' pads d (k - 1) // 2 before and the rest after (PyTorch); it needs stride 1.
-    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.
+    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions), or a tuple of one such array per batch chunk when the forward split its batch over threads) to skip rebuilding it; without it the VJP builds it again.
 
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 
@@ -220,7 +220,7 @@ def conv2d_vjp(grad: ArrayLike, input: ArrayLike, weight: ArrayLike, bias: Array
         \bar b_o = \sum_{n,\mathbf p} \bar y_{n,o,\mathbf p}
 
     padding='same' pads d (k - 1) // 2 before and the rest after (PyTorch); it needs stride 1.
-    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions)) to skip rebuilding it; without it the VJP builds it again.
+    Backward: pass ``columns`` from ``return_columns=True`` (the forward then returns ``(output, columns)``; columns: the im2col matrix of the padded input, (groups, C/groups * kernel size, output positions), or a tuple of one such array per batch chunk when the forward split its batch over threads) to skip rebuilding it; without it the VJP builds it again.
 
     Proven equal to SymPy's derivative of the index-level definition on 20 instances (exactly); see ``symdl verify``.
 

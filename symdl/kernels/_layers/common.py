@@ -228,12 +228,14 @@ def _to_chwn(x: np.ndarray, pads: Pads, slot: str = "padded") -> np.ndarray:
     return out
 
 
-def _from_chwn(y: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+def _from_chwn(y: np.ndarray, bias: np.ndarray | None, out: np.ndarray | None = None) -> np.ndarray:
     """(C, H, W, N)-ordered data (a view is fine) as a fresh C-contiguous (N, C, H, W) array, plus a
-    per-channel bias. Contiguous, as PyTorch's: the next layer's elementwise kernels would crawl
+    per-channel bias; or written into ``out``, an (N, C, H, W) array (a batch chunk's rows of
+    one). Contiguous, as PyTorch's: the next layer's elementwise kernels would crawl
     through a (C, H, W, N)-strided array, mixing it with contiguous gradients."""
     c, h, w, n = y.shape
-    out = np.empty((n, c, h, w), dtype=y.dtype if bias is None else np.result_type(y, bias))
+    if out is None:
+        out = np.empty((n, c, h, w), dtype=y.dtype if bias is None else np.result_type(y, bias))
     source = y.transpose(3, 0, 1, 2)
     step = _channel_step(c, h * w * n * y.itemsize)
     for start in range(0, c, step):

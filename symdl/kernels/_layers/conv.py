@@ -4,6 +4,7 @@ channels), faster than ``np.add.at`` and exact on object arrays."""
 
 from __future__ import annotations
 
+import functools
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from symdl.errors import OpInputError, OpParameterError
+from symdl.kernels import _parallel
 from symdl.kernels._layers.common import (ArrayLike, Arrays, Batch, Pads, _batch, _from_chwn, _grouped_chwn, _ints,
                                         _offsets, _out_size, _rank, _scratch, _spatial_view, _to_chwn, _vector,
                                         remembered)
@@ -79,13 +81,22 @@ class ConvPlan:
     out_shape: tuple[int, ...]               # the user-facing output shape
     input_grad: bool = True                  # False: the VJP skips the input's gradient (None)
     return_columns: bool = False             # conv forward: also return the im2col columns
-    columns: Any = None                      # conv backward: the forward's columns, or None
+    columns: Any = None                      # conv backward: the forward's columns (one per chunk), or None
+    column_bounds: tuple[tuple[int, int], ...] = ()  # the batch chunk of each of ``columns``
 
     @property
     def columns_shape(self) -> tuple[int, int, int]:
         """Shape of conv's im2col columns: (G, C/G * kh * kw, Ho * Wo * N)."""
         n, c = self.x_shape[:2]
         return (self.groups, c // self.groups * self.kernel[0] * self.kernel[1], self.out_hw[0] * self.out_hw[1] * n)
+
+    def nanoseconds(self, dtype: np.dtype) -> int:
+        """A rough single-thread time of the forward in ``dtype``, to decide whether splitting the
+        batch pays: its multiply-adds (N * Ho * Wo * O * C/G * kh * kw) at about 64 bytes of
+        operands per nanosecond (BLAS: 16 float32 or 8 float64), plus a nanosecond per 4 bytes
+        of im2col copied."""
+        g, per_output, positions = self.columns_shape
+        return positions * per_output * (self.w_shape[0] + 16 * g) * dtype.itemsize // 64
 
     def view(self, x: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Input and weight in their 2-D shapes."""
@@ -131,15 +142,36 @@ def _checked_geometry(op: str, arrays: Arrays, spatial: int, stride: object,
 
 def conv_plan(op: str, arrays: Arrays, *, columns: ArrayLike = None, **options: Any) -> ConvPlan:
     """Check and resolve a conv1d/conv2d call (:func:`_conv_geometry`); a VJP's ``columns`` (the
-    forward's, from ``return_columns=True``) are checked against the plan and attached to it."""
+    forward's, from ``return_columns=True``: an array, or a tuple of one array per batch chunk
+    when the forward split its batch) are checked against the plan and attached to it."""
     plan = _conv_geometry(op, arrays, **options)
     if columns is None:
         return plan
-    if type(columns) is not np.ndarray or columns.shape != plan.columns_shape or columns.dtype != arrays[0].dtype:
-        got = f"{columns.dtype} {columns.shape}" if isinstance(columns, np.ndarray) else type(columns).__name__
-        raise OpInputError(f"{op}: columns must be the forward's return_columns array, {arrays[0].dtype} of shape "
-                           f"{plan.columns_shape} (groups, C/groups * kernel size, output positions); got {got}")
-    return ConvPlan(**{**plan.__dict__, "columns": columns})
+    return ConvPlan(**{**plan.__dict__, "columns": tuple(columns) if type(columns) is tuple else (columns,),
+                       "column_bounds": _column_bounds(op, columns, plan, arrays[0].dtype)})
+
+
+def _column_bounds(op: str, columns: Any, plan: ConvPlan, dtype: np.dtype) -> tuple[tuple[int, int], ...]:
+    """The batch chunk ``[start, stop)`` of each of the forward's column arrays. Each must be of the
+    input's dtype and of shape (G, C/G * kh * kw, Ho * Wo * n) for its chunk's n samples, and the
+    chunks must cover the batch (shape and dtype are checked, not content: as the indices)."""
+    groups, rows, positions = plan.columns_shape
+    pixels = plan.out_hw[0] * plan.out_hw[1]
+    parts = columns if type(columns) is tuple and columns else (columns,)
+    bounds, start = [], 0
+    for part in parts:
+        if type(part) is not np.ndarray or part.dtype != dtype or part.ndim != 3 or part.shape[:2] != (groups, rows) \
+                or not part.shape[2] or part.shape[2] % pixels:
+            break
+        bounds.append((start, start + part.shape[2] // pixels))
+        start = bounds[-1][1]
+    if len(bounds) == len(parts) and start == plan.x_shape[0]:
+        return tuple(bounds)
+    got = ", ".join(f"{part.dtype} {part.shape}" if isinstance(part, np.ndarray) else type(part).__name__
+                    for part in parts)
+    raise OpInputError(f"{op}: columns must be the forward's return_columns: a {dtype} array of shape "
+                       f"{plan.columns_shape} (groups, C/groups * kernel size, output positions), or a tuple of "
+                       f"such arrays, one per batch chunk, whose positions add up to that; got {got}")
 
 
 @remembered
@@ -176,10 +208,28 @@ def _conv_geometry(op: str, arrays: Arrays, *, spatial: int, stride: object = 1,
 
 def conv_forward(arrays: Arrays, plan: ConvPlan) -> Any:
     r""":math:`y_{n,o,p} = b_o + \sum_{c,k} x_{n, g(o) C_g + c, s p + d k - \text{pad}} w_{o,c,k}`
-    as ``W_g @ im2col(x)`` for each group g; with ``return_columns``, ``(y, im2col(x))``."""
+    as ``W_g @ im2col(x)`` for each group g; with ``return_columns``, ``(y, im2col(x))``.
+
+    A large batch is split into chunks that run on :mod:`~symdl.kernels._parallel`'s threads,
+    each writing its own samples of ``y``; the columns are then one array per chunk (a tuple)."""
     x, w, b = arrays
     x4, w4 = plan.view(x, w)
-    g, o = plan.groups, plan.w_shape[0]
+    n = plan.x_shape[0]
+    dtype = x4.dtype if b is None or b.dtype == x4.dtype else np.result_type(x4.dtype, b.dtype)
+    y = np.empty((n, plan.w_shape[0], *plan.out_hw), dtype=dtype)
+    columns = _parallel.run([functools.partial(_forward_chunk, x4[start:stop], w4, b, plan, y[start:stop])
+                             for start, stop in _parallel.chunks(n, plan.nanoseconds(x4.dtype), x4.dtype)])
+    y = y.reshape(plan.out_shape)
+    if not plan.return_columns:
+        return y
+    return y, columns[0] if len(columns) == 1 else tuple(columns)
+
+
+def _forward_chunk(x4: np.ndarray, w4: np.ndarray, b: np.ndarray | None, plan: ConvPlan,
+                   y: np.ndarray) -> np.ndarray:
+    """The forward of the samples ``x4`` (a slice of the batch) into ``y``, their rows of the
+    output; returns their im2col columns."""
+    g, o, n = plan.groups, plan.w_shape[0], x4.shape[0]
     cols = im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g,
                   fresh=plan.return_columns)
     out = np.matmul(w4.reshape(g, o // g, -1), cols, out=_scratch("product", (g, o // g, cols.shape[2]), cols.dtype))
@@ -188,8 +238,8 @@ def conv_forward(arrays: Arrays, plan: ConvPlan) -> Any:
         # adding it during the transposing copy (the same one addition per element)
         out += b.reshape(g, o // g, 1)
         b = None
-    y = _from_chwn(out.reshape(o, *plan.out_hw, plan.x_shape[0]), b).reshape(plan.out_shape)
-    return (y, cols) if plan.return_columns else y
+    _from_chwn(out.reshape(o, *plan.out_hw, n), b, out=y)
+    return cols
 
 
 def conv_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any, ...]:
@@ -197,25 +247,50 @@ def conv_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any
     gradient with the flipped kernel); weight gradient: :math:`\bar y \cdot \text{im2col}(x)^T`
     (the correlation of input and upstream gradient); bias gradient: the sum of the upstream
     gradient over batch and positions. The columns are the forward's when given (``columns``),
-    else built again."""
+    else built again.
+
+    The batch is split as the forward's columns are (or, without them, as
+    :func:`~symdl.kernels._parallel.chunks` says); each chunk writes its samples of the input
+    gradient, and the weight and bias gradients add the chunks' sums in chunk order."""
     x, w, b = arrays
     x4, w4 = plan.view(x, w)
+    n, o = plan.x_shape[0], plan.w_shape[0]
+    grad4 = grad.reshape(n, o, *plan.out_hw)
+    d_x = np.empty(plan.x_shape, dtype=grad.dtype) if plan.input_grad else None
+    if plan.columns is None:
+        parts = [(start, stop, None) for start, stop in _parallel.chunks(n, plan.nanoseconds(grad.dtype), grad.dtype)]
+    else:
+        parts = [(start, stop, plan.columns[i]) for i, (start, stop) in enumerate(plan.column_bounds)]
+    sums = _parallel.run([functools.partial(_backward_chunk, grad4[start:stop], x4[start:stop], w4, b, plan, cols,
+                                            None if d_x is None else d_x[start:stop]) for start, stop, cols in parts])
+    d_w, d_b = sums[0]
+    for more_w, more_b in sums[1:]:
+        d_w += more_w
+        if d_b is not None:
+            d_b += more_b
+    return None if d_x is None else d_x.reshape(x.shape), d_w.reshape(w.shape), d_b
+
+
+def _backward_chunk(grad4: np.ndarray, x4: np.ndarray, w4: np.ndarray, b: np.ndarray | None, plan: ConvPlan,
+                    cols: np.ndarray | None, d_x: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The backward of the samples ``x4`` (a slice of the batch): their input gradient into
+    ``d_x`` (when not None); returns their sums for the weight and bias gradients."""
     g, o = plan.groups, plan.w_shape[0]
-    n, c, h, wd = plan.x_shape
-    g2 = _grouped_chwn(grad.reshape(n, o, *plan.out_hw), g)
-    cols = plan.columns if plan.columns is not None else \
-        im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g)
-    d_w = times_columns_transposed(g2, cols).reshape(w.shape)
+    n, c, h, wd = x4.shape
+    g2 = _grouped_chwn(grad4, g)
+    if cols is None:
+        cols = im2col(_to_chwn(x4, plan.pads), plan.kernel, plan.stride, plan.dilation, plan.out_hw, g)
+    d_w = times_columns_transposed(g2, cols)
     d_b = None if b is None else g2.sum(axis=-1).reshape(o)
-    if not plan.input_grad:
-        return None, d_w, d_b
+    if d_x is None:
+        return d_w, d_b
     d_cols = np.matmul(w4.reshape(g, o // g, -1).transpose(0, 2, 1), g2,
                        out=_scratch("product", (g, cols.shape[1], g2.shape[2]), g2.dtype))
     full = col2im(d_cols.reshape(c, *plan.kernel, *plan.out_hw, n), plan.full_hw, plan.kernel, plan.stride,
                   plan.dilation)
     (top, _), (left, _) = plan.pads
-    d_x = _from_chwn(full[:, top:top + h, left:left + wd], None).reshape(x.shape)
-    return d_x, d_w, d_b
+    _from_chwn(full[:, top:top + h, left:left + wd], None, out=d_x)
+    return d_w, d_b
 
 
 @remembered

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from dataclasses import dataclass
 from fractions import Fraction
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from symdl.errors import OpInputError, OpParameterError
+from symdl.kernels import _parallel
 from symdl.kernels._layers.common import (ArrayLike, Arrays, Pads, _batch, _channel_step, _ints, _offsets, _pad,
                                         _scratch, _spatial_view, remembered)
 from symdl.kernels._runtime import check_bool, in_range
@@ -31,6 +33,18 @@ class PoolPlan:
     divisor: Any = 1               # average pooling: int or (Ho, Wo) int array
     return_indices: bool = False
     indices: Any = None            # max-pool backward: the forward's arg-max indices, or None
+
+    def nanoseconds(self, dtype: np.dtype) -> int:
+        """A rough single-thread time of the forward in ``dtype``, to decide whether splitting the
+        batch pays: about a nanosecond per 8 bytes of input per window tap, and two passes more
+        (the layout changes)."""
+        return math.prod(self.x_shape) * (self.kernel[0] * self.kernel[1] + 2) * dtype.itemsize // 8
+
+    def scatter_nanoseconds(self, dtype: np.dtype) -> int:
+        """The same for the backward from the forward's indices: zeroing the input's gradient and
+        one scatter, about a nanosecond per 2 bytes of input (measured: splitting a 4 MB one in
+        two on two cores was 1.25x slower, the scatter being too short for the threads' hand-off)."""
+        return math.prod(self.x_shape) * dtype.itemsize // 2
 
     def offsets(self) -> tuple[tuple[int, tuple[slice, slice]], ...]:
         """Each kernel offset and the slices of the padded input it meets."""
@@ -186,9 +200,11 @@ def _planes_last(x4: np.ndarray, pads: Pads, fill: float) -> np.ndarray:
     return out
 
 
-def _planes_first(values: np.ndarray, plan: PoolPlan) -> np.ndarray:
-    """(Ho, Wo, N*C) as a fresh C-contiguous array of the caller's output shape."""
-    return np.ascontiguousarray(values.transpose(2, 0, 1)).reshape(plan.out_shape)
+def _planes_first(values: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """(Ho, Wo, planes) written into ``out``, a C-contiguous (N, C, Ho, Wo) array (or a batch
+    chunk's rows of one) with N * C = planes."""
+    out.reshape(-1, *values.shape[:2])[...] = values.transpose(2, 0, 1)
+    return out
 
 
 def _set_where(tap: np.ndarray, k: int, hit: np.ndarray, scratch: np.ndarray) -> None:
@@ -285,33 +301,64 @@ def _exact_taps(xt: np.ndarray, plan: PoolPlan, best: np.ndarray, scratch: np.nd
 
 def max_pool_forward(arrays: Arrays, plan: PoolPlan) -> Any:
     r""":math:`y_{n,c,p} = \max_k x_{n,c,s p + d k - \text{pad}}` (-inf padding); with
-    ``return_indices`` also the flat position of the first maximum in each (H, W) plane."""
+    ``return_indices`` also the flat position of the first maximum in each (H, W) plane. A large
+    batch is split into chunks that run on :mod:`~symdl.kernels._parallel`'s threads."""
     (x,) = arrays
-    best, index = _max_scan(_planes_last(x.reshape(plan.x_shape), plan.pads, -np.inf), plan, plan.return_indices)
-    out = _planes_first(best, plan)
-    return (out, _planes_first(index, plan)) if plan.return_indices else out
+    x4 = x.reshape(plan.x_shape)
+    n, c = plan.x_shape[:2]
+    out = np.empty((n, c, *plan.out_hw), dtype=x.dtype)
+    index = np.empty(out.shape, dtype=np.int64) if plan.return_indices else None
+    _parallel.run([functools.partial(_max_pool_chunk, x4[start:stop], plan, out[start:stop],
+                                     None if index is None else index[start:stop])
+                   for start, stop in _parallel.chunks(n, plan.nanoseconds(x.dtype), x.dtype)])
+    out = out.reshape(plan.out_shape)
+    return (out, index.reshape(plan.out_shape)) if index is not None else out
+
+
+def _max_pool_chunk(x4: np.ndarray, plan: PoolPlan, out: np.ndarray, index: np.ndarray | None) -> None:
+    """The maxima (and, into ``index`` when given, their positions) of the samples ``x4`` into
+    ``out``, their rows of the output."""
+    best, found = _max_scan(_planes_last(x4, plan.pads, -np.inf), plan, index is not None)
+    _planes_first(best, out)
+    if index is not None:
+        _planes_first(found, index)
 
 
 def max_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple[np.ndarray]:
     r""":math:`\bar x_q = \sum_{p:\, \operatorname{argmax}_p = q} \bar y_p`: each window's upstream
     gradient goes to its (first) maximum. Uses ``plan.indices`` (from the forward's
-    ``return_indices=True``) when given, else rescans the windows.
-
-    When no two windows share an input element (stride >= the dilated window, the usual
-    2x2/2), every input receives at most one gradient: a plain scatter, no ``np.add.at``.
+    ``return_indices=True``) when given, else rescans the windows. A large batch is split into
+    chunks, each scattering into its own samples.
     """
     (x,) = arrays
-    index = plan.indices
+    n, c = plan.x_shape[:2]
+    grad4 = grad.reshape(n, c, *plan.out_hw)
+    index4 = None if plan.indices is None else plan.indices.reshape(n, c, *plan.out_hw)
+    x4 = x.reshape(plan.x_shape)
+    d_x = np.zeros(plan.x_shape, dtype=grad.dtype)
+    _parallel.run([functools.partial(_max_pool_backward_chunk, grad4[start:stop], x4[start:stop],
+                                     None if index4 is None else index4[start:stop], plan, d_x[start:stop])
+                   for start, stop in _parallel.chunks(n, plan.nanoseconds(grad.dtype) if index4 is None else
+                                                       plan.scatter_nanoseconds(grad.dtype), grad.dtype)])
+    return (d_x.reshape(x.shape),)
+
+
+def _max_pool_backward_chunk(grad4: np.ndarray, x4: np.ndarray, index: np.ndarray | None, plan: PoolPlan,
+                             d_x: np.ndarray) -> None:
+    """The samples ``x4``'s input gradient into ``d_x`` (zeros, their rows of the result).
+
+    When no two windows share an input element (stride >= the dilated window, the usual
+    2x2/2), every input receives at most one gradient: a plain scatter, no ``np.add.at``."""
     if index is None:
-        _, index = _max_scan(_planes_last(x.reshape(plan.x_shape), plan.pads, -np.inf), plan, True)
-        index = _planes_first(index, plan)
-    n, c, h, w = plan.x_shape
+        _, found = _max_scan(_planes_last(x4, plan.pads, -np.inf), plan, True)
+        index = _planes_first(found, np.empty(grad4.shape, dtype=np.int64))
+    n, c, h, w = x4.shape
     planes, plane, windows = n * c, h * w, plan.out_hw[0] * plan.out_hw[1]
-    index, values = index.reshape(planes, windows).astype(np.int64, copy=False), grad.reshape(planes, windows)
+    index, values = index.reshape(planes, windows).astype(np.int64, copy=False), grad4.reshape(planes, windows)
     # flat positions in a scratch buffer, not a fresh page-faulting array
     flat = np.add(index, (np.arange(planes, dtype=np.int64) * plane)[:, None],
                   out=_scratch("flat", (planes, windows), np.dtype(np.int64)))
-    out = np.zeros(planes * plane, dtype=grad.dtype)
+    out = d_x.reshape(-1)  # a view: the chunk is C-contiguous
     if max(plan.dilation) > 1:  # only dilated windows can lie wholly in the padding (index -1): no gradient
         kept = index >= 0
         flat, values = flat[kept], values[kept]
@@ -319,7 +366,6 @@ def max_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple
         out[flat.ravel()] = values.ravel()
     else:
         np.add.at(out, flat.ravel(), values.ravel())
-    return (out.reshape(x.shape),)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,154 @@
+"""Batch parallelism (``symdl.kernels.set_num_threads``): a split batch gives the one-thread results.
+
+Every test forces the split (the size threshold set to one nanosecond), so small hypothesis-drawn
+geometry runs through the chunked code: per-chunk outputs written into the right rows, per-chunk
+weight and bias sums added, the forward's per-chunk columns carried to the backward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import symdl.kernels as K
+from symdl.errors import OpParameterError
+from symdl.kernels import _parallel
+from tests.test_layers import GEOMETRY, _conv_arrays, conv_cases, pool_cases
+
+EPS = np.finfo(np.float64).eps
+
+
+@contextlib.contextmanager
+def split_batches() -> Iterator[None]:
+    """Three threads, and every batch of more than one sample split (the size threshold set to one
+    nanosecond); one thread again after."""
+    threshold = _parallel.MIN_CHUNK_NANOSECONDS
+    _parallel.MIN_CHUNK_NANOSECONDS = 1
+    K.set_num_threads(3)
+    try:
+        yield
+    finally:
+        _parallel.MIN_CHUNK_NANOSECONDS = threshold
+        K.set_num_threads(1)
+
+
+def assert_within_rounding(split_result: np.ndarray | None, one: np.ndarray | None, magnitude: np.ndarray | None,
+                           terms: int) -> None:
+    """Two float64 evaluations of the same sums of ``terms`` products, grouped differently, differ by
+    at most 2 * gamma_terms * (the sums of the products' magnitudes): the standard bound."""
+    assert (split_result is None) == (one is None)
+    if one is None:
+        return
+    assert split_result.shape == one.shape and split_result.dtype == one.dtype
+    gamma = terms * EPS / (1 - terms * EPS)
+    assert np.all(np.abs(split_result - one) <= 2 * gamma * magnitude)
+
+
+def test_set_num_threads_checks_its_argument() -> None:
+    for bad in (0, -1, 1.5, True, "2", None):
+        with pytest.raises(OpParameterError, match="set_num_threads: threads must be an int >= 1"):
+            K.set_num_threads(bad)  # type: ignore[arg-type]
+    assert K.get_num_threads() == 1
+    K.set_num_threads(np.int64(2))
+    try:
+        assert K.get_num_threads() == 2 and type(K.get_num_threads()) is int
+    finally:
+        K.set_num_threads(1)
+
+
+def test_chunks_cover_the_batch_once_per_thread_when_the_work_pays() -> None:
+    K.set_num_threads(3)
+    try:
+        big = 10 * _parallel.MIN_CHUNK_NANOSECONDS
+        assert _parallel.chunks(10, big, np.dtype(np.float64)) == [(0, 3), (3, 6), (6, 10)]
+        assert _parallel.chunks(2, big, np.dtype(np.float32)) == [(0, 1), (1, 2)]          # a sample per chunk at most
+        assert _parallel.chunks(10, 2 * _parallel.MIN_CHUNK_NANOSECONDS, np.dtype(np.float64)) == [(0, 5), (5, 10)]
+        assert _parallel.chunks(10, _parallel.MIN_CHUNK_NANOSECONDS, np.dtype(np.float64)) == [(0, 10)]
+        assert _parallel.chunks(10, big, np.dtype(object)) == [(0, 10)]                  # SymPy arrays: never split
+    finally:
+        K.set_num_threads(1)
+    assert _parallel.chunks(10, big, np.dtype(np.float64)) == [(0, 10)]
+
+
+def test_run_returns_results_in_order_and_raises_after_every_task_ended() -> None:
+    K.set_num_threads(2)
+    finished = threading.Event()
+
+    def slow() -> str:
+        time.sleep(0.05)
+        finished.set()
+        return "slow"
+
+    def broken() -> str:
+        raise ArithmeticError("chunk failed")
+
+    try:
+        assert _parallel.run([lambda: 1, lambda: 2]) == [1, 2]
+        with pytest.raises(ArithmeticError, match="chunk failed"):
+            _parallel.run([slow, broken])
+        assert finished.is_set()  # the failing last task did not leave the other one running
+    finally:
+        K.set_num_threads(1)
+
+
+@given(conv_cases(), st.integers(2, 5), st.sampled_from(["conv2d", "conv1d"]))
+@GEOMETRY
+def test_split_convolution_equals_one_thread_to_rounding(case: dict, batch: int, op: str) -> None:
+    if op == "conv1d":
+        case = {**case, "kernel": case["kernel"][1:], "sizes": case["sizes"][1:]}
+    rng, arrays = _conv_arrays({**case, "n": batch})
+    forward, vjp, params = getattr(K, op), getattr(K, f"{op}_vjp"), case["params"]
+    x, w, b = arrays
+    magnitudes = [np.abs(x), np.abs(w), None if b is None else np.abs(b)]
+
+    with split_batches():
+        out, columns = forward(*arrays, **params, return_columns=True)
+    assert type(columns) is tuple and len(columns) == min(3, batch)  # one per chunk: the split did happen
+    expected, expected_columns = forward(*arrays, **params, return_columns=True)
+    assert_within_rounding(out, expected, forward(*magnitudes, **params), w[0].size + 1)
+    # each chunk's columns are its samples' (G, rows, Ho * Wo, n): together, the whole batch's
+    groups, rows, positions = expected_columns.shape
+    pixels = positions // batch
+    np.testing.assert_array_equal(np.concatenate([c.reshape(groups, rows, pixels, -1) for c in columns], axis=-1),
+                                  expected_columns.reshape(groups, rows, pixels, batch))
+
+    g = rng.standard_normal(out.shape)
+    with split_batches():
+        grads = vjp(g, *arrays, **params)
+        with_columns = vjp(g, *arrays, **params, columns=columns)
+    carried = vjp(g, *arrays, **params, columns=columns)  # the columns' chunking, on one thread
+    expected_grads = vjp(g, *arrays, **params)
+    grad_magnitudes = vjp(np.abs(g), *magnitudes, **params)
+    terms = max(out[0, 0].size * batch, w.shape[0] * w[0, 0].size) + 1
+    for split_grad, kept, same_chunks, one, magnitude in zip(grads, with_columns, carried, expected_grads,
+                                                             grad_magnitudes):
+        assert_within_rounding(split_grad, one, magnitude, terms)
+        if one is not None:  # the same chunks in the same order: the same bits, whatever the thread count
+            np.testing.assert_array_equal(kept, split_grad)
+            np.testing.assert_array_equal(same_chunks, split_grad)
+
+
+@given(pool_cases(), st.integers(2, 5))
+@GEOMETRY
+def test_split_max_pool_equals_one_thread_bit_for_bit(case: dict, batch: int) -> None:
+    rng = np.random.default_rng(case["seed"])
+    shape, params = (batch, *case["shape"][1:]), case["params"]
+    x = rng.integers(0, 3, shape).astype(np.float64) if case["ties"] else rng.standard_normal(shape)
+    with split_batches():
+        out, index = K.max_pool2d(x, return_indices=True, **params)
+    expected, expected_index = K.max_pool2d(x, return_indices=True, **params)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(index, expected_index)
+    g = rng.standard_normal(out.shape)
+    (expected_grad,) = K.max_pool2d_vjp(g, x, **params)
+    for indices in (None, index):  # rescanning each chunk, or scattering from the forward's indices
+        with split_batches():
+            (grad,) = K.max_pool2d_vjp(g, x, indices=indices, **params)
+        np.testing.assert_array_equal(grad, expected_grad)
