@@ -8,6 +8,7 @@ weight and bias sums added, the forward's per-chunk columns carried to the backw
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import symdl.kernels as K
+from symdl.catalog.layers import LAYER_BY_NAME
+from symdl.derive_layers import prove_instance
 from symdl.errors import OpParameterError
 from symdl.kernels import _parallel
 from tests.test_layers import GEOMETRY, _conv_arrays, conv_cases, pool_cases
@@ -152,3 +155,32 @@ def test_split_max_pool_equals_one_thread_bit_for_bit(case: dict, batch: int) ->
         with split_batches():
             (grad,) = K.max_pool2d_vjp(g, x, indices=indices, **params)
         np.testing.assert_array_equal(grad, expected_grad)
+
+
+# --------------------------------------------------------------------------- the chunked programs, proven
+def _two_chunks(batch: int, nanoseconds: int, dtype: np.dtype) -> list[tuple[int, int]]:
+    """Every batch split after its first sample, object arrays too (the proofs' symbols)."""
+    return [(0, 1), (1, batch)]
+
+
+@pytest.mark.parametrize("name", ["conv1d", "conv2d", "max_pool1d", "max_pool2d"])
+def test_the_chunked_programs_are_proven_like_the_whole_batch(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    """The layer proofs (SymPy's derivative of the index-level definition, compared exactly) on
+    batches of 3 split into chunks of 1 and 2: the per-chunk rows, the sums across chunks and
+    the carried columns are right for any values, not only for the drawn ones."""
+    monkeypatch.setattr(_parallel, "chunks", _two_chunks)
+    layer = LAYER_BY_NAME[name]
+    for instance in layer.instances[::4]:
+        shape = instance.shapes["input"]
+        batched = dataclasses.replace(instance, shapes={**instance.shapes, "input": (3, *shape[1:])})
+        assert prove_instance(layer, batched) == [], batched.label()
+
+
+def test_the_chunked_proof_catches_a_chunk_sum_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_parallel, "chunks", _two_chunks)
+    real_run = _parallel.run
+    monkeypatch.setattr(_parallel, "run", lambda tasks: real_run(tasks)[:1] * len(tasks))  # every chunk's sums = the first's
+    layer = LAYER_BY_NAME["conv2d"]
+    instance = layer.instances[0]
+    batched = dataclasses.replace(instance, shapes={**instance.shapes, "input": (3, *instance.shapes["input"][1:])})
+    assert any("d_weight differs" in failure for failure in prove_instance(layer, batched))
