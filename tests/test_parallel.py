@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -184,3 +185,29 @@ def test_the_chunked_proof_catches_a_chunk_sum_left_out(monkeypatch: pytest.Monk
     instance = layer.instances[0]
     batched = dataclasses.replace(instance, shapes={**instance.shapes, "input": (3, *instance.shapes["input"][1:])})
     assert any("d_weight differs" in failure for failure in prove_instance(layer, batched))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_forked_child_splits_batches_on_its_own_pool() -> None:
+    """The parent's pool threads do not exist in a forked child: handing them a task would hang."""
+    x = np.random.default_rng(0).standard_normal((4, 2, 6, 6))
+    with split_batches():
+        K.set_num_threads(2)  # a pool of one thread: the child's hand-off would find no worker
+        expected = K.max_pool2d(x, kernel_size=2)  # starts the parent's pool
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the child: one split call, its result to the parent through the pipe
+            try:
+                os.write(write, np.ascontiguousarray(K.max_pool2d(x, kernel_size=2)).tobytes())
+            finally:
+                os._exit(0)
+        os.close(write)
+        deadline = time.monotonic() + 30
+        while os.waitpid(child, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(child, 9)
+                pytest.fail("the forked child's split call did not finish")
+            time.sleep(0.01)
+        with os.fdopen(read, "rb") as pipe:
+            result = np.frombuffer(pipe.read(), dtype=expected.dtype).reshape(expected.shape)
+    np.testing.assert_array_equal(result, expected)

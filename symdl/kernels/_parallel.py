@@ -18,6 +18,7 @@ workers each asking BLAS for two threads oversubscribe two cores.
 from __future__ import annotations
 
 import numbers
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -42,6 +43,17 @@ MIN_CHUNK_NANOSECONDS = 500_000
 _threads = 1
 _pool: ThreadPoolExecutor | None = None
 _lock = threading.Lock()
+
+
+def _forget_pool_in_child() -> None:
+    """A forked child has none of the parent's pool threads: a task handed to the inherited pool
+    would wait forever, so the child starts its own pool when it first splits a batch."""
+    global _pool, _lock
+    _pool, _lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # (POSIX)
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def set_num_threads(threads: int) -> None:
