@@ -126,6 +126,7 @@ def test_corrupt_or_foreign_checkpoint_is_an_error_never_a_restart(tmp_path: Pat
     (("--optimizer", "adamax2"), "unknown optimizer"),
     (("--resume",), "--resume needs --out"),
     (("--batch-size", "ten"), "invalid int value"),
+    (("--threads", "0"), "--threads must be >= 1, got 0"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path: Path, args: tuple[str, ...], message: str) -> None:
     result = symdl("train", *args, cwd=tmp_path)

@@ -2,7 +2,7 @@
 that run on a thread pool.
 
 NumPy releases the GIL inside its loops and BLAS calls, so threads that each work on a slice
-of the batch run on separate cores. The convolutions and poolings split their batch this way
+of the batch run on separate cores. The convolutions and max pooling split their batch this way
 when there is enough work (:func:`chunks`); each chunk writes its own rows of the output, and
 what sums over the batch (a weight gradient) adds the chunks' partial sums in chunk order.
 
