@@ -17,6 +17,7 @@ workers each asking BLAS for two threads oversubscribe two cores.
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 import threading
@@ -30,7 +31,7 @@ from symdl.errors import OpParameterError
 if TYPE_CHECKING:  # imported when the first pool starts: most processes never split a batch
     from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["set_num_threads", "get_num_threads", "chunks", "run"]
+__all__ = ["set_num_threads", "get_num_threads", "chunks", "run", "over_chunks"]
 
 Result = TypeVar("Result")
 
@@ -110,3 +111,9 @@ def run(tasks: Sequence[Callable[[], Result]]) -> list[Result]:
         for future in futures:  # wait for every one, even when the last task raised
             future.exception()
     return [future.result() for future in futures] + [last]
+
+
+def over_chunks(bounds: Sequence[tuple[int, int]], body: Callable[[int, int], Result]) -> list[Result]:
+    """``body(start, stop)`` for each chunk of ``bounds`` (:func:`chunks`), run as :func:`run` runs
+    tasks: the results in chunk order."""
+    return run([functools.partial(body, start, stop) for start, stop in bounds])

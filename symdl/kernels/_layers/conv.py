@@ -4,7 +4,6 @@ channels), faster than ``np.add.at`` and exact on object arrays."""
 
 from __future__ import annotations
 
-import functools
 import numbers
 from dataclasses import dataclass
 from typing import Any
@@ -147,17 +146,17 @@ def conv_plan(op: str, arrays: Arrays, *, columns: ArrayLike = None, **options: 
     plan = _conv_geometry(op, arrays, **options)
     if columns is None:
         return plan
-    return ConvPlan(**{**plan.__dict__, "columns": tuple(columns) if type(columns) is tuple else (columns,),
-                       "column_bounds": _column_bounds(op, columns, plan, arrays[0].dtype)})
+    parts = columns if type(columns) is tuple and columns else (columns,)
+    return ConvPlan(**{**plan.__dict__, "columns": parts,
+                       "column_bounds": _column_bounds(op, parts, plan, arrays[0].dtype)})
 
 
-def _column_bounds(op: str, columns: Any, plan: ConvPlan, dtype: np.dtype) -> tuple[tuple[int, int], ...]:
+def _column_bounds(op: str, parts: tuple, plan: ConvPlan, dtype: np.dtype) -> tuple[tuple[int, int], ...]:
     """The batch chunk ``[start, stop)`` of each of the forward's column arrays. Each must be of the
     input's dtype and of shape (G, C/G * kh * kw, Ho * Wo * n) for its chunk's n samples, and the
     chunks must cover the batch (shape and dtype are checked, not content: as the indices)."""
     groups, rows, positions = plan.columns_shape
     pixels = plan.out_hw[0] * plan.out_hw[1]
-    parts = columns if type(columns) is tuple and columns else (columns,)
     bounds, start = [], 0
     for part in parts:
         if type(part) is not np.ndarray or part.dtype != dtype or part.ndim != 3 or part.shape[:2] != (groups, rows) \
@@ -217,8 +216,8 @@ def conv_forward(arrays: Arrays, plan: ConvPlan) -> Any:
     n = plan.x_shape[0]
     dtype = x4.dtype if b is None or b.dtype == x4.dtype else np.result_type(x4.dtype, b.dtype)
     y = np.empty((n, plan.w_shape[0], *plan.out_hw), dtype=dtype)
-    columns = _parallel.run([functools.partial(_forward_chunk, x4[start:stop], w4, b, plan, y[start:stop])
-                             for start, stop in _parallel.chunks(n, plan.nanoseconds(x4.dtype), x4.dtype)])
+    columns = _parallel.over_chunks(_parallel.chunks(n, plan.nanoseconds(x4.dtype), x4.dtype),
+                                    lambda start, stop: _forward_chunk(x4[start:stop], w4, b, plan, y[start:stop]))
     y = y.reshape(plan.out_shape)
     if not plan.return_columns:
         return y
@@ -257,12 +256,14 @@ def conv_backward(grad: np.ndarray, arrays: Arrays, plan: ConvPlan) -> tuple[Any
     n, o = plan.x_shape[0], plan.w_shape[0]
     grad4 = grad.reshape(n, o, *plan.out_hw)
     d_x = np.empty(plan.x_shape, dtype=grad.dtype) if plan.input_grad else None
-    if plan.columns is None:
-        parts = [(start, stop, None) for start, stop in _parallel.chunks(n, plan.nanoseconds(grad.dtype), grad.dtype)]
-    else:
-        parts = [(start, stop, plan.columns[i]) for i, (start, stop) in enumerate(plan.column_bounds)]
-    sums = _parallel.run([functools.partial(_backward_chunk, grad4[start:stop], x4[start:stop], w4, b, plan, cols,
-                                            None if d_x is None else d_x[start:stop]) for start, stop, cols in parts])
+    bounds = plan.column_bounds or _parallel.chunks(n, plan.nanoseconds(grad.dtype), grad.dtype)
+    columns = dict(zip(plan.column_bounds, plan.columns or ()))  # the forward's, by chunk
+
+    def chunk(start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+        return _backward_chunk(grad4[start:stop], x4[start:stop], w4, b, plan, columns.get((start, stop)),
+                               None if d_x is None else d_x[start:stop])
+
+    sums = _parallel.over_chunks(bounds, chunk)
     d_w, d_b = sums[0]
     for more_w, more_b in sums[1:]:
         d_w += more_w

@@ -309,9 +309,9 @@ def max_pool_forward(arrays: Arrays, plan: PoolPlan) -> Any:
     n, c = plan.x_shape[:2]
     out = np.empty((n, c, *plan.out_hw), dtype=x.dtype)
     index = np.empty(out.shape, dtype=np.int64) if plan.return_indices else None
-    _parallel.run([functools.partial(_max_pool_chunk, x4[start:stop], plan, out[start:stop],
-                                     None if index is None else index[start:stop])
-                   for start, stop in _parallel.chunks(n, plan.nanoseconds(x.dtype), x.dtype)])
+    _parallel.over_chunks(_parallel.chunks(n, plan.nanoseconds(x.dtype), x.dtype),
+                          lambda start, stop: _max_pool_chunk(x4[start:stop], plan, out[start:stop],
+                                                              None if index is None else index[start:stop]))
     out = out.reshape(plan.out_shape)
     return (out, index.reshape(plan.out_shape)) if index is not None else out
 
@@ -337,10 +337,11 @@ def max_pool_backward(grad: np.ndarray, arrays: Arrays, plan: PoolPlan) -> tuple
     index4 = None if plan.indices is None else plan.indices.reshape(n, c, *plan.out_hw)
     x4 = x.reshape(plan.x_shape)
     d_x = np.zeros(plan.x_shape, dtype=grad.dtype)
-    _parallel.run([functools.partial(_max_pool_backward_chunk, grad4[start:stop], x4[start:stop],
-                                     None if index4 is None else index4[start:stop], plan, d_x[start:stop])
-                   for start, stop in _parallel.chunks(n, plan.nanoseconds(grad.dtype) if index4 is None else
-                                                       plan.scatter_nanoseconds(grad.dtype), grad.dtype)])
+    work = plan.nanoseconds(grad.dtype) if index4 is None else plan.scatter_nanoseconds(grad.dtype)
+    _parallel.over_chunks(_parallel.chunks(n, work, grad.dtype),
+                          lambda start, stop: _max_pool_backward_chunk(
+                              grad4[start:stop], x4[start:stop], None if index4 is None else index4[start:stop], plan,
+                              d_x[start:stop]))
     return (d_x.reshape(x.shape),)
 
 
