@@ -20,11 +20,71 @@ def rsqrt(v: np.ndarray) -> np.ndarray:
     return v ** Fraction(-1, 2) if v.dtype == object else 1.0 / np.sqrt(v)
 
 
+#: The dtypes whose products :func:`sums` hands to BLAS.
+_BLAS_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+#: The longest run of elements one BLAS dot product adds (:func:`sums`).
+_DOT_ELEMENTS = 256
+
+
+def _blocks(x: np.ndarray, axes: tuple[int, ...]) -> np.ndarray | None:
+    """``x`` as an (A, K, L) view, the summed ``axes`` gathered in A (leading) and L (trailing) and
+    the kept ones in K, when BLAS can take its dot products: a C-contiguous float32/float64 array
+    whose kept axes are adjacent, with L > 1 (else None)."""
+    if x.dtype not in _BLAS_DTYPES or not x.flags.c_contiguous:
+        return None
+    kept = [i for i in range(x.ndim) if i not in axes]
+    first, stop = (kept[0], kept[-1] + 1) if kept else (x.ndim, x.ndim)
+    inner = math.prod(x.shape[stop:])
+    if kept != list(range(first, stop)) or inner < 2:
+        return None
+    return x.reshape(math.prod(x.shape[:first]), math.prod(x.shape[first:stop]), inner)
+
+
+def _chunked(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An (A, K, L) C-contiguous array as an (A, K, L // c, c) view of its whole chunks of
+    c = :data:`_DOT_ELEMENTS` elements and an (A, K, L % c) view of the rest."""
+    a, k, length = blocks.shape
+    whole, item = length - length % _DOT_ELEMENTS, blocks.itemsize
+    head = np.lib.stride_tricks.as_strided(blocks, (a, k, whole // _DOT_ELEMENTS, _DOT_ELEMENTS),
+                                           (*blocks.strides[:2], _DOT_ELEMENTS * item, item), writeable=False)
+    return head, blocks[:, :, whole:]
+
+
+def sums(x: np.ndarray, axes: tuple[int, ...], times: np.ndarray | None = None) -> np.ndarray:
+    r""":math:`\sum x` (or :math:`\sum x \cdot \text{times}`, same shape) over ``axes``, kept as size-1 axes.
+
+    The sum of a product of two float arrays is BLAS dot products along their trailing summed
+    axes, then NumPy sums over the rest: 2.5-5x faster than NumPy's product and reduction on a
+    batch or layer norm's (32, 16, 32, 32) or (64, 128, 256) input, with no temporary for the
+    product. Each dot product adds at most :data:`_DOT_ELEMENTS` elements: BLAS accumulates a row
+    in a few SIMD lanes, so a whole 2^18-element channel in one dot product came out 5-7x less
+    accurate (float32) than NumPy's pairwise sum; in chunks of 256 it is as accurate. A plain sum
+    is NumPy's (a dot product with ones was no faster), as is every sum of other arrays (the
+    proofs' object arrays, strided views).
+    """
+    blocks = None if times is None or times.dtype != x.dtype or not times.flags.c_contiguous else _blocks(x, axes)
+    if blocks is None:
+        return (x if times is None else x * times).sum(axis=axes, keepdims=True)
+    (head, tail), (head_times, tail_times) = _chunked(blocks), _chunked(times.reshape(blocks.shape))
+    partial = np.vecdot(head, head_times).sum(axis=-1)
+    if tail.shape[-1]:
+        partial += np.vecdot(tail, tail_times)
+    return partial.sum(axis=0).reshape([1 if i in axes else size for i, size in enumerate(x.shape)])
+
+
+def _count(x: np.ndarray, axes: tuple[int, ...]) -> int:
+    """How many elements each sum over ``axes`` adds."""
+    return math.prod(x.shape[i] for i in axes)
+
+
 def _centred(x: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean, x - mean (a fresh array) and the biased variance over ``axes`` (kept)."""
-    mean = x.mean(axis=axes, keepdims=True)
+    """Mean, x - mean (a fresh array) and the biased variance over ``axes`` (kept): two passes
+    over the data for the statistics, stable where :math:`E[x^2] - E[x]^2` cancels."""
+    count = _count(x, axes)
+    mean = sums(x, axes) / count
     centred = x - mean
-    return mean, centred, (centred * centred).mean(axis=axes, keepdims=True)
+    return mean, centred, sums(centred, axes, centred) / count
 
 
 def standardize(x: np.ndarray, axes: tuple[int, ...], eps: Any) -> tuple[np.ndarray, ...]:
@@ -50,11 +110,22 @@ def standardize(x: np.ndarray, axes: tuple[int, ...], eps: Any) -> tuple[np.ndar
     return centred, mean, var, rstd
 
 
+def _three_term(d: np.ndarray, xhat: np.ndarray, sum_d: np.ndarray, sum_dx: np.ndarray, count: int,
+                scale: Any) -> np.ndarray:
+    r""":math:`s\,\big(d - \tfrac{1}{M}\sum d - \hat x\, \tfrac{1}{M}\sum d \hat x\big)` from the two sums
+    (kept axes); overwrites ``xhat``, a fresh array of the caller's that is not needed afterwards."""
+    out = d - sum_d / count
+    xhat *= sum_dx / count
+    out -= xhat
+    out *= scale
+    return out
+
+
 def normalize_vjp(d_xhat: np.ndarray, xhat: np.ndarray, rstd: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
     r"""The three-term formula :math:`\bar x = \frac{1}{\sigma}\big(\bar{\hat x} - \overline{\bar{\hat x}}
-    - \hat x\, \overline{\bar{\hat x} \hat x}\big)` (bars over a sum: means over ``axes``)."""
-    return rstd * (d_xhat - d_xhat.mean(axis=axes, keepdims=True)
-                   - xhat * (d_xhat * xhat).mean(axis=axes, keepdims=True))
+    - \hat x\, \overline{\bar{\hat x} \hat x}\big)` (bars over a sum: means over ``axes``); overwrites
+    ``xhat`` (the caller's fresh :func:`standardize` result)."""
+    return _three_term(d_xhat, xhat, sums(d_xhat, axes), sums(d_xhat, axes, xhat), _count(xhat, axes), rstd)
 
 
 def _affine(xhat: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, shape: tuple[int, ...]) -> Any:
@@ -70,8 +141,8 @@ def _affine(xhat: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None
 def _affine_vjp(grad: np.ndarray, xhat: np.ndarray, weight: Any, bias: Any, shape: tuple[int, ...],
                 axes: tuple[int, ...]) -> tuple[Any, Any, Any]:
     """Gradient w.r.t. xhat, weight and bias of ``xhat * weight + bias`` (weight/bias broadcast over ``axes``)."""
-    d_weight = None if weight is None else (grad * xhat).sum(axis=axes).reshape(weight.shape)
-    d_bias = None if bias is None else grad.sum(axis=axes).reshape(bias.shape)
+    d_weight = None if weight is None else sums(grad, axes, xhat).reshape(weight.shape)
+    d_bias = None if bias is None else sums(grad, axes).reshape(bias.shape)
     return (grad if weight is None else grad * weight.reshape(shape)), d_weight, d_bias
 
 
@@ -152,15 +223,11 @@ def batch_norm_backward(grad: np.ndarray, arrays: Arrays, plan: NormPlan) -> tup
     x, running_mean, running_var, w, b = arrays
     xhat, _, _, rstd = _batch_statistics(x, running_mean, running_var, plan)
     shape, axes = plan.param_shape, plan.axes
-    sum_g = grad.sum(axis=axes, keepdims=True) if b is not None or plan.training else None
-    sum_gx = (grad * xhat).sum(axis=axes, keepdims=True) if w is not None or plan.training else None
+    sum_g = sums(grad, axes) if b is not None or plan.training else None
+    sum_gx = sums(grad, axes, xhat) if w is not None or plan.training else None
     scale = rstd if w is None else rstd * w.reshape(shape)
     if plan.training:
-        count = x.size // x.shape[1]
-        d_x = grad - sum_g / count
-        xhat *= sum_gx / count
-        d_x -= xhat
-        d_x *= scale
+        d_x = _three_term(grad, xhat, sum_g, sum_gx, _count(x, axes), scale)
     else:
         d_x = grad * scale
     return (d_x, None, None, None if w is None else sum_gx.reshape(w.shape),
