@@ -366,3 +366,18 @@ def test_cached_layer_proofs_are_keyed_by_every_runtime_module() -> None:
     """A proof is cached under a hash of the code it ran: every module of the layer runtime."""
     names = {path.name for path in source_files()}
     assert {"conv.py", "pool.py", "linear.py", "norm.py", "shape.py", "common.py", "_layers_runtime.py"} <= names
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "strided", "object"])
+def test_strided_view_is_as_strideds_read_only_view(layout: str) -> None:
+    """im2col's window view, built directly on a contiguous base: the same elements as
+    ``as_strided``, sharing the base's memory, and read-only (the windows overlap)."""
+    from symdl.kernels._layers.common import strided_view
+
+    base = np.arange(60.0).reshape(3, 4, 5)
+    base = {"contiguous": base, "strided": base[:, :, ::2], "object": base.astype(object)}[layout]
+    s0, s1, s2 = base.strides
+    shape, strides = (base.shape[0], 2, 2, base.shape[2] - 1), (s0, s1, s1, s2)
+    view = strided_view(base, shape, strides)
+    assert np.array_equal(view, np.lib.stride_tricks.as_strided(base, shape, strides))
+    assert not view.flags.writeable and (layout == "object" or np.shares_memory(view, base))

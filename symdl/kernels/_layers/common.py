@@ -198,6 +198,17 @@ def _scratch(slot: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return buffer[:size].reshape(shape)
 
 
+def strided_view(base: np.ndarray, shape: tuple[int, ...], strides: tuple[int, ...]) -> np.ndarray:
+    """A read-only view of ``base`` with ``shape`` and byte ``strides`` (which must stay inside it):
+    ``numpy.lib.stride_tricks.as_strided``, built directly on a C-contiguous base (1 us against
+    7 us: a small layer calls it every step)."""
+    if not base.flags.c_contiguous or base.dtype == object:
+        return np.lib.stride_tricks.as_strided(base, shape, strides, writeable=False)
+    view = np.ndarray(shape, base.dtype, base, 0, strides)
+    view.flags.writeable = False
+    return view
+
+
 # --------------------------------------------------------------------------- layout changes
 # Convolutions work in the (C, H, W, N) layout: batch innermost, so every strided window
 # copy (im2col) and add (col2im) moves rows of Wo * N contiguous elements instead of Wo

@@ -9,13 +9,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
 from symdl.errors import OpInputError, OpParameterError
 from symdl.kernels import _parallel
 from symdl.kernels._layers.common import (ArrayLike, Arrays, Batch, Pads, _batch, _from_chwn, _grouped_chwn, _ints,
                                         _offsets, _out_size, _rank, _scratch, _spatial_view, _to_chwn, _vector,
-                                        remembered)
+                                        remembered, strided_view)
 from symdl.kernels._runtime import check_bool
 
 
@@ -29,9 +28,8 @@ def im2col(xp: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dil
     """
     c, _, _, n = xp.shape
     s_c, s_h, s_w, s_n = xp.strides
-    view = as_strided(xp, (c, kernel[0], kernel[1], out_hw[0], out_hw[1], n),
-                      (s_c, s_h * dilation[0], s_w * dilation[1], s_h * stride[0], s_w * stride[1], s_n),
-                      writeable=False)
+    view = strided_view(xp, (c, kernel[0], kernel[1], out_hw[0], out_hw[1], n),
+                        (s_c, s_h * dilation[0], s_w * dilation[1], s_h * stride[0], s_w * stride[1], s_n))
     cols = np.empty(view.shape, xp.dtype) if fresh else _scratch("cols", view.shape, xp.dtype)
     np.copyto(cols, view)
     return cols.reshape(groups, c // groups * kernel[0] * kernel[1], out_hw[0] * out_hw[1] * n)

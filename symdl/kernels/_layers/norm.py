@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from symdl.errors import OpInputError, OpParameterError
-from symdl.kernels._layers.common import Arrays, _rank, _vector
+from symdl.kernels._layers.common import Arrays, _rank, _vector, strided_view
 from symdl.kernels._runtime import check_bool
 
 
@@ -46,8 +46,8 @@ def _chunked(blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c = :data:`_DOT_ELEMENTS` elements and an (A, K, L % c) view of the rest."""
     a, k, length = blocks.shape
     whole, item = length - length % _DOT_ELEMENTS, blocks.itemsize
-    head = np.lib.stride_tricks.as_strided(blocks, (a, k, whole // _DOT_ELEMENTS, _DOT_ELEMENTS),
-                                           (*blocks.strides[:2], _DOT_ELEMENTS * item, item), writeable=False)
+    head = strided_view(blocks, (a, k, whole // _DOT_ELEMENTS, _DOT_ELEMENTS),
+                        (*blocks.strides[:2], _DOT_ELEMENTS * item, item))
     return head, blocks[:, :, whole:]
 
 
