@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Regenerate symdl/kernels/ from the catalog.
+"""Regenerate symdl/kernels/, symdl/optim/_generated.py and derivations/ from the catalog.
 
 Usage:
     python scripts/generate_kernels.py          # write the kernel modules

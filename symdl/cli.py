@@ -79,17 +79,16 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from symdl.catalog import get
-    from symdl.printing.latex import formula_latex
+    from symdl.printing.derivations import entry as find, names, rst
 
-    op = get(args.op)
-    variants = [args.variant] if args.variant else list(op.formulas)
-    for variant in variants:
-        if variant not in op.formulas:
-            raise UsageError(f"{op.name} has no variant {variant!r}; variants: {', '.join(map(str, op.formulas))}")
-        if variant:
-            print(f"{op.variant_param}={variant}")
-        print("\n".join(formula_latex(op, op.formulas[variant])))
+    entry = find(args.op)
+    if entry is None:
+        raise UsageError(f"unknown name {args.op!r}; `symdl show` knows the {len(names())} ops, layers, optimizers, "
+                         "schedules and facts listed in derivations/README.md")
+    if args.variant is not None and args.variant not in entry.variants:
+        raise UsageError(f"{entry.name} has no variant {args.variant!r}; variants: "
+                         f"{', '.join(entry.variants) or 'none (one formula)'}")
+    print("\n".join(rst(entry, args.variant)))
     return 0
 
 
@@ -114,9 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--json", action="store_true", help="machine-readable output")
     verify.add_argument("--no-cache", action="store_true", help="re-derive even when a cached proof exists")
     sub.add_parser("kernels", help="list the ops and their parameters")
-    show = sub.add_parser("show", help="print an op's definition and gradients in LaTeX")
-    show.add_argument("op")
-    show.add_argument("--variant", default=None)
+    show = sub.add_parser("show", help="print the LaTeX of a catalog name: an op's definition and gradients, a "
+                                       "layer's closed forms, an update rule, a schedule or a fact "
+                                       "(derivations/ has them all)")
+    show.add_argument("op", metavar="name", help="an op, layer, optimizer (adam), schedule (StepLR) or fact name")
+    show.add_argument("--variant", default=None, help="only this formula (gelu: none or tanh)")
     for name, module_path in PLUGINS.items():
         module = importlib.import_module(module_path)
         module.add_arguments(sub.add_parser(name, help=module.HELP))
@@ -135,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymdlError as error:  # UsageError included
         print(f"symdl: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`symdl show adam | head`): nothing left to say
+        sys.stdout = None  # type: ignore[assignment]  # (no flush of the dead pipe at exit)
+        return 0
 
 
 if __name__ == "__main__":

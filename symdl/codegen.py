@@ -49,8 +49,8 @@ class GeneratedModule:
 
 #: Generators for the other parts of the catalog, by module path. Each exposes
 #: ``render() -> list[GeneratedModule]``; their output is checked and written
-#: together with the activation and loss kernels.
-EXTENSIONS: tuple[str, ...] = ("symdl.codegen_layers", "symdl.codegen_optim")
+#: together with the activation and loss kernels (the last: the derivations/ documents).
+EXTENSIONS: tuple[str, ...] = ("symdl.codegen_layers", "symdl.codegen_optim", "symdl.printing.derivations")
 
 
 def extension_modules() -> list[GeneratedModule]:

@@ -225,9 +225,8 @@ def prove_layer(name: str) -> LayerProof:
             failures += prove_instance(layer, instance, seed=index)
         except Exception as error:  # a crash on an instance is a failed proof, reported, not raised
             failures.append(f"{name}[{instance.label()}]: {type(error).__name__}: {error}")
-    grid = tuple(dict.fromkeys(k for i in layer.instances for k in i.params))
     points = POINTS_PER_INSTANCE * len(layer.instances) if layer.proof == "points" else 0
-    return LayerProof(layer=name, instances=len(layer.instances), points=points, grid=grid,
+    return LayerProof(layer=name, instances=len(layer.instances), points=points, grid=layer.grid_axes,
                       failures=tuple(failures[:5]))
 
 

@@ -107,6 +107,11 @@ class Layer:
     extremes: tuple[tuple[float, str], ...] = ((1e15, "float32"), (1e150, "float64"))
 
     @property
+    def grid_axes(self) -> tuple[str, ...]:
+        """The hyper-parameters the proof grid varies, in first-seen order."""
+        return tuple(dict.fromkeys(k for i in self.instances for k in i.params))
+
+    @property
     def input_names(self) -> tuple[str, ...]:
         """The array inputs' names in order."""
         return tuple(i.name for i in self.inputs)

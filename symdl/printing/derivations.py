@@ -1,0 +1,250 @@
+"""The catalog's math as documents: ``derivations/*.md`` and ``symdl show``.
+
+Every name the catalog defines (an activation or loss, a layer, an optimizer's update rule, a
+learning-rate schedule, a derived fact) becomes one :class:`Entry`: a title, captioned blocks of
+LaTeX equations, and notes. The entries are built from the catalog alone (no proof is run here;
+``symdl verify`` proves each closed form, and the documents say so), then rendered as Markdown
+with ``math`` fences (GitHub renders them; the LaTeX inside is plain, to paste into a paper or
+slides) for ``derivations/``, or as reStructuredText math blocks for ``symdl show``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sympy as sp
+
+from symdl.catalog import CATALOG
+from symdl.catalog.layer_spec import Layer
+from symdl.catalog.layers import LAYERS
+from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
+from symdl.catalog.schedules import EPOCH, PREVIOUS, SCHEDULES, Schedule
+from symdl.catalog.spec import Formula, Op
+from symdl.codegen import COMMAND, GeneratedModule
+from symdl.codegen_optim import rule_latex
+from symdl.optim.facts import FACTS, Fact
+from symdl.printing.latex import gradient_latex, latex
+
+#: Where the documents go.
+DERIVATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "derivations"
+
+
+@dataclass(frozen=True)
+class Block:
+    """Equations under a caption; ``variant`` is the value of the entry's ``variant_param`` whose
+    formula they belong to (None: every formula's)."""
+
+    caption: str
+    equations: tuple[str, ...]
+    variant: str | None = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One catalog name's math."""
+
+    name: str
+    family: str
+    title: str
+    blocks: tuple[Block, ...]
+    notes: tuple[str, ...] = ()
+    variant_param: str | None = None  # the parameter choosing between formulas (gelu's approximate)
+
+    @property
+    def variants(self) -> tuple[str, ...]:
+        """The formula variants the blocks are split into (empty: one formula)."""
+        return tuple(dict.fromkeys(b.variant for b in self.blocks if b.variant is not None))
+
+    def variant_label(self, variant: str) -> str:
+        """``approximate='tanh'``: how a variant is chosen."""
+        return f"{self.variant_param}={variant!r}"
+
+
+# --------------------------------------------------------------------------- entries, one builder per family
+def _formula_blocks(op: Op, formula: Formula, variant: str | None) -> list[Block]:
+    """Definition, stable form, gradients, subgradients at kinks and identities of one formula."""
+    what = "Vector-Jacobian product" if op.kind in ("row", "class_loss") else "Gradient"
+    blocks = [Block("Definition", (f"y = {latex(formula.definition)}",), variant)]
+    if formula.stable is not None:
+        blocks.append(Block("Stable form (what the kernel computes; proven equal)", (f"y = {latex(formula.stable)}",),
+                            variant))
+    blocks.append(Block(f"{what} (closed form; proven equal to SymPy's derivative)",
+                        tuple(gradient_latex(op, formula, i.name) for i in op.differentiable_inputs), variant))
+    if formula.kinks:
+        symbol = latex(op.inputs[0].symbol)
+        blocks.append(Block("Subgradient at the kinks (PyTorch's)", tuple(
+            rf"\left.\frac{{\partial y}}{{\partial {symbol}}}\right|_{{{symbol} = {latex(k.at)}}} = {latex(k.subgradient)}"
+            for k in formula.kinks), variant))
+    if formula.facts:
+        blocks.append(Block("Identities (proven)", tuple(f"{latex(lhs)} = {latex(rhs)}" for _, lhs, rhs in formula.facts),
+                            variant))
+    if formula.assumptions:
+        blocks.append(Block("Assuming", tuple(f"{latex(lhs)} = {latex(rhs)}" for lhs, rhs in formula.assumptions),
+                            variant))
+    return blocks
+
+
+def _parameters(pairs: Iterator[tuple[str, object]]) -> str:
+    text = ", ".join(f"`{name}={default!r}`" for name, default in pairs)
+    return f"Parameters and defaults: {text}." if text else ""
+
+
+def op_entry(op: Op) -> Entry:
+    """An activation or a loss."""
+    blocks = [block for variant, formula in op.formulas.items()
+              for block in _formula_blocks(op, formula, str(variant) if op.variant_param else None)]
+    kinks = [f"At {op.inputs[0].name} = {sp.sstr(k.at)}: {k.why}." for f in op.formulas.values() for k in f.kinks
+             if k.why]
+    notes = [_parameters((p.name, p.default) for p in op.params), *kinks, *op.notes]
+    if op.torch:
+        notes.append(f"PyTorch: `{op.torch}`.")
+    return Entry(op.name, op.family, op.summary, tuple(blocks), tuple(n for n in notes if n), op.variant_param)
+
+
+def layer_entry(layer: Layer) -> Entry:
+    """A layer: its index-level definition and the closed forms of its vector-Jacobian product."""
+    blocks = (Block("Definition (index level)", layer.math[:1]),
+              Block("Vector-Jacobian product (closed forms; proven equal to SymPy's derivative of the definition)",
+                    layer.math[1:]))
+    proof = ("exactly at integer points" if layer.proof == "points" else "symbolically")
+    notes = (_parameters((p.name, p.default) for p in layer.params if not p.required),
+             f"`symdl verify` proves the closed forms {proof} on {len(layer.instances)} instances "
+             f"({' x '.join(layer.grid_axes) or 'shapes'}).", *layer.notes)
+    return Entry(layer.name, "layer", layer.summary, blocks, tuple(n for n in notes if n))
+
+
+def rule_entry(rule: UpdateRule) -> Entry:
+    """An optimizer's update rule, one assignment per line, in order."""
+    source = f"`torch.optim.{rule.class_name}`" if rule.in_torch else "no `torch.optim` counterpart"
+    notes = (f"`symdl.optim.{rule.class_name}` ({source}).", _parameters((h.name, h.default) for h in rule.hypers),
+             *rule.notes, *([f"Reference: {rule.reference}."] if rule.reference else []))
+    return Entry(rule.name, "optimizer", rule.summary,
+                 (Block("Each step, for every parameter (in order)", tuple(rule_latex(rule))),), tuple(n for n in notes if n))
+
+
+#: The previous epoch's learning rate, as the recursive updates are read.
+_PREVIOUS_LR = sp.Symbol(r"\eta_{t-1}")
+
+
+def schedule_entry(schedule: Schedule) -> Entry:
+    """A learning-rate schedule: its closed form and, where PyTorch updates recursively, that update."""
+    blocks = [Block("Closed form", (rf"\eta_{{{latex(EPOCH)}}} = {latex(schedule.closed)}",))]
+    if schedule.chain is not None:
+        blocks.append(Block("PyTorch's recursive update, on the epochs where it changes the lr",
+                            (rf"\eta_{{{latex(EPOCH)}}} = {latex(schedule.chain.subs(PREVIOUS, _PREVIOUS_LR))}",)))
+    return Entry(schedule.name, "schedule", schedule.summary, tuple(blocks),
+                 (f"`symdl.optim.lr_scheduler.{schedule.name}` (`torch.optim.lr_scheduler.{schedule.name}`).",))
+
+
+def fact_entry(fact: Fact) -> Entry:
+    """A fact derived from the update rules."""
+    return Entry(fact.name, "fact", fact.statement, (Block("Claim (proven by `symdl verify`)", (fact.latex,)),))
+
+
+#: The families in document order: (file stem, heading, the catalog items, the entry builder).
+#: Every item has a ``name``; items are listed without building their LaTeX.
+FAMILIES: tuple[tuple[str, str, Callable[[], list[Any]], Callable[[Any], Entry]], ...] = (
+    ("activations", "Activations", lambda: [op for op in CATALOG.values() if op.family == "activation"], op_entry),
+    ("losses", "Losses", lambda: [op for op in CATALOG.values() if op.family == "loss"], op_entry),
+    ("layers", "Layers", lambda: list(LAYERS), layer_entry),
+    ("optimizers", "Optimizer update rules", lambda: list(OPTIMIZERS.values()), rule_entry),
+    ("schedules", "Learning-rate schedules", lambda: list(SCHEDULES.values()), schedule_entry),
+    ("facts", "Facts derived from the update rules", lambda: list(FACTS.values()), fact_entry),
+)
+
+
+def names() -> list[str]:
+    """Every catalog name, in document order."""
+    return [item.name for _, _, items, _ in FAMILIES for item in items()]
+
+
+def entry(name: str) -> Entry | None:
+    """The entry of one catalog name (None: no such name); builds only that one."""
+    return next((build(item) for _, _, items, build in FAMILIES for item in items() if item.name == name), None)
+
+
+def entries() -> dict[str, Entry]:
+    """Every entry by name, in document order."""
+    return {item.name: build(item) for _, _, items, build in FAMILIES for item in items()}
+
+
+# --------------------------------------------------------------------------- rendering
+def rst(entry: Entry, variant: str | None = None) -> list[str]:
+    """reStructuredText lines (``symdl show``): each block a caption and a ``.. math::`` directive;
+    ``variant``: only that formula's blocks."""
+    lines = [f"{entry.name}: {entry.title}", ""]
+    shown = None
+    for block in entry.blocks:
+        if variant is not None and block.variant not in (None, variant):
+            continue
+        if block.variant != shown and block.variant is not None:
+            lines += [entry.variant_label(block.variant), ""]
+            shown = block.variant
+        lines += [f"{block.caption}:", "", ".. math::", ""]
+        for equation in block.equations:  # a blank line between equations: separate displays
+            lines += [f"    {equation}", ""]
+    return lines + list(entry.notes)
+
+
+def _math(equations: tuple[str, ...]) -> list[str]:
+    """A Markdown ``math`` fence; several equations aligned one per line."""
+    if len(equations) == 1:
+        return ["```math", equations[0], "```"]
+    return ["```math", r"\begin{aligned}", *(rf"& {eq} \\" for eq in equations), r"\end{aligned}", "```"]
+
+
+def markdown_entry(entry: Entry) -> list[str]:
+    """One entry as a Markdown section."""
+    title = entry.title.rstrip(".")
+    lines = [f"## {entry.name}", "", f"{title[:1].upper()}{title[1:]}.", ""]
+    shown = None
+    for block in entry.blocks:
+        if block.variant != shown and block.variant is not None:
+            lines += [f"### `{entry.variant_label(block.variant)}`", ""]
+            shown = block.variant
+        lines += [f"{block.caption}:", "", *_math(block.equations), ""]
+    return lines + [*(f"* {note}" for note in entry.notes), ""] if entry.notes else lines
+
+
+def _header(title: str) -> list[str]:
+    return [f"# {title}", "",
+            f"<!-- Generated by ``{COMMAND}`` from ``symdl.catalog``; do not edit: change the catalog and regenerate. -->",
+            ""]
+
+
+def render_derivations() -> dict[Path, str]:
+    """Every document of ``derivations/``, by path: an index and one file per family."""
+    files: dict[Path, str] = {}
+    index = [*_header("symdl derivations"),
+             "The math of every name in symdl's catalog, as LaTeX: each op's textbook definition, the",
+             "stable form its kernel computes, and the closed-form gradients (or vector-Jacobian products)",
+             "the kernels implement; each layer's index-level definition and closed forms; each optimizer's",
+             "update rule, each schedule's closed form, and the facts derived from them. `symdl verify`",
+             "proves every closed form here equal to SymPy's derivative of the definition (its table says",
+             "how: symbolically, by a 50-digit numeric identity, or on a grid of symbolic instances).",
+             "", "The LaTeX inside each `math` block is plain: paste it into a paper, notes or slides;",
+             "`symdl show NAME` prints one entry.", "", "| file | what | entries |", "|---|---|---|"]
+    for stem, heading, items, build in FAMILIES:
+        built = [build(item) for item in items()]
+        body = [*_header(heading), f"{len(built)} entries: " + ", ".join(f"[{e.name}](#{e.name.lower()})" for e in built)
+                + ".", ""]
+        for entry in built:
+            body += markdown_entry(entry)
+        files[DERIVATIONS_DIR / f"{stem}.md"] = "\n".join(body).rstrip("\n") + "\n"
+        index.append(f"| [{stem}.md]({stem}.md) | {heading} | {len(built)} |")
+    files[DERIVATIONS_DIR / "README.md"] = "\n".join(index) + "\n"
+    return files
+
+
+def render() -> list[GeneratedModule]:
+    """The documents as generated files (``symdl.codegen``'s extension interface: written and checked
+    with the kernels)."""
+    return [GeneratedModule(path, text) for path, text in render_derivations().items()]
+
+
+__all__ = ["Block", "Entry", "FAMILIES", "names", "entry", "entries", "op_entry", "layer_entry", "rule_entry", "schedule_entry", "fact_entry", "rst",
+           "markdown_entry", "render_derivations", "render", "DERIVATIONS_DIR"]
+
