@@ -87,8 +87,13 @@ def _formula_blocks(op: Op, formula: Formula, variant: str | None) -> list[Block
     return blocks
 
 
+#: A parameter without a default (layer_norm's normalized_shape, the pools' kernel_size).
+REQUIRED = object()
+
+
 def _parameters(pairs: Iterator[tuple[str, object]]) -> str:
-    text = ", ".join(f"`{name}={default!r}`" for name, default in pairs)
+    text = ", ".join(f"`{name}` (required)" if default is REQUIRED else f"`{name}={default!r}`"
+                     for name, default in pairs)
     return f"Parameters and defaults: {text}." if text else ""
 
 
@@ -110,7 +115,7 @@ def layer_entry(layer: Layer) -> Entry:
               Block("Vector-Jacobian product (closed forms; proven equal to SymPy's derivative of the definition)",
                     layer.math[1:]))
     proof = ("exactly at integer points" if layer.proof == "points" else "symbolically")
-    notes = (_parameters((p.name, p.default) for p in layer.params if not p.required),
+    notes = (_parameters((p.name, REQUIRED if p.required else p.default) for p in layer.params),
              f"`symdl verify` proves the closed forms {proof} on {len(layer.instances)} instances "
              f"({' x '.join(layer.grid_axes) or 'shapes'}).", *layer.notes)
     return Entry(layer.name, "layer", layer.summary, blocks, tuple(n for n in notes if n))
