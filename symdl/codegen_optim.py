@@ -35,8 +35,9 @@ from pathlib import Path
 
 import sympy as sp
 
-from symdl.catalog.optimizers import LATEX_NAMES, OPTIMIZERS, PARAM, STEP, UpdateRule
+from symdl.catalog.optimizers import OPTIMIZERS, PARAM, STEP, UpdateRule
 from symdl.codegen import COMMAND, GeneratedModule
+from symdl.printing.latex import rule_latex
 from symdl.printing.numpy_printer import KernelPrinter, constants_to_floats
 
 OUTPUT = Path(__file__).parent / "optim" / "_generated.py"
@@ -536,12 +537,6 @@ def _init_function(rule: UpdateRule) -> str:
         lines.append(f"    if {guard}{item.name!r} not in state:")
         lines.append(f"        state[{item.name!r}] = {value}")
     return "\n".join(lines) + "\n"
-
-
-def rule_latex(rule: UpdateRule) -> list[str]:
-    """The rule as LaTeX lines ``target \\leftarrow expression`` (assignments in order)."""
-    return [rf"{sp.latex(t, symbol_names=LATEX_NAMES)} \leftarrow {sp.latex(e, symbol_names=LATEX_NAMES)}"
-            for t, e in rule.steps if t != e]
 
 
 def _signature(rule: UpdateRule) -> str:

@@ -24,9 +24,8 @@ from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
 from symdl.catalog.schedules import EPOCH, PREVIOUS, SCHEDULES, Schedule
 from symdl.catalog.spec import Formula, Op
 from symdl.codegen import COMMAND, GeneratedModule
-from symdl.codegen_optim import rule_latex
 from symdl.optim.facts import FACTS, Fact
-from symdl.printing.latex import gradient_latex, latex
+from symdl.printing.latex import gradient_latex, latex, rule_latex
 
 #: Where the documents go.
 DERIVATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "derivations"

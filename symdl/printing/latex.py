@@ -1,4 +1,5 @@
-"""LaTeX for catalog formulas: kernel docstrings, `symdl show`, and handouts.
+"""LaTeX for catalog formulas and update rules: kernel and optimizer docstrings, `symdl show`, and
+derivations/.
 
 Uses SymPy's LaTeX printer on the catalog expressions (latexify-py prints
 NumPy calls such as ``np.where`` literally, so kernels are printed from the
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from symdl.catalog.optimizers import LATEX_NAMES, UpdateRule
 from symdl.catalog.spec import Formula, Op
 
 
@@ -36,3 +38,9 @@ def formula_latex(op: Op, formula: Formula) -> list[str]:
     grads = [gradient_latex(op, formula, i.name) for i in op.differentiable_inputs]
     lines += ["Gradient:", "", ".. math::", ""] + [f"    {g}" for g in grads]
     return lines
+
+
+def rule_latex(rule: UpdateRule) -> list[str]:
+    """An update rule as LaTeX lines ``target \\leftarrow expression`` (assignments in order)."""
+    return [rf"{sp.latex(t, symbol_names=LATEX_NAMES)} \leftarrow {sp.latex(e, symbol_names=LATEX_NAMES)}"
+            for t, e in rule.steps if t != e]
