@@ -79,7 +79,7 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from symdl.printing.derivations import entry as find, names, rst
+    from symdl.printing.derivations import entry as find, format_entry, names
 
     entry = find(args.op)
     if entry is None:
@@ -88,7 +88,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.variant is not None and args.variant not in entry.variants:
         raise UsageError(f"{entry.name} has no variant {args.variant!r}; variants: "
                          f"{', '.join(entry.variants) or 'none (one formula)'}")
-    print("\n".join(rst(entry, args.variant)))
+    print("\n".join(format_entry(entry, args.format, args.variant)))
     return 0
 
 
@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(derivations/ has them all)")
     show.add_argument("op", metavar="name", help="an op, layer, optimizer (adam), schedule (StepLR) or fact name")
     show.add_argument("--variant", default=None, help="only this formula (gelu: none or tanh)")
+    show.add_argument("--format", default="rst", choices=("rst", "markdown", "latex"),
+                      help="reStructuredText math blocks (default), Markdown math fences, or LaTeX "
+                           "gather* environments to paste into a paper")
     for name, module_path in PLUGINS.items():
         module = importlib.import_module(module_path)
         module.add_arguments(sub.add_parser(name, help=module.HELP))

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import sympy as sp
@@ -100,3 +102,33 @@ def test_show_into_a_closed_pipe_exits_quietly() -> None:
     shown = subprocess.run(f"{sys.executable} -c 'import sys; from symdl.cli import main; sys.exit(main())' "
                            "show adam | head -1", shell=True, capture_output=True, text=True)
     assert shown.stdout.startswith("adam: ") and "Traceback" not in shown.stderr
+
+
+def test_an_unevaluated_power_raised_to_a_power_prints_one_superscript_each() -> None:
+    """SymPy's own printer gives e^{-|x|}^{2} for tanh's gradient, which LaTeX rejects."""
+    x = sp.Symbol("x", real=True)
+    decay = sp.UnevaluatedExpr(sp.exp(-sp.Abs(x)))
+    assert latex(decay**2) == r"\left(e^{- \left|{x}\right|}\right)^{2}"
+    assert latex(sp.UnevaluatedExpr(x + 1) ** 2) == sp.latex(sp.UnevaluatedExpr(x + 1) ** 2)  # the rest: SymPy's
+    assert "}^{2}" not in latex(CATALOG["tanh"].formula().grads["input"]).replace(r"\right)^{2}", "")
+
+
+@pytest.mark.parametrize(("style", "expected"), [("rst", ".. math::"), ("markdown", "```math"),
+                                                  ("latex", r"\begin{gather*}")])
+def test_show_prints_each_format(style: str, expected: str) -> None:
+    result = symdl("show", "relu", "--format", style)
+    assert result.returncode == 0, result.stderr
+    assert expected in result.stdout and r"\max\left(0, x\right)" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="needs pdflatex (TeX Live) to compile the LaTeX")
+def test_the_latex_of_every_entry_compiles(tmp_path: Path) -> None:
+    """Every entry's LaTeX, as `symdl show NAME --format latex` prints it, in one amsmath article."""
+    body = [line for entry in derivations.entries().values() for line in derivations.format_entry(entry, "latex")]
+    source = tmp_path / "all.tex"
+    source.write_text("\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n\\begin{document}\n"
+                      + "\n".join(body) + "\n\\end{document}\n", encoding="utf-8")
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", source.name], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, [line for line in result.stdout.splitlines() if line.startswith("!")]
+    assert (tmp_path / "all.pdf").stat().st_size > 0

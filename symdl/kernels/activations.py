@@ -1399,8 +1399,8 @@ def tanh(input: ArrayLike) -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 4 e^{- \left|{x}\right|}^{2} \left(1 + e^{-
-        \left|{x}\right|}^{2}\right)^{-2}
+        \frac{\partial y}{\partial x} = 4 \left(e^{- \left|{x}\right|}\right)^{2} \left(1 + \left(e^{-
+        \left|{x}\right|}\right)^{2}\right)^{-2}
 
 
     Generated from the catalog entry ``tanh``; do not edit.
@@ -1422,8 +1422,8 @@ def tanh_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 4 e^{- \left|{x}\right|}^{2} \left(1 + e^{-
-        \left|{x}\right|}^{2}\right)^{-2}
+        \frac{\partial y}{\partial x} = 4 \left(e^{- \left|{x}\right|}\right)^{2} \left(1 + \left(e^{-
+        \left|{x}\right|}\right)^{2}\right)^{-2}
 
 
     Returns:

@@ -1663,8 +1663,8 @@ def log_cosh(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
 
     .. math::
 
-        y = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(e^{- \left|{x -
-        y}\right|}^{2} \right)}
+        y = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(\left(e^{-
+        \left|{x - y}\right|}\right)^{2} \right)}
 
     Gradient:
 
@@ -1708,8 +1708,8 @@ def log_cosh_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
 
     .. math::
 
-        y = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(e^{- \left|{x -
-        y}\right|}^{2} \right)}
+        y = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(\left(e^{-
+        \left|{x - y}\right|}\right)^{2} \right)}
 
     Gradient:
 

@@ -100,8 +100,8 @@ def op_entry(op: Op) -> Entry:
     """An activation or a loss."""
     blocks = [block for variant, formula in op.formulas.items()
               for block in _formula_blocks(op, formula, str(variant) if op.variant_param else None)]
-    kinks = [f"At {op.inputs[0].name} = {sp.sstr(k.at)}: {k.why}." for f in op.formulas.values() for k in f.kinks
-             if k.why]
+    kinks = [f"At {sp.sstr(op.inputs[0].symbol)} = {sp.sstr(k.at)}: {k.why}." for f in op.formulas.values()
+             for k in f.kinks if k.why]
     notes = [_parameters((p.name, p.default) for p in op.params), *kinks, *op.notes]
     if op.torch:
         notes.append(f"PyTorch: `{op.torch}`.")
@@ -176,41 +176,66 @@ def entries() -> dict[str, Entry]:
 
 
 # --------------------------------------------------------------------------- rendering
-def rst(entry: Entry, variant: str | None = None) -> list[str]:
-    """reStructuredText lines (``symdl show``): each block a caption and a ``.. math::`` directive;
-    ``variant``: only that formula's blocks."""
-    lines = [f"{entry.name}: {entry.title}", ""]
+@dataclass(frozen=True)
+class Style:
+    """How one output format prints an entry's title, a variant's heading, a block and the notes."""
+
+    title: Callable[[Entry], list[str]]
+    variant: Callable[[str], list[str]]
+    block: Callable[[Block], list[str]]
+    notes: Callable[[tuple[str, ...]], list[str]]
+
+
+def _sentence(text: str) -> str:
+    text = text.rstrip(".")
+    return f"{text[:1].upper()}{text[1:]}."
+
+
+def _rst_block(block: Block) -> list[str]:
+    lines = [f"{block.caption}:", "", ".. math::", ""]
+    for equation in block.equations:  # a blank line between equations: separate displays
+        lines += [f"    {equation}", ""]
+    return lines
+
+
+def _markdown_block(block: Block) -> list[str]:
+    """A caption and a ``math`` fence; several equations aligned one per line."""
+    equations = block.equations
+    math = ([equations[0]] if len(equations) == 1 else
+            [r"\begin{aligned}", *(rf"& {eq} \\" for eq in equations), r"\end{aligned}"])
+    return [f"{block.caption}:", "", "```math", *math, "```", ""]
+
+
+def _latex_block(block: Block) -> list[str]:
+    """A ``gather*`` environment (one centred equation per line), captioned by a comment."""
+    return [f"% {block.caption}", r"\begin{gather*}", " \\\\\n".join(block.equations), r"\end{gather*}"]
+
+
+#: The output formats of ``symdl show --format`` (``markdown`` is also derivations/'s).
+STYLES: dict[str, Style] = {
+    "rst": Style(title=lambda e: [f"{e.name}: {e.title}", ""], variant=lambda label: [label, ""], block=_rst_block,
+                 notes=list),
+    "markdown": Style(title=lambda e: [f"## {e.name}", "", _sentence(e.title), ""],
+                      variant=lambda label: [f"### `{label}`", ""], block=_markdown_block,
+                      notes=lambda notes: [*(f"* {note}" for note in notes), ""] if notes else []),
+    "latex": Style(title=lambda e: [f"% {e.name}: {_sentence(e.title)}"], variant=lambda label: [f"% {label}"],
+                   block=_latex_block, notes=lambda notes: [f"% {note}" for note in notes]),
+}
+
+
+def format_entry(entry: Entry, style: str = "rst", variant: str | None = None) -> list[str]:
+    """An entry's lines in one of :data:`STYLES`; ``variant``: only that formula's blocks."""
+    printer = STYLES[style]
+    lines = printer.title(entry)
     shown = None
     for block in entry.blocks:
         if variant is not None and block.variant not in (None, variant):
             continue
-        if block.variant != shown and block.variant is not None:
-            lines += [entry.variant_label(block.variant), ""]
+        if block.variant is not None and block.variant != shown:
+            lines += printer.variant(entry.variant_label(block.variant))
             shown = block.variant
-        lines += [f"{block.caption}:", "", ".. math::", ""]
-        for equation in block.equations:  # a blank line between equations: separate displays
-            lines += [f"    {equation}", ""]
-    return lines + list(entry.notes)
-
-
-def _math(equations: tuple[str, ...]) -> list[str]:
-    """A Markdown ``math`` fence; several equations aligned one per line."""
-    if len(equations) == 1:
-        return ["```math", equations[0], "```"]
-    return ["```math", r"\begin{aligned}", *(rf"& {eq} \\" for eq in equations), r"\end{aligned}", "```"]
-
-
-def markdown_entry(entry: Entry) -> list[str]:
-    """One entry as a Markdown section."""
-    title = entry.title.rstrip(".")
-    lines = [f"## {entry.name}", "", f"{title[:1].upper()}{title[1:]}.", ""]
-    shown = None
-    for block in entry.blocks:
-        if block.variant != shown and block.variant is not None:
-            lines += [f"### `{entry.variant_label(block.variant)}`", ""]
-            shown = block.variant
-        lines += [f"{block.caption}:", "", *_math(block.equations), ""]
-    return lines + [*(f"* {note}" for note in entry.notes), ""] if entry.notes else lines
+        lines += printer.block(block)
+    return lines + printer.notes(entry.notes)
 
 
 def _header(title: str) -> list[str]:
@@ -236,7 +261,7 @@ def render_derivations() -> dict[Path, str]:
         body = [*_header(heading), f"{len(built)} entries: " + ", ".join(f"[{e.name}](#{e.name.lower()})" for e in built)
                 + ".", ""]
         for entry in built:
-            body += markdown_entry(entry)
+            body += format_entry(entry, "markdown")
         files[DERIVATIONS_DIR / f"{stem}.md"] = "\n".join(body).rstrip("\n") + "\n"
         index.append(f"| [{stem}.md]({stem}.md) | {heading} | {len(built)} |")
     files[DERIVATIONS_DIR / "README.md"] = "\n".join(index) + "\n"
@@ -249,6 +274,6 @@ def render() -> list[GeneratedModule]:
     return [GeneratedModule(path, text) for path, text in render_derivations().items()]
 
 
-__all__ = ["Block", "Entry", "FAMILIES", "names", "entry", "entries", "op_entry", "layer_entry", "rule_entry", "schedule_entry", "fact_entry", "rst",
-           "markdown_entry", "render_derivations", "render", "DERIVATIONS_DIR"]
+__all__ = ["Block", "Entry", "FAMILIES", "names", "entry", "entries", "op_entry", "layer_entry", "rule_entry", "schedule_entry", "fact_entry", "STYLES",
+           "format_entry", "render_derivations", "render", "DERIVATIONS_DIR"]
 

@@ -9,14 +9,27 @@ SymPy side, as DESIGN.md recommends).
 from __future__ import annotations
 
 import sympy as sp
+from sympy.printing.latex import LatexPrinter
 
 from symdl.catalog.optimizers import LATEX_NAMES, UpdateRule
 from symdl.catalog.spec import Formula, Op
 
 
-def latex(expr: sp.Expr) -> str:
-    """LaTeX of one expression, with ``x`` printed as ``x``."""
-    return sp.latex(expr)
+class CatalogLatexPrinter(LatexPrinter):
+    """SymPy's LaTeX printer, mended where it prints invalid LaTeX for catalog expressions."""
+
+    def _print_Pow(self, expr: sp.Pow) -> str:
+        # SymPy prints an unevaluated exponential or power raised to a power with two superscripts
+        # (UnevaluatedExpr(exp(a))**2 as e^{a}^{2}), which LaTeX rejects: parenthesise the base.
+        base = expr.base.args[0] if isinstance(expr.base, sp.UnevaluatedExpr) else None
+        if base is not None and (base.is_Pow or isinstance(base, sp.exp)):
+            return rf"\left({self._print(base)}\right)^{{{self._print(expr.exp)}}}"
+        return super()._print_Pow(expr)
+
+
+def latex(expr: sp.Basic, **settings: object) -> str:
+    """LaTeX of one catalog expression (``settings``: SymPy's, e.g. ``symbol_names``)."""
+    return CatalogLatexPrinter(settings).doprint(expr)
 
 
 def gradient_latex(op: Op, formula: Formula, input_name: str) -> str:
@@ -42,5 +55,5 @@ def formula_latex(op: Op, formula: Formula) -> list[str]:
 
 def rule_latex(rule: UpdateRule) -> list[str]:
     """An update rule as LaTeX lines ``target \\leftarrow expression`` (assignments in order)."""
-    return [rf"{sp.latex(t, symbol_names=LATEX_NAMES)} \leftarrow {sp.latex(e, symbol_names=LATEX_NAMES)}"
+    return [rf"{latex(t, symbol_names=LATEX_NAMES)} \leftarrow {latex(e, symbol_names=LATEX_NAMES)}"
             for t, e in rule.steps if t != e]
