@@ -258,14 +258,15 @@ def test_the_proof_fails_for_the_two_term_norm_gradient(monkeypatch: pytest.Monk
 
 def test_the_proof_fails_for_batch_norm_with_the_unbiased_variance(monkeypatch: pytest.MonkeyPatch) -> None:
     """Normalising with the running update's (unbiased) variance must be caught."""
-    def unbiased(x, axes, eps):
-        count = x.size // x.shape[1]
-        mean = x.mean(axis=axes, keepdims=True)
-        var = ((x - mean) * (x - mean)).sum(axis=axes, keepdims=True) / (count - 1)
-        rstd = _lr.rsqrt(var + eps)
-        return (x - mean) * rstd, mean, var, rstd
+    biased = norm._batch_moments
 
-    monkeypatch.setattr(norm, "standardize", unbiased)
+    def unbiased(x, axes, eps, bounds, grad=None):
+        centred, mean, var, _, sum_g = biased(x, axes, eps, bounds, grad)
+        count = x.size // x.shape[1]
+        var = var * count / (count - 1)
+        return centred, mean, var, _lr.rsqrt(var + eps), sum_g
+
+    monkeypatch.setattr(norm, "_batch_moments", unbiased)
     layer = LAYER_BY_NAME["batch_norm"]
     training = next(i for i in layer.instances if i.params["training"])
     failures = prove_instance(layer, training)

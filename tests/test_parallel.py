@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import os
 import threading
+import warnings
 import time
 from collections.abc import Iterator
 
@@ -158,13 +159,34 @@ def test_split_max_pool_equals_one_thread_bit_for_bit(case: dict, batch: int) ->
         np.testing.assert_array_equal(grad, expected_grad)
 
 
+@given(st.integers(2, 5), st.integers(1, 3), st.lists(st.integers(1, 4), min_size=0, max_size=2), st.booleans(),
+       st.integers(0, 2**16))
+def test_split_batch_norm_equals_one_thread_to_rounding(batch: int, channels: int, spatial: list[int], affine: bool,
+                                                         seed: int) -> None:
+    """Training batch norm's statistics from per-chunk partial sums: the forward, the running statistics
+    and every gradient agree with one thread's to rounding (the sums are grouped differently)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, channels, *spatial)) * 3 + 1
+    w, b = (rng.standard_normal(channels), rng.standard_normal(channels)) if affine else (None, None)
+    g = rng.standard_normal(x.shape)
+    results = {}
+    for label, context in (("split", split_batches), ("one", contextlib.nullcontext)):
+        running = [np.zeros(channels), np.ones(channels)]
+        with context():
+            out = K.batch_norm(x, *running, w, b, training=True)
+            grads = K.batch_norm_vjp(g, x, None, None, w, b, training=True)
+        results[label] = [out, *running, *(a for a in grads if a is not None)]
+    for split, one in zip(results["split"], results["one"]):
+        np.testing.assert_allclose(split, one, rtol=1e-12, atol=1e-12 * max(1.0, np.abs(one).max()))
+
+
 # --------------------------------------------------------------------------- the chunked programs, proven
 def _two_chunks(batch: int, nanoseconds: int, dtype: np.dtype) -> list[tuple[int, int]]:
     """Every batch split after its first sample, object arrays too (the proofs' symbols)."""
     return [(0, 1), (1, batch)]
 
 
-@pytest.mark.parametrize("name", ["conv1d", "conv2d", "max_pool1d", "max_pool2d"])
+@pytest.mark.parametrize("name", ["conv1d", "conv2d", "max_pool1d", "max_pool2d", "batch_norm"])
 def test_the_chunked_programs_are_proven_like_the_whole_batch(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """The layer proofs (SymPy's derivative of the index-level definition, compared exactly) on
     batches of 3 split into chunks of 1 and 2: the per-chunk rows, the sums across chunks and
@@ -177,14 +199,15 @@ def test_the_chunked_programs_are_proven_like_the_whole_batch(monkeypatch: pytes
         assert prove_instance(layer, batched) == [], batched.label()
 
 
-def test_the_chunked_proof_catches_a_chunk_sum_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("name", "caught"), [("conv2d", "d_weight differs"), ("batch_norm", "forward differs")])
+def test_the_chunked_proof_catches_a_chunk_sum_left_out(monkeypatch: pytest.MonkeyPatch, name: str, caught: str) -> None:
     monkeypatch.setattr(_parallel, "chunks", _two_chunks)
     real_run = _parallel.run
     monkeypatch.setattr(_parallel, "run", lambda tasks: real_run(tasks)[:1] * len(tasks))  # every chunk's sums = the first's
-    layer = LAYER_BY_NAME["conv2d"]
-    instance = layer.instances[0]
+    layer = LAYER_BY_NAME[name]
+    instance = next(i for i in layer.instances if i.params.get("training", True))
     batched = dataclasses.replace(instance, shapes={**instance.shapes, "input": (3, *instance.shapes["input"][1:])})
-    assert any("d_weight differs" in failure for failure in prove_instance(layer, batched))
+    assert any(caught in failure for failure in prove_instance(layer, batched))
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
@@ -211,3 +234,19 @@ def test_a_forked_child_splits_batches_on_its_own_pool() -> None:
         with os.fdopen(read, "rb") as pipe:
             result = np.frombuffer(pipe.read(), dtype=expected.dtype).reshape(expected.shape)
     np.testing.assert_array_equal(result, expected)
+
+
+@pytest.mark.parametrize("draw", [lambda rng, shape: rng.uniform(1, 3, shape) * 1e38,  # the sums of x overflow
+                                  lambda rng, shape: rng.standard_normal(shape) * 1e20],  # only the squares do
+                         ids=["sums overflow", "squares overflow"])
+def test_split_batch_norm_near_the_float32_maximum_stays_finite_without_warnings(draw) -> None:
+    """Sums that overflow send the statistics to the scaled whole-batch path; the chunks' passes
+    run on pool threads, where the caller's np.errstate does not reach, so they set their own."""
+    x = draw(np.random.default_rng(0), (4, 3, 5, 5)).astype(np.float32)
+    with split_batches(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = K.batch_norm(x, None, None, None, None, training=True)
+        (d_x, *_) = K.batch_norm_vjp(np.ones_like(x), x, None, None, None, None, training=True)
+    expected = K.batch_norm(x.astype(np.float64), None, None, None, None, training=True)
+    assert out.dtype == np.float32 and np.all(np.isfinite(out)) and np.all(np.isfinite(d_x))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)

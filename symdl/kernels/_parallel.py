@@ -2,9 +2,10 @@
 that run on a thread pool.
 
 NumPy releases the GIL inside its loops and BLAS calls, so threads that each work on a slice
-of the batch run on separate cores. The convolutions and max pooling split their batch this way
-when there is enough work (:func:`chunks`); each chunk writes its own rows of the output, and
-what sums over the batch (a weight gradient) adds the chunks' partial sums in chunk order.
+of the batch run on separate cores. The convolutions, max pooling and training-mode batch norm
+split their batch this way when there is enough work (:func:`chunks`); each chunk writes its own
+rows of the output, and what sums over the batch (a weight gradient, batch statistics) adds the
+chunks' partial sums in chunk order.
 
 The split depends on the thread count, so results are deterministic for a given count, and
 equal across counts to rounding (as PyTorch's). With one thread, the default, nothing is split
