@@ -79,8 +79,10 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from symdl.printing.derivations import entry as find, format_entry, names
+    from symdl.printing.derivations import STYLES, entry as find, format_entry, names
 
+    if args.format not in STYLES:
+        raise UsageError(f"unknown format {args.format!r}; formats: {', '.join(STYLES)}")
     entry = find(args.op)
     if entry is None:
         raise UsageError(f"unknown name {args.op!r}; `symdl show` knows the {len(names())} ops, layers, optimizers, "
@@ -118,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(derivations/ has them all)")
     show.add_argument("op", metavar="name", help="an op, layer, optimizer (adam), schedule (StepLR) or fact name")
     show.add_argument("--variant", default=None, help="only this formula (gelu: none or tanh)")
-    show.add_argument("--format", default="rst", choices=("rst", "markdown", "latex"),
+    show.add_argument("--format", default="rst",
                       help="reStructuredText math blocks (default), Markdown math fences, or LaTeX "
                            "gather* environments to paste into a paper")
     for name, module_path in PLUGINS.items():

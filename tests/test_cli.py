@@ -38,7 +38,7 @@ def test_show_prints_latex() -> None:
 
 
 @pytest.mark.parametrize("args", [("verify", "--ops", "reluu"), ("show", "nope"), ("frobnicate",),
-                                  ("show", "gelu", "--variant", "cubic"), ()])
+                                  ("show", "gelu", "--variant", "cubic"), ("show", "relu", "--format", "pdf"), ()])
 def test_bad_usage_is_one_line_on_stderr_and_exit_2(args: tuple[str, ...]) -> None:
     result = symdl(*args)
     assert result.returncode == 2

@@ -250,6 +250,13 @@ def _batch_moments(x: np.ndarray, axes: tuple[int, ...], eps: Any, bounds: list[
     return (*_moments(x, axes, eps), sum_g)
 
 
+def _running_standardized(x: np.ndarray, mean: np.ndarray, var: np.ndarray, plan: NormPlan) -> tuple[Any, Any]:
+    r"""Eval mode's :math:`\hat x = (x - \mu_{\text{running}})\, r` (fresh) and
+    :math:`r = 1/\sqrt{\sigma^2_{\text{running}} + \epsilon}`, broadcast over the channels."""
+    rstd = rsqrt(var.reshape(plan.param_shape) + plan.eps)
+    return (x - mean.reshape(plan.param_shape)) * rstd, rstd
+
+
 def batch_norm_forward(arrays: Arrays, plan: NormPlan) -> np.ndarray:
     r""":math:`y = \gamma \hat x + \beta`, :math:`\hat x = (x - \mu) / \sqrt{\sigma^2 + \epsilon}`, with the
     batch's :math:`\mu, \sigma^2` per channel (training: then, in place, running :math:`\leftarrow
@@ -257,9 +264,7 @@ def batch_norm_forward(arrays: Arrays, plan: NormPlan) -> np.ndarray:
     In training a large batch is split into chunks on the kernel threads (:func:`_batch_moments`)."""
     x, running_mean, running_var, w, b = arrays
     if not plan.training:
-        shape = plan.param_shape
-        xhat = (x - running_mean.reshape(shape)) * rsqrt(running_var.reshape(shape) + plan.eps)
-        return _affine(xhat, w, b, shape)
+        return _affine(_running_standardized(x, running_mean, running_var, plan)[0], w, b, plan.param_shape)
     bounds = _parallel.chunks(x.shape[0], _nanoseconds(x, 6), x.dtype)
     centred, mean, var, rstd, _ = _batch_moments(x, plan.axes, plan.eps, bounds)
     count = _count(x, plan.axes)
@@ -289,8 +294,7 @@ def batch_norm_backward(grad: np.ndarray, arrays: Arrays, plan: NormPlan) -> tup
     x, running_mean, running_var, w, b = arrays
     shape, axes = plan.param_shape, plan.axes
     if not plan.training:
-        rstd = rsqrt(running_var.reshape(shape) + plan.eps)
-        xhat = (x - running_mean.reshape(shape)) * rstd
+        xhat, rstd = _running_standardized(x, running_mean, running_var, plan)
         return (grad * (rstd if w is None else rstd * w.reshape(shape)), None, None,
                 None if w is None else sums(grad, axes, xhat).reshape(w.shape),
                 None if b is None else sums(grad, axes).reshape(b.shape))
