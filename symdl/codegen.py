@@ -28,7 +28,7 @@ from symdl.files import write_atomically
 from symdl.functions import NUM_CLASSES
 from symdl.onehot import NotAffineError, lower_row, lower_rowsums, picked_symbol
 from symdl.printing.inplace import ArraySpec, kernel_arrays
-from symdl.printing.latex import formula_latex, gradient_latex, latex
+from symdl.printing.latex import equation_latex, formula_latex, gradient_latex
 from symdl.printing.numpy_printer import KernelPrinter, print_assignments
 
 KERNEL_DIR = Path(__file__).parent / "kernels"
@@ -116,7 +116,7 @@ def _docstring(op: Op, formula: Formula | None, *, vjp: bool, value: bool = Fals
         lines.append("Kinks (PyTorch's subgradient): " + "; ".join(
             f"at x = {sp.sstr(k.at)} the gradient is {sp.sstr(k.subgradient)} ({k.why})" for k in kinks) + ".")
     for case in (c for _, f in formulas for c in f.cases):
-        forms = [f"y = {latex(case.stable)}"] if case.stable is not None else []
+        forms = [equation_latex(op, case.stable)] if case.stable is not None else []
         forms += [gradient_latex(op, dataclasses.replace(f, grads=case.grads), name) for name in case.grads]
         lines += [f"Where ``{sp.sstr(case.when)}`` ({case.why}), proven equal:" if case.why else
                   f"Where ``{sp.sstr(case.when)}``, proven equal:", "", ".. math::", "",
@@ -393,8 +393,8 @@ def _class_loss(op: Op) -> str:
     checks = [line for line in _validation(op) if not any(
         line.startswith(f"{i.symbol.name} = _rt.float_array") for i in op.inputs if i.role in ("class_index", "sign"))]
     checks.append(f"dim = _rt.class_axis({first}, {op.name!r})")
-    if index_target is not None or any(e.has(NUM_CLASSES) for e in (formula.forward, *formula.grads.values())):
-        checks.append(f"num_classes = {first}.shape[dim]")  # gather forms may sum a weight over the classes
+    if any(e.has(NUM_CLASSES) for e in (formula.forward, *formula.grads.values())):
+        checks.append(f"num_classes = {first}.shape[dim]")  # label smoothing's uniform share, e / C
     for item in op.inputs[1:]:
         name = item.symbol.name
         if item.role == "class_index":

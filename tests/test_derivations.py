@@ -113,6 +113,37 @@ def test_an_unevaluated_power_raised_to_a_power_prints_one_superscript_each() ->
     assert "}^{2}" not in latex(CATALOG["tanh"].formula().grads["input"]).replace(r"\right)^{2}", "")
 
 
+@pytest.mark.parametrize(("name", "printed"), [
+    ("negative_slope", r"\mathrm{negative\_slope}"),  # SymPy: negative_{slope}, a product of letters
+    ("margin", r"\mathrm{margin}"),
+    ("weight_k", r"\mathrm{weight}_{k}"),            # a one-letter suffix stays an index
+    ("pos_weight_k", r"\mathrm{pos\_weight}_{k}"),
+    ("eps", r"\epsilon"), ("lambd", r"\lambda"), ("num_classes", "C"),
+    ("eta_min", r"\eta_{min}"), ("T_max", "T_{max}"), ("beta1", r"\beta_{1}"), ("x_k", "x_{k}"),  # SymPy's
+    ("vhat", r"\hat{v}"), (r"\eta_{t-1}", r"\eta_{t-1}"),
+])
+def test_a_parameter_name_prints_upright_and_whole_and_letters_as_sympy_does(name: str, printed: str) -> None:
+    assert latex(sp.Symbol(name)) == printed
+    assert latex(sp.Symbol(name), symbol_names={sp.Symbol(name): "q"}) == "q"  # the caller's names win
+
+
+def test_no_entry_prints_a_multi_letter_name_as_a_product_of_letters() -> None:
+    text = "\n".join(eq for e in derivations.entries().values() for b in e.blocks for eq in b.equations)
+    assert r"\mathrm{negative\_slope}" in text and r"\mathrm{label\_smoothing}" in text
+    assert not re.findall(r"(?<![\\\w{])(?:negative|label|pos|num|min|max|step|start|end|total)_\{", text)
+
+
+def test_a_losss_value_is_ell_so_its_targets_derivative_is_not_dy_dy() -> None:
+    entry = derivations.entries()["mse_loss"]
+    equations = [eq for b in entry.blocks for eq in b.equations]
+    assert equations[0].startswith(r"\ell = ")
+    assert r"\frac{\partial \ell}{\partial y}" in "".join(equations)
+    assert r"\partial y}{\partial y" not in "\n".join(eq for e in derivations.entries().values()
+                                                     for b in e.blocks for eq in b.equations)
+    assert r"\ell = " in "\n".join(derivations.entries()["huber_loss"].blocks[0].equations)
+    assert derivations.entries()["relu"].blocks[0].equations[0].startswith("y = ")  # activations keep y
+
+
 @pytest.mark.parametrize(("style", "expected"), [("rst", ".. math::"), ("markdown", "```math"),
                                                   ("latex", r"\begin{gather*}")])
 def test_show_prints_each_format(style: str, expected: str) -> None:

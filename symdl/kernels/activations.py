@@ -220,20 +220,21 @@ def leaky_relu(input: ArrayLike, *, negative_slope: float = 0.01) -> np.ndarray:
 
     .. math::
 
-        y = \begin{cases} negative_{slope} x & \text{for}\: x \leq 0 \\x & \text{otherwise} \end{cases}
+        y = \begin{cases} \mathrm{negative\_slope} x & \text{for}\: x \leq 0 \\x & \text{otherwise}
+        \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = negative_{slope} \min\left(0, x\right) + \max\left(0, x\right)
+        y = \mathrm{negative\_slope} \min\left(0, x\right) + \max\left(0, x\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} negative_{slope} & \text{for}\: x \leq 0 \\1 &
-        \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \begin{cases} \mathrm{negative\_slope} & \text{for}\: x \leq 0
+        \\1 & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is negative_slope (leaky_relu_backward uses the
     slope where x <= 0).
@@ -241,7 +242,7 @@ def leaky_relu(input: ArrayLike, *, negative_slope: float = 0.01) -> np.ndarray:
 
     .. math::
 
-        y = \max\left(x, negative_{slope} x\right)
+        y = \max\left(x, \mathrm{negative\_slope} x\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -270,20 +271,21 @@ def leaky_relu_vjp(grad: ArrayLike, input: ArrayLike, *, negative_slope: float =
 
     .. math::
 
-        y = \begin{cases} negative_{slope} x & \text{for}\: x \leq 0 \\x & \text{otherwise} \end{cases}
+        y = \begin{cases} \mathrm{negative\_slope} x & \text{for}\: x \leq 0 \\x & \text{otherwise}
+        \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = negative_{slope} \min\left(0, x\right) + \max\left(0, x\right)
+        y = \mathrm{negative\_slope} \min\left(0, x\right) + \max\left(0, x\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} negative_{slope} & \text{for}\: x \leq 0 \\1 &
-        \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \begin{cases} \mathrm{negative\_slope} & \text{for}\: x \leq 0
+        \\1 & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is negative_slope (leaky_relu_backward uses the
     slope where x <= 0).
@@ -291,7 +293,7 @@ def leaky_relu_vjp(grad: ArrayLike, input: ArrayLike, *, negative_slope: float =
 
     .. math::
 
-        y = \max\left(x, negative_{slope} x\right)
+        y = \max\left(x, \mathrm{negative\_slope} x\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1075,30 +1077,32 @@ def softplus(input: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) ->
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: threshold < \beta x \\\frac{\log{\left(e^{\beta x} + 1
-        \right)}}{\beta} & \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: \mathrm{threshold} < \beta x \\\frac{\log{\left(e^{\beta x} +
+        1 \right)}}{\beta} & \text{otherwise} \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: threshold < \beta \max\left(- \frac{\max\left(1000, 2
-        \left|{threshold}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
-        \left|{threshold}\right|\right)}{\beta}\right)\right) \\\frac{\operatorname{softplus}\left(\beta
-        \max\left(- \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}, \min\left(x,
-        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}\right)\right)\right)}{\beta} &
-        \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: \mathrm{threshold} < \beta \max\left(- \frac{\max\left(1000,
+        2 \left|{\mathrm{threshold}}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right)
+        \\\frac{\operatorname{softplus}\left(\beta \max\left(- \frac{\max\left(1000, 2
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right)\right)}{\beta} & \text{otherwise}
+        \end{cases}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: threshold < \beta \max\left(-
-        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}, \min\left(x,
-        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}\right)\right)
-        \\\sigma\left(\beta \max\left(- \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta},
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \mathrm{threshold} < \beta
+        \max\left(- \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta},
         \min\left(x, \frac{\max\left(1000, 2
-        \left|{threshold}\right|\right)}{\beta}\right)\right)\right) & \text{otherwise} \end{cases}
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right) \\\sigma\left(\beta \max\left(-
+        \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta}, \min\left(x,
+        \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right)\right) &
+        \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = threshold/beta the gradient is sigmoid(threshold) (a jump of
     about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold).
@@ -1130,30 +1134,32 @@ def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, thresh
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: threshold < \beta x \\\frac{\log{\left(e^{\beta x} + 1
-        \right)}}{\beta} & \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: \mathrm{threshold} < \beta x \\\frac{\log{\left(e^{\beta x} +
+        1 \right)}}{\beta} & \text{otherwise} \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: threshold < \beta \max\left(- \frac{\max\left(1000, 2
-        \left|{threshold}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
-        \left|{threshold}\right|\right)}{\beta}\right)\right) \\\frac{\operatorname{softplus}\left(\beta
-        \max\left(- \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}, \min\left(x,
-        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}\right)\right)\right)}{\beta} &
-        \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: \mathrm{threshold} < \beta \max\left(- \frac{\max\left(1000,
+        2 \left|{\mathrm{threshold}}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right)
+        \\\frac{\operatorname{softplus}\left(\beta \max\left(- \frac{\max\left(1000, 2
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right)\right)}{\beta} & \text{otherwise}
+        \end{cases}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: threshold < \beta \max\left(-
-        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}, \min\left(x,
-        \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta}\right)\right)
-        \\\sigma\left(\beta \max\left(- \frac{\max\left(1000, 2 \left|{threshold}\right|\right)}{\beta},
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \mathrm{threshold} < \beta
+        \max\left(- \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta},
         \min\left(x, \frac{\max\left(1000, 2
-        \left|{threshold}\right|\right)}{\beta}\right)\right)\right) & \text{otherwise} \end{cases}
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right) \\\sigma\left(\beta \max\left(-
+        \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta}, \min\left(x,
+        \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right)\right) &
+        \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = threshold/beta the gradient is sigmoid(threshold) (a jump of
     about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold).
@@ -1455,21 +1461,21 @@ def hardtanh(input: ArrayLike, *, min_val: float = -1.0, max_val: float = 1.0) -
 
     .. math::
 
-        y = \begin{cases} min_{val} & \text{for}\: min_{val} \geq x \\max_{val} & \text{for}\: max_{val}
-        \leq x \\x & \text{otherwise} \end{cases}
+        y = \begin{cases} \mathrm{min\_val} & \text{for}\: \mathrm{min\_val} \geq x \\\mathrm{max\_val}
+        & \text{for}\: \mathrm{max\_val} \leq x \\x & \text{otherwise} \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = \max\left(min_{val}, \min\left(max_{val}, x\right)\right)
+        y = \max\left(\mathrm{min\_val}, \min\left(\mathrm{max\_val}, x\right)\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: min_{val} \geq x \vee max_{val}
-        \leq x \\1 & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: \mathrm{min\_val} \geq x \vee
+        \mathrm{max\_val} \leq x \\1 & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = min_val the gradient is 0 (hardtanh_backward: zero where x <=
     min_val); at x = max_val the gradient is 0 (hardtanh_backward: zero where x >= max_val).
@@ -1491,21 +1497,21 @@ def hardtanh_vjp(grad: ArrayLike, input: ArrayLike, *, min_val: float = -1.0, ma
 
     .. math::
 
-        y = \begin{cases} min_{val} & \text{for}\: min_{val} \geq x \\max_{val} & \text{for}\: max_{val}
-        \leq x \\x & \text{otherwise} \end{cases}
+        y = \begin{cases} \mathrm{min\_val} & \text{for}\: \mathrm{min\_val} \geq x \\\mathrm{max\_val}
+        & \text{for}\: \mathrm{max\_val} \leq x \\x & \text{otherwise} \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = \max\left(min_{val}, \min\left(max_{val}, x\right)\right)
+        y = \max\left(\mathrm{min\_val}, \min\left(\mathrm{max\_val}, x\right)\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: min_{val} \geq x \vee max_{val}
-        \leq x \\1 & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: \mathrm{min\_val} \geq x \vee
+        \mathrm{max\_val} \leq x \\1 & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = min_val the gradient is 0 (hardtanh_backward: zero where x <=
     min_val); at x = max_val the gradient is 0 (hardtanh_backward: zero where x >= max_val).
@@ -1762,20 +1768,20 @@ def softshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
 
     .. math::
 
-        y = \begin{cases} - lambd + x & \text{for}\: lambd < x \\lambd + x & \text{for}\: lambd < - x
-        \\0 & \text{otherwise} \end{cases}
+        y = \begin{cases} - \lambda + x & \text{for}\: \lambda < x \\\lambda + x & \text{for}\: \lambda
+        < - x \\0 & \text{otherwise} \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = x - \max\left(- lambd, \min\left(lambd, x\right)\right)
+        y = x - \max\left(- \lambda, \min\left(\lambda, x\right)\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < \left|{x}\right| \\0 &
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \lambda < \left|{x}\right| \\0 &
         \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (softshrink_backward: zero where |x|
@@ -1799,20 +1805,20 @@ def softshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> 
 
     .. math::
 
-        y = \begin{cases} - lambd + x & \text{for}\: lambd < x \\lambd + x & \text{for}\: lambd < - x
-        \\0 & \text{otherwise} \end{cases}
+        y = \begin{cases} - \lambda + x & \text{for}\: \lambda < x \\\lambda + x & \text{for}\: \lambda
+        < - x \\0 & \text{otherwise} \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = x - \max\left(- lambd, \min\left(lambd, x\right)\right)
+        y = x - \max\left(- \lambda, \min\left(\lambda, x\right)\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < \left|{x}\right| \\0 &
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \lambda < \left|{x}\right| \\0 &
         \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (softshrink_backward: zero where |x|
@@ -1842,19 +1848,20 @@ def hardshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: lambd < - x \vee lambd < x \\0 & \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: \lambda < - x \vee \lambda < x \\0 & \text{otherwise}
+        \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: lambd < \left|{x}\right| \\0 & \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: \lambda < \left|{x}\right| \\0 & \text{otherwise} \end{cases}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < \left|{x}\right| \\0 &
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \lambda < \left|{x}\right| \\0 &
         \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (hardshrink_backward: zero where |x|
@@ -1879,19 +1886,20 @@ def hardshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> 
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: lambd < - x \vee lambd < x \\0 & \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: \lambda < - x \vee \lambda < x \\0 & \text{otherwise}
+        \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = \begin{cases} x & \text{for}\: lambd < \left|{x}\right| \\0 & \text{otherwise} \end{cases}
+        y = \begin{cases} x & \text{for}\: \lambda < \left|{x}\right| \\0 & \text{otherwise} \end{cases}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: lambd < \left|{x}\right| \\0 &
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \lambda < \left|{x}\right| \\0 &
         \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (hardshrink_backward: zero where |x|

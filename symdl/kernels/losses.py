@@ -66,14 +66,14 @@ def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
 
     .. math::
 
-        y = \left(x - y\right)^{2}
+        \ell = \left(x - y\right)^{2}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 2 \left(x - y\right)
-        \frac{\partial y}{\partial y} = - 2 \left(x - y\right)
+        \frac{\partial \ell}{\partial x} = 2 \left(x - y\right)
+        \frac{\partial \ell}{\partial y} = - 2 \left(x - y\right)
 
 
     Generated from the catalog entry ``mse_loss``; do not edit.
@@ -94,14 +94,14 @@ def mse_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
 
     .. math::
 
-        y = \left(x - y\right)^{2}
+        \ell = \left(x - y\right)^{2}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = 2 \left(x - y\right)
-        \frac{\partial y}{\partial y} = - 2 \left(x - y\right)
+        \frac{\partial \ell}{\partial x} = 2 \left(x - y\right)
+        \frac{\partial \ell}{\partial y} = - 2 \left(x - y\right)
 
 
     Returns:
@@ -132,14 +132,14 @@ def l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') -> 
 
     .. math::
 
-        y = \left|{x - y}\right|
+        \ell = \left|{x - y}\right|
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \operatorname{sign}{\left(x - y \right)}
-        \frac{\partial y}{\partial y} = - \operatorname{sign}{\left(x - y \right)}
+        \frac{\partial \ell}{\partial x} = \operatorname{sign}{\left(x - y \right)}
+        \frac{\partial \ell}{\partial y} = - \operatorname{sign}{\left(x - y \right)}
 
     Kinks (PyTorch's subgradient): at x = y the gradient is 0 (sign(0) = 0, as l1_loss's backward).
 
@@ -161,14 +161,14 @@ def l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reducti
 
     .. math::
 
-        y = \left|{x - y}\right|
+        \ell = \left|{x - y}\right|
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \operatorname{sign}{\left(x - y \right)}
-        \frac{\partial y}{\partial y} = - \operatorname{sign}{\left(x - y \right)}
+        \frac{\partial \ell}{\partial x} = \operatorname{sign}{\left(x - y \right)}
+        \frac{\partial \ell}{\partial y} = - \operatorname{sign}{\left(x - y \right)}
 
     Kinks (PyTorch's subgradient): at x = y the gradient is 0 (sign(0) = 0, as l1_loss's backward).
 
@@ -200,23 +200,23 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mea
 
     .. math::
 
-        y = \begin{cases} \frac{\left(x - y\right)^{2}}{2 \beta} & \text{for}\: \beta > \left|{x -
+        \ell = \begin{cases} \frac{\left(x - y\right)^{2}}{2 \beta} & \text{for}\: \beta > \left|{x -
         y}\right| \\- \frac{\beta}{2} + \left|{x - y}\right| & \text{otherwise} \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \frac{2}{\beta} \left(\left|{x -
+        \ell = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \frac{2}{\beta} \left(\left|{x -
         y}\right| - \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\max\left(- \beta, \min\left(\beta, x -
+        \frac{\partial \ell}{\partial x} = \frac{\max\left(- \beta, \min\left(\beta, x -
         y\right)\right)}{\beta}
-        \frac{\partial y}{\partial y} = - \frac{\max\left(- \beta, \min\left(\beta, x -
+        \frac{\partial \ell}{\partial y} = - \frac{\max\left(- \beta, \min\left(\beta, x -
         y\right)\right)}{\beta}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
@@ -249,23 +249,23 @@ def smooth_l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, 
 
     .. math::
 
-        y = \begin{cases} \frac{\left(x - y\right)^{2}}{2 \beta} & \text{for}\: \beta > \left|{x -
+        \ell = \begin{cases} \frac{\left(x - y\right)^{2}}{2 \beta} & \text{for}\: \beta > \left|{x -
         y}\right| \\- \frac{\beta}{2} + \left|{x - y}\right| & \text{otherwise} \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \frac{2}{\beta} \left(\left|{x -
+        \ell = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \frac{2}{\beta} \left(\left|{x -
         y}\right| - \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\max\left(- \beta, \min\left(\beta, x -
+        \frac{\partial \ell}{\partial x} = \frac{\max\left(- \beta, \min\left(\beta, x -
         y\right)\right)}{\beta}
-        \frac{\partial y}{\partial y} = - \frac{\max\left(- \beta, \min\left(\beta, x -
+        \frac{\partial \ell}{\partial y} = - \frac{\max\left(- \beta, \min\left(\beta, x -
         y\right)\right)}{\beta}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
@@ -302,22 +302,23 @@ def huber_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', 
 
     .. math::
 
-        y = \begin{cases} \frac{\left(x - y\right)^{2}}{2} & \text{for}\: \delta > \left|{x - y}\right|
-        \\\delta \left(- \frac{\delta}{2} + \left|{x - y}\right|\right) & \text{otherwise} \end{cases}
+        \ell = \begin{cases} \frac{\left(x - y\right)^{2}}{2} & \text{for}\: \delta > \left|{x -
+        y}\right| \\\delta \left(- \frac{\delta}{2} + \left|{x - y}\right|\right) & \text{otherwise}
+        \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = 2 \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
+        \ell = 2 \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
         \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \max\left(- \delta, \min\left(\delta, x - y\right)\right)
-        \frac{\partial y}{\partial y} = - \max\left(- \delta, \min\left(\delta, x - y\right)\right)
+        \frac{\partial \ell}{\partial x} = \max\left(- \delta, \min\left(\delta, x - y\right)\right)
+        \frac{\partial \ell}{\partial y} = - \max\left(- \delta, \min\left(\delta, x - y\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -348,22 +349,23 @@ def huber_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, redu
 
     .. math::
 
-        y = \begin{cases} \frac{\left(x - y\right)^{2}}{2} & \text{for}\: \delta > \left|{x - y}\right|
-        \\\delta \left(- \frac{\delta}{2} + \left|{x - y}\right|\right) & \text{otherwise} \end{cases}
+        \ell = \begin{cases} \frac{\left(x - y\right)^{2}}{2} & \text{for}\: \delta > \left|{x -
+        y}\right| \\\delta \left(- \frac{\delta}{2} + \left|{x - y}\right|\right) & \text{otherwise}
+        \end{cases}
 
     Stable form:
 
     .. math::
 
-        y = 2 \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
+        \ell = 2 \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
         \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \max\left(- \delta, \min\left(\delta, x - y\right)\right)
-        \frac{\partial y}{\partial y} = - \max\left(- \delta, \min\left(\delta, x - y\right)\right)
+        \frac{\partial \ell}{\partial x} = \max\left(- \delta, \min\left(\delta, x - y\right)\right)
+        \frac{\partial \ell}{\partial y} = - \max\left(- \delta, \min\left(\delta, x - y\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -397,8 +399,8 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLi
 
     .. math::
 
-        y = - weight \left(y \left(\begin{cases} \log{\left(x \right)} & \text{for}\: x > e^{-100}
-        \\-100 & \text{otherwise} \end{cases}\right) + \left(1 - y\right) \left(\begin{cases}
+        \ell = - \mathrm{weight} \left(y \left(\begin{cases} \log{\left(x \right)} & \text{for}\: x >
+        e^{-100} \\-100 & \text{otherwise} \end{cases}\right) + \left(1 - y\right) \left(\begin{cases}
         \log{\left(1 - x \right)} & \text{for}\: x < 1 - e^{-100} \\-100 & \text{otherwise}
         \end{cases}\right)\right)
 
@@ -406,16 +408,16 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLi
 
     .. math::
 
-        y = - weight \left(y \max\left(\log x, -100\right) + \left(1 - y\right) \max\left(\log\left(1 +
-        - x\right), -100\right)\right)
+        \ell = - \mathrm{weight} \left(y \max\left(\log x, -100\right) + \left(1 - y\right)
+        \max\left(\log\left(1 + - x\right), -100\right)\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{weight \left(x - y\right)}{\max\left(1.0 \cdot 10^{-12}, x
-        \left(1 - x\right)\right)}
-        \frac{\partial y}{\partial y} = - weight \left(\max\left(\log x, -100\right) -
+        \frac{\partial \ell}{\partial x} = \frac{\mathrm{weight} \left(x - y\right)}{\max\left(1.0 \cdot
+        10^{-12}, x \left(1 - x\right)\right)}
+        \frac{\partial \ell}{\partial y} = - \mathrm{weight} \left(\max\left(\log x, -100\right) -
         \max\left(\log\left(1 + - x\right), -100\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
@@ -462,8 +464,8 @@ def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
 
     .. math::
 
-        y = - weight \left(y \left(\begin{cases} \log{\left(x \right)} & \text{for}\: x > e^{-100}
-        \\-100 & \text{otherwise} \end{cases}\right) + \left(1 - y\right) \left(\begin{cases}
+        \ell = - \mathrm{weight} \left(y \left(\begin{cases} \log{\left(x \right)} & \text{for}\: x >
+        e^{-100} \\-100 & \text{otherwise} \end{cases}\right) + \left(1 - y\right) \left(\begin{cases}
         \log{\left(1 - x \right)} & \text{for}\: x < 1 - e^{-100} \\-100 & \text{otherwise}
         \end{cases}\right)\right)
 
@@ -471,16 +473,16 @@ def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
 
     .. math::
 
-        y = - weight \left(y \max\left(\log x, -100\right) + \left(1 - y\right) \max\left(\log\left(1 +
-        - x\right), -100\right)\right)
+        \ell = - \mathrm{weight} \left(y \max\left(\log x, -100\right) + \left(1 - y\right)
+        \max\left(\log\left(1 + - x\right), -100\right)\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{weight \left(x - y\right)}{\max\left(1.0 \cdot 10^{-12}, x
-        \left(1 - x\right)\right)}
-        \frac{\partial y}{\partial y} = - weight \left(\max\left(\log x, -100\right) -
+        \frac{\partial \ell}{\partial x} = \frac{\mathrm{weight} \left(x - y\right)}{\max\left(1.0 \cdot
+        10^{-12}, x \left(1 - x\right)\right)}
+        \frac{\partial \ell}{\partial y} = - \mathrm{weight} \left(\max\left(\log x, -100\right) -
         \max\left(\log\left(1 + - x\right), -100\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
@@ -547,25 +549,25 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
 
     .. math::
 
-        y = - weight \left(pos_{weight} y \log{\left(\frac{1}{1 + e^{- x}} \right)} + \left(1 - y\right)
-        \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)
+        \ell = - \mathrm{weight} \left(\mathrm{pos\_weight} y \log{\left(\frac{1}{1 + e^{- x}} \right)}
+        + \left(1 - y\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)
 
     Stable form:
 
     .. math::
 
-        y = weight \left(x \left(- y + \left[x > 0\right]\right) + y \left(pos_{weight} - 1\right)
-        \operatorname{softplus}\left(- x\right) + \operatorname{log1p}{\left(e^{- \left|{x}\right|}
-        \right)}\right)
+        \ell = \mathrm{weight} \left(x \left(- y + \left[x > 0\right]\right) + y
+        \left(\mathrm{pos\_weight} - 1\right) \operatorname{softplus}\left(- x\right) +
+        \operatorname{log1p}{\left(e^{- \left|{x}\right|} \right)}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = weight \left(- pos_{weight} y + \left(y \left(pos_{weight} -
-        1\right) + 1\right) \sigma\left(x\right)\right)
-        \frac{\partial y}{\partial y} = weight \left(- x + \left(pos_{weight} - 1\right)
-        \operatorname{softplus}\left(- x\right)\right)
+        \frac{\partial \ell}{\partial x} = \mathrm{weight} \left(- \mathrm{pos\_weight} y + \left(y
+        \left(\mathrm{pos\_weight} - 1\right) + 1\right) \sigma\left(x\right)\right)
+        \frac{\partial \ell}{\partial y} = \mathrm{weight} \left(- x + \left(\mathrm{pos\_weight} -
+        1\right) \operatorname{softplus}\left(- x\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -616,25 +618,25 @@ def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, targ
 
     .. math::
 
-        y = - weight \left(pos_{weight} y \log{\left(\frac{1}{1 + e^{- x}} \right)} + \left(1 - y\right)
-        \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)
+        \ell = - \mathrm{weight} \left(\mathrm{pos\_weight} y \log{\left(\frac{1}{1 + e^{- x}} \right)}
+        + \left(1 - y\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)
 
     Stable form:
 
     .. math::
 
-        y = weight \left(x \left(- y + \left[x > 0\right]\right) + y \left(pos_{weight} - 1\right)
-        \operatorname{softplus}\left(- x\right) + \operatorname{log1p}{\left(e^{- \left|{x}\right|}
-        \right)}\right)
+        \ell = \mathrm{weight} \left(x \left(- y + \left[x > 0\right]\right) + y
+        \left(\mathrm{pos\_weight} - 1\right) \operatorname{softplus}\left(- x\right) +
+        \operatorname{log1p}{\left(e^{- \left|{x}\right|} \right)}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = weight \left(- pos_{weight} y + \left(y \left(pos_{weight} -
-        1\right) + 1\right) \sigma\left(x\right)\right)
-        \frac{\partial y}{\partial y} = weight \left(- x + \left(pos_{weight} - 1\right)
-        \operatorname{softplus}\left(- x\right)\right)
+        \frac{\partial \ell}{\partial x} = \mathrm{weight} \left(- \mathrm{pos\_weight} y + \left(y
+        \left(\mathrm{pos\_weight} - 1\right) + 1\right) \sigma\left(x\right)\right)
+        \frac{\partial \ell}{\partial y} = \mathrm{weight} \left(- x + \left(\mathrm{pos\_weight} -
+        1\right) \operatorname{softplus}\left(- x\right)\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -752,33 +754,33 @@ def kl_div(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', log_
 
     .. math::
 
-        y = - x y + y \log y
+        \ell = - x y + y \log y
 
     Stable form:
 
     .. math::
 
-        y = y \left(- x + \max\left(\log y, -1000\right)\right)
+        \ell = y \left(- x + \max\left(\log y, -1000\right)\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - y
-        \frac{\partial y}{\partial y} = - x + \log{\left(y \right)} + 1
+        \frac{\partial \ell}{\partial x} = - y
+        \frac{\partial \ell}{\partial y} = - x + \log{\left(y \right)} + 1
 
     With ``log_target='True'``:
 
     .. math::
 
-        y = \left(- x + y\right) e^{y}
+        \ell = \left(- x + y\right) e^{y}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - e^{y}
-        \frac{\partial y}{\partial y} = \left(- x + y\right) e^{y} + e^{y}
+        \frac{\partial \ell}{\partial x} = - e^{y}
+        \frac{\partial \ell}{\partial y} = \left(- x + y\right) e^{y} + e^{y}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -802,33 +804,33 @@ def kl_div_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reductio
 
     .. math::
 
-        y = - x y + y \log y
+        \ell = - x y + y \log y
 
     Stable form:
 
     .. math::
 
-        y = y \left(- x + \max\left(\log y, -1000\right)\right)
+        \ell = y \left(- x + \max\left(\log y, -1000\right)\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - y
-        \frac{\partial y}{\partial y} = - x + \log{\left(y \right)} + 1
+        \frac{\partial \ell}{\partial x} = - y
+        \frac{\partial \ell}{\partial y} = - x + \log{\left(y \right)} + 1
 
     With ``log_target='True'``:
 
     .. math::
 
-        y = \left(- x + y\right) e^{y}
+        \ell = \left(- x + y\right) e^{y}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - e^{y}
-        \frac{\partial y}{\partial y} = \left(- x + y\right) e^{y} + e^{y}
+        \frac{\partial \ell}{\partial x} = - e^{y}
+        \frac{\partial \ell}{\partial y} = \left(- x + y\right) e^{y} + e^{y}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -855,19 +857,19 @@ def soft_margin_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'm
 
     .. math::
 
-        y = \log{\left(1 + e^{- x y} \right)}
+        \ell = \log{\left(1 + e^{- x y} \right)}
 
     Stable form:
 
     .. math::
 
-        y = \operatorname{softplus}\left(- x y\right)
+        \ell = \operatorname{softplus}\left(- x y\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - \frac{y e^{- x y}}{1 + e^{- x y}}
+        \frac{\partial \ell}{\partial x} = - \frac{y e^{- x y}}{1 + e^{- x y}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -891,19 +893,19 @@ def soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *
 
     .. math::
 
-        y = \log{\left(1 + e^{- x y} \right)}
+        \ell = \log{\left(1 + e^{- x y} \right)}
 
     Stable form:
 
     .. math::
 
-        y = \operatorname{softplus}\left(- x y\right)
+        \ell = \operatorname{softplus}\left(- x y\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - \frac{y e^{- x y}}{1 + e^{- x y}}
+        \frac{\partial \ell}{\partial x} = - \frac{y e^{- x y}}{1 + e^{- x y}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1037,14 +1039,14 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, *, log_input: bool = T
 
     .. math::
 
-        y = full \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y \right)}}{2}
-        & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) - x y + e^{x}
+        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y
+        \right)}}{2} & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) - x y + e^{x}
 
     Stable form:
 
     .. math::
 
-        y = full \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
+        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
         \frac{\log{\left(2 \pi \max\left(1, y\right) \right)}}{2} & \text{for}\: y > 1 \\0 &
         \text{otherwise} \end{cases}\right) - x y + e^{x}
 
@@ -1052,35 +1054,35 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, *, log_input: bool = T
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - y + e^{x}
-        \frac{\partial y}{\partial y} = full \left(\begin{cases} \log{\left(\max\left(1, y\right)
-        \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 & \text{otherwise}
-        \end{cases}\right) - x
+        \frac{\partial \ell}{\partial x} = - y + e^{x}
+        \frac{\partial \ell}{\partial y} = \mathrm{full} \left(\begin{cases} \log{\left(\max\left(1,
+        y\right) \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 &
+        \text{otherwise} \end{cases}\right) - x
 
     With ``log_input='False'``:
 
     .. math::
 
-        y = full \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y \right)}}{2}
-        & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) + x - y \log{\left(eps + x
-        \right)}
+        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y
+        \right)}}{2} & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) + x - y
+        \log{\left(\epsilon + x \right)}
 
     Stable form:
 
     .. math::
 
-        y = full \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
+        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
         \frac{\log{\left(2 \pi \max\left(1, y\right) \right)}}{2} & \text{for}\: y > 1 \\0 &
-        \text{otherwise} \end{cases}\right) + x - y \log{\left(eps + x \right)}
+        \text{otherwise} \end{cases}\right) + x - y \log{\left(\epsilon + x \right)}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - \frac{y}{eps + x} + 1
-        \frac{\partial y}{\partial y} = full \left(\begin{cases} \log{\left(\max\left(1, y\right)
-        \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 & \text{otherwise}
-        \end{cases}\right) - \log{\left(eps + x \right)}
+        \frac{\partial \ell}{\partial x} = - \frac{y}{\epsilon + x} + 1
+        \frac{\partial \ell}{\partial y} = \mathrm{full} \left(\begin{cases} \log{\left(\max\left(1,
+        y\right) \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 &
+        \text{otherwise} \end{cases}\right) - \log{\left(\epsilon + x \right)}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1105,14 +1107,14 @@ def poisson_nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *
 
     .. math::
 
-        y = full \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y \right)}}{2}
-        & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) - x y + e^{x}
+        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y
+        \right)}}{2} & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) - x y + e^{x}
 
     Stable form:
 
     .. math::
 
-        y = full \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
+        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
         \frac{\log{\left(2 \pi \max\left(1, y\right) \right)}}{2} & \text{for}\: y > 1 \\0 &
         \text{otherwise} \end{cases}\right) - x y + e^{x}
 
@@ -1120,35 +1122,35 @@ def poisson_nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - y + e^{x}
-        \frac{\partial y}{\partial y} = full \left(\begin{cases} \log{\left(\max\left(1, y\right)
-        \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 & \text{otherwise}
-        \end{cases}\right) - x
+        \frac{\partial \ell}{\partial x} = - y + e^{x}
+        \frac{\partial \ell}{\partial y} = \mathrm{full} \left(\begin{cases} \log{\left(\max\left(1,
+        y\right) \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 &
+        \text{otherwise} \end{cases}\right) - x
 
     With ``log_input='False'``:
 
     .. math::
 
-        y = full \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y \right)}}{2}
-        & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) + x - y \log{\left(eps + x
-        \right)}
+        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y
+        \right)}}{2} & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) + x - y
+        \log{\left(\epsilon + x \right)}
 
     Stable form:
 
     .. math::
 
-        y = full \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
+        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
         \frac{\log{\left(2 \pi \max\left(1, y\right) \right)}}{2} & \text{for}\: y > 1 \\0 &
-        \text{otherwise} \end{cases}\right) + x - y \log{\left(eps + x \right)}
+        \text{otherwise} \end{cases}\right) + x - y \log{\left(\epsilon + x \right)}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - \frac{y}{eps + x} + 1
-        \frac{\partial y}{\partial y} = full \left(\begin{cases} \log{\left(\max\left(1, y\right)
-        \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 & \text{otherwise}
-        \end{cases}\right) - \log{\left(eps + x \right)}
+        \frac{\partial \ell}{\partial x} = - \frac{y}{\epsilon + x} + 1
+        \frac{\partial \ell}{\partial y} = \mathrm{full} \left(\begin{cases} \log{\left(\max\left(1,
+        y\right) \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 &
+        \text{otherwise} \end{cases}\right) - \log{\left(\epsilon + x \right)}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1176,24 +1178,24 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, *, fu
 
     .. math::
 
-        y = \frac{full \log{\left(2 \pi \right)}}{2} + \frac{\log{\left(v \right)}}{2} + \frac{\left(x -
-        y\right)^{2}}{2 v}
+        \ell = \frac{\mathrm{full} \log{\left(2 \pi \right)}}{2} + \frac{\log{\left(v \right)}}{2} +
+        \frac{\left(x - y\right)^{2}}{2 v}
 
     Stable form:
 
     .. math::
 
-        y = \frac{full \log{\left(2 \pi \right)}}{2} + \frac{\left(x - y\right)^{2}}{2 \max\left(eps,
-        v\right)} + \frac{\log{\left(\max\left(eps, v\right) \right)}}{2}
+        \ell = \frac{\mathrm{full} \log{\left(2 \pi \right)}}{2} + \frac{\left(x - y\right)^{2}}{2
+        \max\left(\epsilon, v\right)} + \frac{\log{\left(\max\left(\epsilon, v\right) \right)}}{2}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{x - y}{\max\left(eps, v\right)}
-        \frac{\partial y}{\partial y} = \frac{- x + y}{\max\left(eps, v\right)}
-        \frac{\partial y}{\partial v} = - \frac{\left(x - y\right)^{2}}{2 \max\left(eps, v\right)^{2}} +
-        \frac{1}{2 \max\left(eps, v\right)}
+        \frac{\partial \ell}{\partial x} = \frac{x - y}{\max\left(\epsilon, v\right)}
+        \frac{\partial \ell}{\partial y} = \frac{- x + y}{\max\left(\epsilon, v\right)}
+        \frac{\partial \ell}{\partial v} = - \frac{\left(x - y\right)^{2}}{2 \max\left(\epsilon,
+        v\right)^{2}} + \frac{1}{2 \max\left(\epsilon, v\right)}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1229,24 +1231,24 @@ def gaussian_nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
 
     .. math::
 
-        y = \frac{full \log{\left(2 \pi \right)}}{2} + \frac{\log{\left(v \right)}}{2} + \frac{\left(x -
-        y\right)^{2}}{2 v}
+        \ell = \frac{\mathrm{full} \log{\left(2 \pi \right)}}{2} + \frac{\log{\left(v \right)}}{2} +
+        \frac{\left(x - y\right)^{2}}{2 v}
 
     Stable form:
 
     .. math::
 
-        y = \frac{full \log{\left(2 \pi \right)}}{2} + \frac{\left(x - y\right)^{2}}{2 \max\left(eps,
-        v\right)} + \frac{\log{\left(\max\left(eps, v\right) \right)}}{2}
+        \ell = \frac{\mathrm{full} \log{\left(2 \pi \right)}}{2} + \frac{\left(x - y\right)^{2}}{2
+        \max\left(\epsilon, v\right)} + \frac{\log{\left(\max\left(\epsilon, v\right) \right)}}{2}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{x - y}{\max\left(eps, v\right)}
-        \frac{\partial y}{\partial y} = \frac{- x + y}{\max\left(eps, v\right)}
-        \frac{\partial y}{\partial v} = - \frac{\left(x - y\right)^{2}}{2 \max\left(eps, v\right)^{2}} +
-        \frac{1}{2 \max\left(eps, v\right)}
+        \frac{\partial \ell}{\partial x} = \frac{x - y}{\max\left(\epsilon, v\right)}
+        \frac{\partial \ell}{\partial y} = \frac{- x + y}{\max\left(\epsilon, v\right)}
+        \frac{\partial \ell}{\partial v} = - \frac{\left(x - y\right)^{2}}{2 \max\left(\epsilon,
+        v\right)^{2}} + \frac{1}{2 \max\left(\epsilon, v\right)}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1298,17 +1300,17 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, *, margin: float =
 
     .. math::
 
-        y = x \left(\frac{y}{2} + \frac{1}{2}\right) + \left(\frac{1}{2} - \frac{y}{2}\right)
-        \left(\begin{cases} margin - x & \text{for}\: margin \geq x \\0 & \text{otherwise}
-        \end{cases}\right)
+        \ell = x \left(\frac{y}{2} + \frac{1}{2}\right) + \left(\frac{1}{2} - \frac{y}{2}\right)
+        \left(\begin{cases} \mathrm{margin} - x & \text{for}\: \mathrm{margin} \geq x \\0 &
+        \text{otherwise} \end{cases}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right)
-        \left(\begin{cases} -1 & \text{for}\: margin \geq x \\0 & \text{otherwise} \end{cases}\right) +
-        \frac{1}{2}
+        \frac{\partial \ell}{\partial x} = \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right)
+        \left(\begin{cases} -1 & \text{for}\: \mathrm{margin} \geq x \\0 & \text{otherwise}
+        \end{cases}\right) + \frac{1}{2}
 
     Kinks (PyTorch's subgradient): at x = margin the gradient is y (clamp_min passes the gradient at the
     boundary).
@@ -1340,17 +1342,17 @@ def hinge_embedding_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLik
 
     .. math::
 
-        y = x \left(\frac{y}{2} + \frac{1}{2}\right) + \left(\frac{1}{2} - \frac{y}{2}\right)
-        \left(\begin{cases} margin - x & \text{for}\: margin \geq x \\0 & \text{otherwise}
-        \end{cases}\right)
+        \ell = x \left(\frac{y}{2} + \frac{1}{2}\right) + \left(\frac{1}{2} - \frac{y}{2}\right)
+        \left(\begin{cases} \mathrm{margin} - x & \text{for}\: \mathrm{margin} \geq x \\0 &
+        \text{otherwise} \end{cases}\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right)
-        \left(\begin{cases} -1 & \text{for}\: margin \geq x \\0 & \text{otherwise} \end{cases}\right) +
-        \frac{1}{2}
+        \frac{\partial \ell}{\partial x} = \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right)
+        \left(\begin{cases} -1 & \text{for}\: \mathrm{margin} \geq x \\0 & \text{otherwise}
+        \end{cases}\right) + \frac{1}{2}
 
     Kinks (PyTorch's subgradient): at x = margin the gradient is y (clamp_min passes the gradient at the
     boundary).
@@ -1384,17 +1386,17 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
 
     .. math::
 
-        y = \begin{cases} margin - y \left(x - x_{2}\right) & \text{for}\: margin - y \left(x -
-        x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
+        \ell = \begin{cases} \mathrm{margin} - y \left(x - x_{2}\right) & \text{for}\: \mathrm{margin} -
+        y \left(x - x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} - y & \text{for}\: margin - y \left(x -
-        x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
-        \frac{\partial y}{\partial x_{2}} = \begin{cases} y & \text{for}\: margin - y \left(x -
-        x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
+        \frac{\partial \ell}{\partial x} = \begin{cases} - y & \text{for}\: \mathrm{margin} - y \left(x
+        - x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
+        \frac{\partial \ell}{\partial x_{2}} = \begin{cases} y & \text{for}\: \mathrm{margin} - y
+        \left(x - x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = margin*y + x2 the gradient is -y (clamp_min passes the
     gradient at the boundary).
@@ -1423,17 +1425,17 @@ def margin_ranking_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLik
 
     .. math::
 
-        y = \begin{cases} margin - y \left(x - x_{2}\right) & \text{for}\: margin - y \left(x -
-        x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
+        \ell = \begin{cases} \mathrm{margin} - y \left(x - x_{2}\right) & \text{for}\: \mathrm{margin} -
+        y \left(x - x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} - y & \text{for}\: margin - y \left(x -
-        x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
-        \frac{\partial y}{\partial x_{2}} = \begin{cases} y & \text{for}\: margin - y \left(x -
-        x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
+        \frac{\partial \ell}{\partial x} = \begin{cases} - y & \text{for}\: \mathrm{margin} - y \left(x
+        - x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
+        \frac{\partial \ell}{\partial x_{2}} = \begin{cases} y & \text{for}\: \mathrm{margin} - y
+        \left(x - x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
 
     Kinks (PyTorch's subgradient): at x = margin*y + x2 the gradient is -y (clamp_min passes the
     gradient at the boundary).
@@ -1473,7 +1475,7 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, *, alpha: float = 
 
     .. math::
 
-        y = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
+        \ell = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
         y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 -
         y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
 
@@ -1481,7 +1483,7 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, *, alpha: float = 
 
     .. math::
 
-        y = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
+        \ell = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
         y\right) + \operatorname{softplus}\left(- x\right)\right) \left(y \sigma\left(- x\right) +
         \left(1 - y\right) \sigma\left(x\right)\right)^{\gamma}
 
@@ -1489,23 +1491,23 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, *, alpha: float = 
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\gamma \left(\alpha y + \left(1 - \alpha\right) \left(1 -
-        y\right)\right) \left(x \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(-
+        \frac{\partial \ell}{\partial x} = \frac{\gamma \left(\alpha y + \left(1 - \alpha\right) \left(1
+        - y\right)\right) \left(x \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(-
         \frac{y e^{- x}}{\left(1 + e^{- x}\right)^{2}} + \frac{\left(1 - y\right) e^{- x}}{\left(1 +
         e^{- x}\right)^{2}}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 -
         \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
         \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} + \left(\alpha y + \left(1 - \alpha\right) \left(1 -
         y\right)\right) \left(- y + 1 - \frac{e^{- x}}{1 + e^{- x}}\right) \left(- \frac{y}{1 + e^{- x}}
         - \left(1 - y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
-        \frac{\partial y}{\partial y} = \frac{\gamma \left(1 - \frac{2}{1 + e^{- x}}\right) \left(\alpha
-        y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 - y\right) + \log{\left(1
-        + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 -
-        \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} - x \left(\alpha y + \left(1 - \alpha\right) \left(1
-        - y\right)\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 - \frac{1}{1 + e^{-
-        x}}\right) + 1\right)^{\gamma} + \left(2 \alpha - 1\right) \left(x \left(1 - y\right) +
+        \frac{\partial \ell}{\partial y} = \frac{\gamma \left(1 - \frac{2}{1 + e^{- x}}\right)
+        \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 - y\right) +
         \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
+        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 -
+        y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} - x \left(\alpha y + \left(1 -
+        \alpha\right) \left(1 - y\right)\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
+        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma} + \left(2 \alpha - 1\right) \left(x
+        \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} -
+        \left(1 - y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1547,7 +1549,7 @@ def sigmoid_focal_loss_vjp(grad: ArrayLike, inputs: ArrayLike, targets: ArrayLik
 
     .. math::
 
-        y = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
+        \ell = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
         y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 -
         y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
 
@@ -1555,7 +1557,7 @@ def sigmoid_focal_loss_vjp(grad: ArrayLike, inputs: ArrayLike, targets: ArrayLik
 
     .. math::
 
-        y = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
+        \ell = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
         y\right) + \operatorname{softplus}\left(- x\right)\right) \left(y \sigma\left(- x\right) +
         \left(1 - y\right) \sigma\left(x\right)\right)^{\gamma}
 
@@ -1563,23 +1565,23 @@ def sigmoid_focal_loss_vjp(grad: ArrayLike, inputs: ArrayLike, targets: ArrayLik
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\gamma \left(\alpha y + \left(1 - \alpha\right) \left(1 -
-        y\right)\right) \left(x \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(-
+        \frac{\partial \ell}{\partial x} = \frac{\gamma \left(\alpha y + \left(1 - \alpha\right) \left(1
+        - y\right)\right) \left(x \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(-
         \frac{y e^{- x}}{\left(1 + e^{- x}\right)^{2}} + \frac{\left(1 - y\right) e^{- x}}{\left(1 +
         e^{- x}\right)^{2}}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 -
         \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
         \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} + \left(\alpha y + \left(1 - \alpha\right) \left(1 -
         y\right)\right) \left(- y + 1 - \frac{e^{- x}}{1 + e^{- x}}\right) \left(- \frac{y}{1 + e^{- x}}
         - \left(1 - y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
-        \frac{\partial y}{\partial y} = \frac{\gamma \left(1 - \frac{2}{1 + e^{- x}}\right) \left(\alpha
-        y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 - y\right) + \log{\left(1
-        + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 -
-        \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} - x \left(\alpha y + \left(1 - \alpha\right) \left(1
-        - y\right)\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 - \frac{1}{1 + e^{-
-        x}}\right) + 1\right)^{\gamma} + \left(2 \alpha - 1\right) \left(x \left(1 - y\right) +
+        \frac{\partial \ell}{\partial y} = \frac{\gamma \left(1 - \frac{2}{1 + e^{- x}}\right)
+        \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 - y\right) +
         \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
+        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 -
+        y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} - x \left(\alpha y + \left(1 -
+        \alpha\right) \left(1 - y\right)\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
+        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma} + \left(2 \alpha - 1\right) \left(x
+        \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} -
+        \left(1 - y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1657,21 +1659,21 @@ def log_cosh(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
 
     .. math::
 
-        y = \log{\left(\cosh{\left(x - y \right)} \right)}
+        \ell = \log{\left(\cosh{\left(x - y \right)} \right)}
 
     Stable form:
 
     .. math::
 
-        y = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(\left(e^{-
+        \ell = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(\left(e^{-
         \left|{x - y}\right|}\right)^{2} \right)}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \tanh{\left(x - y \right)}
-        \frac{\partial y}{\partial y} = - \tanh{\left(x - y \right)}
+        \frac{\partial \ell}{\partial x} = \tanh{\left(x - y \right)}
+        \frac{\partial \ell}{\partial y} = - \tanh{\left(x - y \right)}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1702,21 +1704,21 @@ def log_cosh_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduct
 
     .. math::
 
-        y = \log{\left(\cosh{\left(x - y \right)} \right)}
+        \ell = \log{\left(\cosh{\left(x - y \right)} \right)}
 
     Stable form:
 
     .. math::
 
-        y = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(\left(e^{-
+        \ell = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(\left(e^{-
         \left|{x - y}\right|}\right)^{2} \right)}
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \tanh{\left(x - y \right)}
-        \frac{\partial y}{\partial y} = - \tanh{\left(x - y \right)}
+        \frac{\partial \ell}{\partial x} = \tanh{\left(x - y \right)}
+        \frac{\partial \ell}{\partial y} = - \tanh{\left(x - y \right)}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1750,28 +1752,30 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
 
     .. math::
 
-        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
+        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
         \right)}\right)_j
 
     Stable form:
 
     .. math::
 
-        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
+        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
         \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)\right)_j
 
     Gradient:
 
     .. math::
 
-        \bar{x} = - g weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j \left(weight
-        \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j}
-        \bar{t} = - g weight \left(1 - label_{smoothing}\right) \left(x - \log{\left(\sum_j \left(e^{x -
-        \max_j \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)
+        \bar{x} = - g \mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j
+        \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
+        \left(x\right)_j}\right)_j}
+        \bar{t} = - g \mathrm{weight} \left(1 - \mathrm{label\_smoothing}\right) \left(x -
+        \log{\left(\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j \right)} - \max_j
+        \left(x\right)_j\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1861,28 +1865,30 @@ def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, w
 
     .. math::
 
-        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
+        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
         \right)}\right)_j
 
     Stable form:
 
     .. math::
 
-        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
+        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
         \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)\right)_j
 
     Gradient:
 
     .. math::
 
-        \bar{x} = - g weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j \left(weight
-        \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j}
-        \bar{t} = - g weight \left(1 - label_{smoothing}\right) \left(x - \log{\left(\sum_j \left(e^{x -
-        \max_j \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)
+        \bar{x} = - g \mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j
+        \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
+        \left(x\right)_j}\right)_j}
+        \bar{t} = - g \mathrm{weight} \left(1 - \mathrm{label\_smoothing}\right) \left(x -
+        \log{\left(\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j \right)} - \max_j
+        \left(x\right)_j\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1997,28 +2003,30 @@ def cross_entropy_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: Array
 
     .. math::
 
-        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
+        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
         \right)}\right)_j
 
     Stable form:
 
     .. math::
 
-        y = - \sum_j \left(weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
+        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
         \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)\right)_j
 
     Gradient:
 
     .. math::
 
-        \bar{x} = - g weight \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j \left(weight
-        \left(\frac{label_{smoothing}}{num_{classes}} + t \left(1 -
-        label_{smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j}
-        \bar{t} = - g weight \left(1 - label_{smoothing}\right) \left(x - \log{\left(\sum_j \left(e^{x -
-        \max_j \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)
+        \bar{x} = - g \mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j
+        \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \mathrm{label\_smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
+        \left(x\right)_j}\right)_j}
+        \bar{t} = - g \mathrm{weight} \left(1 - \mathrm{label\_smoothing}\right) \left(x -
+        \log{\left(\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j \right)} - \max_j
+        \left(x\right)_j\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -2168,13 +2176,13 @@ def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = 
 
     .. math::
 
-        y = - \sum_j \left(t weight x\right)_j
+        \ell = - \sum_j \left(t \mathrm{weight} x\right)_j
 
     Gradient:
 
     .. math::
 
-        \bar{x} = - g t weight
+        \bar{x} = - g t \mathrm{weight}
 
 
     Generated from the catalog entry ``nll_loss``; do not edit.
@@ -2183,7 +2191,6 @@ def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = 
     reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
     x = _rt.float_array(input, 'nll_loss', 'input')
     dim = _rt.class_axis(x, 'nll_loss')
-    num_classes = x.shape[dim]
     t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
     weight = _rt.class_weight(weight, 'nll_loss', x, dim)
     x_k = _rt.pick(x, t, dim)
@@ -2201,13 +2208,13 @@ def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight
 
     .. math::
 
-        y = - \sum_j \left(t weight x\right)_j
+        \ell = - \sum_j \left(t \mathrm{weight} x\right)_j
 
     Gradient:
 
     .. math::
 
-        \bar{x} = - g t weight
+        \bar{x} = - g t \mathrm{weight}
 
 
     Returns:
@@ -2220,7 +2227,6 @@ def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight
     reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
     x = _rt.float_array(input, 'nll_loss', 'input')
     dim = _rt.class_axis(x, 'nll_loss')
-    num_classes = x.shape[dim]
     t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
     weight = _rt.class_weight(weight, 'nll_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
@@ -2243,13 +2249,13 @@ def nll_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike,
 
     .. math::
 
-        y = - \sum_j \left(t weight x\right)_j
+        \ell = - \sum_j \left(t \mathrm{weight} x\right)_j
 
     Gradient:
 
     .. math::
 
-        \bar{x} = - g t weight
+        \bar{x} = - g t \mathrm{weight}
 
 
     Returns:
@@ -2263,7 +2269,6 @@ def nll_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike,
     reduction = _rt.check_choice('nll_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
     x = _rt.float_array(input, 'nll_loss', 'input')
     dim = _rt.class_axis(x, 'nll_loss')
-    num_classes = x.shape[dim]
     t, keep = _rt.class_targets(target, 'nll_loss', x, dim, ignore_index, False)
     weight = _rt.class_weight(weight, 'nll_loss', x, dim)
     loss = np.empty(x.shape[:dim] + x.shape[dim + 1:], dtype=x.dtype)
@@ -2291,22 +2296,22 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike, *, weight: 
 
     .. math::
 
-        y = - \frac{\sum_j \left(weight \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} + \left(1 -
-        t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{num_{classes}}
+        \ell = - \frac{\sum_j \left(\mathrm{weight} \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} +
+        \left(1 - t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{C}
 
     Stable form:
 
     .. math::
 
-        y = \frac{\sum_j \left(weight \left(t \operatorname{softplus}\left(- x\right) + \left(1 -
-        t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{num_{classes}}
+        \ell = \frac{\sum_j \left(\mathrm{weight} \left(t \operatorname{softplus}\left(- x\right) +
+        \left(1 - t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{C}
 
     Gradient:
 
     .. math::
 
-        \bar{x} = \frac{g weight \left(- t + \sigma\left(x\right)\right)}{num_{classes}}
-        \bar{t} = - \frac{g weight x}{num_{classes}}
+        \bar{x} = \frac{g \mathrm{weight} \left(- t + \sigma\left(x\right)\right)}{C}
+        \bar{t} = - \frac{g \mathrm{weight} x}{C}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -2342,22 +2347,22 @@ def multilabel_soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: A
 
     .. math::
 
-        y = - \frac{\sum_j \left(weight \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} + \left(1 -
-        t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{num_{classes}}
+        \ell = - \frac{\sum_j \left(\mathrm{weight} \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} +
+        \left(1 - t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{C}
 
     Stable form:
 
     .. math::
 
-        y = \frac{\sum_j \left(weight \left(t \operatorname{softplus}\left(- x\right) + \left(1 -
-        t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{num_{classes}}
+        \ell = \frac{\sum_j \left(\mathrm{weight} \left(t \operatorname{softplus}\left(- x\right) +
+        \left(1 - t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{C}
 
     Gradient:
 
     .. math::
 
-        \bar{x} = \frac{g weight \left(- t + \sigma\left(x\right)\right)}{num_{classes}}
-        \bar{t} = - \frac{g weight x}{num_{classes}}
+        \bar{x} = \frac{g \mathrm{weight} \left(- t + \sigma\left(x\right)\right)}{C}
+        \bar{t} = - \frac{g \mathrm{weight} x}{C}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -2401,22 +2406,22 @@ def multilabel_soft_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike,
 
     .. math::
 
-        y = - \frac{\sum_j \left(weight \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} + \left(1 -
-        t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{num_{classes}}
+        \ell = - \frac{\sum_j \left(\mathrm{weight} \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} +
+        \left(1 - t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{C}
 
     Stable form:
 
     .. math::
 
-        y = \frac{\sum_j \left(weight \left(t \operatorname{softplus}\left(- x\right) + \left(1 -
-        t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{num_{classes}}
+        \ell = \frac{\sum_j \left(\mathrm{weight} \left(t \operatorname{softplus}\left(- x\right) +
+        \left(1 - t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{C}
 
     Gradient:
 
     .. math::
 
-        \bar{x} = \frac{g weight \left(- t + \sigma\left(x\right)\right)}{num_{classes}}
-        \bar{t} = - \frac{g weight x}{num_{classes}}
+        \bar{x} = \frac{g \mathrm{weight} \left(- t + \sigma\left(x\right)\right)}{C}
+        \bar{t} = - \frac{g \mathrm{weight} x}{C}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -2475,21 +2480,22 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, *, p: str = 1, margin
 
     .. math::
 
-        y = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(margin + x - \sum_j \left(t
-        x\right)_j\right)^{p} & \text{for}\: margin + x - \sum_j \left(t x\right)_j > 0 \\0 &
-        \text{otherwise} \end{cases}\right) \sum_j \left(t weight\right)_j\right)_j}{num_{classes}}
+        \ell = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(\mathrm{margin} + x -
+        \sum_j \left(t x\right)_j\right)^{p} & \text{for}\: \mathrm{margin} + x - \sum_j \left(t
+        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        \mathrm{weight}\right)_j\right)_j}{C}
 
     Gradient:
 
     .. math::
 
-        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p \left(margin +
-        x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j \left(t
-        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
-        weight\right)_j}{num_{classes}}\right)_j + \frac{\left(1 - t\right) \left(\begin{cases} p
-        \left(margin + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j
-        \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
-        weight\right)_j}{num_{classes}}\right)
+        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p
+        \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\:
+        \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right)
+        \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)_j + \frac{\left(1 - t\right)
+        \left(\begin{cases} p \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} &
+        \text{for}\: \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise}
+        \end{cases}\right) \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)
 
 
     Generated from the catalog entry ``multi_margin_loss``; do not edit.
@@ -2531,21 +2537,22 @@ def multi_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
 
     .. math::
 
-        y = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(margin + x - \sum_j \left(t
-        x\right)_j\right)^{p} & \text{for}\: margin + x - \sum_j \left(t x\right)_j > 0 \\0 &
-        \text{otherwise} \end{cases}\right) \sum_j \left(t weight\right)_j\right)_j}{num_{classes}}
+        \ell = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(\mathrm{margin} + x -
+        \sum_j \left(t x\right)_j\right)^{p} & \text{for}\: \mathrm{margin} + x - \sum_j \left(t
+        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        \mathrm{weight}\right)_j\right)_j}{C}
 
     Gradient:
 
     .. math::
 
-        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p \left(margin +
-        x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j \left(t
-        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
-        weight\right)_j}{num_{classes}}\right)_j + \frac{\left(1 - t\right) \left(\begin{cases} p
-        \left(margin + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j
-        \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
-        weight\right)_j}{num_{classes}}\right)
+        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p
+        \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\:
+        \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right)
+        \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)_j + \frac{\left(1 - t\right)
+        \left(\begin{cases} p \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} &
+        \text{for}\: \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise}
+        \end{cases}\right) \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)
 
 
     Returns:
@@ -2597,21 +2604,22 @@ def multi_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: A
 
     .. math::
 
-        y = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(margin + x - \sum_j \left(t
-        x\right)_j\right)^{p} & \text{for}\: margin + x - \sum_j \left(t x\right)_j > 0 \\0 &
-        \text{otherwise} \end{cases}\right) \sum_j \left(t weight\right)_j\right)_j}{num_{classes}}
+        \ell = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(\mathrm{margin} + x -
+        \sum_j \left(t x\right)_j\right)^{p} & \text{for}\: \mathrm{margin} + x - \sum_j \left(t
+        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        \mathrm{weight}\right)_j\right)_j}{C}
 
     Gradient:
 
     .. math::
 
-        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p \left(margin +
-        x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j \left(t
-        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
-        weight\right)_j}{num_{classes}}\right)_j + \frac{\left(1 - t\right) \left(\begin{cases} p
-        \left(margin + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: margin + x - \sum_j
-        \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
-        weight\right)_j}{num_{classes}}\right)
+        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p
+        \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\:
+        \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right)
+        \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)_j + \frac{\left(1 - t\right)
+        \left(\begin{cases} p \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} &
+        \text{for}\: \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise}
+        \end{cases}\right) \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)
 
 
     Returns:
@@ -2677,22 +2685,22 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
 
     .. math::
 
-        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j \left(x
-        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} & \text{for}\: margin - \frac{\sum_j
-        \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)
-        \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
-        \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(x
-        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(\frac{y}{2} +
-        \frac{1}{2}\right)
+        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} &
+        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
+        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
+        \cdot 10^{-12}\right)}} \leq 0 \\0 & \text{otherwise} \end{cases}\right) + \left(1 -
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right)
+        \left(\frac{y}{2} + \frac{1}{2}\right)
 
     Stable form:
 
     .. math::
 
-        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j
-        \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
+        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
         \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -2701,7 +2709,7 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         \left(\left(\frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} &
-        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -2745,9 +2753,9 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         \left(\sum_j \left(\left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right) \left(-
-        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin
-        - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
-        \frac{x_{2}}{\max\left(1, \max_j
+        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\:
+        \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
@@ -2777,7 +2785,7 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}\right)
         \left(- \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 &
-        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -2855,22 +2863,22 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
 
     .. math::
 
-        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j \left(x
-        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} & \text{for}\: margin - \frac{\sum_j
-        \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)
-        \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
-        \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(x
-        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(\frac{y}{2} +
-        \frac{1}{2}\right)
+        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} &
+        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
+        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
+        \cdot 10^{-12}\right)}} \leq 0 \\0 & \text{otherwise} \end{cases}\right) + \left(1 -
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right)
+        \left(\frac{y}{2} + \frac{1}{2}\right)
 
     Stable form:
 
     .. math::
 
-        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j
-        \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
+        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
         \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -2879,7 +2887,7 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
         \left(\left(\frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} &
-        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -2923,9 +2931,9 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
         \left(\sum_j \left(\left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right) \left(-
-        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin
-        - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
-        \frac{x_{2}}{\max\left(1, \max_j
+        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\:
+        \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
@@ -2955,7 +2963,7 @@ def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayL
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}\right)
         \left(- \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 &
-        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -3063,22 +3071,22 @@ def cosine_embedding_loss_value_and_vjp(grad: ArrayLike, input1: ArrayLike, inpu
 
     .. math::
 
-        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j \left(x
-        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} & \text{for}\: margin - \frac{\sum_j
-        \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right)
-        \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} \leq 0 \\0 &
-        \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(x
-        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
-        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(\frac{y}{2} +
-        \frac{1}{2}\right)
+        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} &
+        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
+        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
+        \cdot 10^{-12}\right)}} \leq 0 \\0 & \text{otherwise} \end{cases}\right) + \left(1 -
+        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
+        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right)
+        \left(\frac{y}{2} + \frac{1}{2}\right)
 
     Stable form:
 
     .. math::
 
-        y = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - margin + \frac{\sum_j
-        \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
+        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
         \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -3087,7 +3095,7 @@ def cosine_embedding_loss_value_and_vjp(grad: ArrayLike, input1: ArrayLike, inpu
         \left(\left(\frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} &
-        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -3131,9 +3139,9 @@ def cosine_embedding_loss_value_and_vjp(grad: ArrayLike, input1: ArrayLike, inpu
         \left(\sum_j \left(\left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right) \left(-
-        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\: margin
-        - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
-        \frac{x_{2}}{\max\left(1, \max_j
+        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\:
+        \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
@@ -3163,7 +3171,7 @@ def cosine_embedding_loss_value_and_vjp(grad: ArrayLike, input1: ArrayLike, inpu
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}\right)
         \left(- \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 &
-        \text{for}\: margin - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j

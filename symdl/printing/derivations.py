@@ -25,7 +25,7 @@ from symdl.catalog.schedules import EPOCH, PREVIOUS, SCHEDULES, Schedule
 from symdl.catalog.spec import Formula, Op
 from symdl.codegen import COMMAND, GeneratedModule
 from symdl.optim.facts import FACTS, Fact
-from symdl.printing.latex import gradient_latex, latex, rule_latex
+from symdl.printing.latex import derivative_latex, equation_latex, gradient_latex, latex, rule_latex
 
 #: Where the documents go.
 DERIVATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "derivations"
@@ -66,16 +66,16 @@ class Entry:
 def _formula_blocks(op: Op, formula: Formula, variant: str | None) -> list[Block]:
     """Definition, stable form, gradients, subgradients at kinks and identities of one formula."""
     what = "Vector-Jacobian product" if op.kind in ("row", "class_loss") else "Gradient"
-    blocks = [Block("Definition", (f"y = {latex(formula.definition)}",), variant)]
+    blocks = [Block("Definition", (equation_latex(op, formula.definition),), variant)]
     if formula.stable is not None:
-        blocks.append(Block("Stable form (what the kernel computes; proven equal)", (f"y = {latex(formula.stable)}",),
+        blocks.append(Block("Stable form (what the kernel computes; proven equal)", (equation_latex(op, formula.stable),),
                             variant))
     blocks.append(Block(f"{what} (closed form; proven equal to SymPy's derivative)",
                         tuple(gradient_latex(op, formula, i.name) for i in op.differentiable_inputs), variant))
     if formula.kinks:
         symbol = latex(op.inputs[0].symbol)
         blocks.append(Block("Subgradient at the kinks (PyTorch's)", tuple(
-            rf"\left.\frac{{\partial y}}{{\partial {symbol}}}\right|_{{{symbol} = {latex(k.at)}}} = {latex(k.subgradient)}"
+            rf"\left.{derivative_latex(op, symbol)}\right|_{{{symbol} = {latex(k.at)}}} = {latex(k.subgradient)}"
             for k in formula.kinks), variant))
     if formula.facts:
         blocks.append(Block("Identities (proven)", tuple(f"{latex(lhs)} = {latex(rhs)}" for _, lhs, rhs in formula.facts),

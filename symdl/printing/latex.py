@@ -9,14 +9,45 @@ SymPy side, as DESIGN.md recommends).
 from __future__ import annotations
 
 import sympy as sp
-from sympy.printing.latex import LatexPrinter
+from sympy.printing.conventions import split_super_sub
+from sympy.printing.latex import LatexPrinter, translate
 
 from symdl.catalog.optimizers import LATEX_NAMES, UpdateRule
 from symdl.catalog.spec import Formula, Op
 
 
+#: Parameter names that have a textbook letter (PyTorch's docs use the same ones).
+CONVENTIONAL_LETTERS: dict[str, str] = {"eps": r"\epsilon", "lambd": r"\lambda", "num_classes": "C"}
+
+
+def _is_index(part: str) -> bool:
+    """A name part that reads as a subscript index: one letter, or digits."""
+    return len(part) == 1 or part.isdigit()
+
+
 class CatalogLatexPrinter(LatexPrinter):
-    """SymPy's LaTeX printer, mended where it prints invalid LaTeX for catalog expressions."""
+    """SymPy's LaTeX printer, mended where it prints invalid or misleading LaTeX for catalog
+    expressions."""
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        # SymPy prints a multi-letter name as a product of italic letters with the rest as a
+        # subscript (negative_slope as negative_{slope}); a PyTorch parameter name prints upright
+        # instead, whole (\mathrm{negative\_slope}), keeping one-letter or numeric suffixes as
+        # indices (weight_k as \mathrm{weight}_{k}). Greek or one-letter names (eta_min, T_max,
+        # beta1), SymPy's modifiers (vhat) and names already in LaTeX (\eta_{t-1}) keep SymPy's form.
+        if expr in self._settings["symbol_names"]:
+            return super()._print_Symbol(expr, style)
+        if expr.name in CONVENTIONAL_LETTERS:
+            return CONVENTIONAL_LETTERS[expr.name]
+        head = split_super_sub(expr.name)[0]
+        if len(head) == 1 or translate(head) != head or "\\" in expr.name:  # (a name written in LaTeX)
+            return super()._print_Symbol(expr, style)
+        parts = expr.name.split("_")
+        indices = []
+        while len(parts) > 1 and _is_index(parts[-1]):
+            indices.insert(0, parts.pop())
+        word = r"\mathrm{" + r"\_".join(parts) + "}"
+        return word + (f"_{{{','.join(indices)}}}" if indices else "")
 
     def _print_Pow(self, expr: sp.Pow) -> str:
         # SymPy prints an unevaluated exponential or power raised to a power with two superscripts
@@ -32,6 +63,20 @@ def latex(expr: sp.Basic, **settings: object) -> str:
     return CatalogLatexPrinter(settings).doprint(expr)
 
 
+#: The output's letter per catalog family: a loss's targets are often ``y``, so its value is \ell.
+OUTPUT_SYMBOLS: dict[str, str] = {"activation": "y", "loss": r"\ell"}
+
+
+def equation_latex(op: Op, expr: sp.Basic) -> str:
+    """``output = expr``: a definition, stable form or special case of ``op``."""
+    return f"{OUTPUT_SYMBOLS[op.family]} = {latex(expr)}"
+
+
+def derivative_latex(op: Op, symbol: str) -> str:
+    """The derivative of ``op``'s output with respect to ``symbol`` (LaTeX), as a fraction."""
+    return rf"\frac{{\partial {OUTPUT_SYMBOLS[op.family]}}}{{\partial {symbol}}}"
+
+
 def gradient_latex(op: Op, formula: Formula, input_name: str) -> str:
     """The closed-form gradient (or VJP) for one input, as an equation."""
     item = next(i for i in op.inputs if i.name == input_name)
@@ -40,14 +85,14 @@ def gradient_latex(op: Op, formula: Formula, input_name: str) -> str:
     symbol = latex(item.symbol)
     if op.kind in ("row", "class_loss"):
         return rf"\bar{{{symbol}}} = {latex(expr)}"
-    return rf"\frac{{\partial y}}{{\partial {symbol}}} = {latex(expr)}"
+    return f"{derivative_latex(op, symbol)} = {latex(expr)}"
 
 
 def formula_latex(op: Op, formula: Formula) -> list[str]:
     """reStructuredText math blocks for a formula's definition and gradients."""
-    lines = [".. math::", "", f"    y = {latex(formula.definition)}", ""]
+    lines = [".. math::", "", f"    {equation_latex(op, formula.definition)}", ""]
     if formula.stable is not None:
-        lines += ["Stable form:", "", ".. math::", "", f"    y = {latex(formula.stable)}", ""]
+        lines += ["Stable form:", "", ".. math::", "", f"    {equation_latex(op, formula.stable)}", ""]
     grads = [gradient_latex(op, formula, i.name) for i in op.differentiable_inputs]
     lines += ["Gradient:", "", ".. math::", ""] + [f"    {g}" for g in grads]
     return lines
