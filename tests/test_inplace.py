@@ -18,7 +18,7 @@ import types
 import numpy as np
 import pytest
 
-import symdl.codegen as codegen
+import symdl.codegen.ops as codegen
 from symdl.catalog import CATALOG
 from symdl.catalog.spec import Op
 from symdl.kernels import _runtime as _rt

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import symdl.kernels as K
 from symdl.catalog import CATALOG
-from symdl.codegen import VALUE_AND_VJP_KINDS
+from symdl.codegen.ops import VALUE_AND_VJP_KINDS
 from symdl.errors import OpInputError
 from symdl.sampling import draw_inputs, draw_params
 

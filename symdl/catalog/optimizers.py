@@ -12,7 +12,7 @@ conditions hold only scalars, so the generated kernel turns it into a Python
 mathematically redundant; they say where PyTorch skips work, so the kernel skips
 it too.
 
-Everything downstream reads these entries: :mod:`symdl.codegen_optim` prints
+Everything downstream reads these entries: :mod:`symdl.codegen.optimizers` prints
 the in-place kernels and the optimizer classes, :mod:`symdl.verify_optim` and
 the tests evaluate the assignments directly, and :mod:`symdl.optim.facts`
 derives the textbook facts from them.

@@ -2,7 +2,7 @@
 
 :func:`run_rule` evaluates each assignment of the catalog entry with
 ``sympy.lambdify`` (SymPy's own NumPy printer, independent of the in-place
-emitter in :mod:`symdl.codegen_optim`), in float64, step after step, and
+emitter in :mod:`symdl.codegen.optimizers`), in float64, step after step, and
 :func:`run_kernel` runs the generated optimizer on the same data. Imports
 SymPy: used by tests and ``symdl verify``, never by :mod:`symdl.optim` itself.
 """

@@ -34,8 +34,16 @@ from pathlib import Path
 import numpy as np
 
 from symdl.check.errors import GradcheckInputError
+from symdl.cli.usercode import DEFAULT_TIMEOUT, MAX_TIMEOUT, run_guarded
 
 HELP = "check a gradient (expression, Python function or catalog op) against finite differences"
+#: Checked input elements past which the default full mode (2 evaluations of f per element, so a cost
+#: quadratic in the size: 41 s at 1e5 elements on the 2-core test machine) gives way to fast mode.
+_FULL_MODE_ELEMENTS = 20_000
+#: Largest --samples, array element count and rank accepted (a 1e7-element float64 array is 80 MB).
+_MAX_SAMPLES = 1_000_000
+_MAX_ELEMENTS = 10**7
+_MAX_NDIM = 32
 _PYTHON_TARGET = re.compile(r"^(?:[^\s:]+\.py|[A-Za-z_][\w.]*):[A-Za-z_]\w*$")
 _MODES = ("full", "fast", "complex", "richardson")
 
@@ -53,8 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shape", action="append", default=[], help="array shape: name=3,4")
     parser.add_argument("--vjp", help="the gradient of a Python target: file.py:df or package.module:df")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--mode", choices=_MODES, default="full")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mode", choices=_MODES, default=None,
+                        help="full (default; fast instead, with a note, past %d checked elements), fast, complex, "
+                             "richardson" % _FULL_MODE_ELEMENTS)
+    parser.add_argument("--seed", type=int, default=0, help=f"seed of the inputs and directions, 0 to 2**64-1")
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"seconds the check (the user's code included) may take (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 

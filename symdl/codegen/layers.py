@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from symdl.catalog.layer_spec import Layer, LayerParam
 from symdl.catalog.layers import LAYERS
-from symdl.codegen import COMMAND, KERNEL_DIR, GeneratedModule
+from symdl.codegen.module import COMMAND, KERNEL_DIR, GeneratedModule
 
 PATH = KERNEL_DIR / "layers.py"
 

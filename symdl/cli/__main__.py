@@ -1,0 +1,7 @@
+"""``python -m symdl.cli``: the ``symdl`` command."""
+
+import sys
+
+from symdl.cli import main
+
+sys.exit(main())

@@ -1,0 +1,42 @@
+"""``symdl verify``: re-derive every catalog entry, prove its closed forms and check its kernels."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "re-derive and verify every catalog op"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options."""
+    parser.add_argument("--ops", help="comma-separated op names (default: all)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--no-cache", action="store_true", help="re-derive even when a cached proof exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Derive, prove and check the requested entries; exit 0 only when every row passes."""
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from symdl.verify import plan, verify_everything
+
+    names = [n.strip() for n in args.ops.split(",") if n.strip()] if args.ops else None
+    todo, sections = plan(names)
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
+        task = progress.add_task("deriving and checking", total=len(todo) + len(sections))
+        rows = verify_everything(names, use_cache=not args.no_cache, on_done=lambda: progress.advance(task))
+    if args.json:
+        print(json.dumps([r.as_dict() for r in rows], indent=2))
+    else:
+        table = Table(title=f"symdl verify: {sum(r.passed for r in rows)}/{len(rows)} op variants pass")
+        for column in ("op", "variant", "closed form proven", "fd rel err", "fwd ulp", "grad ulp", "finite", "ok"):
+            table.add_column(column, justify="left" if column in ("op", "variant", "closed form proven") else "right")
+        for r in rows:
+            table.add_row(r.op, r.variant, r.proof, f"{r.fd_error:.1e}", f"{r.forward_ulp:.1f}", f"{r.grad_ulp:.1f}",
+                          "yes" if r.finite else "NO", "PASS" if r.passed else f"FAIL {r.detail}")
+        Console(width=max(160, Console().width)).print(table)
+    return 0 if all(r.passed for r in rows) else 1
