@@ -27,8 +27,7 @@ from __future__ import annotations
 
 import ast
 import math
-import signal
-import threading
+import unicodedata
 from collections.abc import Callable, Iterable
 from functools import cache
 
@@ -132,14 +131,23 @@ class _Builder:
         raise ExpressionError(f"operator {type(node.op).__name__} not allowed (column {node.col_offset + 1})")
 
     def _BinOp(self, node: ast.BinOp) -> sp.Expr:  # noqa: N802
-        left, right = self._number(self.build(node.left), node), self._number(self.build(node.right), node)
         if isinstance(node.op, ast.Pow):
+            left, right = self._number(self.build(node.left), node), self._number(self.build(node.right), node)
             return self._power(left, right, node)
-        operation = _BINARY.get(type(node.op))
-        if operation is None:
-            raise ExpressionError(f"operator {type(node.op).__name__} not allowed; use + - * / ** "
-                                  f"(column {node.col_offset + 1})")
-        return operation(left, right)
+        # A left-associative chain (a flat sum of 999 terms is a 999-deep left spine) is walked in a loop,
+        # not by recursion, which would exceed Python's recursion limit.
+        spine = []
+        while isinstance(node, ast.BinOp) and not isinstance(node.op, ast.Pow):
+            spine.append(node)
+            node = node.left
+        value = self.build(node)
+        for link in reversed(spine):
+            operation = _BINARY.get(type(link.op))
+            if operation is None:
+                raise ExpressionError(f"operator {type(link.op).__name__} not allowed; use + - * / ** "
+                                      f"(column {link.col_offset + 1})")
+            value = operation(self._number(value, link), self._number(self.build(link.right), link))
+        return value
 
     def _power(self, base: sp.Expr, exponent: sp.Expr, node: ast.AST) -> sp.Expr:
         where = f"(column {node.col_offset + 1})"
@@ -215,6 +223,10 @@ def parse(text: str, variables: Iterable[str] | None = None) -> sp.Expr:
     Raises:
         ExpressionError: the text breaks a rule or a cap (the message says which).
     """
+    # NFKC, as Python does for identifiers: the micro sign µ and the Greek mu μ are one name, and
+    # full-width ｘ＋１ reads as x+1; the declared variables are normalised the same way.
+    text = unicodedata.normalize("NFKC", text) if isinstance(text, str) else text
+    variables = None if variables is None else [unicodedata.normalize("NFKC", v) for v in variables]
     tree = validate(text)
     # The catalog (and its import) is needed only when an activation is called.
     table = _BASIC if called_names(tree) <= set(_BASIC) else functions()
@@ -231,17 +243,10 @@ def parse(text: str, variables: Iterable[str] | None = None) -> sp.Expr:
 def simplify_within(expr: sp.Expr, seconds: float = 2.0) -> tuple[sp.Expr, bool]:
     """``sympy.simplify(expr)`` if it finishes within ``seconds`` of CPU time; else ``(expr, False)``.
 
-    ``simplify`` can run for minutes on some inputs. The limit is
-    :func:`symdl.derive.time_limit` (a POSIX interval timer), which only the
-    main thread can receive; elsewhere a user's expression is returned
-    unsimplified rather than simplified without a bound.
+    ``simplify`` can run for minutes on some inputs; :func:`symdl.proofs.proof.bounded` stops it
+    in any thread.
     """
-    from symdl.derive import ProofTimeout, time_limit
+    from symdl.proofs.proof import bounded
 
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        return expr, False
-    try:
-        with time_limit(seconds):
-            return sp.simplify(expr), True
-    except (ProofTimeout, RecursionError):
-        return expr, False
+    simplified, finished = bounded(lambda: sp.simplify(expr), seconds)
+    return (simplified, True) if finished else (expr, False)

@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 import symdl.kernels as kernels
 from symdl.catalog.spec import Input, Op
-from symdl.reference import Reference, ulp_error
+from symdl.verify.reference import Reference, ulp_error
 from symdl.sampling import variant_value
 from symdl.strategies import OpCase, op_cases
-from symdl.verify import _scale, finite_at_extremes
+from symdl.verify.ops import _scale, finite_at_extremes
 from tests.conftest import OP_VARIANTS
 
 

@@ -16,7 +16,7 @@ from symdl.catalog.layers import LAYERS
 from symdl.catalog.optimizers import OPTIMIZERS
 from symdl.catalog.schedules import SCHEDULES
 from symdl.codegen import stale_files
-from symdl.optim.facts import FACTS
+from symdl.catalog.facts import FACTS
 from symdl.codegen import derivations as documents_module
 from symdl.printing import derivations
 from symdl.printing.latex import latex

@@ -9,9 +9,9 @@ import sympy as sp
 
 from symdl.catalog import CATALOG
 from symdl.catalog.spec import Op
-from symdl.derive import derive
+from symdl.proofs.ops import derive
 from symdl.functions import sigmoid
-from symdl.verify import proofs_for, targets
+from symdl.verify.ops import proofs_for, targets
 from tests.conftest import OP_VARIANTS
 
 
@@ -67,7 +67,7 @@ def test_numeric_identity_does_not_prove_what_evaluates_to_nan() -> None:
 
     import sympy as sp
 
-    from symdl.derive import numeric_identity
+    from symdl.proofs.proof import numeric_identity
 
     x = sp.Symbol("x", real=True)
     assert numeric_identity(sp.nan, x, [x], [(0.5,), (2.0,)]) == math.inf

@@ -9,10 +9,10 @@ import pytest
 import symdl.kernels as K
 from symdl.catalog.layers import LAYER_BY_NAME, LAYERS
 from symdl.errors import OpInputError, OpParameterError
-from symdl.derive_layers import prove_instance, prove_layers, source_files
+from symdl.proofs.layers import prove_instance, prove_layers, source_files
 from symdl.kernels import _layers_runtime as _lr
 from symdl.kernels._layers import norm  # where the norm closed forms look up their helpers
-from symdl.verify_layers import call, draw_arrays
+from symdl.verify.layers import call, draw_arrays
 
 X = np.zeros((2, 3, 5, 5))
 W = np.zeros((4, 3, 3, 3))

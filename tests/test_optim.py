@@ -2,7 +2,7 @@
 
 Every rule and every branch (``cases`` in the catalog) is run over many steps
 on hypothesis-drawn gradient sequences and hyper-parameters and compared with
-a direct float64 evaluation of its assignments (:mod:`symdl.optim.rule_eval`).
+a direct float64 evaluation of its assignments (:mod:`symdl.verify.rule_eval`).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from hypothesis import strategies as st
 import symdl.optim as optim
 from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
 from symdl.errors import OpInputError, OpParameterError, OpTypeError
-from symdl.optim.rule_eval import local_error, run_kernel, run_rule, trajectory_error
+from symdl.verify.rule_eval import local_error, run_kernel, run_rule, trajectory_error
 
 CASES = [pytest.param(rule, case, id=f"{rule.name}-{case}") for rule in OPTIMIZERS.values() for case in rule.cases]
 RULES = [pytest.param(rule, id=rule.name) for rule in OPTIMIZERS.values()]
 
 #: One kernel step from the rule's own state against the same step in long double, as a fraction of
-#: the running rounding-error bound of evaluating the rule (symdl.optim.rounding): the kernel may
+#: the running rounding-error bound of evaluating the rule (symdl.verify.rounding): the kernel may
 #: order and fuse operations differently from the rule, but must stay within what rounding allows.
 STEP_ERROR_BOUND = 1.0
 #: Whole trajectories at the catalog's cases (tame dynamics): measured at most 2e-16 over 200 steps.
@@ -297,7 +297,7 @@ def test_axpy_is_one_rounding_of_y_plus_a_x_in_place_whatever_the_layout(dtype: 
 def test_errors_see_nan_and_inf_instead_of_dropping_them() -> None:
     """A NaN or an overflow in the kernel's result where the rule's is finite is an infinite error
     (``max`` ignores a NaN, which once let a broken kernel pass); equal non-finite values agree."""
-    from symdl.optim.rule_eval import Trajectory
+    from symdl.verify.rule_eval import Trajectory
 
     reference = Trajectory(params=[np.array([1.0, 2.0]), np.array([np.inf, 3.0])], state={})
     for bad in (np.nan, np.inf, -np.inf):

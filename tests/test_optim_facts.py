@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from symdl.catalog.optimizers import BETA1, BETA2, LR, STEP
 from symdl.optim import SGD, Adagrad, Adam
-from symdl.optim.facts import FACTS, adam_step_bound
+from symdl.catalog.facts import FACTS, adam_step_bound
 
 
 @pytest.mark.parametrize("name", list(FACTS))

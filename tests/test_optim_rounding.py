@@ -1,5 +1,5 @@
 """The reference the optimizer kernels are judged by: one step in long double with a running bound
-on the rounding error of evaluating it in floats (symdl.optim.rounding)."""
+on the rounding error of evaluating it in floats (symdl.verify.rounding)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 
 from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
 from symdl.optim import _generated
-from symdl.optim.rounding import bounded_step
-from symdl.optim.rule_eval import local_error, run_rule
+from symdl.verify.rounding import bounded_step
+from symdl.verify.rule_eval import local_error, run_rule
 
 CASES = [pytest.param(rule, case, id=f"{rule.name}-{case}") for rule in OPTIMIZERS.values() for case in rule.cases]
 

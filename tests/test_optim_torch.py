@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
-from symdl.optim.rule_eval import Trajectory, run_kernel, trajectory_error
+from symdl.verify.rule_eval import Trajectory, run_kernel, trajectory_error
 
 torch = pytest.importorskip("torch")
 

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import symdl.kernels as K
 from symdl.catalog.layers import LAYER_BY_NAME
-from symdl.derive_layers import prove_instance
+from symdl.proofs.layers import prove_instance
 from symdl.errors import OpParameterError
 from symdl.kernels import _parallel
 from tests.test_layers import GEOMETRY, _conv_arrays, conv_cases, pool_cases

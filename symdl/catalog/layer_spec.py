@@ -11,7 +11,7 @@ formula. A :class:`Layer` holds
   SymPy differentiates it to get the vector-Jacobian product;
 * the names of the closed-form programs in
   :mod:`symdl.kernels._layers_runtime` (``plan``, ``forward``, ``backward``)
-  that the generated kernels run, and that :mod:`symdl.derive_layers` runs on
+  that the generated kernels run, and that :mod:`symdl.proofs.layers` runs on
   symbol arrays to prove them equal to the definition and its derivative;
 * ``instances``: the grid of small shapes and hyper-parameters the proof runs
   on (general sizes are out of SymPy's reach);

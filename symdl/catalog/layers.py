@@ -4,7 +4,7 @@ Each entry's ``definition`` is the layer's index formula written out over
 explicit arrays (object arrays of SymPy symbols): one output element at a
 time, a plain sum over the indices the formula names, zero outside the input
 (padding). Nothing here calls the kernels' runtime, so the proof in
-:mod:`symdl.derive_layers` compares two independent programs.
+:mod:`symdl.proofs.layers` compares two independent programs.
 
 PyTorch's names, argument order, defaults and NCHW layout throughout.
 """

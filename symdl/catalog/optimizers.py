@@ -13,8 +13,8 @@ mathematically redundant; they say where PyTorch skips work, so the kernel skips
 it too.
 
 Everything downstream reads these entries: :mod:`symdl.codegen.optimizers` prints
-the in-place kernels and the optimizer classes, :mod:`symdl.verify_optim` and
-the tests evaluate the assignments directly, and :mod:`symdl.optim.facts`
+the in-place kernels and the optimizer classes, :mod:`symdl.verify.optimizers` and
+the tests evaluate the assignments directly, and :mod:`symdl.catalog.facts`
 derives the textbook facts from them.
 
 Symbols: :data:`PARAM` (the parameter ``theta``), :data:`GRAD` (its gradient

@@ -3,7 +3,7 @@
 Each :class:`Schedule` gives the learning rate at epoch ``t`` in closed form
 and, where ``torch.optim.lr_scheduler`` computes it from the previous value
 (``get_lr``), that *chainable* update as an expression in :data:`PREVIOUS`
-(the lr after epoch ``t - 1``). :mod:`symdl.optim.facts` proves that the
+(the lr after epoch ``t - 1``). :mod:`symdl.catalog.facts` proves that the
 update applied to the closed form at ``t - 1`` gives the closed form at ``t``,
 so ``symdl.optim.lr_scheduler`` (which follows torch's updates) computes the
 closed form.

@@ -2,7 +2,7 @@
 
 An :class:`Op` is pure data: SymPy expressions for the math, plain Python for
 names, defaults, domains and validation rules. Derivation
-(:mod:`symdl.derive`), code generation (:mod:`symdl.codegen`), verification
+(:mod:`symdl.proofs`), code generation (:mod:`symdl.codegen`), verification
 (:mod:`symdl.verify`), the tests and the CLI all read these objects; none of
 them lists ops by hand.
 """

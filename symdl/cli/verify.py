@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from symdl.errors import UsageError
+
 HELP = "re-derive and verify every catalog op"
 
 
@@ -21,13 +23,16 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from symdl.verify import plan, verify_everything
+    from symdl.verify import plan, row_count, verify_everything
 
-    names = [n.strip() for n in args.ops.split(",") if n.strip()] if args.ops else None
-    todo, sections = plan(names)
+    names = None if args.ops is None else [n.strip() for n in args.ops.split(",") if n.strip()]
+    if names is not None and not names:  # `--ops ,` or `--ops ""` is a mistake, not a request for everything
+        raise UsageError(f"--ops {args.ops!r} names no op; give comma-separated names, or leave --ops out for all")
+    if names is not None and len(set(names)) != len(names):
+        raise UsageError(f"--ops names {next(n for n in names if names.count(n) > 1)!r} twice")
     console = Console(stderr=True)
     with Progress(console=console, transient=True, disable=args.json or not console.is_terminal) as progress:
-        task = progress.add_task("deriving and checking", total=len(todo) + len(sections))
+        task = progress.add_task("deriving and checking", total=row_count(plan(names)))
         rows = verify_everything(names, use_cache=not args.no_cache, on_done=lambda: progress.advance(task))
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))

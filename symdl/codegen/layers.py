@@ -10,7 +10,7 @@ For each :class:`~symdl.catalog.layer_spec.Layer` ``name`` the module defines
 
 The programs themselves are the closed forms in :mod:`symdl.kernels._layers` (gathered
 by :mod:`symdl.kernels._layers_runtime`),
-the same code :mod:`symdl.derive_layers` proves equal to the index-level
+the same code :mod:`symdl.proofs.layers` proves equal to the index-level
 definitions. Output is a pure function of the catalog.
 """
 

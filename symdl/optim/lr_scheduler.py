@@ -7,7 +7,7 @@ torch, constructing one records ``initial_lr`` and takes step 0; call
 the current ``group["lr"]``), so values agree with torch to float64 rounding
 and compose with other writers of ``group["lr"]``; the closed forms in
 :mod:`symdl.catalog.schedules` are proven equal to these updates
-(:mod:`symdl.optim.facts`) and the tests compare the two.
+(:mod:`symdl.catalog.facts`) and the tests compare the two.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from symdl.catalog.layers import LAYERS
 from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
 from symdl.catalog.schedules import EPOCH, PREVIOUS, SCHEDULES, Schedule
 from symdl.catalog.spec import Formula, Op
-from symdl.optim.facts import FACTS, Fact
+from symdl.catalog.facts import FACTS, Fact
 from symdl.printing.latex import derivative_latex, equation_latex, gradient_latex, latex, rule_latex
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ Two halves in each module:
   remembered (:func:`~symdl.kernels._layers.common.remembered`).
 * **closed forms** (``*_forward``, ``*_backward``): the array programs the
   kernels run, given a plan. They use only NumPy operations that are exact on
-  object arrays too, so :mod:`symdl.derive_layers` runs *this code* on arrays
+  object arrays too, so :mod:`symdl.proofs.layers` runs *this code* on arrays
   of SymPy symbols and proves its output equal to SymPy's derivative of the
   layer's index-level definition.
 

@@ -1,8 +1,8 @@
-"""``symdl verify``: re-derive and check every catalog op, one row per op.
+"""``symdl verify`` for the activations and losses: one row per op and variant.
 
 For each op and variant:
 
-1. **proof** — :func:`symdl.derive.derive` proves the stable form and every
+1. **proof** — :func:`symdl.proofs.ops.derive` proves the stable form and every
    closed-form gradient equal to the definition (symbolic, or numeric identity
    at 50 digits). Proofs are cached on disk by a hash of the entry.
 2. **fd** — the float64 gradient kernel against central finite differences of
@@ -19,69 +19,23 @@ op's :class:`~symdl.catalog.spec.Tolerance`, and it is finite.
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import os
-import pickle
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import sympy as sp
 
-import symdl
 import symdl.kernels as kernels
-from symdl.kernels import _runtime as _rt
 from symdl.catalog import CATALOG
 from symdl.catalog.spec import Op
-from symdl.derive import Proof, derive
 from symdl.functions import NUM_CLASSES
-from symdl.reference import Reference, ulp_error
+from symdl.kernels import _runtime as _rt
+from symdl.proofs import cache
+from symdl.proofs.ops import derive
+from symdl.proofs.proof import Proof
 from symdl.sampling import draw_inputs, draw_params
-
-FD_TOLERANCE = 1e-6
-
-#: Further sections of the verify table (layers, optimizers), by module path.
-#: Each exposes ``names() -> list[str]`` (its rows' names, unique across the
-#: catalog) and ``verify(names, *, use_cache) -> list[VerifyRow]``.
-SECTIONS: tuple[str, ...] = ("symdl.verify_optim", "symdl.verify_layers")
-
-
-@dataclass(frozen=True)
-class VerifyRow:
-    """The outcome for one op variant."""
-
-    op: str
-    variant: str
-    proof: str
-    proofs_hold: bool
-    fd_error: float
-    forward_ulp: float
-    grad_ulp: float
-    forward_ulp_bound: float
-    grad_ulp_bound: float
-    finite: bool
-    detail: str = ""
-
-    def __post_init__(self) -> None:
-        # Checks compute with NumPy and SymPy: store plain Python bools and floats (JSON, comparisons).
-        for name in ("proofs_hold", "finite"):
-            object.__setattr__(self, name, bool(getattr(self, name)))
-        for name in ("fd_error", "forward_ulp", "grad_ulp", "forward_ulp_bound", "grad_ulp_bound"):
-            object.__setattr__(self, name, float(getattr(self, name)))
-
-    @property
-    def passed(self) -> bool:
-        """True when every check holds."""
-        return (self.proofs_hold and self.fd_error <= FD_TOLERANCE and self.finite
-                and self.forward_ulp <= self.forward_ulp_bound and self.grad_ulp <= self.grad_ulp_bound)
-
-    def as_dict(self) -> dict[str, object]:
-        """JSON-ready fields, plus ``passed``."""
-        return {**asdict(self), "passed": self.passed}
-
+from symdl.verify.reference import Reference, ulp_error
+from symdl.verify.row import VerifyRow, directional_error, finite_and_typed, parallel_rows
 
 # --------------------------------------------------------------------------- kernels
 def kernel_call(op: Op, params: dict[str, object]) -> tuple[Callable[..., np.ndarray], Callable[..., tuple]]:
@@ -96,26 +50,24 @@ def _unreduced(op: Op, params: dict[str, object]) -> dict[str, object]:
 
 
 # --------------------------------------------------------------------------- proofs
-def _cache_dir() -> Path:
-    return Path(os.environ.get("SYMDL_CACHE", Path.home() / ".cache" / "symdl"))
-
-
-def _prover_source() -> str:
+def _prover_files() -> list[Path]:
     """The code proofs depend on: a change to it invalidates every cached proof."""
-    import symdl.derive
     import symdl.functions
+    import symdl.proofs.ops
+    import symdl.proofs.proof
 
-    return "".join(Path(m.__file__).read_text(encoding="utf-8") for m in (symdl.derive, symdl.functions))
+    return [Path(m.__file__) for m in (symdl.proofs.proof, symdl.proofs.ops, symdl.functions)]
 
 
-def _entry_key(op: Op, variant: str) -> str:
+def _entry_key(target: tuple[str, str]) -> str:
+    """The proof cache's name for one (op, variant): a hash of the prover and of the entry's formulas."""
+    op, variant = CATALOG[target[0]], target[1]
     formula = op.formulas[variant]
-    text = "|".join([symdl.__version__, _prover_source(), op.name, variant, sp.srepr(formula.definition), sp.srepr(formula.stable),
-                     *(f"{k}={sp.srepr(v)}" for k, v in sorted(formula.grads.items())),
-                     *(f"{sp.srepr(k.at)}:{sp.srepr(k.subgradient)}" for k in formula.kinks),
-                     *(f"{sp.srepr(c.when)}:{sp.srepr(c.stable)}:{sorted((k, sp.srepr(v)) for k, v in c.grads.items())}"
-                       for c in formula.cases)])
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    return cache.source_key(_prover_files(), op.name, variant, sp.srepr(formula.definition), sp.srepr(formula.stable),
+                            *(f"{k}={sp.srepr(v)}" for k, v in sorted(formula.grads.items())),
+                            *(f"{sp.srepr(k.at)}:{sp.srepr(k.subgradient)}" for k in formula.kinks),
+                            *(f"{sp.srepr(c.when)}:{sp.srepr(c.stable)}:{sorted((k, sp.srepr(v)) for k, v in c.grads.items())}"
+                              for c in formula.cases))
 
 
 def _derive_proofs(name_variant: tuple[str, str]) -> list[Proof]:
@@ -125,40 +77,9 @@ def _derive_proofs(name_variant: tuple[str, str]) -> list[Proof]:
 
 def proofs_for(targets: Sequence[tuple[str, str]], *, use_cache: bool = True, workers: int | None = None,
                on_done: Callable[[], None] = lambda: None) -> dict[tuple[str, str], list[Proof]]:
-    """Proofs for each (op, variant), from the cache or derived in parallel."""
-    results: dict[tuple[str, str], list[Proof]] = {}
-    missing = []
-    for target in targets:
-        path = _cache_dir() / f"{_entry_key(CATALOG[target[0]], target[1])}.pkl"
-        if use_cache and path.exists():
-            results[target] = pickle.loads(path.read_bytes())
-            on_done()
-        else:
-            missing.append(target)
-    if missing and workers == 0:  # already inside a worker: derive here
-        derived = map(_derive_proofs, missing)
-    elif missing:
-        pool = ProcessPoolExecutor(max_workers=workers or os.cpu_count())
-        derived = pool.map(_derive_proofs, missing)
-    for target, proofs in zip(missing, derived if missing else ()):
-        results[target] = proofs
-        _store(target, proofs)
-        on_done()
-    if missing and workers != 0:
-        pool.shutdown()
-    return results
-
-
-def _store(target: tuple[str, str], proofs: list[Proof]) -> None:
-    directory = _cache_dir()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{_entry_key(CATALOG[target[0]], target[1])}.pkl"
-        temp = path.with_suffix(f".{os.getpid()}.tmp")
-        temp.write_bytes(pickle.dumps(proofs))
-        os.replace(temp, path)
-    except OSError:
-        pass  # a read-only home only costs speed
+    """Proofs for each (op, variant), from the proof cache or derived in parallel processes."""
+    return cache.cached_map(_derive_proofs, targets, _entry_key, use_cache=use_cache, workers=workers,
+                            on_done=on_done)
 
 
 # --------------------------------------------------------------------------- numeric checks
@@ -180,14 +101,9 @@ def finite_difference_error(op: Op, variant: str, seed: int = 0, directions: int
         for index, item in enumerate(op.inputs):
             if not item.differentiable or inputs[index].dtype.kind in "iu":  # class indices
                 continue
-            u = rng.standard_normal(inputs[index].shape)
             h = 1e-6 * max(1.0, float(np.max(np.abs(inputs[index]))))
-            plus = [a + h * u if i == index else a for i, a in enumerate(inputs)]
-            minus = [a - h * u if i == index else a for i, a in enumerate(inputs)]
-            numeric = float(np.sum(v * (forward(*plus) - forward(*minus)))) / (2 * h)
-            analytic = float(np.sum(grads[index] * u))
-            scale = max(abs(numeric), abs(analytic), 1e-3)
-            worst = float(np.maximum(worst, abs(numeric - analytic) / scale))  # a NaN must not vanish
+            error = directional_error(lambda *a: forward(*a), inputs, index, v, grads[index], rng, h)
+            worst = float(np.maximum(worst, error))  # a NaN must not vanish
     return worst
 
 
@@ -261,21 +177,6 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
     return worst_forward, worst_grad
 
 
-def finite_and_typed(compute: Callable[[], Sequence[np.ndarray]], dtype: type, label: str) -> tuple[bool, str]:
-    """Run ``compute`` with overflow, invalid and divide-by-zero raised (underflow is fine): every array
-    it returns must be finite and of ``dtype``. Returns (holds, what failed, prefixed by ``label``)."""
-    try:
-        with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-            arrays = compute()
-    except FloatingPointError as error:
-        return False, f"{label}: {error}"
-    if not all(np.all(np.isfinite(a)) for a in arrays):
-        return False, f"{label}: non-finite result"
-    if any(a.dtype != dtype for a in arrays):
-        return False, f"{label}: result dtype changed"
-    return True, ""
-
-
 def finite_at_extremes(op: Op, variant: str, seed: int = 2) -> tuple[bool, str]:
     """Forward and VJP at the extremes raise no FP warning and stay finite."""
     for dtype in (np.float32, np.float64):
@@ -317,23 +218,11 @@ def _verify_target(job: tuple[str, str, bool]) -> VerifyRow:
     return verify_op(CATALOG[name], variant, proofs)
 
 
-def _expected_cost(target: tuple[str, str]) -> int:
-    """Row and class ops derive on explicit rows and take longest: start them first."""
-    kind = CATALOG[target[0]].kind
-    return {"class_loss": 0, "row": 1}.get(kind, 2)
-
-
-def verify_all(todo: Sequence[tuple[str, str]], *, use_cache: bool = True, workers: int | None = None,
-               on_done: Callable[[], None] = lambda: None) -> list[VerifyRow]:
-    """Verify every (op, variant) in parallel processes; rows come back in ``todo``'s order."""
-    order = sorted(range(len(todo)), key=lambda i: _expected_cost(todo[i]))
-    rows: dict[int, VerifyRow] = {}
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-        futures = {pool.submit(_verify_target, (*todo[i], use_cache)): i for i in order}
-        for future in as_completed(futures):
-            rows[futures[future]] = future.result()
-            on_done()
-    return [rows[i] for i in range(len(todo))]
+def _verify_target(job: tuple[str, str, bool]) -> VerifyRow:
+    """One (op, variant): cached or derived proofs, then every numeric check (a worker's job)."""
+    name, variant, use_cache = job
+    (proofs,) = proofs_for([(name, variant)], use_cache=use_cache, workers=0).values()
+    return verify_op(CATALOG[name], variant, proofs)
 
 
 def targets(names: Iterable[str] | None = None) -> list[tuple[str, str]]:
@@ -342,32 +231,20 @@ def targets(names: Iterable[str] | None = None) -> list[tuple[str, str]]:
     return [(op.name, str(variant)) for op in ops for variant in op.formulas]
 
 
-def section_names() -> dict[str, str]:
-    """Each extra section's row name, mapped to the module that verifies it."""
-    return {name: module for module in SECTIONS for name in importlib.import_module(module).names()}
+def names() -> list[str]:
+    """Row names: the catalog's activations and losses."""
+    return list(CATALOG)
 
 
-def plan(names: Sequence[str] | None = None) -> tuple[list[tuple[str, str]], list[str]]:
-    """The catalog (op, variant) targets and the extra sections' rows that ``names`` select (default: all)."""
-    from symdl.errors import UnknownOpError
-
-    sections = section_names()
-    unknown = [n for n in names or () if n not in CATALOG and n not in sections]
-    if unknown:
-        raise UnknownOpError(f"unknown op {unknown[0]!r}; `symdl kernels` lists the ops")
-    ops = [n for n in names if n in CATALOG] if names else list(CATALOG)
-    return (targets(ops) if ops else []), ([n for n in names if n in sections] if names else list(sections))
+def _expected_cost(target: tuple[str, str]) -> int:
+    """Row and class ops derive on explicit rows and take longest: start them first."""
+    return {"class_loss": 2, "row": 1}.get(CATALOG[target[0]].kind, 0)
 
 
-def verify_everything(names: Sequence[str] | None = None, *, use_cache: bool = True,
-                      on_done: Callable[[], None] = lambda: None) -> list[VerifyRow]:
-    """The whole verify table: catalog ops (in parallel), then every extra section's rows."""
-    todo, chosen = plan(names)
-    rows = verify_all(todo, use_cache=use_cache, on_done=on_done) if todo else []
-    sections = section_names()
-    for module in dict.fromkeys(sections[n] for n in chosen):
-        for row in importlib.import_module(module).verify([n for n in chosen if sections[n] == module],
-                                                          use_cache=use_cache):
-            rows.append(row)
-            on_done()
+def verify(chosen: Sequence[str], *, use_cache: bool = True, workers: int | None = None,
+           on_done: Callable[[], None] = lambda: None) -> list[VerifyRow]:
+    """Every variant of the chosen ops, in parallel processes; rows in catalog order."""
+    todo = targets(chosen)
+    rows = parallel_rows(_verify_target, [(*t, use_cache) for t in todo], workers=workers, on_done=on_done,
+                         cost=lambda job: _expected_cost(job[:2]))
     return rows

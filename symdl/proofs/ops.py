@@ -10,9 +10,10 @@ For an op's formula, :func:`derive` produces a :class:`Derivation`:
 * a :class:`Proof` for each claim a kernel relies on: the stable form equals
   the definition, and each closed-form gradient equals the derived one.
 
-A proof is *symbolic* when ``sympy.simplify`` reduces the difference to 0
-within a time limit, otherwise a *numeric identity* check at 50 significant
-digits on many points drawn from the op's domain (mpmath). Reductions along a
+Each claim goes through the bounded prover (:mod:`symdl.proofs.proof`):
+*symbolic* when ``sympy.simplify`` reduces the difference to 0 within a CPU-time
+limit, otherwise a *numeric identity* check at 50 significant digits on many
+points drawn from the op's domain (mpmath). Reductions along a
 row (``rowmax``) are replaced by a free symbol in row proofs: softmax is
 shift-invariant, so an identity that holds for every shift ``m`` holds for the
 maximum.
@@ -20,67 +21,18 @@ maximum.
 
 from __future__ import annotations
 
-import contextlib
-import math
-import signal
-import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import mpmath
 import numpy as np
 import sympy as sp
 
 from symdl.catalog.spec import DERIVATIVE, Case, Formula, Kink, Op
 from symdl.functions import expand_row, row_components, rowmax, rowsum, to_textbook
+from symdl.proofs.proof import PROOF_POINTS, Proof, numeric_identity, prove_identity, symbolic_zero
 
-#: Digits used by numeric identity proofs and the mpmath reference.
-PROOF_DIGITS = 50
-#: Points a numeric identity proof checks.
-PROOF_POINTS = 40
-#: CPU seconds ``simplify`` may spend on one identity before the numeric proof is used.
-SIMPLIFY_SECONDS = 2.0
 #: Row sizes on which row-op identities are proven.
 ROW_SIZES = (2, 3, 4)
-
-
-class ProofTimeout(Exception):
-    """Raised inside a time-limited SymPy computation."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float) -> Iterator[None]:
-    """Interrupt the enclosed pure-Python computation after ``seconds`` of CPU time.
-
-    CPU time of this process (``ITIMER_VIRTUAL``), not wall time: whether an
-    identity is proven symbolically must not depend on how busy the machine
-    is. Only the main thread receives the signal; elsewhere the block runs
-    without a limit.
-    """
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
-        yield
-        return
-
-    def _raise(signum: int, frame: object) -> None:
-        raise ProofTimeout
-
-    previous = signal.signal(signal.SIGVTALRM, _raise)
-    signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
-        signal.signal(signal.SIGVTALRM, previous)
-
-
-@dataclass(frozen=True)
-class Proof:
-    """How one identity ``lhs == rhs`` was established."""
-
-    claim: str
-    method: str  # "symbolic", "symbolic (n=2,3,4)", "numeric (50 digits, 40 points)"
-    holds: bool
-    max_error: float = 0.0  # numeric proofs: the largest relative difference seen
 
 
 @dataclass
@@ -132,56 +84,6 @@ def _away_from_kinks(formula: Formula, point: dict[sp.Symbol, float], symbol: sp
         if abs(point[symbol] - at) < 1e-6:
             return False
     return True
-
-
-# --------------------------------------------------------------------------- identities
-def _symbolic_zero(difference: sp.Expr) -> bool:
-    """True when SymPy simplifies ``difference`` to 0 within the time limit."""
-    try:
-        with time_limit(SIMPLIFY_SECONDS):
-            return sp.simplify(difference) == 0
-    except (ProofTimeout, RecursionError):
-        return False
-    except (ValueError, TypeError):  # SymPy itself gave up (e.g. comparing zoo inside Max): not proven here
-        return False
-
-
-def _mp_function(expr: sp.Expr, symbols: Sequence[sp.Symbol]):  # noqa: ANN202 - lambdified callable
-    return sp.lambdify(list(symbols), to_textbook(expr), modules="mpmath")
-
-
-def numeric_identity(
-    lhs: sp.Expr, rhs: sp.Expr, symbols: Sequence[sp.Symbol], points: Sequence[Sequence[float]]
-) -> float:
-    """Largest relative difference of ``lhs`` and ``rhs`` at ``points`` (50 digits)."""
-    f, h = _mp_function(lhs, symbols), _mp_function(rhs, symbols)
-    worst = mpmath.mpf(0)
-    with mpmath.workdps(PROOF_DIGITS + 10):
-        for point in points:
-            args = [mpmath.mpf(v) for v in point]
-            a, b = f(*args), h(*args)
-            if mpmath.isnan(a) or mpmath.isnan(b):  # max() would drop a NaN and call the identity proven
-                return math.inf
-            scale = max(abs(a), abs(b), mpmath.mpf(1))
-            worst = max(worst, abs(a - b) / scale)
-    return float(worst)
-
-
-def prove_identity(
-    claim: str,
-    lhs: sp.Expr,
-    rhs: sp.Expr,
-    symbols: Sequence[sp.Symbol],
-    points: Sequence[Sequence[float]],
-    *,
-    symbolic_label: str = "symbolic",
-) -> Proof:
-    """Prove ``lhs == rhs``: symbolically if SymPy can, else numerically."""
-    if _symbolic_zero(to_textbook(lhs) - to_textbook(rhs)):
-        return Proof(claim, symbolic_label, True)
-    error = numeric_identity(lhs, rhs, symbols, points)
-    tolerance = 10.0 ** (-(PROOF_DIGITS - 5))
-    return Proof(claim, f"numeric ({PROOF_DIGITS} digits, {len(points)} points)", error <= tolerance, error)
 
 
 # --------------------------------------------------------------------------- elementwise

@@ -30,12 +30,8 @@ claim is per instance; ``symdl verify`` reports how many.
 
 from __future__ import annotations
 
-import hashlib
-import os
-import pickle
 import sys
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +39,10 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-import symdl
 from symdl.catalog.layer_spec import Instance, Layer
 from symdl.catalog.layers import LAYER_BY_NAME
 from symdl.kernels import _layers, _layers_runtime as _lr
+from symdl.proofs import cache
 
 POINTS_PER_INSTANCE = 1
 
@@ -231,10 +227,6 @@ def prove_layer(name: str) -> LayerProof:
 
 
 # --------------------------------------------------------------------------- cache
-def _cache_dir() -> Path:
-    return Path(os.environ.get("SYMDL_CACHE", Path.home() / ".cache" / "symdl"))
-
-
 def source_files() -> list[Path]:
     """Every file a layer proof depends on: the catalog, this prover and the runtime it runs."""
     import symdl.catalog.layer_spec
@@ -245,41 +237,8 @@ def source_files() -> list[Path]:
     return [Path(m.__file__) for m in modules] + runtime
 
 
-def _source_key() -> str:
-    """A hash of everything a layer proof depends on (a cached proof of other code is not reused)."""
-    text = symdl.__version__ + sp.__version__ + "".join(f.read_text(encoding="utf-8") for f in source_files())
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
-
-def _cached(name: str, key: str) -> Path:
-    return _cache_dir() / f"layer-{name}-{key}.pkl"
-
-
-def _store(path: Path, proof: LayerProof) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_suffix(f".{os.getpid()}.tmp")
-        temp.write_bytes(pickle.dumps(proof))
-        os.replace(temp, path)
-    except OSError:
-        pass  # a read-only cache only costs speed
-
-
 def prove_layers(names: Sequence[str], *, use_cache: bool = True, workers: int | None = None) -> dict[str, LayerProof]:
-    """Proofs for the named layers, from the cache or proven in parallel processes."""
-    key = _source_key()
-    proofs: dict[str, LayerProof] = {}
-    missing = []
-    for name in names:
-        path = _cached(name, key)
-        if use_cache and path.exists():
-            proofs[name] = pickle.loads(path.read_bytes())
-        else:
-            missing.append(name)
-    missing.sort(key=lambda n: -len(LAYER_BY_NAME[n].instances))  # long grids first
-    if missing:
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
-            for name, proof in zip(missing, pool.map(prove_layer, missing)):
-                proofs[name] = proof
-                _store(_cached(name, key), proof)
-    return {name: proofs[name] for name in names}
+    """Proofs for the named layers, from the proof cache or proven in parallel processes (long grids first)."""
+    key = cache.source_key(source_files())
+    return cache.cached_map(prove_layer, names, lambda name: f"layer-{name}-{key}", use_cache=use_cache,
+                            workers=workers, cost=lambda name: len(LAYER_BY_NAME[name].instances))

@@ -16,7 +16,7 @@ import numpy as np
 import sympy as sp
 
 from symdl.catalog.spec import Op
-from symdl.derive import _row_vjp
+from symdl.proofs.ops import _row_vjp
 from symdl.functions import expand_row, row_components, to_textbook
 
 DIGITS = 60

@@ -1,29 +1,31 @@
 """``symdl verify`` rows for the optimizers: one per rule and case, one per derived fact.
 
 Rule rows: the generated kernel against the rule's SymPy assignments evaluated
-directly (:mod:`symdl.optim.rule_eval`) on 3 gradient sequences of 100 steps:
+directly (:mod:`symdl.verify.rule_eval`) on 3 gradient sequences of 100 steps:
 ``fwd ulp`` is the largest one-step error in float64 ulps (each step from the
 rule's own state), ``grad ulp`` the float32 kernel's largest one-step error in
 float32 ulps, ``fd rel err`` the float64 whole-trajectory relative difference
 (bound 1e-6 like the catalog's finite differences; measured ~1e-16), and
 ``finite`` that gradients of 1e15 (float32) / 1e150 (float64) and 0 raise no
 FP warning and stay finite. Fact rows: the derivation of
-:mod:`symdl.optim.facts`.
+:mod:`symdl.catalog.facts`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
 import symdl.optim as optim
 from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
-from symdl.optim.facts import FACTS
-from symdl.optim.rule_eval import local_error, run_kernel, run_rule, trajectory_error
-from symdl.verify import VerifyRow, finite_and_typed
+from symdl.catalog.facts import FACTS
+from symdl.verify.rule_eval import local_error, run_kernel, run_rule, trajectory_error
+from symdl.verify.row import VerifyRow, finite_and_typed
 
 STEPS, SEEDS = 100, 3
 #: One step's error from the truth (long double) as a fraction of its running rounding-error bound
-#: (symdl.optim.rounding), float64 and float32: at most 1.
+#: (symdl.verify.rounding), float64 and float32: at most 1.
 STEP_ERROR_BOUND = 1.0
 
 
@@ -84,6 +86,10 @@ def _fact_row(name: str) -> VerifyRow:
                      detail="" if holds else f"proof failed: {FACTS[name].statement}")
 
 
-def verify(names: list[str], *, use_cache: bool = True) -> list[VerifyRow]:
+def verify(names: list[str], *, use_cache: bool = True, on_done: Callable[[], None] = lambda: None) -> list[VerifyRow]:
     """The rows for ``names`` (proofs here take seconds: nothing to cache)."""
-    return [_rule_row(OPTIMIZERS[n]) if n in OPTIMIZERS else _fact_row(n) for n in names]
+    rows = []
+    for name in names:
+        rows.append(_rule_row(OPTIMIZERS[name]) if name in OPTIMIZERS else _fact_row(name))
+        on_done()
+    return rows

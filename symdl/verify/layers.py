@@ -1,6 +1,6 @@
 """The layers' section of ``symdl verify`` (registered in ``symdl.verify.SECTIONS``): one row per layer.
 
-* **proof**: :func:`symdl.derive_layers.prove_layers`: the kernel programs equal the
+* **proof**: :func:`symdl.proofs.layers.prove_layers`: the kernel programs equal the
   index-level definition and SymPy's derivative of it on every instance of the
   layer's grid (cached by a hash of the sources).
 * **fd**: the float64 VJP kernel against central differences of the forward
@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -25,9 +25,9 @@ import sympy as sp
 import symdl.kernels as kernels
 from symdl.catalog.layer_spec import Instance, Layer
 from symdl.catalog.layers import LAYER_BY_NAME, LAYERS
-from symdl.derive_layers import layer_params, prove_layers, symbol_arrays, sympy_vjp
-from symdl.reference import ulp_error
-from symdl.verify import VerifyRow, finite_and_typed
+from symdl.proofs.layers import layer_params, prove_layers, symbol_arrays, sympy_vjp
+from symdl.verify.reference import ulp_error
+from symdl.verify.row import VerifyRow, directional_error, finite_and_typed
 
 #: Normwise ulp bounds (float64 sums of a few dozen terms, the three-term norm formula).
 FORWARD_ULP_BOUND = 8.0
@@ -85,13 +85,8 @@ def finite_difference_error(layer: Layer, seed: int = 0) -> float:
         for index, item in enumerate(layer.inputs):
             if not item.differentiable or arrays[index] is None:
                 continue
-            u = rng.standard_normal(arrays[index].shape)
-            h = 1e-6
-            plus = [a + h * u if i == index else a for i, a in enumerate(arrays)]
-            minus = [a - h * u if i == index else a for i, a in enumerate(arrays)]
-            numeric = float(np.sum(v * (call(layer, instance, plus) - call(layer, instance, minus)))) / (2 * h)
-            analytic = float(np.sum(grads[index] * u))
-            worst = float(np.maximum(worst, abs(numeric - analytic) / max(abs(numeric), abs(analytic), 1e-3)))
+            error = directional_error(lambda *a: call(layer, instance, a), arrays, index, v, grads[index], rng, 1e-6)
+            worst = float(np.maximum(worst, error))
     return worst
 
 
@@ -149,7 +144,8 @@ def finite_at_extremes(layer: Layer, seed: int = 2) -> tuple[bool, str]:
     return True, ""
 
 
-def verify(chosen: Sequence[str], *, use_cache: bool = True) -> list[VerifyRow]:
+def verify(chosen: Sequence[str], *, use_cache: bool = True,
+           on_done: Callable[[], None] = lambda: None) -> list[VerifyRow]:
     """One row per chosen layer."""
     proofs = prove_layers(chosen, use_cache=use_cache)
     rows = []
@@ -163,5 +159,6 @@ def verify(chosen: Sequence[str], *, use_cache: bool = True) -> list[VerifyRow]:
             forward_ulp_bound=FORWARD_ULP_BOUND, grad_ulp_bound=GRAD_ULP_BOUND, finite=finite,
             detail="; ".join([*(f"proof failed: {f}" for f in proof.failures), *([detail] if detail else [])]),
         ))
+        on_done()
     return rows
 

@@ -18,7 +18,7 @@ import sympy as sp
 
 import symdl.optim as optim
 from symdl.catalog.optimizers import GRAD, OPTIMIZERS, PARAM, STEP, UpdateRule
-from symdl.optim.rounding import ORDER_SLACK, bounded_step
+from symdl.verify.rounding import ORDER_SLACK, bounded_step
 
 
 @dataclass(frozen=True)
@@ -95,9 +95,9 @@ def local_error(rule: UpdateRule, hypers: dict[str, object], param: np.ndarray, 
     Each step starts from the rule's own state (a whole trajectory can amplify rounding: Adam
     with betas = (0, 0) is a sign method, chaotic at a large lr; one step cannot, so this
     measures the kernel, not the dynamics). The truth and the bound come from
-    :func:`symdl.optim.rounding.bounded_step`: the step in long double, and Wilkinson's running
+    :func:`symdl.verify.rounding.bounded_step`: the step in long double, and Wilkinson's running
     bound on the rounding error of evaluating the rule in ``dtype`` (times
-    :data:`~symdl.optim.rounding.ORDER_SLACK` for the kernel's own order of operations). For
+    :data:`~symdl.verify.rounding.ORDER_SLACK` for the kernel's own order of operations). For
     float32 the kernel and the truth start from the rule's state rounded to float32.
     """
     reference = reference or run_rule(rule, hypers, param, grads)
