@@ -284,11 +284,15 @@ class Op:
         """The accuracy promised by one variant."""
         return self.formula(variant).tolerance or self.tolerance
 
+    def variant(self, variant: str = "") -> str:
+        """``variant``, or the default variant (the ``variant_param``'s PyTorch default) when empty."""
+        if variant:
+            return variant
+        return str(self.param(self.variant_param).default) if self.variant_param else ""
+
     def formula(self, variant: str = "") -> Formula:
         """The formula for ``variant`` (the default variant when empty)."""
-        if not variant:
-            variant = str(self.param(self.variant_param).default) if self.variant_param else ""
-        return self.formulas[variant]
+        return self.formulas[self.variant(variant)]
 
     @property
     def differentiable_inputs(self) -> tuple[Input, ...]:

@@ -264,7 +264,7 @@ _DERIVERS = {
 
 def derive(op: Op, variant: str = "", *, seed: int = 0) -> Derivation:
     """Derive and prove everything for one formula of ``op``."""
-    variant = variant or (str(op.param(op.variant_param).default) if op.variant_param else "")
+    variant = op.variant(variant)
     derivation = Derivation(op, variant, op.formulas[variant])
     _DERIVERS[op.kind](derivation, np.random.default_rng(seed))
     return derivation
