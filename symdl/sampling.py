@@ -1,16 +1,19 @@
-"""Draw inputs and parameters for a catalog op from its declared domains.
+"""Draw inputs and parameters for a catalog op or layer from its declared domains.
 
 One sampler serves ``symdl verify``, the catalog-driven tests (through
 :mod:`symdl.strategies`) and ``symdl gradcheck --op``: values come from each
-input's :class:`~symdl.catalog.spec.Domain` and role, shapes from the op's kind.
+input's :class:`~symdl.catalog.spec.Domain` and role, shapes from the op's kind
+(for a layer, from one of its instances).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
+from symdl.catalog.layer_spec import Instance, Layer
 from symdl.catalog.spec import Input, Op
 
 Shape = tuple[int, ...]
@@ -97,3 +100,22 @@ def draw_inputs(op: Op, rng: np.random.Generator, batch_shape: Shape, dtype: np.
         values = VALUE_SAMPLERS[item.role](item, rng, shapes[item.name], num_classes)
         arrays.append(values if item.role == "class_index" else np.asarray(values, dtype=dtype))
     return arrays
+
+
+def draw_layer_arrays(layer: Layer, instance: Instance, rng: np.random.Generator, dtype: Any = np.float64,
+                magnitude: float = 1.0) -> list[np.ndarray | None]:
+    """Random arrays for an instance: the first input scaled by ``magnitude``, masks 0/1,
+    positive inputs in [0.5, 1.5], the rest standard normal."""
+    out: list[np.ndarray | None] = []
+    for index, item in enumerate(layer.inputs):
+        shape = instance.shapes.get(item.name)
+        if shape is None:
+            out.append(None)
+        elif item.role == "mask":
+            out.append(rng.integers(0, 2, size=shape).astype(dtype))
+        elif item.role == "positive":
+            out.append((rng.random(shape) + 0.5).astype(dtype))
+        else:
+            values = rng.standard_normal(shape) * (magnitude if index == 0 else 1.0)
+            out.append(values.astype(dtype))
+    return out

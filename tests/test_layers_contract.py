@@ -12,7 +12,8 @@ from symdl.errors import OpInputError, OpParameterError
 from symdl.proofs.layers import prove_instance, prove_layers, source_files
 from symdl.kernels import _layers_runtime as _lr
 from symdl.kernels._layers import norm  # where the norm closed forms look up their helpers
-from symdl.verify.layers import call, draw_arrays
+from symdl.sampling import draw_layer_arrays
+from symdl.verify.layers import call
 
 X = np.zeros((2, 3, 5, 5))
 W = np.zeros((4, 3, 3, 3))
@@ -79,7 +80,7 @@ def test_non_numeric_arrays_are_rejected_with_a_type_error() -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_every_layer_keeps_the_input_dtype(layer, dtype) -> None:
     instance = layer.instances[-1]
-    arrays = draw_arrays(layer, instance, np.random.default_rng(0), dtype)
+    arrays = draw_layer_arrays(layer, instance, np.random.default_rng(0), dtype)
     out = call(layer, instance, arrays)
     out = out[0] if isinstance(out, tuple) else out
     assert out.dtype == dtype

@@ -26,6 +26,7 @@ import symdl.kernels as kernels
 from symdl.catalog.layer_spec import Instance, Layer
 from symdl.catalog.layers import LAYER_BY_NAME, LAYERS
 from symdl.proofs.layers import layer_params, prove_layers, symbol_arrays, sympy_vjp
+from symdl.sampling import draw_layer_arrays
 from symdl.verify.reference import ulp_error
 from symdl.verify.row import VerifyRow, directional_error, finite_and_typed
 
@@ -39,25 +40,6 @@ FD_INSTANCES = 4
 def names() -> list[str]:
     """The layers' row names."""
     return [layer.name for layer in LAYERS]
-
-
-def draw_arrays(layer: Layer, instance: Instance, rng: np.random.Generator, dtype: Any = np.float64,
-                magnitude: float = 1.0) -> list[np.ndarray | None]:
-    """Random arrays for an instance: the first input scaled by ``magnitude``, masks 0/1,
-    positive inputs in [0.5, 1.5], the rest standard normal."""
-    out: list[np.ndarray | None] = []
-    for index, item in enumerate(layer.inputs):
-        shape = instance.shapes.get(item.name)
-        if shape is None:
-            out.append(None)
-        elif item.role == "mask":
-            out.append(rng.integers(0, 2, size=shape).astype(dtype))
-        elif item.role == "positive":
-            out.append((rng.random(shape) + 0.5).astype(dtype))
-        else:
-            values = rng.standard_normal(shape) * (magnitude if index == 0 else 1.0)
-            out.append(values.astype(dtype))
-    return out
 
 
 def call(layer: Layer, instance: Instance, arrays: Sequence[np.ndarray | None], grad: np.ndarray | None = None) -> Any:
@@ -78,7 +60,7 @@ def finite_difference_error(layer: Layer, seed: int = 0) -> float:
     rng = np.random.default_rng(seed)
     worst = 0.0
     for instance in _spread(layer.instances, FD_INSTANCES):
-        arrays = draw_arrays(layer, instance, rng)
+        arrays = draw_layer_arrays(layer, instance, rng)
         out = call(layer, instance, arrays)
         v = rng.standard_normal(np.shape(out))
         grads = call(layer, instance, arrays, v)
@@ -104,7 +86,7 @@ def ulp_errors(layer: Layer, seed: int = 1) -> tuple[float, float]:
     SymPy's derivative at the same point (the first instance of the grid)."""
     rng = np.random.default_rng(seed)
     instance = layer.instances[0]
-    arrays = draw_arrays(layer, instance, rng)
+    arrays = draw_layer_arrays(layer, instance, rng)
     symbols = symbol_arrays(layer, instance, rng)
     point: dict[sp.Symbol, sp.Expr] = {}
     for item, array, values in zip(layer.inputs, symbols.values(), arrays):
@@ -131,7 +113,7 @@ def finite_at_extremes(layer: Layer, seed: int = 2) -> tuple[bool, str]:
     instance = layer.instances[0]
     for magnitude, dtype_name in layer.extremes:
         dtype = np.dtype(dtype_name)
-        arrays = draw_arrays(layer, instance, np.random.default_rng(seed), dtype, magnitude)
+        arrays = draw_layer_arrays(layer, instance, np.random.default_rng(seed), dtype, magnitude)
 
         def run() -> list[np.ndarray]:  # called at once, in this iteration
             out = call(layer, instance, arrays)
