@@ -28,11 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from symdl.errors import SymdlError
+from symdl.files import UnreadableFileError, read_npz
 
 #: Share of the examples held out for testing where the source has no split.
 TEST_FRACTION = 0.2
 #: Seed of the fixed permutation that splits such sources (independent of the training seed).
 SPLIT_SEED = 0
+#: Most classes a dataset may have (labels 0..MAX_CLASSES-1): the model's last layer has one output per class,
+#: so a stray label of 1e9 would otherwise ask for gigabytes of weights.
+MAX_CLASSES = 10_000
 
 
 class DataError(SymdlError, ValueError):
@@ -76,6 +80,8 @@ def checked(name: str, x_train: object, y_train: object, x_test: object, y_test:
         if arrays[key].dtype.kind not in "fiub" or arrays[key].ndim < 2:
             raise DataError(f"{name}: {key} must be a real array of shape (N, ...), "
                             f"got dtype {arrays[key].dtype} and shape {arrays[key].shape}")
+        if 0 in arrays[key].shape[1:]:
+            raise DataError(f"{name}: {key} examples have no features (shape {arrays[key].shape})")
         if not np.isfinite(arrays[key]).all():
             raise DataError(f"{name}: {key} holds NaN or infinite values")
     for key in ("y_train", "y_test"):
@@ -84,6 +90,9 @@ def checked(name: str, x_train: object, y_train: object, x_test: object, y_test:
                             f"got dtype {arrays[key].dtype} and shape {arrays[key].shape}")
         if arrays[key].size and arrays[key].min() < 0:
             raise DataError(f"{name}: {key} holds a negative class label {arrays[key].min()}")
+        if arrays[key].size and arrays[key].max() >= MAX_CLASSES:
+            raise DataError(f"{name}: {key} holds the class label {arrays[key].max()}; labels must be 0 to "
+                            f"{MAX_CLASSES - 1} (at most {MAX_CLASSES} classes)")
     for part in ("train", "test"):
         if len(arrays[f"x_{part}"]) != len(arrays[f"y_{part}"]) or len(arrays[f"y_{part}"]) == 0:
             raise DataError(f"{name}: x_{part} and y_{part} must hold the same, non-zero number of examples, "
@@ -148,18 +157,17 @@ def load_npz(path: Path) -> Dataset:
     """
     name = str(path)
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except FileNotFoundError:
-        raise DataError(f"{name}: no such file") from None
-    except (OSError, ValueError, EOFError) as error:  # not a zip, truncated, or holds pickled objects
-        raise DataError(f"{name}: not a readable .npz archive of plain arrays ({error})") from None
+        arrays = read_npz(path)  # missing, not a zip, truncated (BadZipFile), pickled objects, too large
+    except UnreadableFileError as error:
+        raise DataError(str(error)) from None
     add_channel = {"x", "x_train", "x_test"}
     arrays = {key: value[:, None] if key in add_channel and value.ndim == 3 else value for key, value in arrays.items()}
     if {"x_train", "y_train", "x_test", "y_test"} <= arrays.keys():
         return checked(name, arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
     if {"x", "y"} <= arrays.keys():
         x, y = np.asarray(arrays["x"]), np.asarray(arrays["y"])
+        if x.ndim == 0 or y.ndim == 0:
+            raise DataError(f"{name}: x and y must be arrays of examples, got shapes {x.shape} and {y.shape}")
         if len(x) != len(y):
             raise DataError(f"{name}: x and y must hold the same number of examples, got {len(x)} and {len(y)}")
         return split(x, y, name)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -65,3 +67,107 @@ def test_unknown_op() -> None:
 
     with pytest.raises(UnknownOpError, match="unknown op 'reluu'"):
         get("reluu")
+
+
+# --------------------------------------------------------------------------- files, folders, expressions, user code
+def test_read_npz_turns_every_damage_into_one_error(tmp_path: Path) -> None:
+    from symdl.files import UnreadableFileError, read_npz
+
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.arange(3.0))
+    data = good.read_bytes()
+    damaged = {"truncated.npz": data[: len(data) // 2], "zeros.npz": bytes(100), "empty.npz": b"",
+               "crc.npz": data[:60] + bytes(40) + data[100:]}
+    for name, content in damaged.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(UnreadableFileError, match=rf"^{tmp_path / name}: not a readable \.npz archive"):
+            read_npz(tmp_path / name)
+    np.savez(tmp_path / "objects.npz", x=np.array([{}], dtype=object))
+    np.save(tmp_path / "plain.npy", np.arange(3.0))
+    for name in ("objects.npz", "plain.npy"):
+        with pytest.raises(UnreadableFileError, match="not a readable"):
+            read_npz(tmp_path / name)
+    with pytest.raises(UnreadableFileError, match="no such file"):
+        read_npz(tmp_path / "missing.npz")
+    with pytest.raises(UnreadableFileError, match="not a file"):
+        read_npz(tmp_path)
+    with pytest.raises(UnreadableFileError, match="the limit is"):
+        read_npz(good, max_bytes=10)
+    assert read_npz(good)["x"].tolist() == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("where", ["afile/out", "afile", "/proc/out", "x" * 300])
+def test_unwritable_places_are_typed_errors(tmp_path: Path, where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from symdl.errors import SymdlError
+    from symdl.files import UnwritableFolderError, writable_folder, write_atomically
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file", encoding="utf-8")
+    with pytest.raises(UnwritableFolderError, match=rf"^{where[:30]}"):
+        writable_folder(Path(where))
+    with pytest.raises(SymdlError, match="cannot write there") as caught:
+        write_atomically(Path(where) / "out.txt", "text")
+    assert isinstance(caught.value, OSError)  # still an OSError for callers that catch those
+    assert (tmp_path / "afile").read_text(encoding="utf-8") == "a file"
+
+
+def test_stale_temporaries_of_one_target_only(tmp_path: Path) -> None:
+    from symdl.files import remove_stale_temporaries
+
+    for name in (".a.npz.1.tmp", ".a.npz.2.tmp", ".b.npz.1.tmp", "a.npz"):
+        (tmp_path / name).write_bytes(b"x")
+    removed = remove_stale_temporaries(tmp_path / "a.npz")
+    assert sorted(p.name for p in removed) == [".a.npz.1.tmp", ".a.npz.2.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.npz.1.tmp", "a.npz"]
+
+
+def test_flat_sums_are_not_deep_but_nesting_is() -> None:
+    from symdl.check.errors import ExpressionError
+    from symdl.expr import parse
+
+    x = parse("+".join(["x"] * 999), {"x"})
+    assert str(x) == "999*x"
+    mixed = parse("-".join(["x/y"] * 300) + "*y", {"x", "y"})
+    assert str(mixed) == "-x - 297*x/y"  # x/y - 298 x/y - (x/y) y, left to right
+    for deep in ("(" * 101 + "x" + ")" * 101, "-" * 101 + "x", "x**" * 101 + "x", "exp(" * 101 + "x" + ")" * 101):
+        with pytest.raises(ExpressionError, match="more than 100 deep"):
+            parse(deep, {"x"})
+
+
+def test_unicode_names_are_normalised_nfkc() -> None:
+    from symdl.expr import parse
+
+    micro, mu = "\u00b5", "\u03bc"
+    assert parse(f"{micro}*{micro}", {mu}) == parse(f"{mu}*{mu}", {micro})
+    assert str(parse("\uff58\uff0b\uff11", {"x"})) == "x + 1"  # full-width x+1
+
+
+def test_user_code_runner_reports_exits_hangs_and_errors_on_one_line(capfd: pytest.CaptureFixture[str]) -> None:
+    import os
+    import re
+    import sys
+    import time
+
+    from symdl.check.errors import GradcheckInputError
+    from symdl.cli.usercode import UserCodeError, run_guarded
+
+    assert run_guarded(lambda: np.arange(3).sum(), 5) == 3
+    cases = {"sys.exit(0)": (lambda: sys.exit(0), "called sys.exit(0)"),
+             "os._exit(0)": (lambda: os._exit(0), "ended the process before the check finished"),
+             "loop": (lambda: time.sleep(60), "did not finish within --timeout 0.5 s"),
+             "error": (lambda: 1 / 0, "failed: ZeroDivisionError: division by zero")}
+    for name, (work, message) in cases.items():
+        start = time.perf_counter()
+        with pytest.raises(UserCodeError, match=re.escape(message)):
+            run_guarded(work, 0.5)
+        assert time.perf_counter() - start < 5, name
+    with pytest.raises(GradcheckInputError, match="^typed$"):  # symdl's own errors keep their type
+        run_guarded(lambda: (_ for _ in ()).throw(GradcheckInputError("typed")), 5)
+
+    def prints() -> int:
+        print("from the user")
+        return 7
+
+    assert run_guarded(prints, 5) == 7
+    out, err = capfd.readouterr()
+    assert "from the user" in err and "from the user" not in out

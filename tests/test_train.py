@@ -179,3 +179,102 @@ def test_checkpoint_round_trip_keeps_values_and_types(tmp_path_factory: pytest.T
     path = tmp_path_factory.mktemp("ckpt") / "checkpoint.npz"
     checkpoint.save(path, {"state": state})
     assert _same(checkpoint.load(path)["state"], state)
+
+
+# --------------------------------------------------------------------------- bad data, bad folders, divergence
+def _user_data(folder: Path, name: str, x: np.ndarray, y: np.ndarray) -> Path:
+    path = folder / name
+    np.savez(path, x=x, y=y)
+    return path
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda x, y: (x, np.where(np.arange(len(y)) == 0, 10**9, y)), "holds the class label 1000000000; labels must"),
+    (lambda x, y: (x, np.where(np.arange(len(y)) == 0, 2**62, y)), "holds the class label 4611686018427387904"),
+    (lambda x, y: (np.zeros((len(y), 0)), y), "examples have no features (shape (48, 0))"),
+    (lambda x, y: (x * 1e300, y), "inputs reach 3.11e+300 in magnitude"),
+])
+def test_user_arrays_outside_the_bounds_are_one_line(tmp_path: Path, make: object, message: str) -> None:
+    rng = np.random.default_rng(0)
+    x, y = make(rng.standard_normal((60, 5)), rng.integers(0, 3, 60))  # type: ignore[operator]
+    path = _user_data(tmp_path, "data.npz", x, y)
+    for dtype in ("float32", "float64"):
+        result = symdl("train", "--dataset", str(path), "--dtype", dtype, "--out", str(tmp_path / "run"))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr
+    assert not (tmp_path / "run").exists()  # refused before any folder was made
+
+
+def test_truncated_or_foreign_npz_is_one_line(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    good = _user_data(tmp_path, "good.npz", rng.standard_normal((60, 5)), rng.integers(0, 3, 60)).read_bytes()
+    for name, content, why in (("truncated.npz", good[: len(good) // 2], "(BadZipFile"),
+                               ("zeros.npz", bytes(4096), "(ValueError")):  # NumPy reads it as a pickle: refused
+        (tmp_path / name).write_bytes(content)
+        result = symdl("train", "--dataset", str(tmp_path / name), "--out", str(tmp_path / "run"))
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert f"{name}: not a readable .npz archive of plain arrays {why}" in result.stderr
+
+
+@pytest.mark.parametrize("out", ["afile/run", "afile", "/dev/null", "/proc", "x" * 300, ""])
+def test_unwritable_out_fails_before_training(tmp_path: Path, out: str) -> None:
+    (tmp_path / "afile").write_text("a file", encoding="utf-8")
+    start = time.perf_counter()
+    result = symdl("train", "--epochs", "30", "--out", out, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "epoch" not in result.stdout  # not a single epoch was trained first
+    assert ("--out is empty" if not out else f"{out[:40]}") in result.stderr
+    assert time.perf_counter() - start < 30
+
+
+@pytest.mark.parametrize(("optimizer", "dtype"), [("adam", "float64"), ("adam", "float32"), ("sgd", "float64")])
+def test_divergence_is_an_error_never_a_nan_run(tmp_path: Path, optimizer: str, dtype: str) -> None:
+    rng = np.random.default_rng(0)
+    lr = 1e308
+    path = _user_data(tmp_path, "data.npz", rng.standard_normal((60, 5)), rng.integers(0, 3, 60))
+    result = symdl("train", "--dataset", str(path), "--lr", repr(lr), "--epochs", "5", "--dtype", dtype,
+                   "--optimizer", optimizer, "--out", str(tmp_path / "run"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.count("\n") == 1 and "training diverged: the loss is" in result.stderr
+    assert f"lr {lr:g}" in result.stderr and "RuntimeWarning" not in result.stderr
+    metrics = tmp_path / "run" / "metrics.json"
+    if metrics.exists():  # epochs before the divergence were finite and are all that was kept
+        assert all(np.isfinite(row["train_loss"]) for row in json.loads(metrics.read_text())["epochs"])
+
+
+def _tampered(tmp_path: Path, change: object) -> Path:
+    rng = np.random.default_rng(0)
+    path = _user_data(tmp_path, "data.npz", rng.standard_normal((60, 5)), rng.integers(0, 3, 60))
+    folder = tmp_path / "run"
+    Trainer(TrainConfig(dataset=str(path), epochs=2), folder).fit()
+    state = checkpoint.load(folder / "checkpoint.npz")
+    checkpoint.save(folder / "checkpoint.npz", change(state))  # type: ignore[operator]
+    return path
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    (lambda s: [1, 2, 3], "its state is a list, not a dict"),
+    (lambda s: {**s, "epoch": -5}, "checkpoint epoch -5 is not a whole number from 0 to 2"),
+    (lambda s: {**s, "epoch": 7}, "checkpoint epoch 7 is not a whole number from 0 to 2"),
+    (lambda s: {**s, "epoch": 1.5}, "checkpoint epoch 1.5 is not a whole number"),
+    (lambda s: {**s, "history": "abc"}, "checkpoint history does not hold one row per epoch"),
+    (lambda s: {**s, "config": [1]}, "checkpoint does not fit this run (no config)"),
+])
+def test_checkpoint_of_the_wrong_shape_is_refused(tmp_path: Path, change: object, message: str) -> None:
+    path = _tampered(tmp_path, change)
+    with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        Trainer(TrainConfig(dataset=str(path), epochs=2), tmp_path / "run", resume=True)
+    result = symdl("train", "--dataset", str(path), "--epochs", "2", "--out", str(tmp_path / "run"), "--resume")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_stale_temporary_files_of_a_killed_write_are_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    stale = [folder / ".checkpoint.npz.abc123.tmp", folder / ".metrics.csv.x.tmp", folder / ".curves.png.y.tmp"]
+    for path in stale:
+        path.write_bytes(bytes(1000))
+    mine = folder / ".notes.txt.tmp"  # not a temporary file of the trainer's: left alone
+    mine.write_text("keep", encoding="utf-8")
+    Trainer(TrainConfig(epochs=1), folder, dataset=DIGITS, resume=True)
+    assert not any(path.exists() for path in stale) and mine.exists()

@@ -58,11 +58,19 @@ def check_text(text: object) -> str:
 
 
 def _depth(root: ast.AST) -> int:
+    """Nesting depth of the tree, a chain of left-associative operators counting as one level.
+
+    ``x + x + ... + x`` parses as a left spine of ``BinOp`` nodes, 999 deep for 999
+    terms, but it is a flat sum (the builder walks such a spine in a loop); ``**``
+    associates to the right and ``(((x)))``-style nesting still counts in full.
+    """
     deepest, stack = 0, [(root, 1)]
     while stack and deepest <= MAX_DEPTH:
         node, depth = stack.pop()
         deepest = max(deepest, depth)
-        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+        for child in ast.iter_child_nodes(node):
+            chained = isinstance(node, ast.BinOp) and not isinstance(node.op, ast.Pow) and child is node.left
+            stack.append((child, depth if chained and isinstance(child, ast.BinOp) else depth + 1))
     return deepest
 
 

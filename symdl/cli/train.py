@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 HELP = "train an MLP or CNN on digits, MNIST-1D or your .npz with symdl's kernels"
+#: Most kernel threads accepted (more than any machine this runs on has cores; beyond, a typo).
+MAX_THREADS = 256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seeds initialisation, shuffling and dropout")
     parser.add_argument("--schedule", default="none", help="none or cosine (CosineAnnealingLR over the epochs)")
     parser.add_argument("--dtype", default="float32", help="float32 or float64")
-    parser.add_argument("--out", type=Path, default=None, help="run folder (default runs/MODEL-DATASET[-N])")
+    parser.add_argument("--out", default=None, help="run folder (default runs/MODEL-DATASET[-N])")
     parser.add_argument("--resume", action="store_true", help="continue the run whose checkpoint is in --out")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for the kernels (symdl.kernels.set_num_threads: large convolution and pooling "
@@ -110,9 +112,13 @@ def run(args: argparse.Namespace) -> int:
                          dtype=args.dtype)
     if args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.threads > MAX_THREADS:
+        raise ConfigError(f"--threads must be at most {MAX_THREADS}, got {args.threads}")
     if args.resume and args.out is None:
         raise ConfigError("--resume needs --out, the folder of the run to continue")
-    folder = args.out if args.out is not None else _default_folder(config.model, config.dataset)
+    if args.out is not None and not args.out.strip():
+        raise ConfigError("--out is empty; give the run's folder (or leave --out out for runs/MODEL-DATASET)")
+    folder = Path(args.out) if args.out is not None else _default_folder(config.model, config.dataset)
     load_blas()  # SciPy's BLAS (the optimizers' axpy) loaded before the limit, so that it covers it
     # the kernels' own threads each call BLAS: one BLAS thread per call, or they oversubscribe the cores
     set_num_threads(args.threads)

@@ -8,8 +8,9 @@ see :mod:`symdl.train.loop` for determinism and resume.
 from __future__ import annotations
 
 from symdl.train.checkpoint import CheckpointError
-from symdl.train.loop import OPTIMIZERS, SCHEDULES, ConfigError, RunExistsError, TrainConfig, Trainer
+from symdl.train.loop import (OPTIMIZERS, SCHEDULES, ConfigError, DivergedError, RunExistsError, TrainConfig,
+                              Trainer)
 from symdl.train.models import MODELS
 
-__all__ = ["CheckpointError", "ConfigError", "MODELS", "OPTIMIZERS", "RunExistsError", "SCHEDULES", "TrainConfig",
-           "Trainer"]
+__all__ = ["CheckpointError", "ConfigError", "DivergedError", "MODELS", "OPTIMIZERS", "RunExistsError", "SCHEDULES",
+           "TrainConfig", "Trainer"]

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from symdl.errors import SymdlError
-from symdl.files import write_binary_atomically
+from symdl.files import UnreadableFileError, read_npz, write_binary_atomically
 
 FORMAT = "symdl-checkpoint"
 VERSION = 1
@@ -80,17 +80,22 @@ def load(path: Path) -> dict[str, Any]:
             symdl checkpoint, or of another format version.
     """
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
+        arrays = read_npz(path)
         meta = json.loads(str(arrays.pop(_META)))
-        if meta.get("format") != FORMAT:
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a symdl checkpoint")
         if meta.get("version") != VERSION:
             raise CheckpointError(f"{path}: checkpoint format version {meta.get('version')}, "
                                   f"this symdl reads version {VERSION}")
-        return unpack(meta["state"], arrays)
+        state = unpack(meta["state"], arrays)
+        if not isinstance(state, dict):  # a hand-edited or foreign file: the trainer reads a dict of parts
+            raise CheckpointError(f"{path}: corrupt checkpoint (its state is a {type(state).__name__}, not a dict); "
+                                  "remove it to start the run over")
+        return state
     except CheckpointError:
         raise
+    except UnreadableFileError as error:
+        raise CheckpointError(f"corrupt checkpoint: {error}; remove it to start the run over") from None
     except Exception as error:  # noqa: BLE001  damage surfaces as zip, npy-header (SyntaxError), JSON or key errors
         raise CheckpointError(f"{path}: corrupt checkpoint ({type(error).__name__}: {error}); "
                               "remove it to start the run over") from None

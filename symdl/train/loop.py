@@ -26,6 +26,7 @@ import numpy as np
 from symdl import data as datasets
 from symdl import nn, optim
 from symdl.errors import SymdlError
+from symdl.files import remove_stale_temporaries, writable_folder
 from symdl.optim import lr_scheduler
 from symdl.train import checkpoint, report
 from symdl.check import GradcheckReport
@@ -41,11 +42,16 @@ SCHEDULES: dict[str, Callable[[Any, int], Any] | None] = {
 }
 DTYPES = {"float32": np.float32, "float64": np.float64}
 CHECKPOINT = "checkpoint.npz"
+MAX_EPOCHS = 1_000_000  # a bound on typos (--epochs 1e12 would "hang" for ever), far beyond any real run
 EVAL_CHUNK = 1024  # examples per forward pass when scoring (bounds memory on large user data)
 
 
 class ConfigError(SymdlError, ValueError):
     """A training option is outside its domain."""
+
+
+class DivergedError(SymdlError, ArithmeticError):
+    """The training loss became NaN or infinite (learning rate or data scale far too large)."""
 
 
 class RunExistsError(SymdlError, FileExistsError):
@@ -76,8 +82,12 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if self.epochs > MAX_EPOCHS:
+            raise ConfigError(f"epochs must be at most {MAX_EPOCHS}, got {self.epochs}")
         if not isinstance(self.seed, int) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.seed >= 2**64:
+            raise ConfigError(f"seed must be at most 2**64-1, got {self.seed!r}")
 
 
 class Reporter(Protocol):
@@ -114,8 +124,20 @@ class Trainer:
         self.config, self.folder = config, Path(folder)
         dtype = DTYPES[config.dtype]
         data = datasets.load(config.dataset) if dataset is None else dataset
+        # Past sqrt(largest float) squares overflow (norms, variances, the loss's gradient steps): no training
+        # at that scale is meaningful, so say so before the cast instead of producing inf/NaN losses.
+        largest = max(float(np.abs(data.x_train).max()), float(np.abs(data.x_test).max()))
+        limit = float(np.finfo(dtype).max) ** 0.5
+        if not largest <= limit:
+            raise datasets.DataError(f"{config.dataset}: inputs reach {largest:.3g} in magnitude, beyond what "
+                                     f"{config.dtype} training can square ({limit:.2g}); "
+                                     "scale the data to about unit size")
         self.x_train, self.y_train = data.x_train.astype(dtype), data.y_train
         self.x_test, self.y_test = data.x_test.astype(dtype), data.y_test
+        # Before any work: an output folder that cannot be written fails now, not after the first epoch.
+        writable_folder(self.folder)
+        for name in (CHECKPOINT, *report.OUTPUTS):  # temporary files SIGKILL left in earlier writes
+            remove_stale_temporaries(self.folder / name)
         self.generator = np.random.default_rng(config.seed)
         # one buffer for all parameters: the optimizer updates them in one call (symdl.optim.packing)
         self.model = MODELS[config.model](data.input_shape, data.num_classes, dtype, self.generator)
@@ -151,7 +173,9 @@ class Trainer:
         Raises:
             checkpoint.CheckpointError: naming the options that differ, or what does not fit.
         """
-        saved = state.get("config", {})
+        saved = state.get("config", {}) if isinstance(state, dict) else None
+        if not isinstance(saved, dict):
+            raise checkpoint.CheckpointError(f"{path}: checkpoint does not fit this run (no config)")
         differ = [f"{key} {saved.get(key)!r} (asked: {value!r})" for key, value in asdict(self.config).items()
                   if saved.get(key) != value]
         if differ:
@@ -162,9 +186,16 @@ class Trainer:
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
             self.generator.bit_generator.state = state["rng"]
-            self.epoch, self.history = int(state["epoch"]), list(state["history"])
-        except (KeyError, TypeError, ValueError) as error:
+            epoch, history = state["epoch"], state["history"]
+        except (AttributeError, KeyError, TypeError, ValueError, IndexError) as error:
             raise checkpoint.CheckpointError(f"{path}: checkpoint does not fit this run ({error})") from None
+        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or not 0 <= epoch <= self.config.epochs:
+            raise checkpoint.CheckpointError(f"{path}: checkpoint epoch {epoch!r} is not a whole number from 0 to "
+                                             f"{self.config.epochs} (the run's epochs)")
+        if not isinstance(history, list) or len(history) != epoch or not all(isinstance(r, dict) for r in history):
+            raise checkpoint.CheckpointError(f"{path}: checkpoint history does not hold one row per epoch "
+                                             f"({epoch} epochs)")
+        self.epoch, self.history = int(epoch), history
 
     # -- the work
     def check_gradients(self) -> GradcheckReport:
@@ -176,17 +207,27 @@ class Trainer:
         """One pass over the shuffled training set; mean loss and accuracy over its examples."""
         self.model.train()
         total_loss, correct = 0.0, 0
-        for index in datasets.batches(len(self.y_train), self.config.batch_size, self.generator):
+        for batch, index in enumerate(datasets.batches(len(self.y_train), self.config.batch_size, self.generator)):
             x, y = self.x_train[index], self.y_train[index]
-            logits = self.model.forward(x)
-            loss = float(self.criterion.forward(logits, y))
-            self.model.backward(self.criterion.backward(), input_grad=False)  # the data needs no gradient
-            self.optimizer.step(self.model.gradients())
+            with np.errstate(all="ignore"):  # an overflow shows as a non-finite loss, reported by _finite
+                logits = self.model.forward(x)
+                loss = self._finite(float(self.criterion.forward(logits, y)), f"batch {batch + 1}")
+                self.model.backward(self.criterion.backward(), input_grad=False)  # the data needs no gradient
+                self.optimizer.step(self.model.gradients())
             hits = int(np.count_nonzero(logits.argmax(axis=1) == y))
             total_loss += loss * len(y)
             correct += hits
             reporter.batch_done(loss, hits / len(y))
         return total_loss / len(self.y_train), correct / len(self.y_train)
+
+    def _finite(self, loss: float, where: str) -> float:
+        """``loss``, or :class:`DivergedError` when it is NaN or infinite (never train on, or save, such a state)."""
+        if np.isfinite(loss):
+            return loss
+        largest = float(np.abs(self.x_train).max())
+        raise DivergedError(f"training diverged: the loss is {loss} at epoch {self.epoch + 1}, {where} "
+                            f"(lr {self.config.lr:g}; largest input magnitude {largest:.3g}); "
+                            "lower --lr or scale the data to about unit size")
 
     def evaluate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """Mean loss and accuracy on ``(x, y)`` in evaluation mode."""
@@ -209,7 +250,9 @@ class Trainer:
             start = time.perf_counter()
             train_loss, train_accuracy = self.train_epoch(reporter)
             seconds = time.perf_counter() - start
-            test_loss, test_accuracy = self.evaluate(self.x_test, self.y_test)
+            with np.errstate(all="ignore"):
+                test_loss, test_accuracy = self.evaluate(self.x_test, self.y_test)
+            self._finite(test_loss, "the test set")
             if self.scheduler is not None:
                 self.scheduler.step()
             self.epoch += 1

@@ -13,6 +13,8 @@ from typing import Any
 
 from symdl.files import write_atomically, write_binary_atomically
 
+#: The files written into a run's folder besides the checkpoint.
+OUTPUTS = ("metrics.csv", "metrics.json", "curves.png")
 #: Columns of metrics.csv, in order (one row per epoch).
 COLUMNS = ("epoch", "lr", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds")
 
