@@ -1,0 +1,71 @@
+"""``symdl derive --graph`` and ``symdl derive EXPR --shape ...``: the command-line side of graphs and matrices.
+
+Called by :mod:`symdl.cli.derive` when ``--graph`` or ``--shape`` is given. Output goes to stdout or, with
+``-o FILE``, to FILE atomically; a graph written as LaTeX or Markdown gets its picture beside it
+(``FILE-graph.pdf`` for LaTeX, ``FILE-graph.svg`` for Markdown). Exit 0 when everything verified, 1 when a
+check failed, 2 for bad input (raised as a :class:`symdl.errors.SymdlError`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from symdl.errors import UsageError
+
+#: The picture written beside a graph document, per format.
+PICTURES = {"latex": "pdf", "markdown": "svg"}
+
+
+def emit(args: argparse.Namespace, text: str) -> None:
+    """``text`` to ``-o`` (atomically) or stdout."""
+    if args.output:
+        from symdl.files import write_atomically
+
+        write_atomically(Path(args.output), text)
+    else:
+        sys.stdout.write(text)
+
+
+def run_graph_or_matrix(args: argparse.Namespace) -> int:
+    """Dispatch ``--graph`` to the graph engine and ``--shape`` to the matrix engine."""
+    if args.graph and args.shape:
+        raise UsageError("--graph works on scalar inputs; --shape declares matrices: use one of them")
+    if args.check is not None or args.variant:
+        raise UsageError("--check and --variant do not apply to --graph or --shape")
+    return _graph(args) if args.graph else _matrix(args)
+
+
+def _graph(args: argparse.Namespace) -> int:
+    from symdl.steps.graph import derive_graph
+
+    if not args.at:
+        raise UsageError("--graph needs the point, e.g. --at x=3,y=-4")
+    if args.wrt:
+        raise UsageError("--graph gives the gradient of every input; drop --wrt")
+    derivation = derive_graph(args.target, args.at)
+    picture = None
+    if args.output and args.format in PICTURES:
+        from symdl.files import write_binary_atomically
+        from symdl.steps.graph_picture import draw
+
+        output = Path(args.output)
+        path = output.with_name(f"{output.stem}-graph.{PICTURES[args.format]}")
+        data = draw(derivation, PICTURES[args.format])
+        write_binary_atomically(path, lambda handle: handle.write(data))
+        picture = path.name
+    emit(args, derivation.render(args.format, picture))
+    return 0 if derivation.verified else 1
+
+
+def _matrix(args: argparse.Namespace) -> int:
+    from symdl.steps.matrix import derive_matrix, parse_shapes
+
+    if args.at:
+        raise UsageError("--at applies to --graph only")
+    shapes = parse_shapes(args.shape)
+    wrt = [w.strip() for w in args.wrt.split(",") if w.strip()] if args.wrt else list(shapes)
+    derivation = derive_matrix(args.target, wrt, shapes, assume=args.assume or (), jacobian=args.jacobian)
+    emit(args, derivation.render(args.format))
+    return 0 if derivation.verified else 1

@@ -1,0 +1,238 @@
+r"""Printers of matrix derivations: text, LaTeX, Markdown, HTML (MathML, offline) and JSON.
+
+Every printer says the layout, the let-names, each step's identity and gradient with its check, and each
+result with its check. A result whose check failed is printed under "NOT VERIFIED", never as a result.
+JSON's ``result`` texts are in the input syntax: :func:`symdl.steps.matrix.parse_matrix` reads them back
+and :func:`symdl.steps.matrix.evaluate` evaluates them with NumPy.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from typing import Any
+
+from symdl.steps.matrix import nodes as n
+from symdl.steps.matrix.engine import MatrixDerivation, MatrixResult, MatrixStep
+
+PRINTERS: dict[str, Callable[[MatrixDerivation], str]] = {}
+
+
+def _printer(name: str) -> Callable[[Callable[[MatrixDerivation], str]], Callable[[MatrixDerivation], str]]:
+    def register(function: Callable[[MatrixDerivation], str]) -> Callable[[MatrixDerivation], str]:
+        PRINTERS[name] = function
+        return function
+    return register
+
+
+def render(derivation: MatrixDerivation, fmt: str) -> str:
+    """The derivation in format ``fmt`` (one of :data:`PRINTERS`)."""
+    from symdl.steps.matrix.errors import MatrixError
+
+    if fmt not in PRINTERS:
+        raise MatrixError(f"unknown format {fmt!r}; known: {', '.join(PRINTERS)}")
+    return PRINTERS[fmt](derivation)
+
+
+def _symbol(d: MatrixDerivation) -> str:
+    return "J" if d.kind == "jacobian" else "grad"
+
+
+def _heading(d: MatrixDerivation) -> str:
+    shapes = ", ".join(f"{k}: {n.show_shape(v)}" for k, v in d.shapes.items())
+    what = "Jacobian" if d.kind == "jacobian" else "Gradient"
+    return f"{what} of f = {d.text} with respect to {', '.join(d.wrt)}   [{shapes}]"
+
+
+def _result_lines(d: MatrixDerivation, r: MatrixResult) -> list[str]:
+    label = f"d f / d {r.wrt}" if d.kind == "gradient" else f"J_{r.wrt} = d f / d {r.wrt}"
+    lines = []
+    status = "" if r.check.ok else "NOT VERIFIED (finite differences disagree): "
+    lines.append(f"  {status}{label} = {n.Node.__str__(r.general)}      shape {n.show_shape(r.shape)}")
+    lines.append(f"      {r.check.describe()}")
+    if r.assumed_check is not None:
+        status = "" if r.assumed_check.ok else "NOT VERIFIED: "
+        lines.append(f"  {status}using {', '.join(d.assumptions)}:  {label} = {r.result}")
+        lines.append(f"      {r.assumed_check.describe()} (instances satisfy the assumption)")
+    return lines
+
+
+def _step_lines(d: MatrixDerivation, i: int, s: MatrixStep) -> list[str]:
+    definition = d.text_of(s.node, skip=s.node)
+    mark = "ok" if s.check.ok else "FAILED"
+    if d.kind == "jacobian":
+        return [f" {i}. {s.name} = {definition}", f"      {s.identity}",
+                f"      d {s.name} / d {', '.join(d.wrt)} = {d.text_of(s.gradient)}   [finite differences: {mark}]"]
+    lines = [f" {i}. {s.name} = {definition}", f"      gradient of {s.name}: {d.text_of(s.gradient)}"
+             f"   [finite differences: {mark}, max relative error {s.check.error:.0e}]",
+             f"      {s.rule}: {s.identity}"]
+    lines += [f"      -> to {name}: {d.text_of(c)}" for name, c in s.contributions]
+    return lines
+
+
+@_printer("text")
+def text(d: MatrixDerivation) -> str:
+    """Plain text for the terminal."""
+    out = [_heading(d), *d.notes[:1], ""]
+    if d.lets:
+        out.append("Let")
+        out += [f"  {name} = {d.text_of(node, skip=node)}    {n.show_shape(node.shape)}"
+                for node, name in sorted(d.lets.items(), key=lambda kv: int(kv[1][1:]))]
+        out.append("")
+    out.append("Steps (from the output back to the inputs; contributions add where a value is used twice):"
+               if d.kind == "gradient" else "Steps (forward, Jacobians in numerator layout):")
+    for i, s in enumerate(d.steps, 1):
+        out += _step_lines(d, i, s)
+    out += ["", "Result:"]
+    for r in d.results.values():
+        out += _result_lines(d, r)
+    if len(d.notes) > 1:
+        out += ["", *("Note: " + note for note in d.notes[1:])]
+    return "\n".join(out) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------- LaTeX
+def _tex_escape(text: str) -> str:
+    return "".join({"_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "^": r"\^{}", "{": r"\{", "}": r"\}",
+                    "~": r"\~{}", "\\": r"\textbackslash{}", "$": r"\$"}.get(c, c) for c in text)
+
+
+def _latex_result(d: MatrixDerivation, r: MatrixResult) -> list[str]:
+    lhs = rf"\frac{{\partial f}}{{\partial {d.latex_of(n.Var(r.wrt, r.shape))}}}"
+    rows = []
+    if r.check.ok:
+        rows.append(rf"{lhs} &= {d.latex_of(r.general, abbreviate=False)}"
+                    rf" && \text{{verified, shape {_tex_escape(n.show_shape(r.shape))}}}")
+    else:
+        rows.append(rf"&\text{{NOT VERIFIED: finite differences disagree with }} {d.latex_of(r.general, False)}")
+    if r.assumed_check is not None:
+        word = "verified" if r.assumed_check.ok else "NOT VERIFIED"
+        rows.append(rf"&= {d.latex_of(r.result, abbreviate=False)} && \text{{using "
+                    rf"{_tex_escape(', '.join(d.assumptions))}, {word}}}")
+    return rows
+
+
+def latex_body(d: MatrixDerivation) -> str:
+    """The derivation as LaTeX paragraphs and ``align*`` blocks (amsmath)."""
+    out = [rf"\noindent {_tex_escape(_heading(d))}\\ {_tex_escape(d.notes[0]) if d.notes else ''}", ""]
+    rows = [rf"{_lx(name)} &= {d.latex_of(node, skip=node)}" for node, name in
+            sorted(d.lets.items(), key=lambda kv: int(kv[1][1:]))]
+    for s in d.steps:
+        bar = _bar(s.name) if d.kind == "gradient" else rf"J_{{{_lx(s.name)}}}"
+        word = "verified" if s.check.ok else "FAILED"
+        rows.append(rf"{bar} &= {d.latex_of(s.gradient)} && \text{{{word}}}")
+        rule = _tex_escape(s.rule.replace("_", " "))
+        rows += [rf"&\quad\to {_lx(name)}:\ {d.latex_of(c)} && \text{{{rule}}}" for name, c in s.contributions]
+    for r in d.results.values():
+        rows += _latex_result(d, r)
+    out.append("\\begin{align*}\n" + " \\\\\n".join(rows) + "\n\\end{align*}")
+    out += [_tex_escape(note) + "\n" for note in d.notes[1:]]
+    return "\n".join(out) + "\n"
+
+
+def _bar(name: str) -> str:
+    """The gradient's symbol: \bar u_{1} (the bar over the letter, not over the subscript)."""
+    head = name.rstrip("0123456789")
+    return rf"\bar{{{_lx(head)}}}_{{{name[len(head):]}}}" if head != name else rf"\bar{{{_lx(name)}}}"
+
+
+def _lx(name: str) -> str:
+    from symdl.steps.matrix.printing import _symbol as symbol
+
+    return symbol(name)
+
+
+@_printer("latex")
+def latex(d: MatrixDerivation) -> str:
+    """A complete LaTeX document (compiles with amsmath)."""
+    return ("% Generated by symdl derive (matrix calculus)\n\\documentclass{article}\n\\usepackage{amsmath,amssymb}\n"
+            "\\usepackage[a4paper,margin=2cm]{geometry}\n\\begin{document}\n" + latex_body(d) + "\\end{document}\n")
+
+
+@_printer("markdown")
+def markdown(d: MatrixDerivation) -> str:
+    """GitHub Markdown with ``$$`` math."""
+    out = [f"**{_heading(d)}**", "", *d.notes[:1], ""]
+    for node, name in sorted(d.lets.items(), key=lambda kv: int(kv[1][1:])):
+        out.append(f"- let ${_lx(name)} = {d.latex_of(node, skip=node)}$")
+    out.append("")
+    for i, s in enumerate(d.steps, 1):
+        bar = _bar(s.name) if d.kind == "gradient" else rf"J_{{{_lx(s.name)}}}"
+        out.append(f"{i}. *{s.rule.replace('_', ' ')}* ({s.identity}): ${bar} = {d.latex_of(s.gradient)}$ "
+                   f"({'verified' if s.check.ok else 'FAILED'})")
+    out.append("")
+    for r in d.results.values():
+        for row in _latex_result(d, r):
+            out += ["$$", row.replace("&", "").replace(r"\text{", r"\quad\text{"), "$$"]
+        out.append(f"*{r.check.describe()}*")
+    out += ["", *(f"> {note}" for note in d.notes[1:])]
+    return "\n".join(out) + "\n"
+
+
+def mathml(tex: str) -> str:
+    """MathML for a LaTeX formula (:func:`symdl.printing.mathml.latex_to_mathml`: offline, checked)."""
+    from symdl.printing.mathml import latex_to_mathml
+
+    return latex_to_mathml(tex.replace(r"\textstyle", ""))
+
+
+@_printer("html")
+def html_page(d: MatrixDerivation) -> str:
+    """A standalone HTML page, math as MathML (renders offline)."""
+    body = [f"<h1>{html.escape(_heading(d))}</h1>", *(f"<p>{html.escape(note)}</p>" for note in d.notes[:1])]
+    if d.lets:
+        body.append("<ul>" + "".join(f"<li>let {mathml(_lx(name) + ' = ' + d.latex_of(node, skip=node))}</li>"
+                                     for node, name in sorted(d.lets.items(), key=lambda kv: int(kv[1][1:]))) + "</ul>")
+    body.append("<ol>")
+    for s in d.steps:
+        bar = _bar(s.name) if d.kind == "gradient" else rf"J_{{{_lx(s.name)}}}"
+        body.append(f"<li><em>{html.escape(s.rule.replace('_', ' '))}</em> ({html.escape(s.identity)}): "
+                    f"{mathml(bar + ' = ' + d.latex_of(s.gradient))} "
+                    + ("<span class='ok'>verified</span>" if s.check.ok else "<span class='bad'>FAILED</span>")
+                    + "</li>")
+    body.append("</ol><h2>Result</h2>")
+    for r in d.results.values():
+        lhs = rf"\frac{{\partial f}}{{\partial {_lx(r.wrt)}}}"
+        if r.check.ok:
+            body.append(f"<p>{mathml(lhs + ' = ' + d.latex_of(r.general, False))}</p>")
+        else:
+            body.append(f"<p class='bad'>NOT VERIFIED: {html.escape(str(r.general))}</p>")
+        if r.assumed_check is not None and r.assumed_check.ok:
+            body.append(f"<p>using {html.escape(', '.join(d.assumptions))}: "
+                        f"{mathml(lhs + ' = ' + d.latex_of(r.result, False))}</p>")
+        body.append(f"<p><small>{html.escape(r.check.describe())}</small></p>")
+    body += [f"<p>{html.escape(note)}</p>" for note in d.notes[1:]]
+    return ("<!DOCTYPE html>\n<!-- Generated by symdl derive (matrix calculus) -->\n<html><head><meta charset='utf-8'>"
+            "<title>symdl derive</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+            ".ok{color:#070}.bad{color:#b00}math{font-size:1.1em}</style></head><body>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+
+
+def to_data(d: MatrixDerivation) -> dict[str, Any]:
+    """The JSON-ready dictionary."""
+    def check(c: Any) -> dict[str, Any]:
+        return {"ok": c.ok, "max_relative_error": c.error, "sizes": list(c.sizes)}
+
+    return {
+        "expression": d.text, "kind": d.kind, "wrt": list(d.wrt),
+        "shapes": {k: list(v) for k, v in d.shapes.items()},
+        "layout": "gradient has the variable's shape" if d.kind == "gradient"
+        else "numerator layout: J[i, j] = d f_i / d x_j",
+        "assumptions": list(d.assumptions),
+        "result": {k: str(r.result) for k, r in d.results.items() if r.verified},
+        "general": {k: str(r.general) for k, r in d.results.items()},
+        "latex": {k: d.latex_of(r.result, False) for k, r in d.results.items()},
+        "checks": {k: check(r.check) for k, r in d.results.items()},
+        "lets": {name: d.text_of(node, skip=node) for node, name in d.lets.items()},
+        "steps": [{"rule": s.rule, "node": s.name, "expression": d.text_of(s.node, False),
+                   "gradient": str(s.gradient), "identity": s.identity, "verified": s.check.ok,
+                   "contributions": {name: str(c) for name, c in s.contributions}} for s in d.steps],
+        "verified": d.verified, "notes": d.notes,
+    }
+
+
+@_printer("json")
+def to_json(d: MatrixDerivation) -> str:
+    """JSON (see :func:`to_data`)."""
+    return json.dumps(to_data(d), indent=2) + "\n"
