@@ -1,0 +1,142 @@
+"""Benchmark: exported PyTorch ops (forward + backward) against torch.nn.functional's built-ins.
+
+For each op, on 1e6 elements (1000 x 1000 for row ops and losses), float32 and
+float64, CPU, one thread: the median time of forward + backward of the
+exported ``torch.autograd.Function`` and of the built-in, measured alternately
+(A, B, A, B, ...) in one run because the machine is shared, and their ratio.
+Targets: <= 1.5x for elementwise ops, <= 2x for softmax-like ops and losses.
+With ``--compile``, the same under ``torch.compile`` (inductor) for both, for
+the ops listed in :data:`COMPILED` (``--compile all``: every op; compilation
+takes tens of seconds per op).
+
+Run: ``python scripts/bench_export.py [--repeats 7] [--compile [all]]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from symdl.catalog import CATALOG
+from symdl.export import export_module
+
+ELEMENTWISE = ["relu", "leaky_relu", "elu", "gelu", "silu", "mish", "softplus", "sigmoid", "tanh", "hardswish",
+               "logsigmoid"]
+ROWS = ["softmax", "log_softmax"]
+LOSSES = ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits",
+          "soft_margin_loss", "cross_entropy", "nll_loss"]
+COMPILED = ["gelu", "silu", "softmax", "mse_loss"]
+TARGETS = {"elementwise": 1.5, "row": 2.0, "pointwise_loss": 2.0, "class_loss": 2.0}
+
+
+def _builtin(name: str) -> Callable[..., torch.Tensor]:
+    target = torch
+    for part in CATALOG[name].torch.split(".")[1:]:
+        target = getattr(target, part)
+    return target
+
+
+def _inputs(name: str, dtype: torch.dtype) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    op = CATALOG[name]
+    shape = (1000, 1000)
+    arrays = []
+    for item in op.inputs:
+        if item.role == "class_index":  # 1000 rows of 1000 classes
+            values = torch.randint(0, shape[1], shape[:1], generator=generator)
+            arrays.append(values)
+            continue
+        if item.role == "sign":
+            values = torch.randint(0, 2, shape, generator=generator).to(dtype) * 2 - 1
+        elif name == "binary_cross_entropy_with_logits" and item.name == "target":
+            values = torch.rand(shape, generator=generator, dtype=dtype)
+        else:
+            values = torch.randn(shape, generator=generator, dtype=dtype) * 3
+        arrays.append(values.requires_grad_(item.differentiable))
+    if name == "nll_loss":  # log-probabilities, as nll_loss expects
+        arrays[0] = torch.log_softmax(arrays[0].detach(), dim=1).requires_grad_(True)
+    return arrays
+
+
+def _step(function: Callable[..., torch.Tensor], inputs: list[torch.Tensor], params: dict) -> Callable[[], None]:
+    differentiable = [t for t in inputs if t.requires_grad]  # class indices are integers: no gradient
+
+    def run() -> None:
+        out = function(*inputs, **params)
+        upstream = torch.ones_like(out)
+        torch.autograd.grad(out, differentiable, upstream)
+
+    return run
+
+
+def _alternate(a: Callable[[], None], b: Callable[[], None], repeats: int) -> tuple[float, float]:
+    """Median seconds of ``a`` and ``b``, measured alternately after one warm-up each."""
+    a()
+    b()
+    times_a, times_b = [], []
+    for _ in range(repeats):
+        for run, times in ((a, times_a), (b, times_b)):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_a), statistics.median(times_b)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--compile", nargs="?", const="some", choices=("some", "all"),
+                        help="add torch.compile figures: for COMPILED ops (some) or for every op (all)")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    names = ELEMENTWISE + ROWS + LOSSES
+    with tempfile.TemporaryDirectory() as directory:
+        path = export_module(names, "torch", Path(directory) / "bench_ops_torch.py")
+        spec = importlib.util.spec_from_file_location("bench_ops_torch", path)
+        exported = importlib.util.module_from_spec(spec)
+        sys.modules["bench_ops_torch"] = exported
+        spec.loader.exec_module(exported)
+        print(f"# torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
+              f"1 thread, median of {args.repeats} alternating runs, forward + backward on 1e6 elements")
+        header = "| op | dtype | symdl export (ms) | built-in (ms) | ratio | target |"
+        if args.compile:
+            header += " compiled export (ms) | compiled built-in (ms) | compiled ratio |"
+        print(header)
+        print("|" + "---|" * (header.count("|") - 1))
+        for name in names:
+            op = CATALOG[name]
+            params = {"dim": 1} if op.kind == "row" else {}
+            for dtype in (torch.float32, torch.float64):
+                inputs = _inputs(name, dtype)
+                ours = _step(getattr(exported, name), inputs, params)
+                theirs = _step(_builtin(name), inputs, params)
+                a, b = _alternate(ours, theirs, args.repeats)
+                target = TARGETS[op.kind]
+                row = (f"| {name} | {str(dtype).removeprefix('torch.')} | {a * 1e3:.2f} | {b * 1e3:.2f} | "
+                       f"{a / b:.2f} | <= {target} |")
+                if args.compile:
+                    if args.compile == "all" or name in COMPILED:
+                        torch._dynamo.reset()  # a fresh cache per op: no recompile limit, no eager fallback
+                        compiled_ours = _step(torch.compile(getattr(exported, name)), inputs, params)
+                        compiled_theirs = _step(torch.compile(_builtin(name)), inputs, params)
+                        ca, cb = _alternate(compiled_ours, compiled_theirs, args.repeats)
+                        row += f" {ca * 1e3:.2f} | {cb * 1e3:.2f} | {ca / cb:.2f} |"
+                    else:
+                        row += " | | |"
+                print(row, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,532 @@
+"""User-defined ops: one definition -> a catalog entry, its proofs and NumPy kernels.
+
+:func:`define_op` builds an :class:`~symdl.catalog.spec.Op` of the same type as
+the catalog's, derives and proves it with :func:`symdl.proofs.ops.derive`,
+prints its kernels with :mod:`symdl.codegen.ops`'s templates (the printer and
+stability rules of ``symdl.kernels``) and compiles them at run time. Every rule
+is checked before any code is generated; a broken one raises
+:class:`DefinitionError` naming the op and the rule:
+
+* the name is a new snake_case identifier; inputs and parameters are identifiers;
+* every input appears in the definition; every other name is a parameter with a
+  (real) default;
+* every function has a NumPy translation (and so a PyTorch and a JAX one);
+* every point where the definition is not differentiable (``|u|``, ``max``,
+  ``min``, a piecewise boundary) is declared in ``kinks=`` with the subgradient
+  to use there, and the kernel's gradient there is that subgradient (proven);
+* the stable form, if given, is proven equal to the definition and is finite
+  (float32 and float64) at the input's extremes;
+* every closed form given is proven equal to the derived gradient.
+
+Three kinds: ``elementwise`` (activations), ``row`` (softmax-like over ``dim``;
+the definition uses ``rowsum``, a stable form may use ``rowmax``) and ``loss``
+(elementwise, then PyTorch's ``reduction``).
+"""
+
+from __future__ import annotations
+
+import keyword
+import linecache
+import math
+import re
+import types
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from symdl.catalog import CATALOG
+from symdl.catalog.activations import ACTIVATION_DOMAIN
+from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
+from symdl.check.errors import ExpressionError
+from symdl.codegen.ops import TEMPLATES, kernel_names
+from symdl.errors import SymdlError
+from symdl.functions import Grouped, indicator, rowmax, rowsum
+from symdl.printing.numpy_printer import ARRAY_FUNCTIONS
+
+__all__ = ["DefinitionError", "UserOp", "define_op", "render_numpy"]
+
+#: The op kinds a user may define, and the catalog kind each becomes.
+KINDS: dict[str, str] = {"elementwise": "elementwise", "row": "row", "loss": "pointwise_loss"}
+
+#: Names the generated kernels and exported modules use themselves: an input or parameter may not take them.
+RESERVED = frozenset({"g", "grad", "out", "dim", "reduction", "np", "math", "keep", "loss", "self", "ctx", "shape",
+                      "num_classes", "denominator", "residuals", "torch", "jax", "jnp", "functools"})
+
+#: Functions a definition may call beyond the NumPy printer's table (printed by dedicated rules).
+_STRUCTURAL = {"rowsum", "rowmax", "indicator", "Piecewise"}
+
+#: Where a user-defined loss's inputs are sampled (the catalog's regression losses' domain).
+LOSS_DOMAIN = Domain(-5.0, 5.0, extremes=(-1000.0, -1.0, 0.0, 1.0, 1000.0))
+
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class DefinitionError(SymdlError, ValueError):
+    """A user-defined op breaks a rule of :func:`define_op` (the message names the op and the rule)."""
+
+
+# --------------------------------------------------------------------------- parsing
+def _parse_text(op_name: str, text: str, names: Sequence[str]) -> sp.Expr:
+    """Expression text through symdl's safe parser (never ``sympify``), plus ``rowsum``/``rowmax``.
+
+    The parser's function table is :func:`symdl.expr.functions`; row reductions are added to it
+    here (a hook in :mod:`symdl.expr` for extra functions would make this one call).
+    """
+    from symdl.check.syntax import validate
+    from symdl.expr import _Builder, functions  # noqa: PLC2701 - see the docstring
+
+    table = {**functions(), "rowsum": (rowsum, 1), "rowmax": (rowmax, 1)}
+    try:
+        tree = validate(text, table)
+        expr = _Builder(None, table).build(tree)
+    except ExpressionError as error:
+        raise DefinitionError(f"{op_name}: the definition text is not accepted: {error}") from None
+    if not isinstance(expr, sp.Expr):
+        raise DefinitionError(f"{op_name}: the definition is a condition, not a number; use where(cond, a, b)")
+    return expr
+
+
+def _expression(op_name: str, what: str, value: object, symbols: Mapping[str, sp.Symbol]) -> sp.Expr:
+    """``value`` (text or SymPy) with its names bound to the op's symbols."""
+    if isinstance(value, str):
+        expr = _parse_text(op_name, value, list(symbols))
+    elif isinstance(value, sp.Expr):
+        expr = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        expr = sp.Float(value) if isinstance(value, float) else sp.Integer(value)
+    else:
+        raise DefinitionError(f"{op_name}: the {what} must be a SymPy expression or expression text, "
+                              f"not {type(value).__name__}")
+    unknown = sorted(s.name for s in expr.free_symbols if s.name not in symbols)
+    if unknown:
+        raise DefinitionError(f"{op_name}: {unknown[0]!r} in the {what} is neither an input nor a parameter with "
+                              f"a default (declare it in params={{{unknown[0]!r}: default}})")
+    expr = expr.xreplace({s: symbols[s.name] for s in expr.free_symbols})
+    if expr.has(sp.zoo, sp.nan, sp.oo, -sp.oo):
+        raise DefinitionError(f"{op_name}: the {what} is not finite ({expr})")
+    return expr
+
+
+# --------------------------------------------------------------------------- rules
+def _check_name(op_name: str, name: str, what: str) -> None:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise DefinitionError(f"{op_name}: {what} name {name!r} is not a Python identifier")
+    if name in RESERVED or re.fullmatch(r"t\d+|grad_.*|_.*", name):
+        raise DefinitionError(f"{op_name}: {what} name {name!r} is reserved by the generated kernels")
+
+
+def _check_functions(op_name: str, expr: sp.Expr, what: str) -> None:
+    """Every function in ``expr`` has a translation in the kernel printers."""
+    for function in sorted(expr.atoms(sp.Function), key=sp.default_sort_key):
+        name = type(function).__name__
+        if name not in ARRAY_FUNCTIONS and name not in _STRUCTURAL:
+            raise DefinitionError(f"{op_name}: unsupported function {name} in the {what} (kernels translate: "
+                                  f"{', '.join(sorted(ARRAY_FUNCTIONS))}, max, min, where, sqrt, powers)")
+    if expr.has(sp.Derivative, sp.Subs, sp.DiracDelta, sp.Heaviside):
+        raise DefinitionError(f"{op_name}: the {what} is not differentiable in closed form "
+                              f"(SymPy leaves {expr.atoms(sp.Derivative, sp.Subs, sp.DiracDelta, sp.Heaviside)})")
+
+
+def _nonsmooth_points(expr: sp.Expr, symbol: sp.Symbol) -> list[tuple[sp.Expr, sp.Expr]]:
+    """``(where, point)`` for each point where ``expr`` may not be differentiable in ``symbol``:
+    zeros of ``|u|`` and ``sign u``, ties of ``max``/``min``, piecewise boundaries (real solutions only)."""
+    from symdl.proofs.proof import bounded
+
+    candidates: list[tuple[sp.Expr, sp.Expr]] = []
+    for node in sp.preorder_traversal(expr):
+        if isinstance(node, (sp.Abs, sp.sign)):
+            candidates.append((node, node.args[0]))
+        elif isinstance(node, (sp.Max, sp.Min)):
+            candidates += [(node, a - b) for i, a in enumerate(node.args) for b in node.args[i + 1:]]
+        elif isinstance(node, sp.Piecewise):
+            for _, condition in node.args:
+                candidates += [(node, r.lhs - r.rhs) for r in condition.atoms(sp.core.relational.Relational)]
+        elif isinstance(node, indicator):
+            candidates += [(node, r.lhs - r.rhs) for r in node.args[0].atoms(sp.core.relational.Relational)]
+    points = []
+    for where, zero in candidates:
+        if symbol not in zero.free_symbols:
+            continue
+        solutions, finished = bounded(lambda z=zero: sp.solve(z, symbol), 2.0)
+        for solution in (solutions if finished else []):
+            if solution.is_real is not False and not solution.has(sp.I):
+                points.append((where, solution))
+    return points
+
+
+def _uncovered_kinks(op_name: str, formula: Formula, symbol: sp.Symbol) -> None:
+    """Every non-differentiable point of the definition is a declared kink."""
+    from symdl.expr import simplify_within
+
+    declared = [k.at for k in formula.kinks]
+    for where, point in _nonsmooth_points(formula.definition, symbol):
+        if not any(simplify_within(point - at)[0] == 0 for at in declared):
+            raise DefinitionError(
+                f"{op_name}: not differentiable at {symbol} = {point} (from {where}), but no kink is declared "
+                f"there; pass kinks={{{sp.sstr(point)!r}: subgradient}} with the gradient to use at that point")
+
+
+def _kinks(op_name: str, kinks: object, symbols: Mapping[str, sp.Symbol]) -> tuple[Kink, ...]:
+    """``{at: subgradient}`` or ``[(at, subgradient), ...]`` or Kink objects, as Kinks."""
+    if isinstance(kinks, Mapping):
+        pairs: Iterable[object] = kinks.items()
+    else:
+        pairs = kinks or ()
+    result = []
+    for pair in pairs:
+        if isinstance(pair, Kink):
+            result.append(pair)
+            continue
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise DefinitionError(f"{op_name}: kinks are {{at: subgradient}} pairs, not {pair!r}")
+        at, subgradient = (_expression(op_name, "kink", v, symbols) for v in pair)
+        result.append(Kink(at, subgradient, "declared by the user"))
+    return tuple(result)
+
+
+def _domain(op_name: str, value: object, default: Domain) -> Domain:
+    if value is None:
+        return default
+    if isinstance(value, Domain):
+        return value
+    if isinstance(value, tuple) and len(value) in (2, 3):
+        try:
+            low, high = float(value[0]), float(value[1])
+            extremes = tuple(float(v) for v in value[2]) if len(value) == 3 else ()
+        except (TypeError, ValueError):
+            raise DefinitionError(f"{op_name}: a domain holds numbers, got {value!r}") from None
+        if not low < high:
+            raise DefinitionError(f"{op_name}: a domain's low must be below its high, got {value!r}")
+        return Domain(low, high, extremes)
+    raise DefinitionError(f"{op_name}: a domain is (low, high) or (low, high, extremes), not {value!r}")
+
+
+def _tolerance(op_name: str, spec: Mapping[str, object], symbols: Mapping[str, sp.Symbol]) -> Tolerance:
+    """``{"forward_ulp": 4, "forward_scale": "abs(x - y) + 1", ...}`` as a :class:`Tolerance`."""
+    fields = {"forward_ulp", "grad_ulp", "forward_scale", "grad_scale"}
+    unknown = set(spec) - fields
+    if unknown:
+        raise DefinitionError(f"{op_name}: tolerance has no field {sorted(unknown)[0]!r} (fields: {sorted(fields)})")
+    values: dict[str, object] = {}
+    for key, value in spec.items():
+        if key.endswith("scale"):
+            values[key] = _expression(op_name, key, value, symbols)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            values[key] = float(value)
+        else:
+            raise DefinitionError(f"{op_name}: tolerance {key} must be a positive number, got {value!r}")
+    return Tolerance(**values)
+
+
+def _params(op_name: str, params: Mapping[str, object] | Sequence[str] | None) -> list[Param]:
+    if params is None:
+        return []
+    if not isinstance(params, Mapping):  # a list of names: no defaults
+        params = {name: None for name in params}
+    result = []
+    for name, spec in params.items():
+        _check_name(op_name, name, "parameter")
+        default, sample = (spec if isinstance(spec, tuple) else (spec, None))
+        if default is None:
+            raise DefinitionError(f"{op_name}: parameter {name!r} has no default (give params={{{name!r}: value}}; "
+                                  "every parameter is keyword-only with a default, as in PyTorch)")
+        if isinstance(default, bool) or not isinstance(default, (int, float)) or not math.isfinite(default):
+            raise DefinitionError(f"{op_name}: parameter {name!r} needs a finite real default, got {default!r}")
+        domain = None if sample is None else _domain(op_name, tuple(sample), ACTIVATION_DOMAIN)
+        result.append(Param(name, float(default), Rule("real"), sp.Symbol(name, real=True), sample=domain))
+    return result
+
+
+# --------------------------------------------------------------------------- row VJPs
+def _row_vjp(op_name: str, expr: sp.Expr, x: sp.Symbol, g: sp.Symbol) -> sp.Expr:
+    r"""The VJP of a row op :math:`y = F(x, S_1, \dots)` with :math:`S_k = \mathrm{rowsum}(h_k(x))`:
+
+    .. math:: \bar x = g\, \partial_x F + \sum_k h_k'(x)\, \mathrm{rowsum}(g\, \partial_{S_k} F)
+
+    ``rowmax`` terms (shifts in a stable form) are held constant: the definition is invariant
+    under them, which the prover checks when it compares this VJP with the derived one.
+    """
+    sums = sorted(expr.atoms(rowsum), key=sp.default_sort_key)
+    shifts = sorted(expr.atoms(rowmax), key=sp.default_sort_key)
+    names = {s: sp.Dummy(f"S{i}", real=True) for i, s in enumerate(sums)}
+    names.update({m: sp.Dummy(f"M{i}", real=True) for i, m in enumerate(shifts)})
+    for inner in (s.args[0] for s in sums):
+        if inner.has(rowsum):
+            raise DefinitionError(f"{op_name}: nested row sums are not supported")
+    flat = expr.xreplace(names)
+    back = {v: k for k, v in names.items()}
+    vjp = g * sp.diff(flat, x)
+    for total in sums:
+        inner = total.args[0].xreplace({m: names[m] for m in shifts})
+        vjp += sp.diff(inner, x) * rowsum(g * sp.diff(flat, names[total]))
+    # A power of a row sum is kept as one unit (its LaTeX and the kernel's printed parentheses).
+    return vjp.xreplace(back).replace(lambda e: e.is_Pow and isinstance(e.base, (rowsum, rowmax)),
+                                      lambda e: sp.Pow(Grouped(e.base), e.exp))
+
+
+# --------------------------------------------------------------------------- numerics
+def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
+    """``expr`` in float32 and float64 at the first input's extremes: finite, no FP error raised."""
+    from symdl.kernels import _runtime as _rt
+
+    extremes = op.inputs[0].domain.extremes
+    if not extremes or op.kind == "row":
+        return
+    values = {p.symbol: p.default for p in op.symbol_params}
+    modules = [{"sigmoid": _rt.sigmoid, "softplus": _rt.softplus, "normal_cdf": _rt.normal_cdf,
+                "xlogy": _rt.xlogy, "erf": _rt.erf, "erfc": _rt.erfc, "indicator": lambda c: c}, "numpy"]
+    symbols = [i.symbol for i in op.inputs]
+    function = sp.lambdify(symbols, expr.xreplace(values), modules=modules)
+    for dtype in (np.float32, np.float64):
+        points = np.array([v for v in extremes if np.isfinite(dtype(v))], dtype=dtype)
+        others = [np.full_like(points, (i.domain.low + i.domain.high) / 2) for i in op.inputs[1:]]
+        try:
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                result = np.asarray(function(points, *others))
+        except FloatingPointError as error:
+            raise DefinitionError(f"{op.name}: the {what} is not finite at the extremes "
+                                  f"({np.dtype(dtype).name}: {error})") from None
+        if not np.all(np.isfinite(result)):
+            bad = points[~np.isfinite(np.broadcast_to(result, points.shape))]
+            raise DefinitionError(f"{op.name}: the {what} is not finite at x = {bad[0]!r} ({np.dtype(dtype).name})")
+
+
+# --------------------------------------------------------------------------- the op
+def build_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",), params: object = None,
+             domain: object = None, kinks: object = (), stable: object = None,
+             grads: Mapping[str, object] | None = None, kind: str = "elementwise", reduction: str = "mean",
+             summary: str = "",
+             tolerance: Mapping[str, object] | None = None) -> Op:
+    """The catalog entry for a user definition (every rule that needs no proof checked). See :func:`define_op`."""
+    if not isinstance(name, str) or not _SNAKE.match(name) or keyword.iskeyword(name):
+        raise DefinitionError(f"op name {name!r} is not a snake_case identifier")
+    if name in CATALOG:
+        raise DefinitionError(f"{name}: the catalog already has an op of that name; choose another")
+    if kind not in KINDS:
+        raise DefinitionError(f"{name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if isinstance(inputs, str):
+        inputs = (inputs,)
+    if not inputs:
+        raise DefinitionError(f"{name}: an op needs at least one input")
+    for item in inputs:
+        _check_name(name, item, "input")
+    if kind == "row" and len(inputs) != 1:
+        raise DefinitionError(f"{name}: a row op has one input")
+    param_list = _params(name, params)
+    clash = set(inputs) & {p.name for p in param_list}
+    if clash or len(set(inputs)) != len(inputs):
+        raise DefinitionError(f"{name}: the name {sorted(clash or set(inputs))[0]!r} is used twice")
+    domains = domain if isinstance(domain, Mapping) else {item: domain for item in inputs}
+    symbols = {item: sp.Symbol(item, real=True) for item in inputs} | {p.name: p.symbol for p in param_list}
+    expr = _expression(name, "definition", definition, symbols)
+    missing = [item for item in inputs if symbols[item] not in expr.free_symbols]
+    if missing:
+        raise DefinitionError(f"{name}: input {missing[0]!r} does not appear in the definition {sp.sstr(expr)}")
+    _check_functions(name, expr, "definition")
+    has_rows = expr.has(rowsum, rowmax)
+    if kind == "row" and not expr.has(rowsum):
+        raise DefinitionError(f"{name}: a row op's definition reduces along dim with rowsum(...)")
+    if kind != "row" and has_rows:
+        raise DefinitionError(f"{name}: rowsum/rowmax need kind='row'")
+    stable_expr = None if stable is None else _expression(name, "stable form", stable, symbols)
+    if stable_expr is not None:
+        _check_functions(name, stable_expr, "stable form")
+    x = symbols[inputs[0]]
+    closed = {k: _expression(name, f"gradient for {k}", v, symbols | {"g": sp.Symbol("g", real=True)})
+              for k, v in (grads or {}).items()}
+    unknown_grads = set(closed) - set(inputs)
+    if unknown_grads:
+        raise DefinitionError(f"{name}: grads= names {sorted(unknown_grads)[0]!r}, which is not an input")
+    default_domain = LOSS_DOMAIN if kind == "loss" else ACTIVATION_DOMAIN
+    op_inputs = tuple(Input(item, symbols[item], _domain(name, domains.get(item), default_domain)) for item in inputs)
+    if kind == "row":
+        if inputs[0] not in closed:
+            closed[inputs[0]] = _row_vjp(name, stable_expr if stable_expr is not None else expr, x,
+                                         sp.Symbol("g", real=True))
+        param_list.append(Param("dim", None, Rule("integer"), doc="the axis the row reduces along"))
+    if kind == "loss":
+        choices = ("none", "mean", "sum")
+        if reduction not in choices:
+            raise DefinitionError(f"{name}: reduction must be one of {choices}, got {reduction!r}")
+        param_list.insert(0, Param("reduction", reduction, Rule("choice", choices)))
+    formula = Formula(definition=expr, stable=stable_expr, grads=closed, kinks=_kinks(name, kinks, symbols))
+    if kind != "row":
+        _uncovered_kinks(name, formula, x)
+    family = "loss" if kind == "loss" else "activation"
+    upstream = sp.Symbol("g", real=True)
+    promised = _tolerance(name, tolerance or {}, symbols | {"g": upstream})
+    op = Op(name=name, family=family, kind=KINDS[kind], summary=summary or f"User-defined op {name}",
+            inputs=op_inputs, params=tuple(param_list), formulas={"": formula},
+            row_symbols=(x, upstream) if kind == "row" else (), upstream=upstream, tolerance=promised)
+    if stable_expr is not None:
+        _finite_at_extremes(op, stable_expr, "stable form")
+    return op
+
+
+def _check_derivation(op: Op) -> Any:
+    """Derive and prove ``op``; a claim that does not hold is a :class:`DefinitionError`."""
+    from symdl.codegen.ops import _gradient_expr
+    from symdl.proofs.ops import derive
+
+    derivation = derive(op)
+    for proof in derivation.proofs:
+        if not proof.holds:
+            rule = "not differentiable where claimed" if proof.claim.startswith("subgradient") else "not proven"
+            raise DefinitionError(f"{op.name}: {rule}: {proof.claim} does not hold ({proof.method})")
+    for item in op.differentiable_inputs:
+        _check_functions(op.name, _gradient_expr(op, op.formula(), item.name), f"gradient for {item.name}")
+    return derivation
+
+
+# --------------------------------------------------------------------------- kernels
+def _header(names: Sequence[str], command: str) -> str:
+    return (
+        f'"""NumPy kernels of user-defined ops: {", ".join(names)}.\n\n'
+        f"Generated by ``{command}`` with symdl's printer and stability rules (those of ``symdl.kernels``);\n"
+        "do not edit by hand: change the definitions and regenerate.\n"
+        '"""\n\n'
+        "# fmt: off\n"
+        "from __future__ import annotations\n\n"
+        "import math  # noqa: F401 - scalar parameter arithmetic\n\n"
+        "import numpy as np\n\n"
+        "from symdl.kernels import _runtime as _rt\n"
+        "from symdl.kernels._runtime import ArrayLike\n"
+    )
+
+
+def render_numpy(ops: Sequence[Op], command: str = "symdl.define_op") -> str:
+    """A NumPy kernel module for ``ops`` (imports NumPy and ``symdl.kernels`` only, no SymPy)."""
+    names = [n for op in ops for n in kernel_names(op)]
+    exports = "__all__ = [\n" + "".join(f"    {n!r},\n" for n in names) + "]\n"
+    body = "\n\n".join(TEMPLATES[op.kind](op) for op in ops)
+    return _header([op.name for op in ops], command) + "\n" + exports + "\n\n" + body
+
+
+def compile_module(source: str, name: str) -> types.ModuleType:
+    """Execute generated kernel source as a module (registered with linecache for tracebacks)."""
+    filename = f"<symdl user op {name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    module = types.ModuleType(f"symdl_user_ops_{name}")
+    module.__file__ = filename
+    exec(compile(source, filename, "exec"), module.__dict__)  # noqa: S102 - our own generated source
+    return module
+
+
+# --------------------------------------------------------------------------- the user's object
+@dataclass
+class UserOp:
+    """A user-defined op: its entry, its derivation and proofs, and NumPy kernels compiled from them.
+
+    Call it like a kernel: ``op(x, **params)`` is the forward, ``op.vjp(grad, x, **params)`` the
+    vector-Jacobian product (one gradient per input).
+    """
+
+    op: Op
+    derivation: Any
+    source: str
+    module: types.ModuleType = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        """The op's name."""
+        return self.op.name
+
+    @property
+    def forward(self) -> Callable[..., np.ndarray]:
+        """The NumPy forward kernel ``name(*inputs, **params)``."""
+        return getattr(self.module, self.name)
+
+    @property
+    def vjp(self) -> Callable[..., tuple]:
+        """The NumPy VJP kernel ``name_vjp(grad, *inputs, **params)``."""
+        return getattr(self.module, f"{self.name}_vjp")
+
+    def __call__(self, *inputs: Any, **params: Any) -> np.ndarray:
+        return self.forward(*inputs, **params)
+
+    @property
+    def derived(self) -> dict[str, sp.Expr]:
+        """SymPy's derivative (or row VJP) of the definition, by input name."""
+        return dict(self.derivation.derived)
+
+    @property
+    def proofs(self) -> list[Any]:
+        """The proofs the kernels rely on (each holds)."""
+        return list(self.derivation.proofs)
+
+    def latex(self) -> str:
+        """The definition, stable form and gradients as reStructuredText math blocks (LaTeX)."""
+        from symdl.printing.latex import formula_latex
+
+        return "\n".join(formula_latex(self.op, self.op.formula()))
+
+    def verify(self) -> Any:
+        """The ``symdl verify`` row: proofs, finite differences, ulp against mpmath, finite at extremes."""
+        from symdl.export.checks import verify_row
+
+        return verify_row(self)
+
+    def gradcheck(self, *inputs: Any, **params: Any) -> Any:
+        """:func:`symdl.check.gradcheck` of the VJP kernel against the forward at ``inputs``."""
+        from symdl.check import gradcheck
+
+        def forward(*arrays: Any) -> np.ndarray:
+            return self.forward(*arrays, **params)
+
+        def vjp(grad: Any, *arrays: Any) -> tuple:
+            return self.vjp(grad, *arrays, **params)
+
+        return gradcheck(forward, tuple(inputs), vjp)
+
+    def to_torch(self) -> types.ModuleType:
+        """A PyTorch module exporting this op (``.name``, ``.NameFunction``, the ``nn.Module``)."""
+        from symdl.export import export_source
+
+        return compile_module(export_source([self], "torch"), f"{self.name}_torch")
+
+    def to_jax(self) -> types.ModuleType:
+        """A JAX module exporting this op as a ``jax.custom_vjp`` function."""
+        from symdl.export import export_source
+
+        return compile_module(export_source([self], "jax"), f"{self.name}_jax")
+
+
+def define_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",),
+              params: Mapping[str, object] | Sequence[str] | None = None, domain: object = None,
+              kinks: object = (), stable: object = None, grads: Mapping[str, object] | None = None,
+              kind: str = "elementwise", reduction: str = "mean", summary: str = "",
+              tolerance: Mapping[str, object] | None = None) -> UserOp:
+    r"""Define an op from its math; derive, prove and compile it like a catalog op.
+
+    Args:
+        name: a new snake_case name (not a catalog op's).
+        definition: the textbook expression, as a SymPy expression or as text (parsed by symdl's safe
+            parser, e.g. ``"x * tanh(softplus(x))"``); row ops use ``rowsum(...)``.
+        inputs: array argument names in positional order (symbols of the same names in the definition).
+        params: keyword parameters with defaults, ``{"alpha": 1.0}`` or ``{"alpha": (1.0, (0.5, 2))}`` (a
+            sample range for the proofs).
+        domain: ``(low, high)`` or ``(low, high, extremes)`` for every input, or a dict by input name.
+        kinks: ``{at: subgradient}``: every point where the definition is not differentiable.
+        stable: an equal expression that stays finite where the definition overflows (proven equal).
+        grads: closed-form gradients by input name (VJPs with ``g`` for row ops), proven equal to the derived.
+        kind: ``"elementwise"``, ``"row"`` (softmax-like over ``dim``) or ``"loss"`` (then ``reduction``).
+        reduction: the default reduction of a loss.
+        summary: one line for docstrings and listings.
+        tolerance: what the verify row promises against mpmath, as :class:`~symdl.catalog.spec.Tolerance`'s
+            fields (``forward_ulp``, ``grad_ulp``, and ``forward_scale``/``grad_scale`` expressions: the size of
+            the terms a formula must combine, e.g. ``"abs(x - y) + 1"`` for a loss of ``x - y``).
+
+    Returns:
+        A :class:`UserOp`.
+
+    Raises:
+        DefinitionError: a rule is broken (the message names the op and the rule), before any code is generated.
+    """
+    op = build_op(name, definition, inputs=inputs, params=params, domain=domain, kinks=kinks, stable=stable,
+                  grads=grads, kind=kind, reduction=reduction, summary=summary, tolerance=tolerance)
+    derivation = _check_derivation(op)
+    source = render_numpy([op])
+    return UserOp(op, derivation, source, compile_module(source, name))

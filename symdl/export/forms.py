@@ -1,0 +1,222 @@
+"""What every exporter shares: which ops export, and each variant's proven forms printed for a framework.
+
+An exported op computes exactly what the NumPy kernel computes: the forward is
+the formula's stable form (:attr:`Formula.forward`), each gradient the VJP
+expression :mod:`symdl.codegen.ops` prints (the proven closed form times the
+upstream gradient ``g``, or SymPy's derivative of the stable form), with
+shared subexpressions computed once (``sympy.cse``). Only the printer differs
+(:mod:`symdl.printing.torch_printer`, :mod:`symdl.printing.jax_printer`).
+
+Parameter-range :class:`~symdl.catalog.spec.Case` forms are not exported:
+they are faster forms proven equal to the general one where they hold, and
+the general form holds everywhere.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from symdl.catalog.spec import Formula, Op, Param
+from symdl.codegen.ops import _docstring, _gradient_expr
+from symdl.errors import SymdlError
+from symdl.printing.framework_printer import FrameworkPrinter
+from symdl.printing.inplace import kernel_arrays
+from symdl.printing.numpy_printer import print_assignments
+
+#: Op kinds the exporters print (every kind of the catalog; a new kind must be taught to them first).
+EXPORTED_KINDS = frozenset({"elementwise", "row", "pointwise_loss", "class_loss"})
+
+
+class ExportError(SymdlError, ValueError):
+    """An op cannot be exported (its kind or a function in it has no translation)."""
+
+
+@dataclass
+class Printed:
+    """One variant of one op, printed for a framework.
+
+    Attributes:
+        forward: lines computing ``out`` (per element, before any reduction) from the input symbols.
+        backward: lines computing ``grad_<input>`` for each differentiable input from ``g`` too.
+        helpers: helper functions the lines call (their source goes in the module header).
+    """
+
+    forward: list[str]
+    backward: list[str]
+    helpers: set[str] = field(default_factory=set)
+
+
+def check_exportable(op: Op) -> None:
+    """Raise :class:`ExportError` unless the exporters handle ``op``'s kind."""
+    if op.kind not in EXPORTED_KINDS:
+        raise ExportError(f"{op.name}: ops of kind {op.kind!r} are not exported yet "
+                          f"(exported kinds: {', '.join(sorted(EXPORTED_KINDS))})")
+
+
+#: Arguments of an implementation that are neither inputs nor parameters, by op kind: the row axis; the
+#: reduction; for class losses also the mask of counted rows and the 'mean' denominator.
+STRUCTURAL: dict[str, list[str]] = {"elementwise": [], "row": ["dim"], "pointwise_loss": ["reduction"],
+                                    "class_loss": ["dim", "keep", "denominator", "reduction"]}
+
+
+def structural_args(op: Op) -> list[str]:
+    """The structural arguments of ``op``'s implementations (:data:`STRUCTURAL`)."""
+    return list(STRUCTURAL[op.kind])
+
+
+def scalar_params(op: Op) -> tuple[Param, ...]:
+    """Parameters that are Python scalars inside the formulas (not arrays, not structural)."""
+    return tuple(p for p in op.symbol_params if p.rule.kind != "array")
+
+
+def array_params(op: Op) -> tuple[Param, ...]:
+    """Optional array parameters (weights): tensors, or None meaning 1."""
+    return tuple(p for p in op.params if p.rule.kind == "array")
+
+
+def print_forms(op: Op, formula: Formula, make_printer: Callable[..., FrameworkPrinter]) -> Printed:
+    """The forward and VJP lines of one formula of ``op`` for the framework ``make_printer`` prints."""
+    check_exportable(op)
+    names = {op.upstream: "g", **{p.symbol: p.name for p in op.symbol_params}}
+
+    def printer() -> FrameworkPrinter:
+        return make_printer(scalars=[p.symbol for p in scalar_params(op)], names=names, arrays=kernel_arrays(op))
+
+    grads = {f"grad_{i.name}": _gradient_expr(op, formula, i.name) for i in op.differentiable_inputs}
+    forward_printer, backward_printer = printer(), printer()
+    try:
+        forward = print_assignments({"out": formula.forward}, forward_printer, inplace=False)
+        backward = print_assignments(grads, backward_printer, inplace=False)
+    except NotImplementedError as error:
+        raise ExportError(f"{op.name}: {error}") from None
+    return Printed(forward, backward, forward_printer.used_helpers | backward_printer.used_helpers)
+
+
+def camel(name: str) -> str:
+    """``leaky_relu`` -> ``LeakyRelu``: the class names of an exported op."""
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+def signature(op: Op, annotation: str) -> str:
+    """``input: <annotation>, ..., *, param=default, ...``: the NumPy kernel's signature."""
+    arrays = [f"{i.name}: {annotation}" for i in op.inputs]
+    params = [f"{p.name}={p.default!r}" for p in op.params]
+    return ", ".join(arrays + (["*", *params] if params else []))
+
+
+def choice_checks(op: Op) -> list[str]:
+    """Lines rejecting a choice parameter outside its choices (ValueError, as PyTorch raises)."""
+    lines = []
+    for p in op.params:
+        if p.rule.kind == "choice":
+            choices = tuple(p.rule.args)
+            lines += [f"if {p.name} not in {choices!r}:",
+                      f"    raise ValueError(f\"{op.name}: {p.name} must be one of {choices!r}, got {{{p.name}!r}}\")"]
+    return lines
+
+
+def docstring(op: Op) -> str:
+    """The NumPy kernel's docstring (the math in LaTeX, kinks, numerics), for the exported function."""
+    return _docstring(op, None, vjp=False)
+
+
+def indent(lines: Iterable[str], depth: int = 1) -> list[str]:
+    """``lines`` indented ``depth`` levels of four spaces."""
+    return [textwrap.indent(line, "    " * depth) if line else line for line in lines]
+
+
+def implementations(op: Op) -> list[tuple[str, int | None, Formula]]:
+    """``(variant, fast path index or None, formula)`` for every function an exporter prints.
+
+    A fast path (:attr:`Op.fast_paths`: an omitted optional weight) gets a function of its own,
+    printed from the formula with the path's values substituted (None as 1), so that an unweighted
+    loss does not multiply by ones; the substitution is exact, so it needs no proof of its own.
+    """
+    result: list[tuple[str, int | None, Formula]] = []
+    for variant, formula in op.formulas.items():
+        result.append((variant, None, formula))
+        for index, values in enumerate(op.fast_paths):
+            substituted = {op.param(n).symbol: 1 if v is None else v for n, v in values.items()}
+            result.append((variant, index, formula.substituted(substituted)))
+    return result
+
+
+def fast_path_condition(op: Op, index: int) -> str:
+    """The Python condition under which fast path ``index`` applies."""
+    return " and ".join(f"{n} is None" if v is None else f"{n} == {v!r}" for n, v in op.fast_paths[index].items())
+
+
+def dispatch(op: Op, name_of: Callable[[Op, str, int | None], str], fast: int | None = None) -> str:
+    """The expression naming the implementation: ``name_of(op, variant, fast)``, or a table indexed
+    by the variant parameter (``str`` of a bool) when the op has variants."""
+    if op.variant_param is None:
+        return name_of(op, "", fast)
+    default = op.param(op.variant_param).default
+    key = f"str({op.variant_param})" if isinstance(default, bool) else op.variant_param
+    return "{" + ", ".join(f"{str(v)!r}: {name_of(op, v, fast)}" for v in op.formulas) + "}" + f"[{key}]"
+
+
+def public_body(op: Op, name_of: Callable[[Op, str, int | None], str], call: Callable[[str, list[str]], str],
+                prelude: list[str]) -> list[str]:
+    """The exported function's body: parameter checks, ``prelude``, a ``return`` per fast path (its
+    omitted arrays passed as 1.0), then omitted arrays as 1.0 and the general implementation.
+
+    ``name_of(op, variant, fast)`` names an implementation (a class, a function); ``call(expression,
+    args)`` is the source calling the implementation ``expression`` evaluates to with ``args``.
+    """
+    inputs = [i.name for i in op.inputs]
+    structural = structural_args(op)
+    arrays = [p.name for p in array_params(op)]
+    scalars = [p.name for p in scalar_params(op)]
+    lines = choice_checks(op) + prelude
+    for index, values in enumerate(op.fast_paths):
+        args = inputs + ["1.0" if n in values else n for n in arrays] + structural + scalars
+        lines += [f"if {fast_path_condition(op, index)}:  # fast path: the formulas with {values}",
+                  f"    return {call(dispatch(op, name_of, index), args)}"]
+    lines += [f"{n} = 1.0 if {n} is None else {n}  # omitted weights mean 1" for n in arrays]
+    return lines + [f"return {call(dispatch(op, name_of), inputs + arrays + structural + scalars)}"]
+
+
+def implementation_name(op: Op, variant: str, fast: int | None = None) -> str:
+    """``leaky_relu`` -> ``leaky_relu``, ``gelu``/``tanh`` -> ``gelu_tanh``, fast path 0 -> ``..._fast0``:
+    the exporters derive their class and function names from it."""
+    name = op.name + (f"_{str(variant).lower()}" if op.variant_param else "")
+    return name + ("" if fast is None else f"_fast{fast}")
+
+
+def module_header(target: str, framework_imports: list[str], ops: Iterable[Op], command: str) -> list[str]:
+    """The generated module's docstring and imports."""
+    names = ", ".join(op.name for op in ops)
+    return [
+        f'"""{target} functions exported by symdl, with derived and proven gradients: {names}.',
+        "",
+        f"Generated by ``{command}``; do not edit by hand: change the definitions and re-export.",
+        "Each op's forward and backward are printed from the same proven closed forms and stable forms",
+        "as symdl's NumPy kernels (``symdl verify`` lists the proofs).",
+        '"""',
+        "",
+        "# fmt: off",
+        "from __future__ import annotations",
+        "",
+        "import math  # noqa: F401 - scalar parameter arithmetic",
+        "",
+        *framework_imports,
+        "",
+    ]
+
+
+def class_prelude(op: Op) -> str:
+    """The call of the generated ``_class_rows`` (each exporter defines one) that turns a class loss's target into rows, a mask and a denominator."""
+    first = op.inputs[0].name
+    target = next((i for i in op.inputs if i.role in ("class_index", "sign")), op.inputs[-1])
+    options = [f"index={target.role == 'class_index'}", f"sign={target.role == 'sign'}",
+               f"weighted={op.weighted_mean}"]
+    if any(p.name == "weight" for p in array_params(op)):
+        options.append("weight=weight")
+    if any(p.name == "ignore_index" for p in op.params):
+        options.append("ignore_index=ignore_index")
+    weight = ", weight" if any(p.name == "weight" for p in array_params(op)) else ", _"
+    return (f"dim, {target.name}, keep, denominator{weight} = _class_rows({first}, {target.name}, "
+            f"{', '.join(options)})")

@@ -1,0 +1,67 @@
+"""Print SymPy expressions as JAX code: the NumPy kernel printer's rules with ``jax.numpy``'s names.
+
+``softplus`` is a helper, :math:`\\max(x, 0) + \\log(1 + e^{-|x|})`; ``sigmoid`` is
+``jax.nn.sigmoid``; ``normal_cdf`` is ``jax.scipy.special.ndtr``; ``xlogy`` is
+``jax.scipy.special.xlogy``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import sympy as sp
+
+from symdl.printing.inplace import ArraySpec
+from symdl.printing.framework_printer import FrameworkNames, FrameworkPrinter
+
+#: Helpers a generated JAX module defines when its code calls them.
+JAX_HELPERS: dict[str, str] = {
+    "_softplus": (
+        "def _softplus(x):\n"
+        '    """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): stable for every finite x."""\n'
+        "    return jnp.clip(x, 0, None) + jnp.log1p(jnp.exp(-jnp.abs(x)))\n"
+    ),
+    "_class_sum": (
+        "def _class_sum(values, num_classes):\n"
+        '    """The sum over the classes of per-class weights (num_classes times a scalar)."""\n'
+        "    return values * num_classes if jnp.ndim(values) == 0 else jnp.sum(values)\n"
+    ),
+    "_clamped_log": (
+        "def _clamped_log(u, floor):\n"
+        '    """max(log u, floor): log 0 = -inf is clamped like any value below the floor."""\n'
+        "    return jnp.clip(jnp.log(u), floor, None)\n"
+    ),
+    "_clamped_log1p": (
+        "def _clamped_log1p(u, floor):\n"
+        '    """max(log(1 + u), floor)."""\n'
+        "    return jnp.clip(jnp.log1p(u), floor, None)\n"
+    ),
+}
+
+JAX_NAMES = FrameworkNames(
+    module="jnp",
+    functions={
+        "exp": "jnp.exp", "log": "jnp.log", "tanh": "jnp.tanh", "cosh": "jnp.cosh", "log1p": "jnp.log1p",
+        "expm1": "jnp.expm1", "Abs": "jnp.abs", "sign": "jnp.sign", "erf": "jax.scipy.special.erf",
+        "erfc": "jax.scipy.special.erfc", "sigmoid": "jax.nn.sigmoid", "softplus": "_softplus",
+        "xlogy": "jax.scipy.special.xlogy", "normal_cdf": "jax.scipy.special.ndtr",
+        "clamped_log": "_clamped_log", "clamped_log1p": "_clamped_log1p", "sin": "jnp.sin", "cos": "jnp.cos",
+        "tan": "jnp.tan", "sinh": "jnp.sinh", "asinh": "jnp.arcsinh", "atan": "jnp.arctan",
+    },
+    clamp="jnp.clip({x}, {low}, {high})",
+    maximum="jnp.maximum",
+    minimum="jnp.minimum",
+    where="jnp.where",
+    logical_not="jnp.logical_not",
+    reduce_sum="jnp.sum({x}, axis={axis}, keepdims=True)",
+    reduce_max="jnp.max({x}, axis={axis}, keepdims=True)",
+    helpers=JAX_HELPERS,
+)
+
+
+class JaxPrinter(FrameworkPrinter):
+    """Prints one expression of an exported op as JAX code."""
+
+    def __init__(self, scalars: Iterable[sp.Symbol] = (), names: Mapping[sp.Symbol, str] | None = None,
+                 axis: str = "dim", arrays: Mapping[sp.Symbol, ArraySpec] | None = None) -> None:
+        super().__init__(JAX_NAMES, scalars=scalars, names=names, axis=axis, arrays=arrays)

@@ -1,0 +1,201 @@
+"""symdl.define_op: a user's definition -> a catalog entry, proofs, NumPy kernels, verify row, LaTeX.
+
+Ground truth from outside the code under test: mpmath evaluations of the
+textbook definitions, finite differences (symdl.check.gradcheck), and the
+catalog's own hand-checked kernels where the user redefines a catalog op.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mpmath
+import numpy as np
+import pytest
+import sympy as sp
+
+import symdl
+import symdl.kernels as kernels
+from symdl.catalog.spec import Op
+from symdl.cli import main
+from symdl.errors import SymdlError
+from symdl.export import DefinitionError, UserOp, define_op
+
+
+@pytest.fixture(scope="module")
+def swish() -> UserOp:
+    return define_op("swish_beta", "x * sigmoid(beta * x)", params={"beta": (1.0, (0.5, 2.0))})
+
+
+def test_exported_from_the_package() -> None:
+    square = symdl.define_op("half_square", "x**2 / 2")
+    assert isinstance(square, UserOp)
+    np.testing.assert_array_equal(square.vjp(np.ones(2), np.array([-1.5, 2.0]))[0], [-1.5, 2.0])
+
+
+def test_elementwise_entry_is_a_catalog_op_with_proofs(swish: UserOp) -> None:
+    assert isinstance(swish.op, Op) and swish.op.kind == "elementwise" and swish.op.family == "activation"
+    assert [p.name for p in swish.op.params] == ["beta"] and swish.op.params[0].default == 1.0
+    x, beta = sp.symbols("x beta", real=True)
+    derived = swish.derived["x"]
+    expected = sp.diff(x / (1 + sp.exp(-beta * x)), x)
+    assert sp.simplify((derived - expected).rewrite(sp.exp)) == 0
+
+
+def test_forward_and_vjp_match_mpmath(swish: UserOp) -> None:
+    x = np.array([-30.0, -2.5, -0.1, 0.0, 0.7, 3.0, 40.0])
+    beta = 1.3
+    out = swish(x, beta=beta)
+    (grad,) = swish.vjp(np.ones_like(x), x, beta=beta)
+    with mpmath.workdps(50):
+        for xi, yi, gi in zip(x, out, grad):
+            xm = mpmath.mpf(float(xi))
+            s = 1 / (1 + mpmath.exp(-beta * xm))
+            # beta * x is rounded before exp: exp's condition number |beta x| scales that one rounding
+            rel = 4 * 2.0**-53 * (1 + abs(beta * float(xi)))
+            assert float(xm * s) == pytest.approx(yi, rel=rel, abs=1e-300)
+            assert float(s + beta * xm * s * (1 - s)) == pytest.approx(gi, rel=4 * rel, abs=1e-300)
+
+
+def test_stays_finite_and_keeps_float32(swish: UserOp) -> None:
+    x = np.array([-1e30, -1000.0, 1000.0, 1e30], dtype=np.float32)
+    with np.errstate(all="raise", under="ignore"):
+        out = swish(x)
+        (grad,) = swish.vjp(np.ones_like(x), x)
+    assert out.dtype == np.float32 and grad.dtype == np.float32
+    assert np.all(np.isfinite(out)) and np.all(np.isfinite(grad))
+
+
+def test_verify_row_passes(swish: UserOp) -> None:
+    row = swish.verify()
+    assert row.op == "swish_beta" and row.passed, row
+    assert row.fd_error < 1e-6 and row.forward_ulp <= 4
+
+
+def test_gradcheck_and_latex(swish: UserOp) -> None:
+    report = swish.gradcheck(np.linspace(-3, 3, 7), beta=0.8)
+    assert report.passed
+    latex = swish.latex()
+    assert r"\operatorname{sigmoid}" in latex or r"\sigma" in latex
+    assert r"\frac{\partial y}{\partial x}" in latex
+
+
+def test_same_kernel_as_the_catalog_for_a_catalog_formula() -> None:
+    mish = define_op("my_mish", "x * tanh(softplus(x))")
+    x = np.linspace(-20, 20, 101)
+    np.testing.assert_allclose(mish(x), kernels.mish(x), rtol=4e-16, atol=1e-300)
+    np.testing.assert_allclose(mish.vjp(np.ones_like(x), x)[0], kernels.mish_vjp(np.ones_like(x), x)[0],
+                               rtol=1e-14, atol=1e-300)
+
+
+def test_sympy_expression_and_kinks() -> None:
+    x = sp.Symbol("x")  # no assumptions: bound to the op's real symbol by name
+    op = define_op("my_relu", sp.Piecewise((0, x <= 0), (x, True)), kinks={0: 0})
+    (grad,) = op.vjp(np.ones(3), np.array([-1.0, 0.0, 2.0]))
+    np.testing.assert_array_equal(grad, [0.0, 0.0, 1.0])
+    assert any(p.claim.startswith("subgradient at 0") and p.holds for p in op.proofs)
+
+
+def test_loss_reductions() -> None:
+    loss = define_op("my_mse", "(input - target)**2", inputs=("input", "target"), kind="loss")
+    assert loss.op.family == "loss" and loss.op.param("reduction").default == "mean"
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 4, 3))
+    for reduction in ("none", "mean", "sum"):
+        np.testing.assert_allclose(loss(a, b, reduction=reduction), kernels.mse_loss(a, b, reduction=reduction),
+                                   rtol=1e-15)
+        grads = loss.vjp(np.ones(()) if reduction != "none" else np.ones_like(a), a, b, reduction=reduction)
+        expected = kernels.mse_loss_vjp(np.ones(()) if reduction != "none" else np.ones_like(a), a, b,
+                                        reduction=reduction)
+        for got, want in zip(grads, expected):
+            np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert loss.verify().passed
+
+
+def test_row_op_matches_catalog_softmax() -> None:
+    softmax = define_op("my_softmax", "exp(x) / rowsum(exp(x))", kind="row",
+                        stable="exp(x - rowmax(x)) / rowsum(exp(x - rowmax(x)))")
+    assert softmax.op.kind == "row" and softmax.op.param("dim").default is None
+    assert {p.claim for p in softmax.proofs} == {"stable form = definition", "VJP d/dx closed form = derived"}
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((3, 5)) * 4
+    x[0, 0] = 1e4  # an overflow for the definition, not for the stable form
+    g = rng.standard_normal((3, 5))
+    np.testing.assert_allclose(softmax(x, dim=1), kernels.softmax(x, dim=1), rtol=1e-15, atol=1e-300)
+    np.testing.assert_allclose(softmax.vjp(g, x, dim=1)[0], kernels.softmax_vjp(g, x, dim=1)[0], rtol=1e-13,
+                               atol=1e-16)
+
+
+BAD_DEFINITIONS = [
+    (dict(name="kinky", definition="abs(x)"), r"kinky: not differentiable at x = 0 \(from Abs\(x\)\)"),
+    (dict(name="kinky2", definition="where(x > 1, x, 1)"), "kinky2: not differentiable at x = 1"),
+    (dict(name="wrong_sub", definition="where(x > 0, x, 0)", kinks={0: 1}),
+     "wrong_sub: not differentiable where claimed: subgradient at 0 = 1 does not hold"),
+    (dict(name="lost", definition="2 * x", inputs=("x", "y")), "lost: input 'y' does not appear in the definition"),
+    (dict(name="nodefault", definition="alpha * x", params=["alpha"]), "nodefault: parameter 'alpha' has no default"),
+    (dict(name="undeclared", definition="alpha * x"),
+     "undeclared: 'alpha' in the definition is neither an input nor a parameter with a default"),
+    (dict(name="wavy", definition="sin(x)"), "wavy: unsupported function sin in the definition"),
+    (dict(name="overflowing", definition="log(1 + exp(x))", stable="log(1 + exp(x))"),
+     "overflowing: the stable form is not finite at the extremes"),
+    (dict(name="not_equal", definition="log(1 + exp(x))", stable="softplus(x) + 1"),
+     "not_equal: not proven: stable form = definition does not hold"),
+    (dict(name="bad_grad", definition="x**3", grads={"x": "2*x**2"}),
+     "bad_grad: not proven: d/dx closed form = derived does not hold"),
+    (dict(name="hostile", definition="__import__('os').system('true')"),
+     "hostile: the definition text is not accepted"),
+    (dict(name="relu", definition="x"), "relu: the catalog already has an op of that name"),
+    (dict(name="Bad-Name", definition="x"), "op name 'Bad-Name' is not a snake_case identifier"),
+    (dict(name="reserved", definition="g * 2", inputs=("g",)), "reserved: input name 'g' is reserved"),
+    (dict(name="rows", definition="exp(x) / rowsum(exp(x))"), "rows: rowsum/rowmax need kind='row'"),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "message"), BAD_DEFINITIONS, ids=[k["name"] for k, _ in BAD_DEFINITIONS])
+def test_bad_definitions_raise_a_typed_error_naming_op_and_rule(kwargs: dict, message: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import symdl.export.define as define
+
+    def no_code(*args: object, **kw: object) -> str:
+        raise AssertionError("code was generated for a bad definition")
+
+    monkeypatch.setattr(define, "render_numpy", no_code)
+    kwargs = dict(kwargs)
+    with pytest.raises(DefinitionError, match=message) as caught:
+        define_op(kwargs.pop("name"), kwargs.pop("definition"), **kwargs)
+    assert isinstance(caught.value, SymdlError)
+
+
+def test_kernels_from_file_writes_a_sympy_free_module(tmp_path: Path) -> None:
+    definitions = tmp_path / "my_ops.py"
+    definitions.write_text(
+        "import symdl\n"
+        "swish = symdl.define_op('swish_two', 'x * sigmoid(beta * x)', params={'beta': 1.0})\n"
+        "pair = symdl.define_op('sq_err', '(a - b)**2', inputs=('a', 'b'), kind='loss', reduction='sum')\n"
+    )
+    out = tmp_path / "my_kernels.py"
+    assert main(["kernels", "--from", str(definitions), "-o", str(out)]) == 0
+    text = out.read_text()
+    assert "Generated by" in text and "do not edit by hand" in text
+    script = (
+        "import sys, numpy as np\n"
+        f"sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import my_kernels as k\n"
+        "assert 'sympy' not in sys.modules, 'sympy imported'\n"
+        "x = np.array([-2.0, 0.5])\n"
+        "print(repr(k.swish_two(x, beta=2.0).tolist()), repr(float(k.sq_err(x, x + 1))))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    values, total = result.stdout.strip().rsplit(" ", 1)
+    expected = [v / (1 + np.exp(-2 * v)) for v in (-2.0, 0.5)]
+    np.testing.assert_allclose(eval(values), expected, rtol=1e-15)  # noqa: S307 - our own repr of a list
+    assert float(total) == 2.0
+
+
+def test_kernels_from_file_without_ops_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    assert main(["kernels", "--from", str(empty), "-o", str(tmp_path / "k.py")]) == 2
+    assert "defines no op" in capsys.readouterr().err

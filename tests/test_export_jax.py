@@ -1,0 +1,131 @@
+"""Every exported catalog op in JAX: jax.test_util.check_grads, jit, vmap, equal to symdl's NumPy kernels
+and to JAX's own autodiff of the textbook definition (jax.nn where it has the op)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+from jax.test_util import check_grads  # noqa: E402
+
+import symdl.kernels as kernels  # noqa: E402
+from symdl.catalog import CATALOG  # noqa: E402
+from symdl.catalog.spec import Op  # noqa: E402
+from symdl.export import export_module  # noqa: E402
+from symdl.export.forms import EXPORTED_KINDS  # noqa: E402
+from symdl.sampling import draw_inputs, draw_params  # noqa: E402
+
+EXPORTED = [op for op in CATALOG.values() if op.kind in EXPORTED_KINDS]
+CASES = [(op.name, variant) for op in EXPORTED for variant in op.formulas]
+
+#: jax.nn's built-ins with PyTorch's semantics (same name, same default parameters).
+JAX_BUILTINS = {"relu": jax.nn.relu, "silu": jax.nn.silu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh,
+                "softplus": jax.nn.softplus, "logsigmoid": jax.nn.log_sigmoid, "elu": jax.nn.elu,
+                "selu": jax.nn.selu, "celu": jax.nn.celu, "softsign": jax.nn.soft_sign, "mish": jax.nn.mish,
+                "relu6": jax.nn.relu6, "hardswish": jax.nn.hard_swish}
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    path = tmp_path_factory.mktemp("export") / "ops_jax.py"
+    export_module([op.name for op in EXPORTED], "jax", path)
+    spec = importlib.util.spec_from_file_location("ops_jax_catalog", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ops_jax_catalog"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _params(op: Op, variant: str, seed: int) -> dict[str, object]:
+    params = draw_params(op, np.random.default_rng(seed), variant or None)
+    if op.kind == "row":
+        params["dim"] = 1
+    return params
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_check_grads_jit_and_equal_numpy_kernels(exported: ModuleType, name: str, variant: str) -> None:
+    op = CATALOG[name]
+    params = _params(op, variant, 1)
+    arrays = draw_inputs(op, np.random.default_rng(1), (3, 4))
+    # class indices are integers: no gradient
+    differentiable = [k for k, item in enumerate(op.inputs) if item.differentiable and arrays[k].dtype.kind == "f"]
+    function = getattr(exported, name)
+
+    def of_differentiable(*values: jax.Array) -> jax.Array:
+        full = list(arrays)
+        for k, value in zip(differentiable, values):
+            full[k] = value
+        return function(*full, **params)
+
+    primals = tuple(jnp.asarray(arrays[k]) for k in differentiable)
+    check_grads(of_differentiable, primals, order=1, modes=["rev"], eps=1e-6)
+    out, pullback = jax.vjp(jax.jit(of_differentiable), *primals)
+    upstream = np.random.default_rng(2).standard_normal(np.shape(out))
+    grads = pullback(jnp.asarray(upstream))
+    expected = getattr(kernels, name)(*arrays, **params)
+    expected_grads = getattr(kernels, f"{name}_vjp")(upstream if np.ndim(expected) else float(upstream), *arrays,
+                                                     **params)
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-13, atol=1e-15)
+    for got, k in zip(grads, differentiable):
+        np.testing.assert_allclose(np.asarray(got), expected_grads[k], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", sorted(set(JAX_BUILTINS) & set(CATALOG)))
+def test_equal_to_jax_builtins_and_finite_at_extremes(exported: ModuleType, name: str) -> None:
+    builtin = JAX_BUILTINS[name]
+    x = jnp.asarray(np.concatenate([np.linspace(-6, 6, 25), [-1e30, -1000.0, -100.0, 100.0, 1000.0, 1e30]]))
+    ours, theirs = getattr(exported, name), builtin
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-12, atol=1e-15)
+    grad_ours = jax.grad(lambda v: ours(v).sum())(x)
+    grad_theirs = jax.grad(lambda v: theirs(v).sum())(x)
+    finite = np.isfinite(np.asarray(grad_theirs))
+    np.testing.assert_allclose(np.asarray(grad_ours)[finite][:25], np.asarray(grad_theirs)[finite][:25], rtol=1e-11,
+                               atol=1e-14)
+    assert np.all(np.isfinite(np.asarray(grad_ours)[finite]))
+    for dtype in (jnp.float32, jnp.float64):
+        values = x.astype(dtype)
+        assert ours(values).dtype == dtype and jax.grad(lambda v: ours(v).sum())(values).dtype == dtype
+
+
+def test_vmap_matches_the_batched_call(exported: ModuleType) -> None:
+    rows = jnp.asarray(np.random.default_rng(3).standard_normal((6, 5)))
+    batched = jax.vmap(lambda r: exported.log_softmax(r, dim=0))(rows)
+    np.testing.assert_allclose(batched, exported.log_softmax(rows, dim=1), rtol=1e-15)
+    grads = jax.vmap(jax.grad(lambda r: exported.softplus(r, beta=2.0).sum()))(rows)
+    np.testing.assert_allclose(grads, kernels.softplus_vjp(np.ones((6, 5)), np.asarray(rows), beta=2.0)[0],
+                               rtol=1e-14)
+
+
+def test_generated_module_imports_jax_only(exported: ModuleType) -> None:
+    source = Path(exported.__file__).read_text()
+    imports = {line.split()[1].split(".")[0] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert imports == {"__future__", "math", "functools", "jax"}
+    assert "Generated by" in source and "do not edit by hand" in source
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_cross_entropy_with_weights_and_ignored_rows(exported: ModuleType, reduction: str) -> None:
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((6, 4, 3))
+    target = rng.integers(0, 4, (6, 3))
+    target[0, 0] = target[3, 2] = -100
+    weight = rng.uniform(0.5, 2.0, 4)
+    params = {"weight": weight, "reduction": reduction, "label_smoothing": 0.2}
+    out, pullback = jax.vjp(jax.jit(lambda x: exported.cross_entropy(x, target, **params)), jnp.asarray(logits))
+    upstream = rng.standard_normal(np.shape(out))
+    (grad,) = pullback(jnp.asarray(upstream))
+    np.testing.assert_allclose(np.asarray(out), kernels.cross_entropy(logits, target, **params), rtol=1e-13)
+    expected = kernels.cross_entropy_vjp(upstream if reduction == "none" else float(upstream), logits, target,
+                                         **params)[0]
+    np.testing.assert_allclose(np.asarray(grad), expected, rtol=1e-12, atol=1e-15)
+    assert np.all(np.asarray(grad)[0, :, 0] == 0)

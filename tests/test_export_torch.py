@@ -1,0 +1,243 @@
+"""Every exported catalog op in PyTorch: gradcheck, equal to torch.nn.functional and to symdl's NumPy kernels.
+
+Ground truth from outside the code under test: PyTorch's own built-ins (values
+and autograd gradients) and torch.autograd.gradcheck's finite differences.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import symdl.kernels as kernels  # noqa: E402
+from symdl.catalog import CATALOG  # noqa: E402
+from symdl.catalog.spec import Op  # noqa: E402
+from symdl.export import export_module  # noqa: E402
+from symdl.export.forms import EXPORTED_KINDS  # noqa: E402
+from symdl.sampling import draw_inputs, draw_params  # noqa: E402
+from symdl.verify.reference import Reference  # noqa: E402
+
+#: Built-ins whose float64 backward is less accurate than a few ulp (measured, torch 2.13 CPU): for these the
+#: gradient is compared with the mpmath reference of the definition instead, and the built-in within its error.
+LESS_ACCURATE_BUILTINS: dict[str, float] = {
+    "celu": 1e-7,  # alpha != 1: relative errors near 1e-9
+    "hardsigmoid": 1e-7,  # the 1/6 slope is rounded to float32 (relative error about 1e-8)
+}
+
+EXPORTED = [op for op in CATALOG.values() if op.kind in EXPORTED_KINDS]
+CASES = [(op.name, variant) for op in EXPORTED for variant in op.formulas]
+
+
+def load(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # torch.compile looks the module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    path = tmp_path_factory.mktemp("export") / "ops_torch.py"
+    export_module([op.name for op in EXPORTED], "torch", path)
+    return load(path, "ops_torch_catalog")
+
+
+def _params(op: Op, variant: str, seed: int) -> dict[str, object]:
+    params = draw_params(op, np.random.default_rng(seed), variant or None)
+    if op.kind == "row":
+        params["dim"] = 1
+    return params
+
+
+def _inputs(op: Op, seed: int, shape: tuple[int, ...] = (4, 5)) -> list[np.ndarray]:
+    return draw_inputs(op, np.random.default_rng(seed), shape)
+
+
+def _builtin(op: Op):
+    if op.torch is None:
+        return None
+    target = torch
+    for part in op.torch.split(".")[1:]:
+        target = getattr(target, part)
+    return target
+
+
+def _tensors(arrays: list[np.ndarray], op: Op, dtype: torch.dtype | None = None) -> list[torch.Tensor]:
+    """Tensors of ``arrays`` (real ones in ``dtype``); class indices stay integer and need no gradient."""
+    tensors = []
+    for a, item in zip(arrays, op.inputs):
+        real = a.dtype.kind == "f"
+        tensor = torch.tensor(a, dtype=dtype if real else None)
+        tensors.append(tensor.requires_grad_(item.differentiable and real))
+    return tensors
+
+
+def _grads(out: torch.Tensor, tensors: list[torch.Tensor], upstream: torch.Tensor) -> list[torch.Tensor | None]:
+    wanted = [t for t in tensors if t.requires_grad]
+    computed = iter(torch.autograd.grad(out, wanted, upstream))
+    return [next(computed) if t.requires_grad else None for t in tensors]
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_gradcheck_float64(exported: ModuleType, name: str, variant: str) -> None:
+    op = CATALOG[name]
+    params = _params(op, variant, 1)
+    tensors = _tensors(_inputs(op, 1, (3, 4)), op)
+    function = getattr(exported, name)
+    assert torch.autograd.gradcheck(lambda *t: function(*t, **params), tuple(tensors), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_values_and_gradients_equal_numpy_kernels_and_torch(exported: ModuleType, name: str, variant: str) -> None:
+    op = CATALOG[name]
+    params = _params(op, variant, 2)
+    arrays = _inputs(op, 2)
+    tensors = _tensors(arrays, op)
+    out = getattr(exported, name)(*tensors, **params)
+    rng = np.random.default_rng(3)
+    upstream = rng.standard_normal(tuple(out.shape))
+    grads = _grads(out, tensors, torch.tensor(upstream))
+    # symdl's NumPy kernels: the same forms, printed for NumPy
+    expected = getattr(kernels, name)(*arrays, **params)
+    expected_grads = getattr(kernels, f"{name}_vjp")(upstream if np.ndim(expected) else float(upstream), *arrays,
+                                                     **params)
+    np.testing.assert_allclose(out.detach().numpy(), expected, rtol=1e-13, atol=1e-15)
+    for got, want, item in zip(grads, expected_grads, op.inputs):
+        assert (got is None) == (want is None), item.name  # class indices get no gradient
+        if got is not None:
+            np.testing.assert_allclose(got.numpy(), want, rtol=1e-12, atol=1e-14, err_msg=item.name)
+    builtin = _builtin(op)
+    if builtin is None:
+        return
+    references = _tensors(arrays, op)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # kl_div's reduction='mean' warning
+        reference = builtin(*references, **params)
+    reference_grads = _grads(reference, references, torch.tensor(upstream))
+    torch.testing.assert_close(out, reference, rtol=1e-12, atol=1e-14)
+    if name in LESS_ACCURATE_BUILTINS:
+        for got, builtin_grad in zip(grads, reference_grads):
+            torch.testing.assert_close(builtin_grad, got, rtol=LESS_ACCURATE_BUILTINS[name], atol=1e-12)
+        exact = Reference(op, variant, params).gradients(arrays, upstream)
+        reference_grads = [torch.tensor(np.asarray(e, dtype=np.float64)) for e in exact]
+    for got, want, item in zip(grads, reference_grads, op.inputs):
+        if got is not None and want is not None:
+            torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-13, msg=f"{name} d/d{item.name}")
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_dtype_preserved_and_finite_where_builtin_is(exported: ModuleType, name: str, variant: str) -> None:
+    op = CATALOG[name]
+    extremes = [v for v in op.inputs[0].domain.extremes if np.isfinite(np.float32(v))]
+    if not extremes:
+        pytest.skip(f"{name} has no extremes in its domain")
+    params = _params(op, variant, 4)
+    if "reduction" in params or any(p.name == "reduction" for p in op.params):
+        params["reduction"] = "none"
+    for dtype in (torch.float32, torch.float64):
+        rows = op.kind in ("row", "class_loss")
+        arrays = draw_inputs(op, np.random.default_rng(5), (len(extremes), 3) if rows else (len(extremes),))
+        arrays[0] = (np.array([[e, 0.0, -e] for e in extremes]) if rows else np.array(extremes))
+        tensors = _tensors(arrays, op, dtype)
+        out = getattr(exported, name)(*tensors, **params)
+        grads = _grads(out, tensors, torch.ones_like(out))
+        assert out.dtype == dtype
+        ours = [out.detach(), *(g for g in grads if g is not None)]
+        builtin = _builtin(op)
+        if builtin is None:
+            assert all(bool(torch.isfinite(t).all()) for t in ours), name
+            continue
+        references = _tensors(arrays, op, dtype)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = builtin(*references, **params)
+        theirs = [reference.detach(), *(g for g in _grads(reference, references, torch.ones_like(reference))
+                                        if g is not None)]
+        for mine, reference_value in zip(ours, theirs):
+            assert mine.dtype == dtype
+            finite = torch.isfinite(reference_value)
+            assert bool(torch.isfinite(mine[finite]).all()), f"{name}: non-finite where PyTorch is finite ({dtype})"
+
+
+def test_module_wrapper_and_signature(exported: ModuleType) -> None:
+    module = exported.LeakyRelu(negative_slope=0.2)
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(module(x), torch.nn.functional.leaky_relu(x, 0.2), rtol=0, atol=0)
+    assert isinstance(module, torch.nn.Module)
+    assert issubclass(exported.LeakyReluFunction, torch.autograd.Function)
+    with pytest.raises(TypeError):
+        exported.leaky_relu(x, 0.2)  # parameters are keyword-only, as in the NumPy kernel
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        exported.mse_loss(x, x, reduction="average")
+
+
+def test_generated_module_imports_torch_only(exported: ModuleType) -> None:
+    source = Path(exported.__file__).read_text()
+    imports = {line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))}
+    assert imports == {"__future__", "math", "torch"}
+    assert source.startswith('"""PyTorch functions exported by symdl')
+    assert "Generated by" in source and "do not edit by hand" in source
+
+
+def test_torch_compile(exported: ModuleType) -> None:
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda x: exported.silu(x).sum(), backend="aot_eager", fullgraph=True)
+    x = torch.linspace(-5, 5, 16, dtype=torch.float64, requires_grad=True)
+    value = compiled(x)
+    (grad,) = torch.autograd.grad(value, x)
+    y = x.detach().clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(torch.nn.functional.silu(y).sum(), y)
+    torch.testing.assert_close(value, torch.nn.functional.silu(y).sum(), rtol=1e-13, atol=0)
+    torch.testing.assert_close(grad, expected, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize("name", ["cross_entropy", "nll_loss"])
+def test_class_index_losses_with_weights_ignored_rows_and_smoothing(exported: ModuleType, name: str,
+                                                                    reduction: str) -> None:
+    rng = np.random.default_rng(7)
+    logits = rng.standard_normal((6, 4, 3))  # (N, C, d): the class axis is 1
+    target = torch.tensor(rng.integers(0, 4, (6, 3)))
+    target[0, 0] = target[3, 2] = -100  # ignored rows: out of the loss, its gradient and the mean's denominator
+    weight = torch.tensor(rng.uniform(0.5, 2.0, 4))
+    params = {"weight": weight, "reduction": reduction}
+    if name == "cross_entropy":
+        params["label_smoothing"] = 0.2
+    ours_x = torch.tensor(logits, requires_grad=True)
+    theirs_x = torch.tensor(logits, requires_grad=True)
+    ours = getattr(exported, name)(ours_x, target, **params)
+    theirs = getattr(torch.nn.functional, name)(theirs_x, target, **params)
+    torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+    upstream = torch.tensor(rng.standard_normal(tuple(ours.shape)))
+    (grad_ours,) = torch.autograd.grad(ours, ours_x, upstream)
+    (grad_theirs,) = torch.autograd.grad(theirs, theirs_x, upstream)
+    torch.testing.assert_close(grad_ours, grad_theirs, rtol=1e-11, atol=1e-13)
+    assert bool((grad_ours[0, :, 0] == 0).all())  # an ignored row gets no gradient
+
+
+def test_cross_entropy_with_probability_targets(exported: ModuleType) -> None:
+    rng = np.random.default_rng(8)
+    logits = torch.tensor(rng.standard_normal((5, 4)), requires_grad=True)
+    target = torch.softmax(torch.tensor(rng.standard_normal((5, 4))), dim=1).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: exported.cross_entropy(a, b, label_smoothing=0.1), (logits, target))
+    ours = exported.cross_entropy(logits, target)
+    theirs = torch.nn.functional.cross_entropy(logits, target)
+    torch.testing.assert_close(ours, theirs, rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("name", [op.name for op in EXPORTED])
+def test_signature_is_the_numpy_kernels(exported: ModuleType, name: str) -> None:
+    def shape(function: object) -> list[tuple[str, object, object]]:
+        return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+    assert shape(getattr(exported, name)) == shape(getattr(kernels, name))
