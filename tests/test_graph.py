@@ -95,7 +95,9 @@ def test_picture_files_beside_the_document(tmp_path):
     (["__import__(x)", "--at", "x=1"], "unknown function '__import__'"),
     (["log(x)", "--at", "x=-1"], "not a finite real number"),
     (["x*y", "--at", "x=one"], "not NAME=NUMBER"),
+    (["x * " + "exp(" * 12 + "x" + ")" * 12, "--at", "x=2"], "too large to evaluate"),
     (["missing.py:f", "--at", "x=1"], "no such file"),
+    (["x*y", "--at", "x=1,y=2", "--stationary"], "apply to matrix derivations"),
 ])
 def test_bad_input_one_line_exit_2(argv, message, capsys):
     assert main(["derive", "--graph", *argv]) == 2
@@ -158,3 +160,101 @@ def test_picture_edges_carry_values_and_gradients():
     position = _positions(g, d.output)
     assert position["w2"][0] == position["q4"][0] - 1  # an input sits one column left of its first user
     assert draw(d, "png").startswith(b"\x89PNG") and draw(d, "svg") == draw(d, "svg")  # deterministic
+
+
+# ----------------------------------------------------------------------------------------------- issue 18 gaps
+def test_local_derivatives_are_verified_derivations_of_the_step_engine():
+    import sympy as sp
+
+    d = derive_graph(NEURON, NEURON_AT)
+    rules = {(r.node, r.operand): r.rule for r in d.rows}
+    assert rules[("f", "q7")] == "power" and rules[("q6", "q5")] == "exp"  # 1/q7 and exp(q5)
+    assert rules[("q4", "w2")] == "sum" and rules[("q1", "w0")] == "constant_multiple"
+    node = {nd.name: nd for nd in d.nodes}
+    for row in d.rows:
+        assert row.derivation is not None and row.derivation.verified and row.method in ("expand", "simplify")
+        # ground truth: SymPy's own derivative of the node's operation, independent of the step engine
+        local = node[row.node].local
+        slot = node[row.node].slots[node[row.node].operands.index(row.operand)]
+        names = {sp.Symbol(f"_a{i}", real=True): sp.Symbol(o, real=True)
+                 for i, o in zip(node[row.node].slots, node[row.node].operands, strict=True)}
+        truth = sp.diff(local, sp.Symbol(f"_a{slot}", real=True)).xreplace(names)
+        assert sp.simplify(next(iter(row.derivation.result.values())) - truth) == 0
+    sigmoid = derive_graph("sigmoid(w*x)", "w=2,x=-1")
+    assert [r.rule for r in sigmoid.rows if r.node == "f"] == ["sigmoid"]
+    assert "sigmoid rule" in sigmoid.render("text")
+
+
+def test_an_unverified_local_derivative_is_never_shown_as_verified(monkeypatch):
+    from symdl.steps import api
+    from symdl.steps.tree import Check
+
+    real = api.derive_expression
+
+    def planted(*args, **kwargs):  # the engine reports the exp step as failed
+        derivation = real(*args, **kwargs)
+        if "exp" in str(derivation.expression):
+            for step in derivation.steps():
+                derivation.checks[id(step)] = Check(False, "failed", "planted")
+        return derivation
+
+    monkeypatch.setattr(api, "derive_expression", planted)
+    d = derive_graph(NEURON, NEURON_AT)
+    assert not d.verified
+    assert [r.verified for r in d.rows].count(False) == 1
+    assert "NOT VERIFIED" in d.render("text")
+    assert main(["derive", "--graph", NEURON, "--at", NEURON_AT]) == 1
+
+
+def test_json_rows_hold_the_step_engines_derivation(capsys):
+    assert main(["derive", "--graph", NEURON, "--at", NEURON_AT, "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["backward"]
+    first = rows[0]
+    assert first["rule"] == "power" and first["verified"]
+    local = first["derivation"]
+    assert local["wrt"] == ["q7"] and local["result"] == {"d/dq7": "-1/q7**2"} and local["verified"]
+    assert local["steps"][0]["children"][0]["rule"] == "power"
+
+
+def test_text_is_rich_tables_with_the_rule_per_row(capsys):
+    assert main(["derive", "--graph", NEURON, "--at", NEURON_AT]) == 0
+    out = capsys.readouterr().out
+    assert out.count("╭") == 3 and out.count("╰") == 3  # forward, backward and gradient tables
+    row = next(line for line in out.splitlines() if line.startswith("│ q6 ") and "rule" in line)
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    assert cells[:5] == ["q6", "q5", "exp(q5)", "exp rule", "expand"]
+    assert max(len(line) for line in out.splitlines()) <= 120
+
+
+def test_timeout_bounds_the_graph(capsys):
+    import time
+
+    start = time.monotonic()
+    deep = "x * " + "sin(" * 40 + "x * x" + ")" * 40
+    assert main(["derive", "--graph", deep, "--at", "x=0.5", "--timeout", "0.3"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "did not finish within 0.3 s" in err
+    assert time.monotonic() - start < 5
+
+
+def test_a_name_given_twice_in_at_is_refused(capsys):
+    assert main(["derive", "--graph", "x*x", "--at", "x=1,x=2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "x is given twice" in err
+
+
+def test_budget_stops_a_long_computation_and_leaves_nothing_pending():
+    import time
+
+    from symdl.steps import budget
+
+    start = time.monotonic()
+    with pytest.raises(budget.TimeoutRefused, match="the loop did not finish within 0.2 s"):
+        with budget.within(0.2, "the loop"):
+            while True:  # a pure-Python computation that never checks the deadline itself
+                sum(range(1000))
+    assert time.monotonic() - start < 2
+    with budget.within(5.0):
+        assert 0 < budget.remaining() <= 5.0
+    time.sleep(0.1)  # a finished block's watchdog raises nothing later
+    assert budget.remaining() is None

@@ -236,3 +236,100 @@ def test_a_wrong_result_is_never_printed_as_true(monkeypatch):
     text = d.render("text")
     assert "NOT VERIFIED" in text
     assert json.loads(d.render("json"))["result"] == {}  # no result is claimed
+
+
+# ----------------------------------------------------------------------------------------------- textbook forms
+def test_rayleigh_quotient_textbook_form_by_named_rewrites():
+    shapes = ["x=n", "A=n,n"]
+    general = derive_matrix("x @ A @ x / (x @ x)", "x", shapes)
+    assert str(general.results["x"].shown) == "((A + A.T) @ x - 2 * R * x) / (x @ x)"
+    # symmetric A: 2 / (x^T x) (A x - R x), checked against the closed form on symmetric matrices
+    text = check("x @ A @ x / (x @ x)", "x", shapes, lambda x, A: 2 / (x @ x) * (A @ x - (x @ A @ x) / (x @ x) * x),
+                 assume=("symmetric(A)",), spd=("A",))
+    assert text == "2 / (x @ x) * (A @ x - (x @ A @ x) / (x @ x) * x)"  # JSON: every name expanded, parseable
+    d = derive_matrix("x @ A @ x / (x @ x)", "x", shapes, assume=["symmetric(A)"])
+    r = d.results["x"]
+    assert str(r.shown) == "2 / (x @ x) * (A @ x - R * x)"
+    assert [s.rule for s in r.rewrites] == ["name_value", "common_divisor", "order_terms", "symmetric",
+                                            "scalar_in_front"]
+    assert [s.stage for s in r.rewrites][-2:] == ["symmetric(A)"] * 2 and all(s.ok for s in r.rewrites)
+    data = json.loads(d.render("json"))
+    assert data["named"] == {"R": "(x @ A @ x) / (x @ x)"} and data["shown"] == {"x": "2 / (x @ x) * (A @ x - R * x)"}
+    assert data["rewrites"]["x"][0]["reason"].startswith("a / b^2 = (a / b) / b")
+    assert r"\frac{2}{x^\top x} \left(A x - R x\right)" in d.render("latex")
+
+
+def test_rayleigh_stationary_points_are_the_eigenvectors():
+    d = derive_matrix("x @ A @ x / (x @ x)", "x", ["x=n", "A=n,n"], assume=["symmetric(A)"], stationary=True)
+    st = d.results["x"].stationary
+    assert st.ok and d.verified
+    assert [eq for eq, _ in st.lines][1] == "A @ x = R * x"
+    assert "eigenvectors of A" in st.conclusion and "PCA's first direction" in st.conclusion
+    # the check itself can fail: a wrong claim (random vectors instead of eigenvectors) is caught
+    from symdl.steps.matrix import stationary
+
+    rng = np.random.default_rng(0)
+    instances = [type("I", (), {"values": {"x": rng.standard_normal(4), "A": np.eye(4) + np.diag([1.0, 2, 3, 4])},
+                                "sizes": {"n": 4}})()]
+    ok, _ = stationary._check(parse_matrix(json.loads(d.render("json"))["result"]["x"], parse_shapes(["x=n", "A=n,n"])),
+                              "x", instances, lambda values, sizes: [rng.standard_normal(4)], rng)
+    assert not ok
+
+
+def test_least_squares_stationary_point_is_the_normal_equations_solution():
+    d = derive_matrix("norm(X @ w - y)**2", "w", ["X=n,d", "w=d", "y=n"], stationary=True)
+    st = d.results["w"].stationary
+    assert st.ok and "the normal equations X.T @ X @ w = X.T @ y" in st.conclusion
+    solution = st.lines[-1][0].split(" = ", 1)[1]
+    rng = np.random.default_rng(11)
+    X, y = rng.standard_normal((8, 3)), rng.standard_normal(8)
+    got = evaluate(parse_matrix(solution, parse_shapes(["X=n,d", "y=n"])), {"X": X, "y": y})
+    np.testing.assert_allclose(got, np.linalg.lstsq(X, y, rcond=None)[0], rtol=1e-10)  # ground truth: LAPACK
+
+
+def test_gaussian_textbook_forms_and_maximum_likelihood_under_symmetric_covariance():
+    check(GAUSS, "mu", GAUSS_SHAPES, lambda X, mu, S: np.linalg.inv(S) @ (X - mu).sum(axis=0), assume=("symmetric(S)",),
+          spd=("S",))
+    d = derive_matrix(GAUSS, ["mu", "S"], GAUSS_SHAPES, assume=["symmetric(S)"], stationary=True)
+    assert str(d.results["mu"].shown) == "inv(S) @ sum(X - mu, 0)"
+    assert str(d.results["S"].shown) == "0.5 * (inv(S) @ ((X - mu).T @ (X - mu)) @ inv(S) - N * inv(S))"
+    assert str(d.results["mu"].shown_general) == "0.5 * (inv(S) + inv(S).T) @ sum(X - mu, 0)"
+    assert d.verified
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((30, 3))
+    shapes = parse_shapes(GAUSS_SHAPES)
+    mean = evaluate(parse_matrix(d.results["mu"].stationary.lines[-1][0].split(" = ", 1)[1], shapes), {"X": X},
+                    {"N": 30})
+    np.testing.assert_allclose(mean, X.mean(axis=0), rtol=1e-12)
+    cov = evaluate(parse_matrix(d.results["S"].stationary.lines[-1][0].split(" = ", 1)[1], shapes),
+                   {"X": X, "mu": X.mean(axis=0)}, {"N": 30})
+    np.testing.assert_allclose(cov, np.cov(X.T, bias=True), rtol=1e-12)
+
+
+def test_other_cases_print_textbook_forms():
+    assert str(derive_matrix("x @ A @ x", "x", ["x=n", "A=n,n"]).results["x"].shown) == "(A + A.T) @ x"
+    assert check("x @ A @ x", "x", ["x=n", "A=n,n"], lambda x, A: 2 * A @ x, assume=("symmetric(A)",),
+                 spd=("A",)) == "2 * A @ x"
+    relu = derive_matrix("sum((relu(X @ w + b) - y)**2) / N", ["w", "b"], ["X=N,d", "w=d", "b=", "y=N"])
+    assert str(relu.results["w"].shown) == "2 / N * X.T @ ((relu(X @ w + b) - y) * step(X @ w + b))"
+    assert str(relu.results["b"].shown) == "2 / N * sum((relu(X @ w + b) - y) * step(X @ w + b))"
+    assert relu.verified
+
+
+def test_a_wrong_rewrite_is_caught(monkeypatch):
+    from symdl.steps.matrix import textbook
+
+    monkeypatch.setattr(textbook, "_order_sum", lambda node: n_add(node))
+    d = derive_matrix("x @ A @ x", "x", ["x=n", "A=n,n"])
+    step = d.results["x"].rewrites[0]
+    assert step.rule == "order_terms" and not step.ok and not d.verified
+    assert json.loads(d.render("json"))["result"] == {}
+
+
+def n_add(node):
+    """A planted wrong identity: A.T + A = A + A."""
+    from symdl.steps.matrix import nodes as n
+
+    if isinstance(node, n.Add) and isinstance(node.a, n.T) and node.a.a == node.b:
+        return n.Add(node.b, node.b)
+    return None

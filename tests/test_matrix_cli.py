@@ -53,6 +53,13 @@ def test_output_file_and_softmax_regression(tmp_path):
     (["sum(X)", "--shape", "X=n,d", "--assume", "X > 0"], "not understood"),
     (["sum(X)" + "+1" * 1000, "--shape", "X=n,d"], "limit"),
     (["W @ x", "--shape", "W=m,n", "--shape", "x=n", "--wrt", "W", "--jacobian"], "tensor"),
+    (["x*x", "--shape", "x=,,,"], "empty size in the shape of x"),
+    (["sum(X)", "--shape", "X=n,,d"], "empty size in the shape of X"),
+    (["x @ x", "--shape", "x=n", "--assume", "symmetric(x)"], "must be a declared square matrix"),
+    (["x @ A @ x", "--shape", "x=n", "--shape", "A=n,n", "--assume", "symmetric(B)"], "square matrix"),
+    (["A @ x", "--shape", "x=n", "--shape", "A=n,n", "--wrt", "x", "--jacobian", "--stationary"],
+     "--stationary applies to gradients"),
+    ([*LSQ, "--timeout", "0.001"], "did not finish within 0.001 s"),
 ])
 def test_bad_input_one_line_exit_2(argv, message, capsys):
     assert main(["derive", *argv]) == 2
@@ -187,3 +194,31 @@ def test_notebooks_render_derivations():
     assert "$$" in matrix and r"A^\top" in matrix
     graph = derive_graph("(x + y) * z", "x=-2,y=5,z=-4")._repr_html_()
     assert graph.lstrip().startswith("<h1>") and "<svg" in graph and "</body>" not in graph
+
+
+def test_cli_stationary_and_symmetric_assumption(capsys):
+    assert main(["derive", "x @ A @ x / (x @ x)", "--wrt", "x", "--shape", "x=n", "--shape", "A=n,n",
+                 "--assume", "symmetric(A)", "--stationary", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["assumptions"] == ["symmetric(A)"] and data["verified"]
+    assert data["stationary"]["x"]["verified"] is True
+    assert [line["equation"] for line in data["stationary"]["x"]["lines"]][1] == "A @ x = R * x"
+    assert main(["derive", "x @ A @ x", "--wrt", "x", "--shape", "x=n", "--shape", "A=n,n", "--stationary"]) == 0
+    out = capsys.readouterr().out
+    assert "no stationary-point rule is known for this form" in out and "[not derived]" in out
+    from symdl.printing.mathml import unconverted
+
+    assert main(["derive", "x @ A @ x / (x @ x)", "--wrt", "x", "--shape", "x=n", "--shape", "A=n,n",
+                 "--assume", "symmetric(A)", "--stationary", "--format", "html"]) == 0
+    page = capsys.readouterr().out
+    assert unconverted(page) == [] and "<h2>Stationary points in x</h2>" in page and "To the textbook form" in page
+
+
+def test_text_is_rich_tables(capsys):
+    assert main(["derive", *LSQ]) == 0
+    out = capsys.readouterr().out
+    assert out.count("╭") == out.count("╰") == 2  # the lets and the steps
+    row = next(line for line in out.splitlines() if line.startswith("│ 3 │"))
+    assert [c.strip() for c in row.strip("│").split("│")][:2] == ["3", "u1 = X @ w"]
+    assert "matrix_product" in row and "ok (" in row
+    assert max(len(line) for line in out.splitlines()[1:]) <= 120

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 from symdl.codegen.module import COMMAND, GeneratedModule
@@ -17,6 +18,40 @@ def _header(title: str) -> list[str]:
             ""]
 
 
+#: The families whose entries get their step-by-step derivation (``symdl derive NAME``).
+STEP_FAMILIES = ("activations", "losses", "facts")
+
+
+@cache  # the documents are rendered more than once per run (write, then --check); the steps cost seconds
+def _steps(name: str) -> tuple[str, ...]:
+    """The verified step-by-step derivation of a catalog op, for each variant. Verified without
+    ``simplify`` (whose CPU-time bound could record a different method on a slower machine), so the
+    document is the same on every machine."""
+    from symdl.catalog import CATALOG
+    from symdl.steps.catalog import derive_op
+    from symdl.steps.facts import FACT_DERIVATIONS, derive_fact
+    from symdl.steps.printers.markdown import markdown_body
+
+    if name in FACT_DERIVATIONS:  # the optimizer facts derived step by step
+        derivation = derive_fact(name, simplify_seconds=0)
+        if not derivation.verified:
+            raise RuntimeError(f"the step-by-step derivation of {name} does not verify")
+        return ("### Step by step", "", f"`symdl derive {name}` prints this in the terminal.", "",
+                *markdown_body(derivation), "")
+    if name not in CATALOG:  # a fact without a step-by-step derivation
+        return ()
+    op = CATALOG[name]
+    lines: list[str] = []
+    for variant in op.formulas if op.variant_param else [""]:
+        derivation = derive_op(name, str(variant), timeout=None, simplify_seconds=0)
+        if not derivation.verified:  # a generated document never shows an unverified derivation
+            raise RuntimeError(f"the step-by-step derivation of {name} {variant} does not verify")
+        label = f" (`{op.variant_param}={variant!r}`)" if variant else ""
+        lines += [f"### Step by step{label}", "", f"`symdl derive {name}{f' --variant {variant}' if variant else ''}`"
+                  " prints this in the terminal (also as LaTeX, HTML or JSON).", "", *markdown_body(derivation), ""]
+    return tuple(lines)
+
+
 def render_derivations() -> dict[Path, str]:
     """Every document of ``derivations/``, by path: an index and one file per family."""
     files: dict[Path, str] = {}
@@ -27,6 +62,8 @@ def render_derivations() -> dict[Path, str]:
              "update rule, each schedule's closed form, and the facts derived from them. `symdl verify`",
              "proves every closed form here equal to SymPy's derivative of the definition (its table says",
              "how: symbolically, by a 50-digit numeric identity, or on a grid of symbolic instances).",
+             "Each activation and loss also shows its step-by-step derivation (`symdl derive NAME`): one",
+             "rule per line, every step verified, from the textbook case to the form the kernel computes.",
              "", "The LaTeX inside each `math` block is plain: paste it into a paper, notes or slides;",
              "`symdl show NAME` prints one entry.", "", "| file | what | entries |", "|---|---|---|"]
     for stem, heading, items, build in FAMILIES:
@@ -35,6 +72,8 @@ def render_derivations() -> dict[Path, str]:
                 + ".", ""]
         for entry in built:
             body += format_entry(entry, "markdown")
+            if stem in STEP_FAMILIES:
+                body += _steps(entry.name)
         files[DERIVATIONS_DIR / f"{stem}.md"] = "\n".join(body).rstrip("\n") + "\n"
         index.append(f"| [{stem}.md]({stem}.md) | {heading} | {len(built)} |")
     files[DERIVATIONS_DIR / "README.md"] = "\n".join(index) + "\n"

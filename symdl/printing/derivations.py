@@ -22,7 +22,7 @@ from symdl.catalog.layer_spec import Layer
 from symdl.catalog.layers import LAYERS
 from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
 from symdl.catalog.schedules import EPOCH, PREVIOUS, SCHEDULES, Schedule
-from symdl.catalog.spec import Formula, Op
+from symdl.catalog.spec import DERIVATIVE, Formula, Op
 from symdl.catalog.facts import FACTS, Fact
 from symdl.printing.latex import derivative_latex, equation_latex, gradient_latex, latex, rule_latex
 
@@ -73,8 +73,10 @@ def _formula_blocks(op: Op, formula: Formula, variant: str | None) -> list[Block
             rf"\left.{derivative_latex(op, symbol)}\right|_{{{symbol} = {latex(k.at)}}} = {latex(k.subgradient)}"
             for k in formula.kinks), variant))
     if formula.facts:
-        blocks.append(Block("Identities (proven)", tuple(f"{latex(lhs)} = {latex(rhs)}" for _, lhs, rhs in formula.facts),
-                            variant))
+        # the identities' placeholder for the derivative prints as the derivative itself (not \mathrm{DERIVATIVE})
+        names = {DERIVATIVE: derivative_latex(op, latex(op.inputs[0].symbol))}
+        blocks.append(Block("Identities (proven)", tuple(f"{latex(lhs, symbol_names=names)} = {latex(rhs)}"
+                                                         for _, lhs, rhs in formula.facts), variant))
     if formula.assumptions:
         blocks.append(Block("Assuming", tuple(f"{latex(lhs)} = {latex(rhs)}" for lhs, rhs in formula.assumptions),
                             variant))

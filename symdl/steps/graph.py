@@ -8,7 +8,9 @@ Identical subexpressions are one node.
 
 * **Forward**: each node's value at the point (``--at x=-2,y=5,z=-4``), at 30 significant digits.
 * **Backward**: from :math:`\partial f / \partial f = 1`, in reverse order, each node's upstream gradient
-  times the local derivative of the node with respect to each operand gives that operand's contribution;
+  times the local derivative of the node with respect to each operand gives that operand's contribution.
+  Each local derivative is a derivation of the step engine (:func:`symdl.steps.api.derive_expression`),
+  every step verified; its root rule (``product``, ``exp``, ``chain``, ...) is shown per row;
   where a value feeds several nodes (a fork) its contributions add. Gates are named as CS231n names them:
   an add gate distributes the upstream gradient, a multiply gate swaps its inputs, a max gate routes it to
   the larger input.
@@ -29,6 +31,9 @@ import sympy as sp
 from symdl.check.errors import ExpressionError
 from symdl.check.syntax import CONSTANTS, validate
 from symdl.errors import SymdlError
+from symdl.steps import budget
+from symdl.steps.exprtext import reading_text
+from symdl.steps.tree import Derivation
 
 __all__ = ["GraphError", "GraphNode", "BackwardRow", "GraphDerivation", "derive_graph", "parse_point", "GATES"]
 
@@ -86,6 +91,28 @@ class BackwardRow:
     upstream: float
     contribution: float
     gate: str
+    #: The step engine's rule at the root of the local derivation (``product``, ``exp``, ``chain``, ...).
+    rule: str = ""
+    #: The local derivative as a verified step-by-step derivation (:class:`symdl.steps.tree.Derivation`).
+    derivation: Derivation | None = None
+
+    @property
+    def rule_words(self) -> str:
+        """The rule as a reader names it: ``product rule``, ``sigmoid rule``."""
+        return f"{self.rule.replace('_', ' ')} rule" if self.rule else ""
+
+    @property
+    def verified(self) -> bool:
+        """The step engine verified every step of the local derivative."""
+        return self.derivation is not None and self.derivation.verified
+
+    @property
+    def method(self) -> str:
+        """How the root step was verified (``expand``, ``numeric``, ...)."""
+        if self.derivation is None or self.derivation.parts[0].tree is None:
+            return "?"
+        check = self.derivation.check(self.derivation.parts[0].tree)
+        return check.method if check is not None else "unchecked"
 
 
 @dataclass
@@ -123,8 +150,9 @@ class GraphDerivation:
 
     @property
     def verified(self) -> bool:
+        """Every local derivative verified by the step engine, every gradient proven and finite-difference checked."""
         return all(getattr(p, "ok", False) for p in self.proofs.values()) and \
-            all(ok for _, ok in self.finite_differences.values())
+            all(ok for _, ok in self.finite_differences.values()) and all(r.verified for r in self.rows)
 
     def render(self, fmt: str = "text", picture: str | None = None) -> str:
         """The derivation in ``fmt`` (text, latex, markdown, html, json); ``picture``: a file LaTeX includes."""
@@ -316,12 +344,18 @@ def parse_point(text: str | Mapping[str, float]) -> dict[str, float]:
             raise GraphError(f"--at: {item!r} is not NAME=NUMBER") from None
         if number != number or abs(number) == float("inf"):
             raise GraphError(f"--at: {name.strip()} must be finite")
+        if name.strip() in point:
+            raise GraphError(f"--at: {name.strip()} is given twice")
         point[name.strip()] = number
     return point
 
 
-def _value(expr: sp.Expr) -> float:
-    value = sp.N(expr, DIGITS)
+def _value(expr: sp.Expr, at: Mapping[sp.Symbol, sp.Float] | None = None) -> float:
+    """``expr`` (at the point ``at``: substituting a number evaluates it) as a float, at :data:`DIGITS` digits."""
+    try:
+        value = sp.N(expr if at is None else expr.xreplace(at), DIGITS)
+    except (MemoryError, OverflowError, RecursionError):  # exp(exp(exp(...))): too large to evaluate
+        raise GraphError("a value of the graph is too large to evaluate at the point") from None
     if not value.is_real or not value.is_finite:
         raise GraphError(f"the expression is not a finite real number at the point ({value})")
     return float(value)
@@ -348,16 +382,23 @@ def derive_graph(source: str, at: str | Mapping[str, float]) -> GraphDerivation:
     exact = {symbols[x]: sp.Float(repr(point[x]), DIGITS) for x in builder.inputs}
     values = {x: point[x] for x in builder.inputs}
     for node in nodes:  # forward
+        budget.check()
         full[node.name] = node.local.xreplace(_positions(node, full))
-        values[node.name] = _value(full[node.name].xreplace(exact))
+        values[node.name] = _value(full[node.name], exact)
     rows, adjoint, symbolic_adjoint, forks = _backward(nodes, full, exact, values)
     output = full[nodes[-1].name]
     proofs, fds, kinks = {}, {}, {}
     from symdl.steps.verify import verify_claim
 
     for x in builder.inputs:
-        proofs[x] = verify_claim(sp.diff(output, symbols[x]), symbolic_adjoint.get(x, sp.S.Zero))
-        estimate, ok, sides = _finite_difference(output, symbols[x], exact, adjoint.get(x, 0.0))
+        budget.check()
+        left = budget.remaining()
+        proofs[x] = verify_claim(sp.diff(output, symbols[x]), symbolic_adjoint.get(x, sp.S.Zero),
+                                 2.0 if left is None else min(2.0, left))
+        try:
+            estimate, ok, sides = _finite_difference(output, symbols[x], exact, adjoint.get(x, 0.0))
+        except (MemoryError, OverflowError, RecursionError):
+            raise GraphError("a value of the graph is too large to evaluate near the point") from None
         fds[x] = (estimate, ok)
         if sides is not None:
             kinks[x] = sides
@@ -378,31 +419,68 @@ def _operand_positions(node: GraphNode) -> list[tuple[int, str]]:
     return list(zip(node.slots, node.operands, strict=True))
 
 
+def _local_symbols(node: GraphNode, slot: int) -> dict[sp.Symbol, sp.Symbol]:
+    """The node's slot symbols ``_a0, _a1, ...`` -> symbols named after the operands, for the step engine.
+
+    The slot differentiated is the real symbol of its operand's name. An operand used in two slots of one
+    node (``x * x``) is two inputs of the gate: its other slots get a symbol printed alike but distinct
+    (no ``real`` assumption), so the local derivative is per slot (``x``, the other input: the multiply gate
+    swaps), and the fork adds the two contributions.
+    """
+    table = {}
+    for j, name in _operand_positions(node):
+        same = name == node.operands[node.slots.index(slot)] and j != slot
+        table[sp.Symbol(f"_a{j}", real=True)] = sp.Symbol(name) if same else sp.Symbol(name, real=True)
+    return table
+
+
+def _local_derivation(node: GraphNode, slot: int, cache: dict[tuple[str, str], Derivation]) -> Derivation:
+    """The step engine's verified derivation of the node's operation with respect to one operand slot."""
+    from symdl.steps.api import DEFAULT_TIMEOUT, DeriveError, derive_expression
+
+    names = _local_symbols(node, slot)
+    expr = node.local.xreplace(names)
+    var = names[sp.Symbol(f"_a{slot}", real=True)]
+    key = (sp.srepr(expr), sp.srepr(var))
+    if key not in cache:
+        budget.check()
+        left = budget.remaining()
+        try:
+            cache[key] = derive_expression(expr, var, title=node.definition,
+                                           timeout=DEFAULT_TIMEOUT if left is None else max(left, 0.01))
+        except DeriveError as error:
+            raise GraphError(f"node {node.name} = {node.definition}: {error}") from None
+    return cache[key]
+
+
 def _backward(nodes: list[GraphNode], full: dict[str, sp.Expr], exact: dict[sp.Symbol, sp.Float],
               values: dict[str, float]) -> tuple[list[BackwardRow], dict[str, float], dict[str, sp.Expr],
                                                  dict[str, list[float]]]:
+    """Reverse pass: each local derivative is a verified derivation of the step engine (:mod:`symdl.steps.api`)."""
     contributions: dict[str, list[float]] = {nodes[-1].name: [1.0]}
     symbolic: dict[str, list[sp.Expr]] = {nodes[-1].name: [sp.S.One]}
     rows: list[BackwardRow] = []
     adjoint: dict[str, float] = {}
     symbolic_adjoint: dict[str, sp.Expr] = {}
+    cache: dict[tuple[str, str], Derivation] = {}
     for node in reversed(nodes):
         upstream = sum(contributions.get(node.name, [0.0]))
         adjoint[node.name] = upstream
         g_symbolic = sp.Add(*symbolic.get(node.name, [sp.S.Zero]))
-        positions = _positions(node, full)
         for i, operand in _operand_positions(node):
-            slot = sp.Symbol(f"_a{i}", real=True)
-            local = sp.diff(node.local, slot)
-            local_full = local.xreplace(positions)
-            local_value = _value(local_full.xreplace(exact))
+            derivation = _local_derivation(node, i, cache)
+            local = next(iter(derivation.result.values()))
+            back = {symbol: full[symbol.name] for symbol in _local_symbols(node, i).values()}
+            local_full = local.xreplace(back)
+            local_value = _value(local_full, exact)
             contribution = local_value * upstream
             contributions.setdefault(operand, []).append(contribution)
             symbolic.setdefault(operand, []).append(local_full * g_symbolic)
-            shown = str(local.xreplace({sp.Symbol(f"_a{j}", real=True): sp.Symbol(name, real=True)
-                                        for j, name in _operand_positions(node)}))
+            shown = reading_text(local)
+            tree = derivation.parts[0].tree
             rows.append(BackwardRow(node.name, operand, shown, local_value, upstream, contribution,
-                                    GATES.get(node.op, f"{node.op} gate: local derivative {shown}")))
+                                    GATES.get(node.op, f"{node.op} gate: local derivative {shown}"),
+                                    tree.rule_name() if tree is not None else "", derivation))
     for name, parts in symbolic.items():
         symbolic_adjoint[name] = sp.Add(*parts)
     for name, parts in contributions.items():

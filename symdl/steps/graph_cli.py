@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from symdl.errors import UsageError
@@ -18,12 +19,17 @@ from symdl.errors import UsageError
 PICTURES = {"latex": "pdf", "markdown": "svg"}
 
 
-def emit(args: argparse.Namespace, text: str) -> None:
-    """``text`` to ``-o`` (atomically) or stdout."""
+def emit(args: argparse.Namespace, text: str, renderables: Callable[[], list[object]] | None = None) -> None:
+    """``text`` to ``-o`` (atomically) or stdout; on a terminal, text output is printed coloured with rich
+    (``renderables``: the rich tables and lines ``text`` was rendered from), as scalar derivations are."""
     if args.output:
         from symdl.files import write_atomically
 
         write_atomically(Path(args.output), text)
+    elif args.format == "text" and renderables is not None and sys.stdout.isatty():
+        from symdl.steps.rich_tables import print_rich
+
+        print_rich(renderables())
     else:
         sys.stdout.write(text)
 
@@ -34,7 +40,11 @@ def run_graph_or_matrix(args: argparse.Namespace) -> int:
         raise UsageError("--graph works on scalar inputs; --shape declares matrices: use one of them")
     if args.check is not None or args.variant:
         raise UsageError("--check and --variant do not apply to --graph or --shape")
-    return _graph(args) if args.graph else _matrix(args)
+    from symdl.steps.budget import within
+
+    # --timeout bounds the whole computation (deriving, verifying, drawing, printing): one line and exit 2 past it
+    with within(args.timeout, "--graph" if args.graph else "the matrix derivation"):
+        return _graph(args) if args.graph else _matrix(args)
 
 
 def _graph(args: argparse.Namespace) -> int:
@@ -42,6 +52,8 @@ def _graph(args: argparse.Namespace) -> int:
 
     if not args.at:
         raise UsageError("--graph needs the point, e.g. --at x=3,y=-4")
+    if args.assume or args.jacobian or getattr(args, "stationary", False):
+        raise UsageError("--assume, --jacobian and --stationary apply to matrix derivations (--shape), not --graph")
     if args.wrt:
         raise UsageError("--graph gives the gradient of every input; drop --wrt")
     derivation = derive_graph(args.target, args.at)
@@ -55,7 +67,9 @@ def _graph(args: argparse.Namespace) -> int:
         data = draw(derivation, PICTURES[args.format])
         write_binary_atomically(path, lambda handle: handle.write(data))
         picture = path.name
-    emit(args, derivation.render(args.format, picture))
+    from symdl.steps.graph_printers import renderables
+
+    emit(args, derivation.render(args.format, picture), lambda: renderables(derivation))
     return 0 if derivation.verified else 1
 
 
@@ -64,8 +78,13 @@ def _matrix(args: argparse.Namespace) -> int:
 
     if args.at:
         raise UsageError("--at applies to --graph only")
+    if getattr(args, "stationary", False) and args.jacobian:
+        raise UsageError("--stationary applies to gradients, not to --jacobian")
     shapes = parse_shapes(args.shape)
     wrt = [w.strip() for w in args.wrt.split(",") if w.strip()] if args.wrt else list(shapes)
-    derivation = derive_matrix(args.target, wrt, shapes, assume=args.assume or (), jacobian=args.jacobian)
-    emit(args, derivation.render(args.format))
+    derivation = derive_matrix(args.target, wrt, shapes, assume=args.assume or (), jacobian=args.jacobian,
+                               stationary=getattr(args, "stationary", False))
+    from symdl.steps.matrix.printers import renderables
+
+    emit(args, derivation.render(args.format), lambda: renderables(derivation))
     return 0 if derivation.verified else 1

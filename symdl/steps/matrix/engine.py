@@ -14,6 +14,11 @@ layout: :math:`J_{ij} = \partial f_i / \partial x_j`, shape ``f.shape + x.shape`
 with central finite differences on three random instances with independently drawn sizes
 (:mod:`.numeric`). A result that fails is marked failed and never printed as true. A declared probability
 vector (``sum(y) = 1``) adds a rewrite step using the assumption, checked on instances that satisfy it.
+
+**Textbook form.** The simplified result is moved to the form a textbook prints by named rewrites
+(:mod:`.textbook`: name the function's value ``R``, take a common divisor out, ``A + A.T``, ...), each step's
+two sides compared on the random instances; under ``symmetric(A)`` the symmetric rules follow, checked on
+symmetric instances. With ``stationary=True`` the zeros of each gradient are derived (:mod:`.stationary`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from symdl.steps import budget
 from symdl.steps.matrix import nodes as n
 from symdl.steps.matrix.errors import MatrixError, NotScalarError, ShapeError
 from symdl.steps.matrix.identities import DERIVATIVE_TEXT, Identity, identity_for
@@ -32,6 +38,8 @@ from symdl.steps.matrix.numeric import Evaluator, close, draw, evaluate, finite_
 from symdl.steps.matrix.parser import parse_matrix, parse_shapes
 from symdl.steps.matrix.printing import to_latex, to_text
 from symdl.steps.matrix.simplify import simplify
+from symdl.steps.matrix.stationary import Stationary, stationary_points
+from symdl.steps.matrix.textbook import RewriteStep, general_rules, rewrite, same_value, symmetric_rules
 
 INSTANCES = 3
 MAX_NODES = 200
@@ -90,10 +98,28 @@ class MatrixResult:
     result: n.Node
     check: Check
     assumed_check: Check | None = None
+    #: The named rewrites to the textbook form (:mod:`.textbook`), general ones first, then the assumptions'.
+    rewrites: tuple[RewriteStep, ...] = ()
+    #: ``general`` and ``result`` as printed: with named subexpressions (``R``), before they are expanded.
+    general_shown: n.Node | None = None
+    result_shown: n.Node | None = None
+    #: With ``stationary=True``: the stationary points, derived and checked (:mod:`.stationary`).
+    stationary: Stationary | None = None
 
     @property
     def verified(self) -> bool:
-        return self.check.ok and (self.assumed_check is None or self.assumed_check.ok)
+        return self.check.ok and (self.assumed_check is None or self.assumed_check.ok) and \
+            all(r.ok for r in self.rewrites) and (self.stationary is None or self.stationary.ok is not False)
+
+    @property
+    def shown_general(self) -> n.Node:
+        """The general result as printed (named subexpressions kept)."""
+        return self.general if self.general_shown is None else self.general_shown
+
+    @property
+    def shown(self) -> n.Node:
+        """The final result as printed (named subexpressions kept)."""
+        return self.result if self.result_shown is None else self.result_shown
 
 
 @dataclass
@@ -172,25 +198,27 @@ class _Checker:
     """Finite-difference checks of a derivative on :data:`INSTANCES` random instances."""
 
     def __init__(self, expr: n.Node, shapes: Mapping[str, n.Shape], seed: int,
-                 simplex: frozenset[str] = frozenset()) -> None:
-        self.expr, self.shapes, self.simplex = expr, shapes, simplex
+                 simplex: frozenset[str] = frozenset(), symmetric: frozenset[str] = frozenset()) -> None:
+        self.expr, self.shapes, self.simplex, self.symmetric = expr, shapes, simplex, symmetric
         self.instances = []
         rng = np.random.default_rng(seed)
         for _ in range(INSTANCES):
             self.instances.append(self._instance(rng))
 
     def _instance(self, rng: np.random.Generator):  # noqa: ANN202 - an Instance
-        instance = draw(self.expr, self.shapes, rng, self.simplex)
+        instance = draw(self.expr, self.shapes, rng, self.simplex, symmetric=self.symmetric)
         with np.errstate(all="ignore"):
             finite = np.all(np.isfinite(evaluate(self.expr, instance.values, instance.sizes)))
         if not finite:  # outside the domain: draw every variable positive
-            instance = draw(self.expr, self.shapes, rng, self.simplex, positive=set(self.shapes))
+            instance = draw(self.expr, self.shapes, rng, self.simplex, positive=set(self.shapes),
+                            symmetric=self.symmetric)
         return instance
 
     def check(self, derivative: n.Node, wrt: n.Var, at: n.Node | None = None) -> Check:
         """``derivative`` against finite differences of the expression in ``wrt`` (or in node ``at``'s value)."""
         worst, ok = 0.0, True
         for inst in self.instances:
+            budget.check()
             with np.errstate(all="ignore"):
                 if at is None:
                     def f(values: dict[str, np.ndarray]) -> np.ndarray:
@@ -268,16 +296,18 @@ def _bounded(node: n.Node) -> None:
 
 
 def derive_matrix(text: str, wrt: str | Iterable[str], shapes: Mapping[str, object] | Iterable[str],
-                  assume: Iterable[str] = (), jacobian: bool = False, seed: int = 0) -> MatrixDerivation:
+                  assume: Iterable[str] = (), jacobian: bool = False, seed: int = 0,
+                  stationary: bool = False) -> MatrixDerivation:
     """Derive ``d text / d wrt`` in steps and verify it.
 
     Args:
         text: the expression, e.g. ``"norm(X @ w - y)**2"``.
         wrt: the variable(s), e.g. ``"w"`` or ``["W", "b"]``.
         shapes: ``{"X": "n,d", "w": "d"}`` or ``["X=n,d", "w=d"]``; sizes are integers or names.
-        assume: assumptions, each ``"sum(y) = 1"`` (y is a probability vector).
+        assume: assumptions, each ``"sum(y) = 1"`` (y is a probability vector) or ``"symmetric(A)"``.
         jacobian: for a vector expression, derive its Jacobian (numerator layout) instead of refusing.
         seed: the seed of the random instances.
+        stationary: also derive where each gradient vanishes (:mod:`.stationary`), checked numerically.
 
     Raises:
         MatrixError: bad syntax or shapes, an undeclared name, a gradient of a non-scalar, no identity known.
@@ -287,7 +317,7 @@ def derive_matrix(text: str, wrt: str | Iterable[str], shapes: Mapping[str, obje
     names = [wrt] if isinstance(wrt, str) else list(wrt)
     if not names:
         raise MatrixError("name a variable to differentiate with respect to (--wrt)")
-    simplex = _simplex(assume, declared)
+    simplex, symmetric = _assumptions(assume, declared)
     variables = []
     for name in names:
         if name not in declared:
@@ -307,36 +337,69 @@ def derive_matrix(text: str, wrt: str | Iterable[str], shapes: Mapping[str, obje
         if general is None:
             general = n.Mul(n.Num(0.0), n.Ones(var.shape)) if var.shape else n.Num(0.0)
         general = simplify(n.Mul(general, n.Ones(var.shape)) if general.shape != var.shape else general)
-        results[var.name] = _result(var, general, simplex, checker, expr, declared, seed)
+        results[var.name] = _result(var, general, (simplex, symmetric), checker, expr, declared, seed, stationary)
     derivation = MatrixDerivation(text, expr, declared, tuple(names), "gradient", lets, steps, results,
-                                  tuple(f"sum({s}) = 1" for s in sorted(simplex)))
+                                  tuple(f"sum({s}) = 1" for s in sorted(simplex))
+                                  + tuple(f"symmetric({s})" for s in sorted(symmetric)))
     derivation.notes.append("Layout: each gradient has the shape of its variable (df = tr(G^T dX)).")
     _symmetric_note(derivation)
     return derivation
 
 
-def _result(var: n.Var, general: n.Node, simplex: frozenset[str], checker: _Checker, expr: n.Node,
-            shapes: Mapping[str, n.Shape], seed: int) -> MatrixResult:
+def _result(var: n.Var, general: n.Node, assumptions: tuple[frozenset[str], frozenset[str]], checker: _Checker,
+            expr: n.Node, shapes: Mapping[str, n.Shape], seed: int, stationary: bool = False) -> MatrixResult:
+    """The result for ``var``: the general form moved to the textbook form by named rewrites (:mod:`.textbook`),
+    checked by finite differences; then the form under the assumptions (probability vectors, symmetric
+    matrices), its own rewrites checked on instances that satisfy them."""
+    simplex, symmetric = assumptions
+    shown, steps = rewrite(general, general_rules(expr), "", checker.instances)
+    general = n.expand_names(shown)
     check = checker.check(general, var)
-    assumed, assumed_check = general, None
-    if simplex:
-        assumed = simplify(general, simplex)
-        if assumed != general:
-            assumed_check = _Checker(expr, shapes, seed + 1, simplex).check(assumed, var)
-    return MatrixResult(var.name, var.shape, general, assumed, check, assumed_check)
+    assumed_shown, assumed_check, assumed_checker = shown, None, checker
+    if simplex or symmetric:
+        assumed_checker = _Checker(expr, shapes, seed + 1, simplex, symmetric)
+        if simplex:
+            used = simplify(assumed_shown, simplex)
+            if used != assumed_shown:
+                words = ", ".join(f"sum({s}) = 1" for s in sorted(simplex))
+                ok, error = same_value(assumed_shown, used, assumed_checker.instances)
+                steps.append(RewriteStep("use_assumption", f"use {words} (probability vectors sum to 1)",
+                                         assumed_shown, used, words, ok, error))
+                assumed_shown = used
+        assumed_shown, more = rewrite(assumed_shown, symmetric_rules(sorted(symmetric), expr),
+                                      ", ".join(f"symmetric({s})" for s in sorted(symmetric)),
+                                      assumed_checker.instances)
+        steps += more
+        if assumed_shown != shown:
+            assumed_check = assumed_checker.check(n.expand_names(assumed_shown), var)
+    points = None
+    if stationary:
+        points = stationary_points(expr, var, assumed_shown, n.expand_names(assumed_shown),
+                                   assumed_checker.instances, symmetric, seed)
+    return MatrixResult(var.name, var.shape, general, n.expand_names(assumed_shown), check, assumed_check,
+                        tuple(steps), shown, assumed_shown, points)
 
 
-def _simplex(assume: Iterable[str], shapes: Mapping[str, n.Shape]) -> frozenset[str]:
-    names = set()
+def _assumptions(assume: Iterable[str], shapes: Mapping[str, n.Shape]) -> tuple[frozenset[str], frozenset[str]]:
+    """``sum(y) = 1`` (y a probability vector) and ``symmetric(A)`` (A a symmetric matrix), by name."""
+    simplex, symmetric = set(), set()
     for text in assume:
         compact = text.replace(" ", "")
+        if compact.startswith("symmetric(") and compact.endswith(")"):
+            name = compact[len("symmetric("):-1]
+            shape = shapes.get(name)
+            if shape is None or len(shape) != 2 or shape[0] != shape[1]:
+                raise ShapeError(f"assumption {text!r}: {name} must be a declared square matrix")
+            symmetric.add(name)
+            continue
         if not (compact.startswith("sum(") and compact.endswith(")=1")):
-            raise MatrixError(f"assumption {text!r} not understood; the known form is sum(y) = 1")
+            raise MatrixError(f"assumption {text!r} not understood; the known forms are sum(y) = 1 and "
+                              f"symmetric(A)")
         name = compact[4:-3]
         if name not in shapes or len(shapes[name]) != 1:
             raise ShapeError(f"assumption {text!r}: {name} must be a declared vector")
-        names.add(name)
-    return frozenset(names)
+        simplex.add(name)
+    return frozenset(simplex), frozenset(symmetric)
 
 
 def _symmetric_note(derivation: MatrixDerivation) -> None:

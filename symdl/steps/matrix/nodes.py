@@ -141,6 +141,27 @@ class Eye(Node):
         return (self.n, self.n)
 
 
+@dataclass(frozen=True)
+class Named(Node):
+    """A named subexpression of a printed result (``R`` for the Rayleigh quotient): it prints as its name and
+    evaluates as its value (:mod:`.textbook` introduces it; :func:`expand_names` puts the value back)."""
+
+    name: str
+    value: Node
+
+    @property
+    def shape(self) -> Shape:
+        return self.value.shape
+
+
+def expand_names(node: Node) -> Node:
+    """``node`` with every :class:`Named` replaced by its value (the text JSON gives, parseable)."""
+    if isinstance(node, Named):
+        return expand_names(node.value)
+    args = node.args
+    return rebuild(node, [expand_names(a) for a in args]) if args else node
+
+
 # ----------------------------------------------------------------------------------------------- elementwise
 @dataclass(frozen=True)
 class Add(Node):

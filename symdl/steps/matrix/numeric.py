@@ -69,6 +69,9 @@ class Evaluator:
     def _Size(self, node: n.Size) -> np.ndarray:  # noqa: N802
         return np.asarray(float(self.sizes[node.name]))
 
+    def _Named(self, node: n.Named) -> np.ndarray:  # noqa: N802
+        return self(node.value)
+
     def _Ones(self, node: n.Ones) -> np.ndarray:  # noqa: N802
         return np.ones(tuple(self.dim(d) for d in node.dims))
 
@@ -173,8 +176,10 @@ def positive_names(expr: n.Node) -> set[str]:
 
 
 def draw(expr: n.Node, shapes: Mapping[str, n.Shape], rng: np.random.Generator,
-         simplex: frozenset[str] = frozenset(), positive: set[str] | None = None) -> Instance:
-    """A random instance of every declared variable (domains as in the module docstring)."""
+         simplex: frozenset[str] = frozenset(), positive: set[str] | None = None,
+         symmetric: frozenset[str] = frozenset()) -> Instance:
+    """A random instance of every declared variable (domains as in the module docstring; the matrices named in
+    ``symmetric`` drawn symmetric)."""
     sizes = {d: int(rng.integers(2, 6)) for shape in shapes.values() for d in shape if isinstance(d, str)}
     positive = positive_names(expr) if positive is None else positive
     values: dict[str, np.ndarray] = {}
@@ -189,6 +194,8 @@ def draw(expr: n.Node, shapes: Mapping[str, n.Shape], rng: np.random.Generator,
             values[name] = rng.uniform(0.5, 2.0, dims)
         else:
             values[name] = rng.standard_normal(dims)
+        if name in symmetric:
+            values[name] = (values[name] + values[name].T) / 2
     return Instance(sizes, values)
 
 

@@ -180,12 +180,15 @@ def parse_shapes(declarations: list[str] | tuple[str, ...] | Mapping[str, object
     for name, sizes in items:
         if not isinstance(name, str) or not name.isidentifier() or name in CALLS or name.startswith("_"):
             raise ShapeError(f"bad variable name {name!r} in a shape declaration")
-        parts = sizes.split(",") if isinstance(sizes, str) else list(sizes)  # type: ignore[arg-type]
+        if isinstance(sizes, str):  # "c=" declares a scalar; otherwise every size is written (no "n,,d")
+            parts = sizes.split(",") if sizes.strip() else []
+        else:
+            parts = list(sizes)  # type: ignore[arg-type]
         dims: list[n.Dim] = []
         for part in parts:
             part = part.strip() if isinstance(part, str) else part
             if part == "":
-                continue
+                raise ShapeError(f"empty size in the shape of {name} ({name}={sizes}); write {name}= for a scalar")
             if isinstance(part, int) or (isinstance(part, str) and part.isdigit()):
                 if not 0 < int(part) <= 10_000:
                     raise ShapeError(f"size {part} of {name} must be between 1 and 10000")

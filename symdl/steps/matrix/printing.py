@@ -51,6 +51,9 @@ class _Text:
     def _Size(self, node: n.Size) -> tuple[str, int]:  # noqa: N802
         return node.name, _ATOM
 
+    def _Named(self, node: n.Named) -> tuple[str, int]:  # noqa: N802
+        return node.name, _ATOM
+
     def _Num(self, node: n.Num) -> tuple[str, int]:  # noqa: N802
         return _number(node.value), (_ATOM if node.value >= 0 else _UNARY)
 
@@ -139,6 +142,9 @@ class _Latex(_Text):
     def _Size(self, node: n.Size) -> tuple[str, int]:  # noqa: N802
         return _symbol(node.name), _ATOM
 
+    def _Named(self, node: n.Named) -> tuple[str, int]:  # noqa: N802
+        return _symbol(node.name), _ATOM
+
     def _Ones(self, node: n.Ones) -> tuple[str, int]:  # noqa: N802
         return (r"\mathbf{1}" if len(node.dims) == 1 else r"\mathbf{1}\mathbf{1}^\top"), _ATOM
 
@@ -149,6 +155,8 @@ class _Latex(_Text):
         a, b = node.args
         if symbol == "/" and b.is_scalar:
             return rf"\frac{{{self(a)[0]}}}{{{self(b)[0]}}}", _ATOM
+        if symbol == "@" and isinstance(a, n.MatMul) and len(a.a.shape) == 1 and a not in self.names:
+            return f"{self(a)[0]} {self.wrap(b, prec + 1)}", prec  # (x^T A) x is x^T A x: already a row
         if symbol == "@" and len(a.shape) == 1:  # a vector on the left of a product is a row: a^T
             return f"{self.wrap(a, _ATOM)}^\\top {self.wrap(b, prec + 1)}", prec
         if symbol == "*":

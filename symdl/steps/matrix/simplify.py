@@ -45,7 +45,7 @@ class _Simplifier:
 
     def once(self, node: n.Node) -> n.Node:
         args = node.args
-        if args:
+        if args and not isinstance(node, n.Named):  # a named value is printed by its name: left as defined
             node = n.rebuild(node, [self.once(a) for a in args])
         rule: Callable[[n.Node], n.Node] | None = getattr(self, f"_{type(node).__name__}", None)
         return rule(node) if rule is not None else node

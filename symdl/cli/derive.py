@@ -1,0 +1,90 @@
+"""``symdl derive``: a step-by-step derivation, every step verified, as text, LaTeX, Markdown, HTML or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from symdl.errors import UsageError
+
+HELP = ("derive an expression, a catalog name or a Python function (FILE.py:f) step by step, each step verified "
+        "(text, latex, markdown, html or json)")
+FORMATS = ("text", "latex", "markdown", "html", "json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The subcommand's options."""
+    parser.add_argument("target", metavar="EXPR|NAME|FILE.py:f",
+                        help="an expression (x*sigmoid(x)), a catalog name (cross_entropy) or FILE.py:function")
+    parser.add_argument("--wrt", default=None, help="variables, comma separated (default: every variable)")
+    parser.add_argument("--variant", default="", help="a catalog entry's formula variant (gelu: none or tanh)")
+    parser.add_argument("--format", default="text", help=f"one of {', '.join(FORMATS)} (default text)")
+    parser.add_argument("-o", "--output", default=None, help="write to this file (atomically) instead of stdout")
+    parser.add_argument("--timeout", type=float, default=20.0, help="seconds for deriving and verifying (default 20)")
+    parser.add_argument("--check", default=None, metavar="FILE.py:df",
+                        help="with FILE.py:f: gradient-check your own gradient df (same parameters, returning the "
+                             "partial derivatives as a tuple, or one value) against f by finite differences")
+    # --- graphs and matrix calculus (issue 18): symdl.steps.graph_cli and symdl.steps.matrix.cli ---
+    parser.add_argument("--graph", action="store_true",
+                        help="show the computational graph: forward values, backward table, gradients (needs --at)")
+    parser.add_argument("--at", default=None, metavar="x=3,y=-4", help="with --graph: the point")
+    parser.add_argument("--shape", action="append", default=None, metavar="X=n,d",
+                        help="declare a vector/matrix (repeatable; sizes are numbers or names; w= for a scalar): "
+                             "the expression is then derived with matrix calculus")
+    parser.add_argument("--assume", action="append", default=None, metavar="sum(y)=1",
+                        help="with --shape: sum(y)=1 (y is a probability vector) or symmetric(A)")
+    parser.add_argument("--stationary", action="store_true",
+                        help="with --shape: also derive where the gradient vanishes (checked numerically)")
+    parser.add_argument("--jacobian", action="store_true",
+                        help="with --shape: a vector expression's Jacobian (numerator layout)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Derive, print or write; with ``--check``, also run the gradient check (exit 1 if it fails)."""
+    from symdl.check.syntax import check_text
+
+    if args.format not in FORMATS:
+        raise UsageError(f"unknown format {args.format!r}; formats: {', '.join(FORMATS)}")
+    if not args.timeout > 0:
+        raise UsageError("--timeout must be a positive number of seconds")
+    check_text(args.target)  # length and nesting caps before anything is imported or built
+    if getattr(args, "graph", False) or getattr(args, "shape", None):  # issue 18: graphs, matrix calculus
+        from symdl.steps.graph_cli import run_graph_or_matrix
+
+        return run_graph_or_matrix(args)
+    if getattr(args, "stationary", False):
+        raise UsageError("--stationary applies to matrix derivations: declare shapes with --shape")
+    is_file = ":" in args.target and args.target.rpartition(":")[0].endswith(".py")
+    if args.check is not None and not is_file:
+        raise UsageError("--check FILE.py:df needs the function itself as FILE.py:f")
+    if args.variant:
+        from symdl.catalog import CATALOG
+
+        if args.target not in CATALOG:
+            raise UsageError("--variant applies to catalog names only")
+    from symdl.steps import derive
+
+    derivation = derive(args.target, args.wrt, variant=args.variant, timeout=args.timeout)
+    text = derivation.render(args.format)
+    if args.output:
+        from pathlib import Path
+
+        from symdl.files import write_atomically
+
+        write_atomically(Path(args.output), text)
+    elif args.format == "text" and sys.stdout.isatty():
+        from rich.console import Console
+
+        from symdl.steps.printers.text import rich_text
+
+        Console(highlight=False).print(rich_text(derivation), end="")
+    else:
+        sys.stdout.write(text)
+    status = 0 if derivation.verified else 1
+    if args.check is not None:
+        from symdl.steps.gradcheck import check_gradient
+
+        report = check_gradient(args.target, args.check)
+        print(report)
+        status = max(status, 0 if report else 1)
+    return status

@@ -1,0 +1,73 @@
+"""Terminal text: the lines indented by depth, each rule's justification after the formula.
+
+Expressions print as symdl's expression text (``sigmoid(x)*(1 - sigmoid(x))``, ``d/dx[...]``),
+the same language ``symdl derive`` reads. The CLI colours the verification marks with rich when
+the output is a terminal (:func:`rich_text`).
+"""
+
+from __future__ import annotations
+
+from symdl.steps.exprtext import reading_text as expression_text
+from symdl.steps.printers.lines import Line, part_lines, verification_word
+from symdl.steps.tree import Derivation, Segment, printer
+
+__all__ = ["text", "rich_text"]
+
+
+def sentence_text(segments: tuple[Segment, ...]) -> str:
+    """Segments joined, math as expression text."""
+    return "".join(s if isinstance(s, str) else _math(s) for s in segments)
+
+
+def _math(expr: object) -> str:
+    import sympy as sp
+
+    if isinstance(expr, sp.Equality):
+        return f"{expression_text(expr.lhs)} = {expression_text(expr.rhs)}"
+    return expression_text(expr)  # type: ignore[arg-type]
+
+
+def _line(line: Line) -> list[str]:
+    pad = "  " * (line.depth + 1)
+    why = sentence_text(line.why)
+    mark = verification_word(line.check)
+    left = f"{expression_text(line.lhs)} = " if line.lhs is not None else "= "
+    head = f"{pad}{left}{expression_text(line.rhs)}" + (f"   [{mark}]" if mark else "")
+    return [head] + ([f"{pad}    ({why})"] if why and why != "so" else [])
+
+
+@printer("text")
+def text(derivation: Derivation) -> str:
+    """The derivation as plain text."""
+    out = [f"{derivation.title or expression_text(derivation.expression)}", ""]
+    if derivation.source:
+        out += ["The function as written (latexify):", f"  {derivation.source}", ""]
+    out += [f"let {expression_text(let.symbol)} = {expression_text(let.value)}"
+            + (f"  ({let.text})" if let.text else "") for let in derivation.lets]
+    out += [f"assume {expression_text(lhs)} = {expression_text(rhs)}" + (f"  ({w})" if w else "")
+            for lhs, rhs, w in derivation.assumptions]
+    if derivation.lets or derivation.assumptions:
+        out.append("")
+    for part in derivation.parts:
+        out.append(part.title)
+        for line in part_lines(derivation, part):
+            out += _line(line)
+        out += [f"  note: {n}" for n in part.notes]
+        out.append("")
+    out += [f"note: {n}" for n in derivation.notes]
+    for key, value in derivation.result.items():
+        out.append(f"result {key} = {expression_text(value)}")
+    out.append("every step verified" if derivation.verified else
+               f"NOT VERIFIED: {len(derivation.failures())} step(s) failed or were not checked")
+    return "\n".join(out) + "\n"
+
+
+def rich_text(derivation: Derivation) -> object:
+    """The text with the verification marks coloured (a ``rich.text.Text``)."""
+    from rich.text import Text
+
+    styled = Text(text(derivation))
+    styled.highlight_regex(r"\[verified \([a-z]+\)\]|every step verified", "green")
+    styled.highlight_regex(r"\[(FAILED|unchecked)\]|NOT VERIFIED.*", "bold red")
+    styled.highlight_regex(r"^\S.*$", "bold")
+    return styled

@@ -1,0 +1,130 @@
+"""``symdl derive`` on the command line: every format, files written atomically, Python functions and
+their gradient check, and bad input refused with one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from symdl.cli import main
+
+FUNCTIONS = '''
+import numpy as np
+
+
+def f(w, x):
+    """A neuron's squared error."""
+    z = w * x + 1
+    a = np.tanh(z)
+    return (a - 2) ** 2
+
+
+def df(w, x):
+    z = w * x + 1
+    a = np.tanh(z)
+    return 2 * (a - 2) * (1 - a**2) * x, 2 * (a - 2) * (1 - a**2) * w
+
+
+def wrong(w, x):
+    z = w * x + 1
+    a = np.tanh(z)
+    return 2 * (a - 2) * x, 2 * (a - 2) * w
+
+
+def loop(x):
+    for k in range(3):
+        x = x * 2
+    return x
+'''
+
+
+@pytest.fixture()
+def functions(tmp_path: Path) -> Path:
+    path = tmp_path / "loss.py"
+    path.write_text(FUNCTIONS)
+    return path
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["derive", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.mark.parametrize("fmt", ["text", "latex", "markdown", "html", "json"])
+def test_every_format_for_an_expression(fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(["x*sigmoid(x)", "--format", fmt], capsys)
+    assert code == 0 and err == ""
+    marker = {"text": "every step verified", "latex": r"\begin{align*}", "markdown": "Every step verified.",
+              "html": "<math", "json": '"verified": true'}[fmt]
+    assert marker in out
+
+
+def test_catalog_name_and_variant(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["gelu", "--variant", "tanh"], capsys)
+    assert code == 0 and "gelu (approximate='tanh')" in out and "what the kernel computes" in out
+    code, _, err = _run(["gelu", "--variant", "fast"], capsys)
+    assert code == 2 and "no variant 'fast'" in err and err.count("\n") == 1
+
+
+def test_output_file_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "d.json"
+    code, out, _ = _run(["sin(x)*y", "--wrt", "x,y", "--format", "json", "-o", str(target)], capsys)
+    assert code == 0 and out == ""
+    data = json.loads(target.read_text())
+    assert data["wrt"] == ["x", "y"] and set(data["result"]) == {"d/dx", "d/dy"}
+    assert list(tmp_path.iterdir()) == [target]  # no temporary file left behind
+
+
+def test_python_function_and_its_gradient_check(functions: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run([f"{functions}:f", "--check", f"{functions}:df"], capsys)
+    assert code == 0, err
+    assert "The function as written (latexify):" in out and r"\tanh" in out  # latexify-py's rendering
+    assert "result d/dw" in out and "gradcheck PASS" in out
+    code, out, _ = _run([f"{functions}:f", "--check", f"{functions}:wrong"], capsys)
+    assert code == 1 and "gradcheck FAIL" in out
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["__import__('os').system('echo hacked')"], "only named functions can be called"),
+    (["x.__class__"], "attribute access not allowed"),
+    (["x**(10**10)"], "too large"),
+    (["(" * 500 + "x" + ")" * 500], "nests"),
+    (["x*y", "--wrt", "1x"], "not a variable name"),
+    (["x", "--format", "pdf"], "unknown format"),
+    (["x", "--timeout", "0"], "--timeout"),
+    (["nope.py:f"], "cannot read"),
+    (["x", "--variant", "tanh"], "catalog names only"),
+    (["x", "--check", "a.py:df"], "needs the function"),
+])
+def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    start = time.monotonic()
+    code, out, err = _run(argv, capsys)
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert time.monotonic() - start < 1.0
+
+
+def test_function_outside_latexify_subset_is_refused(functions: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run([f"{functions}:loop"], capsys)
+    assert code == 2 and "only `name = expression`" in err and "For" in err
+    code, _, err = _run([f"{functions}:missing"], capsys)
+    assert code == 2 and "no top-level function named 'missing'" in err
+
+
+def test_explosion_is_refused_not_hung(capsys: pytest.CaptureFixture[str]) -> None:
+    start = time.monotonic()
+    code, _, err = _run(["*".join(f"sin(x+{k})" for k in range(150)), "--timeout", "5"], capsys)
+    assert code == 2 and "refused" in err and err.count("\n") == 1
+    assert time.monotonic() - start < 10
+
+
+def test_console_script_end_to_end(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "symdl.cli", "derive", "sigmoid"], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert run.returncode == 0 and run.stderr == ""
+    assert "split the square in the denominator" in run.stdout and run.stdout.rstrip().endswith("every step verified")
