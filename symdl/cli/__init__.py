@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from symdl.cli import gradcheck, kernels, show, train, verify
+from symdl.cli import derive, export, gradcheck, handout, kernels, show, train, verify
 from symdl.errors import UsageError
 
 __all__ = ["SUBCOMMANDS", "UsageError", "build_parser", "main"]
@@ -26,8 +26,11 @@ SUBCOMMANDS: dict[str, ModuleType] = {
     "verify": verify,
     "kernels": kernels,
     "show": show,
+    "derive": derive,
     "gradcheck": gradcheck,
     "train": train,
+    "handout": handout,
+    "export": export,
 }
 
 
@@ -57,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SymdlError as error:  # UsageError included
         print(f"symdl: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C anywhere (a subcommand that can resume says how, itself)
+        print("symdl: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (`symdl show adam | head`): nothing left to say
         sys.stdout = None  # type: ignore[assignment]  # (no flush of the dead pipe at exit)
         return 0

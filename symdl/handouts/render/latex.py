@@ -1,0 +1,121 @@
+"""A LaTeX article per handout (pdflatex; base and recommended TeX Live packages only).
+
+Figures are PDF files in ``<topic>_files/``. Prose may use the few non-ASCII characters of
+:data:`UNICODE`, declared in the preamble so that pdflatex accepts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from symdl.handouts.model import Code, Equation, Exercise, Figure, Handout, Prose, Table
+
+#: Non-ASCII characters prose may use, and their LaTeX.
+UNICODE: dict[str, str] = {
+    "σ": r"\ensuremath{\sigma}", "λ": r"\ensuremath{\lambda}", "η": r"\ensuremath{\eta}",
+    "θ": r"\ensuremath{\theta}", "μ": r"\ensuremath{\mu}", "ε": r"\ensuremath{\epsilon}",
+    "β": r"\ensuremath{\beta}", "α": r"\ensuremath{\alpha}", "γ": r"\ensuremath{\gamma}", "π": r"\ensuremath{\pi}",
+    "ρ": r"\ensuremath{\rho}", "Σ": r"\ensuremath{\Sigma}", "∞": r"\ensuremath{\infty}",
+    "⊙": r"\ensuremath{\odot}", "·": r"\ensuremath{\cdot}", "√": r"\ensuremath{\surd}", "ℓ": r"\ensuremath{\ell}",
+    "ȳ": r"\ensuremath{\bar y}", "∫": r"\ensuremath{\int}", "‖": r"\ensuremath{\|}", "∇": r"\ensuremath{\nabla}",
+    "≤": r"\ensuremath{\le}", "≥": r"\ensuremath{\ge}", "×": r"\ensuremath{\times}", "−": r"\ensuremath{-}",
+    "≈": r"\ensuremath{\approx}", "→": r"\ensuremath{\to}", "∂": r"\ensuremath{\partial}", "²": r"\ensuremath{^2}",
+    "⊤": r"\ensuremath{^\top}", "—": "---", "–": "--", "’": "'", "“": "``", "”": "''"
+}
+
+_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def escape(text: str) -> str:
+    """Plain text as LaTeX."""
+    return "".join(_SPECIAL.get(c, c) for c in text)
+
+
+def _preamble(title: str) -> str:
+    declared = "".join(rf"\DeclareUnicodeCharacter{{{ord(c):04X}}}{{{v}}}" + "\n" for c, v in UNICODE.items())
+    return (r"\documentclass[11pt,a4paper]{article}" "\n"
+            r"\usepackage[utf8]{inputenc}" "\n"
+            r"\usepackage{amsmath,amssymb}\usepackage{graphicx}\usepackage[margin=2cm]{geometry}" "\n"
+            r"\usepackage{longtable}\usepackage{array}" "\n"
+            r"\usepackage[hidelinks]{hyperref}" "\n"
+            + declared + r"\setlength{\parindent}{0pt}\setlength{\parskip}{0.5em}" "\n"
+            # a displayed formula wider than the text is scaled down to fit (never up)
+            r"\newsavebox{\fitbox}\newcommand{\fitmath}[1]{\sbox{\fitbox}{$\displaystyle #1$}"
+            r"\ifdim\wd\fitbox>\linewidth\resizebox{\linewidth}{!}{\usebox{\fitbox}}\else\usebox{\fitbox}\fi}" "\n"
+            rf"\title{{{escape(title)}}}\date{{}}" "\n")
+
+
+def _prose(block: Prose, state: dict[str, Any]) -> str:
+    return escape(block.text)
+
+
+def _equation(block: Equation, state: dict[str, Any]) -> str:
+    caption = f"{escape(block.caption)}\n" if block.caption else ""
+    return caption + _display(block.formula.latex)
+
+
+def _display(latex: str) -> str:
+    """A centred displayed formula, scaled down when wider than the text (``\\fitmath``)."""
+    return r"\begin{center}\fitmath{" + latex + r"}\end{center}"
+
+
+def _verbatim(text: str) -> str:
+    return "\\begin{verbatim}\n" + text.rstrip() + "\n\\end{verbatim}"
+
+
+def _code(block: Code, state: dict[str, Any]) -> str:
+    title = rf"\paragraph{{{escape(block.title)}}}" + "\n" if block.title else ""
+    output = "\nOutput:\n" + _verbatim(block.output) if block.output.strip() else ""
+    return title + r"{\footnotesize" + "\n" + _verbatim(block.source) + output + "}"
+
+
+def _figure(block: Figure, state: dict[str, Any]) -> str:
+    path = f"{state['folder']}/{block.name}.pdf"
+    state["files"][path] = block.pdf
+    return (r"\begin{figure}[htbp]\centering" "\n"
+            rf"\includegraphics[width=0.9\linewidth,height=0.4\textheight,keepaspectratio]{{{path}}}" "\n"
+            rf"\caption{{{escape(block.caption)}}}" "\n" r"\end{figure}")
+
+
+def _table(block: Table, state: dict[str, Any]) -> str:
+    columns = "l" * len(block.header)
+    rows = [" & ".join(escape(c) for c in block.header) + r" \\ \hline"]
+    rows += [" & ".join(escape(c) for c in row) + r" \\" for row in block.rows]
+    return (r"\begin{center}{\small " + (f"{escape(block.caption)}\n\n" if block.caption else "")
+            + rf"\begin{{tabular}}{{{columns}}}" + "\n" + "\n".join(rows) + "\n" + r"\end{tabular}}\end{center}")
+
+
+def _exercise(block: Exercise, state: dict[str, Any]) -> str:
+    state["exercise"] += 1
+    return rf"\textbf{{Exercise {state['exercise']}.}} {escape(block.question)}"
+
+
+BLOCKS: dict[type, Callable[[Any, dict[str, Any]], str]] = {
+    Prose: _prose, Equation: _equation, Code: _code, Figure: _figure, Table: _table, Exercise: _exercise}
+
+
+def render(handout: Handout) -> dict[str, str | bytes]:
+    """The handout as ``<topic>.tex`` plus its figures (PDF)."""
+    files: dict[str, str | bytes] = {}
+    state = {"exercise": 0, "files": files, "folder": f"{handout.topic}_files"}
+    parts = [f"% Generated by symdl handout {handout.topic} --seed {handout.seed}; do not edit by hand.",
+             _preamble(handout.title), r"\begin{document}", r"\maketitle",
+             rf"\begin{{center}}\emph{{{escape(handout.summary)}}}\end{{center}}",
+             r"\section*{Learning goals}", r"\begin{itemize}"
+             + "".join(rf"\item {escape(g)}" + "\n" for g in handout.goals) + r"\end{itemize}"]
+    for section in handout.sections:
+        parts.append(rf"\section{{{escape(section.title)}}}")
+        parts += [BLOCKS[type(b)](b, state) for b in section.blocks]
+    if handout.solutions and handout.exercises:
+        parts.append(rf"\section*{{Answer key (seed {handout.seed})}}")
+        parts.append(r"\begin{enumerate}" + "".join(rf"\item {escape(e.answer)} (checked: {escape(e.check)})" + "\n"
+                                                     for e in handout.exercises) + r"\end{enumerate}")
+    parts.append(r"\section*{Formulas and how they were verified}" "\n" r"\begingroup\raggedright")
+    parts += [rf"\textbf{{{escape(f.key)}}} ({escape(f.source)}; verified: {escape(f.method)})" "\n"
+              + _display(f.latex) for f in handout.formulas]
+    parts.append(r"\endgroup")
+    parts.append(r"\end{document}")
+    files[f"{handout.topic}.tex"] = "\n\n".join(parts) + "\n"
+    return files

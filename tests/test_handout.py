@@ -1,0 +1,254 @@
+"""Every handout built once (module fixture) and checked the way a reader meets it.
+
+HTML opened in headless Chromium (math present, no error text, a screenshot that is not blank), LaTeX
+compiled to PDF (page counts in range), notebooks executed with nbclient. Tests that need Chromium,
+TeX or a Jupyter kernel skip when it is absent (CI installs them).
+Set SYMDL_HANDOUT_SCREENSHOTS=DIR to keep the screenshots (docs/handouts.md describes them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import zlib
+from pathlib import Path
+
+import pytest
+
+from symdl.handouts import TOPICS, build
+from symdl.handouts.model import Code, Equation, Figure, Handout
+from symdl.handouts.output import compile_pdf, write, write_index
+from symdl.handouts.render import RENDERERS
+from symdl.handouts.render.latex import UNICODE
+from symdl.printing.mathml import unconverted
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+TEX = shutil.which("pdflatex")
+
+#: Expected PDF page counts (measured: activations 15, calculus 12, optimizers 8, probability 7, others 5).
+PAGES = {"linear-algebra": (3, 9), "calculus": (8, 16), "probability": (4, 10), "gradient-descent": (3, 8),
+         "backpropagation": (3, 8), "activations": (10, 20), "convolution": (3, 8), "optimizers": (5, 12)}
+
+
+@pytest.fixture(scope="module")
+def handouts() -> dict[str, Handout]:
+    """Every topic built once, seed 0, with solutions."""
+    return {topic: build(topic, seed=0) for topic in TOPICS}
+
+
+@pytest.fixture(scope="module")
+def folder(handouts: dict[str, Handout], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every handout written in every text format, plus the index page."""
+    out = tmp_path_factory.mktemp("handouts")
+    for handout in handouts.values():
+        write(handout, list(RENDERERS), out)
+    write_index(list(handouts.values()), list(RENDERERS), out)
+    return out
+
+
+def _blocks(handout: Handout, kind: type) -> list:
+    return [b for s in handout.sections for b in s.blocks if isinstance(b, kind)]
+
+
+# --------------------------------------------------------------------------- the model
+def test_the_eight_topics_of_the_issue_in_order() -> None:
+    from symdl.cli.handout import TOPIC_NAMES
+
+    assert tuple(TOPICS) == TOPIC_NAMES == ("linear-algebra", "calculus", "probability", "gradient-descent",
+                                            "backpropagation", "activations", "convolution", "optimizers")
+
+
+@pytest.mark.parametrize("topic", list(TOPICS))
+def test_each_handout_has_goals_verified_formulas_examples_plots_and_exercises(
+        handouts: dict[str, Handout], topic: str) -> None:
+    handout = handouts[topic]
+    assert len(handout.goals) >= 3
+    assert len(handout.formulas) >= 4
+    for formula in handout.formulas:
+        assert formula.source and formula.method, formula.key
+    assert _blocks(handout, Figure), "every handout has a plot"
+    assert len(handout.exercises) >= 2
+    outputs = "".join(b.output for b in _blocks(handout, Code))
+    assert "finite differences agree" in outputs, "worked examples are checked against finite differences"
+    keys = [f.key for f in handout.formulas]
+    assert len(keys) == len(set(keys))
+
+
+def test_activations_cover_every_catalog_activation(handouts: dict[str, Handout]) -> None:
+    from symdl.catalog import CATALOG
+
+    keys = {f.key.split(".")[0].split("[")[0] for f in handouts["activations"].formulas}
+    assert {name for name, op in CATALOG.items() if op.family == "activation"} <= keys
+
+
+def test_prose_uses_only_characters_the_latex_renderer_declares(handouts: dict[str, Handout]) -> None:
+    for handout in handouts.values():
+        texts = [handout.title, handout.summary, *handout.goals]
+        for section in handout.sections:
+            texts.append(section.title)
+            texts += [getattr(b, attr) for b in section.blocks for attr in ("text", "caption", "question", "answer")
+                      if isinstance(getattr(b, attr, None), str)]
+        strange = {c for text in texts for c in text if not c.isascii() and c not in UNICODE}
+        assert not strange, (handout.topic, strange)
+
+
+# --------------------------------------------------------------------------- HTML as a reader sees it
+@pytest.mark.parametrize("topic", list(TOPICS))
+def test_html_is_self_contained_and_holds_only_converted_math(
+        folder: Path, handouts: dict[str, Handout], topic: str) -> None:
+    html = (folder / f"{topic}.html").read_text(encoding="utf-8")
+    assert unconverted(html) == []
+    assert not re.search(r"""(src|href)=["']?(https?:|//)|<script|<link|@import|url\((?!#)""", html)
+    handout = handouts[topic]
+    equations = len(_blocks(handout, Equation))
+    assert html.count("<math") == equations + len(handout.formulas)  # the body, then the verification table
+    assert html.count("<svg") >= len(_blocks(handout, Figure))
+    assert html.count('class="exercise"') == len(handout.exercises)
+    answers = html[html.index('id="answers"'):]
+    for exercise in handout.exercises:
+        assert f"<li>{exercise.answer} " in answers
+
+
+def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                           "--disable-component-update", "--no-first-run", f"--user-data-dir={profile}", *args],
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
+@pytest.mark.parametrize("topic", [*TOPICS, "index"])
+def test_chromium_renders_the_math_and_a_page_that_is_not_blank(
+        folder: Path, handouts: dict[str, Handout], topic: str, tmp_path: Path) -> None:
+    import matplotlib.image
+
+    page = (folder / f"{topic}.html").resolve()
+    dom = _chromium("--dump-dom", page.as_uri(), profile=tmp_path / "profile").stdout
+    assert "</body>" in dom
+    text = re.sub(r"<[^>]+>", " ", re.sub(r"<(svg|pre|style)\b.*?</\1>", " ", dom, flags=re.S))
+    for bad in ("Traceback", "Error:", "Exception", "undefined", "NaN"):
+        assert bad not in text, bad
+    if topic != "index":
+        assert len(re.findall(r"<math\b", dom)) == len(_blocks(handouts[topic], Equation)) + len(
+            handouts[topic].formulas)
+        assert len(re.findall(r"<(mfrac|msub|msup|mrow)\b", dom)) > 10
+    else:
+        assert all(f'href="{t}.html"' in dom for t in TOPICS)
+    keep = os.environ.get("SYMDL_HANDOUT_SCREENSHOTS")
+    shot = (Path(keep) if keep else tmp_path) / f"{topic}.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    _chromium(f"--screenshot={shot}", "--window-size=1200,1600", "--hide-scrollbars", page.as_uri(),
+              profile=tmp_path / "profile")
+    pixels = matplotlib.image.imread(shot)[..., :3].mean(axis=2)
+    assert pixels.shape == (1600, 1200)
+    inked = (pixels < 0.8).mean()
+    assert 0.01 < inked < 0.5, f"screenshot is blank or black: {inked:.3f} of pixels dark"
+    assert pixels[:200].std() > 0.05  # the title area holds text
+
+
+# --------------------------------------------------------------------------- LaTeX compiled
+def pdf_pages(data: bytes) -> int:
+    """Page count read from the PDF itself (the page tree's /Count, object streams decompressed)."""
+    chunks = [data]
+    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", data, re.S):
+        try:
+            chunks.append(zlib.decompress(match.group(1)))
+        except zlib.error:
+            continue
+    counts = [int(c) for chunk in chunks for pattern in (rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)",
+                                                          rb"/Count\s+(\d+)[^>]*?/Type\s*/Pages\b")
+              for c in re.findall(pattern, chunk)]
+    return max(counts)
+
+
+@pytest.mark.skipif(TEX is None, reason="TeX not installed (apt-get install texlive-latex-base latexmk)")
+@pytest.mark.parametrize("topic", list(TOPICS))
+def test_latex_compiles_to_a_pdf_of_the_expected_length(folder: Path, topic: str) -> None:
+    tex = folder / f"{topic}.tex"
+    assert tex.read_text(encoding="utf-8").startswith("% Generated by symdl handout")
+    compiled = compile_pdf(tex)
+    low, high = PAGES[topic]
+    assert low <= pdf_pages(compiled.pdf.read_bytes()) <= high
+    # formulas wider than the text are scaled to fit; only a long code line may stick out a little
+    overfull = [float(w) for w in re.findall(r"Overfull \\hbox \(([0-9.]+)pt too wide", compiled.log)]
+    assert max(overfull, default=0.0) < 40.0, overfull
+
+
+def test_pdf_without_tex_says_how_to_install_it(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from symdl.handouts.output import TexMissingError
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(TexMissingError, match="apt-get install texlive-latex-base"):
+        compile_pdf(folder / "convolution.tex")
+
+
+# --------------------------------------------------------------------------- notebooks executed
+@pytest.mark.parametrize("topic", list(TOPICS))
+def test_markdown_and_notebook_hold_the_math_and_every_example(
+        folder: Path, handouts: dict[str, Handout], topic: str) -> None:
+    import nbformat
+
+    handout = handouts[topic]
+    markdown = (folder / f"{topic}.md").read_text(encoding="utf-8")
+    assert markdown.count("$$\n") == 2 * (len(_blocks(handout, Equation)) + len(handout.formulas))
+    for figure in _blocks(handout, Figure):
+        assert (folder / f"{topic}_files" / f"{figure.name}.svg").read_text(encoding="utf-8").startswith("<svg")
+    book = nbformat.read(folder / f"{topic}.ipynb", as_version=4)
+    nbformat.validate(book)
+    sources = [c.source for c in book.cells if c.cell_type == "code"]
+    assert len(sources) == 1 + len(_blocks(handout, Code)) + len(_blocks(handout, Figure))
+
+
+def _execute(path: Path) -> list[dict]:
+    """Run a notebook with nbclient in its folder; the code cells' outputs (in a worker process)."""
+    import nbclient
+    import nbformat
+
+    book = nbformat.read(path, as_version=4)
+    nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(path.parent)}}).execute()
+    return [dict(o) for c in book.cells if c.cell_type == "code" for o in c.outputs]
+
+
+@pytest.fixture(scope="module")
+def executed(folder: Path) -> dict[str, list[dict]]:
+    """Every notebook executed once, two at a time (each in its own kernel)."""
+    pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        runs = {topic: pool.submit(_execute, folder / f"{topic}.ipynb") for topic in TOPICS}
+        return {topic: run.result() for topic, run in runs.items()}
+
+
+@pytest.mark.parametrize("topic", list(TOPICS))
+def test_notebook_runs_without_error(executed: dict[str, list[dict]], topic: str) -> None:
+    outputs = executed[topic]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    printed = "".join(o.get("text", "") for o in outputs if o["output_type"] == "stream")
+    assert "finite differences agree" in printed
+    assert any(o["output_type"] == "display_data" and "image/png" in o["data"] for o in outputs), "plots are drawn"
+
+
+# --------------------------------------------------------------------------- seeds and the answer key
+def test_seed_changes_the_numbers_and_no_solutions_drops_the_key(handouts: dict[str, Handout]) -> None:
+    other = build("convolution", seed=7, solutions=False)
+    assert [e.question for e in other.exercises] != [e.question for e in handouts["convolution"].exercises]
+    html = RENDERERS["html"](other)["convolution.html"]
+    markdown = RENDERERS["md"](other)["convolution.md"]
+    tex = RENDERERS["tex"](other)["convolution.tex"]
+    notebook = json.loads(RENDERERS["ipynb"](other)["convolution.ipynb"])
+    cells = "".join("".join(c["source"]) for c in notebook["cells"])
+    for text in (html, markdown, tex, cells):
+        assert "Answer key" not in text
+        assert "Exercise 3" in text
+    assert "Answer key (seed 0)" in RENDERERS["html"](handouts["convolution"])["convolution.html"]
+
+
+def test_rendering_is_deterministic(handouts: dict[str, Handout]) -> None:
+    handout = handouts["gradient-descent"]
+    for render in RENDERERS.values():
+        assert render(handout) == render(handout)
