@@ -50,7 +50,12 @@ Usage::
 
     python scripts/bench_kernels.py [--repeats 15] [--ops relu,gelu,...]
                                     [--dtypes float64,float32] [--quick]
-                                    [--markdown docs/benchmarks.md] [--check]
+                                    [--markdown docs/benchmarks.md] [--check] [--result]
+
+``--result`` times, instead, the forward then the VJP given the forward's output
+(``name_vjp(g, x, result=y)``) against the reference forward then a hand-written VJP
+reusing its output (:data:`RESULT_VJPS`), for the ops that take ``result=``, and
+GELU's float32 forward + backward beside PyTorch's (1 thread) when torch is installed.
 """
 
 from __future__ import annotations
@@ -1347,6 +1352,178 @@ def run_case(
 
 
 # --------------------------------------------------------------------------
+# Forward + VJP from the saved output (``--result``)
+# --------------------------------------------------------------------------
+# Hand-written VJPs from the forward's output y, as PyTorch's derivatives.yaml writes them with
+# `result`: the reference forward runs, then its output is reused (no second exp or tanh).
+SELU_LAMBDA, SELU_ALPHA_LAMBDA = 1.0507009873554805, 1.7580993408473766
+
+
+def _sigmoid_from_y(g: Array, y: Array, x: Array) -> Array:
+    d = 1.0 - y
+    d *= y
+    d *= g
+    return d
+
+
+def _tanh_from_y(g: Array, y: Array, x: Array) -> Array:
+    d = np.square(y)
+    np.subtract(1.0, d, out=d)
+    d *= g
+    return d
+
+
+def _logsigmoid_from_y(g: Array, y: Array, x: Array) -> Array:
+    d = np.expm1(y)  # sigma(-x) = 1 - e^y
+    np.negative(d, out=d)
+    d *= g
+    return d
+
+
+def _softplus_from_y(g: Array, y: Array, x: Array) -> Array:
+    d = np.negative(y)  # sigma(x) = 1 - e^-y (beta = 1), 1 where x > threshold
+    np.expm1(d, out=d)
+    np.negative(d, out=d)
+    above = x > 20.0
+    if above.any():
+        np.copyto(d, 1.0, where=above)
+    d *= g
+    return d
+
+
+def _elu1_from_y(g: Array, y: Array, x: Array) -> Array:
+    d = np.minimum(y, 0.0)  # alpha = 1: e^x = y + 1 for x <= 0, and 1 + min(y, 0) = 1 for x > 0
+    d += 1.0
+    d *= g
+    return d
+
+
+def _selu_from_y(g: Array, y: Array, x: Array) -> Array:
+    d = np.minimum(y, 0.0)  # y + lambda alpha for y <= 0, lambda for y > 0
+    d += SELU_ALPHA_LAMBDA - SELU_LAMBDA
+    d *= y <= 0
+    d += SELU_LAMBDA
+    d *= g
+    return d
+
+
+def _relu_from_y(g: Array, y: Array, x: Array) -> Array:
+    return np.multiply(g, y > 0)
+
+
+def _open_from_y(low: float, high: float) -> Callable[[Array, Array, Array], Array]:
+    def vjp(g: Array, y: Array, x: Array) -> Array:
+        mask = y > low
+        mask &= y < high
+        return np.multiply(g, mask)
+
+    return vjp
+
+
+def _softmax_from_y(g: Array, y: Array, x: Array) -> Array:
+    d = g * y
+    s = _rowsum(d)
+    np.subtract(g, s[:, None], out=d)
+    d *= y
+    return d
+
+
+def _softmin_from_y(g: Array, y: Array, x: Array) -> Array:
+    d = _softmax_from_y(g, y, x)
+    np.negative(d, out=d)
+    return d
+
+
+def _log_softmax_from_y(g: Array, y: Array, x: Array) -> Array:
+    e = np.exp(y)
+    e *= _rowsum(g)[:, None]
+    np.subtract(g, e, out=e)
+    return e
+
+
+#: Case label -> the hand-written VJP from the output (the forward is the case's reference forward).
+RESULT_VJPS: dict[str, Callable[[Array, Array, Array], Array]] = {
+    "relu": _relu_from_y, "relu6": _open_from_y(0.0, 6.0), "hardtanh": _open_from_y(-1.0, 1.0),
+    "elu": _elu1_from_y, "selu": _selu_from_y, "celu": _elu1_from_y, "softplus": _softplus_from_y,
+    "sigmoid": _sigmoid_from_y, "logsigmoid": _logsigmoid_from_y, "tanh": _tanh_from_y,
+    "softmax": _softmax_from_y, "log_softmax": _log_softmax_from_y, "softmin": _softmin_from_y,
+}
+
+
+def run_result_case(label: str, case: Case, kernels: tuple[Forward, Vjp], dtype: str, sizes: Sizes, repeats: int,
+                    seed: int) -> Row:
+    """Forward then VJP given the forward's output: symdl (``result=``) against the reference reusing it.
+    The timing is in ``Row.fwd`` (one fused column)."""
+    inputs, upstream = case.build(np.random.default_rng(seed), np.dtype(dtype), sizes)
+    (x,), p = inputs, case.params
+    sym_fwd, sym_vjp = kernels
+    ref_vjp = RESULT_VJPS[label]
+    row = Row(label, dtype)
+    problem = _disagreement(sym_vjp(upstream, x, result=sym_fwd(x, **p), **p)[0],
+                            ref_vjp(upstream, case.forward(x, **p), x), dtype)
+    if problem:
+        row.note = f"MISMATCH {problem}"
+        return row
+
+    def symdl() -> object:
+        return sym_vjp(upstream, x, result=sym_fwd(x, **p), **p)
+
+    def reference() -> object:
+        return ref_vjp(upstream, case.forward(x, **p), x)
+
+    (row.fwd,) = _alternate([(symdl, reference)], repeats)
+    return row
+
+
+def gelu_times(sizes: Sizes, repeats: int, seed: int) -> list[str]:
+    """GELU (erf form) float32 forward + backward per 1e6 values: symdl, the SciPy reference above and
+    PyTorch at 1 thread (autograd, when torch is installed), alternating; medians in ms."""
+    import symdl.kernels as kernels
+
+    x = _normal(np.random.default_rng(seed), sizes.n, np.dtype("float32"))
+    g = np.ones_like(x)
+    pairs = [(lambda: (kernels.gelu(x), kernels.gelu_vjp(g, x)), lambda: (_gelu_erf(x), _gelu_erf_vjp(g, x)))]
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        torch.set_num_threads(1)
+        tx = torch.from_numpy(x).requires_grad_(True)
+        tg = torch.from_numpy(g)
+
+        def torch_step() -> None:
+            torch.nn.functional.gelu(tx).backward(tg)
+            tx.grad = None
+
+        pairs.append((lambda: (kernels.gelu(x), kernels.gelu_vjp(g, x)), torch_step))
+    times = _alternate(pairs, repeats)
+    per_million = 1e6 / sizes.n
+    lines = [f"GELU (approximate='none') float32 forward + backward, per 1e6 values: symdl "
+             f"{times[0][0] * per_million:.2f} ms, NumPy + SciPy erfc reference {times[0][1] * per_million:.2f} ms"]
+    if torch is not None:
+        lines[0] += (f", PyTorch {torch.__version__} (1 thread) {times[1][1] * per_million:.2f} ms "
+                     f"(symdl in that pairing {times[1][0] * per_million:.2f} ms)")
+    return lines
+
+
+RESULT_HEADERS = ("op", "dtype", "fwd+vjp(result) symdl ms", "fwd+vjp(result) ref ms", "ratio", "note")
+
+
+def result_markdown(rows: Sequence[Row], summary: Summary | None, header: Sequence[str],
+                    extra: Sequence[str] = ()) -> str:
+    """The ``--result`` table as Markdown."""
+    out = ["# symdl kernel benchmark: forward + VJP from the saved output", "", *(f"- {line}" for line in header), "",
+           "| " + " | ".join(RESULT_HEADERS) + " |", "|---|---|---:|---:|---:|---|"]
+    for row in rows:
+        cells = [f"{row.fwd[0]:.3f}", f"{row.fwd[1]:.3f}", f"{row.fwd[0] / row.fwd[1]:.2f}"] if row.fwd else ["-"] * 3
+        out.append("| " + " | ".join([row.label, row.dtype, *cells, row.note]) + " |")
+    out += ["", *(summary.lines() if summary else ["No ratio was measured."])]
+    out += ["", *extra] if extra else []
+    return "\n".join(out) + "\n"
+
+
+# --------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------
 HEADERS = ("op", "dtype", "fwd symdl ms", "fwd ref ms", "fwd ratio", "vjp symdl ms", "vjp ref ms", "vjp ratio", "note")
@@ -1498,6 +1675,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--markdown", type=Path, help="also write the table as Markdown to this path (atomically)")
     parser.add_argument("--seed", type=int, default=20240601, help="seed for the inputs")
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument("--result", action="store_true",
+                        help="time forward + VJP given the forward's output (result=) against hand-written NumPy "
+                             "reusing the output, for the ops that take result=")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be >= 1")
@@ -1531,6 +1711,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if uncovered:
             notes.append(f"symdl ops without a reference here (not timed): {', '.join(uncovered)}")
 
+    if args.result:
+        return _main_result(args, [label for label in labels if label in RESULT_VJPS], dtypes, sizes, header, module)
+
     rows: list[Row] = []
     for label in labels:
         case = CASES[label]
@@ -1559,6 +1742,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.markdown}")
 
     failed = any(row.note.startswith(("MISMATCH", "error")) for row in rows)
+    missed = summary is not None and not (summary.geomean_ok and summary.worst_ok)
+    return 1 if failed or (args.check and missed) else 0
+
+
+def _main_result(args: argparse.Namespace, labels: Sequence[str], dtypes: Sequence[str], sizes: Sizes,
+                 header: Sequence[str], module: types.ModuleType | None) -> int:
+    rows = []
+    for label in labels:
+        kernels = kernel_pair(module, CASES[label].kernel)
+        if kernels is None:
+            continue
+        for dtype in dtypes:
+            row = run_result_case(label, CASES[label], kernels, dtype, sizes, args.repeats, args.seed)
+            rows.append(row)
+            print(f"  {label:<14} {dtype:<8} {row.note or f'{row.fwd[0]:.3f} / {row.fwd[1]:.3f} ms'}",
+                  file=sys.stderr, flush=True)
+    summary = summarize(rows)
+    extra = gelu_times(sizes, args.repeats, args.seed) if "float32" in dtypes else []
+    text = result_markdown(rows, summary, header, extra)
+    print(text)
+    if args.markdown:
+        write_atomically(args.markdown, text)
+        print(f"wrote {args.markdown}")
+    failed = any(row.note for row in rows)
     missed = summary is not None and not (summary.geomean_ok and summary.worst_ok)
     return 1 if failed or (args.check and missed) else 0
 

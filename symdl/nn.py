@@ -473,13 +473,21 @@ def class_name(op: str, family: str) -> str:
 
 
 class Activation(Module):
-    """Base of the activation layers: ``y = op(x, **params)``, backward ``op_vjp``."""
+    """Base of the activation layers: ``y = op(x, **params)``, backward ``op_vjp``.
+
+    In training, an op whose VJP takes the saved output (``op_vjp(..., result=y)``: sigmoid, tanh,
+    softmax, elu, ...) keeps ``y`` and passes it on, so the backward does not recompute the forward's
+    exp or tanh (as PyTorch saves ``result``); the output must then not be modified in place before
+    ``backward``.
+    """
 
     op: str = ""
     param_names: tuple[str, ...] = ()
     defaults: dict[str, Any] = {}
     _forward: Callable[..., Array]
     _vjp: Callable[..., tuple[Array | None, ...]]
+    _takes_result: bool = False  # op_vjp accepts result=
+    output: Array | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # positional in PyTorch's order: LeakyReLU(0.2)
         super().__init__()
@@ -494,9 +502,13 @@ class Activation(Module):
 
     def forward(self, x: Array) -> Array:
         self.input = x
-        return type(self)._forward(x, **self.options)
+        out = type(self)._forward(x, **self.options)
+        self.output = out if self.training and self._takes_result else None
+        return out
 
     def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
+        if self.output is not None:
+            return type(self)._vjp(grad, self.input, result=self.output, **self.options)[0]  # type: ignore
         return type(self)._vjp(grad, self.input, **self.options)[0]  # type: ignore[return-value]
 
     def extra_repr(self) -> str:
@@ -555,6 +567,7 @@ def _catalog_layer(op: str, family: str, base: type[Module]) -> type[Module]:
     forward = getattr(kernels, op)
     parameters = inspect.signature(forward).parameters.values()
     keywords = [p for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    takes_result = "result" in inspect.signature(getattr(kernels, op + "_vjp")).parameters
     summary = (forward.__doc__ or "").strip().splitlines()[0]
     return type(class_name(op, family), (base,), {
         "op": op,
@@ -563,6 +576,7 @@ def _catalog_layer(op: str, family: str, base: type[Module]) -> type[Module]:
         "_forward": staticmethod(forward),
         "_vjp": staticmethod(getattr(kernels, op + "_vjp")),
         "_value_and_vjp": staticmethod(fused) if (fused := getattr(kernels, op + "_value_and_vjp", None)) else None,
+        "_takes_result": takes_result,
         "__doc__": f"{summary} Layer over ``symdl.kernels.{op}`` and ``{op}_vjp``.",
         "__module__": __name__,
     })

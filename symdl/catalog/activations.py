@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import sympy as sp
 
-from symdl.catalog.spec import DERIVATIVE, Case, Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
+from symdl.catalog.spec import (DERIVATIVE, RESULT, Case, Domain, Formula, Input, Kink, Op, OutputForm, Param, Rule,
+                                 Tolerance)
 from symdl.functions import expm1, grouped, indicator, normal_cdf, rowmax, rowsum, sigmoid, softplus
 
 x = sp.Symbol("x", real=True)
@@ -60,17 +61,20 @@ def _elu_formula(scale: sp.Expr, a: sp.Expr, input_scale: sp.Expr) -> Formula:
     branch_free = scale * slope * sp.exp(input_scale * negative)
     definition = scale * sp.Piecewise((a * (sp.exp(input_scale * x) - 1), x <= 0), (x, True))
     kinks = (Kink(sp.S.Zero, scale * slope, "elu_backward uses the x <= 0 branch at 0"),)
+    from_output = _elu_from_output(scale, a, input_scale)
     # At a = 1 (every default) neither x nor expm1 is scaled: two passes fewer.
     unit = ((a, 1),) if isinstance(a, sp.Symbol) else ()
     if sp.simplify(slope - 1) == 0:
         cases = (Case(sp.Eq(a, 1), one_max.subs(unit), {"input": branch_free.subs(unit)},
                       "alpha = 1: x and expm1 unscaled"),) if unit else ()
-        return Formula(definition=definition, stable=one_max, grads={"input": branch_free}, kinks=kinks, cases=cases)
+        return Formula(definition=definition, stable=one_max, grads={"input": branch_free}, kinks=kinks, cases=cases,
+                       from_output=from_output)
     cases = ()
     if slope.free_symbols:
         cases = (
             Case(sp.Eq(slope, 1), one_max.subs(unit), {"input": branch_free.subs(unit)},
-                 "one maximum, and exp(min(x, 0)) = 1 for x >= 0"),
+                 "one maximum, and exp(min(x, 0)) = 1 for x >= 0",
+                 from_output={"input": (input_scale * sp.Min(RESULT, 0) + scale).subs(unit)}),
             Case(slope <= 1, one_max, why="the negative branch lies above x"),
         )
     return Formula(
@@ -83,7 +87,27 @@ def _elu_formula(scale: sp.Expr, a: sp.Expr, input_scale: sp.Expr) -> Formula:
                                          + indicator(x > 0)))},
         kinks=kinks,
         cases=cases,
+        from_output=from_output,
     )
+
+
+def _elu_from_output(scale: sp.Expr, a: sp.Expr, input_scale: sp.Expr) -> OutputForm:
+    """ELU family from its output y: ``input_scale (y + scale a)`` for x <= 0 (y <= 0 there), else ``scale``.
+
+    ``y + scale a = scale a e^{input_scale x}``: PyTorch's ``elu_backward(is_result=True)``. Where
+    ``a * input_scale = 1`` both branches meet in ``input_scale min(y, 0) + scale`` (no mask).
+    """
+    slope = a * input_scale
+    low = sp.Min(RESULT, 0)
+    if sp.simplify(slope - 1) == 0:  # celu: both branches are input_scale min(y, 0) + scale
+        grad = input_scale * low + scale
+    else:  # the mask multiplies an array (a Python float times a boolean mask would be float64)
+        grad = grouped(input_scale * low + scale * (slope - 1)) * indicator(RESULT <= 0) + scale
+    return OutputForm(
+        grads={"input": grad}, scale=scale * slope, grad_ulp=4.0,
+        accuracy="for x << 0 the output is near -scale * alpha and y + scale * alpha cancels: the error is up to "
+                 "a few units in the last place of the gradient's largest value (scale * alpha * input scale), "
+                 "not of e^x itself (as PyTorch's elu_backward with is_result=True).")
 
 
 _SQRT_2_OVER_PI = sp.sqrt(2 / sp.pi)
@@ -131,6 +155,7 @@ ACTIVATIONS: tuple[Op, ...] = (
             stable=sp.Max(x, 0),
             grads={"input": sp.Piecewise((0, x <= 0), (1, True))},
             kinks=(Kink(sp.S.Zero, sp.S.Zero, "threshold_backward passes the gradient only where x > 0"),),
+            from_output=OutputForm({"input": sp.Piecewise((0, RESULT <= 0), (1, True))}, grad_ulp=0.0),
         )},
         torch="torch.nn.functional.relu",
     ),
@@ -145,6 +170,8 @@ ACTIVATIONS: tuple[Op, ...] = (
             definition=sp.Piecewise((0, x <= 0), (6, x >= 6), (x, True)),
             stable=_clamp(x, 0, 6),
             grads={"input": sp.Piecewise((0, x <= 0), (0, x >= 6), (1, True))},
+            # the open interval 0 < y < 6 as one mask (two compares and an and)
+            from_output=OutputForm({"input": sp.Piecewise((1, (RESULT > 0) & (RESULT < 6)), (0, True))}, grad_ulp=0.0),
             kinks=(
                 Kink(sp.S.Zero, sp.S.Zero, "hardtanh_backward: zero where x <= min_val"),
                 Kink(sp.Integer(6), sp.S.Zero, "hardtanh_backward: zero where x >= max_val"),
@@ -294,6 +321,10 @@ ACTIVATIONS: tuple[Op, ...] = (
             # same value (exp(-1000) = 0), and beta x cannot overflow for beta > 1.
             stable=sp.Piecewise((x, _softplus_z > threshold), (softplus(_softplus_z) / beta, True)),
             grads={"input": sp.Piecewise((1, _softplus_z > threshold), (sigmoid(_softplus_z), True))},
+            # sigma(beta x) = 1 - e^{-beta y}: one expm1 of the output instead of the sigmoid's exp and division.
+            # grouped: the minus sign negates expm1's own temporary, not a copy of the upstream gradient.
+            from_output=OutputForm({"input": sp.Piecewise((1, _softplus_z > threshold),
+                                                          (grouped(-expm1(-beta * RESULT)), True))}),
             kinks=(Kink(threshold / beta, sigmoid(threshold),
                         "a jump of about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold"),),
             # beta * x is rounded before exp, whose condition number is |beta x|.
@@ -328,6 +359,11 @@ ACTIVATIONS: tuple[Op, ...] = (
             stable=sigmoid(x),
             grads={"input": _logistic_slope(x)},
             facts=(("sigma' = sigma (1 - sigma)", DERIVATIVE, sigmoid(x) * (1 - sigmoid(x))),),
+            from_output=OutputForm(
+                {"input": grouped(RESULT * (1 - RESULT))}, scale=sigmoid(x),  # grouped: one temporary, then g
+                accuracy="1 - y cancels where y is near 1: the absolute error is about one unit in the last place "
+                         "of y, so the relative error grows like e^x for x > 0 and the gradient is 0 once y rounds "
+                         "to 1 (x > 17 in float32, x > 37 in float64), as in PyTorch."),
         )},
         torch="torch.sigmoid",
     ),
@@ -342,6 +378,8 @@ ACTIVATIONS: tuple[Op, ...] = (
             definition=sp.log(1 / (1 + sp.exp(-x))),
             stable=-softplus(-x),
             grads={"input": sigmoid(-x)},
+            # sigma(-x) = 1 - e^y: one expm1 of the output, accurate in both tails.
+            from_output=OutputForm({"input": grouped(-expm1(RESULT))}),  # negating expm1's temporary, not g
         )},
         torch="torch.nn.functional.logsigmoid",
     ),
@@ -358,6 +396,11 @@ ACTIVATIONS: tuple[Op, ...] = (
             # right, but the flag is raised); a square costs what the product by -2 did.
             grads={"input": 4 * _tanh_e * (1 / (1 + _tanh_e)) ** 2},
             facts=(("tanh' = 1 - tanh^2", DERIVATIVE, 1 - sp.tanh(x) ** 2),),
+            from_output=OutputForm(
+                {"input": 1 - RESULT**2}, scale=sp.S.One,
+                accuracy="1 - y^2 cancels where |y| is near 1: the absolute error is about one unit in the last "
+                         "place of 1, so the relative error grows like e^{2|x|} and the gradient is 0 once y rounds "
+                         "to +-1 (|x| > 9 in float32, |x| > 19 in float64), as in PyTorch."),
         )},
         torch="torch.tanh",
     ),
@@ -375,6 +418,8 @@ ACTIVATIONS: tuple[Op, ...] = (
             definition=sp.Piecewise((min_val, x <= min_val), (max_val, x >= max_val), (x, True)),
             stable=_clamp(x, min_val, max_val),
             grads={"input": sp.Piecewise((0, x <= min_val), (0, x >= max_val), (1, True))},
+            from_output=OutputForm({"input": sp.Piecewise((1, (RESULT > min_val) & (RESULT < max_val)), (0, True))},
+                                   grad_ulp=0.0),
             kinks=(
                 Kink(min_val, sp.S.Zero, "hardtanh_backward: zero where x <= min_val"),
                 Kink(max_val, sp.S.Zero, "hardtanh_backward: zero where x >= max_val"),
@@ -496,6 +541,7 @@ ACTIVATIONS += (
             definition=sp.exp(x) / rowsum(sp.exp(x)),
             stable=_softmax,
             grads={"input": _softmax * (g - rowsum(g * _softmax))},
+            from_output=OutputForm({"input": RESULT * (g - rowsum(g * RESULT))}),
         )},
         torch="torch.nn.functional.softmax",
         # x - max(x) is rounded before exp (condition number |x - max x|); the VJP subtracts terms.
@@ -517,6 +563,10 @@ ACTIVATIONS += (
             stable=x - rowmax(x) - sp.log(rowsum(sp.exp(x - rowmax(x)))),
             # exp(x - max) times one per-row factor: a row-sized division instead of a full pass.
             grads={"input": g - _shifted_exp * grouped(rowsum(g) / rowsum(_shifted_exp))},
+            # softmax = e^y: y carries the log's rounding (about ulp(1 + lse)), which exp turns into relative error.
+            from_output=OutputForm({"input": g - sp.exp(RESULT) * rowsum(g)},
+                                   scale=(sp.Abs(g) + _softmax * rowsum(sp.Abs(g)))
+                                   * (1 + sp.log(rowsum(sp.exp(x - rowmax(x)))))),
         )},
         torch="torch.nn.functional.log_softmax",
         # The shifted sum is >= 1 and rounded to ulp(1) before the log: the error is relative to 1 + lse.
@@ -536,6 +586,7 @@ ACTIVATIONS += (
             definition=sp.exp(-x) / rowsum(sp.exp(-x)),
             stable=_softmin,
             grads={"input": -_softmin * (g - rowsum(g * _softmin))},
+            from_output=OutputForm({"input": -RESULT * (g - rowsum(g * RESULT))}),
         )},
         torch="torch.nn.functional.softmin",
         tolerance=Tolerance(forward_scale=_softmin * (1 + sp.Abs(x + rowmax(-x))),

@@ -18,6 +18,8 @@ Family = Literal["activation", "loss"]
 
 #: Placeholder for "the derivative SymPy derived" inside :attr:`Formula.facts`.
 DERIVATIVE = sp.Symbol("DERIVATIVE")
+#: The forward's saved output in :class:`OutputForm` gradients (PyTorch's ``result``); printed as ``result``.
+RESULT = sp.Symbol("result", real=True)
 
 #: How an op maps arrays, which selects the kernel template in codegen:
 #: ``elementwise``     y = f(x) elementwise (activations);
@@ -147,12 +149,43 @@ class Case:
         stable: the forward form there, or None for the formula's.
         grads: closed-form gradients there, by input name (missing: the formula's).
         why: one line on why the forms agree under ``when``.
+        from_output: output-form gradients there (:class:`OutputForm`), by input name (missing: the
+            formula's, with the condition's value substituted).
     """
 
     when: sp.Basic
     stable: sp.Expr | None = None
     grads: dict[str, sp.Expr] = field(default_factory=dict)
     why: str = ""
+    from_output: dict[str, sp.Expr] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, eq=False)
+class OutputForm:
+    """The gradient written with the forward's output, for ``name_vjp(grad, x, *, result=y)``.
+
+    ``grads`` are expressions in :data:`RESULT` (``y``), the upstream gradient
+    (row ops) and, where a mask needs it, the input; each is proven equal to the
+    derived gradient after substituting the definition for ``y``. The kernel
+    uses them when the caller passes the saved output, skipping the exp or tanh
+    the forward already computed.
+
+    Attributes:
+        grads: by input name, as in :attr:`Formula.grads`.
+        scale: the size the output form's rounding error is relative to (as
+            :attr:`Tolerance.grad_scale`; None: the op's own). It is larger
+            than the gradient where ``y`` has already rounded away what the
+            gradient depends on (``1 - y^2`` once ``tanh x`` rounds to 1).
+        grad_ulp: the promised error in units in the last place of
+            ``max(|true|, |scale|)``.
+        accuracy: one line for the docstring: how much accuracy is lost, and
+            where ("" when none).
+    """
+
+    grads: dict[str, sp.Expr]
+    scale: sp.Expr | None = None
+    grad_ulp: float = 4.0
+    accuracy: str = ""
 
 
 @dataclass(frozen=True, eq=False)  # identity semantics: entries are singletons, usable as cache keys
@@ -177,6 +210,9 @@ class Formula:
             when the kernel uses a form that is more accurate in the tails).
     cases: faster forms for parameter ranges (:class:`Case`), tried in
             order before the general forms.
+        from_output: the gradient from the saved forward output
+            (:class:`OutputForm`), or None when recomputing from the input is
+            as cheap.
     """
 
     definition: sp.Expr
@@ -187,6 +223,7 @@ class Formula:
     facts: tuple[tuple[str, sp.Expr, sp.Expr], ...] = ()
     tolerance: Tolerance | None = None  # None: the op's tolerance
     cases: tuple[Case, ...] = ()
+    from_output: OutputForm | None = None
 
     @property
     def forward(self) -> sp.Expr:
@@ -203,6 +240,8 @@ class Formula:
 
         return replace(self, definition=sub(self.definition), stable=sub(self.stable),
                        grads={k: sub(v) for k, v in self.grads.items()},
+                       from_output=self.from_output and replace(
+                           self.from_output, grads={k: sub(v) for k, v in self.from_output.grads.items()}),
                        cases=tuple(replace(c, when=sub(c.when), stable=sub(c.stable),
                                            grads={k: sub(v) for k, v in c.grads.items()}) for c in self.cases))
 
@@ -213,8 +252,11 @@ class Formula:
         """
         fixed = {case.when.lhs: case.when.rhs} if isinstance(case.when, sp.Eq) and case.when.lhs.is_Symbol else {}
         stable = case.stable if case.stable is not None else self.stable
+        output = self.from_output and replace(self.from_output, grads={
+            k: v.xreplace(fixed) for k, v in {**self.from_output.grads, **case.from_output}.items()})
         return replace(self, stable=None if stable is None else stable.xreplace(fixed),
-                       grads={k: v.xreplace(fixed) for k, v in {**self.grads, **case.grads}.items()}, cases=())
+                       grads={k: v.xreplace(fixed) for k, v in {**self.grads, **case.grads}.items()}, cases=(),
+                       from_output=output)
 
 
 @dataclass(frozen=True, eq=False)  # identity semantics: entries are singletons, usable as cache keys

@@ -14,19 +14,18 @@ bytes, which ``tests/test_generated.py`` and ``.ci/run`` check.
 from __future__ import annotations
 
 import dataclasses
-import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sympy as sp
 
 from symdl.catalog import CATALOG
-from symdl.catalog.spec import Case, Formula, Op, Param
-from symdl.codegen.module import COMMAND, KERNEL_DIR, GeneratedModule
+from symdl.catalog.spec import RESULT, Case, Formula, Op, OutputForm, Param
+from symdl.codegen.module import KERNEL_DIR, GeneratedModule, docstring, exports, function, header
 from symdl.functions import NUM_CLASSES
 from symdl.onehot import NotAffineError, lower_row, lower_rowsums, picked_symbol
 from symdl.printing.inplace import ArraySpec, kernel_arrays
-from symdl.printing.latex import equation_latex, formula_latex, gradient_latex
+from symdl.printing.latex import OUTPUT_SYMBOLS, equation_latex, formula_latex, gradient_latex
 from symdl.printing.numpy_printer import KernelPrinter, print_assignments
 
 #: Module each family's kernels are written to.
@@ -40,10 +39,19 @@ def _param_annotation(p: Param) -> str:
     return annotations[p.rule.kind]
 
 
-def _signature(op: Op, leading: Iterable[str] = ()) -> str:
+def _signature(op: Op, leading: Iterable[str] = (), *, result: bool = False) -> str:
     arrays = [*leading, *(f"{i.name}: ArrayLike" for i in op.inputs)]
     params = [f"{p.name}: {_param_annotation(p)} = {p.default!r}" for p in op.params]
+    params += ["result: ArrayLike | None = None"] if result else []
     return ", ".join(arrays + (["*", *params] if params else []))
+
+
+def _output_form(op: Op) -> OutputForm | None:
+    """The op's gradient from its saved output, or None (only ops without variants have one)."""
+    forms = [f.from_output for f in op.formulas.values()]
+    if op.variant_param is not None and any(forms):
+        raise ValueError(f"{op.name}: output-form gradients are generated only for ops without variants")
+    return forms[0]
 
 
 def _validation(op: Op) -> list[str]:
@@ -62,23 +70,65 @@ def _validation(op: Op) -> list[str]:
 def _printer(op: Op, axis: str = "dim") -> KernelPrinter:
     names = {op.upstream: "g"}
     scalars = [p.symbol for p in op.symbol_params if p.rule.kind != "array"]
-    return KernelPrinter(scalars=scalars, names=names, axis=axis, arrays=kernel_arrays(op))
+    arrays = kernel_arrays(op)
+    # the saved output has the first input's shape and dtype (``_rt.result_like``)
+    arrays[RESULT] = arrays[op.inputs[0].symbol]
+    return KernelPrinter(scalars=scalars, names=names, axis=axis, arrays=arrays)
 
 
-def _gradient_expr(op: Op, formula: Formula, input_name: str) -> sp.Expr:
-    """The VJP expression the kernel prints for one input."""
+def _gradient_expr(op: Op, formula: Formula, input_name: str, *, from_output: bool = False) -> sp.Expr:
+    """The VJP expression the kernel prints for one input (``from_output``: its output form)."""
     item = next(i for i in op.inputs if i.name == input_name)
-    if input_name in formula.grads:
-        closed = formula.grads[input_name]
+    grads = formula.from_output.grads if from_output and formula.from_output else formula.grads
+    if input_name in grads:
+        closed = grads[input_name]
         return closed if op.kind in ("row", "class_loss") else op.upstream * closed
     return op.upstream * sp.diff(formula.forward, item.symbol)
 
 
+def _result_lines(op: Op, make_body: Callable[[Formula], list[str]]) -> list[str]:
+    """``if result is not None:`` the saved output validated, then the output-form body (none without one)."""
+    if _output_form(op) is None:
+        return []
+    x = op.inputs[0].symbol.name
+    body = _with_cases(op, make_body, _output_cases)(op.formula())
+    return ["if result is not None:  # the saved forward output: the gradient without recomputing the forward",
+            f"    result = _rt.result_like(result, {x}, {op.name!r})",
+            *(f"    {line}" for line in body)]
+
+
+def _output_cases(case: Case) -> bool:
+    """Cases that fix a parameter's value change the output form by substitution (elu's alpha = 1)."""
+    return isinstance(case.when, sp.Eq)
+
+
 def _docstring(op: Op, formula: Formula | None, *, vjp: bool, value: bool = False) -> str:
     """The kernel's docstring: summary, the math in LaTeX, kinks, numerics (``value``: the kernel
-    returning the forward's value with the VJP)."""
+    returning the forward's value with the VJP). A VJP's docstring refers to the forward's math
+    instead of repeating it, and adds only what is its own: the gradient from ``result``."""
     what = " (value and vector-Jacobian product)" if value else " (vector-Jacobian product)" if vjp else ""
     lines = [f"{op.summary}{what}.", ""]
+    if vjp:
+        lines += [f"The math (definition, gradient, kinks, numerics) is in ``{op.name}``'s docstring; this kernel"
+                  f" computes the gradient shown there.", ""]
+        lines += _result_doc(op)
+    else:
+        lines += _math_doc(op, formula)
+    if value:
+        lines += ["Returns:", f"    ``(loss, gradients)``: the loss as ``{op.name}`` returns it and the"
+                  f" gradients as ``{op.name}_vjp`` returns them, computing what they share (row maxima,"
+                  " exponentials, sums) once; equal to a few units in the last place (a shared subexpression"
+                  " may group a sum differently).", ""]
+    elif vjp:
+        lines += ["Returns:", "    One gradient per input, in input order, each shaped like its input"
+                  " (None for a non-differentiable input).", ""]
+    lines += [f"Generated from the catalog entry ``{op.name}``; do not edit."]
+    return docstring(lines)
+
+
+def _math_doc(op: Op, formula: Formula | None) -> list[str]:
+    """The forward's docstring body: each variant's math, kinks, cases, numerics and notes."""
+    lines: list[str] = []
     formulas = op.formulas.items() if formula is None else [("", formula)]
     for variant, f in formulas:
         if variant:
@@ -101,27 +151,23 @@ def _docstring(op: Op, formula: Formula | None, *, vjp: bool, value: bool = Fals
         lines.append("Numerics: computes the stable form, proven equal to the definition; "
                      "finite wherever the true value is finite.")
     lines.extend(op.notes)
-    if value:
-        lines += ["", "Returns:", f"    ``(loss, gradients)``: the loss as ``{op.name}`` returns it and the"
-                  f" gradients as ``{op.name}_vjp`` returns them, computing what they share (row maxima,"
-                  " exponentials, sums) once; equal to a few units in the last place (a shared subexpression"
-                  " may group a sum differently)."]
-    elif vjp:
-        lines += ["", "Returns:", "    One gradient per input, in input order, each shaped like its input"
-                  " (None for a non-differentiable input)."]
-    lines += ["", f"Generated from the catalog entry ``{op.name}``; do not edit."]
-    wrapped = []
-    for line in lines:
-        wrapped.extend(textwrap.wrap(line, 100, subsequent_indent="    " if line.startswith("    ") else "",
-                                     break_long_words=False, break_on_hyphens=False) or [""])
-    return 'r"""' + "\n".join(wrapped) + '\n"""'
+    return lines + [""] if lines and lines[-1] else lines
 
 
-def _function(name: str, signature: str, returns: str, doc: str, body: list[str]) -> str:
-    text = f"def {name}({signature}) -> {returns}:\n"
-    text += textwrap.indent(doc, "    ") + "\n"
-    text += "".join(f"    {line}\n" for line in body)
-    return text
+def _result_doc(op: Op) -> list[str]:
+    """The ``result=`` argument: the output form of the gradient, proven, and its accuracy."""
+    form = _output_form(op)
+    if form is None:
+        return []
+    y = sp.Symbol(OUTPUT_SYMBOLS[op.family])
+    shown = dataclasses.replace(op.formula(), grads={k: v.xreplace({RESULT: y}) for k, v in form.grads.items()})
+    accuracy = (f"Accuracy from ``result``: {form.accuracy}" if form.accuracy else
+                "Accuracy from ``result``: no loss (as accurate as the gradient from the input).")
+    return ["Args:", f"    result: the output ``{op.name}`` returned for this input (PyTorch's saved ``result``):"
+            " when given, the gradient is computed from it, proven equal to the gradient from the input, instead of"
+            " recomputing the forward; it must have the input's shape and dtype.", "",
+            "From the output :math:`y`:", "", ".. math::", "",
+            *(f"    {gradient_latex(op, shown, name)}" for name in form.grads), "", accuracy, ""]
 
 
 def _variant_dispatch(op: Op, make_body: Callable[[Formula], list[str]], suffix: str,
@@ -135,7 +181,7 @@ def _variant_dispatch(op: Op, make_body: Callable[[Formula], list[str]], suffix:
     helpers, table = [], []
     for variant, formula in op.formulas.items():
         helper = f"_{op.name}_{str(variant).lower()}{suffix}"
-        helpers.append(_function(helper, args, returns, f'"""{op.name} with {op.variant_param}={variant!r}."""',
+        helpers.append(function(helper, args, returns, f'"""{op.name} with {op.variant_param}={variant!r}."""',
                                  make_body(formula)))
         table.append(f"{variant!r}: {helper}")
     call = ", ".join(arg.split(":")[0].strip() for arg in args.split(","))
@@ -174,10 +220,11 @@ def _elementwise(op: Op) -> str:
     def forward_body(formula: Formula) -> list[str]:
         return print_assignments({"out": formula.forward}, _printer(op)) + ["return out"]
 
-    def vjp_body(formula: Formula) -> list[str]:
-        expr = _gradient_expr(op, formula, op.inputs[0].name)
+    def vjp_body(formula: Formula, from_output: bool = False) -> list[str]:
+        expr = _gradient_expr(op, formula, op.inputs[0].name, from_output=from_output)
         return print_assignments({"grad_input": expr}, _printer(op)) + ["return (grad_input,)"]
 
+    result_lines = _result_lines(op, lambda formula: vjp_body(formula, from_output=True))
     fwd_helpers, fwd_body = _variant_dispatch(op, _with_cases(op, forward_body, _forward_cases), "",
                                               f"{x}: np.ndarray{scalar_args}", "np.ndarray")
     vjp_helpers, vjp_tail = _variant_dispatch(op, _with_cases(op, vjp_body, _gradient_cases), "_vjp",
@@ -186,9 +233,9 @@ def _elementwise(op: Op) -> str:
     grad_check = [f"g = _rt.grad_like(grad, {x}.shape, {op.name!r})"]
     return "\n\n".join([
         *fwd_helpers, *vjp_helpers,
-        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + fwd_body),
-        _function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"]), "tuple[np.ndarray]",
-                  _docstring(op, None, vjp=True), checks + grad_check + vjp_tail),
+        function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + fwd_body),
+        function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"], result=bool(result_lines)),
+                  "tuple[np.ndarray]", _docstring(op, None, vjp=True), checks + grad_check + result_lines + vjp_tail),
     ])
 
 
@@ -197,12 +244,17 @@ def _row(op: Op) -> str:
     formula = op.formula()
     checks = _validation(op) + [f"dim = _rt.legacy_softmax_dim({x}.ndim, dim, {op.name!r})"]
     forward = print_assignments({"out": formula.forward}, _printer(op)) + ["return out"]
-    vjp = print_assignments({"grad_input": _gradient_expr(op, formula, op.inputs[0].name)}, _printer(op))
+    def vjp_body(formula: Formula, from_output: bool = False) -> list[str]:
+        expr = _gradient_expr(op, formula, op.inputs[0].name, from_output=from_output)
+        return print_assignments({"grad_input": expr}, _printer(op)) + ["return (grad_input,)"]
+
+    result_lines = _result_lines(op, lambda formula: vjp_body(formula, from_output=True))
     grad_check = [f"g = _rt.grad_like(grad, {x}.shape, {op.name!r})"]
     return "\n\n".join([
-        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + forward),
-        _function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"]), "tuple[np.ndarray]",
-                  _docstring(op, None, vjp=True), checks + grad_check + vjp + ["return (grad_input,)"]),
+        function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + forward),
+        function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"], result=bool(result_lines)),
+                  "tuple[np.ndarray]", _docstring(op, None, vjp=True),
+                  checks + grad_check + result_lines + vjp_body(formula)),
     ])
 
 
@@ -242,8 +294,8 @@ def _pointwise_loss(op: Op) -> str:
     grad_check = [f"g = _rt.reduce_vjp(grad, {first}.shape, {first}.dtype, reduction, {op.name!r}, spread=False)"]
     return "\n\n".join([
         *fwd_helpers, *vjp_helpers,
-        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + fwd_body),
-        _function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"]), "tuple",
+        function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False), checks + fwd_body),
+        function(f"{op.name}_vjp", _signature(op, ["grad: ArrayLike"]), "tuple",
                   _docstring(op, None, vjp=True), shapes + checks + grad_check + vjp_tail),
     ])
 
@@ -424,11 +476,11 @@ def _class_loss(op: Op) -> str:
     gradients = f"({', '.join(results)},)"
     with_grad = _signature(op, ["grad: ArrayLike"])
     return "\n\n".join([
-        _function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False),
+        function(op.name, _signature(op), "np.ndarray", _docstring(op, None, vjp=False),
                   checks + compute(True, False) + reduced + [f"return {value}"]),
-        _function(f"{op.name}_vjp", with_grad, "tuple", _docstring(op, None, vjp=True),
+        function(f"{op.name}_vjp", with_grad, "tuple", _docstring(op, None, vjp=True),
                   checks + upstream + compute(False, True) + [f"return {gradients}"]),
-        _function(f"{op.name}_value_and_vjp", with_grad, "tuple", _docstring(op, None, vjp=True, value=True),
+        function(f"{op.name}_value_and_vjp", with_grad, "tuple", _docstring(op, None, vjp=True, value=True),
                   checks + upstream + compute(True, True) + reduced + [f"return {value}, {gradients}"]),
     ])
 
@@ -454,18 +506,9 @@ TEMPLATES: dict[str, Callable[[Op], str]] = {
 
 # --------------------------------------------------------------------------- modules
 def _header(family: str) -> str:
-    return (
-        f'"""Generated NumPy kernels: {family}s.\n\n'
-        f"Generated by ``{COMMAND}`` from the ``{family}`` entries of ``symdl.catalog``;\n"
-        "do not edit by hand: change the catalog and regenerate.\n"
-        '"""\n\n'
-        "# fmt: off\n"
-        "from __future__ import annotations\n\n"
-        "import math  # noqa: F401 - scalar parameter arithmetic\n\n"
-        "import numpy as np\n\n"
-        "from symdl.kernels import _runtime as _rt\n"
-        "from symdl.kernels._runtime import ArrayLike\n"
-    )
+    return header(f"Generated NumPy kernels: {family}s", f"the ``{family}`` entries of ``symdl.catalog``",
+                  imports=["import math  # noqa: F401 - scalar parameter arithmetic", "", "import numpy as np", "",
+                           "from symdl.kernels import _runtime as _rt", "from symdl.kernels._runtime import ArrayLike"])
 
 
 def render_module(family: str) -> str:
@@ -473,15 +516,14 @@ def render_module(family: str) -> str:
     ops = [op for op in CATALOG.values() if op.family == family]
     names = [n for op in ops for n in kernel_names(op)]
     body = "\n\n".join(TEMPLATES[op.kind](op) for op in ops)
-    exports = "__all__ = [\n" + "".join(f"    {n!r},\n" for n in names) + "]\n"
-    return _header(family) + "\n" + exports + "\n\n" + body
+    return _header(family) + "\n" + exports(names) + "\n\n" + body
 
 
-def _exports(family: str) -> tuple[str, ...]:
+def _exported(family: str) -> tuple[str, ...]:
     return tuple(n for op in CATALOG.values() if op.family == family for n in kernel_names(op))
 
 
 def render() -> list[GeneratedModule]:
     """The activation and loss kernel modules."""
-    return [GeneratedModule(KERNEL_DIR / f"{module}.py", render_module(family), exports=_exports(family))
+    return [GeneratedModule(KERNEL_DIR / f"{module}.py", render_module(family), exports=_exported(family))
             for family, module in FAMILY_MODULES.items() if any(op.family == family for op in CATALOG.values())]

@@ -97,30 +97,25 @@ def relu(input: ArrayLike) -> np.ndarray:
     return out
 
 
-def relu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
+def relu_vjp(grad: ArrayLike, input: ArrayLike, *, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Rectified linear unit max(0, x) (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``relu``'s docstring; this kernel computes
+    the gradient shown there.
 
-        y = \begin{cases} 0 & \text{for}\: x \leq 0 \\x & \text{otherwise} \end{cases}
+    Args:
+        result: the output ``relu`` returned for this input (PyTorch's saved ``result``): when given,
+            the gradient is computed from it, proven equal to the gradient from the input, instead of
+            recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \max\left(0, x\right)
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: x \leq 0 \\1 & \text{otherwise}
+        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: y \leq 0 \\1 & \text{otherwise}
         \end{cases}
 
-    Kinks (PyTorch's subgradient): at x = 0 the gradient is 0 (threshold_backward passes the gradient
-    only where x > 0).
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -130,6 +125,13 @@ def relu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'relu', 'input')
     g = _rt.grad_like(grad, x.shape, 'relu')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'relu')
+        # grad_input = g * (result > 0)
+        m0 = result > 0
+        t0 = g * m0
+        grad_input = t0
+        return (grad_input,)
     # grad_input = g * (x > 0)
     m0 = x > 0
     t0 = g * m0
@@ -171,31 +173,25 @@ def relu6(input: ArrayLike) -> np.ndarray:
     return out
 
 
-def relu6_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
+def relu6_vjp(grad: ArrayLike, input: ArrayLike, *, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""ReLU capped at 6: min(max(0, x), 6) (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``relu6``'s docstring; this kernel computes
+    the gradient shown there.
 
-        y = \begin{cases} 0 & \text{for}\: x \leq 0 \\6 & \text{for}\: x \geq 6 \\x & \text{otherwise}
-        \end{cases}
+    Args:
+        result: the output ``relu6`` returned for this input (PyTorch's saved ``result``): when given,
+            the gradient is computed from it, proven equal to the gradient from the input, instead of
+            recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \max\left(0, \min\left(6, x\right)\right)
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: x \geq 6 \vee x \leq 0 \\1 &
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: y > 0 \wedge y < 6 \\0 &
         \text{otherwise} \end{cases}
 
-    Kinks (PyTorch's subgradient): at x = 0 the gradient is 0 (hardtanh_backward: zero where x <=
-    min_val); at x = 6 the gradient is 0 (hardtanh_backward: zero where x >= max_val).
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -205,6 +201,15 @@ def relu6_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'relu6', 'input')
     g = _rt.grad_like(grad, x.shape, 'relu6')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'relu6')
+        # grad_input = g * ((result > 0) & (result < 6))
+        m0 = result > 0
+        m1 = result < 6
+        m0 &= m1
+        t0 = g * m0
+        grad_input = t0
+        return (grad_input,)
     # grad_input = g * np.logical_not((x >= 6) | (x <= 0))
     m0 = np.asarray(x >= 6)
     m1 = x <= 0
@@ -269,34 +274,8 @@ def leaky_relu(input: ArrayLike, *, negative_slope: float = 0.01) -> np.ndarray:
 def leaky_relu_vjp(grad: ArrayLike, input: ArrayLike, *, negative_slope: float = 0.01) -> tuple[np.ndarray]:
     r"""Leaky ReLU: x if x > 0 else negative_slope * x (vector-Jacobian product).
 
-    .. math::
-
-        y = \begin{cases} \mathrm{negative\_slope} x & \text{for}\: x \leq 0 \\x & \text{otherwise}
-        \end{cases}
-
-    Stable form:
-
-    .. math::
-
-        y = \mathrm{negative\_slope} \min\left(0, x\right) + \max\left(0, x\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \begin{cases} \mathrm{negative\_slope} & \text{for}\: x \leq 0
-        \\1 & \text{otherwise} \end{cases}
-
-    Kinks (PyTorch's subgradient): at x = 0 the gradient is negative_slope (leaky_relu_backward uses the
-    slope where x <= 0).
-    Where ``Abs(negative_slope) <= 1`` (max(x, slope x), exact), proven equal:
-
-    .. math::
-
-        y = \max\left(x, \mathrm{negative\_slope} x\right)
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``leaky_relu``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -389,48 +368,27 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     return out
 
 
-def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[np.ndarray]:
+def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Exponential linear unit (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``elu``'s docstring; this kernel computes the
+    gradient shown there.
 
-        y = \begin{cases} \alpha \left(e^{x} - 1\right) & \text{for}\: x \leq 0 \\x & \text{otherwise}
-        \end{cases}
+    Args:
+        result: the output ``elu`` returned for this input (PyTorch's saved ``result``): when given, the
+            gradient is computed from it, proven equal to the gradient from the input, instead of
+            recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \alpha \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right) \right)}
-        + \max\left(0, x\right)
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \left[x > 0\right] + \alpha e^{\max\left(-1000, \min\left(0,
-        x\right)\right)} \left[x \leq 0\right]
+        \frac{\partial y}{\partial x} = 1 + \left(\alpha + \min\left(0, y\right) - 1\right) \left[y \leq
+        0\right]
 
-    Kinks (PyTorch's subgradient): at x = 0 the gradient is alpha (elu_backward uses the x <= 0 branch
-    at 0).
-    Where ``Eq(alpha, 1)`` (one maximum, and exp(min(x, 0)) = 1 for x >= 0), proven equal:
-
-    .. math::
-
-        y = \max\left(x, \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
-        \right)}\right)
-        \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(0, x\right)\right)}
-
-    Where ``alpha <= 1`` (the negative branch lies above x), proven equal:
-
-    .. math::
-
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0,
-        x\right)\right) \right)}\right)
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    alpha must be > 0 (PyTorch also accepts negative alpha, which is rarely meant).
+    Accuracy from ``result``: for x << 0 the output is near -scale * alpha and y + scale * alpha
+    cancels: the error is up to a few units in the last place of the gradient's largest value (scale *
+    alpha * input scale), not of e^x itself (as PyTorch's elu_backward with is_result=True).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -441,6 +399,25 @@ def elu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[n
     alpha = _rt.check_positive('elu', 'alpha', alpha)
     x = _rt.float_array(input, 'elu', 'input')
     g = _rt.grad_like(grad, x.shape, 'elu')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'elu')
+        if (alpha == 1):  # one maximum, and exp(min(x, 0)) = 1 for x >= 0
+            # grad_input = g * (np.clip(result, -math.inf, 0) + 1)
+            t0 = np.asarray(np.clip(result, -math.inf, 0))
+            t0 += 1
+            t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+            grad_input = t1
+            return (grad_input,)
+        # grad_input = g * (1 + (alpha + np.clip(result, -math.inf, 0) - 1) * (result <= 0))
+        t0 = np.asarray(np.clip(result, -math.inf, 0))
+        t0 += alpha
+        t0 -= 1
+        m0 = result <= 0
+        t0 *= m0
+        t0 += 1
+        t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+        grad_input = t1
+        return (grad_input,)
     if (alpha == 1):  # one maximum, and exp(min(x, 0)) = 1 for x >= 0
         # grad_input = g * np.exp(np.clip(x, -1000, 0))
         t0 = np.asarray(np.clip(x, -1000, 0))
@@ -509,39 +486,30 @@ def selu(input: ArrayLike) -> np.ndarray:
     return out
 
 
-def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
+def selu_vjp(grad: ArrayLike, input: ArrayLike, *, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Scaled ELU with the self-normalising constants (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``selu``'s docstring; this kernel computes
+    the gradient shown there.
 
-        y = \frac{5253504936777402467096674926473 \left(\begin{cases}
-        \frac{16732632423543772848170429916717 e^{x}}{10000000000000000000000000000000} -
-        \frac{16732632423543772848170429916717}{10000000000000000000000000000000} & \text{for}\: x \leq
-        0 \\x & \text{otherwise} \end{cases}\right)}{5000000000000000000000000000000}
+    Args:
+        result: the output ``selu`` returned for this input (PyTorch's saved ``result``): when given,
+            the gradient is computed from it, proven equal to the gradient from the input, instead of
+            recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \frac{87904967042368842997010876040615967103012290445610415488549141
-        \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
-        \right)}}{50000000000000000000000000000000000000000000000000000000000000} +
-        \frac{5253504936777402467096674926473 \max\left(0, x\right)}{5000000000000000000000000000000}
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{5253504936777402467096674926473 \left(\left[x > 0\right] +
-        \frac{16732632423543772848170429916717 e^{\max\left(-1000, \min\left(0,
-        x\right)\right)}}{10000000000000000000000000000000} \left[x \leq
-        0\right]\right)}{5000000000000000000000000000000}
+        \frac{\partial y}{\partial x} =
+        \frac{5253504936777402467096674926473}{5000000000000000000000000000000} + \left(\min\left(0,
+        y\right) +
+        \frac{35369917674594818326044126775885967103012290445610415488549141}{50000000000000000000000000000000000000000000000000000000000000}\right)
+        \left[y \leq 0\right]
 
-    Kinks (PyTorch's subgradient): at x = 0 the gradient is
-    87904967042368842997010876040615967103012290445610415488549141/50000000000000000000000000000000000000000000000000000000000000
-    (elu_backward uses the x <= 0 branch at 0).
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    Accuracy from ``result``: for x << 0 the output is near -scale * alpha and y + scale * alpha
+    cancels: the error is up to a few units in the last place of the gradient's largest value (scale *
+    alpha * input scale), not of e^x itself (as PyTorch's elu_backward with is_result=True).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -551,6 +519,17 @@ def selu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'selu', 'input')
     g = _rt.grad_like(grad, x.shape, 'selu')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'selu')
+        # grad_input = g * (1.0507009873554805 + (np.clip(result, -math.inf, 0) + 0.7073983534918964) * (result <= 0))
+        t0 = np.asarray(np.clip(result, -math.inf, 0))
+        t0 += 0.7073983534918964
+        m0 = result <= 0
+        t0 *= m0
+        t0 += 1.0507009873554805
+        t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+        grad_input = t1
+        return (grad_input,)
     # grad_input = g * (1.0507009873554805 * ((x > 0) + 1.6732632423543772 * np.exp(np.clip(x, -1000, 0)) * (x <= 0)))
     t0 = np.asarray(np.clip(x, -1000, 0))
     np.exp(t0, out=t0)
@@ -624,43 +603,26 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
     return out
 
 
-def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[np.ndarray]:
+def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Continuously differentiable ELU (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``celu``'s docstring; this kernel computes
+    the gradient shown there.
 
-        y = \begin{cases} \alpha \left(e^{\frac{x}{\alpha}} - 1\right) & \text{for}\: x \leq 0 \\x &
-        \text{otherwise} \end{cases}
+    Args:
+        result: the output ``celu`` returned for this input (PyTorch's saved ``result``): when given,
+            the gradient is computed from it, proven equal to the gradient from the input, instead of
+            recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\frac{\max\left(- 1000 \alpha,
-        \min\left(0, x\right)\right)}{\alpha} \right)}\right)
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = e^{\frac{\max\left(- 1000 \alpha, \min\left(0,
-        x\right)\right)}{\alpha}}
+        \frac{\partial y}{\partial x} = 1 + \frac{\min\left(0, y\right)}{\alpha}
 
-    Kinks (PyTorch's subgradient): at x = 0 the gradient is 1 (elu_backward uses the x <= 0 branch at
-    0).
-    Where ``Eq(alpha, 1)`` (alpha = 1: x and expm1 unscaled), proven equal:
-
-    .. math::
-
-        y = \max\left(x, \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
-        \right)}\right)
-        \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(0, x\right)\right)}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    x / alpha is rounded before exp, whose condition number is |x / alpha|; the gradient's error is
-    measured relative to that.
-    PyTorch's celu backward rounds 1/alpha to float32 (about 1e-8 relative); symdl uses the exact value.
+    Accuracy from ``result``: for x << 0 the output is near -scale * alpha and y + scale * alpha
+    cancels: the error is up to a few units in the last place of the gradient's largest value (scale *
+    alpha * input scale), not of e^x itself (as PyTorch's elu_backward with is_result=True).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -671,6 +633,22 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0) -> tuple[
     alpha = _rt.check_positive('celu', 'alpha', alpha)
     x = _rt.float_array(input, 'celu', 'input')
     g = _rt.grad_like(grad, x.shape, 'celu')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'celu')
+        if (alpha == 1):  # alpha = 1: x and expm1 unscaled
+            # grad_input = g * (np.clip(result, -math.inf, 0) + 1)
+            t0 = np.asarray(np.clip(result, -math.inf, 0))
+            t0 += 1
+            t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+            grad_input = t1
+            return (grad_input,)
+        # grad_input = g * (1 + np.clip(result, -math.inf, 0) / alpha)
+        t0 = np.asarray(np.clip(result, -math.inf, 0))
+        t0 /= alpha
+        t0 += 1
+        t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+        grad_input = t1
+        return (grad_input,)
     if (alpha == 1):  # alpha = 1: x and expm1 unscaled
         # grad_input = g * np.exp(np.clip(x, -1000, 0))
         t0 = np.asarray(np.clip(x, -1000, 0))
@@ -823,57 +801,8 @@ def gelu(input: ArrayLike, *, approximate: str = 'none') -> np.ndarray:
 def gelu_vjp(grad: ArrayLike, input: ArrayLike, *, approximate: str = 'none') -> tuple[np.ndarray]:
     r"""Gaussian error linear unit x * Phi(x) (or its tanh approximation) (vector-Jacobian product).
 
-    With ``approximate='none'``:
-
-    .. math::
-
-        y = \frac{x \left(\operatorname{erf}{\left(\frac{\sqrt{2} x}{2} \right)} + 1\right)}{2}
-
-    Stable form:
-
-    .. math::
-
-        y = x \Phi\left(x\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \frac{\sqrt{2} x e^{- \frac{\min\left(40,
-        \left|{x}\right|\right)^{2}}{2}}}{2 \sqrt{\pi}} + \Phi\left(x\right)
-
-    With ``approximate='tanh'``:
-
-    .. math::
-
-        y = \frac{x \left(\tanh{\left(\frac{\sqrt{2} \left(\frac{8943 x^{3}}{200000} +
-        x\right)}{\sqrt{\pi}} \right)} + 1\right)}{2}
-
-    Stable form:
-
-    .. math::
-
-        y = x \sigma\left(\frac{2 \sqrt{2} \left(\frac{8943 \max\left(-30, \min\left(30,
-        x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
-        x\right)\right)\right)}{\sqrt{\pi}}\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \frac{\frac{x e^{- \frac{2 \sqrt{2} \left|{\frac{8943
-        \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
-        x\right)\right)}\right|}{\sqrt{\pi}}} \frac{2 \sqrt{2} \left(\frac{26829 \max\left(-30,
-        \min\left(30, x\right)\right)^{2}}{200000} + 1\right)}{\sqrt{\pi}}}{1 + e^{- \frac{2 \sqrt{2}
-        \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}} + \max\left(e^{- \frac{2 \sqrt{2}
-        \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}, \left[x \geq 0\right]\right)}{1 + e^{-
-        \frac{2 \sqrt{2} \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} +
-        \max\left(-30, \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``gelu``'s docstring; this kernel computes
+    the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -924,26 +853,8 @@ def silu(input: ArrayLike) -> np.ndarray:
 def silu_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     r"""Sigmoid linear unit (swish) x * sigmoid(x) (vector-Jacobian product).
 
-    .. math::
-
-        y = \frac{x}{1 + e^{- x}}
-
-    Stable form:
-
-    .. math::
-
-        y = x \sigma\left(x\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \left(x \left(1 - \sigma\left(x\right)\right) + 1\right)
-        \sigma\left(x\right)
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    The gradient has a root near x = -1.28; errors there are relative to the size of its terms.
+    The math (definition, gradient, kinks, numerics) is in ``silu``'s docstring; this kernel computes
+    the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1015,33 +926,8 @@ def mish(input: ArrayLike) -> np.ndarray:
 def mish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     r"""Mish x * tanh(softplus(x)) (vector-Jacobian product).
 
-    .. math::
-
-        y = x \tanh{\left(\log{\left(e^{x} + 1 \right)} \right)}
-
-    Stable form:
-
-    .. math::
-
-        y = x \frac{\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
-        e^{\max\left(-1000, \min\left(20, x\right)\right)}}{\left(e^{\max\left(-1000, \min\left(20,
-        x\right)\right)} + 2\right) e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(20, x\right)\right)}
-        \left(\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
-        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right) \left(1 + e^{\max\left(-1000,
-        \min\left(20, x\right)\right)} + 1\right) + 4 \max\left(-1000, \min\left(20, x\right)\right)
-        \left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 1\right)\right)
-        \left(\left(\left(e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)
-        e^{\max\left(-1000, \min\left(20, x\right)\right)} + 2\right)^{2}\right)^{-1}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    The gradient has a root near x = -1.19; errors there are relative to the size of its terms.
+    The math (definition, gradient, kinks, numerics) is in ``mish``'s docstring; this kernel computes
+    the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1129,43 +1015,28 @@ def softplus(input: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) ->
     return out
 
 
-def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0) -> tuple[np.ndarray]:
+def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, threshold: float = 20.0, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Softplus log(1 + exp(beta x)) / beta, linear above the threshold (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``softplus``'s docstring; this kernel
+    computes the gradient shown there.
 
-        y = \begin{cases} x & \text{for}\: \mathrm{threshold} < \beta x \\\frac{\log{\left(e^{\beta x} +
-        1 \right)}}{\beta} & \text{otherwise} \end{cases}
+    Args:
+        result: the output ``softplus`` returned for this input (PyTorch's saved ``result``): when
+            given, the gradient is computed from it, proven equal to the gradient from the input,
+            instead of recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \begin{cases} x & \text{for}\: \mathrm{threshold} < \beta \max\left(- \frac{\max\left(1000,
-        2 \left|{\mathrm{threshold}}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
-        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right)
-        \\\frac{\operatorname{softplus}\left(\beta \max\left(- \frac{\max\left(1000, 2
-        \left|{\mathrm{threshold}}\right|\right)}{\beta}, \min\left(x, \frac{\max\left(1000, 2
-        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right)\right)}{\beta} & \text{otherwise}
-        \end{cases}
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
         \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \mathrm{threshold} < \beta
         \max\left(- \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta},
         \min\left(x, \frac{\max\left(1000, 2
-        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right) \\\sigma\left(\beta \max\left(-
-        \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta}, \min\left(x,
-        \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right)\right) &
-        \text{otherwise} \end{cases}
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right) \\-
+        \operatorname{expm}_{1}{\left(- \beta y \right)} & \text{otherwise} \end{cases}
 
-    Kinks (PyTorch's subgradient): at x = threshold/beta the gradient is sigmoid(threshold) (a jump of
-    about exp(-threshold): softplus_backward uses the sigmoid at beta x = threshold).
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    Reverts to the identity where beta * x > threshold, as PyTorch does.
+    Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1177,6 +1048,20 @@ def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, thresh
     threshold = _rt.check_real('softplus', 'threshold', threshold)
     x = _rt.float_array(input, 'softplus', 'input')
     g = _rt.grad_like(grad, x.shape, 'softplus')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'softplus')
+        s0 = max(2 * abs(threshold), 1000) / beta
+        # grad_input = np.where(threshold < beta * np.clip(x, -s0, s0), g, g * -np.expm1(-beta * result))
+        t0 = np.asarray(np.clip(x, -s0, s0))
+        t0 *= beta
+        m0 = threshold < t0
+        np.multiply(-beta, result, out=t0)
+        np.expm1(t0, out=t0)
+        np.negative(t0, out=t0)
+        t1 = np.asarray(np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None))
+        _rt.select(m0, g, t1, out=t1)
+        grad_input = t1
+        return (grad_input,)
     s0 = max(2 * abs(threshold), 1000) / beta
     # t0 = beta * np.clip(x, -s0, s0)
     t0 = np.asarray(np.clip(x, -s0, s0))
@@ -1203,7 +1088,6 @@ def softsign(input: ArrayLike) -> np.ndarray:
 
         \frac{\partial y}{\partial x} = \frac{1}{\left(\left|{x}\right| + 1\right)^{2}}
 
-
     Generated from the catalog entry ``softsign``; do not edit.
     """
     x = _rt.float_array(input, 'softsign', 'input')
@@ -1218,16 +1102,8 @@ def softsign(input: ArrayLike) -> np.ndarray:
 def softsign_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     r"""Softsign x / (1 + |x|) (vector-Jacobian product).
 
-    .. math::
-
-        y = \frac{x}{\left|{x}\right| + 1}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \frac{1}{\left(\left|{x}\right| + 1\right)^{2}}
-
+    The math (definition, gradient, kinks, numerics) is in ``softsign``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1278,28 +1154,26 @@ def sigmoid(input: ArrayLike) -> np.ndarray:
     return out
 
 
-def sigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
+def sigmoid_vjp(grad: ArrayLike, input: ArrayLike, *, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Logistic sigmoid 1 / (1 + exp(-x)) (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``sigmoid``'s docstring; this kernel computes
+    the gradient shown there.
 
-        y = \frac{1}{1 + e^{- x}}
+    Args:
+        result: the output ``sigmoid`` returned for this input (PyTorch's saved ``result``): when given,
+            the gradient is computed from it, proven equal to the gradient from the input, instead of
+            recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \sigma\left(x\right)
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{e^{- \left|{x}\right|}}{\left(1 + e^{-
-        \left|{x}\right|}\right)^{2}}
+        \frac{\partial y}{\partial x} = y \left(1 - y\right)
 
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    Accuracy from ``result``: 1 - y cancels where y is near 1: the absolute error is about one unit in
+    the last place of y, so the relative error grows like e^x for x > 0 and the gradient is 0 once y
+    rounds to 1 (x > 17 in float32, x > 37 in float64), as in PyTorch.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1309,6 +1183,14 @@ def sigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'sigmoid', 'input')
     g = _rt.grad_like(grad, x.shape, 'sigmoid')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'sigmoid')
+        # grad_input = g * (result * (1 - result))
+        t0 = np.asarray(1 - result)
+        t0 *= result
+        t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+        grad_input = t1
+        return (grad_input,)
     # t0 = np.exp(-np.abs(x))
     t0 = np.asarray(np.abs(x))
     np.negative(t0, out=t0)
@@ -1356,27 +1238,24 @@ def logsigmoid(input: ArrayLike) -> np.ndarray:
     return out
 
 
-def logsigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
+def logsigmoid_vjp(grad: ArrayLike, input: ArrayLike, *, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Log of the sigmoid, -softplus(-x) (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``logsigmoid``'s docstring; this kernel
+    computes the gradient shown there.
 
-        y = \log{\left(\frac{1}{1 + e^{- x}} \right)}
+    Args:
+        result: the output ``logsigmoid`` returned for this input (PyTorch's saved ``result``): when
+            given, the gradient is computed from it, proven equal to the gradient from the input,
+            instead of recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = - \operatorname{softplus}\left(- x\right)
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \sigma\left(- x\right)
+        \frac{\partial y}{\partial x} = - \operatorname{expm}_{1}{\left(y \right)}
 
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1386,6 +1265,14 @@ def logsigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'logsigmoid', 'input')
     g = _rt.grad_like(grad, x.shape, 'logsigmoid')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'logsigmoid')
+        # grad_input = g * -np.expm1(result)
+        t0 = np.asarray(np.expm1(result))
+        np.negative(t0, out=t0)
+        t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+        grad_input = t1
+        return (grad_input,)
     # grad_input = g * _rt.sigmoid(-x)
     t0 = np.asarray(-x)
     _rt.sigmoid(t0, out=t0)
@@ -1408,7 +1295,6 @@ def tanh(input: ArrayLike) -> np.ndarray:
         \frac{\partial y}{\partial x} = 4 \left(e^{- \left|{x}\right|}\right)^{2} \left(1 + \left(e^{-
         \left|{x}\right|}\right)^{2}\right)^{-2}
 
-
     Generated from the catalog entry ``tanh``; do not edit.
     """
     x = _rt.float_array(input, 'tanh', 'input')
@@ -1417,20 +1303,26 @@ def tanh(input: ArrayLike) -> np.ndarray:
     return out
 
 
-def tanh_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
+def tanh_vjp(grad: ArrayLike, input: ArrayLike, *, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Hyperbolic tangent (vector-Jacobian product).
 
+    The math (definition, gradient, kinks, numerics) is in ``tanh``'s docstring; this kernel computes
+    the gradient shown there.
+
+    Args:
+        result: the output ``tanh`` returned for this input (PyTorch's saved ``result``): when given,
+            the gradient is computed from it, proven equal to the gradient from the input, instead of
+            recomputing the forward; it must have the input's shape and dtype.
+
+    From the output :math:`y`:
+
     .. math::
 
-        y = \tanh{\left(x \right)}
+        \frac{\partial y}{\partial x} = 1 - y^{2}
 
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = 4 \left(e^{- \left|{x}\right|}\right)^{2} \left(1 + \left(e^{-
-        \left|{x}\right|}\right)^{2}\right)^{-2}
-
+    Accuracy from ``result``: 1 - y^2 cancels where |y| is near 1: the absolute error is about one unit
+    in the last place of 1, so the relative error grows like e^{2|x|} and the gradient is 0 once y
+    rounds to +-1 (|x| > 9 in float32, |x| > 19 in float64), as in PyTorch.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1440,6 +1332,14 @@ def tanh_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     """
     x = _rt.float_array(input, 'tanh', 'input')
     g = _rt.grad_like(grad, x.shape, 'tanh')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'tanh')
+        # grad_input = g * (1 - np.square(result))
+        t0 = np.asarray(np.square(result))
+        np.subtract(1, t0, out=t0)
+        t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+        grad_input = t1
+        return (grad_input,)
     # t0 = np.square(np.exp(-np.abs(x)))
     t0 = np.asarray(np.abs(x))
     np.negative(t0, out=t0)
@@ -1492,31 +1392,25 @@ def hardtanh(input: ArrayLike, *, min_val: float = -1.0, max_val: float = 1.0) -
     return out
 
 
-def hardtanh_vjp(grad: ArrayLike, input: ArrayLike, *, min_val: float = -1.0, max_val: float = 1.0) -> tuple[np.ndarray]:
+def hardtanh_vjp(grad: ArrayLike, input: ArrayLike, *, min_val: float = -1.0, max_val: float = 1.0, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Clamp to [min_val, max_val] (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``hardtanh``'s docstring; this kernel
+    computes the gradient shown there.
 
-        y = \begin{cases} \mathrm{min\_val} & \text{for}\: \mathrm{min\_val} \geq x \\\mathrm{max\_val}
-        & \text{for}\: \mathrm{max\_val} \leq x \\x & \text{otherwise} \end{cases}
+    Args:
+        result: the output ``hardtanh`` returned for this input (PyTorch's saved ``result``): when
+            given, the gradient is computed from it, proven equal to the gradient from the input,
+            instead of recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \max\left(\mathrm{min\_val}, \min\left(\mathrm{max\_val}, x\right)\right)
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: \mathrm{min\_val} \geq x \vee
-        \mathrm{max\_val} \leq x \\1 & \text{otherwise} \end{cases}
+        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \mathrm{max\_val} > y \wedge
+        \mathrm{min\_val} < y \\0 & \text{otherwise} \end{cases}
 
-    Kinks (PyTorch's subgradient): at x = min_val the gradient is 0 (hardtanh_backward: zero where x <=
-    min_val); at x = max_val the gradient is 0 (hardtanh_backward: zero where x >= max_val).
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1528,6 +1422,15 @@ def hardtanh_vjp(grad: ArrayLike, input: ArrayLike, *, min_val: float = -1.0, ma
     max_val = _rt.check_real('hardtanh', 'max_val', max_val)
     x = _rt.float_array(input, 'hardtanh', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardtanh')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'hardtanh')
+        # grad_input = g * ((max_val > result) & (min_val < result))
+        m0 = max_val > result
+        m1 = min_val < result
+        m0 &= m1
+        t0 = g * m0
+        grad_input = t0
+        return (grad_input,)
     # grad_input = g * np.logical_not((min_val >= x) | (max_val <= x))
     m0 = np.asarray(min_val >= x)
     m1 = max_val <= x
@@ -1578,28 +1481,8 @@ def hardsigmoid(input: ArrayLike) -> np.ndarray:
 def hardsigmoid_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     r"""Piecewise-linear sigmoid relu6(x + 3) / 6 (vector-Jacobian product).
 
-    .. math::
-
-        y = \begin{cases} 0 & \text{for}\: x \leq -3 \\1 & \text{for}\: x \geq 3 \\\frac{x}{6} +
-        \frac{1}{2} & \text{otherwise} \end{cases}
-
-    Stable form:
-
-    .. math::
-
-        y = \frac{\max\left(0, \min\left(6, x + 3\right)\right)}{6}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \begin{cases} 0 & \text{for}\: x \geq 3 \vee x \leq -3
-        \\\frac{1}{6} & \text{otherwise} \end{cases}
-
-    Kinks (PyTorch's subgradient): at x = -3 the gradient is 0 (hardsigmoid_backward: zero unless -3 < x
-    < 3); at x = 3 the gradient is 0 (hardsigmoid_backward: zero unless -3 < x < 3).
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``hardsigmoid``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1661,28 +1544,8 @@ def hardswish(input: ArrayLike) -> np.ndarray:
 def hardswish_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     r"""x * relu6(x + 3) / 6 (vector-Jacobian product).
 
-    .. math::
-
-        y = \begin{cases} 0 & \text{for}\: x \leq -3 \\x & \text{for}\: x \geq 3 \\\frac{x \left(x +
-        3\right)}{6} & \text{otherwise} \end{cases}
-
-    Stable form:
-
-    .. math::
-
-        y = x \frac{\max\left(0, \min\left(6, x + 3\right)\right)}{6}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \left[x \geq 3\right] + \frac{\left(2 \max\left(-3, \min\left(3,
-        x\right)\right) + 3\right) \left[\left|{x}\right| < 3\right]}{6}
-
-    Kinks (PyTorch's subgradient): at x = -3 the gradient is 0 (hardswish_backward: x/3 + 1/2 only for
-    -3 < x < 3); at x = 3 the gradient is 1 (hardswish_backward: x/3 + 1/2 only for -3 < x < 3).
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``hardswish``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1735,17 +1598,8 @@ def tanhshrink(input: ArrayLike) -> np.ndarray:
 def tanhshrink_vjp(grad: ArrayLike, input: ArrayLike) -> tuple[np.ndarray]:
     r"""x - tanh(x) (vector-Jacobian product).
 
-    .. math::
-
-        y = x - \tanh{\left(x \right)}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \tanh^{2}{\left(x \right)}
-
-    x - tanh(x) cancels near 0; as in PyTorch the error there is relative to |x|.
+    The math (definition, gradient, kinks, numerics) is in ``tanhshrink``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1803,28 +1657,8 @@ def softshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
 def softshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> tuple[np.ndarray]:
     r"""Soft thresholding: shrink towards 0 by lambd (vector-Jacobian product).
 
-    .. math::
-
-        y = \begin{cases} - \lambda + x & \text{for}\: \lambda < x \\\lambda + x & \text{for}\: \lambda
-        < - x \\0 & \text{otherwise} \end{cases}
-
-    Stable form:
-
-    .. math::
-
-        y = x - \max\left(- \lambda, \min\left(\lambda, x\right)\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \lambda < \left|{x}\right| \\0 &
-        \text{otherwise} \end{cases}
-
-    Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (softshrink_backward: zero where |x|
-    <= lambd); at x = -lambd the gradient is 0 (softshrink_backward: zero where |x| <= lambd).
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``softshrink``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1884,28 +1718,8 @@ def hardshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
 def hardshrink_vjp(grad: ArrayLike, input: ArrayLike, *, lambd: float = 0.5) -> tuple[np.ndarray]:
     r"""Hard thresholding: zero where |x| <= lambd (vector-Jacobian product).
 
-    .. math::
-
-        y = \begin{cases} x & \text{for}\: \lambda < - x \vee \lambda < x \\0 & \text{otherwise}
-        \end{cases}
-
-    Stable form:
-
-    .. math::
-
-        y = \begin{cases} x & \text{for}\: \lambda < \left|{x}\right| \\0 & \text{otherwise} \end{cases}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \lambda < \left|{x}\right| \\0 &
-        \text{otherwise} \end{cases}
-
-    Kinks (PyTorch's subgradient): at x = lambd the gradient is 0 (hardshrink_backward: zero where |x|
-    <= lambd); at x = -lambd the gradient is 0 (hardshrink_backward: zero where |x| <= lambd).
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``hardshrink``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1965,30 +1779,24 @@ def softmax(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     return out
 
 
-def softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None) -> tuple[np.ndarray]:
+def softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Normalised exponentials along dim (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``softmax``'s docstring; this kernel computes
+    the gradient shown there.
 
-        y = \frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
+    Args:
+        result: the output ``softmax`` returned for this input (PyTorch's saved ``result``): when given,
+            the gradient is computed from it, proven equal to the gradient from the input, instead of
+            recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \frac{e^{x - \max_j \left(x\right)_j}}{\sum_j \left(e^{x - \max_j
-        \left(x\right)_j}\right)_j}
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \bar{x} = \frac{\left(g - \sum_j \left(\frac{g e^{x - \max_j \left(x\right)_j}}{\sum_j
-        \left(e^{x - \max_j \left(x\right)_j}\right)_j}\right)_j\right) e^{x - \max_j
-        \left(x\right)_j}}{\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j}
+        \bar{x} = y \left(g - \sum_j \left(g y\right)_j\right)
 
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -2000,6 +1808,15 @@ def softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None) ->
     x = _rt.float_array(input, 'softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmax')
     g = _rt.grad_like(grad, x.shape, 'softmax')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'softmax')
+        # grad_input = result * (g - _rt.rowsum(g * result, axis=dim, keepdims=True))
+        t0 = g * result
+        t1 = _rt.rowsum(t0, axis=dim, keepdims=True)
+        np.subtract(g, t1, out=t0)
+        t0 *= result
+        grad_input = t0
+        return (grad_input,)
     # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
     t0 = _rt.rowmax(x, axis=dim, keepdims=True)
     t1 = x - t0
@@ -2056,29 +1873,24 @@ def log_softmax(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     return out
 
 
-def log_softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None) -> tuple[np.ndarray]:
+def log_softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Logarithm of softmax along dim (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``log_softmax``'s docstring; this kernel
+    computes the gradient shown there.
 
-        y = \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j} \right)}
+    Args:
+        result: the output ``log_softmax`` returned for this input (PyTorch's saved ``result``): when
+            given, the gradient is computed from it, proven equal to the gradient from the input,
+            instead of recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = x - \log{\left(\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j \right)} - \max_j
-        \left(x\right)_j
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \bar{x} = g - e^{x - \max_j \left(x\right)_j} \frac{\sum_j \left(g\right)_j}{\sum_j \left(e^{x -
-        \max_j \left(x\right)_j}\right)_j}
+        \bar{x} = g - e^{y} \sum_j \left(g\right)_j
 
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -2090,6 +1902,15 @@ def log_softmax_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None
     x = _rt.float_array(input, 'log_softmax', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'log_softmax')
     g = _rt.grad_like(grad, x.shape, 'log_softmax')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'log_softmax')
+        # grad_input = g - np.exp(result) * _rt.rowsum(g, axis=dim, keepdims=True)
+        t0 = np.exp(result)
+        t1 = _rt.rowsum(g, axis=dim, keepdims=True)
+        t2 = np.multiply(t0, t1, out=t0 if t1.dtype == t0.dtype else None)
+        np.subtract(g, t2, out=t2)
+        grad_input = t2
+        return (grad_input,)
     # t1 = np.exp(x - _rt.rowmax(x, axis=dim, keepdims=True))
     t0 = _rt.rowmax(x, axis=dim, keepdims=True)
     t1 = x - t0
@@ -2146,30 +1967,24 @@ def softmin(input: ArrayLike, *, dim: int | None = None) -> np.ndarray:
     return out
 
 
-def softmin_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None) -> tuple[np.ndarray]:
+def softmin_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None, result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Softmax of -x along dim (vector-Jacobian product).
 
-    .. math::
+    The math (definition, gradient, kinks, numerics) is in ``softmin``'s docstring; this kernel computes
+    the gradient shown there.
 
-        y = \frac{e^{- x}}{\sum_j \left(e^{- x}\right)_j}
+    Args:
+        result: the output ``softmin`` returned for this input (PyTorch's saved ``result``): when given,
+            the gradient is computed from it, proven equal to the gradient from the input, instead of
+            recomputing the forward; it must have the input's shape and dtype.
 
-    Stable form:
-
-    .. math::
-
-        y = \frac{e^{- x - \max_j \left(- x\right)_j}}{\sum_j \left(e^{- x - \max_j \left(-
-        x\right)_j}\right)_j}
-
-    Gradient:
+    From the output :math:`y`:
 
     .. math::
 
-        \bar{x} = - \frac{\left(g - \sum_j \left(\frac{g e^{- x - \max_j \left(- x\right)_j}}{\sum_j
-        \left(e^{- x - \max_j \left(- x\right)_j}\right)_j}\right)_j\right) e^{- x - \max_j \left(-
-        x\right)_j}}{\sum_j \left(e^{- x - \max_j \left(- x\right)_j}\right)_j}
+        \bar{x} = - y \left(g - \sum_j \left(g y\right)_j\right)
 
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -2181,6 +1996,16 @@ def softmin_vjp(grad: ArrayLike, input: ArrayLike, *, dim: int | None = None) ->
     x = _rt.float_array(input, 'softmin', 'input')
     dim = _rt.legacy_softmax_dim(x.ndim, dim, 'softmin')
     g = _rt.grad_like(grad, x.shape, 'softmin')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'softmin')
+        # grad_input = -result * (g - _rt.rowsum(g * result, axis=dim, keepdims=True))
+        t0 = -result
+        t1 = g * result
+        t2 = _rt.rowsum(t1, axis=dim, keepdims=True)
+        np.subtract(g, t2, out=t1)
+        t1 *= t0
+        grad_input = t1
+        return (grad_input,)
     # t0 = np.exp(-x - _rt.rowmax(-x, axis=dim, keepdims=True))
     t0 = -x
     t1 = _rt.rowmax(t0, axis=dim, keepdims=True)

@@ -75,7 +75,6 @@ def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
         \frac{\partial \ell}{\partial x} = 2 \left(x - y\right)
         \frac{\partial \ell}{\partial y} = - 2 \left(x - y\right)
 
-
     Generated from the catalog entry ``mse_loss``; do not edit.
     """
     reduction = _rt.check_choice('mse_loss', 'reduction', reduction, ('none', 'mean', 'sum'))
@@ -92,17 +91,8 @@ def mse_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
 def mse_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') -> tuple:
     r"""Mean squared error (x - y)^2 (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \left(x - y\right)^{2}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = 2 \left(x - y\right)
-        \frac{\partial \ell}{\partial y} = - 2 \left(x - y\right)
-
+    The math (definition, gradient, kinks, numerics) is in ``mse_loss``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -159,18 +149,8 @@ def l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') -> 
 def l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') -> tuple:
     r"""Mean absolute error |x - y| (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \left|{x - y}\right|
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \operatorname{sign}{\left(x - y \right)}
-        \frac{\partial \ell}{\partial y} = - \operatorname{sign}{\left(x - y \right)}
-
-    Kinks (PyTorch's subgradient): at x = y the gradient is 0 (sign(0) = 0, as l1_loss's backward).
+    The math (definition, gradient, kinks, numerics) is in ``l1_loss``'s docstring; this kernel computes
+    the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -247,30 +227,8 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mea
 def smooth_l1_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', beta: float = 1.0) -> tuple:
     r"""Quadratic within beta of the target, linear beyond (Huber / beta) (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \begin{cases} \frac{\left(x - y\right)^{2}}{2 \beta} & \text{for}\: \beta > \left|{x -
-        y}\right| \\- \frac{\beta}{2} + \left|{x - y}\right| & \text{otherwise} \end{cases}
-
-    Stable form:
-
-    .. math::
-
-        \ell = \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2} \frac{2}{\beta} \left(\left|{x -
-        y}\right| - \frac{\min\left(\beta, \left|{x - y}\right|\right)}{2}\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \frac{\max\left(- \beta, \min\left(\beta, x -
-        y\right)\right)}{\beta}
-        \frac{\partial \ell}{\partial y} = - \frac{\max\left(- \beta, \min\left(\beta, x -
-        y\right)\right)}{\beta}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    beta must be > 0; PyTorch's beta = 0 is l1_loss.
+    The math (definition, gradient, kinks, numerics) is in ``smooth_l1_loss``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -347,28 +305,8 @@ def huber_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', 
 def huber_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', delta: float = 1.0) -> tuple:
     r"""Huber loss: quadratic within delta of the target, linear beyond (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \begin{cases} \frac{\left(x - y\right)^{2}}{2} & \text{for}\: \delta > \left|{x -
-        y}\right| \\\delta \left(- \frac{\delta}{2} + \left|{x - y}\right|\right) & \text{otherwise}
-        \end{cases}
-
-    Stable form:
-
-    .. math::
-
-        \ell = 2 \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2} \left(\left|{x - y}\right| -
-        \frac{\min\left(\delta, \left|{x - y}\right|\right)}{2}\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \max\left(- \delta, \min\left(\delta, x - y\right)\right)
-        \frac{\partial \ell}{\partial y} = - \max\left(- \delta, \min\left(\delta, x - y\right)\right)
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``huber_loss``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -462,33 +400,8 @@ def binary_cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLi
 def binary_cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean') -> tuple:
     r"""Binary cross-entropy of probabilities, logs clamped at -100 (vector-Jacobian product).
 
-    .. math::
-
-        \ell = - \mathrm{weight} \left(y \left(\begin{cases} \log{\left(x \right)} & \text{for}\: x >
-        e^{-100} \\-100 & \text{otherwise} \end{cases}\right) + \left(1 - y\right) \left(\begin{cases}
-        \log{\left(1 - x \right)} & \text{for}\: x < 1 - e^{-100} \\-100 & \text{otherwise}
-        \end{cases}\right)\right)
-
-    Stable form:
-
-    .. math::
-
-        \ell = - \mathrm{weight} \left(y \max\left(\log x, -100\right) + \left(1 - y\right)
-        \max\left(\log\left(1 + - x\right), -100\right)\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \frac{\mathrm{weight} \left(x - y\right)}{\max\left(1.0 \cdot
-        10^{-12}, x \left(1 - x\right)\right)}
-        \frac{\partial \ell}{\partial y} = - \mathrm{weight} \left(\max\left(\log x, -100\right) -
-        \max\left(\log\left(1 + - x\right), -100\right)\right)
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    As PyTorch: logs are clamped at -100, and the input gradient is (x - y) / max(x (1 - x), 1e-12)
-    (finite at x = 0 and 1).
+    The math (definition, gradient, kinks, numerics) is in ``binary_cross_entropy``'s docstring; this
+    kernel computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -616,30 +529,8 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
 def binary_cross_entropy_with_logits_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean', pos_weight: ArrayLike | None = None) -> tuple:
     r"""Binary cross-entropy of sigmoid(x), computed from the logits (vector-Jacobian product).
 
-    .. math::
-
-        \ell = - \mathrm{weight} \left(\mathrm{pos\_weight} y \log{\left(\frac{1}{1 + e^{- x}} \right)}
-        + \left(1 - y\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)
-
-    Stable form:
-
-    .. math::
-
-        \ell = \mathrm{weight} \left(x \left(- y + \left[x > 0\right]\right) + y
-        \left(\mathrm{pos\_weight} - 1\right) \operatorname{softplus}\left(- x\right) +
-        \operatorname{log1p}{\left(e^{- \left|{x}\right|} \right)}\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \mathrm{weight} \left(- \mathrm{pos\_weight} y + \left(y
-        \left(\mathrm{pos\_weight} - 1\right) + 1\right) \sigma\left(x\right)\right)
-        \frac{\partial \ell}{\partial y} = \mathrm{weight} \left(- x + \left(\mathrm{pos\_weight} -
-        1\right) \operatorname{softplus}\left(- x\right)\right)
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``binary_cross_entropy_with_logits``'s
+    docstring; this kernel computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -800,42 +691,8 @@ def kl_div(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', log_
 def kl_div_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', log_target: bool = False) -> tuple:
     r"""Kullback-Leibler divergence with log-probability input (vector-Jacobian product).
 
-    With ``log_target='False'``:
-
-    .. math::
-
-        \ell = - x y + y \log y
-
-    Stable form:
-
-    .. math::
-
-        \ell = y \left(- x + \max\left(\log y, -1000\right)\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = - y
-        \frac{\partial \ell}{\partial y} = - x + \log{\left(y \right)} + 1
-
-    With ``log_target='True'``:
-
-    .. math::
-
-        \ell = \left(- x + y\right) e^{y}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = - e^{y}
-        \frac{\partial \ell}{\partial y} = \left(- x + y\right) e^{y} + e^{y}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    reduction='mean' averages over all elements, as PyTorch (which warns); 'batchmean' divides by the
-    batch size and is the true KL divergence.
+    The math (definition, gradient, kinks, numerics) is in ``kl_div``'s docstring; this kernel computes
+    the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -891,24 +748,8 @@ def soft_margin_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'm
 def soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') -> tuple:
     r"""Two-class logistic loss log(1 + exp(-y x)) for labels y = +-1 (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \log{\left(1 + e^{- x y} \right)}
-
-    Stable form:
-
-    .. math::
-
-        \ell = \operatorname{softplus}\left(- x y\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = - \frac{y e^{- x y}}{1 + e^{- x y}}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``soft_margin_loss``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1103,58 +944,8 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, *, log_input: bool = T
 def poisson_nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, log_input: bool = True, full: bool = False, eps: float = 1e-08, reduction: str = 'mean') -> tuple:
     r"""Negative log-likelihood of a Poisson target (vector-Jacobian product).
 
-    With ``log_input='True'``:
-
-    .. math::
-
-        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y
-        \right)}}{2} & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) - x y + e^{x}
-
-    Stable form:
-
-    .. math::
-
-        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
-        \frac{\log{\left(2 \pi \max\left(1, y\right) \right)}}{2} & \text{for}\: y > 1 \\0 &
-        \text{otherwise} \end{cases}\right) - x y + e^{x}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = - y + e^{x}
-        \frac{\partial \ell}{\partial y} = \mathrm{full} \left(\begin{cases} \log{\left(\max\left(1,
-        y\right) \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 &
-        \text{otherwise} \end{cases}\right) - x
-
-    With ``log_input='False'``:
-
-    .. math::
-
-        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(y \right)} - y + \frac{\log{\left(2 \pi y
-        \right)}}{2} & \text{for}\: y > 1 \\0 & \text{otherwise} \end{cases}\right) + x - y
-        \log{\left(\epsilon + x \right)}
-
-    Stable form:
-
-    .. math::
-
-        \ell = \mathrm{full} \left(\begin{cases} y \log{\left(\max\left(1, y\right) \right)} - y +
-        \frac{\log{\left(2 \pi \max\left(1, y\right) \right)}}{2} & \text{for}\: y > 1 \\0 &
-        \text{otherwise} \end{cases}\right) + x - y \log{\left(\epsilon + x \right)}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = - \frac{y}{\epsilon + x} + 1
-        \frac{\partial \ell}{\partial y} = \mathrm{full} \left(\begin{cases} \log{\left(\max\left(1,
-        y\right) \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 &
-        \text{otherwise} \end{cases}\right) - \log{\left(\epsilon + x \right)}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    The Stirling term is added only where target > 1, as PyTorch.
+    The math (definition, gradient, kinks, numerics) is in ``poisson_nll_loss``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1229,31 +1020,8 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, *, fu
 def gaussian_nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, var: ArrayLike, *, full: bool = False, eps: float = 1e-06, reduction: str = 'mean') -> tuple:
     r"""Negative log-likelihood of a Gaussian with predicted mean and variance (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \frac{\mathrm{full} \log{\left(2 \pi \right)}}{2} + \frac{\log{\left(v \right)}}{2} +
-        \frac{\left(x - y\right)^{2}}{2 v}
-
-    Stable form:
-
-    .. math::
-
-        \ell = \frac{\mathrm{full} \log{\left(2 \pi \right)}}{2} + \frac{\left(x - y\right)^{2}}{2
-        \max\left(\epsilon, v\right)} + \frac{\log{\left(\max\left(\epsilon, v\right) \right)}}{2}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \frac{x - y}{\max\left(\epsilon, v\right)}
-        \frac{\partial \ell}{\partial y} = \frac{- x + y}{\max\left(\epsilon, v\right)}
-        \frac{\partial \ell}{\partial v} = - \frac{\left(x - y\right)^{2}}{2 \max\left(\epsilon,
-        v\right)^{2}} + \frac{1}{2 \max\left(\epsilon, v\right)}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    var is clamped to eps without blocking its gradient, as PyTorch (clamp under no_grad).
-    var may have one dimension fewer than input, or size 1 in the last one (homoscedastic).
+    The math (definition, gradient, kinks, numerics) is in ``gaussian_nll_loss``'s docstring; this
+    kernel computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1340,22 +1108,8 @@ def hinge_embedding_loss(input: ArrayLike, target: ArrayLike, *, margin: float =
 def hinge_embedding_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, margin: float = 1.0, reduction: str = 'mean') -> tuple:
     r"""x where y = 1, max(0, margin - x) where y = -1 (vector-Jacobian product).
 
-    .. math::
-
-        \ell = x \left(\frac{y}{2} + \frac{1}{2}\right) + \left(\frac{1}{2} - \frac{y}{2}\right)
-        \left(\begin{cases} \mathrm{margin} - x & \text{for}\: \mathrm{margin} \geq x \\0 &
-        \text{otherwise} \end{cases}\right)
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right)
-        \left(\begin{cases} -1 & \text{for}\: \mathrm{margin} \geq x \\0 & \text{otherwise}
-        \end{cases}\right) + \frac{1}{2}
-
-    Kinks (PyTorch's subgradient): at x = margin the gradient is y (clamp_min passes the gradient at the
-    boundary).
+    The math (definition, gradient, kinks, numerics) is in ``hinge_embedding_loss``'s docstring; this
+    kernel computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1423,22 +1177,8 @@ def margin_ranking_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLike,
 def margin_ranking_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, margin: float = 0.0, reduction: str = 'mean') -> tuple:
     r"""max(0, -y (x1 - x2) + margin) for labels y = +-1 (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \begin{cases} \mathrm{margin} - y \left(x - x_{2}\right) & \text{for}\: \mathrm{margin} -
-        y \left(x - x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \begin{cases} - y & \text{for}\: \mathrm{margin} - y \left(x
-        - x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
-        \frac{\partial \ell}{\partial x_{2}} = \begin{cases} y & \text{for}\: \mathrm{margin} - y
-        \left(x - x_{2}\right) \geq 0 \\0 & \text{otherwise} \end{cases}
-
-    Kinks (PyTorch's subgradient): at x = margin*y + x2 the gradient is -y (clamp_min passes the
-    gradient at the boundary).
+    The math (definition, gradient, kinks, numerics) is in ``margin_ranking_loss``'s docstring; this
+    kernel computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1547,47 +1287,8 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, *, alpha: float = 
 def sigmoid_focal_loss_vjp(grad: ArrayLike, inputs: ArrayLike, targets: ArrayLike, *, alpha: float = 0.25, gamma: float = 2.0, reduction: str = 'none') -> tuple:
     r"""Focal loss (torchvision): cross-entropy down-weighted on easy examples (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
-        y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 -
-        y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
-
-    Stable form:
-
-    .. math::
-
-        \ell = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
-        y\right) + \operatorname{softplus}\left(- x\right)\right) \left(y \sigma\left(- x\right) +
-        \left(1 - y\right) \sigma\left(x\right)\right)^{\gamma}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \frac{\gamma \left(\alpha y + \left(1 - \alpha\right) \left(1
-        - y\right)\right) \left(x \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(-
-        \frac{y e^{- x}}{\left(1 + e^{- x}\right)^{2}} + \frac{\left(1 - y\right) e^{- x}}{\left(1 +
-        e^{- x}\right)^{2}}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 -
-        \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} + \left(\alpha y + \left(1 - \alpha\right) \left(1 -
-        y\right)\right) \left(- y + 1 - \frac{e^{- x}}{1 + e^{- x}}\right) \left(- \frac{y}{1 + e^{- x}}
-        - \left(1 - y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
-        \frac{\partial \ell}{\partial y} = \frac{\gamma \left(1 - \frac{2}{1 + e^{- x}}\right)
-        \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 - y\right) +
-        \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 -
-        y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} - x \left(\alpha y + \left(1 -
-        \alpha\right) \left(1 - y\right)\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma} + \left(2 \alpha - 1\right) \left(x
-        \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} -
-        \left(1 - y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    torchvision.ops.sigmoid_focal_loss with alpha in [0, 1] (torchvision also accepts alpha < 0 to
-    disable the class weighting) and default reduction 'none'.
-    For gamma < 1 the gradient at saturated logits involves 0 ** (gamma - 1): use gamma >= 1.
+    The math (definition, gradient, kinks, numerics) is in ``sigmoid_focal_loss``'s docstring; this
+    kernel computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1702,27 +1403,8 @@ def log_cosh(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
 def log_cosh_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') -> tuple:
     r"""log(cosh(x - y)): quadratic near the target, linear far from it (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \log{\left(\cosh{\left(x - y \right)} \right)}
-
-    Stable form:
-
-    .. math::
-
-        \ell = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(\left(e^{-
-        \left|{x - y}\right|}\right)^{2} \right)}
-
-    Gradient:
-
-    .. math::
-
-        \frac{\partial \ell}{\partial x} = \tanh{\left(x - y \right)}
-        \frac{\partial \ell}{\partial y} = - \tanh{\left(x - y \right)}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    Not in PyTorch. The stable form subtracts log 2, so near d = 0 its error is relative to 1 + |d|.
+    The math (definition, gradient, kinks, numerics) is in ``log_cosh``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -1863,38 +1545,8 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
 def cross_entropy_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int | None = -100, reduction: str = 'mean', label_smoothing: float = 0.0) -> tuple:
     r"""Cross-entropy of softmax(input) against class indices or probabilities (vector-Jacobian product).
 
-    .. math::
-
-        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
-        \mathrm{label\_smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
-        \right)}\right)_j
-
-    Stable form:
-
-    .. math::
-
-        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
-        \mathrm{label\_smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
-        \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)\right)_j
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = - g \mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
-        \mathrm{label\_smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j
-        \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
-        \mathrm{label\_smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
-        \left(x\right)_j}\right)_j}
-        \bar{t} = - g \mathrm{weight} \left(1 - \mathrm{label\_smoothing}\right) \left(x -
-        \log{\left(\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j \right)} - \max_j
-        \left(x\right)_j\right)
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    Integer targets are class indices (mean divides by the summed weight of the non-ignored targets);
-    float targets are probabilities along dim 1 (mean divides by the number of rows).
-    Label smoothing mixes the target with the uniform distribution: (1 - e) y + e / C.
+    The math (definition, gradient, kinks, numerics) is in ``cross_entropy``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -2001,38 +1653,8 @@ def cross_entropy_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: Array
     r"""Cross-entropy of softmax(input) against class indices or probabilities (value and vector-Jacobian
     product).
 
-    .. math::
-
-        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
-        \mathrm{label\_smoothing}\right)\right) \log{\left(\frac{e^{x}}{\sum_j \left(e^{x}\right)_j}
-        \right)}\right)_j
-
-    Stable form:
-
-    .. math::
-
-        \ell = - \sum_j \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
-        \mathrm{label\_smoothing}\right)\right) \left(x - \log{\left(\sum_j \left(e^{x - \max_j
-        \left(x\right)_j}\right)_j \right)} - \max_j \left(x\right)_j\right)\right)_j
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = - g \mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
-        \mathrm{label\_smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j
-        \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
-        \mathrm{label\_smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
-        \left(x\right)_j}\right)_j}
-        \bar{t} = - g \mathrm{weight} \left(1 - \mathrm{label\_smoothing}\right) \left(x -
-        \log{\left(\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j \right)} - \max_j
-        \left(x\right)_j\right)
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    Integer targets are class indices (mean divides by the summed weight of the non-ignored targets);
-    float targets are probabilities along dim 1 (mean divides by the number of rows).
-    Label smoothing mixes the target with the uniform distribution: (1 - e) y + e / C.
+    The math (definition, gradient, kinks, numerics) is in ``cross_entropy``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         ``(loss, gradients)``: the loss as ``cross_entropy`` returns it and the gradients as
@@ -2184,7 +1806,6 @@ def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = 
 
         \bar{x} = - g t \mathrm{weight}
 
-
     Generated from the catalog entry ``nll_loss``; do not edit.
     """
     ignore_index = _rt.check_integer('nll_loss', 'ignore_index', ignore_index)
@@ -2206,16 +1827,8 @@ def nll_loss(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = 
 def nll_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, ignore_index: int | None = -100, reduction: str = 'mean') -> tuple:
     r"""Negative log-likelihood of log-probabilities at the target classes (vector-Jacobian product).
 
-    .. math::
-
-        \ell = - \sum_j \left(t \mathrm{weight} x\right)_j
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = - g t \mathrm{weight}
-
+    The math (definition, gradient, kinks, numerics) is in ``nll_loss``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -2247,16 +1860,8 @@ def nll_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike,
     r"""Negative log-likelihood of log-probabilities at the target classes (value and vector-Jacobian
     product).
 
-    .. math::
-
-        \ell = - \sum_j \left(t \mathrm{weight} x\right)_j
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = - g t \mathrm{weight}
-
+    The math (definition, gradient, kinks, numerics) is in ``nll_loss``'s docstring; this kernel
+    computes the gradient shown there.
 
     Returns:
         ``(loss, gradients)``: the loss as ``nll_loss`` returns it and the gradients as ``nll_loss_vjp``
@@ -2345,27 +1950,8 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike, *, weight: 
 def multilabel_soft_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | None = None, reduction: str = 'mean') -> tuple:
     r"""Per-class logistic loss averaged over the classes, for multi-hot targets (vector-Jacobian product).
 
-    .. math::
-
-        \ell = - \frac{\sum_j \left(\mathrm{weight} \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} +
-        \left(1 - t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{C}
-
-    Stable form:
-
-    .. math::
-
-        \ell = \frac{\sum_j \left(\mathrm{weight} \left(t \operatorname{softplus}\left(- x\right) +
-        \left(1 - t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{C}
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = \frac{g \mathrm{weight} \left(- t + \sigma\left(x\right)\right)}{C}
-        \bar{t} = - \frac{g \mathrm{weight} x}{C}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``multilabel_soft_margin_loss``'s docstring;
+    this kernel computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -2404,27 +1990,8 @@ def multilabel_soft_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike,
     r"""Per-class logistic loss averaged over the classes, for multi-hot targets (value and vector-Jacobian
     product).
 
-    .. math::
-
-        \ell = - \frac{\sum_j \left(\mathrm{weight} \left(t \log{\left(\frac{1}{1 + e^{- x}} \right)} +
-        \left(1 - t\right) \log{\left(1 - \frac{1}{1 + e^{- x}} \right)}\right)\right)_j}{C}
-
-    Stable form:
-
-    .. math::
-
-        \ell = \frac{\sum_j \left(\mathrm{weight} \left(t \operatorname{softplus}\left(- x\right) +
-        \left(1 - t\right) \operatorname{softplus}\left(x\right)\right)\right)_j}{C}
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = \frac{g \mathrm{weight} \left(- t + \sigma\left(x\right)\right)}{C}
-        \bar{t} = - \frac{g \mathrm{weight} x}{C}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
+    The math (definition, gradient, kinks, numerics) is in ``multilabel_soft_margin_loss``'s docstring;
+    this kernel computes the gradient shown there.
 
     Returns:
         ``(loss, gradients)``: the loss as ``multilabel_soft_margin_loss`` returns it and the gradients
@@ -2497,7 +2064,6 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, *, p: str = 1, margin
         \text{for}\: \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise}
         \end{cases}\right) \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)
 
-
     Generated from the catalog entry ``multi_margin_loss``; do not edit.
     """
     p = _rt.check_choice('multi_margin_loss', 'p', p, (1, 2))
@@ -2535,25 +2101,8 @@ def multi_margin_loss_vjp(grad: ArrayLike, input: ArrayLike, target: ArrayLike, 
     r"""Multi-class hinge loss: sum over wrong classes of max(0, margin - x_y + x_j)^p / C (vector-Jacobian
     product).
 
-    .. math::
-
-        \ell = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(\mathrm{margin} + x -
-        \sum_j \left(t x\right)_j\right)^{p} & \text{for}\: \mathrm{margin} + x - \sum_j \left(t
-        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
-        \mathrm{weight}\right)_j\right)_j}{C}
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p
-        \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\:
-        \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right)
-        \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)_j + \frac{\left(1 - t\right)
-        \left(\begin{cases} p \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} &
-        \text{for}\: \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise}
-        \end{cases}\right) \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)
-
+    The math (definition, gradient, kinks, numerics) is in ``multi_margin_loss``'s docstring; this
+    kernel computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -2602,25 +2151,8 @@ def multi_margin_loss_value_and_vjp(grad: ArrayLike, input: ArrayLike, target: A
     r"""Multi-class hinge loss: sum over wrong classes of max(0, margin - x_y + x_j)^p / C (value and
     vector-Jacobian product).
 
-    .. math::
-
-        \ell = \frac{\sum_j \left(\left(1 - t\right) \left(\begin{cases} \left(\mathrm{margin} + x -
-        \sum_j \left(t x\right)_j\right)^{p} & \text{for}\: \mathrm{margin} + x - \sum_j \left(t
-        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
-        \mathrm{weight}\right)_j\right)_j}{C}
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p
-        \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\:
-        \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right)
-        \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)_j + \frac{\left(1 - t\right)
-        \left(\begin{cases} p \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} &
-        \text{for}\: \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise}
-        \end{cases}\right) \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)
-
+    The math (definition, gradient, kinks, numerics) is in ``multi_margin_loss``'s docstring; this
+    kernel computes the gradient shown there.
 
     Returns:
         ``(loss, gradients)``: the loss as ``multi_margin_loss`` returns it and the gradients as
@@ -2861,124 +2393,8 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
 def cosine_embedding_loss_vjp(grad: ArrayLike, input1: ArrayLike, input2: ArrayLike, target: ArrayLike, *, margin: float = 0.0, reduction: str = 'mean') -> tuple:
     r"""1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1 (vector-Jacobian product).
 
-    .. math::
-
-        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} &
-        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
-        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
-        \cdot 10^{-12}\right)}} \leq 0 \\0 & \text{otherwise} \end{cases}\right) + \left(1 -
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right)
-        \left(\frac{y}{2} + \frac{1}{2}\right)
-
-    Stable form:
-
-    .. math::
-
-        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
-        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
-        \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} &
-        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
-        \\0 & \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(\frac{x}{\max\left(1,
-        \max_j \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}}\right)
-        \left(\frac{y}{2} + \frac{1}{2}\right)
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = \frac{g \left(\frac{\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
-        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
-        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
-        \frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
-        \left(\sum_j \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right) \left(-
-        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\:
-        \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
-        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}
-        \bar{x_{2}} = \frac{g \left(\frac{\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j \left(\left(\frac{x}{\max\left(1,
-        \max_j \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
-        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
-        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
-        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
-        \left(\sum_j \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}\right)
-        \left(- \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 &
-        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
-        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    Rows are along dim 1 of (N, D) inputs (or the only axis of 1-D inputs); PyTorch adds 1e-12 to each
-    squared norm.
+    The math (definition, gradient, kinks, numerics) is in ``cosine_embedding_loss``'s docstring; this
+    kernel computes the gradient shown there.
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -3069,124 +2485,8 @@ def cosine_embedding_loss_value_and_vjp(grad: ArrayLike, input1: ArrayLike, inpu
     r"""1 - cos(x1, x2) for y = 1, max(0, cos(x1, x2) - margin) for y = -1 (value and vector-Jacobian
     product).
 
-    .. math::
-
-        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} &
-        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
-        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
-        \cdot 10^{-12}\right)}} \leq 0 \\0 & \text{otherwise} \end{cases}\right) + \left(1 -
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right)
-        \left(\frac{y}{2} + \frac{1}{2}\right)
-
-    Stable form:
-
-    .. math::
-
-        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
-        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
-        \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} &
-        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
-        \\0 & \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(\frac{x}{\max\left(1,
-        \max_j \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}}\right)
-        \left(\frac{y}{2} + \frac{1}{2}\right)
-
-    Gradient:
-
-    .. math::
-
-        \bar{x} = \frac{g \left(\frac{\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
-        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
-        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
-        \frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
-        \left(\sum_j \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right) \left(-
-        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\:
-        \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
-        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}
-        \bar{x_{2}} = \frac{g \left(\frac{\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j \left(\left(\frac{x}{\max\left(1,
-        \max_j \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
-        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
-        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j
-        \frac{x_{2}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)}}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
-        \left(\sum_j \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}\right)
-        \left(- \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 &
-        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
-        \left(\left(\frac{x}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
-        \left(\left(\frac{x_{2}}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
-        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}
-
-    Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
-    is finite.
-    Rows are along dim 1 of (N, D) inputs (or the only axis of 1-D inputs); PyTorch adds 1e-12 to each
-    squared norm.
+    The math (definition, gradient, kinks, numerics) is in ``cosine_embedding_loss``'s docstring; this
+    kernel computes the gradient shown there.
 
     Returns:
         ``(loss, gradients)``: the loss as ``cosine_embedding_loss`` returns it and the gradients as

@@ -8,7 +8,10 @@ For an op's formula, :func:`derive` produces a :class:`Derivation`:
   :math:`\\bar z_j = \\sum_i g_i\\, \\partial y_i / \\partial z_j`, built on
   explicit instances of ``n = 2, 3, 4`` components);
 * a :class:`Proof` for each claim a kernel relies on: the stable form equals
-  the definition, and each closed-form gradient equals the derived one.
+  the definition, each closed-form gradient equals the derived one, and each
+  gradient written with the forward's output (:class:`~symdl.catalog.spec.OutputForm`,
+  the kernels' ``result=``) equals the derived one once the forward is
+  substituted for the output.
 
 Each claim goes through the bounded prover (:mod:`symdl.proofs.proof`):
 *symbolic* when ``sympy.simplify`` reduces the difference to 0 within a CPU-time
@@ -22,12 +25,12 @@ maximum.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import sympy as sp
 
-from symdl.catalog.spec import DERIVATIVE, Case, Formula, Kink, Op
+from symdl.catalog.spec import DERIVATIVE, RESULT, Case, Formula, Kink, Op
 from symdl.functions import expand_row, row_components, rowmax, rowsum, to_textbook
 from symdl.proofs.proof import PROOF_POINTS, Proof, numeric_identity, prove_identity, symbolic_zero
 
@@ -114,8 +117,21 @@ def _derive_elementwise(derivation: Derivation, rng: np.random.Generator) -> Non
         derivation.proofs.append(prove_identity(claim, lhs.xreplace({DERIVATIVE: first}), rhs, symbols, points))
     for kink in formula.kinks:
         derivation.proofs.append(_kink_proof(op, formula, derivation.derived[op.inputs[0].name], kink, raw_points))
+    for name, closed in output_gradients(formula).items():
+        claim = f"d/d{name} from the output = derived"
+        derivation.proofs.append(prove_identity(claim, closed, derivation.derived[name], symbols, points))
+        for kink in formula.kinks:
+            proof = _kink_proof(op, replace(formula, grads={name: closed}), derivation.derived[name], kink, raw_points)
+            derivation.proofs.append(Proof("from the output: " + proof.claim, proof.method, proof.holds))
     for case in formula.cases:
         _prove_case(derivation, case, rng)
+
+
+def output_gradients(formula: Formula) -> dict[str, sp.Expr]:
+    """The output-form gradients with the forward substituted for the output (what is proven of them)."""
+    if formula.from_output is None:
+        return {}
+    return {name: expr.xreplace({RESULT: formula.forward}) for name, expr in formula.from_output.grads.items()}
 
 
 def _points_where(op: Op, when: sp.Basic, rng: np.random.Generator) -> list[dict[sp.Symbol, float]]:
@@ -146,6 +162,10 @@ def _prove_case(derivation: Derivation, case: Case, rng: np.random.Generator) ->
     for name, closed in case.grads.items():
         derivation.proofs.append(prove_identity(where + f"d/d{name} closed form = derived", closed,
                                                 derivation.derived[name], symbols, points))
+    for name, closed in case.from_output.items():
+        derivation.proofs.append(prove_identity(where + f"d/d{name} from the output = derived",
+                                                closed.xreplace({RESULT: formula.forward}), derivation.derived[name],
+                                                symbols, points))
     for kink in formula.kinks:
         proof = _kink_proof(op, formula.under(case), derivation.derived[op.inputs[0].name], kink, raw_points)
         derivation.proofs.append(Proof(where + proof.claim, proof.method, proof.holds, proof.max_error))
@@ -223,8 +243,10 @@ def _derive_row(derivation: Derivation, rng: np.random.Generator) -> None:
             [expand_row(formula.definition, op.row_symbols, n) for n in ROW_SIZES],
             op, rng,
         ))
+    derived_rows: dict[str, list[list[sp.Expr]]] = {}
     for item in op.differentiable_inputs:
         derived = [_row_vjp(formula.definition, op, item.symbol, n) for n in ROW_SIZES]
+        derived_rows[item.name] = derived
         derivation.derived[item.name] = sp.Matrix(derived[0])
         closed = formula.grads.get(item.name)
         if closed is None:
@@ -233,6 +255,13 @@ def _derive_row(derivation: Derivation, rng: np.random.Generator) -> None:
             f"VJP d/d{item.name} closed form = derived",
             [expand_row(_free_shifts(closed), op.row_symbols, n) for n in ROW_SIZES],
             derived,
+            op, rng,
+        ))
+    for name, closed in output_gradients(formula).items():
+        derivation.proofs.append(_prove_rows(
+            f"VJP d/d{name} from the output = derived",
+            [expand_row(_free_shifts(closed), op.row_symbols, n) for n in ROW_SIZES],
+            derived_rows[name],
             op, rng,
         ))
     for claim, lhs, rhs in formula.facts:

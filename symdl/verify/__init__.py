@@ -45,7 +45,7 @@ def plan(names: Sequence[str] | None = None) -> dict[ModuleType, list[str]]:
 
 def row_count(chosen: dict[ModuleType, list[str]]) -> int:
     """How many rows verifying ``chosen`` prints (an op with variants prints one per variant)."""
-    return sum(len(ops.targets(rows)) if section is ops else len(rows) for section, rows in chosen.items())
+    return sum(ops.row_count(rows) if section is ops else len(rows) for section, rows in chosen.items())
 
 
 def verify_everything(names: Sequence[str] | None = None, *, use_cache: bool = True,

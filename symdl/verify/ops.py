@@ -5,6 +5,9 @@ For each op and variant:
 1. **proof** — :func:`symdl.proofs.ops.derive` proves the stable form and every
    closed-form gradient equal to the definition (symbolic, or numeric identity
    at 50 digits). Proofs are cached on disk by a hash of the entry.
+   Each gradient written with the forward's output (``name_vjp(..., result=y)``) is proven too, and
+   that path is checked like the other (fd, finiteness); its float64 ulp error, in the same units,
+   is the row's ``result_ulp``.
 2. **fd** — the float64 gradient kernel against central finite differences of
    the forward kernel along random directions (relative error).
 3. **ulp** — forward and gradient kernels (float64) against the mpmath
@@ -22,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+import mpmath
 import numpy as np
 import sympy as sp
 
@@ -38,9 +42,14 @@ from symdl.verify.reference import Reference, ulp_error
 from symdl.verify.row import VerifyRow, directional_error, finite_and_typed, parallel_rows
 
 # --------------------------------------------------------------------------- kernels
-def kernel_call(op: Op, params: dict[str, object]) -> tuple[Callable[..., np.ndarray], Callable[..., tuple]]:
-    """The forward and VJP kernels of ``op`` bound to ``params``."""
+def kernel_call(op: Op, params: dict[str, object], *, from_output: bool = False
+                ) -> tuple[Callable[..., np.ndarray], Callable[..., tuple]]:
+    """The forward and VJP kernels of ``op`` bound to ``params`` (``from_output``: the VJP is given the
+    forward's output as ``result=``, as a layer that saved it would)."""
     forward, vjp = getattr(kernels, op.name), getattr(kernels, f"{op.name}_vjp")
+    if from_output:
+        return (lambda *a: forward(*a, **params)), (
+            lambda g, *a: vjp(g, *a, result=forward(*a, **params), **params))
     return (lambda *a: forward(*a, **params)), (lambda g, *a: vjp(g, *a, **params))
 
 
@@ -63,8 +72,11 @@ def _entry_key(target: tuple[str, str]) -> str:
     """The proof cache's name for one (op, variant): a hash of the prover and of the entry's formulas."""
     op, variant = CATALOG[target[0]], target[1]
     formula = op.formulas[variant]
+    output = {**(formula.from_output.grads if formula.from_output else {}),
+              **{f"{c.when} {k}": v for c in formula.cases for k, v in c.from_output.items()}}
     return cache.source_key(_prover_files(), op.name, variant, sp.srepr(formula.definition), sp.srepr(formula.stable),
                             *(f"{k}={sp.srepr(v)}" for k, v in sorted(formula.grads.items())),
+                            *(f"result {k}={sp.srepr(v)}" for k, v in sorted(output.items())),
                             *(f"{sp.srepr(k.at)}:{sp.srepr(k.subgradient)}" for k in formula.kinks),
                             *(f"{sp.srepr(c.when)}:{sp.srepr(c.stable)}:{sorted((k, sp.srepr(v)) for k, v in c.grads.items())}"
                               for c in formula.cases))
@@ -87,11 +99,12 @@ def _batch_shape(op: Op) -> tuple[int, ...]:
     return (4, 5)
 
 
-def finite_difference_error(op: Op, variant: str, seed: int = 0, directions: int = 4) -> float:
-    """Max relative error of the VJP against central differences (float64)."""
+def finite_difference_error(op: Op, variant: str, seed: int = 0, directions: int = 4, *,
+                            from_output: bool = False) -> float:
+    """Max relative error of the VJP (``from_output``: given ``result=``) against central differences (float64)."""
     rng = np.random.default_rng(seed)
     params = {**draw_params(op, rng, variant or None)}
-    forward, vjp = kernel_call(op, params)
+    forward, vjp = kernel_call(op, params, from_output=from_output)
     inputs = draw_inputs(op, rng, _batch_shape(op))
     out = forward(*inputs)
     worst = 0.0
@@ -177,15 +190,43 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
     return worst_forward, worst_grad
 
 
-def finite_at_extremes(op: Op, variant: str, seed: int = 2) -> tuple[bool, str]:
-    """Forward and VJP at the extremes raise no FP warning and stay finite."""
+def output_form_ulp(op: Op, variant: str = "", dtype: type = np.float64, seed: int = 1,
+                    params: dict[str, object] | None = None) -> float:
+    """Max ulp error (in ``dtype``) of the VJP given the forward's output as ``result=``, against the
+    mpmath reference, on domain samples plus the extremes; units as :func:`ulp_errors`, relative to
+    ``max(|true|, |scale|)`` with the output form's scale (:class:`~symdl.catalog.spec.OutputForm`).
+
+    ``params`` default to values drawn from their sample domains.
+    """
+    form = op.formula(variant).from_output
+    if form is None:
+        raise ValueError(f"{op.name} has no gradient from its output")
+    rng = np.random.default_rng(seed)
+    drawn = draw_params(op, rng, variant or None)
+    params = drawn if params is None else params
+    reference = Reference(op, variant, params)
+    forward, vjp = kernel_call(op, params, from_output=True)
+    scale = op.tolerance_for(variant).grad_scale if form.scale is None else form.scale
+    worst = 0.0
+    batches = [[a.astype(dtype) for a in _domain_inputs(op, rng)], _extreme_inputs(op, rng, dtype)]
+    for inputs in (b for b in batches if b is not None):
+        grad = rng.standard_normal(inputs[0].shape).astype(dtype)
+        computed = vjp(grad, *inputs)
+        exact = reference.gradients(inputs, grad)
+        for value, exact_grad in zip((c for c, i in zip(computed, op.inputs) if i.differentiable), exact):
+            worst = float(np.maximum(worst, ulp_error(value, exact_grad, _scale(op, scale, inputs, params, grad))))
+    return worst
+
+
+def finite_at_extremes(op: Op, variant: str, seed: int = 2, *, from_output: bool = False) -> tuple[bool, str]:
+    """Forward and VJP (``from_output``: given ``result=``) at the extremes raise no FP warning and stay finite."""
     for dtype in (np.float32, np.float64):
         rng = np.random.default_rng(seed)
         params = _unreduced(op, draw_params(op, rng, variant or None))
         inputs = _extreme_inputs(op, rng, dtype)
         if inputs is None:
             continue
-        forward, vjp = kernel_call(op, params)
+        forward, vjp = kernel_call(op, params, from_output=from_output)
 
         def run() -> list[np.ndarray]:  # called at once, in this iteration
             out = forward(*inputs)
@@ -198,29 +239,96 @@ def finite_at_extremes(op: Op, variant: str, seed: int = 2) -> tuple[bool, str]:
 
 
 def verify_op(op: Op, variant: str, proofs: list[Proof]) -> VerifyRow:
-    """All numeric checks for one op variant, given its proofs."""
+    """All numeric checks for one op variant, given its proofs (the output-form identities' among them).
+
+    Where the VJP takes the forward's output (``result=``), that path is checked too: its finite
+    differences and finiteness count with the row's own, and its float64 ulp error is the row's
+    ``result_ulp`` (printed in parentheses after the grad ulp).
+    """
     fwd_ulp, grad_ulp = ulp_errors(op, variant)
-    finite, detail = finite_at_extremes(op, variant)
+    form = op.formula(variant).from_output
+    paths = (False, True) if form is not None else (False,)
+    checks = [finite_at_extremes(op, variant, from_output=from_output) for from_output in paths]
+    finite = all(holds for holds, _ in checks)
+    details = [detail for _, detail in checks if detail]
     failed = [p.claim for p in proofs if not p.holds]
-    methods = sorted({p.method for p in proofs}) or ["none needed"]
+    methods = sorted({p.method for p in proofs if "from the output" not in p.claim}) or ["none needed"]
+    output_methods = sorted({p.method for p in proofs if "from the output" in p.claim})
+    if form is not None:  # the output-form identities, listed apart
+        methods.append(f"result=: {', '.join(output_methods)}" if output_methods else "result=: NOT PROVEN")
     return VerifyRow(
-        op=op.name, variant=variant, proof="; ".join(methods), proofs_hold=not failed,
-        fd_error=finite_difference_error(op, variant), forward_ulp=fwd_ulp, grad_ulp=grad_ulp,
+        op=op.name, variant=variant, proof="; ".join(methods),
+        proofs_hold=not failed and (form is None or bool(output_methods)),
+        fd_error=max(finite_difference_error(op, variant, from_output=from_output) for from_output in paths),
+        forward_ulp=fwd_ulp, grad_ulp=grad_ulp,
         forward_ulp_bound=op.tolerance_for(variant).forward_ulp, grad_ulp_bound=op.tolerance_for(variant).grad_ulp,
-        finite=finite, detail="; ".join([*(f"proof failed: {c}" for c in failed), *([detail] if detail else [])]),
+        finite=finite, detail="; ".join([*(f"proof failed: {c}" for c in failed), *details]),
+        result_ulp=None if form is None else output_form_ulp(op, variant),
+        result_ulp_bound=None if form is None else form.grad_ulp,
     )
 
 
-def _verify_target(job: tuple[str, str, bool]) -> VerifyRow:
-    """One (op, variant): cached or derived proofs, then every numeric check (a worker's job)."""
-    name, variant, use_cache = job
-    (proofs,) = proofs_for([(name, variant)], use_cache=use_cache, workers=0).values()
-    return verify_op(CATALOG[name], variant, proofs)
+# --------------------------------------------------------------------------- erf, erfc, normal CDF
+#: The row name of the runtime's erf, erfc and normal CDF (one row per dtype).
+SPECIAL = "erf"
+#: Their promised accuracy, in units in the last place of the dtype.
+SPECIAL_ULP = 4.0
+
+
+def special_points(dtype: type, count: int = 2000, seed: int = 5) -> np.ndarray:
+    """Arguments over the whole float range of ``dtype``: log-uniform magnitudes from the smallest
+    subnormal to the largest finite number, uniform ones where erf and erfc vary (|x| < 40), the
+    neighbours of the runtime's switch points, 0, and both signs of each."""
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(seed)
+    smallest = float(np.nextafter(dtype(0), dtype(1)))
+    magnitudes = [10 ** rng.uniform(np.log10(smallest), np.log10(float(info.max)), count),
+                  rng.uniform(0, 10, count), rng.uniform(0, 40, count // 2)]
+    switches = [v for s in (0.5, 0.7071067811865476, 26.6, 37.6)
+                for v in (np.nextafter(dtype(s), dtype(0)), dtype(s), np.nextafter(dtype(s), dtype(100)))]
+    values = np.concatenate([*magnitudes, np.array(switches, dtype=np.float64), [0.0, float(info.max)]]).astype(dtype)
+    return np.concatenate([values, -values])
+
+
+def special_function_errors(dtype: type, count: int = 2000) -> dict[str, float]:
+    """Largest ulp error (in ``dtype``) of the runtime's erf, erfc and normal CDF against mpmath at
+    :func:`special_points` (subnormal results in units of the smallest normal number)."""
+    x = special_points(dtype, count)
+    references = {"erf": mpmath.erf, "erfc": mpmath.erfc, "normal_cdf": mpmath.ncdf}
+    errors = {}
+    with mpmath.workdps(40):
+        for name, reference in references.items():
+            # beyond |x| = 1e4 every function is at its limit (mpmath's erfc overflows an int there)
+            exact = [reference(mpmath.mpf(float(np.clip(v, -1e4, 1e4)))) for v in x]
+            errors[name] = ulp_error(getattr(_rt, name)(x), exact)
+    return errors
+
+
+def verify_special(dtype_name: str) -> VerifyRow:
+    """The row of the runtime's erf, erfc and normal CDF in one dtype: the fit (scripts/fit_erf.py) and
+    the largest ulp error of the three against mpmath over the whole float range (fwd ulp column);
+    finite and typed at the extremes."""
+    dtype = np.dtype(dtype_name).type
+    errors = special_function_errors(dtype)
+    x = special_points(dtype, 50)
+    finite, detail = finite_and_typed(lambda: [_rt.erf(x), _rt.erfc(x), _rt.normal_cdf(x)], dtype,
+                                      f"{dtype_name} over the float range")
+    worst = max(errors, key=errors.get)
+    points = special_points(dtype).size  # the points special_function_errors used
+    return VerifyRow(
+        op=SPECIAL, variant=dtype_name,
+        proof=f"polynomial fits (scripts/fit_erf.py) vs mpmath at {points} points over the float range: "
+              + ", ".join(f"{name} {error:.1f} ulp" for name, error in errors.items()),
+        proofs_hold=True, fd_error=0.0, forward_ulp=errors[worst], grad_ulp=0.0,
+        forward_ulp_bound=SPECIAL_ULP, grad_ulp_bound=0.0, finite=finite, detail=detail)
 
 
 def _verify_target(job: tuple[str, str, bool]) -> VerifyRow:
-    """One (op, variant): cached or derived proofs, then every numeric check (a worker's job)."""
+    """One (op, variant): cached or derived proofs, then every numeric check (a worker's job); the special
+    functions' row for ``SPECIAL`` (its variant is the dtype)."""
     name, variant, use_cache = job
+    if name == SPECIAL:
+        return verify_special(variant)
     (proofs,) = proofs_for([(name, variant)], use_cache=use_cache, workers=0).values()
     return verify_op(CATALOG[name], variant, proofs)
 
@@ -232,19 +340,31 @@ def targets(names: Iterable[str] | None = None) -> list[tuple[str, str]]:
 
 
 def names() -> list[str]:
-    """Row names: the catalog's activations and losses."""
-    return list(CATALOG)
+    """Row names: the catalog's activations and losses, and the runtime's erf (with erfc and the normal CDF)."""
+    return [*CATALOG, SPECIAL]
+
+
+def _jobs(chosen: Sequence[str], use_cache: bool) -> list[tuple[str, str, bool]]:
+    """One job per row: each (op, variant), then the special functions (one row per dtype)."""
+    op_names = [n for n in chosen if n != SPECIAL]
+    jobs = [(*t, use_cache) for t in (targets(op_names) if op_names else [])]
+    return jobs + [(SPECIAL, dtype, use_cache) for dtype in ("float32", "float64") if SPECIAL in chosen]
+
+
+def row_count(chosen: Sequence[str]) -> int:
+    """How many rows verifying ``chosen`` prints."""
+    return len(_jobs(chosen, True))
 
 
 def _expected_cost(target: tuple[str, str]) -> int:
     """Row and class ops derive on explicit rows and take longest: start them first."""
+    if target[0] == SPECIAL:
+        return 1
     return {"class_loss": 2, "row": 1}.get(CATALOG[target[0]].kind, 0)
 
 
 def verify(chosen: Sequence[str], *, use_cache: bool = True, workers: int | None = None,
            on_done: Callable[[], None] = lambda: None) -> list[VerifyRow]:
     """Every variant of the chosen ops, in parallel processes; rows in catalog order."""
-    todo = targets(chosen)
-    rows = parallel_rows(_verify_target, [(*t, use_cache) for t in todo], workers=workers, on_done=on_done,
+    return parallel_rows(_verify_target, _jobs(chosen, use_cache), workers=workers, on_done=on_done,
                          cost=lambda job: _expected_cost(job[:2]))
-    return rows

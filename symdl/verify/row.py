@@ -32,19 +32,26 @@ class VerifyRow:
     grad_ulp_bound: float
     finite: bool
     detail: str = ""
+    #: For an op whose VJP takes the forward's output (``result=``): that path's float64 ulp error and
+    #: its bound (None for other rows). Its proofs, fd and finite checks are part of the row's own.
+    result_ulp: float | None = None
+    result_ulp_bound: float | None = None
 
     def __post_init__(self) -> None:
         # Checks compute with NumPy and SymPy: store plain Python bools and floats (JSON, comparisons).
         for name in ("proofs_hold", "finite"):
             object.__setattr__(self, name, bool(getattr(self, name)))
-        for name in ("fd_error", "forward_ulp", "grad_ulp", "forward_ulp_bound", "grad_ulp_bound"):
-            object.__setattr__(self, name, float(getattr(self, name)))
+        for name in ("fd_error", "forward_ulp", "grad_ulp", "forward_ulp_bound", "grad_ulp_bound", "result_ulp",
+                     "result_ulp_bound"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, float(getattr(self, name)))
 
     @property
     def passed(self) -> bool:
         """True when every check holds."""
         return (self.proofs_hold and self.fd_error <= FD_TOLERANCE and self.finite
-                and self.forward_ulp <= self.forward_ulp_bound and self.grad_ulp <= self.grad_ulp_bound)
+                and self.forward_ulp <= self.forward_ulp_bound and self.grad_ulp <= self.grad_ulp_bound
+                and (self.result_ulp is None or self.result_ulp <= (self.result_ulp_bound or 0.0)))
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready fields, plus ``passed``."""

@@ -1,0 +1,105 @@
+"""The runtime's erf, erfc and normal CDF (``symdl.kernels._runtime``) and their users (gelu).
+
+Ground truth is mpmath at 40 digits, over arguments spanning the whole float range of each dtype
+(log-uniform magnitudes from the smallest subnormal to the largest finite number, plus dense
+arguments where the functions vary). Errors are in units in the last place of the dtype (a
+subnormal true value in units of the smallest normal number).
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+
+import mpmath
+import numpy as np
+import pytest
+
+import symdl.kernels as kernels
+from symdl.kernels import _runtime as rt
+
+DTYPES = (np.float32, np.float64)
+REFERENCES = {"erf": mpmath.erf, "erfc": mpmath.erfc, "normal_cdf": mpmath.ncdf}
+BOUND = 4.0
+
+
+def _points(dtype: type) -> np.ndarray:
+    info = np.finfo(dtype)
+    rng = np.random.default_rng(11)
+    smallest = float(np.nextafter(dtype(0), dtype(1)))
+    magnitudes = np.concatenate([10 ** rng.uniform(np.log10(smallest), np.log10(float(info.max)), 600),
+                                 rng.uniform(0, 6, 900), rng.uniform(6, 40, 300)]).astype(dtype)
+    return np.concatenate([magnitudes, -magnitudes])
+
+
+def _ulp(computed: np.ndarray, exact: list, dtype: type) -> np.ndarray:
+    rounded = np.array([float(v) for v in exact]).astype(dtype)
+    unit = np.maximum(np.spacing(np.abs(rounded)), np.finfo(dtype).tiny).astype(np.float64)
+    return np.abs(computed.astype(np.float64) - rounded.astype(np.float64)) / unit
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_within_four_ulp_of_mpmath_over_the_float_range(name: str, dtype: type) -> None:
+    x = _points(dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        computed = getattr(rt, name)(x)
+    assert computed.dtype == dtype and computed.shape == x.shape
+    with mpmath.workdps(40):
+        exact = [REFERENCES[name](mpmath.mpf(float(np.clip(v, -1e4, 1e4)))) for v in x]
+    errors = _ulp(computed, exact, dtype)
+    worst = int(np.argmax(errors))
+    assert errors[worst] <= BOUND, f"{name}({x[worst]!r}): {errors[worst]} ulp"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_special_values(dtype: type) -> None:
+    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan], dtype)
+    np.testing.assert_array_equal(rt.erf(x)[:4], np.array([0.0, -0.0, 1.0, -1.0], dtype))
+    np.testing.assert_array_equal(rt.erfc(x)[:4], np.array([1.0, 1.0, 0.0, 2.0], dtype))
+    np.testing.assert_array_equal(rt.normal_cdf(x)[:4], np.array([0.5, 0.5, 1.0, 0.0], dtype))
+    assert all(np.isnan(f(x)[4]) for f in (rt.erf, rt.erfc, rt.normal_cdf))
+
+
+def test_shapes_and_integer_input() -> None:
+    x = np.linspace(-3, 3, 2 * 3 * 70000).reshape(2, 3, 70000)  # more than one evaluation block
+    np.testing.assert_array_equal(rt.erf(x)[1, 2], rt.erf(x[1, 2]))
+    assert rt.erfc(np.arange(-3, 4)).dtype == np.float64
+    assert rt.normal_cdf(np.float32(0.25)).shape == ()
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_gelu_forward_within_four_ulp_of_mpmath(dtype: type) -> None:
+    """gelu(x) = x Phi(x), the erf user of the catalog, in plain ulp (no condition-number allowance)."""
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.linspace(-12, 6, 3001), rng.uniform(-40, 40, 500),
+                        -(10 ** rng.uniform(-30, 1.5, 300)), 10 ** rng.uniform(-30, 1.5, 300)]).astype(dtype)
+    computed = kernels.gelu(x)
+    assert computed.dtype == dtype
+    with mpmath.workdps(40):
+        exact = [mpmath.mpf(float(v)) * mpmath.ncdf(mpmath.mpf(float(v))) for v in x]
+    errors = _ulp(computed, exact, dtype)
+    worst = int(np.argmax(errors))
+    assert errors[worst] <= BOUND, f"gelu({x[worst]!r}): {errors[worst]} ulp"
+
+
+def test_no_scipy_on_the_hot_path() -> None:
+    code = ("import sys, numpy as np, symdl.kernels as k; x = np.linspace(-5, 5, 11);"
+            "k.gelu(x); k.gelu_vjp(np.ones_like(x), x); print('scipy' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_runtime_coefficients_are_the_fit_scripts_output() -> None:
+    """The coefficients in _runtime.py are exactly what scripts/fit_erf.py prints (not edited by hand)."""
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "fit_erf.py"
+    printed = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, check=True,
+                             timeout=300).stdout
+    fitted = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(printed).body
+              if isinstance(node, ast.Assign)}
+    assert len(fitted) == 9
+    for name, value in fitted.items():
+        assert getattr(rt, name) == value, name

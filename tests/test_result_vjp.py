@@ -1,0 +1,135 @@
+"""``name_vjp(grad, x, *, result=y)``: the gradient from the saved forward output.
+
+For every op whose catalog entry has an output form (:class:`symdl.catalog.spec.OutputForm`):
+the VJP given ``result`` agrees with the mpmath reference of the definition within the bound the
+entry states (units in the last place of ``max(|true|, |scale|)``), in float32 and float64, on
+domain samples and at the extremes, at the default parameters and at drawn ones; it agrees with
+the VJP from the input; it keeps the input's dtype; and a ``result`` of the wrong shape or dtype
+is refused with a typed error naming the op and the argument.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import symdl.kernels as kernels
+from symdl.catalog import CATALOG
+from symdl.errors import OpInputError, OpTypeError
+from symdl.sampling import draw_inputs, draw_params
+from symdl.verify.ops import output_form_ulp
+from symdl.verify.reference import ulp_error
+
+WITH_RESULT = [name for name, op in CATALOG.items() if any(f.from_output for f in op.formulas.values())]
+DTYPES = (np.float32, np.float64)
+
+
+def test_the_ops_the_issue_names_have_an_output_form() -> None:
+    expected = {"sigmoid", "tanh", "softmax", "log_softmax", "softmin", "logsigmoid", "softplus", "elu", "selu",
+                "celu", "relu", "relu6", "hardtanh"}
+    assert expected <= set(WITH_RESULT)
+
+
+@pytest.mark.parametrize("name", WITH_RESULT)
+def test_vjp_signature_has_result_keyword(name: str) -> None:
+    parameter = inspect.signature(getattr(kernels, f"{name}_vjp")).parameters["result"]
+    assert parameter.kind is inspect.Parameter.KEYWORD_ONLY and parameter.default is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("drawn", [False, True], ids=["defaults", "drawn_params"])
+@pytest.mark.parametrize("name", WITH_RESULT)
+def test_result_vjp_within_stated_bound_of_mpmath(name: str, drawn: bool, dtype: type) -> None:
+    op = CATALOG[name]
+    bound = op.formula().from_output.grad_ulp
+    error = output_form_ulp(op, "", dtype, seed=3, params=None if drawn else {})
+    assert error <= bound, f"{name} {np.dtype(dtype).name}: {error} ulp > {bound}"
+
+
+def _inputs_with_extremes(name: str, dtype: type, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
+    op = CATALOG[name]
+    params = draw_params(op, rng)
+    if op.kind == "row":
+        x = draw_inputs(op, rng, (6, 5), dtype)[0]
+        extremes = [e for e in op.inputs[0].domain.extremes if np.isfinite(dtype(e))]
+        x = np.concatenate([x, np.array([[e, 0.0, -e, 1.0, 2.0] for e in extremes], dtype=dtype)])
+    else:
+        x = draw_inputs(op, rng, (64,), dtype)[0]
+        extremes = [e for e in op.inputs[0].domain.extremes if np.isfinite(dtype(e))]
+        x = np.concatenate([x, np.array(extremes, dtype=dtype), np.zeros(1, dtype)])
+    return params, x
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("name", WITH_RESULT)
+def test_with_and_without_result_agree(name: str, dtype: type) -> None:
+    """The two paths agree within the sum of their bounds, at the extremes too, and keep the dtype."""
+    op = CATALOG[name]
+    rng = np.random.default_rng(7)
+    params, x = _inputs_with_extremes(name, dtype, rng)
+    forward, vjp = getattr(kernels, name), getattr(kernels, f"{name}_vjp")
+    y = forward(x, **params)
+    g = rng.standard_normal(x.shape).astype(dtype)
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        (from_input,) = vjp(g, x, **params)
+        (from_output,) = vjp(g, x, result=y, **params)
+    assert from_output.dtype == x.dtype and from_output.shape == x.shape
+    assert np.all(np.isfinite(from_output))
+    form = op.formula().from_output
+    bound = form.grad_ulp + op.tolerance_for().grad_ulp
+    # Units in the last place of the largest gradient: output forms that cancel (1 - y^2 near |y| = 1)
+    # promise absolute, not relative, accuracy (checked relative to mpmath in the test above).
+    error = ulp_error(from_output, from_input.astype(np.float64), np.full(x.shape, np.max(np.abs(from_input))))
+    assert error <= bound, f"{name}: result path differs from the input path by {error} ulp"
+
+
+@pytest.mark.parametrize("name", WITH_RESULT)
+def test_wrong_result_shape_is_refused(name: str) -> None:
+    x = np.linspace(-2, 2, 12).reshape(3, 4)
+    y = getattr(kernels, name)(x)
+    with pytest.raises(OpInputError, match=rf"^{name}: result has shape \(4, 3\), expected the input's shape"):
+        getattr(kernels, f"{name}_vjp")(np.ones_like(x), x, result=y.reshape(4, 3))
+
+
+@pytest.mark.parametrize("name", WITH_RESULT)
+def test_wrong_result_dtype_is_refused(name: str) -> None:
+    x = np.linspace(-2, 2, 12, dtype=np.float32).reshape(3, 4)
+    y = getattr(kernels, name)(x)
+    vjp = getattr(kernels, f"{name}_vjp")
+    with pytest.raises(OpTypeError, match=rf"^{name}: result must be the forward's output.*float32, got float64"):
+        vjp(np.ones_like(x), x, result=y.astype(np.float64))
+    with pytest.raises(OpTypeError, match=rf"^{name}: result must be .* got list"):
+        vjp(np.ones_like(x), x, result=y.tolist())
+
+
+def test_sigmoid_result_loses_the_right_tail_as_documented() -> None:
+    """The docstring's accuracy line is true: y (1 - y) is 0 once sigmoid(x) rounds to 1 (x > 17 in
+    float32), where the gradient from the input is still e^-x."""
+    x = np.array([18.0], np.float32)
+    y = kernels.sigmoid(x)
+    assert y[0] == 1.0
+    assert kernels.sigmoid_vjp(np.ones_like(x), x, result=y)[0][0] == 0.0
+    assert kernels.sigmoid_vjp(np.ones_like(x), x)[0][0] == pytest.approx(np.exp(-18.0), rel=1e-6)
+    assert "x > 17 in float32" in " ".join(kernels.sigmoid_vjp.__doc__.split())
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "softmax", "elu"])
+def test_nn_layer_keeps_the_output_in_training_only(name: str) -> None:
+    """symdl.nn passes the saved output on in training (the gradient from ``result``) and keeps
+    nothing in eval mode; both backward passes match the kernels called directly."""
+    from symdl import nn
+
+    layer = nn.ACTIVATIONS[name]()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    g = rng.standard_normal((4, 6)).astype(np.float32)
+    y = layer(x)
+    assert layer.output is y
+    vjp = getattr(kernels, f"{name}_vjp")
+    np.testing.assert_array_equal(layer.backward(g), vjp(g, x, result=y)[0])
+    layer.training = False
+    layer(x)
+    assert layer.output is None
+    np.testing.assert_array_equal(layer.backward(g), vjp(g, x)[0])
