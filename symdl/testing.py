@@ -19,6 +19,7 @@ import numpy as np
 
 from symdl.check import GradcheckReport, InputReport, gradcheck
 from symdl.check.api import ModeName
+from symdl.check.report import element_name
 
 __all__ = ["assert_grad_close"]
 
@@ -45,8 +46,10 @@ def assert_grad_close(f: Callable[..., object], vjp: Callable[..., object], *inp
 def _headline(r: InputReport) -> str:
     if r.analytic is None or r.numeric is None:
         return f"gradient of {r.name} is wrong: {r.detail}"
-    where = "" if r.worst_index is None else f" at {r.name}{list(r.worst_index)}" + (
-        f" (output {list(r.worst_output)})" if r.worst_output else "")
+    if r.detail:  # a finding beside the values (another dtype; f jumping: not differentiable)
+        return f"gradient of {r.name} fails: {r.detail}"
+    where = "" if r.worst_index is None else f" at {element_name(r.name, r.worst_index)}" + (
+        f" (output {element_name('out', r.worst_output)})" if r.worst_output else "")
     return (f"gradient of {r.name} is wrong{where}: analytic {r.analytic:.6g} vs numeric {r.numeric:.6g}, "
             f"off by {abs(r.analytic - r.numeric):.3g} (allowed {r.allowed:.3g}); max abs error "
             f"{r.max_abs_error:.3g}, normwise relative error {r.max_rel_error:.3g}")

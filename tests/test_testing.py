@@ -53,3 +53,16 @@ def test_well_conditioned_arrays_keep_their_margin_and_dtype(x: np.ndarray) -> N
     assert x.dtype == np.float32 and x.shape == (6,)
     for kink in (0.0, 0.5):
         assert np.all(np.abs(x.astype(np.float64) - kink) >= 1e-2 * 0.999)
+
+
+def test_failure_message_names_findings_and_prints_scalars_as_scalars() -> None:
+    x = np.linspace(-1, 1, 4, dtype=np.float32)
+    with pytest.raises(AssertionError) as caught:
+        assert_grad_close(lambda x: np.sum(np.tanh(x)), lambda x: 1 - np.tanh(x.astype(np.float64)) ** 2, x,
+                          names=["x"])
+    first = str(caught.value).splitlines()[0]
+    assert first.startswith("gradient of x fails: gradient of x has dtype float64") and "its values match" in first
+    with pytest.raises(AssertionError) as caught:
+        assert_grad_close(lambda x: x**3, lambda x: 2 * x**2, np.array(0.5), names=["x"])
+    first = str(caught.value).splitlines()[0]
+    assert first.startswith("gradient of x is wrong at x: analytic 0.5 vs numeric 0.75") and "x[]" not in first

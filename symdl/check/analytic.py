@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 
 from symdl.check.errors import GradcheckInputError
-from symdl.check.problem import Problem
+from symdl.check.problem import Problem, non_finite_entries
 
 GradKind = Literal["auto", "vjp", "grad"]
 
@@ -49,6 +49,15 @@ def resolve_kind(function: Callable[..., object], inputs: int, scalar: bool, kin
     return "vjp"
 
 
+@dataclass(frozen=True)
+class Gradient:
+    """One input's gradient from the user's function: its values (float64, flattened; None when they cannot
+    be compared) and a finding to report next to the value check ('' for none: a dtype mismatch, say)."""
+
+    values: np.ndarray | None
+    finding: str = ""
+
+
 @dataclass
 class Analytic:
     """The user's gradient bound to a problem: ``products(v)`` gives ``v^T J_k`` per checked input."""
@@ -56,39 +65,48 @@ class Analytic:
     problem: Problem
     function: Callable[..., object]
     kind: str
+    names: tuple[str, ...] = ()
     calls: int = 0
 
     @classmethod
-    def build(cls, problem: Problem, function: Callable[..., object], kind: GradKind = "auto") -> Analytic:
+    def build(cls, problem: Problem, function: Callable[..., object], kind: GradKind = "auto",
+              names: tuple[str, ...] = ()) -> Analytic:
         scalar = problem.size == 1 and problem.out_shape == ()
-        return cls(problem, function, resolve_kind(function, len(problem.inputs), scalar, kind))
+        return cls(problem, function, resolve_kind(function, len(problem.inputs), scalar, kind), tuple(names))
 
-    def products(self, v: np.ndarray) -> dict[int, np.ndarray | str]:
-        """``v^T J_k`` flattened (float64) for each checked input, or a message saying what is wrong."""
+    def name(self, k: int) -> str:
+        return self.names[k] if k < len(self.names) else f"input {k}"
+
+    def products(self, v: np.ndarray) -> dict[int, Gradient]:
+        """``v^T J_k`` flattened (float64) for each checked input, with what is wrong with it."""
         self.calls += 1
         p = self.problem
         v = np.asarray(v, dtype=p.out_dtype).reshape(p.out_shape)
         raw = self.function(*p.inputs) if self.kind == "grad" else self.function(v, *p.inputs)
-        if self.kind == "grad":
-            raw = _as_tuple(raw, len(p.inputs))
-            raw = tuple(None if r is None else np.asarray(r) * v for r in raw)
-        return {k: _checked(k, g, p.inputs[k]) for k, g in zip(range(len(p.inputs)), _as_tuple(raw, len(p.inputs)))
-                if k in p.wrt}
+        found = {k: _checked(self.name(k), g, p.inputs[k])
+                 for k, g in zip(range(len(p.inputs)), _as_tuple(raw, len(p.inputs))) if k in p.wrt}
+        if self.kind == "grad":  # a scalar f: the VJP is v times the gradient, judged in the gradient's own dtype
+            scale = float(v)
+            found = {k: Gradient(None if g.values is None else g.values * scale, g.finding) for k, g in found.items()}
+        return found
 
-    def jacobian(self) -> dict[int, np.ndarray | str]:
+    def jacobian(self) -> dict[int, Gradient]:
         """The whole Jacobian of each checked input, (outputs, input size), one VJP per output element."""
         p = self.problem
         rows: dict[int, list[np.ndarray]] = {k: [] for k in p.wrt}
-        problems: dict[int, str] = {}
+        findings: dict[int, str] = {}
+        failed: dict[int, str] = {}
         for i in range(p.size):
             v = np.zeros(p.size)
             v[i] = 1.0
-            for k, value in self.products(v).items():
-                if isinstance(value, str):
-                    problems[k] = value
-                elif k not in problems:
-                    rows[k].append(value)
-        return {k: problems.get(k) or np.stack(rows[k]) for k in p.wrt}
+            for k, gradient in self.products(v).items():
+                if gradient.values is None:
+                    failed.setdefault(k, gradient.finding)
+                elif k not in failed:
+                    rows[k].append(gradient.values)
+                    findings.setdefault(k, gradient.finding)
+        return {k: Gradient(None, failed[k]) if k in failed else Gradient(np.stack(rows[k]), findings.get(k, ""))
+                for k in p.wrt}
 
 
 def _as_tuple(raw: object, count: int) -> tuple[object, ...]:
@@ -102,16 +120,27 @@ def _as_tuple(raw: object, count: int) -> tuple[object, ...]:
     return (raw,)
 
 
-def _checked(k: int, gradient: object, x: np.ndarray) -> np.ndarray | str:
-    """The gradient of input ``k`` as float64, or why it cannot be compared."""
+def _checked(name: str, gradient: object, x: np.ndarray) -> Gradient:
+    """The gradient of input ``name`` as float64 with its findings.
+
+    A gradient of another dtype (float64 for a float32 input, integers) is a
+    finding *and* is compared: cast to the input's dtype first, as a framework
+    storing it in the parameter would. Non-finite entries are reported directly
+    (no difference can judge them).
+    """
     if gradient is None:
-        return f"no gradient returned for input {k}"
+        return Gradient(None, f"no gradient returned for {name}")
     g = np.asarray(gradient)
     if g.shape != x.shape:
-        return f"gradient of input {k} has shape {g.shape}, the input has shape {x.shape}"
-    if g.dtype.kind not in "f":
-        return f"gradient of input {k} has dtype {g.dtype}, expected a real floating dtype"
+        return Gradient(None, f"gradient of {name} has shape {g.shape}, the input has shape {x.shape}")
+    if g.dtype.kind not in "fiub":
+        return Gradient(None, f"gradient of {name} has dtype {g.dtype}, expected a real floating dtype")
+    finding = ""
     if g.dtype != x.dtype:
-        return f"gradient of input {k} has dtype {g.dtype}, the input has dtype {x.dtype}"
-    return g.astype(np.float64).ravel()
-
+        finding = (f"gradient of {name} has dtype {g.dtype}, the input has dtype {x.dtype} "
+                   f"(its values are checked after casting to {x.dtype})")
+        with np.errstate(all="ignore"):
+            g = g.astype(x.dtype)
+    if not np.all(np.isfinite(g)):
+        return Gradient(None, f"gradient of {name} is not finite: {non_finite_entries(g, name)}")
+    return Gradient(g.astype(np.float64).ravel(), finding)

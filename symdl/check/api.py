@@ -8,9 +8,9 @@ from typing import Literal
 import numpy as np
 
 from symdl.check.analytic import Analytic, GradKind
-from symdl.check.errors import GradcheckInputError
+from symdl.check.errors import GradcheckInputError, JacobianTooLargeError
 from symdl.check.modes import COMPLEX_STEP, MODES, Options
-from symdl.check.problem import Precision, Problem
+from symdl.check.problem import Precision, Problem, unchanged
 from symdl.check.report import GradcheckReport
 from symdl.check.tolerances import default_tolerance, machine_epsilon
 
@@ -60,21 +60,17 @@ def gradcheck(f: Callable[..., object], inputs: object, vjp: Callable[..., objec
         raise GradcheckInputError(f"gradcheck: unknown mode {mode!r}; modes: {', '.join(MODES)}")
     if directions < 1:
         raise GradcheckInputError(f"gradcheck: directions must be >= 1, got {directions}")
+    # Problem.build copies the inputs before f first sees them and raises if f changes them.
     problem = Problem.build(f, _as_inputs(inputs), wrt, precision)
     entries = problem.size * sum(problem.inputs[k].size for k in problem.wrt)
     if mode != "fast" and entries > MAX_JACOBIAN:
-        raise GradcheckInputError(
-            f"gradcheck: the full Jacobian has {problem.size} x {entries // problem.size} = {entries:.3g} entries "
-            f"(limit {MAX_JACOBIAN:.3g}); use mode='fast', check fewer inputs (wrt) or reduce f to a scalar")
+        raise JacobianTooLargeError(problem.size, entries // problem.size, MAX_JACOBIAN)
     originals = [x.copy() for x in problem.inputs]
-    analytic = Analytic.build(problem, vjp, kind)
-    tols = {k: default_tolerance(problem.inputs[k].dtype, rtol) for k in problem.wrt}
+    analytic = Analytic.build(problem, vjp, kind, tuple(names or ()))
+    tols = {k: default_tolerance(problem.inputs[k].dtype, rtol, problem.eval_dtype) for k in problem.wrt}
     options = Options(directions, seed, tuple(names or ()))
     judgements = MODES[mode](problem, analytic, tols, options, problem.wrt)
-    for k, (before, after) in enumerate(zip(originals, problem.inputs)):
-        if not np.array_equal(before, after, equal_nan=True):
-            raise GradcheckInputError(f"gradcheck: input {k} was modified in place by f or the gradient function; "
-                                      "both must leave their inputs unchanged")
+    unchanged(originals, problem.inputs, "f or the gradient function")
     return GradcheckReport(
         passed=all(j.report.passed for j in judgements), mode=mode,
         step=COMPLEX_STEP if mode == "complex" else machine_epsilon(problem.eval_dtype) ** (1 / 3),
@@ -98,15 +94,25 @@ def gradgradcheck(grad: Callable[..., object], hvp: Callable[..., object], input
     arrays = tuple(np.asarray(x) for x in _as_inputs(inputs))
     shapes = [x.shape for x in arrays]
     sizes = np.cumsum([0] + [x.size for x in arrays])
+    found: list[str] = []
 
     def pieces(flat: np.ndarray) -> tuple[np.ndarray, ...]:
-        return tuple(np.asarray(flat[sizes[i]:sizes[i + 1]]).reshape(s) for i, s in enumerate(shapes))
+        # v takes each input's own dtype (a float32 input's v is float32, whatever dtype grad returns)
+        return tuple(np.asarray(flat[sizes[i]:sizes[i + 1]]).reshape(s).astype(_float_dtype(arrays[i].dtype))
+                     for i, s in enumerate(shapes))
 
     def layout(value: object) -> tuple[object, ...]:
         return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
     def gradient(*xs: np.ndarray) -> np.ndarray:
-        return np.concatenate([np.ravel(np.asarray(g)) for g in layout(grad(*xs))])
+        parts = [np.asarray(g) for g in layout(grad(*xs))]
+        for i, g in enumerate(parts):
+            # An integer gradient (a ReLU's 0/1 mask) has values: check them as floats, and say so.
+            if g.dtype.kind in "iub":
+                note = f"the gradient of input {i} has dtype {g.dtype}; checked as {_float_dtype(arrays[i].dtype)}"
+                found.append(note) if note not in found else None
+                parts[i] = g.astype(_float_dtype(arrays[i].dtype))
+        return np.concatenate([np.ravel(g) for g in parts])
 
     def product(w: np.ndarray, *xs: np.ndarray) -> tuple[object, ...]:
         v = pieces(np.asarray(w).ravel())
@@ -114,4 +120,9 @@ def gradgradcheck(grad: Callable[..., object], hvp: Callable[..., object], input
 
     report = gradcheck(gradient, arrays, product, mode=mode, kind="vjp", rtol=rtol, seed=seed, names=names)
     report.mode = f"second-order ({mode})"
+    report.notes.extend(found)
     return report
+
+
+def _float_dtype(dtype: np.dtype) -> np.dtype:
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)

@@ -59,7 +59,9 @@ class Problem:
     def build(cls, f: Callable[..., object], inputs: Sequence[object], wrt: Sequence[int] | None,
               precision: Precision = "auto") -> Problem:
         """Validate the inputs, evaluate ``f`` once and choose the evaluation precision."""
-        arrays = tuple(np.asarray(x) for x in inputs)
+        # Private copies: f never sees (so can never change) the caller's arrays, and a change it makes to
+        # these is caught at the first call, before it could shift any evaluation the verdict rests on.
+        arrays = tuple(np.array(x, copy=True) for x in inputs)
         if not arrays:
             raise GradcheckInputError("gradcheck: inputs is empty; give at least one array")
         if wrt is None:
@@ -83,7 +85,9 @@ class Problem:
 
     # ----------------------------------------------------------------- calls
     def _call(self, arrays: Sequence[np.ndarray]) -> np.ndarray:
+        before = [np.array(x, copy=True) for x in arrays]
         out = np.asarray(self.f(*arrays))
+        unchanged(before, arrays, "f")
         if out.dtype.kind not in "fc":
             raise GradcheckInputError(f"gradcheck: f returned dtype {out.dtype}; it must return floats")
         return out
@@ -100,8 +104,13 @@ class Problem:
                 chosen, value = promoted, wide
         if value.dtype.kind == "c":
             raise GradcheckInputError("gradcheck: f returned complex values for real inputs")
-        if not np.all(np.isfinite(value)):
-            raise GradcheckInputError("gradcheck: f is not finite at the given inputs; nothing to check there")
+        # Non-finite values are reported first, with their entries, in the checked dtype and in the evaluation
+        # dtype: a float32 forward that overflows is a finding even where float64 is finite.
+        for values, dtype in ((out, out.dtype), (value, value.dtype)):
+            if not np.all(np.isfinite(values)):
+                other = "" if values is value else f" (finite in {value.dtype}: the {dtype} evaluation overflows)"
+                raise GradcheckInputError(f"gradcheck: f is not finite at the given inputs in {dtype}: "
+                                          f"{non_finite_entries(values, 'out')}{other}; nothing to check there")
         self.eval_inputs, self.eval_dtype, self.f0 = chosen, value.dtype, value.ravel()
 
     @property
@@ -143,11 +152,16 @@ class Problem:
         ``x - x.mean()``, which would mix the rows of a batch; comparing with
         ``f(x)`` instead would not do: symmetric perturbations cancel in a mean).
         """
+        before = block.copy()
         try:
             together = self._batch(k, block)
         except Exception:  # noqa: BLE001 - anything but a clean batched call means: loop
+            unchanged([before], [block], "f")
             return None
+        unchanged([before], [block], "f")
+        last = block[-1].copy()
         alone = self._single(k, block[-1])
+        unchanged([last], [block[-1]], "f")
         signal = np.abs(alone - self.f0)
         noise = 64 * machine_epsilon(self.eval_dtype) * (np.abs(alone) + np.abs(self.f0))
         if not np.all(np.abs(together[-1] - alone) <= 1e-4 * signal + noise):
@@ -181,6 +195,23 @@ class Problem:
                 for row in range(start, count):
                     values[row] = self._single(k, build(row, row + 1)[0])
         return values
+
+
+def unchanged(before: Sequence[np.ndarray], after: Sequence[np.ndarray], who: str) -> None:
+    """Raise when a call changed an array it was given (a mutated input shifts every later evaluation)."""
+    for k, (old, new) in enumerate(zip(before, after)):
+        if not np.array_equal(old, new, equal_nan=True):
+            raise GradcheckInputError(f"gradcheck: input {k} was modified in place by {who}; "
+                                      "f and the gradient function must leave their inputs unchanged")
+
+
+def non_finite_entries(values: np.ndarray, name: str, limit: int = 5) -> str:
+    """``name[i] = nan, ...`` for the first ``limit`` non-finite entries (``name = inf`` for a 0-d array)."""
+    values = np.asarray(values)
+    bad = np.argwhere(~np.isfinite(values))
+    shown = [f"{name}{list(map(int, i)) if values.ndim else ''} = {values[tuple(i)]}" for i in bad[:limit]]
+    more = f" and {len(bad) - limit} more" if len(bad) > limit else ""
+    return ", ".join(shown) + more
 
 
 class element_builder:  # noqa: N801 - used like a function: element_builder(base, index, values)

@@ -30,6 +30,15 @@ sides grow like ``1/h`` instead). Two consecutive levels with a gap that is
 above rounding, shrinks by less than 2x, and with both sides stable to half
 the gap mark the entry as a kink, and the finest such level gives the
 one-sided values reported.
+
+A **jump** is where ``f(x + h) - f(x - h)`` does not shrink with ``h`` over
+the three finest levels and stays far above rounding: no derivative exists
+there, and the sweep says so per entry (:attr:`Sweep.jump`, with the jump).
+
+The noise of ``f`` is also estimated where the second difference cannot see
+it: where ``f`` is visibly quantised (:func:`_quantum`) and where the
+estimates drift as the step shrinks while the second difference stays quiet
+(:func:`_growth_noise`).
 """
 
 from __future__ import annotations
@@ -149,33 +158,53 @@ class Sweep:
     kink: np.ndarray
     left: np.ndarray
     right: np.ndarray
+    jump: np.ndarray
+    jump_size: np.ndarray
+    flat: np.ndarray  # f(x +- h) == f(x) exactly at every step: the derivative is below f's resolution there
 
 
 def sweep(lines: Lines, eval_dtype: np.dtype) -> Sweep:
     """Central differences at every step factor; the best estimate per entry, and kinks."""
     eps = ROUNDING_FACTOR * machine_epsilon(eval_dtype)
+    tiny = float(np.finfo(eval_dtype).tiny) if np.dtype(eval_dtype).kind in "fc" else float(np.finfo(float).tiny)
     f0 = lines.f0
     central, right, left, magnitude, second, up, down = [], [], [], [], [], [], []
+    plus_diffs, minus_diffs = [], []
     for level in range(LEVELS):
         plus, minus, size, step_up, step_down = lines.at(level)
         with np.errstate(all="ignore"):
+            plus_diffs.append(plus - f0)
+            minus_diffs.append(f0 - minus)
             central.append((plus - minus) / (step_up + step_down)[:, None])
             right.append((plus - f0) / step_up[:, None])
             left.append((f0 - minus) / step_down[:, None])
-        magnitude.append(np.maximum(size, np.abs(f0)))
+        # an evaluation's absolute error is at least eps * tiny (the subnormal spacing), even where f underflows
+        magnitude.append(np.maximum(np.maximum(size, np.abs(f0)), tiny))
         second.append(np.abs(plus + minus - 2 * f0))
         up.append(step_up[:, None])
         down.append(step_down[:, None])
     c, r, lft = np.array(central), np.array(right), np.array(left)
     up_, down_ = np.array(up), np.array(down)
+    magnitude_, second_ = np.array(magnitude), np.array(second)
+    width = up_ + down_
     # f's own evaluation noise, measured: at the finest steps the second difference is all rounding
-    # (the smallest of three, since a kink near x inflates the coarser ones).
-    finest = np.array(second)[-3:]
-    noise = np.min(np.where(np.isnan(finest), np.inf, finest), axis=0)
-    noise = np.maximum(eps * np.array(magnitude), 2 * np.where(np.isfinite(noise), noise, np.inf))
-    rounding = noise / (up_ + down_)
+    # (the smallest of three, since a kink near x inflates the coarser ones; an exact 0 is a tie on a grid
+    # of values, no evidence of quiet, so the smallest nonzero one).
+    finest = second_[-3:]
+    with np.errstate(invalid="ignore"):
+        nonzero = np.min(np.where(np.isnan(finest) | (finest == 0), np.inf, finest), axis=0)
+        # all three exactly 0: a straight line on the grid (the floor eps |f| stands); any NaN: no estimate
+        noise = np.where(np.isfinite(nonzero), nonzero, np.where(np.isnan(finest).any(axis=0), np.inf, 0.0))
+    noise = np.maximum(eps * magnitude_, 2 * noise)
+    grid = 2 * _quantum(np.array(plus_diffs), np.array(minus_diffs))
+    noise = np.maximum(noise, grid)
     with np.errstate(all="ignore"):
         step_change = np.abs(np.diff(c, axis=0))
+    _, _, straddles = _kinks(r, lft, noise / np.minimum(up_, down_))
+    grid = np.maximum(grid, _growth_noise(step_change, r, lft, width, straddles))
+    noise = np.maximum(noise, grid)
+    rounding = noise / width
+    with np.errstate(all="ignore"):
         change = np.full(c.shape, np.inf)
         # Richardson's estimate of level L, guarded on both sides against a chance agreement of two levels;
         # trusted only where the sequence converges (the next change shrinks, or is within rounding).
@@ -185,6 +214,9 @@ def sweep(lines: Lines, eval_dtype: np.dtype) -> Sweep:
         error = change + rounding
     error[~np.isfinite(error)] = np.inf
     kink, at, straddles = _kinks(r, lft, noise / np.minimum(up_, down_))
+    # a jump must stand far above rounding and above f's grid (one grid step that stays as h shrinks is no jump;
+    # the second difference, which a jump inflates, is left out of this floor)
+    jump, jump_size = _jumps(np.array(plus_diffs) + np.array(minus_diffs), np.maximum(eps * magnitude_, grid))
     # A level whose step straddles a kink near x differentiates across it: when some level does not,
     # those are out. Among the rest, the finest level within 4x of the smallest error is the estimate
     # (the derivative is the limit h -> 0: two plateaus, e.g. beyond and within the distance to a
@@ -195,8 +227,63 @@ def sweep(lines: Lines, eval_dtype: np.dtype) -> Sweep:
     best = (error.shape[0] - 1 - np.argmax(candidates[::-1], axis=0))[None]
     value = np.take_along_axis(c, best, 0)[0]
     pick = at[None]
-    return Sweep(value, np.take_along_axis(error, best, 0)[0], kink,
-                 np.take_along_axis(lft, pick, 0)[0], np.take_along_axis(r, pick, 0)[0])
+    flat = ((np.array(plus_diffs) == 0) & (np.array(minus_diffs) == 0)).all(axis=0)
+    return Sweep(value, np.take_along_axis(error, best, 0)[0], kink & ~jump,
+                 np.take_along_axis(lft, pick, 0)[0], np.take_along_axis(r, pick, 0)[0], jump, jump_size, flat)
+
+
+def _quantum(plus: np.ndarray, minus: np.ndarray) -> np.ndarray:
+    """Per entry, the resolution of ``f`` where it is visibly quantised, else 0.
+
+    Where ``f(x + h) == f(x) == f(x - h)`` exactly at some step although ``f`` changes at
+    another, the values of ``f`` near ``x`` lie on a grid coarser than the
+    change of the finer steps (``s (1 - s)`` of a sigmoid ``s`` near 1 moves in
+    steps of eps, whatever its own size): no difference finer than one grid
+    step means anything, so the smallest nonzero change seen is the noise.
+    """
+    with np.errstate(invalid="ignore"):
+        tied = ((plus == 0) & (minus == 0)).any(axis=0)  # on both sides: one flat side is a kink, not a grid
+        # Only levels where both sides moved measure the grid: a step reaching across a jump or a kink next to
+        # a flat stretch moves one side only, by the jump, which is no rounding.
+        moved = (plus != 0) & (minus != 0) & np.isfinite(plus) & np.isfinite(minus)
+        both = np.concatenate([np.where(moved, np.abs(plus), np.inf), np.where(moved, np.abs(minus), np.inf)])
+        smallest = np.min(both, axis=0)
+    return np.where(tied & np.isfinite(smallest), smallest, 0.0)
+
+
+def _growth_noise(step_change: np.ndarray, right: np.ndarray, left: np.ndarray, width: np.ndarray,
+                  straddles: np.ndarray) -> np.ndarray:
+    """Noise revealed by differences that grow as the step shrinks, where the second difference hides it.
+
+    Rounding makes ``C(h)`` wander by about ``2 nu / w`` (``w`` the width of
+    the difference). Where ``f``'s rounding is the same on both sides (``exp(x)
+    - 1`` rounded to the grid of 1) or follows a staircase at fine steps, the
+    second difference stays near 0 and misses it, but the central differences
+    still drift apart as the step shrinks. Changes that grow going finer,
+    between levels that straddle no kink, with *both* one-sided differences
+    wandering comparably (a step reaching across a kink moves one side only:
+    the other stays on its branch), are rounding, and ``|C_L - C_{L-1}| w_L /
+    1.25`` is a lower bound of ``2 nu``.
+    """
+    with np.errstate(all="ignore"):
+        grows = np.zeros(step_change.shape, bool)
+        grows[1:] = step_change[1:] > 2 * step_change[:-1]
+        implied = step_change * width[1:] / 1.25
+        moved_right, moved_left = np.abs(np.diff(right, axis=0)), np.abs(np.diff(left, axis=0))
+        both = np.minimum(moved_right, moved_left) >= 0.1 * np.maximum(moved_right, moved_left)
+        smooth = ~straddles[1:] & ~straddles[:-1]
+        found = np.where(grows & both & (step_change > 0) & smooth & np.isfinite(implied), implied, 0.0)
+    return found.max(axis=0)
+
+
+def _jumps(differences: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per entry: whether ``f`` jumps at ``x`` (``f(x + h) - f(x - h)`` does not shrink with ``h`` over the three
+    finest levels, and is far above rounding), and the jump at the finest level."""
+    size = np.abs(differences)
+    with np.errstate(invalid="ignore"):
+        holds = (size[-1] >= 0.5 * size[-2]) & (size[-2] >= 0.5 * size[-3])
+        jump = holds & (size[-1] > 1e3 * floor[-1]) & np.isfinite(size[-1])
+    return jump, np.where(jump, differences[-1], 0.0)
 
 
 def _kinks(right: np.ndarray, left: np.ndarray, noise: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

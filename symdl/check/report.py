@@ -90,20 +90,28 @@ class GradcheckReport:
         head = (f"gradcheck {'PASS' if self.passed else 'FAIL'}: mode {self.mode}, step {self.step:.1e} x scale, "
                 f"rtol {self.rtol:.1e}, f evaluated in {self.eval_dtype}, {self.evaluations} evaluations, "
                 f"{self.vjp_calls} gradient calls")
-        columns = ("input", "shape", "dtype", "max abs err", "max rel err", "worst at", "analytic", "numeric", "allowed",
-                   "ok")
+        columns = ("input", "shape", "dtype", "max abs err", "max rel err", "worst at", "analytic", "numeric",
+                   "allowed", "ok")
         rows = [columns] + [_row(r) for r in self.inputs]
         widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
         lines = [head] + ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
         lines += [f"  {r.name}: {r.detail}" for r in self.inputs if r.detail]
+        names = {r.input: r.name for r in self.inputs}
         for kink in self.kinks:
-            lines.append(f"kink at input {kink.input}{list(kink.index)} (output {list(kink.output)}): one-sided "
-                         f"derivatives {kink.left:.6g} (left) and {kink.right:.6g} (right); the gradient given, "
-                         f"{kink.given:.6g}, {'lies between them' if kink.within else 'is OUTSIDE them'}")
+            where = element_name(names.get(kink.input, f"input {kink.input}"), kink.index)
+            output = f" (output {element_name('out', kink.output)})" if kink.output else ""
+            lines.append(f"kink at {where}{output}: one-sided derivatives {kink.left:.6g} (left) and {kink.right:.6g} "
+                         f"(right); the gradient given, {kink.given:.6g}, "
+                         f"{'lies between them' if kink.within else 'is OUTSIDE them'}")
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
     __str__ = to_text
+
+
+def element_name(name: str, index: tuple[int, ...] | tuple[np.integer, ...]) -> str:
+    """``x[1, 2]`` for an element of ``x``; ``x`` itself for a 0-d array (a scalar prints as a scalar)."""
+    return f"{name}[{', '.join(str(int(i)) for i in index)}]" if len(index) else name
 
 
 def _number(value: float | None) -> str:
@@ -111,8 +119,8 @@ def _number(value: float | None) -> str:
 
 
 def _row(r: InputReport) -> tuple[str, ...]:
-    where = "-" if r.worst_index is None else f"{list(r.worst_index)}" + (
-        f" -> out{list(r.worst_output)}" if r.worst_output else "")
+    where = "-" if r.worst_index is None else (element_name("", r.worst_index) or "(scalar)") + (
+        f" -> {element_name('out', r.worst_output)}" if r.worst_output else "")
     return (r.name, str(r.shape), r.dtype, _number(r.max_abs_error), _number(r.max_rel_error), where,
             _number(r.analytic), _number(r.numeric), _number(r.allowed), "PASS" if r.passed else "FAIL")
 

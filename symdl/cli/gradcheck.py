@@ -8,8 +8,11 @@ Three kinds of target:
   both. ``--wrt w,b`` picks the variables, ``--shape x=3,4`` makes one an array.
   Expressions are parsed safely (:mod:`symdl.expr`), never evaluated.
 * Python code: ``symdl gradcheck file.py:f --vjp file.py:df --shape x=3,4``
-  (or ``package.module:f``); inputs are drawn from a standard normal
-  (``--seed``, ``--dtype``), one per parameter of ``f``.
+  (or ``package.module:f``); one input per parameter of ``f``, named or by
+  position (``--at 1=0.5``, ``--range x=-1:1``, ``--shape 0=3,4``; standard
+  normal from ``--shape`` alone), ``--wrt`` picks some; ``--backward`` for a
+  forward returning ``(out, cache)``, ``--layer`` for a layer object
+  (:mod:`symdl.cli.gradcheck_python`).
 * a catalog op: ``symdl gradcheck --op gelu --params approximate=tanh``
   re-checks the shipped kernel on inputs from the op's domains.
 
@@ -22,11 +25,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import inspect
 import json
 import os
 import re
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +49,12 @@ _MAX_ELEMENTS = 10**7
 _MAX_NDIM = 32
 _PYTHON_TARGET = re.compile(r"^(?:[^\s:]+\.py|[A-Za-z_][\w.]*):[A-Za-z_]\w*$")
 _MODES = ("full", "fast", "complex", "richardson")
+#: Options each kind of target ignores, as (argparse dest, option): giving one is an error, not a no-op.
+_UNUSED = {
+    "--op": (("at", "--at"), ("ranges", "--range"), ("wrt", "--wrt"), ("grad", "--grad"), ("vjp", "--vjp"),
+             ("backward", "--backward"), ("layer", "--layer")),
+    "an expression": (("vjp", "--vjp"), ("backward", "--backward"), ("layer", "--layer"), ("params", "--params")),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -60,11 +69,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--grad", action="append", default=[], help="hand-written derivative: expr, or name=expr")
     parser.add_argument("--shape", action="append", default=[], help="array shape: name=3,4")
     parser.add_argument("--vjp", help="the gradient of a Python target: file.py:df or package.module:df")
+    parser.add_argument("--backward", help="a Python target returning (out, cache): its backward(dout, cache)")
+    parser.add_argument("--layer", action="store_true",
+                        help="the Python target is a layer object (or a class or factory, called with --params) "
+                             "with forward(x), backward(dout) and params/grads dicts")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     parser.add_argument("--mode", choices=_MODES, default=None,
                         help="full (default; fast instead, with a note, past %d checked elements), fast, complex, "
                              "richardson" % _FULL_MODE_ELEMENTS)
-    parser.add_argument("--seed", type=int, default=0, help=f"seed of the inputs and directions, 0 to 2**64-1")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the inputs and directions, 0 to 2**64-1")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help=f"seconds the check (the user's code included) may take (default {DEFAULT_TIMEOUT:g})")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
@@ -77,6 +90,7 @@ class Outcome:
     target: str
     checks: list[tuple[str, object]] = field(default_factory=list)  # (title, GradcheckReport)
     findings: list[tuple[str, bool]] = field(default_factory=list)  # (statement, holds)
+    notes: list[str] = field(default_factory=list)  # how the check was run (a mode switched, ...)
 
     @property
     def passed(self) -> bool:
@@ -85,28 +99,39 @@ class Outcome:
     def as_dict(self) -> dict[str, object]:
         return {"target": self.target, "passed": self.passed,
                 "checks": [{"check": t, "passed": r.passed, "report": r.as_dict()} for t, r in self.checks],
-                "findings": [{"finding": s, "holds": ok} for s, ok in self.findings]}
+                "findings": [{"finding": s, "holds": ok} for s, ok in self.findings], "notes": self.notes}
 
     def to_text(self) -> str:
         lines = [f"symdl gradcheck {self.target}: {'PASS' if self.passed else 'FAIL'}"]
         for title, report in self.checks:
             lines += ["", f"== {title}", report.to_text()]
         lines += [""] * bool(self.findings) + [f"{'ok' if ok else 'FAIL'}: {s}" for s, ok in self.findings]
+        lines += [""] * bool(self.notes) + [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the check; exit code 0 (pass), 1 (a gradient is wrong)."""
-    if args.samples < 1:
-        raise GradcheckInputError(f"--samples must be >= 1, got {args.samples}")
+    """Run the check; exit code 0 (pass), 1 (a gradient is wrong).
+
+    The options are checked here, before any work; the check itself (the user's
+    code included) runs under :func:`symdl.cli.usercode.run_guarded`: a time
+    limit, ``sys.exit``/``os._exit`` reported as errors, the user's prints on stderr.
+    """
+    _normalize(args)
+    _validate(args)
     if args.op:
-        outcome = _run_op(args)
+        work, kind = _run_op, "--op"
     elif not args.target:
         raise GradcheckInputError("give an expression, a Python target (file.py:f) or --op NAME")
     elif _PYTHON_TARGET.match(args.target):
-        outcome = _run_python(args)
+        work, kind = _run_python, ""
     else:
-        outcome = _run_expression(args)
+        work, kind = _run_expression, "an expression"
+    for dest, option in _UNUSED.get(kind, ()):  # an option the target ignores would be silently ignored
+        if getattr(args, dest, None):
+            raise GradcheckInputError(f"{option} does not apply to {kind}")
+    outcome = run_guarded(lambda: _quietly(work, args), args.timeout,
+                          hint="--mode fast checks large inputs in seconds; or give a larger --timeout")
     code = 0 if outcome.passed else 1
     try:
         print(json.dumps(outcome.as_dict(), indent=2) if args.json else outcome.to_text())
@@ -116,17 +141,74 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def _quietly(work: Callable[[argparse.Namespace], Outcome], args: argparse.Namespace) -> Outcome:
+    """``work(args)`` without NumPy's floating-point warnings: a non-finite value is reported by the
+    check itself, on one line (``leaky_relu`` with ``negative_slope=1e308`` overflows to -inf)."""
+    with np.errstate(all="ignore"):
+        return work(args)
+
+
 # --------------------------------------------------------------------------- option parsing
+def _normalize(args: argparse.Namespace) -> None:
+    """Names and expressions in Unicode NFKC, as Python reads identifiers: the micro sign µ and the
+    Greek mu μ are one name (paths of Python targets are left as given)."""
+    def nfkc(text: str) -> str:
+        return unicodedata.normalize("NFKC", text)
+
+    args.at, args.ranges, args.shape, args.grad = ([nfkc(t) for t in items]
+                                                   for items in (args.at, args.ranges, args.shape, args.grad))
+    args.wrt = nfkc(args.wrt) if args.wrt else args.wrt
+    if args.target and not _PYTHON_TARGET.match(args.target):
+        args.target = nfkc(args.target)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    """Every option's domain, checked before any work starts (the values themselves are parsed again where used)."""
+    if not 0 <= args.seed < 2**64:
+        raise GradcheckInputError(f"--seed must be an integer from 0 to 2**64-1, got {args.seed}")
+    if not 1 <= args.samples <= _MAX_SAMPLES:
+        raise GradcheckInputError(f"--samples must be from 1 to {_MAX_SAMPLES}, got {args.samples}")
+    if not 0 < args.timeout <= MAX_TIMEOUT:  # NaN fails too
+        raise GradcheckInputError(f"--timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {args.timeout}")
+    at, ranges = _pairs(args.at, "--at"), _ranges(args.ranges)
+    both = sorted(set(at) & set(ranges))
+    if both:
+        raise GradcheckInputError(f"{both[0]} has both --at and --range; give one")
+    for name, text in at.items():
+        _finite_point(name, _number(text, "--at"), args.dtype, "--at")
+    for name, ends in ranges.items():
+        for end in ends:
+            _finite_point(name, end, args.dtype, "--range")
+    total = sum(int(np.prod(shape, dtype=object)) for shape in _shapes(args.shape).values())
+    if total > _MAX_ELEMENTS:  # each input is capped; so are all of them together (80 MB of float64)
+        raise GradcheckInputError(f"--shape: the inputs hold {total} elements together; at most {_MAX_ELEMENTS:.0e}")
+
+
+def _finite_point(name: str, value: float, dtype: str, option: str) -> None:
+    """A value finite differences can step around: its steps (up to ``1e-4 |x|``) must not overflow ``dtype``."""
+    limit = float(np.finfo(dtype).max) / 2
+    if not abs(value) <= limit:
+        raise GradcheckInputError(f"{option}: {name}={value:g} is beyond half the largest {dtype} ({limit:.3g}): "
+                                  "finite differences there would overflow")
+
+
 def _pairs(items: list[str], option: str) -> dict[str, str]:
     """``name=value`` pairs from comma-separated items."""
     pairs: dict[str, str] = {}
     for item in items:
         for part in filter(None, (p.strip() for p in item.split(","))):
             name, sep, value = part.partition("=")
-            if not sep or not name.strip().isidentifier() or not value.strip():
+            if not sep or not _key(name.strip()) or not value.strip():
                 raise GradcheckInputError(f"{option}: expected name=value, got {part!r}")
+            if name.strip() in pairs:
+                raise GradcheckInputError(f"{option}: {name.strip()} is given twice")
             pairs[name.strip()] = value.strip()
     return pairs
+
+
+def _key(name: str) -> bool:
+    """A variable name, or (for a Python target's inputs) a position such as ``0``."""
+    return name.isidentifier() or (name.isdigit() and len(name) < 6)
 
 
 def _number(text: str, option: str) -> float:
@@ -140,18 +222,29 @@ def _number(text: str, option: str) -> float:
 
 
 def _shapes(items: list[str]) -> dict[str, tuple[int, ...]]:
-    shapes = {}
+    """``name=3,4`` items (``name=`` for a scalar): sides >= 1, at most 32 of them and 1e7 elements, names once."""
+    shapes: dict[str, tuple[int, ...]] = {}
     for item in items:
         name, sep, dims = item.partition("=")
-        if not sep or not name.strip().isidentifier():
+        name = name.strip()
+        if not sep or not _key(name):
             raise GradcheckInputError(f"--shape: expected name=3,4, got {item!r}")
+        if name in shapes:
+            raise GradcheckInputError(f"--shape: {name} is given twice")
+        parts = dims.split(",") if dims.strip() else []
+        if len(parts) > _MAX_NDIM:
+            raise GradcheckInputError(f"--shape: {name} has {len(parts)} sides; at most {_MAX_NDIM}")
         try:
-            shape = tuple(int(d) for d in dims.split(",") if d.strip())
+            shape = tuple(int(d) for d in parts)  # int(" ") fails: "x=,,," is not a scalar
         except ValueError:
-            raise GradcheckInputError(f"--shape: {dims!r} is not a list of integers") from None
-        if any(d < 1 for d in shape) or int(np.prod(shape)) > 10**7:
-            raise GradcheckInputError(f"--shape: {item!r} needs sides >= 1 and at most 1e7 elements")
-        shapes[name.strip()] = shape
+            raise GradcheckInputError(f"--shape: {dims!r} is not a list of integers (name= for a scalar)") from None
+        count = 1
+        for side in shape:  # Python integers: the product cannot wrap around as NumPy's would
+            count *= side
+        if any(d < 1 for d in shape) or count > _MAX_ELEMENTS:
+            raise GradcheckInputError(f"--shape: {name} needs sides >= 1 and at most {_MAX_ELEMENTS:.0e} elements, "
+                                      f"got {dims.strip()}")
+        shapes[name] = shape
     return shapes
 
 
@@ -164,8 +257,26 @@ def _ranges(items: list[str]) -> dict[str, tuple[float, float]]:
         low_value, high_value = _number(low, "--range"), _number(high, "--range")
         if not low_value < high_value:
             raise GradcheckInputError(f"--range: {name} needs low < high, got {text}")
+        if not np.isfinite(high_value - low_value):
+            raise GradcheckInputError(f"--range: {name}={text} is wider than the largest float (1.8e308)")
         ranges[name] = (low_value, high_value)
     return ranges
+
+
+def _choose_mode(args: argparse.Namespace, inputs: list[np.ndarray], wrt: list[int], outcome: Outcome) -> None:
+    """``args.mode``, or full mode unless that would take minutes: then fast mode, with a note saying so.
+
+    Full mode evaluates ``f`` twice per checked element, each call costing about the
+    input's size, so its time grows as the square of the size.
+    """
+    if args.mode is not None:
+        return
+    elements = sum(int(inputs[i].size) for i in wrt)
+    args.mode = "full" if elements <= _FULL_MODE_ELEMENTS else "fast"
+    if args.mode == "fast":
+        outcome.notes.append(f"{elements} checked elements: full mode would evaluate f {2 * elements} times (minutes); "
+                             "fast mode (random projections, full mode only where one disagrees) was used instead; "
+                             "give --mode full to insist")
 
 
 def _check(f: Callable[..., object], inputs: list[np.ndarray], vjp: Callable[..., object], args: argparse.Namespace,
@@ -174,8 +285,15 @@ def _check(f: Callable[..., object], inputs: list[np.ndarray], vjp: Callable[...
     from symdl.check import gradcheck
     from symdl.errors import SymdlError
 
+    from symdl.check.errors import JacobianTooLargeError
+
     try:
         return gradcheck(f, inputs, vjp, mode=args.mode, seed=args.seed, names=names, wrt=wrt)
+    except JacobianTooLargeError as error:  # the API's advice in the command line's spelling
+        fewer = ", check fewer inputs (--wrt)" if not args.op else ", or a smaller --shape"
+        raise GradcheckInputError(f"the full Jacobian has {error.outputs} x {error.elements} = "
+                                  f"{error.outputs * error.elements:.3g} entries (limit {error.limit:.3g}); use "
+                                  f"--mode fast{fewer} or reduce f to a scalar") from None
     except SymdlError:
         raise
     except Exception as error:  # noqa: BLE001 - the user's function failed: say so on one line
@@ -218,6 +336,7 @@ def _run_expression(args: argparse.Namespace) -> Outcome:
     outcome = Outcome(args.target)
     function = ExpressionFunction(expr, symbols, derived)
     indices = [names.index(n) for n in wrt]
+    _choose_mode(args, arrays, indices, outcome)
     outcome.checks.append(("SymPy's derivative vs finite differences",
                            _check(function, arrays, function.vjp, args, names, indices)))
     if args.grad:
@@ -280,6 +399,15 @@ def _agreement(symbol: object, given: object, derived: object, values: dict, eva
 def load_callable(target: str) -> Callable[..., object]:
     """The function named by ``file.py:name`` or ``package.module:name``."""
     location, _, name = target.rpartition(":")
+    module = load_module(location)
+    function = getattr(module, name, None)
+    if not callable(function):
+        raise GradcheckInputError(f"{location} has no function {name!r}")
+    return function
+
+
+def load_module(location: str) -> object:
+    """The module ``file.py`` or ``package.module``; a failing import is bad input, on one line."""
     try:
         if location.endswith(".py"):
             path = Path(location)
@@ -298,37 +426,42 @@ def load_callable(target: str) -> Callable[..., object]:
     except Exception as error:  # noqa: BLE001 - the user's module failed to import
         text = " ".join(str(error).split())
         raise GradcheckInputError(f"cannot import {location}: {type(error).__name__}: {text}") from None
-    function = getattr(module, name, None)
-    if not callable(function):
-        raise GradcheckInputError(f"{location} has no function {name!r}")
-    return function
+    return module
 
 
 def _run_python(args: argparse.Namespace) -> Outcome:
-    if not args.vjp:
-        raise GradcheckInputError("a Python target needs its gradient: --vjp file.py:df (vjp(v, *inputs) or grad(*inputs))")
-    if args.at or args.ranges or args.grad or args.wrt:
-        raise GradcheckInputError("--at, --range, --grad and --wrt apply to expressions; Python targets use --shape")
-    f, vjp = load_callable(args.target), load_callable(args.vjp)
+    """A Python target: --vjp, --backward (a forward returning (out, cache)) or --layer (see gradcheck_python)."""
+    from symdl.cli.gradcheck_python import run_python
+
+    return run_python(args)  # type: ignore[return-value]
+
+
+def _evaluating(work: Callable[[], object]) -> object:
+    """``work()``; an exception from the user's code is bad input (exit 2), on one line."""
+    from symdl.errors import SymdlError
+
     try:
-        parameters = [p.name for p in inspect.signature(f).parameters.values()
-                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty]
-    except (TypeError, ValueError):
-        raise GradcheckInputError(f"{args.target}: cannot read the function's parameters") from None
-    shapes = _shapes(args.shape)
-    unknown = sorted(set(shapes) - set(parameters))
-    if unknown:
-        raise GradcheckInputError(f"--shape {unknown[0]}: {args.target} has no parameter {unknown[0]!r} "
-                                  f"(parameters: {', '.join(parameters)})")
-    missing = [p for p in parameters if p not in shapes]
-    if missing:
-        raise GradcheckInputError(f"no --shape for parameter {missing[0]!r} of {args.target} "
-                                  f"(give --shape {missing[0]}=3,4, or {missing[0]}= for a scalar)")
-    rng = np.random.default_rng(args.seed)
-    inputs = [rng.standard_normal(shapes[p]).astype(args.dtype) for p in parameters]
-    outcome = Outcome(args.target)
-    outcome.checks.append((f"{args.vjp} vs finite differences", _check(f, inputs, vjp, args, parameters)))
-    return outcome
+        return work()
+    except SymdlError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the user's code failed: say so on one line
+        text = " ".join(str(error).split())
+        raise GradcheckInputError(f"evaluating the target failed: {type(error).__name__}: {text}") from None
+
+
+def _unchanged_by(f: Callable[..., object], inputs: list[np.ndarray], names: list[str], target: str) -> None:
+    """Call ``f`` once on copies of the inputs: a function that modifies its input cannot be checked
+    (every finite difference would start from a moved point), so that is bad input, not a verdict."""
+    copies = [x.copy() for x in inputs]
+    try:
+        f(*copies)
+    except Exception as error:  # noqa: BLE001 - the user's function failed: say so on one line
+        text = " ".join(str(error).split())
+        raise GradcheckInputError(f"evaluating the target failed: {type(error).__name__}: {text}") from None
+    for name, before, after in zip(names, inputs, copies):
+        if not np.array_equal(before, after, equal_nan=True):
+            raise GradcheckInputError(f"{target} modified its input {name!r} in place; a function under check "
+                                      "must leave its inputs unchanged")
 
 
 # --------------------------------------------------------------------------- catalog ops
@@ -369,12 +502,18 @@ def _run_op(args: argparse.Namespace) -> Outcome:
     op = get(args.op)
     params = {k: _param_value(op, k, v) for k, v in _pairs([args.params], "--params").items()}
     shapes = _shapes(args.shape)
-    batch = shapes.get(op.inputs[0].name, (4, 5))
+    first = op.inputs[0].name
+    for name in shapes:
+        if name != first:  # the other inputs' shapes follow from the first's
+            raise GradcheckInputError(f"--shape {name}: --op {op.name} takes the shape of its first input, "
+                                      f"{first} (--shape {first}=4,5)")
+    batch = shapes.get(first, (4, 5))
     forward, backward = getattr(kernels, op.name), getattr(kernels, f"{op.name}_vjp")
     rng = np.random.default_rng(args.seed)
     inputs = draw_inputs(op, rng, batch, np.dtype(args.dtype))
     wrt = [i for i, item in enumerate(op.inputs) if item.differentiable and inputs[i].dtype.kind == "f"]
     outcome = Outcome(f"--op {op.name}" + (f" --params {args.params}" if args.params else ""))
+    _choose_mode(args, inputs, wrt, outcome)
     report = _check(lambda *a: forward(*a, **params), inputs, lambda g, *a: backward(g, *a, **params), args,
                     [i.name for i in op.inputs], wrt)
     outcome.checks.append((f"symdl.kernels.{op.name}_vjp vs finite differences", report))
