@@ -22,7 +22,6 @@ minutes in a pool worker.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import math
 import signal
 import threading
@@ -34,6 +33,7 @@ import mpmath
 import sympy as sp
 
 from symdl.functions import to_textbook
+from symdl.timeouts import REPEAT_SECONDS, raise_after
 
 #: Digits used by numeric identity proofs and the mpmath reference.
 PROOF_DIGITS = 50
@@ -41,8 +41,6 @@ PROOF_DIGITS = 50
 PROOF_POINTS = 40
 #: CPU seconds ``simplify`` may spend on one identity before the numeric proof is used.
 SIMPLIFY_SECONDS = 2.0
-#: After the limit, how often the timeout is raised again while the block has not exited.
-REPEAT_SECONDS = 0.05
 
 
 class ProofTimeout(BaseException):
@@ -72,44 +70,19 @@ def _signal_limit(seconds: float) -> Iterator[None]:
             raise ProofTimeout
 
     previous = signal.signal(signal.SIGVTALRM, _raise)
-    signal.setitimer(signal.ITIMER_VIRTUAL, seconds, REPEAT_SECONDS)
     try:
+        signal.setitimer(signal.ITIMER_VIRTUAL, seconds, REPEAT_SECONDS)  # armed inside: the finally disarms
         yield
     finally:
-        active = False
+        active = False  # first, and without a call: from here on the handler raises nothing
         signal.setitimer(signal.ITIMER_VIRTUAL, 0)
         signal.signal(signal.SIGVTALRM, previous)
 
 
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
-
-
-@contextlib.contextmanager
-def _watchdog_limit(seconds: float) -> Iterator[None]:
-    """Another thread's limit: a watchdog polls this thread's CPU clock and raises in it asynchronously."""
-    ident = threading.get_ident()
-    clock = time.pthread_getcpuclockid(ident)
-    deadline = time.clock_gettime(clock) + seconds
-    done = threading.Event()
-    lock = threading.Lock()
-
-    def watch() -> None:
-        while not done.wait(REPEAT_SECONDS):
-            if time.clock_gettime(clock) >= deadline:
-                with lock:
-                    if not done.is_set():
-                        _set_async_exc(ident, ProofTimeout)
-
-    watchdog = threading.Thread(target=watch, name="symdl-proof-watchdog", daemon=True)
-    watchdog.start()
-    try:
-        yield
-    finally:
-        with lock:
-            done.set()
-            _set_async_exc(ident, ctypes.py_object())  # NULL: drop a timeout raised but not yet delivered
-        watchdog.join()
+def _watchdog_limit(seconds: float) -> contextlib.AbstractContextManager[None]:
+    """Another thread's limit: a watchdog reads this thread's CPU clock and raises in it asynchronously."""
+    clock_id = time.pthread_getcpuclockid(threading.get_ident())
+    return raise_after(ProofTimeout, seconds, lambda: time.clock_gettime(clock_id))
 
 
 def bounded(compute: Callable[[], object], seconds: float = SIMPLIFY_SECONDS) -> tuple[object, bool]:

@@ -1,30 +1,24 @@
 """A wall-clock bound on a whole graph or matrix derivation (``symdl derive --graph/--shape --timeout``).
 
 The engines check a cooperative deadline between their steps (:func:`check`), and :func:`within` adds a
-watchdog: a thread that, once the time is up, raises :class:`OverBudget` in the working thread
-asynchronously (``PyThreadState_SetAsyncExc``), so that one long SymPy call cannot hang the command either.
-The watchdog does not use signals: SymPy simplifications inside run under
-:func:`symdl.proofs.proof.time_limit`, which owns ``SIGVTALRM``, and nesting two such timers would cancel
-the outer one.
+watchdog (:func:`symdl.timeouts.raise_after`) that raises :class:`OverBudget` in the working thread once
+the time is up, so that one long SymPy call cannot hang the command either. The watchdog does not use
+signals: SymPy simplifications inside run under :func:`symdl.proofs.proof.time_limit`, which owns
+``SIGVTALRM`` in the main thread.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import threading
 import time
 from collections.abc import Iterator
 
 from symdl.errors import SymdlError
+from symdl.timeouts import raise_after
 
 __all__ = ["OverBudget", "TimeoutRefused", "within", "check", "remaining"]
 
-#: After the deadline, how often the watchdog raises again while the block has not exited.
-REPEAT_SECONDS = 0.05
-
-_set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
-_set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
 _local = threading.local()
 
 
@@ -62,29 +56,17 @@ def within(seconds: float | None, what: str = "the derivation") -> Iterator[None
     outer = getattr(_local, "deadline", None)
     deadline = time.monotonic() + seconds
     _local.deadline = deadline if outer is None else min(outer, deadline)
-    ident = threading.get_ident()
-    done = threading.Event()
-    lock = threading.Lock()
-    until = _local.deadline  # the watchdog's thread has its own thread-local state: pass the deadline in
-
-    def watch() -> None:
-        wait = max(0.0, until - time.monotonic())
-        while not done.wait(wait):
-            with lock:
-                if not done.is_set():
-                    _set_async_exc(ident, OverBudget)
-            wait = REPEAT_SECONDS
-
-    watchdog = threading.Thread(target=watch, name="symdl-derive-watchdog", daemon=True)
-    watchdog.start()
+    timed_out = False
     try:
-        yield
-    except OverBudget:
-        raise TimeoutRefused(f"refused: {what} did not finish within {seconds:g} s; raise --timeout or "
-                             f"derive a smaller piece") from None
+        with raise_after(OverBudget, _local.deadline - time.monotonic(), time.monotonic):
+            try:
+                yield
+            except OverBudget:
+                timed_out = True  # (no call here: the watchdog's next raise is stopped on the way out)
+    except OverBudget:  # a repeat that landed while leaving the inner block
+        timed_out = True
     finally:
-        with lock:
-            done.set()
-            _set_async_exc(ident, ctypes.py_object())  # NULL: drop a raise not yet delivered
-        watchdog.join()
         _local.deadline = outer
+    if timed_out:
+        raise TimeoutRefused(f"refused: {what} did not finish within {seconds:g} s; raise --timeout or "
+                             f"derive a smaller piece")
