@@ -304,9 +304,11 @@ def has_torch() -> bool:
 
 # --------------------------------------------------------------------------- measuring
 def time_epochs(model: str, threads: int, repeats: int, folder: Path,
-                numpy_threads: int) -> dict[str, list[float]]:
+                numpy_threads: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Seconds per epoch of each implementation, one per round: torch and symdl's kernels at
-    ``threads`` threads, the BLAS of both NumPy ones at ``numpy_threads``."""
+    ``threads`` threads, the BLAS of both NumPy ones at ``numpy_threads``; wall-clock and the
+    process's CPU time (time.process_time: on a shared machine the wall clock also counts the time
+    other jobs held the core, the CPU time does not)."""
     data = load_digits()
     shutil.rmtree(folder, ignore_errors=True)
     trainer = Trainer(TrainConfig(model=model, epochs=1), folder, dataset=data)
@@ -321,6 +323,7 @@ def time_epochs(model: str, threads: int, repeats: int, folder: Path,
         torch.set_num_threads(threads)
         runs["torch"] = torch_epoch(model, state, x, y, order)
     times: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
     set_num_threads(threads)
     with threadpool_limits(limits=numpy_threads, user_api="blas"):
@@ -330,13 +333,14 @@ def time_epochs(model: str, threads: int, repeats: int, folder: Path,
         try:
             for round_ in range(repeats):
                 for name in names[round_ % len(names):] + names[:round_ % len(names)]:
-                    start = time.perf_counter()
+                    start, start_cpu = time.perf_counter(), time.process_time()
                     runs[name]()
                     times[name].append(time.perf_counter() - start)
+                    cpu[name].append(time.process_time() - start_cpu)
         finally:
             gc.enable()
             set_num_threads(1)
-    return times
+    return times, cpu
 
 
 def gradient_agreement(model: str, folder: Path) -> float:
@@ -393,26 +397,30 @@ def main() -> int:
     parser.add_argument("--numpy-threads", type=int, default=1, help="BLAS threads of symdl and the NumPy version")
     parser.add_argument("--markdown", type=Path, default=None, help="also write the table to this file")
     args = parser.parse_args()
-    lines = ["| model | threads | symdl ms/epoch | torch ms/epoch | numpy ms/epoch | symdl/torch | symdl/numpy |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [("| model | threads | symdl ms/epoch | torch ms/epoch | numpy ms/epoch | symdl/torch | symdl/numpy "
+              "| symdl/torch CPU | symdl/numpy CPU |"), "|---|---|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory() as scratch:
         for model in args.models.split(","):
             agreement = reference_agreement(model, Path(scratch) / "check")
             if agreement > 1e-5:
                 raise SystemExit(f"the hand-written {model} disagrees with symdl: relative gradient error {agreement:.1e}")
             for threads in (int(t) for t in args.threads.split(",")):
-                times = time_epochs(model, threads, args.repeats, Path(scratch) / "run", args.numpy_threads)
+                times, cpu = time_epochs(model, threads, args.repeats, Path(scratch) / "run", args.numpy_threads)
                 ms = {k: 1000 * statistics.median(v) for k, v in times.items()}
                 ratio = {k: f"{paired_ratio(times['symdl'], times[k]):.2f}" if k in times else "-" for k in ("torch", "numpy")}
+                cpu_ratio = {k: f"{paired_ratio(cpu['symdl'], cpu[k]):.2f}" if k in cpu else "-"
+                             for k in ("torch", "numpy")}
                 lines.append(f"| {model} | {threads} | {ms['symdl']:.1f} | {ms.get('torch', float('nan')):.1f} | "
-                             f"{ms['numpy']:.1f} | {ratio['torch']} | {ratio['numpy']} |")
+                             f"{ms['numpy']:.1f} | {ratio['torch']} | {ratio['numpy']} | {cpu_ratio['torch']} | "
+                             f"{cpu_ratio['numpy']} |")
                 print(lines[-1], flush=True)
         if has_torch():
             lines += ["", "Float64 gradients of one batch against torch (max |symdl - torch| / max |torch| over "
                       "each parameter): " + ", ".join(f"{m} {gradient_agreement(m, Path(scratch) / 'g'):.1e}"
                                                       for m in args.models.split(",")) + " (target <= 1e-12)."]
     lines.insert(0, f"Machine: {machine()}. Digits, batch {BATCH}, Adam lr={LR}, float32; median of {args.repeats} "
-                 "epochs each, implementations alternating (ratios: median of the per-round ratios); at T threads, "
+                 "epochs each, implementations alternating (ratios: median of the per-round ratios, of wall-clock time and, "
+                 "in the CPU columns, of the process's CPU time); at T threads, "
                  "torch.set_num_threads(T) and symdl.kernels.set_num_threads(T) (as symdl train --threads T), BLAS of "
                  f"symdl and NumPy at {args.numpy_threads} thread(s); ratio below 1: symdl is faster.\n")
     text = "\n".join(lines) + "\n"

@@ -22,6 +22,10 @@ least-squares fit in the relative error on Chebyshev nodes, with mpmath at
 60 digits; its largest relative error on a dense grid is printed. ``symdl verify`` measures the
 resulting functions against mpmath over the whole float range.
 
+float32's normal CDF has its own form on the whole half-line (``_NORMAL_WHOLE_32``, see ``WHOLE_C`` below):
+Q(u) = e^{-u^2/2} W(w) / (u + 3/2), w = (4 - u) / (4 + u), so that the runtime evaluates one form instead of
+two blended ones.
+
 Usage: python scripts/fit_erf.py   (prints the coefficient tuples, highest degree first)
 """
 
@@ -73,6 +77,16 @@ FITS = {
     "ERF_SMALL": (_erf_small, (mp.mpf(0), SWITCH**2)),
     "NORMAL_SMALL": (_normal_small, (mp.mpf(0), 2 * SWITCH**2)),
 }
+#: float32's normal CDF in one form over the whole half-line u >= 0 (no near-zero polynomial, no blend: about
+#: 40% fewer array passes). Q(u) = e^{-u^2/2} W(v - 1) / (u + 3/2) with v = 8 / (4 + u), so w = v - 1 =
+#: (4 - u) / (4 + u) runs over (-1, 1]; Phi = 1 - Q >= 1/2 for x >= 0 needs no relative accuracy near 0.
+#: Degree 11 fits to about 6e-9, a tenth of float32's unit roundoff.
+WHOLE_C, WHOLE_SHIFT, WHOLE_DEGREE = mp.mpf(4), mp.mpf(3) / 2, 11
+
+
+def _normal_whole(w: mp.mpf) -> mp.mpf:
+    """Q(u) e^{u^2/2} (u + 3/2) in w: half of erfc(u / sqrt 2) e^{u^2/2} (u + 3/2)."""
+    return _tail(WHOLE_C, WHOLE_C, 1 / mp.sqrt(2), WHOLE_SHIFT)(w) / 2
 
 
 def fit(f: Callable[[mp.mpf], mp.mpf], low: mp.mpf, high: mp.mpf, degree: int) -> tuple[list[mp.mpf], mp.mpf]:
@@ -95,6 +109,10 @@ def main() -> None:
             print(f"# degree {degree}, largest relative error of the fit {mp.nstr(error, 3)}")
             values = ", ".join(repr(float(c)) for c in coefficients[::-1])
             print("\n".join(textwrap.wrap(f"_{name}_{bits} = ({values})", 116, subsequent_indent="    ")))
+    coefficients, error = fit(_normal_whole, mp.mpf(-1), mp.mpf(1), WHOLE_DEGREE)
+    print(f"# degree {WHOLE_DEGREE}, largest relative error of the fit {mp.nstr(error, 3)}")
+    values = ", ".join(repr(float(c)) for c in coefficients[::-1])
+    print("\n".join(textwrap.wrap(f"_NORMAL_WHOLE_32 = ({values})", 116, subsequent_indent="    ")))
 
 
 if __name__ == "__main__":

@@ -325,3 +325,27 @@ def test_flatten_merges_the_dims_and_its_gradient_restores_them(start: int, end:
     np.testing.assert_array_equal(out.ravel(), x.ravel())
     (grad,) = K.flatten_vjp(out * 2, x, start_dim=start, end_dim=end)
     np.testing.assert_array_equal(grad, x * 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_batched_layout_changes_copy_in_blocks_exactly(dtype: type) -> None:
+    """Batches large enough for the blocked layout copies (``gather_last``: more than 16 samples, 1 KiB or
+    more apart, a batch not a multiple of the block): conv2d and max_pool2d against the loop references,
+    conv2d's input gradient by the adjoint identity <conv(x), g> = <x, conv_vjp(g)>."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((43, 16, 8, 8)).astype(dtype)  # 4 or 8 KiB per sample
+    w = rng.standard_normal((6, 16, 3, 3)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    out = K.conv2d(x, w, b, padding=1)
+    np.testing.assert_allclose(out, ref.conv2d(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                                               padding=1), rtol=rtol, atol=rtol)
+    g = rng.standard_normal(out.shape).astype(dtype)
+    d_x, _, _ = K.conv2d_vjp(g, x, w, None, padding=1)
+    inner = float(np.sum((out - b.reshape(1, -1, 1, 1)).astype(np.float64) * g))
+    np.testing.assert_allclose(float(np.sum(x.astype(np.float64) * d_x)), inner, rtol=100 * rtol)
+    planes = rng.standard_normal((43, 2, 16, 16)).astype(dtype)  # planes 1-2 KiB apart
+    pooled, index = K.max_pool2d(planes, kernel_size=3, stride=2, padding=1, return_indices=True)
+    expected, expected_index = ref.max_pool2d(planes, kernel_size=3, stride=2, padding=1)
+    np.testing.assert_array_equal(pooled, expected)
+    np.testing.assert_array_equal(index, expected_index)

@@ -14,7 +14,7 @@ import numpy as np
 from symdl.errors import OpInputError, OpParameterError
 from symdl.kernels import _parallel
 from symdl.kernels._layers.common import (ArrayLike, Arrays, Pads, _batch, _channel_step, _ints, _offsets, _pad,
-                                        _scratch, _spatial_view, remembered)
+                                        _scratch, _spatial_view, gather_last, remembered)
 from symdl.kernels._runtime import check_bool, in_range
 
 
@@ -214,7 +214,7 @@ def _planes_last(x4: np.ndarray, pads: Pads, fill: float) -> np.ndarray:
     source = x4.reshape(planes, h, w).transpose(1, 2, 0)
     step = _channel_step(planes, h * w * x4.itemsize)
     for first in range(0, planes, step):
-        out[top:top + h, left:left + w, first:first + step] = source[:, :, first:first + step]
+        gather_last(out[top:top + h, left:left + w, first:first + step], source[:, :, first:first + step])
     return out
 
 
