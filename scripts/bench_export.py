@@ -4,6 +4,9 @@ For each op, on 1e6 elements (1000 x 1000 for row ops and losses), float32 and
 float64, CPU, one thread: the median time of forward + backward of the
 exported ``torch.autograd.Function`` and of the built-in, measured alternately
 (A, B, A, B, ...) in one run because the machine is shared, and their ratio.
+The same module printed in the plain form (every operation a fresh tensor, every
+backward from the inputs: the export before it computed in place) is measured in
+the same alternation, so that the gain is read within one run.
 Targets: <= 1.5x for elementwise ops, <= 2x for softmax-like ops and losses.
 With ``--compile``, the same under ``torch.compile`` (inductor) for both, for
 the ops listed in :data:`COMPILED` (``--compile all``: every op; compilation
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import platform
 import statistics
 import sys
@@ -28,7 +32,8 @@ from pathlib import Path
 import torch
 
 from symdl.catalog import CATALOG
-from symdl.export import export_module
+from symdl.export import export_source, resolve
+from symdl.export.torch_module import render
 
 ELEMENTWISE = ["relu", "leaky_relu", "elu", "gelu", "silu", "mish", "softplus", "sigmoid", "tanh", "hardswish",
                "logsigmoid"]
@@ -79,17 +84,27 @@ def _step(function: Callable[..., torch.Tensor], inputs: list[torch.Tensor], par
     return run
 
 
-def _alternate(a: Callable[[], None], b: Callable[[], None], repeats: int) -> tuple[float, float]:
-    """Median seconds of ``a`` and ``b``, measured alternately after one warm-up each."""
-    a()
-    b()
-    times_a, times_b = [], []
+def _alternate(*runs: Callable[[], None], repeats: int) -> list[float]:
+    """Median seconds of each of ``runs``, measured alternately (A, B, C, A, B, C, ...) after one warm-up each."""
+    for run in runs:
+        run()
+    times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
-        for run, times in ((a, times_a), (b, times_b)):
+        for run, measured in zip(runs, times):
             start = time.perf_counter()
             run()
-            times.append(time.perf_counter() - start)
-    return statistics.median(times_a), statistics.median(times_b)
+            measured.append(time.perf_counter() - start)
+    return [statistics.median(measured) for measured in times]
+
+
+def _load(source: str, name: str, directory: str):
+    path = Path(directory) / f"{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # torch.compile looks the module up by name
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> int:
@@ -102,14 +117,13 @@ def main() -> int:
     warnings.simplefilter("ignore")
     names = ELEMENTWISE + ROWS + LOSSES
     with tempfile.TemporaryDirectory() as directory:
-        path = export_module(names, "torch", Path(directory) / "bench_ops_torch.py")
-        spec = importlib.util.spec_from_file_location("bench_ops_torch", path)
-        exported = importlib.util.module_from_spec(spec)
-        sys.modules["bench_ops_torch"] = exported
-        spec.loader.exec_module(exported)
+        exported = _load(export_source(names, "torch"), "bench_ops_torch", directory)
+        plain = _load(render(resolve(names), inplace=False, from_output=False), "bench_ops_torch_plain", directory)
         print(f"# torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
-              f"1 thread, median of {args.repeats} alternating runs, forward + backward on 1e6 elements")
-        header = "| op | dtype | symdl export (ms) | built-in (ms) | ratio | target |"
+              f"1 thread, median of {args.repeats} alternating runs, forward + backward on 1e6 elements, "
+              f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} at the start")
+        header = ("| op | dtype | symdl export (ms) | built-in (ms) | ratio | target | plain-form export (ms) "
+                  "| plain ratio |")
         if args.compile:
             header += " compiled export (ms) | compiled built-in (ms) | compiled ratio |"
         print(header)
@@ -121,16 +135,17 @@ def main() -> int:
                 inputs = _inputs(name, dtype)
                 ours = _step(getattr(exported, name), inputs, params)
                 theirs = _step(_builtin(name), inputs, params)
-                a, b = _alternate(ours, theirs, args.repeats)
+                before = _step(getattr(plain, name), inputs, params)
+                a, b, c = _alternate(ours, theirs, before, repeats=args.repeats)
                 target = TARGETS[op.kind]
                 row = (f"| {name} | {str(dtype).removeprefix('torch.')} | {a * 1e3:.2f} | {b * 1e3:.2f} | "
-                       f"{a / b:.2f} | <= {target} |")
+                       f"{a / b:.2f} | <= {target} | {c * 1e3:.2f} | {c / b:.2f} |")
                 if args.compile:
                     if args.compile == "all" or name in COMPILED:
                         torch._dynamo.reset()  # a fresh cache per op: no recompile limit, no eager fallback
                         compiled_ours = _step(torch.compile(getattr(exported, name)), inputs, params)
                         compiled_theirs = _step(torch.compile(_builtin(name)), inputs, params)
-                        ca, cb = _alternate(compiled_ours, compiled_theirs, args.repeats)
+                        ca, cb = _alternate(compiled_ours, compiled_theirs, repeats=args.repeats)
                         row += f" {ca * 1e3:.2f} | {cb * 1e3:.2f} | {ca / cb:.2f} |"
                     else:
                         row += " | | |"

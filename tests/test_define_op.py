@@ -199,3 +199,34 @@ def test_kernels_from_file_without_ops_is_a_usage_error(tmp_path: Path, capsys: 
     empty.write_text("x = 1\n")
     assert main(["kernels", "--from", str(empty), "-o", str(tmp_path / "k.py")]) == 2
     assert "defines no op" in capsys.readouterr().err
+
+
+def test_pseudo_huber_without_closed_forms_prints_both_gradients() -> None:
+    """Both gradients printed together share ``t3 * t4``; ``-t4`` is then never computed on its own.
+
+    The in-place emitter rewrites ``t3 * (-t4)`` as ``-(t3 * t4)``, so the temporary ``-t4`` has no
+    buffer; the comment naming each assignment's plain form must not look one up for it (it raised
+    KeyError). The kernel must equal the textbook gradients, d/dinput = d / sqrt(1 + (d/delta)^2)
+    with d = input - target, and d/dtarget its negative (SymPy's derivative, evaluated in mpmath).
+    """
+    op = define_op("ph", "delta**2*(sqrt(1+((input-target)/delta)**2)-1)",
+                   stable="(input-target)**2/(sqrt(1+((input-target)/delta)**2)+1)",
+                   inputs=("input", "target"), params={"delta": 1.0}, kind="loss")
+    x, t = np.array([-2.5, 0.1, 3.0]), np.array([0.5, 0.0, -1.0])
+    grad_input, grad_target = op.vjp(np.ones(3), x, t, reduction="none")
+    expected = [float(mpmath.mpf(a - b) / mpmath.sqrt(1 + mpmath.mpf(a - b) ** 2)) for a, b in zip(x, t)]
+    np.testing.assert_allclose(grad_input, expected, rtol=1e-14)
+    np.testing.assert_allclose(grad_target, -np.array(expected), rtol=1e-14)
+
+
+def test_generated_docstrings_say_where_a_user_op_came_from() -> None:
+    """A user op's kernels and exports name ``symdl.define_op``, never a catalog entry it is not."""
+    from symdl.export import export_source
+
+    square = define_op("half_square", "x**2 / 2")
+    sources = {"numpy": square.source, "torch": export_source([square, "relu"], "torch"),
+               "jax": export_source([square], "jax")}
+    for where, source in sources.items():
+        assert "Generated from the user op ``half_square`` defined with ``symdl.define_op``" in source, where
+        assert "catalog entry ``half_square``" not in source, where
+    assert "Generated from the catalog entry ``relu``" in sources["torch"]  # a catalog op still says so

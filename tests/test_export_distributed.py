@@ -54,6 +54,7 @@ params = model.module.parameters() if world > 1 else model.parameters()
 if rank == 0:
     np.savez(out, *[p.detach().numpy() for p in params])
 if world > 1:
+    dist.barrier()  # no rank tears gloo down while the other still uses it (a SIGABRT at exit otherwise)
     dist.destroy_process_group()
 '''
 

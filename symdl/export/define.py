@@ -43,6 +43,7 @@ from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, To
 from symdl.check.errors import ExpressionError
 from symdl.codegen.ops import TEMPLATES, kernel_names
 from symdl.errors import SymdlError
+from symdl.export.forms import with_origin
 from symdl.functions import Grouped, indicator, rowmax, rowsum
 from symdl.printing.numpy_printer import ARRAY_FUNCTIONS
 
@@ -401,7 +402,7 @@ def render_numpy(ops: Sequence[Op], command: str = "symdl.define_op") -> str:
     """A NumPy kernel module for ``ops`` (imports NumPy and ``symdl.kernels`` only, no SymPy)."""
     names = [n for op in ops for n in kernel_names(op)]
     exports = "__all__ = [\n" + "".join(f"    {n!r},\n" for n in names) + "]\n"
-    body = "\n\n".join(TEMPLATES[op.kind](op) for op in ops)
+    body = "\n\n".join(with_origin(op, TEMPLATES[op.kind](op)) for op in ops)
     return _header([op.name for op in ops], command) + "\n" + exports + "\n\n" + body
 
 

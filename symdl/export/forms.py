@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from symdl.catalog.spec import Formula, Op, Param
+from symdl.catalog.spec import RESULT, Formula, Op, Param
 from symdl.codegen.ops import _docstring, _gradient_expr
 from symdl.errors import SymdlError
 from symdl.printing.framework_printer import FrameworkPrinter
@@ -46,6 +46,11 @@ class Printed:
     forward: list[str]
     backward: list[str]
     helpers: set[str] = field(default_factory=set)
+    #: the backward reads the forward's output as ``result`` (the op's proven output form)
+    uses_result: bool = False
+    #: the forward and the backward computed into their own temporaries (None: not printed)
+    forward_inplace: list[str] | None = None
+    backward_inplace: list[str] | None = None
 
 
 def check_exportable(op: Op) -> None:
@@ -76,22 +81,80 @@ def array_params(op: Op) -> tuple[Param, ...]:
     return tuple(p for p in op.params if p.rule.kind == "array")
 
 
-def print_forms(op: Op, formula: Formula, make_printer: Callable[..., FrameworkPrinter]) -> Printed:
-    """The forward and VJP lines of one formula of ``op`` for the framework ``make_printer`` prints."""
+def framework_arrays(op: Op) -> dict:
+    """What the exported code may assume about its arrays (:class:`symdl.printing.inplace.ArraySpec`).
+
+    The NumPy kernels' guarantees (:func:`symdl.printing.inplace.kernel_arrays`), except for pointwise
+    losses, whose exported functions broadcast their inputs with one another as PyTorch does: there each
+    input, the upstream gradient (its shape is the broadcast one, its dtype the promoted one) and each
+    weight is an array of its own shape and dtype.
+    """
+    from symdl.printing.inplace import ArraySpec
+
+    specs = kernel_arrays(op)
+    first = op.inputs[0].symbol
+    if op.kind in ("elementwise", "row"):  # the saved output: the first input's shape and dtype
+        specs[RESULT] = ArraySpec(first.name, first.name, vector=op.kind == "row")
+    if op.kind != "pointwise_loss":
+        return specs
+    for symbol, spec in specs.items():
+        if symbol != first:
+            specs[symbol] = ArraySpec(symbol.name, symbol.name, maybe_float=spec.maybe_float)
+    return specs
+
+
+def uses_output_form(op: Op, formula: Formula) -> bool:
+    """Whether the backward is printed from the saved output (PyTorch's ``result``).
+
+    Where the catalog proves a gradient written with the forward's output (:class:`OutputForm`) that
+    loses no accuracy (no ``accuracy`` caveat: softmax, log_softmax, logsigmoid, relu, ...), the backward
+    reads the output instead of recomputing the forward, as PyTorch's derivatives.yaml does. Forms that
+    lose accuracy where the output has rounded (sigmoid's ``y (1 - y)``, tanh's ``1 - y^2``) are not used:
+    the exported gradient stays as accurate as the NumPy kernel's from the input.
+    """
+    form = formula.from_output
+    return (op.kind in ("elementwise", "row") and form is not None and not form.accuracy
+            and all(i.name in form.grads for i in op.differentiable_inputs))
+
+
+def print_forms(op: Op, formula: Formula, make_printer: Callable[..., FrameworkPrinter],
+                inplace: Callable[..., FrameworkPrinter] | None = None,
+                lower: Callable[[list[str], list[str], list[str]], tuple[list[str], set[str]]] | None = None,
+                from_output: bool = False) -> Printed:
+    """The forward and VJP lines of one formula of ``op`` for the framework ``make_printer`` prints.
+
+    With ``inplace`` (a printer in :mod:`symdl.printing.inplace`'s NumPy names) and ``lower`` (those
+    names to the framework's), the forward and a second backward are also compiled by
+    :func:`symdl.printing.inplace.emit_inplace` into code writing into its own dead temporaries: the same
+    operations on the same operands in the same association, so the same values bit for bit; inputs,
+    ``g`` and parameters are never written. With ``from_output``, the backward reads the saved output
+    where :func:`uses_output_form` allows (:attr:`Printed.uses_result`).
+    """
     check_exportable(op)
     names = {op.upstream: "g", **{p.symbol: p.name for p in op.symbol_params}}
 
-    def printer() -> FrameworkPrinter:
-        return make_printer(scalars=[p.symbol for p in scalar_params(op)], names=names, arrays=kernel_arrays(op))
+    def printer(make: Callable[..., FrameworkPrinter]) -> FrameworkPrinter:
+        return make(scalars=[p.symbol for p in scalar_params(op)], names=names, arrays=framework_arrays(op))
 
-    grads = {f"grad_{i.name}": _gradient_expr(op, formula, i.name) for i in op.differentiable_inputs}
-    forward_printer, backward_printer = printer(), printer()
+    from_output = from_output and uses_output_form(op, formula)
+    grads = {f"grad_{i.name}": _gradient_expr(op, formula, i.name, from_output=from_output)
+             for i in op.differentiable_inputs}
+    forward_printer, backward_printer = printer(make_printer), printer(make_printer)
     try:
         forward = print_assignments({"out": formula.forward}, forward_printer, inplace=False)
         backward = print_assignments(grads, backward_printer, inplace=False)
+        printed = Printed(forward, backward, forward_printer.used_helpers | backward_printer.used_helpers,
+                          uses_result=from_output)
+        if inplace is not None and lower is not None:
+            scalars, floats = [p.name for p in scalar_params(op)], [p.name for p in array_params(op)]
+            forward_inplace, forward_helpers = lower(print_assignments({"out": formula.forward}, printer(inplace)),
+                                                     scalars, floats)
+            backward_inplace, backward_helpers = lower(print_assignments(grads, printer(inplace)), scalars, floats)
+            printed.forward_inplace, printed.backward_inplace = forward_inplace, backward_inplace
+            printed.helpers |= forward_helpers | backward_helpers
     except NotImplementedError as error:
         raise ExportError(f"{op.name}: {error}") from None
-    return Printed(forward, backward, forward_printer.used_helpers | backward_printer.used_helpers)
+    return printed
 
 
 def camel(name: str) -> str:
@@ -117,9 +180,28 @@ def choice_checks(op: Op) -> list[str]:
     return lines
 
 
+def catalog_origin(op: Op) -> str:
+    """The last line :mod:`symdl.codegen.ops` gives a kernel's docstring: where it was generated from."""
+    return f"Generated from the catalog entry ``{op.name}``; do not edit."
+
+
+def origin(op: Op) -> str:
+    """Where ``op``'s generated code came from: the catalog, or a user's ``symdl.define_op`` definition."""
+    from symdl.catalog import CATALOG
+
+    if CATALOG.get(op.name) is op:
+        return catalog_origin(op)
+    return f"Generated from the user op ``{op.name}`` defined with ``symdl.define_op``; do not edit."
+
+
+def with_origin(op: Op, source: str) -> str:
+    """Generated ``source`` for ``op`` with its docstrings naming where it came from (:func:`origin`)."""
+    return source.replace(catalog_origin(op), origin(op))
+
+
 def docstring(op: Op) -> str:
     """The NumPy kernel's docstring (the math in LaTeX, kinks, numerics), for the exported function."""
-    return _docstring(op, None, vjp=False)
+    return with_origin(op, _docstring(op, None, vjp=False))
 
 
 def indent(lines: Iterable[str], depth: int = 1) -> list[str]:
@@ -208,7 +290,8 @@ def module_header(target: str, framework_imports: list[str], ops: Iterable[Op], 
 
 
 def class_prelude(op: Op) -> str:
-    """The call of the generated ``_class_rows`` (each exporter defines one) that turns a class loss's target into rows, a mask and a denominator."""
+    """The call of the generated ``_class_rows`` (each exporter defines one) that turns a class loss's target
+    into rows, a mask and a denominator."""
     first = op.inputs[0].name
     target = next((i for i in op.inputs if i.role in ("class_index", "sign")), op.inputs[-1])
     options = [f"index={target.role == 'class_index'}", f"sign={target.role == 'sign'}",

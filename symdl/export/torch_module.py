@@ -3,11 +3,20 @@
 For an op ``name`` the generated module defines
 
 * ``NameFunction`` (``NameVariantFunction`` per variant): ``forward`` prints the
-  stable form, saves the inputs the backward needs (``ctx.save_for_backward``)
+  stable form, saves the inputs the backward needs (``ctx.save_for_backward``;
+  also the output, as ``result``, where the catalog proves an output form of the
+  gradient that loses no accuracy: :func:`symdl.export.forms.uses_output_form`)
   and the scalar parameters on ``ctx``; ``backward`` prints the proven VJP.
   Constants are Python floats, so the dtype and the device of the inputs are
   kept; there is no data-dependent Python control flow, so ``torch.compile``
   traces it;
+* both compute into their own temporaries (``t0 *= x``, ``torch.exp(t0, out=t0)``):
+  :func:`symdl.printing.inplace.emit_inplace` compiles each plain expression into
+  the same operations on the same operands, bit for bit the plain form's values,
+  and :func:`symdl.printing.torch_printer.lower_to_torch` names them in PyTorch;
+  inputs, ``grad`` and saved tensors are never written. PyTorch records no
+  ``out=`` operation, so the backward keeps its plain form for ``create_graph=True``
+  (``torch.is_grad_enabled()``); autograd never records a forward;
 * ``name(*inputs, **params)``: the NumPy kernel's signature and defaults, the
   math in its docstring;
 * ``Name(torch.nn.Module)``: the parameters fixed at construction.
@@ -42,7 +51,7 @@ from symdl.export.forms import (
     signature,
     structural_args,
 )
-from symdl.printing.torch_printer import TORCH_HELPERS, TorchPrinter
+from symdl.printing.torch_printer import TORCH_HELPERS, TorchInplacePrinter, TorchPrinter, lower_to_torch
 
 #: Runtime helpers of every generated PyTorch module (beside the printer's).
 _RUNTIME = '''\
@@ -111,6 +120,14 @@ def _sum_to(grad, shape):
 '''
 
 
+def _branches(plain: list[str], inplace: list[str] | None, condition: str, why: str) -> list[str]:
+    """The plain lines where ``condition`` holds, else the in-place lines (which compute the same, bit for bit)."""
+    if inplace is None:
+        return plain
+    return [f"if {condition}:  # {why}", *indent(plain),
+            "else:  # the same operations, into the function's own temporaries", *indent(inplace)]
+
+
 def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) -> list[str]:
     """The ``torch.autograd.Function`` of one variant."""
     scalars = [p.name for p in scalar_params(op)]
@@ -121,17 +138,20 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
     rename = [f"{i.symbol.name} = {i.name}" for i in op.inputs if i.symbol.name != i.name]
     stored = structural + scalars
     classes = [f"num_classes = {inputs[0]}.shape[dim]"] if op.kind == "class_loss" else []
-    forward = rename + classes + printed.forward
+    forward = rename + classes + _branches(printed.forward, printed.forward_inplace, "torch.compiler.is_compiling()",
+                                           "torch.compile: plain, inductor fuses it")
     if op.kind == "pointwise_loss":
         forward.append("shape = torch.broadcast_shapes(" + ", ".join(f"{n}.shape" for n in inputs) + ")")
         forward.append("out = _reduce(torch.broadcast_to(out, shape), reduction)")
     if op.kind == "class_loss":
         forward.append("out = _class_reduce(out.squeeze(dim) * keep, reduction, denominator)")
     # Array parameters may be the Python float 1.0 (omitted weights): kept on ctx, not saved as tensors.
-    forward += [f"ctx.save_for_backward({', '.join(inputs)}{',' if len(inputs) == 1 else ''})"]
+    saved = inputs + (["out"] if printed.uses_result else [])  # the output: the backward's ``result``
+    forward += [f"ctx.save_for_backward({', '.join(saved)}{',' if len(saved) == 1 else ''})"]
     forward += [f"ctx.{name} = {name}" for name in arrays + stored]
     forward.append("return out")
-    backward = [f"{', '.join(inputs)}{',' if len(inputs) == 1 else ''} = ctx.saved_tensors"]
+    restored = inputs + (["result"] if printed.uses_result else [])
+    backward = [f"{', '.join(restored)}{',' if len(restored) == 1 else ''} = ctx.saved_tensors"]
     backward += [f"{name} = ctx.{name}" for name in arrays + stored]
     backward += rename + classes
     if op.kind == "pointwise_loss":
@@ -142,7 +162,10 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
         backward.append(f"g = (_spread(grad, {rows}, reduction, denominator) * keep).unsqueeze(dim)")
     else:
         backward.append("g = grad")
-    backward += printed.backward
+    # autograd records a backward only for create_graph=True, and no out= operation can be recorded
+    backward += _branches(printed.backward, printed.backward_inplace,
+                          "torch.is_grad_enabled() or torch.compiler.is_compiling()",
+                          "create_graph or torch.compile: plain")
     results = []
     for item in op.inputs:
         if not item.differentiable:
@@ -202,21 +225,31 @@ def _public(op: Op) -> list[str]:
     return lines + module
 
 
-def render_op(op: Op) -> tuple[list[str], set[str]]:
-    """Source lines for one op (every variant and fast path) and the helpers they call."""
+def render_op(op: Op, inplace: bool = True, from_output: bool = True) -> tuple[list[str], set[str]]:
+    """Source lines for one op (every variant and fast path) and the helpers they call.
+
+    ``inplace=False`` prints every expression in its plain form only (each operation a fresh tensor);
+    ``from_output=False`` prints every backward from the inputs (none reads the saved output): the
+    references the exported code is tested and benchmarked against.
+    """
     blocks, helpers = [], set()
     for variant, fast, formula in implementations(op):
-        printed = print_forms(op, formula, TorchPrinter)
+        if inplace:
+            printed = print_forms(op, formula, TorchPrinter, TorchInplacePrinter, lower_to_torch, from_output)
+        else:
+            printed = print_forms(op, formula, TorchPrinter, from_output=from_output)
         helpers |= printed.helpers
         blocks += [*_function_class(op, variant, fast, printed), "", ""]
     return blocks + _public(op), helpers
 
 
-def render(ops: Sequence[Op], command: str = "symdl export --to torch") -> str:
-    """Source of a standalone PyTorch module (imports torch only) exporting ``ops``."""
+def render(ops: Sequence[Op], command: str = "symdl export --to torch", inplace: bool = True,
+           from_output: bool = True) -> str:
+    """Source of a standalone PyTorch module (imports torch only) exporting ``ops`` (``inplace``,
+    ``from_output``: see :func:`render_op`)."""
     bodies, helpers = [], set()
     for op in ops:
-        lines, used = render_op(op)
+        lines, used = render_op(op, inplace, from_output)
         bodies += [*lines, "", ""]
         helpers |= used
     exports = [name for op in ops for name in (op.name, camel(op.name),

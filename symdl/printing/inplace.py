@@ -845,7 +845,7 @@ def emit_inplace(
         mine = [s for s in steps if s.op.block == index]
         if comments and len(mine) >= 2:
             where = name if name in outputs else renderer.text(value)
-            lines.append(f"# {where} = {_comment(node, lowering, renderer, index)}")
+            lines.append(f"# {where} = {_comment(node, lowering, renderer, index, dict(assignments))}")
         lines.extend(renderer.line(step) for step in mine)
         if name in outputs:
             lines.append(f"{name} = {_output(value, renderer, bound)}")
@@ -866,8 +866,13 @@ def _output(value: Operand, renderer: _Renderer, bound: set[str]) -> str:
     return f"np.copy({text})" if value.leaf in renderer.maybe_float else f"{text}.copy()"
 
 
-def _comment(node: ast.expr, lowering: _Lowering, renderer: _Renderer, block: int) -> str:
-    """The plain expression, each earlier assignment renamed to where its value is now."""
+def _comment(node: ast.expr, lowering: _Lowering, renderer: _Renderer, block: int,
+             plain: Mapping[str, str]) -> str:
+    """The plain expression, each earlier assignment renamed to where its value is now.
+
+    An earlier value that has no buffer was never computed on its own (every use was rewritten, as
+    ``t3 * (-t4)`` into ``-(t3 * t4)``): its own plain expression stands in for its name.
+    """
 
     class Rename(ast.NodeTransformer):
         def visit_Name(self, sub: ast.Name) -> ast.AST:  # noqa: N802
@@ -875,6 +880,8 @@ def _comment(node: ast.expr, lowering: _Lowering, renderer: _Renderer, block: in
             if isinstance(operand, Scalar):
                 return ast.Name(id=operand.text, ctx=ast.Load())
             if isinstance(operand, Value) and operand.op is not None and operand.op.block < block:
+                if id(operand) not in renderer.buffer:
+                    return self.visit(ast.parse(plain[sub.id], mode="eval").body)
                 return ast.Name(id=renderer.text(operand), ctx=ast.Load())
             return sub
 
