@@ -42,6 +42,15 @@ class UnwritableFileError(SymdlError, OSError):
 
 def _replace_atomically(path: Path, binary: bool, write: Callable[[IO[Any]], object]) -> None:
     path = Path(path)
+    if "\x00" in str(path):  # os functions raise ValueError on it: a traceback, not a message
+        raise UnwritableFileError(f"{str(path)!r}: cannot write there (a file name cannot contain a NUL byte)")
+    try:  # a folder fails below (EISDIR), as does a name too long
+        special = path.exists() and not path.is_file() and not path.is_dir()
+    except OSError:
+        special = False
+    if special:
+        # os.replace would put a regular file in place of /dev/null, a pipe or a socket (as root: remove it)
+        raise UnwritableFileError(f"{path}: cannot write there (not a regular file: a device, pipe or socket)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         mode = path.stat().st_mode & 0o777 if path.exists() else 0o644  # mkstemp would make it 0600

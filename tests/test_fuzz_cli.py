@@ -79,6 +79,16 @@ def loud(x):
 '''
 
 
+#: A function in latexify-py's subset, for ``symdl derive FILE.py:g``.
+DERIVABLE = '''
+import numpy as np
+
+def g(w, x):
+    z = w * x + 1
+    return np.tanh(z) ** 2
+'''
+
+
 @dataclass
 class Run:
     """One invocation's result."""
@@ -193,6 +203,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     np.savez(root / "pickled.npz", x=np.array([{"a": 1}] * 60, dtype=object), y=y)
     np.save(root / "plain.npy", x)
     (root / "afile").write_text("not a folder", encoding="utf-8")
+    (root / "adir").mkdir()
+    os.mkfifo(root / "fifo")  # stands for /dev/null: an -o that is no regular file must be refused, never replaced
+    (root / "d.py").write_text(DERIVABLE, encoding="utf-8")
     # checkpoints of the wrong type and of a negative epoch, for --resume (the dataset named as the CLI names it)
     config = TrainConfig(dataset="good.npz", epochs=2)
     changes = {"epoch_negative": lambda s: {**s, "epoch": -5}, "state_list": lambda s: [1, 2, 3],
@@ -214,6 +227,9 @@ BASES: dict[str, list[list[str]]] = {
     "gradcheck": [["x*sigmoid(x)", "--at", "x=0.5"], ["tanh(x)", "--range", "x=-2:2", "--samples", "20"],
                   ["t.py:f", "--vjp", "t.py:df", "--shape", "x=3"], ["--op", "gelu"], ["--op", "leaky_relu"]],
     "train": [["--dataset", "good.npz", "--epochs", "1", "--out", "RUN"]],
+    "derive": [["x*sigmoid(x)"], ["sigmoid"], ["d.py:g"]],
+    "handout": [["calculus", "--format", "md", "-o", "RUN"], ["backpropagation", "--format", "html,tex", "-o", "RUN"]],
+    "export": [["relu", "--to", "torch", "-o", "RUN.py"]],
 }
 
 HOSTILE_EXPRESSIONS = ["9**9**9**9", "x**(10**10)", "(" * 200 + "x" + ")" * 200, "x+" * 1500 + "x",
@@ -249,6 +265,17 @@ MODIFIERS: list[tuple[str, list[str]]] = [
     *[("train", ["--out", v]) for v in ("afile/run", "afile", "/dev/null", "/proc", "/proc/run", "a" * 300, "",
                                         "a/" * 3000)],
     *[("train", [opt, "bogus"]) for opt in ("--model", "--optimizer", "--schedule", "--dtype")],
+    # derive (issue 17), handout (issue 19), export: each option's malformed and extreme values
+    *[("derive", ["--format", v]) for v in ("pdf", "", "TEXT")],
+    *[("derive", ["--timeout", v]) for v in ("0", "-1", "nan", "inf", "1e300", "abc")],
+    *[("derive", ["-o", v]) for v in ("", " ", "afile/x", "fifo", "adir", "/proc/x", "a" * 300, "x\x00", "/proc")],
+    *[("derive", [option]) for option in ("--stationary", "--jacobian")],
+    ("derive", ["--assume", "sum(y)=1"]), ("derive", ["--at", "x=1"]), ("derive", ["--bogus"]),
+    *[("handout", ["--seed", v]) for v in ("-1", str(2**64), str(2**70), "2**70", "1.5", "nan", "")],
+    *[("handout", ["--format", v]) for v in ("docx", "", ",", "html,docx")],
+    *[("handout", ["-o", v]) for v in ("", " ", "afile", "afile/x", "/proc/x", "/dev/null", "a" * 300, "x\x00")],
+    *[("export", ["--to", v]) for v in ("tf", "")],
+    *[("export", ["-o", v]) for v in ("", "fifo", "adir", "afile/m.py", "a" * 300, "x\x00.py", "/proc/m.py")],
 ]
 
 #: Whole bad invocations (a bad target, the user's code, a name): (subcommand, arguments).
@@ -287,6 +314,21 @@ COMPLETE: list[tuple[str, list[str]]] = [
     ("kernels", ["extra"]), ("kernels", ["--bogus"]),
     *[("verify", ["--ops", v]) for v in (",", "", " , ", "relu,relu", "nope", "relu,nope")],
     ("verify", ["--bogus"]), ("verify", ["--json", "--ops", ","]),
+    *[("derive", [e]) for e in ("9**9**9**9", "x**(10**10)", "(" * 200 + "x" + ")" * 200, "x" * 3000, "",
+                                "   ", "__import__('os').system('touch pwned')", "x.real", "lambda: x", "x[0]",
+                                "'x'", "1/0*x", "x if x else", "sigmoid(x, x)", "f(x)", "x @ x", "x // 2", "x\x00")],
+    *[("derive", [target]) for target in ("t.py:nope", "missing.py:f", "afile.py:f", "t.py:f", "d.py:1g")],
+    ("derive", ["d.py:g", "--check", "t.py:nope"]), ("derive", ["x", "--check", "d.py:g"]),
+    ("derive", ["x*y", "--wrt", "1x"]), ("derive", ["x*y", "--wrt", "x,x"]), ("derive", ["x*x", "--wrt", "nope"]),
+    ("derive", ["d.py:g", "--wrt", "q"]), ("derive", ["x*x", "--graph", "--at", "x=1,x=2"]),
+    ("derive", ["x*x", "--shape", "x=,,,"]), ("derive", ["relu", "--variant", "nope"]),
+    ("derive", ["x", "--variant", "tanh"]), ("derive", ["x", "--graph"]), ("derive", ["x", "--graph", "--at", "x=nan"]),
+    ("derive", ["sum(x)", "--shape", "x=4294967296,4294967296"]), ("derive", ["x @ w", "--shape", "x=-3"]),
+    ("derive", []),
+    *[("handout", argv) for argv in (["nope"], [""], ["../etc"], [], ["calculus", "--bogus"], ["x" * 10000])],
+    *[("export", [names, "--to", "torch", "-o", "m.py"]) for names in ("nope", "", ",", "relu,relu", "t.py",
+                                                                        "missing.py", "relu;ls", "x" * 5000)],
+    ("export", ["relu", "--to", "torch"]), ("export", []),
     ("nope", []), ("", []),
 ]
 
@@ -322,6 +364,7 @@ def invocations(seed: int = SEED) -> list[list[str]]:
 def test_fuzz_every_subcommand_fails_on_one_line_with_exit_2(workspace: Path, tmp_path: Path) -> None:
     import symdl.catalog  # noqa: F401 - imported once here, not in each of the forked invocations
     import symdl.printing.derivations  # noqa: F401
+    import symdl.steps  # noqa: F401 - symdl derive's engine, likewise
     from symdl.cli import SUBCOMMANDS
 
     runs = [run_forked(argv, workspace, tmp_path) for argv in invocations()]
@@ -333,7 +376,10 @@ def test_fuzz_every_subcommand_fails_on_one_line_with_exit_2(workspace: Path, tm
               "subcommands": sorted({r.argv[0] for r in runs})}
     print(f"\nfuzz (seed {SEED}): {counts}")
     assert not problems, problems[:10]
-    assert {"verify", "kernels", "show", "gradcheck", "train"} <= set(counts["subcommands"])
+    assert {"verify", "kernels", "show", "gradcheck", "train", "derive", "handout", "export"} <= set(
+        counts["subcommands"])
+    assert not [p for p in workspace.iterdir() if p.name.startswith("m.py") or p.name.endswith(".tmp")]
+    assert (workspace / "fifo").is_fifo() and (workspace / "afile").read_text() == "not a folder"
     assert set(counts["subcommands"]) - set(SUBCOMMANDS) == {"", "nope"}  # and two names that are no subcommand
     assert not (workspace / "pwned").exists()
 

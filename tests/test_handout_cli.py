@@ -34,6 +34,12 @@ def test_the_same_seed_builds_the_same_files(tmp_path, capsys) -> None:
     (["handout", "topology"], "unknown topic 'topology'; topics: linear-algebra, calculus"),
     (["handout", "calculus", "--format", "docx"], "unknown format docx; formats: html, md, tex, ipynb, pdf"),
     (["handout", "calculus", "--seed", "-1"], "--seed must be >= 0"),
+    (["handout", "calculus", "--seed", str(2**70)], "an integer from 0 to 18446744073709551615"),
+    (["handout", "calculus", "--seed", str(2**64)], "--seed must be >= 0 and <= 2**64-1"),
+    (["handout", "calculus", "--seed", "2**70"], "--seed must be >= 0 and <= 2**64-1"),
+    (["handout", "calculus", "--seed", "1.5"], "got '1.5'"),
+    (["handout", "calculus", "-o", ""], "-o/--out must name a folder"),
+    (["handout", "calculus", "-o", "  "], "-o/--out must name a folder"),
 ])
 def test_bad_usage_is_one_line_and_exit_2(argv, message, capsys) -> None:
     assert main(argv) == 2

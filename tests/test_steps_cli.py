@@ -84,10 +84,36 @@ def test_output_file_is_written(tmp_path: Path, capsys: pytest.CaptureFixture[st
 def test_python_function_and_its_gradient_check(functions: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = _run([f"{functions}:f", "--check", f"{functions}:df"], capsys)
     assert code == 0, err
-    assert "The function as written (latexify):" in out and r"\tanh" in out  # latexify-py's rendering
+    assert "The function as written:" in out  # as plain text now (issue 17): latexify-py's \tanh is in LaTeX
+    code, latex_out, _ = _run([f"{functions}:f", "--format", "latex"], capsys)
+    assert code == 0 and r"\tanh" in latex_out  # latexify-py's rendering
     assert "result d/dw" in out and "gradcheck PASS" in out
     code, out, _ = _run([f"{functions}:f", "--check", f"{functions}:wrong"], capsys)
     assert code == 1 and "gradcheck FAIL" in out
+
+
+def test_python_function_is_shown_as_written_line_by_line(functions: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 17: each assignment on its own line, with a left arrow in latexify's LaTeX, readable text in the
+    terminal (no LaTeX source), then the derivation."""
+    code, out, _ = _run([f"{functions}:f"], capsys)
+    assert code == 0
+    written = out[out.index("The function as written:"):out.index("d/dw")].splitlines()
+    assert written[1:5] == ["  def f(w, x):", "      z = w * x + 1", "      a = np.tanh(z)",
+                            "      return (a - 2) ** 2"]
+    assert "\\" not in out[:out.index("d/dw")], "no LaTeX source in the terminal text"
+    rows = [r"z \gets w x + 1", r"a \gets \tanh z",
+            r"f(w, x) = \mathopen{}\left( a - 2 \mathclose{}\right)^{2}"]
+    for fmt in ("latex", "markdown"):
+        code, out, _ = _run([f"{functions}:f", "--format", fmt], capsys)
+        assert code == 0 and r"\begin{array}{l} " + r" \\ ".join(rows) + r" \end{array}" in out, fmt
+        assert out.index(rows[-1]) < out.index("tanh{\\left(w x + 1 \\right)}")  # then the derivation
+    code, out, _ = _run([f"{functions}:f", "--format", "html"], capsys)
+    source = out[out.index('<div class="source">'):out.index("<h3>")]
+    assert code == 0 and source.count("<div><math") == 3 and "&#x02190;" in source  # the left arrow, per line
+    from symdl.printing.mathml import unconverted
+
+    assert unconverted(out) == []
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -102,12 +128,39 @@ def test_python_function_and_its_gradient_check(functions: Path, capsys: pytest.
     (["nope.py:f"], "cannot read"),
     (["x", "--variant", "tanh"], "catalog names only"),
     (["x", "--check", "a.py:df"], "needs the function"),
+    # issue 23's fuzz of derive: found accepted with exit 0 (or a traceback) before
+    (["x*x", "--wrt", "nope"], "--wrt nope: x*x does not depend on it (its variables: x)"),
+    (["x", "--timeout", "inf"], "--timeout must be a number of seconds in (0, 86400]"),
+    (["x", "--timeout", "1e300"], "--timeout must be a number of seconds in (0, 86400]"),
+    (["x", "-o", ""], "-o/--output must name a file"),
+    (["x", "-o", "x\x00.tex"], "a file name cannot contain a NUL byte"),
+    (["x", "--at", "x=1"], "--at applies to --graph"),
+    (["x", "--jacobian"], "--jacobian applies to matrix derivations"),
+    (["x", "--assume", "sum(y)=1"], "--assume applies to matrix derivations"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     start = time.monotonic()
     code, out, err = _run(argv, capsys)
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
     assert time.monotonic() - start < 1.0
+
+
+def test_an_output_that_is_no_regular_file_is_refused_not_replaced(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """``-o /dev/null`` (run as root) used to replace the device with a regular file: a FIFO stands for it."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, _, err = _run(["x*x", "-o", str(fifo)], capsys)
+    assert code == 2 and "not a regular file" in err and err.count("\n") == 1
+    assert fifo.is_fifo() and sorted(tmp_path.iterdir()) == [fifo]  # untouched, no temporary file left
+
+
+def test_a_power_tower_too_large_for_mpmath_still_derives(capsys: pytest.CaptureFixture[str]) -> None:
+    """x**x**...**x overflowed (then ran out of memory) in a numeric check: a traceback, exit 1."""
+    code, out, err = _run(["x**x**x**x**x**x**x**x"], capsys)
+    assert code == 0 and err == "" and "every step verified" in out
 
 
 def test_function_outside_latexify_subset_is_refused(functions: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,29 @@ from symdl.errors import UsageError
 HELP = ("derive an expression, a catalog name or a Python function (FILE.py:f) step by step, each step verified "
         "(text, latex, markdown, html or json)")
 FORMATS = ("text", "latex", "markdown", "html", "json")
+#: The longest --timeout accepted (a day, as ``symdl gradcheck``): a derivation is always bounded.
+MAX_TIMEOUT = 86_400.0
+
+
+def _check_output(text: str) -> None:
+    """``-o``: a file name (an empty one would silently print to stdout instead); the rest (a device, a folder,
+    a missing or read-only folder, a NUL byte) is refused by :func:`symdl.files.write_atomically`."""
+    if not text.strip():
+        raise UsageError(f"-o/--output must name a file, got {text!r}")
+
+
+def _check_wrt(target: str, derivation: object) -> None:
+    """``--wrt`` names a variable of an expression or function (a typo would derive a silent 0). Catalog
+    entries are left alone: their index-level sums hide the variables from ``free_symbols``."""
+    from symdl.catalog import CATALOG
+
+    if target in CATALOG:
+        return
+    present = {s.name for s in derivation.expression.free_symbols}  # type: ignore[attr-defined]
+    absent = [v.name for v in derivation.wrt if v.name not in present]  # type: ignore[attr-defined]
+    if absent:
+        raise UsageError(f"--wrt {', '.join(absent)}: {target[:60]} does not depend on it (its variables: "
+                         f"{', '.join(sorted(present)) or 'none'})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,15 +68,20 @@ def run(args: argparse.Namespace) -> int:
 
     if args.format not in FORMATS:
         raise UsageError(f"unknown format {args.format!r}; formats: {', '.join(FORMATS)}")
-    if not args.timeout > 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    if not 0 < args.timeout <= MAX_TIMEOUT:  # NaN and inf fail too: every derivation is bounded in time
+        raise UsageError(f"--timeout must be a number of seconds in (0, {MAX_TIMEOUT:g}], got {args.timeout}")
+    if args.output is not None:
+        _check_output(args.output)
     check_text(args.target)  # length and nesting caps before anything is imported or built
     if getattr(args, "graph", False) or getattr(args, "shape", None):  # issue 18: graphs, matrix calculus
         from symdl.steps.graph_cli import run_graph_or_matrix
 
         return run_graph_or_matrix(args)
-    if getattr(args, "stationary", False):
-        raise UsageError("--stationary applies to matrix derivations: declare shapes with --shape")
+    for option in ("--stationary", "--jacobian", "--assume"):
+        if getattr(args, option[2:], None):
+            raise UsageError(f"{option} applies to matrix derivations: declare shapes with --shape")
+    if getattr(args, "at", None) is not None:
+        raise UsageError("--at applies to --graph (the point of the forward and backward pass)")
     is_file = ":" in args.target and args.target.rpartition(":")[0].endswith(".py")
     if args.check is not None and not is_file:
         raise UsageError("--check FILE.py:df needs the function itself as FILE.py:f")
@@ -65,6 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from symdl.steps import derive
 
     derivation = derive(args.target, args.wrt, variant=args.variant, timeout=args.timeout)
+    if args.wrt is not None and not args.variant:
+        _check_wrt(args.target, derivation)
     text = derivation.render(args.format)
     if args.output:
         from pathlib import Path

@@ -123,3 +123,5 @@ def check_folder(folder: Path) -> None:
             pass
     except OSError as error:
         raise HandoutError(f"cannot write to {folder}: {error.strerror or error}") from None
+    except ValueError as error:  # a NUL byte in the name
+        raise HandoutError(f"cannot write to {folder!r}: {error}") from None

@@ -16,6 +16,7 @@
 * :func:`derivation`: a step-by-step derivation from :mod:`symdl.steps`, every step verified;
 * :func:`integral`: a definite integral, by 50-digit quadrature (and SymPy's ``integrate`` when it can);
 * :func:`matrix_gradient`: a matrix gradient from :mod:`symdl.steps.matrix`, checked by finite differences.
+* :func:`matrix_derivation`: the same engine's derivation shown step by step (reverse mode), every step checked.
 
 Any check that fails raises :class:`~symdl.handouts.model.HandoutError`: a handout never prints an
 unproven formula.
@@ -387,3 +388,37 @@ def matrix_gradient(key: str, text: str, wrt: str, shapes: Mapping[str, str], *,
         method += f"; {how}"
     return Formula(key, rf"\nabla_{{{wrt}}} \left({f}\right) = {result.latex_of(shown, abbreviate=False)}",
                    f"matrix derivative of {text}", method)
+
+
+def matrix_derivation(key: str, text: str, wrt: Sequence[str], shapes: Mapping[str, str], *,
+                      assume: Sequence[str] = ()) -> Formula:
+    """The reverse-mode derivation of a scalar matrix expression by :func:`symdl.steps.matrix.derive_matrix`.
+
+    One ``aligned`` block: the intermediate values (``u_1 = W X``), then from the output back to the inputs each
+    node's gradient :math:`\bar u` with the identity used and its finite-difference check on a row of its own
+    (keeps rows narrow), the contributions it passes to its operands, and each variable's gradient. Refused
+    (:class:`HandoutError`) unless every step and every result passed its check.
+    """
+    from symdl.steps.matrix import derive_matrix
+    from symdl.steps.matrix.printers import _bar, _lx
+
+    result = derive_matrix(text, list(wrt), dict(shapes), assume=list(assume))
+    failed = [s.name for s in result.steps if not s.check.ok]
+    if failed or not result.verified:
+        raise HandoutError(f"{key}: the matrix derivation of {text} is not verified (steps {', '.join(failed)})")
+    rows = [rf"{_lx(name)} &= {result.latex_of(node, skip=node)}"
+            for node, name in sorted(result.lets.items(), key=lambda kv: int(kv[1][1:]))]
+    for step in result.steps:
+        rule = step.rule.replace("_", " ")
+        rows.append(rf"& \qquad \text{{{rule}: }} {step.latex_identity}"
+                    rf"\ \text{{[verified, error {step.check.error:.0e}]}}")
+        rows.append(rf"{_bar(step.name)} &= {result.latex_of(step.gradient)}")
+        rows += [rf"& \qquad \to {_lx(name)}:\ {result.latex_of(c)}" for name, c in step.contributions]
+    for name in wrt:
+        shown = result.results[name]
+        rows.append(rf"\frac{{\partial f}}{{\partial {_lx(name)}}} &= {result.latex_of(shown.shown)}")
+    errors = [s.check.error for s in result.steps] + [r.check.error for r in result.results.values()]
+    method = (f"symdl.steps.matrix: {len(result.steps)} steps and {len(result.results)} gradient(s), each checked by "
+              f"finite differences at 3 random sizes (max relative error {max(errors):.0e})")
+    return Formula(key, r"\begin{aligned}" + r" \\ ".join(rows) + r"\end{aligned}",
+                   f"matrix derivation of {text}", method + (f", assuming {', '.join(assume)}" if assume else ""))

@@ -1,14 +1,17 @@
-"""``FILE.py:f``: a Python function in latexify-py's subset (assignments, then one return), derived.
+r"""``FILE.py:f``: a Python function in latexify-py's subset (assignments, then one return), derived.
 
 The file is never executed: its syntax tree is read, the function's statements are checked (only
 ``name = expression`` and a final ``return expression``, positional parameters without defaults or
 decorators), and each expression goes through symdl's safe parser (``np.``/``math.`` prefixes
-dropped). latexify-py renders the function as written, from the same syntax tree.
+dropped). latexify-py renders the function as written, from the same syntax tree, one line per statement:
+each assignment with a left arrow (``z \gets w x + 1``: an ``=`` would read as an equation, and ``w = w - v``
+as a false one), then ``f(w, x) = ...`` for the return; the plain-text form is the code itself.
 """
 
 from __future__ import annotations
 
 import ast
+import copy
 from pathlib import Path
 
 import sympy as sp
@@ -62,6 +65,15 @@ def load_function(spec: str) -> tuple[str, list[str], sp.Expr, str]:
     return function_expression(node, path)
 
 
+def _statements(node: ast.FunctionDef) -> list[ast.stmt]:
+    """The body without its docstring."""
+    body = list(node.body)
+    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
+            and isinstance(body[0].value.value, str):
+        body = body[1:]
+    return body
+
+
 def function_expression(node: ast.FunctionDef, path: str) -> tuple[str, list[str], sp.Expr, str]:
     """``(name, parameters, expression, latex)`` of a function's syntax tree (see :func:`load_function`)."""
     where = f"{path}:{node.name}"
@@ -70,10 +82,7 @@ def function_expression(node: ast.FunctionDef, path: str) -> tuple[str, list[str
             or args.posonlyargs:
         raise DeriveError(f"{where}: only plain positional parameters (no defaults, decorators, *args or **kwargs)")
     params = [a.arg for a in args.args]
-    body = list(node.body)
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-            and isinstance(body[0].value.value, str):
-        body = body[1:]  # the docstring
+    body = _statements(node)
     if not body or not isinstance(body[-1], ast.Return) or body[-1].value is None:
         raise DeriveError(f"{where}: the function must end with `return expression`")
     from symdl.expr import parse
@@ -92,7 +101,8 @@ def function_expression(node: ast.FunctionDef, path: str) -> tuple[str, list[str
                               f"not {type(statement).__name__}")
         if isinstance(statement, ast.Return) and statement is not body[-1]:
             raise DeriveError(f"{line}: an early return")
-        text = ast.unparse(_Unprefix().visit(value))  # type: ignore[arg-type]
+        # a copy: the tree itself is printed as written afterwards
+        text = ast.unparse(_Unprefix().visit(copy.deepcopy(value)))
         try:
             expr = parse(text, variables=[*params, *known])
         except Exception as error:
@@ -110,22 +120,48 @@ def function_expression(node: ast.FunctionDef, path: str) -> tuple[str, list[str
 
 
 def _latex(node: ast.FunctionDef) -> str:
-    """latexify-py's rendering of the function (assignments substituted into the return, as one formula)."""
+    """latexify-py's rendering of the function as written: ``\\begin{array}{l}`` with one row per statement."""
+    return r"\begin{array}{l} " + r" \\ ".join(latex for latex, _ in source_lines(node) if latex) + r" \end{array}"
+
+
+def source_lines(node: ast.FunctionDef) -> tuple[tuple[str, str], ...]:
+    """The function as written, one ``(latex, text)`` pair per line: the signature's line ``def f(w, x):`` in text
+    only (LaTeX puts the signature on the return's row), then every statement in order.
+
+    LaTeX is latexify-py's: an assignment ``z = w*x + 1`` as ``z \\gets w x + 1`` (the left arrow DESIGN.md asks
+    for: assignment, not equation), the return as latexify renders a function, ``f(w, x) = ...``. Text is the
+    statement's code (``ast.unparse``: comments and line breaks dropped, Python's own notation kept).
+    """
     from latexify import codegen, transformers
 
-    tree: ast.AST = ast.Module(body=[node], type_ignores=[])
-    tree = transformers.PrefixTrimmer(set(PREFIXES)).visit(tree)
-    tree = transformers.DocstringRemover().visit(tree)
-    tree = transformers.AssignmentReducer().visit(tree)
-    return codegen.FunctionCodegen(use_math_symbols=True, use_signature=True, use_set_symbols=False).visit(tree)
+    trimmed = transformers.PrefixTrimmer(set(PREFIXES)).visit(ast.Module(body=[copy.deepcopy(node)],
+                                                                           type_ignores=[]))
+    function = trimmed.body[0]
+    expression = codegen.ExpressionCodegen(use_math_symbols=True, use_set_symbols=False)
+    lines = [("", f"def {node.name}({', '.join(a.arg for a in node.args.args)}):")]
+    for statement, written in zip(_statements(function), _statements(node), strict=True):
+        text = "    " + ast.unparse(written)
+        if isinstance(statement, ast.Return):
+            alone = ast.FunctionDef(name=function.name, args=function.args, body=[statement], decorator_list=[],
+                                    returns=None, type_comment=None, type_params=[])
+            tex = codegen.FunctionCodegen(use_math_symbols=True, use_signature=True,
+                                          use_set_symbols=False).visit(ast.Module(body=[alone], type_ignores=[]))
+        else:
+            assign = statement
+            assert isinstance(assign, ast.Assign)  # function_expression admitted only these two statements
+            tex = rf"{expression.visit(assign.targets[0])} \gets {expression.visit(assign.value)}"
+        lines.append((tex, text))
+    return tuple(lines)
 
 
 def derive_function(spec: str, wrt: object = None, *, verify: bool = True,
                     timeout: float | None = DEFAULT_TIMEOUT) -> Derivation:
     """The derivation of the Python function ``FILE.py:f`` with respect to its parameters (or ``wrt``)."""
-    name, params, expr, latex = load_function(spec)
+    node, path = _function_node(spec)
+    name, params, expr, latex = function_expression(node, path)
     variables = wrt if wrt is not None else [sp.Symbol(p, real=True) for p in params]
     derivation = derive_expression(expr, variables, title=f"{name}({', '.join(params)})", verify=verify,
                                    timeout=timeout)
     derivation.source = latex
+    derivation.source_lines = source_lines(node)
     return derivation

@@ -249,7 +249,8 @@ class Derivation:
         lets: named subexpressions used in the steps.
         assumptions: relations assumed, ``(lhs, rhs, words)`` (``sum_k y_k = 1``), stated as such.
         notes: sentences printed at the end.
-        source: for a Python function, its source rendered by latexify-py (LaTeX), else None.
+        source: for a Python function, its source rendered by latexify-py (LaTeX, one row per statement), else None.
+        source_lines: for a Python function, each line as written, ``(latex, text)`` (``symdl.steps.python``).
         checks: verification records by ``id(step)`` (filled by :meth:`verify`).
     """
 
@@ -261,6 +262,7 @@ class Derivation:
     assumptions: tuple[tuple[sp.Expr, sp.Expr, str], ...] = ()
     notes: tuple[str, ...] = ()
     source: str | None = None
+    source_lines: tuple[tuple[str, str], ...] = ()
     checks: dict[int, Check] = field(default_factory=dict)
 
     def steps(self) -> Iterator[Step]:

@@ -91,8 +91,8 @@ def _value(expr: sp.Expr, point: dict[sp.Symbol, sp.Float]) -> complex | None:
     try:
         value = sp.N(to_textbook(expr).xreplace(point).doit(), DIGITS)
         re, im = (sp.N(part, DIGITS) for part in value.as_real_imag())
-    except (TypeError, ValueError, ZeroDivisionError, RecursionError, AttributeError):
-        return None
+    except (TypeError, ValueError, ZeroDivisionError, RecursionError, AttributeError, OverflowError, MemoryError):
+        return None  # (Overflow/MemoryError: x**x**...**x at a sample point has too many digits for mpmath)
     if not (re.is_Number and im.is_Number) or value.has(sp.nan, sp.zoo, sp.oo, -sp.oo):
         return None
     if abs(im) > TOLERANCE * (1 + abs(re)):

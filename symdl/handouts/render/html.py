@@ -19,7 +19,8 @@ math[display="block"] { margin: .8rem 0; padding: .2rem 0; overflow-x: auto; ove
 /* MathML Core ignores columnalign: align split/aligned/cases columns with CSS */
 mtd[columnalign="left"] { text-align: left; } mtd[columnalign="right"] { text-align: right; }
 .caption { color: #444; font-style: italic; margin-bottom: 0; }
-pre { background: #f6f6f6; padding: .6rem; overflow-x: auto; font-size: .85rem; }
+/* a long code line wraps instead of scrolling sideways (the notebook keeps it whole) */
+pre { background: #f6f6f6; padding: .6rem; white-space: pre-wrap; overflow-wrap: anywhere; font-size: .85rem; }
 pre.output { background: #fffbe6; border-left: 3px solid #e0c050; }
 figure { margin: 1rem 0; text-align: center; } figure svg { max-width: 100%; height: auto; }
 figcaption { font-size: .9rem; color: #444; }
@@ -27,9 +28,9 @@ table { border-collapse: collapse; margin: .8rem 0; font-size: .9rem; }
 td, th { border: 1px solid #ccc; padding: .25rem .5rem; vertical-align: top; }
 .exercise { background: #f3fbf3; border-left: 4px solid #4a9a4a; padding: .4rem 1rem; margin: .8rem 0; }
 table.verification { width: 100%; table-layout: fixed; overflow-wrap: anywhere; }
-.verification th:nth-child(1) { width: 17%; } .verification th:nth-child(2) { width: 43%; }
-.verification th:nth-child(3) { width: 15%; } .verification th:nth-child(4) { width: 25%; }
-.verification td:nth-child(2) { overflow-x: auto; }
+.verification th:nth-child(1) { width: 25%; } .verification th:nth-child(2) { width: 30%; }
+/* each formula gets a row of the table's full width below its name (a long derivative fits, no scrolling) */
+.verification td.formula { border-top: none; padding-left: 1.5rem; }
 """
 
 
@@ -90,9 +91,10 @@ def render(handout: Handout) -> dict[str, str | bytes]:
         items = "".join(f"<li>{escape(e.answer)} <small>(checked: {escape(e.check)})</small></li>"
                         for e in handout.exercises)
         parts.append(f'<section id="answers"><h2>Answer key (seed {handout.seed})</h2><ol>{items}</ol></section>')
-    rows = "".join(f"<tr><td>{escape(f.key)}</td><td>{latex_to_mathml(f.latex, display=False)}</td>"
-                   f"<td>{escape(f.source)}</td><td>{escape(f.method)}</td></tr>" for f in handout.formulas)
+    rows = "".join((f"<tr><td>{escape(f.key)}</td><td>{escape(f.source)}</td><td>{escape(f.method)}</td></tr>"
+                    f'<tr><td class="formula" colspan="3">{latex_to_mathml(f.latex, display=False)}</td></tr>')
+                   for f in handout.formulas)
     parts.append('<section id="verification"><h2>Formulas and how they were verified</h2>'
-                 '<table class="verification"><thead><tr><th>Name</th><th>Formula</th><th>Source</th>'
-                 f"<th>Verified by</th></tr></thead><tbody>{rows}</tbody></table></section>")
+                 '<table class="verification"><thead><tr><th>Name</th><th>Source</th><th>Verified by</th></tr>'
+                 f"</thead><tbody>{rows}</tbody></table></section>")
     return {f"{handout.topic}.html": page(handout.title, "\n".join(parts))}

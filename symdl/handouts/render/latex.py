@@ -6,6 +6,7 @@ Figures are PDF files in ``<topic>_files/``. Prose may use the few non-ASCII cha
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -38,12 +39,19 @@ def _preamble(title: str) -> str:
     return (r"\documentclass[11pt,a4paper]{article}" "\n"
             r"\usepackage[utf8]{inputenc}" "\n"
             r"\usepackage{amsmath,amssymb}\usepackage{graphicx}\usepackage[margin=2cm]{geometry}" "\n"
-            r"\usepackage{longtable}\usepackage{array}" "\n"
+            r"\usepackage{longtable}\usepackage{array}\usepackage{alltt}" "\n"
+            # a line of prose with a long unbreakable word (symdl.optim.SGD) may stretch its spaces, never overflow
+            r"\setlength{\emergencystretch}{3em}" "\n"
             r"\usepackage[hidelinks]{hyperref}" "\n"
             + declared + r"\setlength{\parindent}{0pt}\setlength{\parskip}{0.5em}" "\n"
-            # a displayed formula wider than the text is scaled down to fit (never up)
-            r"\newsavebox{\fitbox}\newcommand{\fitmath}[1]{\sbox{\fitbox}{$\displaystyle #1$}"
-            r"\ifdim\wd\fitbox>\linewidth\resizebox{\linewidth}{!}{\usebox{\fitbox}}\else\usebox{\fitbox}\fi}" "\n"
+            # a displayed formula wider than the text, or taller than 90% of a page (a long derivation: an
+            # aligned block cannot break across pages), is scaled down to fit (never up; resizebox* scales the
+            # total height, depth included)
+            r"\newsavebox{\fitbox}\newlength{\fitheight}\newcommand{\fitmath}[1]{\sbox{\fitbox}{$\displaystyle #1$}"
+            r"\ifdim\wd\fitbox>\linewidth\sbox{\fitbox}{\resizebox{\linewidth}{!}{\usebox{\fitbox}}}\fi"
+            r"\setlength{\fitheight}{\ht\fitbox}\addtolength{\fitheight}{\dp\fitbox}"
+            r"\ifdim\fitheight>0.9\textheight\sbox{\fitbox}{\resizebox*{!}{0.9\textheight}{\usebox{\fitbox}}}\fi"
+            r"\usebox{\fitbox}}" "\n"
             rf"\title{{{escape(title)}}}\date{{}}" "\n")
 
 
@@ -61,8 +69,29 @@ def _display(latex: str) -> str:
     return r"\begin{center}\fitmath{" + latex + r"}\end{center}"
 
 
+#: Columns of code that fit the text width (footnotesize typewriter, 11pt A4 with 2 cm margins: 101 fit).
+CODE_COLUMNS = 100
+_ALLTT = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}"}
+
+
+def _code_line(line: str) -> list[str]:
+    """One code line as ``alltt`` rows: a line wider than :data:`CODE_COLUMNS` is broken at spaces, each
+    broken row ending in a hook arrow and the continuation indented four more columns (the PDF shows the
+    code whole; the notebook keeps the line as written)."""
+    indent = line[:len(line) - len(line.lstrip(" "))]
+    if len(line) <= CODE_COLUMNS:
+        return ["".join(_ALLTT.get(c, c) for c in line)]
+    pieces = textwrap.wrap(line.strip(), width=CODE_COLUMNS - len(indent) - 6, break_on_hyphens=False,
+                           drop_whitespace=True)
+    rows = [indent + piece if i == 0 else indent + "    " + piece for i, piece in enumerate(pieces)]
+    escaped = ["".join(_ALLTT.get(c, c) for c in row) for row in rows]
+    return [row + r" \ensuremath{\hookleftarrow}" for row in escaped[:-1]] + escaped[-1:]
+
+
 def _verbatim(text: str) -> str:
-    return "\\begin{verbatim}\n" + text.rstrip() + "\n\\end{verbatim}"
+    """Code or printed output, set as typed (``alltt``: verbatim but for ``\\ { }``), long lines wrapped."""
+    rows = [row for line in text.rstrip().splitlines() for row in _code_line(line)]
+    return "\\begin{alltt}\n" + "\n".join(rows) + "\n\\end{alltt}"
 
 
 def _code(block: Code, state: dict[str, Any]) -> str:

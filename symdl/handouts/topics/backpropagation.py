@@ -89,29 +89,44 @@ def _graph(b: Builder) -> None:
     ''', "The neuron's computation graph: forward values above each node, gradients dL/d(node) below in red.")
 
 
+#: The two-layer network in matrix form, examples as columns: Z = W2 relu(W1 X + b1 1^T) + b2 1^T. Its scalar
+#: "sum(dZ * Z)" has, for every parameter, exactly the gradient the backward pass returns for the upstream dZ.
+NETWORK = "sum(dZ * (W2 @ relu(W1 @ X + outer(b1, ones(n))) + outer(b2, ones(n))))"
+NETWORK_SHAPES = {"dZ": "c,n", "W1": "h,d", "b1": "h", "W2": "c,h", "b2": "c", "X": "d,n"}
+
+
 def _matrix(b: Builder) -> None:
     b.section("The matrix form of a two-layer network")
-    b.prose("A batch X of N rows goes through A = X W1⊤ + b1, H = relu(A), Z = H W2⊤ + b2 and the cross-entropy "
-            "of the logits Z against the labels. Every layer's backward pass takes the upstream gradient of its "
-            "output and returns those of its input and parameters. The catalog's linear layer, with ȳ the "
-            "upstream gradient:")
-    b.equation(verified.layer("linear", 0))
-    b.equation(verified.layer("linear", 1))
-    b.prose("relu passes the gradient where its input was positive (an elementwise product with that mask):")
-    b.equation(verified.op_gradient("relu"))
-    b.prose("Cross-entropy against one-hot (or probability) targets t: its gradient with respect to the logits is "
-            "g (softmax(x) Σt − t), which is softmax(x) − t because the targets sum to one (g = 1/N for the mean "
-            "over the batch):")
-    b.equation(verified.op_definition("cross_entropy", weight=1, label_smoothing=0))
-    b.equation(verified.op_gradient("cross_entropy", weight=1, label_smoothing=0))
-    b.prose("Chaining them from the loss back gives the whole backward pass: writing dZ for the gradient of the "
-            "loss with respect to Z (and so on), dZ = (softmax(Z) − T)/N, dW2 = dZ⊤H, db2 = Σ rows of dZ, dH = dZ W2, "
-            "dA = dH ⊙ [A > 0], dW1 = dA⊤X, db1 = Σ rows of dA. The example computes "
-            "it with the kernels on eight digits, compares it with symdl.nn's backward pass and checks dW1 "
+    b.prose("In matrix form the N examples are the columns of X (d × N). A linear layer computes D = W X; its "
+            "backward pass receives dD, the gradient of the loss with respect to D (same shape as D), and returns "
+            "dW = dD X⊤ and dX = W⊤ dD. Both are the gradients of the scalar f = sum(dD ⊙ W X): to first order "
+            "the loss changes as f does when W or X moves. symdl's matrix-calculus engine derives them in reverse "
+            "mode, one named identity per node (u are the intermediate values, a bar marks their gradients), and "
+            "checks every step by finite differences at random sizes:")
+    b.equation(verified.matrix_derivation("backprop.linear_matrix", "sum(dD * (W @ X))", ["W", "X"],
+                                          {"dD": "m,n", "W": "m,k", "X": "k,n"}))
+    b.prose("The whole network, Z = W2 relu(W1 X + b1 1⊤) + b2 1⊤ with dZ the upstream gradient of the logits: "
+            "relu passes the gradient where its input was positive (the indicator of a positive input, PyTorch's "
+            "relu'(0) = 0), and a bias added to every column collects the row sums of its gradient (the product "
+            "with 1):")
+    b.equation(verified.matrix_derivation("backprop.network_matrix", NETWORK, ["W1", "b1", "W2", "b2"],
+                                          NETWORK_SHAPES))
+    b.prose("Cross-entropy of one column of logits z against a target y: L = logsumexp(z) − y⊤z. Its gradient is "
+            "softmax(z) − y y once the targets sum to one (the assumption is stated, and the result checked "
+            "under it); averaged over the batch, dZ = (softmax(Z) − T)/N column by column:")
+    b.equation(verified.matrix_derivation("backprop.cross_entropy_matrix", "logsumexp(z) - y @ z", ["z"],
+                                          {"z": "c", "y": "c"}, assume=["sum(y) = 1"]))
+    b.prose("The example below computes the backward pass with symdl's kernels on eight digits (the kernels keep "
+            "examples as rows, so their A is the transpose of W1 X + b1 1⊤), evaluates the engine's formulas "
+            "above at the same numbers, compares both with symdl.nn's backward pass and checks dW1 and dX "
             "against finite differences.")
     b.run('''
         import symdl.nn as nn
         from sklearn.datasets import load_digits
+        from symdl.steps.matrix import derive_matrix, evaluate
+
+        NETWORK = ...
+        SHAPES = ...
 
         digits = load_digits()
         X, labels = digits.data[:8] / 16.0, digits.target[:8]
@@ -121,7 +136,7 @@ def _matrix(b: Builder) -> None:
         W1, b1 = model[0].params["weight"], model[0].params["bias"]
         W2, b2 = model[2].params["weight"], model[2].params["bias"]
 
-        # forward
+        # forward (rows are examples)
         A = K.linear(X, W1, b1)
         H = K.relu(A)
         Z = K.linear(H, W2, b2)
@@ -129,11 +144,20 @@ def _matrix(b: Builder) -> None:
         # backward, layer by layer
         (dZ, _) = K.cross_entropy_vjp(np.ones(()), Z, labels)
         T = np.eye(10)[labels]
-        assert np.allclose(dZ, (K.softmax(Z, dim=1) - T) / len(labels))  # the formula above
+        assert np.allclose(dZ, (K.softmax(Z, dim=1) - T) / len(labels))  # dZ = (softmax(Z) - T)/N
         dH, dW2, db2 = K.linear_vjp(dZ, H, W2, b2)
         (dA,) = K.relu_vjp(dH, A)
-        _, dW1, db1 = K.linear_vjp(dA, X, W1, b1)
-        assert np.allclose(dW1, dA.T @ X) and np.allclose(dW2, dZ.T @ H)  # the matrix forms
+        dX, dW1, db1 = K.linear_vjp(dA, X, W1, b1)
+        # D = W X with examples as columns: dW = dD X^T and dX = W^T dD
+        assert np.allclose(dW1, dA.T @ X) and np.allclose(dX.T, W1.T @ dA.T) and np.allclose(dW2, dZ.T @ H)
+
+        # the matrix-calculus engine's formulas, evaluated at the same numbers (columns are examples)
+        network = derive_matrix(NETWORK, ["W1", "b1", "W2", "b2", "X"], SHAPES)
+        values = {"X": X.T, "W1": W1, "b1": b1, "W2": W2, "b2": b2, "dZ": dZ.T}
+        engine = {name: evaluate(r.result, values) for name, r in network.results.items()}
+        for name, kernel in [("W1", dW1), ("b1", db1), ("W2", dW2), ("b2", db2), ("X", dX.T)]:
+            assert np.allclose(engine[name], kernel, rtol=1e-12, atol=1e-14), name
+        print("the engine's dW1, db1, dW2, db2, dX agree with the kernels")
 
         # symdl.nn runs the same kernels
         criterion = nn.CrossEntropyLoss()
@@ -147,8 +171,14 @@ def _matrix(b: Builder) -> None:
             return K.cross_entropy(K.linear(K.relu(K.linear(X, W, b1)), W2, b2), labels)
 
 
+        def loss_of_X(inputs):
+            return K.cross_entropy(K.linear(K.relu(K.linear(inputs, W1, b1)), W2, b2), labels)
+
+
         fd_check(loss_of_W1, W1.copy(), lambda W: dW1)
-    ''', "The two-layer backward pass, by hand and by symdl.nn")
+        fd_check(loss_of_X, X.copy(), lambda inputs: dX)
+    '''.replace("NETWORK = ...", f"NETWORK = {NETWORK!r}").replace("SHAPES = ...", f"SHAPES = {NETWORK_SHAPES!r}"),
+          "The two-layer backward pass: kernels, the engine's formulas and symdl.nn")
 
 
 def _exercises(b: Builder) -> None:

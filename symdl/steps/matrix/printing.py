@@ -168,7 +168,10 @@ class _Latex(_Text):
         left_scalar = a.is_scalar and prec == _PRODUCT
         right = self.wrap(b, prec if left_scalar else prec + 1)
         joiner = f" {symbol} " if symbol else " "
-        return f"{self.wrap(a, prec)}{joiner}{right}", prec
+        # as in the text printer: an elementwise product inside a matrix product (or the reverse) is bracketed,
+        # else (W^T G \odot M) X^T prints as W^T G \odot M X^T, which reads as the wrong product
+        left = rf"\left({self(a)[0]}\right)" if _mixed(node, a) and a not in self.names else self.wrap(a, prec)
+        return f"{left}{joiner}{right}", prec
 
     def wrap(self, node: n.Node, minimum: int) -> str:
         text, prec = self(node)

@@ -50,7 +50,10 @@ def _row(line: Line) -> str:
 def html_fragment(derivation: Derivation) -> str:
     """The derivation as an HTML fragment (Jupyter's ``_repr_html_``)."""
     out = [f"<h2>{_html.escape(derivation.title or 'Derivation')}</h2>"]
-    if derivation.source:
+    if derivation.source_lines:  # one formula per statement (latexify-py's LaTeX), as the code reads
+        rows = "".join(f"<div>{latex_to_mathml(tex, True)}</div>" for tex, _ in derivation.source_lines if tex)
+        out.append(f'<p>The function as written:</p><div class="source">{rows}</div>')
+    elif derivation.source:
         out.append(f"<p>The function as written: {latex_to_mathml(derivation.source, True)}</p>")
     for let in derivation.lets:
         out.append(f"<p>Let {_math(sp.Eq(let.symbol, let.value, evaluate=False))}"

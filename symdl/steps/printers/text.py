@@ -40,7 +40,9 @@ def _line(line: Line) -> list[str]:
 def text(derivation: Derivation) -> str:
     """The derivation as plain text."""
     out = [f"{derivation.title or expression_text(derivation.expression)}", ""]
-    if derivation.source:
+    if derivation.source_lines:  # plain text: the code as written, one statement a line (LaTeX is for the others)
+        out += ["The function as written:", *(f"  {text}" for _, text in derivation.source_lines), ""]
+    elif derivation.source:
         out += ["The function as written (latexify):", f"  {derivation.source}", ""]
     out += [f"let {expression_text(let.symbol)} = {expression_text(let.value)}"
             + (f"  ({let.text})" if let.text else "") for let in derivation.lets]
