@@ -17,7 +17,7 @@ from pathlib import Path
 import mpmath
 import pytest
 import sympy as sp
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sympy.parsing.sympy_parser import parse_expr
 
@@ -171,6 +171,8 @@ EXPRESSIONS = st.recursive(_ATOMS, _grow, max_leaves=6)
 
 
 @given(EXPRESSIONS)
+# SymPy's simplify raised KeyError from solveset on this piecewise condition; a give-up is "not simplified"
+@example("where((x/(2 + sin(x)))**3 > 0.1, (x/(2 + sin(x)))**3, 0.3*(x/(2 + sin(x)))**3)")
 def test_random_expression_derives_verifies_and_matches_sympy(text: str) -> None:
     expr = parse(text, ["x", "y"])
     if not expr.has(sp.Symbol("x", real=True)):
