@@ -53,6 +53,19 @@ class Printed:
     backward_inplace: list[str] | None = None
 
 
+#: The one runtime helper every exported module has word for word (PyTorch's and JAX's alike):
+#: torch.nn.functional.softmax's legacy default axis.
+SOFTMAX_DIM_SOURCE = '''\
+def _softmax_dim(ndim, dim):
+    """torch.nn.functional.softmax's legacy default axis when ``dim`` is None."""
+    if dim is not None:
+        return dim
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+'''
+
+
 def check_exportable(op: Op) -> None:
     """Raise :class:`ExportError` unless the exporters handle ``op``'s kind."""
     if op.kind not in EXPORTED_KINDS:

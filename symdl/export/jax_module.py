@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from symdl.catalog.spec import Op
 from symdl.export.forms import (
+    SOFTMAX_DIM_SOURCE,
     Printed,
     array_params,
     class_prelude,
@@ -33,14 +34,7 @@ from symdl.export.forms import (
 )
 from symdl.printing.jax_printer import JAX_HELPERS, JaxPrinter
 
-_RUNTIME = '''\
-def _softmax_dim(ndim, dim):
-    """torch.nn.functional.softmax's legacy default axis when ``dim`` is None."""
-    if dim is not None:
-        return dim
-    return 0 if ndim in (0, 1, 3) else 1
-
-
+_RUNTIME = SOFTMAX_DIM_SOURCE + '''\
 def _reduce(out, reduction):
     """PyTorch's loss reduction."""
     if reduction == "none":

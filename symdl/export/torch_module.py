@@ -35,6 +35,7 @@ from collections.abc import Sequence
 
 from symdl.catalog.spec import Op
 from symdl.export.forms import (
+    SOFTMAX_DIM_SOURCE,
     Printed,
     array_params,
     class_prelude,
@@ -54,14 +55,7 @@ from symdl.export.forms import (
 from symdl.printing.torch_printer import TORCH_HELPERS, TorchInplacePrinter, TorchPrinter, lower_to_torch
 
 #: Runtime helpers of every generated PyTorch module (beside the printer's).
-_RUNTIME = '''\
-def _softmax_dim(ndim, dim):
-    """torch.nn.functional.softmax's legacy default axis when ``dim`` is None."""
-    if dim is not None:
-        return dim
-    return 0 if ndim in (0, 1, 3) else 1
-
-
+_RUNTIME = SOFTMAX_DIM_SOURCE + '''\
 def _reduce(out, reduction):
     """PyTorch's loss reduction."""
     if reduction == "none":
