@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.export import export_source, resolve
 from symdl.export.torch_module import render
 
@@ -46,14 +46,14 @@ TARGETS = {"elementwise": 1.5, "row": 2.0, "pointwise_loss": 2.0, "class_loss": 
 
 def _builtin(name: str) -> Callable[..., torch.Tensor]:
     target = torch
-    for part in CATALOG[name].torch.split(".")[1:]:
+    for part in ACTIVATIONS_AND_LOSSES[name].torch.split(".")[1:]:
         target = getattr(target, part)
     return target
 
 
 def _inputs(name: str, dtype: torch.dtype) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     shape = (1000, 1000)
     arrays = []
     for item in op.inputs:
@@ -129,7 +129,7 @@ def main() -> int:
         print(header)
         print("|" + "---|" * (header.count("|") - 1))
         for name in names:
-            op = CATALOG[name]
+            op = ACTIVATIONS_AND_LOSSES[name]
             params = {"dim": 1} if op.kind == "row" else {}
             for dtype in (torch.float32, torch.float64):
                 inputs = _inputs(name, dtype)

@@ -63,10 +63,10 @@ def _activation(definition: sp.Expr, symbol: sp.Symbol) -> Callable[[sp.Expr], s
 @cache
 def functions() -> dict[str, tuple[Callable[..., sp.Expr], int | None]]:
     """:data:`_BASIC` plus each elementwise activation of the catalog (its definition at default parameters)."""
-    from symdl.catalog import CATALOG
+    from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
     table = {}
-    for op in CATALOG.values():
+    for op in ACTIVATIONS_AND_LOSSES.values():
         if op.family == "activation" and op.kind == "elementwise":
             defaults = {p.symbol: sp.Integer(p.default) if isinstance(p.default, int) else sp.Float(p.default)
                         for p in op.symbol_params}

@@ -12,7 +12,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
 settings.register_profile("quick", max_examples=20, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -23,6 +23,6 @@ settings.load_profile(os.environ.get("SYMDL_HYPOTHESIS_PROFILE", "quick"))
 #: Every (op, variant) of the catalog, as pytest parameters with readable ids.
 OP_VARIANTS = [
     pytest.param(op, str(variant), id=f"{op.name}-{variant}" if variant else op.name)
-    for op in CATALOG.values()
+    for op in ACTIVATIONS_AND_LOSSES.values()
     for variant in op.formulas
 ]

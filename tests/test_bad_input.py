@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import symdl.kernels as kernels
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.errors import OpInputError, OpParameterError, OpTypeError, UnknownOpError
 from symdl.sampling import draw_inputs
 
@@ -16,7 +16,7 @@ from symdl.sampling import draw_inputs
 BREAKS = {"positive": -1.0, "nonnegative": -0.5, "real": float("nan"), "choice": "bogus",
           "integer": 1.5, "bool": "yes", "interval": 7.5}
 
-PARAMS = [pytest.param(op, p, id=f"{op.name}.{p.name}") for op in CATALOG.values() for p in op.params
+PARAMS = [pytest.param(op, p, id=f"{op.name}.{p.name}") for op in ACTIVATIONS_AND_LOSSES.values() for p in op.params
           if p.rule.kind in BREAKS and not (p.rule.kind == "interval" and p.rule.args[1] >= 7.5)]
 
 
@@ -31,7 +31,7 @@ def test_out_of_domain_parameter_names_op_and_parameter(op, param) -> None:  # n
             function(*_inputs(op), **{param.name: BREAKS[param.rule.kind]})
 
 
-@pytest.mark.parametrize("op", CATALOG.values(), ids=CATALOG.keys())
+@pytest.mark.parametrize("op", ACTIVATIONS_AND_LOSSES.values(), ids=ACTIVATIONS_AND_LOSSES.keys())
 def test_non_numeric_input_is_a_type_error(op) -> None:  # noqa: ANN001
     inputs = _inputs(op)
     inputs[0] = np.array([["a", "b"]])
@@ -39,14 +39,14 @@ def test_non_numeric_input_is_a_type_error(op) -> None:  # noqa: ANN001
         getattr(kernels, op.name)(*inputs)
 
 
-@pytest.mark.parametrize("op", CATALOG.values(), ids=CATALOG.keys())
+@pytest.mark.parametrize("op", ACTIVATIONS_AND_LOSSES.values(), ids=ACTIVATIONS_AND_LOSSES.keys())
 def test_unknown_keyword_is_rejected(op) -> None:  # noqa: ANN001
     with pytest.raises(TypeError, match="unexpected keyword argument 'bogus'"):
         getattr(kernels, op.name)(*_inputs(op), bogus=1)
 
 
-@pytest.mark.parametrize("op", [op for op in CATALOG.values() if op.family == "activation"],
-                         ids=[n for n, op in CATALOG.items() if op.family == "activation"])
+@pytest.mark.parametrize("op", [op for op in ACTIVATIONS_AND_LOSSES.values() if op.family == "activation"],
+                         ids=[n for n, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation"])
 def test_upstream_gradient_of_wrong_shape(op) -> None:  # noqa: ANN001
     x = np.zeros((3, 4))
     with pytest.raises(OpInputError, match=rf"^{op.name}: grad has shape \(4, 3\)"):

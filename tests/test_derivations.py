@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.layers import LAYERS
 from symdl.catalog.optimizers import OPTIMIZERS
 from symdl.catalog.schedules import SCHEDULES
@@ -21,7 +21,7 @@ from symdl.codegen import derivations as documents_module
 from symdl.printing import derivations
 from symdl.printing.latex import latex
 
-CATALOG_NAMES = [*CATALOG, *(layer.name for layer in LAYERS), *OPTIMIZERS, *SCHEDULES, *FACTS]
+CATALOG_NAMES = [*ACTIVATIONS_AND_LOSSES, *(layer.name for layer in LAYERS), *OPTIMIZERS, *SCHEDULES, *FACTS]
 
 
 def symdl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -43,8 +43,8 @@ def test_the_checked_in_documents_are_current() -> None:
 
 def test_each_document_has_every_entry_of_its_family_and_balanced_math_fences() -> None:
     documents = documents_module.render_derivations()
-    for stem, names in (("activations", [op.name for op in CATALOG.values() if op.family == "activation"]),
-                        ("losses", [op.name for op in CATALOG.values() if op.family == "loss"]),
+    for stem, names in (("activations", [op.name for op in ACTIVATIONS_AND_LOSSES.values() if op.family == "activation"]),
+                        ("losses", [op.name for op in ACTIVATIONS_AND_LOSSES.values() if op.family == "loss"]),
                         ("layers", [layer.name for layer in LAYERS]), ("optimizers", list(OPTIMIZERS)),
                         ("schedules", list(SCHEDULES)), ("facts", list(FACTS))):
         text = documents[documents_module.DERIVATIONS_DIR / f"{stem}.md"]
@@ -54,7 +54,7 @@ def test_each_document_has_every_entry_of_its_family_and_balanced_math_fences() 
 
 
 def test_an_ops_entry_carries_its_definition_stable_form_gradient_and_kink() -> None:
-    op = CATALOG["softplus"]
+    op = ACTIVATIONS_AND_LOSSES["softplus"]
     entry = derivations.entries()["softplus"]
     formula = op.formula()
     equations = [eq for block in entry.blocks for eq in block.equations]
@@ -111,7 +111,7 @@ def test_an_unevaluated_power_raised_to_a_power_prints_one_superscript_each() ->
     decay = sp.UnevaluatedExpr(sp.exp(-sp.Abs(x)))
     assert latex(decay**2) == r"\left(e^{- \left|{x}\right|}\right)^{2}"
     assert latex(sp.UnevaluatedExpr(x + 1) ** 2) == sp.latex(sp.UnevaluatedExpr(x + 1) ** 2)  # the rest: SymPy's
-    assert "}^{2}" not in latex(CATALOG["tanh"].formula().grads["input"]).replace(r"\right)^{2}", "")
+    assert "}^{2}" not in latex(ACTIVATIONS_AND_LOSSES["tanh"].formula().grads["input"]).replace(r"\right)^{2}", "")
 
 
 @pytest.mark.parametrize(("name", "printed"), [

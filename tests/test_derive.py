@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 import sympy as sp
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.spec import Op
 from symdl.proofs.ops import derive
 from symdl.functions import sigmoid
@@ -33,7 +33,7 @@ def _with_grad(op: Op, grad: sp.Expr) -> Op:
 
 
 def test_planted_wrong_factor_fails_the_symbolic_proof() -> None:
-    op = CATALOG["silu"]
+    op = ACTIVATIONS_AND_LOSSES["silu"]
     x = op.inputs[0].symbol
     wrong = _with_grad(op, 2 * sigmoid(x) * (1 + x * (1 - sigmoid(x))))
     proofs = derive(wrong).proofs
@@ -41,7 +41,7 @@ def test_planted_wrong_factor_fails_the_symbolic_proof() -> None:
 
 
 def test_planted_wrong_factor_fails_the_numeric_proof() -> None:
-    op = CATALOG["elu"]  # elu's closed form is only provable numerically (Min inside exp)
+    op = ACTIVATIONS_AND_LOSSES["elu"]  # elu's closed form is only provable numerically (Min inside exp)
     x, alpha = op.inputs[0].symbol, op.param("alpha").symbol
     wrong = _with_grad(op, sp.Piecewise((alpha * sp.exp(sp.Min(x, 0)), x <= 0), (sp.Rational(11, 10), True)))
     failing = [p for p in derive(wrong).proofs if not p.holds]
@@ -49,16 +49,16 @@ def test_planted_wrong_factor_fails_the_numeric_proof() -> None:
 
 
 def test_planted_wrong_subgradient_is_caught() -> None:
-    op = CATALOG["relu"]
+    op = ACTIVATIONS_AND_LOSSES["relu"]
     kink = dataclasses.replace(op.formula().kinks[0], subgradient=sp.S.Half)
     wrong = dataclasses.replace(op, formulas={"": dataclasses.replace(op.formula(), kinks=(kink,))})
     assert not all(p.holds for p in derive(wrong).proofs)
 
 
 def test_softmax_cross_checks_textbook_identities() -> None:
-    proofs = derive(CATALOG["sigmoid"]).proofs
+    proofs = derive(ACTIVATIONS_AND_LOSSES["sigmoid"]).proofs
     assert any("sigma (1 - sigma)" in p.claim and p.holds for p in proofs)
-    assert all(p.method.startswith("symbolic") for p in derive(CATALOG["softmax"]).proofs)
+    assert all(p.method.startswith("symbolic") for p in derive(ACTIVATIONS_AND_LOSSES["softmax"]).proofs)
 
 
 def test_numeric_identity_does_not_prove_what_evaluates_to_nan() -> None:

@@ -18,13 +18,13 @@ import jax.numpy as jnp  # noqa: E402
 from jax.test_util import check_grads  # noqa: E402
 
 import symdl.kernels as kernels  # noqa: E402
-from symdl.catalog import CATALOG  # noqa: E402
+from symdl.catalog import ACTIVATIONS_AND_LOSSES  # noqa: E402
 from symdl.catalog.spec import Op  # noqa: E402
 from symdl.export import export_module  # noqa: E402
 from symdl.export.forms import EXPORTED_KINDS  # noqa: E402
 from symdl.sampling import draw_inputs, draw_params  # noqa: E402
 
-EXPORTED = [op for op in CATALOG.values() if op.kind in EXPORTED_KINDS]
+EXPORTED = [op for op in ACTIVATIONS_AND_LOSSES.values() if op.kind in EXPORTED_KINDS]
 CASES = [(op.name, variant) for op in EXPORTED for variant in op.formulas]
 
 #: jax.nn's built-ins with PyTorch's semantics (same name, same default parameters).
@@ -54,7 +54,7 @@ def _params(op: Op, variant: str, seed: int) -> dict[str, object]:
 
 @pytest.mark.parametrize(("name", "variant"), CASES)
 def test_check_grads_jit_and_equal_numpy_kernels(exported: ModuleType, name: str, variant: str) -> None:
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     params = _params(op, variant, 1)
     arrays = draw_inputs(op, np.random.default_rng(1), (3, 4))
     # class indices are integers: no gradient
@@ -80,7 +80,7 @@ def test_check_grads_jit_and_equal_numpy_kernels(exported: ModuleType, name: str
         np.testing.assert_allclose(np.asarray(got), expected_grads[k], rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("name", sorted(set(JAX_BUILTINS) & set(CATALOG)))
+@pytest.mark.parametrize("name", sorted(set(JAX_BUILTINS) & set(ACTIVATIONS_AND_LOSSES)))
 def test_equal_to_jax_builtins_and_finite_at_extremes(exported: ModuleType, name: str) -> None:
     builtin = JAX_BUILTINS[name]
     x = jnp.asarray(np.concatenate([np.linspace(-6, 6, 25), [-1e30, -1000.0, -100.0, 100.0, 1000.0, 1e30]]))

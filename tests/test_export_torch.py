@@ -19,7 +19,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import symdl.kernels as kernels  # noqa: E402
-from symdl.catalog import CATALOG  # noqa: E402
+from symdl.catalog import ACTIVATIONS_AND_LOSSES  # noqa: E402
 from symdl.catalog.spec import Op  # noqa: E402
 from symdl.export import export_module  # noqa: E402
 from symdl.export.forms import EXPORTED_KINDS  # noqa: E402
@@ -33,7 +33,7 @@ LESS_ACCURATE_BUILTINS: dict[str, float] = {
     "hardsigmoid": 1e-7,  # the 1/6 slope is rounded to float32 (relative error about 1e-8)
 }
 
-EXPORTED = [op for op in CATALOG.values() if op.kind in EXPORTED_KINDS]
+EXPORTED = [op for op in ACTIVATIONS_AND_LOSSES.values() if op.kind in EXPORTED_KINDS]
 CASES = [(op.name, variant) for op in EXPORTED for variant in op.formulas]
 
 
@@ -90,7 +90,7 @@ def _grads(out: torch.Tensor, tensors: list[torch.Tensor], upstream: torch.Tenso
 
 @pytest.mark.parametrize(("name", "variant"), CASES)
 def test_gradcheck_float64(exported: ModuleType, name: str, variant: str) -> None:
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     params = _params(op, variant, 1)
     tensors = _tensors(_inputs(op, 1, (3, 4)), op)
     function = getattr(exported, name)
@@ -99,7 +99,7 @@ def test_gradcheck_float64(exported: ModuleType, name: str, variant: str) -> Non
 
 @pytest.mark.parametrize(("name", "variant"), CASES)
 def test_values_and_gradients_equal_numpy_kernels_and_torch(exported: ModuleType, name: str, variant: str) -> None:
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     params = _params(op, variant, 2)
     arrays = _inputs(op, 2)
     tensors = _tensors(arrays, op)
@@ -137,7 +137,7 @@ def test_values_and_gradients_equal_numpy_kernels_and_torch(exported: ModuleType
 
 @pytest.mark.parametrize(("name", "variant"), CASES)
 def test_dtype_preserved_and_finite_where_builtin_is(exported: ModuleType, name: str, variant: str) -> None:
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     extremes = [v for v in op.inputs[0].domain.extremes if np.isfinite(np.float32(v))]
     if not extremes:
         pytest.skip(f"{name} has no extremes in its domain")
@@ -265,7 +265,7 @@ def test_in_place_code_equals_the_plain_form_and_writes_no_input(exported: Modul
     output aliases no input. The plain branch of the exported backward (taken under create_graph) is
     also compared with the in-place one.
     """
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     params = _params(op, variant, 4)
     arrays = _inputs(op, 4, (6, 7))
     tensors, plain = _tensors(arrays, op, dtype), _tensors(arrays, op, dtype)
@@ -298,7 +298,7 @@ def test_pointwise_loss_broadcasts_inputs_in_place(exported: ModuleType, exporte
     """A target wider than the input broadcasts as in the built-in (float64), and with a float32 input promotes
     as the plain form does, bit for bit: the in-place code never writes a broadcast or promoted result into a
     narrower buffer."""
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     rng = np.random.default_rng(6)
     x64 = torch.tensor(rng.standard_normal((5, 1)), requires_grad=True)
     y = torch.tensor(rng.random((5, 4)), requires_grad=True)

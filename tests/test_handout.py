@@ -79,10 +79,10 @@ def test_each_handout_has_goals_verified_formulas_examples_plots_and_exercises(
 
 
 def test_activations_cover_every_catalog_activation(handouts: dict[str, Handout]) -> None:
-    from symdl.catalog import CATALOG
+    from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
     keys = {f.key.split(".")[0].split("[")[0] for f in handouts["activations"].formulas}
-    assert {name for name, op in CATALOG.items() if op.family == "activation"} <= keys
+    assert {name for name, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation"} <= keys
 
 
 def test_backpropagation_derives_the_matrix_form_with_the_matrix_engine(handouts: dict[str, Handout]) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import symdl.codegen.ops as codegen
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.spec import Op
 from symdl.kernels import _runtime as _rt
 from symdl.printing.inplace import ArraySpec, emit_inplace
@@ -211,7 +211,7 @@ def modules() -> dict[bool, dict[str, types.ModuleType]]:
             patch.setattr(codegen, "print_assignments", functools.partial(print_assignments, inplace=inplace))
             built[inplace] = {}
             for family, name in codegen.FAMILY_MODULES.items():
-                if not any(op.family == family for op in CATALOG.values()):
+                if not any(op.family == family for op in ACTIVATIONS_AND_LOSSES.values()):
                     continue
                 module = types.ModuleType(f"symdl_test_{name}_{inplace}")
                 exec(compile(codegen.render_module(family), module.__name__, "exec"), module.__dict__)  # noqa: S102
@@ -261,9 +261,9 @@ def test_inplace_kernels_are_bit_identical_to_plain_kernels(modules, op: Op, var
             assert all(np.array_equal(a, b) for a, b in zip(inputs, before, strict=True)), "an input was written"
 
 
-@pytest.mark.parametrize("name", [n for n, op in CATALOG.items() if op.kind == "elementwise"])
+@pytest.mark.parametrize("name", [n for n, op in ACTIVATIONS_AND_LOSSES.items() if op.kind == "elementwise"])
 def test_elementwise_kernels_accept_0d_input(modules, name: str) -> None:
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     fast, plain = modules[True][op.family], modules[False][op.family]
     x = np.asarray(-0.3)
     assert np.array_equal(getattr(fast, name)(x), getattr(plain, name)(x))

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import symdl.kernels as K
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.errors import OpInputError, OpParameterError, OpTypeError
 from symdl.sampling import draw_inputs
 
-LOSSES = [op for op in CATALOG.values() if op.family == "loss"]
+LOSSES = [op for op in ACTIVATIONS_AND_LOSSES.values() if op.family == "loss"]
 PLAIN_MEAN = [op for op in LOSSES if not op.weighted_mean]
 
 

@@ -8,26 +8,26 @@ import numpy as np
 import pytest
 
 from symdl import nn
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.train.audit import audit
 
 
 def test_every_catalog_activation_and_loss_is_a_layer() -> None:
     families = {"activation": nn.ACTIVATIONS, "loss": nn.LOSSES}
-    for op in CATALOG.values():
+    for op in ACTIVATIONS_AND_LOSSES.values():
         if op.family in families:
             layer = families[op.family][op.name]
             assert layer.op == op.name
             assert layer.param_names == tuple(p.name for p in op.params)
             assert getattr(nn, layer.__name__) is layer
-    assert set(nn.ACTIVATIONS) | set(nn.LOSSES) == {op.name for op in CATALOG.values()
+    assert set(nn.ACTIVATIONS) | set(nn.LOSSES) == {op.name for op in ACTIVATIONS_AND_LOSSES.values()
                                                     if op.family in families}
 
 
 def test_layer_names_are_pytorchs() -> None:
     torch = pytest.importorskip("torch")
     for op, layer in {**nn.ACTIVATIONS, **nn.LOSSES}.items():
-        if CATALOG[op].torch is not None:  # sigmoid_focal_loss and log_cosh have no torch.nn class
+        if ACTIVATIONS_AND_LOSSES[op].torch is not None:  # sigmoid_focal_loss and log_cosh have no torch.nn class
             assert hasattr(torch.nn, layer.__name__), (op, layer.__name__)
 
 

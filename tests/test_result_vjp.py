@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 import symdl.kernels as kernels
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.errors import OpInputError, OpTypeError
 from symdl.sampling import draw_inputs, draw_params
 from symdl.verify.ops import output_form_ulp
 from symdl.verify.reference import ulp_error
 
-WITH_RESULT = [name for name, op in CATALOG.items() if any(f.from_output for f in op.formulas.values())]
+WITH_RESULT = [name for name, op in ACTIVATIONS_AND_LOSSES.items() if any(f.from_output for f in op.formulas.values())]
 DTYPES = (np.float32, np.float64)
 
 
@@ -42,14 +42,14 @@ def test_vjp_signature_has_result_keyword(name: str) -> None:
 @pytest.mark.parametrize("drawn", [False, True], ids=["defaults", "drawn_params"])
 @pytest.mark.parametrize("name", WITH_RESULT)
 def test_result_vjp_within_stated_bound_of_mpmath(name: str, drawn: bool, dtype: type) -> None:
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     bound = op.formula().from_output.grad_ulp
     error = output_form_ulp(op, "", dtype, seed=3, params=None if drawn else {})
     assert error <= bound, f"{name} {np.dtype(dtype).name}: {error} ulp > {bound}"
 
 
 def _inputs_with_extremes(name: str, dtype: type, rng: np.random.Generator) -> tuple[dict, np.ndarray]:
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     params = draw_params(op, rng)
     if op.kind == "row":
         x = draw_inputs(op, rng, (6, 5), dtype)[0]
@@ -66,7 +66,7 @@ def _inputs_with_extremes(name: str, dtype: type, rng: np.random.Generator) -> t
 @pytest.mark.parametrize("name", WITH_RESULT)
 def test_with_and_without_result_agree(name: str, dtype: type) -> None:
     """The two paths agree within the sum of their bounds, at the extremes too, and keep the dtype."""
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     rng = np.random.default_rng(7)
     params, x = _inputs_with_extremes(name, dtype, rng)
     forward, vjp = getattr(kernels, name), getattr(kernels, f"{name}_vjp")

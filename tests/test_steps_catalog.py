@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import sympy as sp
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.functions import normal_cdf, sigmoid
 from symdl.steps import Derivation, Rewrite
 from symdl.steps.catalog import catalog_names, derive_op
 
 ENTRIES = [(name, variant) for name in catalog_names()
-           for variant in (CATALOG[name].formulas if CATALOG[name].variant_param else [""])]
+           for variant in (ACTIVATIONS_AND_LOSSES[name].formulas if ACTIVATIONS_AND_LOSSES[name].variant_param else [""])]
 #: Overfull boxes up to this wide are TeX's rounding, not a formula off the page.
 OVERFULL_POINTS = 3.0
 
@@ -36,7 +36,7 @@ def test_every_step_verifies(name: str, variant: str) -> None:
     rules = {s.rule_name() for s in derivation.steps()}
     assert "sympy_diff" not in rules  # the rules cover the catalog: no fallback step
     assert derivation.parts[0].title.startswith(("textbook case", "by the known", "rewrite the definition"))
-    if CATALOG[name].formula(variant).stable is not None:
+    if ACTIVATIONS_AND_LOSSES[name].formula(variant).stable is not None:
         assert any(p.title == "what the kernel computes" for p in derivation.parts)
 
 

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 
 import symdl.kernels as kernels
-from symdl.catalog import CATALOG, LAYERS
+from symdl.catalog import ACTIVATIONS_AND_LOSSES, LAYERS
 
-ENTRIES = [*CATALOG.values(), *LAYERS]
+ENTRIES = [*ACTIVATIONS_AND_LOSSES.values(), *LAYERS]
 
 
 def _defaults(function: object) -> dict[str, object]:

@@ -24,9 +24,9 @@ def _check_output(text: str) -> None:
 def _check_wrt(target: str, derivation: object) -> None:
     """``--wrt`` names a variable of an expression or function (a typo would derive a silent 0). Catalog
     entries are left alone: their index-level sums hide the variables from ``free_symbols``."""
-    from symdl.catalog import CATALOG
+    from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
-    if target in CATALOG:
+    if target in ACTIVATIONS_AND_LOSSES:
         return
     present = {s.name for s in derivation.expression.free_symbols}  # type: ignore[attr-defined]
     absent = [v.name for v in derivation.wrt if v.name not in present]  # type: ignore[attr-defined]
@@ -86,9 +86,9 @@ def run(args: argparse.Namespace) -> int:
     if args.check is not None and not is_file:
         raise UsageError("--check FILE.py:df needs the function itself as FILE.py:f")
     if args.variant:
-        from symdl.catalog import CATALOG
+        from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
-        if args.target not in CATALOG:
+        if args.target not in ACTIVATIONS_AND_LOSSES:
             raise UsageError("--variant applies to catalog names only")
     from symdl.steps import derive
 

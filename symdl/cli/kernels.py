@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from symdl.catalog import CATALOG, LAYERS
+    from symdl.catalog import ACTIVATIONS_AND_LOSSES, LAYERS
     from symdl.catalog.layer_spec import LayerInput
     from symdl.catalog.spec import Input
 
@@ -31,8 +31,9 @@ def run(args: argparse.Namespace) -> int:
         notes = [n for n, holds in (("optional", optional), ("no grad", not item.differentiable)) if holds]
         return item.name + (f" ({', '.join(notes)})" if notes else "")
 
-    entries = [*CATALOG.values(), *LAYERS]
-    table = Table(title=f"{len(entries)} ops: symdl.kernels.<name> and <name>_vjp")
+    entries = [*ACTIVATIONS_AND_LOSSES.values(), *LAYERS]
+    table = Table(title=f"{len(entries)} ops ({len(ACTIVATIONS_AND_LOSSES)} activations and losses, {len(LAYERS)} "
+                        "layers): symdl.kernels.<name> and <name>_vjp")
     table.add_column("op", no_wrap=True)
     for column in ("family", "inputs", "parameters (PyTorch defaults)", "summary"):
         table.add_column(column)

@@ -37,10 +37,11 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.as_dict() for r in rows], indent=2))
     else:
-        table = Table(title=f"symdl verify: {sum(r.passed for r in rows)}/{len(rows)} op variants pass")
-        for column in ("op", "variant", "closed form proven", "fd rel err", "fwd ulp", "grad ulp (result=)", "finite",
+        table = Table(title=f"symdl verify: {sum(r.passed for r in rows)}/{len(rows)} rows pass (ops' variants, "
+                            "layers, update rules, schedules, facts)")
+        for column in ("name", "variant", "closed form proven", "fd rel err", "fwd ulp", "grad ulp (result=)", "finite",
                        "ok"):
-            table.add_column(column, justify="left" if column in ("op", "variant", "closed form proven") else "right")
+            table.add_column(column, justify="left" if column in ("name", "variant", "closed form proven") else "right")
         for r in rows:
             grad = f"{r.grad_ulp:.1f}" + (f" ({r.result_ulp:.1f})" if r.result_ulp is not None else "")
             table.add_row(r.op, r.variant, r.proof, f"{r.fd_error:.1e}", f"{r.forward_ulp:.1f}", grad,

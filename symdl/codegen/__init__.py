@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.codegen import derivations, layers, ops, optimizers
 from symdl.codegen.module import COMMAND, KERNEL_DIR, GeneratedModule, header
 from symdl.files import write_atomically
@@ -41,7 +41,7 @@ def render_init(modules: Iterable[GeneratedModule]) -> str:
             lines.append(")")
             names += module.exports
     lines += ["", "#: Every op name, in catalog order.", "OPS: tuple[str, ...] = ("]
-    lines += [f"    {op!r}," for op in CATALOG]
+    lines += [f"    {op!r}," for op in ACTIVATIONS_AND_LOSSES]
     lines += [")", "", "__all__ = [\"OPS\", \"get_num_threads\", \"set_num_threads\", " + ", ".join(repr(n) for n in names)
               + "]", ""]
     return "\n".join(lines)

@@ -27,7 +27,7 @@ def _steps(name: str) -> tuple[str, ...]:
     """The verified step-by-step derivation of a catalog op, for each variant. Verified without
     ``simplify`` (whose CPU-time bound could record a different method on a slower machine), so the
     document is the same on every machine."""
-    from symdl.catalog import CATALOG
+    from symdl.catalog import ACTIVATIONS_AND_LOSSES
     from symdl.steps.catalog import derive_op
     from symdl.steps.facts import FACT_DERIVATIONS, derive_fact
     from symdl.steps.printers.markdown import markdown_body
@@ -38,9 +38,9 @@ def _steps(name: str) -> tuple[str, ...]:
             raise RuntimeError(f"the step-by-step derivation of {name} does not verify")
         return ("### Step by step", "", f"`symdl derive {name}` prints this in the terminal.", "",
                 *markdown_body(derivation), "")
-    if name not in CATALOG:  # a fact without a step-by-step derivation
+    if name not in ACTIVATIONS_AND_LOSSES:  # a fact without a step-by-step derivation
         return ()
-    op = CATALOG[name]
+    op = ACTIVATIONS_AND_LOSSES[name]
     lines: list[str] = []
     for variant in op.formulas if op.variant_param else [""]:
         derivation = derive_op(name, str(variant), timeout=None, simplify_seconds=0)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.spec import RESULT, Case, Formula, Op, OutputForm, Param
 from symdl.codegen.module import KERNEL_DIR, GeneratedModule, docstring, exports, function, header
 from symdl.functions import NUM_CLASSES
@@ -513,17 +513,17 @@ def _header(family: str) -> str:
 
 def render_module(family: str) -> str:
     """Source of the kernel module for one family."""
-    ops = [op for op in CATALOG.values() if op.family == family]
+    ops = [op for op in ACTIVATIONS_AND_LOSSES.values() if op.family == family]
     names = [n for op in ops for n in kernel_names(op)]
     body = "\n\n".join(TEMPLATES[op.kind](op) for op in ops)
     return _header(family) + "\n" + exports(names) + "\n\n" + body
 
 
 def _exported(family: str) -> tuple[str, ...]:
-    return tuple(n for op in CATALOG.values() if op.family == family for n in kernel_names(op))
+    return tuple(n for op in ACTIVATIONS_AND_LOSSES.values() if op.family == family for n in kernel_names(op))
 
 
 def render() -> list[GeneratedModule]:
     """The activation and loss kernel modules."""
     return [GeneratedModule(KERNEL_DIR / f"{module}.py", render_module(family), exports=_exported(family))
-            for family, module in FAMILY_MODULES.items() if any(op.family == family for op in CATALOG.values())]
+            for family, module in FAMILY_MODULES.items() if any(op.family == family for op in ACTIVATIONS_AND_LOSSES.values())]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.spec import Op
 from symdl.errors import UnknownOpError
 from symdl.export.define import DefinitionError, UserOp, define_op
@@ -43,8 +43,8 @@ def resolve(items: Iterable[str | Op | UserOp]) -> list[Op]:
             op = item.op
         elif isinstance(item, Op):
             op = item
-        elif item in CATALOG:
-            op = CATALOG[item]
+        elif item in ACTIVATIONS_AND_LOSSES:
+            op = ACTIVATIONS_AND_LOSSES[item]
         else:
             raise UnknownOpError(f"no op named {item!r} in the catalog")
         check_exportable(op)

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.activations import ACTIVATION_DOMAIN
 from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, Tolerance
 from symdl.check.errors import ExpressionError
@@ -304,7 +304,7 @@ def build_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",), p
     """The catalog entry for a user definition (every rule that needs no proof checked). See :func:`define_op`."""
     if not isinstance(name, str) or not _SNAKE.match(name) or keyword.iskeyword(name):
         raise DefinitionError(f"op name {name!r} is not a snake_case identifier")
-    if name in CATALOG:
+    if name in ACTIVATIONS_AND_LOSSES:
         raise DefinitionError(f"{name}: the catalog already has an op of that name; choose another")
     if kind not in KINDS:
         raise DefinitionError(f"{name}: kind must be one of {', '.join(KINDS)}, got {kind!r}")

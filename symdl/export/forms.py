@@ -200,9 +200,9 @@ def catalog_origin(op: Op) -> str:
 
 def origin(op: Op) -> str:
     """Where ``op``'s generated code came from: the catalog, or a user's ``symdl.define_op`` definition."""
-    from symdl.catalog import CATALOG
+    from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
-    if CATALOG.get(op.name) is op:
+    if ACTIVATIONS_AND_LOSSES.get(op.name) is op:
         return catalog_origin(op)
     return f"Generated from the user op ``{op.name}`` defined with ``symdl.define_op``; do not edit."
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import sympy as sp
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.layer_spec import Layer
 from symdl.catalog.layers import LAYERS
 from symdl.catalog.optimizers import OPTIMIZERS, UpdateRule
@@ -148,8 +148,8 @@ def fact_entry(fact: Fact) -> Entry:
 #: The families in document order: (file stem, heading, the catalog items, the entry builder).
 #: Every item has a ``name``; items are listed without building their LaTeX.
 FAMILIES: tuple[tuple[str, str, Callable[[], list[Any]], Callable[[Any], Entry]], ...] = (
-    ("activations", "Activations", lambda: [op for op in CATALOG.values() if op.family == "activation"], op_entry),
-    ("losses", "Losses", lambda: [op for op in CATALOG.values() if op.family == "loss"], op_entry),
+    ("activations", "Activations", lambda: [op for op in ACTIVATIONS_AND_LOSSES.values() if op.family == "activation"], op_entry),
+    ("losses", "Losses", lambda: [op for op in ACTIVATIONS_AND_LOSSES.values() if op.family == "loss"], op_entry),
     ("layers", "Layers", lambda: list(LAYERS), layer_entry),
     ("optimizers", "Optimizer update rules", lambda: list(OPTIMIZERS.values()), rule_entry),
     ("schedules", "Learning-rate schedules", lambda: list(SCHEDULES.values()), schedule_entry),

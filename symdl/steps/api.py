@@ -126,12 +126,12 @@ def derive(expr: str | sp.Expr, wrt: str | sp.Symbol | Iterable[str | sp.Symbol]
     """
     if isinstance(expr, str):
         text = expr.strip()
-        from symdl.catalog import CATALOG
+        from symdl.catalog import ACTIVATIONS_AND_LOSSES
         from symdl.steps.facts import FACT_DERIVATIONS, derive_fact
 
         if text in FACT_DERIVATIONS:
             return derive_fact(text, verify=verify)
-        if text in CATALOG:
+        if text in ACTIVATIONS_AND_LOSSES:
             from symdl.steps.catalog import derive_op
 
             return derive_op(text, variant=variant, verify=verify, timeout=timeout)

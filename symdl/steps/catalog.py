@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import sympy as sp
 
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.spec import DERIVATIVE, Formula, Op
 from symdl.errors import UnknownOpError
 from symdl.functions import NUM_CLASSES, rowmax, rowsum, sigmoid, softplus
@@ -47,7 +47,7 @@ def _base(name: str) -> sp.IndexedBase:
 
 def catalog_names() -> list[str]:
     """The catalog entries ``symdl derive`` derives (activations and losses)."""
-    return [name for name, op in CATALOG.items() if op.family in ("activation", "loss")]
+    return [name for name, op in ACTIVATIONS_AND_LOSSES.items() if op.family in ("activation", "loss")]
 
 
 # --------------------------------------------------------------------------- parameters
@@ -393,7 +393,7 @@ def derive_op(name: str, variant: str = "", *, verify: bool = True, timeout: flo
         UnknownOpError: no such catalog entry.
         DeriveError: an unknown variant.
     """
-    op = CATALOG.get(name)
+    op = ACTIVATIONS_AND_LOSSES.get(name)
     if op is None:
         raise UnknownOpError(f"no catalog entry named {name!r}")
     if variant and variant not in op.formulas:

@@ -30,7 +30,7 @@ import numpy as np
 import sympy as sp
 
 import symdl.kernels as kernels
-from symdl.catalog import CATALOG
+from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.spec import Op
 from symdl.functions import NUM_CLASSES
 from symdl.kernels import _runtime as _rt
@@ -70,7 +70,7 @@ def _prover_files() -> list[Path]:
 
 def _entry_key(target: tuple[str, str]) -> str:
     """The proof cache's name for one (op, variant): a hash of the prover and of the entry's formulas."""
-    op, variant = CATALOG[target[0]], target[1]
+    op, variant = ACTIVATIONS_AND_LOSSES[target[0]], target[1]
     formula = op.formulas[variant]
     output = {**(formula.from_output.grads if formula.from_output else {}),
               **{f"{c.when} {k}": v for c in formula.cases for k, v in c.from_output.items()}}
@@ -84,7 +84,7 @@ def _entry_key(target: tuple[str, str]) -> str:
 
 def _derive_proofs(name_variant: tuple[str, str]) -> list[Proof]:
     name, variant = name_variant
-    return derive(CATALOG[name], variant).proofs
+    return derive(ACTIVATIONS_AND_LOSSES[name], variant).proofs
 
 
 def proofs_for(targets: Sequence[tuple[str, str]], *, use_cache: bool = True, workers: int | None = None,
@@ -330,18 +330,18 @@ def _verify_target(job: tuple[str, str, bool]) -> VerifyRow:
     if name == SPECIAL:
         return verify_special(variant)
     (proofs,) = proofs_for([(name, variant)], use_cache=use_cache, workers=0).values()
-    return verify_op(CATALOG[name], variant, proofs)
+    return verify_op(ACTIVATIONS_AND_LOSSES[name], variant, proofs)
 
 
 def targets(names: Iterable[str] | None = None) -> list[tuple[str, str]]:
     """(op, variant) pairs to verify: every variant of the named ops (default: all)."""
-    ops = [CATALOG[n] for n in names] if names else list(CATALOG.values())
+    ops = [ACTIVATIONS_AND_LOSSES[n] for n in names] if names else list(ACTIVATIONS_AND_LOSSES.values())
     return [(op.name, str(variant)) for op in ops for variant in op.formulas]
 
 
 def names() -> list[str]:
     """Row names: the catalog's activations and losses, and the runtime's erf (with erfc and the normal CDF)."""
-    return [*CATALOG, SPECIAL]
+    return [*ACTIVATIONS_AND_LOSSES, SPECIAL]
 
 
 def _jobs(chosen: Sequence[str], use_cache: bool) -> list[tuple[str, str, bool]]:
@@ -360,7 +360,7 @@ def _expected_cost(target: tuple[str, str]) -> int:
     """Row and class ops derive on explicit rows and take longest: start them first."""
     if target[0] == SPECIAL:
         return 1
-    return {"class_loss": 2, "row": 1}.get(CATALOG[target[0]].kind, 0)
+    return {"class_loss": 2, "row": 1}.get(ACTIVATIONS_AND_LOSSES[target[0]].kind, 0)
 
 
 def verify(chosen: Sequence[str], *, use_cache: bool = True, workers: int | None = None,

@@ -15,13 +15,13 @@ SUMMARY = ("Every activation in symdl's catalog with its derivative and PyTorch'
 
 
 def _elementwise() -> list[str]:
-    from symdl.catalog import CATALOG
+    from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
-    return [name for name, op in CATALOG.items() if op.family == "activation" and op.kind == "elementwise"]
+    return [name for name, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation" and op.kind == "elementwise"]
 
 
 def _catalog_section(b: Builder) -> None:
-    from symdl.catalog import CATALOG
+    from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
     b.section("The catalog: definitions and derivatives")
     b.prose("An activation is applied elementwise to a layer's pre-activation. Each formula below is printed "
@@ -30,7 +30,7 @@ def _catalog_section(b: Builder) -> None:
             "Where an activation has a kink, PyTorch picks one value of the subgradient there; the catalog "
             "records that choice and the kernels follow it.")
     for name in _elementwise():
-        op = CATALOG[name]
+        op = ACTIVATIONS_AND_LOSSES[name]
         variants = list(op.formulas) if op.variant_param else [""]
         for variant in variants:
             label = f"{name} ({op.variant_param}={variant!r})" if variant else name
@@ -56,14 +56,14 @@ def _number(expr: sp.Expr) -> str:
 def _plots(b: Builder) -> None:
     b.section("Plots, kinks and the kernels' values there")
     b.run('''
-        from symdl.catalog import CATALOG
+        from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
-        names = [n for n, op in CATALOG.items() if op.family == "activation" and op.kind == "elementwise"]
+        names = [n for n, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation" and op.kind == "elementwise"]
 
 
         def kinks(name):
             """(x, PyTorch's subgradient) at each kink of a catalog activation, parameters at their defaults."""
-            op = CATALOG[name]
+            op = ACTIVATIONS_AND_LOSSES[name]
             defaults = {p.symbol: p.default for p in op.params if p.symbol is not None}
             formula = op.formulas[next(iter(op.formulas))]
             return [(float(k.at.subs(defaults)), float(k.subgradient.subs(defaults))) for k in formula.kinks]
