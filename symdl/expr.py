@@ -67,7 +67,7 @@ def functions() -> dict[str, tuple[Callable[..., sp.Expr], int | None]]:
 
     table = {}
     for op in ACTIVATIONS_AND_LOSSES.values():
-        if op.family == "activation" and op.kind == "elementwise":
+        if op.family == "activation" and not op.traits.over_rows:
             defaults = {p.symbol: sp.Integer(p.default) if isinstance(p.default, int) else sp.Float(p.default)
                         for p in op.symbol_params}
             table[op.name] = (_activation(op.formula().definition.xreplace(defaults), op.inputs[0].symbol), 1)

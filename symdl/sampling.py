@@ -81,9 +81,9 @@ def input_shapes(op: Op, batch_shape: Shape) -> dict[str, Shape]:
     """
     shapes = {}
     for item in op.inputs:
-        if op.kind == "class_loss" and item.role == "class_index":
+        if op.traits.class_targets and item.role == "class_index":
             shapes[item.name] = batch_shape[:1] + batch_shape[2:] if len(batch_shape) > 1 else ()
-        elif op.kind == "class_loss" and item.role == "sign":
+        elif op.traits.class_targets and item.role == "sign":
             shapes[item.name] = batch_shape[:1]
         else:
             shapes[item.name] = batch_shape

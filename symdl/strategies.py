@@ -79,7 +79,7 @@ def param_values(op: Op, variant: str, dtype: type = np.float64) -> st.SearchStr
 
 
 def _batch_shapes(op: Op) -> st.SearchStrategy[tuple[int, ...]]:
-    if op.kind == "class_loss":
+    if op.traits.class_targets:
         return st.tuples(st.integers(1, MAX_SIDE), st.integers(2, MAX_SIDE))
     return hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=MAX_SIDE)
 

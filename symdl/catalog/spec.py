@@ -28,6 +28,52 @@ RESULT = sp.Symbol("result", real=True)
 #: ``class_loss``      l = reduce(f(row of logits, target)) over a class axis.
 Kind = Literal["elementwise", "row", "pointwise_loss", "class_loss"]
 
+
+@dataclass(frozen=True)
+class KindTraits:
+    """What an op's :data:`Kind` means to every stage: the one place that knows it.
+
+    Stages ask these questions instead of comparing kind names, so a new kind is
+    one row of :data:`KIND_TRAITS` plus a template per stage.
+
+    Attributes:
+        over_rows: maps a row along an axis to a value (the softmax family and
+            class losses): inputs are at least 1-d, the gradient is a
+            vector-Jacobian product over each row, not a pointwise derivative.
+        loss: reduces to a loss with PyTorch's ``reduction=``, so the
+            upstream gradient broadcasts to the input instead of having its
+            shape, and nothing like the input is saved as the output.
+        dim_param: takes PyTorch's ``dim`` (with its legacy default) and
+            returns an array of the input's shape (the softmax family).
+        class_targets: targets are class indices or per-class probabilities
+            along the class axis (class losses).
+        broadcast_targets: targets and weights broadcast to the input
+            elementwise (pointwise losses).
+    """
+
+    over_rows: bool
+    loss: bool
+
+    @property
+    def dim_param(self) -> bool:
+        return self.over_rows and not self.loss
+
+    @property
+    def class_targets(self) -> bool:
+        return self.over_rows and self.loss
+
+    @property
+    def broadcast_targets(self) -> bool:
+        return self.loss and not self.over_rows
+
+
+KIND_TRAITS: dict[str, KindTraits] = {
+    "elementwise": KindTraits(over_rows=False, loss=False),
+    "row": KindTraits(over_rows=True, loss=False),
+    "pointwise_loss": KindTraits(over_rows=False, loss=True),
+    "class_loss": KindTraits(over_rows=True, loss=True),
+}
+
 #: What values an input holds, which decides sampling and validation.
 InputRole = Literal["real", "probability", "sign", "binary", "class_index", "positive", "distribution"]
 
@@ -311,6 +357,11 @@ class Op:
             if p.name == name:
                 return p
         raise KeyError(f"{self.name} has no parameter {name!r}")
+
+    @property
+    def traits(self) -> KindTraits:
+        """What this op's kind means (:data:`KIND_TRAITS`)."""
+        return KIND_TRAITS[self.kind]
 
     @property
     def defaults(self) -> dict[str, object]:

@@ -82,7 +82,7 @@ def _gradient_expr(op: Op, formula: Formula, input_name: str, *, from_output: bo
     grads = formula.from_output.grads if from_output and formula.from_output else formula.grads
     if input_name in grads:
         closed = grads[input_name]
-        return closed if op.kind in ("row", "class_loss") else op.upstream * closed
+        return closed if op.traits.over_rows else op.upstream * closed
     return op.upstream * sp.diff(formula.forward, item.symbol)
 
 
@@ -485,14 +485,13 @@ def _class_loss(op: Op) -> str:
     ])
 
 
-#: Op kinds whose kernels include ``<name>_value_and_vjp``: a loss over classes computes its value and
-#: gradient from the same row maxima, exponentials and sums (a trainer needs both every step).
-VALUE_AND_VJP_KINDS = frozenset({"class_loss"})
-
-
 def kernel_names(op: Op) -> tuple[str, ...]:
-    """The kernels generated for ``op``: ``name``, ``name_vjp`` and, for class losses, ``name_value_and_vjp``."""
-    return (op.name, f"{op.name}_vjp", *((f"{op.name}_value_and_vjp",) if op.kind in VALUE_AND_VJP_KINDS else ()))
+    """The kernels generated for ``op``: ``name``, ``name_vjp`` and, for class losses, ``name_value_and_vjp``.
+
+    A loss over classes computes its value and gradient from the same row maxima, exponentials and sums
+    (a trainer needs both every step), so it gets the fused kernel too.
+    """
+    return (op.name, f"{op.name}_vjp", *((f"{op.name}_value_and_vjp",) if op.traits.class_targets else ()))
 
 
 #: Kernel template for each op kind.

@@ -60,7 +60,7 @@ class Entry:
 # --------------------------------------------------------------------------- entries, one builder per family
 def _formula_blocks(op: Op, formula: Formula, variant: str | None) -> list[Block]:
     """Definition, stable form, gradients, subgradients at kinks and identities of one formula."""
-    what = "Vector-Jacobian product" if op.kind in ("row", "class_loss") else "Gradient"
+    what = "Vector-Jacobian product" if op.traits.over_rows else "Gradient"
     blocks = [Block("Definition", (equation_latex(op, formula.definition),), variant)]
     if formula.stable is not None:
         blocks.append(Block("Stable form (what the kernel computes; proven equal)", (equation_latex(op, formula.stable),),

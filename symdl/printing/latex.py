@@ -83,7 +83,7 @@ def gradient_latex(op: Op, formula: Formula, input_name: str) -> str:
     closed = formula.grads.get(input_name)
     expr = closed if closed is not None else sp.diff(formula.definition, item.symbol)
     symbol = latex(item.symbol)
-    if op.kind in ("row", "class_loss"):
+    if op.traits.over_rows:
         return rf"\bar{{{symbol}}} = {latex(expr)}"
     return f"{derivative_latex(op, symbol)} = {latex(expr)}"
 

@@ -205,7 +205,7 @@ def _row_vjp(definition: sp.Expr, op: Op, wrt: sp.Symbol, n: int) -> list[sp.Exp
     """
     outputs = expand_row(definition, op.row_symbols, n)
     upstream = expand_row(op.upstream, op.row_symbols, n)
-    if op.kind == "class_loss":
+    if op.traits.class_targets:
         outputs, upstream = outputs[:1], [op.upstream]
     variables = expand_row(wrt, op.row_symbols, n)
     return [sum(gi * sp.diff(yi, zj) for gi, yi in zip(upstream, outputs)) for zj in variables]

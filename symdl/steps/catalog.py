@@ -286,7 +286,7 @@ def _row(op: Op, formula: Formula, variant: str) -> Derivation:
     lets: list[Let] = []
     assumptions: list[tuple[sp.Expr, sp.Expr, str]] = []
     parts: list[Part] = []
-    component = I if op.kind == "row" else J
+    component = I if op.traits.dim_param else J
     definition = _indexed(formula.definition.xreplace(defaults), op, component)
     var = z[J]
     start = _log_quotient(definition)
@@ -313,10 +313,10 @@ def _row(op: Op, formula: Formula, variant: str) -> Derivation:
     if closed is not None:  # the vector-Jacobian product the kernel computes, from the general derivative
         jacobian = [p for p in parts if p.key is not None][-1].result  # the general case, in its named form
         g = _base(op.upstream.name)
-        vjp = sp.Sum(g[I] * jacobian, (I, 1, N)) if op.kind == "row" else op.upstream * jacobian
+        vjp = sp.Sum(g[I] * jacobian, (I, 1, N)) if op.traits.dim_param else op.upstream * jacobian
         stable.append(Rewrite(vjp, None, _indexed(closed, op, J),
                               "the vector-Jacobian product the kernel computes (upstream gradient "
-                              f"{op.upstream}{'_i' if op.kind == 'row' else ''})", _check_values(op)))
+                              f"{op.upstream}{'_i' if op.traits.dim_param else ''})", _check_values(op)))
     if stable:
         parts.append(Part("what the kernel computes", None, tuple(stable),
                           ("m is any constant shift: exp(x_k - m)/sum exp(x_k - m) is the same for every m; "
@@ -401,7 +401,7 @@ def derive_op(name: str, variant: str = "", *, verify: bool = True, timeout: flo
         raise DeriveError(f"{name} has no variant {variant!r} (variants: {known})")
     start = time.monotonic()
     formula = op.formula(variant)
-    build = _row if op.kind in ("row", "class_loss") else _elementwise
+    build = _row if op.traits.over_rows else _elementwise
     try:
         default = str(op.param(op.variant_param).default) if op.variant_param else ""
         derivation = build(op, formula, variant or default)

@@ -125,10 +125,10 @@ def _extreme_inputs(op: Op, rng: np.random.Generator, dtype: type) -> list[np.nd
     extremes = [v for v in op.inputs[0].domain.extremes if np.isfinite(dtype(v))]
     if not extremes:
         return None
-    if op.kind == "row":
+    if op.traits.dim_param:
         values = np.array([[e, 0.0, -e] for e in extremes], dtype=dtype)
         return [values]
-    if op.kind == "class_loss":
+    if op.traits.class_targets:
         inputs = draw_inputs(op, rng, (len(extremes), 3), dtype)
         inputs[0] = np.array([[e, 0.0, -e] for e in extremes], dtype=dtype)
         return inputs
@@ -138,7 +138,7 @@ def _extreme_inputs(op: Op, rng: np.random.Generator, dtype: type) -> list[np.nd
 
 
 def _domain_inputs(op: Op, rng: np.random.Generator) -> list[np.ndarray]:
-    return draw_inputs(op, rng, (6, 5) if op.kind in ("row", "class_loss") else (60,))
+    return draw_inputs(op, rng, (6, 5) if op.traits.over_rows else (60,))
 
 
 def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str, object],
@@ -149,8 +149,8 @@ def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str
     # a flag such as poisson_nll_loss's `full` is a 0/1 factor in the formulas: a number, not a SymPy boolean
     values = {p.symbol: 1.0 if (value := params.get(p.name, p.default)) is None else
               float(value) if isinstance(value, bool) else value for p in op.symbol_params}
-    axis = _rt.legacy_softmax_dim(np.ndim(inputs[0]), params.get("dim"), op.name) if op.kind == "row" else -1
-    if op.kind == "class_loss":
+    axis = _rt.legacy_softmax_dim(np.ndim(inputs[0]), params.get("dim"), op.name) if op.traits.dim_param else -1
+    if op.traits.class_targets:
         arrays = Reference(op, "", params).class_arrays(inputs)
         inputs = [arrays[i.symbol] for i in op.inputs]
         values = {k: (1.0 if op.param(k.name).rule.kind == "array" else v) for k, v in values.items()}
@@ -176,10 +176,10 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
     batches = [_domain_inputs(op, rng), _extreme_inputs(op, rng, np.float64)]
     for inputs in (b for b in batches if b is not None):
         out = forward(*inputs)
-        grad = np.ones(np.shape(out)) if op.kind != "row" else rng.standard_normal(inputs[0].shape)
+        grad = np.ones(np.shape(out)) if not op.traits.dim_param else rng.standard_normal(inputs[0].shape)
         exact = reference.forward(inputs)
         forward_scale = _scale(op, op.tolerance_for(variant).forward_scale, inputs, params, grad)
-        if forward_scale is not None and op.kind == "class_loss":
+        if forward_scale is not None and op.traits.class_targets:
             forward_scale = np.max(forward_scale, axis=-1)  # one loss per row
         worst_forward = float(np.maximum(worst_forward, ulp_error(out, exact, forward_scale)))
         computed = vjp(grad, *inputs)
@@ -360,7 +360,8 @@ def _expected_cost(target: tuple[str, str]) -> int:
     """Row and class ops derive on explicit rows and take longest: start them first."""
     if target[0] == SPECIAL:
         return 1
-    return {"class_loss": 2, "row": 1}.get(ACTIVATIONS_AND_LOSSES[target[0]].kind, 0)
+    traits = ACTIVATIONS_AND_LOSSES[target[0]].traits
+    return traits.over_rows + traits.class_targets
 
 
 def verify(chosen: Sequence[str], *, use_cache: bool = True, workers: int | None = None,

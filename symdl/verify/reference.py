@@ -130,20 +130,20 @@ class Reference:
 
     def forward(self, inputs: Sequence[np.ndarray]) -> np.ndarray:
         """Reference output (object array of mpf), per element or per row."""
-        if self.op.kind == "class_loss":
+        if self.op.traits.class_targets:
             return self._class_rows(inputs, None)[0]
         with mpmath.workdps(DIGITS):
-            if self.op.kind in ("elementwise", "pointwise_loss"):
+            if not self.op.traits.over_rows:
                 f = self._elementwise_forward
                 return np.vectorize(lambda *a: f(*a), otypes=[object])(*(to_mp(a) for a in inputs))
             return self._rows(inputs, self._row_forward)
 
     def gradients(self, inputs: Sequence[np.ndarray], grad: np.ndarray | None = None) -> list[np.ndarray]:
         """Reference VJP for each differentiable input (upstream ``grad``, default ones)."""
-        if self.op.kind == "class_loss":
+        if self.op.traits.class_targets:
             return self._class_rows(inputs, grad)[1]
         with mpmath.workdps(DIGITS):
-            if self.op.kind in ("elementwise", "pointwise_loss"):
+            if not self.op.traits.over_rows:
                 upstream = to_mp(np.ones_like(inputs[0]) if grad is None else grad)
                 values = [to_mp(a) for a in inputs]
                 return [np.vectorize(lambda *a, f=f: f(*a), otypes=[object])(*values) * upstream
