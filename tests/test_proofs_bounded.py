@@ -72,3 +72,38 @@ def test_an_easy_identity_is_still_proven_and_no_timeout_escapes_later() -> None
 
 def test_timeout_is_not_an_exception_subclass() -> None:
     assert issubclass(ProofTimeout, BaseException) and not issubclass(ProofTimeout, Exception)
+
+
+def test_a_tick_inside_a_gc_callback_is_not_lost_as_unraisable(monkeypatch) -> None:
+    """hypothesis registers a gc callback; a timeout raised inside one is dropped as 'unraisable'.
+
+    With a callback that takes about half the CPU time (as hypothesis's can under a heavy SymPy load),
+    ten limits' first ticks all missing it has a chance below 1e-3: the callback must never receive
+    the timeout (reported through ``sys.unraisablehook``), and the limit must still fire in the
+    computation itself, on time.
+    """
+    import gc
+    import sys
+
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    def slow_callback(phase: str, info: dict) -> None:
+        end = time.process_time() + 0.002
+        while time.process_time() < end:
+            pass
+
+    gc.callbacks.append(slow_callback)
+    try:
+        for _ in range(10):
+            start = time.process_time()
+            with pytest.raises(ProofTimeout), time_limit(0.1):
+                while True:
+                    end = time.process_time() + 0.004
+                    while time.process_time() < end:
+                        pass
+                    gc.collect(0)  # two callbacks: about half of the time is spent in them
+            assert time.process_time() - start < 0.1 + SLACK
+    finally:
+        gc.callbacks.remove(slow_callback)
+    assert unraisable == []

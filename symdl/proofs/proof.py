@@ -22,12 +22,14 @@ minutes in a pool worker.
 from __future__ import annotations
 
 import contextlib
+import gc
 import math
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from types import FrameType
 
 import mpmath
 import sympy as sp
@@ -41,6 +43,10 @@ PROOF_DIGITS = 50
 PROOF_POINTS = 40
 #: CPU seconds ``simplify`` may spend on one identity before the numeric proof is used.
 SIMPLIFY_SECONDS = 2.0
+
+
+#: CPU seconds until the timeout is tried again when its tick landed inside a garbage-collector callback.
+GC_RETRY_SECONDS = 0.001
 
 
 class ProofTimeout(BaseException):
@@ -65,9 +71,13 @@ def _signal_limit(seconds: float) -> Iterator[None]:
     """The main thread's limit: ``SIGVTALRM`` after ``seconds`` of process CPU time, then repeatedly."""
     active = True
 
-    def _raise(signum: int, frame: object) -> None:
-        if active:
-            raise ProofTimeout
+    def _raise(signum: int, frame: FrameType | None) -> None:
+        if not active:
+            return
+        if _in_gc_callback(frame):  # raised there, it would be dropped as unraisable: try again soon
+            signal.setitimer(signal.ITIMER_VIRTUAL, GC_RETRY_SECONDS, REPEAT_SECONDS)
+            return
+        raise ProofTimeout
 
     previous = signal.signal(signal.SIGVTALRM, _raise)
     try:
@@ -77,6 +87,21 @@ def _signal_limit(seconds: float) -> Iterator[None]:
         active = False  # first, and without a call: from here on the handler raises nothing
         signal.setitimer(signal.ITIMER_VIRTUAL, 0)
         signal.signal(signal.SIGVTALRM, previous)
+
+
+def _in_gc_callback(frame: FrameType | None) -> bool:
+    """Whether the interrupted code runs inside a garbage-collector callback (hypothesis registers one).
+
+    An exception raised there cannot propagate: Python reports it as unraisable and drops it. The
+    handler then re-arms the timer for :data:`GC_RETRY_SECONDS` of CPU time, so that the timeout is
+    raised soon after, outside the callback.
+    """
+    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None and callbacks:
+        if frame.f_code in callbacks:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _watchdog_limit(seconds: float) -> contextlib.AbstractContextManager[None]:
