@@ -14,7 +14,8 @@ What is compared
     same batches:
 
     * ``symdl``: the trainer's own step (:class:`symdl.train.Trainer`:
-      ``symdl.nn`` layers over the generated kernels, ``symdl.optim.Adam``);
+      ``symdl.nn`` layers over the generated kernels, ``symdl.optim.Adam``; the CNN's
+      Conv2d - ReLU - MaxPool2d blocks run fused, as ``nn.Sequential`` runs them in training);
     * ``torch``: the same ``torch.nn.Sequential`` and ``torch.optim.Adam``
       (when torch is installed), ``zero_grad(set_to_none=True)``;
     * ``numpy``: the hand-written NumPy version in this file (:class:`NumpyMLP`,

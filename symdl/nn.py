@@ -6,7 +6,10 @@ kernel from :mod:`symdl.kernels` and keeps what the backward pass needs;
 derived and ``symdl verify`` checked), stores the parameter gradients in
 ``self.grads`` and returns the gradient of the input. Nothing here
 differentiates anything by hand: the chain rule is :class:`Sequential`
-calling ``backward`` in reverse order.
+calling ``backward`` in reverse order. (In training, :class:`Sequential` runs
+each ``Conv2d - ReLU - MaxPool2d`` run as one fused step in the batch-last
+layout, :mod:`symdl.kernels._layers.batch_last`: the same kernels' products,
+sums and masks, fewer layout changes, the same values bit for bit.)
 
 .. math::
 
@@ -37,6 +40,7 @@ import numpy as np
 
 from symdl import kernels
 from symdl.errors import SymdlError
+from symdl.kernels._layers import batch_last
 
 Array = np.ndarray
 
@@ -181,30 +185,36 @@ def _takes_input_grad(layer: type) -> bool:
 
 
 class Sequential(Module):
-    """Layers applied in order; the backward pass runs them in reverse (the chain rule)."""
+    """Layers applied in order; the backward pass runs them in reverse (the chain rule).
+
+    Runs of ``Conv2d - ReLU - MaxPool2d`` (these classes exactly, pools whose windows tile the
+    plane) run as one fused step in training (:class:`_BatchLastChain`): the same values, with
+    fewer layout changes. The layers stay this model's children, with their names and arrays.
+    """
 
     def __init__(self, *layers: Module) -> None:
         super().__init__()
         self.children = {str(i): layer for i, layer in enumerate(layers)}
         self.layers = layers
+        self._steps: tuple[Module, ...] = _fused_steps(layers)
 
     def forward(self, x: Array) -> Array:
-        for layer in self.layers:
-            x = layer.forward(x)
+        for step in self._steps:
+            x = step.forward(x)
         return x
 
     def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
         """The chain rule, last layer first. With ``input_grad=False`` the layers before the first one
         with parameters are not run at all and that one skips its input's gradient (returns None)."""
+        steps = self._steps
         first = 0 if input_grad else next(
-            (i for i, layer in enumerate(self.layers) if any(module.params for module in layer.modules())),
-            len(self.layers))
-        for index in range(len(self.layers) - 1, first - 1, -1):
-            layer = self.layers[index]
-            if index == first and not input_grad and _takes_input_grad(type(layer)):
-                grad = layer.backward(grad, input_grad=False)
+            (i for i, step in enumerate(steps) if any(module.params for module in step.modules())), len(steps))
+        for index in range(len(steps) - 1, first - 1, -1):
+            step = steps[index]
+            if index == first and not input_grad and _takes_input_grad(type(step)):
+                grad = step.backward(grad, input_grad=False)
             else:  # the plain call: a user's layer may define backward(grad) only
-                grad = layer.backward(grad)
+                grad = step.backward(grad)
         return grad if input_grad else None
 
     def __getitem__(self, index: int) -> Module:
@@ -212,6 +222,114 @@ class Sequential(Module):
 
     def __len__(self) -> int:
         return len(self.layers)
+
+
+class _BatchLastChain(Module):
+    """``Conv2d - ReLU - MaxPool2d`` blocks run as one step of a :class:`Sequential` (not a child: the
+    layers stay the model's, with their names; this step only holds them).
+
+    In training, with one kernel thread, on a batched floating input whose dtype the weights share,
+    the blocks run in the batch-last layout (:mod:`symdl.kernels._layers.batch_last`): one layout
+    change in, one out, where the layers convert around every convolution and pool, and each
+    ReLU acts on the pooled values. The values are the layers' own (the same products and sums; the
+    ReLU commutes with the maximum; the gradient reaches the same position). Otherwise (evaluation,
+    several threads, unbatched or mixed-dtype input, a bad call) the layers run one by one, as
+    without fusion, and raise their usual errors.
+    """
+
+    def __init__(self, blocks: list[tuple[Conv2d, Module, MaxPool2d]]) -> None:
+        super().__init__()
+        self.blocks = blocks
+        self.layers: tuple[Module, ...] = tuple(layer for block in blocks for layer in block)
+        self._plans: dict[tuple, list[Any] | None] = {}
+        self._saved: list[Any] | None = None  # the fused forward's, per block; None: the layers ran
+
+    def modules(self) -> Iterator[Module]:
+        for layer in self.layers:
+            yield from layer.modules()
+
+    def _plan(self, x: Array) -> list[Any] | None:
+        """The blocks' plans for ``x``, or None when the fused path does not cover the call."""
+        if type(x) is not np.ndarray or kernels.get_num_threads() != 1 \
+                or not all(layer.training for layer in self.layers):
+            return None
+        key = (x.shape, x.dtype, *((conv.params["weight"].shape, conv.params["weight"].dtype,
+                                    *((b.shape, b.dtype) if (b := conv.params.get("bias")) is not None else ()),
+                                    *conv.options.values(), *pool.options.values())
+                                   for conv, _, pool in self.blocks))
+        if key not in self._plans:
+            plans: list[Any] | None = []
+            shape = x.shape
+            for conv, _, pool in self.blocks:
+                plan = batch_last.block_plan(shape, x.dtype, conv.params["weight"], conv.params.get("bias"),
+                                             conv.options, pool.options)
+                if plan is None:
+                    plans = None
+                    break
+                plans.append(plan)
+                shape = plan.out_shape
+            if len(self._plans) > 16:  # a model sees a few batch shapes
+                self._plans.clear()
+            self._plans[key] = plans
+        return self._plans[key]
+
+    def forward(self, x: Array) -> Array:
+        plans = self._plan(x)
+        if plans is None:
+            self._saved = None
+            for layer in self.layers:
+                x = layer.forward(x)
+            return x
+        xp = batch_last.to_batch_last(x, plans[0])
+        saved = []
+        for index, ((conv, _, _), plan) in enumerate(zip(self.blocks, plans, strict=True)):
+            if index:
+                xp = batch_last.padded_input(saved[-1][1].maxima, plan)
+            saved.append((plan, batch_last.block_forward(xp, conv.params["weight"], conv.params.get("bias"), plan)))
+        self._saved = saved
+        return batch_last.chain_output(saved[-1][1].maxima)
+
+    def backward(self, grad: Array, input_grad: bool = True) -> Array | None:
+        if self._saved is None:
+            last = len(self.layers) - 1
+            for index in range(last, -1, -1):
+                grad = self.layers[index].backward(grad, input_grad=input_grad) if index == 0 \
+                    else self.layers[index].backward(grad)
+            return grad
+        saved = self._saved
+        plan = saved[-1][0]
+        dtype = saved[-1][1].maxima.dtype
+        grad = batch_last.grad_to_batch_last(grad, plan, dtype)
+        for index in range(len(saved) - 1, -1, -1):
+            conv = self.blocks[index][0]
+            plan, kept = saved[index]
+            grad, conv.grads["weight"], d_bias = batch_last.block_backward(
+                grad, conv.params["weight"], conv.params.get("bias"), plan, kept, input_grad or index > 0)
+            if d_bias is not None:
+                conv.grads["bias"] = d_bias
+        return None if grad is None else batch_last.grad_to_batch_first(grad)
+
+
+def _fused_steps(layers: tuple[Module, ...]) -> tuple[Module, ...]:
+    """``layers`` with each run of ``Conv2d - ReLU - MaxPool2d`` blocks (exactly these classes: a
+    subclass may change what they compute) as one :class:`_BatchLastChain`."""
+    steps: list[Module] = []
+    blocks: list[tuple[Any, ...]] = []
+    index = 0
+    while index < len(layers):
+        block = layers[index:index + 3]
+        if tuple(map(type, block)) == (Conv2d, ACTIVATIONS["relu"], MaxPool2d):
+            blocks.append(block)
+            index += 3
+            continue
+        if blocks:
+            steps.append(_BatchLastChain(blocks))  # type: ignore[arg-type]
+            blocks = []
+        steps.append(layers[index])
+        index += 1
+    if blocks:
+        steps.append(_BatchLastChain(blocks))  # type: ignore[arg-type]
+    return tuple(steps)
 
 
 # --------------------------------------------------------------------------- layers with parameters

@@ -15,4 +15,6 @@ Two halves in each module:
   layer's index-level definition.
 
 :mod:`symdl.kernels._layers_runtime` gathers the names the generated kernels call.
+:mod:`~symdl.kernels._layers.batch_last` is no kernel's: :class:`symdl.nn.Sequential` runs
+``Conv2d - ReLU - MaxPool2d`` blocks through it, fused, on float arrays (the same values).
 """
