@@ -20,7 +20,7 @@ _ATOM, _POSTFIX, _POWER, _UNARY, _PRODUCT, _SUM = 100, 90, 80, 70, 60, 50
 
 #: LaTeX of the elementwise functions.
 FUNCTION_LATEX = {"exp": r"\exp", "log": r"\log", "sqrt": r"\sqrt", "abs": r"\operatorname{abs}",
-                  "sign": r"\operatorname{sign}", "step": r"\mathbb{1}_{>0}", "tanh": r"\tanh",
+                  "sign": r"\operatorname{sign}", "step": r"\operatorname{step}", "tanh": r"\tanh",
                   "sigmoid": r"\sigma", "relu": r"\operatorname{relu}", "softplus": r"\operatorname{softplus}",
                   "sin": r"\sin", "cos": r"\cos", "silu": r"\operatorname{silu}",
                   "leaky_relu": r"\operatorname{leaky\_relu}"}
