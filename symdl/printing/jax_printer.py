@@ -7,11 +7,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-
-import sympy as sp
-
-from symdl.printing.inplace import ArraySpec
 from symdl.printing.framework_printer import FrameworkNames, FrameworkPrinter
 
 #: Helpers a generated JAX module defines when its code calls them.
@@ -41,18 +36,11 @@ JAX_HELPERS: dict[str, str] = {
 JAX_NAMES = FrameworkNames(
     module="jnp",
     functions={
-        "exp": "jnp.exp", "log": "jnp.log", "tanh": "jnp.tanh", "cosh": "jnp.cosh", "log1p": "jnp.log1p",
-        "expm1": "jnp.expm1", "Abs": "jnp.abs", "sign": "jnp.sign", "erf": "jax.scipy.special.erf",
-        "erfc": "jax.scipy.special.erfc", "sigmoid": "jax.nn.sigmoid", "softplus": "_softplus",
-        "xlogy": "jax.scipy.special.xlogy", "normal_cdf": "jax.scipy.special.ndtr",
-        "clamped_log": "_clamped_log", "clamped_log1p": "_clamped_log1p", "sin": "jnp.sin", "cos": "jnp.cos",
-        "tan": "jnp.tan", "sinh": "jnp.sinh", "asinh": "jnp.arcsinh", "atan": "jnp.arctan",
+        "erf": "jax.scipy.special.erf", "erfc": "jax.scipy.special.erfc", "sigmoid": "jax.nn.sigmoid",
+        "softplus": "_softplus", "xlogy": "jax.scipy.special.xlogy", "normal_cdf": "jax.scipy.special.ndtr",
+        "clamped_log": "_clamped_log", "clamped_log1p": "_clamped_log1p", "asinh": "jnp.arcsinh", "atan": "jnp.arctan",
     },
     clamp="jnp.clip({x}, {low}, {high})",
-    maximum="jnp.maximum",
-    minimum="jnp.minimum",
-    where="jnp.where",
-    logical_not="jnp.logical_not",
     reduce_sum="jnp.sum({x}, axis={axis}, keepdims=True)",
     reduce_max="jnp.max({x}, axis={axis}, keepdims=True)",
     helpers=JAX_HELPERS,
@@ -62,6 +50,4 @@ JAX_NAMES = FrameworkNames(
 class JaxPrinter(FrameworkPrinter):
     """Prints one expression of an exported op as JAX code."""
 
-    def __init__(self, scalars: Iterable[sp.Symbol] = (), names: Mapping[sp.Symbol, str] | None = None,
-                 axis: str = "dim", arrays: Mapping[sp.Symbol, ArraySpec] | None = None) -> None:
-        super().__init__(JAX_NAMES, scalars=scalars, names=names, axis=axis, arrays=arrays)
+    table = JAX_NAMES

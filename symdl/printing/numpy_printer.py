@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import sympy as sp
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.pycode import PythonCodePrinter
 
 from symdl.functions import NUM_CLASSES, fold_piecewise
@@ -170,30 +171,42 @@ class KernelPrinter(PythonCodePrinter):
             text = f"{array_fn}({text}, {self._print(a)})"
         return text
 
-    def _clip(self, expr: sp.Expr) -> str | None:
-        """``np.clip`` for Max/Min against scalar bounds (about 2x faster than np.maximum).
-
-        A one-sided clamp gets an infinite bound (``np.clip(x, 0, math.inf)``):
-        with ``None`` NumPy calls ``np.maximum`` instead of the clip ufunc. The
-        two differ only in the sign of a zero result for a ``-0.0`` input.
-        """
+    def _bounds(self, expr: sp.Expr) -> tuple[sp.Expr, str | None, str | None] | None:
+        """``(value, low, high)`` when ``expr`` clamps one array between scalar bounds (printed; None: no
+        bound on that side), else None."""
         outer_is_max = isinstance(expr, sp.Max)
         bounds = [a for a in expr.args if self._is_scalar(a)]
         inner = [a for a in expr.args if not self._is_scalar(a)]
         if len(bounds) != 1 or len(inner) != 1:
             return None
         bound, value = self._print(bounds[0]), inner[0]
+        low, high = (bound, None) if outer_is_max else (None, bound)
         nested = sp.Min if outer_is_max else sp.Max
         if isinstance(value, nested):
             inner_bounds = [a for a in value.args if self._is_scalar(a)]
             inner_values = [a for a in value.args if not self._is_scalar(a)]
             if len(inner_bounds) == 1 and len(inner_values) == 1:
-                low, high = (bound, self._print(inner_bounds[0])) if outer_is_max else (
-                    self._print(inner_bounds[0]), bound)
-                return f"np.clip({self._print(inner_values[0])}, {low}, {high})"
-        # An infinite bound, not None: np.clip(x, lo, None) falls back to np.maximum, twice as slow.
-        low, high = (bound, "math.inf") if outer_is_max else ("-math.inf", bound)
-        return f"np.clip({self._print(value)}, {low}, {high})"
+                other = self._print(inner_bounds[0])
+                low, high = (low, other) if outer_is_max else (other, high)
+                value = inner_values[0]
+        return value, low, high
+
+    def _clip(self, expr: sp.Expr) -> str | None:
+        """A clamp of one array between scalar bounds (:meth:`_bounds`) as one call, else None."""
+        clamp = self._bounds(expr)
+        if clamp is None:
+            return None
+        value, low, high = clamp
+        return self._clamp(self._print(value), low, high)
+
+    def _clamp(self, value: str, low: str | None, high: str | None) -> str:
+        """``np.clip`` (about 2x faster than np.maximum).
+
+        A one-sided clamp gets an infinite bound (``np.clip(x, 0, math.inf)``):
+        with ``None`` NumPy calls ``np.maximum`` instead of the clip ufunc. The
+        two differ only in the sign of a zero result for a ``-0.0`` input.
+        """
+        return f"np.clip({value}, {'-math.inf' if low is None else low}, {'math.inf' if high is None else high})"
 
     def _print_Max(self, expr: sp.Max) -> str:
         return self._clip(expr) or self._print_MinMax(expr, "np.maximum", "max")
@@ -228,10 +241,14 @@ class KernelPrinter(PythonCodePrinter):
         (value, condition), rest = expr.args[0], expr.args[1:]
         otherwise = sp.Piecewise(*rest) if len(rest) > 1 or rest[0].cond is not sp.true else rest[0].expr
         if value == 0:
-            return f"{self.parenthesize(otherwise, 50)} * {self._print(sp.Not(condition))}"
+            return f"{self.parenthesize(otherwise, PRECEDENCE['Mul'])} * {self._print(sp.Not(condition))}"
         if otherwise == 0:
-            return f"{self.parenthesize(value, 50)} * {self._print(condition)}"
-        return f"np.where({self._print(condition)}, {self._print(value)}, {self._print(otherwise)})"
+            return f"{self.parenthesize(value, PRECEDENCE['Mul'])} * {self._print(condition)}"
+        return self._where(self._print(condition), self._print(value), self._print(otherwise))
+
+    def _where(self, condition: str, value: str, otherwise: str) -> str:
+        """``where(condition, value, otherwise)`` in the printed array library."""
+        return f"np.where({condition}, {value}, {otherwise})"
 
 
 def constants_to_floats(expr: sp.Expr) -> sp.Expr:

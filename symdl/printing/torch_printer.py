@@ -30,12 +30,9 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterable, Mapping
-
-import sympy as sp
+from collections.abc import Iterable
 
 from symdl.printing.framework_printer import FrameworkNames, FrameworkPrinter
-from symdl.printing.inplace import ArraySpec
 
 #: Helpers a generated PyTorch module defines when its code calls them. Those taking ``out=`` compute
 #: the plain form's operations in the same order, only into ``out`` (which may be their argument) or into
@@ -97,18 +94,11 @@ TORCH_HELPERS: dict[str, str] = {
 TORCH_NAMES = FrameworkNames(
     module="torch",
     functions={
-        "exp": "torch.exp", "log": "torch.log", "tanh": "torch.tanh", "cosh": "torch.cosh",
-        "log1p": "torch.log1p", "expm1": "torch.expm1", "Abs": "torch.abs", "sign": "torch.sign",
         "erf": "torch.erf", "erfc": "torch.erfc", "sigmoid": "torch.sigmoid", "softplus": "_softplus",
         "xlogy": "torch.xlogy", "normal_cdf": "torch.special.ndtr", "clamped_log": "_clamped_log",
-        "clamped_log1p": "_clamped_log1p", "sin": "torch.sin", "cos": "torch.cos", "tan": "torch.tan",
-        "sinh": "torch.sinh", "asinh": "torch.asinh", "atan": "torch.atan",
+        "clamped_log1p": "_clamped_log1p", "asinh": "torch.asinh", "atan": "torch.atan",
     },
     clamp="torch.clamp({x}, min={low}, max={high})",
-    maximum="torch.maximum",
-    minimum="torch.minimum",
-    where="torch.where",
-    logical_not="torch.logical_not",
     reduce_sum="torch.sum({x}, dim={axis}, keepdim=True)",
     reduce_max="torch.amax({x}, dim={axis}, keepdim=True)",
     helpers=TORCH_HELPERS,
@@ -118,9 +108,7 @@ TORCH_NAMES = FrameworkNames(
 class TorchPrinter(FrameworkPrinter):
     """Prints one expression of an exported op as PyTorch code."""
 
-    def __init__(self, scalars: Iterable[sp.Symbol] = (), names: Mapping[sp.Symbol, str] | None = None,
-                 axis: str = "dim", arrays: Mapping[sp.Symbol, ArraySpec] | None = None) -> None:
-        super().__init__(TORCH_NAMES, scalars=scalars, names=names, axis=axis, arrays=arrays)
+    table = TORCH_NAMES
 
 
 # --------------------------------------------------------------------------- in place
@@ -130,17 +118,11 @@ class TorchPrinter(FrameworkPrinter):
 TORCH_INPLACE_NAMES = FrameworkNames(
     module="np",
     functions={
-        "exp": "np.exp", "log": "np.log", "tanh": "np.tanh", "cosh": "np.cosh", "log1p": "np.log1p",
-        "expm1": "np.expm1", "Abs": "np.abs", "sign": "np.sign", "erf": "_rt.erf", "erfc": "_rt.erfc",
-        "sigmoid": "_rt.sigmoid", "softplus": "_rt.softplus", "xlogy": "_rt.xlogy", "normal_cdf": "_rt.normal_cdf",
-        "clamped_log": "_rt.clamped_log", "clamped_log1p": "_rt.clamped_log1p", "sin": "np.sin", "cos": "np.cos",
-        "tan": "torch.tan", "sinh": "np.sinh", "asinh": "torch.asinh", "atan": "torch.atan",
+        "erf": "_rt.erf", "erfc": "_rt.erfc", "sigmoid": "_rt.sigmoid", "softplus": "_rt.softplus",
+        "xlogy": "_rt.xlogy", "normal_cdf": "_rt.normal_cdf", "clamped_log": "_rt.clamped_log",
+        "clamped_log1p": "_rt.clamped_log1p", "tan": "torch.tan", "asinh": "torch.asinh", "atan": "torch.atan",
     },
     clamp="np.clip({x}, {low}, {high})",
-    maximum="np.maximum",
-    minimum="np.minimum",
-    where="np.where",
-    logical_not="np.logical_not",
     reduce_sum="np.sum({x}, axis={axis}, keepdims=True)",
     reduce_max="np.max({x}, axis={axis}, keepdims=True)",
     helpers=TORCH_HELPERS,
@@ -169,9 +151,7 @@ _TORCH_REDUCTIONS = {"np.sum": "torch.sum", "np.max": "torch.amax"}
 class TorchInplacePrinter(FrameworkPrinter):
     """Prints one expression of an exported op in the in-place emitter's names (:data:`TORCH_INPLACE_NAMES`)."""
 
-    def __init__(self, scalars: Iterable[sp.Symbol] = (), names: Mapping[sp.Symbol, str] | None = None,
-                 axis: str = "dim", arrays: Mapping[sp.Symbol, ArraySpec] | None = None) -> None:
-        super().__init__(TORCH_INPLACE_NAMES, scalars=scalars, names=names, axis=axis, arrays=arrays)
+    table = TORCH_INPLACE_NAMES
 
 
 def _dotted(node: ast.expr) -> str:
