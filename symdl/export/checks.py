@@ -36,7 +36,7 @@ def _unreduced(user: UserOp, rng: np.random.Generator) -> dict[str, object]:
 
 
 def _shape(user: UserOp) -> tuple[int, ...]:
-    return (6, 5) if user.op.kind == "row" else (60,)
+    return (6, 5) if user.op.traits.over_rows else (60,)
 
 
 def fd_error(user: UserOp, seed: int = 0, directions: int = 4) -> float:
@@ -83,7 +83,7 @@ def finite_at_extremes(user: UserOp, seed: int = 2) -> tuple[bool, str]:
             continue
         rng = np.random.default_rng(seed)
         forward, vjp = _bound(user, _unreduced(user, rng))
-        if user.op.kind == "row":
+        if user.op.traits.over_rows:
             inputs = [np.array([[e, 0.0, -e] for e in values], dtype=dtype)]
         else:
             inputs = draw_inputs(user.op, rng, (len(values),), dtype)

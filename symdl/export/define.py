@@ -274,7 +274,7 @@ def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
     from symdl.kernels import _runtime as _rt
 
     extremes = op.inputs[0].domain.extremes
-    if not extremes or op.kind == "row":
+    if not extremes or op.traits.over_rows:
         return
     values = {p.symbol: p.default for p in op.symbol_params}
     modules = [{"sigmoid": _rt.sigmoid, "softplus": _rt.softplus, "normal_cdf": _rt.normal_cdf,

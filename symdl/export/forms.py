@@ -15,7 +15,7 @@ the general form holds everywhere.
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from symdl.catalog.spec import RESULT, Formula, Op, Param
@@ -53,19 +53,6 @@ class Printed:
     backward_inplace: list[str] | None = None
 
 
-#: The one runtime helper every exported module has word for word (PyTorch's and JAX's alike):
-#: torch.nn.functional.softmax's legacy default axis.
-SOFTMAX_DIM_SOURCE = '''\
-def _softmax_dim(ndim, dim):
-    """torch.nn.functional.softmax's legacy default axis when ``dim`` is None."""
-    if dim is not None:
-        return dim
-    return 0 if ndim in (0, 1, 3) else 1
-
-
-'''
-
-
 def check_exportable(op: Op) -> None:
     """Raise :class:`ExportError` unless the exporters handle ``op``'s kind."""
     if op.kind not in EXPORTED_KINDS:
@@ -82,6 +69,13 @@ STRUCTURAL: dict[str, list[str]] = {"elementwise": [], "row": ["dim"], "pointwis
 def structural_args(op: Op) -> list[str]:
     """The structural arguments of ``op``'s implementations (:data:`STRUCTURAL`)."""
     return list(STRUCTURAL[op.kind])
+
+
+def implementation_args(op: Op) -> list[str]:
+    """The arguments of each implementation, in order: inputs, array parameters, structural arguments,
+    scalar parameters."""
+    return ([i.name for i in op.inputs] + [p.name for p in array_params(op)] + structural_args(op)
+            + [p.name for p in scalar_params(op)])
 
 
 def scalar_params(op: Op) -> tuple[Param, ...]:
@@ -106,9 +100,9 @@ def framework_arrays(op: Op) -> dict:
 
     specs = kernel_arrays(op)
     first = op.inputs[0].symbol
-    if op.kind in ("elementwise", "row"):  # the saved output: the first input's shape and dtype
-        specs[RESULT] = ArraySpec(first.name, first.name, vector=op.kind == "row")
-    if op.kind != "pointwise_loss":
+    if not op.traits.loss:  # the saved output: the first input's shape and dtype
+        specs[RESULT] = ArraySpec(first.name, first.name, vector=op.traits.over_rows)
+    if not op.traits.broadcast_targets:
         return specs
     for symbol, spec in specs.items():
         if symbol != first:
@@ -126,7 +120,7 @@ def uses_output_form(op: Op, formula: Formula) -> bool:
     the exported gradient stays as accurate as the NumPy kernel's from the input.
     """
     form = formula.from_output
-    return (op.kind in ("elementwise", "row") and form is not None and not form.accuracy
+    return (not op.traits.loss and form is not None and not form.accuracy
             and all(i.name in form.grads for i in op.differentiable_inputs))
 
 
@@ -261,17 +255,14 @@ def public_body(op: Op, name_of: Callable[[Op, str, int | None], str], call: Cal
     ``name_of(op, variant, fast)`` names an implementation (a class, a function); ``call(expression,
     args)`` is the source calling the implementation ``expression`` evaluates to with ``args``.
     """
-    inputs = [i.name for i in op.inputs]
-    structural = structural_args(op)
     arrays = [p.name for p in array_params(op)]
-    scalars = [p.name for p in scalar_params(op)]
     lines = choice_checks(op) + prelude
     for index, values in enumerate(op.fast_paths):
-        args = inputs + ["1.0" if n in values else n for n in arrays] + structural + scalars
+        args = ["1.0" if a in values and a in arrays else a for a in implementation_args(op)]
         lines += [f"if {fast_path_condition(op, index)}:  # fast path: the formulas with {values}",
                   f"    return {call(dispatch(op, name_of, index), args)}"]
     lines += [f"{n} = 1.0 if {n} is None else {n}  # omitted weights mean 1" for n in arrays]
-    return lines + [f"return {call(dispatch(op, name_of), inputs + arrays + structural + scalars)}"]
+    return lines + [f"return {call(dispatch(op, name_of), implementation_args(op))}"]
 
 
 def implementation_name(op: Op, variant: str, fast: int | None = None) -> str:
@@ -302,17 +293,12 @@ def module_header(target: str, framework_imports: list[str], ops: Iterable[Op], 
     ]
 
 
-def class_prelude(op: Op) -> str:
-    """The call of the generated ``_class_rows`` (each exporter defines one) that turns a class loss's target
-    into rows, a mask and a denominator."""
-    first = op.inputs[0].name
-    target = next((i for i in op.inputs if i.role in ("class_index", "sign")), op.inputs[-1])
-    options = [f"index={target.role == 'class_index'}", f"sign={target.role == 'sign'}",
-               f"weighted={op.weighted_mean}"]
-    if any(p.name == "weight" for p in array_params(op)):
-        options.append("weight=weight")
-    if any(p.name == "ignore_index" for p in op.params):
-        options.append("ignore_index=ignore_index")
-    weight = ", weight" if any(p.name == "weight" for p in array_params(op)) else ", _"
-    return (f"dim, {target.name}, keep, denominator{weight} = _class_rows({first}, {target.name}, "
-            f"{', '.join(options)})")
+def module_source(target: str, framework_imports: list[str], ops: Sequence[Op], command: str,
+                  exports: Iterable[str], sources: Iterable[str], bodies: list[str]) -> str:
+    """The generated module: its docstring and imports (:func:`module_header`), ``__all__`` naming
+    ``exports``, the helpers' ``sources`` in order, then the ``bodies`` (each op's lines)."""
+    lines = module_header(target, framework_imports, ops, command)
+    lines += ["__all__ = [", *(f"    {name!r}," for name in exports), "]", "", ""]
+    for source in sources:
+        lines += [*source.splitlines(), "", ""]
+    return "\n".join(lines + bodies).rstrip() + "\n"

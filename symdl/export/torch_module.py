@@ -35,83 +35,28 @@ from collections.abc import Sequence
 
 from symdl.catalog.spec import Op
 from symdl.export.forms import (
-    SOFTMAX_DIM_SOURCE,
     Printed,
     array_params,
-    class_prelude,
     camel,
     docstring,
     fast_path_condition,
+    implementation_args,
     implementation_name,
     implementations,
     indent,
-    module_header,
+    module_source,
     print_forms,
     public_body,
     scalar_params,
     signature,
     structural_args,
 )
+from symdl.export.kinds import gradient_shape_line, prelude_lines, public_prelude, reduce_lines, upstream_lines
+from symdl.export.runtime import TORCH_API, runtime_source
 from symdl.printing.torch_printer import TORCH_HELPERS, TorchInplacePrinter, TorchPrinter, lower_to_torch
 
-#: Runtime helpers of every generated PyTorch module (beside the printer's).
-_RUNTIME = SOFTMAX_DIM_SOURCE + '''\
-def _reduce(out, reduction):
-    """PyTorch's loss reduction."""
-    if reduction == "none":
-        return out
-    return out.sum() if reduction == "sum" else out.mean()
-
-
-def _spread(grad, shape, reduction, denominator=None):
-    """The upstream gradient of a reduced loss, per element of the unreduced one."""
-    if reduction == "none":
-        return grad
-    count = math.prod(shape) if denominator is None else denominator
-    return (grad / count if reduction == "mean" else grad).expand(shape)
-
-
-def _class_reduce(loss, reduction, denominator):
-    """A class loss's reduction: 'mean' divides by ``denominator`` (the counted rows' summed weight)."""
-    if reduction == "none":
-        return loss
-    return loss.sum() if reduction == "sum" else loss.sum() / denominator
-
-
-def _class_rows(input, target, *, index, weight=None, ignore_index=None, weighted=False, sign=False):
-    """Targets as rows along the class axis, the mask of counted rows and 'mean''s denominator.
-
-    Class indices become one-hot rows (ignored rows point at class 0 and are masked out); 'mean'
-    divides by the counted rows' summed weight (``weighted``) or by the number of rows.
-    Returns (dim, target rows, keep, denominator, weight shaped to broadcast along the class axis).
-    """
-    dim = 1 if input.dim() >= 2 else 0
-    num_classes = input.shape[dim]
-    rows = input.numel() // max(num_classes, 1)
-    keep, denominator = 1.0, rows
-    if weight is not None:
-        weight = weight.to(input.dtype).reshape((-1,) + (1,) * (input.dim() - dim - 1))
-    if index and not torch.is_floating_point(target):
-        counted = target != ignore_index if ignore_index is not None else torch.ones_like(target, dtype=torch.bool)
-        safe = torch.where(counted, target, 0)
-        if weighted:
-            picked = weight.reshape(-1)[safe] if weight is not None else torch.ones_like(safe, dtype=input.dtype)
-            denominator = (picked * counted).sum()
-        keep = counted.to(input.dtype)
-        target = torch.nn.functional.one_hot(safe, num_classes).movedim(-1, dim).to(input.dtype)
-    elif sign:
-        target = target.to(input.dtype).unsqueeze(dim)
-    return dim, target, keep, denominator, weight
-
-
-def _sum_to(grad, shape):
-    """A broadcast input's gradient summed back to the input's shape."""
-    grad = torch.broadcast_to(grad, torch.broadcast_shapes(grad.shape, shape))
-    while grad.dim() > len(shape):
-        grad = grad.sum(0)
-    dims = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
-    return grad.sum(dims, keepdim=True) if dims else grad
-'''
+#: Runtime helpers of every generated module (beside the printer's), in this framework's names.
+_RUNTIME = runtime_source(TORCH_API)
 
 
 def _branches(plain: list[str], inplace: list[str] | None, condition: str, why: str) -> list[str]:
@@ -128,17 +73,12 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
     arrays = [p.name for p in array_params(op)]
     structural = structural_args(op)
     inputs = [i.name for i in op.inputs]
-    args = inputs + arrays + structural + scalars
-    rename = [f"{i.symbol.name} = {i.name}" for i in op.inputs if i.symbol.name != i.name]
+    args = implementation_args(op)
     stored = structural + scalars
-    classes = [f"num_classes = {inputs[0]}.shape[dim]"] if op.kind == "class_loss" else []
-    forward = rename + classes + _branches(printed.forward, printed.forward_inplace, "torch.compiler.is_compiling()",
-                                           "torch.compile: plain, inductor fuses it")
-    if op.kind == "pointwise_loss":
-        forward.append("shape = torch.broadcast_shapes(" + ", ".join(f"{n}.shape" for n in inputs) + ")")
-        forward.append("out = _reduce(torch.broadcast_to(out, shape), reduction)")
-    if op.kind == "class_loss":
-        forward.append("out = _class_reduce(out.squeeze(dim) * keep, reduction, denominator)")
+    names = prelude_lines(op)
+    forward = names + _branches(printed.forward, printed.forward_inplace, "torch.compiler.is_compiling()",
+                                "torch.compile: plain, inductor fuses it")
+    forward += reduce_lines(op, TORCH_API)
     # Array parameters may be the Python float 1.0 (omitted weights): kept on ctx, not saved as tensors.
     saved = inputs + (["out"] if printed.uses_result else [])  # the output: the backward's ``result``
     forward += [f"ctx.save_for_backward({', '.join(saved)}{',' if len(saved) == 1 else ''})"]
@@ -147,15 +87,7 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
     restored = inputs + (["result"] if printed.uses_result else [])
     backward = [f"{', '.join(restored)}{',' if len(restored) == 1 else ''} = ctx.saved_tensors"]
     backward += [f"{name} = ctx.{name}" for name in arrays + stored]
-    backward += rename + classes
-    if op.kind == "pointwise_loss":
-        backward.append("shape = torch.broadcast_shapes(" + ", ".join(f"{n}.shape" for n in inputs) + ")")
-        backward.append("g = _spread(grad, shape, reduction)")
-    elif op.kind == "class_loss":
-        rows = f"{inputs[0]}.shape[:dim] + {inputs[0]}.shape[dim + 1:]"
-        backward.append(f"g = (_spread(grad, {rows}, reduction, denominator) * keep).unsqueeze(dim)")
-    else:
-        backward.append("g = grad")
+    backward += names + upstream_lines(op, TORCH_API)
     # autograd records a backward only for create_graph=True, and no out= operation can be recorded
     backward += _branches(printed.backward, printed.backward_inplace,
                           "torch.is_grad_enabled() or torch.compiler.is_compiling()",
@@ -165,12 +97,8 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
         if not item.differentiable:
             results.append("None")
             continue
-        name = f"grad_{item.name}"
-        if op.kind == "pointwise_loss":
-            backward.append(f"{name} = _sum_to({name}, {item.name}.shape)")
-        else:
-            backward.append(f"{name} = torch.broadcast_to({name}, {item.name}.shape)")
-        results.append(name)
+        backward.append(gradient_shape_line(op, item, TORCH_API))
+        results.append(f"grad_{item.name}")
     results += ["None"] * (len(args) - len(inputs))
     backward.append(f"return {', '.join(results)}")
     what = f" with ``{op.variant_param}={variant!r}``" if op.variant_param else ""
@@ -197,11 +125,8 @@ def _public(op: Op) -> list[str]:
     """``name(*inputs, **params)`` and its ``nn.Module``."""
     inputs = [i.name for i in op.inputs]
     lines = [f"def {op.name}({signature(op, 'torch.Tensor')}) -> torch.Tensor:", *indent(docstring(op).splitlines())]
-    prelude = [f"dim = _softmax_dim({inputs[0]}.dim(), dim)"] if op.kind == "row" else []
-    if op.kind == "class_loss":
-        prelude = [class_prelude(op)]
     lines += indent(public_body(op, _class_name, lambda function, args: f"{function}.apply({', '.join(args)})",
-                                prelude))
+                                public_prelude(op)))
     params = [p.name for p in op.params]
     module = [
         "",
@@ -248,9 +173,5 @@ def render(ops: Sequence[Op], command: str = "symdl export --to torch", inplace:
         helpers |= used
     exports = [name for op in ops for name in (op.name, camel(op.name),
                                                 *(_class_name(op, v, f) for v, f, _ in implementations(op)))]
-    lines = module_header("PyTorch", ["import torch"], ops, command)
-    lines += ["__all__ = [", *(f"    {name!r}," for name in exports), "]", "", ""]
-    lines += [*_RUNTIME.splitlines(), "", ""]
-    for name in sorted(helpers):
-        lines += [*TORCH_HELPERS[name].splitlines(), "", ""]
-    return "\n".join(lines + bodies).rstrip() + "\n"
+    sources = [_RUNTIME, *(TORCH_HELPERS[name] for name in sorted(helpers))]
+    return module_source("PyTorch", ["import torch"], ops, command, exports, sources, bodies)
