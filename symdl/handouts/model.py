@@ -140,3 +140,8 @@ class Handout:
     def exercises(self) -> list[Exercise]:
         """The exercises, in order."""
         return [b for s in self.sections for b in s.blocks if isinstance(b, Exercise)]
+
+    @property
+    def answers(self) -> list[Exercise]:
+        """The exercises the answer key lists: every one with ``solutions``, else none."""
+        return self.exercises if self.solutions else []

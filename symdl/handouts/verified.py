@@ -90,7 +90,7 @@ def op_gradient(name: str, variant: str = "", input_name: str = "input", **value
     variant = variant or (str(op.param(op.variant_param).default) if op.variant_param else "")
     formula = op.formulas[variant].substituted(_substitution(op, values))
     proofs = _methods([p.method for p in _proofs(name, variant)])
-    if op.kind in ("row", "class_loss"):
+    if op.traits.over_rows:
         return Formula(f"{_label(op, name, variant)}.gradient", gradient_latex(op, formula, input_name),
                        f"catalog op {name}{_shown(values)}",
                        "closed form proven equal to SymPy's vector-Jacobian product of the definition: " + proofs)

@@ -17,7 +17,7 @@ SUMMARY = ("Every activation in symdl's catalog with its derivative and PyTorch'
 def _elementwise() -> list[str]:
     from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
-    return [name for name, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation" and op.kind == "elementwise"]
+    return [name for name, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation" and not op.traits.over_rows]
 
 
 def _catalog_section(b: Builder) -> None:
@@ -58,7 +58,7 @@ def _plots(b: Builder) -> None:
     b.run('''
         from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
-        names = [n for n, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation" and op.kind == "elementwise"]
+        names = [n for n, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation" and not op.traits.over_rows]
 
 
         def kinks(name):
