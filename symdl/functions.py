@@ -46,14 +46,35 @@ __all__ = [
 ]
 
 
-class sigmoid(sp.Function):  # noqa: N801 - SymPy function names are lowercase
-    r"""Logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`."""
+class _StableUnary(sp.Function):
+    """A stable primitive of one argument, known exactly at 0, evaluated through its textbook form.
+
+    Each subclass gives its value at 0 (``_at_zero``), the function its textbook form is
+    written with (``_textbook``: ``expr.rewrite(_textbook)`` is what ``evalf`` evaluates) and the
+    LaTeX of its name (``_latex_name``).
+    """
+
+    _at_zero: sp.Expr
+    _textbook: type[sp.Function]
+    _latex_name: str
 
     @classmethod
     def eval(cls, x: sp.Expr) -> sp.Expr | None:
         if x.is_zero:
-            return sp.Rational(1, 2)
+            return cls._at_zero
         return None
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(self._textbook)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        return rf"{self._latex_name}\left({printer._print(self.args[0])}\right)"
+
+
+class sigmoid(_StableUnary):  # noqa: N801 - SymPy function names are lowercase
+    r"""Logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`."""
+
+    _at_zero, _textbook, _latex_name = sp.Rational(1, 2), sp.exp, r"\sigma"
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         s = sigmoid(self.args[0])
@@ -62,21 +83,11 @@ class sigmoid(sp.Function):  # noqa: N801 - SymPy function names are lowercase
     def _eval_rewrite_as_exp(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
         return 1 / (1 + sp.exp(-x))
 
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return self.rewrite(sp.exp)._eval_evalf(prec)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\sigma\left({printer._print(self.args[0])}\right)"
-
-
-class softplus(sp.Function):  # noqa: N801
+class softplus(_StableUnary):  # noqa: N801
     r"""Softplus :math:`\log(1 + e^{x})`, the smooth ReLU."""
 
-    @classmethod
-    def eval(cls, x: sp.Expr) -> sp.Expr | None:
-        if x.is_zero:
-            return sp.log(2)
-        return None
+    _at_zero, _textbook, _latex_name = sp.log(2), sp.exp, r"\operatorname{softplus}"
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sigmoid(self.args[0])
@@ -84,25 +95,15 @@ class softplus(sp.Function):  # noqa: N801
     def _eval_rewrite_as_exp(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
         return sp.log(1 + sp.exp(x))
 
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return self.rewrite(sp.exp)._eval_evalf(prec)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
-
-
-class normal_cdf(sp.Function):  # noqa: N801
+class normal_cdf(_StableUnary):  # noqa: N801
     r"""Standard normal CDF :math:`\Phi(x) = \tfrac12 (1 + \operatorname{erf}(x / \sqrt2))`.
 
     A primitive of its own because SymPy rewrites ``erfc(-z)`` as
     ``2 - erfc(z)``, which cancels catastrophically for negative x.
     """
 
-    @classmethod
-    def eval(cls, x: sp.Expr) -> sp.Expr | None:
-        if x.is_zero:
-            return sp.Rational(1, 2)
-        return None
+    _at_zero, _textbook, _latex_name = sp.Rational(1, 2), sp.erf, r"\Phi"
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         x = self.args[0]
@@ -110,12 +111,6 @@ class normal_cdf(sp.Function):  # noqa: N801
 
     def _eval_rewrite_as_erf(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
         return (1 + sp.erf(x / sp.sqrt(2))) / 2
-
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return self.rewrite(sp.erf)._eval_evalf(prec)
-
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\Phi\left({printer._print(self.args[0])}\right)"
 
 
 class xlogy(sp.Function):  # noqa: N801
@@ -138,48 +133,49 @@ class xlogy(sp.Function):  # noqa: N801
         return rf"{x} \log {y}"
 
 
-class clamped_log(sp.Function):  # noqa: N801
+class _ClampedLogarithm(sp.Function):
+    r""":math:`\max(L(u), c)` for a logarithm :math:`L`: its derivative in :math:`u` is :math:`L'(u)`
+    above the floor and 0 below it; in :math:`c`, 0 above and 1 below.
+
+    Each subclass gives :math:`L` (``_log``), :math:`L'` (``_dlog``) and the LaTeX of
+    :math:`L(u)` (``_latex_log``, a format of ``{u}``).
+    """
+
+    nargs = 2
+    _log: Callable[[sp.Expr], sp.Expr]
+    _dlog: Callable[[sp.Expr], sp.Expr]
+    _latex_log: str
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        u, floor = self.args
+        above = self._log(u) > floor
+        if argindex == 1:
+            return sp.Piecewise((self._dlog(u), above), (0, True))
+        return sp.Piecewise((0, above), (1, True))
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return to_textbook(self)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        u, floor = (printer._print(a) for a in self.args)
+        return rf"\max\left({self._latex_log.format(u=u)}, {floor}\right)"
+
+
+class clamped_log(_ClampedLogarithm):  # noqa: N801
     r""":math:`\max(\log u, c)`: a log clamped below at ``c`` (PyTorch's BCE clamps at -100).
 
     The kernel takes ``log`` with the divide-by-zero warning of ``log 0 = -inf``
     silenced, then the maximum: ``u = 0`` gives ``c`` exactly, in two passes.
     """
 
-    nargs = 2
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        u, floor = self.args
-        above = sp.log(u) > floor
-        if argindex == 1:
-            return sp.Piecewise((1 / u, above), (0, True))
-        return sp.Piecewise((0, above), (1, True))
-
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return to_textbook(self)._eval_evalf(prec)
-
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        u, floor = (printer._print(a) for a in self.args)
-        return rf"\max\left(\log {u}, {floor}\right)"
+    _log, _dlog, _latex_log = staticmethod(sp.log), staticmethod(lambda u: 1 / u), r"\log {u}"
 
 
-class clamped_log1p(sp.Function):  # noqa: N801
+class clamped_log1p(_ClampedLogarithm):  # noqa: N801
     r""":math:`\max(\log(1 + u), c)`, accurate for small ``u`` (``log(1 - p)`` as ``log1p(-p)``)."""
 
-    nargs = 2
-
-    def fdiff(self, argindex: int = 1) -> sp.Expr:
-        u, floor = self.args
-        above = sp.log(1 + u) > floor
-        if argindex == 1:
-            return sp.Piecewise((1 / (1 + u), above), (0, True))
-        return sp.Piecewise((0, above), (1, True))
-
-    def _eval_evalf(self, prec: int) -> sp.Expr:
-        return to_textbook(self)._eval_evalf(prec)
-
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        u, floor = (printer._print(a) for a in self.args)
-        return rf"\max\left(\log\left(1 + {u}\right), {floor}\right)"
+    _log, _dlog = staticmethod(lambda u: sp.log(1 + u)), staticmethod(lambda u: 1 / (1 + u))
+    _latex_log = r"\log\left(1 + {u}\right)"
 
 
 class indicator(sp.Function):  # noqa: N801
