@@ -36,7 +36,8 @@ _NAMES = {
 CONSTANTS = {"pi": math.pi, "e": math.e}
 
 
-def _where(node: ast.AST) -> str:
+def column(node: ast.AST) -> str:
+    """Where ``node`` starts, for an error message: ``(column 7)``."""
     return f"(column {getattr(node, 'col_offset', 0) + 1})"
 
 
@@ -78,11 +79,11 @@ def _constant(node: ast.Constant) -> None:
     value = node.value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         kind = "strings" if isinstance(value, (str, bytes)) else f"{type(value).__name__} literals"
-        raise ExpressionError(f"{kind} not allowed in expressions {_where(node)}")
+        raise ExpressionError(f"{kind} not allowed in expressions {column(node)}")
     if isinstance(value, int) and value.bit_length() > MAX_DIGITS * 3.33:
-        raise ExpressionError(f"integer literal has more than {MAX_DIGITS} digits {_where(node)}")
+        raise ExpressionError(f"integer literal has more than {MAX_DIGITS} digits {column(node)}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise ExpressionError(f"number {value!r} is not finite {_where(node)}")
+        raise ExpressionError(f"number {value!r} is not finite {column(node)}")
 
 
 _FLOAT_BINARY: dict[type, Callable[[float, float], float]] = {
@@ -116,19 +117,33 @@ def magnitude(node: ast.AST) -> float | None:
 def _power(node: ast.BinOp) -> None:
     exponent = magnitude(node.right)
     if exponent is not None and not exponent <= MAX_EXPONENT:
-        raise ExpressionError(f"exponent {exponent:.3g} is too large (limit {MAX_EXPONENT}) {_where(node)}")
+        raise ExpressionError(f"exponent {exponent:.3g} is too large (limit {MAX_EXPONENT}) {column(node)}")
     base = magnitude(node.left)
     if exponent is not None and base is not None and base > 0 and exponent * abs(math.log10(base)) > MAX_DIGITS:
-        raise ExpressionError(f"power has more than {MAX_DIGITS} digits {_where(node)}")
+        raise ExpressionError(f"power has more than {MAX_DIGITS} digits {column(node)}")
 
 
 def _call(node: ast.Call, functions: Collection[str] | None) -> None:
     if not isinstance(node.func, ast.Name):
-        raise ExpressionError(f"only named functions can be called {_where(node)}")
+        raise ExpressionError(f"only named functions can be called {column(node)}")
     if node.keywords:
-        raise ExpressionError(f"keyword arguments not allowed in a call of {node.func.id} {_where(node)}")
+        raise ExpressionError(f"keyword arguments not allowed in a call of {node.func.id} {column(node)}")
     if functions is not None and node.func.id not in functions:
         raise ExpressionError(f"unknown function {node.func.id!r}; known: {', '.join(sorted(functions))}")
+
+
+def parse_text(text: object) -> ast.Expression:
+    """The syntax tree of ``text``, one Python expression under the text caps (:func:`check_text`).
+
+    Nothing else is checked: :func:`validate` (and the matrix parser) judge the tree.
+    """
+    text = check_text(text)
+    try:
+        return ast.parse(text.strip(), mode="eval")
+    except SyntaxError as error:
+        raise ExpressionError(f"not a valid expression: {error.msg} (column {error.offset or 0})") from None
+    except (RecursionError, MemoryError, ValueError) as error:
+        raise ExpressionError(f"expression too complex to parse ({type(error).__name__})") from None
 
 
 def validate(text: str, functions: Collection[str] | None = None, variables: Collection[str] | None = None
@@ -138,19 +153,13 @@ def validate(text: str, functions: Collection[str] | None = None, variables: Col
     ``functions`` are the callable names and ``variables`` the other names
     allowed besides ``pi`` and ``e`` (None: any; the caller checks later).
     """
-    text = check_text(text)
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as error:
-        raise ExpressionError(f"not a valid expression: {error.msg} (column {error.offset or 0})") from None
-    except (RecursionError, MemoryError, ValueError) as error:
-        raise ExpressionError(f"expression too complex to parse ({type(error).__name__})") from None
+    tree = parse_text(text)
     if _depth(tree) > MAX_DEPTH:
         raise ExpressionError(f"expression nests operations more than {MAX_DEPTH} deep")
     for node in ast.walk(tree):
         if not isinstance(node, ALLOWED):
             what = _NAMES.get(type(node), type(node).__name__)
-            raise ExpressionError(f"{what} not allowed in expressions {_where(node)}")
+            raise ExpressionError(f"{what} not allowed in expressions {column(node)}")
         if isinstance(node, ast.Constant):
             _constant(node)
         elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow):

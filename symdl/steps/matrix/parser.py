@@ -6,7 +6,7 @@ The syntax is NumPy's: ``+ - * / ** @``, unary ``-``, ``.T``, numbers, declared 
 ``abs``, ``tanh``, ``sigmoid``, ``relu``, ``softplus``, ...). Every name must be declared with a shape
 (``X=n,d``); a declared size (``n``) may be used as a number. Anything else (attributes other than ``.T``,
 subscripts, keywords, strings, lambdas, unknown names) is refused with a :class:`MatrixSyntaxError` that
-names it. The text's length and nesting are capped by :func:`symdl.check.syntax.check_text` first.
+names it. The text's length and nesting are capped by :func:`symdl.check.syntax.parse_text` first.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import ast
 from collections.abc import Callable, Mapping
 
 from symdl.check.errors import ExpressionError
-from symdl.check.syntax import MAX_EXPONENT, check_text
+from symdl.check.syntax import MAX_EXPONENT, column, parse_text
 from symdl.steps.matrix import nodes as n
 from symdl.steps.matrix.errors import MatrixSyntaxError, ShapeError, UndeclaredNameError
 
@@ -32,10 +32,6 @@ _BINARY: dict[type, Callable[[n.Node, n.Node], n.Node]] = {
 }
 
 
-def _where(node: ast.AST) -> str:
-    return f"(column {getattr(node, 'col_offset', 0) + 1})"
-
-
 class _Builder:
     """One ``_<ASTClass>`` method per allowed syntax node."""
 
@@ -46,7 +42,7 @@ class _Builder:
     def build(self, node: ast.AST) -> n.Node:
         method = getattr(self, f"_{type(node).__name__}", None)
         if method is None:
-            raise MatrixSyntaxError(f"{type(node).__name__} not allowed in matrix expressions {_where(node)}")
+            raise MatrixSyntaxError(f"{type(node).__name__} not allowed in matrix expressions {column(node)}")
         return method(node)
 
     def _Expression(self, node: ast.Expression) -> n.Node:  # noqa: N802 - named after the AST class
@@ -54,9 +50,9 @@ class _Builder:
 
     def _Constant(self, node: ast.Constant) -> n.Node:  # noqa: N802
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-            raise MatrixSyntaxError(f"only numbers are allowed as constants {_where(node)}")
+            raise MatrixSyntaxError(f"only numbers are allowed as constants {column(node)}")
         if abs(node.value) > 1e300:
-            raise MatrixSyntaxError(f"number too large {_where(node)}")
+            raise MatrixSyntaxError(f"number too large {column(node)}")
         return n.Num(float(node.value))
 
     def _Name(self, node: ast.Name) -> n.Node:  # noqa: N802
@@ -65,7 +61,7 @@ class _Builder:
         if node.id in self.sizes:
             return n.Size(node.id)
         if node.id in CALLS:
-            raise MatrixSyntaxError(f"{node.id!r} is a function; call it, as {node.id}(...) {_where(node)}")
+            raise MatrixSyntaxError(f"{node.id!r} is a function; call it, as {node.id}(...) {column(node)}")
         declared = ", ".join(sorted(self.shapes)) or "none"
         raise UndeclaredNameError(f"name {node.id!r} has no declared shape (declared: {declared}); "
                                   f"declare it, e.g. --shape {node.id}=n,d")
@@ -76,36 +72,36 @@ class _Builder:
             return n.Num(-operand.value) if isinstance(operand, n.Num) else n.Neg(operand)
         if isinstance(node.op, ast.UAdd):
             return operand
-        raise MatrixSyntaxError(f"operator {type(node.op).__name__} not allowed {_where(node)}")
+        raise MatrixSyntaxError(f"operator {type(node.op).__name__} not allowed {column(node)}")
 
     def _BinOp(self, node: ast.BinOp) -> n.Node:  # noqa: N802
         left, right = self.build(node.left), self.build(node.right)
         if isinstance(node.op, ast.Pow):
             if not isinstance(right, n.Num):
-                raise MatrixSyntaxError(f"the exponent of ** must be a number {_where(node)}")
+                raise MatrixSyntaxError(f"the exponent of ** must be a number {column(node)}")
             if abs(right.value) > MAX_EXPONENT:
-                raise MatrixSyntaxError(f"exponent {right.value:g} is too large (limit {MAX_EXPONENT}) {_where(node)}")
+                raise MatrixSyntaxError(f"exponent {right.value:g} is too large (limit {MAX_EXPONENT}) {column(node)}")
             return n.Pow(left, right.value)
         operation = _BINARY.get(type(node.op))
         if operation is None:
-            raise MatrixSyntaxError(f"operator {type(node.op).__name__} not allowed; use + - * / ** @ {_where(node)}")
+            raise MatrixSyntaxError(f"operator {type(node.op).__name__} not allowed; use + - * / ** @ {column(node)}")
         result = operation(left, right)
         result.shape  # noqa: B018 - checks that the operands conform, now, where the column is known
         return result
 
     def _Attribute(self, node: ast.Attribute) -> n.Node:  # noqa: N802
         if node.attr != "T":
-            raise MatrixSyntaxError(f"attribute .{node.attr} not allowed; only .T (transpose) {_where(node)}")
+            raise MatrixSyntaxError(f"attribute .{node.attr} not allowed; only .T (transpose) {column(node)}")
         return n.T(self.build(node.value))
 
     def _Call(self, node: ast.Call) -> n.Node:  # noqa: N802
         if not isinstance(node.func, ast.Name):
-            raise MatrixSyntaxError(f"only named functions can be called {_where(node)}")
+            raise MatrixSyntaxError(f"only named functions can be called {column(node)}")
         name = node.func.id
         if node.keywords:
-            raise MatrixSyntaxError(f"keyword arguments not allowed in {name}(...) {_where(node)}")
+            raise MatrixSyntaxError(f"keyword arguments not allowed in {name}(...) {column(node)}")
         if name not in CALLS:
-            raise MatrixSyntaxError(f"unknown function {name!r} {_where(node)}; known: {', '.join(sorted(CALLS))}")
+            raise MatrixSyntaxError(f"unknown function {name!r} {column(node)}; known: {', '.join(sorted(CALLS))}")
         if name in ("ones", "eye"):
             return self._constant_array(name, node)
         args = [self.build(a) for a in node.args]
@@ -113,7 +109,7 @@ class _Builder:
             return self._sum(args, node)
         expected = 2 if name == "outer" else 1
         if len(args) != expected:
-            raise MatrixSyntaxError(f"{name} takes {expected} argument(s), got {len(args)} {_where(node)}")
+            raise MatrixSyntaxError(f"{name} takes {expected} argument(s), got {len(args)} {column(node)}")
         result = n.Outer(*args) if name == "outer" else _ONE[name](args[0])
         result.shape  # noqa: B018 - shape check
         return result
@@ -125,7 +121,7 @@ class _Builder:
             result = n.Sum(args[0], int(args[1].value))
             result.shape  # noqa: B018
             return result
-        raise MatrixSyntaxError(f"sum takes an array and optionally an axis 0 or 1 {_where(node)}")
+        raise MatrixSyntaxError(f"sum takes an array and optionally an axis 0 or 1 {column(node)}")
 
     def _constant_array(self, name: str, node: ast.Call) -> n.Node:
         dims: list[n.Dim] = []
@@ -135,12 +131,12 @@ class _Builder:
             elif isinstance(a, ast.Name) and a.id in self.sizes:
                 dims.append(a.id)
             else:
-                raise MatrixSyntaxError(f"{name}(...) takes declared sizes or positive integers {_where(node)}")
+                raise MatrixSyntaxError(f"{name}(...) takes declared sizes or positive integers {column(node)}")
         if name == "eye" and len(dims) == 1:
             return n.Eye(dims[0])
         if name == "ones" and len(dims) in (1, 2):
             return n.Ones(tuple(dims))
-        raise MatrixSyntaxError(f"{name} takes {'one size' if name == 'eye' else 'one or two sizes'} {_where(node)}")
+        raise MatrixSyntaxError(f"{name} takes {'one size' if name == 'eye' else 'one or two sizes'} {column(node)}")
 
 
 def parse_matrix(text: str, shapes: Mapping[str, n.Shape]) -> n.Node:
@@ -152,15 +148,9 @@ def parse_matrix(text: str, shapes: Mapping[str, n.Shape]) -> n.Node:
         ShapeError: operands do not conform.
     """
     try:
-        text = check_text(text)
+        tree = parse_text(text)
     except ExpressionError as error:
         raise MatrixSyntaxError(str(error)) from None
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except SyntaxError as error:
-        raise MatrixSyntaxError(f"not a valid expression: {error.msg} (column {error.offset or 0})") from None
-    except (RecursionError, MemoryError, ValueError) as error:
-        raise MatrixSyntaxError(f"expression too complex to parse ({type(error).__name__})") from None
     try:
         return _Builder(shapes).build(tree)
     except RecursionError:
