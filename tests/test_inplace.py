@@ -5,7 +5,12 @@
     shape and dtype (full vs row-reduced arrays, float vs bool masks), float32
     stays float32, 0-d inputs work, unknown calls are left alone;
 (b) every catalog op's generated kernels against the same kernels printed
-    plainly (one expression per assignment): bit-identical on random inputs.
+    plainly (one expression per assignment): bit-identical on random inputs;
+(c) ``emit_program``'s optimizer-step features, each run against the plain
+    form (branches as Python if/elif/else): writable inputs updated in their own
+    arrays and never while their old value is read, inputs not declared writable
+    never written, scratch buffers instead of fresh arrays (and reused), axpy
+    fusion only into a dying buffer, scalar-condition branches on every path.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import symdl.codegen.ops as codegen
 from symdl.catalog import ACTIVATIONS_AND_LOSSES
 from symdl.catalog.spec import Op
 from symdl.kernels import _runtime as _rt
-from symdl.printing.inplace import ArraySpec, emit_inplace
+from symdl.printing.inplace import ArraySpec, Branch, emit_inplace, emit_program
 from symdl.printing.numpy_printer import print_assignments
 from symdl.sampling import draw_inputs, draw_params, variant_value
 from tests.conftest import OP_VARIANTS
@@ -261,7 +266,8 @@ def test_inplace_kernels_are_bit_identical_to_plain_kernels(modules, op: Op, var
             assert all(np.array_equal(a, b) for a, b in zip(inputs, before, strict=True)), "an input was written"
 
 
-@pytest.mark.parametrize("name", [n for n, op in ACTIVATIONS_AND_LOSSES.items() if op.kind == "elementwise"])
+@pytest.mark.parametrize("name", [n for n, op in ACTIVATIONS_AND_LOSSES.items()
+                                  if not (op.traits.over_rows or op.traits.loss)])  # elementwise
 def test_elementwise_kernels_accept_0d_input(modules, name: str) -> None:
     op = ACTIVATIONS_AND_LOSSES[name]
     fast, plain = modules[True][op.family], modules[False][op.family]
@@ -303,3 +309,183 @@ def test_select_is_np_where_whichever_buffer_it_writes(where_out: str, taken: st
     np.testing.assert_array_equal(result, expected)
     if out is not None:
         assert result is out
+
+
+# ------------------------------------------------------------------ (c) writable inputs, scratch, axpy, branches
+PARAM = ArraySpec("p", "p")  # the optimizer's arrays: all like the parameter
+
+
+def plain_lines(assignments: list[tuple[str, object]]) -> list[str]:
+    """The plain form of assignments that may be branches: Python if/elif/else, one fresh array per operator."""
+    lines = []
+    for name, text in assignments:
+        if isinstance(text, str):
+            lines.append(f"{name} = {text}")
+            continue
+        for k, (condition, value) in enumerate(text.arms):
+            keyword = "else" if condition == "True" and k else ("if" if k == 0 else "elif")
+            lines.append(f"{keyword}{'' if keyword == 'else' else ' ' + condition}:")
+            lines.append(f"    {name} = {value}")
+    return lines
+
+
+def axpy_(c: float, a: np.ndarray, y: np.ndarray) -> None:
+    """``y += c * a`` in place: the plain form's two roundings, so results stay bit-identical."""
+    y += c * a
+
+
+def emit_and_run(assignments, env, writable, *, scratch=True, axpy=None, scalars=(), arrays=None, outputs=()):
+    """Run the plain form on copies and the emitted program on ``env``'s own arrays (with scratch buffers)."""
+    arrays = arrays or {n: PARAM for n in env if isinstance(env[n], np.ndarray)}
+    emitted = emit_program(assignments, list(outputs), scalars=scalars, arrays=arrays,
+                           writable=writable, scratch_like="p" if scratch else None, axpy=axpy, comments=False)
+    plain = run(plain_lines(assignments), {k: v.copy() if isinstance(v, np.ndarray) else v for k, v in env.items()})
+    like = env["p"]
+    scratch_env = {f"s{i}": np.full_like(like, np.nan) for i in range(emitted.scratch)}
+    done = run(emitted.lines, {**env, **scratch_env, "axpy_": axpy_})
+    return emitted, plain, done
+
+
+def arrays_like(rng: np.random.Generator, *names: str, dtype: type = np.float64) -> dict[str, np.ndarray]:
+    return {name: rng.standard_normal(64).astype(dtype) for name in names}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_dead_writable_input_receives_its_new_value_in_place(dtype: type) -> None:
+    rng = np.random.default_rng(1)
+    env = arrays_like(rng, "p", "x", dtype=dtype)
+    p_array, x_before = env["p"], env["x"].copy()
+    assignments = [("p", "np.exp(p) * 2 - x")]
+    emitted, plain, done = emit_and_run(assignments, env, ["p"])
+    assert emitted.fresh == 0 and emitted.scratch == 0  # exp, * 2 and - x all run in p's own array
+    assert "np.exp(p, out=p)" in emitted.lines
+    assert identical(p_array, plain["p"]) and done["p"] is p_array
+    assert np.array_equal(done["x"], x_before) and "x" not in written(emitted.lines)
+
+
+def test_a_writable_input_is_not_written_while_its_old_value_is_still_read() -> None:
+    rng = np.random.default_rng(2)
+    env = arrays_like(rng, "p", "q", "x")
+    p_array = env["p"]
+    # q's update reads p's old value after p's own update is printed: p must be written after it, or not at all
+    assignments = [("t", "p * 3"), ("p", "p + x"), ("q", "q * t + p")]
+    _emitted, plain, done = emit_and_run(assignments, env, ["p", "q"])
+    assert identical(done["p"], plain["p"]) and identical(done["q"], plain["q"])
+    assert done["p"] is p_array
+    # an alias of the old value read after the update: refused, not silently wrong
+    with pytest.raises(ValueError, match="old value is still read"):
+        emit_program([("old", "p"), ("p", "p * 2"), ("r", "old + 1")], ["r"], arrays={"p": PARAM},
+                     writable=["p"])
+
+
+def test_inputs_not_declared_writable_are_never_written_even_when_dead() -> None:
+    rng = np.random.default_rng(3)
+    env = arrays_like(rng, "p", "g", "x")
+    before = {k: v.copy() for k, v in env.items()}
+    assignments = [("d", "-g"), ("p", "p - (np.abs(x) + d) * 0.5")]
+    emitted, plain, done = emit_and_run(assignments, env, ["p"])
+    assert not written(emitted.lines) & {"g", "x"}
+    assert np.array_equal(done["g"], before["g"]) and np.array_equal(done["x"], before["x"])
+    assert identical(done["p"], plain["p"])
+
+
+def test_scratch_buffers_replace_fresh_arrays_and_are_reused_once_dead() -> None:
+    rng = np.random.default_rng(4)
+    env = arrays_like(rng, "p", "q", "x")
+    # two factors alive at once: two scratch buffers; the second update reuses them
+    assignments = [("p", "(x * 2 + 1) * (np.exp(x) + 3)"), ("q", "q + np.sqrt(np.abs(x)) * np.tanh(x)")]
+    emitted, plain, done = emit_and_run(assignments, env, ["p", "q"])
+    assert (emitted.scratch, emitted.fresh) == (2, 0)
+    assert all(not line.startswith(("t", "v")) or " = " not in line for line in emitted.lines)  # nothing allocates
+    assert identical(done["p"], plain["p"]) and identical(done["q"], plain["q"])
+    without = emit_program(assignments, [], arrays={n: PARAM for n in env}, writable=["p", "q"])
+    assert without.scratch == 0 and without.fresh >= 2  # the same program allocating its temporaries
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_axpy_fuses_a_scaled_add_into_a_dying_buffer_only(dtype: type) -> None:
+    rng = np.random.default_rng(5)
+    env = {**arrays_like(rng, "p", "m", "g", dtype=dtype), "lr": 0.25, "beta": 0.9}
+    assignments = [("m", "m * beta + g * (1 - beta)"), ("p", "p - np.sqrt(np.abs(m)) * lr"),
+                   ("r", "g + g * beta")]
+    emitted, plain, done = emit_and_run(assignments, env, ["p", "m"], axpy="axpy_", scalars=["lr", "beta"],
+                                        outputs=["r"])
+    assert "m *= beta" in emitted.lines and "axpy_(1 - beta, g, m)" in emitted.lines
+    assert "axpy_(-lr, s0, p)" in emitted.lines
+    # g is an input (not writable): g + g * beta cannot be formed in g, so it is not fused
+    assert not any(line.startswith("axpy_") and line.endswith(", g)") for line in emitted.lines)
+    for name in ("p", "m", "r"):
+        assert identical(done[name], plain[name]), name
+    unfused = emit_program(assignments, ["r"], scalars=["lr", "beta"], arrays={n: PARAM for n in ("p", "m", "g")},
+                           writable=["p", "m"], scratch_like="p")
+    assert not any("axpy" in line for line in unfused.lines)
+
+
+def test_a_product_read_twice_is_not_fused_away() -> None:
+    rng = np.random.default_rng(6)
+    env = arrays_like(rng, "p", "q", "x")
+    assignments = [("k", "np.exp(x) * 3"), ("p", "p + k"), ("q", "q - k")]
+    emitted, plain, done = emit_and_run(assignments, env, ["p", "q"], axpy="axpy_")
+    assert not any("axpy_" in line for line in emitted.lines)
+    assert identical(done["p"], plain["p"]) and identical(done["q"], plain["q"])
+
+
+BRANCHES = [
+    ("d", Branch((("flip", "-g"), ("True", "g")))),
+    ("d", Branch((("wd != 0", "d + p * wd"), ("True", "d")))),
+    ("m", Branch((("k == 0", "m"), ("k == 1", "d"), ("k > 1", "np.maximum(m, np.abs(d))"), ("True", "m * k + d")))),
+    ("u", Branch((("nest", "d + m * k"), ("True", "m")))),
+    ("p", "p - u * lr"),
+]
+
+
+@pytest.mark.parametrize("flip", [False, True])
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+@pytest.mark.parametrize("k", [0, 1, 0.9, 2.0])
+@pytest.mark.parametrize("nest", [False, True])
+def test_scalar_branches_run_the_arm_python_runs(flip: bool, wd: float, k: float, nest: bool) -> None:
+    rng = np.random.default_rng(7)
+    env = {**arrays_like(rng, "p", "m", "g"), "flip": flip, "wd": wd, "k": k, "nest": nest, "lr": 0.5}
+    g_before, arrays = env["g"].copy(), {"p": env["p"], "m": env["m"]}
+    emitted, plain, done = emit_and_run(BRANCHES, env, ["p", "m"], axpy="axpy_",
+                                        scalars=["flip", "wd", "k", "nest", "lr"])
+    assert emitted.fresh == 0 and emitted.scratch <= 3
+    for name in ("p", "m"):
+        assert identical(done[name], plain[name]), name
+        assert done[name] is arrays[name]  # updated in its own array on every path
+    assert np.array_equal(done["g"], g_before)
+    assert "g" not in written(emitted.lines)
+
+
+@pytest.mark.parametrize("c", [False, True])
+def test_a_value_an_earlier_arm_overwrites_is_intact_on_a_later_arm(c: bool) -> None:
+    rng = np.random.default_rng(8)
+    env = {**arrays_like(rng, "p", "q", "x"), "c": c}
+    # t dies inside each arm (its exp may run in t's own buffer), and is read after the branch too
+    assignments = [("t", "x * 2"), ("u", Branch((("c", "np.exp(t) + p"), ("True", "t * 3")))), ("p", "p + u"),
+                   ("w", Branch((("c", "np.exp(t)"), ("True", "t - 1")))), ("q", "q + w * t")]
+    emitted, plain, done = emit_and_run(assignments, env, ["p", "q"], scalars=["c"])
+    assert identical(done["p"], plain["p"]) and identical(done["q"], plain["q"])
+    # t's last read on the first arm frees its buffer there (sign never runs in place); the second arm still
+    # reads t, so its own temporary (exp(x)) must go elsewhere
+    assignments = [("t", "x * 2"), ("u", Branch((("c", "np.sign(t) + p"), ("True", "np.exp(x) * t")))),
+                   ("p", "p + u")]
+    _emitted, plain, done = emit_and_run(assignments, {**env, "p": env["p"].copy()}, ["p"], scratch=False,
+                                        scalars=["c"])
+    assert identical(done["p"], plain["p"])
+
+
+def test_branches_between_scalars_are_one_python_expression() -> None:
+    emitted = emit_program([("a", Branch((("c", "lr * 2"), ("True", "lr")))), ("p", "p * a")], [],
+                           scalars=["c", "lr"], arrays={"p": PARAM}, writable=["p"], comments=False)
+    assert emitted.lines == ["s0 = (lr * 2 if c else lr)", "p *= s0"]
+
+
+def test_an_arm_updates_its_array_in_place_although_another_arm_keeps_the_old_value() -> None:
+    emitted = emit_program([("p", Branch((("c", "p * 0.5"), ("True", "p"))))], [], scalars=["c"],
+                           arrays={"p": PARAM}, writable=["p"], comments=False)
+    assert emitted.lines == ["if c:", "    p *= 0.5"]
+    for c in (False, True):
+        p = np.linspace(-1, 1, 9)
+        done = run(emitted.lines, {"p": p, "c": c})
+        assert done["p"] is p and identical(p, np.linspace(-1, 1, 9) * (0.5 if c else 1.0))

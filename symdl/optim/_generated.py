@@ -26,21 +26,21 @@ def _sgd_step(param, grad, momentum_buffer, scratch, step, lr, momentum, dampeni
         d = s0
     else:
         d = grad
-    if (weight_decay != 0):
+    if weight_decay != 0:
         np.multiply(param, weight_decay, out=s1)
         s1 += d
         d = s1
-    if (momentum == 0):
+    if momentum == 0:
         pass
-    elif (step == 1):
+    elif step == 1:
         np.copyto(momentum_buffer, d)
-    elif (dampening == 0):
+    elif dampening == 0:
         momentum_buffer *= momentum
         momentum_buffer += d
     else:
         momentum_buffer *= momentum
         _axpy(1 - dampening, d, momentum_buffer)
-    if (momentum == 0):
+    if momentum == 0:
         pass
     elif nesterov:
         np.multiply(momentum_buffer, momentum, out=s2)
@@ -130,7 +130,7 @@ def _adagrad_step(param, grad, sum, scratch, step, lr, lr_decay, weight_decay, i
         d = s0
     else:
         d = grad
-    if (weight_decay != 0):
+    if weight_decay != 0:
         np.multiply(param, weight_decay, out=s1)
         s1 += d
         d = s1
@@ -139,7 +139,7 @@ def _adagrad_step(param, grad, sum, scratch, step, lr, lr_decay, weight_decay, i
     np.sqrt(sum, out=s2)
     s2 += eps
     np.divide(d, s2, out=s2)
-    _axpy(-lr/(lr_decay*(step - 1) + 1), s2, param)
+    _axpy(-(lr / (lr_decay * (step - 1) + 1)), s2, param)
     return ()
 
 def _adagrad_broken(lr, lr_decay, weight_decay, initial_accumulator_value, eps, maximize):
@@ -220,7 +220,7 @@ def _rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, scratch, s
         d = s0
     else:
         d = grad
-    if (weight_decay != 0):
+    if weight_decay != 0:
         np.multiply(param, weight_decay, out=s1)
         s1 += d
         d = s1
@@ -233,7 +233,7 @@ def _rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, scratch, s
     if centered:
         np.square(grad_avg, out=s2)
         np.subtract(square_avg, s2, out=s2)
-        np.maximum(s2, 0, out=s2)
+        np.clip(s2, 0, math.inf, out=s2)
         np.sqrt(s2, out=s2)
         s2 += eps
         avg = s2
@@ -241,11 +241,11 @@ def _rmsprop_step(param, grad, square_avg, momentum_buffer, grad_avg, scratch, s
         np.sqrt(square_avg, out=s2)
         s2 += eps
         avg = s2
-    if (momentum > 0):
+    if momentum > 0:
         momentum_buffer *= momentum
         np.divide(d, avg, out=s3)
         momentum_buffer += s3
-    if (momentum > 0):
+    if momentum > 0:
         _axpy(-lr, momentum_buffer, param)
     else:
         np.divide(d, avg, out=s3)
@@ -345,7 +345,7 @@ def _adadelta_step(param, grad, square_avg, acc_delta, scratch, step, lr, rho, e
         d = s0
     else:
         d = grad
-    if (weight_decay != 0):
+    if weight_decay != 0:
         np.multiply(param, weight_decay, out=s1)
         s1 += d
         d = s1
@@ -357,11 +357,10 @@ def _adadelta_step(param, grad, square_avg, acc_delta, scratch, step, lr, rho, e
     s2 /= s3
     np.sqrt(s2, out=s2)
     s2 *= d
-    delta = s2
     acc_delta *= rho
-    np.square(delta, out=s0)
-    _axpy(1 - rho, s0, acc_delta)
-    _axpy(-lr, delta, param)
+    np.square(s2, out=s3)
+    _axpy(1 - rho, s3, acc_delta)
+    _axpy(-lr, s2, param)
     return ()
 
 def _adadelta_broken(lr, rho, eps, weight_decay, maximize):
@@ -443,9 +442,9 @@ def _adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, step, 
         d = s0
     else:
         d = grad
-    if (decoupled_weight_decay and (weight_decay != 0)):
-        param *= -lr*weight_decay + 1
-    if ((not decoupled_weight_decay) and (weight_decay != 0)):
+    if decoupled_weight_decay and weight_decay != 0:
+        param *= -lr * weight_decay + 1
+    if not decoupled_weight_decay and weight_decay != 0:
         np.multiply(param, weight_decay, out=s1)
         s1 += d
         d = s1
@@ -460,11 +459,11 @@ def _adam_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, step, 
         vhat = max_exp_avg_sq
     else:
         vhat = exp_avg_sq
-    np.sqrt(vhat, out=s0)
-    s0 /= math.sqrt(1 - beta2 ** step)
-    s0 += eps
-    np.divide(exp_avg, s0, out=s0)
-    _axpy(-lr/(1 - beta1 ** step), s0, param)
+    np.sqrt(vhat, out=s1)
+    s1 /= math.sqrt(1 - beta2 ** step)
+    s1 += eps
+    np.divide(exp_avg, s1, out=s1)
+    _axpy(-(lr / (1 - beta1 ** step)), s1, param)
     return ()
 
 def _adam_broken(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize, decoupled_weight_decay):
@@ -558,9 +557,8 @@ def _adamw_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, step,
         d = s0
     else:
         d = grad
-    if (weight_decay != 0):
-        param *= -lr*weight_decay + 1
-    pass
+    if weight_decay != 0:
+        param *= -lr * weight_decay + 1
     np.subtract(d, exp_avg, out=s1)
     _axpy(1 - beta1, s1, exp_avg)
     exp_avg_sq *= beta2
@@ -576,7 +574,7 @@ def _adamw_step(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, scratch, step,
     s0 /= math.sqrt(1 - beta2 ** step)
     s0 += eps
     np.divide(exp_avg, s0, out=s0)
-    _axpy(-lr/(1 - beta1 ** step), s0, param)
+    _axpy(-(lr / (1 - beta1 ** step)), s0, param)
     return ()
 
 def _adamw_broken(lr, beta1, beta2, eps, weight_decay, amsgrad, maximize):
@@ -666,7 +664,7 @@ def _adamax_step(param, grad, exp_avg, exp_inf, scratch, step, lr, beta1, beta2,
         d = s0
     else:
         d = grad
-    if (weight_decay != 0):
+    if weight_decay != 0:
         np.multiply(param, weight_decay, out=s1)
         s1 += d
         d = s1
@@ -676,8 +674,8 @@ def _adamax_step(param, grad, exp_avg, exp_inf, scratch, step, lr, beta1, beta2,
     np.abs(d, out=s2)
     s2 += eps
     np.maximum(exp_inf, s2, out=exp_inf)
-    np.divide(exp_avg, exp_inf, out=s0)
-    _axpy(-lr/(1 - beta1 ** step), s0, param)
+    np.divide(exp_avg, exp_inf, out=s1)
+    _axpy(-(lr / (1 - beta1 ** step)), s1, param)
     return ()
 
 def _adamax_broken(lr, beta1, beta2, eps, weight_decay, maximize):
@@ -759,15 +757,15 @@ def _nadam_step(param, grad, exp_avg, exp_avg_sq, scratch, step, mu_product, lr,
         d = s0
     else:
         d = grad
-    if (decoupled_weight_decay and (weight_decay != 0)):
-        param *= -lr*weight_decay + 1
-    if ((not decoupled_weight_decay) and (weight_decay != 0)):
+    if decoupled_weight_decay and weight_decay != 0:
+        param *= -lr * weight_decay + 1
+    if not decoupled_weight_decay and weight_decay != 0:
         np.multiply(param, weight_decay, out=s1)
         s1 += d
         d = s1
-    mu = beta1*(1 - 0.5*(0.96) ** (momentum_decay*step))
-    mu_next = beta1*(1 - 0.5*(0.96) ** (momentum_decay*(step + 1)))
-    mu_product = mu*mu_product
+    mu = beta1 * (1 - 0.5 * 0.96 ** (momentum_decay * step))
+    mu_next = beta1 * (1 - 0.5 * 0.96 ** (momentum_decay * (step + 1)))
+    mu_product = mu * mu_product
     np.subtract(d, exp_avg, out=s2)
     _axpy(1 - beta1, s2, exp_avg)
     exp_avg_sq *= beta2
@@ -776,11 +774,10 @@ def _nadam_step(param, grad, exp_avg, exp_avg_sq, scratch, step, mu_product, lr,
     np.divide(exp_avg_sq, 1 - beta2 ** step, out=s2)
     np.sqrt(s2, out=s2)
     s2 += eps
-    denom = s2
-    np.divide(d, denom, out=s3)
-    _axpy(-lr*(1 - mu)/(1 - mu_product), s3, param)
-    np.divide(exp_avg, denom, out=s3)
-    _axpy(-lr*mu_next/(-mu_next*mu_product + 1), s3, param)
+    np.divide(d, s2, out=s3)
+    _axpy(-(lr * (1 - mu) / (1 - mu_product)), s3, param)
+    np.divide(exp_avg, s2, out=s2)
+    _axpy(-(lr * mu_next / (-mu_next * mu_product + 1)), s2, param)
     return (mu_product, )
 
 def _nadam_broken(lr, beta1, beta2, eps, weight_decay, momentum_decay, decoupled_weight_decay, maximize):
@@ -879,9 +876,9 @@ def _radam_step(param, grad, exp_avg, exp_avg_sq, scratch, step, lr, beta1, beta
         d = s0
     else:
         d = grad
-    if (decoupled_weight_decay and (weight_decay != 0)):
-        param *= -lr*weight_decay + 1
-    if ((not decoupled_weight_decay) and (weight_decay != 0)):
+    if decoupled_weight_decay and weight_decay != 0:
+        param *= -lr * weight_decay + 1
+    if not decoupled_weight_decay and weight_decay != 0:
         np.multiply(param, weight_decay, out=s1)
         s1 += d
         d = s1
@@ -890,15 +887,15 @@ def _radam_step(param, grad, exp_avg, exp_avg_sq, scratch, step, lr, beta1, beta
     exp_avg_sq *= beta2
     np.square(d, out=s2)
     _axpy(1 - beta2, s2, exp_avg_sq)
-    rho_inf = -1 + 2/(1 - beta2)
-    rho_t = -2*beta2 ** step*step/(1 - beta2 ** step) + rho_inf
-    if (rho_t > 5):
-        np.sqrt(exp_avg_sq, out=s0)
-        s0 += eps
-        np.divide(exp_avg, s0, out=s0)
-        _axpy(-lr*math.sqrt(rho_inf*(rho_t - 4)*(rho_t - 2)/(rho_t*(rho_inf - 4)*(rho_inf - 2)))*math.sqrt(1 - beta2 ** step)/(1 - beta1 ** step), s0, param)
+    rho_inf = -1 + 2 / (1 - beta2)
+    rho_t = -2 * beta2 ** step * step / (1 - beta2 ** step) + rho_inf
+    if rho_t > 5:
+        np.sqrt(exp_avg_sq, out=s1)
+        s1 += eps
+        np.divide(exp_avg, s1, out=s1)
+        _axpy(-(lr * math.sqrt(rho_inf * (rho_t - 4) * (rho_t - 2) / (rho_t * (rho_inf - 4) * (rho_inf - 2))) * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)), s1, param)
     else:
-        _axpy(-lr/(1 - beta1 ** step), exp_avg, param)
+        _axpy(-(lr / (1 - beta1 ** step)), exp_avg, param)
     return ()
 
 def _radam_broken(lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, maximize):
@@ -985,12 +982,11 @@ class RAdam(Optimizer):
 def _lion_step(param, grad, exp_avg, scratch, step, lr, beta1, beta2, weight_decay):
     """One Lion step on one parameter, in place; returns the new scalar states."""
     s0, s1 = scratch
-    if (weight_decay != 0):
-        param *= -lr*weight_decay + 1
+    if weight_decay != 0:
+        param *= -lr * weight_decay + 1
     np.multiply(exp_avg, beta1, out=s0)
     _axpy(1 - beta1, grad, s0)
-    c = s0
-    np.sign(c, out=s1)
+    np.sign(s0, out=s1)
     _axpy(-lr, s1, param)
     exp_avg *= beta2
     _axpy(1 - beta2, grad, exp_avg)
