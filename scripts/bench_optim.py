@@ -13,18 +13,27 @@ single-tensor as the median over repeats of the ratio *within* each repeat: the
 two sides of a ratio are timed a few hundred milliseconds apart, so the drift of
 a shared machine's speed over minutes (about 1.5x here) cancels out of it.
 
+With ``--ab OLD.py`` it compares instead two versions of the generated steps in
+one process: ``symdl/optim/_generated.py`` against a saved copy of an older one
+(at the defaults and with every branch flag on), plus the old one against a
+second import of itself, whose ratio shows the noise.
+
 Usage:
     python scripts/bench_optim.py [--repeats 15] [--steps 3] [--markdown docs/bench_optim.md]
+    python scripts/bench_optim.py --ab /tmp/old_generated.py [--repeats 31]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import math
 import platform
 import statistics
 import time
 from collections.abc import Callable
+from types import ModuleType
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -240,12 +249,73 @@ def _steps_per_sample(step: Callable[[], None], minimum: int) -> int:
     return max(minimum, math.ceil(MIN_SAMPLE_SECONDS / max(time.perf_counter() - start, 1e-9)))
 
 
+def _time(steps: dict[str, Callable[[], None]], count: int, repeats: int,
+          rng: np.random.Generator) -> dict[str, list[float]]:
+    """Seconds per step of each runner in each repeat (runners in a shuffled order within a repeat)."""
+    times: dict[str, list[float]] = {k: [] for k in steps}
+    for _ in range(repeats):
+        for runner in rng.permutation(list(steps)):
+            step = steps[runner]
+            start = time.perf_counter()
+            for _ in range(count):
+                step()
+            times[runner].append((time.perf_counter() - start) / count)
+    return times
+
+
+#: ``--ab``: hyper-parameters that take every branch of each rule (beside the defaults).
+FLAGS: dict[str, dict[str, object]] = {
+    "SGD": {"momentum": 0.9, "nesterov": True, "weight_decay": 1e-2},
+    "Adagrad": {"weight_decay": 1e-2, "lr_decay": 1e-3},
+    "RMSprop": {"momentum": 0.9, "centered": True}, "Adadelta": {"weight_decay": 1e-2},
+    "Adam": {"amsgrad": True, "weight_decay": 1e-2}, "AdamW": {"amsgrad": True}, "Adamax": {"weight_decay": 1e-2},
+    "NAdam": {"decoupled_weight_decay": True, "weight_decay": 1e-2},
+    "RAdam": {"decoupled_weight_decay": True, "weight_decay": 1e-2}, "Lion": {"weight_decay": 1e-2},
+}
+
+
+def _load(path: str, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _ab(path: str, names: list[str], repeats: int, minimum: int) -> list[str]:
+    """Markdown rows: the current generated steps against the old ones at ``path`` (see the module docstring)."""
+    import symdl.optim._generated as new
+
+    modules = {"new": new, "old": _load(path, "old_generated"), "control": _load(path, "old_generated_control")}
+    rng = np.random.default_rng(0)
+    rows = ["| optimizer | hyper-parameters | dtype | layout | old steps/s | new steps/s | new/old time | "
+            "old/old time (noise) |", "|---|---|---|---|---|---|---|---|"]
+    for dtype in (np.float32, np.float64):
+        for layout, (params, grads) in _layouts(dtype, rng).items():
+            for name in names:
+                for config in ({}, FLAGS[name]):
+                    steps = {}
+                    for runner, module in modules.items():
+                        optimizer = getattr(module, name)([p.copy() for p in params], **config)
+                        steps[runner] = functools.partial(optimizer.step, grads)
+                        steps[runner]()  # create the state
+                    times = _time(steps, _steps_per_sample(steps["old"], minimum), repeats, rng)
+                    label = ", ".join(f"{k}={v}" for k, v in config.items()) or "defaults"
+                    row = (f"| {name} | {label} | {np.dtype(dtype).name} | {layout} | "
+                           f"{1 / statistics.median(times['old']):.0f} | {1 / statistics.median(times['new']):.0f} | "
+                           f"{paired_ratio(times['new'], times['old']):.3f} | "
+                           f"{paired_ratio(times['control'], times['old']):.3f} |")
+                    rows.append(row)
+                    print(row, flush=True)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--steps", type=int, default=3, help="fewest steps per timed sample")
     parser.add_argument("--markdown", help="also write the table to this file")
     parser.add_argument("--only", help="comma-separated optimizer names")
+    parser.add_argument("--ab", metavar="OLD.py", help="compare the generated steps with this older copy instead")
     args = parser.parse_args()
     try:
         import torch
@@ -261,6 +331,9 @@ def main() -> int:
     if torch_version:
         runners |= {"torch": _torch(False), "torch foreach": _torch(True)}
     names = args.only.split(",") if args.only else list(HAND)
+    if args.ab:
+        _ab(args.ab, names, args.repeats, args.steps)
+        return 0
     rows = []
     rng = np.random.default_rng(0)
     for dtype in (np.float32, np.float64):
@@ -274,15 +347,7 @@ def main() -> int:
                     copies = [p.copy() for p in params]
                     steps[runner] = make(name, copies, grads)
                     steps[runner]()  # create the state
-                count = _steps_per_sample(steps["symdl"], args.steps)
-                times: dict[str, list[float]] = {k: [] for k in steps}
-                for _ in range(args.repeats):
-                    for runner in rng.permutation(list(steps)):
-                        step = steps[runner]
-                        start = time.perf_counter()
-                        for _ in range(count):
-                            step()
-                        times[runner].append((time.perf_counter() - start) / count)
+                times = _time(steps, _steps_per_sample(steps["symdl"], args.steps), args.repeats, rng)
                 med = {k: statistics.median(v) for k, v in times.items()}
                 ratios = {k: paired_ratio(times["symdl"], v) for k, v in times.items() if k != "symdl"}
                 rows.append((name, np.dtype(dtype).name, layout, med, ratios))
