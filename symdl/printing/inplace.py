@@ -365,12 +365,13 @@ _NOT_IN_PLACE = frozenset({"np.sign"})
 _MODULES = frozenset({"np", "math", "_rt", "abs", "max", "min"})
 
 
-def _dotted(node: ast.expr) -> str:
+def dotted_name(node: ast.expr) -> str:
+    """``np.exp`` for the node of ``np.exp`` (a name or attributes of one), else ``""``."""
     if isinstance(node, ast.Name):
         return node.id
     if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return "<expr>"
+        return f"{dotted_name(node.value)}.{node.attr}"
+    return ""
 
 
 def _result_type(func: str, args: Sequence[Operand], kwargs: Sequence[Keyword]) -> Type:
@@ -509,7 +510,7 @@ class _Lowering:
     def is_scalar(self, node: ast.AST) -> bool:
         """No array names and no NumPy or runtime calls (those return strong NumPy scalars)."""
         for sub in ast.walk(node):
-            if isinstance(sub, ast.Call) and _dotted(sub.func).startswith(("np.", "_rt.")):
+            if isinstance(sub, ast.Call) and dotted_name(sub.func).startswith(("np.", "_rt.")):
                 return False
             if isinstance(sub, ast.Name) and sub.id not in _MODULES and not isinstance(self.name(sub.id), Scalar):
                 return False
@@ -559,7 +560,7 @@ class _Lowering:
         return self.opaque(node)
 
     def call(self, node: ast.Call) -> Operand:
-        func = _dotted(node.func)
+        func = dotted_name(node.func)
         if any(k.arg is None for k in node.keywords):
             return self.opaque(node)
         kwargs = tuple((k.arg, ast.unparse(k.value)) for k in node.keywords)

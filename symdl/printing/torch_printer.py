@@ -33,6 +33,7 @@ import re
 from collections.abc import Iterable
 
 from symdl.printing.framework_printer import FrameworkNames, FrameworkPrinter
+from symdl.printing.inplace import dotted_name
 
 #: Helpers a generated PyTorch module defines when its code calls them. Those taking ``out=`` compute
 #: the plain form's operations in the same order, only into ``out`` (which may be their argument) or into
@@ -154,14 +155,6 @@ class TorchInplacePrinter(FrameworkPrinter):
     table = TORCH_INPLACE_NAMES
 
 
-def _dotted(node: ast.expr) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""
-
-
 def _call(func: str, args: list[ast.expr], keywords: list[ast.keyword]) -> ast.Call:
     return ast.Call(func=ast.parse(func, mode="eval").body, args=args, keywords=keywords)
 
@@ -218,7 +211,7 @@ class _ToTorch(ast.NodeTransformer):
     def is_scalar(self, node: ast.expr) -> bool:
         """No tensor in ``node``: only scalar names, constants and ``math`` (a Python number)."""
         for sub in ast.walk(node):
-            if isinstance(sub, ast.Call) and not _dotted(sub.func).startswith("math."):
+            if isinstance(sub, ast.Call) and not dotted_name(sub.func).startswith("math."):
                 return False
             if isinstance(sub, ast.Name) and sub.id not in self.scalars and sub.id != "math":
                 return False
@@ -255,7 +248,7 @@ class _ToTorch(ast.NodeTransformer):
         # np.result_type(a, b) == t.dtype (may the result go into t?) -> _same_dtype(t, a, b): every tensor
         # has t's dtype, a sufficient condition under PyTorch's promotion.
         left = node.left
-        if (isinstance(left, ast.Call) and _dotted(left.func) == "np.result_type" and len(node.ops) == 1
+        if (isinstance(left, ast.Call) and dotted_name(left.func) == "np.result_type" and len(node.ops) == 1
                 and isinstance(node.ops[0], ast.Eq) and isinstance(node.comparators[0], ast.Attribute)
                 and node.comparators[0].attr == "dtype"):
             return _call("_same_dtype", [node.comparators[0].value, *left.args], [])
@@ -263,7 +256,7 @@ class _ToTorch(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         node = self.generic_visit(node)
-        func = _dotted(node.func)
+        func = dotted_name(node.func)
         keywords = list(node.keywords)
         if func == "np.asarray":  # NumPy's 0-d results are scalars; PyTorch's are 0-d tensors already
             return node.args[0]
