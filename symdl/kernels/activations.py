@@ -691,18 +691,17 @@ def _gelu_tanh(x: np.ndarray) -> np.ndarray:
 
 def _gelu_none_vjp(g: np.ndarray, x: np.ndarray) -> tuple[np.ndarray]:
     """gelu with approximate='none'."""
-    # grad_input = g * (0.3989422804014327 * x * np.exp(-0.5 * np.square(np.clip(np.abs(x), -math.inf, 40))) + _rt.normal_cdf(x))
-    t0 = np.asarray(0.3989422804014327 * x)
-    t1 = np.asarray(np.abs(x))
-    np.clip(t1, -math.inf, 40, out=t1)
-    np.square(t1, out=t1)
-    t1 *= -0.5
-    np.exp(t1, out=t1)
-    t0 *= t1
-    t2 = _rt.normal_cdf(x)
-    t0 += t2
-    t3 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
-    grad_input = t3
+    # grad_input = g * (x * (0.3989422804014327 * np.exp(-0.5 * np.square(np.clip(x, -40, 40)))) + _rt.normal_cdf(x))
+    t0 = np.asarray(np.clip(x, -40, 40))
+    np.square(t0, out=t0)
+    t0 *= -0.5
+    np.exp(t0, out=t0)
+    t0 *= 0.3989422804014327
+    t0 *= x
+    t1 = _rt.normal_cdf(x)
+    t0 += t1
+    t2 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+    grad_input = t2
     return (grad_input,)
 
 
@@ -755,8 +754,8 @@ def gelu(input: ArrayLike, *, approximate: str = 'none') -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\sqrt{2} x e^{- \frac{\min\left(40,
-        \left|{x}\right|\right)^{2}}{2}}}{2 \sqrt{\pi}} + \Phi\left(x\right)
+        \frac{\partial y}{\partial x} = x \frac{\sqrt{2} e^{- \frac{\max\left(-40, \min\left(40,
+        x\right)\right)^{2}}{2}}}{2 \sqrt{\pi}} + \Phi\left(x\right)
 
     With ``approximate='tanh'``:
 
