@@ -95,7 +95,7 @@ def test_backpropagation_derives_the_matrix_form_with_the_matrix_engine(handouts
     assert r"\frac{\partial f}{\partial X} &= W^\top \mathrm{dD}" in layer.latex
     assert layer.latex.count("[verified") == 3  # every step's check shown
     network = formulas["backprop.network_matrix"].latex
-    assert r"\mathbb{1}_{>0}" in network and r"\left(\left(W_{2}^\top \mathrm{dZ}\right) \odot" in network
+    assert r"\operatorname{step}" in network and r"\left(\left(W_{2}^\top \mathrm{dZ}\right) \odot" in network
     assert "sum(y) = 1" in formulas["backprop.cross_entropy_matrix"].method
     assert not [k for k in formulas if k.startswith(("linear", "relu", "cross_entropy"))], "catalog forms replaced"
     outputs = "".join(b.output for b in _blocks(handouts["backpropagation"], Code))
