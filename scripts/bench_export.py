@@ -12,7 +12,13 @@ With ``--compile``, the same under ``torch.compile`` (inductor) for both, for
 the ops listed in :data:`COMPILED` (``--compile all``: every op; compilation
 takes tens of seconds per op).
 
-Run: ``python scripts/bench_export.py [--repeats 7] [--compile [all]]``.
+With ``--clock cpu``, the process's CPU time instead of wall time. With ``--ops``, only the
+ops listed (comma-separated); with ``--against FILE.py``, the
+functions of another exported module (e.g. one written by an earlier symdl) are measured in
+the same alternation too, in two more columns (A/B within one run).
+
+Run: ``python scripts/bench_export.py [--repeats 7] [--compile [all]] [--clock cpu] [--ops NAME,...]
+[--against FILE.py]``.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ ELEMENTWISE = ["relu", "leaky_relu", "elu", "gelu", "silu", "mish", "softplus", 
                "logsigmoid"]
 ROWS = ["softmax", "log_softmax"]
 LOSSES = ["mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy_with_logits",
-          "soft_margin_loss", "cross_entropy", "nll_loss"]
+          "soft_margin_loss", "cross_entropy", "nll_loss", "multi_margin_loss"]
 COMPILED = ["gelu", "silu", "softmax", "mse_loss"]
 TARGETS = {"elementwise": 1.5, "row": 2.0, "pointwise_loss": 2.0, "class_loss": 2.0}
 
@@ -84,16 +90,17 @@ def _step(function: Callable[..., torch.Tensor], inputs: list[torch.Tensor], par
     return run
 
 
-def _alternate(*runs: Callable[[], None], repeats: int) -> list[float]:
-    """Median seconds of each of ``runs``, measured alternately (A, B, C, A, B, C, ...) after one warm-up each."""
+def _alternate(*runs: Callable[[], None], repeats: int, clock: Callable[[], float] = time.perf_counter) -> list[float]:
+    """Median seconds of each of ``runs``, measured alternately (A, B, C, A, B, C, ...) after one warm-up each,
+    on ``clock`` (wall time, or the process's CPU time, which a loaded machine's other processes do not inflate)."""
     for run in runs:
         run()
     times: list[list[float]] = [[] for _ in runs]
     for _ in range(repeats):
         for run, measured in zip(runs, times):
-            start = time.perf_counter()
+            start = clock()
             run()
-            measured.append(time.perf_counter() - start)
+            measured.append(clock() - start)
     return [statistics.median(measured) for measured in times]
 
 
@@ -112,18 +119,32 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--compile", nargs="?", const="some", choices=("some", "all"),
                         help="add torch.compile figures: for COMPILED ops (some) or for every op (all)")
+    parser.add_argument("--ops", help="comma-separated op names (default: every benchmarked op)")
+    parser.add_argument("--against", type=Path, help="another exported torch module to measure in the alternation")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time (default) or the process's CPU time (steadier on a shared, loaded machine)")
     args = parser.parse_args()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     names = ELEMENTWISE + ROWS + LOSSES
+    if args.ops:
+        names = [name for name in args.ops.split(",") if name]
+        unknown = sorted(set(names) - set(ELEMENTWISE + ROWS + LOSSES) - set(ACTIVATIONS_AND_LOSSES))
+        if unknown:
+            parser.error(f"unknown ops: {', '.join(unknown)}")
     with tempfile.TemporaryDirectory() as directory:
         exported = _load(export_source(names, "torch"), "bench_ops_torch", directory)
         plain = _load(render(resolve(names), inplace=False, from_output=False), "bench_ops_torch_plain", directory)
+        against = _load(args.against.read_text(), "bench_ops_torch_against", directory) if args.against else None
         print(f"# torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
-              f"1 thread, median of {args.repeats} alternating runs, forward + backward on 1e6 elements, "
+              f"1 thread, median {args.clock} time of {args.repeats} alternating runs, "
+              f"forward + backward on 1e6 elements, "
               f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} at the start")
         header = ("| op | dtype | symdl export (ms) | built-in (ms) | ratio | target | plain-form export (ms) "
                   "| plain ratio |")
+        if against is not None:
+            header += f" {args.against.name} (ms) | its ratio |"
         if args.compile:
             header += " compiled export (ms) | compiled built-in (ms) | compiled ratio |"
         print(header)
@@ -136,16 +157,18 @@ def main() -> int:
                 ours = _step(getattr(exported, name), inputs, params)
                 theirs = _step(_builtin(name), inputs, params)
                 before = _step(getattr(plain, name), inputs, params)
-                a, b, c = _alternate(ours, theirs, before, repeats=args.repeats)
+                runs = [ours, theirs, before] + ([_step(getattr(against, name), inputs, params)] if against else [])
+                a, b, c, *d = _alternate(*runs, repeats=args.repeats, clock=clock)
                 target = TARGETS[op.kind]
                 row = (f"| {name} | {str(dtype).removeprefix('torch.')} | {a * 1e3:.2f} | {b * 1e3:.2f} | "
                        f"{a / b:.2f} | <= {target} | {c * 1e3:.2f} | {c / b:.2f} |")
+                row += "".join(f" {v * 1e3:.2f} | {v / b:.2f} |" for v in d)
                 if args.compile:
                     if args.compile == "all" or name in COMPILED:
                         torch._dynamo.reset()  # a fresh cache per op: no recompile limit, no eager fallback
                         compiled_ours = _step(torch.compile(getattr(exported, name)), inputs, params)
                         compiled_theirs = _step(torch.compile(_builtin(name)), inputs, params)
-                        ca, cb = _alternate(compiled_ours, compiled_theirs, repeats=args.repeats)
+                        ca, cb = _alternate(compiled_ours, compiled_theirs, repeats=args.repeats, clock=clock)
                         row += f" {ca * 1e3:.2f} | {cb * 1e3:.2f} | {ca / cb:.2f} |"
                     else:
                         row += " | | |"

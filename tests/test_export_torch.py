@@ -319,3 +319,113 @@ def test_pointwise_loss_broadcasts_inputs_in_place(exported: ModuleType, exporte
     assert out.dtype == plain.dtype == torch.float64 and torch.equal(out, plain)
     for got, want in zip(torch.autograd.grad(out, (x32, y), upstream), torch.autograd.grad(plain, (x32, y), upstream)):
         assert got.dtype == want.dtype and got.shape == want.shape and torch.equal(got, want)
+
+
+#: Class losses with class-index targets and their parameters: (op, parameters, class-axis shape (N, C, ...)).
+#: ``weight`` True draws a per-class weight; an ``ignore_index`` that is a class (2) ignores real rows.
+GATHER_CASES = [
+    ("nll_loss", {}, (6, 5, 3)),
+    ("nll_loss", {"weight": True, "ignore_index": 2}, (6, 5, 3)),
+    ("nll_loss", {"weight": True}, (7, 5)),
+    ("cross_entropy", {}, (6, 5, 3)),
+    ("cross_entropy", {"weight": True}, (7, 5)),
+    ("cross_entropy", {"label_smoothing": 0.1}, (6, 5, 3)),
+    ("cross_entropy", {"weight": True, "label_smoothing": 0.3, "ignore_index": 2}, (6, 5, 3)),
+    ("multi_margin_loss", {}, (7, 5)),
+    ("multi_margin_loss", {"p": 2, "margin": 0.7, "weight": True}, (7, 5)),
+]
+
+
+def _gather_case(name: str, params: dict, shape: tuple[int, ...], dtype: torch.dtype, reduction: str,
+                 seed: int = 11) -> tuple[np.ndarray, torch.Tensor, dict]:
+    """Logits, class-index targets (with ignored rows where the op has ``ignore_index``) and parameters."""
+    rng = np.random.default_rng(seed)
+    logits = rng.standard_normal(shape) * 2
+    target = torch.tensor(rng.integers(0, shape[1], shape[:1] + shape[2:]))
+    params = dict(params, reduction=reduction)
+    if "ignore_index" in inspect.signature(getattr(torch.nn.functional, name)).parameters:
+        ignored = params.get("ignore_index", -100)
+        target.view(-1)[:2] = ignored  # the first two rows are out of the loss, its gradient and the mean
+    if params.get("weight"):
+        params["weight"] = torch.tensor(rng.uniform(0.5, 2.0, shape[1]), dtype=dtype)
+    return logits, target, params
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+@pytest.mark.parametrize(("name", "params", "shape"), GATHER_CASES)
+def test_class_index_targets_take_the_gather_form(exported: ModuleType, name: str, params: dict,
+                                                 shape: tuple[int, ...], reduction: str, dtype: torch.dtype) -> None:
+    """Class-index targets run the gather form (its Function is the output's grad_fn), whose values and
+    gradients equal the built-in's in float32 and float64: ignored rows, per-class weights, label smoothing,
+    every reduction, and a class axis 1 with a spatial axis after it."""
+    logits, target, params = _gather_case(name, params, shape, dtype, reduction)
+    ours_x = torch.tensor(logits, dtype=dtype, requires_grad=True)
+    theirs_x = torch.tensor(logits, dtype=dtype, requires_grad=True)
+    ours = getattr(exported, name)(ours_x, target, **params)
+    theirs = getattr(torch.nn.functional, name)(theirs_x, target, **params)
+    node = type(ours.grad_fn).__name__  # NameGather[FastN]FunctionBackward: a gather-form Function
+    assert node.startswith("".join(p.title() for p in name.split("_")) + "Gather"), node
+    assert node.endswith("FunctionBackward"), node
+    assert ours.dtype == dtype and ours.shape == theirs.shape
+    tight = {"rtol": 1e-12, "atol": 1e-14} if dtype == torch.float64 else {}  # float32: assert_close's own
+    torch.testing.assert_close(ours, theirs, **tight)
+    upstream = torch.tensor(np.random.default_rng(12).standard_normal(tuple(ours.shape)), dtype=dtype)
+    (grad_ours,) = torch.autograd.grad(ours, ours_x, upstream)
+    (grad_theirs,) = torch.autograd.grad(theirs, theirs_x, upstream)
+    assert grad_ours.dtype == dtype
+    torch.testing.assert_close(grad_ours, grad_theirs, **tight)
+    if "ignore_index" in inspect.signature(getattr(torch.nn.functional, name)).parameters:
+        ignored = torch.movedim(grad_ours, 1, -1).reshape(-1, shape[1])[:2]
+        assert bool((ignored == 0).all())  # ignored rows get no gradient, not even at class 0
+
+
+@pytest.mark.parametrize(("name", "params", "shape"), GATHER_CASES)
+def test_gather_form_gradcheck_and_create_graph(exported: ModuleType, name: str, params: dict,
+                                                shape: tuple[int, ...]) -> None:
+    """Finite differences agree with the gather form's backward (float64), and its plain branch (taken under
+    create_graph) is differentiable again: the scatter is recorded by autograd."""
+    logits, target, params = _gather_case(name, params, shape, torch.float64, "mean", seed=13)
+    x = torch.tensor(logits, requires_grad=True)
+    function = getattr(exported, name)
+    assert torch.autograd.gradcheck(lambda v: function(v, target, **params), (x,), eps=1e-6, atol=1e-7)
+    (grad,) = torch.autograd.grad(function(x, target, **params), x, create_graph=True)
+    y = x.detach().clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(getattr(torch.nn.functional, name)(y, target, **params), y, create_graph=True)
+    torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-14)
+    if name == "cross_entropy":  # a second derivative through the scatter: softmax's Hessian-vector product
+        direction = torch.tensor(np.random.default_rng(14).standard_normal(shape))
+        (hvp,) = torch.autograd.grad((grad * direction).sum(), x)
+        (expected_hvp,) = torch.autograd.grad((expected * direction).sum(), y)
+        torch.testing.assert_close(hvp, expected_hvp, rtol=1e-11, atol=1e-13)
+
+
+def test_gather_form_in_the_source_and_probability_targets_stay_dense(exported: ModuleType) -> None:
+    """The generated source gathers (``_pick``) and scatters (``_add_at_targets``) for class indices, and
+    the class losses without class-index targets have no gather form; probability targets take the rows."""
+    source = Path(exported.__file__).read_text()
+    for name in ("NllLoss", "CrossEntropy", "MultiMarginLoss"):
+        block = source.split(f"class {name}GatherFunction(")[1].split("\nclass ")[0]
+        assert "_pick(x, t, dim)" in block and "_add_at_targets(" in block and "one_hot" not in block
+    assert "MultilabelSoftMarginLossGather" not in source and "CosineEmbeddingLossGather" not in source
+    logits = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    target = torch.softmax(torch.randn(5, 4, dtype=torch.float64), dim=1)
+    assert type(exported.cross_entropy(logits, target).grad_fn).__name__ == "CrossEntropyFast0FunctionBackward"
+
+
+def test_gather_form_under_torch_compile(exported: ModuleType) -> None:
+    """The gather form traces whole under torch.compile (one graph) and computes the built-in's values and
+    gradients there."""
+    torch._dynamo.reset()
+    logits, target, params = _gather_case("cross_entropy", {"weight": True, "ignore_index": 2}, (6, 5, 3),
+                                          torch.float64, "mean", seed=15)
+    compiled = torch.compile(lambda v: exported.cross_entropy(v, target, **params), backend="aot_eager",
+                             fullgraph=True)
+    x = torch.tensor(logits, requires_grad=True)
+    value = compiled(x)
+    (grad,) = torch.autograd.grad(value, x)
+    y = torch.tensor(logits, requires_grad=True)
+    expected = torch.nn.functional.cross_entropy(y, target, **params)
+    (expected_grad,) = torch.autograd.grad(expected, y)
+    torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-14)

@@ -7,6 +7,12 @@ upstream gradient ``g``, or SymPy's derivative of the stable form), with
 shared subexpressions computed once (``sympy.cse``). Only the printer differs
 (:mod:`symdl.printing.torch_printer`, :mod:`symdl.printing.jax_printer`).
 
+A class loss whose row formulas are affine in the one-hot target row (nll_loss,
+cross_entropy, multi_margin_loss) also gets a *gather form* for class-index
+targets (:func:`gather_forms`, derived by :mod:`symdl.onehot` as for the NumPy
+kernels): the forward reads each row's values at its target class instead of
+a one-hot row, and each gradient is a base plus a scatter at the target class.
+
 Parameter-range :class:`~symdl.catalog.spec.Case` forms are not exported:
 they are faster forms proven equal to the general one where they hold, and
 the general form holds everywhere.
@@ -18,11 +24,15 @@ import textwrap
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+import sympy as sp
+
 from symdl.catalog.spec import RESULT, Formula, Op, Param
 from symdl.codegen.ops import _docstring, _gradient_expr
 from symdl.errors import SymdlError
+from symdl.functions import rowmax, rowsum
+from symdl.onehot import NotAffineError, lower_row, lower_rowsums, picked_symbol
 from symdl.printing.framework_printer import FrameworkPrinter
-from symdl.printing.inplace import kernel_arrays
+from symdl.printing.inplace import ArraySpec, kernel_arrays
 from symdl.printing.numpy_printer import print_assignments
 
 #: Op kinds the exporters print (every kind of the catalog; a new kind must be taught to them first).
@@ -51,6 +61,13 @@ class Printed:
     #: the forward and the backward computed into their own temporaries (None: not printed)
     forward_inplace: list[str] | None = None
     backward_inplace: list[str] | None = None
+    #: the gather form (:func:`gather_forms`): the target is class indices, which get no gradient
+    gathered: bool = False
+    #: what the implementation's docstring adds to its summary (the gather form's math)
+    doc: list[str] = field(default_factory=list)
+    #: intermediates the forward computes and saves, which the in-place backward reads instead of
+    #: recomputing them (its plain branch, taken under create_graph, recomputes them from the inputs)
+    saved: list[str] = field(default_factory=list)
 
 
 def check_exportable(op: Op) -> None:
@@ -96,8 +113,6 @@ def framework_arrays(op: Op) -> dict:
     input, the upstream gradient (its shape is the broadcast one, its dtype the promoted one) and each
     weight is an array of its own shape and dtype.
     """
-    from symdl.printing.inplace import ArraySpec
-
     specs = kernel_arrays(op)
     first = op.inputs[0].symbol
     if not op.traits.loss:  # the saved output: the first input's shape and dtype
@@ -124,9 +139,13 @@ def uses_output_form(op: Op, formula: Formula) -> bool:
             and all(i.name in form.grads for i in op.differentiable_inputs))
 
 
+#: Lowers the in-place emitter's NumPy lines to a framework's: (lines, scalar names, maybe-float names) ->
+#: (lines, helpers) (:func:`symdl.printing.torch_printer.lower_to_torch`).
+Lower = Callable[[list[str], list[str], list[str]], tuple[list[str], set[str]]]
+
+
 def print_forms(op: Op, formula: Formula, make_printer: Callable[..., FrameworkPrinter],
-                inplace: Callable[..., FrameworkPrinter] | None = None,
-                lower: Callable[[list[str], list[str], list[str]], tuple[list[str], set[str]]] | None = None,
+                inplace: Callable[..., FrameworkPrinter] | None = None, lower: Lower | None = None,
                 from_output: bool = False) -> Printed:
     """The forward and VJP lines of one formula of ``op`` for the framework ``make_printer`` prints.
 
@@ -138,30 +157,175 @@ def print_forms(op: Op, formula: Formula, make_printer: Callable[..., FrameworkP
     where :func:`uses_output_form` allows (:attr:`Printed.uses_result`).
     """
     check_exportable(op)
-    names = {op.upstream: "g", **{p.symbol: p.name for p in op.symbol_params}}
-
-    def printer(make: Callable[..., FrameworkPrinter]) -> FrameworkPrinter:
-        return make(scalars=[p.symbol for p in scalar_params(op)], names=names, arrays=framework_arrays(op))
-
     from_output = from_output and uses_output_form(op, formula)
     grads = {f"grad_{i.name}": _gradient_expr(op, formula, i.name, from_output=from_output)
              for i in op.differentiable_inputs}
+    printed = _print(op, {"out": formula.forward}, grads, framework_arrays(op), make_printer, inplace, lower)
+    printed.uses_result = from_output
+    return printed
+
+
+def _print(op: Op, forward: dict[str, sp.Expr], backward: dict[str, sp.Expr], arrays: dict,
+           make_printer: Callable[..., FrameworkPrinter], inplace: Callable[..., FrameworkPrinter] | None,
+           lower: Lower | None, maybe_float: Iterable[str] = (), reuse: bool = False) -> Printed:
+    """``forward`` and ``backward`` (name -> expression) printed plainly, and with ``inplace`` and ``lower``
+    also into the code's own temporaries (:func:`print_forms`); ``arrays`` are the printers' array specs,
+    ``maybe_float`` names besides the optional weights that may be the Python float 1.0. With ``reuse``
+    (and ``inplace``), the in-place backward reads the forward's intermediates it would recompute
+    (:func:`_shared_intermediates`, :attr:`Printed.saved`)."""
+    names = {op.upstream: "g", **{p.symbol: p.name for p in op.symbol_params}}
+    arrays = dict(arrays)
+    shared = _shared_intermediates(op, forward, backward, arrays) if reuse and inplace is not None else {}
+    forward = forward | {symbol.name: expr for expr, symbol in shared.items()}
+    backward_reused = {name: expr.xreplace(shared) for name, expr in backward.items()}
+
+    def printer(make: Callable[..., FrameworkPrinter]) -> FrameworkPrinter:
+        return make(scalars=[p.symbol for p in scalar_params(op)], names=names, arrays=arrays)
+
     forward_printer, backward_printer = printer(make_printer), printer(make_printer)
     try:
-        forward = print_assignments({"out": formula.forward}, forward_printer, inplace=False)
-        backward = print_assignments(grads, backward_printer, inplace=False)
-        printed = Printed(forward, backward, forward_printer.used_helpers | backward_printer.used_helpers,
-                          uses_result=from_output)
+        printed = Printed(print_assignments(forward, forward_printer, inplace=False),
+                          print_assignments(backward, backward_printer, inplace=False),
+                          forward_printer.used_helpers | backward_printer.used_helpers,
+                          saved=[symbol.name for symbol in shared.values()])
         if inplace is not None and lower is not None:
-            scalars, floats = [p.name for p in scalar_params(op)], [p.name for p in array_params(op)]
-            forward_inplace, forward_helpers = lower(print_assignments({"out": formula.forward}, printer(inplace)),
-                                                     scalars, floats)
-            backward_inplace, backward_helpers = lower(print_assignments(grads, printer(inplace)), scalars, floats)
+            scalars = [p.name for p in scalar_params(op)]
+            floats = [p.name for p in array_params(op)] + list(maybe_float)
+            forward_inplace, forward_helpers = lower(print_assignments(forward, printer(inplace)), scalars, floats)
+            backward_inplace, backward_helpers = lower(print_assignments(backward_reused, printer(inplace)),
+                                                       scalars, floats)
             printed.forward_inplace, printed.backward_inplace = forward_inplace, backward_inplace
             printed.helpers |= forward_helpers | backward_helpers
     except NotImplementedError as error:
         raise ExportError(f"{op.name}: {error}") from None
     return printed
+
+
+def _shared_intermediates(op: Op, forward: dict[str, sp.Expr], backward: dict[str, sp.Expr],
+                          arrays: dict) -> dict[sp.Expr, sp.Symbol]:
+    """Subexpressions of the forward that the backward computes again (softmax's ``exp(x - max x)`` and its
+    row sum for cross_entropy), largest first, each reading an input's full row: expression -> the symbol
+    the backward reads it as. Their array specs are added to ``arrays`` (a full row reading an input outside
+    its row reductions has the input's shape, otherwise one value per row, ``g``'s)."""
+    rows = {i.symbol for i in op.inputs if i.role not in ("class_index", "sign")}
+    first = op.inputs[0].symbol.name
+    remaining = list(backward.values())
+    shared: dict[sp.Expr, sp.Symbol] = {}
+    for expr in forward.values():
+        for part in sp.preorder_traversal(expr):
+            if (not isinstance(part, sp.Expr) or part.is_Atom or isinstance(part, sp.Piecewise)
+                    or not part.free_symbols & rows or not any(e.has(part) for e in remaining)):
+                continue
+            symbol = sp.Symbol(f"saved{len(shared)}", real=True)
+            replaced = [e.xreplace({part: symbol}) for e in remaining]
+            if replaced == remaining:  # a product or sum inside a larger one: not a subtree of the backward
+                continue
+            shared[part], remaining = symbol, replaced
+            reductions = {r: sp.Dummy() for r in part.atoms(rowsum, rowmax)}
+            full = bool(part.xreplace(reductions).free_symbols & rows)
+            arrays[symbol] = ArraySpec(first, first) if full else ArraySpec("g", first, within=first, vector=True)
+    return shared
+
+
+@dataclass(frozen=True)
+class GatherForms:
+    """A class loss's formula for one-hot target rows ``t`` of class indices, without the rows.
+
+    For a row formula affine in ``t``, a row sum :math:`\\sum_j E_j(t_j)` is
+    :math:`\\sum_j E_j(0) + (E_k(1) - E_k(0))` at the target class :math:`k`, and a gradient
+    :math:`G(t) = G(0) + t\\,\\partial G/\\partial t`: :func:`symdl.onehot.lower_rowsums` and
+    :func:`symdl.onehot.lower_row` rewrite them with each row array ``x`` read at the target
+    (``x_k``, :func:`symdl.onehot.picked_symbol`); row reductions (``rowmax``, softmax's row sum)
+    stay over the full row.
+
+    Attributes:
+        index: the class-index target's symbol (``t``).
+        forward: the per-row loss.
+        grads: input name -> ``(base, at_target)``: the gradient is ``base`` everywhere plus
+            ``at_target`` added at the target class.
+    """
+
+    index: sp.Symbol
+    forward: sp.Expr
+    grads: dict[str, tuple[sp.Expr, sp.Expr]]
+
+    def picked(self, op: Op) -> dict[sp.Symbol, sp.Symbol]:
+        """The row arrays the forms read at the target class (``x`` -> ``x_k``), in the op's order."""
+        wanted = set().union(self.forward.free_symbols, *(e.free_symbols for pair in self.grads.values() for e in pair))
+        return {s: picked_symbol(s) for s in op.row_symbols if s != self.index and picked_symbol(s) in wanted}
+
+
+def gather_forms(op: Op, formula: Formula) -> GatherForms | None:
+    """``formula``'s gather form for class-index targets, or None where the target enters it non-affinely
+    (or the op has no class-index target): the one-hot rows then stay."""
+    index = next((i.symbol for i in op.inputs if i.role == "class_index"), None)
+    if index is None:
+        return None
+    picked = {s: picked_symbol(s) for s in op.row_symbols if s != index}
+    try:
+        forward = lower_rowsums(formula.forward, index, picked)
+        grads = {i.name: lower_row(_gradient_expr(op, formula, i.name), index, picked)
+                 for i in op.differentiable_inputs if i.role != "class_index"}
+    except NotAffineError:
+        return None
+    return GatherForms(index, forward, grads)
+
+
+def gathers(op: Op) -> bool:
+    """Whether class-index targets take ``op``'s gather forms (every formula has one)."""
+    return all(gather_forms(op, formula) is not None for formula in op.formulas.values())
+
+
+def print_gathered(op: Op, formula: Formula, make_printer: Callable[..., FrameworkPrinter],
+                   inplace: Callable[..., FrameworkPrinter] | None = None, lower: Lower | None = None) -> Printed:
+    """The forward and VJP lines of ``formula``'s gather form (:func:`gather_forms`), as :func:`print_forms`.
+
+    The lines read ``t`` as class indices with a unit class axis (``_class_rows(..., gather=True)``),
+    pick the row arrays at them (``_pick``) and scatter each gradient's ``at_target`` part into its
+    base (``_add_at_targets``): passes over the per-row values only, besides the row reductions and a
+    gradient's full base.
+    """
+    forms = gather_forms(op, formula)
+    if forms is None:
+        raise ExportError(f"{op.name}: its formula has no gather form for class-index targets")
+    arrays = framework_arrays(op)
+    weights = {p.symbol for p in array_params(op)}
+    first = op.inputs[0].symbol.name
+    picked = forms.picked(op)
+    for symbol, value in picked.items():  # per-row values: shaped like g, the input's dtype
+        arrays[value] = ArraySpec("g", first, within=first, maybe_float=symbol in weights, vector=True)
+    names = {p.symbol: p.name for p in op.symbol_params}
+
+    def picks(exprs: Iterable[sp.Expr]) -> list[str]:
+        wanted = set().union(*(e.free_symbols for e in exprs))
+        return [f"{k.name} = _pick({names.get(s, s.name)}, {forms.index.name}, dim)"
+                for s, k in picked.items() if k in wanted]
+
+    parts = {f"{kind}_{name}": expr for name, pair in forms.grads.items() for kind, expr in zip(("base", "at"), pair)}
+    printed = _print(op, {"out": forms.forward}, parts, arrays, make_printer, inplace, lower,
+                     [picked[s].name for s in weights if s in picked], reuse=True)
+    printed.gathered = True
+    index = forms.index.name
+    printed.doc = [f"Gather form ({index} one-hot at class k, x_k = x at k; rowsum/rowmax over the full row):",
+                   "", f"    out = {sp.sstr(forms.forward)}",
+                   *(f"    grad_{name} = {sp.sstr(base)}, plus {sp.sstr(at)} at class k"
+                     for name, (base, at) in forms.grads.items())]
+    scatters = [f"grad_{name} = _add_at_targets(base_{name}, {forms.index.name}, at_{name}, dim, "
+                f"{op.inputs[0].name}, {not base.is_Atom})"  # a base that is an input or a constant: never written
+                for name, (base, _) in forms.grads.items()]
+    printed.forward = picks([forms.forward]) + printed.forward
+    printed.backward = picks(parts.values()) + printed.backward + scatters
+    if printed.forward_inplace is not None and printed.backward_inplace is not None:
+        printed.forward_inplace = picks([forms.forward]) + printed.forward_inplace
+        printed.backward_inplace = picks(parts.values()) + printed.backward_inplace + scatters
+    return printed
+
+
+def docstring_lines(summary: str, printed: Printed) -> list[str]:
+    """An implementation's docstring: ``summary``, then :attr:`Printed.doc` if any."""
+    if not printed.doc:
+        return [f'"""{summary}"""']
+    return [f'"""{summary}', "", *printed.doc, '"""']
 
 
 def camel(name: str) -> str:
@@ -216,19 +380,21 @@ def indent(lines: Iterable[str], depth: int = 1) -> list[str]:
     return [textwrap.indent(line, "    " * depth) if line else line for line in lines]
 
 
-def implementations(op: Op) -> list[tuple[str, int | None, Formula]]:
-    """``(variant, fast path index or None, formula)`` for every function an exporter prints.
+def implementations(op: Op) -> list[tuple[str, int | None, bool, Formula]]:
+    """``(variant, fast path index or None, gathered, formula)`` for every function an exporter prints:
+    the formulas with one-hot target rows, then (where the op :func:`gathers`) their gather forms.
 
     A fast path (:attr:`Op.fast_paths`: an omitted optional weight) gets a function of its own,
     printed from the formula with the path's values substituted (None as 1), so that an unweighted
     loss does not multiply by ones; the substitution is exact, so it needs no proof of its own.
     """
-    result: list[tuple[str, int | None, Formula]] = []
-    for variant, formula in op.formulas.items():
-        result.append((variant, None, formula))
-        for index, values in enumerate(op.fast_paths):
-            substituted = {op.param(n).symbol: 1 if v is None else v for n, v in values.items()}
-            result.append((variant, index, formula.substituted(substituted)))
+    result: list[tuple[str, int | None, bool, Formula]] = []
+    for gathered in (False, True) if gathers(op) else (False,):
+        for variant, formula in op.formulas.items():
+            result.append((variant, None, gathered, formula))
+            for index, values in enumerate(op.fast_paths):
+                substituted = {op.param(n).symbol: 1 if v is None else v for n, v in values.items()}
+                result.append((variant, index, gathered, formula.substituted(substituted)))
     return result
 
 
@@ -237,38 +403,53 @@ def fast_path_condition(op: Op, index: int) -> str:
     return " and ".join(f"{n} is None" if v is None else f"{n} == {v!r}" for n, v in op.fast_paths[index].items())
 
 
-def dispatch(op: Op, name_of: Callable[[Op, str, int | None], str], fast: int | None = None) -> str:
-    """The expression naming the implementation: ``name_of(op, variant, fast)``, or a table indexed
-    by the variant parameter (``str`` of a bool) when the op has variants."""
+def dispatch(op: Op, name_of: Callable[..., str], fast: int | None = None, gathered: bool = False) -> str:
+    """The expression naming the implementation: ``name_of(op, variant, fast, gathered)``, or a table
+    indexed by the variant parameter (``str`` of a bool) when the op has variants."""
     if op.variant_param is None:
-        return name_of(op, "", fast)
+        return name_of(op, "", fast, gathered)
     default = op.param(op.variant_param).default
     key = f"str({op.variant_param})" if isinstance(default, bool) else op.variant_param
-    return "{" + ", ".join(f"{str(v)!r}: {name_of(op, v, fast)}" for v in op.formulas) + "}" + f"[{key}]"
+    return ("{" + ", ".join(f"{str(v)!r}: {name_of(op, v, fast, gathered)}" for v in op.formulas) + "}"
+            + f"[{key}]")
 
 
-def public_body(op: Op, name_of: Callable[[Op, str, int | None], str], call: Callable[[str, list[str]], str],
-                prelude: list[str]) -> list[str]:
-    """The exported function's body: parameter checks, ``prelude``, a ``return`` per fast path (its
-    omitted arrays passed as 1.0), then omitted arrays as 1.0 and the general implementation.
-
-    ``name_of(op, variant, fast)`` names an implementation (a class, a function); ``call(expression,
-    args)`` is the source calling the implementation ``expression`` evaluates to with ``args``.
-    """
+def _calls(op: Op, name_of: Callable[..., str], call: Callable[[str, list[str]], str], gathered: bool) -> list[str]:
+    """A ``return`` per fast path (its omitted arrays passed as 1.0), then omitted arrays as 1.0 and the
+    general implementation's ``return``."""
     arrays = [p.name for p in array_params(op)]
-    lines = choice_checks(op) + prelude
+    lines = []
     for index, values in enumerate(op.fast_paths):
         args = ["1.0" if a in values and a in arrays else a for a in implementation_args(op)]
         lines += [f"if {fast_path_condition(op, index)}:  # fast path: the formulas with {values}",
-                  f"    return {call(dispatch(op, name_of, index), args)}"]
+                  f"    return {call(dispatch(op, name_of, index, gathered), args)}"]
     lines += [f"{n} = 1.0 if {n} is None else {n}  # omitted weights mean 1" for n in arrays]
-    return lines + [f"return {call(dispatch(op, name_of), implementation_args(op))}"]
+    return lines + [f"return {call(dispatch(op, name_of, None, gathered), implementation_args(op))}"]
 
 
-def implementation_name(op: Op, variant: str, fast: int | None = None) -> str:
-    """``leaky_relu`` -> ``leaky_relu``, ``gelu``/``tanh`` -> ``gelu_tanh``, fast path 0 -> ``..._fast0``:
-    the exporters derive their class and function names from it."""
-    name = op.name + (f"_{str(variant).lower()}" if op.variant_param else "")
+def public_body(op: Op, name_of: Callable[..., str], call: Callable[[str, list[str]], str],
+                prelude: list[str], is_float: str = "") -> list[str]:
+    """The exported function's body: parameter checks, ``prelude``, a ``return`` per fast path (its
+    omitted arrays passed as 1.0), then omitted arrays as 1.0 and the general implementation.
+
+    ``name_of(op, variant, fast, gathered)`` names an implementation (a class, a function); ``call(expression,
+    args)`` is the source calling the implementation ``expression`` evaluates to with ``args``. Where the op
+    :func:`gathers`, class-index targets (``is_float``, the framework's test of the array ``{x}``, false)
+    first take the gather forms' implementations.
+    """
+    lines = choice_checks(op) + prelude
+    if gathers(op):
+        target = next(i for i in op.inputs if i.role == "class_index").name
+        lines += [f"if not {is_float.format(x=target)}:  # class indices: gathers and scatters, no one-hot rows",
+                  *indent(_calls(op, name_of, call, gathered=True))]
+    return lines + _calls(op, name_of, call, gathered=False)
+
+
+def implementation_name(op: Op, variant: str, fast: int | None = None, gathered: bool = False) -> str:
+    """``leaky_relu`` -> ``leaky_relu``, ``gelu``/``tanh`` -> ``gelu_tanh``, fast path 0 -> ``..._fast0``,
+    the gather form (:func:`gather_forms`) -> ``..._gather``: the exporters derive their class and function
+    names from it."""
+    name = op.name + (f"_{str(variant).lower()}" if op.variant_param else "") + ("_gather" if gathered else "")
     return name + ("" if fast is None else f"_fast{fast}")
 
 

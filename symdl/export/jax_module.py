@@ -7,7 +7,10 @@ stable form and whose backward prints the proven VJP, with the inputs as
 residuals. Scalar parameters, ``dim`` and ``reduction`` are
 ``nondiff_argnums`` (static Python values), so the functions jit and vmap;
 an optional weight is an array argument whose cotangent is zero (an omitted
-weight means 1).
+weight means 1). Class-index targets of a class loss with gather forms
+(:func:`symdl.export.forms.gather_forms`) take ``_custom_<name>_gather...``:
+gathers at the target class and a scatter (``.at[].add``) in the backward,
+with no one-hot rows.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from symdl.export.forms import (
     Printed,
     array_params,
     docstring,
+    docstring_lines,
     fast_path_condition,
     implementation_args,
     implementation_name,
@@ -26,11 +30,13 @@ from symdl.export.forms import (
     indent,
     module_source,
     print_forms,
+    print_gathered,
     public_body,
     scalar_params,
     signature,
 )
-from symdl.export.kinds import gradient_shape_line, prelude_lines, public_prelude, reduce_lines, upstream_lines
+from symdl.export.kinds import (gradient_shape_line, has_gradient, prelude_lines, public_prelude, reduce_lines,
+                                upstream_lines)
 from symdl.export.runtime import JAX_API, runtime_source
 from symdl.printing.jax_printer import JAX_HELPERS, JaxPrinter
 
@@ -38,8 +44,8 @@ from symdl.printing.jax_printer import JAX_HELPERS, JaxPrinter
 _RUNTIME = runtime_source(JAX_API)
 
 
-def _private(op: Op, variant: str, fast: int | None = None) -> str:
-    return f"_custom_{implementation_name(op, variant, fast)}"
+def _private(op: Op, variant: str, fast: int | None = None, gathered: bool = False) -> str:
+    return f"_custom_{implementation_name(op, variant, fast, gathered)}"
 
 
 #: Structural arguments that are static Python values (``nondiff_argnums``); the others (a class loss's
@@ -56,7 +62,7 @@ def _arguments(op: Op) -> tuple[list[str], list[str], list[str]]:
 
 def _custom_vjp(op: Op, variant: str, fast: int | None, printed: Printed) -> list[str]:
     """The ``jax.custom_vjp`` function of one variant (or fast path), its forward and its backward rule."""
-    name = _private(op, variant, fast)
+    name = _private(op, variant, fast, printed.gathered)
     arrays, static, args = _arguments(op)
     names = prelude_lines(op)
     value = [*names, *printed.forward, *reduce_lines(op, JAX_API), "return out"]
@@ -64,8 +70,9 @@ def _custom_vjp(op: Op, variant: str, fast: int | None, printed: Printed) -> lis
                 *upstream_lines(op, JAX_API), *printed.backward]
     results = []
     for item in op.inputs:
-        if not item.differentiable:
-            results.append(f"jnp.zeros_like({item.name})")
+        if not has_gradient(item, printed.gathered):  # integer class indices: no cotangent (None)
+            integer = printed.gathered and item.role == "class_index"
+            results.append("None" if integer else f"jnp.zeros_like({item.name})")
             continue
         backward.append(gradient_shape_line(op, item, JAX_API))
         results.append(f"grad_{item.name}")
@@ -76,10 +83,12 @@ def _custom_vjp(op: Op, variant: str, fast: int | None, printed: Printed) -> lis
                  else "@jax.custom_vjp")
     what = f" with ``{op.variant_param}={variant!r}``" if op.variant_param else ""
     what += f" where {fast_path_condition(op, fast)}" if fast is not None else ""
+    what += " for class-index targets, gathered at the target class" if printed.gathered else ""
     return [
         decorator,
         f"def {name}({', '.join(args)}):",
-        f'    """{op.name}{what}: the stable form; its VJP is the proven closed form ({name}_bwd)."""',
+        *indent(docstring_lines(f"{op.name}{what}: the stable form; its VJP is the proven closed form ({name}_bwd).",
+                                printed)),
         *indent(value),
         "",
         "",
@@ -107,15 +116,15 @@ def _public(op: Op) -> list[str]:
         converted = [f"jnp.asarray({a}, dtype={inputs[0]}.dtype)" if a in arrays or a == "1.0" else a for a in args]
         return f"{function}({', '.join(converted)})"
 
-    return lines + indent(public_body(op, _private, call, prelude))
+    return lines + indent(public_body(op, _private, call, prelude, JAX_API.is_float))
 
 
 def render(ops: Sequence[Op], command: str = "symdl export --to jax") -> str:
     """Source of a standalone JAX module (imports jax only) exporting ``ops``."""
     bodies, helpers = [], set()
     for op in ops:
-        for variant, fast, formula in implementations(op):
-            printed = print_forms(op, formula, JaxPrinter)
+        for variant, fast, gathered, formula in implementations(op):
+            printed = print_gathered(op, formula, JaxPrinter) if gathered else print_forms(op, formula, JaxPrinter)
             helpers |= printed.helpers
             bodies += [*_custom_vjp(op, variant, fast, printed), "", ""]
         bodies += [*_public(op), "", ""]

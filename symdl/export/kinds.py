@@ -7,8 +7,9 @@ gradient per element (:func:`symdl.export.forms.print_forms`). Around them:
   inputs to one shape, reduces ``out`` over it as PyTorch does, spreads the upstream gradient back
   over it and sums each input's gradient back to that input's shape;
 * a class loss (:attr:`~symdl.catalog.spec.KindTraits.class_targets`) turns its target into rows
-  along the class axis (``dim``, of length ``num_classes``), reduces each row of ``out`` with the
-  mask of counted rows, and spreads the upstream gradient back along that axis;
+  along the class axis (``dim``, of length ``num_classes``; class indices stay indices, with a unit
+  class axis, where the loss has gather forms: :func:`~symdl.export.forms.gathers`), reduces each row
+  of ``out`` with the mask of counted rows, and spreads the upstream gradient back along that axis;
 * a row op (:attr:`~symdl.catalog.spec.KindTraits.dim_param`) takes ``dim`` with PyTorch's legacy
   default; its upstream gradient, like every other op's, already has the output's shape.
 
@@ -19,7 +20,7 @@ of :func:`~symdl.export.runtime.runtime_source`.
 from __future__ import annotations
 
 from symdl.catalog.spec import Input, Op
-from symdl.export.forms import array_params
+from symdl.export.forms import array_params, gathers
 from symdl.export.runtime import ArrayApi
 
 
@@ -37,11 +38,14 @@ def public_prelude(op: Op) -> list[str]:
 
 def class_prelude(op: Op) -> str:
     """The call of the generated ``_class_rows`` (each exporter defines one) that turns a class loss's target
-    into rows, a mask and a denominator."""
+    into rows (class indices kept as such where the op has gather forms: :func:`~symdl.export.forms.gathers`),
+    a mask and a denominator."""
     first = op.inputs[0].name
     target = next((i for i in op.inputs if i.role in ("class_index", "sign")), op.inputs[-1])
     options = [f"index={target.role == 'class_index'}", f"sign={target.role == 'sign'}",
                f"weighted={op.weighted_mean}"]
+    if gathers(op):
+        options.append("gather=True")
     if any(p.name == "weight" for p in array_params(op)):
         options.append("weight=weight")
     if any(p.name == "ignore_index" for p in op.params):
@@ -76,6 +80,12 @@ def upstream_lines(op: Op, api: ArrayApi) -> list[str]:
         spread = f"_spread(grad, {first}.shape[:dim] + {first}.shape[dim + 1:], reduction, denominator) * keep"
         return [f"g = {api.expand_dims.format(x=spread, axis='dim')}"]
     return ["g = grad"]
+
+
+def has_gradient(item: Input, gathered: bool) -> bool:
+    """Whether an implementation returns a gradient for ``item``: a differentiable input, except the
+    class indices of a gather form (:attr:`~symdl.export.forms.Printed.gathered`), integers."""
+    return item.differentiable and not (gathered and item.role == "class_index")
 
 
 def gradient_shape_line(op: Op, item: Input, api: ArrayApi) -> str:

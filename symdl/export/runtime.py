@@ -31,6 +31,8 @@ class ArrayApi:
         one_hot: the one-hot rows (classes on the last axis, ``input``'s dtype) of the class indices
             ``{x}`` among ``{n}`` classes.
         expand_dims: ``{x}`` with a new axis of length 1 at ``{axis}``.
+        targets: the source of ``_pick`` and ``_add_at_targets``, the gather and the scatter at the target
+            classes of a class loss's gather form (:func:`symdl.export.forms.gather_forms`).
     """
 
     xp: str
@@ -39,15 +41,66 @@ class ArrayApi:
     is_float: str
     one_hot: str
     expand_dims: str
+    targets: str
+
+
+#: The gather and the scatter at the target classes, in PyTorch.
+_TORCH_TARGETS = '''\
+def _pick(values, index, dim):
+    """Each row's value of ``values`` at its target class ``index`` (class indices with a unit class axis
+    ``dim``), shaped like ``index``: an input row array, a per-class weight (shaped (C, 1, ...) by
+    ``_class_rows``) or an omitted weight's 1.0 (returned as is)."""
+    if not torch.is_tensor(values):
+        return values
+    if values.ndim != index.ndim:  # a per-class weight
+        return values.reshape(-1)[index]
+    return torch.take_along_dim(values, index, dim)
+
+
+def _add_at_targets(base, index, values, dim, like, fresh):
+    """``base`` (broadcast to ``like``'s shape) plus ``values`` added at each row's target class: a class
+    loss's gradient ``base + t * values`` for one-hot rows ``t``. A ``fresh`` full-shape ``base`` (a
+    temporary of the backward's own) is updated in place where autograd and torch.compile record nothing."""
+    values = torch.broadcast_to(values, index.shape)
+    if not torch.is_tensor(base):  # a constant base (0 for nll_loss): no full-row pass to compute it
+        return torch.full_like(like, base).scatter_add_(dim, index, values)
+    if (fresh and base.shape == like.shape and not torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()):
+        return base.scatter_add_(dim, index, values)
+    return torch.scatter_add(torch.broadcast_to(base, like.shape), dim, index, values)
+'''
+
+#: The gather and the scatter at the target classes, in JAX (jit- and vmap-able: no data-dependent shapes).
+_JAX_TARGETS = '''\
+def _pick(values, index, dim):
+    """Each row's value of ``values`` at its target class ``index`` (class indices with a unit class axis
+    ``dim``), shaped like ``index``: an input row array, a per-class weight (shaped (C, 1, ...) by
+    ``_class_rows``) or an omitted weight's 1.0 (returned as is)."""
+    if values.ndim == 0:
+        return values
+    if values.ndim != index.ndim:  # a per-class weight
+        return values.reshape(-1)[index]
+    return jnp.take_along_axis(values, index, axis=dim)
+
+
+def _add_at_targets(base, index, values, dim, like, fresh):
+    """``base`` (broadcast to ``like``'s shape) plus ``values`` added at each row's target class: a class
+    loss's gradient ``base + t * values`` for one-hot rows ``t`` (``fresh`` is PyTorch's in-place hint)."""
+    base = jnp.broadcast_to(jnp.asarray(base, like.dtype), like.shape)
+    positions = list(jnp.indices(index.shape, sparse=True))
+    positions[dim] = index
+    return base.at[tuple(positions)].add(jnp.broadcast_to(values, index.shape).astype(like.dtype))
+'''
 
 
 #: One row per framework.
 TORCH_API = ArrayApi(xp="torch", cast="{x}.to(input.dtype)", scalar="{x}", is_float="torch.is_floating_point({x})",
                      one_hot="torch.nn.functional.one_hot({x}, {n}).to(input.dtype)",
-                     expand_dims="torch.unsqueeze({x}, {axis})")
+                     expand_dims="torch.unsqueeze({x}, {axis})", targets=_TORCH_TARGETS)
 JAX_API = ArrayApi(xp="jnp", cast="jnp.asarray({x}, input.dtype)", scalar="jnp.asarray({x}, input.dtype)",
                    is_float="jnp.issubdtype({x}.dtype, jnp.floating)",
-                   one_hot="jax.nn.one_hot({x}, {n}, dtype=input.dtype)", expand_dims="jnp.expand_dims({x}, {axis})")
+                   one_hot="jax.nn.one_hot({x}, {n}, dtype=input.dtype)", expand_dims="jnp.expand_dims({x}, {axis})",
+                   targets=_JAX_TARGETS)
 
 #: torch.nn.functional.softmax's legacy default axis: the same source in every exported module.
 SOFTMAX_DIM_SOURCE = '''\
@@ -64,7 +117,8 @@ def runtime_source(api: ArrayApi) -> str:
     xp = api.xp
     rows = api.one_hot.format(x="safe", n="num_classes")
     signed = api.expand_dims.format(x=api.cast.format(x="target"), axis="dim")
-    return SOFTMAX_DIM_SOURCE + f'''
+    picked = api.expand_dims.format(x="safe", axis="dim")
+    return SOFTMAX_DIM_SOURCE + "\n\n" + api.targets + f'''
 
 def _reduce(out, reduction):
     """PyTorch's loss reduction."""
@@ -88,11 +142,14 @@ def _class_reduce(loss, reduction, denominator):
     return {xp}.sum(loss) if reduction == "sum" else {xp}.sum(loss) / denominator
 
 
-def _class_rows(input, target, *, index, weight=None, ignore_index=None, weighted=False, sign=False):
+def _class_rows(input, target, *, index, weight=None, ignore_index=None, weighted=False, sign=False,
+                gather=False):
     """Targets as rows along the class axis, the mask of counted rows and 'mean''s denominator.
 
-    Class indices become one-hot rows (ignored rows point at class 0 and are masked out); 'mean'
-    divides by the counted rows' summed weight (``weighted``) or by the number of rows.
+    Class indices become one-hot rows, or with ``gather`` (the loss has a gather form) the indices
+    themselves with a unit class axis (``_pick`` and ``_add_at_targets`` read them); ignored rows
+    point at class 0 and are masked out. 'mean' divides by the counted rows' summed weight
+    (``weighted``) or by the number of rows.
     Returns (dim, target rows, keep, denominator, weight shaped to broadcast along the class axis).
     """
     dim = 1 if input.ndim >= 2 else 0
@@ -108,7 +165,7 @@ def _class_rows(input, target, *, index, weight=None, ignore_index=None, weighte
             picked = weight.reshape(-1)[safe] if weight is not None else {xp}.ones_like(safe, dtype=input.dtype)
             denominator = {xp}.sum(picked * counted)
         keep = {api.cast.format(x="counted")}
-        target = {xp}.moveaxis({rows}, -1, dim)
+        target = {picked} if gather else {xp}.moveaxis({rows}, -1, dim)
     elif sign:
         target = {signed}
     return dim, target, keep, denominator, weight

@@ -26,7 +26,11 @@ optional weight means 1 (and selects a function printed with it substituted).
 Row ops take ``dim`` with ``torch.nn.functional.softmax``'s legacy default.
 Class losses turn class-index targets into one-hot rows along the class axis
 (``_class_rows``), mask ``ignore_index`` rows and divide 'mean' by the counted
-rows' summed weight, as PyTorch does.
+rows' summed weight, as PyTorch does. Where the row formulas are affine in the
+target row (:func:`symdl.export.forms.gather_forms`), class-index targets take
+``NameGather...Function`` instead: the forward gathers each row's values at its
+target class (``_pick``) and the backward scatters the gradient's target part
+into its base (``_add_at_targets``), with no one-hot rows.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from symdl.export.forms import (
     array_params,
     camel,
     docstring,
+    docstring_lines,
     fast_path_condition,
     implementation_args,
     implementation_name,
@@ -46,12 +51,14 @@ from symdl.export.forms import (
     indent,
     module_source,
     print_forms,
+    print_gathered,
     public_body,
     scalar_params,
     signature,
     structural_args,
 )
-from symdl.export.kinds import gradient_shape_line, prelude_lines, public_prelude, reduce_lines, upstream_lines
+from symdl.export.kinds import (gradient_shape_line, has_gradient, prelude_lines, public_prelude, reduce_lines,
+                                upstream_lines)
 from symdl.export.runtime import TORCH_API, runtime_source
 from symdl.printing.torch_printer import TORCH_HELPERS, TorchInplacePrinter, TorchPrinter, lower_to_torch
 
@@ -81,10 +88,11 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
     forward += reduce_lines(op, TORCH_API)
     # Array parameters may be the Python float 1.0 (omitted weights): kept on ctx, not saved as tensors.
     saved = inputs + (["out"] if printed.uses_result else [])  # the output: the backward's ``result``
+    saved += printed.saved  # intermediates the in-place backward reads (forward runs without autograd)
     forward += [f"ctx.save_for_backward({', '.join(saved)}{',' if len(saved) == 1 else ''})"]
     forward += [f"ctx.{name} = {name}" for name in arrays + stored]
     forward.append("return out")
-    restored = inputs + (["result"] if printed.uses_result else [])
+    restored = inputs + (["result"] if printed.uses_result else []) + printed.saved
     backward = [f"{', '.join(restored)}{',' if len(restored) == 1 else ''} = ctx.saved_tensors"]
     backward += [f"{name} = ctx.{name}" for name in arrays + stored]
     backward += names + upstream_lines(op, TORCH_API)
@@ -94,7 +102,7 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
                           "create_graph or torch.compile: plain")
     results = []
     for item in op.inputs:
-        if not item.differentiable:
+        if not has_gradient(item, printed.gathered):
             results.append("None")
             continue
         backward.append(gradient_shape_line(op, item, TORCH_API))
@@ -103,9 +111,11 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
     backward.append(f"return {', '.join(results)}")
     what = f" with ``{op.variant_param}={variant!r}``" if op.variant_param else ""
     what += f" where {fast_path_condition(op, fast)}" if fast is not None else ""
+    what += " for class-index targets, gathered at the target class" if printed.gathered else ""
     return [
-        f"class {_class_name(op, variant, fast)}(torch.autograd.Function):",
-        f'    """{op.name}{what} as a torch.autograd.Function: forward and backward printed from the proven forms."""',
+        f"class {_class_name(op, variant, fast, printed.gathered)}(torch.autograd.Function):",
+        *indent(docstring_lines(f"{op.name}{what} as a torch.autograd.Function: forward and backward printed "
+                                "from the proven forms.", printed)),
         "",
         "    @staticmethod",
         f"    def forward(ctx, {', '.join(args)}):",
@@ -117,8 +127,8 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
     ]
 
 
-def _class_name(op: Op, variant: str, fast: int | None = None) -> str:
-    return camel(implementation_name(op, variant, fast)) + "Function"
+def _class_name(op: Op, variant: str, fast: int | None = None, gathered: bool = False) -> str:
+    return camel(implementation_name(op, variant, fast, gathered)) + "Function"
 
 
 def _public(op: Op) -> list[str]:
@@ -126,7 +136,7 @@ def _public(op: Op) -> list[str]:
     inputs = [i.name for i in op.inputs]
     lines = [f"def {op.name}({signature(op, 'torch.Tensor')}) -> torch.Tensor:", *indent(docstring(op).splitlines())]
     lines += indent(public_body(op, _class_name, lambda function, args: f"{function}.apply({', '.join(args)})",
-                                public_prelude(op)))
+                                public_prelude(op), TORCH_API.is_float))
     params = [p.name for p in op.params]
     module = [
         "",
@@ -152,8 +162,12 @@ def render_op(op: Op, inplace: bool = True, from_output: bool = True) -> tuple[l
     references the exported code is tested and benchmarked against.
     """
     blocks, helpers = [], set()
-    for variant, fast, formula in implementations(op):
-        if inplace:
+    for variant, fast, gathered, formula in implementations(op):
+        if gathered and inplace:
+            printed = print_gathered(op, formula, TorchPrinter, TorchInplacePrinter, lower_to_torch)
+        elif gathered:
+            printed = print_gathered(op, formula, TorchPrinter)
+        elif inplace:
             printed = print_forms(op, formula, TorchPrinter, TorchInplacePrinter, lower_to_torch, from_output)
         else:
             printed = print_forms(op, formula, TorchPrinter, from_output=from_output)
@@ -172,6 +186,6 @@ def render(ops: Sequence[Op], command: str = "symdl export --to torch", inplace:
         bodies += [*lines, "", ""]
         helpers |= used
     exports = [name for op in ops for name in (op.name, camel(op.name),
-                                                *(_class_name(op, v, f) for v, f, _ in implementations(op)))]
+                                                *(_class_name(op, v, f, c) for v, f, c, _ in implementations(op)))]
     sources = [_RUNTIME, *(TORCH_HELPERS[name] for name in sorted(helpers))]
     return module_source("PyTorch", ["import torch"], ops, command, exports, sources, bodies)
