@@ -30,6 +30,7 @@ __all__ = [
     "softplus",
     "xlogy",
     "normal_cdf",
+    "quotient_at_zero",
     "clamped_log",
     "clamped_log1p",
     "indicator",
@@ -111,6 +112,28 @@ class normal_cdf(_StableUnary):  # noqa: N801
 
     def _eval_rewrite_as_erf(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
         return (1 + sp.erf(x / sp.sqrt(2))) / 2
+
+
+class quotient_at_zero(sp.Function):  # noqa: N801
+    r""":math:`n / x` for a quotient that is smooth at :math:`x = 0`, with value :math:`c` and slope :math:`s`
+    there (the third and fourth arguments).
+
+    The kernel returns :math:`c + s x` where :math:`|x|` is below an eighth of the dtype's machine epsilon
+    (0/0 at :math:`x = 0`; :math:`n` has lost bits where it is subnormal) and divides elsewhere. The two
+    differ by :math:`O(x^2) < \epsilon^2`, far below rounding, and the linear form gives automatic
+    differentiation of an exported backward the right derivative at 0 (a constant would give 0). The
+    catalog entry using it states the value and slope (GELU: :math:`\Phi(x) + x\phi(x)`, :math:`c = 1/2`,
+    :math:`s = 2\phi(0) = \sqrt{2/\pi}`).
+    """
+
+    nargs = 4
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return to_textbook(self)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        n, x = (printer._print(a) for a in self.args[:2])
+        return rf"\frac{{{n}}}{{{x}}}"
 
 
 class xlogy(sp.Function):  # noqa: N801
@@ -255,6 +278,7 @@ _TEXTBOOK: dict[type, Callable[..., sp.Expr]] = {
     softplus: lambda x: sp.log(1 + sp.exp(x)),
     xlogy: lambda x, y: x * sp.log(y),
     normal_cdf: lambda x: (1 + sp.erf(x / sp.sqrt(2))) / 2,
+    quotient_at_zero: lambda n, x, c, s: n / x,
     log1p: lambda x: sp.log(1 + x),
     expm1: lambda x: sp.exp(x) - 1,
     indicator: lambda c: sp.Piecewise((1, c), (0, True)),

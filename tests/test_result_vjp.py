@@ -115,7 +115,7 @@ def test_sigmoid_result_loses_the_right_tail_as_documented() -> None:
     assert "x > 17 in float32" in " ".join(kernels.sigmoid_vjp.__doc__.split())
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "tanh", "softmax", "elu"])
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "softmax", "elu", "gelu"])
 def test_nn_layer_keeps_the_output_in_training_only(name: str) -> None:
     """symdl.nn passes the saved output on in training (the gradient from ``result``) and keeps
     nothing in eval mode; both backward passes match the kernels called directly."""
@@ -133,3 +133,85 @@ def test_nn_layer_keeps_the_output_in_training_only(name: str) -> None:
     layer(x)
     assert layer.output is None
     np.testing.assert_array_equal(layer.backward(g), vjp(g, x)[0])
+
+
+def _gelu_slope(v: float) -> tuple[float, float]:
+    """mpmath: GELU's derivative Phi(v) + v phi(v), and the size its error is measured against,
+    (Phi(v) + |v| phi(v)) (1 + v^2) (the catalog's grad_scale)."""
+    import mpmath
+
+    with mpmath.workdps(50):
+        t = mpmath.mpf(v)
+        cdf, pdf = mpmath.ncdf(t), mpmath.npdf(t)
+        return float(cdf + t * pdf), float((cdf + abs(t) * pdf) * (1 + t * t))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_gelu_result_at_zero_tiny_and_far_left_tail(dtype: type) -> None:
+    """gelu's output form (y + x^2 phi) / x where y = x Phi(x) loses bits (x = 0: 0/0; subnormal x and
+    y; the left tail where y is subnormal or 0) stays within its bound of mpmath, as the input path does,
+    with no floating-point warning."""
+    info = np.finfo(dtype)
+    eps8 = float(info.eps) / 8
+    x = np.array([0.0, -0.0, info.smallest_subnormal, -info.smallest_subnormal, info.tiny, -info.tiny, 3 * info.tiny,
+                  1e-30, -1e-30, 0.99 * eps8, -0.99 * eps8, 1.01 * eps8, -1.01 * eps8, 4 * eps8, 1e-5, -1e-5,
+                  -0.7518, -5.0, -12.0, -13.1, -13.2, -13.3, -13.5, -14.0, -20.0, -37.4, -37.6, -38.5, -39.9,
+                  -40.0, -45.0, 40.0, 1e30, -1e30], dtype)
+    y = kernels.gelu(x)
+    g = np.ones_like(x)
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        (from_output,) = kernels.gelu_vjp(g, x, result=y)
+        (from_input,) = kernels.gelu_vjp(g, x)
+    exact, scale = np.array([_gelu_slope(float(v)) for v in x]).T
+    size = np.maximum(np.abs(exact), np.minimum(scale, float(info.max)))
+    bound = ACTIVATIONS_AND_LOSSES["gelu"].formula("none").from_output.grad_ulp
+    assert ulp_error(from_output, exact, size) <= bound
+    assert ulp_error(from_input, exact, size) <= bound
+    assert np.all(from_output[:6] == 0.5)  # zero and subnormal x: Phi(0) = 1/2, not 0/0 or the subnormal grid
+
+
+def test_gelu_result_ignores_a_nan_elsewhere() -> None:
+    """A NaN input gives a NaN gradient there and hides no zero elsewhere (the guard's reduction skips NaN)."""
+    x = np.array([np.nan, 0.0, 1.0, -0.0], np.float32)
+    (from_output,) = kernels.gelu_vjp(np.ones_like(x), x, result=kernels.gelu(x))
+    assert np.isnan(from_output[0])
+    assert from_output[1] == 0.5 and from_output[3] == 0.5
+    assert from_output[2] == pytest.approx(_gelu_slope(1.0)[0], rel=1e-6)
+
+
+def test_gelu_tanh_accepts_result_and_recomputes() -> None:
+    """Only approximate='none' has an output form: 'tanh' validates result and gives its usual gradient, bit for bit."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(1000).astype(np.float32) * 3
+    g = rng.standard_normal(1000).astype(np.float32)
+    y = kernels.gelu(x, approximate="tanh")
+    np.testing.assert_array_equal(kernels.gelu_vjp(g, x, approximate="tanh", result=y)[0],
+                                  kernels.gelu_vjp(g, x, approximate="tanh")[0])
+    with pytest.raises(OpInputError, match=r"^gelu: result has shape"):
+        kernels.gelu_vjp(g, x, approximate="tanh", result=y[:10])
+    doc = " ".join(kernels.gelu_vjp.__doc__.split())
+    assert "only with ``approximate='none'``" in doc and "``'tanh'`` recomputes the forward" in doc
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_quotient_at_zero_divides_except_below_an_eighth_of_epsilon(dtype: type) -> None:
+    """The runtime primitive: n / x bit for bit, limit + slope * x exactly where |x| < eps/8 (only there),
+    into ``out`` (which may be n), on strided 2-D input and on an empty one."""
+    from symdl.kernels import _runtime
+
+    rng = np.random.default_rng(9)
+    eps8 = float(np.finfo(dtype).eps) / 8
+    x = rng.standard_normal((7, 40)).astype(dtype)[:, ::2]  # strided
+    x[0, :6] = [0.0, -0.0, 0.5 * eps8, -0.999 * eps8, eps8, -1.5 * eps8]
+    n = rng.standard_normal(x.shape).astype(dtype)
+    near = np.abs(x) < eps8
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expected = np.where(near, 0.25 + 3.0 * x, n / x)
+    np.testing.assert_array_equal(_runtime.quotient_at_zero(n, x, 0.25, 3.0), expected)
+    assert near.sum() == 4 and expected[0, 2] != 0.25  # the slope term is applied (0.25 + 3 eps/16 is not 0.25)
+    aliased = n.copy()
+    assert _runtime.quotient_at_zero(aliased, x, 0.25, 3.0, out=aliased) is aliased
+    np.testing.assert_array_equal(aliased, expected)
+    empty = np.zeros((0, 3), dtype)
+    assert _runtime.quotient_at_zero(empty, empty, 0.25, 3.0).shape == (0, 3)
+    assert _runtime.quotient_at_zero(n, x, 0.25, 3.0).dtype == dtype

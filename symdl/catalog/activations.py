@@ -16,7 +16,8 @@ import sympy as sp
 
 from symdl.catalog.spec import (DERIVATIVE, RESULT, Case, Domain, Formula, Input, Kink, Op, OutputForm, Param, Rule,
                                  Tolerance)
-from symdl.functions import expm1, grouped, indicator, normal_cdf, rowmax, rowsum, sigmoid, softplus
+from symdl.functions import (expm1, grouped, indicator, normal_cdf, quotient_at_zero, rowmax, rowsum, sigmoid,
+                             softplus)
 
 x = sp.Symbol("x", real=True)
 g = sp.Symbol("g", real=True)
@@ -251,6 +252,16 @@ ACTIVATIONS: tuple[Op, ...] = (
                 # rounded before erfc: the error is relative to value * (1 + x**2).
                 tolerance=Tolerance(forward_scale=x * normal_cdf(x) * (1 + x**2),
                                     grad_scale=(normal_cdf(x) + sp.Abs(x) * _gelu_phi) * (1 + x**2)),
+                # From the saved output y = x Phi(x) (PyTorch saves only the input and recomputes erf, the
+                # forward's whole cost): Phi + x phi = (y + x^2 phi) / x, computed in the density's one
+                # buffer (Phi = y / x and x phi would need two fresh arrays, and a fresh array costs more
+                # than several passes). y + x^2 phi cancels only where the gradient itself does (x near
+                # -0.75). For |x| < eps/8 the kernel takes the quotient's value and slope at 0 instead,
+                # Phi(0) = 1/2 and 2 phi(0) = sqrt(2/pi) (no 0/0 at x = 0, no subnormal y; O(x^2) apart).
+                # The tanh variant has none: it costs one exp, and from y its sigmoid slope s (1 - s) with
+                # s = y / x cancels as s nears 1 (float32: 17-29 ulp for 2 < x < 6, against 1-2 from x).
+                from_output=OutputForm({"input": quotient_at_zero(RESULT + x * grouped(x * grouped(_gelu_phi)), x,
+                                                                  sp.Rational(1, 2), _SQRT_2_OVER_PI)}),
             ),
             "tanh": Formula(
                 definition=x / 2 * (1 + sp.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * x**3))),

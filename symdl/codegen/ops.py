@@ -46,12 +46,9 @@ def _signature(op: Op, leading: Iterable[str] = (), *, result: bool = False) -> 
     return ", ".join(arrays + (["*", *params] if params else []))
 
 
-def _output_form(op: Op) -> OutputForm | None:
-    """The op's gradient from its saved output, or None (only ops without variants have one)."""
-    forms = [f.from_output for f in op.formulas.values()]
-    if op.variant_param is not None and any(forms):
-        raise ValueError(f"{op.name}: output-form gradients are generated only for ops without variants")
-    return forms[0]
+def _output_forms(op: Op) -> dict[str, OutputForm]:
+    """Each variant's gradient from its saved output, by variant (a variant without one recomputes)."""
+    return {variant: f.from_output for variant, f in op.formulas.items() if f.from_output is not None}
 
 
 def _validation(op: Op) -> list[str]:
@@ -87,14 +84,27 @@ def _gradient_expr(op: Op, formula: Formula, input_name: str, *, from_output: bo
 
 
 def _result_lines(op: Op, make_body: Callable[[Formula], list[str]]) -> list[str]:
-    """``if result is not None:`` the saved output validated, then the output-form body (none without one)."""
-    if _output_form(op) is None:
+    """``if result is not None:`` the saved output validated, then the output-form body (none without one).
+
+    With variants, the saved output is validated for every variant and each variant that has an output
+    form takes it behind ``if <variant_param> == <variant>:``; the others fall through to the body that
+    recomputes the forward (``result`` is accepted, and unused, there).
+    """
+    forms = _output_forms(op)
+    if not forms:
         return []
     x = op.inputs[0].symbol.name
-    body = _with_cases(op, make_body, _output_cases)(op.formula())
-    return ["if result is not None:  # the saved forward output: the gradient without recomputing the forward",
-            f"    result = _rt.result_like(result, {x}, {op.name!r})",
-            *(f"    {line}" for line in body)]
+    lines = ["if result is not None:  # the saved forward output: the gradient without recomputing the forward",
+             f"    result = _rt.result_like(result, {x}, {op.name!r})"]
+    for variant in forms:
+        body = _with_cases(op, make_body, _output_cases)(op.formula(variant))
+        if op.variant_param is None:
+            lines += [f"    {line}" for line in body]
+            continue
+        others = [v for v in op.formulas if v not in forms]
+        why = f"  # {', '.join(map(repr, others))} recomputes the forward" if others else ""
+        lines += [f"    if {op.variant_param} == {variant!r}:{why}", *(f"        {line}" for line in body)]
+    return lines
 
 
 def _output_cases(case: Case) -> bool:
@@ -156,18 +166,26 @@ def _math_doc(op: Op, formula: Formula | None) -> list[str]:
 
 def _result_doc(op: Op) -> list[str]:
     """The ``result=`` argument: the output form of the gradient, proven, and its accuracy."""
-    form = _output_form(op)
-    if form is None:
+    forms = _output_forms(op)
+    if not forms:
         return []
     y = sp.Symbol(OUTPUT_SYMBOLS[op.family])
-    shown = dataclasses.replace(op.formula(), grads={k: v.xreplace({RESULT: y}) for k, v in form.grads.items()})
-    accuracy = (f"Accuracy from ``result``: {form.accuracy}" if form.accuracy else
-                "Accuracy from ``result``: no loss (as accurate as the gradient from the input).")
-    return ["Args:", f"    result: the output ``{op.name}`` returned for this input (PyTorch's saved ``result``):"
-            " when given, the gradient is computed from it, proven equal to the gradient from the input, instead of"
-            " recomputing the forward; it must have the input's shape and dtype.", "",
-            "From the output :math:`y`:", "", ".. math::", "",
-            *(f"    {gradient_latex(op, shown, name)}" for name in form.grads), "", accuracy, ""]
+    others = ", ".join(f"``{v!r}``" for v in op.formulas if v not in forms)
+    variants = "" if op.variant_param is None else (
+        " (only with " + ", ".join(f"``{op.variant_param}={v!r}``" for v in forms)
+        + (f"; {others} recomputes the forward)" if others else ")"))
+    lines = ["Args:", f"    result: the output ``{op.name}`` returned for this input (PyTorch's saved ``result``):"
+             f" when given, the gradient is computed from it{variants}, proven equal to the gradient from the input,"
+             " instead of recomputing the forward; it must have the input's shape and dtype.", ""]
+    for variant, form in forms.items():
+        shown = dataclasses.replace(op.formula(variant),
+                                    grads={k: v.xreplace({RESULT: y}) for k, v in form.grads.items()})
+        accuracy = (f"Accuracy from ``result``: {form.accuracy}" if form.accuracy else
+                    "Accuracy from ``result``: no loss (as accurate as the gradient from the input).")
+        where = "" if op.variant_param is None else f" (``{op.variant_param}={variant!r}``)"
+        lines += [f"From the output :math:`y`{where}:", "", ".. math::", "",
+                  *(f"    {gradient_latex(op, shown, name)}" for name in form.grads), "", accuracy, ""]
+    return lines
 
 
 def _variant_dispatch(op: Op, make_body: Callable[[Formula], list[str]], suffix: str,

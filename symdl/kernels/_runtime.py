@@ -3,9 +3,9 @@
 Three jobs, nothing else:
 
 * stable primitives the printer maps SymPy functions to (``sigmoid``,
-  ``softplus``, ``erf``, ``erfc``, ``xlogy``), each equal to its textbook
-  formula (see ``symdl.functions``) and finite wherever that formula's true
-  value is finite. ``sigmoid``, ``softplus`` and ``xlogy`` are NumPy
+  ``softplus``, ``erf``, ``erfc``, ``xlogy``, ``quotient_at_zero``), each
+  equal to its textbook formula (see ``symdl.functions``) and finite
+  wherever that formula's true value is finite. ``sigmoid``, ``softplus`` and ``xlogy`` are NumPy
   compositions (the first two can write into ``out=``); ``erf``, ``erfc``
   and ``normal_cdf`` are polynomial fits in the input's dtype (coefficients
   from ``scripts/fit_erf.py``; their error against mpmath over the whole
@@ -360,6 +360,38 @@ def normal_cdf(x: ArrayLike) -> np.ndarray:
         np.subtract(np.logical_not(np.signbit(x)), q, out=q)
 
     return _special_function(x, "normal", near_form, tail_form)
+
+
+def quotient_at_zero(n: np.ndarray, x: np.ndarray, limit: float, slope: float,
+                     out: np.ndarray | None = None) -> np.ndarray:
+    r""":math:`n / x`, and ``limit + slope * x`` (the quotient's value and slope at 0) where
+    :math:`|x| < \epsilon / 8` in x's dtype (see ``symdl.functions.quotient_at_zero``).
+
+    That keeps x = 0 (0/0) and subnormal x (whose ``n`` has lost bits) out of the division. Whether any
+    element is that close to 0 is found by a reduction over cache-sized scratch blocks (no mask array: a
+    fresh 1e6-element temporary costs as much as several passes here); the mask is made only when one is.
+    """
+    out = _buffer(n, out)
+    threshold = np.finfo(out.dtype).eps / 8
+    near = _min_abs(x) < threshold
+    with np.errstate(divide="ignore", invalid="ignore"):  # 0/0 at x = 0: replaced below
+        np.divide(n, x, out=out)
+    if near:
+        mask = np.abs(x) < threshold
+        out[mask] = limit + slope * x[mask]
+    return out
+
+
+def _min_abs(x: np.ndarray) -> float:
+    """The smallest :math:`|x|` over its non-NaN elements (inf if there is none), block by block in scratch."""
+    flat = np.ravel(x)
+    block = max(1, min(_BLOCK, flat.size))
+    (scratch,) = _scratch((flat.dtype.type,), block)
+    smallest = math.inf
+    for start in range(0, flat.size, block):
+        part = np.abs(flat[start:start + block], out=scratch[:min(block, flat.size - start)])
+        smallest = min(smallest, float(np.fmin.reduce(part)))  # fmin: a NaN elsewhere hides no zero
+    return smallest
 
 
 def erfc(x: ArrayLike) -> np.ndarray:

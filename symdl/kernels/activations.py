@@ -797,11 +797,26 @@ def gelu(input: ArrayLike, *, approximate: str = 'none') -> np.ndarray:
     return {'none': _gelu_none, 'tanh': _gelu_tanh}[approximate](x)
 
 
-def gelu_vjp(grad: ArrayLike, input: ArrayLike, *, approximate: str = 'none') -> tuple[np.ndarray]:
+def gelu_vjp(grad: ArrayLike, input: ArrayLike, *, approximate: str = 'none', result: ArrayLike | None = None) -> tuple[np.ndarray]:
     r"""Gaussian error linear unit x * Phi(x) (or its tanh approximation) (vector-Jacobian product).
 
     The math (definition, gradient, kinks, numerics) is in ``gelu``'s docstring; this kernel computes
     the gradient shown there.
+
+    Args:
+        result: the output ``gelu`` returned for this input (PyTorch's saved ``result``): when given,
+            the gradient is computed from it (only with ``approximate='none'``; ``'tanh'`` recomputes
+            the forward), proven equal to the gradient from the input, instead of recomputing the
+            forward; it must have the input's shape and dtype.
+
+    From the output :math:`y` (``approximate='none'``):
+
+    .. math::
+
+        \frac{\partial y}{\partial x} = \frac{x \left(x \frac{\sqrt{2} e^{- \frac{\max\left(-40,
+        \min\left(40, x\right)\right)^{2}}{2}}}{2 \sqrt{\pi}}\right) + y}{x}
+
+    Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
     Returns:
         One gradient per input, in input order, each shaped like its input (None for a
@@ -812,6 +827,22 @@ def gelu_vjp(grad: ArrayLike, input: ArrayLike, *, approximate: str = 'none') ->
     approximate = _rt.check_choice('gelu', 'approximate', approximate, ('none', 'tanh'))
     x = _rt.float_array(input, 'gelu', 'input')
     g = _rt.grad_like(grad, x.shape, 'gelu')
+    if result is not None:  # the saved forward output: the gradient without recomputing the forward
+        result = _rt.result_like(result, x, 'gelu')
+        if approximate == 'none':  # 'tanh' recomputes the forward
+            # grad_input = g * _rt.quotient_at_zero(result + x * (x * (0.3989422804014327 * np.exp(-0.5 * np.square(np.clip(x, -40, 40))))), x, 0.5, 0.7978845608028654)
+            t0 = np.asarray(np.clip(x, -40, 40))
+            np.square(t0, out=t0)
+            t0 *= -0.5
+            np.exp(t0, out=t0)
+            t0 *= 0.3989422804014327
+            t0 *= x
+            t0 *= x
+            t0 += result
+            _rt.quotient_at_zero(t0, x, 0.5, 0.7978845608028654, out=t0)
+            t1 = np.multiply(g, t0, out=t0 if g.dtype == t0.dtype else None)
+            grad_input = t1
+            return (grad_input,)
     return {'none': _gelu_none_vjp, 'tanh': _gelu_tanh_vjp}[approximate](g, x)
 
 

@@ -31,6 +31,14 @@ JAX_HELPERS: dict[str, str] = {
         '    """max(log(1 + u), floor)."""\n'
         "    return jnp.clip(jnp.log1p(u), floor, None)\n"
     ),
+    "_quotient_at_zero": (
+        "def _quotient_at_zero(n, x, limit, slope):\n"
+        '    """n / x, and limit + slope * x where |x| < eps / 8 in x\'s dtype (symdl.functions.quotient_at_zero):\n'
+        '    the value and, for a second derivative, the slope at 0. x is replaced by 1 there before dividing:\n'
+        '    no 0 / 0, whose NaN the VJP of the division would carry."""\n'
+        "    near = jnp.abs(x) < jnp.finfo(x.dtype).eps / 8\n"
+        "    return jnp.where(near, limit + slope * x, n / jnp.where(near, 1, x))\n"
+    ),
 }
 
 JAX_NAMES = FrameworkNames(
@@ -39,6 +47,7 @@ JAX_NAMES = FrameworkNames(
         "erf": "jax.scipy.special.erf", "erfc": "jax.scipy.special.erfc", "sigmoid": "jax.nn.sigmoid",
         "softplus": "_softplus", "xlogy": "jax.scipy.special.xlogy", "normal_cdf": "jax.scipy.special.ndtr",
         "clamped_log": "_clamped_log", "clamped_log1p": "_clamped_log1p", "asinh": "jnp.arcsinh", "atan": "jnp.arctan",
+        "quotient_at_zero": "_quotient_at_zero",
     },
     clamp="jnp.clip({x}, {low}, {high})",
     reduce_sum="jnp.sum({x}, axis={axis}, keepdims=True)",

@@ -49,6 +49,7 @@ ARRAY_FUNCTIONS: dict[str, str] = {
     "softplus": "_rt.softplus",
     "xlogy": "_rt.xlogy",
     "normal_cdf": "_rt.normal_cdf",
+    "quotient_at_zero": "_rt.quotient_at_zero",
     "clamped_log": "_rt.clamped_log",
     "clamped_log1p": "_rt.clamped_log1p",
 }

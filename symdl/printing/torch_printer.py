@@ -85,6 +85,15 @@ TORCH_HELPERS: dict[str, str] = {
         "    # a 0-d CPU tensor is a scalar on every device: no host-to-device copy\n"
         "    return torch.sub(torch.scalar_tensor(s, dtype=t.dtype), t, out=out)\n"
     ),
+    "_quotient_at_zero": (
+        "def _quotient_at_zero(n, x, limit, slope, out=None):\n"
+        '    """n / x, and limit + slope * x where |x| < eps / 8 in x\'s dtype (symdl.functions.quotient_at_zero):\n'
+        '    the value and, for a double backward, the derivative at 0. x is replaced by 1 there before\n'
+        '    dividing: no 0 / 0, whose NaN the division\'s backward would carry."""\n'
+        "    near = torch.abs(x) < torch.finfo(x.dtype).eps / 8\n"
+        "    quotient = torch.div(n, torch.where(near, torch.ones_like(x), x))\n"
+        "    return torch.where(near, limit + slope * x, quotient, out=out)\n"
+    ),
     "_copy": (
         "def _copy(x):\n"
         '    """A fresh copy of a tensor; a Python float as it is."""\n'
@@ -98,6 +107,7 @@ TORCH_NAMES = FrameworkNames(
         "erf": "torch.erf", "erfc": "torch.erfc", "sigmoid": "torch.sigmoid", "softplus": "_softplus",
         "xlogy": "torch.xlogy", "normal_cdf": "torch.special.ndtr", "clamped_log": "_clamped_log",
         "clamped_log1p": "_clamped_log1p", "asinh": "torch.asinh", "atan": "torch.atan",
+        "quotient_at_zero": "_quotient_at_zero",
     },
     clamp="torch.clamp({x}, min={low}, max={high})",
     reduce_sum="torch.sum({x}, dim={axis}, keepdim=True)",
@@ -122,6 +132,7 @@ TORCH_INPLACE_NAMES = FrameworkNames(
         "erf": "_rt.erf", "erfc": "_rt.erfc", "sigmoid": "_rt.sigmoid", "softplus": "_rt.softplus",
         "xlogy": "_rt.xlogy", "normal_cdf": "_rt.normal_cdf", "clamped_log": "_rt.clamped_log",
         "clamped_log1p": "_rt.clamped_log1p", "tan": "torch.tan", "asinh": "torch.asinh", "atan": "torch.atan",
+        "quotient_at_zero": "_rt.quotient_at_zero",
     },
     clamp="np.clip({x}, {low}, {high})",
     reduce_sum="np.sum({x}, axis={axis}, keepdims=True)",
@@ -143,7 +154,7 @@ _TORCH_CALLS: dict[str, str] = {
     "np.where": "torch.where", "_rt.sigmoid": "torch.sigmoid", "_rt.erf": "torch.erf", "_rt.erfc": "torch.erfc",
     "_rt.normal_cdf": "torch.special.ndtr", "_rt.xlogy": "torch.xlogy", "_rt.softplus": "_softplus",
     "_rt.clamped_log": "_clamped_log", "_rt.clamped_log1p": "_clamped_log1p", "_rt.select": "_select",
-    "np.copy": "_copy",
+    "np.copy": "_copy", "_rt.quotient_at_zero": "_quotient_at_zero",
 }
 #: Row reductions: the emitter's name -> PyTorch's (``axis=``/``keepdims=`` become ``dim=``/``keepdim=``).
 _TORCH_REDUCTIONS = {"np.sum": "torch.sum", "np.max": "torch.amax"}
