@@ -55,7 +55,8 @@ Usage::
 ``--result`` times, instead, the forward then the VJP given the forward's output
 (``name_vjp(g, x, result=y)``) against the reference forward then a hand-written VJP
 reusing its output (:data:`RESULT_VJPS`), for the ops that take ``result=``, and
-GELU's float32 forward + backward beside PyTorch's (1 thread) when torch is installed.
+GELU's float32 forward + backward (its VJP given ``result=``) beside PyTorch's (1 thread) when torch is
+installed, and by CPU time against symdl's VJP from the input.
 """
 
 from __future__ import annotations
@@ -1476,13 +1477,21 @@ def run_result_case(label: str, case: Case, kernels: tuple[Forward, Vjp], dtype:
 
 
 def gelu_times(sizes: Sizes, repeats: int, seed: int) -> list[str]:
-    """GELU (erf form) float32 forward + backward per 1e6 values: symdl, the SciPy reference above and
-    PyTorch at 1 thread (autograd, when torch is installed), alternating; medians in ms."""
+    """GELU (erf form) float32 forward + backward per 1e6 values: symdl (the VJP given the forward's output,
+    ``result=``), the SciPy reference above and PyTorch at 1 thread (autograd, when torch is installed),
+    alternating; medians in ms. By CPU time also symdl's VJP from the input (the A/B of ``result=``)."""
     import symdl.kernels as kernels
 
     x = _normal(np.random.default_rng(seed), sizes.n, np.dtype("float32"))
     g = np.ones_like(x)
-    pairs = [(lambda: (kernels.gelu(x), kernels.gelu_vjp(g, x)), lambda: (_gelu_erf(x), _gelu_erf_vjp(g, x)))]
+
+    def from_output() -> object:
+        return kernels.gelu_vjp(g, x, result=kernels.gelu(x))
+
+    def from_input() -> object:
+        return kernels.gelu(x), kernels.gelu_vjp(g, x)
+
+    pairs = [(from_output, lambda: (_gelu_erf(x), _gelu_erf_vjp(g, x)))]
     try:
         import torch
     except ImportError:
@@ -1496,10 +1505,10 @@ def gelu_times(sizes: Sizes, repeats: int, seed: int) -> list[str]:
             torch.nn.functional.gelu(tx).backward(tg)
             tx.grad = None
 
-        pairs.append((lambda: (kernels.gelu(x), kernels.gelu_vjp(g, x)), torch_step))
+        pairs.append((from_output, torch_step))
     times = _alternate(pairs, repeats)
     per_million = 1e6 / sizes.n
-    lines = [f"GELU (approximate='none') float32 forward + backward, per 1e6 values: symdl "
+    lines = [f"GELU (approximate='none') float32 forward + backward (gelu_vjp given result=), per 1e6 values: symdl "
              f"{times[0][0] * per_million:.2f} ms, NumPy + SciPy erfc reference {times[0][1] * per_million:.2f} ms"]
     if torch is not None:
         lines[0] += (f", PyTorch {torch.__version__} (1 thread) {times[1][1] * per_million:.2f} ms "
@@ -1509,6 +1518,9 @@ def gelu_times(sizes: Sizes, repeats: int, seed: int) -> list[str]:
     other = "PyTorch" if torch is not None else "the SciPy reference"
     lines.append(f"By CPU time (time.process_time, same allocator state, alternating): symdl "
                  f"{cpu[0] * per_million:.2f} ms, {other} {cpu[1] * per_million:.2f} ms")
+    ab = _cpu_times((from_output, from_input), repeats)
+    lines.append(f"By CPU time, symdl's backward from the saved output against from the input (A/B, alternating): "
+                 f"{ab[0] * per_million:.2f} ms against {ab[1] * per_million:.2f} ms")
     return lines
 
 

@@ -49,6 +49,14 @@ class CatalogLatexPrinter(LatexPrinter):
         word = r"\mathrm{" + r"\_".join(parts) + "}"
         return word + (f"_{{{','.join(indices)}}}" if indices else "")
 
+    def _needs_mul_brackets(self, expr: sp.Basic, first: bool = False, last: bool = False) -> bool:
+        # A grouped product (kept as one unit for the kernel's order of operations) after another factor
+        # prints bracketed, x \left(x \phi\right), not as the run of letters x x \phi (a fraction is
+        # already one unit on the page).
+        if isinstance(expr, sp.UnevaluatedExpr) and expr.args[0].is_Mul and not first:
+            return not self._print(expr).startswith(r"\frac")
+        return super()._needs_mul_brackets(expr, first=first, last=last)
+
     def _print_Pow(self, expr: sp.Pow) -> str:
         # SymPy prints an unevaluated exponential or power raised to a power with two superscripts
         # (UnevaluatedExpr(exp(a))**2 as e^{a}^{2}), which LaTeX rejects: parenthesise the base.
