@@ -162,6 +162,10 @@ def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str
     }
     symbols = [i.symbol for i in op.inputs] + [op.upstream]
     f = sp.lambdify(symbols, expr.xreplace(values), modules=[functions, "numpy"])
+    # float64 even for float32 inputs: (1 + x^2) at x = 1e30 overflows float32 into inf * 0 = nan
+    inputs = [np.asarray(a, dtype=np.float64) if np.issubdtype(np.asarray(a).dtype, np.floating) else a
+              for a in inputs]
+    grad = None if grad is None else np.asarray(grad, dtype=np.float64)
     upstream = np.ones_like(inputs[0]) if grad is None or np.shape(grad) != np.shape(inputs[0]) else grad
     return np.broadcast_to(f(*inputs, upstream), np.shape(inputs[0]))
 
