@@ -21,6 +21,10 @@ def test_kernels_lists_every_op_and_layer() -> None:
     assert result.returncode == 0
     listed = {line.split("│")[1].strip() for line in result.stdout.splitlines() if line.count("│") > 2}
     assert set(ACTIVATIONS_AND_LOSSES) | {layer.name for layer in LAYERS} <= listed
+    # one vocabulary: an op is anything with a kernel pair, activations and losses or layers
+    count = len(ACTIVATIONS_AND_LOSSES) + len(LAYERS)
+    assert (f"{count} ops ({len(ACTIVATIONS_AND_LOSSES)} activations and losses, {len(LAYERS)} layers)"
+            in " ".join(result.stdout.split()))
 
 
 def test_verify_ops_of_every_section_as_json() -> None:
