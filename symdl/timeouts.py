@@ -5,7 +5,8 @@ raises an exception in the working thread asynchronously (``PyThreadState_SetAsy
 the interpreter's next check point), and raises it again every :data:`REPEAT_SECONDS` until the block
 exits: code that swallows it once (SymPy catches ``Exception`` in many places; the exception to raise
 should be a ``BaseException``) cannot keep running. No signals are used, so it nests with a signal
-timer and works in any thread.
+timer and works in any thread. A raise is never sent while the thread stands in a garbage-collector
+callback (:func:`in_gc_callback`), where Python would drop it; it is tried again a millisecond later.
 
 Leaving the block is the delicate part: the watchdog may raise while the block is being left, even
 inside the clean-up. The clean-up therefore tells the watchdog to stop, waits until it has stopped,
@@ -18,15 +19,31 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import FrameType
 
 #: After the limit, how often the exception is raised again while the block has not exited.
 REPEAT_SECONDS = 0.05
+#: How soon a raise is tried again when the thread was interrupted inside a garbage-collector callback.
+GC_RETRY_SECONDS = 0.001
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
+
+
+def in_gc_callback(frame: FrameType | None) -> bool:
+    """Whether code interrupted at ``frame`` runs inside a garbage-collector callback (hypothesis registers
+    one): an exception raised there cannot propagate, Python reports it as unraisable and drops it."""
+    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None and callbacks:
+        if frame.f_code in callbacks:
+            return True
+        frame = frame.f_back
+    return False
 
 
 @contextlib.contextmanager
@@ -50,6 +67,11 @@ def raise_after(exception: type[BaseException], seconds: float, clock: Callable[
     def watch() -> None:
         while not stop[0]:
             if armed[0] and clock() >= deadline:  # armed: never raise before this thread is in the try
+                # The thread resumes where it let go of the interpreter, and the raise lands there: not
+                # inside a gc callback, where Python would drop it as unraisable.
+                if in_gc_callback(sys._current_frames().get(ident)):
+                    time.sleep(GC_RETRY_SECONDS)
+                    continue
                 _set_async_exc(ident, exception)
                 time.sleep(REPEAT_SECONDS)
             else:

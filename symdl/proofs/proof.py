@@ -22,7 +22,6 @@ minutes in a pool worker.
 from __future__ import annotations
 
 import contextlib
-import gc
 import math
 import signal
 import threading
@@ -35,7 +34,7 @@ import mpmath
 import sympy as sp
 
 from symdl.functions import to_textbook
-from symdl.timeouts import REPEAT_SECONDS, raise_after
+from symdl.timeouts import GC_RETRY_SECONDS, REPEAT_SECONDS, in_gc_callback, raise_after
 
 #: Digits used by numeric identity proofs and the mpmath reference.
 PROOF_DIGITS = 50
@@ -43,10 +42,6 @@ PROOF_DIGITS = 50
 PROOF_POINTS = 40
 #: CPU seconds ``simplify`` may spend on one identity before the numeric proof is used.
 SIMPLIFY_SECONDS = 2.0
-
-
-#: CPU seconds until the timeout is tried again when its tick landed inside a garbage-collector callback.
-GC_RETRY_SECONDS = 0.001
 
 
 class ProofTimeout(BaseException):
@@ -74,7 +69,7 @@ def _signal_limit(seconds: float) -> Iterator[None]:
     def _raise(signum: int, frame: FrameType | None) -> None:
         if not active:
             return
-        if _in_gc_callback(frame):  # raised there, it would be dropped as unraisable: try again soon
+        if in_gc_callback(frame):  # raised there, it would be dropped as unraisable: try again soon
             signal.setitimer(signal.ITIMER_VIRTUAL, GC_RETRY_SECONDS, REPEAT_SECONDS)
             return
         raise ProofTimeout
@@ -87,21 +82,6 @@ def _signal_limit(seconds: float) -> Iterator[None]:
         active = False  # first, and without a call: from here on the handler raises nothing
         signal.setitimer(signal.ITIMER_VIRTUAL, 0)
         signal.signal(signal.SIGVTALRM, previous)
-
-
-def _in_gc_callback(frame: FrameType | None) -> bool:
-    """Whether the interrupted code runs inside a garbage-collector callback (hypothesis registers one).
-
-    An exception raised there cannot propagate: Python reports it as unraisable and drops it. The
-    handler then re-arms the timer for :data:`GC_RETRY_SECONDS` of CPU time, so that the timeout is
-    raised soon after, outside the callback.
-    """
-    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-    while frame is not None and callbacks:
-        if frame.f_code in callbacks:
-            return True
-        frame = frame.f_back
-    return False
 
 
 def _watchdog_limit(seconds: float) -> contextlib.AbstractContextManager[None]:
