@@ -26,3 +26,10 @@ OP_VARIANTS = [
     for op in ACTIVATIONS_AND_LOSSES.values()
     for variant in op.formulas
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``jax`` run last, in their order. XLA starts its thread pool at JAX's first computation,
+    and other tests fork (the CLI fuzz, process pools, notebook kernels): a process forked while those
+    threads exist could deadlock on a lock one of them held (JAX warns of it)."""
+    items.sort(key=lambda item: item.get_closest_marker("jax") is not None)

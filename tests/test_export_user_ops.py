@@ -125,6 +125,7 @@ def jax_module(user_ops: dict[str, UserOp], tmp_path_factory: pytest.TempPathFac
     return _load(path, "user_jax_ops")
 
 
+@pytest.mark.jax
 @pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber"])
 def test_jax_check_grads_jit_vmap(jax_module: ModuleType, user_ops: dict[str, UserOp], name: str) -> None:
     import jax
