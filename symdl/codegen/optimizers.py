@@ -64,6 +64,8 @@ class GenerationError(Exception):
 class ScalarPrinter(KernelPrinter):
     """Python source for scalar expressions and conditions (``math.*``, ``and``/``or``/``not``)."""
 
+    choose_in_python = True
+
     def _print_And(self, expr: sp.And) -> str:
         return "(" + " and ".join(self._print(a) for a in expr.args) + ")"
 
@@ -78,12 +80,6 @@ class ScalarPrinter(KernelPrinter):
 
     def _print_BooleanFalse(self, expr: sp.Basic) -> str:
         return "False"
-
-    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
-        text = self._print(expr.args[-1].expr)
-        for value, condition in reversed(expr.args[:-1]):
-            text = f"({self._print(value)} if {self._print(condition)} else {text})"
-        return text
 
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:
         if expr.exp == -1:

@@ -76,6 +76,8 @@ class FrameworkPrinter(KernelPrinter):
         arrays: the op's arrays (:func:`symdl.printing.inplace.kernel_arrays`): which row sums span a row.
     """
 
+    choose_in_python = True  # torch.where takes no Python bool
+
     printmethod = "_symdl_framework"
     #: the framework's names (set by each framework's subclass)
     table: FrameworkNames
@@ -142,14 +144,6 @@ class FrameworkPrinter(KernelPrinter):
 
     def _where(self, condition: str, value: str, otherwise: str) -> str:
         return self._call(f"{self.table.module}.where", [condition, value, otherwise])
-
-    def _print_Piecewise(self, expr: sp.Piecewise) -> str:
-        (value, condition), rest = expr.args[0], expr.args[1:]
-        if condition is sp.true or not self._is_scalar(condition):
-            return super()._print_Piecewise(expr)
-        # a condition on scalar parameters only is a Python bool, which torch.where does not take
-        otherwise = sp.Piecewise(*rest) if len(rest) > 1 or rest[0].cond is not sp.true else rest[0].expr
-        return f"({self._print(value)} if {self._print(condition)} else {self._print(otherwise)})"
 
 
 #: Functions of scalar parameters only: Python's math module, whatever the framework (the NumPy kernels'

@@ -88,6 +88,10 @@ class KernelPrinter(PythonCodePrinter):
     """
 
     printmethod = "_symdl_numpy"
+    #: A Piecewise whose condition reads scalar parameters only is chosen by a Python conditional (the
+    #: condition is a Python bool, which torch.where does not take; an optimizer's hyper-parameter flags).
+    #: The NumPy kernels keep ``np.where``, which the in-place emitter compiles.
+    choose_in_python = False
 
     def __init__(self, scalars: Iterable[sp.Symbol] = (), names: Mapping[sp.Symbol, str] | None = None,
                  axis: str = "dim", arrays: Mapping[sp.Symbol, ArraySpec] | None = None) -> None:
@@ -241,6 +245,8 @@ class KernelPrinter(PythonCodePrinter):
     def _print_Piecewise(self, expr: sp.Piecewise) -> str:
         (value, condition), rest = expr.args[0], expr.args[1:]
         otherwise = sp.Piecewise(*rest) if len(rest) > 1 or rest[0].cond is not sp.true else rest[0].expr
+        if self.choose_in_python and condition is not sp.true and self._is_scalar(condition):
+            return f"({self._print(value)} if {self._print(condition)} else {self._print(otherwise)})"
         if value == 0:
             return f"{self.parenthesize(otherwise, PRECEDENCE['Mul'])} * {self._print(sp.Not(condition))}"
         if otherwise == 0:
