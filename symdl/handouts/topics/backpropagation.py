@@ -112,7 +112,7 @@ def _matrix(b: Builder) -> None:
     b.equation(verified.matrix_derivation("backprop.network_matrix", NETWORK, ["W1", "b1", "W2", "b2"],
                                           NETWORK_SHAPES))
     b.prose("Cross-entropy of one column of logits z against a target y: L = logsumexp(z) − y⊤z. Its gradient is "
-            "softmax(z) − y y once the targets sum to one (the assumption is stated, and the result checked "
+            "softmax(z) − y once the targets sum to one (the assumption is stated, and the result checked "
             "under it); averaged over the batch, dZ = (softmax(Z) − T)/N column by column:")
     b.equation(verified.matrix_derivation("backprop.cross_entropy_matrix", "logsumexp(z) - y @ z", ["z"],
                                           {"z": "c", "y": "c"}, assume=["sum(y) = 1"]))
