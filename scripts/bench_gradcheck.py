@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from symdl.check import gradcheck
-from symdl.files import write_atomically
+from timing import write_table  # scripts/timing.py, next to this file
 
 OUTPUTS = 64
 METHODS = ("symdl full", "symdl fast", "naive loop", "torch default", "torch fast")
@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("  ".join(c.rjust(w) for c, w in zip(r, widths)))
     print("\n".join(goals))
     if args.markdown:
-        write_atomically(args.markdown, markdown(rows, header, goals))
+        write_table(args.markdown, markdown(rows, header, goals))
         print(f"wrote {args.markdown}")
     return 0
 

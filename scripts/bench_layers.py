@@ -69,7 +69,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import ThreadpoolController
 
 import symdl.kernels as K
-from symdl.files import write_atomically
+from timing import write_table  # scripts/timing.py, next to this file
 
 try:
     import torch
@@ -439,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
                 "version's BLAS at T, symdl.kernels.set_num_threads(T) with BLAS at 1 per worker when T > 1."
                 + (OVERSUBSCRIBED if os.getloadavg()[0] > len(os.sched_getaffinity(0)) else "") + "\n\n"
                 + HEADER + "\n" + "\n".join(_row(r) for r in rows) + "\n\nTargets (issue 4):\n\n" + targets(rows) + "\n")
-        write_atomically(args.markdown, text)
+        write_table(args.markdown, text)
     return 0
 
 

@@ -40,8 +40,7 @@ from threadpoolctl import threadpool_limits
 
 import symdl.optim as optim
 from symdl.optim._blas import load as load_blas
-from symdl.files import write_atomically
-from timing import paired_ratio  # scripts/timing.py, next to this file
+from timing import paired_ratio, write_table  # scripts/timing.py, next to this file
 
 SIZE, PIECES = 1_000_000, 50
 
@@ -374,7 +373,7 @@ def main() -> int:
                       "docs/bench_optim.md`", "", *lines, "", *summary, ""])
     print("\n".join(summary))
     if args.markdown:
-        write_atomically(args.markdown, text)
+        write_table(args.markdown, text)
     return 0
 
 

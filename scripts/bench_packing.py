@@ -34,9 +34,8 @@ from threadpoolctl import threadpool_limits
 
 import symdl.optim as optim
 import symdl.optim.packing as packing
-from symdl.files import write_atomically
 from symdl.optim._blas import load as load_blas
-from timing import paired_ratio  # scripts/timing.py, next to this file
+from timing import paired_ratio, write_table  # scripts/timing.py, next to this file
 
 PARAMETERS = 16
 KIB = (1, 4, 16, 32, 64, 256)  # bytes per parameter, in KiB
@@ -95,7 +94,7 @@ def main() -> int:
     lines += [f"| {d} | {k} | {a:.1f} | {g:.1f} | {i:.1f} | {rg:.2f} | {ri:.2f} |" for d, k, a, g, i, rg, ri in rows]
     print("\n".join(lines))
     if args.markdown:
-        write_atomically(args.markdown, "# Packing benchmark (`python scripts/bench_packing.py`)\n\n"
+        write_table(args.markdown, "# Packing benchmark (`python scripts/bench_packing.py`)\n\n"
                          + "\n".join(lines) + "\n")
     return 0
 

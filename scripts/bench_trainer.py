@@ -70,7 +70,7 @@ from threadpoolctl import threadpool_limits
 from symdl.data import batches, load_digits
 from symdl.kernels import set_num_threads
 from symdl.train import TrainConfig, Trainer
-from timing import paired_ratio  # scripts/timing.py, next to this file
+from timing import paired_ratio, write_table  # scripts/timing.py, next to this file
 
 Array = np.ndarray
 LR, BATCH, SEED = 1e-3, 64, 0
@@ -427,9 +427,8 @@ def main() -> int:
     text = "\n".join(lines) + "\n"
     print(text)
     if args.markdown is not None:
-        from symdl.files import write_atomically
-
-        write_atomically(args.markdown, "# Trainer benchmark (`python scripts/bench_trainer.py`)\n\n" + text)
+        
+        write_table(args.markdown, "# Trainer benchmark (`python scripts/bench_trainer.py`)\n\n" + text)
     return 0
 
 
