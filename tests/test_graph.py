@@ -4,6 +4,7 @@ the picture, and bad input."""
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 
@@ -38,6 +39,28 @@ def test_cs231n_sigmoid_neuron():
     assert d.verified
 
 
+@pytest.mark.parametrize(("text", "definitions", "published", "fork"), [
+    # Parr & Howard, "The Chain Rules": their intermediate variables u1, u2, ... and their closed forms
+    ("sin(x**2)", ["x ** 2", "sin(q1)"], lambda x: math.cos(x**2) * 2 * x, None),
+    ("log(sin(x**3)**2)", ["x ** 3", "sin(q1)", "q2 ** 2", "log(q3)"],
+     lambda x: 6 * x**2 * math.cos(x**3) / math.sin(x**3), None),
+    # the total-derivative chain rule: x is used twice, dy/dx = 1 + 2x (the two paths add)
+    ("x + x**2", ["x ** 2", "x + q1"], lambda x: 1 + 2 * x, lambda x: [1, 2 * x]),
+    ("sin(x + x**2)", ["x ** 2", "x + q1", "sin(q2)"], lambda x: math.cos(x + x**2) * (1 + 2 * x),
+     lambda x: [math.cos(x + x**2), math.cos(x + x**2) * 2 * x]),
+    ("x * x**2", ["x ** 2", "x * q1"], lambda x: 3 * x**2, lambda x: [x**2, 2 * x**2]),  # x^2 + x 2x
+])
+def test_parr_howard_chain_rule_examples(text, definitions, published, fork):
+    for x in (0.7, -1.3, 2.0):
+        d = derive_graph(text, f"x={x}")
+        assert [n.definition for n in d.nodes] == definitions and d.verified
+        assert d.gradients["x"] == pytest.approx(published(x), rel=1e-13)
+        if fork is None:
+            assert d.forks == {}
+        else:  # the fork's contributions, one per path, are P&H's two terms
+            assert sorted(d.forks["x"]) == pytest.approx(sorted(fork(x)), rel=1e-13)
+
+
 def test_function_file_written_as_assignments(tmp_path):
     source = tmp_path / "neuron.py"
     source.write_text('def f(w0, x0, w1, x1, w2):\n    """doc"""\n    dot = w0*x0 + w1*x1 + w2\n'
@@ -69,6 +92,8 @@ def test_formats(fmt, capsys):
     assert "0.731059" in out and "-0.589836" in out
     if fmt == "html":
         assert "<svg" in out and "multiply gate" in out
+    if fmt in ("markdown", "latex"):  # on stdout there is no file beside to reference: the document says so
+        assert "no picture: write to a file with -o" in out and "-graph." not in out
 
 
 def test_picture_files_beside_the_document(tmp_path):
@@ -96,6 +121,7 @@ def test_picture_files_beside_the_document(tmp_path):
     (["log(x)", "--at", "x=-1"], "not a finite real number"),
     (["x*y", "--at", "x=one"], "not NAME=NUMBER"),
     (["x * " + "exp(" * 12 + "x" + ")" * 12, "--at", "x=2"], "too large to evaluate"),
+    (["exp(exp(exp(exp(x))))", "--at", "x=3"], "too large to evaluate"),  # past float64, not past mpmath
     (["missing.py:f", "--at", "x=1"], "no such file"),
     (["x*y", "--at", "x=1,y=2", "--stationary"], "apply to matrix derivations"),
 ])

@@ -238,6 +238,26 @@ def test_a_wrong_result_is_never_printed_as_true(monkeypatch):
     assert json.loads(d.render("json"))["result"] == {}  # no result is claimed
 
 
+def test_a_failed_step_is_said_even_when_the_result_passes(monkeypatch):
+    from symdl.steps.matrix import engine
+    from symdl.steps.matrix import nodes as n
+
+    real = engine._Checker.check
+
+    def planted(self, derivative, wrt, at=None):  # the check of the step through tanh fails, the rest runs
+        check = real(self, derivative, wrt, at)
+        node = self.expr if at is None else at  # a Jacobian step is checked as its own expression
+        return engine.Check(False, check.error, check.sizes) if isinstance(node, n.Func) else check
+
+    monkeypatch.setattr(engine._Checker, "check", planted)
+    for jacobian, text in ((False, "sum(tanh(X @ w))"), (True, "2 * tanh(X @ w)")):
+        d = derive_matrix(text, "w", ["X=n,d", "w=d"], jacobian=jacobian)
+        failed = [i for i, s in enumerate(d.steps, 1) if not s.check.ok]
+        assert len(failed) == 1 and d.results["w"].verified and not d.verified
+        for fmt in ("text", "markdown", "latex", "html", "json"):
+            assert f"NOT VERIFIED: step {failed[0]} disagrees with finite differences" in d.render(fmt)
+
+
 # ----------------------------------------------------------------------------------------------- textbook forms
 def test_rayleigh_quotient_textbook_form_by_named_rewrites():
     shapes = ["x=n", "A=n,n"]

@@ -196,6 +196,25 @@ def test_notebooks_render_derivations():
     assert graph.lstrip().startswith("<h1>") and "<svg" in graph and "</body>" not in graph
 
 
+def test_a_jupyter_kernel_displays_both_derivations(tmp_path):
+    # what a notebook's reader gets: the kernel's display data for the last expression of each cell
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    import nbformat
+
+    book = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell('from symdl.steps.graph import derive_graph\n'
+                                  'derive_graph("(x + y) * z", "x=-2,y=5,z=-4")'),
+        nbformat.v4.new_code_cell('from symdl.steps.matrix import derive_matrix\n'
+                                  'derive_matrix("norm(X @ w - y)**2", "w", ["X=n,d", "w=d", "y=n"])')])
+    nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    graph, matrix = ([o for o in cell.outputs if o["output_type"] == "execute_result"] for cell in book.cells)
+    assert "<svg" in graph[0]["data"]["text/html"] and "multiply gate" in graph[0]["data"]["text/html"]
+    shown = matrix[0]["data"]["text/markdown"]
+    assert r"2 X^\top \left(X w - y\right)" in shown and "$$" in shown and "NOT VERIFIED" not in shown
+
+
 def test_cli_stationary_and_symmetric_assumption(capsys):
     assert main(["derive", "x @ A @ x / (x @ x)", "--wrt", "x", "--shape", "x=n", "--shape", "A=n,n",
                  "--assume", "symmetric(A)", "--stationary", "--format", "json"]) == 0

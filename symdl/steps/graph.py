@@ -22,6 +22,7 @@ Identical subexpressions are one node.
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,6 +359,8 @@ def _value(expr: sp.Expr, at: Mapping[sp.Symbol, sp.Float] | None = None) -> flo
         raise GraphError("a value of the graph is too large to evaluate at the point") from None
     if not value.is_real or not value.is_finite:
         raise GraphError(f"the expression is not a finite real number at the point ({value})")
+    if not math.isfinite(float(value)):  # finite for mpmath, past float64: exp of it ran into the 20 s timeout
+        raise GraphError(f"a value of the graph is too large to evaluate at the point ({sp.N(value, 6)})")
     return float(value)
 
 

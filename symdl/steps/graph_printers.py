@@ -14,6 +14,7 @@ from typing import Any
 
 from symdl.steps.exprtext import reading_text
 from symdl.steps.graph import BackwardRow, GraphDerivation
+from symdl.steps.printers.latex import _escape as _tex
 from symdl.steps.tree import Derivation
 
 
@@ -176,6 +177,10 @@ def _table_markdown(head: list[str], rows: list[list[str]]) -> list[str]:
             *("| " + " | ".join(cell(c) for c in r) + " |" for r in rows)]
 
 
+#: Said where a document printed to stdout has no picture file to reference (LaTeX, Markdown).
+NO_PICTURE = "(no picture: write to a file with -o to get one beside it)"
+
+
 def markdown(d: GraphDerivation, picture: str | None = None) -> str:
     """GitHub Markdown tables (and the picture, when a file was written)."""
     forward, backward, gradients = _tables(d)
@@ -183,6 +188,8 @@ def markdown(d: GraphDerivation, picture: str | None = None) -> str:
     out = [f"**Computational graph of `f = {d.text}` at {at}**", ""]
     if picture:
         out += [f"![the graph, forward values and gradients on the edges]({picture})", ""]
+    else:
+        out += [f"<!-- {NO_PICTURE} -->", ""]
     out += ["Forward pass:", "", *_table_markdown(FORWARD_HEAD, forward), "", "Backward pass:", "",
             *_table_markdown(BACKWARD_HEAD, backward), ""]
     if d.forks:
@@ -191,11 +198,6 @@ def markdown(d: GraphDerivation, picture: str | None = None) -> str:
     out += _table_markdown(GRADIENT_HEAD, gradients) + [""] + [f"> {n}" for n in d.notes]
     out += ["", *_local_markdown(d)]
     return "\n".join(out) + "\n"
-
-
-def _tex(text: str) -> str:
-    return "".join({"_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "^": r"\^{}", "{": r"\{", "}": r"\}",
-                    "~": r"\~{}", "\\": r"\textbackslash{}", "$": r"\$"}.get(c, c) for c in text)
 
 
 def _table_latex(head: list[str], rows: list[list[str]], spec: str) -> list[str]:
@@ -216,7 +218,7 @@ def latex(d: GraphDerivation, picture: str | None = None) -> str:
     if picture:
         out += [r"\begin{center}", rf"\includegraphics[width=\linewidth]{{{picture}}}", r"\end{center}"]
     else:
-        out += ["% (no picture: write to a file with -o to get one)"]
+        out += [f"% {NO_PICTURE}"]
     out += [r"\paragraph{Forward pass}", r"\begin{center}", *_table_latex(FORWARD_HEAD, forward, "lll"),
             r"\end{center}", r"\paragraph{Backward pass} contribution = local derivative $\times$ upstream.",
             r"\begin{center}\scriptsize", *_table_latex(BACKWARD_HEAD, backward, "lllllrrrl"), r"\end{center}"]

@@ -343,6 +343,7 @@ def derive_matrix(text: str, wrt: str | Iterable[str], shapes: Mapping[str, obje
                                   + tuple(f"symmetric({s})" for s in sorted(symmetric)))
     derivation.notes.append("Layout: each gradient has the shape of its variable (df = tr(G^T dX)).")
     _symmetric_note(derivation)
+    _failed_steps_note(derivation)
     return derivation
 
 
@@ -412,6 +413,16 @@ def _symmetric_note(derivation: MatrixDerivation) -> None:
             f"(e.g. d log det S / dS = 2 inv(S) - diag(diag(inv(S))) entrywise).")
 
 
+def _failed_steps_note(derivation: MatrixDerivation) -> None:
+    """Say it where a step failed its check: the results' lines speak of the results only (each checked on its
+    own), so without this line a reader could take the derivation for verified."""
+    failed = [str(i) for i, s in enumerate(derivation.steps, 1) if not s.check.ok]
+    if failed:
+        derivation.notes.append(
+            f"NOT VERIFIED: step {', '.join(failed)} disagrees with finite differences, so the derivation is not "
+            f"verified (exit code 1), even where a result passes its own check.")
+
+
 # ----------------------------------------------------------------------------------------------- Jacobians
 def _jacobian_derivation(text: str, expr: n.Node, shapes: dict[str, n.Shape], variables: list[n.Var],
                          checker: _Checker) -> MatrixDerivation:
@@ -440,6 +451,7 @@ def _jacobian_derivation(text: str, expr: n.Node, shapes: dict[str, n.Shape], va
     derivation = MatrixDerivation(text, expr, shapes, tuple(v.name for v in variables), "jacobian", lets, steps,
                                   results)
     derivation.notes.append("Layout: numerator layout, J[i, j] = d f_i / d x_j (shape: f's shape then x's).")
+    _failed_steps_note(derivation)
     return derivation
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from symdl.steps.matrix import nodes as n
 from symdl.steps.matrix.engine import MatrixDerivation, MatrixResult
+from symdl.steps.printers.latex import _escape as _tex_escape
 
 PRINTERS: dict[str, Callable[[MatrixDerivation], str]] = {}
 
@@ -141,11 +142,6 @@ def text(d: MatrixDerivation) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- LaTeX
-def _tex_escape(text: str) -> str:
-    return "".join({"_": r"\_", "&": r"\&", "%": r"\%", "#": r"\#", "^": r"\^{}", "{": r"\{", "}": r"\}",
-                    "~": r"\~{}", "\\": r"\textbackslash{}", "$": r"\$"}.get(c, c) for c in text)
-
-
 def _latex_result(d: MatrixDerivation, r: MatrixResult) -> list[str]:
     lhs = rf"\frac{{\partial f}}{{\partial {d.latex_of(n.Var(r.wrt, r.shape))}}}"
     rows = []
