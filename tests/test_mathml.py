@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from symdl.printing.mathml import MathMLError, latex_to_mathml, unconverted
@@ -48,3 +50,12 @@ def test_an_unknown_command_is_refused_naming_it() -> None:
 ])
 def test_unconverted_reports_commands_and_stray_ampersands_outside_code(html: str, found: list[str]) -> None:
     assert unconverted(html) == found
+
+
+def test_a_named_function_is_an_identifier_beside_its_bracket_as_sin_is() -> None:
+    # latex2mathml alone makes \operatorname{relu} an operator, which MathML spaces like '+': "relu ( u )"
+    assert "<mo>relu</mo>" in latex2mathml.convert(r"\operatorname{relu}(u)")
+    html = latex_to_mathml(r"\operatorname{relu}(u) + \sin(u) + \operatorname{step}(u_{1})")
+    assert "<mi>relu</mi>" in html and "<mi>step</mi>" in html and "<mi>sin</mi>" in html
+    assert re.search(r"<mo>[A-Za-z]{2,}</mo>", html) is None
+    assert "<mo>&#x0002B;</mo>" in html  # a real operator stays one

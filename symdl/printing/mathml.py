@@ -8,7 +8,10 @@ measured on every derivation block):
 * ``aligned`` prints as one line with a literal ``&`` per row: rewritten to
   ``split``, which it lays out as a table with the same right/left columns;
 * ``gathered`` is unsupported: rewritten to ``matrix`` (one centred column);
-* ``\\arg`` stays raw: rewritten to ``\\operatorname{arg}``.
+* ``\\arg`` stays raw: rewritten to ``\\operatorname{arg}``;
+* ``\\operatorname{relu}`` becomes an operator, ``<mo>relu</mo>``, which MathML spaces
+  like a binary operator ("relu ( u )"): made an identifier, ``<mi>relu</mi>``, as
+  ``\\sin`` already is, so a named function sits against its bracket.
 
 API:
 
@@ -49,6 +52,10 @@ _STRAY_AMPERSAND = re.compile(r"<(m[ionst]|mtext)\b[^>]*>\s*&(amp;)?\s*</\1>"
                               r"|&(?!(?:[A-Za-z][A-Za-z0-9]*|#\d+|#x[0-9A-Fa-f]+);)")
 
 
+#: A word the converter made an operator (``\\operatorname``); bare ``<mo>`` only (``\\lim`` carries attributes).
+_WORD_OPERATOR = re.compile(r"<mo>([A-Za-z]{2,})</mo>")
+
+
 def _prepare(latex: str) -> str:
     for pattern, replacement in _REWRITES:
         latex = pattern.sub(replacement, latex)
@@ -71,6 +78,7 @@ def latex_to_mathml(latex: str, display: bool = False) -> str:
         mathml = convert(_prepare(latex), display="block" if display else "inline")
     except Exception as error:  # latex2mathml raises bare exceptions of its own on bad input
         raise MathMLError(f"cannot convert {latex!r} to MathML: {type(error).__name__}: {error}") from None
+    mathml = _WORD_OPERATOR.sub(r"<mi>\1</mi>", mathml)
     faults = unconverted(mathml)
     if faults:
         raise MathMLError(f"MathML of {latex!r} still holds {', '.join(sorted(set(faults)))}")
