@@ -171,3 +171,31 @@ def test_user_code_runner_reports_exits_hangs_and_errors_on_one_line(capfd: pyte
     assert run_guarded(prints, 5) == 7
     out, err = capfd.readouterr()
     assert "from the user" in err and "from the user" not in out
+
+
+def _sleep_and_return(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_an_interrupted_process_pool_stops_at_once() -> None:
+    """Ctrl-C in ``symdl verify`` waited for every queued job of ``with ProcessPoolExecutor()`` (up to minutes)."""
+    import time
+
+    from symdl.pools import process_pool
+
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt), process_pool(2) as pool:
+        futures = [pool.submit(_sleep_and_return, 1.0) for _ in range(20)]  # 10 s of work on 2 workers
+        futures[0].result()
+        processes = list(pool._processes.values())  # the workers, to check they are gone
+        raise KeyboardInterrupt
+    assert time.perf_counter() - start < 5  # one job's second and the start of the pool, not ten seconds
+    for process in processes:
+        process.join(5)
+        assert not process.is_alive()
+    assert sum(f.cancelled() for f in futures) >= 10  # the queued jobs never ran (a few were already handed over)
+    with process_pool(2) as pool:  # and without an exception it is an ordinary pool
+        assert list(pool.map(_sleep_and_return, [0.0, 0.01])) == [0.0, 0.01]

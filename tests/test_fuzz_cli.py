@@ -76,6 +76,15 @@ def text(x):
 def loud(x):
     print("a print from f")
     return np.sum(np.tanh(x))
+
+def big(x):
+    return np.sum(np.exp(x))
+
+def dbig(x):
+    return np.exp(x)
+
+def dbig_off(x):
+    return np.exp(x) * (1 + 1e-7)
 '''
 
 
@@ -209,7 +218,9 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # checkpoints of the wrong type and of a negative epoch, for --resume (the dataset named as the CLI names it)
     config = TrainConfig(dataset="good.npz", epochs=2)
     changes = {"epoch_negative": lambda s: {**s, "epoch": -5}, "state_list": lambda s: [1, 2, 3],
-               "history_text": lambda s: {**s, "history": "abc"}, "config_list": lambda s: {**s, "config": [1]}}
+               "history_text": lambda s: {**s, "history": "abc"}, "config_list": lambda s: {**s, "config": [1]},
+               "history_rows": lambda s: {**s, "history": [{}] * len(s["history"])},
+               "history_nan": lambda s: {**s, "history": [{**r, "test_loss": float("nan")} for r in s["history"]]}}
     here = Path.cwd()
     os.chdir(root)
     try:
@@ -235,7 +246,7 @@ BASES: dict[str, list[list[str]]] = {
 HOSTILE_EXPRESSIONS = ["9**9**9**9", "x**(10**10)", "(" * 200 + "x" + ")" * 200, "x+" * 1500 + "x",
                        "__import__('os').system('touch pwned')", "x.real", "lambda: x", "x[0]", "'x'", "", "   ",
                        "x" * 3000, "1/0*x", "x if x else", "sigmoid", "sigmoid(x, x)", "f(x)", "x @ x", "x // 2",
-                       "exp(1e400)*x", "-" * 150 + "x", "x\x00", "µ*y", "e**(e**(e**(e**x)))*0 + nope"]
+                       "exp(1e400)*x", "-" * 150 + "x", "x\x00", "x\udcff", "µ*y", "e**(e**(e**(e**x)))*0 + nope"]
 
 #: Bad options, each bad whatever valid base (or other bad item) it joins: (subcommand, arguments).
 MODIFIERS: list[tuple[str, list[str]]] = [
@@ -283,6 +294,8 @@ COMPLETE: list[tuple[str, list[str]]] = [
     *[("gradcheck", [e, "--at", "x=1"]) for e in HOSTILE_EXPRESSIONS],
     ("gradcheck", ["x*x", "--at", "x=1", "--range", "x=0:1"]),
     ("gradcheck", ["x*x", "--at", "x=1", "--wrt", "nope"]),
+    ("gradcheck", ["x*x", "--at", "x=1", "--wrt", "x,x"]),
+    ("gradcheck", ["t.py:f", "--vjp", "t.py:df", "--shape", "x=3", "--wrt", "x, x"]),
     ("gradcheck", ["x*x", "--at", "x=1", "--vjp", "t.py:df"]),
     *[("gradcheck", ["--op", v]) for v in ("nope", "", "relu;ls", "__class__", "x" * 5000)],
     *[("gradcheck", ["--op", "gelu", "--params", v]) for v in ("bogus=1", "approximate=cubic", "approximate",
@@ -307,7 +320,7 @@ COMPLETE: list[tuple[str, list[str]]] = [
     ("train", ["--dataset", "good.npz", "--lr", "1e308", "--epochs", "3", "--out", "RUN"]),
     ("train", ["--resume"]),
     *[("train", ["--dataset", "good.npz", "--epochs", "2", "--out", name, "--resume"])
-      for name in ("epoch_negative", "state_list", "history_text", "config_list")],
+      for name in ("epoch_negative", "state_list", "history_text", "config_list", "history_rows", "history_nan")],
     *[("show", [v]) for v in ("nope", "", " ", "x" * 10000, "relu\x00", "../../etc/passwd", "µ")],
     ("show", ["relu", "--variant", "nope"]), ("show", ["relu", "--format", "html5"]), ("show", []),
     ("show", ["relu", "adam"]),
@@ -444,6 +457,47 @@ def test_points_within_a_step_of_overflow_are_refused_on_one_line(workspace: Pat
     run = run_forked(["gradcheck", "x*sigmoid(x)", f"--at=x={value}"], workspace, tmp_path)
     assert run.problem() == "", run
     assert "finite differences there would overflow" in run.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["exp(x)", "--at", "x=709.7"],
+    ["cosh(x)", "--at", "x=710"],
+    ["t.py:big", "--vjp", "t.py:dbig", "--at", "x=709.78"],
+])
+def test_derivatives_near_the_largest_float_pass_without_warnings(workspace: Path, tmp_path: Path,
+                                                                  argv: list[str]) -> None:
+    """A derivative past half the largest float (1.6e308 at 709.7) once overflowed rtol (|n| + s) and the sweep's
+    second difference f+ + f- - 2 f0 into an infinite allowance: a correct gradient failed, with warnings."""
+    run = run_forked(["gradcheck", *argv], workspace, tmp_path)
+    assert run.code == 0 and run.stderr == "", run
+    assert "PASS" in run.stdout and " inf " not in run.stdout
+
+
+def test_a_wrong_derivative_near_the_largest_float_still_fails(workspace: Path, tmp_path: Path) -> None:
+    run = run_forked(["gradcheck", "t.py:big", "--vjp", "t.py:dbig_off", "--at", "x=709.7"], workspace, tmp_path)
+    assert run.code == 1 and run.stderr == "" and "FAIL" in run.stdout, run
+
+
+def test_ctrl_c_while_the_subcommands_load_is_one_line_and_exit_130(workspace: Path) -> None:
+    """Ctrl-C in the first half second (NumPy loading, before ``main`` runs) printed a traceback; an import hook
+    sends SIGINT exactly while ``symdl.cli.gradcheck`` is being imported."""
+    script = """
+import os, runpy, signal, sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "symdl.cli.gradcheck":
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["symdl", "kernels"]
+runpy.run_module("symdl.cli", run_name="__main__")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=workspace,
+                            timeout=HANG_SECONDS, check=False)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "symdl: interrupted\n" and result.stdout == ""
 
 
 def test_large_input_switches_to_fast_mode_with_a_note(workspace: Path, tmp_path: Path) -> None:

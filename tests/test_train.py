@@ -258,6 +258,10 @@ def _tampered(tmp_path: Path, change: object) -> Path:
     (lambda s: {**s, "epoch": 7}, "checkpoint epoch 7 is not a whole number from 0 to 2"),
     (lambda s: {**s, "epoch": 1.5}, "checkpoint epoch 1.5 is not a whole number"),
     (lambda s: {**s, "history": "abc"}, "checkpoint history does not hold one row per epoch"),
+    # rows the metrics files cannot be written from (a KeyError traceback after the next epoch, before)
+    (lambda s: {**s, "history": [{}, {}]}, "checkpoint history does not hold one row per epoch (2 epochs) with finite"),
+    (lambda s: {**s, "history": [{**r, "lr": "x"} for r in s["history"]]}, "with finite epoch, lr, train_loss"),
+    (lambda s: {**s, "history": s["history"][::-1]}, "checkpoint history does not hold one row per epoch"),
     (lambda s: {**s, "config": [1]}, "checkpoint does not fit this run (no config)"),
 ])
 def test_checkpoint_of_the_wrong_shape_is_refused(tmp_path: Path, change: object, message: str) -> None:

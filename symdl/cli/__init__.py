@@ -16,8 +16,13 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from symdl.cli import derive, export, gradcheck, handout, kernels, show, train, verify
 from symdl.errors import UsageError
+
+try:  # Ctrl-C while the subcommands load (NumPy: a fraction of a second) is one line and 130 too, not a traceback
+    from symdl.cli import derive, export, gradcheck, handout, kernels, show, train, verify
+except KeyboardInterrupt:
+    print("symdl: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 __all__ = ["SUBCOMMANDS", "UsageError", "build_parser", "main"]
 

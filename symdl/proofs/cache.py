@@ -14,7 +14,6 @@ import hashlib
 import os
 import pickle
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +21,7 @@ import sympy as sp
 
 import symdl
 from symdl.files import write_binary_atomically
+from symdl.pools import process_pool
 
 Item = TypeVar("Item", bound=Hashable)
 Result = TypeVar("Result")
@@ -84,7 +84,7 @@ def cached_map(compute: Callable[[Item], Result], items: Sequence[Item], key: Ca
         for item in missing:
             keep(item, compute(item))
     elif missing:
-        with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        with process_pool(workers) as pool:
             for item, value in zip(missing, pool.map(compute, missing)):
                 keep(item, value)
     return {item: results[item] for item in items}

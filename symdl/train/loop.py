@@ -111,6 +111,24 @@ class _Silent:
         pass
 
 
+def _history_fits(history: Any, epochs: int) -> bool:
+    """Whether ``history`` is one row per epoch, numbered 1..epochs, each with every metric as a finite number.
+
+    The metrics files and curves are rewritten from it after the next epoch: a hand-edited row (``{}``, a
+    string, a NaN) would fail there, after a whole epoch of training, instead of at ``--resume``.
+    """
+    if not isinstance(history, list) or len(history) != epochs:
+        return False
+    for number, row in enumerate(history, start=1):
+        if not isinstance(row, dict) or row.get("epoch") != number:
+            return False
+        values = [row.get(column) for column in report.COLUMNS]
+        if not all(isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool | np.bool_)
+                   and np.isfinite(v) for v in values):
+            return False
+    return True
+
+
 class Trainer:
     """A classification run: data, model, loss, optimizer, schedule, generator and history.
 
@@ -192,9 +210,9 @@ class Trainer:
         if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or not 0 <= epoch <= self.config.epochs:
             raise checkpoint.CheckpointError(f"{path}: checkpoint epoch {epoch!r} is not a whole number from 0 to "
                                              f"{self.config.epochs} (the run's epochs)")
-        if not isinstance(history, list) or len(history) != epoch or not all(isinstance(r, dict) for r in history):
+        if not _history_fits(history, int(epoch)):
             raise checkpoint.CheckpointError(f"{path}: checkpoint history does not hold one row per epoch "
-                                             f"({epoch} epochs)")
+                                             f"({epoch} epochs) with finite {', '.join(report.COLUMNS)}")
         self.epoch, self.history = int(epoch), history
 
     # -- the work

@@ -3,13 +3,14 @@ and running rows in parallel processes."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import asdict, dataclass
 from typing import TypeVar
 
 import numpy as np
+
+from symdl.pools import process_pool
 
 #: The largest relative error of a VJP against central differences that passes (float64).
 FD_TOLERANCE = 1e-6
@@ -98,7 +99,7 @@ def parallel_rows(run: Callable[[Job], VerifyRow], jobs: Sequence[Job], *, worke
     """``[run(job) for job in jobs]``, computed in a process pool (the costliest jobs started first)."""
     order = sorted(range(len(jobs)), key=lambda i: -cost(jobs[i]))
     rows: dict[int, VerifyRow] = {}
-    with ProcessPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+    with process_pool(workers) as pool:
         futures = {pool.submit(run, jobs[i]): i for i in order}
         for future in as_completed(futures):
             rows[futures[future]] = future.result()
