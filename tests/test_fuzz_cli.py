@@ -508,6 +508,24 @@ def test_large_input_switches_to_fast_mode_with_a_note(workspace: Path, tmp_path
     assert run.seconds < 30
 
 
+def test_full_mode_insisted_on_says_its_cost_before_it_starts(workspace: Path, tmp_path: Path) -> None:
+    # 30,000 elements: past the switch to fast mode; f is a scalar, so the Jacobian fits and the check runs
+    run = run_forked(["gradcheck", "t.py:f", "--vjp", "t.py:df", "--shape", "x=30000", "--mode", "full",
+                      "--timeout", "1"], workspace, tmp_path, 60)
+    first, *rest = run.stderr.splitlines()
+    assert first.startswith("symdl: note: full mode on 30000 checked elements evaluates f 60000 times"), run
+    assert "--mode fast takes seconds" in first
+    assert run.code == 2 and rest and rest[-1].startswith("symdl: error: the check did not finish"), run
+    # where the check refuses at once (an elementwise op's Jacobian past the limit), its error is the one line
+    refused = run_forked(["gradcheck", "--op", "tanh", "--shape", "input=30000", "--mode", "full"], workspace,
+                         tmp_path, 60)
+    assert refused.code == 2 and len(refused.stderr.splitlines()) == 1 and "full Jacobian" in refused.stderr
+    # a size that full mode checks in seconds gets no note
+    small = run_forked(["gradcheck", "t.py:f", "--vjp", "t.py:df", "--shape", "x=300", "--mode", "full"], workspace,
+                       tmp_path, 60)
+    assert small.code == 0 and small.stderr == "", small
+
+
 def test_a_flat_sum_of_999_terms_and_the_micro_sign(workspace: Path, tmp_path: Path) -> None:
     flat = run_forked(["gradcheck", "+".join(["x"] * 999), "--at", "x=0.5"], workspace, tmp_path)
     assert flat.code == 0 and "PASS" in flat.stdout, flat

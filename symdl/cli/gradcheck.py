@@ -43,6 +43,8 @@ HELP = "check a gradient (expression, Python function or catalog op) against fin
 #: Checked input elements past which the default full mode (2 evaluations of f per element, so a cost
 #: quadratic in the size: 41 s at 1e5 elements on the 2-core test machine) gives way to fast mode.
 _FULL_MODE_ELEMENTS = 20_000
+#: Seconds full mode took on 1e5 elements of an elementwise f there (its estimate scales with the size squared).
+_FULL_MODE_SECONDS_AT_1E5 = 41.0
 #: Largest --samples, array element count and rank accepted (a 1e7-element float64 array is 80 MB).
 _MAX_SAMPLES = 1_000_000
 _MAX_ELEMENTS = 10**7
@@ -61,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The subcommand's options."""
     parser.add_argument("target", nargs="?", help='an expression ("x*sigmoid(x)"), file.py:f or package.module:f')
     parser.add_argument("--op", help="re-check a catalog op's kernel")
-    parser.add_argument("--params", default="", help="op parameters: name=value[,name=value]")
+    parser.add_argument("--params", default="", help="parameters of --op, of a --layer's constructor, or a --backward "
+                        "target's trailing non-array arguments: name=value[,name=value] (name.key=value builds a dict)")
     parser.add_argument("--at", action="append", default=[], help="point: name=value[,name=value]")
     parser.add_argument("--range", action="append", default=[], dest="ranges", help="sample range: name=low:high")
     parser.add_argument("--samples", type=int, default=100, help="points drawn per --range (default 100)")
@@ -179,6 +182,10 @@ def _validate(args: argparse.Namespace) -> None:
     for name, ends in ranges.items():
         for end in ends:
             _finite_point(name, end, args.dtype, "--range")
+    wrt = [w.strip() for w in (args.wrt or "").split(",") if w.strip()]
+    twice = sorted({w for w in wrt if wrt.count(w) > 1})
+    if twice:  # `--wrt x,x` would check x twice and report it twice; a slip, not a request
+        raise GradcheckInputError(f"--wrt: {twice[0]} is given twice")
     total = sum(int(np.prod(shape, dtype=object)) for shape in _shapes(args.shape).values())
     if total > _MAX_ELEMENTS:  # each input is capped; so are all of them together (80 MB of float64)
         raise GradcheckInputError(f"--shape: the inputs hold {total} elements together; at most {_MAX_ELEMENTS:.0e}")
@@ -279,6 +286,24 @@ def _choose_mode(args: argparse.Namespace, inputs: list[np.ndarray], wrt: list[i
                              "give --mode full to insist")
 
 
+def _say_what_full_mode_costs(f: Callable[..., object], inputs: list[np.ndarray], args: argparse.Namespace,
+                              wrt: list[int] | None) -> None:
+    """Full mode insisted on (``--mode full``) past the size where it would have given way to fast mode: say on
+    stderr, before it starts, what it will cost (2 evaluations of f per element, so the square of the size).
+    Said only where the check will run: past the Jacobian limit the check refuses at once, on its one line."""
+    from symdl.check.api import MAX_JACOBIAN
+
+    elements = sum(int(inputs[i].size) for i in (wrt if wrt is not None else range(len(inputs))))
+    if args.mode != "full" or elements <= _FULL_MODE_ELEMENTS:
+        return
+    if elements * int(np.size(f(*[a.copy() for a in inputs]))) > MAX_JACOBIAN:
+        return
+    seconds = _FULL_MODE_SECONDS_AT_1E5 * (elements / 1e5) ** 2
+    print(f"symdl: note: full mode on {elements} checked elements evaluates f {2 * elements} times: about "
+          f"{seconds:.0f} s where it was measured (2 cores), longer for a costlier f; --mode fast takes seconds",
+          file=sys.stderr, flush=True)
+
+
 def _check(f: Callable[..., object], inputs: list[np.ndarray], vjp: Callable[..., object], args: argparse.Namespace,
            names: list[str], wrt: list[int] | None = None) -> object:
     """``gradcheck``; an exception from the user's code is bad input (exit 2), on one line."""
@@ -287,6 +312,7 @@ def _check(f: Callable[..., object], inputs: list[np.ndarray], vjp: Callable[...
 
     from symdl.check.errors import JacobianTooLargeError
 
+    _say_what_full_mode_costs(f, inputs, args, wrt)
     try:
         return gradcheck(f, inputs, vjp, mode=args.mode, seed=args.seed, names=names, wrt=wrt)
     except JacobianTooLargeError as error:  # the API's advice in the command line's spelling
