@@ -48,3 +48,13 @@ def test_bad_usage_is_one_line_on_stderr_and_exit_2(args: tuple[str, ...]) -> No
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("symdl: error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_python_dash_m_symdl_is_the_command() -> None:
+    # `python -m symdl` as `python -m pip`: the same subcommands, the same one-line errors
+    ran = subprocess.run([sys.executable, "-m", "symdl", "--help"], capture_output=True, text=True, timeout=300,
+                         check=False)
+    assert ran.returncode == 0 and "gradcheck" in ran.stdout and "derive" in ran.stdout
+    bad = subprocess.run([sys.executable, "-m", "symdl", "gradcheck", "x", "--seed", "-1"], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--seed" in bad.stderr
