@@ -69,6 +69,30 @@ def affine_backward_wrong(dout, cache):
     x, w = cache
     return dout @ w.T, x.T @ dout, dout.mean(axis=0)   # the bias gradient averaged, not summed
 
+def batchnorm_forward(x, gamma, beta, bn_param):   # CS231n's shape: a dict of settings and running statistics
+    eps = bn_param.get("eps", 1e-5)
+    mean = bn_param.setdefault("running_mean", np.zeros(x.shape[1]))
+    var = bn_param.setdefault("running_var", np.ones(x.shape[1]))
+    if bn_param["mode"] == "train":
+        mu, sigma2 = x.mean(axis=0), x.var(axis=0)
+        bn_param["running_mean"], bn_param["running_var"] = 0.9 * mean + 0.1 * mu, 0.9 * var + 0.1 * sigma2
+    else:
+        mu, sigma2 = mean, var
+    xhat = (x - mu) / np.sqrt(sigma2 + eps)
+    return gamma * xhat + beta, (xhat, gamma, sigma2 + eps)
+
+def batchnorm_backward(dout, cache):   # the training-mode gradient
+    xhat, gamma, var = cache
+    dxhat = dout * gamma
+    dx = (dxhat - dxhat.mean(axis=0) - xhat * (dxhat * xhat).mean(axis=0)) / np.sqrt(var)
+    return dx, (dout * xhat).sum(axis=0), dout.sum(axis=0)
+
+def scale_forward(x, factor=1.0, offset=0.0):
+    return x * factor + offset, factor
+
+def scale_backward(dout, factor):
+    return dout * factor
+
 class Dense:
     def __init__(self, n_out=3):
         self.n_out, self.params, self.grads = n_out, {}, {}
@@ -188,3 +212,27 @@ def test_layer_object_from_the_command_line(code: Path) -> None:
     bad = symdl(code, "user.py:DenseWrongBias", "--layer", "--shape", "x=4,3", "--json")
     assert bad.returncode == 1
     assert [r["passed"] for r in report(bad)["inputs"]] == [True, True, False]
+
+
+def test_cache_passing_layer_with_a_settings_dict_from_the_command_line(code: Path) -> None:
+    # --params gives the forward's trailing non-array arguments; name.key=value builds a dict (bn_param).
+    shapes = ("user.py:batchnorm_forward", "--backward", "user.py:batchnorm_backward", "--shape", "x=5,3",
+              "--shape", "gamma=3", "--shape", "beta=3")
+    good = symdl(code, *shapes, "--params", "bn_param.mode=train,bn_param.eps=1e-5", "--json")
+    assert good.returncode == 0, good.stderr + good.stdout
+    assert [r["name"] for r in report(good)["inputs"]] == ["x", "gamma", "beta"]
+    # the dict reaches forward: in test mode it normalises with running statistics, so the training-mode
+    # gradient of x is wrong there (and those of gamma and beta stay right)
+    test_mode = symdl(code, *shapes, "--params", "bn_param.mode=test", "--json")
+    assert test_mode.returncode == 1, test_mode.stderr
+    assert [r["passed"] for r in report(test_mode)["inputs"]] == [False, True, True]
+    for args in ((), ("--params", "bn_param.mode=train,gamma.x=1"), ("--params", "bn_params.mode=train"),
+                 ("--params", "bn_param.mode=train", "--shape", "bn_param=3")):
+        result = symdl(code, *shapes, *args)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, (args, result.stderr)
+    # plain values, by name; they follow the arrays positionally, so none may be left out in between
+    scale = ("user.py:scale_forward", "--backward", "user.py:scale_backward", "--at", "x=0.5")
+    data = report(symdl(code, *scale, "--params", "factor=2.5,offset=1", "--json"))
+    assert data["passed"] and data["inputs"][0]["analytic"] == pytest.approx(2.5, rel=1e-12)
+    gap = symdl(code, *scale, "--params", "offset=1")
+    assert gap.returncode == 2 and "factor" in gap.stderr and gap.stderr.count("\n") == 1, gap.stderr

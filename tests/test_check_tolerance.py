@@ -174,3 +174,59 @@ def test_smallest_errors_caught_as_documented() -> None:
         for where, threshold in ((big, 2 * rtol), (0, rtol)):
             for factor, caught in ((0.8, False), (1.25, True)):
                 assert (not gradcheck(f, x, off(where, factor * threshold)).passed) == caught, (dtype, where, factor)
+
+
+# Random checks for the measured thresholds of docs/gradcheck.md: three smooth functions (derivatives from
+# calculus, in float64), 1 to 29 elements at scales 0.3 to 3, one wrong entry anywhere or every entry wrong.
+THRESHOLD_FUNCTIONS = (
+    (lambda z: np.sum(np.sin(z) * 1.5 + z ** 2 / 4 + np.tanh(3 * z), axis=-1),
+     lambda z: 1.5 * np.cos(z) + z / 2 + 3 / np.cosh(3 * z) ** 2),
+    (lambda z: np.sum(np.logaddexp(0, z) * z, axis=-1), lambda z: np.logaddexp(0, z) + z / (1 + np.exp(-z))),
+    (lambda z: np.sum(np.exp(-z ** 2), axis=-1), lambda z: -2 * z * np.exp(-z ** 2)),
+)
+
+
+def _random_wrong_gradients(dtype: type, error: float, spread: bool, count: int, sizes: tuple[int, int] = (1, 30)):
+    """(f, x, wrong gradient) with a normwise relative error of ``error`` (after rounding to ``dtype``)."""
+    for seed in range(count):
+        rng = np.random.default_rng(1000 + seed)
+        f, df = THRESHOLD_FUNCTIONS[seed % 3]
+        n = int(rng.integers(*sizes))
+        x = (rng.standard_normal(n) * rng.choice([0.3, 1, 3])).astype(dtype)
+        truth = df(x.astype(np.float64))
+        scale = np.max(np.abs(truth))
+        e = np.zeros(n)
+        if spread:
+            e[:] = error * scale * rng.choice([-1, 1], n)
+        else:
+            e[rng.integers(n)] = error * scale * rng.choice([-1, 1])
+        wrong = (truth + e).astype(dtype)
+        if np.max(np.abs(wrong.astype(np.float64) - truth)) >= 0.999 * error * scale:  # rounding kept the error
+            yield f, x, wrong
+
+
+@pytest.mark.parametrize("mode", EXACT_MODES)
+@pytest.mark.parametrize(("dtype", "smallest"), [(np.float64, 5e-8), (np.float32, 6.2e-5)])
+def test_measured_smallest_error_caught_anywhere(dtype: type, smallest: float, mode: str) -> None:
+    # docs/gradcheck.md: every single wrong entry of 5e-8 (float64) or 6.2e-5 (float32) of the largest entry
+    # is flagged in these 150 checks (and in 400 of them, measured): 2 rtol at the largest entry plus what the
+    # first pass also allows there (4 ulp of the gradient's dtype; the numeric side's rounding r and, past the
+    # first pass, the sweep's measured error, which take float64's edge from 3.0e-8, where a fifth pass, to
+    # 5e-8). 1.5 times 2 rtol (4.5e-8) already misses one of these 150.
+    cases = list(_random_wrong_gradients(dtype, smallest, spread=False, count=150))
+    assert len(cases) > 140
+    missed = [x.size for f, x, wrong in cases
+              if gradcheck(f, x, lambda z, w=wrong: w, mode=mode, kind="grad").passed]
+    assert not missed, missed
+
+
+@pytest.mark.parametrize(("dtype", "error"), [(np.float64, 1e-7), (np.float32, 2e-4)])
+def test_fast_mode_flags_errors_spread_over_the_gradient(dtype: type, error: float) -> None:
+    # Fast mode is a screen along 3 random directions: an error in every entry (a formula bug) of 1e-7
+    # (float64) or 2e-4 (float32) is flagged in each of these checks of up to 300 elements; summed along u
+    # as a worst case (the earlier band, sum_j |u_j| t_j) most of those with 100 elements or more passed.
+    cases = list(_random_wrong_gradients(dtype, error, spread=True, count=60, sizes=(100, 300)))
+    assert len(cases) > 55
+    missed = [x.size for f, x, wrong in cases
+              if gradcheck(f, x, lambda z, w=wrong: w, mode="fast", kind="grad").passed]
+    assert not missed, missed

@@ -180,7 +180,8 @@ def sweep(lines: Lines, eval_dtype: np.dtype) -> Sweep:
             left.append((f0 - minus) / step_down[:, None])
         # an evaluation's absolute error is at least eps * tiny (the subnormal spacing), even where f underflows
         magnitude.append(np.maximum(np.maximum(size, np.abs(f0)), tiny))
-        second.append(np.abs(plus + minus - 2 * f0))
+        with np.errstate(all="ignore"):  # (f+ - f0) - (f0 - f-): plus + minus - 2 f0 overflows near the largest float
+            second.append(np.abs(plus_diffs[-1] - minus_diffs[-1]))
         up.append(step_up[:, None])
         down.append(step_down[:, None])
     c, r, lft = np.array(central), np.array(right), np.array(left)

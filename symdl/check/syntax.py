@@ -142,6 +142,8 @@ def parse_text(text: object) -> ast.Expression:
         return ast.parse(text.strip(), mode="eval")
     except SyntaxError as error:
         raise ExpressionError(f"not a valid expression: {error.msg} (column {error.offset or 0})") from None
+    except UnicodeError:  # (a ValueError) a lone surrogate: bytes of the command line that are not UTF-8
+        raise ExpressionError("expression holds characters that are not text (bytes that are not UTF-8?)") from None
     except (RecursionError, MemoryError, ValueError) as error:
         raise ExpressionError(f"expression too complex to parse ({type(error).__name__})") from None
 

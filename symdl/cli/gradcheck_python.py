@@ -14,6 +14,11 @@ target share this: a function with ``--vjp`` (``vjp(v, *inputs)`` or
 ``grad(*inputs)``), a CS231n-style forward returning ``(out, cache)`` with
 ``--backward`` (``backward(dout, cache)``), and a layer object with
 ``--layer`` (a class or factory, called with ``--params``, or an instance).
+With ``--backward``, ``--params`` gives the forward's trailing non-array
+arguments: ``--params bn_param.mode=train,bn_param.eps=1e-5`` passes the dict
+``{"mode": "train", "eps": 1e-5}`` as ``bn_param`` (``--params stride=2`` a
+plain value), deep-copied for every call as :func:`symdl.check.check_cache_layer`
+does with ``extra``.
 """
 
 from __future__ import annotations
@@ -49,10 +54,17 @@ def _signature(function: Callable[..., object], target: str) -> tuple[list[tuple
     return named, variadic
 
 
-def slots(function: Callable[..., object], target: str, mentioned: set[str]) -> list[Slot]:
+def slots(function: Callable[..., object], target: str, mentioned: set[str], until: int | None = None
+          ) -> list[Slot]:
     """The inputs of ``function``: its required positional parameters, those with defaults that an option
-    names, and the positions of ``*args`` that an option names (by position)."""
+    names, and the positions of ``*args`` that an option names (by position); only the first ``until``
+    parameters when the rest are given otherwise (a forward's non-array arguments, ``--params``)."""
     named, variadic = _signature(function, target)
+    if until is not None:
+        given = [n for n, _ in named[until:] if n in mentioned]
+        if given:
+            raise GradcheckInputError(f"{given[0]} is given by --params, not as an array input")
+        named, variadic = named[:until], None
     names = [n for n, _ in named]
     for key in sorted(mentioned):
         if not key.isdigit() and key not in names:
@@ -136,6 +148,40 @@ def _constructor_arguments(text: str) -> dict[str, object]:
     return values
 
 
+def _extra_arguments(function: Callable[..., object], text: str, target: str) -> tuple[int, list[object]]:
+    """``--params`` of a ``--backward`` target: the forward's trailing non-array arguments, in order, and the
+    position of the first. ``name.key=value`` parts build a dict ``name`` (``bn_param.mode=train``)."""
+    plain: list[str] = []
+    nested: dict[str, list[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, dot, rest = part.partition(".")
+        if dot and "=" in name:  # the dot is in the value (eps=0.5), not in the name
+            name, dot, rest = part, "", ""
+        if dot:
+            nested.setdefault(name.strip(), []).append(rest)
+        else:
+            plain.append(part)
+    values = _constructor_arguments(",".join(plain))
+    for name, parts in nested.items():
+        if name in values or not name.isidentifier():
+            raise GradcheckInputError(f"--params: {name} is given twice" if name in values
+                                      else f"--params: expected name=value or name.key=value, got {name!r}")
+        values[name] = _constructor_arguments(",".join(parts))
+    named, _ = _signature(function, target)
+    names = [n for n, _ in named]
+    unknown = [n for n in values if n not in names]
+    if unknown:
+        raise GradcheckInputError(f"--params: {target} has no parameter {unknown[0]!r} "
+                                  f"(parameters: {', '.join(names) or 'none'})")
+    positions = sorted(names.index(n) for n in values)
+    first = positions[0]
+    required_after = [n for n, default in named[first + len(positions):] if not default]
+    if positions != list(range(first, first + len(positions))) or required_after:
+        raise GradcheckInputError(f"--params: the non-array arguments of {target} must be its last parameters, "
+                                  f"after the arrays; got {', '.join(names[p] for p in positions)}")
+    return first, [values[names[p]] for p in positions]
+
+
 def build_layer(obj: object, args: argparse.Namespace, target: str) -> object:
     """The layer object: ``obj`` called with ``--params`` when it is a class or a factory, else ``obj``."""
     if inspect.isclass(obj) or inspect.isfunction(obj):
@@ -163,8 +209,8 @@ def run_python(args: argparse.Namespace) -> object:
                                   "or --layer (an object with forward/backward)")
     if args.grad:
         raise GradcheckInputError("--grad applies to expressions; a Python target's gradient is --vjp")
-    if args.params and not args.layer:
-        raise GradcheckInputError("--params applies to --op and --layer")
+    if args.params and not (args.layer or getattr(args, "backward", None)):
+        raise GradcheckInputError("--params applies to --op, --layer and --backward")
     parsed = {"--at": {k: cli._number(v, "--at") for k, v in cli._pairs(args.at, "--at").items()},
               "--range": cli._ranges(args.ranges), "--shape": cli._shapes(args.shape)}
     mentioned = set().union(*parsed.values())
@@ -185,13 +231,18 @@ def run_python(args: argparse.Namespace) -> object:
         title = f"{args.target}.backward"
         outcome.notes.extend(built.notes)
     else:
-        found = slots(obj, args.target, mentioned)
+        until, extra = _extra_arguments(obj, args.params, args.target) if args.params else (None, [])
+        found = slots(obj, args.target, mentioned, until)
+        if until is not None and len(found) < until:  # the extras follow the arrays positionally: no gap between
+            gap = _signature(obj, args.target)[0][len(found)][0]
+            raise GradcheckInputError(f"--params: {gap} of {args.target} comes before the --params arguments; "
+                                      f"give it too (--params {gap}=..., or --shape/--at {gap}=... for an array)")
         inputs = draw_inputs(args, args.target, found, parsed)
         names, keys = [s.name for s in found], [s.keys for s in found]
         if args.vjp:
             f, vjp, title = obj, cli.load_callable(args.vjp), args.vjp
         else:
-            pair = cache_layer(obj, cli.load_callable(args.backward), *inputs, names=names)
+            pair = cache_layer(obj, cli.load_callable(args.backward), *inputs, extra=extra, names=names)
             f, vjp, title = pair.f, pair.vjp, args.backward
         cli._unchanged_by(f, inputs, names, args.target)
     wrt = wrt_indices(args, names, keys)
