@@ -28,7 +28,7 @@ from symdl.printing.mathml import unconverted
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 TEX = shutil.which("pdflatex")
 
-#: Expected PDF page counts (measured: activations 15, calculus 12, backpropagation 9 (with the matrix engine's
+#: Expected PDF page counts (measured: activations 16, calculus 12, backpropagation 9 (with the matrix engine's
 #: derivations), optimizers 8, probability 7, others 5).
 PAGES = {"linear-algebra": (3, 9), "calculus": (8, 16), "probability": (4, 10), "gradient-descent": (3, 8),
          "backpropagation": (6, 12), "activations": (10, 20), "convolution": (3, 8), "optimizers": (5, 12)}
@@ -83,6 +83,58 @@ def test_activations_cover_every_catalog_activation(handouts: dict[str, Handout]
 
     keys = {f.key.split(".")[0].split("[")[0] for f in handouts["activations"].formulas}
     assert {name for name, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation"} <= keys
+
+
+def test_every_catalog_activation_is_plotted(handouts: dict[str, Handout]) -> None:
+    """Issue 19: every catalog activation and its derivative plotted, the row ones (softmax, ...) included.
+
+    Matplotlib's SVG keeps each drawn text as a comment before its glyphs: every activation's name is a panel title.
+    """
+    from symdl.catalog import ACTIVATIONS_AND_LOSSES
+
+    titles = set(re.findall(r"<!-- ([a-z0-9_]+) -->", "".join(f.svg for f in _blocks(handouts["activations"], Figure))))
+    names = {name for name, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation"}
+    assert {"softmax", "log_softmax", "softmin", "relu", "gelu"} <= names
+    assert names <= titles, sorted(names - titles)
+
+
+def test_kl_between_gaussians_is_derived_with_every_step_verified(handouts: dict[str, Handout]) -> None:
+    """Issue 19: the KL divergence's closed form derived: the log-ratio identity and p's second moment, each
+    proven symbolically, lead to the closed form, which quadrature checks as a whole."""
+    formulas = {f.key: f for f in handouts["probability"].formulas}
+    keys = list(formulas)
+    assert keys.index("kl.log_ratio") < keys.index("kl.second_moment") < keys.index("kl.gaussians")
+    assert formulas["kl.log_ratio"].method.startswith("symbolic")
+    assert "symbolic (SymPy integrate)" in formulas["kl.second_moment"].method
+    assert r"\sigma_{1}^{2} + \left(- m + \mu_{1}\right)^{2}" in formulas["kl.second_moment"].latex
+    assert "quadrature" in formulas["kl.gaussians"].method
+
+
+def test_gaussian_maximum_likelihood_is_derived_from_the_log_likelihood(handouts: dict[str, Handout]) -> None:
+    """Issue 19: a Gaussian's mean and variance derived: the log-likelihood and its two partial derivatives, each
+    checked against SymPy's own, come before the estimates; a wrong derivative is refused."""
+    import sympy as sp
+
+    from symdl.handouts.topics.probability import i, loglikelihood_check, n, variance, xs
+
+    keys = [f.key for f in handouts["probability"].formulas]
+    steps = ["mle.loglikelihood", "mle.gradient_mean", "mle.gradient_variance", "mle.mean", "mle.variance"]
+    assert [keys.index(k) for k in steps] == sorted(keys.index(k) for k in steps)
+    squares = sp.Sum((xs[i] - sp.Symbol("mu", real=True)) ** 2, (i, 1, n))
+    right = -n / (2 * variance) + squares / (2 * variance ** 2)
+    wrong = -n / variance + squares / (2 * variance ** 2)  # the log's 1/2 forgotten
+    assert loglikelihood_check(right, variance)()[0]
+    holds, why = loglikelihood_check(wrong, variance)()
+    assert not holds and "fails with 1 points" in why
+
+
+def test_normal_equations_follow_the_least_squares_gradient(handouts: dict[str, Handout]) -> None:
+    """Issue 19: the normal equations derived: printed as a formula right after the verified gradient."""
+    formulas = {f.key: f for f in handouts["linear-algebra"].formulas}
+    keys = list(formulas)
+    assert keys.index("least_squares.normal_equations") == keys.index("least_squares.gradient") + 1
+    assert formulas["least_squares.normal_equations"].latex == "X^{T} X w = X^{T} y"
+    assert formulas["least_squares.normal_equations"].method.startswith("symbolic (expand)")
 
 
 def test_backpropagation_derives_the_matrix_form_with_the_matrix_engine(handouts: dict[str, Handout]) -> None:

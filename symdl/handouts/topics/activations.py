@@ -17,7 +17,8 @@ SUMMARY = ("Every activation in symdl's catalog with its derivative and PyTorch'
 def _elementwise() -> list[str]:
     from symdl.catalog import ACTIVATIONS_AND_LOSSES
 
-    return [name for name, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation" and not op.traits.over_rows]
+    return [name for name, op in ACTIVATIONS_AND_LOSSES.items()
+            if op.family == "activation" and not op.traits.over_rows]
 
 
 def _catalog_section(b: Builder) -> None:
@@ -98,6 +99,43 @@ def _plots(b: Builder) -> None:
         for name in names:
             fd_check(getattr(K, name), x, getattr(K, name + "_vjp"))
     ''', "Every derivative against finite differences")
+    b.prose("Softmax, log-softmax and softmin act on a whole row, so they are plotted on the row [x, 0]: their first "
+            "outputs are then sigmoid(x), logsigmoid(x) and sigmoid(−x), which the code checks against those "
+            "kernels. The dashed line is the first output's partial derivative with respect to x, the first entry "
+            "of the kernel's vector-Jacobian product with the unit vector e_0.")
+    b.run('''
+        row_names = [n for n, op in ACTIVATIONS_AND_LOSSES.items() if op.family == "activation" and op.traits.over_rows]
+        t = np.linspace(-4, 4, 801)
+        rows = np.stack([t, np.zeros_like(t)], axis=1)  # the rows [x, 0]
+        unit = np.zeros_like(rows)
+        unit[:, 0] = 1.0
+        ones = np.ones_like(t)
+        # on [x, 0] each row activation's first output is an elementwise one, and so is its partial derivative
+        same = {"softmax": (K.sigmoid(t), K.sigmoid_vjp(ones, t)[0]),
+                "log_softmax": (K.logsigmoid(t), K.logsigmoid_vjp(ones, t)[0]),
+                "softmin": (K.sigmoid(-t), -K.sigmoid_vjp(ones, -t)[0])}
+        first, slope = {}, {}
+        for name in row_names:
+            first[name] = getattr(K, name)(rows, dim=1)[:, 0]
+            slope[name] = getattr(K, name + "_vjp")(unit, rows, dim=1)[0][:, 0]
+            value, derivative = same[name]
+            assert np.allclose(first[name], value, rtol=1e-12, atol=1e-15)
+            assert np.allclose(slope[name], derivative, rtol=1e-12, atol=1e-15)
+            fd_check(lambda z, name=name: getattr(K, name)(z, dim=1), rows[::100],
+                     lambda g, z, name=name: getattr(K, name + "_vjp")(g, z, dim=1))
+    ''', "Row activations on the row [x, 0]")
+    b.plot('''
+        fig, axes = plt.subplots(1, len(row_names), figsize=(10, 2.8), sharex=True)
+        for ax, name in zip(axes.flat, row_names):
+            ax.plot(t, first[name], color="tab:blue", label="first output")
+            ax.plot(t, slope[name], "--", color="tab:orange", label="d(first output)/dx")
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("x (row [x, 0])", fontsize=8)
+            ax.grid(alpha=0.3)
+        axes.flat[0].legend(fontsize=7)
+        fig.tight_layout()
+    ''', "Softmax, log-softmax and softmin on the row [x, 0]: the first output (solid) and its partial derivative "
+         "with respect to x from the generated kernel's vector-Jacobian product (dashed).")
 
 
 def _vanishing(b: Builder) -> None:

@@ -51,7 +51,8 @@ def _rule(b: Builder) -> None:
 
 
         path = descend(0.1, steps=3)
-        print(path)
+        # lr = 1/10 zeroes the steep coordinate (float rounding leaves +-6e-17: shown as 0)
+        print(np.round(path, 12) + 0.0)
     ''', "Three steps of gradient descent on a quadratic")
 
 

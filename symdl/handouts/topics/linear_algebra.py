@@ -46,6 +46,21 @@ def normal_check() -> tuple[bool, str]:
     return True, "symbolic (expand) entry by entry on explicit 4x2 and 3x3 instances"
 
 
+def normal_equations_check() -> tuple[bool, str]:
+    """The gradient is zero exactly on the normal equations: 2 X^T (X w - y) = 2 (X^T X w - X^T y) entry by entry,
+    with the gradient SymPy takes of ||X w - y||^2 on explicit 4x2 and 3x3 instances."""
+    for rows, cols in ((4, 2), (3, 3)):
+        m = sp.Matrix(rows, cols, lambda i, j: sp.Symbol(f"x{i}{j}", real=True))
+        v, target = sp.Matrix(sp.symbols(f"w0:{cols}", real=True)), sp.Matrix(sp.symbols(f"y0:{rows}", real=True))
+        residual = m * v - target
+        loss = (residual.T * residual)[0]
+        equations = m.T * m * v - m.T * target
+        if any(sp.expand(sp.diff(loss, v[i]) - 2 * equations[i]) != 0 for i in range(cols)):
+            return False, f"fails on the {rows}x{cols} instance"
+    return True, ("symbolic (expand): SymPy's gradient of the loss is 2 (X^T X w - X^T y) entry by entry on explicit "
+                  "4x2 and 3x3 instances, so it vanishes exactly where the equations hold")
+
+
 def eckart_young_check() -> tuple[bool, str]:
     """The truncation error identity on every digit image montage rank (numeric, float64)."""
     from sklearn.datasets import load_digits
@@ -194,10 +209,11 @@ def _svd(b: Builder) -> None:
 
 def _least_squares(b: Builder) -> None:
     b.section("Linear systems, least squares and conditioning")
-    b.prose("Least squares picks w to minimise ‖Xw − y‖². Its gradient is 2 X⊤(Xw − y); setting it to zero "
-            "gives the normal equations X⊤X w = X⊤y.")
+    b.prose("Least squares picks w to minimise ‖Xw − y‖². Its gradient is 2 X⊤(Xw − y):")
     b.equation(verified.matrix_gradient("least_squares.gradient", "norm(X @ w - y)**2", "w",
                                         {"X": "n,d", "w": "d", "y": "n"}, check=normal_check))
+    b.equation(verified.computed("least_squares.normal_equations", X.T * X * w, X.T * y, normal_equations_check),
+               "Setting it to zero gives the normal equations:")
     b.prose("Solving the normal equations squares the condition number (the ratio of the largest to the smallest "
             "singular value), so they lose twice as many digits as a QR- or SVD-based solver:")
     kappa = sp.Function("kappa")

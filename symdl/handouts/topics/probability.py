@@ -3,6 +3,7 @@ negative log-likelihood, KL divergence between Gaussians, the uncertainty of an 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 
 import mpmath
@@ -21,6 +22,7 @@ SUMMARY = ("Random variables and densities, maximum likelihood for a Gaussian (d
 x = sp.Symbol("x", real=True)
 mu, mu1, mu2 = sp.symbols("mu mu_1 mu_2", real=True)
 sd, sd1, sd2 = sp.symbols("sigma sigma_1 sigma_2", positive=True)
+variance = sp.Symbol(r"\sigma^{2}", positive=True)  # the Gaussian's variance as one parameter, printed σ²
 n = sp.Symbol("n", integer=True, positive=True)
 i = sp.Symbol("i", integer=True)
 xs = sp.IndexedBase("x")
@@ -45,6 +47,31 @@ def mle_check() -> tuple[bool, str]:
         if len(solved) != 1 or sp.simplify(solved[0] - spread) != 0:
             return False, f"the variance fails with {size} points"
     return True, "symbolic (SymPy solve of the zero-gradient equations) on instances with 3, 4 and 5 points"
+
+
+def loglikelihood_check(rhs: sp.Expr, wrt: sp.Symbol | None) -> Callable[[], tuple[bool, str]]:
+    """A check that ``rhs`` (a sum over i = 1..n of the data x_i) is the Gaussian log-likelihood (``wrt`` None)
+    or its partial derivative with respect to ``wrt``, against SymPy's log of the product of the normal
+    densities, and its derivative, written out for n = 1..5 points."""
+
+    def check() -> tuple[bool, str]:
+        from symdl.proofs.proof import SIMPLIFY_SECONDS, ProofTimeout, time_limit
+
+        for size in range(1, 6):
+            data = sp.symbols(f"x1:{size + 1}", real=True)
+            explicit = sum(sp.log(_normal(mu, sp.sqrt(variance)).subs(x, d)) for d in data)
+            want = explicit if wrt is None else sp.diff(explicit, wrt)
+            got = rhs.subs(n, size).doit().xreplace({xs[k + 1]: d for k, d in enumerate(data)})
+            try:
+                with time_limit(SIMPLIFY_SECONDS):
+                    gap = sp.simplify(sp.expand_log(want - got, force=True))
+            except ProofTimeout:
+                return False, f"not proven within {SIMPLIFY_SECONDS} s with {size} points"
+            if gap != 0:
+                return False, f"fails with {size} points"
+        return True, "symbolic (SymPy) against the log of the product of the normal densities, n = 1..5"
+
+    return check
 
 
 def variance_of_mean_check() -> tuple[bool, str]:
@@ -95,9 +122,19 @@ def _random_variables(b: Builder) -> None:
 def _mle(b: Builder) -> None:
     b.section("Likelihood and maximum likelihood")
     b.prose("The likelihood of parameters is the probability (density) of the observed data under them; for "
-            "independent points it is a product, so its logarithm is a sum. Maximising the Gaussian "
-            "log-likelihood over μ and σ² (set both partial derivatives to zero) gives the sample mean and the "
-            "mean squared deviation:")
+            "independent points it is a product, so its logarithm is a sum. For n points x_i and a Gaussian "
+            "with mean μ and variance σ²:")
+    ell = sp.Function(r"\ell")(mu, variance)
+    loglik = sp.Sum(-sp.log(2 * sp.pi * variance) / 2 - (xs[i] - mu) ** 2 / (2 * variance), (i, 1, n))
+    b.equation(verified.computed("mle.loglikelihood", ell, loglik, loglikelihood_check(loglik, None)))
+    b.prose("Its partial derivatives with respect to μ and to σ²:")
+    for key, wrt, gradient in (
+            ("mle.gradient_mean", mu, sp.Sum(xs[i] - mu, (i, 1, n)) / variance),
+            ("mle.gradient_variance", variance,
+             -n / (2 * variance) + sp.Sum((xs[i] - mu) ** 2, (i, 1, n)) / (2 * variance ** 2))):
+        b.equation(verified.computed(key, sp.Derivative(ell, wrt), gradient, loglikelihood_check(gradient, wrt)))
+    b.prose("Setting the first to zero gives the sample mean; setting the second to zero at that mean gives the "
+            "mean squared deviation. These are the maximum-likelihood estimates:")
     mu_hat, var_hat = sp.Symbol(r"\hat{\mu}"), sp.Symbol(r"\hat{\sigma}^{2}")
     b.equation(verified.computed("mle.mean", mu_hat, sp.Sum(xs[i], (i, 1, n)) / n, mle_check))
     b.equation(verified.computed("mle.variance", var_hat, sp.Sum((xs[i] - mu_hat) ** 2, (i, 1, n)) / n, mle_check))
@@ -184,9 +221,23 @@ def _cross_entropy(b: Builder) -> None:
 def _kl(b: Builder) -> None:
     b.section("KL divergence between Gaussians")
     b.prose("The Kullback-Leibler divergence KL(p ‖ q) = ∫ p log(p / q) measures how badly q describes data drawn "
-            "from p; it is zero only when p = q and it is not symmetric. Between two Gaussians the integral has a "
-            "closed form (used, for example, in the loss of a variational autoencoder):")
+            "from p; it is zero only when p = q and it is not symmetric. Between two Gaussians p = N(μ1, σ1²) and "
+            "q = N(μ2, σ2²) the integral has a closed form (used, for example, in the loss of a variational "
+            "autoencoder), derived in three steps. First, the logarithm of the ratio of the densities is a "
+            "quadratic in x:")
     p, q = _normal(mu1, sd1), _normal(mu2, sd2)
+    density_p, density_q = sp.Function("p"), sp.Function("q")
+    b.equation(verified.equation("kl.log_ratio", sp.log(density_p(x) / density_q(x)),
+                                 sp.log(sd2 / sd1) - (x - mu1) ** 2 / (2 * sd1 ** 2) + (x - mu2) ** 2 / (2 * sd2 ** 2),
+                                 meaning={density_p: sp.Lambda(x, p), density_q: sp.Lambda(x, q)},
+                                 domain={x: (-3.0, 3.0), mu1: (-1.0, 1.0), mu2: (-1.0, 1.0)}))
+    b.prose("Second, its expectation under p needs only p's total mass (one, section 1) and the second moment of "
+            "x about any point m, the variance plus the squared distance of m from the mean:")
+    m = sp.Symbol("m", real=True)
+    b.equation(verified.integral("kl.second_moment", (x - m) ** 2 * p, (x, -sp.oo, sp.oo), sd1 ** 2 + (mu1 - m) ** 2,
+                                 {mu1: (-1.0, 1.0), m: (-1.0, 1.0), sd1: (0.5, 2.0)}))
+    b.prose("Third, integrating the quadratic term by term against p, with that moment at m = μ1 (it is σ1²) and "
+            "at m = μ2, gives the closed form; the whole integral is also checked against it by quadrature:")
     closed = sp.log(sd2 / sd1) + (sd1 ** 2 + (mu1 - mu2) ** 2) / (2 * sd2 ** 2) - sp.Rational(1, 2)
     b.equation(verified.integral("kl.gaussians", p * sp.expand_log(sp.log(p / q), force=True), (x, -sp.oo, sp.oo),
                                  closed, {mu1: (-1.0, 1.0), mu2: (-1.0, 1.0), sd1: (0.5, 2.0), sd2: (0.5, 2.0)},
