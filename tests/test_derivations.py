@@ -19,7 +19,7 @@ from symdl.codegen import stale_files
 from symdl.catalog.facts import FACTS
 from symdl.codegen import derivations as documents_module
 from symdl.printing import derivations
-from symdl.printing.latex import latex
+from symdl.printing.latex import LATEX_NAMES, latex, rule_latex
 
 CATALOG_NAMES = [*ACTIVATIONS_AND_LOSSES, *(layer.name for layer in LAYERS), *OPTIMIZERS, *SCHEDULES, *FACTS]
 
@@ -71,6 +71,19 @@ def test_an_update_rule_entry_has_one_equation_per_assignment() -> None:
     (block,) = derivations.entries()["adam"].blocks
     assert len(block.equations) == sum(1 for target, expr in rule.steps if target != expr)
     assert all(r"\leftarrow" in eq for eq in block.equations)
+
+
+def test_an_update_reads_as_a_textbook_writes_it_the_updated_variable_first() -> None:
+    # theta <- theta - eta d and G <- G + d^2, not SymPy's term order (- d eta + theta, d^2 + G)
+    sgd, adagrad = (derivations.entries()[name].blocks[0].equations for name in ("sgd", "adagrad"))
+    assert sgd[-1].startswith(r"\theta \leftarrow \theta - ")
+    assert r"G \leftarrow G + d^{2}" in adagrad
+    for rule in OPTIMIZERS.values():  # every sum that holds the updated variable starts with it
+        updates = [(target, expr) for target, expr in rule.steps if target != expr]
+        for (target, expr), line in zip(updates, rule_latex(rule), strict=True):
+            if isinstance(expr, sp.Add) and target in expr.args:
+                name = latex(target, symbol_names=LATEX_NAMES)
+                assert line.startswith(rf"{name} \leftarrow {name} "), line
 
 
 def test_a_schedules_recursive_update_is_written_in_the_previous_lr() -> None:

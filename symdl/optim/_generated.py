@@ -88,7 +88,7 @@ class SGD(Optimizer):
         \text{for}\: \tau = 0 \\d \left(1 - \tau\right) + \mu b & \text{otherwise} \end{cases} \\
         & d \leftarrow \begin{cases} d & \text{for}\: \mu = 0 \\d + \mu b & \text{for}\:
         \mathrm{nesterov} \\b & \text{otherwise} \end{cases} \\
-        & \theta \leftarrow - d \eta + \theta \\
+        & \theta \leftarrow \theta - d \eta \\
         \end{aligned}
 
     Args:
@@ -177,9 +177,9 @@ class Adagrad(Optimizer):
         \end{cases} \\
         & d \leftarrow \begin{cases} d + \theta \lambda & \text{for}\: \lambda \neq 0 \\d &
         \text{otherwise} \end{cases} \\
-        & G \leftarrow d^{2} + G \\
-        & \theta \leftarrow - \frac{d \eta}{\left(\epsilon + \sqrt{G}\right)
-        \left(\gamma_{\mathrm{decay}} \left(t - 1\right) + 1\right)} + \theta \\
+        & G \leftarrow G + d^{2} \\
+        & \theta \leftarrow \theta - \frac{d \eta}{\left(\epsilon + \sqrt{G}\right)
+        \left(\gamma_{\mathrm{decay}} \left(t - 1\right) + 1\right)} \\
         \end{aligned}
 
     Args:
@@ -298,7 +298,7 @@ class RMSprop(Optimizer):
         \text{for}\: \mathrm{centered} \\\epsilon + \sqrt{v} & \text{otherwise} \end{cases} \\
         & b \leftarrow \begin{cases} \mu b + \frac{d}{\sigma} & \text{for}\: \mu > 0 \\b &
         \text{otherwise} \end{cases} \\
-        & \theta \leftarrow \begin{cases} - \eta b + \theta & \text{for}\: \mu > 0 \\\theta - \frac{d
+        & \theta \leftarrow \begin{cases} \theta - \eta b & \text{for}\: \mu > 0 \\\theta - \frac{d
         \eta}{\sigma} & \text{otherwise} \end{cases} \\
         \end{aligned}
 
@@ -402,7 +402,7 @@ class Adadelta(Optimizer):
         & v \leftarrow d^{2} \left(1 - \rho\right) + \rho v \\
         & \delta \leftarrow d \sqrt{\frac{\Delta + \epsilon}{\epsilon + v}} \\
         & \Delta \leftarrow \Delta \rho + \delta^{2} \left(1 - \rho\right) \\
-        & \theta \leftarrow - \delta \eta + \theta \\
+        & \theta \leftarrow \theta - \delta \eta \\
         \end{aligned}
 
     Args:
@@ -513,8 +513,8 @@ class Adam(Optimizer):
         \\v^{\max} & \text{otherwise} \end{cases} \\
         & \hat v \leftarrow \begin{cases} v^{\max} & \text{for}\: \mathrm{amsgrad} \\v &
         \text{otherwise} \end{cases} \\
-        & \theta \leftarrow - \frac{m \eta}{\left(1 - \beta_1^{t}\right) \left(\epsilon +
-        \frac{\sqrt{\hat v}}{\sqrt{1 - \beta_2^{t}}}\right)} + \theta \\
+        & \theta \leftarrow \theta - \frac{m \eta}{\left(1 - \beta_1^{t}\right) \left(\epsilon +
+        \frac{\sqrt{\hat v}}{\sqrt{1 - \beta_2^{t}}}\right)} \\
         \end{aligned}
 
     Args:
@@ -622,8 +622,8 @@ class AdamW(Optimizer):
         \\v^{\max} & \text{otherwise} \end{cases} \\
         & \hat v \leftarrow \begin{cases} v^{\max} & \text{for}\: \mathrm{amsgrad} \\v &
         \text{otherwise} \end{cases} \\
-        & \theta \leftarrow - \frac{m \eta}{\left(1 - \beta_1^{t}\right) \left(\epsilon +
-        \frac{\sqrt{\hat v}}{\sqrt{1 - \beta_2^{t}}}\right)} + \theta \\
+        & \theta \leftarrow \theta - \frac{m \eta}{\left(1 - \beta_1^{t}\right) \left(\epsilon +
+        \frac{\sqrt{\hat v}}{\sqrt{1 - \beta_2^{t}}}\right)} \\
         \end{aligned}
 
     Args:
@@ -717,7 +717,7 @@ class Adamax(Optimizer):
         \text{otherwise} \end{cases} \\
         & m \leftarrow m + \left(1 - \beta_1\right) \left(d - m\right) \\
         & u \leftarrow \max\left(\beta_2 u, \epsilon + \left|{d}\right|\right) \\
-        & \theta \leftarrow - \frac{m \eta}{u \left(1 - \beta_1^{t}\right)} + \theta \\
+        & \theta \leftarrow \theta - \frac{m \eta}{u \left(1 - \beta_1^{t}\right)} \\
         \end{aligned}
 
     Args:
@@ -830,8 +830,8 @@ class NAdam(Optimizer):
         & m \leftarrow m + \left(1 - \beta_1\right) \left(d - m\right) \\
         & v \leftarrow \beta_2 v + d^{2} \left(1 - \beta_2\right) \\
         & \sigma \leftarrow \epsilon + \sqrt{\frac{v}{1 - \beta_2^{t}}} \\
-        & \theta \leftarrow - \frac{d \eta \left(1 - \mu_t\right)}{\sigma \left(1 - \Pi_\mu\right)} +
-        \theta - \frac{m \eta \mu_{t+1}}{\sigma \left(- \mu_{t+1} \Pi_\mu + 1\right)} \\
+        & \theta \leftarrow \theta - \frac{d \eta \left(1 - \mu_t\right)}{\sigma \left(1 -
+        \Pi_\mu\right)} - \frac{m \eta \mu_{t+1}}{\sigma \left(- \mu_{t+1} \Pi_\mu + 1\right)} \\
         \end{aligned}
 
     Args:
@@ -941,11 +941,11 @@ class RAdam(Optimizer):
         & v \leftarrow \beta_2 v + d^{2} \left(1 - \beta_2\right) \\
         & \rho_\infty \leftarrow -1 + \frac{2}{1 - \beta_2} \\
         & \rho_t \leftarrow - \frac{2 \beta_2^{t} t}{1 - \beta_2^{t}} + \rho_\infty \\
-        & \theta \leftarrow \begin{cases} - \frac{m \eta \sqrt{\frac{\rho_\infty \left(\rho_t - 4\right)
-        \left(\rho_t - 2\right)}{\rho_t \left(\rho_\infty - 4\right) \left(\rho_\infty - 2\right)}}
-        \sqrt{1 - \beta_2^{t}}}{\left(1 - \beta_1^{t}\right) \left(\epsilon + \sqrt{v}\right)} + \theta
-        & \text{for}\: \rho_t > 5 \\- \frac{m \eta}{1 - \beta_1^{t}} + \theta & \text{otherwise}
-        \end{cases} \\
+        & \theta \leftarrow \begin{cases} \theta - \frac{m \eta \sqrt{\frac{\rho_\infty \left(\rho_t -
+        4\right) \left(\rho_t - 2\right)}{\rho_t \left(\rho_\infty - 4\right) \left(\rho_\infty -
+        2\right)}} \sqrt{1 - \beta_2^{t}}}{\left(1 - \beta_1^{t}\right) \left(\epsilon +
+        \sqrt{v}\right)} & \text{for}\: \rho_t > 5 \\\theta - \frac{m \eta}{1 - \beta_1^{t}} &
+        \text{otherwise} \end{cases} \\
         \end{aligned}
 
     Args:
@@ -1024,7 +1024,7 @@ class Lion(Optimizer):
         & \theta \leftarrow \begin{cases} \theta \left(- \eta \lambda + 1\right) & \text{for}\: \lambda
         \neq 0 \\\theta & \text{otherwise} \end{cases} \\
         & c \leftarrow \beta_1 m + g \left(1 - \beta_1\right) \\
-        & \theta \leftarrow - \eta \operatorname{sign}{\left(c \right)} + \theta \\
+        & \theta \leftarrow \theta - \eta \operatorname{sign}{\left(c \right)} \\
         & m \leftarrow \beta_2 m + g \left(1 - \beta_2\right) \\
         \end{aligned}
 

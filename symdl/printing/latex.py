@@ -106,7 +106,24 @@ def formula_latex(op: Op, formula: Formula) -> list[str]:
     return lines
 
 
+class _UpdateLatexPrinter(CatalogLatexPrinter):
+    """Prints an update's right-hand side with the updated variable as the first term of a sum, as a textbook
+    writes it (``\\theta - d \\eta``, ``G + d^{2}``); SymPy's term order put it last (``- d \\eta + \\theta``)."""
+
+    def __init__(self, target: sp.Basic, settings: dict[str, object]) -> None:
+        super().__init__(settings)
+        self._target = target
+
+    def _as_ordered_terms(self, expr: sp.Expr, order: str | None = None) -> list[sp.Expr]:
+        terms = list(super()._as_ordered_terms(expr, order=order))
+        if self._target in terms:
+            terms.remove(self._target)
+            terms.insert(0, self._target)
+        return terms
+
+
 def rule_latex(rule: UpdateRule) -> list[str]:
     """An update rule as LaTeX lines ``target \\leftarrow expression`` (assignments in order)."""
-    return [rf"{latex(t, symbol_names=LATEX_NAMES)} \leftarrow {latex(e, symbol_names=LATEX_NAMES)}"
+    settings = {"symbol_names": LATEX_NAMES}
+    return [rf"{latex(t, **settings)} \leftarrow {_UpdateLatexPrinter(t, settings).doprint(e)}"
             for t, e in rule.steps if t != e]
