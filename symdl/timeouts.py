@@ -6,7 +6,8 @@ the interpreter's next check point), and raises it again every :data:`REPEAT_SEC
 exits: code that swallows it once (SymPy catches ``Exception`` in many places; the exception to raise
 should be a ``BaseException``) cannot keep running. No signals are used, so it nests with a signal
 timer and works in any thread. A raise is never sent while the thread stands in a garbage-collector
-callback (:func:`in_gc_callback`), where Python would drop it; it is tried again a millisecond later.
+callback, a weak-reference callback or a ``__del__`` (:func:`in_gc_callback`), where Python would drop it;
+it is tried again a few milliseconds later (a random delay, :func:`callback_retry_seconds`).
 
 Leaving the block is the delicate part: the watchdog may raise while the block is being left, even
 inside the clean-up. The clean-up therefore tells the watchdog to stop, waits until it has stopped,
@@ -20,30 +21,56 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import gc
+import random
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from types import FrameType
 
 #: After the limit, how often the exception is raised again while the block has not exited.
 REPEAT_SECONDS = 0.05
-#: How soon a raise is tried again when the thread was interrupted inside a garbage-collector callback.
+#: The shortest wait (x 2) before a raise is tried again when the thread stood in a callback.
 GC_RETRY_SECONDS = 0.001
 
 _set_async_exc = ctypes.pythonapi.PyThreadState_SetAsyncExc
 _set_async_exc.argtypes = (ctypes.c_ulong, ctypes.py_object)
 
 
+def _nested_codes(*functions: Callable[..., object]) -> frozenset[object]:
+    """The code objects of the functions defined inside ``functions`` (closures such as WeakSet's ``_remove``)."""
+    return frozenset(c for f in functions for c in f.__code__.co_consts if hasattr(c, "co_name"))
+
+
+#: Code the interpreter runs as a weak-reference callback, where a raised exception is unraisable too: the
+#: weak containers' removal closures and ``weakref.finalize``'s call (SymPy's caches and hypothesis use them).
+_WEAKREF_CALLBACK_CODES = _nested_codes(weakref.WeakSet.__init__, weakref.WeakKeyDictionary.__init__,
+                                        weakref.WeakValueDictionary.__init__) | {weakref.finalize.__call__.__code__}
+
+
 def in_gc_callback(frame: FrameType | None) -> bool:
-    """Whether code interrupted at ``frame`` runs inside a garbage-collector callback (hypothesis registers
-    one): an exception raised there cannot propagate, Python reports it as unraisable and drops it."""
-    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-    while frame is not None and callbacks:
-        if frame.f_code in callbacks:
+    """Whether code interrupted at ``frame`` runs inside a callback the interpreter calls on its own: a
+    garbage-collector callback (hypothesis registers one), a weak-reference callback or a ``__del__``. An
+    exception raised there cannot propagate; Python reports it as unraisable and drops it."""
+    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks} | _WEAKREF_CALLBACK_CODES
+    while frame is not None:
+        if frame.f_code in callbacks or frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
     return False
+
+
+#: Draws the retry delays (its own generator: a caller's seeded ``random`` state is left alone).
+_JITTER = random.Random()
+
+
+def callback_retry_seconds() -> float:
+    """How long to wait before trying a raise again after finding the thread in a callback: random, from half
+    of :data:`GC_RETRY_SECONDS` to that plus one GIL switch interval. A fixed delay can phase-lock with a loop
+    whose period is the delay plus the switch interval (measured: a loop of 4 ms of work and a 2 ms ``__del__``
+    was found inside the ``__del__`` at 526 of 536 tries, and its 0.1 s limit fired up to 2.9 s late)."""
+    return _JITTER.uniform(GC_RETRY_SECONDS / 2, GC_RETRY_SECONDS / 2 + sys.getswitchinterval())
 
 
 @contextlib.contextmanager
@@ -70,7 +97,7 @@ def raise_after(exception: type[BaseException], seconds: float, clock: Callable[
                 # The thread resumes where it let go of the interpreter, and the raise lands there: not
                 # inside a gc callback, where Python would drop it as unraisable.
                 if in_gc_callback(sys._current_frames().get(ident)):
-                    time.sleep(GC_RETRY_SECONDS)
+                    time.sleep(callback_retry_seconds())
                     continue
                 _set_async_exc(ident, exception)
                 time.sleep(REPEAT_SECONDS)

@@ -4,6 +4,7 @@ in a process-pool worker, and even when the computation swallows ``Exception``."
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
@@ -74,34 +75,70 @@ def test_timeout_is_not_an_exception_subclass() -> None:
     assert issubclass(ProofTimeout, BaseException) and not issubclass(ProofTimeout, Exception)
 
 
-def _limits_beside_a_slow_gc_callback() -> list[float]:
-    """Ten time limits of 0.1 s over a loop that spends about half its CPU time in a gc callback;
-    the CPU seconds each took."""
+def _slow_callback_body() -> None:
+    sum(range(200_000))  # about 2 ms of pure Python (no clock reads: those are system time, which the main
+    # thread's timer does not count)
+
+
+class _SlowToDelete:
+    def __del__(self) -> None:
+        _slow_callback_body()
+
+
+def _gc_callback_runs(step: Callable[[], None]) -> None:
     import gc
 
     def slow_callback(phase: str, info: dict) -> None:
-        sum(range(200_000))  # about 2 ms of pure Python (no clock reads: those are system time, which the
-        # main thread's timer does not count)
+        _slow_callback_body()
 
-    spent = []
     gc.callbacks.append(slow_callback)
     try:
+        step(lambda: (gc.collect(0), None)[1])  # two callbacks per collection
+    finally:
+        gc.callbacks.remove(slow_callback)
+
+
+def _del_runs(step: Callable[[], None]) -> None:
+    step(lambda: (_SlowToDelete(), None)[1])  # dropped at once: its __del__ runs
+
+
+def _finalizer_runs(step: Callable[[], None]) -> None:
+    import weakref
+
+    def slow_finalizer_step() -> None:
+        weakref.finalize(_SlowToDelete.__new__(_SlowToDelete), _slow_callback_body)  # noqa: the object dies here
+
+    step(slow_finalizer_step)
+
+
+#: Ways the interpreter calls code on its own, where a raised exception is dropped as unraisable.
+SLOW_CALLBACKS = {"gc callback": _gc_callback_runs, "__del__": _del_runs, "weakref.finalize": _finalizer_runs}
+
+
+def _limits_beside_a_slow_callback(kind: str) -> list[float]:
+    """Ten time limits of 0.1 s over a loop that spends about half its CPU time in a callback of ``kind``;
+    the CPU seconds each took."""
+    spent = []
+
+    def limits(trigger: Callable[[], None]) -> None:
         for _ in range(10):
             start = time.thread_time()
             with pytest.raises(ProofTimeout), time_limit(0.1):
                 while True:
                     sum(range(400_000))  # about 4 ms
-                    gc.collect(0)  # two callbacks: about half of the time is spent in them
+                    trigger()  # about as much again in the callback
             spent.append(time.thread_time() - start)
-    finally:
-        gc.callbacks.remove(slow_callback)
+
+    SLOW_CALLBACKS[kind](limits)
     return spent
 
 
+@pytest.mark.parametrize("kind", sorted(SLOW_CALLBACKS))
 @pytest.mark.parametrize("where", ["main thread", "another thread"])
-def test_a_timeout_never_lands_in_a_gc_callback(where: str, monkeypatch) -> None:
+def test_a_timeout_never_lands_in_a_gc_callback(where: str, kind: str, monkeypatch) -> None:
     """hypothesis registers a gc callback; a timeout raised inside one is dropped as 'unraisable' (CI saw
     both: the main thread's signal and another thread's asynchronous raise, which then ran 0.7 s late).
+    Weak-reference callbacks (SymPy's caches, WeakSet) and ``__del__`` drop it the same way.
 
     With a callback that takes about half the CPU time, ten limits all missing it by chance is unlikely
     (below 1e-3): the callback must never receive the timeout (``sys.unraisablehook``), and each limit
@@ -112,9 +149,9 @@ def test_a_timeout_never_lands_in_a_gc_callback(where: str, monkeypatch) -> None
     unraisable: list[object] = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
     if where == "main thread":
-        spent = _limits_beside_a_slow_gc_callback()
+        spent = _limits_beside_a_slow_callback(kind)
     else:
         with ThreadPoolExecutor(1) as pool:
-            spent = pool.submit(_limits_beside_a_slow_gc_callback).result(timeout=120)
+            spent = pool.submit(_limits_beside_a_slow_callback, kind).result(timeout=120)
     assert unraisable == []
     assert max(spent) < 0.1 + SLACK

@@ -34,7 +34,7 @@ import mpmath
 import sympy as sp
 
 from symdl.functions import to_textbook
-from symdl.timeouts import GC_RETRY_SECONDS, REPEAT_SECONDS, in_gc_callback, raise_after
+from symdl.timeouts import REPEAT_SECONDS, callback_retry_seconds, in_gc_callback, raise_after
 
 #: Digits used by numeric identity proofs and the mpmath reference.
 PROOF_DIGITS = 50
@@ -70,7 +70,7 @@ def _signal_limit(seconds: float) -> Iterator[None]:
         if not active:
             return
         if in_gc_callback(frame):  # raised there, it would be dropped as unraisable: try again soon
-            signal.setitimer(signal.ITIMER_VIRTUAL, GC_RETRY_SECONDS, REPEAT_SECONDS)
+            signal.setitimer(signal.ITIMER_VIRTUAL, callback_retry_seconds(), REPEAT_SECONDS)
             return
         raise ProofTimeout
 
