@@ -30,6 +30,7 @@ __all__ = [
     "softplus",
     "xlogy",
     "normal_cdf",
+    "x_normal_cdf",
     "quotient_at_zero",
     "clamped_log",
     "clamped_log1p",
@@ -112,6 +113,45 @@ class normal_cdf(_StableUnary):  # noqa: N801
 
     def _eval_rewrite_as_erf(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
         return (1 + sp.erf(x / sp.sqrt(2))) / 2
+
+
+class x_normal_cdf(_StableUnary):  # noqa: N801
+    r""":math:`x \Phi(x)` (GELU's exact form) as one primitive, so that the NumPy kernel can compute it in one
+    fused pass (float32: ``max(x, 0) - |x| Q(|x|)``, no separate sign or product pass; see
+    ``symdl.kernels._runtime.x_normal_cdf``).
+
+    Every other printer (PyTorch, JAX, SymPy's lambdify, the parseable text of the steps) prints the product
+    ``x * normal_cdf(x)`` itself, so exported modules and derivations read as before.
+    """
+
+    _at_zero, _textbook, _latex_name = sp.S.Zero, sp.erf, r"\Phi"
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        x = self.args[0]
+        return normal_cdf(x) + x * sp.exp(-(x**2) / 2) / sp.sqrt(2 * sp.pi)
+
+    def _eval_rewrite_as_erf(self, x: sp.Expr, **kwargs: object) -> sp.Expr:
+        return x * (1 + sp.erf(x / sp.sqrt(2))) / 2
+
+    def as_product(self) -> sp.Expr:
+        """``x * normal_cdf(x)``."""
+        return self.args[0] * normal_cdf(self.args[0])
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+        x = self.args[0]
+        factor = printer.parenthesize(x, sp.printing.precedence.PRECEDENCE["Mul"])
+        return rf"{factor} {self._latex_name}\left({printer._print(x)}\right)"
+
+    def _symdl_numpy(self, printer: sp.printing.printer.Printer) -> str:
+        return f"_rt.x_normal_cdf({printer._print(self.args[0])})"
+
+    def _print_product(self, printer: sp.printing.printer.Printer) -> str:
+        return printer._print(self.as_product())
+
+    # PyTorch/JAX exports, the parseable step text, and SymPy's code printers (lambdify's NumPy, SciPy and JAX
+    # printers look up _<module>code, the others _pythoncode, _mpmathcode, _lambdacode)
+    _symdl_framework = _symdl_text = _print_product
+    _pythoncode = _numpycode = _scipycode = _jaxcode = _mpmathcode = _lambdacode = _print_product
 
 
 class quotient_at_zero(sp.Function):  # noqa: N801
@@ -278,6 +318,7 @@ _TEXTBOOK: dict[type, Callable[..., sp.Expr]] = {
     softplus: lambda x: sp.log(1 + sp.exp(x)),
     xlogy: lambda x, y: x * sp.log(y),
     normal_cdf: lambda x: (1 + sp.erf(x / sp.sqrt(2))) / 2,
+    x_normal_cdf: lambda x: x * (1 + sp.erf(x / sp.sqrt(2))) / 2,
     quotient_at_zero: lambda n, x, c, s: n / x,
     log1p: lambda x: sp.log(1 + x),
     expm1: lambda x: sp.exp(x) - 1,

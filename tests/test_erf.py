@@ -78,13 +78,13 @@ def test_shapes_and_integer_input() -> None:
 
 def test_concurrent_calls_keep_their_own_scratch() -> None:
     """The blocks' scratch is kept between calls, per thread: calls running at once (NumPy releases the GIL
-    inside each pass) return what the same calls return one at a time, in both dtypes and all three functions,
+    inside each pass) return what the same calls return one at a time, in both dtypes and all four functions,
     with inputs large enough for several blocks and a smaller one after a larger (a reused, longer buffer)."""
     import threading
 
     rng = np.random.default_rng(7)
     inputs = [(f, (rng.standard_normal(n) * 4).astype(dtype)) for dtype in DTYPES for n in (200_000, 1000)
-              for f in (rt.erf, rt.erfc, rt.normal_cdf)]
+              for f in (rt.erf, rt.erfc, rt.normal_cdf, rt.x_normal_cdf)]
     expected = [f(x) for f, x in inputs]
     results: dict[int, list[np.ndarray]] = {}
 
@@ -128,6 +128,71 @@ def test_gelu_forward_within_four_ulp_of_mpmath(dtype: type) -> None:
     errors = _ulp(computed, exact, dtype)
     worst = int(np.argmax(errors))
     assert errors[worst] <= BOUND, f"gelu({x[worst]!r}): {errors[worst]} ulp"
+
+
+def test_x_normal_cdf_float32_is_dense_within_four_ulp() -> None:
+    """float32's fused x Phi(x) (W wholly in float32) on dense grids through both tails and around x = -0.3, where
+    its float32 rounding is largest, against mpmath, in plain ulp (no condition-number allowance)."""
+    x = np.concatenate([np.linspace(-16, 8, 12001), np.linspace(-1, 0.25, 12501)]).astype(np.float32)
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        computed = rt.x_normal_cdf(x)
+    assert computed.dtype == np.float32
+    with mpmath.workdps(40):
+        exact = [mpmath.mpf(float(v)) * mpmath.ncdf(mpmath.mpf(float(v))) for v in x]
+    errors = _ulp(computed, exact, np.float32)
+    worst = int(np.argmax(errors))
+    assert errors[worst] <= BOUND, f"x_normal_cdf({x[worst]!r}): {errors[worst]} ulp"
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_x_normal_cdf_special_values_shapes_and_float64(dtype: type) -> None:
+    """x Phi(x) at the limits (x = -inf: 0, not inf * 0; +inf: inf; NaN stays NaN) with no floating-point flag,
+    in x's dtype, on several blocks, strided and empty input; float64 is x * normal_cdf(x) bit for bit."""
+    info = np.finfo(dtype)
+    x = np.array([-np.inf, np.inf, np.nan, 0.0, -0.0, float(info.max), -float(info.max), 1e30, -1e30,
+                  float(info.smallest_subnormal), -float(info.smallest_subnormal), 15.5, -15.5, -40.0], dtype)
+    with np.errstate(all="raise", under="ignore"):
+        y = rt.x_normal_cdf(x)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y[[0, 1, 3, 4, 5, 6, 7, 8, 11, 13]],
+                                  np.array([0, np.inf, 0, 0, info.max, 0, 1e30, 0, 15.5, 0], dtype))
+    assert np.isnan(y[2]) and y[9] == (0 if dtype == np.float64 else info.smallest_subnormal) and y[10] <= 0
+    assert (y[12] == 0) if dtype == np.float32 else (-2.68e-53 > y[12] > -2.69e-53)  # -15.5 Phi(-15.5) = -2.688e-53
+    big = (np.random.default_rng(2).standard_normal((3, 50000)) * 4).astype(dtype)  # several blocks
+    np.testing.assert_array_equal(rt.x_normal_cdf(big)[2], rt.x_normal_cdf(big[2]))
+    np.testing.assert_array_equal(rt.x_normal_cdf(big.T), rt.x_normal_cdf(big).T)  # strided input
+    assert rt.x_normal_cdf(np.zeros((0, 3), dtype)).shape == (0, 3)
+    if dtype == np.float64:
+        np.testing.assert_array_equal(rt.x_normal_cdf(big), big * rt.normal_cdf(big))
+        assert rt.x_normal_cdf(np.arange(-3, 4)).dtype == np.float64
+
+
+def test_x_normal_cdf_primitive_prints_fused_only_in_the_numpy_kernels() -> None:
+    """symdl.functions.x_normal_cdf is x Phi(x): its textbook form, value (mpmath), derivative and the two ways
+    it prints (the NumPy kernel's fused runtime call; the product x * Phi(x) for PyTorch, JAX and lambdify)."""
+    import sympy as sp
+
+    from symdl.functions import normal_cdf, to_textbook, x_normal_cdf
+    from symdl.printing.jax_printer import JaxPrinter
+    from symdl.printing.numpy_printer import KernelPrinter
+    from symdl.printing.torch_printer import TorchPrinter
+
+    x = sp.Symbol("x", real=True)
+    f = x_normal_cdf(x)
+    assert sp.simplify(to_textbook(f) - x * (1 + sp.erf(x / sp.sqrt(2))) / 2) == 0
+    assert x_normal_cdf(0) == 0
+    with mpmath.workdps(30):
+        assert abs(sp.N(x_normal_cdf(sp.Rational(-3, 2)), 25) - mpmath.mpf(-1.5) * mpmath.ncdf(-1.5)) < 1e-20
+    assert sp.simplify(to_textbook(sp.diff(f, x)) - sp.diff(to_textbook(f), x)) == 0
+    assert sp.diff(f, x).has(normal_cdf)
+    assert KernelPrinter().doprint(f) == "_rt.x_normal_cdf(x)"
+    for printer in (TorchPrinter(), JaxPrinter()):  # exactly the product's text: exported modules are unchanged
+        assert printer.doprint(f) == printer.doprint(x * normal_cdf(x))
+        assert "ndtr(x)" in printer.doprint(f) and "x_normal_cdf" not in printer.doprint(f)
+    assert sp.latex(f) == r"x \Phi\left(x\right)" and sp.latex(x_normal_cdf(x + 1)).startswith(r"\left(x + 1\right)")
+    values = np.linspace(-30, 30, 601)
+    lambdified = sp.lambdify(x, f, modules=[{"normal_cdf": rt.normal_cdf}, "numpy"])
+    np.testing.assert_array_equal(lambdified(values), rt.x_normal_cdf(values))
 
 
 def test_no_scipy_on_the_hot_path() -> None:

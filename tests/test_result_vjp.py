@@ -215,3 +215,47 @@ def test_quotient_at_zero_divides_except_below_an_eighth_of_epsilon(dtype: type)
     empty = np.zeros((0, 3), dtype)
     assert _runtime.quotient_at_zero(empty, empty, 0.25, 3.0).shape == (0, 3)
     assert _runtime.quotient_at_zero(n, x, 0.25, 3.0).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_quotient_at_zero_finds_a_tiny_x_of_either_sign(dtype: type) -> None:
+    """The guard's smallest |x| (two integer minima over the bits, no abs pass) sees a tiny x whose sign differs
+    from every other element's, skips NaN, and makes no mask when nothing is that small."""
+    from symdl.kernels import _runtime
+
+    eps8 = float(np.finfo(dtype).eps) / 8
+    n = np.array([0.75, 0.75, 0.75, 0.0, 0.75, 0.75], dtype)  # 0 over the tiny x: no overflow in the division
+    for tiny in (0.5 * eps8, -0.5 * eps8, float(np.finfo(dtype).smallest_subnormal), -0.0):
+        others = 3.0 if np.signbit(tiny) else -3.0  # every other element of the opposite sign
+        x = np.array([others, np.nan, others * 2, tiny, others * 7, np.inf], dtype)
+        got = _runtime.quotient_at_zero(n, x, 0.25, 3.0)
+        assert got[3] == dtype(0.25 + 3.0 * tiny) and np.isnan(got[1])  # not 0 / tiny = 0 (or 0 / 0)
+        np.testing.assert_array_equal(got[[0, 2, 4, 5]], n[[0, 2, 4, 5]] / x[[0, 2, 4, 5]])
+        assert _runtime._min_abs(x) == abs(tiny)
+    assert _runtime._min_abs(np.array([np.nan, -np.inf], dtype)) == np.inf
+    assert np.isnan(_runtime._min_abs(np.array([np.nan], dtype))) and _runtime._min_abs(np.zeros(0, dtype)) == np.inf
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_gelu_gradient_where_it_is_subnormal_as_documented(dtype: type) -> None:
+    """Where GELU's gradient is subnormal (float32: x < -13.34, float64: x < -37.71) both paths compute it
+    through subnormal intermediates: within the stated bound in symdl's units (a subnormal result in units of
+    the smallest normal number), and, as the docstring says, within 4e-6 (float32) and 7e-4 (float64) of that
+    unit: about 31 units of the smallest subnormal number in float32 (PyTorch's float32 kernel is off by up to
+    the smallest normal number there)."""
+    info = np.finfo(dtype)
+    x = np.linspace(-14.6, -13.3, 1301) if dtype == np.float32 else np.linspace(-38.7, -37.7, 1001)
+    x = x.astype(dtype)
+    exact, scale = np.array([_gelu_slope(float(v)) for v in x]).T
+    subnormal = np.abs(exact) < float(info.tiny)
+    assert np.all(subnormal[x < (-13.35 if dtype == np.float32 else -37.72)])
+    g = np.ones_like(x)
+    bound = ACTIVATIONS_AND_LOSSES["gelu"].formula("none").from_output.grad_ulp
+    size = np.maximum(np.abs(exact), np.minimum(scale, float(info.max)))
+    documented = {np.float32: 4e-6, np.float64: 7e-4}[dtype]
+    for (computed,) in (kernels.gelu_vjp(g, x, result=kernels.gelu(x)), kernels.gelu_vjp(g, x)):
+        assert ulp_error(computed, exact, size) <= bound
+        error = np.abs(computed.astype(np.float64) - exact.astype(dtype).astype(np.float64))[subnormal]
+        assert np.max(error) <= documented * float(info.tiny)
+    note = " ".join(kernels.gelu.__doc__.split())
+    assert "float32: x < -13.34; float64: x < -37.71" in note and "below 4e-6 (float32) and 7e-4 (float64)" in note

@@ -17,7 +17,7 @@ import sympy as sp
 from symdl.catalog.spec import (DERIVATIVE, RESULT, Case, Domain, Formula, Input, Kink, Op, OutputForm, Param, Rule,
                                  Tolerance)
 from symdl.functions import (expm1, grouped, indicator, normal_cdf, quotient_at_zero, rowmax, rowsum, sigmoid,
-                             softplus)
+                             softplus, x_normal_cdf)
 
 x = sp.Symbol("x", real=True)
 g = sp.Symbol("g", real=True)
@@ -245,7 +245,9 @@ ACTIVATIONS: tuple[Op, ...] = (
         formulas={
             "none": Formula(
                 definition=x / 2 * (1 + sp.erf(x / sp.sqrt(2))),
-                stable=x * normal_cdf(x),
+                # one primitive, so that the NumPy kernel fuses x Phi(x) (float32: max(x, 0) - |x| Q(|x|) in one pass
+                # over cache-sized blocks); the exports print the product x * ndtr(x)
+                stable=x_normal_cdf(x),
                 # the density as one unit, then times x: one temporary for x * phi instead of two
                 grads={"input": normal_cdf(x) + x * grouped(_gelu_phi)},
                 # Phi's condition number grows like x**2 in the left tail, and x / sqrt(2) is
@@ -280,6 +282,11 @@ ACTIVATIONS: tuple[Op, ...] = (
         },
         variant_param="approximate",
         torch="torch.nn.functional.gelu",
+        notes=("Where the gradient of the exact form is subnormal (float32: x < -13.34; float64: x < -37.71) it is "
+               "computed through subnormal intermediates (e^{-x^2/2} underflows first): its error is below 4e-6 "
+               "(float32) and 7e-4 (float64) of the smallest normal number, the unit subnormal results are "
+               "counted in (as every bound here), but up to about 31 units of the smallest subnormal number in "
+               "float32 (1e-3 relative near x = -13.85).",),
     ),
     Op(
         name="silu",

@@ -667,9 +667,7 @@ def celu_vjp(grad: ArrayLike, input: ArrayLike, *, alpha: float = 1.0, result: A
 
 def _gelu_none(x: np.ndarray) -> np.ndarray:
     """gelu with approximate='none'."""
-    # out = x * _rt.normal_cdf(x)
-    t0 = _rt.normal_cdf(x)
-    t0 *= x
+    t0 = _rt.x_normal_cdf(x)
     out = t0
     return out
 
@@ -789,6 +787,11 @@ def gelu(input: ArrayLike, *, approximate: str = 'none') -> np.ndarray:
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
+    Where the gradient of the exact form is subnormal (float32: x < -13.34; float64: x < -37.71) it is
+    computed through subnormal intermediates (e^{-x^2/2} underflows first): its error is below 4e-6
+    (float32) and 7e-4 (float64) of the smallest normal number, the unit subnormal results are counted
+    in (as every bound here), but up to about 31 units of the smallest subnormal number in float32 (1e-3
+    relative near x = -13.85).
 
     Generated from the catalog entry ``gelu``; do not edit.
     """
