@@ -267,6 +267,16 @@ def test_text_output_reads_as_steps() -> None:
     assert "[verified (expand)]" in out and out.rstrip().endswith("every step verified")
 
 
+def test_terminal_text_is_styled_with_rich() -> None:
+    """The CLI prints rich text on a terminal: headings bold (each of them, not only the first line), marks green."""
+    from symdl.steps.printers.text import rich_text
+
+    styled = rich_text(derive("sin(x**2)"))
+    spans = {(styled.plain[span.start:span.end], str(span.style)) for span in styled.spans}
+    assert {("sin(x**2)", "bold"), ("d/dx", "bold"), ("every step verified", "green")} <= spans
+    assert ("[verified (expand)]", "green") in spans
+
+
 def test_markdown_and_html() -> None:
     from symdl.printing.mathml import unconverted
 
@@ -316,6 +326,24 @@ def test_docs_show_what_the_terminal_prints(name: str) -> None:
     assert _methods_dropped(block) == _methods_dropped(derive(name).render("text"))
 
 
+def test_docs_show_what_the_terminal_prints_for_a_python_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """The third derivation of docs/derive.md: its file written out, the command run as the docs show it."""
+    from symdl.cli import main
+
+    section = DOC.read_text().split("### A Python function", 1)[1]
+    (tmp_path / "neuron.py").write_text(section.split("```python\n", 1)[1].split("\n```", 1)[0] + "\n")
+    command = "symdl derive neuron.py:loss --wrt w --check neuron.py:grad"
+    block = section.split(f"$ {command}\n", 1)[1].split("\n```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    assert main(command.split()[1:]) == 0
+    printed = capsys.readouterr().out
+    # the gradient check's error columns are rounding noise (their last digits may differ between machines)
+    noise = re.compile(r"\d\.\d{3}e-\d\d")
+    assert noise.sub("E", _methods_dropped(block)) == noise.sub("E", _methods_dropped(printed))
+    assert "gradcheck PASS" in block
+
+
 def _methods_dropped(text: str) -> str:
     """Text output with ``simplify``/``numeric`` marks merged: whether a small claim simplifies within its
     CPU-time bound depends on the machine."""
@@ -359,6 +387,24 @@ def test_jupyter_latex_compiles(tmp_path: Path) -> None:
     run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", source.name], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stdout[-500:]
+
+
+def test_a_derivation_renders_itself_in_an_executed_notebook(tmp_path: Path) -> None:
+    """Issue 17: in Jupyter a derivation renders itself; the notebook is executed as a reader's would be."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    from symdl.printing.mathml import unconverted
+
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("import symdl\nsymdl.derive('sigmoid')")])
+    nbclient.NotebookClient(book, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (shown,) = [o for o in book.cells[0].outputs if o["output_type"] == "execute_result"]
+    latex, page = shown["data"]["text/latex"], shown["data"]["text/html"]
+    assert latex.startswith("$$\\begin{gathered}") and latex.count("\\begin{aligned}") == 3  # one block per part
+    assert r"\sigma" in latex and "verified" in latex
+    assert page.startswith("<h2>sigmoid") and page.count("<math") > 20 and unconverted(page) == []
+    assert "Every step verified." in page
 
 
 def test_derives_and_verifies_off_the_main_thread() -> None:

@@ -111,6 +111,8 @@ def test_python_function_is_shown_as_written_line_by_line(functions: Path,
     code, out, _ = _run([f"{functions}:f", "--format", "html"], capsys)
     source = out[out.index('<div class="source">'):out.index("<h3>")]
     assert code == 0 and source.count("<div><math") == 3 and "&#x02190;" in source  # the left arrow, per line
+    # (a - 2)^2 keeps its exponent: latexify's \mathopen{} hints had become an <mo> holding an empty <mrow/>
+    assert "<mrow /></mo>" not in source and source.count("<msup>") == 1
     from symdl.printing.mathml import unconverted
 
     assert unconverted(out) == []
@@ -137,12 +139,36 @@ def test_python_function_is_shown_as_written_line_by_line(functions: Path,
     (["x", "--at", "x=1"], "--at applies to --graph"),
     (["x", "--jacobian"], "--jacobian applies to matrix derivations"),
     (["x", "--assume", "sum(y)=1"], "--assume applies to matrix derivations"),
+    # catalog names without a step-by-step derivation were read as variables (d/dconv2d conv2d = 1, exit 0)
+    (["conv2d"], "conv2d is a catalog layer, which symdl derive does not derive step by step"),
+    (["adam"], "adam is a catalog update rule"),
+    (["StepLR"], "StepLR is a catalog learning-rate schedule"),
+    (["gd_quadratic_1d"], "gd_quadratic_1d is a catalog fact"),
 ])
 def test_bad_input_is_one_line_and_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     start = time.monotonic()
     code, out, err = _run(argv, capsys)
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
     assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize("text", ["__import__('os').system('echo hacked')", "x**(10**10)", "lambda: x",
+                                  "[x for x in y]"])
+def test_hostile_input_in_a_fresh_process_is_refused_before_sympy_is_imported(text: str) -> None:
+    """Issue 17: hostile input exits 2 in under a second, as a user's fresh `symdl derive` process sees it (the
+    in-process test above runs after the suite imported everything): the whitelist runs before SymPy or the
+    catalog is imported, which cost about a second of CPU time."""
+    import resource
+
+    probe = ("import sys; from symdl.cli import main; code = main(['derive', sys.argv[1]]); "
+             "print(code, 'sympy' in sys.modules, 'symdl.catalog' in sys.modules)")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run = subprocess.run([sys.executable, "-c", probe, text], capture_output=True, text=True, timeout=120, check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    assert run.stdout.split() == ["2", "False", "False"], (run.stdout, run.stderr)
+    assert run.stderr.startswith("symdl: error: ") and run.stderr.count("\n") == 1, run.stderr
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    assert cpu < 1.0, cpu  # CPU time: the machine's load does not count
 
 
 def test_an_output_that_is_no_regular_file_is_refused_not_replaced(tmp_path: Path,

@@ -107,6 +107,24 @@ def finish(derivation: Derivation, start: float, timeout: float | None, simplify
                           f"({len(late)} step(s) left); raise --timeout or derive a smaller piece")
 
 
+def _refuse_other_catalog_name(name: str) -> None:
+    """A layer, update rule, schedule or fact has no step-by-step derivation: say so (the name would otherwise
+    be read as a variable, and ``symdl derive conv2d`` print d/dconv2d conv2d = 1)."""
+    from symdl.catalog.facts import FACTS
+    from symdl.catalog.layers import LAYERS
+    from symdl.catalog.optimizers import OPTIMIZERS
+    from symdl.catalog.schedules import SCHEDULES
+    from symdl.steps.facts import FACT_DERIVATIONS
+
+    kinds = {"layer": {layer.name for layer in LAYERS}, "update rule": set(OPTIMIZERS),
+             "learning-rate schedule": set(SCHEDULES), "fact": set(FACTS)}
+    kind = next((k for k, names in kinds.items() if name in names), None)
+    if kind is not None:
+        raise DeriveError(f"{name} is a catalog {kind}, which symdl derive does not derive step by step (it derives "
+                          f"activations, losses and the facts {', '.join(FACT_DERIVATIONS)}); "
+                          f"`symdl show {name}` prints its math")
+
+
 def derive(expr: str | sp.Expr, wrt: str | sp.Symbol | Iterable[str | sp.Symbol] | None = None, *,
            variant: str = "", verify: bool = True, timeout: float | None = DEFAULT_TIMEOUT) -> Derivation:
     """A step-by-step derivation, every step verified.
@@ -126,15 +144,17 @@ def derive(expr: str | sp.Expr, wrt: str | sp.Symbol | Iterable[str | sp.Symbol]
     """
     if isinstance(expr, str):
         text = expr.strip()
-        from symdl.catalog import ACTIVATIONS_AND_LOSSES
-        from symdl.steps.facts import FACT_DERIVATIONS, derive_fact
+        if text.isidentifier():  # a name: the catalog is imported only to look it up (never for other text)
+            from symdl.catalog import ACTIVATIONS_AND_LOSSES
+            from symdl.steps.facts import FACT_DERIVATIONS, derive_fact
 
-        if text in FACT_DERIVATIONS:
-            return derive_fact(text, verify=verify)
-        if text in ACTIVATIONS_AND_LOSSES:
-            from symdl.steps.catalog import derive_op
+            if text in FACT_DERIVATIONS:
+                return derive_fact(text, verify=verify)
+            if text in ACTIVATIONS_AND_LOSSES:
+                from symdl.steps.catalog import derive_op
 
-            return derive_op(text, variant=variant, verify=verify, timeout=timeout)
+                return derive_op(text, variant=variant, verify=verify, timeout=timeout)
+            _refuse_other_catalog_name(text)
         if ":" in text and text.split(":", 1)[0].endswith(".py"):
             from symdl.steps.python import derive_function
 

@@ -151,9 +151,17 @@ def _sigmoid_chain(result: sp.Expr, x: sp.Symbol) -> tuple[Rewrite, ...]:
     complement = sp.Mul(sigmoid(x), sp.Add(1, -1 / (1 + e), evaluate=False), evaluate=False)
     final = sigmoid(x) * (1 - sigmoid(x))
     return (Rewrite(result, None, split, "split the square in the denominator"),
-            Rewrite(split, None, named, "name sigma(x) = 1/(1 + exp(-x))"),
-            Rewrite(named, None, complement, "exp(-x)/(1 + exp(-x)) = 1 - 1/(1 + exp(-x))"),
-            Rewrite(complement, None, final, "factor sigma(x): sigma' = sigma (1 - sigma)"))
+            Rewrite(split, None, named, "name sigma(x) = 1/(1 + exp(-x))",
+                    words=("name ", _eq(sigmoid(x), 1 / (1 + e)))),
+            Rewrite(named, None, complement, "exp(-x)/(1 + exp(-x)) = 1 - 1/(1 + exp(-x))",
+                    words=(_eq(e / (1 + e), sp.Add(1, -1 / (1 + e), evaluate=False)),)),
+            Rewrite(complement, None, final, "factor sigma(x): sigma' = sigma (1 - sigma)",
+                    words=("factor ", sigmoid(x), ": ", _eq(derivative(sigmoid(x), x), final))))
+
+
+def _eq(lhs: sp.Expr, rhs: sp.Expr) -> sp.Eq:
+    """``lhs = rhs`` as a justification's math (unevaluated: SymPy would decide it)."""
+    return sp.Eq(lhs, rhs, evaluate=False)
 
 
 def _tanh_chain(result: sp.Expr, x: sp.Symbol) -> tuple[Rewrite, ...]:
@@ -165,8 +173,11 @@ def _gelu_chain(result: sp.Expr, x: sp.Symbol) -> tuple[Rewrite, ...]:
 
     phi = sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi)
     target = normal_cdf(x) + x * phi
+    pdf = sp.Function("phi")
+    words = ("name ", _eq(normal_cdf(x), (1 + sp.erf(x / sp.sqrt(2))) / 2), " and the normal pdf ",
+             _eq(pdf(x), phi), ": GELU' = ", normal_cdf(x) + x * pdf(x))
     return (Rewrite(result, None, target, "name Phi(x) = (1 + erf(x/sqrt(2)))/2 and the normal pdf "
-                                          "phi(x) = exp(-x^2/2)/sqrt(2 pi): GELU' = Phi + x phi"),)
+                                          "phi(x) = exp(-x^2/2)/sqrt(2 pi): GELU' = Phi + x phi", words=words),)
 
 
 CHAINS: dict[str, Callable[[sp.Expr, sp.Symbol], tuple[Rewrite, ...]]] = {
@@ -238,7 +249,8 @@ def _name_inner(tree: Step, result: sp.Expr, lets: list[Let]) -> Rewrite | None:
     chain = max(inners, key=lambda s: sp.count_ops(s.inner))
     lets.append(Let(chain.u, chain.inner, "the chain rule's inner function"))
     return Rewrite(result, None, result.xreplace({chain.inner: chain.u}),
-                   f"name {chain.u} = {expression_text(chain.inner)}, which appears more than once")
+                   f"name {chain.u} = {expression_text(chain.inner)}, which appears more than once",
+                   words=("name ", _eq(chain.u, chain.inner), ", which appears more than once"))
 
 
 def _occurrences(expr: sp.Expr, part: sp.Expr) -> int:
@@ -290,19 +302,18 @@ def _row(op: Op, formula: Formula, variant: str) -> Derivation:
     definition = _indexed(formula.definition.xreplace(defaults), op, component)
     var = z[J]
     start = _log_quotient(definition)
-    if start != definition:
-        parts.append(Part("rewrite the definition", None, (
-            Rewrite(definition, None, start, "log of a quotient: log(exp(a)/b) = a - log b"),)))
+    label = f" ({_describe(defaults, op)})" if defaults else ""
+    if start != definition:  # the textbook case's first step (at the default parameters, as what follows)
+        parts.append(Part(f"textbook case{label}: rewrite the definition", None,
+                          (_log_quotient_rewrite(definition, start),)))
     tree = steps(start, var)
     rewrites = _row_chain(op, tree.eval(), lets, assumptions)
-    label = f" ({_describe(defaults, op)})" if defaults else ""
     parts.append(Part("textbook case" + label, tree, tuple(rewrites), key=f"d/d{x.name}_j"))
     general = _indexed(formula.definition, op, component)
     if general != definition:
         gstart = _log_quotient(general)
         if gstart != general:
-            parts.append(Part("general case: rewrite the definition", None, (
-                Rewrite(general, None, gstart, "log of a quotient: log(exp(a)/b) = a - log b"),)))
+            parts.append(Part("general case: rewrite the definition", None, (_log_quotient_rewrite(general, gstart),)))
         gtree = steps(gstart, var)
         parts.append(Part("general case", gtree, tuple(_general_chain(op, gtree.eval(), lets)),
                           key=f"d/d{x.name}_j (general)"))
@@ -335,6 +346,12 @@ def _log_quotient(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: isinstance(e, sp.log), split)
 
 
+def _log_quotient_rewrite(before: sp.Expr, after: sp.Expr) -> Rewrite:
+    a, b = sp.symbols("a b", positive=True)
+    return Rewrite(before, None, after, "log of a quotient: log(exp(a)/b) = a - log b",
+                   words=("log of a quotient: ", _eq(sp.log(sp.exp(a) / b, evaluate=False), a - sp.log(b))))
+
+
 def _row_chain(op: Op, result: sp.Expr, lets: list[Let], assumptions: list) -> list[Rewrite]:
     """Named rewrites to the textbook endpoint: softmax's Jacobian, softmax cross-entropy's p_j - t_j."""
     x = op.inputs[0].symbol
@@ -350,17 +367,21 @@ def _row_chain(op: Op, result: sp.Expr, lets: list[Let], assumptions: list) -> l
     if op.name in ("softmax", "softmin"):
         target = sign * p[I] * (sp.KroneckerDelta(I, J) - p[J])
         word = "softmin" if sign < 0 else "softmax"
+        jacobian = _eq(derivative(p[I], z[J]), sign * p[I] * sp.Add(sp.KroneckerDelta(I, J), -p[J], evaluate=False))
         return [Rewrite(result, None, target, f"name p = {word}(x): d p_i / d x_j = "
-                                              f"{'-' if sign < 0 else ''}p_i (delta_ij - p_j)")]
+                                              f"{'-' if sign < 0 else ''}p_i (delta_ij - p_j)",
+                        words=(f"name p = {word}(x): ", jacobian))]
     if op.name == "log_softmax":
         return [Rewrite(result, None, sp.KroneckerDelta(I, J) - p[J], "name p_j = softmax_j(x)")]
     t = _base(op.inputs[1].symbol.name)
     total = sp.Sum(t[k], (k, 1, N))
     expanded = p[J] * total - t[J]
-    rows = [Rewrite(result, None, expanded, "take p_j = exp(x_j) / sum_l exp(x_l) out of the sum over k")]
+    rows = [Rewrite(result, None, expanded, "take p_j = exp(x_j) / sum_l exp(x_l) out of the sum over k",
+                    words=("take ", _eq(p[J], softmax[J]), " out of the sum over ", k))]
     assumptions.append((total, sp.S.One, "the target is a probability distribution over the classes "
                                          "(a class index is its one-hot row)"))
-    rows.append(Rewrite(expanded, None, p[J] - t[J], "use sum_k t_k = 1: softmax(x) - t", ((total, sp.S.One),)))
+    rows.append(Rewrite(expanded, None, p[J] - t[J], "use sum_k t_k = 1: softmax(x) - t", ((total, sp.S.One),),
+                        words=("use ", _eq(total, 1), ": the gradient is softmax(x) - t")))
     del l_
     return rows
 
@@ -376,7 +397,8 @@ def _general_chain(op: Op, result: sp.Expr, lets: list[Let]) -> list[Rewrite]:
     lets.append(Let(q[k], smoothing / N + (1 - smoothing) * t[k], "the smoothed target: label smoothing moves that "
                                                                     "share of the mass evenly onto all n classes"))
     target = p[J] * sp.Sum(w[k] * q[k], (k, 1, N)) - w[J] * q[J]
-    return [Rewrite(result, None, target, "name the smoothed target q_k and take p_j out of the sum over k")]
+    return [Rewrite(result, None, target, "name the smoothed target q_k and take p_j out of the sum over k",
+                    words=("name the smoothed target ", q[k], " and take ", p[J], " out of the sum over ", k))]
 
 
 def _title(op: Op, variant: str) -> str:

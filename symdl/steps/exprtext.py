@@ -4,8 +4,9 @@ SymPy's ``str`` is close, but prints ``Abs``, ``Piecewise((a, c), ...)``, ``sign
 ``x > 0 & x < 1``, which symdl's parser does not take (or SymPy reads back wrongly: Python's
 ``and`` on two relations raises, ``x == 0`` is a bool). Here a piecewise expression prints as
 nested ``where(cond, a, b)`` with one comparison per condition (``and``/``or``/``==`` unfolded into
-nested ``where``), ``sign`` and the Kronecker delta as ``where``, the maximum as ``Max``, ``e`` as
-``exp(1)``, and an indexed ``z[k]`` as the name ``z_k``.
+nested ``where``), ``sign``, the Kronecker delta, the kernels' mask ``indicator(c)`` and ``xlogy`` as
+``where``, the kernels' other primitives by their textbook formulas (``clamped_log(u, c)`` as
+``Max(log(u), c)``), the maximum as ``Max``, ``e`` as ``exp(1)``, and an indexed ``z[k]`` as the name ``z_k``.
 """
 
 from __future__ import annotations
@@ -66,6 +67,24 @@ class ParseablePrinter(StrPrinter):
 
     def _print_KroneckerDelta(self, expr: sp.KroneckerDelta) -> str:
         return self._print(sp.Piecewise((1, sp.Eq(*expr.args)), (0, True)))
+
+    def _print_indicator(self, expr: sp.Basic) -> str:
+        # symdl's [c] (a kernel's 0/1 mask; symdl.functions.indicator), which the parser spells where(c, 1, 0)
+        return self._where(expr.args[0], sp.S.One, sp.S.Zero)
+
+    def _print_xlogy(self, expr: sp.Basic) -> str:
+        x, y = expr.args  # x log y, 0 where x = 0 (torch.xlogy)
+        return self._where(sp.Eq(x, 0), sp.S.Zero, x * sp.log(y))
+
+    def _textbook(self, expr: sp.Basic) -> str:
+        """A kernel primitive the parser has no name for, by its textbook formula (its arguments as they are)."""
+        from symdl.functions import to_textbook
+
+        holes = sp.symbols(f"_hole0:{len(expr.args)}")
+        return self._print(to_textbook(expr.func(*holes)).xreplace(dict(zip(holes, expr.args, strict=True))))
+
+    # quotient_at_zero(n, x, c, s) = n/x; clamped_log(u, c) = Max(log(u), c); clamped_log1p(u, c) = Max(log(1 + u), c)
+    _print_quotient_at_zero = _print_clamped_log = _print_clamped_log1p = _textbook
 
     def _print_Exp1(self, expr: sp.Basic) -> str:
         return "exp(1)"

@@ -14,7 +14,7 @@ from typing import Any
 
 from symdl.steps.exprtext import reading_text
 from symdl.steps.graph import BackwardRow, GraphDerivation
-from symdl.steps.printers.latex import _escape as _tex
+from symdl.steps.printers.latex import escape_text as _tex
 from symdl.steps.tree import Derivation
 
 

@@ -177,7 +177,7 @@ FUNCTION_WORDS: dict[type, str] = {
     fn.normal_cdf: "the standard normal CDF Phi (its derivative is the normal pdf phi)",
     fn.sigmoid: "sigmoid's known derivative",
     fn.softplus: "softplus' = sigmoid",
-    sp.tanh: "tanh' = 1 - tanh^2",
+    sp.tanh: "tanh's known derivative",  # (the formula that follows says 1 - tanh^2, set as math)
 }
 
 

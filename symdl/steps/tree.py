@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, fields
+from functools import cache
 from typing import ClassVar, Literal
 
 import sympy as sp
@@ -151,6 +152,9 @@ class Rewrite(Step):
     reason: str = ""
     #: Symbols the identity assumes a relation for (``sum_k y_k = 1``): checked with these substitutions.
     given: tuple[tuple[sp.Expr, sp.Expr], ...] = ()
+    #: The justification with its math as math (``"name ", Eq(sigma(x), 1/(1 + e^-x))``), which each printer
+    #: typesets; empty: the ``reason`` as plain text. ``reason`` stays the rewrite's name (JSON, tests).
+    words: tuple[Segment, ...] = ()
 
     rule: ClassVar[str] = "rewrite"
 
@@ -174,7 +178,7 @@ class Rewrite(Step):
         return before, after
 
     def sentence(self) -> tuple[Segment, ...]:
-        return (self.reason,)
+        return self.words or (self.reason,)
 
     def lhs(self) -> sp.Expr:
         return self.expr
@@ -264,6 +268,7 @@ class Derivation:
     source: str | None = None
     source_lines: tuple[tuple[str, str], ...] = ()
     checks: dict[int, Check] = field(default_factory=dict)
+    _printed: dict[sp.Basic, sp.Basic] = field(default_factory=dict, repr=False)  # abbreviate's results
 
     def steps(self) -> Iterator[Step]:
         """Every step of every part."""
@@ -312,6 +317,22 @@ class Derivation:
     def _repr_html_(self) -> str:
         return self.render("html_fragment")
 
+    def abbreviate(self, expr: sp.Basic) -> sp.Basic:
+        """``expr`` as printed: each let's value replaced by its name, the reverse of :meth:`substitute` (a step
+        reads ``d p_i / d x_j``, not the softmax written out; an indexed let such as ``p_j`` matches its value at
+        any index, whatever its sums' indices are called). For printing only: verification substitutes back."""
+        if expr not in self._printed:
+            shorter = expr
+            if isinstance(expr, sp.Mul) and all(isinstance(a, sp.Derivative) for a in expr.args):
+                # a chain rule's d/du f(u) * d/dx u(x): kept unevaluated, in the order the rule states it
+                shorter = sp.Mul(*(self.abbreviate(a) for a in expr.args), evaluate=False)
+            else:
+                for pattern, name in _let_patterns(self.lets):
+                    shorter = shorter.replace(pattern, name) if pattern.has(sp.Wild) \
+                        else shorter.xreplace({pattern: name})
+            self._printed[expr] = shorter
+        return self._printed[expr]
+
     def substitutions(self) -> dict[sp.Basic, sp.Expr]:
         """The lets as a substitution (later lets may use earlier ones)."""
         table: dict[sp.Basic, sp.Expr] = {}
@@ -331,6 +352,26 @@ class Derivation:
             else:
                 expr = expr.subs(symbol, let.value)
         return expr
+
+
+@cache
+def _let_patterns(lets: tuple[Let, ...]) -> tuple[tuple[sp.Basic, sp.Basic], ...]:
+    """For :meth:`Derivation.abbreviate`: per let, ``(value, name)``; for a let named by an indexed symbol
+    (``p_j``), the value with its index and its sums' indices as wildcards, and as a factor of any product."""
+    found = []
+    for let in lets:
+        symbol, value = let.symbol, let.value
+        if not (isinstance(symbol, sp.Indexed) and len(symbol.indices) == 1 and symbol.indices[0].is_Symbol):
+            found.append((value, symbol))
+            continue
+        holes = {symbol.indices[0]: sp.Wild("index_")}
+        holes.update((limit[0], sp.Wild(f"{limit[0]}_")) for s in value.atoms(sp.Sum) for limit in s.limits)
+        pattern, name = value.xreplace(holes), symbol.base[holes[symbol.indices[0]]]
+        if isinstance(pattern, sp.Mul):  # exp(x_j)/sum_l exp(x_l) inside -t_k exp(x_j)/sum_l exp(x_l)
+            rest = sp.Wild("rest_")
+            pattern, name = rest * pattern, rest * name
+        found.append((pattern, name))
+    return tuple(found)
 
 
 def as_tuple(items: Sequence[Step]) -> tuple[Step, ...]:

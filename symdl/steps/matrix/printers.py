@@ -15,7 +15,7 @@ from typing import Any
 
 from symdl.steps.matrix import nodes as n
 from symdl.steps.matrix.engine import MatrixDerivation, MatrixResult
-from symdl.steps.printers.latex import _escape as _tex_escape
+from symdl.steps.printers.latex import escape_text as _tex_escape
 
 PRINTERS: dict[str, Callable[[MatrixDerivation], str]] = {}
 

@@ -14,7 +14,7 @@ from symdl.steps.printers.breaking import rows, width
 from symdl.steps.printers.lines import Line, part_lines, verification_word
 from symdl.steps.tree import Derivation, Segment, printer
 
-__all__ = ["expr_latex", "derivation_latex", "document", "WIDTH"]
+__all__ = ["expr_latex", "derivation_latex", "document", "formula_rows", "WIDTH"]
 
 #: Characters of a formula's 2-D layout (:func:`symdl.steps.printers.breaking.width`) per row on A4.
 WIDTH = 70
@@ -64,7 +64,9 @@ def expr_latex(expr: sp.Basic) -> str:
     return StepLatexPrinter({}).doprint(expr)
 
 
-def _escape(text: str) -> str:
+def escape_text(text: str) -> str:
+    """``text`` safe in LaTeX's text mode: its ten special characters as commands (the step, graph and matrix
+    printers' one escape)."""
     table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
              "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
     return "".join(table.get(c, c) for c in text)
@@ -72,39 +74,41 @@ def _escape(text: str) -> str:
 
 def sentence_latex(segments: tuple[Segment, ...]) -> str:
     """Text segments as ``\\text{}``, math segments as math."""
-    return " ".join(rf"\text{{{_escape(s)}}}" if isinstance(s, str) else expr_latex(s) for s in segments if s != "")
+    return " ".join(rf"\text{{{escape_text(s)}}}" if isinstance(s, str) else expr_latex(s) for s in segments if s != "")
 
 
 def _intertext_sentence(segments: tuple[Segment, ...]) -> str:
     """Segments as paragraph text (it wraps): text escaped, math inline."""
-    return " ".join(_escape(s) if isinstance(s, str) else f"${expr_latex(s)}$" for s in segments if s != "")
+    return " ".join(escape_text(s) if isinstance(s, str) else f"${expr_latex(s)}$" for s in segments if s != "")
 
 
 def _line_latex(line: Line) -> list[str]:
     """One printed line as ``align*`` rows: its justification as wrapping ``\\intertext``, then the formula
-    broken into rows that fit the page (everything left-aligned after the ``&``, indented by depth)."""
+    broken into rows that fit the page (everything left-aligned after the ``&``, indented by depth), the
+    verification mark at the right margin of its last row (``\\tag*``: amsmath sets it below when no room)."""
     indent = rf"\hspace*{{{line.depth * 1.2:g}em}}" if line.depth else ""
     room = WIDTH - 2 * line.depth
-    out = []
     why = _intertext_sentence(line.why)
+    out = [rf"\intertext{{\small {indent}{why}}}"] if why else []
+    out.extend(rf"&{indent} {r}" for r in formula_rows(line, room))
     mark = verification_word(line.check)
-    if why or mark:
-        note = why + (rf" \hfill [{mark}]" if mark else "")
-        out.append(rf"\intertext{{\small {indent}{note}}}")
+    if mark:
+        out[-1] += rf" \tag*{{\small [{mark}]}}"
+    return out
+
+
+def formula_rows(line: Line, room: int) -> list[str]:
+    """A line's formula as LaTeX rows of about ``room`` characters at most (the HTML printer sets the same rows):
+    ``lhs = rhs`` on one row when it fits, else the left side's rows, then ``= `` and the right side's rows,
+    continuation rows indented by ``\\qquad``."""
+    right = rows(line.rhs, room - 3, expr_latex)
+    head: list[str] = []
     if line.lhs is not None:
         left = rows(line.lhs, room, expr_latex)
-        right = rows(line.rhs, room - 3, expr_latex)
         if len(left) == 1 and width(line.lhs) + width(line.rhs) + 3 <= room:
-            out.append(rf"&{indent} {left[0]} = {right[0]}")
-            right = right[1:]
-            out.extend(rf"&{indent}\qquad {r}" for r in right)
-            return out
-        out.extend(rf"&{indent} {r}" for r in left)
-    else:
-        right = rows(line.rhs, room - 3, expr_latex)
-    out.append(rf"&{indent} = {right[0]}")
-    out.extend(rf"&{indent}\qquad {r}" for r in right[1:])
-    return out
+            return [f"{left[0]} = {right[0]}", *(rf"\qquad {r}" for r in right[1:])]
+        head = left
+    return [*head, f"= {right[0]}", *(rf"\qquad {r}" for r in right[1:])]
 
 
 def derivation_latex(derivation: Derivation) -> list[tuple[str, str]]:
@@ -123,9 +127,9 @@ def _preamble_text(derivation: Derivation) -> list[str]:
     out = []
     for let in derivation.lets:  # one paragraph each: inline math breaks only at its operators
         out.append(f"Let ${expr_latex(let.symbol)} = {expr_latex(let.value)}$"
-                   + (f" ({_escape(let.text)})" if let.text else "") + ".")
+                   + (f" ({escape_text(let.text)})" if let.text else "") + ".")
     for lhs, rhs, words in derivation.assumptions:
-        out.append(f"Assume ${expr_latex(lhs)} = {expr_latex(rhs)}$" + (f" ({_escape(words)})" if words else "")
+        out.append(f"Assume ${expr_latex(lhs)} = {expr_latex(rhs)}$" + (f" ({escape_text(words)})" if words else "")
                    + ".")
     return out
 
@@ -137,8 +141,8 @@ def body(derivation: Derivation) -> str:
         out += [r"\paragraph{The function as written}", f"\\[\n{derivation.source}\n\\]"]
     out += [p + "\n" for p in _preamble_text(derivation)]
     for title, block in derivation_latex(derivation):
-        out += [rf"\paragraph{{{_escape(title)}}}", block]
-    out += [_escape(n) for n in derivation.notes]
+        out += [rf"\paragraph{{{escape_text(title)}}}", block]
+    out += [escape_text(n) for n in derivation.notes]
     verdict = "every step verified" if derivation.verified else "NOT every step verified"
     out.append(rf"\noindent\textit{{{verdict}}}")
     return "\n".join(out) + "\n"
@@ -147,7 +151,8 @@ def body(derivation: Derivation) -> str:
 def document(derivation: Derivation) -> str:
     """A complete LaTeX document (article, A4, amsmath): the name as the heading, the summary under it."""
     name, _, summary = (derivation.title or "Derivation").partition(": ")
-    heading = f"\\section*{{{_escape(name)}}}\n" + (f"\\emph{{{_escape(summary)}}}\n\\medskip\n\n" if summary else "")
+    heading = (f"\\section*{{{escape_text(name)}}}\n"
+               + (f"\\emph{{{escape_text(summary)}}}\n\\medskip\n\n" if summary else ""))
     return ("\\documentclass[a4paper,10pt]{article}\n\\usepackage{amsmath,amssymb}\n"
             "\\usepackage[margin=2.5cm]{geometry}\n\\allowdisplaybreaks\n\\begin{document}\n"
             f"{heading}{body(derivation)}\\end{{document}}\n")
@@ -159,11 +164,12 @@ printer("latex_body")(body)
 
 @printer("jupyter_latex")
 def _jupyter(derivation: Derivation) -> str:
-    """Jupyter's ``_repr_latex_``: MathJax renders math only, so each part is one ``aligned`` display
-    (no ``\\intertext``), the justification after each line."""
+    """Jupyter's ``_repr_latex_``: MathJax renders math only, so each part is one ``aligned`` block
+    (no ``\\intertext``), the justification after each line, the blocks stacked in one ``gathered``
+    (the line breaks between the blocks inside an environment, where MathJax and LaTeX both define them)."""
     displays = []
     for part in derivation.parts:
-        rows = [rf"&\text{{{_escape(part.title)}}}"]
+        rows = [rf"&\text{{{escape_text(part.title)}}}"]
         for line in part_lines(derivation, part):
             left = expr_latex(line.lhs) if line.lhs is not None else ""
             why = sentence_latex(line.why)
@@ -171,4 +177,4 @@ def _jupyter(derivation: Derivation) -> str:
             note = why + (rf" \ \text{{[{mark}]}}" if mark else "")
             rows.append(rf"{left} &= {expr_latex(line.rhs)}" + (rf" && {note}" if note else ""))
         displays.append("\\begin{aligned}" + " \\\\\n".join(rows) + "\\end{aligned}")
-    return "$$" + "\\\\[1em]\n".join(displays) + "$$"
+    return "$$\\begin{gathered}" + "\\\\[1em]\n".join(displays) + "\\end{gathered}$$"

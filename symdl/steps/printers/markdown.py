@@ -1,20 +1,37 @@
-"""Markdown with GitHub math: a bold heading per part, each line a bullet ``$lhs = rhs$`` with its reason."""
+"""Markdown with GitHub math: a bold heading per part, each line a bullet ``$lhs = rhs$`` with its reason.
+
+The reason is Markdown text with its math inline (``chain rule with $u = x^{2}$``), so that it wraps
+like prose; a ``\\text{...}`` inside math would not wrap and would run off a GitHub page.
+"""
 
 from __future__ import annotations
 
-from symdl.steps.printers.latex import _preamble_text, expr_latex, sentence_latex
+from symdl.steps.printers.latex import _preamble_text, expr_latex
 from symdl.steps.printers.lines import Line, part_lines, verification_word
-from symdl.steps.tree import Derivation, printer
+from symdl.steps.tree import Derivation, Segment, printer
 
-__all__ = ["markdown", "markdown_body"]
+__all__ = ["markdown", "markdown_body", "sentence_markdown"]
+
+#: Characters Markdown would read as markup in a sentence (emphasis, code, links, HTML, math).
+_MARKUP = {c: "\\" + c for c in "\\*_`[]<>$|"}
+
+
+def escape(text: str) -> str:
+    """``text`` with Markdown's markup characters escaped (shown as themselves)."""
+    return "".join(_MARKUP.get(c, c) for c in text)
+
+
+def sentence_markdown(segments: tuple[Segment, ...]) -> str:
+    """Segments as Markdown: text escaped, math as inline ``$...$``."""
+    return "".join(escape(s) if isinstance(s, str) else f"${expr_latex(s)}$" for s in segments if s != "")
 
 
 def _line(line: Line) -> str:
     pad = "  " * line.depth
     left = f"{expr_latex(line.lhs)} = " if line.lhs is not None else "= "
-    why = sentence_latex(line.why)
+    why = sentence_markdown(line.why)
     mark = verification_word(line.check)
-    tail = (f" &nbsp; ${why}$" if why else "") + (f" ({mark})" if mark else "")
+    tail = (f" &nbsp; {why}" if why else "") + (f" ({mark})" if mark else "")
     return f"{pad}- ${left}{expr_latex(line.rhs)}${tail}"
 
 
@@ -27,7 +44,7 @@ def markdown_body(derivation: Derivation) -> list[str]:
     for part in derivation.parts:
         out += [f"**{part.title}**", ""]
         out += [_line(line) for line in part_lines(derivation, part)]
-        out += [""] + [f"_{n}_\n" for n in part.notes]
+        out += [""] + [f"_{escape(n)}_\n" for n in part.notes]
     out += [*derivation.notes, "Every step verified." if derivation.verified else "**Not every step verified.**"]
     return out
 

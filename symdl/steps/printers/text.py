@@ -71,5 +71,5 @@ def rich_text(derivation: Derivation) -> object:
     styled = Text(text(derivation))
     styled.highlight_regex(r"\[verified \([a-z]+\)\]|every step verified", "green")
     styled.highlight_regex(r"\[(FAILED|unchecked)\]|NOT VERIFIED.*", "bold red")
-    styled.highlight_regex(r"^\S.*$", "bold")
+    styled.highlight_regex(r"(?m)^\S.*$", "bold")  # the headings: every line that starts at the margin
     return styled
