@@ -80,7 +80,7 @@ from typing import Any
 
 import numpy as np
 
-from symdl.files import write_atomically
+from timing import write_table  # scripts/timing.py, next to this file
 import scipy  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 from scipy import special
@@ -1768,7 +1768,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in summary.lines() if summary else ["No ratio was measured."]:
         print(line)
     if args.markdown:
-        write_atomically(args.markdown, markdown(rows, summary, header, notes))
+        write_table(args.markdown, markdown(rows, summary, header, notes))
         print(f"wrote {args.markdown}")
 
     failed = any(row.note.startswith(("MISMATCH", "error")) for row in rows)
@@ -1793,7 +1793,7 @@ def _main_result(args: argparse.Namespace, labels: Sequence[str], dtypes: Sequen
     text = result_markdown(rows, summary, header, extra)
     print(text)
     if args.markdown:
-        write_atomically(args.markdown, text)
+        write_table(args.markdown, text)
         print(f"wrote {args.markdown}")
     failed = any(row.note for row in rows)
     missed = summary is not None and not (summary.geomean_ok and summary.worst_ok)
