@@ -79,11 +79,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from timing import write_table  # scripts/timing.py, next to this file
 import scipy  # type: ignore[import-untyped]
 from numpy.typing import NDArray
 from scipy import special
+
+from timing import write_table  # scripts/timing.py, next to this file
 
 Array = NDArray[Any]
 Upstream = Array | float
