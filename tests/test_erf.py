@@ -214,3 +214,15 @@ def test_runtime_coefficients_are_the_fit_scripts_output() -> None:
     assert len(fitted) == 10
     for name, value in fitted.items():
         assert getattr(rt, name) == value, name
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_verify_reports_every_special_function_and_catches_a_wrong_one(dtype: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from symdl.verify import ops
+
+    row = ops.verify_special(dtype)
+    assert row.passed and all(f"{name} " in row.proof for name in ("erf", "erfc", "normal_cdf", "x_normal_cdf"))
+    good = rt.x_normal_cdf
+    monkeypatch.setattr(rt, "x_normal_cdf", lambda x: good(x) * (1 + 16 * np.finfo(np.dtype(dtype)).eps))
+    assert ops.special_function_errors(np.dtype(dtype).type, 200)["x_normal_cdf"] > BOUND

@@ -295,27 +295,32 @@ def special_points(dtype: type, count: int = 2000, seed: int = 5) -> np.ndarray:
 
 
 def special_function_errors(dtype: type, count: int = 2000) -> dict[str, float]:
-    """Largest ulp error (in ``dtype``) of the runtime's erf, erfc and normal CDF against mpmath at
+    """Largest ulp error (in ``dtype``) of the runtime's erf, erfc, normal CDF and x Phi(x) against mpmath at
     :func:`special_points` (subnormal results in units of the smallest normal number)."""
     x = special_points(dtype, count)
-    references = {"erf": mpmath.erf, "erfc": mpmath.erfc, "normal_cdf": mpmath.ncdf}
+
+    def near(v: float) -> mpmath.mpf:  # beyond |x| = 1e4 every function is at its limit (mpmath's erfc
+        return mpmath.mpf(float(np.clip(v, -1e4, 1e4)))  # overflows an int there)
+
+    references = {"erf": lambda v: mpmath.erf(near(v)), "erfc": lambda v: mpmath.erfc(near(v)),
+                  "normal_cdf": lambda v: mpmath.ncdf(near(v)),
+                  # GELU's fused x Phi(x) (float32: its own polynomial, evaluated in float32)
+                  "x_normal_cdf": lambda v: mpmath.mpf(float(v)) * mpmath.ncdf(near(v))}
     errors = {}
     with mpmath.workdps(40):
         for name, reference in references.items():
-            # beyond |x| = 1e4 every function is at its limit (mpmath's erfc overflows an int there)
-            exact = [reference(mpmath.mpf(float(np.clip(v, -1e4, 1e4)))) for v in x]
-            errors[name] = ulp_error(getattr(_rt, name)(x), exact)
+            errors[name] = ulp_error(getattr(_rt, name)(x), [reference(v) for v in x])
     return errors
 
 
 def verify_special(dtype_name: str) -> VerifyRow:
-    """The row of the runtime's erf, erfc and normal CDF in one dtype: the fit (scripts/fit_erf.py) and
-    the largest ulp error of the three against mpmath over the whole float range (fwd ulp column);
+    """The row of the runtime's erf, erfc, normal CDF and x Phi(x) in one dtype: the fit (scripts/fit_erf.py)
+    and the largest ulp error of the four against mpmath over the whole float range (fwd ulp column);
     finite and typed at the extremes."""
     dtype = np.dtype(dtype_name).type
     errors = special_function_errors(dtype)
     x = special_points(dtype, 50)
-    finite, detail = finite_and_typed(lambda: [_rt.erf(x), _rt.erfc(x), _rt.normal_cdf(x)], dtype,
+    finite, detail = finite_and_typed(lambda: [_rt.erf(x), _rt.erfc(x), _rt.normal_cdf(x), _rt.x_normal_cdf(x)], dtype,
                                       f"{dtype_name} over the float range")
     worst = max(errors, key=errors.get)
     points = special_points(dtype).size  # the points special_function_errors used
