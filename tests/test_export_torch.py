@@ -429,3 +429,17 @@ def test_gather_form_under_torch_compile(exported: ModuleType) -> None:
     (expected_grad,) = torch.autograd.grad(expected, y)
     torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(grad, expected_grad, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("min_val", "max_val"), [(1.0, -1.0), (0.5, 0.5)])
+def test_exported_hardtanh_refuses_the_bounds_pytorch_refuses(exported: ModuleType, min_val: float,
+                                                              max_val: float) -> None:
+    x = torch.linspace(-2.0, 2.0, 9, dtype=torch.float64)
+    refused = {}
+    for side, function in (("export", exported.hardtanh), ("torch", torch.nn.functional.hardtanh)):
+        try:
+            function(x, min_val=min_val, max_val=max_val)
+            refused[side] = False
+        except ValueError:
+            refused[side] = True
+    assert refused["export"] == refused["torch"] == (min_val > max_val)

@@ -48,3 +48,20 @@ def test_forward_and_gradients_match_torch(op: Op, variant: str, seed: int) -> N
     for grad, tensor in zip(grads, tensors):
         if tensor.requires_grad:
             np.testing.assert_allclose(grad, tensor.grad.numpy(), rtol=max(rtol, 1e-11), atol=ATOL)
+
+
+@pytest.mark.parametrize(("min_val", "max_val"), [(1.0, -1.0), (0.5, 0.5), (-1.0, 1.0), (0.0, -1e-300)])
+def test_hardtanh_refuses_the_bounds_pytorch_refuses(min_val: float, max_val: float) -> None:
+    # PyTorch: ValueError "min_val cannot be greater than max_val"; symdl's OpParameterError is a ValueError too
+    x = np.linspace(-2.0, 2.0, 9)
+    refused = {}
+    for side, call in (("torch", lambda: torch.nn.functional.hardtanh(torch.from_numpy(x), min_val, max_val)),
+                       ("symdl", lambda: kernels.hardtanh(x, min_val=min_val, max_val=max_val)),
+                       ("symdl vjp", lambda: kernels.hardtanh_vjp(np.ones_like(x), x, min_val=min_val,
+                                                                  max_val=max_val))):
+        try:
+            call()
+            refused[side] = False
+        except ValueError:
+            refused[side] = True
+    assert refused["symdl"] == refused["symdl vjp"] == refused["torch"] == (min_val > max_val)

@@ -433,7 +433,7 @@ ACTIVATIONS: tuple[Op, ...] = (
         inputs=INPUT,
         params=(
             Param("min_val", -1.0, Rule("real"), min_val, Domain(-2.0, -0.5)),
-            Param("max_val", 1.0, Rule("real"), max_val, Domain(0.5, 2.0)),
+            Param("max_val", 1.0, Rule("at_least", ("min_val",)), max_val, Domain(0.5, 2.0)),
         ),
         formulas={"": Formula(
             definition=sp.Piecewise((min_val, x <= min_val), (max_val, x >= max_val), (x, True)),

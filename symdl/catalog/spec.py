@@ -113,7 +113,7 @@ class Rule:
     (``check_<kind>``), called as ``check_<kind>(op, name, value, *args)``.
     """
 
-    kind: Literal["real", "positive", "nonnegative", "interval", "choice", "integer", "bool", "array"]
+    kind: Literal["real", "positive", "nonnegative", "interval", "at_least", "choice", "integer", "bool", "array"]
     args: tuple[object, ...] = ()
 
     def describe(self) -> str:
@@ -123,6 +123,7 @@ class Rule:
             "positive": "> 0",
             "nonnegative": ">= 0",
             "interval": "in [{}, {}]",
+            "at_least": ">= {}",  # another parameter (hardtanh's max_val >= min_val, as PyTorch requires)
             "choice": "one of {}",
             "integer": "an integer",
             "bool": "True or False",

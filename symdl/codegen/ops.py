@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import sympy as sp
 
 from symdl.catalog import ACTIVATIONS_AND_LOSSES
-from symdl.catalog.spec import RESULT, Case, Formula, Op, OutputForm, Param
+from symdl.catalog.spec import RESULT, Case, Formula, Op, OutputForm, Param, Rule
 from symdl.codegen.module import KERNEL_DIR, GeneratedModule, docstring, exports, function, header
 from symdl.functions import NUM_CLASSES
 from symdl.onehot import NotAffineError, lower_row, lower_rowsums, picked_symbol
@@ -35,7 +35,7 @@ FAMILY_MODULES: dict[str, str] = {"activation": "activations", "loss": "losses"}
 # --------------------------------------------------------------------------- pieces
 def _param_annotation(p: Param) -> str:
     annotations = {"real": "float", "positive": "float", "nonnegative": "float", "interval": "float",
-                   "choice": "str", "integer": "int | None", "bool": "bool", "array": "ArrayLike | None"}
+                   "at_least": "float", "choice": "str", "integer": "int | None", "bool": "bool", "array": "ArrayLike | None"}
     return annotations[p.rule.kind]
 
 
@@ -51,13 +51,25 @@ def _output_forms(op: Op) -> dict[str, OutputForm]:
     return {variant: f.from_output for variant, f in op.formulas.items() if f.from_output is not None}
 
 
+def _literal_arguments(rule: Rule) -> str:
+    return "".join(f", {a!r}" for a in rule.args)
+
+
+#: How a rule's arguments follow the value in its ``_rt.check_<kind>`` call (default: each as a literal): the
+#: choices as one tuple; another parameter by its name and its (already checked) value.
+_RULE_ARGUMENTS: dict[str, Callable[[Rule], str]] = {
+    "choice": lambda rule: f", {rule.args!r}",
+    "at_least": lambda rule: f", {rule.args[0]!r}, {rule.args[0]}",
+}
+
+
 def _validation(op: Op) -> list[str]:
     """Lines that turn arguments into checked arrays and Python scalars."""
     lines = []
     for p in op.params:
         if p.rule.kind == "array":
             continue
-        extra = "".join(f", {a!r}" for a in ((p.rule.args,) if p.rule.kind == "choice" else p.rule.args))
+        extra = _RULE_ARGUMENTS.get(p.rule.kind, _literal_arguments)(p.rule)
         lines.append(f"{p.name} = _rt.check_{p.rule.kind}({op.name!r}, {p.name!r}, {p.name}{extra})")
     for item in op.inputs:
         lines.append(f"{item.symbol.name} = _rt.float_array({item.name}, {op.name!r}, {item.name!r})")

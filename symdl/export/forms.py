@@ -340,15 +340,28 @@ def signature(op: Op, annotation: str) -> str:
     return ", ".join(arrays + (["*", *params] if params else []))
 
 
-def choice_checks(op: Op) -> list[str]:
-    """Lines rejecting a choice parameter outside its choices (ValueError, as PyTorch raises)."""
-    lines = []
-    for p in op.params:
-        if p.rule.kind == "choice":
-            choices = tuple(p.rule.args)
-            lines += [f"if {p.name} not in {choices!r}:",
-                      f"    raise ValueError(f\"{op.name}: {p.name} must be one of {choices!r}, got {{{p.name}!r}}\")"]
-    return lines
+def _choice_check(op: Op, p: Param) -> list[str]:
+    choices = tuple(p.rule.args)
+    return [f"if {p.name} not in {choices!r}:",
+            f"    raise ValueError(f\"{op.name}: {p.name} must be one of {choices!r}, got {{{p.name}!r}}\")"]
+
+
+def _at_least_check(op: Op, p: Param) -> list[str]:
+    (other,) = p.rule.args
+    message = f"{op.name}: {p.name} must be >= {other} ({{{other}!r}}), got {{{p.name}!r}}"
+    return [f"if {p.name} < {other}:", f"    raise ValueError(f\"{message}\")"]
+
+
+#: The parameter rules an exported function checks itself, by kind (the others are the caller's numbers).
+_PARAMETER_CHECKS: dict[str, Callable[[Op, Param], list[str]]] = {"choice": _choice_check,
+                                                                   "at_least": _at_least_check}
+
+
+def parameter_checks(op: Op) -> list[str]:
+    """Lines rejecting, with PyTorch's ValueError, a choice parameter outside its choices and a bound below the
+    parameter it must reach (hardtanh's max_val < min_val)."""
+    return [line for p in op.params if p.rule.kind in _PARAMETER_CHECKS
+            for line in _PARAMETER_CHECKS[p.rule.kind](op, p)]
 
 
 def catalog_origin(op: Op) -> str:
@@ -437,7 +450,7 @@ def public_body(op: Op, name_of: Callable[..., str], call: Callable[[str, list[s
     :func:`gathers`, class-index targets (``is_float``, the framework's test of the array ``{x}``, false)
     first take the gather forms' implementations.
     """
-    lines = choice_checks(op) + prelude
+    lines = parameter_checks(op) + prelude
     if gathers(op):
         target = next(i for i in op.inputs if i.role == "class_index").name
         lines += [f"if not {is_float.format(x=target)}:  # class indices: gathers and scatters, no one-hot rows",

@@ -778,6 +778,14 @@ def check_interval(op: str, name: str, value: object, low: float, high: float) -
     return number
 
 
+def check_at_least(op: str, name: str, value: object, other: str, other_value: float) -> float:
+    """A real number >= the (already checked) parameter ``other`` (PyTorch refuses hardtanh's max_val < min_val)."""
+    number = check_real(op, name, value)
+    if number < other_value:
+        raise OpParameterError(f"{op}: {name} must be >= {other} ({other_value!r}), got {value!r}")
+    return number
+
+
 def check_choice(op: str, name: str, value: object, choices: tuple[object, ...]) -> object:
     """One of ``choices``."""
     if value not in choices:

@@ -1418,7 +1418,7 @@ def hardtanh(input: ArrayLike, *, min_val: float = -1.0, max_val: float = 1.0) -
     Generated from the catalog entry ``hardtanh``; do not edit.
     """
     min_val = _rt.check_real('hardtanh', 'min_val', min_val)
-    max_val = _rt.check_real('hardtanh', 'max_val', max_val)
+    max_val = _rt.check_at_least('hardtanh', 'max_val', max_val, 'min_val', min_val)
     x = _rt.float_array(input, 'hardtanh', 'input')
     t0 = np.clip(x, min_val, max_val)
     out = t0
@@ -1452,7 +1452,7 @@ def hardtanh_vjp(grad: ArrayLike, input: ArrayLike, *, min_val: float = -1.0, ma
     Generated from the catalog entry ``hardtanh``; do not edit.
     """
     min_val = _rt.check_real('hardtanh', 'min_val', min_val)
-    max_val = _rt.check_real('hardtanh', 'max_val', max_val)
+    max_val = _rt.check_at_least('hardtanh', 'max_val', max_val, 'min_val', min_val)
     x = _rt.float_array(input, 'hardtanh', 'input')
     g = _rt.grad_like(grad, x.shape, 'hardtanh')
     if result is not None:  # the saved forward output: the gradient without recomputing the forward
