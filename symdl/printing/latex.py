@@ -57,6 +57,12 @@ class CatalogLatexPrinter(LatexPrinter):
             return not self._print(expr).startswith(r"\frac")
         return super()._needs_mul_brackets(expr, first=first, last=last)
 
+    def _print_Transpose(self, expr: sp.Transpose) -> str:
+        # X^{\top}, as the matrix engine (symdl.steps.matrix) writes it: SymPy's X^{T} beside it made a handout
+        # spell one transpose two ways (and T reads as a matrix or a time step)
+        text: str = super()._print_Transpose(expr)
+        return text.removesuffix("^{T}") + r"^{\top}"
+
     def _print_Pow(self, expr: sp.Pow) -> str:
         # SymPy prints an unevaluated exponential or power raised to a power with two superscripts
         # (UnevaluatedExpr(exp(a))**2 as e^{a}^{2}), which LaTeX rejects: parenthesise the base.
