@@ -27,14 +27,14 @@ from __future__ import annotations
 
 import ast
 import math
-import unicodedata
 from collections.abc import Callable, Iterable
 from functools import cache
 
 import sympy as sp
 
 from symdl.check.errors import ExpressionError
-from symdl.check.syntax import MAX_DEPTH, MAX_DIGITS, MAX_EXPONENT, MAX_LENGTH, called_names, validate
+from symdl.check.syntax import (MAX_DEPTH, MAX_DIGITS, MAX_EXPONENT, MAX_LENGTH, called_names, normalized,
+                                validate)
 from symdl.functions import expm1, log1p, normal_cdf, sigmoid, softplus
 
 __all__ = ["parse", "simplify_within", "FUNCTIONS", "ExpressionError", "MAX_LENGTH", "MAX_DEPTH", "MAX_EXPONENT"]
@@ -223,10 +223,9 @@ def parse(text: str, variables: Iterable[str] | None = None) -> sp.Expr:
     Raises:
         ExpressionError: the text breaks a rule or a cap (the message says which).
     """
-    # NFKC, as Python does for identifiers: the micro sign µ and the Greek mu μ are one name, and
-    # full-width ｘ＋１ reads as x+1; the declared variables are normalised the same way.
-    text = unicodedata.normalize("NFKC", text) if isinstance(text, str) else text
-    variables = None if variables is None else [unicodedata.normalize("NFKC", v) for v in variables]
+    # the declared variables are normalised as the text is
+    text = normalized(text) if isinstance(text, str) else text
+    variables = None if variables is None else [normalized(v) for v in variables]
     tree = validate(text)
     # The catalog (and its import) is needed only when an activation is called.
     table = _BASIC if called_names(tree) <= set(_BASIC) else functions()

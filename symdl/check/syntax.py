@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import math
+import unicodedata
 from collections.abc import Callable, Collection
 
 from symdl.check.errors import ExpressionError
@@ -146,6 +147,12 @@ def parse_text(text: object) -> ast.Expression:
         raise ExpressionError("expression holds characters that are not text (bytes that are not UTF-8?)") from None
     except (RecursionError, MemoryError, ValueError) as error:
         raise ExpressionError(f"expression too complex to parse ({type(error).__name__})") from None
+
+
+def normalized(text: str) -> str:
+    """``text`` in Unicode NFKC, as Python reads identifiers: the micro sign µ and the Greek mu μ are one name,
+    and full-width ｘ＋１ reads as x+1 (every reader of expression text applies this first)."""
+    return unicodedata.normalize("NFKC", text)
 
 
 def validate(text: str, functions: Collection[str] | None = None, variables: Collection[str] | None = None

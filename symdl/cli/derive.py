@@ -84,11 +84,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--at applies to --graph (the point of the forward and backward pass)")
     is_file = ":" in args.target and args.target.rpartition(":")[0].endswith(".py")
     if not is_file:  # the whitelist and caps in pure Python: hostile text is refused before SymPy is imported
-        import unicodedata
+        from symdl.check.syntax import normalized, validate
 
-        from symdl.check.syntax import validate
-
-        validate(unicodedata.normalize("NFKC", args.target))
+        validate(normalized(args.target))
     if args.check is not None and not is_file:
         raise UsageError("--check FILE.py:df needs the function itself as FILE.py:f")
     if args.variant:

@@ -29,7 +29,6 @@ import json
 import os
 import re
 import sys
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from symdl.check.errors import GradcheckInputError
+from symdl.check.syntax import normalized
 from symdl.cli.usercode import DEFAULT_TIMEOUT, MAX_TIMEOUT, run_guarded
 
 HELP = "check a gradient (expression, Python function or catalog op) against finite differences"
@@ -153,16 +153,13 @@ def _quietly(work: Callable[[argparse.Namespace], Outcome], args: argparse.Names
 
 # --------------------------------------------------------------------------- option parsing
 def _normalize(args: argparse.Namespace) -> None:
-    """Names and expressions in Unicode NFKC, as Python reads identifiers: the micro sign µ and the
-    Greek mu μ are one name (paths of Python targets are left as given)."""
-    def nfkc(text: str) -> str:
-        return unicodedata.normalize("NFKC", text)
-
-    args.at, args.ranges, args.shape, args.grad = ([nfkc(t) for t in items]
+    """Names and expressions in Unicode NFKC (:func:`symdl.check.syntax.normalized`; paths of Python targets
+    are left as given)."""
+    args.at, args.ranges, args.shape, args.grad = ([normalized(t) for t in items]
                                                    for items in (args.at, args.ranges, args.shape, args.grad))
-    args.wrt = nfkc(args.wrt) if args.wrt else args.wrt
+    args.wrt = normalized(args.wrt) if args.wrt else args.wrt
     if args.target and not _PYTHON_TARGET.match(args.target):
-        args.target = nfkc(args.target)
+        args.target = normalized(args.target)
 
 
 def _validate(args: argparse.Namespace) -> None:
