@@ -7,6 +7,7 @@ and autograd gradients) and torch.autograd.gradcheck's finite differences.
 from __future__ import annotations
 
 import importlib.util
+import math
 import inspect
 import sys
 import warnings
@@ -291,6 +292,111 @@ def test_in_place_code_equals_the_plain_form_and_writes_no_input(exported: Modul
     graph_grads = torch.autograd.grad(again, differentiable, upstream, create_graph=True)  # the plain branch
     for got, want in zip(graph_grads, [g for g in grads if g is not None]):
         assert torch.equal(got.detach(), want)
+
+
+FLOATS = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+RELATIONS = {"gt": torch.gt, "ge": torch.ge, "lt": torch.lt, "le": torch.le}
+
+
+def _edges(dtype: torch.dtype, constants: list[float]) -> torch.Tensor:
+    """Signed zeros, infinities, NaN, the extreme floats, each constant, its negation and the floats beside
+    them, and random normals."""
+    info = torch.finfo(dtype)
+    points = torch.tensor([*constants, 0.0, 1.0, info.tiny, info.smallest_normal / 4, info.max, math.inf], dtype=dtype)
+    points = torch.cat([points, -points])
+    around = [torch.nextafter(points, torch.full_like(points, toward)) for toward in (math.inf, -math.inf)]
+    normals = torch.tensor(np.random.default_rng(3).standard_normal(200), dtype=dtype)
+    return torch.cat([points, *around, torch.tensor([math.nan], dtype=dtype), normals])
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("relation", RELATIONS)
+def test_float_masks_are_the_comparisons(exported: ModuleType, dtype: torch.dtype, relation: str) -> None:
+    """The generated ``_mask(x, relation, c)`` is ``(x relation c).to(x.dtype)`` for every x, NaN included
+    (False), at and beside each constant: the float arithmetic the in-place code multiplies by instead of a
+    bool mask. Into ``out`` of the same or another dtype; never -0.0; the input unchanged."""
+    info = torch.finfo(dtype)
+    constants = [0.0, -0.0, 1.0, -3.0, 6.0, 0.1, 1e-30, info.max, -info.max, info.tiny]
+    x = _edges(dtype, constants)
+    before = x.clone()
+    for c in constants:
+        expected = RELATIONS[relation](x, c).to(dtype)
+        for out in (None, torch.empty_like(x), torch.empty_like(x, dtype=torch.float64)):
+            got = exported._mask(x, relation, c, out=out)
+            assert out is None or got is out
+            assert torch.equal(got.to(dtype), expected), (c, x[got.to(dtype) != expected])
+            assert not torch.signbit(got).any()
+    assert torch.equal(x.nan_to_num(), before.nan_to_num())
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
+
+
+@pytest.mark.parametrize("dtype", FLOATS, ids=str)
+@pytest.mark.parametrize("into", ["new", "a", "b", "other"])
+def test_select_on_bits_is_torch_where(exported: ModuleType, dtype: torch.dtype, into: str) -> None:
+    """The generated ``_select`` picks each value's bits unchanged (infinities, NaN, -0.0 included), into a
+    branch's buffer, another tensor or a new one, and writes nothing else."""
+    a = _edges(dtype, [2.0])
+    b = torch.cat([a[1:], a[:1]]).neg_()
+    condition = torch.tensor(np.random.default_rng(4).random(a.numel()) < 0.5)
+    expected = torch.where(condition, a, b)
+    a_copy, b_copy = a.clone(), b.clone()
+    out = {"new": None, "a": a, "b": b, "other": torch.empty_like(a)}[into]
+    got = exported._select(condition, a, b, out=out)
+    assert out is None or got is out
+    assert torch.equal(_bits(got), _bits(expected))
+    for tensor, copy, name in ((a, a_copy, "a"), (b, b_copy, "b")):
+        if into != name:
+            assert torch.equal(_bits(tensor), _bits(copy)), name
+
+
+def test_select_falls_back_to_torch_where_where_bits_do_not_apply(exported: ModuleType) -> None:
+    """A broadcast condition, a Python number as a branch, integer or mixed dtypes: torch.where's result."""
+    x = torch.linspace(-2, 2, 12).reshape(3, 4)
+    cases = [(x > 0, x, 0.5), (torch.tensor([True, False, True, False]), x, -x), (x > 0, x.to(torch.int64), x.to(torch.int64) * 2),
+             (x > 0, x, x.to(torch.float64)), (True, x, -x)]
+    for condition, a, b in cases:
+        expected = torch.where(torch.as_tensor(condition), a, b)
+        got = exported._select(condition, a, b)
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+
+
+ELEMENTWISE_CASES = [(name, variant) for name, variant in CASES if ACTIVATIONS_AND_LOSSES[name].kind == "elementwise"]
+
+
+def _special_values(op: Op, variant: str, params: dict, dtype: torch.dtype) -> torch.Tensor:
+    """Each kink of the variant and the floats either side of it, signed zeros, infinities, NaN, the smallest
+    and largest floats, and points where the catalog's forms switch branches (|x| = 3, 20, 1000)."""
+    info = torch.finfo(dtype)
+    symbols = {p.symbol: params[p.name] for p in op.params if p.symbol is not None and p.name in params}
+    kinks = [float(kink.at.subs(symbols)) for kink in op.formulas[variant].kinks]
+    points = torch.tensor([*kinks, 0.0, 1.0, 3.0, 20.0, 1000.0, info.tiny, info.max, math.inf], dtype=dtype)
+    points = torch.cat([points, -points, torch.tensor([math.nan], dtype=dtype)])
+    up, down = torch.full_like(points, math.inf), torch.full_like(points, -math.inf)
+    return torch.cat([points, torch.nextafter(points, up), torch.nextafter(points, down)])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize(("name", "variant"), ELEMENTWISE_CASES)
+def test_in_place_code_equals_the_plain_form_at_kinks_and_special_values(exported: ModuleType, exported_plain: ModuleType,
+                                                                         name: str, variant: str,
+                                                                         dtype: torch.dtype) -> None:
+    """Where a float mask (``_mask``) or a select on bits (``_select``) could part from the plain form's bool
+    comparison and torch.where, they give the same numbers: at each kink and the floats beside it, at signed
+    zeros, infinities, NaN and the extreme floats. Forward against the plain-form module, the in-place backward
+    against the plain branch of the same module (taken under create_graph); NaN equals NaN, nothing else is
+    tolerated."""
+    op = ACTIVATIONS_AND_LOSSES[name]
+    params = _params(op, variant, 4)
+    x = _special_values(op, variant, params, dtype).requires_grad_(True)
+    out = getattr(exported, name)(x, **params)
+    torch.testing.assert_close(out, getattr(exported_plain, name)(x, **params), rtol=0, atol=0, equal_nan=True)
+    upstream = torch.linspace(-2, 2, x.numel(), dtype=dtype)
+    (in_place,) = torch.autograd.grad(out, x, upstream)
+    (plain,) = torch.autograd.grad(getattr(exported, name)(x, **params), x, upstream, create_graph=True)
+    torch.testing.assert_close(in_place, plain.detach(), rtol=0, atol=0, equal_nan=True)
 
 
 @pytest.mark.parametrize("name", ["mse_loss", "huber_loss", "smooth_l1_loss", "l1_loss"])

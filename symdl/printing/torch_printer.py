@@ -15,7 +15,10 @@ ufuncs, the lowering computes what PyTorch's Python operators compute in the
 plain form: a scalar first (``2 * t``, ``1 - t``, ``1 / t``: PyTorch's
 ``Tensor.__rtruediv__`` is ``t.reciprocal() * s``), a boolean mask in a
 subtraction (PyTorch subtracts no bool tensor: the mask becomes 0/1 in the
-other operand's dtype, exactly).
+other operand's dtype, exactly). A mask that is only multiplied and added is
+computed as 0.0/1.0 floats instead (:mod:`symdl.printing.torch_masks`, the
+helper ``_mask``), and a select is done on the values' bits (``_select``): this
+build's CPU loops over bool tensors are several times slower than float ones.
 
 Measured (1e6 elements, one thread, this machine, loaded): forward + backward
 of the plain-form sigmoid export took about 1900 (float32) and 4500 (float64)
@@ -29,11 +32,11 @@ and there ``g * x * x * x`` into fresh tensors still takes 1.9x (float32) and
 from __future__ import annotations
 
 import ast
-import re
 from collections.abc import Iterable
 
 from symdl.printing.framework_printer import FrameworkNames, FrameworkPrinter
 from symdl.printing.inplace import dotted_name
+from symdl.printing.torch_masks import FloatMaskStatements, float_masks, into_dead_mask, is_mask
 
 #: Helpers a generated PyTorch module defines when its code calls them. Those taking ``out=`` compute
 #: the plain form's operations in the same order, only into ``out`` (which may be their argument) or into
@@ -67,17 +70,74 @@ TORCH_HELPERS: dict[str, str] = {
         "    return torch.log1p(u, out=out).clamp_(min=floor)\n"
     ),
     "_select": (
+        "_BITS = {torch.float64: torch.int64, torch.float32: torch.int32, torch.float16: torch.int16,\n"
+        "         torch.bfloat16: torch.int16}\n"
+        "\n"
+        "\n"
         "def _select(condition, a, b, out=None):\n"
-        '    """torch.where(condition, a, b), into ``out`` (which may be ``a`` or ``b``) when given."""\n'
+        '    """torch.where(condition, a, b), into ``out`` (which may be ``a`` or ``b``) when given.\n'
+        "\n"
+        "    Two tensors of one floating dtype and the condition's shape are selected on their bits as\n"
+        "    integers: with k the branch whose buffer holds the result, o the other and c all ones where o is\n"
+        "    taken, r = o ^ ((k ^ o) & ~c), computed in place as r = k; r ^= o; c &= r; r ^= c; r ^= o: o where\n"
+        "    c is set, k elsewhere, every value (inf and NaN included) copied unchanged, in integer passes\n"
+        "    PyTorch vectorizes (torch.where's CPU loop over a bool condition took 3.5 ms per 1e6 float32\n"
+        "    values, these 0.6 ms: docs/export.md).\n"
+        '    """\n'
         "    if not torch.is_tensor(condition):  # a condition on parameters\n"
         "        condition = torch.tensor(condition, device=(a if torch.is_tensor(a) else b).device)\n"
-        "    return torch.where(condition, a, b, out=out)\n"
+        "    bits = _BITS.get(a.dtype) if torch.is_tensor(a) else None\n"
+        "    if (bits is None or not torch.is_tensor(b) or b.dtype != a.dtype or not a.shape == b.shape == condition.shape\n"
+        "            or out is not None and (out.dtype != a.dtype or out.shape != a.shape)):\n"
+        "        return torch.where(condition, a, b) if out is None else torch.where(condition, a, b, out=out)\n"
+        "    if out is a:  # keep a, take b where the condition fails\n"
+        "        other, taken = b, condition.to(bits).sub_(1)\n"
+        "    else:  # keep b (in out: a copy), take a where the condition holds\n"
+        "        other, taken = a, condition.to(bits).neg_()\n"
+        "        out = b.clone() if out is None else out if out is b else out.copy_(b)\n"
+        "    result, other = out.view(bits), other.view(bits)\n"
+        "    result ^= other\n"
+        "    taken &= result\n"
+        "    result ^= taken\n"
+        "    result ^= other\n"
+        "    return out\n"
+    ),
+    "_mask": (
+        "def _mask(x, relation, c, out=None):\n"
+        '    """[x relation c] as 0.0 and 1.0 in x\'s dtype, for relation "gt", "ge", "lt" or "le" and c a finite\n'
+        "    Python number: what (x > c).to(x.dtype) computes (NaN gives 0.0), by float operations only.\n"
+        "\n"
+        "    [x > c] = max(sign(x - c), 0): with gradual underflow x - c rounds to 0 only where x = c, and\n"
+        "    rounding keeps its sign (sign(NaN) is 0); [x < c] = max(sign(c - x), 0); x >= c is x > c' for c' the\n"
+        "    float just below c in x's dtype (x <= c alike). A comparison's bool result, and a product with it,\n"
+        "    are CPU loops 3-5x slower than these passes (docs/export.md).\n"
+        '    """\n'
+        "    if relation in (\"ge\", \"le\"):\n"
+        "        toward = -math.inf if relation == \"ge\" else math.inf\n"
+        "        c = torch.nextafter(torch.scalar_tensor(c, dtype=x.dtype), torch.scalar_tensor(toward, dtype=x.dtype))\n"
+        "        c, relation = c.item(), \"gt\" if relation == \"ge\" else \"lt\"\n"
+        "    into = out if out is not None and out.dtype == x.dtype else None\n"
+        "    if relation == \"lt\":  # c - x, c a 0-d tensor: a scalar on every device\n"
+        "        mask = torch.sub(torch.scalar_tensor(c, dtype=x.dtype), x, out=into).sign_()\n"
+        "    elif c != 0:\n"
+        "        mask = torch.sub(x, c, out=into).sign_()\n"
+        "    else:\n"
+        "        mask = torch.sign(x, out=into)\n"
+        "    mask.clamp_(min=0)\n"
+        "    return mask if out is None or into is not None else out.copy_(mask)\n"
     ),
     "_same_dtype": (
         "def _same_dtype(into, *values):\n"
         '    """True when every tensor of ``values`` has ``into``\'s dtype (Python floats are weak), so that\n'
         '    their result has it and may be written into ``into``."""\n'
         "    return all(not torch.is_tensor(v) or v.dtype == into.dtype for v in values)\n"
+    ),
+    "_fits": (
+        "def _fits(into, *values):\n"
+        '    """True when every tensor of ``values`` has ``into``\'s dtype and broadcasts to its shape (Python\n'
+        '    numbers are weak), so that an elementwise result of them may be written into ``into``."""\n'
+        "    return all(not torch.is_tensor(v) or v.dtype == into.dtype\n"
+        "               and torch.broadcast_shapes(v.shape, into.shape) == into.shape for v in values)\n"
     ),
     "_rsub": (
         "def _rsub(t, s, out=None):\n"
@@ -317,21 +377,30 @@ def lower_to_torch(lines: Iterable[str], scalars: Iterable[str] = (),
     Returns:
         The lines and the helpers (:data:`TORCH_HELPERS`) they call.
     """
-    result = []
+    lines = list(lines)
     translator = _ToTorch(set(scalars) | {"num_classes"}, set(maybe_float))
-    for line in lines:
-        comment = line.startswith("# ")
-        text = line[2:] if comment else line
-        tree = ast.parse(text)
+    code = [ast.parse(line) for line in lines if not line.startswith("# ")]
+    for tree in code:
         statement = tree.body[0] if tree.body else None
-        if (not comment and isinstance(statement, ast.Assign) and len(statement.targets) == 1
+        if (isinstance(statement, ast.Assign) and len(statement.targets) == 1
                 and isinstance(statement.targets[0], ast.Name) and translator.is_scalar(statement.value)):
             translator.scalars.add(statement.targets[0].id)  # a scalar temporary (s0 = 1 / delta)
-        if not comment:  # a boolean temporary of the emitter: m0 = x > 0, or np.greater(x, 0, out=m0)
-            targets = [t for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets]
-            targets += [k.value for n in ast.walk(tree) if isinstance(n, ast.Call)
-                        for k in n.keywords if k.arg == "out"]
-            translator.masks |= {t.id for t in targets if isinstance(t, ast.Name) and re.fullmatch(r"m\d+", t.id)}
+        # a boolean temporary of the emitter: m0 = x > 0, or np.greater(x, 0, out=m0)
+        targets = [t for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets]
+        targets += [k.value for n in ast.walk(tree) if isinstance(n, ast.Call) for k in n.keywords if k.arg == "out"]
+        translator.masks |= {t.id for t in targets if is_mask(t)}
+    statements = [tree.body[0] for tree in code if tree.body]
+    masks = float_masks(statements, translator.is_scalar)
+    floats = FloatMaskStatements(masks, translator.is_scalar)
+    read = [{n.id for n in ast.walk(s) if isinstance(n, ast.Name)} for s in statements]
+    result, position = [], 0
+    for line in lines:
+        comment = line.startswith("# ")
+        tree = ast.parse(line[2:] if comment else line)
+        if not comment and tree.body:
+            position += 1
+            statement = floats.rewrite(tree.body[0])
+            tree.body[0] = into_dead_mask(statement, masks, set().union(*read[position:]))
         tree = translator.visit(tree)
         translated = ast.unparse(ast.fix_missing_locations(tree))
         result.append(f"# {translated}" if comment else translated)
