@@ -335,12 +335,14 @@ def _bits(t: torch.Tensor) -> torch.Tensor:
 
 @pytest.mark.parametrize("dtype", FLOATS, ids=str)
 @pytest.mark.parametrize("into", ["new", "a", "b", "other"])
-def test_select_on_bits_is_torch_where(exported: ModuleType, dtype: torch.dtype, into: str) -> None:
+@pytest.mark.parametrize("holds", [0.0, 0.5, 1.0], ids=["nowhere", "half", "everywhere"])
+def test_select_on_bits_is_torch_where(exported: ModuleType, dtype: torch.dtype, into: str, holds: float) -> None:
     """The generated ``_select`` picks each value's bits unchanged (infinities, NaN, -0.0 included), into a
-    branch's buffer, another tensor or a new one, and writes nothing else."""
+    branch's buffer, another tensor or a new one, and writes nothing else; a condition holding nowhere or
+    everywhere picks one branch whole."""
     a = _edges(dtype, [2.0])
     b = torch.cat([a[1:], a[:1]]).neg_()
-    condition = torch.tensor(np.random.default_rng(4).random(a.numel()) < 0.5)
+    condition = torch.tensor(np.random.default_rng(4).random(a.numel()) < holds)
     expected = torch.where(condition, a, b)
     a_copy, b_copy = a.clone(), b.clone()
     out = {"new": None, "a": a, "b": b, "other": torch.empty_like(a)}[into]
