@@ -329,6 +329,17 @@ def test_float_masks_are_the_comparisons(exported: ModuleType, dtype: torch.dtyp
     assert torch.equal(x.nan_to_num(), before.nan_to_num())
 
 
+@pytest.mark.parametrize("relation", RELATIONS)
+def test_float_masks_of_integers_are_the_comparisons(exported: ModuleType, relation: str) -> None:
+    """An integer tensor is compared as it is (there is no float just below c to compare with)."""
+    x = torch.arange(-5, 6)
+    for c in (0, 3, -2):
+        expected = RELATIONS[relation](x, c)
+        assert torch.equal(exported._mask(x, relation, c), expected)
+        out = torch.empty(x.shape, dtype=torch.float32)
+        assert exported._mask(x, relation, c, out=out) is out and torch.equal(out, expected.float())
+
+
 def _bits(t: torch.Tensor) -> torch.Tensor:
     return t.view({2: torch.int16, 4: torch.int32, 8: torch.int64}[t.element_size()])
 

@@ -121,6 +121,9 @@ TORCH_HELPERS: dict[str, str] = {
         "    float just below c in x's dtype (x <= c alike). A comparison's bool result, and a product with it,\n"
         "    are CPU loops 3-5x slower than these passes (docs/export.md).\n"
         '    """\n'
+        "    if not torch.is_floating_point(x):  # integers: the comparison itself (no float just below c)\n"
+        "        mask = getattr(torch, relation)(x, c)\n"
+        "        return mask if out is None else out.copy_(mask)\n"
         "    if relation in (\"ge\", \"le\"):\n"
         "        toward = -math.inf if relation == \"ge\" else math.inf\n"
         "        c = torch.nextafter(torch.scalar_tensor(c, dtype=x.dtype), torch.scalar_tensor(toward, dtype=x.dtype))\n"
