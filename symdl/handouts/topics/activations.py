@@ -70,23 +70,29 @@ def _plots(b: Builder) -> None:
             return [(float(k.at.subs(defaults)), float(k.subgradient.subs(defaults))) for k in formula.kinks]
 
 
-        # the kernel's derivative at every kink in the plotted range must be the catalog's subgradient
+        def span(name):
+            """The plotted range of x: [-4, 4], widened to show each kink within |x| <= 8 (relu6's at 6) with a
+            margin of 1; softplus's switch to x at its threshold 20 would squash the curve and is left out."""
+            ats = [at for at, _ in kinks(name) if abs(at) <= 8]
+            return min([-4.0] + [at - 1 for at in ats]), max([4.0] + [at + 1 for at in ats])
+
+
+        # the kernel's derivative at every kink must be the catalog's subgradient
         for name in names:
             for at, sub in kinks(name):
-                if -4 <= at <= 4:
-                    kernel = float(getattr(K, name + "_vjp")(np.ones(1), np.array([at]))[0][0])
-                    assert abs(kernel - sub) <= 1e-12 * max(1.0, abs(sub)), (name, at, kernel, sub)
-                    print(f"{name:12s} kink at x = {at:5.1f}: subgradient {sub:.6f} (kernel {kernel:.6f})")
+                kernel = float(getattr(K, name + "_vjp")(np.ones(1), np.array([at]))[0][0])
+                assert abs(kernel - sub) <= 1e-12 * max(1.0, abs(sub)), (name, at, kernel, sub)
+                print(f"{name:12s} kink at x = {at:5.1f}: subgradient {sub:.6f} (kernel {kernel:.6f})")
     ''', "Kinks: the catalog's subgradient against the kernel")
     b.plot('''
-        x = np.linspace(-4, 4, 801)
-        fig, axes = plt.subplots(5, 4, figsize=(10, 11), sharex=True)
+        fig, axes = plt.subplots(5, 4, figsize=(10, 11))
         for ax, name in zip(axes.flat, names):
             f, vjp = getattr(K, name), getattr(K, name + "_vjp")
+            x = np.linspace(*span(name), 801)
             ax.plot(x, f(x), color="tab:blue", label="f(x)")
             ax.plot(x, vjp(np.ones_like(x), x)[0], "--", color="tab:orange", label="f'(x)")
             for at, sub in kinks(name):
-                if -4 <= at <= 4:
+                if x[0] <= at <= x[-1]:
                     ax.plot([at], [sub], "o", color="crimson", ms=4)
             ax.set_title(name, fontsize=9)
             ax.grid(alpha=0.3)
@@ -95,7 +101,8 @@ def _plots(b: Builder) -> None:
     ''', "Each elementwise activation (solid) and its derivative from the generated kernel (dashed); "
          "red dots: PyTorch's subgradient at a kink.")
     b.run('''
-        x = np.linspace(-3, 3, 13) + 0.05  # away from the kinks at 0, +-0.5, +-1, +-3
+        # away from the kinks at 0, +-0.5, +-1, +-3 and 6, and past relu6's saturation
+        x = np.concatenate([np.linspace(-3, 3, 13), [-7.0, 7.0]]) + 0.05
         for name in names:
             fd_check(getattr(K, name), x, getattr(K, name + "_vjp"))
     ''', "Every derivative against finite differences")
