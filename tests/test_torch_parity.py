@@ -65,3 +65,38 @@ def test_hardtanh_refuses_the_bounds_pytorch_refuses(min_val: float, max_val: fl
         except ValueError:
             refused[side] = True
     assert refused["symdl"] == refused["symdl vjp"] == refused["torch"] == (min_val > max_val)
+
+
+def _boundary_params(op: Op, variant: str) -> list[dict]:
+    """The defaults, then each real-valued parameter at 0, 1 and -1 in turn where the kernel accepts it:
+    where a parameter-range case form (leaky_relu's max(x, slope x)) may stop holding."""
+    defaults = {p.name: p.default for p in op.params if p.rule.kind != "array"}
+    if op.variant_param:
+        defaults[op.variant_param] = variant
+    settings = [defaults]
+    for p in op.params:
+        if p.rule.kind in ("real", "positive", "nonnegative", "interval"):
+            for value in (0.0, 1.0, -1.0):
+                params = {**defaults, p.name: value}
+                try:
+                    getattr(kernels, op.name)(np.zeros(1), **params)
+                except ValueError:  # refused, as PyTorch refuses it (OpParameterError is a ValueError)
+                    continue
+                settings.append(params)
+    return settings
+
+
+@pytest.mark.parametrize(("op", "variant"), [p for p in OP_VARIANTS if p.values[0].torch
+                                             and p.values[0].kind == "elementwise"])
+def test_forward_at_infinities_matches_torch_where_torch_has_a_number(op: Op, variant: str) -> None:
+    """At x = +-inf each elementwise kernel gives PyTorch's value wherever PyTorch gives one (not NaN;
+    where PyTorch gives NaN, as gelu at -inf, symdl may give the limit), for every boundary setting of
+    its parameters."""
+    x = np.array([np.inf, -np.inf])
+    for params in _boundary_params(op, variant):
+        expected = _torch_function(op.torch)(torch.from_numpy(x), **params).numpy()
+        with np.errstate(all="ignore"):
+            out = getattr(kernels, op.name)(x, **params)
+        has_number = ~np.isnan(expected)
+        # equal infinities; a finite limit within rounding (selu's scale * alpha is one product, rounded)
+        np.testing.assert_allclose(out[has_number], expected[has_number], rtol=4e-16, err_msg=f"{op.name} {params}")

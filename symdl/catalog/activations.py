@@ -193,8 +193,10 @@ ACTIVATIONS: tuple[Op, ...] = (
         formulas={"": Formula(
             definition=sp.Piecewise((negative_slope * x, x <= 0), (x, True)),
             stable=sp.Max(x, 0) + negative_slope * sp.Min(x, 0),
-            # |slope| <= 1: x > 0 gives x >= slope x, x <= 0 gives slope x >= x; slope x cannot overflow.
-            cases=(Case(sp.Abs(negative_slope) <= 1, sp.Max(x, negative_slope * x), why="max(x, slope x), exact"),),
+            # 0 < |slope| <= 1: x > 0 gives x >= slope x, x <= 0 gives slope x >= x; slope x cannot overflow.
+            # Not at slope 0, where slope x is 0 * inf = NaN at x = inf (PyTorch, and the formula, give inf).
+            cases=(Case(sp.And(sp.Abs(negative_slope) <= 1, sp.Ne(negative_slope, 0)), sp.Max(x, negative_slope * x),
+                        why="max(x, slope x), exact"),),
             grads={"input": sp.Piecewise((negative_slope, x <= 0), (1, True))},
             kinks=(Kink(sp.S.Zero, negative_slope, "leaky_relu_backward uses the slope where x <= 0"),),
         )},

@@ -243,7 +243,7 @@ def leaky_relu(input: ArrayLike, *, negative_slope: float = 0.01) -> np.ndarray:
 
     Kinks (PyTorch's subgradient): at x = 0 the gradient is negative_slope (leaky_relu_backward uses the
     slope where x <= 0).
-    Where ``Abs(negative_slope) <= 1`` (max(x, slope x), exact), proven equal:
+    Where ``Ne(negative_slope, 0) & (Abs(negative_slope) <= 1)`` (max(x, slope x), exact), proven equal:
 
     .. math::
 
@@ -256,7 +256,7 @@ def leaky_relu(input: ArrayLike, *, negative_slope: float = 0.01) -> np.ndarray:
     """
     negative_slope = _rt.check_real('leaky_relu', 'negative_slope', negative_slope)
     x = _rt.float_array(input, 'leaky_relu', 'input')
-    if (abs(negative_slope) <= 1):  # max(x, slope x), exact
+    if ((negative_slope != 0) & (abs(negative_slope) <= 1)):  # max(x, slope x), exact
         # out = np.maximum(x, negative_slope * x)
         t0 = np.asarray(negative_slope * x)
         np.maximum(x, t0, out=t0)
