@@ -4,6 +4,7 @@ and to JAX's own autodiff of the textbook definition (jax.nn where it has the op
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -22,8 +23,9 @@ import symdl.kernels as kernels  # noqa: E402
 from symdl.catalog import ACTIVATIONS_AND_LOSSES  # noqa: E402
 from symdl.catalog.spec import Op  # noqa: E402
 from symdl.export import export_module  # noqa: E402
-from symdl.export.forms import EXPORTED_KINDS  # noqa: E402
+from symdl.export.forms import EXPORTED_KINDS, implementation_name  # noqa: E402
 from symdl.sampling import draw_inputs, draw_params  # noqa: E402
+from tests.conftest import case_settings  # noqa: E402
 
 EXPORTED = [op for op in ACTIVATIONS_AND_LOSSES.values() if op.kind in EXPORTED_KINDS]
 CASES = [(op.name, variant) for op in EXPORTED for variant in op.formulas]
@@ -79,6 +81,28 @@ def test_check_grads_jit_and_equal_numpy_kernels(exported: ModuleType, name: str
     np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-13, atol=1e-15)
     for got, k in zip(grads, differentiable):
         np.testing.assert_allclose(np.asarray(got), expected_grads[k], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize(("name", "index", "params"), case_settings())
+def test_parameter_cases_are_taken_and_equal_the_general_forms(exported: ModuleType, name: str, index: int,
+                                                               params: dict) -> None:
+    """Where a case's condition holds the exported function is the case's custom_vjp function, whose value
+    and gradient (jitted) are the general function's, and pass check_grads."""
+    op = ACTIVATIONS_AND_LOSSES[name]
+    scalars = tuple(params[p.name] for p in op.params)
+    case = getattr(exported, "_custom_" + implementation_name(op, "", len(op.fast_paths) + index))
+    general = getattr(exported, "_custom_" + implementation_name(op, ""))
+    x = jnp.asarray(np.concatenate([np.random.default_rng(index).standard_normal(40) * 3, [0.0, -0.0, 1e300, -1e300]]))
+
+    def value_and_grad(function):  # noqa: ANN001, ANN202
+        return jax.jit(jax.value_and_grad(lambda v: jnp.sum(function(v) * jnp.linspace(-2, 2, v.size))))(x)
+
+    called = set(re.findall(r"_custom_\w+", str(jax.make_jaxpr(lambda v: getattr(exported, name)(v, **params))(x))))
+    assert case.__name__ in called and all(n == case.__name__ or n.startswith(case.__name__ + "_") for n in called), called
+    taken = value_and_grad(lambda v: getattr(exported, name)(v, **params))
+    for got, want in zip(taken, value_and_grad(lambda v: general(v, *scalars))):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-15, atol=0)
+    check_grads(lambda v: getattr(exported, name)(v, **params), (x[:40],), order=1, modes=["rev"], eps=1e-6)
 
 
 @pytest.mark.parametrize("name", sorted(set(JAX_BUILTINS) & set(ACTIVATIONS_AND_LOSSES)))

@@ -23,9 +23,10 @@ import symdl.kernels as kernels  # noqa: E402
 from symdl.catalog import ACTIVATIONS_AND_LOSSES  # noqa: E402
 from symdl.catalog.spec import Op  # noqa: E402
 from symdl.export import export_module  # noqa: E402
-from symdl.export.forms import EXPORTED_KINDS  # noqa: E402
+from symdl.export.forms import EXPORTED_KINDS, camel, implementation_name  # noqa: E402
 from symdl.sampling import draw_inputs, draw_params  # noqa: E402
 from symdl.verify.reference import Reference  # noqa: E402
+from tests.conftest import boundary_params, case_settings  # noqa: E402
 
 #: Built-ins whose float64 backward is less accurate than a few ulp (measured, torch 2.13 CPU): for these the
 #: gradient is compared with the mpmath reference of the definition instead, and the built-in within its error.
@@ -410,6 +411,53 @@ def test_in_place_code_equals_the_plain_form_at_kinks_and_special_values(exporte
     (in_place,) = torch.autograd.grad(out, x, upstream)
     (plain,) = torch.autograd.grad(getattr(exported, name)(x, **params), x, upstream, create_graph=True)
     torch.testing.assert_close(in_place, plain.detach(), rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize(("name", "variant"), [c for c in ELEMENTWISE_CASES if ACTIVATIONS_AND_LOSSES[c[0]].torch])
+def test_values_at_infinities_are_the_builtins_where_it_has_one(exported: ModuleType, name: str, variant: str) -> None:
+    """At x = +-inf the exported function gives the built-in's value wherever that is a number, for the
+    defaults and each real parameter at 0, 1 and -1 (where a case form may stop holding: leaky_relu's
+    max(x, slope x) gave NaN at inf with slope 0)."""
+    op = ACTIVATIONS_AND_LOSSES[name]
+    x = torch.tensor([math.inf, -math.inf], dtype=torch.float64)
+    for params in boundary_params(op, variant):
+        expected = _builtin(op)(x, **params)
+        has_number = ~torch.isnan(expected)
+        got = getattr(exported, name)(x, **params)
+        torch.testing.assert_close(got[has_number], expected[has_number], rtol=4e-16, atol=0, msg=f"{name} {params}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize(("name", "index", "params"), case_settings())
+def test_parameter_cases_are_taken_and_equal_the_general_forms(exported: ModuleType, exported_plain: ModuleType,
+                                                               name: str, index: int, params: dict,
+                                                               dtype: torch.dtype) -> None:
+    """Where a case's condition holds (elu's alpha = 1, leaky_relu's 0 < |slope| <= 1) the exported function
+    runs the case's own Function, whose values and gradients are the general Function's, at random and
+    special values (kinks, infinities, NaN); in place bit for bit the plain form's; equal to the built-in."""
+    op = ACTIVATIONS_AND_LOSSES[name]
+    case_function = camel(implementation_name(op, "", len(op.fast_paths) + index)) + "Function"
+    general = getattr(exported, camel(implementation_name(op, "")) + "Function")
+    random = torch.tensor(np.random.default_rng(index).standard_normal(40) * 3, dtype=dtype)
+    x = torch.cat([random, _special_values(op, "", params, dtype)]).requires_grad_(True)
+    upstream = torch.linspace(-2, 2, x.numel(), dtype=dtype)
+    out = getattr(exported, name)(x, **params)
+    assert type(out.grad_fn).__name__ == case_function + "Backward"
+    expected = general.apply(x, *(params[p.name] for p in op.params))
+    torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
+    (grad,) = torch.autograd.grad(out, x, upstream)
+    (expected_grad,) = torch.autograd.grad(expected, x, upstream)
+    torch.testing.assert_close(grad, expected_grad, rtol=0, atol=0, equal_nan=True)
+    plain = getattr(exported_plain, name)(x, **params)
+    torch.testing.assert_close(out, plain, rtol=0, atol=0, equal_nan=True)
+    torch.testing.assert_close(grad, torch.autograd.grad(plain, x, upstream)[0], rtol=0, atol=0, equal_nan=True)
+    finite = random.detach().clone().requires_grad_(True)
+    reference = _builtin(op)(finite, **params)
+    torch.testing.assert_close(out[:random.numel()], reference, rtol=1e-12 if dtype == torch.float64 else 1e-6,
+                               atol=0)
+    if dtype == torch.float64:
+        assert torch.autograd.gradcheck(lambda t: getattr(exported, name)(t, **params), (finite,), eps=1e-6,
+                                        atol=1e-7)
 
 
 @pytest.mark.parametrize("name", ["mse_loss", "huber_loss", "smooth_l1_loss", "l1_loss"])

@@ -10,7 +10,7 @@ import pytest
 import symdl.kernels as kernels
 from symdl.catalog.spec import Op
 from symdl.sampling import draw_inputs, draw_params
-from tests.conftest import OP_VARIANTS
+from tests.conftest import OP_VARIANTS, boundary_params
 
 torch = pytest.importorskip("torch")
 
@@ -67,25 +67,6 @@ def test_hardtanh_refuses_the_bounds_pytorch_refuses(min_val: float, max_val: fl
     assert refused["symdl"] == refused["symdl vjp"] == refused["torch"] == (min_val > max_val)
 
 
-def _boundary_params(op: Op, variant: str) -> list[dict]:
-    """The defaults, then each real-valued parameter at 0, 1 and -1 in turn where the kernel accepts it:
-    where a parameter-range case form (leaky_relu's max(x, slope x)) may stop holding."""
-    defaults = {p.name: p.default for p in op.params if p.rule.kind != "array"}
-    if op.variant_param:
-        defaults[op.variant_param] = variant
-    settings = [defaults]
-    for p in op.params:
-        if p.rule.kind in ("real", "positive", "nonnegative", "interval"):
-            for value in (0.0, 1.0, -1.0):
-                params = {**defaults, p.name: value}
-                try:
-                    getattr(kernels, op.name)(np.zeros(1), **params)
-                except ValueError:  # refused, as PyTorch refuses it (OpParameterError is a ValueError)
-                    continue
-                settings.append(params)
-    return settings
-
-
 @pytest.mark.parametrize(("op", "variant"), [p for p in OP_VARIANTS if p.values[0].torch
                                              and p.values[0].kind == "elementwise"])
 def test_forward_at_infinities_matches_torch_where_torch_has_a_number(op: Op, variant: str) -> None:
@@ -93,7 +74,7 @@ def test_forward_at_infinities_matches_torch_where_torch_has_a_number(op: Op, va
     where PyTorch gives NaN, as gelu at -inf, symdl may give the limit), for every boundary setting of
     its parameters."""
     x = np.array([np.inf, -np.inf])
-    for params in _boundary_params(op, variant):
+    for params in boundary_params(op, variant):
         expected = _torch_function(op.torch)(torch.from_numpy(x), **params).numpy()
         with np.errstate(all="ignore"):
             out = getattr(kernels, op.name)(x, **params)

@@ -13,9 +13,12 @@ targets (:func:`gather_forms`, derived by :mod:`symdl.onehot` as for the NumPy
 kernels): the forward reads each row's values at its target class instead of
 a one-hot row, and each gradient is a base plus a scatter at the target class.
 
-Parameter-range :class:`~symdl.catalog.spec.Case` forms are not exported:
-they are faster forms proven equal to the general one where they hold, and
-the general form holds everywhere.
+Parameter-range :class:`~symdl.catalog.spec.Case` forms (elu's and celu's at
+alpha = 1, leaky_relu's max(x, slope x) for |slope| <= 1) are exported as the
+NumPy kernels use them: each is an implementation of its own, which the public
+function takes when the case's condition on the scalar parameters holds (the
+forms are proven equal to the general ones there). They count after the fast
+paths in the implementations' ``fast`` index (:func:`implementations`).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symdl.catalog.spec import RESULT, Formula, Op, Param
+from symdl.catalog.spec import RESULT, Case, Formula, Op, Param
 from symdl.codegen.ops import _docstring, _gradient_expr
 from symdl.errors import SymdlError
 from symdl.functions import rowmax, rowsum
@@ -400,6 +403,8 @@ def implementations(op: Op) -> list[tuple[str, int | None, bool, Formula]]:
     A fast path (:attr:`Op.fast_paths`: an omitted optional weight) gets a function of its own,
     printed from the formula with the path's values substituted (None as 1), so that an unweighted
     loss does not multiply by ones; the substitution is exact, so it needs no proof of its own.
+    So does each :class:`~symdl.catalog.spec.Case` of an op without variants (:func:`cases`), with
+    the index ``len(op.fast_paths) + i``: its forms, proven equal to the formula's where it holds.
     """
     result: list[tuple[str, int | None, bool, Formula]] = []
     for gathered in (False, True) if gathers(op) else (False,):
@@ -408,11 +413,26 @@ def implementations(op: Op) -> list[tuple[str, int | None, bool, Formula]]:
             for index, values in enumerate(op.fast_paths):
                 substituted = {op.param(n).symbol: 1 if v is None else v for n, v in values.items()}
                 result.append((variant, index, gathered, formula.substituted(substituted)))
+        result += [("", len(op.fast_paths) + index, gathered, formula.under(case))
+                   for index, (formula, case) in enumerate(cases(op))]
     return result
 
 
+def cases(op: Op) -> list[tuple[Formula, Case]]:
+    """The parameter-range cases the exporters print, in the order the public function tries them: those
+    of an op without variants (a case belongs to one variant's formula, and the variant table dispatches
+    by variant only)."""
+    if op.variant_param is not None:
+        return []
+    formula = op.formulas[""]
+    return [(formula, case) for case in formula.cases]
+
+
 def fast_path_condition(op: Op, index: int) -> str:
-    """The Python condition under which fast path ``index`` applies."""
+    """The Python condition under which fast path ``index`` applies (a case's: its condition on the scalar
+    parameters, in Python)."""
+    if index >= len(op.fast_paths):
+        return sp.pycode(cases(op)[index - len(op.fast_paths)][1].when)
     return " and ".join(f"{n} is None" if v is None else f"{n} == {v!r}" for n, v in op.fast_paths[index].items())
 
 
@@ -437,6 +457,9 @@ def _calls(op: Op, name_of: Callable[..., str], call: Callable[[str, list[str]],
         lines += [f"if {fast_path_condition(op, index)}:  # fast path: the formulas with {values}",
                   f"    return {call(dispatch(op, name_of, index, gathered), args)}"]
     lines += [f"{n} = 1.0 if {n} is None else {n}  # omitted weights mean 1" for n in arrays]
+    for index, (_, case) in enumerate(cases(op), start=len(op.fast_paths)):
+        lines += [f"if {fast_path_condition(op, index)}:  # {case.why or 'a case'}: its forms, proven equal there",
+                  f"    return {call(dispatch(op, name_of, index, gathered), implementation_args(op))}"]
     return lines + [f"return {call(dispatch(op, name_of, None, gathered), implementation_args(op))}"]
 
 
@@ -459,11 +482,14 @@ def public_body(op: Op, name_of: Callable[..., str], call: Callable[[str, list[s
 
 
 def implementation_name(op: Op, variant: str, fast: int | None = None, gathered: bool = False) -> str:
-    """``leaky_relu`` -> ``leaky_relu``, ``gelu``/``tanh`` -> ``gelu_tanh``, fast path 0 -> ``..._fast0``,
+    """``leaky_relu`` -> ``leaky_relu``, ``gelu``/``tanh`` -> ``gelu_tanh``, fast path 0 -> ``..._fast0``, case 0
+    -> ``..._case0``,
     the gather form (:func:`gather_forms`) -> ``..._gather``: the exporters derive their class and function
     names from it."""
     name = op.name + (f"_{str(variant).lower()}" if op.variant_param else "") + ("_gather" if gathered else "")
-    return name + ("" if fast is None else f"_fast{fast}")
+    if fast is None:
+        return name
+    return name + (f"_fast{fast}" if fast < len(op.fast_paths) else f"_case{fast - len(op.fast_paths)}")
 
 
 def module_header(target: str, framework_imports: list[str], ops: Iterable[Op], command: str) -> list[str]:
