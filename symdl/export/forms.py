@@ -24,7 +24,7 @@ paths in the implementations' ``fast`` index (:func:`implementations`).
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import sympy as sp
@@ -128,7 +128,7 @@ def framework_arrays(op: Op) -> dict:
     return specs
 
 
-def uses_output_form(op: Op, formula: Formula) -> bool:
+def uses_output_form(op: Op, formula: Formula, costs: Mapping[str, float] | None = None) -> bool:
     """Whether the backward is printed from the saved output (PyTorch's ``result``).
 
     Where the catalog proves a gradient written with the forward's output (:class:`OutputForm`) that
@@ -136,10 +136,35 @@ def uses_output_form(op: Op, formula: Formula) -> bool:
     reads the output instead of recomputing the forward, as PyTorch's derivatives.yaml does. Forms that
     lose accuracy where the output has rounded (sigmoid's ``y (1 - y)``, tanh's ``1 - y^2``) are not used:
     the exported gradient stays as accurate as the NumPy kernel's from the input.
+
+    With a framework's ``costs`` (:func:`expression_cost`), the output form is used only where it costs no
+    more than the form from the input: both are proven, and the cheaper one is printed.
     """
     form = formula.from_output
-    return (not op.traits.loss and form is not None and not form.accuracy
-            and all(i.name in form.grads for i in op.differentiable_inputs))
+    if (op.traits.loss or form is None or form.accuracy
+            or not all(i.name in form.grads for i in op.differentiable_inputs)):
+        return False
+    if costs is None:
+        return True
+    names = [i.name for i in op.differentiable_inputs]
+    return (sum(expression_cost(_gradient_expr(op, formula, n, from_output=True), costs) for n in names)
+            <= sum(expression_cost(_gradient_expr(op, formula, n), costs) for n in names))
+
+
+def expression_cost(expr: sp.Expr, costs: Mapping[str, float]) -> float:
+    """What evaluating ``expr`` elementwise costs a framework, in passes over memory of one product: each
+    function weighs ``costs[name]`` (1 if not listed; ``grouped``, a printing mark, 0), each arithmetic
+    operation, maximum, minimum and select 1; a subexpression met twice is counted once, as the printed
+    code computes it once (``sympy.cse``)."""
+    total = 0.0
+    for node in set(sp.preorder_traversal(expr)):
+        if isinstance(node, (sp.Add, sp.Mul, sp.Max, sp.Min)):
+            total += len(node.args) - 1
+        elif isinstance(node, (sp.Pow, sp.Piecewise)):
+            total += 1
+        elif isinstance(node, sp.Function):
+            total += costs.get(type(node).__name__, 1.0)
+    return total
 
 
 #: Lowers the in-place emitter's NumPy lines to a framework's: (lines, scalar names, maybe-float names) ->
@@ -149,7 +174,7 @@ Lower = Callable[[list[str], list[str], list[str]], tuple[list[str], set[str]]]
 
 def print_forms(op: Op, formula: Formula, make_printer: Callable[..., FrameworkPrinter],
                 inplace: Callable[..., FrameworkPrinter] | None = None, lower: Lower | None = None,
-                from_output: bool = False) -> Printed:
+                from_output: bool = False, costs: Mapping[str, float] | None = None) -> Printed:
     """The forward and VJP lines of one formula of ``op`` for the framework ``make_printer`` prints.
 
     With ``inplace`` (a printer in :mod:`symdl.printing.inplace`'s NumPy names) and ``lower`` (those
@@ -157,10 +182,11 @@ def print_forms(op: Op, formula: Formula, make_printer: Callable[..., FrameworkP
     :func:`symdl.printing.inplace.emit_inplace` into code writing into its own dead temporaries: the same
     operations on the same operands in the same association, so the same values bit for bit; inputs,
     ``g`` and parameters are never written. With ``from_output``, the backward reads the saved output
-    where :func:`uses_output_form` allows (:attr:`Printed.uses_result`).
+    where :func:`uses_output_form` allows, given the framework's function ``costs``
+    (:attr:`Printed.uses_result`).
     """
     check_exportable(op)
-    from_output = from_output and uses_output_form(op, formula)
+    from_output = from_output and uses_output_form(op, formula, costs)
     grads = {f"grad_{i.name}": _gradient_expr(op, formula, i.name, from_output=from_output)
              for i in op.differentiable_inputs}
     printed = _print(op, {"out": formula.forward}, grads, framework_arrays(op), make_printer, inplace, lower)

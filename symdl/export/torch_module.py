@@ -60,7 +60,7 @@ from symdl.export.forms import (
 from symdl.export.kinds import (gradient_shape_line, has_gradient, prelude_lines, public_prelude, reduce_lines,
                                 upstream_lines)
 from symdl.export.runtime import TORCH_API, runtime_source
-from symdl.printing.torch_printer import TORCH_HELPERS, TorchInplacePrinter, TorchPrinter, lower_to_torch
+from symdl.printing.torch_printer import TORCH_CPU_COSTS, TORCH_HELPERS, TorchInplacePrinter, TorchPrinter, lower_to_torch
 
 #: Runtime helpers of every generated module (beside the printer's), in this framework's names.
 _RUNTIME = runtime_source(TORCH_API)
@@ -168,9 +168,10 @@ def render_op(op: Op, inplace: bool = True, from_output: bool = True) -> tuple[l
         elif gathered:
             printed = print_gathered(op, formula, TorchPrinter)
         elif inplace:
-            printed = print_forms(op, formula, TorchPrinter, TorchInplacePrinter, lower_to_torch, from_output)
+            printed = print_forms(op, formula, TorchPrinter, TorchInplacePrinter, lower_to_torch, from_output,
+                                  TORCH_CPU_COSTS)
         else:
-            printed = print_forms(op, formula, TorchPrinter, from_output=from_output)
+            printed = print_forms(op, formula, TorchPrinter, from_output=from_output, costs=TORCH_CPU_COSTS)
         helpers |= printed.helpers
         blocks += [*_function_class(op, variant, fast, printed), "", ""]
     return blocks + _public(op), helpers
