@@ -294,6 +294,24 @@ def test_latex_compiles_to_a_pdf_of_the_expected_length(folder: Path, topic: str
     assert max(overfull, default=0.0) < 2.0, overfull
 
 
+@pytest.mark.skipif(TEX is None, reason="TeX not installed (apt-get install texlive-latex-base latexmk)")
+def test_a_long_derivation_breaks_across_pages_and_a_wide_one_is_scaled(tmp_path: Path) -> None:
+    """A derivation (one aligned block) as wide as the text at most is set as align*, at full size across
+    pages (it was scaled down to fit one page); one wider than the text is scaled to its width."""
+    from symdl.handouts.render.latex import _display, _preamble
+
+    long = r"\begin{aligned}" + r" \\ ".join(rf"u_{{{k}}} &= u_{{{k - 1}}} + {k}" for k in range(1, 120)) + r"\end{aligned}"
+    wide = r"\begin{aligned}v &= " + " + ".join(rf"x_{{{k}}}^{{2}}" for k in range(60)) + r"\end{aligned}"
+    assert r"\fitalign{" in _display(long) and r"\begin{aligned}" not in _display(long)
+    tex = tmp_path / "derivations.tex"
+    tex.write_text(_preamble("Derivations") + "\\begin{document}\n" + _display(long) + "\n" + _display(wide)
+                   + "\n\\end{document}\n", encoding="utf-8")
+    compiled = compile_pdf(tex)
+    assert pdf_pages(compiled.pdf.read_bytes()) >= 3  # 119 lines at full size: more than two pages
+    overfull = [float(w) for w in re.findall(r"Overfull \\hbox \(([0-9.]+)pt too wide", compiled.log)]
+    assert max(overfull, default=0.0) < 2.0, overfull
+
+
 def test_pdf_without_tex_says_how_to_install_it(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from symdl.handouts.output import TexMissingError
 

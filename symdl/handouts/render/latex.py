@@ -51,6 +51,11 @@ def _preamble(title: str) -> str:
             r"\setlength{\fitheight}{\ht\fitbox}\addtolength{\fitheight}{\dp\fitbox}"
             r"\ifdim\fitheight>0.9\textheight\sbox{\fitbox}{\resizebox*{!}{0.9\textheight}{\usebox{\fitbox}}}\fi"
             r"\usebox{\fitbox}}" "\n"
+            # a derivation (an aligned block) as wide as the text at most is set as align*, which may break
+            # across pages: a long one reads at full size instead of scaled down to one page
+            r"\allowdisplaybreaks\newcommand{\fitalign}[1]{\sbox{\fitbox}{$\displaystyle\begin{aligned}#1\end{aligned}$}"
+            r"\ifdim\wd\fitbox>\linewidth\begin{center}\fitmath{\begin{aligned}#1\end{aligned}}\end{center}"
+            r"\else\begin{align*}#1\end{align*}\fi}" "\n"
             rf"\title{{{escape(title)}}}\date{{}}" "\n")
 
 
@@ -63,8 +68,18 @@ def _equation(block: Equation, state: RenderState) -> str:
     return caption + _display(block.formula.latex)
 
 
+#: A derivation: one aligned block (the step printers' and the matrix engine's layout).
+_ALIGNED = (r"\begin{aligned}", r"\end{aligned}")
+
+
 def _display(latex: str) -> str:
-    """A centred displayed formula, scaled down when wider than the text (``\\fitmath``)."""
+    """A centred displayed formula, scaled down when wider than the text (``\\fitmath``); a derivation
+    (one aligned block) that fits the width is set as ``align*`` instead, breaking across pages
+    (``\\fitalign``)."""
+    begin, end = _ALIGNED
+    body = latex.strip()[len(begin):-len(end)] if latex.strip().startswith(begin) and latex.strip().endswith(end) else None
+    if body is not None and begin not in body:
+        return r"\fitalign{" + body + "}"
     return r"\begin{center}\fitmath{" + latex + r"}\end{center}"
 
 
