@@ -7,6 +7,7 @@ and autograd gradients) and torch.autograd.gradcheck's finite differences.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import math
 import inspect
 import sys
@@ -326,6 +327,7 @@ def test_float_masks_are_the_comparisons(exported: ModuleType, dtype: torch.dtyp
         for out in (None, torch.empty_like(x), torch.empty_like(x, dtype=torch.float64)):
             got = exported._mask(x, relation, c, out=out)
             assert out is None or got is out
+            assert got.dtype == (dtype if out is None else out.dtype)  # a mask never promotes what it multiplies
             assert torch.equal(got.to(dtype), expected), (c, x[got.to(dtype) != expected])
             assert not torch.signbit(got).any()
     assert torch.equal(x.nan_to_num(), before.nan_to_num())
@@ -475,6 +477,36 @@ def test_the_cheaper_proven_gradient_form_is_printed(exported: ModuleType) -> No
     costs = {"exp": 8.0}
     # exp(x) computed once (8), sin (not listed: 1), a product and a sum
     assert expression_cost(sp.exp(x) * sp.sin(x) + sp.exp(x), costs) == 8.0 + 1 + 1 + 1
+
+
+LOSSES = [op.name for op in EXPORTED if op.kind in ("pointwise_loss", "class_loss")]
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_float32_float64_mix_of_a_loss_is_the_plain_forms(exported: ModuleType, exported_plain: ModuleType,
+                                                                 name: str) -> None:
+    """Each loss with its real inputs in every mix of float32 and float64: in place (float masks, selects
+    on bits, buffers reused only where dtypes agree), the output and the gradients have the plain form's
+    dtypes and values bit for bit."""
+    op = ACTIVATIONS_AND_LOSSES[name]
+    variant = next(iter(op.formulas))
+    params = _params(op, variant, 6)
+    arrays = _inputs(op, 6, (5, 6))
+    real = [k for k, a in enumerate(arrays) if a.dtype.kind == "f"]
+    for dtypes in itertools.product([torch.float32, torch.float64], repeat=len(real)):
+        chosen = dict(zip(real, dtypes))
+
+        def tensors() -> list[torch.Tensor]:
+            return [torch.tensor(a, dtype=chosen.get(k)).requires_grad_(k in chosen and item.differentiable)
+                    for k, (a, item) in enumerate(zip(arrays, op.inputs))]
+
+        ours, plain = tensors(), tensors()
+        out, expected = getattr(exported, name)(*ours, **params), getattr(exported_plain, name)(*plain, **params)
+        assert out.dtype == expected.dtype and torch.equal(out, expected), dtypes
+        upstream = torch.ones_like(out)
+        for got, want in zip(_grads(out, ours, upstream), _grads(expected, plain, upstream)):
+            assert (got is None) == (want is None)
+            assert got is None or got.dtype == want.dtype and torch.equal(got, want), dtypes
 
 
 @pytest.mark.parametrize("name", ["mse_loss", "huber_loss", "smooth_l1_loss", "l1_loss"])
