@@ -277,6 +277,33 @@ def test_terminal_text_is_styled_with_rich() -> None:
     assert ("[verified (expand)]", "green") in spans
 
 
+def test_terminal_text_wraps_with_hanging_indents() -> None:
+    """On a terminal the CLI wraps each long line at its spaces to the console's width, continuation rows
+    four columns past the line's own indent (the terminal's wrap would start them at column 0): no word
+    lost or reordered, verification marks whole and still green."""
+    from symdl.steps.printers.text import rich_text, text
+
+    derivation = derive("softplus")
+    plain, width = text(derivation), 80
+    styled = rich_text(derivation, width=width)
+    rows = styled.plain.split("\n")
+    assert styled.plain.split() == plain.split()
+    assert all(len(row) <= width or " " not in row.strip() for row in rows)
+    depth = lambda row: len(row) - len(row.lstrip(" "))  # noqa: E731
+    long_lines, position = 0, 0
+    for line in plain.split("\n"):  # each line: its first row, then continuation rows until its words are in
+        assert line.startswith(rows[position]), (line, rows[position])
+        words, position = rows[position].split(), position + 1
+        while len(words) < len(line.split()):
+            assert depth(rows[position]) == depth(line) + 4, rows[position]
+            words, position = words + rows[position].split(), position + 1
+        assert words == line.split()
+        long_lines += len(line) > width
+    assert position == len(rows) and long_lines >= 3
+    marks = [styled.plain[span.start:span.end] for span in styled.spans if str(span.style) == "green"]
+    assert marks.count("[verified (expand)]") == plain.count("[verified (expand)]")
+
+
 def test_markdown_and_html() -> None:
     from symdl.printing.mathml import unconverted
 

@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
 
         from symdl.steps.printers.text import rich_text
 
-        Console(highlight=False).print(rich_text(derivation), end="")
+        console = Console(highlight=False)
+        console.print(rich_text(derivation, width=console.width), end="")
     else:
         sys.stdout.write(text)
     status = 0 if derivation.verified else 1

@@ -7,6 +7,9 @@ the output is a terminal (:func:`rich_text`).
 
 from __future__ import annotations
 
+import re
+import textwrap
+
 from symdl.steps.exprtext import reading_text as expression_text
 from symdl.steps.printers.lines import Line, part_lines, verification_word
 from symdl.steps.tree import Derivation, Segment, printer
@@ -64,11 +67,36 @@ def text(derivation: Derivation) -> str:
     return "\n".join(out) + "\n"
 
 
-def rich_text(derivation: Derivation) -> object:
-    """The text with the verification marks coloured (a ``rich.text.Text``)."""
+#: A verification mark (``[verified (expand)]``): never split across rows, so that it is coloured whole.
+_MARK = re.compile(r"\[[a-z]+ \([a-z]+\)\]")
+_NO_BREAK = "\u00a0"  # textwrap breaks at ASCII whitespace only
+
+
+def wrapped(plain: str, width: int) -> str:
+    """``plain`` for a terminal ``width`` columns wide: a longer line is broken at its spaces and each
+    continuation row indented four columns past the line's own indent, so the steps' nesting stays
+    readable (the terminal's own wrap starts every row at column 0). A word longer than a row (a formula
+    without spaces) stays whole; verification marks are never split."""
+    rows = []
+    for line in plain.split("\n"):
+        if len(line) <= width:
+            rows.append(line)
+            continue
+        indent = line[:len(line) - len(line.lstrip(" "))]
+        kept = _MARK.sub(lambda m: m.group().replace(" ", _NO_BREAK), line.strip())
+        pieces = textwrap.wrap(kept, width=width, initial_indent=indent, subsequent_indent=indent + "    ",
+                               break_long_words=False, break_on_hyphens=False)
+        rows += [piece.replace(_NO_BREAK, " ") for piece in pieces]
+    return "\n".join(rows)
+
+
+def rich_text(derivation: Derivation, width: int | None = None) -> object:
+    """The text with the verification marks coloured (a ``rich.text.Text``), wrapped to ``width`` columns
+    with hanging indents when given (:func:`wrapped`)."""
     from rich.text import Text
 
-    styled = Text(text(derivation))
+    plain = text(derivation)
+    styled = Text(wrapped(plain, width) if width else plain)
     styled.highlight_regex(r"\[verified \([a-z]+\)\]|every step verified", "green")
     styled.highlight_regex(r"\[(FAILED|unchecked)\]|NOT VERIFIED.*", "bold red")
     styled.highlight_regex(r"(?m)^\S.*$", "bold")  # the headings: every line that starts at the margin
