@@ -384,15 +384,11 @@ ELEMENTWISE_CASES = [(name, variant) for name, variant in CASES if ACTIVATIONS_A
 
 
 def _special_values(op: Op, variant: str, params: dict, dtype: torch.dtype) -> torch.Tensor:
-    """Each kink of the variant and the floats either side of it, signed zeros, infinities, NaN, the smallest
-    and largest floats, and points where the catalog's forms switch branches (|x| = 3, 20, 1000)."""
-    info = torch.finfo(dtype)
+    """:func:`_edges` at each kink of the variant and where the catalog's forms switch branches (|x| = 3, 20,
+    1000)."""
     symbols = {p.symbol: params[p.name] for p in op.params if p.symbol is not None and p.name in params}
     kinks = [float(kink.at.subs(symbols)) for kink in op.formulas[variant].kinks]
-    points = torch.tensor([*kinks, 0.0, 1.0, 3.0, 20.0, 1000.0, info.tiny, info.max, math.inf], dtype=dtype)
-    points = torch.cat([points, -points, torch.tensor([math.nan], dtype=dtype)])
-    up, down = torch.full_like(points, math.inf), torch.full_like(points, -math.inf)
-    return torch.cat([points, torch.nextafter(points, up), torch.nextafter(points, down)])
+    return _edges(dtype, [*kinks, 3.0, 20.0, 1000.0])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])

@@ -183,9 +183,8 @@ class FloatMaskStatements(ast.NodeTransformer):
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         if isinstance(node.op, ast.BitAnd):
             return ast.AugAssign(target=node.target, op=ast.Mult(), value=node.value)
-        call = _np("np.maximum", [ast.Name(id=node.target.id, ctx=ast.Load()), node.value])
-        call.keywords = [ast.keyword(arg="out", value=ast.Name(id=node.target.id, ctx=ast.Load()))]
-        return ast.Expr(value=call)
+        target = ast.Name(id=node.target.id, ctx=ast.Load())
+        return ast.Expr(value=_np("np.maximum", [target, node.value], out=target))
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         return _np("np.multiply" if isinstance(node.op, ast.BitAnd) else "np.maximum", [node.left, node.right])
@@ -196,13 +195,14 @@ class FloatMaskStatements(ast.NodeTransformer):
     def visit_Call(self, node: ast.Call) -> ast.AST:
         func = dotted_name(node.func)
         if func in _NEGATIONS:
-            return ast.Call(func=ast.parse("np.subtract", mode="eval").body, args=[ast.Constant(1), *node.args],
-                            keywords=node.keywords)
-        return ast.Call(func=ast.parse(_ALGEBRA_CALLS[func], mode="eval").body, args=node.args, keywords=node.keywords)
+            return _np("np.subtract", [ast.Constant(1), *node.args], out=_out(node))
+        return _np(_ALGEBRA_CALLS[func], node.args, out=_out(node))
 
 
-def _np(func: str, args: list[ast.expr]) -> ast.Call:
-    return ast.Call(func=ast.parse(func, mode="eval").body, args=args, keywords=[])
+def _np(func: str, args: list[ast.expr], out: ast.expr | None = None) -> ast.Call:
+    """The emitter's call ``func(*args[, out=out])``."""
+    keywords = [] if out is None else [ast.keyword(arg="out", value=out)]
+    return ast.Call(func=ast.parse(func, mode="eval").body, args=args, keywords=keywords)
 
 
 def into_dead_mask(statement: ast.stmt, masks: set[str], read_later: set[str]) -> ast.stmt:
@@ -223,6 +223,4 @@ def into_dead_mask(statement: ast.stmt, masks: set[str], read_later: set[str]) -
     other = left if mask is right else right
     fits = ast.Call(func=ast.Name(id="_fits", ctx=ast.Load()), args=[mask, other], keywords=[])
     out = ast.IfExp(test=fits, body=ast.Name(id=mask.id, ctx=ast.Load()), orelse=ast.Constant(None))
-    product = _np("np.multiply", [left, right])
-    product.keywords = [ast.keyword(arg="out", value=out)]
-    return ast.Assign(targets=statement.targets, value=product)
+    return ast.Assign(targets=statement.targets, value=_np("np.multiply", [left, right], out=out))

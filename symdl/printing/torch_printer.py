@@ -424,7 +424,9 @@ def lower_to_torch(lines: Iterable[str], scalars: Iterable[str] = (),
     statements = [tree.body[0] for tree in code if tree.body]
     masks = float_masks(statements, translator.is_scalar)
     floats = FloatMaskStatements(masks, translator.is_scalar)
-    read = [{n.id for n in ast.walk(s) if isinstance(n, ast.Name)} for s in statements]
+    read_after: list[set[str]] = [set()]  # read_after[k]: the names statements k, k + 1, ... read
+    for statement in reversed(statements):
+        read_after.insert(0, read_after[0] | {n.id for n in ast.walk(statement) if isinstance(n, ast.Name)})
     result, position = [], 0
     for line in lines:
         comment = line.startswith("# ")
@@ -432,7 +434,7 @@ def lower_to_torch(lines: Iterable[str], scalars: Iterable[str] = (),
         if not comment and tree.body:
             position += 1
             statement = floats.rewrite(tree.body[0])
-            tree.body[0] = into_dead_mask(statement, masks, set().union(*read[position:]))
+            tree.body[0] = into_dead_mask(statement, masks, read_after[position])
         tree = translator.visit(tree)
         translated = ast.unparse(ast.fix_missing_locations(tree))
         result.append(f"# {translated}" if comment else translated)

@@ -67,8 +67,9 @@ def text(derivation: Derivation) -> str:
     return "\n".join(out) + "\n"
 
 
-#: A verification mark (``[verified (expand)]``): never split across rows, so that it is coloured whole.
-_MARK = re.compile(r"\[[a-z]+ \([a-z]+\)\]")
+#: The mark of a verified step (``[verified (expand)]``, :func:`verification_word`): coloured, and never split
+#: across rows, so that it is coloured whole (the other marks are one word).
+_VERIFIED = r"\[verified \([a-z]+\)\]"
 _NO_BREAK = "\u00a0"  # textwrap breaks at ASCII whitespace only
 
 
@@ -83,7 +84,7 @@ def wrapped(plain: str, width: int) -> str:
             rows.append(line)
             continue
         indent = line[:len(line) - len(line.lstrip(" "))]
-        kept = _MARK.sub(lambda m: m.group().replace(" ", _NO_BREAK), line.strip())
+        kept = re.sub(_VERIFIED, lambda m: m.group().replace(" ", _NO_BREAK), line.strip())
         pieces = textwrap.wrap(kept, width=width, initial_indent=indent, subsequent_indent=indent + "    ",
                                break_long_words=False, break_on_hyphens=False)
         rows += [piece.replace(_NO_BREAK, " ") for piece in pieces]
@@ -97,7 +98,7 @@ def rich_text(derivation: Derivation, width: int | None = None) -> object:
 
     plain = text(derivation)
     styled = Text(wrapped(plain, width) if width else plain)
-    styled.highlight_regex(r"\[verified \([a-z]+\)\]|every step verified", "green")
+    styled.highlight_regex(_VERIFIED + "|every step verified", "green")
     styled.highlight_regex(r"\[(FAILED|unchecked)\]|NOT VERIFIED.*", "bold red")
     styled.highlight_regex(r"(?m)^\S.*$", "bold")  # the headings: every line that starts at the margin
     return styled
