@@ -2,8 +2,9 @@
 
 ``softplus`` is printed as a helper, :math:`\\max(x, 0) + \\log(1 + e^{-|x|})`, rather than
 ``torch.nn.functional.softplus``, whose ``threshold`` returns ``x`` above 20 (an approximation;
-the catalog's forms are exact). ``normal_cdf`` is ``torch.special.ndtr``; ``xlogy`` is
-``torch.xlogy`` (0 where x = 0, as the NumPy runtime's).
+the catalog's forms are exact). ``normal_cdf`` is a helper too, :math:`\\tfrac12\\operatorname{erfc}(-x/\\sqrt2)`:
+``torch.special.ndtr`` cancels in the left tail (0 from x = -8.3 on in float64, where
+:math:`\\Phi(x) = 6 \\cdot 10^{-17}`). ``xlogy`` is ``torch.xlogy`` (0 where x = 0, as the NumPy runtime's).
 
 In place: :class:`TorchInplacePrinter` prints the same expressions in the names
 :mod:`symdl.printing.inplace` models (NumPy's ufuncs, ``symdl.kernels._runtime``'s
@@ -49,6 +50,15 @@ TORCH_HELPERS: dict[str, str] = {
         "        return torch.clamp(x, min=0) + torch.log1p(torch.exp(-torch.abs(x)))\n"
         "    t = torch.abs(x).neg_().exp_().log1p_()\n"
         "    return torch.add(torch.clamp(x, min=0), t, out=out)\n"
+    ),
+    "_normal_cdf": (
+        "def _normal_cdf(x, out=None):\n"
+        '    """The standard normal CDF Phi(x) = erfc(-x / sqrt(2)) / 2, accurate in both tails (relative to Phi\n'
+        "    up to the rounding of x / sqrt(2)). torch.special.ndtr computes (1 + erf(x / sqrt(2))) / 2, which\n"
+        '    cancels in the left tail: 2% off at x = -8 and 0 from x = -8.3 on in float64."""\n'
+        "    if out is None:  # the plain form (autograd records it under create_graph)\n"
+        "        return 0.5 * torch.erfc(x * -0.7071067811865476)\n"
+        "    return torch.mul(x, -0.7071067811865476, out=out).erfc_().mul_(0.5)\n"
     ),
     "_class_sum": (
         "def _class_sum(values, num_classes):\n"
@@ -113,30 +123,16 @@ TORCH_HELPERS: dict[str, str] = {
     ),
     "_mask": (
         "def _mask(x, relation, c, out=None):\n"
-        '    """[x relation c] as 0.0 and 1.0 in x\'s dtype, for relation "gt", "ge", "lt" or "le" and c a finite\n'
-        "    Python number: what (x > c).to(x.dtype) computes (NaN gives 0.0), by float operations only.\n"
-        "\n"
-        "    [x > c] = max(sign(x - c), 0): with gradual underflow x - c rounds to 0 only where x = c, and\n"
-        "    rounding keeps its sign (sign(NaN) is 0); [x < c] = max(sign(c - x), 0); x >= c is x > c' for c' the\n"
-        "    float just below c in x's dtype (x <= c alike). A comparison's bool result, and a product with it,\n"
-        "    are CPU loops 3-5x slower than these passes (docs/export.md).\n"
+        '    """[x relation c] as 0.0 and 1.0 in x\'s dtype (or ``out``\'s), for relation "gt", "ge", "lt" or "le" and c\n'
+        "    a Python number: the comparison itself (NaN gives 0.0), written into a float tensor. Into a float\n"
+        "    tensor a comparison is one pass as fast as a product; its bool result, and a product with one, are\n"
+        "    CPU loops 5-10x slower (docs/export.md).\n"
         '    """\n'
-        "    if not torch.is_floating_point(x):  # integers: the comparison itself (no float just below c)\n"
-        "        mask = getattr(torch, relation)(x, c)\n"
-        "        return mask if out is None else out.copy_(mask)\n"
-        "    if relation in (\"ge\", \"le\"):\n"
-        "        toward = -math.inf if relation == \"ge\" else math.inf\n"
-        "        c = torch.nextafter(torch.scalar_tensor(c, dtype=x.dtype), torch.scalar_tensor(toward, dtype=x.dtype))\n"
-        "        c, relation = c.item(), \"gt\" if relation == \"ge\" else \"lt\"\n"
-        "    into = out if out is not None and out.dtype == x.dtype else None\n"
-        "    if relation == \"lt\":  # c - x, c a 0-d tensor: a scalar on every device\n"
-        "        mask = torch.sub(torch.scalar_tensor(c, dtype=x.dtype), x, out=into).sign_()\n"
-        "    elif c != 0:\n"
-        "        mask = torch.sub(x, c, out=into).sign_()\n"
-        "    else:\n"
-        "        mask = torch.sign(x, out=into)\n"
-        "    mask.clamp_(min=0)\n"
-        "    return mask if out is None or into is not None else out.copy_(mask)\n"
+        "    if out is None:\n"
+        "        if not torch.is_floating_point(x):  # an integer tensor's mask: bool, promoted where used\n"
+        "            return getattr(torch, relation)(x, c)\n"
+        "        out = torch.empty_like(x)\n"
+        "    return getattr(torch, relation)(x, c, out=out)\n"
     ),
     "_same_dtype": (
         "def _same_dtype(into, *values):\n"
@@ -186,7 +182,7 @@ TORCH_NAMES = FrameworkNames(
     module="torch",
     functions={
         "erf": "torch.erf", "erfc": "torch.erfc", "sigmoid": "torch.sigmoid", "softplus": "_softplus",
-        "xlogy": "torch.xlogy", "normal_cdf": "torch.special.ndtr", "clamped_log": "_clamped_log",
+        "xlogy": "torch.xlogy", "normal_cdf": "_normal_cdf", "clamped_log": "_clamped_log",
         "clamped_log1p": "_clamped_log1p", "asinh": "torch.asinh", "atan": "torch.atan",
         "quotient_at_zero": "_quotient_at_zero",
     },
@@ -199,12 +195,12 @@ TORCH_NAMES = FrameworkNames(
 
 #: What each function costs PyTorch on the CPU, in passes of one product over the same values (measured with
 #: torch 2.13.0+cpu, one thread, 1e6 float32 values: a product 0.1 ms, torch.sigmoid 0.40, torch.exp 0.82,
-#: expm1 1.2, log1p 0.94, log 1.3, erf 1.3, erfc 1.8, special.ndtr 2.2, tanh 2.6; the generated _softplus is
-#: six operations with an exp and a log1p). :func:`symdl.export.forms.uses_output_form` prints the cheaper
-#: of two proven gradient forms by them.
+#: expm1 1.2, log1p 0.94, log 1.3, erf 1.3, erfc 1.8, tanh 2.6; the generated _softplus is six operations with an
+#: exp and a log1p, _normal_cdf an erfc and two products). :func:`symdl.export.forms.output_form` prints the cheapest
+#: of the proven gradient forms by them.
 TORCH_CPU_COSTS: dict[str, float] = {
     "grouped": 0.0, "sigmoid": 4.0, "exp": 8.0, "expm1": 12.0, "log1p": 9.0, "log": 13.0, "erf": 13.0,
-    "erfc": 18.0, "normal_cdf": 22.0, "tanh": 26.0, "softplus": 21.0,
+    "erfc": 18.0, "normal_cdf": 20.0, "tanh": 26.0, "softplus": 21.0,
 }
 
 
@@ -244,7 +240,7 @@ _TORCH_CALLS: dict[str, str] = {
     "np.logical_not": "torch.logical_not", "np.less": "torch.lt", "np.less_equal": "torch.le",
     "np.greater": "torch.gt", "np.greater_equal": "torch.ge", "np.equal": "torch.eq", "np.not_equal": "torch.ne",
     "np.where": "torch.where", "_rt.sigmoid": "torch.sigmoid", "_rt.erf": "torch.erf", "_rt.erfc": "torch.erfc",
-    "_rt.normal_cdf": "torch.special.ndtr", "_rt.xlogy": "torch.xlogy", "_rt.softplus": "_softplus",
+    "_rt.normal_cdf": "_normal_cdf", "_rt.xlogy": "torch.xlogy", "_rt.softplus": "_softplus",
     "_rt.clamped_log": "_clamped_log", "_rt.clamped_log1p": "_clamped_log1p", "_rt.select": "_select",
     "np.copy": "_copy", "_rt.quotient_at_zero": "_quotient_at_zero",
 }

@@ -197,20 +197,33 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
 def output_form_ulp(op: Op, variant: str = "", dtype: type = np.float64, seed: int = 1,
                     params: dict[str, object] | None = None) -> float:
     """Max ulp error (in ``dtype``) of the VJP given the forward's output as ``result=``, against the
-    mpmath reference, on domain samples plus the extremes; units as :func:`ulp_errors`, relative to
-    ``max(|true|, |scale|)`` with the output form's scale (:class:`~symdl.catalog.spec.OutputForm`).
+    mpmath reference (:func:`vjp_ulp`), relative to ``max(|true|, |scale|)`` with the output form's scale
+    (:class:`~symdl.catalog.spec.OutputForm`).
 
     ``params`` default to values drawn from their sample domains.
     """
     form = op.formula(variant).from_output
     if form is None:
         raise ValueError(f"{op.name} has no gradient from its output")
+    return vjp_ulp(op, variant, lambda p: kernel_call(op, p, from_output=True)[1], dtype, seed, params, form.scale)
+
+
+def vjp_ulp(op: Op, variant: str, vjp_for: Callable[[dict[str, object]], Callable[..., Sequence]],
+            dtype: type = np.float64, seed: int = 1, params: dict[str, object] | None = None,
+            scale: sp.Expr | None = None) -> float:
+    """Max ulp error (in ``dtype``) of a VJP of ``op``, ``vjp_for(params)(grad, *inputs)`` (one gradient per
+    input, None for those without), against the mpmath reference, on domain samples plus the extremes;
+    units as :func:`ulp_errors`, relative to ``max(|true|, |scale|)`` (``scale`` None: the op's
+    ``grad_scale``). Any implementation's: the NumPy kernels', an export's.
+
+    ``params`` default to values drawn from their sample domains.
+    """
     rng = np.random.default_rng(seed)
     drawn = draw_params(op, rng, variant or None)
     params = drawn if params is None else params
     reference = Reference(op, variant, params)
-    forward, vjp = kernel_call(op, params, from_output=True)
-    scale = op.tolerance_for(variant).grad_scale if form.scale is None else form.scale
+    vjp = vjp_for(params)
+    scale = op.tolerance_for(variant).grad_scale if scale is None else scale
     worst = 0.0
     batches = [[a.astype(dtype) for a in _domain_inputs(op, rng)], _extreme_inputs(op, rng, dtype)]
     for inputs in (b for b in batches if b is not None):
