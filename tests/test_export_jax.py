@@ -25,7 +25,7 @@ from symdl.catalog.spec import Op  # noqa: E402
 from symdl.export import export_module  # noqa: E402
 from symdl.export.forms import EXPORTED_KINDS, implementation_name  # noqa: E402
 from symdl.sampling import draw_inputs, draw_params  # noqa: E402
-from symdl.verify.ops import vjp_ulp  # noqa: E402
+from symdl.verify.ops import implementation_ulps  # noqa: E402
 from tests.conftest import case_settings  # noqa: E402
 
 EXPORTED = [op for op in ACTIVATIONS_AND_LOSSES.values() if op.kind in EXPORTED_KINDS]
@@ -59,23 +59,27 @@ def _params(op: Op, variant: str, seed: int) -> dict[str, object]:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize(("name", "variant"), [(n, v) for n, v in CASES
                                                if ACTIVATIONS_AND_LOSSES[n].kind in ("elementwise", "row")])
-def test_gradients_within_the_stated_ulp_bound_of_mpmath(exported: ModuleType, name: str, variant: str,
-                                                         dtype: type) -> None:
-    """The exported VJP keeps what ``symdl verify`` promises of the NumPy kernel: within the op's gradient ulp
-    bound of the mpmath reference of the definition, on domain samples and at the extremes, in float32 and
-    float64 (JAX's functions, e.g. ndtr, must be as accurate in the tails as the NumPy runtime's)."""
+def test_values_and_gradients_within_the_stated_ulp_bounds_of_mpmath(exported: ModuleType, name: str,
+                                                                    variant: str, dtype: type) -> None:
+    """The exported forward and VJP keep what ``symdl verify`` promises of the NumPy kernels: within the op's
+    ulp bounds of the mpmath reference of the definition, on domain samples and at the extremes, in float32
+    and float64 (JAX's functions, e.g. ndtr, must be as accurate in the tails as symdl's runtime)."""
     op = ACTIVATIONS_AND_LOSSES[name]
     function = getattr(exported, name)
 
-    def vjp_for(params: dict[str, object]):
+    def implementation(params: dict[str, object]):
+        def forward(*inputs: np.ndarray) -> np.ndarray:
+            return np.asarray(function(*(jnp.asarray(a) for a in inputs), **params))
+
         def vjp(grad: np.ndarray, *inputs: np.ndarray) -> list[np.ndarray]:
             _, pullback = jax.vjp(lambda *a: function(*a, **params), *(jnp.asarray(a) for a in inputs))
             return [np.asarray(g) for g in pullback(jnp.asarray(grad))]
-        return vjp
+        return forward, vjp
 
-    error = vjp_ulp(op, variant, vjp_for, dtype, seed=3)
-    bound = op.tolerance_for(variant).grad_ulp
-    assert error <= bound, f"{name} {np.dtype(dtype).name}: {error} ulp > {bound}"
+    forward_error, grad_error = implementation_ulps(op, variant, implementation, dtype, seed=3)
+    tolerance = op.tolerance_for(variant)
+    assert forward_error <= tolerance.forward_ulp, f"{name} {np.dtype(dtype).name}: forward {forward_error} ulp"
+    assert grad_error <= tolerance.grad_ulp, f"{name} {np.dtype(dtype).name}: gradient {grad_error} ulp"
 
 
 @pytest.mark.parametrize(("name", "variant"), CASES)

@@ -197,42 +197,52 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
 def output_form_ulp(op: Op, variant: str = "", dtype: type = np.float64, seed: int = 1,
                     params: dict[str, object] | None = None) -> float:
     """Max ulp error (in ``dtype``) of the VJP given the forward's output as ``result=``, against the
-    mpmath reference (:func:`vjp_ulp`), relative to ``max(|true|, |scale|)`` with the output form's scale
-    (:class:`~symdl.catalog.spec.OutputForm`).
+    mpmath reference (:func:`implementation_ulps`), relative to ``max(|true|, |scale|)`` with the output
+    form's scale (:class:`~symdl.catalog.spec.OutputForm`).
 
     ``params`` default to values drawn from their sample domains.
     """
     form = op.formula(variant).from_output
     if form is None:
         raise ValueError(f"{op.name} has no gradient from its output")
-    return vjp_ulp(op, variant, lambda p: kernel_call(op, p, from_output=True)[1], dtype, seed, params, form.scale)
+    return implementation_ulps(op, variant, lambda p: kernel_call(op, p, from_output=True), dtype, seed, params,
+                               form.scale)[1]
 
 
-def vjp_ulp(op: Op, variant: str, vjp_for: Callable[[dict[str, object]], Callable[..., Sequence]],
-            dtype: type = np.float64, seed: int = 1, params: dict[str, object] | None = None,
-            scale: sp.Expr | None = None) -> float:
-    """Max ulp error (in ``dtype``) of a VJP of ``op``, ``vjp_for(params)(grad, *inputs)`` (one gradient per
-    input, None for those without), against the mpmath reference, on domain samples plus the extremes;
-    units as :func:`ulp_errors`, relative to ``max(|true|, |scale|)`` (``scale`` None: the op's
-    ``grad_scale``). Any implementation's: the NumPy kernels', an export's.
+Implementation = Callable[[dict[str, object]], tuple[Callable[..., object], Callable[..., Sequence]]]
 
-    ``params`` default to values drawn from their sample domains.
+
+def implementation_ulps(op: Op, variant: str, implementation: Implementation, dtype: type = np.float64,
+                        seed: int = 1, params: dict[str, object] | None = None,
+                        grad_scale: sp.Expr | None = None) -> tuple[float, float]:
+    """Max ulp errors (in ``dtype``) of an implementation of an elementwise or row ``op``, forward and VJP,
+    against the mpmath reference, on domain samples plus the extremes; units as :func:`ulp_errors`,
+    relative to ``max(|true|, |scale|)`` with the op's scales (``grad_scale`` given: that one for the VJP).
+    Any implementation's: the NumPy kernels', an export's.
+
+    ``implementation(params)`` returns ``(forward, vjp)``: ``forward(*inputs)`` and ``vjp(grad, *inputs)``
+    (one gradient per input, None for those without), on NumPy arrays. ``params`` default to values drawn
+    from their sample domains.
     """
     rng = np.random.default_rng(seed)
     drawn = draw_params(op, rng, variant or None)
     params = drawn if params is None else params
     reference = Reference(op, variant, params)
-    vjp = vjp_for(params)
-    scale = op.tolerance_for(variant).grad_scale if scale is None else scale
-    worst = 0.0
+    forward, vjp = implementation(params)
+    tolerance = op.tolerance_for(variant)
+    grad_scale = tolerance.grad_scale if grad_scale is None else grad_scale
+    worst_forward = worst_grad = 0.0
     batches = [[a.astype(dtype) for a in _domain_inputs(op, rng)], _extreme_inputs(op, rng, dtype)]
     for inputs in (b for b in batches if b is not None):
         grad = rng.standard_normal(inputs[0].shape).astype(dtype)
+        worst_forward = float(np.maximum(worst_forward, ulp_error(
+            forward(*inputs), reference.forward(inputs), _scale(op, tolerance.forward_scale, inputs, params, grad))))
         computed = vjp(grad, *inputs)
         exact = reference.gradients(inputs, grad)
         for value, exact_grad in zip((c for c, i in zip(computed, op.inputs) if i.differentiable), exact):
-            worst = float(np.maximum(worst, ulp_error(value, exact_grad, _scale(op, scale, inputs, params, grad))))
-    return worst
+            worst_grad = float(np.maximum(worst_grad, ulp_error(
+                value, exact_grad, _scale(op, grad_scale, inputs, params, grad))))
+    return worst_forward, worst_grad
 
 
 def finite_at_extremes(op: Op, variant: str, seed: int = 2, *, from_output: bool = False) -> tuple[bool, str]:
