@@ -8,7 +8,7 @@ import pytest
 import sympy as sp
 
 from symdl.catalog import ACTIVATIONS_AND_LOSSES
-from symdl.catalog.spec import Op
+from symdl.catalog.spec import RESULT, Op, OutputForm
 from symdl.proofs.ops import derive
 from symdl.functions import sigmoid
 from symdl.verify.ops import proofs_for, targets
@@ -53,6 +53,16 @@ def test_planted_wrong_subgradient_is_caught() -> None:
     kink = dataclasses.replace(op.formula().kinks[0], subgradient=sp.S.Half)
     wrong = dataclasses.replace(op, formulas={"": dataclasses.replace(op.formula(), kinks=(kink,))})
     assert not all(p.holds for p in derive(wrong).proofs)
+
+
+def test_planted_wrong_second_output_form_is_caught() -> None:
+    """Every gradient from the output is proven, not only the NumPy kernel's: the exports may print any."""
+    op = ACTIVATIONS_AND_LOSSES["sigmoid"]
+    x = op.inputs[0].symbol
+    form = OutputForm({"input": RESULT * sigmoid(x)})  # sigma(x)^2, not sigma(x) sigma(-x)
+    wrong = dataclasses.replace(op, formulas={"": dataclasses.replace(op.formula(), more_from_output=(form,))})
+    failing = [p.claim for p in derive(wrong).proofs if not p.holds]
+    assert failing == ["d/dinput from the output (form 2) = derived"]
 
 
 def test_softmax_cross_checks_textbook_identities() -> None:

@@ -387,6 +387,9 @@ ACTIVATIONS: tuple[Op, ...] = (
                 accuracy="1 - y cancels where y is near 1: the absolute error is about one unit in the last place "
                          "of y, so the relative error grows like e^x for x > 0 and the gradient is 0 once y rounds "
                          "to 1 (x > 17 in float32, x > 37 in float64), as in PyTorch."),
+            # sigma' = sigma(x) sigma(-x): both factors accurate in both tails. A second exp for NumPy, but for
+            # PyTorch one sigmoid call, cheaper than the exp and the division of the form from x.
+            more_from_output=(OutputForm({"input": grouped(RESULT * sigmoid(-x))}),),
         )},
         torch="torch.sigmoid",
     ),
@@ -424,6 +427,9 @@ ACTIVATIONS: tuple[Op, ...] = (
                 accuracy="1 - y^2 cancels where |y| is near 1: the absolute error is about one unit in the last "
                          "place of 1, so the relative error grows like e^{2|x|} and the gradient is 0 once y rounds "
                          "to +-1 (|x| > 9 in float32, |x| > 19 in float64), as in PyTorch."),
+            # 1 + |y| = 2 sigma(2|x|) and 1 - |y| = 2 sigma(-2|x|): tanh' = 2 (1 + |y|) sigma(-2|x|), both factors
+            # accurate in both tails. For PyTorch one sigmoid call, cheaper than the exp and the division from x.
+            more_from_output=(OutputForm({"input": grouped(2 * grouped(1 + sp.Abs(RESULT)) * sigmoid(-2 * sp.Abs(x)))}),),
         )},
         torch="torch.tanh",
     ),

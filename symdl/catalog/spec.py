@@ -259,7 +259,12 @@ class Formula:
             order before the general forms.
         from_output: the gradient from the saved forward output
             (:class:`OutputForm`), or None when recomputing from the input is
-            as cheap.
+            as cheap. The NumPy kernels' ``result=`` path prints it.
+        more_from_output: further gradients from the output, proven as
+            ``from_output`` is, that NumPy would compute more slowly (sigmoid's
+            ``y sigma(-x)`` beside ``y (1 - y)``); an export prints whichever proven
+            form loses no accuracy and costs its framework least
+            (:func:`symdl.export.forms.output_form`).
     """
 
     definition: sp.Expr
@@ -271,11 +276,17 @@ class Formula:
     tolerance: Tolerance | None = None  # None: the op's tolerance
     cases: tuple[Case, ...] = ()
     from_output: OutputForm | None = None
+    more_from_output: tuple[OutputForm, ...] = ()
 
     @property
     def forward(self) -> sp.Expr:
         """The expression the kernel computes."""
         return self.stable if self.stable is not None else self.definition
+
+    @property
+    def output_forms(self) -> tuple[OutputForm, ...]:
+        """Every proven gradient from the output: ``from_output`` first, then ``more_from_output``."""
+        return tuple(f for f in (self.from_output, *self.more_from_output) if f is not None)
 
     def substituted(self, values: dict[sp.Symbol, object]) -> Formula:
         """This formula with parameter values substituted into every form (and its cases)."""
@@ -285,10 +296,13 @@ class Formula:
         def sub(expr: sp.Expr | None) -> sp.Expr | None:
             return None if expr is None else expr.xreplace(values)
 
+        def sub_form(form: OutputForm) -> OutputForm:
+            return replace(form, grads={k: sub(v) for k, v in form.grads.items()})
+
         return replace(self, definition=sub(self.definition), stable=sub(self.stable),
                        grads={k: sub(v) for k, v in self.grads.items()},
-                       from_output=self.from_output and replace(
-                           self.from_output, grads={k: sub(v) for k, v in self.from_output.grads.items()}),
+                       from_output=self.from_output and sub_form(self.from_output),
+                       more_from_output=tuple(sub_form(f) for f in self.more_from_output),
                        cases=tuple(replace(c, when=sub(c.when), stable=sub(c.stable),
                                            grads={k: sub(v) for k, v in c.grads.items()}) for c in self.cases))
 
@@ -301,9 +315,10 @@ class Formula:
         stable = case.stable if case.stable is not None else self.stable
         output = self.from_output and replace(self.from_output, grads={
             k: v.xreplace(fixed) for k, v in {**self.from_output.grads, **case.from_output}.items()})
+        more = tuple(replace(f, grads={k: v.xreplace(fixed) for k, v in f.grads.items()}) for f in self.more_from_output)
         return replace(self, stable=None if stable is None else stable.xreplace(fixed),
                        grads={k: v.xreplace(fixed) for k, v in {**self.grads, **case.grads}.items()}, cases=(),
-                       from_output=output)
+                       from_output=output, more_from_output=more)
 
 
 @dataclass(frozen=True, eq=False)  # identity semantics: entries are singletons, usable as cache keys

@@ -85,10 +85,10 @@ def _printer(op: Op, axis: str = "dim") -> KernelPrinter:
     return KernelPrinter(scalars=scalars, names=names, axis=axis, arrays=arrays)
 
 
-def _gradient_expr(op: Op, formula: Formula, input_name: str, *, from_output: bool = False) -> sp.Expr:
-    """The VJP expression the kernel prints for one input (``from_output``: its output form)."""
+def _gradient_expr(op: Op, formula: Formula, input_name: str, *, output_form: OutputForm | None = None) -> sp.Expr:
+    """The VJP expression the kernel prints for one input (from ``output_form``'s gradients when given)."""
     item = next(i for i in op.inputs if i.name == input_name)
-    grads = formula.from_output.grads if from_output and formula.from_output else formula.grads
+    grads = output_form.grads if output_form is not None else formula.grads
     if input_name in grads:
         closed = grads[input_name]
         return closed if op.traits.over_rows else op.upstream * closed
@@ -243,6 +243,16 @@ def _gradient_cases(case: Case) -> bool:
 
 
 # --------------------------------------------------------------------------- templates
+def _first_input_vjp(op: Op) -> Callable[..., list[str]]:
+    """The lines of a one-input kernel's VJP body for a formula (``from_output``: from its saved output)."""
+    def vjp_body(formula: Formula, from_output: bool = False) -> list[str]:
+        expr = _gradient_expr(op, formula, op.inputs[0].name,
+                              output_form=formula.from_output if from_output else None)
+        return print_assignments({"grad_input": expr}, _printer(op)) + ["return (grad_input,)"]
+
+    return vjp_body
+
+
 def _elementwise(op: Op) -> str:
     x = op.inputs[0].symbol.name
     scalar_args = "".join(f", {p.name}: float" for p in op.symbol_params)
@@ -250,10 +260,7 @@ def _elementwise(op: Op) -> str:
     def forward_body(formula: Formula) -> list[str]:
         return print_assignments({"out": formula.forward}, _printer(op)) + ["return out"]
 
-    def vjp_body(formula: Formula, from_output: bool = False) -> list[str]:
-        expr = _gradient_expr(op, formula, op.inputs[0].name, from_output=from_output)
-        return print_assignments({"grad_input": expr}, _printer(op)) + ["return (grad_input,)"]
-
+    vjp_body = _first_input_vjp(op)
     result_lines = _result_lines(op, lambda formula: vjp_body(formula, from_output=True))
     fwd_helpers, fwd_body = _variant_dispatch(op, _with_cases(op, forward_body, _forward_cases), "",
                                               f"{x}: np.ndarray{scalar_args}", "np.ndarray")
@@ -274,10 +281,7 @@ def _row(op: Op) -> str:
     formula = op.formula()
     checks = _validation(op) + [f"dim = _rt.legacy_softmax_dim({x}.ndim, dim, {op.name!r})"]
     forward = print_assignments({"out": formula.forward}, _printer(op)) + ["return out"]
-    def vjp_body(formula: Formula, from_output: bool = False) -> list[str]:
-        expr = _gradient_expr(op, formula, op.inputs[0].name, from_output=from_output)
-        return print_assignments({"grad_input": expr}, _printer(op)) + ["return (grad_input,)"]
-
+    vjp_body = _first_input_vjp(op)
     result_lines = _result_lines(op, lambda formula: vjp_body(formula, from_output=True))
     grad_check = [f"g = _rt.grad_like(grad, {x}.shape, {op.name!r})"]
     return "\n\n".join([

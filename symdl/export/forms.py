@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import sympy as sp
 
-from symdl.catalog.spec import RESULT, Case, Formula, Op, Param
+from symdl.catalog.spec import RESULT, Case, Formula, Op, OutputForm, Param
 from symdl.codegen.ops import _docstring, _gradient_expr
 from symdl.errors import SymdlError
 from symdl.functions import rowmax, rowsum
@@ -128,27 +128,33 @@ def framework_arrays(op: Op) -> dict:
     return specs
 
 
-def uses_output_form(op: Op, formula: Formula, costs: Mapping[str, float] | None = None) -> bool:
-    """Whether the backward is printed from the saved output (PyTorch's ``result``).
+def output_form(op: Op, formula: Formula, costs: Mapping[str, float] | None = None) -> OutputForm | None:
+    """The gradient form the backward prints from the saved output (PyTorch's ``result``), or None to print
+    it from the input.
 
-    Where the catalog proves a gradient written with the forward's output (:class:`OutputForm`) that
-    loses no accuracy (no ``accuracy`` caveat: softmax, log_softmax, logsigmoid, relu, ...), the backward
-    reads the output instead of recomputing the forward, as PyTorch's derivatives.yaml does. Forms that
-    lose accuracy where the output has rounded (sigmoid's ``y (1 - y)``, tanh's ``1 - y^2``) are not used:
-    the exported gradient stays as accurate as the NumPy kernel's from the input.
+    Candidates are the catalog's proven gradients from the output (:attr:`Formula.output_forms`) that lose no
+    accuracy (no ``accuracy`` caveat: softmax, log_softmax, logsigmoid, relu, sigmoid's ``y sigma(-x)``, ...),
+    so the backward reads the output instead of recomputing the forward, as PyTorch's derivatives.yaml
+    does. Forms that lose accuracy where the output has rounded (sigmoid's ``y (1 - y)``, tanh's ``1 - y^2``)
+    are not used: the exported gradient stays as accurate as the NumPy kernel's from the input.
 
-    With a framework's ``costs`` (:func:`expression_cost`), the output form is used only where it costs no
-    more than the form from the input: both are proven, and the cheaper one is printed.
+    Without ``costs`` the first candidate is printed. With a framework's ``costs`` (:func:`expression_cost`),
+    the cheapest candidate, and only where it costs no more than the form from the input: all are proven,
+    and the cheapest is printed.
     """
-    form = formula.from_output
-    if (op.traits.loss or form is None or form.accuracy
-            or not all(i.name in form.grads for i in op.differentiable_inputs)):
-        return False
-    if costs is None:
-        return True
     names = [i.name for i in op.differentiable_inputs]
-    return (sum(expression_cost(_gradient_expr(op, formula, n, from_output=True), costs) for n in names)
-            <= sum(expression_cost(_gradient_expr(op, formula, n), costs) for n in names))
+    candidates = [form for form in formula.output_forms
+                  if not form.accuracy and all(name in form.grads for name in names)]
+    if op.traits.loss or not candidates:
+        return None
+    if costs is None:
+        return candidates[0]
+
+    def cost(form: OutputForm | None) -> float:
+        return sum(expression_cost(_gradient_expr(op, formula, n, output_form=form), costs) for n in names)
+
+    cheapest = min(candidates, key=cost)  # the first of equals: the catalog's order
+    return cheapest if cost(cheapest) <= cost(None) else None
 
 
 def expression_cost(expr: sp.Expr, costs: Mapping[str, float]) -> float:
@@ -182,15 +188,19 @@ def print_forms(op: Op, formula: Formula, make_printer: Callable[..., FrameworkP
     :func:`symdl.printing.inplace.emit_inplace` into code writing into its own dead temporaries: the same
     operations on the same operands in the same association, so the same values bit for bit; inputs,
     ``g`` and parameters are never written. With ``from_output``, the backward reads the saved output
-    where :func:`uses_output_form` allows, given the framework's function ``costs``
+    in the form :func:`output_form` chooses, given the framework's function ``costs``
     (:attr:`Printed.uses_result`).
     """
     check_exportable(op)
-    from_output = from_output and uses_output_form(op, formula, costs)
-    grads = {f"grad_{i.name}": _gradient_expr(op, formula, i.name, from_output=from_output)
+    form = output_form(op, formula, costs) if from_output else None
+    grads = {f"grad_{i.name}": _gradient_expr(op, formula, i.name, output_form=form)
              for i in op.differentiable_inputs}
     printed = _print(op, {"out": formula.forward}, grads, framework_arrays(op), make_printer, inplace, lower)
-    printed.uses_result = from_output
+    printed.uses_result = form is not None and any(g.has(RESULT) for g in grads.values())
+    if printed.uses_result:
+        printed.doc = ["The backward reads the saved output y (``result``), proven equal to the derived gradient:",
+                       "", *(f"    grad_{name} = {sp.sstr(grads[f'grad_{name}'].xreplace({RESULT: sp.Symbol('y')}))}"
+                             for name in (i.name for i in op.differentiable_inputs))]
     return printed
 
 

@@ -5,7 +5,7 @@ For an op ``name`` the generated module defines
 * ``NameFunction`` (``NameVariantFunction`` per variant): ``forward`` prints the
   stable form, saves the inputs the backward needs (``ctx.save_for_backward``;
   also the output, as ``result``, where the catalog proves an output form of the
-  gradient that loses no accuracy: :func:`symdl.export.forms.uses_output_form`)
+  gradient that loses no accuracy: :func:`symdl.export.forms.output_form`)
   and the scalar parameters on ``ctx``; ``backward`` prints the proven VJP.
   Constants are Python floats, so the dtype and the device of the inputs are
   kept; there is no data-dependent Python control flow, so ``torch.compile``

@@ -117,21 +117,22 @@ def _derive_elementwise(derivation: Derivation, rng: np.random.Generator) -> Non
         derivation.proofs.append(prove_identity(claim, lhs.xreplace({DERIVATIVE: first}), rhs, symbols, points))
     for kink in formula.kinks:
         derivation.proofs.append(_kink_proof(op, formula, derivation.derived[op.inputs[0].name], kink, raw_points))
-    for name, closed in output_gradients(formula).items():
-        claim = f"d/d{name} from the output = derived"
+    for label, name, closed in output_gradients(formula):
+        claim = f"d/d{name} {label} = derived"
         derivation.proofs.append(prove_identity(claim, closed, derivation.derived[name], symbols, points))
         for kink in formula.kinks:
             proof = _kink_proof(op, replace(formula, grads={name: closed}), derivation.derived[name], kink, raw_points)
-            derivation.proofs.append(Proof("from the output: " + proof.claim, proof.method, proof.holds))
+            derivation.proofs.append(Proof(f"{label}: " + proof.claim, proof.method, proof.holds))
     for case in formula.cases:
         _prove_case(derivation, case, rng)
 
 
-def output_gradients(formula: Formula) -> dict[str, sp.Expr]:
-    """The output-form gradients with the forward substituted for the output (what is proven of them)."""
-    if formula.from_output is None:
-        return {}
-    return {name: expr.xreplace({RESULT: formula.forward}) for name, expr in formula.from_output.grads.items()}
+def output_gradients(formula: Formula) -> list[tuple[str, str, sp.Expr]]:
+    """Every output form's gradients (:attr:`Formula.output_forms`) with the forward substituted for the
+    output, what is proven of them: (label for the claims, input name, gradient)."""
+    labels = ["from the output"] + [f"from the output (form {k})" for k in range(2, len(formula.output_forms) + 1)]
+    return [(label, name, expr.xreplace({RESULT: formula.forward}))
+            for label, form in zip(labels, formula.output_forms) for name, expr in form.grads.items()]
 
 
 def _points_where(op: Op, when: sp.Basic, rng: np.random.Generator) -> list[dict[sp.Symbol, float]]:
@@ -257,9 +258,9 @@ def _derive_row(derivation: Derivation, rng: np.random.Generator) -> None:
             derived,
             op, rng,
         ))
-    for name, closed in output_gradients(formula).items():
+    for label, name, closed in output_gradients(formula):
         derivation.proofs.append(_prove_rows(
-            f"VJP d/d{name} from the output = derived",
+            f"VJP d/d{name} {label} = derived",
             [expand_row(_free_shifts(closed), op.row_symbols, n) for n in ROW_SIZES],
             derived_rows[name],
             op, rng,

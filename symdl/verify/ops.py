@@ -72,7 +72,7 @@ def _entry_key(target: tuple[str, str]) -> str:
     """The proof cache's name for one (op, variant): a hash of the prover and of the entry's formulas."""
     op, variant = ACTIVATIONS_AND_LOSSES[target[0]], target[1]
     formula = op.formulas[variant]
-    output = {**(formula.from_output.grads if formula.from_output else {}),
+    output = {**{f"{n} {k}" if n else k: v for n, f in enumerate(formula.output_forms) for k, v in f.grads.items()},
               **{f"{c.when} {k}": v for c in formula.cases for k, v in c.from_output.items()}}
     return cache.source_key(_prover_files(), op.name, variant, sp.srepr(formula.definition), sp.srepr(formula.stable),
                             *(f"{k}={sp.srepr(v)}" for k, v in sorted(formula.grads.items())),
