@@ -38,6 +38,7 @@ from symdl.export.forms import (
 from symdl.export.kinds import (gradient_shape_line, has_gradient, prelude_lines, public_prelude, reduce_lines,
                                 upstream_lines)
 from symdl.export.runtime import JAX_API, runtime_source
+from symdl.printing.framework_printer import helper_sources
 from symdl.printing.jax_printer import JAX_HELPERS, JaxPrinter
 
 #: Runtime helpers of every generated module (beside the printer's), in this framework's names.
@@ -130,5 +131,5 @@ def render(ops: Sequence[Op], command: str = "symdl export --to jax") -> str:
         bodies += [*_public(op), "", ""]
     imports = ["import functools", "", "import jax", "import jax.numpy as jnp",
                "import jax.scipy.special  # noqa: F401 - erf, ndtr, xlogy"]
-    sources = [_RUNTIME, *(JAX_HELPERS[name] for name in sorted(helpers))]
+    sources = [_RUNTIME, *helper_sources(helpers, JAX_HELPERS)]
     return module_source("JAX", imports, ops, command, [op.name for op in ops], sources, bodies)

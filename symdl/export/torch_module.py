@@ -60,6 +60,7 @@ from symdl.export.forms import (
 from symdl.export.kinds import (gradient_shape_line, has_gradient, prelude_lines, public_prelude, reduce_lines,
                                 upstream_lines)
 from symdl.export.runtime import TORCH_API, runtime_source
+from symdl.printing.framework_printer import helper_sources
 from symdl.printing.torch_printer import TORCH_CPU_COSTS, TORCH_HELPERS, TorchInplacePrinter, TorchPrinter, lower_to_torch
 
 #: Runtime helpers of every generated module (beside the printer's), in this framework's names.
@@ -188,5 +189,5 @@ def render(ops: Sequence[Op], command: str = "symdl export --to torch", inplace:
         helpers |= used
     exports = [name for op in ops for name in (op.name, camel(op.name),
                                                 *(_class_name(op, v, f, c) for v, f, c, _ in implementations(op)))]
-    sources = [_RUNTIME, *(TORCH_HELPERS[name] for name in sorted(helpers))]
+    sources = [_RUNTIME, *helper_sources(helpers, TORCH_HELPERS)]
     return module_source("PyTorch", ["import torch"], ops, command, exports, sources, bodies)

@@ -19,6 +19,7 @@ framework only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -57,6 +58,17 @@ class FrameworkNames:
         if name in self.functions:
             return self.functions[name]
         return f"{self.module}.{NUMPY_NAMED[name]}" if name in NUMPY_NAMED else None
+
+
+def helper_sources(names: Iterable[str], helpers: Mapping[str, str]) -> list[str]:
+    """The sources of the helpers ``names`` and of every helper their sources call, in name order."""
+    wanted, pending = set(), set(names)
+    while pending:
+        name = pending.pop()
+        wanted.add(name)
+        pending |= {other for other in helpers
+                    if other not in wanted and re.search(rf"(?<![\w.]){re.escape(other)}\(", helpers[name])}
+    return [helpers[name] for name in sorted(wanted)]
 
 
 #: SymPy functions that NumPy, PyTorch and JAX all name alike: class name -> the name in the namespace.
