@@ -74,7 +74,8 @@ def reduce_lines(op: Op, api: ArrayApi) -> list[str]:
 def upstream_lines(op: Op, api: ArrayApi) -> list[str]:
     """Before the backward's forms: ``g``, the upstream gradient ``grad`` per element of the unreduced ``out``."""
     if op.traits.broadcast_targets:
-        return [_broadcast_shape(op, api), "g = _spread(grad, shape, reduction)"]
+        # g may be 0-d: every input, g included, is its own shape group for the in-place code (forms.framework_arrays)
+        return [_broadcast_shape(op, api), "g = _spread(grad, shape, reduction, broadcast=False)"]
     if op.traits.class_targets:
         first = op.inputs[0].name
         spread = f"_spread(grad, {first}.shape[:dim] + {first}.shape[dim + 1:], reduction, denominator) * keep"

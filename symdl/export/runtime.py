@@ -127,12 +127,15 @@ def _reduce(out, reduction):
     return {xp}.sum(out) if reduction == "sum" else {xp}.mean(out)
 
 
-def _spread(grad, shape, reduction, denominator=None):
-    """The upstream gradient of a reduced loss, per element of the unreduced one."""
+def _spread(grad, shape, reduction, denominator=None, broadcast=True):
+    """The upstream gradient of a reduced loss, per element of the unreduced one (``broadcast=False``:
+    reduced, the one value every element shares, which the arithmetic it enters broadcasts; multiplying
+    by a broadcast view would first write a full tensor of that one value)."""
     if reduction == "none":
         return grad
     count = math.prod(shape) if denominator is None else denominator
-    return {xp}.broadcast_to(grad / count if reduction == "mean" else grad, shape)
+    each = grad / count if reduction == "mean" else grad
+    return {xp}.broadcast_to(each, shape) if broadcast else each
 
 
 def _class_reduce(loss, reduction, denominator):

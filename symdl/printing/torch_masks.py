@@ -186,43 +186,22 @@ class FloatMaskStatements(ast.NodeTransformer):
         if isinstance(node.op, ast.BitAnd):
             return ast.AugAssign(target=node.target, op=ast.Mult(), value=node.value)
         target = ast.Name(id=node.target.id, ctx=ast.Load())
-        return ast.Expr(value=_np("np.maximum", [target, node.value], out=target))
+        return ast.Expr(value=emitter_call("np.maximum", [target, node.value], out=target))
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
-        return _np("np.multiply" if isinstance(node.op, ast.BitAnd) else "np.maximum", [node.left, node.right])
+        return emitter_call("np.multiply" if isinstance(node.op, ast.BitAnd) else "np.maximum", [node.left, node.right])
 
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
-        return _np("np.subtract", [ast.Constant(1), node.operand])
+        return emitter_call("np.subtract", [ast.Constant(1), node.operand])
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         func = dotted_name(node.func)
         if func in _NEGATIONS:
-            return _np("np.subtract", [ast.Constant(1), *node.args], out=_out(node))
-        return _np(_ALGEBRA_CALLS[func], node.args, out=_out(node))
+            return emitter_call("np.subtract", [ast.Constant(1), *node.args], out=_out(node))
+        return emitter_call(_ALGEBRA_CALLS[func], node.args, out=_out(node))
 
 
-def _np(func: str, args: list[ast.expr], out: ast.expr | None = None) -> ast.Call:
+def emitter_call(func: str, args: list[ast.expr], out: ast.expr | None = None) -> ast.Call:
     """The emitter's call ``func(*args[, out=out])``."""
     keywords = [] if out is None else [ast.keyword(arg="out", value=out)]
     return ast.Call(func=ast.parse(func, mode="eval").body, args=args, keywords=keywords)
-
-
-def into_dead_mask(statement: ast.stmt, masks: set[str], read_later: set[str]) -> ast.stmt:
-    """``t = a * m`` for a float mask ``m`` no later statement reads, written into ``m``'s buffer.
-
-    The product is the mask's last use, so its buffer is dead: writing there saves a fresh tensor,
-    which costs more than the multiplication (a fresh 4 MB output 0.38 ms, into a buffer just
-    written 0.12 ms, measured beside the figures above). ``_fits`` checks at run time that the
-    product has the mask's dtype and shape; where not, it gets a tensor of its own as before.
-    """
-    if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
-            and isinstance(statement.value, ast.BinOp) and isinstance(statement.value.op, ast.Mult)):
-        return statement
-    left, right = statement.value.left, statement.value.right
-    mask = right if is_mask(right) else left if is_mask(left) else None
-    if mask is None or mask.id not in masks or mask.id in read_later:
-        return statement
-    other = left if mask is right else right
-    fits = ast.Call(func=ast.Name(id="_fits", ctx=ast.Load()), args=[mask, other], keywords=[])
-    out = ast.IfExp(test=fits, body=ast.Name(id=mask.id, ctx=ast.Load()), orelse=ast.Constant(None))
-    return ast.Assign(targets=statement.targets, value=_np("np.multiply", [left, right], out=out))

@@ -20,6 +20,9 @@ other operand's dtype, exactly). A mask that is only multiplied and added is
 computed as 0.0/1.0 floats instead (:mod:`symdl.printing.torch_masks`, the
 helper ``_mask``), and a select is done on the values' bits (``_select``): this
 build's CPU loops over bool tensors are several times slower than float ones.
+A result the emitter gives a fresh tensor (it cannot prove the shapes: a loss's
+broadcast inputs, a reduced loss's 0-d upstream gradient) goes into a dead
+operand's buffer where ``_fits`` allows at run time (:mod:`symdl.printing.torch_buffers`).
 
 Measured (1e6 elements, one thread, this machine, loaded): forward + backward
 of the plain-form sigmoid export took about 1900 (float32) and 4500 (float64)
@@ -37,7 +40,8 @@ from collections.abc import Iterable
 
 from symdl.printing.framework_printer import FrameworkNames, FrameworkPrinter
 from symdl.printing.inplace import dotted_name
-from symdl.printing.torch_masks import FloatMaskStatements, float_masks, into_dead_mask, is_mask
+from symdl.printing.torch_buffers import into_dead_operand, own_temporaries
+from symdl.printing.torch_masks import FloatMaskStatements, float_masks, is_mask
 
 #: Helpers a generated PyTorch module defines when its code calls them. Those taking ``out=`` compute
 #: the plain form's operations in the same order, only into ``out`` (which may be their argument) or into
@@ -54,8 +58,8 @@ TORCH_HELPERS: dict[str, str] = {
     "_normal_cdf": (
         "def _normal_cdf(x, out=None):\n"
         '    """The standard normal CDF Phi(x) = erfc(-x / sqrt(2)) / 2, accurate in both tails (relative to Phi\n'
-        "    up to the rounding of x / sqrt(2)). torch.special.ndtr computes (1 + erf(x / sqrt(2))) / 2, which\n"
-        '    cancels in the left tail: 2% off at x = -8 and 0 from x = -8.3 on in float64."""\n'
+        "    up to the rounding of x / sqrt(2)). torch.special.ndtr loses its relative accuracy in the left tail\n"
+        '    (torch 2.13 CPU, measured: 2% off at x = -8 and 0 from x = -8.3 on in float64)."""\n'
         "    if out is None:  # the plain form (autograd records it under create_graph)\n"
         "        return 0.5 * torch.erfc(x * -0.7071067811865476)\n"
         "    return torch.mul(x, -0.7071067811865476, out=out).erfc_().mul_(0.5)\n"
@@ -420,6 +424,7 @@ def lower_to_torch(lines: Iterable[str], scalars: Iterable[str] = (),
     statements = [tree.body[0] for tree in code if tree.body]
     masks = float_masks(statements, translator.is_scalar)
     floats = FloatMaskStatements(masks, translator.is_scalar)
+    buffers = masks | own_temporaries(statements)  # dead ones may take a fresh result (torch_buffers)
     read_after: list[set[str]] = [set()]  # read_after[k]: the names statements k, k + 1, ... read
     for statement in reversed(statements):
         read_after.insert(0, read_after[0] | {n.id for n in ast.walk(statement) if isinstance(n, ast.Name)})
@@ -430,7 +435,7 @@ def lower_to_torch(lines: Iterable[str], scalars: Iterable[str] = (),
         if not comment and tree.body:
             position += 1
             statement = floats.rewrite(tree.body[0])
-            tree.body[0] = into_dead_mask(statement, masks, read_after[position])
+            tree.body[0] = into_dead_operand(statement, buffers, read_after[position])
         tree = translator.visit(tree)
         translated = ast.unparse(ast.fix_missing_locations(tree))
         result.append(f"# {translated}" if comment else translated)
