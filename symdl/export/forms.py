@@ -128,7 +128,8 @@ def framework_arrays(op: Op) -> dict:
     return specs
 
 
-def output_form(op: Op, formula: Formula, costs: Mapping[str, float] | None = None) -> OutputForm | None:
+def output_form(op: Op, formula: Formula, costs: Mapping[str, float] | None = None,
+                shared: Mapping[sp.Expr, sp.Symbol] | None = None) -> OutputForm | None:
     """The gradient form the backward prints from the saved output (PyTorch's ``result``), or None to print
     it from the input.
 
@@ -140,7 +141,8 @@ def output_form(op: Op, formula: Formula, costs: Mapping[str, float] | None = No
 
     Without ``costs`` the first candidate is printed. With a framework's ``costs`` (:func:`expression_cost`),
     the cheapest candidate, and only where it costs no more than the form from the input: all are proven,
-    and the cheapest is printed.
+    and the cheapest is printed. ``shared`` are the forward's intermediates the form from the input may read
+    instead of computing them (:func:`_shared_intermediates`): they cost it nothing.
     """
     names = [i.name for i in op.differentiable_inputs]
     candidates = [form for form in formula.output_forms
@@ -151,7 +153,9 @@ def output_form(op: Op, formula: Formula, costs: Mapping[str, float] | None = No
         return candidates[0]
 
     def cost(form: OutputForm | None) -> float:
-        return sum(expression_cost(_gradient_expr(op, formula, n, output_form=form), costs) for n in names)
+        read = shared if form is None and shared else {}
+        return sum(expression_cost(_gradient_expr(op, formula, n, output_form=form).xreplace(read), costs)
+                   for n in names)
 
     cheapest = min(candidates, key=cost)  # the first of equals: the catalog's order
     return cheapest if cost(cheapest) <= cost(None) else None
@@ -192,11 +196,24 @@ def print_forms(op: Op, formula: Formula, make_printer: Callable[..., FrameworkP
     (:attr:`Printed.uses_result`).
     """
     check_exportable(op)
-    form = output_form(op, formula, costs) if from_output else None
+    forward = {"out": formula.forward}
+    # A softmax-like op's in-place backward may read the forward's intermediates instead of computing them
+    # again (log_softmax's exp(x - max x) and its row sum, where it read its output: one full tensor saved either
+    # way). The choice is the same with and without the in-place code, so that its plain form (create_graph, and
+    # the plain module the tests compare with) computes the same form. (Not for the class losses' row forms:
+    # SymPy prints a shared part differently in the two places, x / m in one and x * (1 / m) in the other.)
+    shared = (_shared_intermediates(op, forward, {i.name: _gradient_expr(op, formula, i.name)
+                                                  for i in op.differentiable_inputs}, dict(framework_arrays(op)))
+              if op.kind == "row" else {})
+    form = output_form(op, formula, costs, shared) if from_output else None
     grads = {f"grad_{i.name}": _gradient_expr(op, formula, i.name, output_form=form)
              for i in op.differentiable_inputs}
-    printed = _print(op, {"out": formula.forward}, grads, framework_arrays(op), make_printer, inplace, lower)
+    printed = _print(op, forward, grads, framework_arrays(op), make_printer, inplace, lower,
+                     reuse=bool(shared) and form is None)
     printed.uses_result = form is not None and any(g.has(RESULT) for g in grads.values())
+    if printed.saved:
+        printed.doc = ["The in-place backward reads what the forward computed instead of computing it again:", "",
+                       *(f"    {symbol} = {sp.sstr(expr)}" for expr, symbol in shared.items())]
     if printed.uses_result:
         printed.doc = ["The backward reads the saved output y (``result``), proven equal to the derived gradient:",
                        "", *(f"    grad_{name} = {sp.sstr(grads[f'grad_{name}'].xreplace({RESULT: sp.Symbol('y')}))}"
