@@ -54,6 +54,8 @@ _BASIC: dict[str, tuple[Callable[..., sp.Expr], int | None]] = {
     "Min": (sp.Min, None), "where": (_where, 3),
 }
 _CONSTANTS = {"pi": sp.pi, "e": sp.E}
+#: Names the expression language reads as constants, not symbols.
+CONSTANT_NAMES = frozenset(_CONSTANTS)
 
 
 def _activation(definition: sp.Expr, symbol: sp.Symbol) -> Callable[[sp.Expr], sp.Expr]:

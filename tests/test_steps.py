@@ -21,7 +21,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from sympy.parsing.sympy_parser import parse_expr
 
-from symdl.expr import parse
+from symdl.expr import FUNCTIONS, MAX_LENGTH, ExpressionError, parse
 from symdl.functions import to_textbook
 from symdl.steps import Derivation, Part, Rewrite, derive
 from symdl.steps.rules import ChainRule, PowerRule, steps
@@ -173,6 +173,10 @@ EXPRESSIONS = st.recursive(_ATOMS, _grow, max_leaves=6)
 @given(EXPRESSIONS)
 # SymPy's simplify raised KeyError from solveset on this piecewise condition; a give-up is "not simplified"
 @example("where((x/(2 + sin(x)))**3 > 0.1, (x/(2 + sin(x)))**3, 0.3*(x/(2 + sin(x)))**3)")
+# a 300-character leaky ReLU of a leaky ReLU of one: its derivative's text (2,600) exceeds the parser's length cap
+@example("where(where(where(x > 0.1, x, 0.3*x) > 0.1, where(x > 0.1, x, 0.3*x), 0.3*where(x > 0.1, x, 0.3*x)) > 0.1, "
+         "where(where(x > 0.1, x, 0.3*x) > 0.1, where(x > 0.1, x, 0.3*x), 0.3*where(x > 0.1, x, 0.3*x)), "
+         "0.3*where(where(x > 0.1, x, 0.3*x) > 0.1, where(x > 0.1, x, 0.3*x), 0.3*where(x > 0.1, x, 0.3*x)))")
 def test_random_expression_derives_verifies_and_matches_sympy(text: str) -> None:
     expr = parse(text, ["x", "y"])
     if not expr.has(sp.Symbol("x", real=True)):
@@ -190,7 +194,16 @@ def test_random_expression_derives_verifies_and_matches_sympy(text: str) -> None
     derivation.render("html")
     data = json.loads(derivation.render("json"))
     point = {x: 0.37, y: -0.81}
-    assert abs(_value(parse(data["result"]["d/dx"], ["x", "y"]), point) - _value(result, point)) < 1e-12
+    text = data["result"]["d/dx"]
+    # SymPy reads every text, of any length, with the JSON's symbols and the language's functions
+    local = {name: function for name, (function, _) in FUNCTIONS.items()}
+    local |= {name: sp.Symbol(name, real=True) for name in data["symbols"]}
+    assert abs(_value(parse_expr(text, local_dict=local), point) - _value(result, point)) < 1e-12
+    if len(text) <= MAX_LENGTH:  # symdl's parser, within the caps it sets on every text
+        assert abs(_value(parse(text, ["x", "y"]), point) - _value(result, point)) < 1e-12
+    else:
+        with pytest.raises(ExpressionError, match="characters long"):
+            parse(text, ["x", "y"])
 
 
 # --------------------------------------------------------------------------- API
@@ -233,13 +246,15 @@ def _texts(step: dict) -> list[str]:
 def test_json_contract_and_every_text_parses(target: str) -> None:
     derivation = derive(target)
     data = json.loads(derivation.render("json"))
-    assert set(data) == {"expression", "wrt", "result", "steps", "verified", "latex"}
+    assert set(data) == {"expression", "wrt", "result", "steps", "verified", "latex", "symbols"}
     assert data["verified"] is True and "\\begin{align*}" in data["latex"]
+    local = {name: sp.Symbol(name) for name in data["symbols"]}
     for step in data["steps"]:
         assert {"rule", "expression", "result", "verified", "children"} <= set(step)
         for text in [*_texts(step), *data["result"].values()]:
-            parse(text)  # symdl's parser
-            parse_expr(text)  # and SymPy's
+            ours = parse(text)  # symdl's parser
+            theirs = parse_expr(text, local_dict=local)  # and SymPy's, with the symbols the JSON names
+            assert {s.name for s in ours.free_symbols} == {s.name for s in theirs.free_symbols} <= set(local)
     for key, text in data["result"].items():
         value = derivation.substitute(derivation.result[key])
         parsed = parse(text)

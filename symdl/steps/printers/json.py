@@ -1,20 +1,24 @@
-"""JSON: ``{"expression", "wrt", "result": {name: text}, "steps": [...], "verified", "latex"}``.
+"""JSON: ``{"expression", "wrt", "result": {name: text}, "steps": [...], "verified", "latex", "symbols"}``.
 
 Each step is ``{"rule", "expression", "result", "verified", "method", "children"}`` (a rewrite also
 has ``"reason"``; ``expression`` is what the rule differentiates, or a rewrite's left side). Every
 expression text is symdl's expression language, which symdl's parser and SymPy's ``parse_expr``
 both read; an index-level expression (a sum over k, z_j) is given on its checked instance
-(n = 4, j = 2), where it has a plain form.
+(n = 4, j = 2), where it has a plain form. ``symbols`` names every symbol in the texts: SymPy reads
+them back with ``parse_expr(text, local_dict={n: Symbol(n) for n in data["symbols"]})`` (without it,
+``beta`` and ``gamma`` are SymPy's Beta and Gamma functions).
 """
 
 from __future__ import annotations
 
+import ast
 import json as _json
 from collections.abc import Callable
 from typing import Any
 
 import sympy as sp
 
+from symdl.expr import CONSTANT_NAMES
 from symdl.steps.exprtext import expression_text
 from symdl.steps.printers.latex import body
 from symdl.steps.tree import Derivation, Step, printer
@@ -46,6 +50,25 @@ def _step(derivation: Derivation, step: Step, table: Callable[[sp.Expr], sp.Expr
     return data
 
 
+def _texts(step: dict[str, Any]) -> list[str]:
+    """Every expression text of a step and its children."""
+    own = [step["expression"], step["result"], *([step["wrt"]] if step.get("wrt") else [])]
+    return own + [t for child in step["children"] for t in _texts(child)]
+
+
+def _symbol_names(data: dict[str, Any]) -> list[str]:
+    """The names of every symbol in the texts, sorted: a reader builds SymPy's ``local_dict`` from them,
+    since ``parse_expr`` otherwise reads ``beta``, ``gamma``, ``zeta``, ``N``, ``S`` or ``Q`` as its own
+    functions and objects (``beta*x`` raises a TypeError)."""
+    texts = [data["expression"], *data["wrt"], *data["result"].values(), *(t for s in data["steps"] for t in _texts(s))]
+    names: set[str] = set()
+    for text in dict.fromkeys(texts):  # read as Python syntax: a step's text may exceed the parser's length cap
+        tree = ast.parse(text, mode="eval")
+        called = {id(node.func) for node in ast.walk(tree) if isinstance(node, ast.Call)}
+        names |= {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and id(node) not in called}
+    return sorted(names - CONSTANT_NAMES)
+
+
 def to_data(derivation: Derivation) -> dict[str, Any]:
     """The derivation as JSON-ready data."""
     table = derivation.substitute
@@ -56,9 +79,11 @@ def to_data(derivation: Derivation) -> dict[str, Any]:
         steps.append({"rule": "part", "title": part.title, "expression": _text(derivation.expression, table),
                       "result": _text(part.result, table), "verified": all(e["verified"] for e in entries),
                       "children": entries})
-    return {"expression": _text(derivation.expression, table), "wrt": [_text(v, None) for v in derivation.wrt],
+    data = {"expression": _text(derivation.expression, table), "wrt": [_text(v, None) for v in derivation.wrt],
             "result": {k: _text(v, table) for k, v in derivation.result.items()}, "steps": steps,
             "verified": derivation.verified, "latex": body(derivation)}
+    data["symbols"] = _symbol_names(data)
+    return data
 
 
 @printer("json")
