@@ -24,8 +24,8 @@ SLACK = 0.5
 @pytest.fixture(autouse=True)
 def _frozen_heap() -> object:
     """The rest of the suite's objects moved out of the collector's reach while a limit is timed: a full
-    collection of a long test run's heap, charged to the attempt's thread, took the limit's whole slack
-    (1.15 s of CPU time against 0.5 + 0.5, at 83% of a full run; 0.51 s run alone)."""
+    collection of a long test run's heap is charged to the attempt's thread and cannot be interrupted (a full
+    local run measured 1.15 s of CPU time against 0.5 + 0.5 at 83% of the suite; 0.51 s run alone)."""
     gc.collect()
     gc.freeze()
     yield
