@@ -312,6 +312,23 @@ def test_a_long_derivation_breaks_across_pages_and_a_wide_one_is_scaled(tmp_path
     assert max(overfull, default=0.0) < 2.0, overfull
 
 
+@pytest.mark.skipif(TEX is None or shutil.which("pdftotext") is None,
+                    reason="TeX or pdftotext not installed (apt-get install texlive-latex-base latexmk poppler-utils)")
+def test_comparisons_and_bars_in_prose_read_as_written_in_the_pdf(tmp_path: Path) -> None:
+    """The default (OT1) text font sets ``>`` as an inverted question mark, ``<`` as an inverted exclamation
+    mark and ``|`` as a dash ("the integral runs over z ¿ 0" in the calculus handout): the escape writes
+    them as text commands, and the PDF's own text reads as written."""
+    from symdl.handouts.render.latex import _preamble, escape
+
+    sentence = "the integral runs over z > 0, where p < 1 and |x| = 2"
+    tex = tmp_path / "prose.tex"
+    tex.write_text(_preamble("Prose") + "\\begin{document}\n" + escape(sentence) + "\n\\end{document}\n",
+                   encoding="utf-8")
+    compiled = compile_pdf(tex)
+    text = subprocess.run(["pdftotext", str(compiled.pdf), "-"], capture_output=True, text=True, check=True).stdout
+    assert sentence in " ".join(text.split()), text
+
+
 def test_pdf_without_tex_says_how_to_install_it(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from symdl.handouts.output import TexMissingError
 

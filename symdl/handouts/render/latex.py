@@ -10,6 +10,7 @@ import textwrap
 
 from symdl.handouts.model import Code, Equation, Exercise, Figure, Handout, Prose, Table
 from symdl.handouts.render.walk import BlockRenderer, RenderState, rendered_sections
+from symdl.steps.printers.latex import escape_text
 
 #: Non-ASCII characters prose may use, and their LaTeX.
 UNICODE: dict[str, str] = {
@@ -24,13 +25,9 @@ UNICODE: dict[str, str] = {
     "⊤": r"\ensuremath{^\top}", "—": "---", "–": "--", "’": "'", "“": "``", "”": "''"
 }
 
-_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
 def escape(text: str) -> str:
-    """Plain text as LaTeX."""
-    return "".join(_SPECIAL.get(c, c) for c in text)
+    """Plain text as LaTeX (the step printers' escape, :func:`symdl.steps.printers.latex.escape_text`)."""
+    return escape_text(text)
 
 
 def _preamble(title: str) -> str:

@@ -64,12 +64,17 @@ def expr_latex(expr: sp.Basic) -> str:
     return StepLatexPrinter({}).doprint(expr)
 
 
+#: LaTeX's ten special characters, and the three that the default (OT1) text font sets as other glyphs
+#: (``x > 0`` printed as "x ¿ 0", ``<`` as "¡", ``|`` as an em dash), as text-mode commands.
+_TEXT_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                 "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                 "<": r"\textless{}", ">": r"\textgreater{}", "|": r"\textbar{}"}
+
+
 def escape_text(text: str) -> str:
-    """``text`` safe in LaTeX's text mode: its ten special characters as commands (the step, graph and matrix
-    printers' one escape)."""
-    table = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-             "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-    return "".join(table.get(c, c) for c in text)
+    """``text`` safe in LaTeX's text mode (:data:`_TEXT_ESCAPES`): the step, graph, matrix and handout printers'
+    one escape."""
+    return "".join(_TEXT_ESCAPES.get(c, c) for c in text)
 
 
 def sentence_latex(segments: tuple[Segment, ...]) -> str:
