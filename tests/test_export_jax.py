@@ -68,28 +68,35 @@ def test_values_and_gradients_within_the_stated_ulp_bounds_of_mpmath(exported: M
     function = getattr(exported, name)
 
     def implementation(params: dict[str, object]):
-        # jitted: a few compilations per batch shape instead of one per primitive called eagerly
-        compiled = jax.jit(lambda *a: function(*a, **params))
+        # one jitted function computes the value and the VJP: one compilation per batch shape, where called
+        # eagerly every primitive compiles on its own
         wanted = [k for k, item in enumerate(op.inputs) if item.differentiable]
 
+        def of(*inputs: jax.Array) -> jax.Array:
+            return function(*inputs, **params)
+
         @jax.jit
-        def pulled(grad: jax.Array, *inputs: jax.Array) -> list[jax.Array]:
+        def value_and_vjp(grad: jax.Array, *inputs: jax.Array) -> tuple[jax.Array, list[jax.Array | None]]:
             floats = [k for k in wanted if jnp.issubdtype(inputs[k].dtype, jnp.floating)]  # not class indices
 
             def of_wanted(*values: jax.Array) -> jax.Array:
                 full = list(inputs)
                 for k, value in zip(floats, values):
                     full[k] = value
-                return function(*full, **params)
+                return of(*full)
 
-            grads = jax.vjp(of_wanted, *(inputs[k] for k in floats))[1](grad)
-            return [grads[floats.index(k)] if k in floats else None for k in range(len(inputs))]
+            out, pullback = jax.vjp(of_wanted, *(inputs[k] for k in floats))
+            grads = pullback(grad)
+            return out, [grads[floats.index(k)] if k in floats else None for k in range(len(inputs))]
 
         def forward(*inputs: np.ndarray) -> np.ndarray:
-            return np.asarray(compiled(*(jnp.asarray(a) for a in inputs)))
+            arrays = [jnp.asarray(a) for a in inputs]
+            shape = jax.eval_shape(of, *arrays)  # traced, not compiled
+            return np.asarray(value_and_vjp(jnp.zeros(shape.shape, shape.dtype), *arrays)[0])
 
         def vjp(grad: np.ndarray, *inputs: np.ndarray) -> list[np.ndarray | None]:
-            return [None if g is None else np.asarray(g) for g in pulled(jnp.asarray(grad), *map(jnp.asarray, inputs))]
+            grads = value_and_vjp(jnp.asarray(grad), *(jnp.asarray(a) for a in inputs))[1]
+            return [None if g is None else np.asarray(g) for g in grads]
         return forward, vjp
 
     forward_error, grad_error = implementation_ulps(op, variant, implementation, dtype, seed=3)
