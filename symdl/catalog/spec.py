@@ -9,6 +9,7 @@ them lists ops by hand.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -234,6 +235,10 @@ class OutputForm:
     grad_ulp: float = 4.0
     accuracy: str = ""
 
+    def mapped(self, change: Callable[[sp.Expr], sp.Expr], extra: dict[str, sp.Expr] | None = None) -> OutputForm:
+        """This form with ``change`` applied to each gradient (``extra`` gradients first replacing its own)."""
+        return replace(self, grads={k: change(v) for k, v in {**self.grads, **(extra or {})}.items()})
+
 
 @dataclass(frozen=True, eq=False)  # identity semantics: entries are singletons, usable as cache keys
 class Formula:
@@ -296,13 +301,10 @@ class Formula:
         def sub(expr: sp.Expr | None) -> sp.Expr | None:
             return None if expr is None else expr.xreplace(values)
 
-        def sub_form(form: OutputForm) -> OutputForm:
-            return replace(form, grads={k: sub(v) for k, v in form.grads.items()})
-
         return replace(self, definition=sub(self.definition), stable=sub(self.stable),
                        grads={k: sub(v) for k, v in self.grads.items()},
-                       from_output=self.from_output and sub_form(self.from_output),
-                       more_from_output=tuple(sub_form(f) for f in self.more_from_output),
+                       from_output=self.from_output and self.from_output.mapped(sub),
+                       more_from_output=tuple(f.mapped(sub) for f in self.more_from_output),
                        cases=tuple(replace(c, when=sub(c.when), stable=sub(c.stable),
                                            grads={k: sub(v) for k, v in c.grads.items()}) for c in self.cases))
 
@@ -313,12 +315,13 @@ class Formula:
         """
         fixed = {case.when.lhs: case.when.rhs} if isinstance(case.when, sp.Eq) and case.when.lhs.is_Symbol else {}
         stable = case.stable if case.stable is not None else self.stable
-        output = self.from_output and replace(self.from_output, grads={
-            k: v.xreplace(fixed) for k, v in {**self.from_output.grads, **case.from_output}.items()})
-        more = tuple(replace(f, grads={k: v.xreplace(fixed) for k, v in f.grads.items()}) for f in self.more_from_output)
-        return replace(self, stable=None if stable is None else stable.xreplace(fixed),
-                       grads={k: v.xreplace(fixed) for k, v in {**self.grads, **case.grads}.items()}, cases=(),
-                       from_output=output, more_from_output=more)
+        def fix(expr: sp.Expr) -> sp.Expr:
+            return expr.xreplace(fixed)
+
+        return replace(self, stable=None if stable is None else fix(stable),
+                       grads={k: fix(v) for k, v in {**self.grads, **case.grads}.items()}, cases=(),
+                       from_output=self.from_output and self.from_output.mapped(fix, case.from_output),
+                       more_from_output=tuple(f.mapped(fix) for f in self.more_from_output))
 
 
 @dataclass(frozen=True, eq=False)  # identity semantics: entries are singletons, usable as cache keys

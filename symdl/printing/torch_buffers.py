@@ -33,7 +33,6 @@ _TEMPORARY = re.compile(r"t\d+")
 
 def own_temporaries(statements: Iterable[ast.stmt]) -> set[str]:
     """The emitter's temporaries (``t0``, ``t1``, ...) no other name can reach (see the module docstring)."""
-    statements = list(statements)
     seen, shared = set(), set()
     for statement in statements:
         parents = {child: node for node in ast.walk(statement) for child in ast.iter_child_nodes(node)}
