@@ -98,6 +98,47 @@ def test_sympy_expression_and_kinks() -> None:
     assert any(p.claim.startswith("subgradient at 0") and p.holds for p in op.proofs)
 
 
+
+@pytest.mark.parametrize(("definition", "kinks", "catalog"), [
+    ("max(x, 0)", {0: 0}, "relu"),
+    ("min(max(x, -1), 1)", {-1: 0, 1: 0}, "hardtanh"),
+    ("min(max(x, 0), 6)", {0: 0, 6: 0}, "relu6"),
+    ("max(x, 0.01 * x)", {0: 0.01}, "leaky_relu"),
+], ids=["relu", "hardtanh", "relu6", "leaky_relu"])
+def test_max_and_min_take_the_declared_subgradient_at_their_ties(definition: str, kinks: dict, catalog: str) -> None:
+    # SymPy differentiates max(x, 0) to Heaviside(x), which is 1/2 at 0 and which no kernel prints; the step's
+    # value at the tie is chosen to give the declared subgradient. The catalog's kernels (PyTorch's subgradients,
+    # verified against torch.nn.functional) are the reference, at the kinks and away from them.
+    op = define_op(f"my_{catalog}", definition, kinks=kinks)
+    x = np.array([-7.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, 6.0, 8.0])
+    g = np.linspace(0.5, 2.0, x.size)
+    np.testing.assert_array_equal(op(x), getattr(kernels, catalog)(x))
+    np.testing.assert_allclose(op.vjp(g, x)[0], getattr(kernels, f"{catalog}_vjp")(g, x)[0], rtol=1e-15, atol=0)
+    assert all(p.holds for p in op.proofs if p.claim.startswith("subgradient"))
+
+
+def test_a_tie_takes_either_side_and_nothing_else() -> None:
+    right = define_op("relu_right", "max(x, 0)", kinks={0: 1})
+    np.testing.assert_array_equal(right.vjp(np.ones(3), np.array([-1.0, 0.0, 1.0]))[0], [0.0, 1.0, 1.0])
+    both = define_op("upper", "max(x, x**2)", kinks={0: 0, 1: 2})  # x**2's side at 0 and at 1
+    np.testing.assert_array_equal(both.vjp(np.ones(5), np.array([-1.0, 0.0, 0.5, 1.0, 2.0]))[0],
+                                  [-2.0, 0.0, 1.0, 2.0, 4.0])
+    assert both.gradcheck(np.array([-1.5, 0.25, 0.75, 3.0])).passed
+    half = define_op("half", "max(x, 0)", kinks={0: sp.Rational(1, 2)})  # torch.maximum's split at a tie
+    np.testing.assert_array_equal(half.vjp(np.ones(3), np.array([-1.0, 0.0, 1.0]))[0], [0.0, 0.5, 1.0])
+    with pytest.raises(DefinitionError, match="outside: not differentiable where claimed: subgradient at 0 = 2"):
+        define_op("outside", "max(x, 0)", kinks={0: 2})  # neither side, nor between them
+
+
+def test_hinge_loss_from_max_has_both_gradients() -> None:
+    hinge = define_op("my_hinge", "max(0, 1 - x * y)", inputs=("x", "y"), kind="loss", kinks={"1/y": 0})
+    x = np.array([-1.0, 0.5, 1.0, 2.0])
+    y = np.array([1.0, 1.0, 1.0, -1.0])
+    gx, gy = hinge.vjp(np.ones(4), x, y, reduction="none")
+    np.testing.assert_array_equal(gx, [-1.0, -1.0, 0.0, 1.0])  # -y where 1 - x y > 0, and 0 at the tie x y = 1
+    np.testing.assert_array_equal(gy, [1.0, -0.5, 0.0, -2.0])
+    assert hinge.gradcheck(np.array([0.3, -2.0]), np.array([1.0, -1.0])).passed
+
 def test_loss_reductions() -> None:
     loss = define_op("my_mse", "(input - target)**2", inputs=("input", "target"), kind="loss")
     assert loss.op.family == "loss" and loss.op.param("reduction").default == "mean"

@@ -115,6 +115,40 @@ def test_torch_extremes_finite_where_the_naive_form_overflows(torch_module: Modu
     torch.testing.assert_close(out, torch.softmax(x.detach(), dim=1))
 
 
+
+#: Ops written with max and min, each with PyTorch's value at its ties: the built-in that has them.
+_TIE_OPS = {
+    "max_hardtanh": (("min(max(x, -1), 1)", {-1: 0, 1: 0}), "torch.nn.functional.hardtanh"),
+    "max_relu6": (("min(max(x, 0), 6)", {0: 0, 6: 0}), "torch.nn.functional.relu6"),
+    "max_split": (("max(x, 0)", {0: "1/2"}), "torch.maximum"),  # an even split at the tie
+}
+
+
+@pytest.fixture(scope="module")
+def tie_ops() -> dict[str, UserOp]:
+    return {name: define_op(name, definition, kinks=kinks) for name, ((definition, kinks), _) in _TIE_OPS.items()}
+
+
+@pytest.mark.parametrize("name", list(_TIE_OPS))
+def test_max_and_min_ops_export_pytorchs_values_at_their_ties(tie_ops: dict[str, UserOp], name: str,
+                                                              tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    path = tmp_path / f"{name}_torch.py"
+    path.write_text(export_source([tie_ops[name]], "torch"))
+    function = getattr(_load(path, f"{name}_torch"), name)
+    builtin = {"torch.nn.functional.hardtanh": torch.nn.functional.hardtanh,
+               "torch.nn.functional.relu6": torch.nn.functional.relu6,
+               "torch.maximum": lambda x: torch.maximum(x, torch.zeros_like(x))}[_TIE_OPS[name][1]]
+    for dtype in (torch.float32, torch.float64):
+        x = torch.tensor([-7.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, 6.0, 8.0], dtype=dtype, requires_grad=True)
+        upstream = torch.linspace(0.5, 2.0, x.numel(), dtype=dtype)
+        (grad,) = torch.autograd.grad(function(x), x, upstream)
+        copy = x.detach().clone().requires_grad_(True)
+        (expected,) = torch.autograd.grad(builtin(copy), copy, upstream)
+        assert grad.dtype == dtype
+        torch.testing.assert_close(grad, expected, rtol=0, atol=0)
+        np.testing.assert_array_equal(grad.numpy(), tie_ops[name].vjp(upstream.numpy(), x.detach().numpy())[0])
+
 # --------------------------------------------------------------------------- JAX
 @pytest.fixture(scope="module")
 def jax_module(user_ops: dict[str, UserOp], tmp_path_factory: pytest.TempPathFactory) -> ModuleType:

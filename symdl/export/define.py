@@ -13,7 +13,9 @@ is checked before any code is generated; a broken one raises
 * every function has a NumPy translation (and so a PyTorch and a JAX one);
 * every point where the definition is not differentiable (``|u|``, ``max``,
   ``min``, a piecewise boundary) is declared in ``kinks=`` with the subgradient
-  to use there, and the kernel's gradient there is that subgradient (proven);
+  to use there, and the kernel's gradient there is that subgradient (proven;
+  a ``max``/``min``'s step takes the value at its tie that gives it:
+  :func:`_steps_at_ties`);
 * the stable form, if given, is proven equal to the definition and is finite
   (float32 and float64) at the input's extremes;
 * every closed form given is proven equal to the derived gradient.
@@ -25,13 +27,14 @@ the definition uses ``rowsum``, a stable form may use ``rowmax``) and ``loss``
 
 from __future__ import annotations
 
+import itertools
 import keyword
 import linecache
 import math
 import re
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -364,7 +367,55 @@ def build_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",), p
             row_symbols=(x, upstream) if kind == "row" else (), upstream=upstream, tolerance=promised)
     if stable_expr is not None:
         _finite_at_extremes(op, stable_expr, "stable form")
-    return op
+    return _steps_at_ties(op) if kind != "row" else op
+
+
+#: A step H(u) of a ``max``/``min``'s derivative, by its value at the tie u = 0: one side ([u > 0]), the other
+#: ([u >= 0]), or halfway (torch.maximum's and torch.minimum's backward split the gradient evenly at a tie).
+_AT_TIES: dict[sp.Rational, Callable[[sp.Expr], sp.Expr]] = {
+    sp.S.Zero: lambda u: indicator(u > 0),
+    sp.S.One: lambda u: indicator(u >= 0),
+    # a Piecewise, not [u > 0] + [u = 0] / 2: NumPy adds two boolean masks as a logical or, and a scaled mask
+    # would be float64 whatever the input's dtype
+    sp.S.Half: lambda u: sp.Piecewise((1, u > 0), (sp.S.Half, sp.Eq(u, 0)), (0, True)),
+}
+
+#: The most steps whose tie values are searched together (3**3 assignments, each checked exactly at 8 points).
+_SEARCHED_STEPS = 3
+
+
+def _steps_at_ties(op: Op) -> Op:
+    """``op`` with the Heaviside steps that SymPy's derivative of a ``max`` or ``min`` leaves (d/dx max(x, 0) =
+    H(x), with SymPy's H(0) = 1/2, which no kernel printer translates) made indicators (:data:`_AT_TIES`), so
+    that the gradient at every declared kink is the subgradient declared there: max(x, 0) with ``kinks={0: 0}``
+    gets [x > 0] (PyTorch's relu), with ``{0: 1}`` [x >= 0], with ``{0: 1/2}`` torch.maximum's even split. The
+    first assignment that gives every kink's subgradient is taken ([u > 0] everywhere when none does: the kink
+    proof then names the kink). The gradients become closed forms, proven equal to the derived ones away from
+    the kinks like any other.
+    """
+    from symdl.proofs.ops import _kink_proof, _sample_values
+
+    formula = op.formula()
+    derived = {i.name: sp.diff(formula.forward, i.symbol) for i in op.differentiable_inputs
+               if i.name not in formula.grads}
+    steps = sorted(set().union(*(d.atoms(sp.Heaviside) for d in derived.values())), key=sp.default_sort_key)
+    if not steps:
+        return op
+    first = derived.get(op.inputs[0].name, sp.S.Zero)  # the kinks are the first input's
+    searched = [step for step in steps if first.has(step)][:_SEARCHED_STEPS]
+    points = _sample_values(op, np.random.default_rng(0), 8)
+
+    def lowered(at_ties: Mapping[sp.Basic, int]) -> Formula:
+        table = {step: _AT_TIES[at_ties.get(step, sp.S.Zero)](step.args[0]) for step in steps}
+        return replace(formula, grads={**formula.grads, **{name: d.xreplace(table) for name, d in derived.items()}})
+
+    for values in itertools.product(_AT_TIES, repeat=len(searched)):
+        candidate = lowered(dict(zip(searched, values)))
+        if all(_kink_proof(op, candidate, first, kink, points).holds for kink in formula.kinks):
+            break
+    else:
+        candidate = lowered({})
+    return replace(op, formulas={"": candidate})
 
 
 def _check_derivation(op: Op) -> Any:
@@ -510,7 +561,8 @@ def define_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",),
         params: keyword parameters with defaults, ``{"alpha": 1.0}`` or ``{"alpha": (1.0, (0.5, 2))}`` (a
             sample range for the proofs).
         domain: ``(low, high)`` or ``(low, high, extremes)`` for every input, or a dict by input name.
-        kinks: ``{at: subgradient}``: every point where the definition is not differentiable.
+        kinks: ``{at: subgradient}``: every point where the definition is not differentiable (a ``max``'s or
+            ``min``'s tie takes one side's slope, the other's or their mean, as declared).
         stable: an equal expression that stays finite where the definition overflows (proven equal).
         grads: closed-form gradients by input name (VJPs with ``g`` for row ops), proven equal to the derived.
         kind: ``"elementwise"``, ``"row"`` (softmax-like over ``dim``) or ``"loss"`` (then ``reduction``).
