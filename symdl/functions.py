@@ -351,7 +351,10 @@ def fold_piecewise(expr: sp.Expr) -> sp.Expr:
         return expr  # untouched: rebuilding would re-evaluate deliberately unevaluated products
     if isinstance(expr, (rowsum, rowmax)):
         return expr.func(fold_piecewise(expr.args[0]))
-    rebuilt = expr.func(*(fold_piecewise(a) for a in expr.args))
+    if isinstance(expr, sp.Piecewise):  # its pairs' expressions (sympy.piecewise_fold refuses a bare pair)
+        rebuilt = sp.Piecewise(*((fold_piecewise(e), c) for e, c in expr.args))
+    else:
+        rebuilt = expr.func(*(fold_piecewise(a) for a in expr.args))
     hidden = {r: sp.Dummy(f"row{i}") for i, r in enumerate(
         sorted(rebuilt.atoms(rowsum, rowmax), key=sp.default_sort_key))}
     folded = sp.piecewise_fold(rebuilt.xreplace(hidden))

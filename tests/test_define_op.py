@@ -117,6 +117,15 @@ def test_max_and_min_take_the_declared_subgradient_at_their_ties(definition: str
     assert all(p.holds for p in op.proofs if p.claim.startswith("subgradient"))
 
 
+
+def test_nested_where_matches_the_catalog_softshrink() -> None:
+    # a where inside a where's branch (sympy.piecewise_fold refuses the bare pair it was handed: a TypeError)
+    op = define_op("my_softshrink", "where(x > 0.5, x - 0.5, where(x < -0.5, x + 0.5, 0))", kinks={0.5: 0, -0.5: 0})
+    x = np.array([-4.0, -0.5, -0.2, 0.0, 0.5, 1.0])
+    g = np.linspace(0.5, 2.0, x.size)
+    np.testing.assert_array_equal(op(x), kernels.softshrink(x))
+    np.testing.assert_array_equal(op.vjp(g, x)[0], kernels.softshrink_vjp(g, x)[0])
+
 def test_a_tie_takes_either_side_and_nothing_else() -> None:
     right = define_op("relu_right", "max(x, 0)", kinks={0: 1})
     np.testing.assert_array_equal(right.vjp(np.ones(3), np.array([-1.0, 0.0, 1.0]))[0], [0.0, 1.0, 1.0])
