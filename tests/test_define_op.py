@@ -148,6 +148,13 @@ def test_hinge_loss_from_max_has_both_gradients() -> None:
     np.testing.assert_array_equal(gy, [1.0, -0.5, 0.0, -2.0])
     assert hinge.gradcheck(np.array([0.3, -2.0]), np.array([1.0, -1.0])).passed
 
+
+def test_a_domain_where_the_definition_is_real() -> None:
+    log = define_op("my_log", "log(x)", domain=(0.1, 5.0))
+    x = np.array([0.25, 1.0, 4.0])
+    np.testing.assert_allclose(log.vjp(np.ones(3), x)[0], 1 / x, rtol=1e-15)
+    assert log.verify().passed
+
 def test_loss_reductions() -> None:
     loss = define_op("my_mse", "(input - target)**2", inputs=("input", "target"), kind="loss")
     assert loss.op.family == "loss" and loss.op.param("reduction").default == "mean"
@@ -188,6 +195,10 @@ BAD_DEFINITIONS = [
     (dict(name="undeclared", definition="alpha * x"),
      "undeclared: 'alpha' in the definition is neither an input nor a parameter with a default"),
     (dict(name="wavy", definition="sin(x)"), "wavy: unsupported function sin in the definition"),
+    (dict(name="complex_log", definition="max(log(x), 2 * x)"),
+     r"complex_log: the definition is not real and finite at x = -\d.*\(x in \[-6, 6\]\); pass domain="),
+    (dict(name="complex_loss", definition="sqrt(input) * target", inputs=("input", "target"), kind="loss"),
+     r"complex_loss: the definition is not real and finite at input = -.*or \{input: \(low, high\)\}"),
     (dict(name="overflowing", definition="log(1 + exp(x))", stable="log(1 + exp(x))"),
      "overflowing: the stable form is not finite at the extremes"),
     (dict(name="not_equal", definition="log(1 + exp(x))", stable="softplus(x) + 1"),

@@ -82,3 +82,18 @@ def test_numeric_identity_does_not_prove_what_evaluates_to_nan() -> None:
     x = sp.Symbol("x", real=True)
     assert numeric_identity(sp.nan, x, [x], [(0.5,), (2.0,)]) == math.inf
     assert numeric_identity(x + 1, 1 + x, [x], [(0.5,), (2.0,)]) == 0.0
+
+
+def test_numeric_identity_does_not_prove_what_is_complex() -> None:
+    """At x < 0, log(x) is complex: equal complex sides prove nothing of real kernels, and a max of one raises
+    inside mpmath; both are 'not proven' (infinite error), never an exception."""
+    import math
+
+    import sympy as sp
+
+    from symdl.proofs.proof import numeric_identity
+
+    x = sp.Symbol("x", real=True)
+    assert numeric_identity(sp.log(x), sp.log(x), [x], [(-2.0,)]) == math.inf
+    assert numeric_identity(sp.Max(sp.log(x), x), sp.Max(sp.log(x), x), [x], [(0.5,), (-2.0,)]) == math.inf
+    assert numeric_identity(sp.log(x), sp.log(x), [x], [(2.0,)]) == 0.0

@@ -11,6 +11,8 @@ is checked before any code is generated; a broken one raises
 * every input appears in the definition; every other name is a parameter with a
   (real) default;
 * every function has a NumPy translation (and so a PyTorch and a JAX one);
+* the definition is real and finite on the inputs' domains (``log(x)`` needs
+  ``domain=`` with ``x > 0``);
 * every point where the definition is not differentiable (``|u|``, ``max``,
   ``min``, a piecewise boundary) is declared in ``kinks=`` with the subgradient
   to use there, and the kernel's gradient there is that subgradient (proven;
@@ -37,6 +39,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import mpmath
 import numpy as np
 import sympy as sp
 
@@ -298,6 +301,34 @@ def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
             raise DefinitionError(f"{op.name}: the {what} is not finite at x = {bad[0]!r} ({np.dtype(dtype).name})")
 
 
+
+#: How many points of the inputs' domains a definition is evaluated at before anything is proven.
+_REAL_POINTS = 16
+
+
+def _real_on_domain(op: Op, expr: sp.Expr, what: str) -> None:
+    """``expr`` is real and finite at points drawn from the inputs' (and parameters') domains, evaluated by mpmath
+    as the proofs evaluate it: log(x) or sqrt(x) on the default domain (-6, 6) is complex for x < 0, which no
+    kernel computes and no proof can compare (the domain is then the user's to narrow)."""
+    from symdl.functions import to_textbook
+    from symdl.proofs.ops import _sample_values, _symbols_of
+
+    symbols = _symbols_of(op)
+    function = sp.lambdify(symbols, to_textbook(expr), modules="mpmath")
+    for point in _sample_values(op, np.random.default_rng(0), _REAL_POINTS):
+        try:
+            value = function(*(mpmath.mpf(point[s]) for s in symbols))
+            real = isinstance(value, (int, float, mpmath.mpf)) and mpmath.isfinite(value)
+        except (TypeError, ValueError, ZeroDivisionError, OverflowError):  # max/min or a where of a complex value
+            real = False
+        if not real:
+            at = ", ".join(f"{s} = {point[s]:.4g}" for s in symbols if s in expr.free_symbols)
+            domains = ", ".join(f"{i.name} in [{i.domain.low:g}, {i.domain.high:g}]" for i in op.inputs)
+            per_input = " or {input: (low, high)}" if len(op.inputs) > 1 else ""
+            raise DefinitionError(f"{op.name}: the {what} is not real and finite at {at} ({domains}); pass "
+                                  f"domain=(low, high){per_input} where it is")
+
+
 # --------------------------------------------------------------------------- the op
 def build_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",), params: object = None,
              domain: object = None, kinks: object = (), stable: object = None,
@@ -365,6 +396,8 @@ def build_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",), p
     op = Op(name=name, family=family, kind=KINDS[kind], summary=summary or f"User-defined op {name}",
             inputs=op_inputs, params=tuple(param_list), formulas={"": formula},
             row_symbols=(x, upstream) if kind == "row" else (), upstream=upstream, tolerance=promised)
+    if kind != "row":  # (a row op's definition reads whole rows: its proofs expand it on explicit rows)
+        _real_on_domain(op, expr, "definition")
     if stable_expr is not None:
         _finite_at_extremes(op, stable_expr, "stable form")
     return _steps_at_ties(op) if kind != "row" else op

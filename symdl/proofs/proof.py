@@ -136,7 +136,12 @@ def numeric_identity(
     with mpmath.workdps(PROOF_DIGITS + 10):
         for point in points:
             args = [mpmath.mpf(v) for v in point]
-            a, b = f(*args), h(*args)
+            try:
+                a, b = f(*args), h(*args)
+            except (TypeError, ValueError, ZeroDivisionError):  # e.g. a max of a complex value: no identity
+                return math.inf
+            if any(isinstance(v, mpmath.mpc) and v.imag for v in (a, b)):  # complex where the kernels are real
+                return math.inf
             if mpmath.isnan(a) or mpmath.isnan(b):  # max() would drop a NaN and call the identity proven
                 return math.inf
             scale = max(abs(a), abs(b), mpmath.mpf(1))
