@@ -38,6 +38,7 @@ def user_ops() -> dict[str, UserOp]:
                                  stable="exp(x - rowmax(x)) / rowsum(exp(x - rowmax(x)))"),
         "pseudo_huber": define_op("pseudo_huber", "delta**2 * (sqrt(1 + ((input - target) / delta)**2) - 1)",
                                   inputs=("input", "target"), params={"delta": 1.0}, kind="loss"),
+        "snake": define_op("snake", "x + sin(alpha * x)**2 / alpha", params={"alpha": (1.0, (0.5, 2.0))}),
     }
 
 
@@ -59,10 +60,11 @@ def _torch_references():
         "row_softmax": (lambda x, dim=None: torch.exp(x) / torch.exp(x).sum(dim, keepdim=True), {"dim": 1}),
         "pseudo_huber": (lambda a, b, delta=1.0, reduction="mean":
                          (delta**2 * (torch.sqrt(1 + ((a - b) / delta) ** 2) - 1)).mean(), {"delta": 0.6}),
+        "snake": (lambda x, alpha=1.0: x + torch.sin(alpha * x) ** 2 / alpha, {"alpha": 0.7}),
     }
 
 
-@pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber"])
+@pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake"])
 def test_torch_gradcheck_and_values(torch_module: ModuleType, user_ops: dict[str, UserOp], name: str) -> None:
     import torch
 
@@ -149,6 +151,7 @@ def test_max_and_min_ops_export_pytorchs_values_at_their_ties(tie_ops: dict[str,
         torch.testing.assert_close(grad, expected, rtol=0, atol=0)
         np.testing.assert_array_equal(grad.numpy(), tie_ops[name].vjp(upstream.numpy(), x.detach().numpy())[0])
 
+
 # --------------------------------------------------------------------------- JAX
 @pytest.fixture(scope="module")
 def jax_module(user_ops: dict[str, UserOp], tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
@@ -160,7 +163,7 @@ def jax_module(user_ops: dict[str, UserOp], tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.mark.jax
-@pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber"])
+@pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake"])
 def test_jax_check_grads_jit_vmap(jax_module: ModuleType, user_ops: dict[str, UserOp], name: str) -> None:
     import jax
     import jax.numpy as jnp

@@ -39,6 +39,9 @@ ARRAY_FUNCTIONS: dict[str, str] = {
     "log": "np.log",
     "tanh": "np.tanh",
     "cosh": "np.cosh",
+    "sinh": "np.sinh",
+    "sin": "np.sin",  # periodic activations (SIREN, snake): NumPy's, PyTorch's and JAX's within an ulp
+    "cos": "np.cos",
     "log1p": "np.log1p",
     "expm1": "np.expm1",
     "Abs": "np.abs",
@@ -60,6 +63,9 @@ SCALAR_FUNCTIONS: dict[str, str] = {
     "log": "math.log",
     "tanh": "math.tanh",
     "cosh": "math.cosh",
+    "sinh": "math.sinh",
+    "sin": "math.sin",
+    "cos": "math.cos",
     "log1p": "math.log1p",
     "expm1": "math.expm1",
     "Abs": "abs",
@@ -164,6 +170,7 @@ class KernelPrinter(PythonCodePrinter):
         return f"{table[name]}({', '.join(self._print(a) for a in expr.args)})"
 
     _print_exp = _print_log = _print_tanh = _print_cosh = _print_Abs = _print_sign = _print_Function
+    _print_sinh = _print_sin = _print_cos = _print_Function
     _print_erf = _print_erfc = _print_log1p = _print_expm1 = _print_Function
     _print_clamped_log = _print_clamped_log1p = _print_Function
 
