@@ -48,6 +48,11 @@ __all__ = [
 ]
 
 
+def _raised(latex: str, exp: str | None) -> str:
+    """``latex`` to the power ``exp``: SymPy's LaTeX printer hands a function's power to its ``_latex`` as ``exp``."""
+    return latex if exp is None else rf"\left({latex}\right)^{{{exp}}}"
+
+
 class _StableUnary(sp.Function):
     """A stable primitive of one argument, known exactly at 0, evaluated through its textbook form.
 
@@ -69,8 +74,9 @@ class _StableUnary(sp.Function):
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return self.rewrite(self._textbook)._eval_evalf(prec)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"{self._latex_name}\left({printer._print(self.args[0])}\right)"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        name = self._latex_name if exp is None else rf"{self._latex_name}^{{{exp}}}"  # sigma^{2}(x), as SymPy's sin
+        return rf"{name}\left({printer._print(self.args[0])}\right)"
 
 
 class sigmoid(_StableUnary):  # noqa: N801 - SymPy function names are lowercase
@@ -137,10 +143,10 @@ class x_normal_cdf(_StableUnary):  # noqa: N801
         """``x * normal_cdf(x)``."""
         return self.args[0] * normal_cdf(self.args[0])
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
         x = self.args[0]
         factor = printer.parenthesize(x, sp.printing.precedence.PRECEDENCE["Mul"])
-        return rf"{factor} {self._latex_name}\left({printer._print(x)}\right)"
+        return _raised(rf"{factor} {self._latex_name}\left({printer._print(x)}\right)", exp)
 
     def _symdl_numpy(self, printer: sp.printing.printer.Printer) -> str:
         return f"_rt.x_normal_cdf({printer._print(self.args[0])})"
@@ -171,9 +177,9 @@ class quotient_at_zero(sp.Function):  # noqa: N801
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return to_textbook(self)._eval_evalf(prec)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
         n, x = (printer._print(a) for a in self.args[:2])
-        return rf"\frac{{{n}}}{{{x}}}"
+        return _raised(rf"\frac{{{n}}}{{{x}}}", exp)
 
 
 class xlogy(sp.Function):  # noqa: N801
@@ -191,9 +197,10 @@ class xlogy(sp.Function):  # noqa: N801
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return self.rewrite(sp.log)._eval_evalf(prec)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        x, y = (printer._print(a) for a in self.args)
-        return rf"{x} \log {y}"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        # x log(y): each factor parenthesised as a product's (x log x + 1 read as (x log x) + 1)
+        x, y = (printer.parenthesize(a, sp.printing.precedence.PRECEDENCE["Mul"]) for a in self.args)
+        return _raised(rf"{x} \log {y}", exp)
 
 
 class _ClampedLogarithm(sp.Function):
@@ -219,9 +226,9 @@ class _ClampedLogarithm(sp.Function):
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return to_textbook(self)._eval_evalf(prec)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
         u, floor = (printer._print(a) for a in self.args)
-        return rf"\max\left({self._latex_log.format(u=u)}, {floor}\right)"
+        return _raised(rf"\max\left({self._latex_log.format(u=u)}, {floor}\right)", exp)
 
 
 class clamped_log(_ClampedLogarithm):  # noqa: N801
@@ -255,8 +262,8 @@ class indicator(sp.Function):  # noqa: N801
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return to_textbook(self)._eval_evalf(prec)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\left[{printer._print(self.args[0])}\right]"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        return _raised(rf"\left[{printer._print(self.args[0])}\right]", exp)
 
 
 class rowsum(sp.Function):  # noqa: N801
@@ -270,8 +277,8 @@ class rowsum(sp.Function):  # noqa: N801
             return e * NUM_CLASSES
         return None
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\sum_j {printer.parenthesize(self.args[0], 1000)}_j"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        return _raised(rf"\sum_j {printer.parenthesize(self.args[0], 1000)}_j", exp)
 
 
 class rowmax(sp.Function):  # noqa: N801
@@ -283,8 +290,8 @@ class rowmax(sp.Function):  # noqa: N801
     def eval(cls, e: sp.Expr) -> sp.Expr | None:
         return e if e.is_number else None
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\max_j {printer.parenthesize(self.args[0], 1000)}_j"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        return _raised(rf"\max_j {printer.parenthesize(self.args[0], 1000)}_j", exp)
 
 
 class Grouped(sp.UnevaluatedExpr):

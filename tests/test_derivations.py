@@ -127,6 +127,20 @@ def test_an_unevaluated_power_raised_to_a_power_prints_one_superscript_each() ->
     assert "}^{2}" not in latex(ACTIVATIONS_AND_LOSSES["tanh"].formula().grads["input"]).replace(r"\right)^{2}", "")
 
 
+
+def test_a_power_of_a_stable_primitive_prints_like_sympys_functions() -> None:
+    """SymPy hands a function's power to its _latex as exp=...; symdl's primitives refused the keyword (a
+    TypeError for define_op("...", "softplus(x)**2"), whose docstring prints the definition)."""
+    from symdl.functions import indicator, normal_cdf, rowsum, sigmoid, softplus, xlogy
+
+    x = sp.Symbol("x", real=True)
+    assert latex(sigmoid(x) ** 2) == r"\sigma^{2}\left(x\right)"  # as SymPy prints sin(x)**2: \sin^{2}
+    assert sp.latex(softplus(x) ** 3) == r"\operatorname{softplus}^{3}\left(x\right)"
+    assert sp.latex(normal_cdf(x) ** 2) == r"\Phi^{2}\left(x\right)"
+    assert sp.latex(xlogy(x + 1, x + 2) ** 2) == r"\left(\left(x + 1\right) \log \left(x + 2\right)\right)^{2}"
+    assert sp.latex(indicator(x > 0) ** 2) == r"\left(\left[x > 0\right]\right)^{2}"
+    assert sp.latex(rowsum(x) ** 2).endswith(r"\right)^{2}")
+
 @pytest.mark.parametrize(("name", "printed"), [
     ("negative_slope", r"\mathrm{negative\_slope}"),  # SymPy: negative_{slope}, a product of letters
     ("margin", r"\mathrm{margin}"),
