@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import mpmath
@@ -44,19 +45,24 @@ def test_elementwise_entry_is_a_catalog_op_with_proofs(swish: UserOp) -> None:
     assert sp.simplify((derived - expected).rewrite(sp.exp)) == 0
 
 
-def test_forward_and_vjp_match_mpmath(swish: UserOp) -> None:
-    x = np.array([-30.0, -2.5, -0.1, 0.0, 0.7, 3.0, 40.0])
-    beta = 1.3
-    out = swish(x, beta=beta)
-    (grad,) = swish.vjp(np.ones_like(x), x, beta=beta)
+def _kernel_values(op: UserOp, x: np.ndarray, **params: float) -> Iterator[tuple[mpmath.mpf, float, float]]:
+    """Each point as a 50-digit mpmath number, with the op's forward and gradient there (the reference is
+    computed in the loop's body, still at 50 digits)."""
+    out = op(x, **params)
+    (grad,) = op.vjp(np.ones_like(x), x, **params)
     with mpmath.workdps(50):
         for xi, yi, gi in zip(x, out, grad):
-            xm = mpmath.mpf(float(xi))
-            s = 1 / (1 + mpmath.exp(-beta * xm))
-            # beta * x is rounded before exp: exp's condition number |beta x| scales that one rounding
-            rel = 4 * 2.0**-53 * (1 + abs(beta * float(xi)))
-            assert float(xm * s) == pytest.approx(yi, rel=rel, abs=1e-300)
-            assert float(s + beta * xm * s * (1 - s)) == pytest.approx(gi, rel=4 * rel, abs=1e-300)
+            yield mpmath.mpf(float(xi)), float(yi), float(gi)
+
+
+def test_forward_and_vjp_match_mpmath(swish: UserOp) -> None:
+    beta = 1.3
+    for xm, y, grad in _kernel_values(swish, np.array([-30.0, -2.5, -0.1, 0.0, 0.7, 3.0, 40.0]), beta=beta):
+        s = 1 / (1 + mpmath.exp(-beta * xm))
+        # beta * x is rounded before exp: exp's condition number |beta x| scales that one rounding
+        rel = 4 * 2.0**-53 * (1 + abs(beta * float(xm)))
+        assert float(xm * s) == pytest.approx(y, rel=rel, abs=1e-300)
+        assert float(s + beta * xm * s * (1 - s)) == pytest.approx(grad, rel=4 * rel, abs=1e-300)
 
 
 def test_stays_finite_and_keeps_float32(swish: UserOp) -> None:
@@ -161,15 +167,11 @@ def test_periodic_activation_with_sin() -> None:
     snake = define_op("snake", "x + sin(alpha * x)**2 / alpha", params={"alpha": (1.0, (0.5, 2.0))})
     x = np.array([-20.0, -2.5, -0.1, 0.0, 0.7, 3.0, 40.0])
     alpha = 0.7
-    out = snake(x, alpha=alpha)
-    (grad,) = snake.vjp(np.ones_like(x), x, alpha=alpha)
-    with mpmath.workdps(50):
-        for xi, yi, gi in zip(x, out, grad):
-            xm = mpmath.mpf(float(xi))
-            # alpha x is rounded before sin: an absolute error of about ulp(alpha x) in each term
-            error = 8 * 2.0**-53 * (1 + abs(alpha * float(xi)))
-            assert abs(float(xm + mpmath.sin(alpha * xm) ** 2 / alpha) - yi) <= error * max(1.0, abs(float(xi)))
-            assert abs(float(1 + mpmath.sin(2 * alpha * xm)) - gi) <= error
+    for xm, y, grad in _kernel_values(snake, x, alpha=alpha):
+        # alpha x is rounded before sin: an absolute error of about ulp(alpha x) in each term
+        error = 8 * 2.0**-53 * (1 + abs(alpha * float(xm)))
+        assert abs(float(xm + mpmath.sin(alpha * xm) ** 2 / alpha) - y) <= error * max(1.0, abs(float(xm)))
+        assert abs(float(1 + mpmath.sin(2 * alpha * xm)) - grad) <= error
     assert snake(x.astype(np.float32)).dtype == np.float32
     assert snake.gradcheck(np.array([-1.3, 0.2, 2.9]), alpha=1.7).passed
 
