@@ -118,6 +118,41 @@ def test_torch_extremes_finite_where_the_naive_form_overflows(torch_module: Modu
 
 
 
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_primitives_of_parameters_alone_are_python_floats(framework: str, tmp_path: Path) -> None:
+    """sigmoid(a) of a parameter a is a Python float: torch.sigmoid refuses one (a TypeError in the exported
+    module), so the module computes it with its own stable float helpers, checked here against mpmath, in the
+    tails too (each primitive in an op of its own, so that no other term hides its error)."""
+    import mpmath
+    import sympy as sp
+
+    from symdl.functions import normal_cdf, sigmoid, softplus, xlogy
+
+    module = pytest.importorskip(framework)
+    if framework == "jax":
+        module.config.update("jax_enable_x64", True)
+    x_, a_ = sp.symbols("x a")  # bound to the ops' symbols by name; xlogy only as SymPy (the parser has no xlogy)
+    cases = {  # name: (the op's factor of x, the same in mpmath)
+        "p_sigmoid": (sigmoid(a_), lambda a: 1 / (1 + mpmath.exp(-a))),
+        "p_softplus": (softplus(a_), lambda a: mpmath.log1p(mpmath.exp(a))),
+        "p_normal_cdf": (normal_cdf(a_), mpmath.ncdf),
+        "p_xlogy": (xlogy(a_**2, a_**2 + 1), lambda a: a**2 * mpmath.log(a**2 + 1)),
+    }
+    ops = [define_op(name, x_ * factor, params={"a": -1.5}) for name, (factor, _) in cases.items()]
+    path = tmp_path / f"of_params_{framework}.py"
+    path.write_text(export_source(ops, framework))
+    exported = _load(path, f"of_params_{framework}")
+    x = np.array([1.0, -2.0])
+    tensor = module.tensor(x) if framework == "torch" else module.numpy.asarray(x)
+    for name, (_, exact) in cases.items():
+        for a in (-30.0, 2.5):
+            with mpmath.workdps(50):
+                expected = x * float(exact(mpmath.mpf(a)))
+            # a's rounding inside (a / sqrt 2 for the normal CDF) is amplified by the condition number, ~a^2
+            np.testing.assert_allclose(np.asarray(getattr(exported, name)(tensor, a=a)), expected,
+                                       rtol=4e-16 * (1 + a * a), err_msg=f"{name} at a = {a}")
+
 #: Ops written with max and min, each with PyTorch's value at its ties: the built-in that has them.
 _TIE_OPS = {
     "max_hardtanh": (("min(max(x, -1), 1)", {-1: 0, 1: 0}), "torch.nn.functional.hardtanh"),

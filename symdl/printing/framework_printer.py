@@ -161,4 +161,28 @@ class FrameworkPrinter(KernelPrinter):
 #: Functions of scalar parameters only: Python's math module, whatever the framework (the NumPy kernels'
 #: and the trigonometric functions user ops may call).
 _SCALAR: dict[str, str] = {
-    **SCALAR_FUNCTIONS, **{name: f"math.{name}" for name in ("sin", "cos", "tan", "sinh", "asinh", "atan")}}
+    **SCALAR_FUNCTIONS, **{name: f"math.{name}" for name in ("sin", "cos", "tan", "sinh", "asinh", "atan")},
+    "sigmoid": "_sigmoid_float", "softplus": "_softplus_float", "normal_cdf": "_normal_cdf_float",
+    "xlogy": "_xlogy_float"}
+
+#: The stable primitives of Python floats (a function of parameters only, such as sigmoid(beta)): the frameworks'
+#: own take tensors. Every framework's helper table includes these.
+SCALAR_HELPERS: dict[str, str] = {
+    "_sigmoid_float": (
+        "def _sigmoid_float(x):\n"
+        '    """sigma(x) = 1 / (1 + e^-x) of a Python float, by e = e^-|x| (no overflow for either sign)."""\n'
+        "    e = math.exp(-abs(x))\n"
+        "    return 1 / (1 + e) if x >= 0 else e / (1 + e)\n"),
+    "_softplus_float": (
+        "def _softplus_float(x):\n"
+        '    """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|) of a Python float."""\n'
+        "    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))\n"),
+    "_normal_cdf_float": (
+        "def _normal_cdf_float(x):\n"
+        '    """Phi(x) = erfc(-x / sqrt(2)) / 2 of a Python float, accurate in both tails."""\n'
+        "    return 0.5 * math.erfc(-x / math.sqrt(2))\n"),
+    "_xlogy_float": (
+        "def _xlogy_float(x, y):\n"
+        '    """x log(y) of Python floats, 0 where x = 0 (as torch.xlogy and jax.scipy.special.xlogy)."""\n'
+        "    return 0.0 if x == 0 else x * math.log(y)\n"),
+}

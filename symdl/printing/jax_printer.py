@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from symdl.printing.framework_printer import FrameworkNames, FrameworkPrinter
+from symdl.printing.framework_printer import SCALAR_HELPERS, FrameworkNames, FrameworkPrinter
 
 #: Helpers a generated JAX module defines when its code calls them.
 JAX_HELPERS: dict[str, str] = {
@@ -50,6 +50,7 @@ JAX_HELPERS: dict[str, str] = {
         "    near = jnp.abs(x) < jnp.finfo(x.dtype).eps / 8\n"
         "    return jnp.where(near, limit + slope * x, n / jnp.where(near, 1, x))\n"
     ),
+    **SCALAR_HELPERS,
 }
 
 JAX_NAMES = FrameworkNames(

@@ -38,7 +38,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
-from symdl.printing.framework_printer import FrameworkNames, FrameworkPrinter
+from symdl.printing.framework_printer import SCALAR_HELPERS, FrameworkNames, FrameworkPrinter
 from symdl.printing.inplace import dotted_name
 from symdl.printing.torch_buffers import into_dead_operand, own_temporaries
 from symdl.printing.torch_masks import FloatMaskStatements, float_masks, is_mask
@@ -180,6 +180,7 @@ TORCH_HELPERS: dict[str, str] = {
         '    """A fresh copy of a tensor; a Python float as it is."""\n'
         "    return x.clone() if torch.is_tensor(x) else x\n"
     ),
+    **SCALAR_HELPERS,
 }
 
 TORCH_NAMES = FrameworkNames(
