@@ -164,7 +164,11 @@ def test_a_domain_where_the_definition_is_real() -> None:
 
 def test_periodic_activation_with_sin() -> None:
     # snake (Ziyin et al. 2020): x + sin(alpha x)^2 / alpha, d/dx = 1 + sin(2 alpha x)
-    snake = define_op("snake", "x + sin(alpha * x)**2 / alpha", params={"alpha": (1.0, (0.5, 2.0))})
+    # the gradient's zeros (sin(2 alpha x) = -1) are a cancellation no form avoids: its error is stated on the
+    # scale of the terms combined, as the catalog states tanhshrink's
+    snake = define_op("snake", "x + sin(alpha * x)**2 / alpha", params={"alpha": (1.0, (0.5, 2.0))},
+                      tolerance={"grad_scale": "1 + abs(alpha * x)", "forward_scale": "1 + abs(x)"})
+    assert snake.verify().passed
     x = np.array([-20.0, -2.5, -0.1, 0.0, 0.7, 3.0, 40.0])
     alpha = 0.7
     for xm, y, grad in _kernel_values(snake, x, alpha=alpha):

@@ -294,8 +294,9 @@ def test_terminal_text_is_styled_with_rich() -> None:
 
 def test_terminal_text_wraps_with_hanging_indents() -> None:
     """On a terminal the CLI wraps each long line at its spaces to the console's width, continuation rows
-    four columns past the line's own indent (the terminal's wrap would start them at column 0): no word
-    lost or reordered, verification marks whole and still green."""
+    past the line's own indent (the terminal's wrap would start them at column 0): a formula's eight columns,
+    deeper than its justification at four, and a justification's one, under its text: no word lost or
+    reordered, verification marks whole and still green."""
     from symdl.steps.printers.text import rich_text, text
 
     derivation = derive("softplus")
@@ -310,7 +311,7 @@ def test_terminal_text_wraps_with_hanging_indents() -> None:
         assert line.startswith(rows[position]), (line, rows[position])
         words, position = rows[position].split(), position + 1
         while len(words) < len(line.split()):
-            assert depth(rows[position]) == depth(line) + 4, rows[position]
+            assert depth(rows[position]) == depth(line) + (1 if line.lstrip().startswith("(") else 8), rows[position]
             words, position = words + rows[position].split(), position + 1
         assert words == line.split()
         long_lines += len(line) > width

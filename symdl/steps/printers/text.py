@@ -73,11 +73,19 @@ _VERIFIED = r"\[verified \([a-z]+\)\]"
 _NO_BREAK = "\u00a0"  # textwrap breaks at ASCII whitespace only
 
 
+def continuation_indent(line: str) -> str:
+    """The indent of a wrapped ``line``'s continuation rows: a justification's ("(chain rule ...") one column
+    past its parenthesis; a formula's eight columns past its own indent, deeper than its justification's
+    four, so that a formula's second row is never read as the rule that justifies it."""
+    indent = line[:len(line) - len(line.lstrip(" "))]
+    return indent + (" " if line.lstrip(" ").startswith("(") else " " * 8)
+
+
 def wrapped(plain: str, width: int) -> str:
-    """``plain`` for a terminal ``width`` columns wide: a longer line is broken at its spaces and each
-    continuation row indented four columns past the line's own indent, so the steps' nesting stays
-    readable (the terminal's own wrap starts every row at column 0). A word longer than a row (a formula
-    without spaces) stays whole; verification marks are never split."""
+    """``plain`` for a terminal ``width`` columns wide: a longer line is broken at its spaces and its
+    continuation rows indented past the line's own indent (:func:`continuation_indent`), so the steps'
+    nesting stays readable (the terminal's own wrap starts every row at column 0). A word longer than a row
+    (a formula without spaces) stays whole; verification marks are never split."""
     rows = []
     for line in plain.split("\n"):
         if len(line) <= width:
@@ -85,7 +93,7 @@ def wrapped(plain: str, width: int) -> str:
             continue
         indent = line[:len(line) - len(line.lstrip(" "))]
         kept = re.sub(_VERIFIED, lambda m: m.group().replace(" ", _NO_BREAK), line.strip())
-        pieces = textwrap.wrap(kept, width=width, initial_indent=indent, subsequent_indent=indent + "    ",
+        pieces = textwrap.wrap(kept, width=width, initial_indent=indent, subsequent_indent=continuation_indent(line),
                                break_long_words=False, break_on_hyphens=False)
         rows += [piece.replace(_NO_BREAK, " ") for piece in pieces]
     return "\n".join(rows)
