@@ -50,6 +50,9 @@ def test_output_file_and_softmax_regression(tmp_path):
     (["sum(X)", "--shape", "X"], "must read NAME=SIZES"),
     (["trace(X)", "--shape", "X=n,d"], "square matrix"),
     (["sum(X)", "--shape", "X=n,d", "--wrt", "Y"], "not a declared variable"),
+    (["sum(X @ w)", "--shape", "X=n,d", "--shape", "w=d", "--shape", "A=d,d", "--wrt", "A"],
+     "--wrt A: sum(X @ w) does not read it (it reads X, w)"),  # a silent zero gradient: likely a typo
+    (["sum(X @ v)", "--shape", "X=n,d"], "(--shape v= for a scalar)"),
     (["sum(X)", "--shape", "X=n,d", "--assume", "X > 0"], "not understood"),
     (["sum(X)" + "+1" * 1000, "--shape", "X=n,d"], "limit"),
     (["W @ x", "--shape", "W=m,n", "--shape", "x=n", "--wrt", "W", "--jacobian"], "tensor"),
@@ -66,6 +69,16 @@ def test_bad_input_one_line_exit_2(argv, message, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("symdl: error:") and message in err
 
+
+
+def test_the_default_variables_are_those_the_expression_reads(capsys):
+    # shapes declared once for several expressions: the unused ones get no zero gradient and no note
+    shapes = ["--shape", "X=n,d", "--shape", "A=d,d", "--shape", "w=d", "--shape", "B=d,d"]
+    assert main(["derive", "w @ A @ w", *shapes, "--format", "json"]) == 0
+    derivation = json.loads(capsys.readouterr().out)
+    assert list(derivation["result"]) == ["A", "w"]
+    notes = " ".join(derivation["notes"])
+    assert "A is treated as unconstrained (its d^2 entries independent)" in notes and "B is" not in notes
 
 # ----------------------------------------------------------------------------------------------- hypothesis
 VECTORS = st.recursive(st.sampled_from(["x", "v"]), lambda inner: st.one_of(

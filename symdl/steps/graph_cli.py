@@ -74,14 +74,20 @@ def _graph(args: argparse.Namespace) -> int:
 
 
 def _matrix(args: argparse.Namespace) -> int:
-    from symdl.steps.matrix import derive_matrix, parse_shapes
+    from symdl.steps.matrix import derive_matrix, parse_matrix, parse_shapes
+    from symdl.steps.matrix.engine import read_names
 
     if args.at:
         raise UsageError("--at applies to --graph only")
     if getattr(args, "stationary", False) and args.jacobian:
         raise UsageError("--stationary applies to gradients, not to --jacobian")
     shapes = parse_shapes(args.shape)
-    wrt = [w.strip() for w in args.wrt.split(",") if w.strip()] if args.wrt else list(shapes)
+    wrt = [w.strip() for w in args.wrt.split(",") if w.strip()] if args.wrt else None  # None: the names it reads
+    read = read_names(parse_matrix(args.target, shapes))
+    unread = [w for w in wrt or () if w in shapes and w not in read]
+    if unread:  # a declared variable the expression does not read: its gradient is a silent 0, more likely a typo
+        raise UsageError(f"--wrt {', '.join(unread)}: {args.target[:60]} does not read it (it reads "
+                         f"{', '.join(sorted(read))})")
     derivation = derive_matrix(args.target, wrt, shapes, assume=args.assume or (), jacobian=args.jacobian,
                                stationary=getattr(args, "stationary", False))
     from symdl.steps.matrix.printers import renderables

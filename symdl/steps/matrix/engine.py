@@ -295,14 +295,20 @@ def _bounded(node: n.Node) -> None:
         stack.extend(stack.pop().args)
 
 
-def derive_matrix(text: str, wrt: str | Iterable[str], shapes: Mapping[str, object] | Iterable[str],
+def read_names(expr: n.Node) -> set[str]:
+    """The declared variables ``expr`` reads."""
+    return {node.name for node in expr.walk() if isinstance(node, n.Var)}
+
+
+def derive_matrix(text: str, wrt: str | Iterable[str] | None, shapes: Mapping[str, object] | Iterable[str],
                   assume: Iterable[str] = (), jacobian: bool = False, seed: int = 0,
                   stationary: bool = False) -> MatrixDerivation:
     """Derive ``d text / d wrt`` in steps and verify it.
 
     Args:
         text: the expression, e.g. ``"norm(X @ w - y)**2"``.
-        wrt: the variable(s), e.g. ``"w"`` or ``["W", "b"]``.
+        wrt: the variable(s), e.g. ``"w"`` or ``["W", "b"]``; None: every declared variable the expression reads
+            (a name declared and unused has no gradient worth a line).
         shapes: ``{"X": "n,d", "w": "d"}`` or ``["X=n,d", "w=d"]``; sizes are integers or names.
         assume: assumptions, each ``"sum(y) = 1"`` (y is a probability vector) or ``"symmetric(A)"``.
         jacobian: for a vector expression, derive its Jacobian (numerator layout) instead of refusing.
@@ -314,7 +320,8 @@ def derive_matrix(text: str, wrt: str | Iterable[str], shapes: Mapping[str, obje
     """
     declared = parse_shapes(shapes if isinstance(shapes, Mapping) else list(shapes))
     expr = parse_matrix(text, declared)
-    names = [wrt] if isinstance(wrt, str) else list(wrt)
+    names = [name for name in declared if name in read_names(expr)] if wrt is None else \
+        [wrt] if isinstance(wrt, str) else list(wrt)
     if not names:
         raise MatrixError("name a variable to differentiate with respect to (--wrt)")
     simplex, symmetric = _assumptions(assume, declared)
@@ -408,7 +415,8 @@ def _symmetric_note(derivation: MatrixDerivation) -> None:
               and derivation.shapes[w][0] == derivation.shapes[w][1]]
     for w in square:
         derivation.notes.append(
-            f"{w} is treated as unconstrained (its n^2 entries independent). If {w} is constrained symmetric, "
+            f"{w} is treated as unconstrained (its {derivation.shapes[w][0]}^2 entries independent). "
+            f"If {w} is constrained symmetric, "
             f"the gradient on the symmetric matrices is G + G.T - diag(diag(G)) for the G above "
             f"(e.g. d log det S / dS = 2 inv(S) - diag(diag(inv(S))) entrywise).")
 

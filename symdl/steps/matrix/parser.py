@@ -64,7 +64,7 @@ class _Builder:
             raise MatrixSyntaxError(f"{node.id!r} is a function; call it, as {node.id}(...) {column(node)}")
         declared = ", ".join(sorted(self.shapes)) or "none"
         raise UndeclaredNameError(f"name {node.id!r} has no declared shape (declared: {declared}); "
-                                  f"declare it, e.g. --shape {node.id}=n,d")
+                                  f"declare it, e.g. --shape {node.id}=n,d (--shape {node.id}= for a scalar)")
 
     def _UnaryOp(self, node: ast.UnaryOp) -> n.Node:  # noqa: N802
         operand = self.build(node.operand)
