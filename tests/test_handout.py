@@ -106,7 +106,7 @@ def test_kl_between_gaussians_is_derived_with_every_step_verified(handouts: dict
     assert keys.index("kl.log_ratio") < keys.index("kl.second_moment") < keys.index("kl.gaussians")
     assert formulas["kl.log_ratio"].method.startswith("symbolic")
     assert "symbolic (SymPy integrate)" in formulas["kl.second_moment"].method
-    assert r"\sigma_{1}^{2} + \left(- m + \mu_{1}\right)^{2}" in formulas["kl.second_moment"].latex
+    assert r"\sigma_{1}^{2} + \left(\mu_{1} - m\right)^{2}" in formulas["kl.second_moment"].latex
     assert "quadrature" in formulas["kl.gaussians"].method
 
 

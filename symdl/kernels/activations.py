@@ -1655,8 +1655,8 @@ def softshrink(input: ArrayLike, *, lambd: float = 0.5) -> np.ndarray:
 
     .. math::
 
-        y = \begin{cases} - \lambda + x & \text{for}\: \lambda < x \\\lambda + x & \text{for}\: \lambda
-        < - x \\0 & \text{otherwise} \end{cases}
+        y = \begin{cases} x - \lambda & \text{for}\: \lambda < x \\\lambda + x & \text{for}\: \lambda <
+        - x \\0 & \text{otherwise} \end{cases}
 
     Stable form:
 

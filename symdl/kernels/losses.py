@@ -181,7 +181,7 @@ def smooth_l1_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mea
     .. math::
 
         \ell = \begin{cases} \frac{\left(x - y\right)^{2}}{2 \beta} & \text{for}\: \beta > \left|{x -
-        y}\right| \\- \frac{\beta}{2} + \left|{x - y}\right| & \text{otherwise} \end{cases}
+        y}\right| \\\left|{x - y}\right| - \frac{\beta}{2} & \text{otherwise} \end{cases}
 
     Stable form:
 
@@ -261,7 +261,7 @@ def huber_loss(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', 
     .. math::
 
         \ell = \begin{cases} \frac{\left(x - y\right)^{2}}{2} & \text{for}\: \delta > \left|{x -
-        y}\right| \\\delta \left(- \frac{\delta}{2} + \left|{x - y}\right|\right) & \text{otherwise}
+        y}\right| \\\delta \left(\left|{x - y}\right| - \frac{\delta}{2}\right) & \text{otherwise}
         \end{cases}
 
     Stable form:
@@ -469,7 +469,7 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
 
     .. math::
 
-        \ell = \mathrm{weight} \left(x \left(- y + \left[x > 0\right]\right) + y
+        \ell = \mathrm{weight} \left(x \left(\left[x > 0\right] - y\right) + y
         \left(\mathrm{pos\_weight} - 1\right) \operatorname{softplus}\left(- x\right) +
         \operatorname{log1p}{\left(e^{- \left|{x}\right|} \right)}\right)
 
@@ -477,10 +477,10 @@ def binary_cross_entropy_with_logits(input: ArrayLike, target: ArrayLike, *, wei
 
     .. math::
 
-        \frac{\partial \ell}{\partial x} = \mathrm{weight} \left(- \mathrm{pos\_weight} y + \left(y
-        \left(\mathrm{pos\_weight} - 1\right) + 1\right) \sigma\left(x\right)\right)
-        \frac{\partial \ell}{\partial y} = \mathrm{weight} \left(- x + \left(\mathrm{pos\_weight} -
-        1\right) \operatorname{softplus}\left(- x\right)\right)
+        \frac{\partial \ell}{\partial x} = \mathrm{weight} \left(\left(y \left(\mathrm{pos\_weight} -
+        1\right) + 1\right) \sigma\left(x\right) - \mathrm{pos\_weight} y\right)
+        \frac{\partial \ell}{\partial y} = \mathrm{weight} \left(\left(\mathrm{pos\_weight} - 1\right)
+        \operatorname{softplus}\left(- x\right) - x\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -645,33 +645,33 @@ def kl_div(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean', log_
 
     .. math::
 
-        \ell = - x y + y \log y
+        \ell = y \log y - x y
 
     Stable form:
 
     .. math::
 
-        \ell = y \left(- x + \max\left(\log y, -1000\right)\right)
+        \ell = y \left(\max\left(\log y, -1000\right) - x\right)
 
     Gradient:
 
     .. math::
 
         \frac{\partial \ell}{\partial x} = - y
-        \frac{\partial \ell}{\partial y} = - x + \log{\left(y \right)} + 1
+        \frac{\partial \ell}{\partial y} = \log{\left(y \right)} - x + 1
 
     With ``log_target='True'``:
 
     .. math::
 
-        \ell = \left(- x + y\right) e^{y}
+        \ell = \left(y - x\right) e^{y}
 
     Gradient:
 
     .. math::
 
         \frac{\partial \ell}{\partial x} = - e^{y}
-        \frac{\partial \ell}{\partial y} = \left(- x + y\right) e^{y} + e^{y}
+        \frac{\partial \ell}{\partial y} = \left(y - x\right) e^{y} + e^{y}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -895,7 +895,7 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, *, log_input: bool = T
 
     .. math::
 
-        \frac{\partial \ell}{\partial x} = - y + e^{x}
+        \frac{\partial \ell}{\partial x} = e^{x} - y
         \frac{\partial \ell}{\partial y} = \mathrm{full} \left(\begin{cases} \log{\left(\max\left(1,
         y\right) \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 &
         \text{otherwise} \end{cases}\right) - x
@@ -920,7 +920,7 @@ def poisson_nll_loss(input: ArrayLike, target: ArrayLike, *, log_input: bool = T
 
     .. math::
 
-        \frac{\partial \ell}{\partial x} = - \frac{y}{\epsilon + x} + 1
+        \frac{\partial \ell}{\partial x} = 1 - \frac{y}{\epsilon + x}
         \frac{\partial \ell}{\partial y} = \mathrm{full} \left(\begin{cases} \log{\left(\max\left(1,
         y\right) \right)} + \frac{1}{2 \max\left(1, y\right)} & \text{for}\: y > 1 \\0 &
         \text{otherwise} \end{cases}\right) - \log{\left(\epsilon + x \right)}
@@ -984,9 +984,9 @@ def gaussian_nll_loss(input: ArrayLike, target: ArrayLike, var: ArrayLike, *, fu
     .. math::
 
         \frac{\partial \ell}{\partial x} = \frac{x - y}{\max\left(\epsilon, v\right)}
-        \frac{\partial \ell}{\partial y} = \frac{- x + y}{\max\left(\epsilon, v\right)}
-        \frac{\partial \ell}{\partial v} = - \frac{\left(x - y\right)^{2}}{2 \max\left(\epsilon,
-        v\right)^{2}} + \frac{1}{2 \max\left(\epsilon, v\right)}
+        \frac{\partial \ell}{\partial y} = \frac{y - x}{\max\left(\epsilon, v\right)}
+        \frac{\partial \ell}{\partial v} = \frac{1}{2 \max\left(\epsilon, v\right)} - \frac{\left(x -
+        y\right)^{2}}{2 \max\left(\epsilon, v\right)^{2}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1216,8 +1216,8 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, *, alpha: float = 
     .. math::
 
         \ell = \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 -
-        y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 -
-        y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
+        y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(1 - \frac{y}{1 + e^{- x}} - \left(1 -
+        y\right) \left(1 - \frac{1}{1 + e^{- x}}\right)\right)^{\gamma}
 
     Stable form:
 
@@ -1232,22 +1232,22 @@ def sigmoid_focal_loss(inputs: ArrayLike, targets: ArrayLike, *, alpha: float = 
     .. math::
 
         \frac{\partial \ell}{\partial x} = \frac{\gamma \left(\alpha y + \left(1 - \alpha\right) \left(1
-        - y\right)\right) \left(x \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(-
-        \frac{y e^{- x}}{\left(1 + e^{- x}\right)^{2}} + \frac{\left(1 - y\right) e^{- x}}{\left(1 +
-        e^{- x}\right)^{2}}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 -
-        \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} + \left(\alpha y + \left(1 - \alpha\right) \left(1 -
-        y\right)\right) \left(- y + 1 - \frac{e^{- x}}{1 + e^{- x}}\right) \left(- \frac{y}{1 + e^{- x}}
-        - \left(1 - y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
+        - y\right)\right) \left(x \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right)
+        \left(\frac{\left(1 - y\right) e^{- x}}{\left(1 + e^{- x}\right)^{2}} - \frac{y e^{- x}}{\left(1
+        + e^{- x}\right)^{2}}\right) \left(1 - \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 -
+        \frac{1}{1 + e^{- x}}\right)\right)^{\gamma}}{1 - \frac{y}{1 + e^{- x}} - \left(1 - y\right)
+        \left(1 - \frac{1}{1 + e^{- x}}\right)} + \left(\alpha y + \left(1 - \alpha\right) \left(1 -
+        y\right)\right) \left(1 - y - \frac{e^{- x}}{1 + e^{- x}}\right) \left(1 - \frac{y}{1 + e^{- x}}
+        - \left(1 - y\right) \left(1 - \frac{1}{1 + e^{- x}}\right)\right)^{\gamma}
         \frac{\partial \ell}{\partial y} = \frac{\gamma \left(1 - \frac{2}{1 + e^{- x}}\right)
         \left(\alpha y + \left(1 - \alpha\right) \left(1 - y\right)\right) \left(x \left(1 - y\right) +
-        \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}}{- \frac{y}{1 + e^{- x}} - \left(1 -
-        y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1} - x \left(\alpha y + \left(1 -
-        \alpha\right) \left(1 - y\right)\right) \left(- \frac{y}{1 + e^{- x}} - \left(1 - y\right)
-        \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma} + \left(2 \alpha - 1\right) \left(x
-        \left(1 - y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(- \frac{y}{1 + e^{- x}} -
-        \left(1 - y\right) \left(1 - \frac{1}{1 + e^{- x}}\right) + 1\right)^{\gamma}
+        \log{\left(1 + e^{- x} \right)}\right) \left(1 - \frac{y}{1 + e^{- x}} - \left(1 - y\right)
+        \left(1 - \frac{1}{1 + e^{- x}}\right)\right)^{\gamma}}{1 - \frac{y}{1 + e^{- x}} - \left(1 -
+        y\right) \left(1 - \frac{1}{1 + e^{- x}}\right)} - x \left(\alpha y + \left(1 - \alpha\right)
+        \left(1 - y\right)\right) \left(1 - \frac{y}{1 + e^{- x}} - \left(1 - y\right) \left(1 -
+        \frac{1}{1 + e^{- x}}\right)\right)^{\gamma} + \left(2 \alpha - 1\right) \left(x \left(1 -
+        y\right) + \log{\left(1 + e^{- x} \right)}\right) \left(1 - \frac{y}{1 + e^{- x}} - \left(1 -
+        y\right) \left(1 - \frac{1}{1 + e^{- x}}\right)\right)^{\gamma}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -1450,11 +1450,11 @@ def cross_entropy(input: ArrayLike, target: ArrayLike, *, weight: ArrayLike | No
 
     .. math::
 
-        \bar{x} = - g \mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
-        \mathrm{label\_smoothing}\right)\right) + e^{x - \max_j \left(x\right)_j} \frac{g \sum_j
-        \left(\mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
+        \bar{x} = e^{x - \max_j \left(x\right)_j} \frac{g \sum_j \left(\mathrm{weight}
+        \left(\frac{\mathrm{label\_smoothing}}{C} + t \left(1 -
         \mathrm{label\_smoothing}\right)\right)\right)_j}{\sum_j \left(e^{x - \max_j
-        \left(x\right)_j}\right)_j}
+        \left(x\right)_j}\right)_j} - g \mathrm{weight} \left(\frac{\mathrm{label\_smoothing}}{C} + t
+        \left(1 - \mathrm{label\_smoothing}\right)\right)
         \bar{t} = - g \mathrm{weight} \left(1 - \mathrm{label\_smoothing}\right) \left(x -
         \log{\left(\sum_j \left(e^{x - \max_j \left(x\right)_j}\right)_j \right)} - \max_j
         \left(x\right)_j\right)
@@ -1915,7 +1915,7 @@ def multilabel_soft_margin_loss(input: ArrayLike, target: ArrayLike, *, weight: 
 
     .. math::
 
-        \bar{x} = \frac{g \mathrm{weight} \left(- t + \sigma\left(x\right)\right)}{C}
+        \bar{x} = \frac{g \mathrm{weight} \left(\sigma\left(x\right) - t\right)}{C}
         \bar{t} = - \frac{g \mathrm{weight} x}{C}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
@@ -2056,13 +2056,13 @@ def multi_margin_loss(input: ArrayLike, target: ArrayLike, *, p: str = 1, margin
 
     .. math::
 
-        \bar{x} = g \left(- t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p
+        \bar{x} = g \left(\frac{\left(1 - t\right) \left(\begin{cases} p \left(\mathrm{margin} + x -
+        \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\: \mathrm{margin} + x - \sum_j \left(t
+        x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right) \sum_j \left(t
+        \mathrm{weight}\right)_j}{C} - t \sum_j \left(\frac{\left(1 - t\right) \left(\begin{cases} p
         \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} & \text{for}\:
         \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise} \end{cases}\right)
-        \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)_j + \frac{\left(1 - t\right)
-        \left(\begin{cases} p \left(\mathrm{margin} + x - \sum_j \left(t x\right)_j\right)^{p - 1} &
-        \text{for}\: \mathrm{margin} + x - \sum_j \left(t x\right)_j > 0 \\0 & \text{otherwise}
-        \end{cases}\right) \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)
+        \sum_j \left(t \mathrm{weight}\right)_j}{C}\right)_j\right)
 
     Generated from the catalog entry ``multi_margin_loss``; do not edit.
     """
@@ -2217,22 +2217,22 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
 
     .. math::
 
-        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} &
-        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j
-        \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0
-        \cdot 10^{-12}\right)}} \leq 0 \\0 & \text{otherwise} \end{cases}\right) + \left(1 -
-        \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot
-        10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right)
-        \left(\frac{y}{2} + \frac{1}{2}\right)
+        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} \frac{\sum_j \left(x
+        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}} - \mathrm{margin} & \text{for}\:
+        \mathrm{margin} - \frac{\sum_j \left(x x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j +
+        1.0 \cdot 10^{-12}\right) \left(\sum_j \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}
+        \leq 0 \\0 & \text{otherwise} \end{cases}\right) + \left(1 - \frac{\sum_j \left(x
+        x_{2}\right)_j}{\sqrt{\left(\sum_j \left(x^{2}\right)_j + 1.0 \cdot 10^{-12}\right) \left(\sum_j
+        \left(x_{2}^{2}\right)_j + 1.0 \cdot 10^{-12}\right)}}\right) \left(\frac{y}{2} +
+        \frac{1}{2}\right)
 
     Stable form:
 
     .. math::
 
-        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} - \mathrm{margin} +
-        \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
+        \ell = \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} \frac{\sum_j
+        \left(\frac{x}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)}
         \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -2240,8 +2240,8 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right) \left(\sum_j
         \left(\left(\frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} &
-        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} -
+        \mathrm{margin} & \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -2284,8 +2284,8 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}
         \left(\sum_j \left(\left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
-        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right) \left(-
-        \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\:
+        10^{-12}}{\max\left(1, \max_j \left(\left|{x}\right|\right)_j\right)^{2}}\right)}\right)
+        \left(\left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\:
         \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
@@ -2295,8 +2295,8 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         \left(\left(\frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
-        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
-        \left(\left|{x}\right|\right)_j\right)}
+        \\0 & \text{otherwise} \end{cases}\right) - \frac{y}{2} - \frac{1}{2}\right)}{\max\left(1,
+        \max_j \left(\left|{x}\right|\right)_j\right)}
         \bar{x_{2}} = \frac{g \left(\frac{\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)}}{\sqrt{\left(\sum_j \left(\left(\frac{x}{\max\left(1,
         \max_j \left(\left|{x}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
@@ -2316,8 +2316,8 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         \left(\sum_j \left(\left(\frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}\right)
-        \left(- \frac{y}{2} + \left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 &
-        \text{for}\: \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
+        \left(\left(\frac{1}{2} - \frac{y}{2}\right) \left(\begin{cases} 1 & \text{for}\:
+        \mathrm{margin} - \frac{\sum_j \left(\frac{x}{\max\left(1, \max_j
         \left(\left|{x}\right|\right)_j\right)} \frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)_j}{\sqrt{\left(\sum_j
         \left(\left(\frac{x}{\max\left(1, \max_j
@@ -2326,8 +2326,8 @@ def cosine_embedding_loss(input1: ArrayLike, input2: ArrayLike, target: ArrayLik
         \left(\left(\frac{x_{2}}{\max\left(1, \max_j
         \left(\left|{x_{2}}\right|\right)_j\right)}\right)^{2}\right)_j + \frac{1.0 \cdot
         10^{-12}}{\max\left(1, \max_j \left(\left|{x_{2}}\right|\right)_j\right)^{2}}\right)}} \leq 0
-        \\0 & \text{otherwise} \end{cases}\right) - \frac{1}{2}\right)}{\max\left(1, \max_j
-        \left(\left|{x_{2}}\right|\right)_j\right)}
+        \\0 & \text{otherwise} \end{cases}\right) - \frac{y}{2} - \frac{1}{2}\right)}{\max\left(1,
+        \max_j \left(\left|{x_{2}}\right|\right)_j\right)}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.

@@ -294,7 +294,7 @@ class RMSprop(Optimizer):
         & v \leftarrow \alpha v + d^{2} \left(1 - \alpha\right) \\
         & \bar g \leftarrow \begin{cases} \bar g + \left(1 - \alpha\right) \left(d - \bar g\right) &
         \text{for}\: \mathrm{centered} \\\bar g & \text{otherwise} \end{cases} \\
-        & \sigma \leftarrow \begin{cases} \epsilon + \sqrt{\max\left(0, - \bar g^{2} + v\right)} &
+        & \sigma \leftarrow \begin{cases} \epsilon + \sqrt{\max\left(0, v - \bar g^{2}\right)} &
         \text{for}\: \mathrm{centered} \\\epsilon + \sqrt{v} & \text{otherwise} \end{cases} \\
         & b \leftarrow \begin{cases} \mu b + \frac{d}{\sigma} & \text{for}\: \mu > 0 \\b &
         \text{otherwise} \end{cases} \\
@@ -503,7 +503,7 @@ class Adam(Optimizer):
         \begin{aligned}
         & d \leftarrow \begin{cases} - g & \text{for}\: \mathrm{maximize} \\g & \text{otherwise}
         \end{cases} \\
-        & \theta \leftarrow \begin{cases} \theta \left(- \eta \lambda + 1\right) & \text{for}\:
+        & \theta \leftarrow \begin{cases} \theta \left(1 - \eta \lambda\right) & \text{for}\:
         \mathrm{decoupled} \wedge \lambda \neq 0 \\\theta & \text{otherwise} \end{cases} \\
         & d \leftarrow \begin{cases} d + \theta \lambda & \text{for}\: \neg \mathrm{decoupled} \wedge
         \lambda \neq 0 \\d & \text{otherwise} \end{cases} \\
@@ -614,7 +614,7 @@ class AdamW(Optimizer):
         \begin{aligned}
         & d \leftarrow \begin{cases} - g & \text{for}\: \mathrm{maximize} \\g & \text{otherwise}
         \end{cases} \\
-        & \theta \leftarrow \begin{cases} \theta \left(- \eta \lambda + 1\right) & \text{for}\: \lambda
+        & \theta \leftarrow \begin{cases} \theta \left(1 - \eta \lambda\right) & \text{for}\: \lambda
         \neq 0 \\\theta & \text{otherwise} \end{cases} \\
         & m \leftarrow m + \left(1 - \beta_1\right) \left(d - m\right) \\
         & v \leftarrow \beta_2 v + d^{2} \left(1 - \beta_2\right) \\
@@ -819,7 +819,7 @@ class NAdam(Optimizer):
         \begin{aligned}
         & d \leftarrow \begin{cases} - g & \text{for}\: \mathrm{maximize} \\g & \text{otherwise}
         \end{cases} \\
-        & \theta \leftarrow \begin{cases} \theta \left(- \eta \lambda + 1\right) & \text{for}\:
+        & \theta \leftarrow \begin{cases} \theta \left(1 - \eta \lambda\right) & \text{for}\:
         \mathrm{decoupled} \wedge \lambda \neq 0 \\\theta & \text{otherwise} \end{cases} \\
         & d \leftarrow \begin{cases} d + \theta \lambda & \text{for}\: \neg \mathrm{decoupled} \wedge
         \lambda \neq 0 \\d & \text{otherwise} \end{cases} \\
@@ -831,7 +831,7 @@ class NAdam(Optimizer):
         & v \leftarrow \beta_2 v + d^{2} \left(1 - \beta_2\right) \\
         & \sigma \leftarrow \epsilon + \sqrt{\frac{v}{1 - \beta_2^{t}}} \\
         & \theta \leftarrow \theta - \frac{d \eta \left(1 - \mu_t\right)}{\sigma \left(1 -
-        \Pi_\mu\right)} - \frac{m \eta \mu_{t+1}}{\sigma \left(- \mu_{t+1} \Pi_\mu + 1\right)} \\
+        \Pi_\mu\right)} - \frac{m \eta \mu_{t+1}}{\sigma \left(1 - \mu_{t+1} \Pi_\mu\right)} \\
         \end{aligned}
 
     Args:
@@ -933,14 +933,14 @@ class RAdam(Optimizer):
         \begin{aligned}
         & d \leftarrow \begin{cases} - g & \text{for}\: \mathrm{maximize} \\g & \text{otherwise}
         \end{cases} \\
-        & \theta \leftarrow \begin{cases} \theta \left(- \eta \lambda + 1\right) & \text{for}\:
+        & \theta \leftarrow \begin{cases} \theta \left(1 - \eta \lambda\right) & \text{for}\:
         \mathrm{decoupled} \wedge \lambda \neq 0 \\\theta & \text{otherwise} \end{cases} \\
         & d \leftarrow \begin{cases} d + \theta \lambda & \text{for}\: \neg \mathrm{decoupled} \wedge
         \lambda \neq 0 \\d & \text{otherwise} \end{cases} \\
         & m \leftarrow m + \left(1 - \beta_1\right) \left(d - m\right) \\
         & v \leftarrow \beta_2 v + d^{2} \left(1 - \beta_2\right) \\
-        & \rho_\infty \leftarrow -1 + \frac{2}{1 - \beta_2} \\
-        & \rho_t \leftarrow - \frac{2 \beta_2^{t} t}{1 - \beta_2^{t}} + \rho_\infty \\
+        & \rho_\infty \leftarrow \frac{2}{1 - \beta_2} - 1 \\
+        & \rho_t \leftarrow \rho_\infty - \frac{2 \beta_2^{t} t}{1 - \beta_2^{t}} \\
         & \theta \leftarrow \begin{cases} \theta - \frac{m \eta \sqrt{\frac{\rho_\infty \left(\rho_t -
         4\right) \left(\rho_t - 2\right)}{\rho_t \left(\rho_\infty - 4\right) \left(\rho_\infty -
         2\right)}} \sqrt{1 - \beta_2^{t}}}{\left(1 - \beta_1^{t}\right) \left(\epsilon +
@@ -1021,7 +1021,7 @@ class Lion(Optimizer):
     .. math::
 
         \begin{aligned}
-        & \theta \leftarrow \begin{cases} \theta \left(- \eta \lambda + 1\right) & \text{for}\: \lambda
+        & \theta \leftarrow \begin{cases} \theta \left(1 - \eta \lambda\right) & \text{for}\: \lambda
         \neq 0 \\\theta & \text{otherwise} \end{cases} \\
         & c \leftarrow \beta_1 m + g \left(1 - \beta_1\right) \\
         & \theta \leftarrow \theta - \eta \operatorname{sign}{\left(c \right)} \\

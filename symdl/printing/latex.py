@@ -63,6 +63,16 @@ class CatalogLatexPrinter(LatexPrinter):
         text: str = super()._print_Transpose(expr)
         return text.removesuffix("^{T}") + r"^{\top}"
 
+    def _as_ordered_terms(self, expr: sp.Basic, order: str | None = None) -> list[sp.Basic]:
+        # A sum opens with a positive term where it has one, as it is written by hand: x - mu, not SymPy's
+        # -mu + x (its canonical order sorts mu before x); the other terms keep SymPy's order.
+        terms: list[sp.Basic] = list(super()._as_ordered_terms(expr, order=order))
+        if isinstance(expr, sp.Add) and terms and terms[0].could_extract_minus_sign():
+            first = next((i for i, t in enumerate(terms) if not t.could_extract_minus_sign()), None)
+            if first is not None:
+                terms.insert(0, terms.pop(first))
+        return terms
+
     def _print_Pow(self, expr: sp.Pow) -> str:
         # SymPy prints an unevaluated exponential or power raised to a power with two superscripts
         # (UnevaluatedExpr(exp(a))**2 as e^{a}^{2}), which LaTeX rejects: parenthesise the base.
