@@ -128,6 +128,15 @@ def test_an_unevaluated_power_raised_to_a_power_prints_one_superscript_each() ->
 
 
 
+
+def test_a_sum_opens_with_a_positive_term_as_written_by_hand() -> None:
+    x, mu, eta, lam = sp.symbols("x mu eta lambda", real=True)
+    assert latex(x - mu) == r"x - \mu"  # SymPy: - \mu + x
+    assert latex((x - mu) ** 2) == r"\left(x - \mu\right)^{2}"
+    assert latex(1 - eta * lam) == r"1 - \eta \lambda"
+    assert latex(-x - mu) == r"- \mu - x"  # no positive term: SymPy's order
+    assert latex(x**2 - 2 * x + 1) == sp.latex(x**2 - 2 * x + 1)  # already positive first: unchanged
+
 def test_a_power_of_a_stable_primitive_prints_like_sympys_functions() -> None:
     """SymPy hands a function's power to its _latex as exp=...; symdl's primitives refused the keyword (a
     TypeError for define_op("...", "softplus(x)**2"), whose docstring prints the definition)."""
