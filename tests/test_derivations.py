@@ -137,6 +137,18 @@ def test_a_sum_opens_with_a_positive_term_as_written_by_hand() -> None:
     assert latex(-x - mu) == r"- \mu - x"  # no positive term: SymPy's order
     assert latex(x**2 - 2 * x + 1) == sp.latex(x**2 - 2 * x + 1)  # already positive first: unchanged
 
+
+def test_square_roots_of_two_and_pi_print_as_in_a_textbook() -> None:
+    x = sp.Symbol("x", real=True)
+    assert latex(sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi)) == r"\frac{e^{- \frac{x^{2}}{2}}}{\sqrt{2 \pi}}"  # SymPy:
+    assert sp.latex(sp.exp(-x**2 / 2) / sp.sqrt(2 * sp.pi)).startswith(r"\frac{\sqrt{2}")  # sqrt(2) / (2 sqrt(pi))
+    assert latex(sp.sqrt(2 * sp.pi)) == r"\sqrt{2 \pi}"
+    assert latex(sp.erf(x / sp.sqrt(2))) == r"\operatorname{erf}{\left(\frac{x}{\sqrt{2}} \right)}"
+    assert latex(sp.sqrt(2 / sp.pi) * (x + x**3)) == r"\sqrt{\frac{2}{\pi}} \left(x^{3} + x\right)"  # GELU's tanh
+    assert latex(3 * sp.sqrt(2) * x) == r"3 \sqrt{2} x"  # nothing to take under the root
+    # a derivative of such a product is still d/dx (the printing-only constants are not variables)
+    assert latex(sp.Derivative(x / sp.sqrt(2), x)) == r"\frac{d}{d x} \frac{x}{\sqrt{2}}"
+
 def test_a_power_of_a_stable_primitive_prints_like_sympys_functions() -> None:
     """SymPy hands a function's power to its _latex as exp=...; symdl's primitives refused the keyword (a
     TypeError for define_op("...", "softplus(x)**2"), whose docstring prints the definition)."""

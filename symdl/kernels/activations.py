@@ -740,7 +740,7 @@ def gelu(input: ArrayLike, *, approximate: str = 'none') -> np.ndarray:
 
     .. math::
 
-        y = \frac{x \left(\operatorname{erf}{\left(\frac{\sqrt{2} x}{2} \right)} + 1\right)}{2}
+        y = \frac{x \left(\operatorname{erf}{\left(\frac{x}{\sqrt{2}} \right)} + 1\right)}{2}
 
     Stable form:
 
@@ -752,38 +752,37 @@ def gelu(input: ArrayLike, *, approximate: str = 'none') -> np.ndarray:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = x \frac{\sqrt{2} e^{- \frac{\max\left(-40, \min\left(40,
-        x\right)\right)^{2}}{2}}}{2 \sqrt{\pi}} + \Phi\left(x\right)
+        \frac{\partial y}{\partial x} = x \frac{e^{- \frac{\max\left(-40, \min\left(40,
+        x\right)\right)^{2}}{2}}}{\sqrt{2 \pi}} + \Phi\left(x\right)
 
     With ``approximate='tanh'``:
 
     .. math::
 
-        y = \frac{x \left(\tanh{\left(\frac{\sqrt{2} \left(\frac{8943 x^{3}}{200000} +
-        x\right)}{\sqrt{\pi}} \right)} + 1\right)}{2}
+        y = \frac{x \left(\tanh{\left(\sqrt{\frac{2}{\pi}} \left(\frac{8943 x^{3}}{200000} + x\right)
+        \right)} + 1\right)}{2}
 
     Stable form:
 
     .. math::
 
-        y = x \sigma\left(\frac{2 \sqrt{2} \left(\frac{8943 \max\left(-30, \min\left(30,
-        x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
-        x\right)\right)\right)}{\sqrt{\pi}}\right)
+        y = x \sigma\left(2 \sqrt{\frac{2}{\pi}} \left(\frac{8943 \max\left(-30, \min\left(30,
+        x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30, x\right)\right)\right)\right)
 
     Gradient:
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{\frac{x e^{- \frac{2 \sqrt{2} \left|{\frac{8943
+        \frac{\partial y}{\partial x} = \frac{\frac{x e^{- 2 \sqrt{\frac{2}{\pi}} \left|{\frac{8943
         \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30, \min\left(30,
-        x\right)\right)}\right|}{\sqrt{\pi}}} \frac{2 \sqrt{2} \left(\frac{26829 \max\left(-30,
-        \min\left(30, x\right)\right)^{2}}{200000} + 1\right)}{\sqrt{\pi}}}{1 + e^{- \frac{2 \sqrt{2}
+        x\right)\right)}\right|} \left(2 \sqrt{\frac{2}{\pi}} \left(\frac{26829 \max\left(-30,
+        \min\left(30, x\right)\right)^{2}}{200000} + 1\right)\right)}{1 + e^{- 2 \sqrt{\frac{2}{\pi}}
         \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}} + \max\left(e^{- \frac{2 \sqrt{2}
+        \min\left(30, x\right)\right)}\right|}} + \max\left(e^{- 2 \sqrt{\frac{2}{\pi}}
         \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} + \max\left(-30,
-        \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}, \left[x \geq 0\right]\right)}{1 + e^{-
-        \frac{2 \sqrt{2} \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000} +
-        \max\left(-30, \min\left(30, x\right)\right)}\right|}{\sqrt{\pi}}}}
+        \min\left(30, x\right)\right)}\right|}, \left[x \geq 0\right]\right)}{1 + e^{- 2
+        \sqrt{\frac{2}{\pi}} \left|{\frac{8943 \max\left(-30, \min\left(30, x\right)\right)^{3}}{200000}
+        + \max\left(-30, \min\left(30, x\right)\right)}\right|}}
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -816,8 +815,8 @@ def gelu_vjp(grad: ArrayLike, input: ArrayLike, *, approximate: str = 'none', re
 
     .. math::
 
-        \frac{\partial y}{\partial x} = \frac{x \left(x \frac{\sqrt{2} e^{- \frac{\max\left(-40,
-        \min\left(40, x\right)\right)^{2}}{2}}}{2 \sqrt{\pi}}\right) + y}{x}
+        \frac{\partial y}{\partial x} = \frac{x \left(x \frac{e^{- \frac{\max\left(-40, \min\left(40,
+        x\right)\right)^{2}}{2}}}{\sqrt{2 \pi}}\right) + y}{x}
 
     Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 

@@ -25,6 +25,39 @@ def _is_index(part: str) -> bool:
     return len(part) == 1 or part.isdigit()
 
 
+
+#: Printing-only names for the constants a textbook writes under one root (SymPy splits sqrt(2 pi) into sqrt(2)
+#: sqrt(pi) and moves a 1/2 out: the normal density's 1/sqrt(2 pi) prints as sqrt(2) / (2 sqrt(pi))).
+_ROOT_2PI = sp.Symbol(r"\sqrt{2 \pi}", positive=True)
+_ROOT_2_OVER_PI = sp.Symbol(r"\sqrt{\frac{2}{\pi}}", positive=True)
+_ROOT_2 = sp.Symbol(r"\sqrt{2}", positive=True)
+
+
+def textbook_constants(product: sp.Mul) -> sp.Expr:
+    """``product`` with its sqrt(2) written as a textbook writes it, for printing only: sqrt(2) / (2 sqrt(pi)) as
+    1 / sqrt(2 pi), sqrt(2) / sqrt(pi) as sqrt(2 / pi) (GELU's tanh form), sqrt(2) sqrt(pi) as sqrt(2 pi) and
+    sqrt(2) x / 2 as x / sqrt(2) (the constants become symbols named in LaTeX: the result is not for computing).
+    ``product`` itself where it has no sqrt(2)."""
+    two, root_pi = sp.sqrt(2), sp.sqrt(sp.pi)
+    if two not in product.args:
+        return product
+    factors = list(product.args)
+    factors.remove(two)
+    coefficient = next((f for f in factors if f.is_Rational), sp.S.One)
+    rest = [f for f in factors if not f.is_Rational]
+    halved = coefficient.q % 2 == 0  # a 1/2 to take into the root: sqrt(2) / 2 = 1 / sqrt(2)
+    if 1 / root_pi in rest:
+        rest.remove(1 / root_pi)
+        root, coefficient = (1 / _ROOT_2PI, 2 * coefficient) if halved else (_ROOT_2_OVER_PI, coefficient)
+    elif root_pi in rest:
+        rest.remove(root_pi)
+        root = _ROOT_2PI
+    elif halved:
+        root, coefficient = 1 / _ROOT_2, 2 * coefficient
+    else:
+        return product
+    return sp.Mul(coefficient, root, *rest)
+
 class CatalogLatexPrinter(LatexPrinter):
     """SymPy's LaTeX printer, mended where it prints invalid or misleading LaTeX for catalog
     expressions."""
@@ -72,6 +105,12 @@ class CatalogLatexPrinter(LatexPrinter):
             if first is not None:
                 terms.insert(0, terms.pop(first))
         return terms
+
+    def _print_Mul(self, expr: sp.Mul) -> str:
+        # the normal density's 1 / sqrt(2 pi), not SymPy's sqrt(2) / (2 sqrt(pi)) (:func:`textbook_constants`); a
+        # derivative of the product still sees the product itself (d/dx, not a partial for the constant's symbol)
+        written = textbook_constants(expr)
+        return super()._print_Mul(expr) if written is expr else self._print(written)
 
     def _print_Pow(self, expr: sp.Pow) -> str:
         # SymPy prints an unevaluated exponential or power raised to a power with two superscripts
