@@ -301,7 +301,6 @@ def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
             raise DefinitionError(f"{op.name}: the {what} is not finite at x = {bad[0]!r} ({np.dtype(dtype).name})")
 
 
-
 #: How many points of the inputs' domains a definition is evaluated at before anything is proven.
 _REAL_POINTS = 16
 
@@ -405,7 +404,7 @@ def build_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",), p
 
 #: A step H(u) of a ``max``/``min``'s derivative, by its value at the tie u = 0: one side ([u > 0]), the other
 #: ([u >= 0]), or halfway (torch.maximum's and torch.minimum's backward split the gradient evenly at a tie).
-_AT_TIES: dict[sp.Rational, Callable[[sp.Expr], sp.Expr]] = {
+_AT_TIES: dict[sp.Number, Callable[[sp.Expr], sp.Expr]] = {
     sp.S.Zero: lambda u: indicator(u > 0),
     sp.S.One: lambda u: indicator(u >= 0),
     # a Piecewise, not [u > 0] + [u = 0] / 2: NumPy adds two boolean masks as a logical or, and a scaled mask
@@ -438,7 +437,7 @@ def _steps_at_ties(op: Op) -> Op:
     searched = [step for step in steps if first.has(step)][:_SEARCHED_STEPS]
     points = _sample_values(op, np.random.default_rng(0), 8)
 
-    def lowered(at_ties: Mapping[sp.Basic, int]) -> Formula:
+    def lowered(at_ties: Mapping[sp.Basic, sp.Number]) -> Formula:
         table = {step: _AT_TIES[at_ties.get(step, sp.S.Zero)](step.args[0]) for step in steps}
         return replace(formula, grads={**formula.grads, **{name: d.xreplace(table) for name, d in derived.items()}})
 

@@ -25,7 +25,6 @@ def _is_index(part: str) -> bool:
     return len(part) == 1 or part.isdigit()
 
 
-
 #: Printing-only names for the constants a textbook writes under one root (SymPy splits sqrt(2 pi) into sqrt(2)
 #: sqrt(pi) and moves a 1/2 out: the normal density's 1/sqrt(2 pi) prints as sqrt(2) / (2 sqrt(pi))).
 _ROOT_2PI = sp.Symbol(r"\sqrt{2 \pi}", positive=True)
@@ -57,6 +56,7 @@ def textbook_constants(product: sp.Mul) -> sp.Expr:
     else:
         return product
     return sp.Mul(coefficient, root, *rest)
+
 
 class CatalogLatexPrinter(LatexPrinter):
     """SymPy's LaTeX printer, mended where it prints invalid or misleading LaTeX for catalog

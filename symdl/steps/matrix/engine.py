@@ -320,8 +320,10 @@ def derive_matrix(text: str, wrt: str | Iterable[str] | None, shapes: Mapping[st
     """
     declared = parse_shapes(shapes if isinstance(shapes, Mapping) else list(shapes))
     expr = parse_matrix(text, declared)
-    names = [name for name in declared if name in read_names(expr)] if wrt is None else \
-        [wrt] if isinstance(wrt, str) else list(wrt)
+    if wrt is None:
+        names = [name for name in declared if name in read_names(expr)]
+    else:
+        names = [wrt] if isinstance(wrt, str) else list(wrt)
     if not names:
         raise MatrixError("name a variable to differentiate with respect to (--wrt)")
     simplex, symmetric = _assumptions(assume, declared)
