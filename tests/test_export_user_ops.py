@@ -39,6 +39,7 @@ def user_ops() -> dict[str, UserOp]:
         "pseudo_huber": define_op("pseudo_huber", "delta**2 * (sqrt(1 + ((input - target) / delta)**2) - 1)",
                                   inputs=("input", "target"), params={"delta": 1.0}, kind="loss"),
         "snake": define_op("snake", "x + sin(alpha * x)**2 / alpha", params={"alpha": (1.0, (0.5, 2.0))}),
+        "atan_asinh": define_op("atan_asinh", "atan(x) + asinh(x)"),
     }
 
 
@@ -61,10 +62,12 @@ def _torch_references():
         "pseudo_huber": (lambda a, b, delta=1.0, reduction="mean":
                          (delta**2 * (torch.sqrt(1 + ((a - b) / delta) ** 2) - 1)).mean(), {"delta": 0.6}),
         "snake": (lambda x, alpha=1.0: x + torch.sin(alpha * x) ** 2 / alpha, {"alpha": 0.7}),
+        "atan_asinh": (lambda x: torch.atan(x) + torch.asinh(x), {}),
     }
 
 
-@pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake"])
+@pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake",
+                                  "atan_asinh"])
 def test_torch_gradcheck_and_values(torch_module: ModuleType, user_ops: dict[str, UserOp], name: str) -> None:
     import torch
 
@@ -198,7 +201,8 @@ def jax_module(user_ops: dict[str, UserOp], tmp_path_factory: pytest.TempPathFac
 
 
 @pytest.mark.jax
-@pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake"])
+@pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake",
+                                  "atan_asinh"])
 def test_jax_check_grads_jit_vmap(jax_module: ModuleType, user_ops: dict[str, UserOp], name: str) -> None:
     import jax
     import jax.numpy as jnp

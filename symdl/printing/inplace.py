@@ -346,7 +346,7 @@ _AUGMENTED = frozenset({"+", "-", "*", "/", "**", "&", "|"})
 #: Float -> float ufuncs of one argument (same dtype and shape out).
 _FLOAT_UNARY = frozenset({
     "np.exp", "np.log", "np.tanh", "np.cosh", "np.sinh", "np.log1p", "np.expm1", "np.abs", "np.sign",
-    "np.sqrt", "np.square", "np.negative", "np.reciprocal", "np.sin", "np.cos",
+    "np.sqrt", "np.square", "np.negative", "np.reciprocal", "np.sin", "np.cos", "np.arctan", "np.arcsinh",
 })
 #: Float ufuncs of two arrays: name -> commutative.
 _FLOAT_BINARY = {"np.maximum": True, "np.minimum": True}

@@ -42,6 +42,8 @@ ARRAY_FUNCTIONS: dict[str, str] = {
     "sinh": "np.sinh",
     "sin": "np.sin",  # periodic activations (SIREN, snake): NumPy's, PyTorch's and JAX's within an ulp
     "cos": "np.cos",
+    "atan": "np.arctan",  # bounded activations (arctan) and asinh's log-like growth
+    "asinh": "np.arcsinh",
     "log1p": "np.log1p",
     "expm1": "np.expm1",
     "Abs": "np.abs",
@@ -66,6 +68,8 @@ SCALAR_FUNCTIONS: dict[str, str] = {
     "sinh": "math.sinh",
     "sin": "math.sin",
     "cos": "math.cos",
+    "atan": "math.atan",
+    "asinh": "math.asinh",
     "log1p": "math.log1p",
     "expm1": "math.expm1",
     "Abs": "abs",
@@ -170,7 +174,7 @@ class KernelPrinter(PythonCodePrinter):
         return f"{table[name]}({', '.join(self._print(a) for a in expr.args)})"
 
     _print_exp = _print_log = _print_tanh = _print_cosh = _print_Abs = _print_sign = _print_Function
-    _print_sinh = _print_sin = _print_cos = _print_Function
+    _print_sinh = _print_sin = _print_cos = _print_atan = _print_asinh = _print_Function
     _print_erf = _print_erfc = _print_log1p = _print_expm1 = _print_Function
     _print_clamped_log = _print_clamped_log1p = _print_Function
 
