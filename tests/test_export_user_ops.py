@@ -190,6 +190,21 @@ def test_max_and_min_ops_export_pytorchs_values_at_their_ties(tie_ops: dict[str,
         np.testing.assert_array_equal(grad.numpy(), tie_ops[name].vjp(upstream.numpy(), x.detach().numpy())[0])
 
 
+
+@pytest.mark.jax
+def test_max_and_min_ops_in_jax_take_the_same_values_at_their_ties(tie_ops: dict[str, UserOp], tmp_path: Path) -> None:
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    path = tmp_path / "ties_jax.py"
+    path.write_text(export_source(list(tie_ops.values()), "jax"))
+    module = _load(path, "ties_jax")
+    x = np.array([-7.0, -1.0, -0.5, 0.0, 0.5, 1.0, 3.0, 6.0, 8.0])
+    upstream = np.linspace(0.5, 2.0, x.size)
+    for name, user in tie_ops.items():  # the NumPy kernels' values at the ties are PyTorch's (the test above)
+        _, pullback = jax.vjp(jax.jit(getattr(module, name)), jax.numpy.asarray(x))
+        (grad,) = pullback(jax.numpy.asarray(upstream))
+        np.testing.assert_array_equal(np.asarray(grad), user.vjp(upstream, x)[0], err_msg=name)
+
 # --------------------------------------------------------------------------- JAX
 @pytest.fixture(scope="module")
 def jax_module(user_ops: dict[str, UserOp], tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
