@@ -158,10 +158,10 @@ class FrameworkPrinter(KernelPrinter):
         return self._call(f"{self.table.module}.where", [condition, value, otherwise])
 
 
-#: Functions of scalar parameters only: Python's math module, whatever the framework (the NumPy kernels'
-#: and the trigonometric functions user ops may call).
+#: Functions of scalar parameters only: Python's math module, whatever the framework (the NumPy kernels' table,
+#: which has the trigonometric functions user ops may call, and tan), and the stable primitives' float helpers.
 _SCALAR: dict[str, str] = {
-    **SCALAR_FUNCTIONS, **{name: f"math.{name}" for name in ("sin", "cos", "tan", "sinh", "asinh", "atan")},
+    **SCALAR_FUNCTIONS, "tan": "math.tan",
     "sigmoid": "_sigmoid_float", "softplus": "_softplus_float", "normal_cdf": "_normal_cdf_float",
     "xlogy": "_xlogy_float"}
 
