@@ -10,8 +10,10 @@ import importlib.util
 import itertools
 import math
 import inspect
+import shutil
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -93,6 +95,23 @@ def _grads(out: torch.Tensor, tensors: list[torch.Tensor], upstream: torch.Tenso
     return [next(computed) if t.requires_grad else None for t in tensors]
 
 
+def _on_arrays(op: Op, call_with: Callable[[dict[str, object]], Callable[..., torch.Tensor]]):
+    """The forward and VJP on NumPy arrays (what :func:`implementation_ulps` measures) of the tensor function
+    ``call_with(params)``: gradients through torch.autograd."""
+    def implementation(params: dict[str, object]):
+        call = call_with(params)
+
+        def forward(*inputs: np.ndarray) -> np.ndarray:
+            return call(*(torch.tensor(a) for a in inputs)).numpy()
+
+        def vjp(grad: np.ndarray, *inputs: np.ndarray) -> list[np.ndarray | None]:
+            tensors = _tensors(list(inputs), op, torch.tensor(inputs[0]).dtype)
+            grads = _grads(call(*tensors), tensors, torch.tensor(grad))
+            return [None if g is None else g.numpy() for g in grads]
+        return forward, vjp
+    return implementation
+
+
 @pytest.mark.parametrize(("name", "variant"), CASES)
 def test_gradcheck_float64(exported: ModuleType, name: str, variant: str) -> None:
     op = ACTIVATIONS_AND_LOSSES[name]
@@ -114,17 +133,7 @@ def test_values_and_gradients_within_the_stated_ulp_bounds_of_mpmath(exported: M
     accurate in the tails than symdl's runtime (torch.special.ndtr)."""
     op = ACTIVATIONS_AND_LOSSES[name]
     function = getattr(exported, name)
-
-    def implementation(params: dict[str, object]):
-        def forward(*inputs: np.ndarray) -> np.ndarray:
-            return function(*(torch.tensor(a) for a in inputs), **params).numpy()
-
-        def vjp(grad: np.ndarray, *inputs: np.ndarray) -> list[np.ndarray | None]:
-            tensors = _tensors(list(inputs), op, torch.tensor(inputs[0]).dtype)
-            grads = _grads(function(*tensors, **params), tensors, torch.tensor(grad))
-            return [None if g is None else g.numpy() for g in grads]
-        return forward, vjp
-
+    implementation = _on_arrays(op, lambda params: lambda *t: function(*t, **params))
     forward_error, grad_error = implementation_ulps(op, variant, implementation, dtype, seed=3)
     tolerance = op.tolerance_for(variant)
     assert forward_error <= tolerance.forward_ulp, f"{name} {np.dtype(dtype).name}: forward {forward_error} ulp"
@@ -233,6 +242,56 @@ def test_torch_compile(exported: ModuleType) -> None:
     (expected,) = torch.autograd.grad(torch.nn.functional.silu(y).sum(), y)
     torch.testing.assert_close(value, torch.nn.functional.silu(y).sum(), rtol=1e-13, atol=0)
     torch.testing.assert_close(grad, expected, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize(("name", "variant"), CASES)
+def test_every_op_compiles_to_one_graph_with_the_eager_values(exported: ModuleType, name: str, variant: str) -> None:
+    """Under torch.compile each exported op traces whole (``fullgraph``: a graph break raises, and so does a
+    recompile past dynamo's limit, which would otherwise run eager unnoticed), forward and backward, in
+    float32 and float64. The traced branch is the plain form (``torch.compiler.is_compiling()``), the eager
+    call the in-place one: their values and gradients are equal bit for bit."""
+    op = ACTIVATIONS_AND_LOSSES[name]
+    params = _params(op, variant, 5)
+    arrays = _inputs(op, 5)
+    function = getattr(exported, name)
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        compiled = torch.compile(lambda *t: function(*t, **params), backend="aot_eager", fullgraph=True)
+        for dtype in (torch.float32, torch.float64):
+            traced, eager = _tensors(arrays, op, dtype), _tensors(arrays, op, dtype)
+            out, expected = compiled(*traced), function(*eager, **params)
+            upstream = torch.ones_like(expected)
+            torch.testing.assert_close(out, expected, rtol=0, atol=0, equal_nan=True)
+            for got, want in zip(_grads(out, traced, upstream), _grads(expected, eager, upstream)):
+                if want is not None:
+                    torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
+
+
+#: One op of each shape of generated code (sigmoid and erfc inside a product, a helper with a select, float
+#: masks, a row reduction, a pointwise loss of two inputs, class indices with the gather form), compiled by
+#: inductor: its generated C++ replaces PyTorch's own loops, so accuracy is measured again. The whole catalog
+#: would take minutes of compilation; aot_eager above covers every op's trace.
+INDUCTOR_CASES = [("silu", ""), ("gelu", "none"), ("softplus", ""), ("hardswish", ""), ("log_softmax", ""),
+                  ("binary_cross_entropy_with_logits", ""), ("cross_entropy", "")]
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="inductor compiles C++: no g++ on this machine")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize(("name", "variant"), INDUCTOR_CASES)
+def test_inductor_compiled_ops_keep_the_stated_ulp_bounds(exported: ModuleType, name: str, variant: str,
+                                                           dtype: type) -> None:
+    """The exported op compiled by inductor (dynamic shapes, one graph, no eager fallback) is within the op's
+    ulp bounds of the mpmath reference, values and gradients, on domain samples and at the extremes."""
+    op = ACTIVATIONS_AND_LOSSES[name]
+    function = getattr(exported, name)
+    torch._dynamo.reset()
+    implementation = _on_arrays(op, lambda params: torch.compile(lambda *t: function(*t, **params),
+                                                                 dynamic=True, fullgraph=True))
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        forward_error, grad_error = implementation_ulps(op, variant, implementation, dtype, seed=3)
+    tolerance = op.tolerance_for(variant)
+    assert forward_error <= tolerance.forward_ulp, f"{name} {np.dtype(dtype).name}: forward {forward_error} ulp"
+    assert grad_error <= tolerance.grad_ulp, f"{name} {np.dtype(dtype).name}: gradient {grad_error} ulp"
 
 
 @pytest.mark.parametrize("reduction", ["none", "mean", "sum"])

@@ -92,6 +92,33 @@ def test_torch_gradcheck_and_values(torch_module: ModuleType, user_ops: dict[str
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake",
+                                  "atan_asinh"])
+def test_every_torch_user_op_compiles_to_one_graph_with_the_eager_values(torch_module: ModuleType,
+                                                                        user_ops: dict[str, UserOp],
+                                                                        name: str) -> None:
+    """Each exported user op traces whole under torch.compile (a graph break or an eager fallback raises), in
+    float32 and float64, and its traced plain form gives the eager in-place values and gradients bit for bit."""
+    import torch
+
+    _, params = _torch_references()[name]
+    function = getattr(torch_module, name)
+    rng = np.random.default_rng(4)
+    arrays = [rng.uniform(-3, 3, (4, 5)) for _ in user_ops[name].op.inputs]
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(fail_on_recompile_limit_hit=True):
+        compiled = torch.compile(lambda *t: function(*t, **params), backend="aot_eager", fullgraph=True)
+        for dtype in (torch.float32, torch.float64):
+            traced = [torch.tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
+            eager = [torch.tensor(a, dtype=dtype, requires_grad=True) for a in arrays]
+            out, expected = compiled(*traced), function(*eager, **params)
+            torch.testing.assert_close(out, expected, rtol=0, atol=0)
+            upstream = torch.ones_like(expected)
+            for got, want in zip(torch.autograd.grad(out, traced, upstream),
+                                 torch.autograd.grad(expected, eager, upstream)):
+                torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 def test_torch_user_op_under_compile_and_as_module(torch_module: ModuleType) -> None:
     import torch
 
