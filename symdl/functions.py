@@ -32,6 +32,7 @@ __all__ = [
     "normal_cdf",
     "x_normal_cdf",
     "quotient_at_zero",
+    "hypot",
     "clamped_log",
     "clamped_log1p",
     "indicator",
@@ -182,6 +183,30 @@ class quotient_at_zero(sp.Function):  # noqa: N801
         return _raised(rf"\frac{{{n}}}{{{x}}}", exp)
 
 
+class hypot(sp.Function):  # noqa: N801
+    r""":math:`\sqrt{a^2 + b^2}` without forming the squares, which overflow where the root does not
+    (:math:`\sqrt{1 + x^2}` at :math:`x = 10^{20}` in float32) and underflow where it is not 0.
+
+    Never written in a formula: the printers rewrite square roots of sums of squares into it
+    (:mod:`symdl.printing.sums_of_squares`), after every proof.
+    """
+
+    nargs = 2
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return self.args[argindex - 1] / self
+
+    def _eval_rewrite_as_sqrt(self, a: sp.Expr, b: sp.Expr, **kwargs: object) -> sp.Expr:
+        return sp.sqrt(a**2 + b**2)
+
+    def _eval_evalf(self, prec: int) -> sp.Expr:
+        return self.rewrite(sp.sqrt)._eval_evalf(prec)
+
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        a, b = (printer._print(arg) for arg in self.args)
+        return _raised(rf"\sqrt{{{a}^{{2}} + {b}^{{2}}}}", exp)
+
+
 class xlogy(sp.Function):  # noqa: N801
     r""":math:`x \log y`, defined as 0 where :math:`x = 0` (as ``torch.xlogy``)."""
 
@@ -327,6 +352,7 @@ _TEXTBOOK: dict[type, Callable[..., sp.Expr]] = {
     normal_cdf: lambda x: (1 + sp.erf(x / sp.sqrt(2))) / 2,
     x_normal_cdf: lambda x: x * (1 + sp.erf(x / sp.sqrt(2))) / 2,
     quotient_at_zero: lambda n, x, c, s: n / x,
+    hypot: lambda a, b: sp.sqrt(a**2 + b**2),
     log1p: lambda x: sp.log(1 + x),
     expm1: lambda x: sp.exp(x) - 1,
     indicator: lambda c: sp.Piecewise((1, c), (0, True)),

@@ -3,7 +3,7 @@
 Three jobs, nothing else:
 
 * stable primitives the printer maps SymPy functions to (``sigmoid``,
-  ``softplus``, ``erf``, ``erfc``, ``normal_cdf``, ``x_normal_cdf``, ``xlogy``, ``quotient_at_zero``), each
+  ``softplus``, ``erf``, ``erfc``, ``normal_cdf``, ``x_normal_cdf``, ``xlogy``, ``quotient_at_zero``, ``hypot``), each
   equal to its textbook formula (see ``symdl.functions``) and finite
   wherever that formula's true value is finite. ``sigmoid``, ``softplus`` and ``xlogy`` are NumPy
   compositions (the first two can write into ``out=``); ``erf``, ``erfc``
@@ -497,6 +497,31 @@ def quotient_at_zero(n: np.ndarray, x: np.ndarray, limit: float, slope: float,
     if near:
         mask = np.abs(x) < threshold
         out[mask] = limit + slope * x[mask]
+    return out
+
+
+def hypot(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
+    r""":math:`\sqrt{a^2 + b^2}` (``symdl.functions.hypot``), within about an ulp over the whole float range, in a
+    new array.
+
+    ``np.hypot`` scales every element (5.5 ms per 1e6 float32 values here, against 0.56 for the plain root),
+    so the root is taken from the squares, and only where that root is inaccurate, because a square overflowed
+    (the sum is inf) or both are below the normal range's square root (the root is under ``2^(p+1)`` times
+    that threshold, p the mantissa's bits) or NaN, is it recomputed by ``np.hypot``: 0.66 ms for 1e6 float32
+    values none of which needs it. inf and NaN come out as from ``np.hypot`` (hypot(inf, nan) = inf). The result is
+    a new array, never an argument's buffer: the recomputation reads the arguments after the root is taken.
+    """
+    out = fresh(np.broadcast_shapes(np.shape(a), np.shape(b)), np.result_type(a, b, 0.0))
+    with np.errstate(over="ignore", under="ignore"):
+        np.multiply(a, a, out=out)
+        out += np.multiply(b, b)
+        np.sqrt(out, out=out)
+    info = np.finfo(out.dtype)
+    redo = ~(out >= math.sqrt(float(info.smallest_normal)) * 2.0 ** (info.nmant + 1))  # small, or NaN
+    redo |= out == np.inf
+    if redo.any():
+        where = np.nonzero(redo)
+        out[where] = np.hypot(np.broadcast_to(a, out.shape)[where], np.broadcast_to(b, out.shape)[where])
     return out
 
 

@@ -59,7 +59,7 @@ JAX_NAMES = FrameworkNames(
         "erf": "jax.scipy.special.erf", "erfc": "jax.scipy.special.erfc", "sigmoid": "jax.nn.sigmoid",
         "softplus": "_softplus", "xlogy": "jax.scipy.special.xlogy", "normal_cdf": "jax.scipy.special.ndtr",
         "clamped_log": "_clamped_log", "clamped_log1p": "_clamped_log1p", "asinh": "jnp.arcsinh", "atan": "jnp.arctan",
-        "quotient_at_zero": "_quotient_at_zero", "log1p": "_log1p",
+        "quotient_at_zero": "_quotient_at_zero", "log1p": "_log1p", "hypot": "jnp.hypot",
     },
     clamp="jnp.clip({x}, {low}, {high})",
     reduce_sum="jnp.sum({x}, axis={axis}, keepdims=True)",

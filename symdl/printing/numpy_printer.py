@@ -13,6 +13,8 @@ Rules (each measured, see DESIGN.md):
 * ``rowsum``/``rowmax`` reduce along ``dim`` with ``keepdims=True``;
 * negative integer powers print as powers of the reciprocal, which underflow
   quietly instead of overflowing;
+* square roots of sums of squares are ``hypot`` (:mod:`symdl.printing.sums_of_squares`): no
+  square is formed that overflows where the root does not;
 * one-sided clamps are ``np.clip`` with an infinite bound (with ``None``,
   NumPy falls back to the twice slower ``np.maximum``).
 
@@ -32,6 +34,7 @@ from sympy.printing.pycode import PythonCodePrinter
 
 from symdl.functions import NUM_CLASSES, fold_piecewise
 from symdl.printing.inplace import ArraySpec, emit_inplace
+from symdl.printing.sums_of_squares import as_hypot
 
 #: Array functions: SymPy class name -> NumPy (or runtime) callable.
 ARRAY_FUNCTIONS: dict[str, str] = {
@@ -55,6 +58,7 @@ ARRAY_FUNCTIONS: dict[str, str] = {
     "xlogy": "_rt.xlogy",
     "normal_cdf": "_rt.normal_cdf",
     "quotient_at_zero": "_rt.quotient_at_zero",
+    "hypot": "_rt.hypot",
     "clamped_log": "_rt.clamped_log",
     "clamped_log1p": "_rt.clamped_log1p",
 }
@@ -75,6 +79,7 @@ SCALAR_FUNCTIONS: dict[str, str] = {
     "Abs": "abs",
     "erf": "math.erf",
     "erfc": "math.erfc",
+    "hypot": "math.hypot",
 }
 
 #: Row reductions: function class name -> NumPy reduction.
@@ -176,7 +181,7 @@ class KernelPrinter(PythonCodePrinter):
     _print_exp = _print_log = _print_tanh = _print_cosh = _print_Abs = _print_sign = _print_Function
     _print_sinh = _print_sin = _print_cos = _print_atan = _print_asinh = _print_Function
     _print_erf = _print_erfc = _print_log1p = _print_expm1 = _print_Function
-    _print_clamped_log = _print_clamped_log1p = _print_Function
+    _print_clamped_log = _print_clamped_log1p = _print_hypot = _print_Function
 
     def _print_MinMax(self, expr: sp.Expr, array_fn: str, scalar_fn: str) -> str:
         args = sorted(expr.args, key=lambda a: (a.is_number, sp.default_sort_key(a)))
@@ -309,7 +314,7 @@ def print_assignments(
     with the same results.
     """
     names = list(outputs)
-    exprs = [_class_sums(constants_to_floats(fold_piecewise(outputs[n])), printer) for n in names]
+    exprs = [_class_sums(constants_to_floats(as_hypot(fold_piecewise(outputs[n]))), printer) for n in names]
     temps = sp.numbered_symbols(temp_prefix, real=True)
     replacements, reduced = sp.cse(exprs, symbols=temps, order="none")
     plain: list[tuple[str, str]] = []

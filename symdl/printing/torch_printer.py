@@ -175,6 +175,16 @@ TORCH_HELPERS: dict[str, str] = {
         "    quotient = torch.div(n, torch.where(near, torch.ones_like(x), x))\n"
         "    return torch.where(near, limit + slope * x, quotient, out=out)\n"
     ),
+    "_hypot": (
+        "def _hypot(a, b):\n"
+        '    """sqrt(a^2 + b^2) without forming the squares (torch.hypot), a Python float taken as a tensor\n'
+        '    (torch.hypot takes tensors only): a 0-d CPU tensor of the other\'s dtype, a scalar on every device."""\n'
+        "    if not torch.is_tensor(a):\n"
+        "        a = torch.scalar_tensor(a, dtype=b.dtype)\n"
+        "    if not torch.is_tensor(b):\n"
+        "        b = torch.scalar_tensor(b, dtype=a.dtype)\n"
+        "    return torch.hypot(a, b)\n"
+    ),
     "_copy": (
         "def _copy(x):\n"
         '    """A fresh copy of a tensor; a Python float as it is."""\n'
@@ -189,7 +199,7 @@ TORCH_NAMES = FrameworkNames(
         "erf": "torch.erf", "erfc": "torch.erfc", "sigmoid": "torch.sigmoid", "softplus": "_softplus",
         "xlogy": "torch.xlogy", "normal_cdf": "_normal_cdf", "clamped_log": "_clamped_log",
         "clamped_log1p": "_clamped_log1p", "asinh": "torch.asinh", "atan": "torch.atan",
-        "quotient_at_zero": "_quotient_at_zero",
+        "quotient_at_zero": "_quotient_at_zero", "hypot": "_hypot",
     },
     clamp="torch.clamp({x}, min={low}, max={high})",
     reduce_sum="torch.sum({x}, dim={axis}, keepdim=True)",
@@ -205,7 +215,7 @@ TORCH_NAMES = FrameworkNames(
 #: of the proven gradient forms by them.
 TORCH_CPU_COSTS: dict[str, float] = {
     "grouped": 0.0, "sigmoid": 4.0, "exp": 8.0, "expm1": 12.0, "log1p": 9.0, "log": 13.0, "erf": 13.0,
-    "erfc": 18.0, "normal_cdf": 20.0, "tanh": 26.0, "softplus": 21.0,
+    "erfc": 18.0, "normal_cdf": 20.0, "tanh": 26.0, "softplus": 21.0, "hypot": 11.0,
 }
 
 
@@ -225,7 +235,7 @@ TORCH_INPLACE_NAMES = FrameworkNames(
         "erf": "_rt.erf", "erfc": "_rt.erfc", "sigmoid": "_rt.sigmoid", "softplus": "_rt.softplus",
         "xlogy": "_rt.xlogy", "normal_cdf": "_rt.normal_cdf", "clamped_log": "_rt.clamped_log",
         "clamped_log1p": "_rt.clamped_log1p", "tan": "torch.tan", "asinh": "torch.asinh", "atan": "torch.atan",
-        "quotient_at_zero": "_rt.quotient_at_zero",
+        "quotient_at_zero": "_rt.quotient_at_zero", "hypot": "_rt.hypot",
     },
     clamp="np.clip({x}, {low}, {high})",
     reduce_sum="np.sum({x}, axis={axis}, keepdims=True)",
@@ -247,7 +257,7 @@ _TORCH_CALLS: dict[str, str] = {
     "np.where": "torch.where", "_rt.sigmoid": "torch.sigmoid", "_rt.erf": "torch.erf", "_rt.erfc": "torch.erfc",
     "_rt.normal_cdf": "_normal_cdf", "_rt.xlogy": "torch.xlogy", "_rt.softplus": "_softplus",
     "_rt.clamped_log": "_clamped_log", "_rt.clamped_log1p": "_clamped_log1p", "_rt.select": "_select",
-    "np.copy": "_copy", "_rt.quotient_at_zero": "_quotient_at_zero",
+    "np.copy": "_copy", "_rt.quotient_at_zero": "_quotient_at_zero", "_rt.hypot": "_hypot",
 }
 #: Row reductions: the emitter's name -> PyTorch's (``axis=``/``keepdims=`` become ``dim=``/``keepdim=``).
 _TORCH_REDUCTIONS = {"np.sum": "torch.sum", "np.max": "torch.amax"}
