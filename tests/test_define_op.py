@@ -162,6 +162,38 @@ def test_a_domain_where_the_definition_is_real() -> None:
     assert log.verify().passed
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: np.dtype(d).name)
+def test_a_derived_gradient_that_overflows_apart_is_taken_simplified(dtype: type) -> None:
+    """ISRU, x / sqrt(1 + (a x)^2) (Carlile et al. 2017): SymPy's derivative 1 / sqrt(1 + a^2 x^2) - a^2 x^2 /
+    (1 + a^2 x^2)^(3/2) is inf / inf where a^2 x^2 overflows; its simplification (1 + a^2 x^2)^(-3/2) is not,
+    and is proven equal. And a gradient that is finite stays as derived."""
+    isru = define_op("isru", "x / sqrt(1 + (alpha * x)**2)", params={"alpha": (1.0, (0.5, 2.0))})
+    assert isru.op.formula().grads  # a closed form ...
+    assert isru.verify().passed  # ... proven, within the ulp bounds, finite at the extremes
+    x = np.array([-1e30, -3.0, 0.0, 0.5, 2e19, 3e38] + ([1e200, -1e300] if dtype == np.float64 else []), dtype=dtype)
+    alpha = 0.75
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        grad = isru.vjp(np.ones_like(x), x, alpha=alpha)[0]
+    with mpmath.workprec(200):
+        true = np.array([float((1 + (alpha * mpmath.mpf(float(v))) ** 2) ** mpmath.mpf(-1.5)) for v in x])
+    tiny = np.finfo(dtype).smallest_normal  # below it, an ulp is the subnormal spacing
+    assert np.max(np.abs(grad - true) / np.maximum(np.spacing(true.astype(dtype)), np.spacing(tiny))) <= 8
+    swish = define_op("swish_simple", "x * sigmoid(beta * x)", params={"beta": 1.0})
+    assert not swish.op.formula().grads
+
+
+def test_log_cosh_gradient_is_tanh_not_sinh_over_cosh() -> None:
+    """d/dx log(cosh x) derives to sinh(x) / cosh(x): nan = inf / inf from |x| = 89 in float32. Simplified: tanh.
+    (The forward still overflows there: that takes a stable form, which the verify row asks for.)"""
+    log_cosh = define_op("my_log_cosh", "log(cosh(x))")
+    assert log_cosh.op.formula().grads == {"x": sp.tanh(log_cosh.op.inputs[0].symbol)}
+    x = np.array([-1000.0, -100.0, 0.3, 100.0, 1000.0], dtype=np.float32)
+    with np.errstate(over="raise", invalid="raise"):
+        grad = log_cosh.vjp(np.ones_like(x), x)[0]
+    np.testing.assert_allclose(grad, np.tanh(x.astype(np.float64)), rtol=1e-7)
+    assert not log_cosh.verify().finite  # the forward's cosh
+
+
 def test_periodic_activation_with_sin() -> None:
     # snake (Ziyin et al. 2020): x + sin(alpha x)^2 / alpha, d/dx = 1 + sin(2 alpha x)
     # the gradient's zeros (sin(2 alpha x) = -1) are a cancellation no form avoids: its error is stated on the

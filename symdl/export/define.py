@@ -52,6 +52,7 @@ from symdl.errors import SymdlError
 from symdl.export.forms import with_origin
 from symdl.functions import Grouped, indicator, rowmax, rowsum
 from symdl.printing.numpy_printer import ARRAY_FUNCTIONS
+from symdl.printing.sums_of_squares import as_hypot
 
 __all__ = ["DefinitionError", "UserOp", "define_op", "render_numpy"]
 
@@ -275,18 +276,21 @@ def _row_vjp(op_name: str, expr: sp.Expr, x: sp.Symbol, g: sp.Symbol) -> sp.Expr
 
 
 # --------------------------------------------------------------------------- numerics
-def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
-    """``expr`` in float32 and float64 at the first input's extremes: finite, no FP error raised."""
+def _not_finite_at_extremes(op: Op, expr: sp.Expr) -> str | None:
+    """What goes wrong when ``expr``, as the kernels print it (square roots of sums of squares as hypot), is
+    evaluated in float32 and float64 at the first input's extremes: an FP error raised (overflow, invalid,
+    divide by zero) or a non-finite value; None when nothing does."""
     from symdl.kernels import _runtime as _rt
 
     extremes = op.inputs[0].domain.extremes
     if not extremes or op.traits.over_rows:
-        return
+        return None
     values = {p.symbol: p.default for p in op.symbol_params}
     modules = [{"sigmoid": _rt.sigmoid, "softplus": _rt.softplus, "normal_cdf": _rt.normal_cdf,
-                "xlogy": _rt.xlogy, "erf": _rt.erf, "erfc": _rt.erfc, "indicator": lambda c: c}, "numpy"]
+                "xlogy": _rt.xlogy, "erf": _rt.erf, "erfc": _rt.erfc, "hypot": _rt.hypot,
+                "indicator": lambda c: c}, "numpy"]
     symbols = [i.symbol for i in op.inputs]
-    function = sp.lambdify(symbols, expr.xreplace(values), modules=modules)
+    function = sp.lambdify(symbols, as_hypot(expr.xreplace(values)), modules=modules)
     for dtype in (np.float32, np.float64):
         points = np.array([v for v in extremes if np.isfinite(dtype(v))], dtype=dtype)
         others = [np.full_like(points, (i.domain.low + i.domain.high) / 2) for i in op.inputs[1:]]
@@ -294,11 +298,45 @@ def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
             with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
                 result = np.asarray(function(points, *others))
         except FloatingPointError as error:
-            raise DefinitionError(f"{op.name}: the {what} is not finite at the extremes "
-                                  f"({np.dtype(dtype).name}: {error})") from None
+            return f"{np.dtype(dtype).name}: {error}"
         if not np.all(np.isfinite(result)):
             bad = points[~np.isfinite(np.broadcast_to(result, points.shape))]
-            raise DefinitionError(f"{op.name}: the {what} is not finite at x = {bad[0]!r} ({np.dtype(dtype).name})")
+            return f"not finite at x = {bad[0]!r}, {np.dtype(dtype).name}"
+    return None
+
+
+def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
+    """``expr`` is finite at the extremes (:func:`_not_finite_at_extremes`), else a :class:`DefinitionError`."""
+    problem = _not_finite_at_extremes(op, expr)
+    if problem is not None:
+        raise DefinitionError(f"{op.name}: the {what} is not finite at the extremes ({problem})")
+
+
+def _finite_gradients(op: Op) -> Op:
+    """``op`` with each derived gradient that is not finite at the extremes replaced by its simplification where
+    that one is (within :func:`~symdl.expr.simplify_within`'s time bound). SymPy's derivative of a quotient is
+    a sum of terms that overflow apart where their sum does not: ISRU's x / sqrt(1 + a^2 x^2) differentiates to
+    1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf at x = 1e30 in float32, where the
+    simplification (1 + a^2 x^2)^(-3/2) underflows to 0 quietly; log(cosh x) to sinh x / cosh x, where
+    tanh x is its simplification. A replacement is a closed form like one the user gives in ``grads=``: proven
+    equal to the derived gradient. Gradients already finite stay as derived (a simplification may overflow
+    where they do not: softsign's is x^2 |x| in a denominator)."""
+    from symdl.expr import simplify_within
+
+    formula = op.formula()
+    simpler = {}
+    for item in op.differentiable_inputs:
+        if item.name in formula.grads:
+            continue
+        derived = sp.diff(formula.forward, item.symbol)
+        if _not_finite_at_extremes(op, derived) is None:
+            continue
+        simplified, finished = simplify_within(derived)
+        if finished and simplified != derived and _not_finite_at_extremes(op, simplified) is None:
+            simpler[item.name] = simplified
+    if not simpler:
+        return op
+    return replace(op, formulas={"": replace(formula, grads={**formula.grads, **simpler})})
 
 
 #: How many points of the inputs' domains a definition is evaluated at before anything is proven.
@@ -399,7 +437,7 @@ def build_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",), p
         _real_on_domain(op, expr, "definition")
     if stable_expr is not None:
         _finite_at_extremes(op, stable_expr, "stable form")
-    return _steps_at_ties(op) if kind != "row" else op
+    return _finite_gradients(_steps_at_ties(op)) if kind != "row" else op
 
 
 #: A step H(u) of a ``max``/``min``'s derivative, by its value at the tie u = 0: one side ([u > 0]), the other
