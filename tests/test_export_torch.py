@@ -267,12 +267,12 @@ def test_every_op_compiles_to_one_graph_with_the_eager_values(exported: ModuleTy
                     torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
 
 
-#: One op of each shape of generated code (sigmoid and erfc inside a product, a helper with a select, float
-#: masks, a row reduction, a pointwise loss of two inputs, class indices with the gather form), compiled by
-#: inductor: its generated C++ replaces PyTorch's own loops, so accuracy is measured again. The whole catalog
-#: would take minutes of compilation; aot_eager above covers every op's trace.
-INDUCTOR_CASES = [("silu", ""), ("gelu", "none"), ("softplus", ""), ("hardswish", ""), ("log_softmax", ""),
-                  ("binary_cross_entropy_with_logits", ""), ("cross_entropy", "")]
+#: Ops whose transcendental functions inductor's generated C++ computes its own way (vectorized, or std::erfc) instead of
+#: PyTorch's loops, so accuracy is measured again: erfc and exp in a product (gelu), exp and log1p in a helper
+#: with a select (softplus), exp and log over rows (log_softmax; cross_entropy's are the same functions).
+#: Clamps, comparisons, selects and gathers round nothing. Each compilation takes seconds (3-10 s cold on 2
+#: cores), the whole catalog minutes; aot_eager above covers every op's trace.
+INDUCTOR_CASES = [("gelu", "none"), ("softplus", ""), ("log_softmax", "")]
 
 
 @pytest.mark.skipif(shutil.which("g++") is None, reason="inductor compiles C++: no g++ on this machine")
