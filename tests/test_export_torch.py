@@ -267,11 +267,11 @@ def test_every_op_compiles_to_one_graph_with_the_eager_values(exported: ModuleTy
                     torch.testing.assert_close(got, want, rtol=0, atol=0, equal_nan=True)
 
 
-#: Ops whose transcendental functions inductor's generated C++ computes its own way (vectorized, or std::erfc) instead of
-#: PyTorch's loops, so accuracy is measured again: erfc and exp in a product (gelu), exp and log1p in a helper
-#: with a select (softplus), exp and log over rows (log_softmax; cross_entropy's are the same functions).
-#: Clamps, comparisons, selects and gathers round nothing. Each compilation takes seconds (3-10 s cold on 2
-#: cores), the whole catalog minutes; aot_eager above covers every op's trace.
+#: Ops whose transcendental functions inductor's generated C++ computes its own way (vectorized, or
+#: std::erfc) instead of PyTorch's loops, so accuracy is measured again: erfc and exp in a product (gelu), exp
+#: and log1p in a helper with a select (softplus), exp and log over rows (log_softmax; cross_entropy's are the
+#: same functions). Clamps, comparisons, selects and gathers round nothing. Each compilation takes seconds (3-10
+#: s cold on 2 cores), the whole catalog minutes; aot_eager above covers every op's trace.
 INDUCTOR_CASES = [("gelu", "none"), ("softplus", ""), ("log_softmax", "")]
 
 
