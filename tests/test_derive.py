@@ -97,3 +97,28 @@ def test_numeric_identity_does_not_prove_what_is_complex() -> None:
     assert numeric_identity(sp.log(x), sp.log(x), [x], [(-2.0,)]) == math.inf
     assert numeric_identity(sp.Max(sp.log(x), x), sp.Max(sp.log(x), x), [x], [(0.5,), (-2.0,)]) == math.inf
     assert numeric_identity(sp.log(x), sp.log(x), [x], [(2.0,)]) == 0.0
+
+
+@pytest.mark.parametrize("settles", [True, False], ids=["symbolic", "sympy-gives-up"])
+def test_a_row_claim_tries_symbolically_until_one_component_is_numeric(monkeypatch: pytest.MonkeyPatch,
+                                                                       settles: bool) -> None:
+    """Each component of a row claim is tried symbolically until one is proven only numerically; from then on
+    the claim is numeric whatever the others give, so they are checked numerically alone (a failed attempt costs
+    the whole time limit). Every component is still checked: a wrong one after that fails the claim."""
+    import numpy as np
+
+    from symdl.proofs import proof as proof_module
+    from symdl.proofs.ops import _prove_rows
+
+    attempts = []
+    monkeypatch.setattr(proof_module, "symbolic_zero", lambda difference, *a: attempts.append(difference) or settles)
+    op = ACTIVATIONS_AND_LOSSES["softmax"]
+    z = [sp.Symbol(f"z_{i}", real=True) for i in range(3)]
+    rows = [[z[0] * 2, z[1] + z[2], sp.exp(z[2])], [z[0] ** 2, sp.log(1 + z[1] ** 2)]]
+    proof = _prove_rows("claim", rows, rows, op, np.random.default_rng(0))
+    assert proof.holds
+    assert len(attempts) == (5 if settles else 1)
+    assert proof.method.startswith("symbolic" if settles else "numeric")
+    if not settles:  # numeric from the first component on: a wrong last one is still caught
+        wrong = [rows[0], [z[0] ** 2, sp.log(2 + z[1] ** 2)]]
+        assert not _prove_rows("claim", rows, wrong, op, np.random.default_rng(0)).holds

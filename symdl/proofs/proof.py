@@ -157,9 +157,11 @@ def prove_identity(
     points: Sequence[Sequence[float]],
     *,
     symbolic_label: str = "symbolic",
+    try_symbolic: bool = True,
 ) -> Proof:
-    """Prove ``lhs == rhs``: symbolically if SymPy can within the limit, else numerically."""
-    if symbolic_zero(to_textbook(lhs) - to_textbook(rhs)):
+    """Prove ``lhs == rhs``: symbolically if SymPy can within the limit (unless ``try_symbolic`` is False), else
+    numerically."""
+    if try_symbolic and symbolic_zero(to_textbook(lhs) - to_textbook(rhs)):
         return Proof(claim, symbolic_label, True)
     error = numeric_identity(lhs, rhs, symbols, points)
     tolerance = 10.0 ** (-(PROOF_DIGITS - 5))
