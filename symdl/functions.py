@@ -203,8 +203,12 @@ class hypot(sp.Function):  # noqa: N801
         return self.rewrite(sp.sqrt)._eval_evalf(prec)
 
     def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
-        a, b = (printer._print(arg) for arg in self.args)
-        return _raised(rf"\sqrt{{{a}^{{2}} + {b}^{{2}}}}", exp)
+        a, b = self.args
+        squares = printer._print(a**2 + b**2)
+        if exp is not None and exp.isdigit() and int(exp) % 2 == 0:  # an even power: the sum, no root
+            half = int(exp) // 2
+            return rf"\left({squares}\right)" + ("" if half == 1 else f"^{{{half}}}")
+        return _raised(rf"\sqrt{{{squares}}}", exp)
 
 
 class xlogy(sp.Function):  # noqa: N801

@@ -182,6 +182,18 @@ def test_a_derived_gradient_that_overflows_apart_is_taken_simplified(dtype: type
     assert not swish.op.formula().grads
 
 
+def test_arctan_gradient_is_a_reciprocal_of_hypot_and_reads_as_written() -> None:
+    """arctan's derived 1 / (1 + x^2) overflows in the square from |x| = 1.8e19 in float32 (the result rounds
+    to the right 0, with an overflow warning, which fails the verify row); and it has no simpler form. As
+    hypot(x, 1)^-2 it underflows quietly, is proven equal, passes, and its LaTeX still reads 1 / (x^2 + 1)."""
+    arctan = define_op("my_arctan", "atan(x)")
+    (closed,) = arctan.op.formula().grads.values()
+    assert closed.has(symdl.functions.hypot)
+    assert arctan.verify().passed
+    latex = arctan.latex()
+    assert r"x^{2} + 1" in latex and "hypot" not in latex
+
+
 def test_log_cosh_gradient_is_tanh_not_sinh_over_cosh() -> None:
     """d/dx log(cosh x) derives to sinh(x) / cosh(x): nan = inf / inf from |x| = 89 in float32. Simplified: tanh.
     (The forward still overflows there: that takes a stable form, which the verify row asks for.)"""

@@ -92,3 +92,22 @@ def test_square_roots_of_sums_of_squares_become_hypot_and_keep_their_value(expr:
 ], ids=str)
 def test_other_powers_are_left_as_written(expr: sp.Expr) -> None:
     assert as_hypot(expr) == expr
+
+
+def test_reciprocals_of_sums_of_squares_only_when_asked() -> None:
+    """Negative integer powers become powers of hypot only with ``reciprocals`` (define_op asks for a gradient
+    that is not finite otherwise); positive integer powers never do."""
+    assert as_hypot(1 / (1 + x**2)) == 1 / (1 + x**2)
+    assert as_hypot(1 / (1 + x**2), reciprocals=True) == hypot(x, 1) ** -2
+    assert as_hypot((1 + x**2) ** -2, reciprocals=True) == hypot(x, 1) ** -4
+    assert as_hypot((1 + x**2) ** 2, reciprocals=True) == (1 + x**2) ** 2
+
+
+@pytest.mark.parametrize(("expr", "latex"), [
+    (hypot(x, 1), r"\sqrt{x^{2} + 1}"),
+    (hypot(x, 1) ** -2, r"\frac{1}{\left(x^{2} + 1\right)}"),  # an even power: the sum itself, no root
+    (t * hypot(x, 1) ** 4, r"t \left(x^{2} + 1\right)^{2}"),
+    (hypot(x, 1) ** -3, r"\frac{1}{\left(\sqrt{x^{2} + 1}\right)^{3}}"),
+], ids=str)
+def test_hypot_reads_as_the_root_of_the_sum_of_squares(expr: sp.Expr, latex: str) -> None:
+    assert sp.latex(expr) == latex

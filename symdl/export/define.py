@@ -313,14 +313,17 @@ def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
 
 
 def _finite_gradients(op: Op) -> Op:
-    """``op`` with each derived gradient that is not finite at the extremes replaced by its simplification where
-    that one is (within :func:`~symdl.expr.simplify_within`'s time bound). SymPy's derivative of a quotient is
-    a sum of terms that overflow apart where their sum does not: ISRU's x / sqrt(1 + a^2 x^2) differentiates to
-    1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf at x = 1e30 in float32, where the
-    simplification (1 + a^2 x^2)^(-3/2) underflows to 0 quietly; log(cosh x) to sinh x / cosh x, where
-    tanh x is its simplification. A replacement is a closed form like one the user gives in ``grads=``: proven
-    equal to the derived gradient. Gradients already finite stay as derived (a simplification may overflow
-    where they do not: softsign's is x^2 |x| in a denominator)."""
+    """``op`` with each derived gradient that is not finite at the extremes replaced by the first of these forms
+    that is: its simplification (within :func:`~symdl.expr.simplify_within`'s time bound), then either with
+    reciprocals of sums of squares as powers of hypot (:func:`~symdl.printing.sums_of_squares.as_hypot`).
+
+    SymPy's derivative of a quotient is a sum of terms that overflow apart where their sum does not: ISRU's
+    x / sqrt(1 + a^2 x^2) differentiates to 1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf
+    at x = 1e30 in float32, where the simplification (1 + a^2 x^2)^(-3/2) underflows to 0 quietly; log(cosh x)
+    to sinh x / cosh x, where tanh x is its simplification. arctan's 1 / (1 + x^2) overflows in the square,
+    hypot(x, 1)^-2 does not. A replacement is a closed form like one the user gives in ``grads=``: proven equal
+    to the derived gradient. Gradients already finite stay as derived (a simplification may overflow where
+    they do not: softsign's is x^2 |x| in a denominator)."""
     from symdl.expr import simplify_within
 
     formula = op.formula()
@@ -332,8 +335,11 @@ def _finite_gradients(op: Op) -> Op:
         if _not_finite_at_extremes(op, derived) is None:
             continue
         simplified, finished = simplify_within(derived)
-        if finished and simplified != derived and _not_finite_at_extremes(op, simplified) is None:
-            simpler[item.name] = simplified
+        candidates = [simplified] if finished else []
+        candidates += [as_hypot(form, reciprocals=True) for form in (derived, *candidates)]
+        finite = [form for form in candidates if form != derived and _not_finite_at_extremes(op, form) is None]
+        if finite:
+            simpler[item.name] = finite[0]
     if not simpler:
         return op
     return replace(op, formulas={"": replace(formula, grads={**formula.grads, **simpler})})

@@ -12,8 +12,9 @@ whose exponent is :math:`k/2` for an odd :math:`k` into :math:`h^k`, :math:`h = 
 \\operatorname{hypot}(r_2, \\ldots))`: the root of the sum is never formed from the squares. Integer powers
 are left alone: the sum itself overflows only where its true value does, and its reciprocal then rounds to 0
 or to a subnormal number (tanh's derivative :math:`4u^2 / (u^2 + 1)^2`, :math:`u = e^{-|x|} \\le 1`, would
-only cost a hypot). The rewrite is exact in real arithmetic; it runs at print time, after
-every proof, so proofs and derivations read the formula as written.
+only cost a hypot); :func:`symdl.export.define_op` asks for them (``reciprocals=True``) in a user op's gradient
+that is not finite at the extremes otherwise (arctan's :math:`1 / (1 + x^2)`). The rewrite is exact in real
+arithmetic; it runs at print time, after every proof, so proofs and derivations read the formula as written.
 """
 
 from __future__ import annotations
@@ -54,19 +55,23 @@ def _roots(base: sp.Expr) -> list[sp.Expr] | None:
     return sorted((r for r, _ in found), key=lambda r: (r.is_number, sp.default_sort_key(r)))
 
 
-def _rewritable(expr: sp.Expr) -> bool:
-    if not expr.is_Pow:
-        return False
-    twice = 2 * expr.exp
-    return twice.is_Integer and twice.is_odd and _roots(expr.base) is not None
-
-
 def _as_power_of_hypot(expr: sp.Pow) -> sp.Expr:
     roots = _roots(expr.base)
     return functools.reduce(hypot, roots) ** (2 * expr.exp)
 
 
-def as_hypot(expr: sp.Expr) -> sp.Expr:
-    """``expr`` with every square root (or odd or negative power of one) of a sum of squares as a power of
-    :func:`~symdl.functions.hypot`, innermost first."""
-    return expr.replace(_rewritable, _as_power_of_hypot)
+def as_hypot(expr: sp.Expr, *, reciprocals: bool = False) -> sp.Expr:
+    """``expr`` with every power :math:`k/2`, :math:`k` odd, of a sum of squares as a power of
+    :func:`~symdl.functions.hypot`, innermost first; with ``reciprocals``, negative integer powers too:
+    :math:`1 / (1 + x^2) = \\operatorname{hypot}(x, 1)^{-2}` underflows quietly where the square overflows
+    (arctan's derivative at :math:`x = 10^{30}` in float32), at the cost of about an ulp more rounding and a
+    hypot: :func:`symdl.export.define_op` asks for it only for a gradient that is not finite at the extremes
+    otherwise."""
+    def rewritable(e: sp.Expr) -> bool:
+        if not e.is_Pow:
+            return False
+        twice = 2 * e.exp
+        wanted = twice.is_Integer and (twice.is_odd or (reciprocals and twice.is_negative))
+        return wanted and _roots(e.base) is not None
+
+    return expr.replace(rewritable, _as_power_of_hypot)
