@@ -46,6 +46,7 @@ __all__ = [
     "expand_row",
     "NUM_CLASSES",
     "fold_piecewise",
+    "accurate_derivatives",
 ]
 
 
@@ -375,6 +376,45 @@ def to_textbook(expr: sp.Expr) -> sp.Expr:
 
 #: The length of the reduction axis (the number of classes) inside row formulas.
 NUM_CLASSES = sp.Symbol("num_classes", positive=True, integer=True)
+
+
+def _complement(function: sp.Expr) -> sp.Expr | None:
+    """:math:`1 - f` in a form accurate where :math:`f` rounds to 1, for :math:`f = \\sigma(u)` or
+    :math:`\\tanh^2 u`; None for any other ``function``."""
+    if isinstance(function, sigmoid):
+        return sigmoid(-function.args[0])
+    if function.is_Pow and function.exp == 2 and isinstance(function.base, sp.tanh):
+        u = function.base.args[0]
+        return 4 * sigmoid(2 * u) * sigmoid(-2 * u)
+    return None
+
+
+def _complemented(add: sp.Add) -> tuple[sp.Expr, sp.Expr] | None:
+    """``(c f, c (1 - f))`` for the first term ``-c f`` of ``add`` whose coefficient's negation ``c`` is also a
+    term of it and whose ``f`` has an accurate complement; None when there is none."""
+    numbers = {t for t in add.args if t.is_Number}
+    for term in add.args:
+        coefficient, function = term.as_coeff_Mul()
+        if -coefficient in numbers and (complement := _complement(function)) is not None:
+            return term, -coefficient * complement
+    return None
+
+
+def accurate_derivatives(expr: sp.Expr) -> sp.Expr:
+    r"""``expr`` with :math:`c - c\sigma(u)` as :math:`c\sigma(-u)` and :math:`c - c\tanh^2 u` as
+    :math:`4c\sigma(2u)\sigma(-2u)`: equal, and accurate where :math:`\sigma(u)` or :math:`\tanh u` round to 1
+    (from :math:`u \approx 17` and :math:`|u| \approx 9` in float32), where the differences lose every digit;
+    a few roundings more where they do not (a sum of such terms that cancels, near a root of mish's gradient,
+    shows them). SymPy writes the derivatives of sigmoid and tanh in the first forms (``sigmoid.fdiff`` keeps the
+    textbook :math:`\sigma(1 - \sigma)`, which the derivations show)."""
+    def rewrite(add: sp.Add) -> sp.Expr:
+        term, accurate = _complemented(add)
+        terms = list(add.args)
+        terms.remove(term)
+        terms.remove(-term.as_coeff_Mul()[0])
+        return sp.Add(*terms, accurate)
+
+    return expr.replace(lambda e: e.is_Add and _complemented(e) is not None, rewrite)
 
 
 def fold_piecewise(expr: sp.Expr) -> sp.Expr:

@@ -166,7 +166,7 @@ def test_a_domain_where_the_definition_is_real() -> None:
 def test_a_derived_gradient_that_overflows_apart_is_taken_simplified(dtype: type) -> None:
     """ISRU, x / sqrt(1 + (a x)^2) (Carlile et al. 2017): SymPy's derivative 1 / sqrt(1 + a^2 x^2) - a^2 x^2 /
     (1 + a^2 x^2)^(3/2) is inf / inf where a^2 x^2 overflows; its simplification (1 + a^2 x^2)^(-3/2) is not,
-    and is proven equal. And a gradient that is finite stays as derived."""
+    and is proven equal. And a gradient that is finite is not simplified."""
     isru = define_op("isru", "x / sqrt(1 + (alpha * x)**2)", params={"alpha": (1.0, (0.5, 2.0))})
     assert isru.op.formula().grads  # a closed form ...
     assert isru.verify().passed  # ... proven, within the ulp bounds, finite at the extremes
@@ -178,8 +178,10 @@ def test_a_derived_gradient_that_overflows_apart_is_taken_simplified(dtype: type
         true = np.array([float((1 + (alpha * mpmath.mpf(float(v))) ** 2) ** mpmath.mpf(-1.5)) for v in x])
     tiny = np.finfo(dtype).smallest_normal  # below it, an ulp is the subnormal spacing
     assert np.max(np.abs(grad - true) / np.maximum(np.spacing(true.astype(dtype)), np.spacing(tiny))) <= 8
-    swish = define_op("swish_simple", "x * sigmoid(beta * x)", params={"beta": 1.0})
-    assert not swish.op.formula().grads
+    # softsign's derivative is finite (its negative power prints as a reciprocal's square, which underflows);
+    # simplified it would square |x| in a denominator
+    softsign = define_op("softsign_simple", "x / (1 + abs(x))", kinks={0: 1})
+    assert not softsign.op.formula().grads
 
 
 def test_arctan_gradient_is_a_reciprocal_of_hypot_and_reads_as_written() -> None:
@@ -192,6 +194,32 @@ def test_arctan_gradient_is_a_reciprocal_of_hypot_and_reads_as_written() -> None
     assert arctan.verify().passed
     latex = arctan.latex()
     assert r"x^{2} + 1" in latex and "hypot" not in latex
+
+
+@pytest.mark.parametrize(("definition", "derivative"), [
+    ("sigmoid(x)", lambda v: mpmath.exp(-v) / (1 + mpmath.exp(-v)) ** 2),
+    ("tanh(x)", lambda v: 1 / mpmath.cosh(v) ** 2),  # (tanh(3x) would round 3x: an error of 6x ulp in the tail)
+])
+def test_saturating_functions_have_gradients_accurate_in_their_tails(definition: str, derivative) -> None:
+    """SymPy's sigma (1 - sigma) and 1 - tanh^2 lose every digit where sigma and tanh round to 1 (a user's
+    sigmoid(x) had a 215-ulp gradient); as sigma(u) sigma(-u) and 4 sigma(2u) sigma(-2u) they keep the ulp
+    bounds, within a few ulp of mpmath from the center to where the gradient underflows."""
+    op = define_op("saturating", definition)
+    assert op.op.formula().grads  # a proven closed form, not SymPy's derivative as printed
+    assert op.verify().passed
+    for dtype in (np.float32, np.float64):
+        x = np.array([-60.0, -12.0, -0.3, 0.0, 2.0, 9.5, 20.0, 60.0], dtype=dtype)
+        grad = op.vjp(np.ones_like(x), x)[0]
+        with mpmath.workdps(40):
+            true = np.array([float(derivative(mpmath.mpf(float(v)))) for v in x])
+        ulps = np.abs(grad - true) / np.spacing(true.astype(dtype)).astype(np.float64)
+        assert np.max(ulps) <= 8, (dtype, grad, true)
+
+
+def test_a_gradient_free_of_the_input_is_a_parameter() -> None:
+    """d(a x)/dx = a: the finiteness check evaluates a bare parameter (a Python float once substituted)."""
+    linear = define_op("scaled", "a * x", params={"a": 1.5})
+    np.testing.assert_array_equal(linear.vjp(np.ones(3), np.array([1e30, 0.0, -2.0]), a=2.5)[0], [2.5, 2.5, 2.5])
 
 
 def test_log_cosh_gradient_is_tanh_not_sinh_over_cosh() -> None:

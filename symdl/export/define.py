@@ -50,8 +50,8 @@ from symdl.check.errors import ExpressionError
 from symdl.codegen.ops import TEMPLATES, kernel_names
 from symdl.errors import SymdlError
 from symdl.export.forms import with_origin
-from symdl.functions import Grouped, indicator, rowmax, rowsum
-from symdl.printing.numpy_printer import ARRAY_FUNCTIONS
+from symdl.functions import Grouped, accurate_derivatives, fold_piecewise, indicator, rowmax, rowsum
+from symdl.printing.numpy_printer import ARRAY_FUNCTIONS, KernelPrinter, constants_to_floats
 from symdl.printing.sums_of_squares import as_hypot
 
 __all__ = ["DefinitionError", "UserOp", "define_op", "render_numpy"]
@@ -277,20 +277,19 @@ def _row_vjp(op_name: str, expr: sp.Expr, x: sp.Symbol, g: sp.Symbol) -> sp.Expr
 
 # --------------------------------------------------------------------------- numerics
 def _not_finite_at_extremes(op: Op, expr: sp.Expr) -> str | None:
-    """What goes wrong when ``expr``, as the kernels print it (square roots of sums of squares as hypot), is
-    evaluated in float32 and float64 at the first input's extremes: an FP error raised (overflow, invalid,
-    divide by zero) or a non-finite value; None when nothing does."""
+    """What goes wrong when ``expr``, printed as the kernels print it (the kernel printer's rules: square roots
+    of sums of squares as hypot, a negative power as a power of the reciprocal, ...), is evaluated in float32
+    and float64 at the first input's extremes: an FP error raised (overflow, invalid, divide by zero) or a
+    non-finite value; None when nothing does."""
     from symdl.kernels import _runtime as _rt
 
     extremes = op.inputs[0].domain.extremes
     if not extremes or op.traits.over_rows:
         return None
-    values = {p.symbol: p.default for p in op.symbol_params}
-    modules = [{"sigmoid": _rt.sigmoid, "softplus": _rt.softplus, "normal_cdf": _rt.normal_cdf,
-                "xlogy": _rt.xlogy, "erf": _rt.erf, "erfc": _rt.erfc, "hypot": _rt.hypot,
-                "indicator": lambda c: c}, "numpy"]
+    values = {p.symbol: sp.sympify(p.default) for p in op.symbol_params}  # a SymPy number: a + 0 would be a float
+    printed = constants_to_floats(as_hypot(fold_piecewise(expr.xreplace(values))))  # as print_assignments does
     symbols = [i.symbol for i in op.inputs]
-    function = sp.lambdify(symbols, as_hypot(expr.xreplace(values)), modules=modules)
+    function = sp.lambdify(symbols, printed, modules=[{"np": np, "_rt": _rt, "math": math}], printer=KernelPrinter())
     for dtype in (np.float32, np.float64):
         points = np.array([v for v in extremes if np.isfinite(dtype(v))], dtype=dtype)
         others = [np.full_like(points, (i.domain.low + i.domain.high) / 2) for i in op.inputs[1:]]
@@ -312,37 +311,44 @@ def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
         raise DefinitionError(f"{op.name}: the {what} is not finite at the extremes ({problem})")
 
 
-def _finite_gradients(op: Op) -> Op:
-    """``op`` with each derived gradient that is not finite at the extremes replaced by the first of these forms
-    that is: its simplification (within :func:`~symdl.expr.simplify_within`'s time bound), then either with
-    reciprocals of sums of squares as powers of hypot (:func:`~symdl.printing.sums_of_squares.as_hypot`).
+def _stable_gradients(op: Op) -> Op:
+    """``op`` with closed forms for the derived gradients that SymPy writes in forms that lose accuracy or
+    overflow, each proven equal to the derivative like one the user gives in ``grads=``.
 
-    SymPy's derivative of a quotient is a sum of terms that overflow apart where their sum does not: ISRU's
-    x / sqrt(1 + a^2 x^2) differentiates to 1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf
-    at x = 1e30 in float32, where the simplification (1 + a^2 x^2)^(-3/2) underflows to 0 quietly; log(cosh x)
-    to sinh x / cosh x, where tanh x is its simplification. arctan's 1 / (1 + x^2) overflows in the square,
-    hypot(x, 1)^-2 does not. A replacement is a closed form like one the user gives in ``grads=``: proven equal
-    to the derived gradient. Gradients already finite stay as derived (a simplification may overflow where
-    they do not: softsign's is x^2 |x| in a denominator)."""
+    * The derivatives of saturating functions are written in forms accurate where they saturate
+      (:func:`~symdl.functions.accurate_derivatives`): sigmoid's sigma (1 - sigma) as sigma(u) sigma(-u), tanh's
+      1 - tanh^2 as 4 sigma(2u) sigma(-2u): where sigma or tanh round to 1 the first forms lose every digit (a
+      user's sigmoid(x) had a 215-ulp gradient).
+    * A gradient that is then not finite at the extremes is replaced by the first of these forms that is: its
+      simplification (within :func:`~symdl.expr.simplify_within`'s time bound), then either with reciprocals
+      of sums of squares as powers of hypot (:func:`~symdl.printing.sums_of_squares.as_hypot`). SymPy's
+      derivative of a quotient is a sum of terms that overflow apart where their sum does not: ISRU's x / sqrt(1
+      + a^2 x^2) differentiates to 1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf at x = 1e30
+      in float32, where the simplification (1 + a^2 x^2)^(-3/2) underflows to 0 quietly; log(cosh x) to sinh x
+      / cosh x, where tanh x is its simplification. arctan's 1 / (1 + x^2) overflows in the square,
+      hypot(x, 1)^-2 does not. Gradients already finite are not simplified (a simplification may overflow where
+      they do not: softsign's is x^2 |x| in a denominator).
+    """
     from symdl.expr import simplify_within
 
     formula = op.formula()
-    simpler = {}
+    closed = {}
     for item in op.differentiable_inputs:
         if item.name in formula.grads:
             continue
-        derived = sp.diff(formula.forward, item.symbol)
-        if _not_finite_at_extremes(op, derived) is None:
-            continue
-        simplified, finished = simplify_within(derived)
-        candidates = [simplified] if finished else []
-        candidates += [as_hypot(form, reciprocals=True) for form in (derived, *candidates)]
-        finite = [form for form in candidates if form != derived and _not_finite_at_extremes(op, form) is None]
-        if finite:
-            simpler[item.name] = finite[0]
-    if not simpler:
+        raw = sp.diff(formula.forward, item.symbol)
+        derived = accurate_derivatives(raw)
+        if _not_finite_at_extremes(op, derived) is not None:
+            simplified, finished = simplify_within(derived)
+            candidates = [simplified] if finished else []
+            candidates += [as_hypot(form, reciprocals=True) for form in (derived, *candidates)]
+            finite = [form for form in candidates if form != derived and _not_finite_at_extremes(op, form) is None]
+            derived = finite[0] if finite else derived
+        if derived != raw:
+            closed[item.name] = derived
+    if not closed:
         return op
-    return replace(op, formulas={"": replace(formula, grads={**formula.grads, **simpler})})
+    return replace(op, formulas={"": replace(formula, grads={**formula.grads, **closed})})
 
 
 #: How many points of the inputs' domains a definition is evaluated at before anything is proven.
@@ -443,7 +449,7 @@ def build_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",), p
         _real_on_domain(op, expr, "definition")
     if stable_expr is not None:
         _finite_at_extremes(op, stable_expr, "stable form")
-    return _finite_gradients(_steps_at_ties(op)) if kind != "row" else op
+    return _stable_gradients(_steps_at_ties(op)) if kind != "row" else op
 
 
 #: A step H(u) of a ``max``/``min``'s derivative, by its value at the tie u = 0: one side ([u > 0]), the other
