@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import sympy as sp
+from sympy.core.logic import fuzzy_and
 from sympy.codegen.cfunctions import expm1, log1p
 
 __all__ = [
@@ -66,12 +67,25 @@ class _StableUnary(sp.Function):
     _at_zero: sp.Expr
     _textbook: type[sp.Function]
     _latex_name: str
+    #: positive wherever its argument is real (sigma, softplus, Phi); False: of either sign (x Phi(x))
+    _positive_for_real: bool = True
 
     @classmethod
     def eval(cls, x: sp.Expr) -> sp.Expr | None:
         if x.is_zero:
             return cls._at_zero
         return None
+
+    # Real for a real argument: SymPy differentiates |f| of a function it cannot call real through re(f) and
+    # im(f), which no kernel printer translates (|softplus(x)| / (1 + |softplus(x)|) could not be defined).
+    def _eval_is_extended_real(self) -> bool | None:
+        return self.args[0].is_extended_real
+
+    def _eval_is_real(self) -> bool | None:
+        return self.args[0].is_real
+
+    def _eval_is_positive(self) -> bool | None:
+        return self.args[0].is_real if self._positive_for_real else None
 
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return self.rewrite(self._textbook)._eval_evalf(prec)
@@ -133,6 +147,7 @@ class x_normal_cdf(_StableUnary):  # noqa: N801
     """
 
     _at_zero, _textbook, _latex_name = sp.S.Zero, sp.erf, r"\Phi"
+    _positive_for_real = False
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         x = self.args[0]
@@ -196,6 +211,12 @@ class hypot(sp.Function):  # noqa: N801
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return self.args[argindex - 1] / self
+
+    def _eval_is_extended_real(self) -> bool | None:
+        return fuzzy_and(a.is_extended_real for a in self.args)
+
+    def _eval_is_nonnegative(self) -> bool | None:
+        return fuzzy_and(a.is_real for a in self.args)
 
     def _eval_rewrite_as_sqrt(self, a: sp.Expr, b: sp.Expr, **kwargs: object) -> sp.Expr:
         return sp.sqrt(a**2 + b**2)

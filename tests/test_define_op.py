@@ -222,6 +222,17 @@ def test_a_gradient_free_of_the_input_is_a_parameter() -> None:
     np.testing.assert_array_equal(linear.vjp(np.ones(3), np.array([1e30, 0.0, -2.0]), a=2.5)[0], [2.5, 2.5, 2.5])
 
 
+@pytest.mark.parametrize("definition", ["abs(softplus(x)) / (1 + abs(softplus(x)))", "abs(sigmoid(softplus(x)))",
+                                        "tanh(sigmoid(x) / (1 + abs(sigmoid(x))))"])
+def test_abs_of_a_stable_primitive_differentiates_as_a_real_function(definition: str) -> None:
+    """sigmoid and softplus (and the normal CDF) are real and positive for a real argument: without saying so,
+    SymPy differentiated |softplus(x)| through re() and im(), which no printer translates (the op could not be
+    defined: NotImplementedError). |f| of a positive f is f: no kink to declare."""
+    op = define_op("abs_of_primitive", definition)
+    assert op.verify().passed
+    assert op.gradcheck(np.array([-3.0, -0.4, 0.0, 1.1, 4.0])).passed
+
+
 def test_log_cosh_gradient_is_tanh_not_sinh_over_cosh() -> None:
     """d/dx log(cosh x) derives to sinh(x) / cosh(x): nan = inf / inf from |x| = 89 in float32. Simplified: tanh.
     (The forward still overflows there: that takes a stable form, which the verify row asks for.)"""
