@@ -48,6 +48,7 @@ __all__ = [
     "NUM_CLASSES",
     "fold_piecewise",
     "accurate_derivatives",
+    "clamp_gaussians",
 ]
 
 
@@ -436,6 +437,29 @@ def accurate_derivatives(expr: sp.Expr) -> sp.Expr:
         return sp.Add(*terms, accurate)
 
     return expr.replace(lambda e: e.is_Add and _complemented(e) is not None, rewrite)
+
+
+#: exp(-800) is 0 in float64 and float32 (the smallest subnormal float64 is about exp(-745)).
+_EXP_ZERO = 800
+
+
+def _gaussian_clamp(exponent: sp.Expr) -> sp.Expr | None:
+    """``exponent`` = c u^2 (c a negative number) with u clamped to where c u^2 >= -800; None for any other."""
+    coefficient, rest = exponent.as_coeff_Mul()
+    if not (coefficient.is_negative and rest.is_Pow and rest.exp == 2) or isinstance(rest.base, (sp.Max, sp.Min)):
+        return None
+    bound = sp.sqrt(sp.Integer(_EXP_ZERO) / -coefficient)
+    return coefficient * sp.Max(sp.Min(rest.base, bound), -bound) ** 2
+
+
+def clamp_gaussians(expr: sp.Expr) -> sp.Expr:
+    r"""``expr`` with each :math:`e^{c u^2}` (:math:`c < 0`) as :math:`e^{c \min(\max(u, -L), L)^2}`,
+    :math:`c L^2 = -800`: the same value in float32 and float64 (both are 0 beyond :math:`L`), and no overflow of
+    :math:`u^2` (from :math:`|u| = 1.8 \cdot 10^{19}` in float32), whose :math:`e^{-\infty} = 0` is right but
+    raises an overflow warning. The catalog's GELU clamps its Gaussian so by hand; a user op's derivative of
+    :math:`\Phi` or erf gets it from :func:`symdl.export.define_op`."""
+    return expr.replace(lambda e: isinstance(e, sp.exp) and _gaussian_clamp(e.args[0]) is not None,
+                        lambda e: sp.exp(_gaussian_clamp(e.args[0])))
 
 
 def fold_piecewise(expr: sp.Expr) -> sp.Expr:

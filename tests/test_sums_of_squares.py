@@ -111,3 +111,20 @@ def test_reciprocals_of_sums_of_squares_only_when_asked() -> None:
 ], ids=str)
 def test_hypot_reads_as_the_root_of_the_sum_of_squares(expr: sp.Expr, latex: str) -> None:
     assert sp.latex(expr) == latex
+
+
+def test_gaussians_are_clamped_where_they_are_zero_in_every_float() -> None:
+    """exp(c u^2), c < 0, gets u clamped to c u^2 >= -800: float64 values equal everywhere (both 0 beyond the
+    clamp, exp(-800) underflowing), and nothing else changes."""
+    from symdl.functions import clamp_gaussians
+
+    gaussian = x * sp.exp(-(x**2) / 2) + sp.exp(-3 * (x - t) ** 2)
+    clamped = clamp_gaussians(gaussian)
+    assert clamped.has(sp.Max) and clamped.has(sp.Min)
+    assert clamp_gaussians(clamped) == clamped  # already clamped: left alone
+    for other in (sp.exp(x**2), sp.exp(-x), sp.exp(-(x**3))):
+        assert clamp_gaussians(other) == other
+    f, g = (sp.lambdify([x, t], e, "numpy") for e in (gaussian, clamped))
+    u = np.concatenate([np.linspace(-60, 60, 2401), [-1e5, 1e5]])
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(f(u, 0.25), g(u, 0.25))

@@ -50,7 +50,8 @@ from symdl.check.errors import ExpressionError
 from symdl.codegen.ops import TEMPLATES, kernel_names
 from symdl.errors import SymdlError
 from symdl.export.forms import with_origin
-from symdl.functions import Grouped, accurate_derivatives, fold_piecewise, indicator, rowmax, rowsum
+from symdl.functions import (Grouped, accurate_derivatives, clamp_gaussians, fold_piecewise, indicator, rowmax,
+                             rowsum)
 from symdl.printing.numpy_printer import ARRAY_FUNCTIONS, KernelPrinter, constants_to_floats
 from symdl.printing.sums_of_squares import as_hypot
 
@@ -321,7 +322,9 @@ def _stable_gradients(op: Op) -> Op:
       user's sigmoid(x) had a 215-ulp gradient).
     * A gradient that is then not finite at the extremes is replaced by the first of these forms that is: its
       simplification (within :func:`~symdl.expr.simplify_within`'s time bound), then either with reciprocals
-      of sums of squares as powers of hypot (:func:`~symdl.printing.sums_of_squares.as_hypot`). SymPy's
+      of sums of squares as powers of hypot (:func:`~symdl.printing.sums_of_squares.as_hypot`), then each of
+      these with its Gaussians' arguments clamped (:func:`~symdl.functions.clamp_gaussians`: the derivative of
+      a user's x Phi(x) squares x). SymPy's
       derivative of a quotient is a sum of terms that overflow apart where their sum does not: ISRU's x / sqrt(1
       + a^2 x^2) differentiates to 1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf at x = 1e30
       in float32, where the simplification (1 + a^2 x^2)^(-3/2) underflows to 0 quietly; log(cosh x) to sinh x
@@ -342,6 +345,7 @@ def _stable_gradients(op: Op) -> Op:
             simplified, finished = simplify_within(derived)
             candidates = [simplified] if finished else []
             candidates += [as_hypot(form, reciprocals=True) for form in (derived, *candidates)]
+            candidates += [clamp_gaussians(form) for form in candidates]
             finite = [form for form in candidates if form != derived and _not_finite_at_extremes(op, form) is None]
             derived = finite[0] if finite else derived
         if derived != raw:
