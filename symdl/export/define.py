@@ -323,14 +323,15 @@ def _stable_gradients(op: Op) -> Op:
     * A gradient that is then not finite at the extremes is replaced by the first of these forms that is: its
       simplification (within :func:`~symdl.expr.simplify_within`'s time bound), then either with reciprocals
       of sums of squares as powers of hypot (:func:`~symdl.printing.sums_of_squares.as_hypot`), then each of
-      these with its Gaussians' arguments clamped (:func:`~symdl.functions.clamp_gaussians`: the derivative of
-      a user's x Phi(x) squares x). SymPy's
-      derivative of a quotient is a sum of terms that overflow apart where their sum does not: ISRU's x / sqrt(1
-      + a^2 x^2) differentiates to 1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf at x = 1e30
-      in float32, where the simplification (1 + a^2 x^2)^(-3/2) underflows to 0 quietly; log(cosh x) to sinh x
-      / cosh x, where tanh x is its simplification. arctan's 1 / (1 + x^2) overflows in the square,
-      hypot(x, 1)^-2 does not. Gradients already finite are not simplified (a simplification may overflow where
-      they do not: softsign's is x^2 |x| in a denominator).
+      these with its Gaussians' arguments clamped (:func:`~symdl.functions.clamp_gaussians`).
+
+      SymPy's derivative of a quotient is a sum of terms that overflow apart where their sum does not: ISRU's
+      x / sqrt(1 + a^2 x^2) differentiates to 1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf
+      at x = 1e30 in float32, where the simplification (1 + a^2 x^2)^(-3/2) underflows to 0 quietly; log(cosh
+      x) to sinh x / cosh x, where tanh x is its simplification. arctan's 1 / (1 + x^2) overflows in the square,
+      hypot(x, 1)^-2 does not. The derivative of a user's x Phi(x) squares x in a Gaussian. Gradients already
+      finite are not simplified (a simplification may overflow where they do not: softsign's is x^2 |x| in a
+      denominator).
     """
     from symdl.expr import simplify_within
 
@@ -346,8 +347,8 @@ def _stable_gradients(op: Op) -> Op:
             candidates = [simplified] if finished else []
             candidates += [as_hypot(form, reciprocals=True) for form in (derived, *candidates)]
             candidates += [clamp_gaussians(form) for form in candidates]
-            finite = [form for form in candidates if form != derived and _not_finite_at_extremes(op, form) is None]
-            derived = finite[0] if finite else derived
+            derived = next((form for form in candidates
+                            if form != derived and _not_finite_at_extremes(op, form) is None), derived)
         if derived != raw:
             closed[item.name] = derived
     if not closed:
