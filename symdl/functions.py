@@ -204,8 +204,9 @@ class hypot(sp.Function):  # noqa: N801
     r""":math:`\sqrt{a^2 + b^2}` without forming the squares, which overflow where the root does not
     (:math:`\sqrt{1 + x^2}` at :math:`x = 10^{20}` in float32) and underflow where it is not 0.
 
-    Never written in a formula: the printers rewrite square roots of sums of squares into it
-    (:mod:`symdl.printing.sums_of_squares`), after every proof.
+    Not in the catalog's formulas: the printers rewrite square roots of sums of squares into it
+    (:mod:`symdl.printing.sums_of_squares`) after every proof, and :func:`symdl.export.define_op` writes a
+    reciprocal of one into a user op's gradient that overflows otherwise (proven through its textbook form).
     """
 
     nargs = 2
