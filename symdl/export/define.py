@@ -50,9 +50,8 @@ from symdl.check.errors import ExpressionError
 from symdl.codegen.ops import TEMPLATES, kernel_names
 from symdl.errors import SymdlError
 from symdl.export.forms import with_origin
-from symdl.functions import (Grouped, accurate_derivatives, clamp_gaussians, fold_piecewise, indicator, rowmax,
-                             rowsum)
-from symdl.printing.numpy_printer import ARRAY_FUNCTIONS, KernelPrinter, constants_to_floats
+from symdl.functions import Grouped, accurate_derivatives, clamp_gaussians, indicator, rowmax, rowsum
+from symdl.printing.numpy_printer import ARRAY_FUNCTIONS, KernelPrinter, as_printed
 from symdl.printing.sums_of_squares import as_hypot
 
 __all__ = ["DefinitionError", "UserOp", "define_op", "render_numpy"]
@@ -288,7 +287,7 @@ def _not_finite_at_extremes(op: Op, expr: sp.Expr) -> str | None:
     if not extremes or op.traits.over_rows:
         return None
     values = {p.symbol: sp.sympify(p.default) for p in op.symbol_params}  # a SymPy number: a + 0 would be a float
-    printed = constants_to_floats(as_hypot(fold_piecewise(expr.xreplace(values))))  # as print_assignments does
+    printed = as_printed(expr.xreplace(values))
     symbols = [i.symbol for i in op.inputs]
     function = sp.lambdify(symbols, printed, modules=[{"np": np, "_rt": _rt, "math": math}], printer=KernelPrinter())
     for dtype in (np.float32, np.float64):

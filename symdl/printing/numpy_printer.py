@@ -274,6 +274,13 @@ class KernelPrinter(PythonCodePrinter):
         return f"np.where({condition}, {value}, {otherwise})"
 
 
+def as_printed(expr: sp.Expr) -> sp.Expr:
+    """``expr`` in the form the printers print (:func:`print_assignments`, and ``define_op``'s check that a form is
+    finite at the extremes): piecewise parts folded, square roots of sums of squares as hypot, numeric constants
+    as floats."""
+    return constants_to_floats(as_hypot(fold_piecewise(expr)))
+
+
 def constants_to_floats(expr: sp.Expr) -> sp.Expr:
     """Evaluate numeric subexpressions such as ``sqrt(2/pi)`` to 20-digit floats."""
     return expr.replace(
@@ -314,7 +321,7 @@ def print_assignments(
     with the same results.
     """
     names = list(outputs)
-    exprs = [_class_sums(constants_to_floats(as_hypot(fold_piecewise(outputs[n]))), printer) for n in names]
+    exprs = [_class_sums(as_printed(outputs[n]), printer) for n in names]
     temps = sp.numbered_symbols(temp_prefix, real=True)
     replacements, reduced = sp.cse(exprs, symbols=temps, order="none")
     plain: list[tuple[str, str]] = []
