@@ -21,7 +21,7 @@ from symdl.catalog.spec import Input, Op
 from symdl.verify.reference import Reference, ulp_error
 from symdl.sampling import variant_value
 from symdl.strategies import OpCase, op_cases
-from symdl.verify.ops import _scale, finite_at_extremes
+from symdl.verify.ops import finite_at_extremes, tolerance_scale
 from tests.conftest import OP_VARIANTS
 
 
@@ -161,13 +161,13 @@ def test_matches_mpmath_reference_within_ulp_bound(op: Op, variant: str, data: s
     reference = Reference(op, variant, case.params)
     out = forward(case)
     grad = np.ones(np.shape(out)) if op.kind != "row" else np.linspace(-1, 1, out.size).reshape(out.shape)
-    forward_scale = _scale(op, tolerance.forward_scale, case.inputs, case.params, grad)
+    forward_scale = tolerance_scale(op, tolerance.forward_scale, case.inputs, case.params, grad)
     if forward_scale is not None and op.kind == "class_loss":
         forward_scale = np.max(forward_scale, axis=-1)  # one loss per row
     assert ulp_error(out, reference.forward(case.inputs), forward_scale) <= tolerance.forward_ulp
     computed = [g for g, item, a in zip(vjp(case, grad), op.inputs, case.inputs)
                 if item.differentiable and a.dtype.kind not in "iu"]
-    grad_scale = _scale(op, tolerance.grad_scale, case.inputs, case.params, grad)
+    grad_scale = tolerance_scale(op, tolerance.grad_scale, case.inputs, case.params, grad)
     for value, exact in zip(computed, reference.gradients(case.inputs, grad)):
         assert ulp_error(value, exact, grad_scale) <= tolerance.grad_ulp
 
@@ -186,14 +186,14 @@ def test_float32_stays_float32_and_accurate(op: Op, variant: str, data: st.DataO
     assert out32.dtype == np.float32
     tolerance = op.tolerance_for(variant)
     # float64 on the same (exactly representable) inputs is exact to float32 precision.
-    scale = _scale(op, tolerance.forward_scale, case64.inputs, case64.params)
+    scale = tolerance_scale(op, tolerance.forward_scale, case64.inputs, case64.params)
     if scale is not None and op.kind == "class_loss":
         scale = np.max(scale, axis=-1)  # one loss per row
     assert ulp_error(out32, out64, scale) <= 2 * tolerance.forward_ulp + 2
     grad32 = np.ones(np.shape(out32), dtype=np.float32)
     grads32 = vjp(case32, grad32)
     grads64 = vjp(case64, grad32.astype(np.float64))
-    grad_scale = _scale(op, tolerance.grad_scale, case64.inputs, case64.params)
+    grad_scale = tolerance_scale(op, tolerance.grad_scale, case64.inputs, case64.params)
     for g32, g64, item in zip(grads32, grads64, op.inputs):
         if g32 is not None:
             assert g32.dtype == np.float32

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from symdl.sampling import draw_inputs, draw_params
-from symdl.verify.ops import _scale  # the catalog rows' tolerance scales, evaluated the same way
+from symdl.verify.ops import tolerance_scale  # the catalog rows' tolerance scales, evaluated the same way
 from symdl.verify.reference import Reference, ulp_error
 from symdl.verify.row import VerifyRow, directional_error, finite_and_typed
 
@@ -65,10 +65,10 @@ def ulp_errors(user: UserOp, seed: int = 1) -> tuple[float, float]:
     out = forward(*inputs)
     grad = rng.standard_normal(np.shape(out))
     tolerance = user.op.tolerance
-    worst_forward = float(ulp_error(out, reference.forward(inputs), _scale(user.op, tolerance.forward_scale, inputs,
+    worst_forward = float(ulp_error(out, reference.forward(inputs), tolerance_scale(user.op, tolerance.forward_scale, inputs,
                                                                            params, grad)))
     worst_grad = 0.0
-    grad_scale = _scale(user.op, tolerance.grad_scale, inputs, params, grad)
+    grad_scale = tolerance_scale(user.op, tolerance.grad_scale, inputs, params, grad)
     for value, exact in zip(vjp(grad, *inputs), reference.gradients(inputs, grad)):
         worst_grad = float(np.maximum(worst_grad, ulp_error(value, exact, grad_scale)))
     return worst_forward, worst_grad

@@ -141,8 +141,15 @@ def _domain_inputs(op: Op, rng: np.random.Generator) -> list[np.ndarray]:
     return draw_inputs(op, rng, (6, 5) if op.traits.over_rows else (60,))
 
 
-def _scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str, object],
-           grad: np.ndarray | None = None) -> np.ndarray | None:
+def sample_batches(op: Op, rng: np.random.Generator, dtype: type = np.float64) -> list[list[np.ndarray]]:
+    """The inputs an op's accuracy is measured on, in ``dtype``: samples of its domains, then its extremes."""
+    batches = [[a.astype(dtype) if a.dtype.kind == "f" else a for a in _domain_inputs(op, rng)],
+               _extreme_inputs(op, rng, dtype)]
+    return [b for b in batches if b is not None]
+
+
+def tolerance_scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params: dict[str, object],
+                    grad: np.ndarray | None = None) -> np.ndarray | None:
     """The op's tolerance scale expression evaluated in float64 (None for 0)."""
     if expr == 0:
         return None
@@ -183,7 +190,7 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
         out = forward(*inputs)
         grad = np.ones(np.shape(out)) if not op.traits.dim_param else rng.standard_normal(inputs[0].shape)
         exact = reference.forward(inputs)
-        forward_scale = _scale(op, op.tolerance_for(variant).forward_scale, inputs, params, grad)
+        forward_scale = tolerance_scale(op, op.tolerance_for(variant).forward_scale, inputs, params, grad)
         if forward_scale is not None and op.traits.class_targets:
             forward_scale = np.max(forward_scale, axis=-1)  # one loss per row
         worst_forward = float(np.maximum(worst_forward, ulp_error(out, exact, forward_scale)))
@@ -191,7 +198,7 @@ def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
         exact_grads = reference.gradients(inputs, grad)
         for value, exact_grad in zip((c for c, i in zip(computed, op.inputs) if i.differentiable), exact_grads):
             worst_grad = float(np.maximum(worst_grad, ulp_error(
-                value, exact_grad, _scale(op, op.tolerance_for(variant).grad_scale, inputs, params, grad))))
+                value, exact_grad, tolerance_scale(op, op.tolerance_for(variant).grad_scale, inputs, params, grad))))
     return worst_forward, worst_grad
 
 
@@ -237,12 +244,10 @@ def implementation_ulps(op: Op, variant: str, implementation: Implementation, dt
     tolerance = op.tolerance_for(variant)
     grad_scale = tolerance.grad_scale if grad_scale is None else grad_scale
     worst_forward = worst_grad = 0.0
-    batches = [[a.astype(dtype) if a.dtype.kind == "f" else a for a in _domain_inputs(op, rng)],
-               _extreme_inputs(op, rng, dtype)]
-    for inputs in (b for b in batches if b is not None):
+    for inputs in sample_batches(op, rng, dtype):
         out = forward(*inputs)
         grad = rng.standard_normal(np.shape(out)).astype(dtype)
-        forward_scale = _scale(op, tolerance.forward_scale, inputs, params, grad)
+        forward_scale = tolerance_scale(op, tolerance.forward_scale, inputs, params, grad)
         if forward_scale is not None and op.traits.class_targets:
             forward_scale = np.max(forward_scale, axis=-1)  # one loss per row
         worst_forward = float(np.maximum(worst_forward, ulp_error(out, reference.forward(inputs), forward_scale)))
@@ -250,7 +255,7 @@ def implementation_ulps(op: Op, variant: str, implementation: Implementation, dt
         exact = reference.gradients(inputs, grad)
         for value, exact_grad in zip((c for c, i in zip(computed, op.inputs) if i.differentiable), exact):
             worst_grad = float(np.maximum(worst_grad, ulp_error(
-                value, exact_grad, _scale(op, grad_scale, inputs, params, grad))))
+                value, exact_grad, tolerance_scale(op, grad_scale, inputs, params, grad))))
     return worst_forward, worst_grad
 
 
