@@ -363,6 +363,10 @@ class Grouped(sp.UnevaluatedExpr):
     def _eval_is_nonnegative(self) -> bool | None:
         return self.args[0].is_nonnegative
 
+    def _eval_derivative(self, symbol: sp.Symbol) -> sp.Expr:
+        # the derivative of the unit, not an unevaluated Derivative of it (a stable form may group a quotient)
+        return sp.diff(self.args[0], symbol)
+
 
 def grouped(expr: sp.Expr) -> sp.Expr:
     """``expr`` kept as one unit when printed, so that SymPy's reordering of a

@@ -49,10 +49,10 @@ from symdl.catalog.spec import Domain, Formula, Input, Kink, Op, Param, Rule, To
 from symdl.check.errors import ExpressionError
 from symdl.codegen.ops import TEMPLATES, kernel_names
 from symdl.errors import SymdlError
+from symdl.export.accurate import most_accurate, not_finite_at_extremes
 from symdl.export.forms import with_origin
-from symdl.functions import Grouped, accurate_derivatives, clamp_gaussians, indicator, rowmax, rowsum
-from symdl.printing.numpy_printer import ARRAY_FUNCTIONS, KernelPrinter, as_printed
-from symdl.printing.sums_of_squares import as_hypot
+from symdl.functions import Grouped, accurate_derivatives, indicator, rowmax, rowsum
+from symdl.printing.numpy_printer import ARRAY_FUNCTIONS
 
 __all__ = ["DefinitionError", "UserOp", "define_op", "render_numpy"]
 
@@ -276,42 +276,26 @@ def _row_vjp(op_name: str, expr: sp.Expr, x: sp.Symbol, g: sp.Symbol) -> sp.Expr
 
 
 # --------------------------------------------------------------------------- numerics
-def _not_finite_at_extremes(op: Op, expr: sp.Expr) -> str | None:
-    """What goes wrong when ``expr``, printed as the kernels print it (the kernel printer's rules: square roots
-    of sums of squares as hypot, a negative power as a power of the reciprocal, ...), is evaluated in float32
-    and float64 at the first input's extremes: an FP error raised (overflow, invalid, divide by zero) or a
-    non-finite value; None when nothing does."""
-    from symdl.kernels import _runtime as _rt
-
-    extremes = op.inputs[0].domain.extremes
-    if not extremes or op.traits.over_rows:
-        return None
-    values = {p.symbol: sp.sympify(p.default) for p in op.symbol_params}  # a SymPy number: a + 0 would be a float
-    printed = as_printed(expr.xreplace(values))
-    symbols = [i.symbol for i in op.inputs]
-    function = sp.lambdify(symbols, printed, modules=[{"np": np, "_rt": _rt, "math": math}], printer=KernelPrinter())
-    for dtype in (np.float32, np.float64):
-        points = np.array([v for v in extremes if np.isfinite(dtype(v))], dtype=dtype)
-        others = [np.full_like(points, (i.domain.low + i.domain.high) / 2) for i in op.inputs[1:]]
-        try:
-            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-                result = np.asarray(function(points, *others))
-        except FloatingPointError as error:
-            return f"{np.dtype(dtype).name}: {error}"
-        if not np.all(np.isfinite(result)):
-            bad = points[~np.isfinite(np.broadcast_to(result, points.shape))]
-            return f"not finite at x = {bad[0]!r}, {np.dtype(dtype).name}"
-    return None
-
-
 def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
     """``expr`` is finite at the extremes (:func:`_not_finite_at_extremes`), else a :class:`DefinitionError`."""
-    problem = _not_finite_at_extremes(op, expr)
+    problem = not_finite_at_extremes(op, expr)
     if problem is not None:
         raise DefinitionError(f"{op.name}: the {what} is not finite at the extremes ({problem})")
 
 
-def _stable_gradients(op: Op) -> Op:
+def _accurate_forward(op: Op) -> Op:
+    """``op`` with a stable form when its definition, evaluated as written, is not finite at the extremes or
+    misses its forward tolerance and a form of :func:`~symdl.export.accurate.rewritten_forms` does better
+    (``log(1 + exp(x))`` as softplus, the pseudo-Huber loss's root difference rationalized, ...): proven equal
+    to the definition like one given in ``stable=``, and the gradients are derived from it."""
+    formula = op.formula()
+    form = most_accurate(op, formula.definition, bound=op.tolerance.forward_ulp)
+    if form == formula.definition:
+        return op
+    return replace(op, formulas={"": replace(formula, stable=form)})
+
+
+def _stable_gradients(op: Op, *, textbook: bool = False) -> Op:
     """``op`` with closed forms for the derived gradients that SymPy writes in forms that lose accuracy or
     overflow, each proven equal to the derivative like one the user gives in ``grads=``.
 
@@ -319,18 +303,24 @@ def _stable_gradients(op: Op) -> Op:
       (:func:`~symdl.functions.accurate_derivatives`): sigmoid's sigma (1 - sigma) as sigma(u) sigma(-u), tanh's
       1 - tanh^2 as 4 sigma(2u) sigma(-2u): where sigma or tanh round to 1 the first forms lose every digit (a
       user's sigmoid(x) had a 215-ulp gradient).
-    * A gradient that is then not finite at the extremes is replaced by the first of these forms that is: its
-      simplification (within :func:`~symdl.expr.simplify_within`'s time bound), then either with reciprocals
-      of sums of squares as powers of hypot (:func:`~symdl.printing.sums_of_squares.as_hypot`), then each of
-      these with its Gaussians' arguments clamped (:func:`~symdl.functions.clamp_gaussians`).
+    * A gradient that is then not finite at the extremes, or misses its tolerance, is replaced by the best of
+      its forms that :func:`~symdl.export.accurate.most_accurate` measures: those of
+      :data:`~symdl.export.accurate.REWRITES` (reciprocals of sums of squares as powers of hypot, Gaussians'
+      arguments clamped, ``exp(u) / (1 + exp(u))`` as sigmoid, ...), from its simplification too (within
+      :func:`~symdl.expr.simplify_within`'s time bound) when it is not finite at the extremes.
 
       SymPy's derivative of a quotient is a sum of terms that overflow apart where their sum does not: ISRU's
       x / sqrt(1 + a^2 x^2) differentiates to 1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf
       at x = 1e30 in float32, where the simplification (1 + a^2 x^2)^(-3/2) underflows to 0 quietly; log(cosh
       x) to sinh x / cosh x, where tanh x is its simplification. arctan's 1 / (1 + x^2) overflows in the square,
       hypot(x, 1)^-2 does not. The derivative of a user's x Phi(x) squares x in a Gaussian. Gradients already
-      finite are not simplified (a simplification may overflow where they do not: softsign's is x^2 |x| in a
-      denominator).
+      finite and accurate are not rewritten (a simplification may overflow where they do not: softsign's is
+      x^2 |x| in a denominator).
+
+    Gradients are derived from the stable form; with ``textbook`` (a stable form chosen by
+    :func:`_accurate_forward`, not the user) from the definition as the user wrote it, the stable form's
+    derivative one more candidate: the pseudo-Huber loss's gradient reads x / sqrt(1 + (x/delta)^2), not the
+    derivative of its rationalized form.
     """
     from symdl.expr import simplify_within
 
@@ -339,16 +329,16 @@ def _stable_gradients(op: Op) -> Op:
     for item in op.differentiable_inputs:
         if item.name in formula.grads:
             continue
-        raw = sp.diff(formula.forward, item.symbol)
+        raw = sp.diff(_differentiated(formula, textbook), item.symbol)
         derived = accurate_derivatives(raw)
-        if _not_finite_at_extremes(op, derived) is not None:
+        # (the stable form's derivative is a candidate unless a clamp in it left steps, which no kernel prints)
+        of_stable = accurate_derivatives(sp.diff(formula.forward, item.symbol))
+        starts = [of_stable] if textbook and not of_stable.has(sp.Heaviside) else []
+        if not_finite_at_extremes(op, derived) is not None:
             simplified, finished = simplify_within(derived)
-            candidates = [simplified] if finished else []
-            candidates += [as_hypot(form, reciprocals=True) for form in (derived, *candidates)]
-            candidates += [clamp_gaussians(form) for form in candidates]
-            derived = next((form for form in candidates
-                            if form != derived and _not_finite_at_extremes(op, form) is None), derived)
-        if derived != raw:
+            starts += [simplified] if finished else []
+        derived = most_accurate(op, derived, wrt=item, bound=op.tolerance.grad_ulp, starts=starts)
+        if derived != sp.diff(formula.forward, item.symbol):  # what the kernel would derive itself
             closed[item.name] = derived
     if not closed:
         return op
@@ -453,7 +443,12 @@ def build_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",), p
         _real_on_domain(op, expr, "definition")
     if stable_expr is not None:
         _finite_at_extremes(op, stable_expr, "stable form")
-    return _stable_gradients(_steps_at_ties(op)) if kind != "row" else op
+    if kind == "row":
+        return op
+    textbook = stable_expr is None
+    if textbook:
+        op = _accurate_forward(op)
+    return _stable_gradients(_steps_at_ties(op, textbook=textbook), textbook=textbook)
 
 
 #: A step H(u) of a ``max``/``min``'s derivative, by its value at the tie u = 0: one side ([u > 0]), the other
@@ -470,19 +465,26 @@ _AT_TIES: dict[sp.Number, Callable[[sp.Expr], sp.Expr]] = {
 _SEARCHED_STEPS = 3
 
 
-def _steps_at_ties(op: Op) -> Op:
+def _differentiated(formula: Formula, textbook: bool) -> sp.Expr:
+    """What a user op's gradients are derived from: the stable form, or with ``textbook`` (a stable form chosen
+    by :func:`_accurate_forward`) the definition as written."""
+    return formula.definition if textbook else formula.forward
+
+
+def _steps_at_ties(op: Op, *, textbook: bool = False) -> Op:
     """``op`` with the Heaviside steps that SymPy's derivative of a ``max`` or ``min`` leaves (d/dx max(x, 0) =
     H(x), with SymPy's H(0) = 1/2, which no kernel printer translates) made indicators (:data:`_AT_TIES`), so
     that the gradient at every declared kink is the subgradient declared there: max(x, 0) with ``kinks={0: 0}``
     gets [x > 0] (PyTorch's relu), with ``{0: 1}`` [x >= 0], with ``{0: 1/2}`` torch.maximum's even split. The
     first assignment that gives every kink's subgradient is taken ([u > 0] everywhere when none does: the kink
     proof then names the kink). The gradients become closed forms, proven equal to the derived ones away from
-    the kinks like any other.
+    the kinks like any other. ``textbook``: as in :func:`_stable_gradients` (the clamps of a chosen stable form
+    add no steps).
     """
     from symdl.proofs.ops import _kink_proof, _sample_values
 
     formula = op.formula()
-    derived = {i.name: sp.diff(formula.forward, i.symbol) for i in op.differentiable_inputs
+    derived = {i.name: sp.diff(_differentiated(formula, textbook), i.symbol) for i in op.differentiable_inputs
                if i.name not in formula.grads}
     steps = sorted(set().union(*(d.atoms(sp.Heaviside) for d in derived.values())), key=sp.default_sort_key)
     if not steps:

@@ -1,0 +1,347 @@
+"""Accurate forms of a user op's definition and derived gradients: exact rewrites, chosen by measurement.
+
+The formula a user writes is often not the one to evaluate in floating point. ``log(1 + exp(x))`` overflows
+from x = 89 in float32 and is 0 below x = -17 where its true value is e^x; ``delta^2 (sqrt(1 + (x/delta)^2)
+- 1)`` (the pseudo-Huber loss) subtracts two nearly equal numbers near 0 and keeps a few of its digits;
+``exp(x) - 1`` and ``log(1 + x^2)`` likewise. The catalog's ops carry stable forms written by hand; a user
+op without ``stable=`` gets one here: each rewrite in :data:`REWRITES` is an identity (the clamped
+Gaussians: equal wherever float64 is not 0 anyway), the rewrites are combined up to :data:`DEPTH` deep, and
+:func:`most_accurate` measures every form the way ``symdl verify`` does (the kernel printer's code, float32
+and float64, on the domain samples and the extremes, in ulp against the mpmath reference of the
+definition) and takes the best. A form is only a candidate: :func:`symdl.export.define_op` proves the one
+it takes equal to the definition (or to the derivative) like one the user gives.
+
+A form that is finite at the extremes beats one that is not; then the smaller error wins; a written form
+that is finite and within its tolerance is kept as written (only what fails is rewritten).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import sympy as sp
+from sympy.codegen.cfunctions import log1p
+from sympy.codegen.rewriting import expm1_opt, optimize
+
+from symdl.catalog.spec import Input, Op
+from symdl.functions import (
+    Grouped,
+    accurate_derivatives,
+    clamp_gaussians,
+    hypot,
+    sigmoid,
+    softplus,
+)
+from symdl.printing.numpy_printer import KernelPrinter, as_printed
+from symdl.printing.sums_of_squares import as_hypot
+
+__all__ = ["DEPTH", "REWRITES", "kernel_function", "most_accurate", "not_finite_at_extremes", "rewritten_forms"]
+
+Rewrite = Callable[[sp.Expr], sp.Expr]
+
+
+# --------------------------------------------------------------------------- rewrites
+def _exp_argument(expr: sp.Expr) -> sp.Expr | None:
+    """u when ``expr`` is 1 + e^u, else None."""
+    rest = expr - 1
+    return rest.args[0] if isinstance(rest, sp.exp) else None
+
+
+def _as_log1p(expr: sp.Expr) -> sp.Expr:
+    r""":math:`\log(1 + u)` as :math:`\operatorname{log1p}(u)`: :math:`1 + u` rounds away the digits of a small
+    :math:`u`. (SymPy's ``log1p_opt`` rewrites the Cauchy loss's :math:`\log(1 + (x - y)^2 / c^2)` into the log
+    of one expanded quotient instead.)"""
+    return expr.replace(lambda e: isinstance(e, sp.log) and e.args[0].is_Add and sp.S.One in e.args[0].args,
+                        lambda e: log1p(e.args[0] - 1))
+
+
+def _log_of_one_plus_exp(expr: sp.Expr) -> sp.Expr | None:
+    """u when ``expr`` is log(1 + e^u) or log1p(e^u), else None."""
+    if isinstance(expr, sp.log) and expr.args[0].is_Add:
+        return _exp_argument(expr.args[0])
+    if isinstance(expr, log1p) and isinstance(expr.args[0], sp.exp):
+        return expr.args[0].args[0]
+    return None
+
+
+def _as_softplus(expr: sp.Expr) -> sp.Expr:
+    r""":math:`\log(1 + e^u)` as :math:`\operatorname{softplus}(u)` (no overflow of :math:`e^u`, and
+    :math:`e^u`'s digits where it is small), and :math:`\log\sigma(u)` as :math:`-\operatorname{softplus}(-u)`."""
+    step = expr.replace(lambda e: _log_of_one_plus_exp(e) is not None, lambda e: softplus(_log_of_one_plus_exp(e)))
+    return step.replace(lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sigmoid),
+                        lambda e: -softplus(-e.args[0].args[0]))
+
+
+def _sigmoid_pair(product: sp.Mul) -> tuple[sp.Expr, sp.Expr] | None:
+    """Factors e^u and sigmoid(-u) of ``product``, whose product is sigmoid(u); None when there are none."""
+    factors = product.args
+    for exp_factor in (f for f in factors if isinstance(f, sp.exp)):
+        for sig_factor in (f for f in factors if isinstance(f, sigmoid)):
+            if sp.expand(exp_factor.args[0] + sig_factor.args[0]) == 0:
+                return exp_factor, sig_factor
+    return None
+
+
+def _as_sigmoid(expr: sp.Expr) -> sp.Expr:
+    r""":math:`(1 + e^{w})^{-k}` as :math:`\sigma(-w)^k`, then :math:`e^u \sigma(-u)` as :math:`\sigma(u)`:
+    the logistic function written out overflows in :math:`e^w` (to the right value, 0, with an overflow)."""
+    step = expr.replace(
+        lambda e: e.is_Pow and e.exp.is_integer and e.exp.is_negative and e.base.is_Add
+        and _exp_argument(e.base) is not None,
+        lambda e: sigmoid(-_exp_argument(e.base)) ** -e.exp)
+
+    def merge(product: sp.Mul) -> sp.Expr:
+        exp_factor, sig_factor = _sigmoid_pair(product)
+        return product / (exp_factor * sig_factor) * sigmoid(exp_factor.args[0])
+
+    return step.replace(lambda e: e.is_Mul and _sigmoid_pair(e) is not None, merge)
+
+
+def _root_terms(add: sp.Add) -> list[sp.Expr]:
+    """The terms of ``add`` with a square root factor."""
+    return [t for t in add.args if any(f.is_Pow and f.exp == sp.S.Half for f in sp.Mul.make_args(t))]
+
+
+def _opposite_signs(a: sp.Expr, b: sp.Expr) -> bool:
+    """``a`` and ``b`` never share a sign and are never both 0 (SymPy's assumptions)."""
+    return bool((a.is_nonnegative and b.is_negative) or (a.is_positive and b.is_nonpositive)
+                or (a.is_nonpositive and b.is_positive) or (a.is_negative and b.is_nonnegative))
+
+
+#: The largest sum (operation count) whose square is expanded by the rationalization.
+_RATIONALIZED_OPS = 40
+
+
+def _rationalized(expr: sp.Expr) -> sp.Expr:
+    r""":math:`r + s` with :math:`r` a term with a square root and :math:`s` the rest, of opposite signs
+    (they cancel), as :math:`(r^2 - s^2) / (r - s)`: the difference is formed exactly in the numerator
+    (the pseudo-Huber loss's :math:`\sqrt{1 + u^2} - 1 = u^2 / (\sqrt{1 + u^2} + 1)`), and the denominator,
+    a sum of terms of one sign, is never 0.
+
+    Signs are read from SymPy's assumptions, with every symbol that the expression divides by taken as
+    nonzero: where it is 0 the expression is not defined anyway."""
+    divisors = {p.base for p in expr.atoms(sp.Pow) if p.exp.is_negative and p.base.is_Symbol}
+    nonzero = {s: sp.Dummy(s.name, real=True, nonzero=True) for s in divisors if s.is_real}
+
+    def cancels(add: sp.Add) -> bool:
+        roots = _root_terms(add)
+        if len(roots) != 1 or sp.count_ops(add) > _RATIONALIZED_OPS:
+            return False
+        return _opposite_signs(roots[0].xreplace(nonzero), (add - roots[0]).xreplace(nonzero))
+
+    def rewrite(add: sp.Add) -> sp.Expr:
+        root = _root_terms(add)[0]
+        rest = add - root
+        return sp.expand(root**2 - rest**2) / (root - rest)
+
+    return expr.replace(lambda e: e.is_Add and cancels(e), rewrite)
+
+
+def _squares_apart(expr: sp.Expr) -> sp.Expr:
+    r""":math:`u^2 / D` (:math:`D` a sum) as :math:`u \cdot (u / D)`: where :math:`D` grows like :math:`|u|`
+    the square overflows (from :math:`|u| = 1.8 \cdot 10^{19}` in float32) and the quotient does not. The
+    quotient is :class:`~symdl.functions.Grouped`: SymPy would merge the product back into the square."""
+    def parts(product: sp.Mul) -> tuple[sp.Expr, sp.Expr] | None:
+        squares = [f for f in product.args if f.is_Pow and f.exp == 2 and not f.base.is_number]
+        sums = [f for f in product.args if f.is_Pow and f.exp.is_negative and f.base.is_Add]
+        return (squares[0], sums[0]) if squares and sums else None
+
+    def rewrite(product: sp.Mul) -> sp.Expr:
+        square, quotient = parts(product)
+        u = square.base
+        rest = product / (square * quotient)
+        return rest * u * Grouped(u * quotient)
+
+    return expr.replace(lambda e: e.is_Mul and parts(e) is not None, rewrite)
+
+
+def _square_root_of(expr: sp.Expr) -> sp.Expr | None:
+    """|u| when ``expr`` is u^2 (a product of even powers and positive factors, one of them not a number),
+    else None."""
+    factors = sp.Mul.make_args(expr)
+    # (a clamped root, min(|u|, 1), is this rewrite's own: not rewritten again)
+    even = [f for f in factors if f.is_Pow and f.exp.is_even and not f.base.is_number and not f.base.has(sp.Min)]
+    if not even or not all(f in even or f.is_positive for f in factors):
+        return None
+    return sp.Mul(*(sp.Abs(f.base) ** (f.exp / 2) if f in even else sp.sqrt(f) for f in factors))
+
+
+def _log1p_of_squares(expr: sp.Expr) -> sp.Expr:
+    r""":math:`\log(1 + u^2)` as :math:`\log(1 + \min(|u|, 1)^2)` where :math:`|u| < 1` and
+    :math:`2 \log \operatorname{hypot}(u, 1)` elsewhere: the square overflows from :math:`|u| = 1.8 \cdot
+    10^{19}` in float32 where the logarithm is 88; from 1 on the hypot is at least :math:`\sqrt 2` and its
+    logarithm loses nothing, below 1 ``log1p`` keeps the digits of a small square. The clamp keeps the branch
+    not taken from overflowing (both are evaluated). The Cauchy (Lorentzian) loss is :math:`\log(1 + (x/c)^2)`."""
+    def root(e: sp.Expr) -> sp.Expr | None:
+        return _square_root_of(e.args[0]) if isinstance(e, log1p) else None
+
+    def rewrite(e: sp.Expr) -> sp.Expr:
+        u = root(e)
+        return sp.Piecewise((log1p(sp.Min(u, 1) ** 2), u < 1), (2 * sp.log(hypot(u, 1)), True))
+
+    return expr.replace(lambda e: root(e) is not None, rewrite)
+
+
+#: Rewrites of a definition or a gradient, each an identity (the clamped Gaussians: wherever float64 is not 0),
+#: by the name the docs use.
+REWRITES: dict[str, Rewrite] = {
+    "log1p": _as_log1p,
+    "expm1": lambda e: optimize(e, [expm1_opt]),
+    "softplus": _as_softplus,
+    "sigmoid": _as_sigmoid,
+    "complements": accurate_derivatives,
+    "rationalized": _rationalized,
+    "squares apart": _squares_apart,
+    "hypot": lambda e: as_hypot(e, reciprocals=True),
+    "log1p of squares": _log1p_of_squares,
+    "clamped Gaussians": clamp_gaussians,
+}
+
+#: How many rewrites are combined, and the most forms measured.
+DEPTH = 3
+_MOST_FORMS = 40
+
+
+def rewritten_forms(expr: sp.Expr, starts: Sequence[sp.Expr] = ()) -> list[sp.Expr]:
+    """Every form of ``expr`` (and of ``starts``, equal forms of it) that up to :data:`DEPTH` rewrites of
+    :data:`REWRITES` give, other than ``expr``, in the order found (at most 40)."""
+    seen = {expr}
+    found: list[sp.Expr] = []
+    for start in starts:
+        if start not in seen:
+            seen.add(start)
+            found.append(start)
+    frontier = [expr, *found]
+    for _ in range(DEPTH):
+        following = []
+        for form in frontier:
+            for rewrite in REWRITES.values():
+                new = rewrite(form)
+                if new not in seen:
+                    seen.add(new)
+                    found.append(new)
+                    following.append(new)
+                if len(found) >= _MOST_FORMS:
+                    return found
+        frontier = following
+    return found
+
+
+# --------------------------------------------------------------------------- measurement
+def kernel_function(op: Op, expr: sp.Expr) -> Callable[..., np.ndarray]:
+    """``expr`` printed as the kernels print it (the kernel printer's rules: square roots of sums of squares
+    as hypot, a negative power as a power of the reciprocal, ...), parameters at their defaults, as a function
+    of the op's inputs."""
+    from symdl.kernels import _runtime as _rt
+
+    values = {p.symbol: sp.sympify(p.default) for p in op.symbol_params}  # a SymPy number: a + 0 would be a float
+    printed = as_printed(expr.xreplace(values))
+    symbols = [i.symbol for i in op.inputs]
+    return sp.lambdify(symbols, printed, modules=[{"np": np, "_rt": _rt, "math": math}], printer=KernelPrinter())
+
+
+def not_finite_at_extremes(op: Op, expr: sp.Expr) -> str | None:
+    """What goes wrong when ``expr`` (:func:`kernel_function`) is evaluated in float32 and float64 at the first
+    input's extremes: an FP error raised (overflow, invalid, divide by zero) or a non-finite value; None when
+    nothing does."""
+    extremes = op.inputs[0].domain.extremes
+    if not extremes or op.traits.over_rows:
+        return None
+    function = kernel_function(op, expr)
+    for dtype in (np.float32, np.float64):
+        points = np.array([v for v in extremes if np.isfinite(dtype(v))], dtype=dtype)
+        others = [np.full_like(points, (i.domain.low + i.domain.high) / 2) for i in op.inputs[1:]]
+        try:
+            with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+                result = np.asarray(function(points, *others))
+        except FloatingPointError as error:
+            return f"{np.dtype(dtype).name}: {error}"
+        if not np.all(np.isfinite(result)):
+            bad = points[~np.isfinite(np.broadcast_to(result, points.shape))]
+            return f"not finite at x = {bad[0]!r}, {np.dtype(dtype).name}"
+    return None
+
+
+@dataclass
+class _Measure:
+    """Errors of forms of one quantity of ``op`` (its output, or the gradient for ``wrt``) against the mpmath
+    reference, at the points ``symdl verify`` measures (seed 1), parameters at their defaults."""
+
+    op: Op
+    wrt: Input | None
+
+    @cached_property
+    def _params(self) -> dict[str, object]:
+        params: dict[str, object] = {p.name: p.default for p in self.op.symbol_params}
+        return params | ({"reduction": "none"} if any(p.name == "reduction" for p in self.op.params) else {})
+
+    @cached_property
+    def _cases(self) -> list[tuple[list[np.ndarray], np.ndarray, np.ndarray | None]]:
+        """(inputs, exact values, tolerance scale) for each batch of points, float32 and float64."""
+        from symdl.verify.ops import sample_batches, tolerance_scale
+        from symdl.verify.reference import Reference
+
+        reference = Reference(self.op, "", self._params)
+        tolerance = self.op.tolerance
+        cases = []
+        for dtype in (np.float32, np.float64):
+            for inputs in sample_batches(self.op, np.random.default_rng(1), dtype):
+                if self.wrt is None:
+                    exact, scale = reference.forward(inputs), tolerance.forward_scale
+                else:
+                    index = list(self.op.differentiable_inputs).index(self.wrt)
+                    exact, scale = reference.gradients(inputs)[index], tolerance.grad_scale
+                cases.append((inputs, exact, tolerance_scale(self.op, scale, inputs, self._params)))
+        return cases
+
+    def errors(self, expr: sp.Expr) -> tuple[int, float]:
+        """How many points ``expr``'s kernel code is not finite at where the true value is (in the dtype), and
+        its largest error at the others, in ulp of each dtype."""
+        from symdl.verify.reference import ulp_error
+
+        function = kernel_function(self.op, expr)
+        not_finite, worst = 0, 0.0
+        for inputs, exact, scale in self._cases:
+            dtype = inputs[0].dtype
+            with np.errstate(all="ignore"):
+                value = np.broadcast_to(np.asarray(function(*inputs)), np.shape(inputs[0])).astype(dtype)
+                true_finite = np.isfinite(np.array([float(v) for v in np.ravel(exact)]).astype(dtype))
+            bad = ~np.isfinite(np.ravel(value)) & true_finite
+            not_finite += int(np.count_nonzero(bad))
+            kept = ~bad
+            if np.any(kept):
+                worst = max(worst, ulp_error(np.ravel(value)[kept], np.ravel(exact)[kept],
+                                             None if scale is None else np.ravel(scale)[kept]))
+        return not_finite, worst
+
+
+def most_accurate(op: Op, expr: sp.Expr, *, wrt: Input | None = None, bound: float,
+                  starts: Sequence[sp.Expr] = ()) -> sp.Expr:
+    """The best of ``expr`` and its :func:`rewritten_forms` (from ``starts`` too) as the kernels compute them:
+    first finite at the extremes, then finite at the most points where the true value is, then the smallest
+    ulp error elsewhere (errors within ``bound`` or half an octave of each other tie, and the form with fewer
+    operations wins), against the mpmath reference of the op's output (``wrt`` None) or of its gradient for
+    ``wrt``. ``expr`` itself when it is finite and within ``bound`` ulp,
+    or when no form does better."""
+    forms = rewritten_forms(expr, starts)
+    if not forms:
+        return expr
+    measure = _Measure(op, wrt)
+
+    def score(form: sp.Expr) -> tuple[bool, int, int, int]:
+        not_finite, ulp = measure.errors(form)
+        # errors within the bound, or within half an octave of each other, tie: then the shorter form wins
+        octaves = 0 if ulp <= bound else math.ceil(2 * math.log2(ulp / bound)) if math.isfinite(ulp) else 1 << 30
+        return not_finite_at_extremes(op, form) is not None, not_finite, octaves, sp.count_ops(form)
+
+    best, best_score = expr, score(expr)
+    if best_score[:3] == (False, 0, 0):
+        return expr
+    for form in forms:
+        if (form_score := score(form)) < best_score:
+            best, best_score = form, form_score
+    return best
