@@ -414,3 +414,14 @@ def test_generated_docstrings_say_where_a_user_op_came_from() -> None:
         assert "Generated from the user op ``half_square`` defined with ``symdl.define_op``" in source, where
         assert "catalog entry ``half_square``" not in source, where
     assert "Generated from the catalog entry ``relu``" in sources["torch"]  # a catalog op still says so
+
+
+def test_a_gradient_of_parameter_weighted_masks_keeps_float32() -> None:
+    """max(x, a x) differentiates to a [a x - x >= 0] + [x - a x > 0]: a Python float times a boolean mask,
+    which NumPy computes in float64 whatever the input's dtype; the kernel computes it in the input's."""
+    op = define_op("max_of_scaled", "max(x, a * x)", params={"a": 0.1}, kinks={0: 0.1})
+    x = np.array([-2.0, 0.0, 3.0], dtype=np.float32)
+    (grad,) = op.vjp(np.ones_like(x), x)
+    assert grad.dtype == np.float32
+    np.testing.assert_array_equal(grad, np.array([0.1, 0.1, 1.0], dtype=np.float32))
+    assert op.verify().passed

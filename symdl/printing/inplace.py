@@ -547,6 +547,8 @@ class _Lowering:
                 return left  # "x * 1 / y", as a product with a grouped divisor prints: no pass for "* 1"
             if func == "np.power" and isinstance(right, Scalar) and right.text == "2":
                 return self.emit("np.square", (left,))  # what ndarray.__pow__ calls for ** 2
+            if func == "np.multiply" and (scaled := self.scaled_mask(left, right)) is not None:
+                return scaled
             return self.emit(func, (left, right), operator=operator, commutative=commutative)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return self.emit("np.negative", (self.lower(node.operand),), operator="-")
@@ -614,6 +616,19 @@ class _Lowering:
             if isinstance(right, Value) and isinstance(left, Scalar):
                 return right, left
         return operand, Scalar("1")
+
+    def scaled_mask(self, left: Operand, right: Operand) -> Value | None:
+        """``k * mask`` (a Python scalar times a boolean mask) in the kernel's float dtype, None for any other
+        product: NumPy computes it in float64 whatever the inputs' dtype (a bool array has no float kind to
+        keep), so a user op's ``a [x > 0] + [x <= 0]`` made float32 gradients float64."""
+        pair = (left, right) if isinstance(right, Scalar) else (right, left)
+        mask, k = pair
+        like = next((v for name, v in self.leaves.items() if v.type.kind == "f" and name not in self.maybe_float),
+                    None)
+        if not (isinstance(mask, Value) and isinstance(k, Scalar) and mask.type.kind == "b") or like is None:
+            return None
+        ty = Type("f", mask.type.shape, like.type.dtype)
+        return self.emit("np.multiply", (mask, k), kwargs=(("dtype", like),), type_=ty)
 
     def select_scalars(self, cond: Value, k1: Scalar, k2: Scalar, like: Value) -> Value:
         """``np.where(cond, k1, k2)`` in ``like``'s dtype, as ``cond * k1 + ~cond * k2``.
