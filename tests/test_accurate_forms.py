@@ -109,6 +109,19 @@ def test_a_cauchy_loss_keeps_the_digits_of_small_differences() -> None:
     assert op.verify().passed
 
 
+def test_a_gradient_quotient_is_formed_before_it_underflows(textbook_ops: dict) -> None:
+    # log(1 + x^2)'s gradient 2x / (1 + x^2): 2e-30 at x = 1e30 in float32, where 1 / (1 + x^2) is 1e-60, 0
+    op = textbook_ops["text_log_square"]
+    v = np.array([-1e30, -3e19, -1.0, 1e-20, 0.3, 1e30], dtype=np.float32)
+    with np.errstate(all="raise", under="ignore"):
+        (grad,) = op.vjp(np.ones_like(v), v)
+    with mpmath.workdps(50):
+        for value, computed in zip(v, grad):
+            t = mpmath.mpf(float(value))
+            true = np.float32(float(2 * t / (1 + t**2)))
+            assert abs(float(computed) - float(true)) <= 4 * np.spacing(abs(true)), (value, computed, true)
+
+
 def test_a_definition_within_its_tolerance_is_kept_as_written() -> None:
     op = define_op("kept_swish", "x * sigmoid(x)")
     assert op.op.formula().stable is None

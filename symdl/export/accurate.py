@@ -159,6 +159,24 @@ def _squares_apart(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: e.is_Mul and parts(e) is not None, rewrite)
 
 
+def _quotients_apart(expr: sp.Expr) -> sp.Expr:
+    r""":math:`u D^{-k}` (:math:`k \ge 2`) as :math:`(u / D) D^{1-k}`: the kernels print :math:`D^{-k}` as
+    :math:`(1/D)^k`, which underflows to 0 where the quotient does not (the gradient of :math:`\log(1 + x^2)`,
+    :math:`2x / \operatorname{hypot}(x, 1)^2`, was 0 at :math:`x = 10^{30}` in float32, where it is
+    :math:`2 \cdot 10^{-30}`)."""
+    def parts(product: sp.Mul) -> tuple[sp.Expr, sp.Expr] | None:
+        powers = [f for f in product.args if f.is_Pow and f.exp.is_Integer and f.exp <= -2]
+        others = [f for f in product.args if not f.is_number and f not in powers and not isinstance(f, Grouped)]
+        return (powers[0], others[0]) if powers and others else None
+
+    def rewrite(product: sp.Mul) -> sp.Expr:
+        power, u = parts(product)
+        rest = product / (power * u)
+        return rest * Grouped(u / power.base) * power.base ** (power.exp + 1)
+
+    return expr.replace(lambda e: e.is_Mul and parts(e) is not None, rewrite)
+
+
 def _square_root_of(expr: sp.Expr) -> sp.Expr | None:
     """|u| when ``expr`` is u^2 (a product of even powers and positive factors, one of them not a number),
     else None."""
@@ -196,6 +214,7 @@ REWRITES: dict[str, Rewrite] = {
     "complements": accurate_derivatives,
     "rationalized": _rationalized,
     "squares apart": _squares_apart,
+    "quotients apart": _quotients_apart,
     "hypot": lambda e: as_hypot(e, reciprocals=True),
     "log1p of squares": _log1p_of_squares,
     "clamped Gaussians": clamp_gaussians,
