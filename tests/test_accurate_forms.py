@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from symdl.export import accurate, define_op
+from symdl.export import DefinitionError, accurate, define_op
 from symdl.export.accurate import REWRITES, rewritten_forms
 from symdl.functions import Grouped, sigmoid, softplus, to_textbook
 
@@ -190,3 +190,16 @@ def test_sums_that_do_not_cancel_are_not_rationalized(expr: sp.Expr) -> None:
     """(r^2 - s^2) / (r - s) is only taken where r and s have opposite signs: its denominator is then never 0
     (sqrt(x) + 1 would become (x - 1) / (sqrt(x) - 1), 0 / 0 at x = 1)."""
     assert REWRITES["rationalized"](expr) == expr
+
+
+def test_the_search_is_bounded_where_the_reference_or_a_rewrite_is_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """sin(sinh(x)) at x = 1e30 makes mpmath reduce an argument of 1e30 bits (it never returns): those points
+    are left out of the measure. A piecewise part made SymPy's factor() raise inside a rewrite (found by a
+    fuzz of define_op): that rewrite gives no form."""
+    monkeypatch.setattr(accurate, "_REFERENCE_SECONDS", 0.5)
+    op = define_op("bounded_search", "log(1 + sin(sinh(x))**2)")
+    assert op.op.formula().stable is not None  # log1p, measured on the domain samples
+    # (the typed error the definition deserves: its gradient at 0 is not the declared 0)
+    with pytest.raises(DefinitionError, match="subgradient at 0 = 0 does not hold"):
+        define_op("kinked_search", "abs(atan(2*x)) + asinh(a*x) / (2 + log1p((x/3)**2)**2)",
+                  params={"a": 1.0}, kinks={0: 0})
