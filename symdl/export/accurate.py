@@ -337,6 +337,10 @@ class _Measure:
                     cases.append((inputs, exact, tolerance_scale(self.op, scale, inputs, self._params)))
         return cases
 
+    def prepare(self) -> None:
+        """Compute the reference values now."""
+        _ = self._cases
+
     def errors(self, expr: sp.Expr) -> tuple[int, float]:
         """How many points ``expr``'s kernel code is not finite at where the true value is (in the dtype), and
         its largest error at the others, in ulp of each dtype."""
@@ -364,23 +368,29 @@ def most_accurate(op: Op, expr: sp.Expr, *, wrt: Input | None = None, bound: flo
     first finite at the extremes, then finite at the most points where the true value is, then the smallest
     ulp error elsewhere (errors within ``bound`` or half an octave of each other tie, and the form with fewer
     operations wins), against the mpmath reference of the op's output (``wrt`` None) or of its gradient for
-    ``wrt``. ``expr`` itself when it is finite and within ``bound`` ulp,
-    or when no form does better."""
+    ``wrt``. ``expr`` itself when it is finite and within ``bound`` ulp, or when no form does better. A form
+    the kernel printer cannot print (SymPy refuses ``max`` of a piecewise part it cannot order), or whose
+    measure runs out of time, is not a candidate."""
     forms = rewritten_forms(expr, starts)
     if not forms:
         return expr
     measure = _Measure(op, wrt)
 
-    def score(form: sp.Expr) -> tuple[bool, int, int, int]:
-        not_finite, ulp = measure.errors(form)
-        # errors within the bound, or within half an octave of each other, tie: then the shorter form wins
-        octaves = 0 if ulp <= bound else math.ceil(2 * math.log2(ulp / bound)) if math.isfinite(ulp) else 1 << 30
-        return not_finite_at_extremes(op, form) is not None, not_finite, octaves, sp.count_ops(form)
+    def score(form: sp.Expr) -> tuple[bool, int, int, int] | None:
+        def measured() -> tuple[bool, int, int, int]:
+            not_finite, ulp = measure.errors(form)
+            # errors within the bound, or within half an octave of each other, tie: then the shorter form wins
+            octaves = 0 if ulp <= bound else math.ceil(2 * math.log2(ulp / bound)) if math.isfinite(ulp) else 1 << 30
+            return not_finite_at_extremes(op, form) is not None, not_finite, octaves, sp.count_ops(form)
 
+        result, finished = bounded(measured, _REWRITE_SECONDS)
+        return result if finished else None
+
+    measure.prepare()  # the reference values: bounded per batch, not within one form's limit
     best, best_score = expr, score(expr)
-    if best_score[:3] == (False, 0, 0):
+    if best_score is None or best_score[:3] == (False, 0, 0):
         return expr
     for form in forms:
-        if (form_score := score(form)) < best_score:
+        if (form_score := score(form)) is not None and form_score < best_score:
             best, best_score = form, form_score
     return best
