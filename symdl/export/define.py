@@ -19,7 +19,10 @@ is checked before any code is generated; a broken one raises
   a ``max``/``min``'s step takes the value at its tie that gives it:
   :func:`_steps_at_ties`);
 * the stable form, if given, is proven equal to the definition and is finite
-  (float32 and float64) at the input's extremes;
+  (float32 and float64) at the input's extremes; without one, a definition that
+  is not finite there or misses its tolerance gets the most accurate of its
+  exact rewrites, measured against mpmath (:mod:`symdl.export.accurate`), proven
+  equal the same way;
 * every closed form given is proven equal to the derived gradient.
 
 Three kinds: ``elementwise`` (activations), ``row`` (softmax-like over ``dim``;
@@ -277,7 +280,8 @@ def _row_vjp(op_name: str, expr: sp.Expr, x: sp.Symbol, g: sp.Symbol) -> sp.Expr
 
 # --------------------------------------------------------------------------- numerics
 def _finite_at_extremes(op: Op, expr: sp.Expr, what: str) -> None:
-    """``expr`` is finite at the extremes (:func:`_not_finite_at_extremes`), else a :class:`DefinitionError`."""
+    """``expr`` is finite at the extremes (:func:`~symdl.export.accurate.not_finite_at_extremes`), else a
+    :class:`DefinitionError`."""
     problem = not_finite_at_extremes(op, expr)
     if problem is not None:
         raise DefinitionError(f"{op.name}: the {what} is not finite at the extremes ({problem})")
@@ -287,7 +291,8 @@ def _accurate_forward(op: Op) -> Op:
     """``op`` with a stable form when its definition, evaluated as written, is not finite at the extremes or
     misses its forward tolerance and a form of :func:`~symdl.export.accurate.rewritten_forms` does better
     (``log(1 + exp(x))`` as softplus, the pseudo-Huber loss's root difference rationalized, ...): proven equal
-    to the definition like one given in ``stable=``, and the gradients are derived from it."""
+    to the definition like one given in ``stable=``. The gradients are still derived from the definition
+    (:func:`_stable_gradients` with ``textbook``)."""
     formula = op.formula()
     form = most_accurate(op, formula.definition, bound=op.tolerance.forward_ulp)
     if form == formula.definition:
@@ -331,9 +336,10 @@ def _stable_gradients(op: Op, *, textbook: bool = False) -> Op:
             continue
         raw = sp.diff(_differentiated(formula, textbook), item.symbol)
         derived = accurate_derivatives(raw)
-        # (the stable form's derivative is a candidate unless a clamp in it left steps, which no kernel prints)
-        of_stable = accurate_derivatives(sp.diff(formula.forward, item.symbol))
-        starts = [of_stable] if textbook and not of_stable.has(sp.Heaviside) else []
+        starts = []
+        if textbook:  # the stable form's derivative, unless a clamp in it left steps, which no kernel prints
+            of_stable = accurate_derivatives(sp.diff(formula.forward, item.symbol))
+            starts += [] if of_stable.has(sp.Heaviside) else [of_stable]
         if not_finite_at_extremes(op, derived) is not None:
             simplified, finished = simplify_within(derived)
             starts += [simplified] if finished else []
@@ -651,7 +657,8 @@ def define_op(name: str, definition: object, *, inputs: Sequence[str] = ("x",),
         domain: ``(low, high)`` or ``(low, high, extremes)`` for every input, or a dict by input name.
         kinks: ``{at: subgradient}``: every point where the definition is not differentiable (a ``max``'s or
             ``min``'s tie takes one side's slope, the other's or their mean, as declared).
-        stable: an equal expression that stays finite where the definition overflows (proven equal).
+        stable: an equal expression that stays finite where the definition overflows (proven equal); without
+            it, one is looked for where the definition is not finite or accurate (:mod:`symdl.export.accurate`).
         grads: closed-form gradients by input name (VJPs with ``g`` for row ops), proven equal to the derived.
         kind: ``"elementwise"``, ``"row"`` (softmax-like over ``dim``) or ``"loss"`` (then ``reduction``).
         reduction: the default reduction of a loss.
