@@ -36,7 +36,7 @@ from symdl.functions import (
     softplus,
 )
 from symdl.printing.numpy_printer import KernelPrinter, as_printed
-from symdl.printing.sums_of_squares import as_hypot
+from symdl.printing.sums_of_squares import as_hypot, square_root
 from symdl.proofs.proof import bounded
 
 __all__ = ["DEPTH", "REWRITES", "kernel_function", "most_accurate", "not_finite_at_extremes", "rewritten_forms"]
@@ -190,14 +190,11 @@ def _quotients_apart(expr: sp.Expr) -> sp.Expr:
 
 
 def _square_root_of(expr: sp.Expr) -> sp.Expr | None:
-    """|u| when ``expr`` is u^2 (a product of even powers and positive factors, one of them not a number),
-    else None."""
-    factors = sp.Mul.make_args(expr)
-    # (a clamped root, min(|u|, 1), is this rewrite's own: not rewritten again)
-    even = [f for f in factors if f.is_Pow and f.exp.is_even and not f.base.is_number and not f.base.has(sp.Min)]
-    if not even or not all(f in even or f.is_positive for f in factors):
-        return None
-    return sp.Mul(*(sp.Abs(f.base) ** (f.exp / 2) if f in even else sp.sqrt(f) for f in factors))
+    """|u| when ``expr`` is u^2 (:func:`~symdl.printing.sums_of_squares.square_root`: a product of even powers
+    and positive factors that squares something), else None. A clamped root, min(|u|, 1), is this rewrite's
+    own: not rewritten again."""
+    found = None if expr.has(sp.Min) else square_root(expr)
+    return sp.Abs(found[0]) if found is not None and found[1] else None
 
 
 def _log1p_of_squares(expr: sp.Expr) -> sp.Expr:
@@ -284,10 +281,14 @@ def not_finite_at_extremes(op: Op, expr: sp.Expr) -> str | None:
     """What goes wrong when ``expr`` (:func:`kernel_function`) is evaluated in float32 and float64 at the first
     input's extremes: an FP error raised (overflow, invalid, divide by zero) or a non-finite value; None when
     nothing does."""
+    return _problem_at_extremes(op, kernel_function(op, expr))
+
+
+def _problem_at_extremes(op: Op, function: Callable[..., np.ndarray]) -> str | None:
+    """:func:`not_finite_at_extremes` of the kernel code ``function``."""
     extremes = op.inputs[0].domain.extremes
     if not extremes or op.traits.over_rows:
         return None
-    function = kernel_function(op, expr)
     for dtype in (np.float32, np.float64):
         points = np.array([v for v in extremes if np.isfinite(dtype(v))], dtype=dtype)
         others = [np.full_like(points, (i.domain.low + i.domain.high) / 2) for i in op.inputs[1:]]
@@ -312,8 +313,9 @@ class _Measure:
 
     @cached_property
     def _params(self) -> dict[str, object]:
-        params: dict[str, object] = {p.name: p.default for p in self.op.symbol_params}
-        return params | ({"reduction": "none"} if any(p.name == "reduction" for p in self.op.params) else {})
+        from symdl.verify.ops import unreduced
+
+        return unreduced(self.op, {p.name: p.default for p in self.op.symbol_params})
 
     @cached_property
     def _cases(self) -> list[tuple[list[np.ndarray], np.ndarray, np.ndarray | None]]:
@@ -323,6 +325,7 @@ class _Measure:
 
         reference = Reference(self.op, "", self._params)
         tolerance = self.op.tolerance
+
         def exact_values(inputs: list[np.ndarray]) -> np.ndarray:
             if self.wrt is None:
                 return reference.forward(inputs)
@@ -341,12 +344,11 @@ class _Measure:
         """Compute the reference values now."""
         _ = self._cases
 
-    def errors(self, expr: sp.Expr) -> tuple[int, float]:
-        """How many points ``expr``'s kernel code is not finite at where the true value is (in the dtype), and
-        its largest error at the others, in ulp of each dtype."""
+    def errors(self, function: Callable[..., np.ndarray]) -> tuple[int, float]:
+        """How many points the kernel code ``function`` (:func:`kernel_function`) is not finite at where the true
+        value is (in the dtype), and its largest error at the others, in ulp of each dtype."""
         from symdl.verify.reference import ulp_error
 
-        function = kernel_function(self.op, expr)
         not_finite, worst = 0, 0.0
         for inputs, exact, scale in self._cases:
             dtype = inputs[0].dtype
@@ -378,10 +380,11 @@ def most_accurate(op: Op, expr: sp.Expr, *, wrt: Input | None = None, bound: flo
 
     def score(form: sp.Expr) -> tuple[bool, int, int, int] | None:
         def measured() -> tuple[bool, int, int, int]:
-            not_finite, ulp = measure.errors(form)
+            function = kernel_function(op, form)
+            not_finite, ulp = measure.errors(function)
             # errors within the bound, or within half an octave of each other, tie: then the shorter form wins
             octaves = 0 if ulp <= bound else math.ceil(2 * math.log2(ulp / bound)) if math.isfinite(ulp) else 1 << 30
-            return not_finite_at_extremes(op, form) is not None, not_finite, octaves, sp.count_ops(form)
+            return _problem_at_extremes(op, function) is not None, not_finite, octaves, sp.count_ops(form)
 
         result, finished = bounded(measured, _REWRITE_SECONDS)
         return result if finished else None

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from symdl.sampling import draw_inputs, draw_params
-from symdl.verify.ops import tolerance_scale  # the catalog rows' tolerance scales, evaluated the same way
+from symdl.verify.ops import tolerance_scale, unreduced  # evaluated as the catalog rows are
 from symdl.verify.reference import Reference, ulp_error
 from symdl.verify.row import VerifyRow, directional_error, finite_and_typed
 
@@ -29,10 +29,7 @@ def _bound(user: UserOp, params: dict[str, object]) -> tuple[Callable[..., np.nd
 
 
 def _unreduced(user: UserOp, rng: np.random.Generator) -> dict[str, object]:
-    params = draw_params(user.op, rng)
-    if any(p.name == "reduction" for p in user.op.params):
-        params["reduction"] = "none"
-    return params
+    return unreduced(user.op, draw_params(user.op, rng))
 
 
 def _shape(user: UserOp) -> tuple[int, ...]:

@@ -334,17 +334,17 @@ def _stable_gradients(op: Op, *, textbook: bool = False) -> Op:
     for item in op.differentiable_inputs:
         if item.name in formula.grads:
             continue
-        raw = sp.diff(_differentiated(formula, textbook), item.symbol)
-        derived = accurate_derivatives(raw)
+        of_forward = sp.diff(formula.forward, item.symbol)  # what the kernel derives itself
+        derived = accurate_derivatives(sp.diff(formula.definition, item.symbol) if textbook else of_forward)
         starts = []
         if textbook:  # the stable form's derivative, unless a clamp in it left steps, which no kernel prints
-            of_stable = accurate_derivatives(sp.diff(formula.forward, item.symbol))
+            of_stable = accurate_derivatives(of_forward)
             starts += [] if of_stable.has(sp.Heaviside) else [of_stable]
         if not_finite_at_extremes(op, derived) is not None:
             simplified, finished = simplify_within(derived)
             starts += [simplified] if finished else []
         derived = most_accurate(op, derived, wrt=item, bound=op.tolerance.grad_ulp, starts=starts)
-        if derived != sp.diff(formula.forward, item.symbol):  # what the kernel would derive itself
+        if derived != of_forward:
             closed[item.name] = derived
     if not closed:
         return op

@@ -621,11 +621,12 @@ class _Lowering:
         """``k * mask`` (a Python scalar times a boolean mask) in the kernel's float dtype, None for any other
         product: NumPy computes it in float64 whatever the inputs' dtype (a bool array has no float kind to
         keep), so a user op's ``a [x > 0] + [x <= 0]`` made float32 gradients float64."""
-        pair = (left, right) if isinstance(right, Scalar) else (right, left)
-        mask, k = pair
+        mask, k = (left, right) if isinstance(right, Scalar) else (right, left)
+        if not (isinstance(mask, Value) and isinstance(k, Scalar) and mask.type.kind == "b"):
+            return None
         like = next((v for name, v in self.leaves.items() if v.type.kind == "f" and name not in self.maybe_float),
                     None)
-        if not (isinstance(mask, Value) and isinstance(k, Scalar) and mask.type.kind == "b") or like is None:
+        if like is None:
             return None
         ty = Type("f", mask.type.shape, like.type.dtype)
         return self.emit("np.multiply", (mask, k), kwargs=(("dtype", like),), type_=ty)

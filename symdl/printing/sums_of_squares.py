@@ -25,10 +25,10 @@ import sympy as sp
 
 from symdl.functions import hypot
 
-__all__ = ["as_hypot"]
+__all__ = ["as_hypot", "square_root"]
 
 
-def _root(term: sp.Expr) -> tuple[sp.Expr, bool] | None:
+def square_root(term: sp.Expr) -> tuple[sp.Expr, bool] | None:
     """An :math:`r` with :math:`r^2 = ` ``term`` and whether ``term`` squares something, if ``term`` is a product
     of even powers and positive factors (numbers, symbols declared positive: a catalog parameter the kernel
     checks); the sign of :math:`r` does not matter to hypot. None otherwise."""
@@ -49,7 +49,7 @@ def _roots(base: sp.Expr) -> list[sp.Expr] | None:
     first (the frameworks' hypot takes an array first), else None."""
     if not base.is_Add:
         return None
-    found = [_root(term) for term in base.args]
+    found = [square_root(term) for term in base.args]
     if any(f is None for f in found) or not any(squares for _, squares in found):
         return None
     return sorted((r for r, _ in found), key=lambda r: (r.is_number, sp.default_sort_key(r)))

@@ -53,7 +53,7 @@ def kernel_call(op: Op, params: dict[str, object], *, from_output: bool = False
     return (lambda *a: forward(*a, **params)), (lambda g, *a: vjp(g, *a, **params))
 
 
-def _unreduced(op: Op, params: dict[str, object]) -> dict[str, object]:
+def unreduced(op: Op, params: dict[str, object]) -> dict[str, object]:
     """Losses are checked element by element (``reduction='none'``)."""
     return {**params, "reduction": "none"} if any(p.name == "reduction" for p in op.params) else params
 
@@ -181,7 +181,7 @@ def tolerance_scale(op: Op, expr: sp.Expr, inputs: Sequence[np.ndarray], params:
 def ulp_errors(op: Op, variant: str, seed: int = 1) -> tuple[float, float]:
     """Max forward and gradient ulp errors (float64) against the mpmath reference."""
     rng = np.random.default_rng(seed)
-    params = _unreduced(op, draw_params(op, rng, variant or None))
+    params = unreduced(op, draw_params(op, rng, variant or None))
     reference = Reference(op, variant, params)
     forward, vjp = kernel_call(op, params)
     worst_forward = worst_grad = 0.0
@@ -238,7 +238,7 @@ def implementation_ulps(op: Op, variant: str, implementation: Implementation, dt
     # each float parameter as the dtype holds it, for the reference too: a float32 kernel computes
     # hinge_embedding_loss's margin - x with float32(margin), and that rounding is not the kernel's error
     params = {k: float(dtype(v)) if isinstance(v, float) else v
-              for k, v in _unreduced(op, drawn if params is None else params).items()}
+              for k, v in unreduced(op, drawn if params is None else params).items()}
     reference = Reference(op, variant, params)
     forward, vjp = implementation(params)
     tolerance = op.tolerance_for(variant)
@@ -263,7 +263,7 @@ def finite_at_extremes(op: Op, variant: str, seed: int = 2, *, from_output: bool
     """Forward and VJP (``from_output``: given ``result=``) at the extremes raise no FP warning and stay finite."""
     for dtype in (np.float32, np.float64):
         rng = np.random.default_rng(seed)
-        params = _unreduced(op, draw_params(op, rng, variant or None))
+        params = unreduced(op, draw_params(op, rng, variant or None))
         inputs = _extreme_inputs(op, rng, dtype)
         if inputs is None:
             continue
