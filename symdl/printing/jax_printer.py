@@ -1,14 +1,25 @@
 """Print SymPy expressions as JAX code: the NumPy kernel printer's rules with ``jax.numpy``'s names.
 
-``softplus`` is a helper, :math:`\\max(x, 0) + \\log(1 + e^{-|x|})`; so is ``log1p`` (XLA's is up to
-128 ulp off in float64 on the CPU); ``sigmoid`` is
+``softplus`` is a helper, :math:`\\max(x, 0) + \\log(1 + e^{-|x|})`; so are ``log1p`` (XLA's is up to
+128 ulp off in float64 on the CPU) and ``sinh`` (XLA's is up to 495 ulp off); ``sigmoid`` is
 ``jax.nn.sigmoid``; ``normal_cdf`` is ``jax.scipy.special.ndtr``; ``xlogy`` is
 ``jax.scipy.special.xlogy``.
 """
 
 from __future__ import annotations
 
+import math
+
 from symdl.printing.framework_printer import SCALAR_HELPERS, FrameworkNames, FrameworkPrinter
+
+def _horner(coefficients: list[float], variable: str) -> str:
+    """c0 + v (c1 + v (c2 + ...)) as code."""
+    head, *rest = coefficients
+    return repr(head) if not rest else f"{head!r} + {variable} * ({_horner(rest, variable)})"
+
+
+#: sinh's Taylor series past x, over x^3: 1/3! + s/5! + ... + s^8/19!, s = x^2.
+_SINH_SERIES = _horner([1 / math.factorial(2 * k + 1) for k in range(1, 10)], "s")
 
 #: Helpers a generated JAX module defines when its code calls them.
 JAX_HELPERS: dict[str, str] = {
@@ -21,6 +32,18 @@ JAX_HELPERS: dict[str, str] = {
         "    if jnp.result_type(u) != jnp.float64:\n"
         "        return jnp.log1p(u)\n"
         "    return jnp.where((u > -0.5) & (u < -0.2), jnp.log(1 + u), jnp.log1p(u))\n"
+    ),
+    "_sinh": (
+        "def _sinh(x):\n"
+        '    """sinh x within 3 ulp. XLA\'s is up to 5 ulp off in float32 near 0, 24 ulp beyond 2, and 495 ulp in\n'
+        "    float64 beyond 80 (jax 0.10, measured against mpmath). Below |x| = 1 its Taylor series to x^19 (the\n"
+        "    first term left out is below float64's rounding there), beyond it (e - 1/e) / 2 with e^|x| as\n"
+        "    (e^(|x|/2))^2: no cancellation (e^-|x| < 0.37), and no overflow before sinh's own.\"\"\"\n"
+        "    near = jnp.abs(x) < 1\n"
+        "    s = x * x\n"
+        f"    series = {_SINH_SERIES}\n"
+        "    half = jnp.exp(jnp.abs(jnp.where(near, 1, x)) / 2)\n"
+        "    return jnp.where(near, x + x * (s * series), jnp.sign(x) * (half * (half / 2) - 0.5 / (half * half)))\n"
     ),
     "_softplus": (
         "def _softplus(x):\n"
@@ -59,7 +82,7 @@ JAX_NAMES = FrameworkNames(
         "erf": "jax.scipy.special.erf", "erfc": "jax.scipy.special.erfc", "sigmoid": "jax.nn.sigmoid",
         "softplus": "_softplus", "xlogy": "jax.scipy.special.xlogy", "normal_cdf": "jax.scipy.special.ndtr",
         "clamped_log": "_clamped_log", "clamped_log1p": "_clamped_log1p", "asinh": "jnp.arcsinh", "atan": "jnp.arctan",
-        "quotient_at_zero": "_quotient_at_zero", "log1p": "_log1p", "hypot": "jnp.hypot",
+        "quotient_at_zero": "_quotient_at_zero", "log1p": "_log1p", "hypot": "jnp.hypot", "sinh": "_sinh",
     },
     clamp="jnp.clip({x}, {low}, {high})",
     reduce_sum="jnp.sum({x}, axis={axis}, keepdims=True)",
