@@ -251,14 +251,13 @@ def test_a_gaussian_in_a_gradient_is_clamped_where_it_is_zero_anyway() -> None:
 
 def test_log_cosh_gradient_is_tanh_not_sinh_over_cosh() -> None:
     """d/dx log(cosh x) derives to sinh(x) / cosh(x): nan = inf / inf from |x| = 89 in float32. Simplified: tanh.
-    (The forward still overflows there: that takes a stable form, which the verify row asks for.)"""
+    (The forward's cosh overflows there too: its stable form is found for it, tests/test_accurate_forms.py.)"""
     log_cosh = define_op("my_log_cosh", "log(cosh(x))")
     assert log_cosh.op.formula().grads == {"x": sp.tanh(log_cosh.op.inputs[0].symbol)}
     x = np.array([-1000.0, -100.0, 0.3, 100.0, 1000.0], dtype=np.float32)
     with np.errstate(over="raise", invalid="raise"):
         grad = log_cosh.vjp(np.ones_like(x), x)[0]
     np.testing.assert_allclose(grad, np.tanh(x.astype(np.float64)), rtol=1e-7)
-    assert not log_cosh.verify().finite  # the forward's cosh
 
 
 def test_periodic_activation_with_sin() -> None:

@@ -34,6 +34,7 @@ from symdl.functions import (
     hypot,
     sigmoid,
     softplus,
+    stable_log_cosh,
 )
 from symdl.printing.numpy_printer import KernelPrinter, as_printed
 from symdl.printing.sums_of_squares import as_hypot, square_root
@@ -45,6 +46,13 @@ Rewrite = Callable[[sp.Expr], sp.Expr]
 
 
 # --------------------------------------------------------------------------- rewrites
+def _as_log_cosh(expr: sp.Expr) -> sp.Expr:
+    r""":math:`\log\cosh u` as :func:`~symdl.functions.stable_log_cosh`: :math:`\cosh u` overflows from
+    :math:`|u| \approx 89` in float32 (710 in float64), where :math:`\log\cosh u \approx |u| - \log 2`."""
+    return expr.replace(lambda e: isinstance(e, sp.log) and isinstance(e.args[0], sp.cosh),
+                        lambda e: stable_log_cosh(e.args[0].args[0]))
+
+
 def _exp_argument(expr: sp.Expr) -> sp.Expr | None:
     """u when ``expr`` is 1 + e^u, else None."""
     rest = expr - 1
@@ -227,6 +235,7 @@ REWRITES: dict[str, Rewrite] = {
     "hypot": lambda e: as_hypot(e, reciprocals=True),
     "log1p of squares": _log1p_of_squares,
     "clamped Gaussians": clamp_gaussians,
+    "log cosh": _as_log_cosh,
 }
 
 #: How many rewrites are combined, and the most forms measured.

@@ -1366,8 +1366,11 @@ def log_cosh(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
 
     .. math::
 
-        \ell = \left|{x - y}\right| - \log{\left(2 \right)} + \operatorname{log1p}{\left(\left(e^{-
-        \left|{x - y}\right|}\right)^{2} \right)}
+        \ell = \begin{cases} \operatorname{log1p}{\left(2 \sinh^{2}{\left(\frac{\min\left(\frac{3}{4},
+        \left|{x - y}\right|\right)}{2} \right)} \right)} & \text{for}\: \left|{x - y}\right| <
+        \frac{3}{4} \\\left|{x - y}\right| - \log{\left(2 \right)} +
+        \operatorname{log1p}{\left(\left(e^{- \left|{x - y}\right|}\right)^{2} \right)} &
+        \text{otherwise} \end{cases}
 
     Gradient:
 
@@ -1378,7 +1381,7 @@ def log_cosh(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
-    Not in PyTorch. The stable form subtracts log 2, so near d = 0 its error is relative to 1 + |d|.
+    Not in PyTorch.
 
     Generated from the catalog entry ``log_cosh``; do not edit.
     """
@@ -1389,14 +1392,22 @@ def log_cosh(input: ArrayLike, target: ArrayLike, *, reduction: str = 'mean') ->
     # t0 = np.abs(x - y)
     t0 = np.asarray(x - y)
     np.abs(t0, out=t0)
-    # out = t0 - 0.6931471805599453 + np.log1p(np.square(np.exp(-t0)))
+    # out = np.where(t0 < 0.75, np.log1p(2 * np.square(np.sinh(0.5 * np.clip(t0, -math.inf, 0.75)))), t0 - 0.6931471805599453 + np.log1p(np.square(np.exp(-t0))))
     t1 = t0 - 0.6931471805599453
-    np.negative(t0, out=t0)
-    np.exp(t0, out=t0)
+    t2 = np.asarray(-t0)
+    np.exp(t2, out=t2)
+    np.square(t2, out=t2)
+    np.log1p(t2, out=t2)
+    t1 += t2
+    m0 = t0 < 0.75
+    np.clip(t0, -math.inf, 0.75, out=t0)
+    t0 *= 0.5
+    np.sinh(t0, out=t0)
     np.square(t0, out=t0)
+    t0 *= 2
     np.log1p(t0, out=t0)
-    t1 += t0
-    out = t1
+    _rt.select(m0, t0, t1, out=t0)
+    out = t0
     return _rt.reduce(out, reduction)
 
 
