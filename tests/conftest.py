@@ -74,8 +74,37 @@ def case_settings() -> list:
     return settings_
 
 
+#: What tests recorded with ``record_property(SUMMARY, text)``, printed after the run.
+SUMMARY = "summary"
+_summaries: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect the summaries tests record. Under pytest-xdist this runs in the controlling process too, on the
+    workers' reports (their properties travel with them), where a test's own print would be lost."""
+    if report.when == "call":
+        _summaries.extend(str(value) for name, value in report.user_properties if name == SUMMARY)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the recorded summaries (the gradient-check corpora's counts) in every run's output."""
+    if _summaries:
+        terminalreporter.section("summaries")
+        for text in _summaries:
+            terminalreporter.write_line(text)
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject.toml): a worker per CPU this process may run on, at most 4: each worker imports
+    SymPy, torch and JAX (about 850 MB each, measured)."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(available, 4)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``jax`` run last, in their order. XLA starts its thread pool at JAX's first computation,
     and other tests fork (the CLI fuzz, process pools, notebook kernels): a process forked while those
-    threads exist could deadlock on a lock one of them held (JAX warns of it)."""
+    threads exist could deadlock on a lock one of them held (JAX warns of it). With pytest-xdist's
+    ``--dist loadfile`` files are handed to the workers in this order, so the files of JAX tests alone
+    come last."""
     items.sort(key=lambda item: item.get_closest_marker("jax") is not None)

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from symdl.check import MODES, gradcheck
+from tests.conftest import SUMMARY
 
 
 @dataclass(frozen=True)
@@ -223,16 +224,15 @@ def test_corpus(case: Case, mode: str) -> None:
     assert report.passed == case.right, report.to_text()
 
 
-def test_corpus_summary(capsys: pytest.CaptureFixture[str]) -> None:
+def test_corpus_summary(record_property: Callable[[str, object], None]) -> None:
     """Runs last in this module: every mode saw every case, with no miss and no false alarm.
-    The counts are printed past pytest's capture, so they show in every run's output."""
+    The counts are recorded as a summary (conftest.py), so they show in every run's output."""
     wrong = sum(not c.right for c in CORPUS)
     lines = [f"gradcheck corpus: {wrong} wrong and {len(CORPUS) - wrong} right gradients per mode"]
     for mode, counts in OUTCOMES.items():
         lines.append(f"  {mode:<10} detected {counts['detected']}/{wrong}, missed {counts['missed']}, "
                      f"passed {counts['passed']}/{len(CORPUS) - wrong}, false alarms {counts['false alarms']}")
-    with capsys.disabled():
-        print("\n" + "\n".join(lines))
+    record_property(SUMMARY, "\n".join(lines))
     for mode, counts in OUTCOMES.items():
         if sum(counts.values()) == len(CORPUS):  # the whole corpus ran (not deselected)
             assert counts["missed"] == 0 and counts["false alarms"] == 0, lines
