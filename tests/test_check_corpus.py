@@ -6,7 +6,7 @@ off-by-one index in a convolution, wrong broadcast, reduction over the wrong
 axis, float32 precision bugs, a wrong subgradient at a kink) and correct code
 that is hard to check (float32, tiny and huge magnitudes, kinks near and at
 the sample points, ill-conditioned points). A summary with the detection
-and false-alarm counts is printed (past pytest's output capture) and
+and false-alarm counts is printed after the run (conftest.py's summaries) and
 asserted.
 """
 
