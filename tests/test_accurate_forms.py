@@ -17,7 +17,7 @@ import sympy as sp
 
 from symdl.export import accurate, define_op
 from symdl.export.accurate import REWRITES, rewritten_forms
-from symdl.functions import Grouped, sigmoid, softplus, to_textbook
+from symdl.functions import Grouped, exp_of_square, sigmoid, softplus, to_textbook
 
 x, y, delta = sp.symbols("x y delta", real=True)
 
@@ -139,11 +139,13 @@ def test_a_definition_within_its_tolerance_is_kept_as_written() -> None:
     assert define_op("kept_swish", "x * sigmoid(x)").op.formula().stable is None
 
 
-def test_a_gaussian_is_clamped_where_it_is_zero_and_its_gradient_has_no_steps() -> None:
+def test_a_gaussian_keeps_its_square_exact_is_zero_far_out_and_its_gradient_has_no_steps() -> None:
     op = define_op("text_rbf", "exp(-x**2)")
     formula = op.op.formula()
-    assert formula.stable is not None and formula.stable.has(sp.Max)
-    assert not formula.grads["x"].has(sp.Heaviside) and "indicator" not in sp.srepr(formula.grads["x"])
+    assert formula.stable == exp_of_square(x, -1)
+    assert op.verify().passed
+    grad = formula.grads.get("x", sp.diff(formula.stable, x))
+    assert not grad.has(sp.Heaviside) and "indicator" not in sp.srepr(grad)
     v = np.array([-1e30, -30.0, 0.5, 1e30], dtype=np.float32)
     with np.errstate(all="raise", under="ignore"):
         out = op(v)

@@ -311,7 +311,7 @@ def _stable_gradients(op: Op, *, textbook: bool = False) -> Op:
     * A gradient that is then not finite at the extremes, or misses its tolerance, is replaced by the best of
       its forms that :func:`~symdl.export.accurate.most_accurate` measures: those of
       :data:`~symdl.export.accurate.REWRITES` (reciprocals of sums of squares as powers of hypot, Gaussians'
-      arguments clamped, ``exp(u) / (1 + exp(u))`` as sigmoid, ...), from its simplification too (within
+      arguments clamped or their squares kept exact, ``exp(u) / (1 + exp(u))`` as sigmoid, ...), from its simplification too (within
       :func:`~symdl.expr.simplify_within`'s time bound) when it is not finite at the extremes.
 
       SymPy's derivative of a quotient is a sum of terms that overflow apart where their sum does not: ISRU's

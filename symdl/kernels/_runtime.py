@@ -3,7 +3,8 @@
 Three jobs, nothing else:
 
 * stable primitives the printer maps SymPy functions to (``sigmoid``,
-  ``softplus``, ``erf``, ``erfc``, ``normal_cdf``, ``x_normal_cdf``, ``xlogy``, ``quotient_at_zero``, ``hypot``), each
+  ``softplus``, ``erf``, ``erfc``, ``normal_cdf``, ``x_normal_cdf``, ``xlogy``, ``quotient_at_zero``, ``hypot``,
+  ``exp_of_square``), each
   equal to its textbook formula (see ``symdl.functions``) and finite
   wherever that formula's true value is finite. ``sigmoid``, ``softplus`` and ``xlogy`` are NumPy
   compositions (the first two can write into ``out=``); ``erf``, ``erfc``
@@ -523,6 +524,45 @@ def hypot(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
         where = np.nonzero(redo)
         out[where] = np.hypot(np.broadcast_to(a, out.shape)[where], np.broadcast_to(b, out.shape)[where])
     return out
+
+
+#: exp(-800) is 0 in float32 and float64: exp_of_square's exponent is clamped there (symdl.functions).
+_EXP_ZERO = 800.0
+
+
+def exp_of_square(u: np.ndarray, c: float) -> np.ndarray:
+    r""":math:`e^{c u^2}` for :math:`c < 0` (``symdl.functions.exp_of_square``) with :math:`u^2` kept exactly, in a
+    new array: within about 2 ulp where :math:`c` is a power of two, where :math:`e^{-u^2}` from the rounded square
+    is 22 ulp off at :math:`u = 6.6`.
+
+    :math:`|u|` is clamped to :math:`\sqrt{800/|c|}`, beyond which the value is 0 in float32 and float64 (no
+    square overflows). Veltkamp's split gives :math:`u = h + l` with :math:`h` of half the mantissa's bits, so
+    that :math:`t = ((h^2 - s) + 2hl) + l^2` is exactly the rounding error of :math:`s = u^2`; then
+    :math:`e^{c(s + t)} = e^{cs} (1 + ct)`, :math:`|ct|` below an ulp. NaN stays NaN.
+    """
+    u = np.asarray(u)
+    dtype = np.result_type(u, 0.0)
+    bound = math.sqrt(_EXP_ZERO / -c)
+    v = np.clip(u, -bound, bound, out=fresh(u.shape, dtype), dtype=dtype)
+    # Veltkamp: splitter 2^ceil(p/2) + 1 for p mantissa bits (4097 for float32, 2^27 + 1 for float64)
+    splitter = dtype.type(2.0 ** ((np.finfo(dtype).nmant + 2) // 2) + 1)
+    scaled = v * splitter
+    high = scaled - (scaled - v)
+    low = v - high
+    square = v * v
+    error = high * high
+    error -= square
+    scaled = np.multiply(high, low, out=scaled)
+    scaled *= 2
+    error += scaled
+    np.multiply(low, low, out=low)
+    error += low
+    error *= c
+    error += 1
+    np.multiply(square, c, out=square)
+    np.exp(square, out=square)
+    square *= error
+    return square
 
 
 #: A float dtype's bits as unsigned and as signed integers of its width.

@@ -135,7 +135,7 @@ class FrameworkPrinter(KernelPrinter):
 
     _print_exp = _print_log = _print_tanh = _print_cosh = _print_Abs = _print_sign = _print_Function
     _print_erf = _print_erfc = _print_log1p = _print_expm1 = _print_Function
-    _print_clamped_log = _print_clamped_log1p = _print_hypot = _print_Function
+    _print_clamped_log = _print_clamped_log1p = _print_hypot = _print_exp_of_square = _print_Function
     _print_sin = _print_cos = _print_tan = _print_sinh = _print_asinh = _print_atan = _print_Function
 
     # -- clamps and extrema -------------------------------------------------------------------------

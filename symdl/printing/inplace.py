@@ -354,6 +354,7 @@ _FLOAT_BINARY = {"np.maximum": True, "np.minimum": True}
 _REDUCTIONS = frozenset({"np.sum", "np.max", "np.min", "_rt.rowsum", "_rt.rowmax"})
 #: Runtime primitives: float arrays in, a fresh float array of the promoted dtype out.
 PRIMITIVES = frozenset({"_rt.sigmoid", "_rt.softplus", "_rt.normal_cdf", "_rt.x_normal_cdf", "_rt.quotient_at_zero", "_rt.hypot",
+                        "_rt.exp_of_square",
                         "_rt.erf", "_rt.erfc", "_rt.xlogy", "_rt.clamped_log", "_rt.clamped_log1p", "_rt.select"})
 #: Primitives that take ``out=`` (and allow it to be their argument).
 PRIMITIVES_WITH_OUT = frozenset({"_rt.sigmoid", "_rt.softplus", "_rt.clamped_log", "_rt.clamped_log1p",

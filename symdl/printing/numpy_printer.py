@@ -59,6 +59,7 @@ ARRAY_FUNCTIONS: dict[str, str] = {
     "normal_cdf": "_rt.normal_cdf",
     "quotient_at_zero": "_rt.quotient_at_zero",
     "hypot": "_rt.hypot",
+    "exp_of_square": "_rt.exp_of_square",
     "clamped_log": "_rt.clamped_log",
     "clamped_log1p": "_rt.clamped_log1p",
 }
@@ -181,7 +182,7 @@ class KernelPrinter(PythonCodePrinter):
     _print_exp = _print_log = _print_tanh = _print_cosh = _print_Abs = _print_sign = _print_Function
     _print_sinh = _print_sin = _print_cos = _print_atan = _print_asinh = _print_Function
     _print_erf = _print_erfc = _print_log1p = _print_expm1 = _print_Function
-    _print_clamped_log = _print_clamped_log1p = _print_hypot = _print_Function
+    _print_clamped_log = _print_clamped_log1p = _print_hypot = _print_exp_of_square = _print_Function
 
     def _print_MinMax(self, expr: sp.Expr, array_fn: str, scalar_fn: str) -> str:
         args = sorted(expr.args, key=lambda a: (a.is_number, sp.default_sort_key(a)))

@@ -175,6 +175,21 @@ TORCH_HELPERS: dict[str, str] = {
         "    quotient = torch.div(n, torch.where(near, torch.ones_like(x), x))\n"
         "    return torch.where(near, limit + slope * x, quotient, out=out)\n"
     ),
+    "_exp_of_square": (
+        "def _exp_of_square(u, c):\n"
+        '    """exp(c u^2), c < 0, with u^2 kept exactly (symdl.functions.exp_of_square): |u| clamped where the value\n'
+        "    is 0 anyway, Veltkamp's split u = h + l into halves of the mantissa, t = ((h^2 - s) + 2 h l) + l^2 the\n"
+        '    rounding error of s = u^2, and exp(c s) (1 + c t). Within about 2 ulp for a power of two c."""\n'
+        "    bound = math.sqrt(800.0 / -c)\n"
+        "    v = torch.clamp(u, min=-bound, max=bound)\n"
+        "    mantissa = round(-math.log2(torch.finfo(v.dtype).eps))\n"
+        "    scaled = v * (2.0 ** ((mantissa + 2) // 2) + 1)\n"
+        "    high = scaled - (scaled - v)\n"
+        "    low = v - high\n"
+        "    square = v * v\n"
+        "    error = ((high * high - square) + 2 * high * low) + low * low\n"
+        "    return torch.exp(c * square) * (1 + c * error)\n"
+    ),
     "_hypot": (
         "def _hypot(a, b):\n"
         '    """sqrt(a^2 + b^2) without forming the squares (torch.hypot), a Python float taken as a tensor\n'
@@ -199,7 +214,7 @@ TORCH_NAMES = FrameworkNames(
         "erf": "torch.erf", "erfc": "torch.erfc", "sigmoid": "torch.sigmoid", "softplus": "_softplus",
         "xlogy": "torch.xlogy", "normal_cdf": "_normal_cdf", "clamped_log": "_clamped_log",
         "clamped_log1p": "_clamped_log1p", "asinh": "torch.asinh", "atan": "torch.atan",
-        "quotient_at_zero": "_quotient_at_zero", "hypot": "_hypot",
+        "quotient_at_zero": "_quotient_at_zero", "hypot": "_hypot", "exp_of_square": "_exp_of_square",
     },
     clamp="torch.clamp({x}, min={low}, max={high})",
     reduce_sum="torch.sum({x}, dim={axis}, keepdim=True)",
@@ -235,7 +250,7 @@ TORCH_INPLACE_NAMES = FrameworkNames(
         "erf": "_rt.erf", "erfc": "_rt.erfc", "sigmoid": "_rt.sigmoid", "softplus": "_rt.softplus",
         "xlogy": "_rt.xlogy", "normal_cdf": "_rt.normal_cdf", "clamped_log": "_rt.clamped_log",
         "clamped_log1p": "_rt.clamped_log1p", "tan": "torch.tan", "asinh": "torch.asinh", "atan": "torch.atan",
-        "quotient_at_zero": "_rt.quotient_at_zero", "hypot": "_rt.hypot",
+        "quotient_at_zero": "_rt.quotient_at_zero", "hypot": "_rt.hypot", "exp_of_square": "_rt.exp_of_square",
     },
     clamp="np.clip({x}, {low}, {high})",
     reduce_sum="np.sum({x}, axis={axis}, keepdims=True)",
@@ -258,6 +273,7 @@ _TORCH_CALLS: dict[str, str] = {
     "_rt.normal_cdf": "_normal_cdf", "_rt.xlogy": "torch.xlogy", "_rt.softplus": "_softplus",
     "_rt.clamped_log": "_clamped_log", "_rt.clamped_log1p": "_clamped_log1p", "_rt.select": "_select",
     "np.copy": "_copy", "_rt.quotient_at_zero": "_quotient_at_zero", "_rt.hypot": "_hypot",
+    "_rt.exp_of_square": "_exp_of_square",
 }
 #: Row reductions: the emitter's name -> PyTorch's (``axis=``/``keepdims=`` become ``dim=``/``keepdim=``).
 _TORCH_REDUCTIONS = {"np.sum": "torch.sum", "np.max": "torch.amax"}
