@@ -44,6 +44,8 @@ def user_ops() -> dict[str, UserOp]:
         # written from the textbook: exported through the stable form define_op chooses, softplus(beta x) / beta
         "text_softplus": define_op("text_softplus", "log(1 + exp(beta * x)) / beta",
                                    params={"beta": (1.0, (0.5, 2.0))}),
+        # a Gaussian: exported through exp_of_square, its square kept exact
+        "gauss_bump": define_op("gauss_bump", "x * exp(-x**2 / 2)"),
     }
 
 
@@ -68,11 +70,12 @@ def _torch_references():
         "snake": (lambda x, alpha=1.0: x + torch.sin(alpha * x) ** 2 / alpha, {"alpha": 0.7}),
         "atan_asinh": (lambda x: torch.atan(x) + torch.asinh(x), {}),
         "text_softplus": (lambda x, beta=1.0: torch.log1p(torch.exp(beta * x)) / beta, {"beta": 1.6}),
+        "gauss_bump": (lambda x: x * torch.exp(-x**2 / 2), {}),
     }
 
 
 @pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake",
-                                  "atan_asinh", "text_softplus"])
+                                  "atan_asinh", "text_softplus", "gauss_bump"])
 def test_torch_gradcheck_and_values(torch_module: ModuleType, user_ops: dict[str, UserOp], name: str) -> None:
     import torch
 
@@ -98,7 +101,7 @@ def test_torch_gradcheck_and_values(torch_module: ModuleType, user_ops: dict[str
 
 
 @pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake",
-                                  "atan_asinh", "text_softplus"])
+                                  "atan_asinh", "text_softplus", "gauss_bump"])
 def test_every_torch_user_op_compiles_to_one_graph_with_the_eager_values(torch_module: ModuleType,
                                                                         user_ops: dict[str, UserOp],
                                                                         name: str) -> None:
@@ -370,7 +373,7 @@ def jax_module(user_ops: dict[str, UserOp], tmp_path_factory: pytest.TempPathFac
 
 @pytest.mark.jax
 @pytest.mark.parametrize("name", ["swish_beta", "leaky_hinge", "row_softmax", "pseudo_huber", "snake",
-                                  "atan_asinh", "text_softplus"])
+                                  "atan_asinh", "text_softplus", "gauss_bump"])
 def test_jax_check_grads_jit_vmap(jax_module: ModuleType, user_ops: dict[str, UserOp], name: str) -> None:
     import jax
     import jax.numpy as jnp
