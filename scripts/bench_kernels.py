@@ -1035,18 +1035,26 @@ def soft_margin_loss_vjp(
 
 
 def log_cosh(input: Array, target: Array, reduction: str = "mean") -> Any:
-    # log cosh d = |d| + log1p(exp(-2|d|)) - log 2
+    # log cosh d, accurate on both sides of |d| = 3/4 (the catalog's stable form): |d| + log1p(exp(-2|d|)) - log 2
+    # above (no overflow), log1p(2 sinh(|d|/2)^2) below (cosh d - 1 without rounding 1 + a small number: the
+    # first form subtracts log 2 from about log 2 there); the second from |d| clamped, so it stays finite
     _check_reduction(reduction)
     a = np.subtract(input, target)
     np.abs(a, out=a)
-    lg = _exp_neg_twice(a.copy())
-    np.log1p(lg, out=lg)
+    out = _exp_neg_twice(a.copy())
+    np.log1p(out, out=out)
+    out += a
+    out -= LN2
+    small = np.minimum(a, 0.75)
+    small *= 0.5
+    np.sinh(small, out=small)
+    np.square(small, out=small)
+    small *= 2
+    np.log1p(small, out=small)
+    np.copyto(out, small, where=a < 0.75)
     if reduction == "none":
-        lg += a
-        lg -= LN2
-        return lg
-    total = a.sum() + lg.sum()
-    return total / a.size - LN2 if reduction == "mean" else total - a.size * LN2
+        return out
+    return out.sum() / a.size if reduction == "mean" else out.sum()
 
 
 def log_cosh_vjp(
