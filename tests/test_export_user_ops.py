@@ -157,7 +157,7 @@ def test_torch_extremes_finite_where_the_naive_form_overflows(torch_module: Modu
 
 
 
-@pytest.mark.parametrize("framework", ["torch", "jax"])
+@pytest.mark.parametrize("framework", ["torch", pytest.param("jax", marks=pytest.mark.jax)])
 def test_primitives_of_parameters_alone_are_python_floats(framework: str, tmp_path: Path) -> None:
     """sigmoid(a) of a parameter a is a Python float: torch.sigmoid refuses one (a TypeError in the exported
     module), so the module computes it with its own stable float helpers, checked here against mpmath, in the
@@ -204,7 +204,7 @@ _ROOTS = {
 }
 
 
-@pytest.mark.parametrize("framework", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("framework", ["numpy", "torch", pytest.param("jax", marks=pytest.mark.jax)])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_square_roots_of_sums_of_squares_stay_accurate_where_the_squares_overflow(framework: str, dtype: str,
                                                                                    tmp_path: Path) -> None:
