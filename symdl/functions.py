@@ -246,8 +246,8 @@ class exp_of_square(sp.Function):  # noqa: N801
     rounding error) and compute :math:`e^{c s} (1 + c t)`: within about 2 ulp where :math:`c s` is exact (a power
     of two :math:`c`). Zero where :math:`c u^2 < -800` (as in float32 and float64), so no square overflows.
 
-    Not in the catalog's formulas: :func:`symdl.export.define_op` writes a user op's Gaussians so where the
-    measure says it is more accurate (proven through its textbook form).
+    Not in the catalog's formulas: :func:`symdl.export.define_op` writes a user op's Gaussians with it where
+    the measure says it is more accurate (proven equal through its textbook form).
     """
 
     nargs = 2
@@ -271,7 +271,7 @@ class exp_of_square(sp.Function):  # noqa: N801
         return self.rewrite(sp.exp)._eval_evalf(prec)
 
     def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
-        return printer._print(sp.exp(self.args[1] * self.args[0] ** 2, evaluate=False) ** (sp.Symbol(exp) if exp else 1))
+        return _raised(printer._print(sp.exp(self.args[1] * self.args[0] ** 2)), exp)
 
 
 class xlogy(sp.Function):  # noqa: N801

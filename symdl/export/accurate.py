@@ -163,13 +163,21 @@ def _rationalized(expr: sp.Expr) -> sp.Expr:
 
 
 def _squares_apart(expr: sp.Expr) -> sp.Expr:
-    r""":math:`u^2 / D` (:math:`D` a sum) as :math:`u \cdot (u / D)`, and :math:`u^2 G` (:math:`G` an
-    :func:`~symdl.functions.exp_of_square`) as :math:`u \cdot (u G)`: where :math:`D` grows like :math:`|u|`, or
-    :math:`G` is 0, the square overflows (from :math:`|u| = 1.8 \cdot 10^{19}` in float32, to :math:`\infty \cdot
-    0`) and the product does not. The inner product is :class:`~symdl.functions.Grouped`: SymPy would merge it back
-    into the square."""
+    r""":math:`u^2 / D` (:math:`D` a sum) as :math:`u \cdot (u / D)`, and :math:`u^2 G` (:math:`G` a Gaussian,
+    :math:`e^{c v^2}` with :math:`c < 0`, or an :func:`~symdl.functions.exp_of_square`) as :math:`u \cdot (u G)`:
+    where :math:`D` grows like :math:`|u|`, or :math:`G` is 0, the square overflows (from :math:`|u| = 1.8 \cdot
+    10^{19}` in float32, to :math:`\infty \cdot 0`) and the product does not. The inner product is
+    :class:`~symdl.functions.Grouped`: SymPy would merge it back into the square."""
+    def gaussian(factor: sp.Expr) -> bool:
+        if isinstance(factor, exp_of_square):
+            return True
+        if not isinstance(factor, sp.exp):
+            return False
+        coefficient, rest = factor.args[0].as_coeff_Mul()
+        return bool(coefficient.is_negative) and rest.is_Pow and rest.exp == 2
+
     def decays(factor: sp.Expr) -> bool:
-        return (factor.is_Pow and factor.exp.is_negative and factor.base.is_Add) or isinstance(factor, exp_of_square)
+        return (factor.is_Pow and factor.exp.is_negative and factor.base.is_Add) or gaussian(factor)
 
     def parts(product: sp.Mul) -> tuple[sp.Expr, sp.Expr] | None:
         squares = [f for f in product.args if f.is_Pow and f.exp == 2 and not f.base.is_number]
