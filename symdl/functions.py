@@ -238,13 +238,15 @@ class hypot(sp.Function):  # noqa: N801
 
 
 class exp_of_square(sp.Function):  # noqa: N801
-    r""":math:`e^{c u^2}` for a number :math:`c < 0` (a Gaussian), with :math:`u^2` kept exactly.
+    r""":math:`e^{c u^2}` for a number :math:`c < 0` (a Gaussian), with the exponent kept exactly.
 
-    The rounding of :math:`u^2` is an absolute error of :math:`c u^2 \varepsilon/2` in the exponent, which
-    :math:`e^{(\cdot)}` turns into a relative error of as much: 22 ulp for :math:`e^{-x^2}` at :math:`x = 6.6`.
-    The kernels split :math:`u^2 = s + t` exactly (Dekker's product: :math:`s` the rounded square, :math:`t` its
-    rounding error) and compute :math:`e^{c s} (1 + c t)`: within about 2 ulp where :math:`c s` is exact (a power
-    of two :math:`c`). Zero where :math:`c u^2 < -800` (as in float32 and float64), so no square overflows.
+    The rounding of :math:`u^2` (and of :math:`c u^2`) is an absolute error of about :math:`|c| u^2
+    \varepsilon/2` in the exponent, which :math:`e^{(\cdot)}` turns into a relative error of as much: 22 ulp for
+    :math:`e^{-x^2}` at :math:`x = 6.6`, hundreds in a Gaussian's tail. The kernels take :math:`c` as two floats,
+    :math:`c_h + c_l` (:meth:`call_args`), split :math:`u^2 = s + t` and :math:`c_h s = p + q` exactly (Dekker's
+    products: :math:`s` and :math:`p` rounded, :math:`t` and :math:`q` their rounding errors) and compute
+    :math:`e^{p} (1 + q + c_h t + c_l s)`: within about 2 ulp. Zero where :math:`c u^2 < -800` (as in float32
+    and float64), so no square overflows.
 
     Not in the catalog's formulas: :func:`symdl.export.define_op` writes a user op's Gaussians with it where
     the measure says it is more accurate (proven equal through its textbook form).
@@ -266,6 +268,14 @@ class exp_of_square(sp.Function):  # noqa: N801
 
     def _eval_rewrite_as_exp(self, u: sp.Expr, c: sp.Expr, **kwargs: object) -> sp.Expr:
         return sp.exp(c * u**2)
+
+    def call_args(self) -> tuple[sp.Expr, sp.Float, sp.Float]:
+        """What the kernels are called with: :math:`u`, and :math:`c` as the float nearest it and the float
+        nearest what that leaves (:math:`-1/36` is not a float: its rounding would be an error of the exponent)."""
+        u, c = self.args
+        high = float(c)
+        low = float(sp.Rational(c) - sp.Rational(high)) if c.is_Rational else float(sp.Float(c, 40) - sp.Float(high, 40))
+        return u, sp.Float(high), sp.Float(low)
 
     def _eval_evalf(self, prec: int) -> sp.Expr:
         return self.rewrite(sp.exp)._eval_evalf(prec)

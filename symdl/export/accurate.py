@@ -235,29 +235,28 @@ def _log1p_of_squares(expr: sp.Expr) -> sp.Expr:
     return expr.replace(lambda e: root(e) is not None, rewrite)
 
 
-def _power_of_two(number: sp.Expr) -> bool:
-    r"""``number`` is a rational :math:`\pm 2^k`: a product by it is exact in binary floating point."""
-    if not number.is_Rational or number == 0:
-        return False
-    p, q = abs(number.p), number.q
-    return p & (p - 1) == 0 and q & (q - 1) == 0
+#: The coefficients c of e^(c u^2) that exp_of_square takes: a float32 square of up to 800 / |c| split in halves
+#: (times 4097) stays finite.
+_GAUSSIAN_COEFFICIENTS = (1e-20, 1e20)
 
 
 def _gaussian_parts(exponent: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
-    """``(u, c)`` when ``exponent`` is :math:`c u^2` with :math:`c` a negative power of two (:math:`u` possibly
+    """``(u, c)`` when ``exponent`` is :math:`c u^2` with :math:`c` a negative rational number (:math:`u` possibly
     clamped by :func:`~symdl.functions.clamp_gaussians`), else None."""
     coefficient, rest = exponent.as_coeff_Mul()
-    if not (coefficient.is_negative and _power_of_two(coefficient) and rest.is_Pow and rest.exp == 2):
+    low, high = _GAUSSIAN_COEFFICIENTS
+    if not (coefficient.is_Rational and coefficient.is_negative and low <= -coefficient <= high
+            and rest.is_Pow and rest.exp == 2):
         return None
     return rest.base, coefficient
 
 
 def _exact_squares(expr: sp.Expr) -> sp.Expr:
-    r""":math:`e^{c u^2}` as :func:`~symdl.functions.exp_of_square` for :math:`c` a negative power of two: the
-    rounding of :math:`u^2` is an error of :math:`|c| u^2` half-ulps in the exponent, which the exponential keeps
-    (``exp(-x**2)`` 22 ulp at x = 6.6 in float64; a Gaussian's tail hundreds); the kernels keep :math:`u^2`
-    exactly as a sum of two floats and land within about 2 ulp. Where :math:`u` itself is rounded (``x - y``)
-    the measure decides."""
+    r""":math:`e^{c u^2}` (:math:`c` a negative rational number) as :func:`~symdl.functions.exp_of_square`: the
+    roundings of :math:`u^2` and of :math:`c u^2` are an error of about :math:`|c| u^2` half-ulps in the exponent,
+    which the exponential keeps (``exp(-x**2)`` 22 ulp at x = 6.6 in float64; a Gaussian's tail hundreds); the
+    kernels keep the exponent exactly as a sum of two floats and land within about 2 ulp. Where :math:`u` itself
+    is rounded (``x - y``) the measure decides."""
     return expr.replace(lambda e: isinstance(e, sp.exp) and _gaussian_parts(e.args[0]) is not None,
                         lambda e: exp_of_square(*_gaussian_parts(e.args[0])))
 

@@ -530,39 +530,59 @@ def hypot(a: np.ndarray | float, b: np.ndarray | float) -> np.ndarray:
 _EXP_ZERO = 800.0
 
 
-def exp_of_square(u: np.ndarray, c: float) -> np.ndarray:
-    r""":math:`e^{c u^2}` for :math:`c < 0` (``symdl.functions.exp_of_square``) with :math:`u^2` kept exactly, in a
-    new array: within about 2 ulp where :math:`c` is a power of two, where :math:`e^{-u^2}` from the rounded square
-    is 22 ulp off at :math:`u = 6.6`.
+def _split(a: np.ndarray | np.floating, splitter: np.floating) -> tuple[np.ndarray, np.ndarray]:
+    """Veltkamp's split: ``a = high + low`` exactly, each with half the mantissa's bits, so that a product of two
+    halves is exact."""
+    scaled = a * splitter
+    high = scaled - (scaled - a)
+    return high, a - high
+
+
+def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0) -> np.ndarray:
+    r""":math:`e^{c u^2}` for :math:`c = c_h + c_l < 0` (``symdl.functions.exp_of_square``, which gives the two
+    floats) with the exponent kept exactly, in a new array: within about 2 ulp, where :math:`e^{-u^2}` from the
+    rounded square is 22 ulp off at :math:`u = 6.6`, and hundreds in float64 further out.
 
     :math:`|u|` is clamped to :math:`\sqrt{800/|c|}`, beyond which the value is 0 in float32 and float64 (no
     square overflows). Veltkamp's split gives :math:`u = h + l` with :math:`h` of half the mantissa's bits, so
-    that :math:`t = ((h^2 - s) + 2hl) + l^2` is exactly the rounding error of :math:`s = u^2`; then
-    :math:`e^{c(s + t)} = e^{cs} (1 + ct)`, :math:`|ct|` below an ulp. NaN stays NaN.
+    that :math:`t = ((h^2 - s) + 2hl) + l^2` is exactly the rounding error of :math:`s = u^2`, and likewise
+    :math:`q` of :math:`p = c_h s` (none when :math:`c_h` is a power of two); then
+    :math:`e^{c(s + t)} = e^{p} (1 + q + c_h t + c_l s)`, the correction below an ulp. NaN stays NaN.
     """
     u = np.asarray(u)
     dtype = np.result_type(u, 0.0)
     bound = math.sqrt(_EXP_ZERO / -c)
     v = np.clip(u, -bound, bound, out=fresh(u.shape, dtype), dtype=dtype)
-    # Veltkamp: splitter 2^ceil(p/2) + 1 for p mantissa bits (4097 for float32, 2^27 + 1 for float64)
+    # Veltkamp's splitter 2^ceil(p/2) + 1 for p mantissa bits: 4097 for float32, 2^27 + 1 for float64
     splitter = dtype.type(2.0 ** ((np.finfo(dtype).nmant + 2) // 2) + 1)
-    scaled = v * splitter
-    high = scaled - (scaled - v)
-    low = v - high
+    high_c = dtype.type(c)  # c in the dtype as two floats
+    low_c = dtype.type((c - float(high_c)) + c_low)
     square = v * v
-    error = high * high
-    error -= square
-    scaled = np.multiply(high, low, out=scaled)
-    scaled *= 2
-    error += scaled
-    np.multiply(low, low, out=low)
-    error += low
-    error *= c
-    error += 1
-    np.multiply(square, c, out=square)
-    np.exp(square, out=square)
-    square *= error
-    return square
+    high, low = _split(v, splitter)
+    correction = high * high
+    correction -= square
+    high *= low
+    high *= 2
+    correction += high
+    low *= low
+    correction += low
+    correction *= high_c  # c_h t
+    if low_c:
+        correction += low_c * square
+    exponent = square * high_c
+    if math.frexp(float(high_c))[0] != -0.5:  # c_h s is rounded: add its error q
+        c_high, c_low_half = _split(high_c, splitter)
+        s_high, s_low = _split(square, splitter)
+        error = c_high * s_high
+        error -= exponent
+        error += c_high * s_low
+        error += c_low_half * s_high
+        error += c_low_half * s_low
+        correction += error
+    correction += 1
+    np.exp(exponent, out=exponent)
+    exponent *= correction
+    return exponent
 
 
 #: A float dtype's bits as unsigned and as signed integers of its width.

@@ -27,7 +27,7 @@ import sympy as sp
 
 from symdl.functions import NUM_CLASSES
 from symdl.printing.inplace import ArraySpec
-from symdl.printing.numpy_printer import SCALAR_FUNCTIONS, KernelPrinter
+from symdl.printing.numpy_printer import SCALAR_FUNCTIONS, KernelPrinter, call_args
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class FrameworkPrinter(KernelPrinter):
         function = self.table.function(name)
         if function is None:
             raise NotImplementedError(f"no {self.table.module} translation for {name}")
-        return self._call(function, (self._print(a) for a in expr.args))
+        return self._call(function, (self._print(a) for a in call_args(expr)))
 
     _print_exp = _print_log = _print_tanh = _print_cosh = _print_Abs = _print_sign = _print_Function
     _print_erf = _print_erfc = _print_log1p = _print_expm1 = _print_Function
@@ -164,6 +164,40 @@ _SCALAR: dict[str, str] = {
     **SCALAR_FUNCTIONS, "tan": "math.tan",
     "sigmoid": "_sigmoid_float", "softplus": "_softplus_float", "normal_cdf": "_normal_cdf_float",
     "xlogy": "_xlogy_float"}
+
+def exp_of_square_helper(*, how: str, clamp: str, bits: str, split: str, exp: str) -> str:
+    """The text of a generated module's ``_exp_of_square`` (:class:`symdl.functions.exp_of_square`, NumPy's is
+    ``symdl.kernels._runtime.exp_of_square``) in a framework's names: ``how`` it splits a float into halves of the
+    mantissa (for the docstring), the ``clamp`` of ``u`` to ``bound`` into ``v``, the number of ``bits`` of the
+    mantissa, the body of ``split(a)`` (the halves of an array) and the ``exp`` function."""
+    return (
+        "def _exp_of_square(u, c, c_low=0.0):\n"
+        '    """exp(c u^2) for c + c_low < 0 (two floats), with the exponent kept exactly (symdl.functions.\n'
+        "    exp_of_square): |u| clamped where the value is 0 anyway; u^2 = s + t and c s = e + q split exactly into\n"
+        "    halves of the mantissa, then exp(e) (1 + q + c t + c_low s): within about 2 ulp.\n"
+        f"    The halves: {how}.\"\"\"\n"
+        "    bound = math.sqrt(800.0 / -c)\n"
+        f"    v = {clamp}\n"
+        f"    bits = {bits}  # p, the bits of the mantissa\n"
+        "    half = (bits + 1) // 2\n"
+        "    fraction, power = math.frexp(c)  # c rounded to p bits, the rest into c_low (exact in Python floats)\n"
+        "    rounded = math.ldexp(round(fraction * 2**bits), power - bits)\n"
+        "    c, c_low = rounded, (c - rounded) + c_low\n"
+        "    fraction, power = math.frexp(c)\n"
+        "    c_high = math.ldexp(round(fraction * 2**half), power - half)\n"
+        "\n"
+        "    def split(a):\n"
+        f"{split}"
+        "\n"
+        "    square = v * v\n"
+        "    high, low = split(v)\n"
+        "    t = ((high * high - square) + 2 * high * low) + low * low\n"
+        "    exponent = square * c\n"
+        "    s_high, s_low = split(square)\n"
+        "    q = ((c_high * s_high - exponent) + c_high * s_low + (c - c_high) * s_high) + (c - c_high) * s_low\n"
+        f"    return {exp}(exponent) * (1 + (q + (c * t + c_low * square)))\n"
+    )
+
 
 #: The stable primitives of Python floats (a function of parameters only, such as sigmoid(beta)): the frameworks'
 #: own take tensors. Every framework's helper table includes these.

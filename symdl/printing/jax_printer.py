@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from symdl.printing.framework_printer import SCALAR_HELPERS, FrameworkNames, FrameworkPrinter
+from symdl.printing.framework_printer import SCALAR_HELPERS, FrameworkNames, FrameworkPrinter, exp_of_square_helper
 
 def _horner(coefficients: list[float], variable: str) -> str:
     """c0 + v (c1 + v (c2 + ...)) as code."""
@@ -45,21 +45,12 @@ JAX_HELPERS: dict[str, str] = {
         "    half = jnp.exp(jnp.abs(jnp.where(near, 1, x)) / 2)\n"
         "    return jnp.where(near, x + x * (s * series), jnp.sign(x) * (half * (half / 2) - 0.5 / (half * half)))\n"
     ),
-    "_exp_of_square": (
-        "def _exp_of_square(u, c):\n"
-        '    """exp(c u^2), c < 0, with u^2 kept exactly (symdl.functions.exp_of_square): |u| clamped where the value\n'
-        "    is 0 anyway, u = h + l with h rounded to half the mantissa by lax.reduce_precision (Veltkamp's\n"
-        "    arithmetic split would not survive jit: XLA simplifies a - (a - b) to b), t = ((h^2 - s) + 2 h l) + l^2 the\n"
-        '    rounding error of s = u^2, and exp(c s) (1 + c t). Within about 2 ulp for a power of two c."""\n'
-        "    bound = math.sqrt(800.0 / -c)\n"
-        "    v = jnp.clip(u, -bound, bound)\n"
-        "    info = jnp.finfo(v.dtype)\n"
-        "    high = jax.lax.reduce_precision(v, exponent_bits=info.nexp, mantissa_bits=info.nmant // 2)\n"
-        "    low = v - high\n"
-        "    square = v * v\n"
-        "    error = ((high * high - square) + 2 * high * low) + low * low\n"
-        "    return jnp.exp(c * square) * (1 + c * error)\n"
-    ),
+    "_exp_of_square": exp_of_square_helper(
+        how="lax.reduce_precision (XLA would fold Veltkamp's a - (a - b) to b)",
+        clamp="jnp.clip(u, -bound, bound)", bits="jnp.finfo(v.dtype).nmant + 1",
+        split=("        high = jax.lax.reduce_precision(a, exponent_bits=jnp.finfo(a.dtype).nexp, mantissa_bits=half - 1)\n"
+               "        return high, a - high\n"),
+        exp="jnp.exp"),
     "_softplus": (
         "def _softplus(x):\n"
         '    """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): stable for every finite x."""\n'

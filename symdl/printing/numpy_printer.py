@@ -89,6 +89,13 @@ ROW_REDUCTIONS: dict[str, str] = {"rowsum": "_rt.rowsum", "rowmax": "_rt.rowmax"
 _RELATIONS: dict[str, str] = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "==": "==", "!=": "!="}
 
 
+def call_args(expr: sp.Function) -> tuple[sp.Expr, ...]:
+    """The arguments a function's kernel is called with: its own, or those its ``call_args`` gives (a constant as two
+    floats, :class:`~symdl.functions.exp_of_square`)."""
+    own = getattr(expr, "call_args", None)
+    return own() if callable(own) else expr.args
+
+
 class KernelPrinter(PythonCodePrinter):
     """Prints one expression of a kernel body.
 
@@ -177,7 +184,7 @@ class KernelPrinter(PythonCodePrinter):
         table = SCALAR_FUNCTIONS if self._is_scalar(expr) and name in SCALAR_FUNCTIONS else ARRAY_FUNCTIONS
         if name not in table:
             raise NotImplementedError(f"no NumPy translation for {name}")
-        return f"{table[name]}({', '.join(self._print(a) for a in expr.args)})"
+        return f"{table[name]}({', '.join(self._print(a) for a in call_args(expr))})"
 
     _print_exp = _print_log = _print_tanh = _print_cosh = _print_Abs = _print_sign = _print_Function
     _print_sinh = _print_sin = _print_cos = _print_atan = _print_asinh = _print_Function

@@ -38,7 +38,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterable
 
-from symdl.printing.framework_printer import SCALAR_HELPERS, FrameworkNames, FrameworkPrinter
+from symdl.printing.framework_printer import SCALAR_HELPERS, FrameworkNames, FrameworkPrinter, exp_of_square_helper
 from symdl.printing.inplace import dotted_name
 from symdl.printing.torch_buffers import into_dead_operand, own_temporaries
 from symdl.printing.torch_masks import FloatMaskStatements, float_masks, is_mask
@@ -175,21 +175,13 @@ TORCH_HELPERS: dict[str, str] = {
         "    quotient = torch.div(n, torch.where(near, torch.ones_like(x), x))\n"
         "    return torch.where(near, limit + slope * x, quotient, out=out)\n"
     ),
-    "_exp_of_square": (
-        "def _exp_of_square(u, c):\n"
-        '    """exp(c u^2), c < 0, with u^2 kept exactly (symdl.functions.exp_of_square): |u| clamped where the value\n'
-        "    is 0 anyway, Veltkamp's split u = h + l into halves of the mantissa, t = ((h^2 - s) + 2 h l) + l^2 the\n"
-        '    rounding error of s = u^2, and exp(c s) (1 + c t). Within about 2 ulp for a power of two c."""\n'
-        "    bound = math.sqrt(800.0 / -c)\n"
-        "    v = torch.clamp(u, min=-bound, max=bound)\n"
-        "    mantissa = round(-math.log2(torch.finfo(v.dtype).eps))\n"
-        "    scaled = v * (2.0 ** ((mantissa + 2) // 2) + 1)\n"
-        "    high = scaled - (scaled - v)\n"
-        "    low = v - high\n"
-        "    square = v * v\n"
-        "    error = ((high * high - square) + 2 * high * low) + low * low\n"
-        "    return torch.exp(c * square) * (1 + c * error)\n"
-    ),
+    "_exp_of_square": exp_of_square_helper(
+        how="Veltkamp's split", clamp="torch.clamp(u, min=-bound, max=bound)",
+        bits="round(-math.log2(torch.finfo(v.dtype).eps)) + 1",
+        split=("        scaled = a * (2.0**half + 1)\n"
+               "        high = scaled - (scaled - a)\n"
+               "        return high, a - high\n"),
+        exp="torch.exp"),
     "_hypot": (
         "def _hypot(a, b):\n"
         '    """sqrt(a^2 + b^2) without forming the squares (torch.hypot), a Python float taken as a tensor\n'
