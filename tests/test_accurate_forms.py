@@ -41,6 +41,8 @@ TEXTBOOK = {
     "text_cauchy": ("1 / (1 + x**2)", {}, lambda v, p: 1 / (1 + v**2), [-1e30, -3e19, -1.0, 0.0, 0.3, 1e30]),
     "text_log_square": ("log(1 + x**2)", {}, lambda v, p: mpmath.log1p(v**2),
                         [-1e30, -3e19, -1.5, -1.0, -0.999, -1e-8, 0.0, 1e-20, 0.3, 1.0, 2.0, 1e30]),
+    "text_welsch": ("1 - exp(-x**2 / 2)", {}, lambda v, p: -mpmath.expm1(-v * v / 2),
+                    [-1e30, -40.0, -3.0, -1e-3, -1e-8, 0.0, 1e-20, 0.5, 3.0, 1e30]),
     # cosh(1e-20) = 1 + 5e-41: 120 digits keep 79 of the logarithm's
     "text_log_cosh": ("log(cosh(x))", {}, lambda v, p: _at_digits(120, lambda: mpmath.log(mpmath.cosh(v))),
                       [-1e30, -800.0, -90.0, -0.76, -0.74, -1e-4, 1e-20, 0.5, 0.75, 3.0, 1e30]),

@@ -69,15 +69,22 @@ def _as_log1p(expr: sp.Expr) -> sp.Expr:
 
 
 def _as_expm1(expr: sp.Expr) -> sp.Expr:
-    r""":math:`e^u - 1` (in any sum) as :math:`\operatorname{expm1}(u)`: :math:`e^u` rounds away the digits of a
-    small :math:`u` before 1 is subtracted. (SymPy's ``expm1_opt`` factors the whole expression first, which
-    fails on a piecewise part.)"""
-    def first_exp(add: sp.Add) -> sp.exp | None:
-        exps = [t for t in add.args if isinstance(t, sp.exp)]
-        return exps[0] if exps and sp.S.NegativeOne in add.args else None
+    r""":math:`c e^u - c` (in any sum, :math:`c` a number: :math:`e^u - 1`, the Welsch loss's :math:`1 - e^{-u^2/2}`)
+    as :math:`c \operatorname{expm1}(u)`: :math:`e^u` rounds away the digits of a small :math:`u` before 1 is
+    subtracted. (SymPy's ``expm1_opt`` factors the whole expression first, which fails on a piecewise part.)"""
+    def first_exp(add: sp.Add) -> tuple[sp.Expr, sp.Expr, sp.exp] | None:
+        """The first term c e^u of ``add`` whose -c is a term too: (the term, c, e^u)."""
+        for term in add.args:
+            coefficient, rest = term.as_coeff_Mul()
+            if isinstance(rest, sp.exp) and -coefficient in add.args:
+                return term, coefficient, rest
+        return None
 
-    return expr.replace(lambda e: e.is_Add and first_exp(e) is not None,
-                        lambda e: e - first_exp(e) + 1 + expm1(first_exp(e).args[0]))
+    def rewrite(add: sp.Add) -> sp.Expr:
+        term, coefficient, exponential = first_exp(add)
+        return add - term + coefficient + coefficient * expm1(exponential.args[0])
+
+    return expr.replace(lambda e: e.is_Add and first_exp(e) is not None, rewrite)
 
 
 def _log_of_one_plus_exp(expr: sp.Expr) -> sp.Expr | None:
