@@ -280,6 +280,49 @@ def test_gaussians_keep_their_squares_exact(framework: str, dtype: str, tmp_path
         assert np.max(np.abs(naive - true)[keep] / np.spacing(true[keep])) > 100
 
 
+@pytest.mark.parametrize("framework", ["numpy", "torch", pytest.param("jax", marks=pytest.mark.jax)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_gaussian_of_a_difference_adds_it_exactly(framework: str, dtype: str, tmp_path: Path) -> None:
+    """exp(-(x - y)^2) as a loss: value and both gradients within 4 ulp of mpmath, in the NumPy kernels and both
+    exports, where the rounding of x - y alone puts e^(-(x - y)^2) hundreds of ulp off (checked: the premise)."""
+    op = define_op("rbf_pair", "exp(-(x - y)**2)", inputs=("x", "y"), kind="loss")
+    assert op_stable_form_uses([op], "rbf_pair", "exp_of_square")
+    rng = np.random.default_rng(6)
+    # independent normal draws (full mantissas; uniform(-8, 8) draws are multiples of 2^-49, whose differences
+    # are exact in float64): x - y rounds where their magnitudes differ (Sterbenz: exact within a factor 2)
+    x, y = (3 * rng.standard_normal(600).astype(dtype) for _ in range(2))
+    if framework == "numpy":
+        out = op.forward(x, y, reduction="none")
+        grads = op.vjp(np.ones_like(x), x, y, reduction="none")
+    else:
+        module = pytest.importorskip(framework)
+        path = tmp_path / f"pair_{framework}.py"
+        path.write_text(export_source([op], framework))
+        function = _load(path, f"pair_{framework}").rbf_pair
+        if framework == "torch":
+            tensors = [module.tensor(a, requires_grad=True) for a in (x, y)]
+            value = function(*tensors, reduction="none")
+            grads = [g.numpy() for g in module.autograd.grad(value, tensors, module.ones_like(value))]
+            out = value.detach().numpy()
+        else:
+            module.config.update("jax_enable_x64", True)
+            value, pullback = module.vjp(module.jit(lambda a, b: function(a, b, reduction="none")),
+                                         module.numpy.asarray(x), module.numpy.asarray(y))
+            out, grads = np.asarray(value), [np.asarray(g) for g in pullback(module.numpy.ones_like(value))]
+    with mpmath.workdps(60):
+        d = [mpmath.mpf(float(a)) - mpmath.mpf(float(b)) for a, b in zip(x, y)]
+        true = np.array([float(mpmath.exp(-t * t)) for t in d])
+        true_dx = np.array([float(-2 * t * mpmath.exp(-t * t)) for t in d])
+    normal = np.abs(true) >= np.finfo(dtype).smallest_normal
+    for got, want in ((out, true), (grads[0], true_dx), (grads[1], -true_dx)):
+        assert got.dtype == x.dtype
+        ulps = np.abs(got - want)[normal] / np.spacing(np.abs(want).astype(dtype))[normal]
+        assert np.max(ulps) <= 4, np.max(ulps)
+    with np.errstate(all="ignore"):
+        naive = np.exp(-np.square(x - y))
+    assert np.max(np.abs(naive - true)[normal] / np.spacing(true.astype(dtype))[normal]) > 8
+
+
 def op_stable_form_uses(ops: list[UserOp], name: str, function: str) -> bool:
     """The op ``name`` of ``ops`` computes a stable form that calls ``function``."""
     op = next(o for o in ops if o.name == name)

@@ -264,8 +264,13 @@ def _exact_squares(expr: sp.Expr) -> sp.Expr:
     which the exponential keeps (``exp(-x**2)`` 22 ulp at x = 6.6 in float64; a Gaussian's tail hundreds); the
     kernels keep the exponent exactly as a sum of two floats and land within about 2 ulp. Where :math:`u` itself
     is rounded (``x - y``) the measure decides."""
-    return expr.replace(lambda e: isinstance(e, sp.exp) and _gaussian_parts(e.args[0]) is not None,
-                        lambda e: exp_of_square(*_gaussian_parts(e.args[0])))
+    def exact(exponential: sp.exp) -> sp.Expr:
+        u, c = _gaussian_parts(exponential.args[0])
+        if u.is_Add and len(u.args) == 2:  # x - y: its two terms, which the kernels add exactly
+            return exp_of_square(u.args[0], c, u.args[1])
+        return exp_of_square(u, c)
+
+    return expr.replace(lambda e: isinstance(e, sp.exp) and _gaussian_parts(e.args[0]) is not None, exact)
 
 
 #: Rewrites of a definition or a gradient, each an identity (the clamped Gaussians: wherever float64 is not 0),

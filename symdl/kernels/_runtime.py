@@ -538,10 +538,15 @@ def _split(a: np.ndarray | np.floating, splitter: np.floating) -> tuple[np.ndarr
     return high, a - high
 
 
-def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0) -> np.ndarray:
-    r""":math:`e^{c u^2}` for :math:`c = c_h + c_l < 0` (``symdl.functions.exp_of_square``, which gives the two
-    floats) with the exponent kept exactly, in a new array: within about 2 ulp, where :math:`e^{-u^2}` from the
-    rounded square is 22 ulp off at :math:`u = 6.6`, and hundreds in float64 further out.
+def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0, plus: np.ndarray | float | None = None) -> np.ndarray:
+    r""":math:`e^{c (u + \mathrm{plus})^2}` for :math:`c = c_h + c_l < 0` (``symdl.functions.exp_of_square``,
+    which gives the two floats and splits a sum of two terms into ``u`` and ``plus``) with the exponent kept
+    exactly, in a new array: within about 2 ulp, where :math:`e^{-u^2}` from the rounded square is 22 ulp off at
+    :math:`u = 6.6`, and hundreds in float64 further out; :math:`e^{-(x - y)^2}` from the rounded difference as
+    much.
+
+    A sum :math:`u + \mathrm{plus} = d + e` is split exactly (Knuth's two-sum), and :math:`2 c_h d e` joins the
+    correction below (:math:`e^2` is below its rounding).
 
     :math:`|u|` is clamped to :math:`\sqrt{800/|c|}`, beyond which the value is 0 in float32 and float64 (no
     square overflows). Veltkamp's split gives :math:`u = h + l` with :math:`h` of half the mantissa's bits, so
@@ -549,8 +554,15 @@ def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0) -> np.ndarray:
     :math:`q` of :math:`p = c_h s` (none when :math:`c_h` is a power of two); then
     :math:`e^{c(s + t)} = e^{p} (1 + q + c_h t + c_l s)`, the correction below an ulp. NaN stays NaN.
     """
+    dtype = np.result_type(u, 0.0) if plus is None else np.result_type(u, plus, 0.0)
+    error = None
+    if plus is not None:
+        total = np.add(u, plus, dtype=dtype)
+        back = total - u
+        error = np.subtract(u, total - back, dtype=dtype)  # Knuth's two-sum: u + plus = total + error exactly
+        error += plus - back
+        u = total
     u = np.asarray(u)
-    dtype = np.result_type(u, 0.0)
     bound = math.sqrt(_EXP_ZERO / -c)
     v = np.clip(u, -bound, bound, out=fresh(u.shape, dtype), dtype=dtype)
     # Veltkamp's splitter 2^ceil(p/2) + 1 for p mantissa bits: 4097 for float32, 2^27 + 1 for float64
@@ -566,7 +578,11 @@ def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0) -> np.ndarray:
     correction += high
     low *= low
     correction += low
-    correction *= high_c  # c_h t
+    if error is not None:  # the sum's rounding: (d + e)^2 = d^2 + 2 d e + e^2
+        error *= v
+        error *= 2
+        correction += error
+    correction *= high_c  # c_h (t + 2 d e)
     if low_c:
         correction += low_c * square
     exponent = square * high_c

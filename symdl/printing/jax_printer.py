@@ -47,6 +47,7 @@ JAX_HELPERS: dict[str, str] = {
     ),
     "_exp_of_square": exp_of_square_helper(
         how="lax.reduce_precision (XLA would fold Veltkamp's a - (a - b) to b)",
+        exact="jax.lax.optimization_barrier",
         clamp="jnp.clip(u, -bound, bound)", bits="jnp.finfo(v.dtype).nmant + 1",
         split=("        high = jax.lax.reduce_precision(a, exponent_bits=jnp.finfo(a.dtype).nexp, mantissa_bits=half - 1)\n"
                "        return high, a - high\n"),
