@@ -212,3 +212,16 @@ def test_the_latex_of_every_entry_compiles(tmp_path: Path) -> None:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, [line for line in result.stdout.splitlines() if line.startswith("!")]
     assert (tmp_path / "all.pdf").stat().st_size > 0
+
+
+def test_a_power_of_a_piecewise_prints_in_parentheses() -> None:
+    """SymPy hands a power of a function to the function's printer as exp=, which its Piecewise printer does not
+    take (a TypeError from define_op on a user's asinh(x log cosh(2x)), whose derivative squares log cosh's
+    piecewise stable form)."""
+    from symdl.export import define_op
+
+    x = sp.Symbol("x", real=True)
+    text = latex(sp.Pow(sp.Piecewise((x, x > 0), (0, True)), 2, evaluate=False))
+    assert text.startswith(r"\left(\begin{cases}") and text.endswith(r"\end{cases}\right)^{2}"), text
+    op = define_op("asinh_log_cosh", "asinh(x * log(cosh(2*x)))")
+    assert r"\begin{cases}" in op.latex()

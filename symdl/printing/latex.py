@@ -112,6 +112,12 @@ class CatalogLatexPrinter(LatexPrinter):
         written = textbook_constants(expr)
         return super()._print_Mul(expr) if written is expr else self._print(written)
 
+    def _print_Piecewise(self, expr: sp.Piecewise, exp: str | None = None) -> str:
+        # SymPy hands a power of a function to its printer as exp=, and a Piecewise is a function whose printer
+        # takes none (TypeError): a user's asinh(x log cosh(2x)) squares log cosh's piecewise stable form
+        cases = super()._print_Piecewise(expr)
+        return cases if exp is None else rf"\left({cases}\right)^{{{exp}}}"
+
     def _print_Pow(self, expr: sp.Pow) -> str:
         # SymPy prints an unevaluated exponential or power raised to a power with two superscripts
         # (UnevaluatedExpr(exp(a))**2 as e^{a}^{2}), which LaTeX rejects: parenthesise the base.
