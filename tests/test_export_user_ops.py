@@ -323,6 +323,20 @@ def test_a_gaussian_of_a_difference_adds_it_exactly(framework: str, dtype: str, 
     assert np.max(np.abs(naive - true)[normal] / np.spacing(true.astype(dtype))[normal]) > 8
 
 
+@pytest.mark.parametrize("framework", ["numpy", "torch", pytest.param("jax", marks=pytest.mark.jax)])
+def test_a_float16_gaussian_is_computed_in_float32_and_returned_in_float16(framework: str, tmp_path: Path) -> None:
+    """The halves of a float16 square of up to 800 * 36 times 65 overflow float16 (NaN where the value is 0); the
+    Gaussian is computed in float32 and rounded once to float16: each value the nearest float16 (or next to it)."""
+    op = define_op("gauss_wide", "exp(-x**2 / 36)")
+    x = np.array([0.0, 0.5, 1.0, 3.0, -7.5, 12.0, 30.0, 100.0, -1e4, 6e4], dtype=np.float16)
+    out, grad = _value_and_grad_runners([op], framework, tmp_path / "half")["gauss_wide"](x)
+    assert out.dtype == grad.dtype == np.float16
+    with mpmath.workdps(30):
+        true = np.array([float(mpmath.exp(-mpmath.mpf(float(v)) ** 2 / 36)) for v in x])
+    assert np.all(np.abs(out.astype(np.float64) - true) <= np.spacing(true.astype(np.float16)).astype(np.float64))
+    assert np.all(np.isfinite(grad))
+
+
 def op_stable_form_uses(ops: list[UserOp], name: str, function: str) -> bool:
     """The op ``name`` of ``ops`` computes a stable form that calls ``function``."""
     op = next(o for o in ops if o.name == name)

@@ -554,7 +554,9 @@ def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0, plus: np.ndarray 
     :math:`q` of :math:`p = c_h s` (none when :math:`c_h` is a power of two); then
     :math:`e^{c(s + t)} = e^{p} (1 + q + c_h t + c_l s)`, the correction below an ulp. NaN stays NaN.
     """
-    dtype = np.result_type(u, 0.0) if plus is None else np.result_type(u, plus, 0.0)
+    narrow = np.result_type(u, 0.0) if plus is None else np.result_type(u, plus, 0.0)
+    # float16: computed in float32, whose halves of a square of up to 800 / |c| cannot overflow
+    dtype = np.promote_types(narrow, np.float32)
     error = None
     if plus is not None:
         total = np.add(u, plus, dtype=dtype)
@@ -598,7 +600,7 @@ def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0, plus: np.ndarray 
     correction += 1
     np.exp(exponent, out=exponent)
     exponent *= correction
-    return exponent
+    return exponent.astype(narrow, copy=False)
 
 
 #: A float dtype's bits as unsigned and as signed integers of its width.

@@ -176,7 +176,9 @@ TORCH_HELPERS: dict[str, str] = {
         "    return torch.where(near, limit + slope * x, quotient, out=out)\n"
     ),
     "_exp_of_square": exp_of_square_helper(
-        how="Veltkamp's split", exact="", clamp="torch.clamp(u, min=-bound, max=bound)",
+        how="Veltkamp's split", exact="", module="torch",
+        widen="u, plus = (a.to(wide) if torch.is_tensor(a) else a for a in (u, plus))", narrow="{}.to(narrow)",
+        clamp="torch.clamp(u, min=-bound, max=bound)",
         bits="round(-math.log2(torch.finfo(v.dtype).eps)) + 1",
         split=("        scaled = a * (2.0**half + 1)\n"
                "        high = scaled - (scaled - a)\n"
