@@ -165,14 +165,14 @@ _SCALAR: dict[str, str] = {
     "sigmoid": "_sigmoid_float", "softplus": "_softplus_float", "normal_cdf": "_normal_cdf_float",
     "xlogy": "_xlogy_float"}
 
-def exp_of_square_helper(*, how: str, exact: str, module: str, widen: str, narrow: str, clamp: str, bits: str,
-                         split: str, exp: str) -> str:
+def exp_of_square_helper(*, how: str, exact: str, widen: str, narrow: str, clamp: str, bits: str, split: str,
+                         exp: str) -> str:
     """The text of a generated module's ``_exp_of_square`` (:class:`symdl.functions.exp_of_square`, NumPy's is
     ``symdl.kernels._runtime.exp_of_square``) in a framework's names: ``how`` it splits a float into halves of the
     mantissa (for the docstring), the function that keeps a value ``exact`` as computed (XLA would simplify
-    ``(u + plus) - u`` to ``plus``), the array ``module``, the line (``widen``) that widens ``u`` and ``plus`` to
-    ``wide`` and the format (``narrow``) that rounds the result back to ``narrow`` (a 16-bit float is computed in
-    float32: its square, split in halves, would overflow), the ``clamp`` of ``u`` to ``bound`` into ``v``, the number
+    ``(u + plus) - u`` to ``plus``), the lines (``widen``) that set ``narrow`` to the arguments' dtype and widen a
+    16-bit ``u`` and ``plus`` to float32 (the halves of its square would overflow), the format (``narrow``) that
+    rounds the result back, the ``clamp`` of ``u`` to ``bound`` into ``v``, the number
     of ``bits`` of the mantissa, the body of ``split(a)`` (the halves of an array) and the ``exp`` function."""
     return (
         "def _exp_of_square(u, c, c_low=0.0, plus=0.0):\n"
@@ -180,8 +180,6 @@ def exp_of_square_helper(*, how: str, exact: str, module: str, widen: str, narro
         "    exp_of_square): u + plus = d + r (Knuth's two-sum), |d| clamped where the value is 0 anyway; d^2 = s + t\n"
         "    and c s = e + q split exactly into halves of the mantissa, then exp(e) (1 + q + c (t + 2 d r) + c_low s):\n"
         f"    within about 2 ulp. The halves: {how}.\"\"\"\n"
-        f"    narrow = {module}.result_type(u, plus)\n"
-        f"    wide = {module}.promote_types(narrow, {module}.float32)  # 16-bit halves of a square would overflow\n"
         f"    {widen}\n"
         f"    total = {exact}(u + plus)  # kept as computed: two-sum's error is what the rounding lost\n"
         f"    back = {exact}(total - u)\n"

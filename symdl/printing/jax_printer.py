@@ -47,8 +47,11 @@ JAX_HELPERS: dict[str, str] = {
     ),
     "_exp_of_square": exp_of_square_helper(
         how="lax.reduce_precision (XLA would fold Veltkamp's a - (a - b) to b)",
-        exact="jax.lax.optimization_barrier", module="jnp",
-        widen="u, plus = jnp.asarray(u, wide), jnp.asarray(plus, wide)", narrow="{}.astype(narrow)",
+        exact="jax.lax.optimization_barrier",
+        widen=("narrow = jnp.result_type(u, plus)\n"
+               "    wide = jnp.promote_types(narrow, jnp.float32)  # 16-bit: the halves of its square would overflow\n"
+               "    u, plus = jnp.asarray(u, wide), jnp.asarray(plus, wide)"),
+        narrow="{}.astype(narrow)",
         clamp="jnp.clip(u, -bound, bound)", bits="jnp.finfo(v.dtype).nmant + 1",
         split=("        high = jax.lax.reduce_precision(a, exponent_bits=jnp.finfo(a.dtype).nexp, mantissa_bits=half - 1)\n"
                "        return high, a - high\n"),

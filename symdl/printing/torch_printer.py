@@ -176,8 +176,12 @@ TORCH_HELPERS: dict[str, str] = {
         "    return torch.where(near, limit + slope * x, quotient, out=out)\n"
     ),
     "_exp_of_square": exp_of_square_helper(
-        how="Veltkamp's split", exact="", module="torch",
-        widen="u, plus = (a.to(wide) if torch.is_tensor(a) else a for a in (u, plus))", narrow="{}.to(narrow)",
+        how="Veltkamp's split", exact="",
+        # dtypes as Python values: torch.result_type breaks torch.compile's graph (it returns no tensor)
+        widen=("narrow = (u if torch.is_tensor(u) else plus).dtype  # a Python float takes the tensor's\n"
+               "    if narrow.itemsize < 4:  # 16-bit: the halves of its square would overflow\n"
+               "        u, plus = (a.float() if torch.is_tensor(a) else a for a in (u, plus))"),
+        narrow="{}.to(narrow)",
         clamp="torch.clamp(u, min=-bound, max=bound)",
         bits="round(-math.log2(torch.finfo(v.dtype).eps)) + 1",
         split=("        scaled = a * (2.0**half + 1)\n"
