@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from symdl.check import MODES, gradcheck, gradgradcheck
+from tests.conftest import SUMMARY
 from tests.gradcheck_corpus import activations as acts
 from tests.gradcheck_corpus import layers
-from tests.conftest import SUMMARY
 from tests.gradcheck_corpus import truth as gt
 
 RIGHT = {np.float64: 1e-10, np.float32: 1e-5}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -255,7 +256,7 @@ def test_gaussians_keep_their_squares_exact(framework: str, dtype: str, tmp_path
     run = _value_and_grad_runners(ops, framework, tmp_path / "gaussians")
     normal = np.finfo(dtype).smallest_normal
 
-    def at_x(function) -> np.ndarray:  # noqa: ANN001
+    def at_x(function: Callable[[mpmath.mpf], mpmath.mpf]) -> np.ndarray:
         with mpmath.workdps(60):
             return np.array([float(function(mpmath.mpf(float(v)))) for v in x])
 
