@@ -262,8 +262,9 @@ def _exact_squares(expr: sp.Expr) -> sp.Expr:
     r""":math:`e^{c u^2}` (:math:`c` a negative rational number) as :func:`~symdl.functions.exp_of_square`: the
     roundings of :math:`u^2` and of :math:`c u^2` are an error of about :math:`|c| u^2` half-ulps in the exponent,
     which the exponential keeps (``exp(-x**2)`` 22 ulp at x = 6.6 in float64; a Gaussian's tail hundreds); the
-    kernels keep the exponent exactly as a sum of two floats and land within about 2 ulp. Where :math:`u` itself
-    is rounded (``x - y``) the measure decides."""
+    kernels keep the exponent exactly as a sum of two floats and land within about 2 ulp. A sum of two terms,
+    ``x - y``, is kept as its terms, which the kernels add exactly; where :math:`u` is rounded otherwise the
+    measure decides."""
     def exact(exponential: sp.exp) -> sp.Expr:
         u, c = _gaussian_parts(exponential.args[0])
         if u.is_Add and len(u.args) == 2:  # x - y: its two terms, which the kernels add exactly
