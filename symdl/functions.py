@@ -238,8 +238,8 @@ class hypot(sp.Function):  # noqa: N801
 
 
 class exp_of_square(sp.Function):  # noqa: N801
-    r""":math:`e^{c u^2}`, or :math:`e^{c (u + v)^2}` with a third argument :math:`v`, for a number :math:`c < 0`
-    (a Gaussian), with the exponent kept exactly.
+    r""":math:`e^{c u^2}`, or :math:`e^{c ((u + v) / w)^2}` with a third argument :math:`v` and a fourth
+    :math:`w`, for a number :math:`c < 0` (a Gaussian), with the exponent kept exactly.
 
     The rounding of :math:`u^2` (and of :math:`c u^2`) is an absolute error of about :math:`|c| u^2
     \varepsilon/2` in the exponent, which :math:`e^{(\cdot)}` turns into a relative error of as much: 22 ulp for
@@ -248,24 +248,32 @@ class exp_of_square(sp.Function):  # noqa: N801
     products: :math:`s` and :math:`p` rounded, :math:`t` and :math:`q` their rounding errors) and compute
     :math:`e^{p} (1 + q + c_h t + c_l s)`: within about 2 ulp. A sum :math:`u + v` they add exactly (Knuth's
     two-sum, :math:`d + r`) and square as :math:`d^2 + 2dr`: the rounding of :math:`x - y` was 65 ulp of the Welsch
-    loss's gradient. Zero where :math:`c u^2 < -800` (as in float32 and float64), so no square overflows.
+    loss's gradient. A quotient by :math:`w` (an RBF's width: :math:`e^{-x^2 / (2 s^2)}`) they divide with its
+    rounding error kept (Dekker's product of the quotient and :math:`w`). Zero where :math:`c u^2 < -800` (as in
+    float32 and float64), so no square overflows.
 
     Not in the catalog's formulas: :func:`symdl.export.define_op` writes a user op's Gaussians with it where
     the measure says it is more accurate (proven equal through its textbook form).
     """
 
-    nargs = (2, 3)
+    nargs = (2, 3, 4)
 
     @property
     def _sum(self) -> sp.Expr:
-        """The squared quantity: ``u``, or ``u + plus`` with the third argument (a sum of two terms, kept apart so
-        that the kernels add them exactly and no common subexpression takes the rounded sum's place)."""
-        return self.args[0] + (self.args[2] if len(self.args) == 3 else 0)
+        """The squared quantity: ``u``, ``u + v`` or ``(u + v) / w`` (a sum of two terms kept apart, so that the
+        kernels add them exactly and no common subexpression takes the rounded sum's place; a divisor likewise)."""
+        args = self.args
+        plus = args[2] if len(args) > 2 else 0
+        divisor = args[3] if len(args) > 3 else 1
+        return (args[0] + plus) / divisor
 
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         if argindex == 2:
             raise sp.ArgumentIndexError(self, argindex)
-        return 2 * self.args[1] * self._sum * self
+        slope = 2 * self.args[1] * self._sum * self  # d/d(the squared quantity)
+        if argindex == 4:
+            return -slope * self._sum / self.args[3]
+        return slope / self.args[3] if len(self.args) == 4 else slope
 
     def _eval_is_extended_real(self) -> bool | None:
         return fuzzy_and(a.is_extended_real for a in self.args)
@@ -278,8 +286,8 @@ class exp_of_square(sp.Function):  # noqa: N801
 
     def call_args(self) -> tuple[sp.Expr, ...]:
         """What the kernels are called with: :math:`u`, :math:`c` as the float nearest it and the float nearest
-        what that leaves (:math:`-1/36` is not a float: its rounding would be an error of the exponent), and the
-        second term of a sum."""
+        what that leaves (:math:`-1/36` is not a float: its rounding would be an error of the exponent), the
+        second term of a sum and the divisor."""
         u, c, *plus = self.args
         high = float(c)
         low = float(sp.Rational(c) - sp.Rational(high)) if c.is_Rational else float(sp.Float(c, 40) - sp.Float(high, 40))
@@ -442,7 +450,7 @@ _TEXTBOOK: dict[type, Callable[..., sp.Expr]] = {
     x_normal_cdf: lambda x: x * (1 + sp.erf(x / sp.sqrt(2))) / 2,
     quotient_at_zero: lambda n, x, c, s: n / x,
     hypot: lambda a, b: sp.sqrt(a**2 + b**2),
-    exp_of_square: lambda u, c, plus=0: sp.exp(c * (u + plus) ** 2),
+    exp_of_square: lambda u, c, plus=0, divisor=1: sp.exp(c * ((u + plus) / divisor) ** 2),
     log1p: lambda x: sp.log(1 + x),
     expm1: lambda x: sp.exp(x) - 1,
     indicator: lambda c: sp.Piecewise((1, c), (0, True)),

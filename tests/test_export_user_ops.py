@@ -325,6 +325,33 @@ def test_a_gaussian_of_a_difference_adds_it_exactly(framework: str, dtype: str, 
 
 
 @pytest.mark.parametrize("framework", ["numpy", "torch", pytest.param("jax", marks=pytest.mark.jax)])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_gaussian_with_a_width_keeps_its_quotient_exact(framework: str, dtype: str, tmp_path: Path) -> None:
+    """An RBF with a width parameter, exp(-x^2 / (2 s^2)): value and gradient within 4 ulp of mpmath (s as the
+    dtype holds it, as the kernels use it) in the NumPy kernels and both exports, and finite at the extremes;
+    e^(-(x/s)^2/2) from the rounded quotient is hundreds of ulp off in float64 (checked: the premise)."""
+    op = define_op("rbf_width", "exp(-x**2 / (2 * s**2))", params={"s": 0.3})
+    assert op_stable_form_uses([op], "rbf_width", "exp_of_square")
+    rng = np.random.default_rng(8)
+    x = np.concatenate([0.3 * rng.standard_normal(300), 0.3 * rng.uniform(-37, 37, 300), [0.0, 1e19, -1e30]]
+                       ).astype(dtype)
+    out, grad = _value_and_grad_runners([op], framework, tmp_path / "width")["rbf_width"](x)
+    assert out.dtype == grad.dtype == x.dtype and np.all(np.isfinite(out)) and np.all(np.isfinite(grad))
+    with mpmath.workdps(60):
+        s = mpmath.mpf(float(np.dtype(dtype).type(0.3)))
+        true = np.array([float(mpmath.exp(-(mpmath.mpf(float(v)) / s) ** 2 / 2)) for v in x])
+        true_grad = np.array([float(-mpmath.mpf(float(v)) / s**2 * mpmath.exp(-(mpmath.mpf(float(v)) / s) ** 2 / 2))
+                              for v in x])
+    normal = true >= np.finfo(dtype).smallest_normal
+    for got, want in ((out, true), (grad, true_grad)):
+        ulps = np.abs(got - want)[normal] / np.spacing(np.abs(want).astype(dtype))[normal]
+        assert np.max(ulps) <= 4, np.max(ulps)
+    if dtype == "float64":
+        naive = np.exp(-np.square(x / 0.3) / 2)
+        assert np.max(np.abs(naive - true)[normal] / np.spacing(true[normal])) > 50
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", pytest.param("jax", marks=pytest.mark.jax)])
 def test_a_float16_gaussian_is_computed_in_float32_and_returned_in_float16(framework: str, tmp_path: Path) -> None:
     """The halves of a float16 square of up to 800 * 36 times 65 overflow float16 (NaN where the value is 0); the
     Gaussian is computed in float32 and rounded once to float16: each value the nearest float16 (or next to it)."""

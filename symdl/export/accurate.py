@@ -247,15 +247,19 @@ def _log1p_of_squares(expr: sp.Expr) -> sp.Expr:
 _GAUSSIAN_COEFFICIENTS = (1e-20, 1e20)
 
 
-def _gaussian_parts(exponent: sp.Expr) -> tuple[sp.Expr, sp.Expr] | None:
-    """``(u, c)`` when ``exponent`` is :math:`c u^2` with :math:`c` a negative rational number (:math:`u` possibly
-    clamped by :func:`~symdl.functions.clamp_gaussians`), else None."""
+def _gaussian_parts(exponent: sp.Expr) -> tuple[sp.Expr, sp.Expr, sp.Expr | None] | None:
+    """``(u, c, w)`` when ``exponent`` is :math:`c u^2` (``w`` None) or :math:`c u^2 / w^2` with :math:`c` a negative
+    rational number (:math:`u` possibly clamped by :func:`~symdl.functions.clamp_gaussians`), else None."""
     coefficient, rest = exponent.as_coeff_Mul()
     low, high = _GAUSSIAN_COEFFICIENTS
-    if not (coefficient.is_Rational and coefficient.is_negative and low <= -coefficient <= high
-            and rest.is_Pow and rest.exp == 2):
+    if not (coefficient.is_Rational and coefficient.is_negative and low <= -coefficient <= high):
         return None
-    return rest.base, coefficient
+    factors = sp.Mul.make_args(rest)
+    squares = [f for f in factors if f.is_Pow and f.exp == 2]
+    divisors = [f for f in factors if f.is_Pow and f.exp == -2]
+    if len(squares) != 1 or len(divisors) > 1 or len(squares) + len(divisors) != len(factors):
+        return None
+    return squares[0].base, coefficient, divisors[0].base if divisors else None
 
 
 def _exact_squares(expr: sp.Expr) -> sp.Expr:
@@ -266,10 +270,11 @@ def _exact_squares(expr: sp.Expr) -> sp.Expr:
     ``x - y``, is kept as its terms, which the kernels add exactly; where :math:`u` is rounded otherwise the
     measure decides."""
     def exact(exponential: sp.exp) -> sp.Expr:
-        u, c = _gaussian_parts(exponential.args[0])
-        if u.is_Add and len(u.args) == 2:  # x - y: its two terms, which the kernels add exactly
-            return exp_of_square(u.args[0], c, u.args[1])
-        return exp_of_square(u, c)
+        u, c, w = _gaussian_parts(exponential.args[0])
+        first, second = u.args if u.is_Add and len(u.args) == 2 else (u, sp.S.Zero)  # x - y: the kernels add it
+        if w is not None:  # x / s: the kernels divide keeping the rounding error
+            return exp_of_square(first, c, second, w)
+        return exp_of_square(first, c, second) if second != 0 else exp_of_square(u, c)
 
     return expr.replace(lambda e: isinstance(e, sp.exp) and _gaussian_parts(e.args[0]) is not None, exact)
 

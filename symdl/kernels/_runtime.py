@@ -538,37 +538,56 @@ def _split(a: np.ndarray | np.floating, splitter: np.floating) -> tuple[np.ndarr
     return high, a - high
 
 
-def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0, plus: np.ndarray | float | None = None) -> np.ndarray:
-    r""":math:`e^{c (u + \mathrm{plus})^2}` for :math:`c = c_h + c_l < 0` (``symdl.functions.exp_of_square``,
-    which gives the two floats and splits a sum of two terms into ``u`` and ``plus``) with the exponent kept
-    exactly, in a new array: within about 2 ulp, where :math:`e^{-u^2}` from the rounded square is 22 ulp off at
-    :math:`u = 6.6`, and hundreds in float64 further out; :math:`e^{-(x - y)^2}` from the rounded difference as
-    much.
+def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0, plus: np.ndarray | float | None = None,
+                  divisor: np.ndarray | float | None = None) -> np.ndarray:
+    r""":math:`e^{c ((u + \mathrm{plus}) / \mathrm{divisor})^2}` for :math:`c = c_h + c_l < 0`
+    (``symdl.functions.exp_of_square``, which gives the two floats, splits a sum of two terms into ``u`` and
+    ``plus`` and names a divisor) with the exponent kept exactly, in a new array: within about 2 ulp, where
+    :math:`e^{-u^2}` from the rounded square is 22 ulp off at :math:`u = 6.6`, and hundreds in float64 further
+    out; :math:`e^{-(x - y)^2}` from the rounded difference, and :math:`e^{-(x/s)^2/2}` from the rounded
+    quotient, as much.
 
-    A sum :math:`u + \mathrm{plus} = d + e` is split exactly (Knuth's two-sum), and :math:`2 c_h d e` joins the
-    correction below (:math:`e^2` is below its rounding).
+    A sum :math:`u + \mathrm{plus} = d + e` is split exactly (Knuth's two-sum), a quotient :math:`(d + e) / w =
+    q + \delta` with :math:`\delta = ((d - p) - f + e) / w`, :math:`p + f = q w` exactly (Dekker's product); then
+    :math:`2 c_h q \delta` joins the correction below (:math:`\delta^2` is below its rounding).
 
-    :math:`|u|` is clamped to :math:`\sqrt{800/|c|}`, beyond which the value is 0 in float32 and float64 (no
-    square overflows). Veltkamp's split gives :math:`u = h + l` with :math:`h` of half the mantissa's bits, so
-    that :math:`t = ((h^2 - s) + 2hl) + l^2` is exactly the rounding error of :math:`s = u^2`, and likewise
-    :math:`q` of :math:`p = c_h s` (none when :math:`c_h` is a power of two); then
-    :math:`e^{c(s + t)} = e^{p} (1 + q + c_h t + c_l s)`, the correction below an ulp. NaN stays NaN.
+    :math:`|q|` is clamped to :math:`\sqrt{800/|c|}`, beyond which the value is 0 in float32 and float64 (no
+    square overflows; the correction is not used there). Veltkamp's split gives :math:`q = h + l` with :math:`h`
+    of half the mantissa's bits, so that :math:`t = ((h^2 - s) + 2hl) + l^2` is exactly the rounding error of
+    :math:`s = q^2`, and likewise :math:`r` of :math:`p = c_h s` (none when :math:`c_h` is a power of two); then
+    :math:`e^{c(s + t)} = e^{p} (1 + r + c_h t + c_l s)`, the correction below an ulp. NaN stays NaN.
     """
-    narrow = np.result_type(u, 0.0) if plus is None else np.result_type(u, plus, 0.0)
+    if plus is not None and np.ndim(plus) == 0 and plus == 0:  # a quotient's form without a sum
+        plus = None
+    given = [a for a in (u, plus, divisor) if a is not None]
+    narrow = np.result_type(*given, 0.0)
     # float16: computed in float32, whose halves of a square of up to 800 / |c| cannot overflow
     dtype = np.promote_types(narrow, np.float32)
+    # Veltkamp's splitter 2^ceil(p/2) + 1 for p mantissa bits: 4097 for float32, 2^27 + 1 for float64
+    splitter = dtype.type(2.0 ** ((np.finfo(dtype).nmant + 2) // 2) + 1)
     error = None
-    if plus is not None:
-        total = np.add(u, plus, dtype=dtype)
-        back = total - u
-        error = np.subtract(u, total - back, dtype=dtype)  # Knuth's two-sum: u + plus = total + error exactly
-        error += plus - back
-        u = total
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf where the value is 0 anyway (clamped below)
+        if plus is not None:
+            total = np.add(u, plus, dtype=dtype)
+            back = total - u
+            error = np.subtract(u, total - back, dtype=dtype)  # Knuth's two-sum: u + plus = total + error exactly
+            error += plus - back
+            u = total
+        if divisor is not None:
+            w = np.asarray(divisor, dtype=dtype)
+            quotient = np.divide(u, w, dtype=dtype)
+            product = quotient * w  # + its error, exactly: Dekker's product
+            q_high, q_low = _split(quotient, splitter)
+            w_high, w_low = _split(w, splitter)
+            delta = np.subtract(u, product, dtype=dtype)
+            delta -= ((q_high * w_high - product) + q_high * w_low + q_low * w_high) + q_low * w_low
+            if error is not None:
+                delta += error
+            delta /= w
+            u, error = quotient, delta
     u = np.asarray(u)
     bound = math.sqrt(_EXP_ZERO / -c)
     v = np.clip(u, -bound, bound, out=fresh(u.shape, dtype), dtype=dtype)
-    # Veltkamp's splitter 2^ceil(p/2) + 1 for p mantissa bits: 4097 for float32, 2^27 + 1 for float64
-    splitter = dtype.type(2.0 ** ((np.finfo(dtype).nmant + 2) // 2) + 1)
     high_c = dtype.type(c)  # c in the dtype as two floats
     low_c = dtype.type((c - float(high_c)) + c_low)
     square = v * v
@@ -580,15 +599,15 @@ def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0, plus: np.ndarray 
     correction += high
     low *= low
     correction += low
-    if error is not None:  # the sum's rounding: (d + e)^2 = d^2 + 2 d e + e^2
+    if error is not None:  # the sum's or quotient's rounding: (q + d)^2 = q^2 + 2 q d + d^2
         error *= v
         error *= 2
         correction += error
-    correction *= high_c  # c_h (t + 2 d e)
+    correction *= high_c  # c_h (t + 2 q d)
     if low_c:
         correction += low_c * square
     exponent = square * high_c
-    if math.frexp(float(high_c))[0] != -0.5:  # c_h s is rounded: add its error q
+    if math.frexp(float(high_c))[0] != -0.5:  # c_h s is rounded: add its error r
         c_high, c_low_half = _split(high_c, splitter)
         s_high, s_low = _split(square, splitter)
         error = c_high * s_high
@@ -598,6 +617,8 @@ def exp_of_square(u: np.ndarray, c: float, c_low: float = 0.0, plus: np.ndarray 
         error += c_low_half * s_low
         correction += error
     correction += 1
+    if plus is not None or divisor is not None:  # clamped: e^(-800) = 0, whatever the correction (inf - inf)
+        np.copyto(correction, 1, where=np.abs(u) >= bound)
     np.exp(exponent, out=exponent)
     exponent *= correction
     return exponent.astype(narrow, copy=False)

@@ -165,46 +165,57 @@ _SCALAR: dict[str, str] = {
     "sigmoid": "_sigmoid_float", "softplus": "_softplus_float", "normal_cdf": "_normal_cdf_float",
     "xlogy": "_xlogy_float"}
 
-def exp_of_square_helper(*, how: str, exact: str, widen: str, narrow: str, clamp: str, bits: str, split: str,
-                         exp: str) -> str:
+def exp_of_square_helper(*, module: str, how: str, exact: str, widen: str, narrow: str, clamp: str, bits: str,
+                         split: str) -> str:
     """The text of a generated module's ``_exp_of_square`` (:class:`symdl.functions.exp_of_square`, NumPy's is
-    ``symdl.kernels._runtime.exp_of_square``) in a framework's names: ``how`` it splits a float into halves of the
-    mantissa (for the docstring), the function that keeps a value ``exact`` as computed (XLA would simplify
-    ``(u + plus) - u`` to ``plus``), the lines (``widen``) that set ``narrow`` to the arguments' dtype and widen a
-    16-bit ``u`` and ``plus`` to float32 (the halves of its square would overflow), the format (``narrow``) that
-    rounds the result back, the ``clamp`` of ``u`` to ``bound`` into ``v``, the number
-    of ``bits`` of the mantissa, the body of ``split(a)`` (the halves of an array) and the ``exp`` function."""
+    ``symdl.kernels._runtime.exp_of_square``) in a framework's names: its array ``module`` (``exp``, ``abs``,
+    ``where``), ``how`` it splits a float into halves of the mantissa (for the docstring), the function that keeps
+    a value ``exact`` as computed (XLA would simplify ``(u + plus) - u`` to ``plus``), the lines (``widen``) that
+    set ``narrow`` to the arguments' dtype and make ``u``, ``plus`` and ``divisor`` arrays of at least float32 (the
+    halves of a 16-bit square would overflow), the format (``narrow``) that rounds the result back, the ``clamp``
+    of ``u`` to ``bound`` into ``v``, the number of ``bits`` of the mantissa and the body of ``split(a)`` (the
+    halves of an array)."""
     return (
-        "def _exp_of_square(u, c, c_low=0.0, plus=0.0):\n"
-        '    """exp(c (u + plus)^2) for c + c_low < 0 (two floats), with the exponent kept exactly (symdl.functions.\n'
-        "    exp_of_square): u + plus = d + r (Knuth's two-sum), |d| clamped where the value is 0 anyway; d^2 = s + t\n"
-        "    and c s = e + q split exactly into halves of the mantissa, then exp(e) (1 + q + c (t + 2 d r) + c_low s):\n"
+        "def _exp_of_square(u, c, c_low=0.0, plus=0.0, divisor=1.0):\n"
+        '    """exp(c ((u + plus) / divisor)^2) for c + c_low < 0 (two floats), with the exponent kept exactly\n'
+        "    (symdl.functions.exp_of_square): u + plus = d + r (Knuth's two-sum), d / divisor = q + (r - f) / divisor\n"
+        "    with q divisor + f exact (Dekker's product), |q| clamped where the value is 0 anyway; q^2 = s + t and\n"
+        "    c s = e + g split exactly into halves of the mantissa, then exp(e) (1 + g + c (t + 2 q r) + c_low s):\n"
         f"    within about 2 ulp. The halves: {how}.\"\"\"\n"
+        "    divided = not isinstance(divisor, (int, float)) or divisor != 1  # an array, or a number but 1\n"
         f"    {widen}\n"
+        "    bits = {bits}  # p, the bits of the mantissa\n".replace("{bits}", bits) +
+        "    half = (bits + 1) // 2\n"
+        "\n"
+        "    def split(a):\n"
+        f"{split}"
+        "\n"
         f"    total = {exact}(u + plus)  # kept as computed: two-sum's error is what the rounding lost\n"
         f"    back = {exact}(total - u)\n"
         "    error = (u - (total - back)) + (plus - back)\n"
         "    u = total\n"
+        "    if divided:  # a quotient and its rounding error\n"
+        "        quotient = u / divisor\n"
+        f"        product = {exact}(quotient * divisor)\n"
+        "        q_high, q_low = split(quotient)\n"
+        "        w_high, w_low = split(divisor)\n"
+        "        rest = ((q_high * w_high - product) + q_high * w_low + q_low * w_high) + q_low * w_low\n"
+        "        u, error = quotient, (((u - product) - rest) + error) / divisor\n"
         "    bound = math.sqrt(800.0 / -c)\n"
         f"    v = {clamp}\n"
-        f"    bits = {bits}  # p, the bits of the mantissa\n"
-        "    half = (bits + 1) // 2\n"
         "    fraction, power = math.frexp(c)  # c rounded to p bits, the rest into c_low (exact in Python floats)\n"
         "    rounded = math.ldexp(round(fraction * 2**bits), power - bits)\n"
         "    c, c_low = rounded, (c - rounded) + c_low\n"
         "    fraction, power = math.frexp(c)\n"
         "    c_high = math.ldexp(round(fraction * 2**half), power - half)\n"
-        "\n"
-        "    def split(a):\n"
-        f"{split}"
-        "\n"
         "    square = v * v\n"
         "    high, low = split(v)\n"
         "    t = (((high * high - square) + 2 * high * low) + low * low) + 2 * v * error\n"
         "    exponent = square * c\n"
         "    s_high, s_low = split(square)\n"
-        "    q = ((c_high * s_high - exponent) + c_high * s_low + (c - c_high) * s_high) + (c - c_high) * s_low\n"
-        f"    return {narrow.format(f'({exp}(exponent) * (1 + (q + (c * t + c_low * square))))')}\n"
+        "    g = ((c_high * s_high - exponent) + c_high * s_low + (c - c_high) * s_high) + (c - c_high) * s_low\n"
+        f"    correction = {module}.where({module}.abs(u) >= bound, 1.0, 1 + (g + (c * t + c_low * square)))\n"
+        f"    return {narrow.format(f'({module}.exp(exponent) * correction)')}\n"
     )
 
 

@@ -46,16 +46,17 @@ JAX_HELPERS: dict[str, str] = {
         "    return jnp.where(near, x + x * (s * series), jnp.sign(x) * (half * (half / 2) - 0.5 / (half * half)))\n"
     ),
     "_exp_of_square": exp_of_square_helper(
-        how="lax.reduce_precision (XLA would fold Veltkamp's a - (a - b) to b)",
+        module="jnp", how="lax.reduce_precision (XLA would fold Veltkamp's a - (a - b) to b)",
         exact="jax.lax.optimization_barrier",
-        widen=("narrow = jnp.result_type(u, plus)\n"
+        widen=("narrow = jnp.result_type(u, plus, divisor)\n"
                "    wide = jnp.promote_types(narrow, jnp.float32)  # 16-bit: the halves of its square would overflow\n"
-               "    u, plus = jnp.asarray(u, wide), jnp.asarray(plus, wide)"),
+               "    u, plus = jnp.asarray(u, wide), jnp.asarray(plus, wide)\n"
+               "    if divided:\n"
+               "        divisor = jnp.asarray(divisor, wide)"),
         narrow="{}.astype(narrow)",
-        clamp="jnp.clip(u, -bound, bound)", bits="jnp.finfo(v.dtype).nmant + 1",
+        clamp="jnp.clip(u, -bound, bound)", bits="jnp.finfo(wide).nmant + 1",
         split=("        high = jax.lax.reduce_precision(a, exponent_bits=jnp.finfo(a.dtype).nexp, mantissa_bits=half - 1)\n"
-               "        return high, a - high\n"),
-        exp="jnp.exp"),
+               "        return high, a - high\n")),
     "_softplus": (
         "def _softplus(x):\n"
         '    """log(1 + e^x) = max(x, 0) + log(1 + e^-|x|): stable for every finite x."""\n'

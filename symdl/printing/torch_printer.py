@@ -176,18 +176,19 @@ TORCH_HELPERS: dict[str, str] = {
         "    return torch.where(near, limit + slope * x, quotient, out=out)\n"
     ),
     "_exp_of_square": exp_of_square_helper(
-        how="Veltkamp's split", exact="",
+        module="torch", how="Veltkamp's split", exact="",
         # dtypes as Python values: torch.result_type breaks torch.compile's graph (it returns no tensor)
         widen=("narrow = (u if torch.is_tensor(u) else plus).dtype  # a Python float takes the tensor's\n"
-               "    if narrow.itemsize < 4:  # 16-bit: the halves of its square would overflow\n"
-               "        u, plus = (a.float() if torch.is_tensor(a) else a for a in (u, plus))"),
+               "    wide = narrow if narrow.itemsize >= 4 else torch.float32  # 16-bit halves of a square overflow\n"
+               "    u, plus = (a.to(wide) if torch.is_tensor(a) else a for a in (u, plus))\n"
+               "    if divided:  # a 0-d CPU tensor is a scalar on every device\n"
+               "        divisor = divisor.to(wide) if torch.is_tensor(divisor) else torch.scalar_tensor(divisor, dtype=wide)"),
         narrow="{}.to(narrow)",
         clamp="torch.clamp(u, min=-bound, max=bound)",
-        bits="round(-math.log2(torch.finfo(v.dtype).eps)) + 1",
+        bits="round(-math.log2(torch.finfo(wide).eps)) + 1",
         split=("        scaled = a * (2.0**half + 1)\n"
                "        high = scaled - (scaled - a)\n"
-               "        return high, a - high\n"),
-        exp="torch.exp"),
+               "        return high, a - high\n")),
     "_hypot": (
         "def _hypot(a, b):\n"
         '    """sqrt(a^2 + b^2) without forming the squares (torch.hypot), a Python float taken as a tensor\n'
