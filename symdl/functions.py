@@ -290,7 +290,7 @@ class exp_of_square(sp.Function):  # noqa: N801
         second term of a sum and the divisor."""
         u, c, *plus = self.args
         high = float(c)
-        low = float(sp.Rational(c) - sp.Rational(high)) if c.is_Rational else float(sp.Float(c, 40) - sp.Float(high, 40))
+        low = float(sp.Rational(c) - sp.Rational(high))  # exact: a Float's Rational is its binary value
         return (u, sp.Float(high), sp.Float(low), *plus)
 
     def _eval_evalf(self, prec: int) -> sp.Expr:

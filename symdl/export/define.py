@@ -311,8 +311,9 @@ def _stable_gradients(op: Op, *, textbook: bool = False) -> Op:
     * A gradient that is then not finite at the extremes, or misses its tolerance, is replaced by the best of
       its forms that :func:`~symdl.export.accurate.most_accurate` measures: those of
       :data:`~symdl.export.accurate.REWRITES` (reciprocals of sums of squares as powers of hypot, Gaussians'
-      arguments clamped or their squares kept exact, ``exp(u) / (1 + exp(u))`` as sigmoid, ...), from its simplification too (within
-      :func:`~symdl.expr.simplify_within`'s time bound) when it is not finite at the extremes.
+      arguments clamped or their exponents kept exact, ``exp(u) / (1 + exp(u))`` as sigmoid, ...), from its
+      simplification too (within :func:`~symdl.expr.simplify_within`'s time bound) when it is not finite at the
+      extremes.
 
       SymPy's derivative of a quotient is a sum of terms that overflow apart where their sum does not: ISRU's
       x / sqrt(1 + a^2 x^2) differentiates to 1 / sqrt(1 + a^2 x^2) - a^2 x^2 / (1 + a^2 x^2)^(3/2), inf / inf

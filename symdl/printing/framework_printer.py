@@ -184,7 +184,7 @@ def exp_of_square_helper(*, module: str, how: str, exact: str, widen: str, narro
         f"    within about 2 ulp. The halves: {how}.\"\"\"\n"
         "    divided = not isinstance(divisor, (int, float)) or divisor != 1  # an array, or a number but 1\n"
         f"    {widen}\n"
-        "    bits = {bits}  # p, the bits of the mantissa\n".replace("{bits}", bits) +
+        f"    bits = {bits}  # p, the bits of the mantissa\n"
         "    half = (bits + 1) // 2\n"
         "\n"
         "    def split(a):\n"
