@@ -225,3 +225,12 @@ def test_a_power_of_a_piecewise_prints_in_parentheses() -> None:
     assert text.startswith(r"\left(\begin{cases}") and text.endswith(r"\end{cases}\right)^{2}"), text
     op = define_op("asinh_log_cosh", "asinh(x * log(cosh(2*x)))")
     assert r"\begin{cases}" in op.latex()
+
+
+def test_expm1_prints_whole_like_log1p() -> None:
+    """SymPy read expm1's trailing digit as a subscript (\\operatorname{expm}_{1}) in ELU's and user ops' LaTeX."""
+    from symdl.functions import expm1, log1p
+
+    x = sp.Symbol("x", real=True)
+    assert latex(expm1(x)) == r"\operatorname{expm1}{\left(x \right)}"
+    assert latex(expm1(x) ** 2).replace("expm1", "log1p") == latex(log1p(x) ** 2)

@@ -308,8 +308,8 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        y = \alpha \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right) \right)}
-        + \max\left(0, x\right)
+        y = \alpha \operatorname{expm1}{\left(\max\left(-1000, \min\left(0, x\right)\right) \right)} +
+        \max\left(0, x\right)
 
     Gradient:
 
@@ -324,7 +324,7 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        y = \max\left(x, \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
+        y = \max\left(x, \operatorname{expm1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
         \right)}\right)
         \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(0, x\right)\right)}
 
@@ -332,8 +332,8 @@ def elu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0,
-        x\right)\right) \right)}\right)
+        y = \max\left(x, \alpha \operatorname{expm1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
+        \right)}\right)
 
     Numerics: computes the stable form, proven equal to the definition; finite wherever the true value
     is finite.
@@ -453,7 +453,7 @@ def selu(input: ArrayLike) -> np.ndarray:
     .. math::
 
         y = \frac{87904967042368842997010876040615967103012290445610415488549141
-        \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
+        \operatorname{expm1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
         \right)}}{50000000000000000000000000000000000000000000000000000000000000} +
         \frac{5253504936777402467096674926473 \max\left(0, x\right)}{5000000000000000000000000000000}
 
@@ -556,8 +556,8 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        y = \max\left(x, \alpha \operatorname{expm}_{1}{\left(\frac{\max\left(- 1000 \alpha,
-        \min\left(0, x\right)\right)}{\alpha} \right)}\right)
+        y = \max\left(x, \alpha \operatorname{expm1}{\left(\frac{\max\left(- 1000 \alpha, \min\left(0,
+        x\right)\right)}{\alpha} \right)}\right)
 
     Gradient:
 
@@ -572,7 +572,7 @@ def celu(input: ArrayLike, *, alpha: float = 1.0) -> np.ndarray:
 
     .. math::
 
-        y = \max\left(x, \operatorname{expm}_{1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
+        y = \max\left(x, \operatorname{expm1}{\left(\max\left(-1000, \min\left(0, x\right)\right)
         \right)}\right)
         \frac{\partial y}{\partial x} = e^{\max\left(-1000, \min\left(0, x\right)\right)}
 
@@ -1065,8 +1065,8 @@ def softplus_vjp(grad: ArrayLike, input: ArrayLike, *, beta: float = 1.0, thresh
         \frac{\partial y}{\partial x} = \begin{cases} 1 & \text{for}\: \mathrm{threshold} < \beta
         \max\left(- \frac{\max\left(1000, 2 \left|{\mathrm{threshold}}\right|\right)}{\beta},
         \min\left(x, \frac{\max\left(1000, 2
-        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right) \\-
-        \operatorname{expm}_{1}{\left(- \beta y \right)} & \text{otherwise} \end{cases}
+        \left|{\mathrm{threshold}}\right|\right)}{\beta}\right)\right) \\- \operatorname{expm1}{\left(-
+        \beta y \right)} & \text{otherwise} \end{cases}
 
     Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 
@@ -1285,7 +1285,7 @@ def logsigmoid_vjp(grad: ArrayLike, input: ArrayLike, *, result: ArrayLike | Non
 
     .. math::
 
-        \frac{\partial y}{\partial x} = - \operatorname{expm}_{1}{\left(y \right)}
+        \frac{\partial y}{\partial x} = - \operatorname{expm1}{\left(y \right)}
 
     Accuracy from ``result``: no loss (as accurate as the gradient from the input).
 

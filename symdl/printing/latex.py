@@ -112,6 +112,12 @@ class CatalogLatexPrinter(LatexPrinter):
         written = textbook_constants(expr)
         return super()._print_Mul(expr) if written is expr else self._print(written)
 
+    def _print_expm1(self, expr: sp.Function, exp: str | None = None) -> str:
+        # SymPy reads the trailing digit of expm1 as a subscript (\operatorname{expm}_{1}); log1p, whose digit is
+        # inside the name, prints whole: written like it
+        power = "" if exp is None else f"^{{{exp}}}"
+        return rf"\operatorname{{expm1}}{power}{{\left({self._print(expr.args[0])} \right)}}"
+
     def _print_Piecewise(self, expr: sp.Piecewise, exp: str | None = None) -> str:
         # SymPy hands a power of a function to its printer as exp=, and a Piecewise is a function whose printer
         # takes none (TypeError): a user's asinh(x log cosh(2x)) squares log cosh's piecewise stable form
