@@ -4,9 +4,11 @@ For each op, on 1e6 elements (1000 x 1000 for row ops and losses), float32 and
 float64, CPU, one thread: the median time of forward + backward of the
 exported ``torch.autograd.Function`` and of the built-in, measured alternately
 (A, B, A, B, ...) in one run because the machine is shared, and their ratio.
-The same module printed in the plain form (every operation a fresh tensor, every
-backward from the inputs: the export before it computed in place) is measured in
-the same alternation, so that the gain is read within one run.
+The export's elementwise ops run fused C++ loops on the CPU (symdl.export.fused);
+the same module printed without them (its PyTorch operations into their own
+temporaries: what runs without a C++ compiler, or with SYMDL_FUSED=0) and printed
+in the plain form (every operation a fresh tensor, every backward from the inputs)
+are measured in the same alternation, so that each gain is read within one run.
 Targets: <= 1.5x for elementwise ops, <= 2x for softmax-like ops and losses.
 With ``--compile``, the same under ``torch.compile`` (inductor) for both, for
 the ops listed in :data:`COMPILED` (``--compile all``: every op; compilation
@@ -135,14 +137,15 @@ def main() -> int:
             parser.error(f"unknown ops: {', '.join(unknown)}")
     with tempfile.TemporaryDirectory() as directory:
         exported = _load(export_source(names, "torch"), "bench_ops_torch", directory)
+        unfused = _load(render(resolve(names), fused=False), "bench_ops_torch_unfused", directory)
         plain = _load(render(resolve(names), inplace=False, from_output=False), "bench_ops_torch_plain", directory)
         against = _load(args.against.read_text(), "bench_ops_torch_against", directory) if args.against else None
         print(f"# torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
               f"1 thread, median {args.clock} time of {args.repeats} alternating runs, "
               f"forward + backward on 1e6 elements, "
               f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} at the start")
-        header = ("| op | dtype | symdl export (ms) | built-in (ms) | ratio | target | plain-form export (ms) "
-                  "| plain ratio |")
+        header = ("| op | dtype | symdl export (ms) | built-in (ms) | ratio | target | without fused loops (ms) "
+                  "| its ratio | plain-form export (ms) | plain ratio |")
         if against is not None:
             header += f" {args.against.name} (ms) | its ratio |"
         if args.compile:
@@ -156,12 +159,14 @@ def main() -> int:
                 inputs = _inputs(name, dtype)
                 ours = _step(getattr(exported, name), inputs, params)
                 theirs = _step(_builtin(name), inputs, params)
+                operations = _step(getattr(unfused, name), inputs, params)
                 before = _step(getattr(plain, name), inputs, params)
-                runs = [ours, theirs, before] + ([_step(getattr(against, name), inputs, params)] if against else [])
-                a, b, c, *d = _alternate(*runs, repeats=args.repeats, clock=clock)
+                runs = [ours, theirs, operations, before]
+                runs += [_step(getattr(against, name), inputs, params)] if against else []
+                a, b, o, c, *d = _alternate(*runs, repeats=args.repeats, clock=clock)
                 target = TARGETS[op.kind]
                 row = (f"| {name} | {str(dtype).removeprefix('torch.')} | {a * 1e3:.2f} | {b * 1e3:.2f} | "
-                       f"{a / b:.2f} | <= {target} | {c * 1e3:.2f} | {c / b:.2f} |")
+                       f"{a / b:.2f} | <= {target} | {o * 1e3:.2f} | {o / b:.2f} | {c * 1e3:.2f} | {c / b:.2f} |")
                 row += "".join(f" {v * 1e3:.2f} | {v / b:.2f} |" for v in d)
                 if args.compile:
                     if args.compile == "all" or name in COMPILED:

@@ -71,6 +71,9 @@ class Printed:
     #: intermediates the forward computes and saves, which the in-place backward reads instead of
     #: recomputing them (its plain branch, taken under create_graph, recomputes them from the inputs)
     saved: list[str] = field(default_factory=list)
+    #: the expressions printed: ``out`` (and saved intermediates) from the inputs; each ``grad_<input>``
+    forward_exprs: dict[str, sp.Expr] = field(default_factory=dict)
+    backward_exprs: dict[str, sp.Expr] = field(default_factory=dict)
 
 
 def check_exportable(op: Op) -> None:
@@ -243,7 +246,8 @@ def _print(op: Op, forward: dict[str, sp.Expr], backward: dict[str, sp.Expr], ar
         printed = Printed(print_assignments(forward, forward_printer, inplace=False),
                           print_assignments(backward, backward_printer, inplace=False),
                           forward_printer.used_helpers | backward_printer.used_helpers,
-                          saved=[symbol.name for symbol in shared.values()])
+                          saved=[symbol.name for symbol in shared.values()], forward_exprs=forward,
+                          backward_exprs=backward_reused)
         if inplace is not None and lower is not None:
             scalars = [p.name for p in scalar_params(op)]
             floats = [p.name for p in array_params(op)] + list(maybe_float)

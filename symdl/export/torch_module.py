@@ -57,25 +57,50 @@ from symdl.export.forms import (
     signature,
     structural_args,
 )
-from symdl.export.kinds import (gradient_shape_line, has_gradient, prelude_lines, public_prelude, reduce_lines,
-                                upstream_lines)
+from symdl.export.fused import (
+    FUSED_RUNTIME,
+    FusedCall,
+    FusedKernels,
+    fused_kernels,
+    fused_source,
+)
+from symdl.export.kinds import (
+    gradient_shape_line,
+    has_gradient,
+    prelude_lines,
+    public_prelude,
+    reduce_lines,
+    upstream_lines,
+)
 from symdl.export.runtime import TORCH_API, runtime_source
 from symdl.printing.framework_printer import helper_sources
-from symdl.printing.torch_printer import TORCH_CPU_COSTS, TORCH_HELPERS, TorchInplacePrinter, TorchPrinter, lower_to_torch
+from symdl.printing.torch_printer import (
+    TORCH_CPU_COSTS,
+    TORCH_HELPERS,
+    TorchInplacePrinter,
+    TorchPrinter,
+    lower_to_torch,
+)
 
 #: Runtime helpers of every generated module (beside the printer's), in this framework's names.
 _RUNTIME = runtime_source(TORCH_API)
 
 
-def _branches(plain: list[str], inplace: list[str] | None, condition: str, why: str) -> list[str]:
-    """The plain lines where ``condition`` holds, else the in-place lines (which compute the same, bit for bit)."""
+def _branches(plain: list[str], inplace: list[str] | None, condition: str, why: str,
+              fused: FusedCall | None = None) -> list[str]:
+    """The plain lines where ``condition`` holds, else the ``fused`` loop where it applies (the same forms in
+    one C++ loop), else the in-place lines (which compute the same as the plain ones, bit for bit)."""
     if inplace is None:
         return plain
-    return [f"if {condition}:  # {why}", *indent(plain),
-            "else:  # the same operations, into the function's own temporaries", *indent(inplace)]
+    lines = [f"if {condition}:  # {why}", *indent(plain)]
+    if fused is not None:
+        call, taken = fused.lines()
+        lines += [f"elif {call}:  # one C++ loop over the elements (_FUSED_SOURCE)", *indent(taken)]
+    return lines + ["else:  # the same operations, into the function's own temporaries", *indent(inplace)]
 
 
-def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) -> list[str]:
+def _function_class(op: Op, variant: str, fast: int | None, printed: Printed,
+                    fused: FusedKernels | None = None) -> list[str]:
     """The ``torch.autograd.Function`` of one variant."""
     scalars = [p.name for p in scalar_params(op)]
     arrays = [p.name for p in array_params(op)]
@@ -85,7 +110,7 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
     stored = structural + scalars
     names = prelude_lines(op)
     forward = names + _branches(printed.forward, printed.forward_inplace, "torch.compiler.is_compiling()",
-                                "torch.compile: plain, inductor fuses it")
+                                "torch.compile: plain, inductor fuses it", fused and fused.forward)
     forward += reduce_lines(op, TORCH_API)
     # Array parameters may be the Python float 1.0 (omitted weights): kept on ctx, not saved as tensors.
     saved = inputs + (["out"] if printed.uses_result else [])  # the output: the backward's ``result``
@@ -100,7 +125,7 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed) ->
     # autograd records a backward only for create_graph=True, and no out= operation can be recorded
     backward += _branches(printed.backward, printed.backward_inplace,
                           "torch.is_grad_enabled() or torch.compiler.is_compiling()",
-                          "create_graph or torch.compile: plain")
+                          "create_graph or torch.compile: plain", fused and fused.backward)
     results = []
     for item in op.inputs:
         if not has_gradient(item, printed.gathered):
@@ -155,14 +180,16 @@ def _public(op: Op) -> list[str]:
     return lines + module
 
 
-def render_op(op: Op, inplace: bool = True, from_output: bool = True) -> tuple[list[str], set[str]]:
-    """Source lines for one op (every variant and fast path) and the helpers they call.
+def render_op(op: Op, inplace: bool = True, from_output: bool = True,
+              fused: bool = True) -> tuple[list[str], set[str], list[FusedKernels]]:
+    """Source lines for one op (every variant and fast path), the helpers they call and their fused loops.
 
     ``inplace=False`` prints every expression in its plain form only (each operation a fresh tensor);
-    ``from_output=False`` prints every backward from the inputs (none reads the saved output): the
-    references the exported code is tested and benchmarked against.
+    ``from_output=False`` prints every backward from the inputs (none reads the saved output);
+    ``fused=False`` prints no fused loops (:mod:`symdl.export.fused`): the references the exported code
+    is tested and benchmarked against.
     """
-    blocks, helpers = [], set()
+    blocks, helpers, loops = [], set(), []
     for variant, fast, gathered, formula in implementations(op):
         if gathered and inplace:
             printed = print_gathered(op, formula, TorchPrinter, TorchInplacePrinter, lower_to_torch)
@@ -174,20 +201,25 @@ def render_op(op: Op, inplace: bool = True, from_output: bool = True) -> tuple[l
         else:
             printed = print_forms(op, formula, TorchPrinter, from_output=from_output, costs=TORCH_CPU_COSTS)
         helpers |= printed.helpers
-        blocks += [*_function_class(op, variant, fast, printed), "", ""]
-    return blocks + _public(op), helpers
+        kernels = (fused_kernels(op, implementation_name(op, variant, fast, gathered), printed)
+                   if fused and inplace else None)
+        loops += [kernels] if kernels else []
+        blocks += [*_function_class(op, variant, fast, printed, kernels), "", ""]
+    return blocks + _public(op), helpers, loops
 
 
 def render(ops: Sequence[Op], command: str = "symdl export --to torch", inplace: bool = True,
-           from_output: bool = True) -> str:
+           from_output: bool = True, fused: bool = True) -> str:
     """Source of a standalone PyTorch module (imports torch only) exporting ``ops`` (``inplace``,
-    ``from_output``: see :func:`render_op`)."""
-    bodies, helpers = [], set()
+    ``from_output``, ``fused``: see :func:`render_op`)."""
+    bodies, helpers, loops = [], set(), []
     for op in ops:
-        lines, used = render_op(op, inplace, from_output)
+        lines, used, kernels = render_op(op, inplace, from_output, fused)
         bodies += [*lines, "", ""]
         helpers |= used
+        loops += kernels
     exports = [name for op in ops for name in (op.name, camel(op.name),
                                                 *(_class_name(op, v, f, c) for v, f, c, _ in implementations(op)))]
     sources = [_RUNTIME, *helper_sources(helpers, TORCH_HELPERS)]
+    sources += [FUSED_RUNTIME, fused_source(loops)] if loops else []
     return module_source("PyTorch", ["import torch"], ops, command, exports, sources, bodies)
