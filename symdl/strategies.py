@@ -22,6 +22,7 @@ For your own gradient tests (with :func:`symdl.testing.assert_grad_close`):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,14 +120,26 @@ def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 1, max_side: in
     return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side)
 
 
-def off_kinks(values: np.ndarray, kinks: tuple[float, ...], margin: float) -> np.ndarray:
+def off_kinks(values: np.ndarray, kinks: Sequence[float | np.ndarray], margin: float) -> np.ndarray:
     """``values`` with every element within ``margin`` of a kink moved to ``2 margin`` from it (same side,
-    or above it when exactly on it), staying in the dtype."""
+    or above it when exactly on it), staying in the dtype. A kink may be an array (per element, broadcast to
+    ``values``). Kinks closer to each other than ``4 margin`` count as one span, which an element within
+    ``margin`` of it leaves by ``2 margin`` on its nearer side: hardshrink's kinks +-lambd at lambd = 0.001
+    are one for a margin of 0.001 (moved off one, an element would land on the other)."""
     moved = np.array(values, dtype=values.dtype, copy=True)
-    for kink in kinks:
-        near = np.abs(moved.astype(np.float64) - kink) < margin
-        side = np.where(moved[near] < kink, -1.0, 1.0)
-        moved[near] = (kink + 2 * margin * side).astype(values.dtype)
+    if not len(kinks):
+        return moved
+    x = moved.astype(np.float64)
+    points = np.sort(np.stack([np.broadcast_to(np.asarray(k, dtype=np.float64), x.shape) for k in kinks]), axis=0)
+    result, low = x.copy(), points[0]
+    for j, high in enumerate(points):  # each element's spans, left to right
+        last = j + 1 == len(points)
+        ends = np.ones(x.shape, bool) if last else points[j + 1] - high >= 4 * margin
+        near = ends & (x > low - margin) & (x < high + margin)
+        result = np.where(near, np.where(x >= (low + high) / 2, high + 2 * margin, low - 2 * margin), result)
+        if not last:
+            low = np.where(ends, points[j + 1], low)
+    moved[...] = result.astype(values.dtype)
     return moved
 
 

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 
 import symdl.kernels as kernels
 from symdl.catalog.spec import Input, Op
-from symdl.verify.reference import Reference, ulp_error
 from symdl.sampling import variant_value
 from symdl.strategies import OpCase, op_cases
+from symdl.strategies import off_kinks as off_kinks_of
 from symdl.verify.ops import finite_at_extremes, tolerance_scale
+from symdl.verify.reference import Reference, ulp_error
 from tests.conftest import OP_VARIANTS
 
 
@@ -52,15 +53,13 @@ def kink_points(case: OpCase) -> list[np.ndarray]:
 
 
 def off_kinks(case: OpCase, margin: float) -> OpCase:
-    """``case`` with first-input elements within ``margin`` of a kink moved 2 margins off it.
+    """``case`` with first-input elements within ``margin`` of a kink moved 2 margins off it
+    (:func:`symdl.strategies.off_kinks`: kinks closer than 4 margins are one span).
 
     Hypothesis favours values such as 0.0, which sit on kinks; moving them keeps
     every drawn example instead of discarding most of them.
     """
-    x = case.inputs[0].copy()
-    for point in kink_points(case):
-        near = np.abs(x - point) < margin
-        x[near] = (point + np.where(x < point, -2 * margin, 2 * margin))[near]
+    x = off_kinks_of(case.inputs[0], kink_points(case), margin)
     return OpCase(case.op, case.variant, case.params, (x, *case.inputs[1:]))
 
 

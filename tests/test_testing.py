@@ -55,6 +55,22 @@ def test_well_conditioned_arrays_keep_their_margin_and_dtype(x: np.ndarray) -> N
         assert np.all(np.abs(x.astype(np.float64) - kink) >= 1e-2 * 0.999)
 
 
+@settings(max_examples=50)
+@given(st.lists(st.floats(-0.01, 0.01), min_size=1, max_size=8), st.floats(0.0, 0.005),
+       st.lists(st.floats(-0.01, 0.01), max_size=3))
+@example([1.6e-5, 0.001, -0.001, 0.0], 0.001, [])  # hardshrink's kinks +-lambd: off one used to land on the other
+@example([0.0, 1e-90], 1e-90, [])  # two kinks closer than a difference step: one span
+def test_off_kinks_leaves_every_element_a_margin_from_every_kink(values: list[float], lambd: float,
+                                                                  more: list[float]) -> None:
+    kinks = (lambd, -lambd, *more)
+    per_element = np.full(len(values), lambd)  # a kink may be an array, one per element
+    moved = off_kinks(np.array(values), (per_element, -lambd, *more), 1e-3)
+    for kink in kinks:
+        assert np.all(np.abs(moved - kink) >= 1e-3), (values, kinks, moved)
+    far = [all(abs(v - k) >= 4e-3 for k in kinks) for v in values]  # beyond any span of kinks
+    assert np.array_equal(moved[far], np.array(values)[far])  # what was far from every kink stays
+
+
 def test_failure_message_names_findings_and_prints_scalars_as_scalars() -> None:
     x = np.linspace(-1, 1, 4, dtype=np.float32)
     with pytest.raises(AssertionError) as caught:
