@@ -104,8 +104,8 @@ def axpy(a: float, x: np.ndarray, y: np.ndarray) -> None:
 def _in_pieces(routine: Callable[..., Any], a: float, x: np.ndarray, y: np.ndarray) -> None:
     """``y += a x`` for 1-D contiguous ``x`` and ``y``: up to the last multiple of :data:`WIDTH` in one call on
     one thread or pieces of :data:`PIECE` elements, then the last few elements padded to :data:`WIDTH` in
-    scratch, so that every element goes through BLAS's vector body on one thread (module docstring). Arguments positional (n, a): f2py parses
-    keywords at twice the cost of the call."""
+    scratch, so that every element goes through BLAS's vector body on one thread (module docstring).
+    Arguments positional (n, a): f2py parses keywords at twice the cost of the call."""
     n = y.size
     body = n - n % WIDTH
     if body <= PIECE or _THREADS[0]() == 1:  # one thread: one call
@@ -121,12 +121,14 @@ def _in_pieces(routine: Callable[..., Any], a: float, x: np.ndarray, y: np.ndarr
         y[body:] = tail_y[:n - body]
 
 
-_TAILS: dict[tuple[np.dtype, int], tuple[np.ndarray, np.ndarray]] = {}
+_SCRATCH = threading.local()
 
 
 def _tail(dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Two scratch vectors of :data:`WIDTH` elements of ``dtype`` (per thread: BLAS calls release the GIL)."""
-    key = (dtype, threading.get_ident())
-    if key not in _TAILS:
-        _TAILS[key] = (np.zeros(WIDTH, dtype), np.zeros(WIDTH, dtype))
-    return _TAILS[key]
+    """Two scratch vectors of :data:`WIDTH` elements of ``dtype``, this thread's own (another thread's axpy may
+    run between this one's copies)."""
+    tails = _SCRATCH.__dict__.setdefault("tails", {})
+    pair = tails.get(dtype)
+    if pair is None:
+        pair = tails[dtype] = (np.zeros(WIDTH, dtype), np.zeros(WIDTH, dtype))
+    return pair
