@@ -32,7 +32,13 @@ from symdl.printing.torch_printer import (
     lower_to_torch,
 )
 from tests.conftest import case_settings
-from tests.test_export_torch import ELEMENTWISE_CASES, _params, _special_values, load
+from tests.test_export_torch import (
+    ELEMENTWISE_CASES,
+    EXPORTED,
+    _params,
+    _special_values,
+    load,
+)
 
 needs_compiler = pytest.mark.skipif(not (shutil.which("g++") or shutil.which("c++")), reason="no C++ compiler")
 ELEMENTWISE = sorted({name for name, _ in ELEMENTWISE_CASES})
@@ -40,9 +46,20 @@ ELEMENTWISE = sorted({name for name, _ in ELEMENTWISE_CASES})
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """The catalog's module as tests/test_export_torch.py exports it: the same C++, so one build serves both
+    (the library is named by a hash of its source)."""
     path = tmp_path_factory.mktemp("fused") / "ops_torch.py"
-    export_module(ELEMENTWISE, "torch", path)
+    export_module([op.name for op in EXPORTED], "torch", path)
     return load(path, "ops_torch_fused")
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    """A module of one op, for the tests that build its library again (a few seconds, where the catalog's
+    takes ten)."""
+    path = tmp_path_factory.mktemp("fused_small") / "ops_torch.py"
+    export_module(["silu"], "torch", path)
+    return load(path, "ops_torch_fused_small")
 
 
 class _Spy:
@@ -252,36 +269,36 @@ def _rebuild(module: ModuleType, monkeypatch: pytest.MonkeyPatch, cache: Path, *
     return library, [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
 
 
-def test_without_a_compiler_the_module_warns_once_and_runs_its_operations(exported: ModuleType, tmp_path: Path,
+def test_without_a_compiler_the_module_warns_once_and_runs_its_operations(small: ModuleType, tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    library, caught = _rebuild(exported, monkeypatch, tmp_path / "cache", PATH=str(tmp_path), CXX=None)
+    library, caught = _rebuild(small, monkeypatch, tmp_path / "cache", PATH=str(tmp_path), CXX=None)
     assert library is None and len(caught) == 1 and "no C++ compiler" in caught[0]
     x = torch.linspace(-4, 4, 9, dtype=torch.float64)
-    torch.testing.assert_close(exported.silu(x), torch.nn.functional.silu(x), rtol=1e-15, atol=1e-300)
+    torch.testing.assert_close(small.silu(x), torch.nn.functional.silu(x), rtol=1e-15, atol=1e-300)
 
 
 def test_a_failed_build_warns_with_the_compilers_message_and_leaves_no_library(
-        exported: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        small: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     compiler = tmp_path / "broken-c++"
     compiler.write_text("#!/bin/sh\necho 'ops.cpp:1: error: this compiler is broken' >&2\nexit 1\n")
     compiler.chmod(0o755)
-    library, caught = _rebuild(exported, monkeypatch, tmp_path / "cache", CXX=str(compiler))
+    library, caught = _rebuild(small, monkeypatch, tmp_path / "cache", CXX=str(compiler))
     assert library is None and len(caught) == 1
     assert "did not compile" in caught[0] and "this compiler is broken" in caught[0]
     assert not list((tmp_path / "cache").rglob("*.so"))  # no half-written library for the next process to load
 
 
-def test_symdl_fused_0_turns_the_loops_off_silently(exported: ModuleType, tmp_path: Path,
+def test_symdl_fused_0_turns_the_loops_off_silently(small: ModuleType, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    library, caught = _rebuild(exported, monkeypatch, tmp_path / "cache", SYMDL_FUSED="0")
+    library, caught = _rebuild(small, monkeypatch, tmp_path / "cache", SYMDL_FUSED="0")
     assert library is None and caught == [] and not (tmp_path / "cache").exists()
 
 
 @needs_compiler
-def test_the_library_is_built_once_and_then_loaded_from_the_cache(exported: ModuleType, tmp_path: Path,
+def test_the_library_is_built_once_and_then_loaded_from_the_cache(small: ModuleType, tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "cache"
-    library, caught = _rebuild(exported, monkeypatch, cache)
+    library, caught = _rebuild(small, monkeypatch, cache)
     assert library is not None and caught == []
     (built,) = cache.glob("*.so")
     assert [p.name for p in cache.iterdir()] == [built.name]  # the scratch directory is gone
@@ -289,5 +306,5 @@ def test_the_library_is_built_once_and_then_loaded_from_the_cache(exported: Modu
     def no_compiler(*args, **kwargs):
         raise AssertionError("compiled again")
     monkeypatch.setattr(subprocess, "run", no_compiler)
-    library, caught = _rebuild(exported, monkeypatch, cache)
+    library, caught = _rebuild(small, monkeypatch, cache)
     assert library is not None and caught == [] and library._name == str(built)
