@@ -308,3 +308,20 @@ def test_the_library_is_built_once_and_then_loaded_from_the_cache(small: ModuleT
     monkeypatch.setattr(subprocess, "run", no_compiler)
     library, caught = _rebuild(small, monkeypatch, cache)
     assert library is not None and caught == [] and library._name == str(built)
+
+
+@needs_compiler
+def test_a_machine_without_avx2_builds_atens_portable_vectors(small: ModuleType, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where ATen reports no vector capability it knows flags for (ARM, or an x86 without AVX2), the library is
+    built on ATen's portable vectors (std:: functions per lane): it runs, and gives silu within a few ulp of the
+    PyTorch operations."""
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "DEFAULT")
+    library, caught = _rebuild(small, monkeypatch, tmp_path / "cache")
+    assert library is not None and caught == []
+    x = torch.tensor(np.random.default_rng(6).standard_normal(1001) * 5, dtype=torch.float32)
+    fused = _value_and_grad(small.silu, x, {}, torch.ones_like(x))
+    operations = _in_place(small, monkeypatch, _value_and_grad, small.silu, x, {}, torch.ones_like(x))
+    torch.testing.assert_close(fused[0], operations[0], rtol=4 * 2**-23, atol=1e-30)
+    # the gradient g sigma(x) (1 + x (1 - sigma(x))) has a root: its rounding scales with its terms, 1 + |x|
+    assert torch.all(torch.abs(fused[1] - operations[1]) <= 4 * 2**-23 * (1 + torch.abs(x)))
