@@ -17,6 +17,10 @@ For an op ``name`` the generated module defines
   inputs, ``grad`` and saved tensors are never written. PyTorch records no
   ``out=`` operation, so the backward keeps its plain form for ``create_graph=True``
   (``torch.is_grad_enabled()``); autograd never records a forward;
+* on the CPU an elementwise op's forward and backward run first as one C++
+  loop each where it applies (:mod:`symdl.export.fused`: the same forms over
+  ATen's vectors, compiled on first use), between the plain branch and the
+  in-place one;
 * ``name(*inputs, **params)``: the NumPy kernel's signature and defaults, the
   math in its docstring;
 * ``Name(torch.nn.Module)``: the parameters fixed at construction.
