@@ -109,13 +109,13 @@ def fused_kernels(op: Op, name: str, printed: Printed) -> FusedKernels | None:
         return None
     scalars = tuple(p.name for p in scalar_params(op))
     scalar_names = {p.symbol: f"s_{p.name}" for p in scalar_params(op)}
-    inputs = {i.symbol: f"v_{i.symbol.name}" for i in op.inputs}
-    read = tuple(i.symbol.name for i in op.inputs) + (("result",) if printed.uses_result else ()) + ("g",)
+    inputs = tuple(i.symbol.name for i in op.inputs)
+    vectors = {i.symbol: f"v_{i.symbol.name}" for i in op.inputs}
+    read = inputs + (("result",) if printed.uses_result else ()) + ("g",)  # what the backward reads
     directions = [
-        (FusedCall(f"{name}_forward", read[:len(op.inputs)], scalars, ("out",)), inputs, printed.forward_exprs,
-         "forward"),
+        (FusedCall(f"{name}_forward", inputs, scalars, ("out",)), vectors, printed.forward_exprs, "forward"),
         (FusedCall(f"{name}_backward", read, scalars, tuple(printed.backward_exprs)),
-         {**inputs, RESULT: "v_result", op.upstream: "v_g"}, printed.backward_exprs, "backward"),
+         {**vectors, RESULT: "v_result", op.upstream: "v_g"}, printed.backward_exprs, "backward"),
     ]
     calls: list[FusedCall | None] = []
     sources = []
@@ -196,7 +196,7 @@ def _build_fused():
 
     if os.environ.get("SYMDL_FUSED", "1") == "0":
         return None
-    compiler = next((shutil.which(c) for c in (os.environ.get("CXX"), "g++", "c++") if c and shutil.which(c)), None)
+    compiler = next(filter(None, (shutil.which(c) for c in (os.environ.get("CXX"), "g++", "c++") if c)), None)
     if compiler is None:
         warnings.warn("no C++ compiler (CXX, g++, c++): symdl's exported ops run their PyTorch operations, "
                       "without the fused CPU loops", RuntimeWarning, stacklevel=3)
@@ -223,6 +223,5 @@ def _build_fused():
                               "run their PyTorch operations", RuntimeWarning, stacklevel=3)
                 return None
             os.replace(built, path)
-    library = ctypes.CDLL(path)
-    return library
+    return ctypes.CDLL(path)
 '''
