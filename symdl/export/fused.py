@@ -11,6 +11,11 @@ contiguous, parameters Python numbers; the backward not under ``create_graph``, 
 operations); else the PyTorch operations in their own temporaries. Where no compiler is found, or
 ``SYMDL_FUSED=0``, every call takes the PyTorch operations.
 
+Where the backward would evaluate an exponential or a logarithm again (:func:`derivative_forms`: sigmoid, silu,
+GELU, softplus, tanh, ...), a third loop, ``NAME_forward_saving``, computes the value and the local derivative
+together (one exponential for both: :func:`symdl.printing.vec_printer.over_exponentials`); the Function takes it
+where an input requires grad, saves the derivative, and its backward is one product, ``g * d``.
+
 Kernels take their arrays as one array of pointers (the inputs, then the outputs), the parameters as an
 array of doubles and the length, one ``extern "C"`` entry point per dtype: ``NAME_float``, ``NAME_double``.
 """
@@ -18,13 +23,18 @@ array of doubles and the length, one ``extern "C"`` entry point per dtype: ``NAM
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import sympy as sp
 
 from symdl.catalog.spec import RESULT, Op
 from symdl.export.forms import Printed, scalar_params
-from symdl.printing.vec_printer import VEC_PRELUDE, VecPrinter, print_statements
+from symdl.printing.vec_printer import (
+    VEC_PRELUDE,
+    VecPrinter,
+    exponentials,
+    print_statements,
+)
 
 #: Op kinds with a fused loop: one output per element, from elements at the same index.
 FUSED_KINDS = frozenset({"elementwise"})
@@ -60,11 +70,44 @@ class FusedCall:
 @dataclass(frozen=True)
 class FusedKernels:
     """One implementation's fused forward and backward (None: that direction keeps its PyTorch operations),
-    their calls and C++ source."""
+    their calls and C++ source.
+
+    ``saving`` is the forward that also writes the local derivatives (None: there is none, see
+    :func:`derivative_forms`); ``derivatives`` maps each ``grad_<input>`` to the name of its saved derivative,
+    which the backward multiplies by ``g``.
+    """
 
     forward: FusedCall | None
     backward: FusedCall | None
     source: str
+    saving: FusedCall | None = None
+    derivatives: dict[str, str] = field(default_factory=dict)
+
+
+def derivative_forms(op: Op, printed: Printed) -> dict[str, sp.Expr]:
+    """The local derivatives a fused forward saves: ``grad_<input>`` -> the derivative d, where every VJP is
+    ``g * d`` (``g`` one factor of the product, so ``g * d`` is the same product: NaN and inf in ``g`` stay), the
+    derivatives evaluate an exponential or a logarithm, and the forward already evaluates all of them
+    (:func:`symdl.printing.vec_printer.exponentials`: sigmoid's sigma(x) sigma(-x) over its e^-|x|, GELU's
+    density over its CDF's Gaussian). Empty otherwise: the backward computes from the saved input and output.
+
+    Saving d is what JAX's linearization does: the forward's loop computes it for a few products more, and the
+    backward is one product, as cheap as the built-in's, instead of a second exponential. It costs one tensor
+    the size of the input per call, kept until the backward. Where the derivative needs an exponential the
+    forward does not (tanh's sigma(-2|x|) beside SLEEF's tanh, elu's exp beside its expm1), saving would only
+    move that exp, and nothing is saved."""
+    g = op.upstream
+    derivatives = {}
+    for name, expr in printed.backward_exprs.items():
+        if not (isinstance(expr, sp.Mul) and g in expr.args):
+            return {}
+        derivative = expr.xreplace({g: sp.S.One})
+        if derivative.has(g):
+            return {}
+        derivatives[name] = derivative.xreplace({RESULT: printed.forward_exprs["out"]})
+    forward = exponentials([printed.forward_exprs["out"]])
+    needed = exponentials(derivatives.values())
+    return derivatives if needed and needed <= forward else {}
 
 
 def _kernel(call: FusedCall, printer: VecPrinter, outputs: dict[str, sp.Expr], what: str) -> str:
@@ -127,7 +170,19 @@ def fused_kernels(op: Op, name: str, printed: Printed) -> FusedKernels | None:
             calls.append(None)
     if not sources:
         return None
-    return FusedKernels(calls[0], calls[1], "\n\n".join(sources))
+    saving, derivatives = None, {}
+    forms = derivative_forms(op, printed) if calls[0] is not None else {}
+    if forms:
+        derivatives = {grad: f"derivative_{grad.removeprefix('grad_')}" for grad in forms}
+        outputs = {"out": printed.forward_exprs["out"], **{derivatives[grad]: d for grad, d in forms.items()}}
+        call = FusedCall(f"{name}_forward_saving", inputs, scalars, tuple(outputs))
+        try:
+            sources.append(_kernel(call, VecPrinter(vectors, scalar_names), outputs,
+                                   f"{name}: forward, saving the derivatives"))
+            saving = call
+        except NotImplementedError:
+            derivatives = {}
+    return FusedKernels(calls[0], calls[1], "\n\n".join(sources), saving, derivatives)
 
 
 def fused_source(kernels: Sequence[FusedKernels]) -> str:

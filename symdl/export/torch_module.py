@@ -20,7 +20,9 @@ For an op ``name`` the generated module defines
 * on the CPU an elementwise op's forward and backward run first as one C++
   loop each where it applies (:mod:`symdl.export.fused`: the same forms over
   ATen's vectors, compiled on first use), between the plain branch and the
-  in-place one;
+  in-place one; where the backward would evaluate an exponential again, the
+  forward's loop also saves the local derivative (where an input requires
+  grad) and the backward is one product with it;
 * ``name(*inputs, **params)``: the NumPy kernel's signature and defaults, the
   math in its docstring;
 * ``Name(torch.nn.Module)``: the parameters fixed at construction.
@@ -91,12 +93,15 @@ _RUNTIME = runtime_source(TORCH_API)
 
 
 def _branches(plain: list[str], inplace: list[str] | None, condition: str, why: str,
-              fused: FusedCall | None = None) -> list[str]:
-    """The plain lines where ``condition`` holds, else the ``fused`` loop where it applies (the same forms in
-    one C++ loop), else the in-place lines (which compute the same as the plain ones, bit for bit)."""
+              fused: FusedCall | None = None, first: Sequence[tuple[str, str, list[str]]] = ()) -> list[str]:
+    """The plain lines where ``condition`` holds, else each of ``first`` (condition, why, lines) where its
+    condition holds, else the ``fused`` loop where it applies (the same forms in one C++ loop), else the
+    in-place lines (which compute the same as the plain ones, bit for bit)."""
     if inplace is None:
         return plain
     lines = [f"if {condition}:  # {why}", *indent(plain)]
+    for test, reason, taken in first:
+        lines += [f"elif {test}:  # {reason}", *indent(taken)]
     if fused is not None:
         call, taken = fused.lines()
         lines += [f"elif {call}:  # one C++ loop over the elements (_FUSED_SOURCE)", *indent(taken)]
@@ -113,23 +118,36 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed,
     args = implementation_args(op)
     stored = structural + scalars
     names = prelude_lines(op)
+    derivatives = fused.derivatives if fused and fused.saving else {}
+    saving: list[tuple[str, str, list[str]]] = []
+    if fused and fused.saving:
+        call, taken = fused.saving.lines()
+        wanted = " or ".join(f"ctx.needs_input_grad[{inputs.index(grad.removeprefix('grad_'))}]"
+                             for grad in derivatives)
+        saving = [(f"({wanted}) and {call}", "one C++ loop, saving the derivatives for the backward", taken)]
     forward = names + _branches(printed.forward, printed.forward_inplace, "torch.compiler.is_compiling()",
-                                "torch.compile: plain, inductor fuses it", fused and fused.forward)
+                                "torch.compile: plain, inductor fuses it", fused and fused.forward, saving)
+    if derivatives:  # set where the saving loop ran
+        forward = [f"{', '.join(derivatives.values())} = {', '.join(['None'] * len(derivatives))}", *forward]
     forward += reduce_lines(op, TORCH_API)
     # Array parameters may be the Python float 1.0 (omitted weights): kept on ctx, not saved as tensors.
     saved = inputs + (["out"] if printed.uses_result else [])  # the output: the backward's ``result``
     saved += printed.saved  # intermediates the in-place backward reads (forward runs without autograd)
+    saved += list(derivatives.values())  # None unless the saving loop ran
     forward += [f"ctx.save_for_backward({', '.join(saved)}{',' if len(saved) == 1 else ''})"]
     forward += [f"ctx.{name} = {name}" for name in arrays + stored]
     forward.append("return out")
-    restored = inputs + (["result"] if printed.uses_result else []) + printed.saved
+    restored = inputs + (["result"] if printed.uses_result else []) + printed.saved + list(derivatives.values())
     backward = [f"{', '.join(restored)}{',' if len(restored) == 1 else ''} = ctx.saved_tensors"]
     backward += [f"{name} = ctx.{name}" for name in arrays + stored]
     backward += names + upstream_lines(op, TORCH_API)
+    products = [(f"{' and '.join(f'{d} is not None' for d in derivatives.values())}",
+                 "the forward's saved derivatives: one product each",
+                 [f"{grad} = torch.mul(g, {d})" for grad, d in derivatives.items()])] if derivatives else []
     # autograd records a backward only for create_graph=True, and no out= operation can be recorded
     backward += _branches(printed.backward, printed.backward_inplace,
                           "torch.is_grad_enabled() or torch.compiler.is_compiling()",
-                          "create_graph or torch.compile: plain", fused and fused.backward)
+                          "create_graph or torch.compile: plain", fused and fused.backward, products)
     results = []
     for item in op.inputs:
         if not has_gradient(item, printed.gathered):
@@ -142,10 +160,13 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed,
     what = f" with ``{op.variant_param}={variant!r}``" if op.variant_param else ""
     what += f" where {fast_path_condition(op, fast)}" if fast is not None else ""
     what += " for class-index targets, gathered at the target class" if printed.gathered else ""
+    summary = f"{op.name}{what} as a torch.autograd.Function: forward and backward printed from the proven forms."
+    if derivatives:
+        summary += ("\n\nOn the CPU, where an input requires grad, the forward's loop also saves the derivative "
+                    "(one tensor\nthe size of the input) and the backward is g times it.")
     return [
         f"class {_class_name(op, variant, fast, printed.gathered)}(torch.autograd.Function):",
-        *indent(docstring_lines(f"{op.name}{what} as a torch.autograd.Function: forward and backward printed "
-                                "from the proven forms.", printed)),
+        *indent(docstring_lines(summary, printed)),
         "",
         "    @staticmethod",
         f"    def forward(ctx, {', '.join(args)}):",

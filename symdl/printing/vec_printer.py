@@ -7,11 +7,21 @@ call on the CPU too (SLEEF's 1-ulp ``exp``, ``expm1``, ``log``, ``log1p``, ``tan
 fused loop is as accurate as the operations it replaces; no ``-ffast-math``, and no contraction into fused
 multiply-adds (``-ffp-contract=off``: the formula's roundings, as printed).
 
-Not translated, so that a loop reading them is left to PyTorch's operations: ``erfc`` (and the normal CDF
-printed with it), whose only vector form, SLEEF's, took 6.4-7.2 ms per 2^20 float32 values and 18.7 ms per
-2^20 float64 values where ``torch.erfc`` (MKL's) takes 2.3-3.1 and 10.5 (measured 2026-12-06, one thread): a
-GELU forward fused with it ran slower than its operations; ``asinh``, whose ATen vector form overflows from
-:math:`|x| = 10^{19}` in float32 (``torch.asinh`` does not).
+The normal CDF (GELU) is the NumPy kernel's (:func:`symdl.kernels._runtime.normal_cdf`: the same fitted
+polynomials, near 0 and in the tails, over the Gaussian e^{-x^2/2} with its argument squared exactly), not
+``erfc`` of a rounded ``-x / sqrt 2``: more accurate in the left tail than ``torch.erfc`` there (within 7.1 ulp
+of mpmath in float32, 4.0 in float64, where the rounded argument costs up to x^2 / 2 ulp), and about 2.1 ms
+per 1e6 float32 values against ``torch.erfc``'s 2.3-3.1 plus its passes (measured 2026-12-07, one thread).
+
+Functions are printed over the exponentials they are made of (:func:`over_exponentials`), so that ``cse``
+computes each exponential once per loop: sigmoid and softplus over e^{-|z|}, the normal CDF and GELU's
+density over one Gaussian. A loop that computes a value and its derivative together (the saving forward of
+:mod:`symdl.export.fused`) then costs one exp, as the value alone does.
+
+Not translated, so that a loop reading them is left to PyTorch's operations: ``erfc`` itself, whose only
+vector form, SLEEF's, took 6.4-7.2 ms per 2^20 float32 values and 18.7 ms per 2^20 float64 values where
+``torch.erfc`` (MKL's) takes 2.3-3.1 and 10.5 (measured 2026-12-06, one thread); ``asinh``, whose ATen vector
+form overflows from :math:`|x| = 10^{19}` in float32 (``torch.asinh`` does not).
 
 Types follow the values: an expression that reads an array is a ``V`` (``Vectorized<T>``); one of scalar
 parameters only is computed as a C++ ``double`` (as the PyTorch module computes it as a Python float) and
@@ -21,19 +31,21 @@ condition on arrays is a mask ``V`` (every bit set where it holds: ``a < b``); `
 parameters only with ``?:``.
 
 The stable primitives are the same formulas the PyTorch module's helpers compute (``_softplus``,
-``_quotient_at_zero``: :mod:`symdl.printing.torch_printer`), written once as C++ templates in
+``_quotient_at_zero``: :mod:`symdl.printing.torch_printer`; the normal CDF the NumPy kernel's), written once as
+C++ templates in
 :data:`VEC_PRELUDE`. A function without a translation raises ``NotImplementedError``: that op keeps its PyTorch
 operations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import ClassVar
 
 import sympy as sp
 
-from symdl.functions import Grouped
+from symdl.functions import Grouped, log1p, normal_cdf, sigmoid, softplus, x_normal_cdf
+from symdl.kernels import _runtime
 from symdl.printing.numpy_printer import as_printed
 
 #: Marks of one unit of evaluation (:func:`symdl.functions.grouped`): printed as their argument in parentheses.
@@ -47,9 +59,9 @@ VEC_METHODS: dict[str, str] = {
 
 #: SymPy function class name -> the template of :data:`VEC_PRELUDE` computing it on vectors.
 VEC_HELPERS: dict[str, str] = {
-    "sigmoid": "symdl_sigmoid", "softplus": "symdl_softplus",
     "quotient_at_zero": "symdl_quotient_at_zero", "clamped_log": "symdl_clamped_log",
     "clamped_log1p": "symdl_clamped_log1p", "xlogy": "symdl_xlogy", "hypot": "symdl_hypot",
+    "gaussian": "symdl_gaussian", "normal_cdf_from": "symdl_normal_cdf_from",
 }
 
 #: SymPy function class name -> the C++ function of doubles for a function of parameters only (``std::``'s,
@@ -62,27 +74,19 @@ SCALAR_FUNCTIONS: dict[str, str] = {
     "normal_cdf": "symdl_normal_cdf_scalar", "hypot": "std::hypot",
 }
 
-#: The C++ every fused source starts with: the vector forms of the stable primitives (each the formula of the
-#: PyTorch module's helper of the same name) and their scalar forms for functions of parameters.
-VEC_PRELUDE = r"""#include <ATen/Parallel.h>
+#: The prelude's source, the normal CDF's constants as @NAME@ (:func:`_with_normal_cdf_forms`).
+_PRELUDE = r"""#include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 
 namespace {
 
 template <typename T> using V = at::vec::Vectorized<T>;
-
-// sigma(x) = 1 / (1 + e^-x): e^-x = inf gives 0, as torch.sigmoid.
-template <typename T> V<T> symdl_sigmoid(const V<T>& x) { return V<T>(T(1)) / (V<T>(T(1)) + x.neg().exp()); }
-
-// log(1 + e^x) = max(x, 0) + log1p(e^-|x|): no threshold, no overflow (the module's _softplus).
-template <typename T> V<T> symdl_softplus(const V<T>& x) {
-  return at::vec::maximum(x, V<T>(T(0))) + x.abs().neg().exp().log1p();
-}
 
 // n / x, and c + s x where |x| < eps / 8 (x replaced by 1 there first: no 0 / 0) (the module's _quotient_at_zero).
 template <typename T> V<T> symdl_quotient_at_zero(const V<T>& n, const V<T>& x, const V<T>& c, const V<T>& s) {
@@ -106,6 +110,72 @@ template <typename T> V<T> symdl_xlogy(const V<T>& x, const V<T>& y) {
 
 template <typename T> V<T> symdl_hypot(const V<T>& a, const V<T>& b) { return a.hypot(b); }
 
+// Horner's rule: c[0] t^(N-1) + ... + c[N-1] (coefficients highest degree first, as symdl.kernels._runtime's).
+template <typename D, typename C, size_t N> D symdl_horner(const D& t, const C (&c)[N]) {
+  D r(c[0]);
+  for (size_t k = 1; k < N; ++k) r = at::vec::fmadd(r, t, D(c[k]));
+  return r;
+}
+
+// The mask keeping the high half of a T's significand (the NumPy kernel's _SPLIT_MASKS): hi * hi is exact.
+template <typename T> struct SymdlSplit;
+template <> struct SymdlSplit<float> { static constexpr uint32_t bits = 0xFFFFF000u; };
+template <> struct SymdlSplit<double> { static constexpr uint64_t bits = 0xFFFFFFFFF8000000u; };
+
+// The Gaussian e^{-z^2/2}, |z| clamped at 40 (beyond, 0 in float and double; no inf - inf below), accurate:
+// u^2 = p + e exactly with p = u * u (Dekker's product over u = hi + lo, no fused multiply-add needed), and
+// e^{-u^2/2} = e^{-p/2} (1 - e/2), |e/2| <= 2^-(digits+1) p / 2, whose square is far below a rounding (rounding
+// u^2 would cost up to u^2 / 2 ulp).
+template <typename T> V<T> symdl_gaussian(const V<T>& z) {
+  T mask;
+  const auto mask_bits = SymdlSplit<T>::bits;
+  std::memcpy(&mask, &mask_bits, sizeof mask);
+  const V<T> u = at::vec::minimum(z.abs(), V<T>(T(40)));
+  const V<T> p = u * u;
+  const V<T> hi = u & V<T>(mask);
+  const V<T> lo = u - hi;
+  const V<T> e = ((hi * hi - p) + V<T>(T(2)) * hi * lo) + lo * lo;
+  return (p * V<T>(T(-0.5))).exp() * (V<T>(T(1)) - e * V<T>(T(0.5)));
+}
+
+// The standard normal CDF Phi(x) given g = e^{-x^2/2} (symdl_gaussian: a loop that also needs the density
+// computes its one exp once), in the NumPy kernel's forms (symdl.kernels._runtime.normal_cdf; coefficients
+// fitted by scripts/fit_erf.py), accurate in both tails. Near 0 (|x| < sqrt(2)/2): 1/2 + x N(x^2); beyond,
+// Q(u) = 1 - Phi(u) of u = |x|, Phi = Q for x < 0 and 1 - Q (>= 1/2, no cancellation) for x > 0.
+// float32: Q(u) = g v W(v - 1), v = 8 / (4 + u) (u clamped at 20, where Q is 0 in float), the NumPy kernel's
+// whole-line form in float (its float64 parts would cost an exp of doubles per element, 4x a float exp here).
+template <typename T> V<T> symdl_normal_cdf_from(const V<T>& x, const V<T>& g);
+
+template <> V<float> symdl_normal_cdf_from<float>(const V<float>& x, const V<float>& g) {
+  static const float n_coefficients[] = @NORMAL_SMALL_32@;
+  static const float w_coefficients[] = @NORMAL_WHOLE_32@;
+  const V<float> near = at::vec::clamp(x, V<float>(-@NORMAL_SWITCH@f), V<float>(@NORMAL_SWITCH@f));
+  const V<float> central = V<float>(0.5f) + near * symdl_horner(near * near, n_coefficients);
+  const V<float> a = x.abs();
+  const V<float> u = at::vec::minimum(a, V<float>(20.0f));
+  const V<float> v = V<float>(@WHOLE_2C@f) / (u + V<float>(@WHOLE_C@f));
+  const V<float> q = g * (v * symdl_horner(v - V<float>(1.0f), w_coefficients));
+  const V<float> outer = V<float>::blendv(V<float>(1.0f) - q, q, x < V<float>(0.0f));
+  return V<float>::blendv(outer, central, a < V<float>(@NORMAL_SWITCH@f));
+}
+
+// float64: Q(u) = 1/2 g M(v - 1) / (u + 1), v = (K + 4) / (4 + u), for u up to 37.6 (Q = 0 beyond: below the
+// smallest normal double), the NumPy kernel's tail form.
+template <> V<double> symdl_normal_cdf_from<double>(const V<double>& x, const V<double>& g) {
+  static const double n_coefficients[] = @NORMAL_SMALL_64@;
+  static const double m_coefficients[] = @NORMAL_TAIL_64@;
+  const double switch_at = @NORMAL_SWITCH@, limit = @NORMAL_LIMIT@;
+  const V<double> near = at::vec::clamp(x, V<double>(-switch_at), V<double>(switch_at));
+  const V<double> central = V<double>(0.5) + near * symdl_horner(near * near, n_coefficients);
+  const V<double> a = x.abs();
+  const V<double> u = at::vec::clamp(a, V<double>(switch_at), V<double>(limit));
+  const V<double> v = V<double>(@NORMAL_NUMERATOR@) / (u + V<double>(@NORMAL_C@));
+  V<double> q = V<double>(0.5) * g * symdl_horner(v - V<double>(1.0), m_coefficients) / (u + V<double>(@NORMAL_SHIFT@));
+  q = V<double>::blendv(q, V<double>(0.0), a >= V<double>(limit));
+  const V<double> outer = V<double>::blendv(V<double>(1.0) - q, q, x < V<double>(0.0));
+  return V<double>::blendv(outer, central, a < V<double>(switch_at));
+}
+
 double symdl_sigmoid_scalar(double x) {
   const double e = std::exp(-std::fabs(x));
   return x >= 0 ? 1 / (1 + e) : e / (1 + e);
@@ -118,6 +188,8 @@ double symdl_normal_cdf_scalar(double x) { return 0.5 * std::erfc(-x / std::sqrt
 }  // namespace
 """
 
+
+
 _RELATIONS: dict[type, str] = {sp.StrictLessThan: "<", sp.LessThan: "<=", sp.StrictGreaterThan: ">",
                                sp.GreaterThan: ">=", sp.Equality: "==", sp.Unequality: "!="}
 
@@ -128,6 +200,31 @@ def _double(value: sp.Expr) -> str:
     if number in (float("inf"), float("-inf")):
         return f"{'-' if number < 0 else ''}std::numeric_limits<double>::infinity()"
     return repr(number)
+
+
+def _cpp_array(values: tuple[float, ...]) -> str:
+    """A C++ initializer of doubles (each Python's shortest repr, which reads back to the same double)."""
+    return "{" + ", ".join(_double(v) for v in values) + "}"
+
+
+def _with_normal_cdf_forms(prelude: str) -> str:
+    """``prelude`` with the NumPy kernel's normal-CDF constants in place (one source: ``symdl.kernels._runtime``)."""
+    tails, (c, numerator), shift, _, smalls, switch = _runtime._FORMS["normal"]
+    values = {"NORMAL_WHOLE_32": _cpp_array(_runtime._NORMAL_WHOLE_32), "WHOLE_C": _double(_runtime._WHOLE_C),
+              "WHOLE_2C": _double(2 * _runtime._WHOLE_C), "NORMAL_SMALL_32": _cpp_array(smalls[4]),
+              "NORMAL_SMALL_64": _cpp_array(smalls[8]),
+              "NORMAL_TAIL_64": _cpp_array(tails[8]), "NORMAL_SWITCH": _double(switch),
+              "NORMAL_LIMIT": _double(_runtime._TAIL_LIMITS["normal"]), "NORMAL_NUMERATOR": _double(numerator),
+              "NORMAL_C": _double(c), "NORMAL_SHIFT": _double(shift)}
+    for name, value in values.items():
+        prelude = prelude.replace(f"@{name}@", value)
+    return prelude
+
+
+#: The C++ every fused source starts with: the vector forms of the stable primitives (each the formula of the
+#: PyTorch module's helper of the same name, the normal CDF the NumPy kernel's) and their scalar forms for
+#: functions of parameters.
+VEC_PRELUDE = _with_normal_cdf_forms(_PRELUDE)
 
 
 def _logic(condition: sp.Basic, clause: Callable[[sp.Basic], str], operand: Callable[[sp.Basic], str],
@@ -333,21 +430,101 @@ class VecPrinter:
         raise NotImplementedError(f"no C++ translation for {name} of parameters")
 
 
+class gaussian(sp.Function):
+    """:math:`e^{-z^2/2}`, computed accurately (``symdl_gaussian``: the exact square, |z| clamped at 40)."""
+
+
+class normal_cdf_from(sp.Function):
+    r""":math:`\Phi(x)` given its first argument x and the second, :math:`e^{-x^2/2}` (``symdl_normal_cdf_from``)."""
+
+
+#: The clamp at or beyond which symdl_gaussian is 0 in float and double (it clamps there itself).
+_GAUSSIAN_CLAMP = 40
+
+
+def _gaussian_of(z: sp.Expr) -> sp.Expr:
+    """``gaussian(z)``, with a clamp of z to [-a, a] for a >= 40 dropped (symdl_gaussian clamps at 40 itself, so
+    the value is the same), so that the density of ``exp(-clamp(x)**2/2)`` and the CDF's share one exp."""
+    for outer, inner in ((sp.Max, sp.Min), (sp.Min, sp.Max)):
+        if isinstance(z, outer) and len(z.args) == 2:
+            bound, rest = sorted(z.args, key=lambda a: not a.is_number)
+            if (isinstance(rest, inner) and len(rest.args) == 2 and bound.is_number
+                    and abs(float(bound)) >= _GAUSSIAN_CLAMP):
+                other, argument = sorted(rest.args, key=lambda a: not a.is_number)
+                if other.is_number and other == -bound:
+                    return gaussian(argument)
+    return gaussian(z)
+
+
+def _exp_form(argument: sp.Expr) -> sp.Expr:
+    """e^a, as :class:`gaussian` where a is literally -z^2/2 (a product of -1/2 and a square)."""
+    factors = sp.Mul.make_args(argument)
+    if len(factors) == 2 and sp.Rational(-1, 2) in factors:
+        (square,) = (f for f in factors if f != sp.Rational(-1, 2))
+        if square.is_Pow and square.exp == 2:
+            return _gaussian_of(square.base)
+    return sp.exp(argument)
+
+
+def _sigmoid_form(z: sp.Expr) -> sp.Expr:
+    """sigma(z) over e = e^{-|z|} (never overflows): 1 / (1 + e) for z >= 0, e / (1 + e) below (NaN stays NaN)."""
+    e = sp.exp(-sp.Abs(z))
+    return sp.Piecewise((1 / (1 + e), z >= 0), (e / (1 + e), True))
+
+
+def _softplus_form(z: sp.Expr) -> sp.Expr:
+    """log(1 + e^z) = max(z, 0) + log1p(e^{-|z|}): no threshold, no overflow (the module's _softplus)."""
+    return sp.Max(z, 0) + log1p(sp.exp(-sp.Abs(z)))
+
+
+#: Functions printed in forms over the exponentials they share (:func:`over_exponentials`).
+_EXPONENTIAL_FORMS: dict[type, Callable[..., sp.Expr]] = {
+    sigmoid: _sigmoid_form, softplus: _softplus_form, sp.exp: _exp_form,
+    normal_cdf: lambda x: normal_cdf_from(x, _gaussian_of(x)), x_normal_cdf: lambda x: x * normal_cdf(x),
+}
+
+
+def over_exponentials(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with functions written over the exponentials they are made of, so that ``cse`` computes each
+    exponential once in a loop: sigmoid and softplus over e^{-|z|} (sigmoid's derivative y sigma(-x) with its
+    output, softplus with its derivative sigma, silu's sigma(x) and sigma(-x); |-x| is |x| to SymPy), and the
+    normal CDF over the Gaussian e^{-x^2/2} that GELU's derivative's density is too."""
+    previous = None
+    while expr != previous:  # a rewrite's result may hold another (x_normal_cdf -> normal_cdf -> gaussian)
+        previous = expr
+        expr = expr.replace(lambda e: type(e) in _EXPONENTIAL_FORMS,
+                            lambda e: _EXPONENTIAL_FORMS[type(e)](*e.args))
+    return expr
+
+
+#: Functions whose vector evaluation costs an exponential or a logarithm (SLEEF's, or a prelude form built on one).
+EXPONENTIAL_COST = frozenset({"exp", "expm1", "log", "log1p", "tanh", "erf", "sinh", "cosh", "sin", "cos", "tan",
+                              "atan", "gaussian", "clamped_log", "clamped_log1p", "xlogy"})
+
+
+def exponentials(exprs: Iterable[sp.Expr]) -> set[sp.Expr]:
+    """The distinct calls of :data:`EXPONENTIAL_COST` functions that one loop computing ``exprs`` evaluates
+    (each once: :func:`print_statements` computes shared subexpressions once), in the printed forms."""
+    return {node for e in exprs for node in sp.preorder_traversal(over_exponentials(as_printed(e)))
+            if type(node).__name__ in EXPONENTIAL_COST}
+
+
 def print_statements(outputs: Mapping[str, sp.Expr], printer: VecPrinter, prefix: str = "c") -> list[str]:
     """Straight-line C++ computing each of ``outputs`` (name -> expression; the name becomes a ``const V<T>``),
     shared subexpressions once (``sympy.cse``), in the form the other printers print (:func:`as_printed`)."""
     names = list(outputs)
-    exprs = [as_printed(outputs[name]) for name in names]
+    exprs = [over_exponentials(as_printed(outputs[name])) for name in names]
     replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols(f"{prefix}_", real=True), order="none")
     lines = []
     for symbol, value in replacements:
-        if printer.is_array(value) and value.is_Boolean:
+        condition = isinstance(value, sp.logic.boolalg.Boolean)  # a relation too (its is_Boolean is False)
+        if printer.is_array(value) and condition:
             lines.append(f"const V<T> {symbol.name} = {printer.mask(value)};")
             printer.arrays[symbol] = printer.masks[symbol] = symbol.name
         elif printer.is_array(value):
             lines.append(f"const V<T> {symbol.name} = {printer.vector(value)};")
             printer.arrays[symbol] = symbol.name
-        elif value.is_Boolean:
+        elif condition:
             lines.append(f"const bool {symbol.name} = {printer.scalar(value)};")
             printer.scalars[symbol] = symbol.name
         else:
