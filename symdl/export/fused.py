@@ -146,8 +146,9 @@ def _kernel(call: FusedCall, printer: VecPrinter, outputs: dict[str, sp.Expr], w
 def fused_kernels(op: Op, name: str, printed: Printed) -> FusedKernels | None:
     """The fused loops of one implementation ``name`` of ``op`` (its printed forms), or None where there are
     none: an op kind other than :data:`FUSED_KINDS`, or neither direction translatable. A direction whose
-    forms call a function the C++ printer does not translate keeps its PyTorch operations (GELU's forward
-    and its ``erfc``: :mod:`symdl.printing.vec_printer`)."""
+    forms call a function the C++ printer does not translate keeps its PyTorch operations (a user op's
+    ``erfc`` or ``asinh``: :mod:`symdl.printing.vec_printer`). With a forward, also the saving forward where
+    :func:`derivative_forms` gives derivatives."""
     if op.kind not in FUSED_KINDS or printed.gathered or printed.saved:
         return None
     scalars = tuple(p.name for p in scalar_params(op))
