@@ -309,6 +309,24 @@ def test_a_failed_build_warns_with_the_compilers_message_and_leaves_no_library(
     assert not list((tmp_path / "cache").rglob("*.so"))  # no half-written library for the next process to load
 
 
+@needs_compiler
+def test_a_library_that_does_not_load_warns_and_leaves_the_operations(small: ModuleType, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached library that the loader rejects (damaged, or copied from a machine it was not built for) gives
+    one warning naming the loader's message, and the module runs its PyTorch operations."""
+    library, caught = _rebuild(small, monkeypatch, tmp_path / "built")
+    assert library is not None and caught == []
+    (built,) = (tmp_path / "built").glob("*.so")
+    damaged = tmp_path / "cache" / built.name  # another path: the loader does not reuse the loaded library
+    damaged.parent.mkdir()
+    damaged.write_bytes(b"not a shared object")
+    library, caught = _rebuild(small, monkeypatch, damaged.parent)
+    assert library is None and len(caught) == 1
+    assert "did not load" in caught[0] and str(damaged) in caught[0]
+    x = torch.linspace(-4, 4, 9, dtype=torch.float64)
+    torch.testing.assert_close(small.silu(x), torch.nn.functional.silu(x), rtol=1e-15, atol=1e-300)
+
+
 def test_symdl_fused_0_turns_the_loops_off_silently(small: ModuleType, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     library, caught = _rebuild(small, monkeypatch, tmp_path / "cache", SYMDL_FUSED="0")

@@ -241,7 +241,7 @@ def _build_fused():
     headers, into the cache (SYMDL_FUSED_CACHE, else ~/.cache/symdl/fused), named by a hash of the source,
     the compiler, its flags and torch's version, and load it. Written atomically (compiled to a temporary
     file, then renamed): processes building at once each get a whole library. None, with a warning, where no
-    compiler is found or the build fails; None without one where SYMDL_FUSED=0."""
+    compiler is found, the build fails or the library does not load; None without one where SYMDL_FUSED=0."""
     import ctypes
     import hashlib
     import os
@@ -279,5 +279,10 @@ def _build_fused():
                               "run their PyTorch operations", RuntimeWarning, stacklevel=3)
                 return None
             os.replace(built, path)
-    return ctypes.CDLL(path)
+    try:
+        return ctypes.CDLL(path)
+    except OSError as error:  # a damaged file, or a cache shared with a machine it was not built for
+        warnings.warn(f"symdl's fused CPU loops did not load ({error}): the exported ops run their PyTorch "
+                      "operations; delete the file to build it again", RuntimeWarning, stacklevel=3)
+        return None
 '''
