@@ -11,8 +11,8 @@ contiguous, parameters Python numbers; the backward not under ``create_graph``, 
 operations); else the PyTorch operations in their own temporaries. Where no compiler is found, or
 ``SYMDL_FUSED=0``, every call takes the PyTorch operations.
 
-Where the backward would evaluate an exponential or a logarithm again (:func:`derivative_forms`: sigmoid, silu,
-GELU, softplus, tanh, ...), a third loop, ``NAME_forward_saving``, computes the value and the local derivative
+Where the backward would evaluate again an exponential or a logarithm the forward evaluates
+(:func:`derivative_forms`: sigmoid, silu, GELU, softplus, logsigmoid, mish, tanhshrink), a third loop, ``NAME_forward_saving``, computes the value and the local derivative
 together (one exponential for both: :func:`symdl.printing.vec_printer.over_exponentials`); the Function takes it
 where an input requires grad, saves the derivative, and its backward is one product, ``g * d``.
 

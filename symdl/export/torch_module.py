@@ -20,9 +20,9 @@ For an op ``name`` the generated module defines
 * on the CPU an elementwise op's forward and backward run first as one C++
   loop each where it applies (:mod:`symdl.export.fused`: the same forms over
   ATen's vectors, compiled on first use), between the plain branch and the
-  in-place one; where the backward would evaluate an exponential again, the
-  forward's loop also saves the local derivative (where an input requires
-  grad) and the backward is one product with it;
+  in-place one; where the backward would evaluate again an exponential the
+  forward evaluates, the forward's loop also saves the local derivative
+  (where an input requires grad) and the backward is one product with it;
 * ``name(*inputs, **params)``: the NumPy kernel's signature and defaults, the
   math in its docstring;
 * ``Name(torch.nn.Module)``: the parameters fixed at construction.
