@@ -381,11 +381,13 @@ def print_gathered(op: Op, formula: Formula, make_printer: Callable[..., Framewo
     return printed
 
 
-def docstring_lines(summary: str, printed: Printed) -> list[str]:
-    """An implementation's docstring: ``summary``, then :attr:`Printed.doc` if any."""
-    if not printed.doc:
+def docstring_lines(summary: str, printed: Printed, notes: Sequence[str] = ()) -> list[str]:
+    """An implementation's docstring: ``summary``, then the lines of ``notes`` and :attr:`Printed.doc` if any,
+    a paragraph each."""
+    body = [*notes, *([""] if notes and printed.doc else []), *printed.doc]
+    if not body:
         return [f'"""{summary}"""']
-    return [f'"""{summary}', "", *printed.doc, '"""']
+    return [f'"""{summary}', "", *body, '"""']
 
 
 def camel(name: str) -> str:

@@ -161,12 +161,11 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed,
     what += f" where {fast_path_condition(op, fast)}" if fast is not None else ""
     what += " for class-index targets, gathered at the target class" if printed.gathered else ""
     summary = f"{op.name}{what} as a torch.autograd.Function: forward and backward printed from the proven forms."
-    if derivatives:
-        summary += ("\n\nOn the CPU, where an input requires grad, the forward's loop also saves the derivative "
-                    "(one tensor\nthe size of the input) and the backward is g times it.")
+    notes = ["On the CPU, where an input requires grad, the forward's loop also saves the derivative (one tensor",
+             "the size of the input) and the backward is g times it."] if derivatives else []
     return [
         f"class {_class_name(op, variant, fast, printed.gathered)}(torch.autograd.Function):",
-        *indent(docstring_lines(summary, printed)),
+        *indent(docstring_lines(summary, printed, notes)),
         "",
         "    @staticmethod",
         f"    def forward(ctx, {', '.join(args)}):",
