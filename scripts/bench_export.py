@@ -59,13 +59,13 @@ def _builtin(name: str) -> Callable[..., torch.Tensor]:
     return target
 
 
-def _inputs(name: str, dtype: torch.dtype) -> list[torch.Tensor]:
+def _inputs(name: str, dtype: torch.dtype, rows: int = 1000) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(0)
     op = ACTIVATIONS_AND_LOSSES[name]
-    shape = (1000, 1000)
+    shape = (rows, 1000)
     arrays = []
     for item in op.inputs:
-        if item.role == "class_index":  # 1000 rows of 1000 classes
+        if item.role == "class_index":  # rows of 1000 classes
             values = torch.randint(0, shape[1], shape[:1], generator=generator)
             arrays.append(values)
             continue
@@ -123,6 +123,8 @@ def main() -> int:
                         help="add torch.compile figures: for COMPILED ops (some) or for every op (all)")
     parser.add_argument("--ops", help="comma-separated op names (default: every benchmarked op)")
     parser.add_argument("--against", type=Path, help="another exported torch module to measure in the alternation")
+    parser.add_argument("--rows", type=int, default=1000,
+                        help="rows of 1000 elements (default 1000: 1e6 elements; 10 shows the fixed costs of a call)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time (default) or the process's CPU time (steadier on a shared, loaded machine)")
     args = parser.parse_args()
@@ -142,7 +144,7 @@ def main() -> int:
         against = _load(args.against.read_text(), "bench_ops_torch_against", directory) if args.against else None
         print(f"# torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
               f"1 thread, median {args.clock} time of {args.repeats} alternating runs, "
-              f"forward + backward on 1e6 elements, "
+              f"forward + backward on {args.rows} x 1000 elements, "
               f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())} at the start")
         header = ("| op | dtype | symdl export (ms) | built-in (ms) | ratio | target | without fused loops (ms) "
                   "| its ratio | plain-form export (ms) | plain ratio |")
@@ -156,7 +158,7 @@ def main() -> int:
             op = ACTIVATIONS_AND_LOSSES[name]
             params = {"dim": 1} if op.kind == "row" else {}
             for dtype in (torch.float32, torch.float64):
-                inputs = _inputs(name, dtype)
+                inputs = _inputs(name, dtype, args.rows)
                 ours = _step(getattr(exported, name), inputs, params)
                 theirs = _step(_builtin(name), inputs, params)
                 operations = _step(getattr(unfused, name), inputs, params)

@@ -209,23 +209,31 @@ def _fused(kernel, arrays, scalars, outputs):
     """Run the loop ``kernel`` of _FUSED_SOURCE over ``arrays`` with the parameters ``scalars``: its
     ``outputs`` new tensors, or None where it does not apply and the caller runs its PyTorch operations
     (tensors not all CPU float32 or float64 of one shape, a first one not contiguous, a parameter that is not
-    a Python number, no library: SYMDL_FUSED=0 or no C++ compiler)."""
+    a Python number, no library: SYMDL_FUSED=0 or no C++ compiler). A call costs a few microseconds of Python
+    (plain loops, no generators: below 1e5 elements these fixed costs are most of a call)."""
     first = arrays[0]
     dtype = _FUSED_TYPES.get(first.dtype)
-    if (dtype is None or first.device.type != "cpu" or not first.is_contiguous()
-            or any(a.shape != first.shape or a.dtype != first.dtype or a.device != first.device for a in arrays)
-            or not all(isinstance(s, (int, float)) for s in scalars)):
+    if dtype is None or not first.is_cpu or not first.is_contiguous():
         return None
+    for array in arrays[1:]:
+        if array.shape != first.shape or array.dtype != first.dtype or not array.is_cpu:
+            return None
+    for scalar in scalars:
+        if not isinstance(scalar, (int, float)):
+            return None
     library = _fused_library()
     if library is None:
         return None
     import ctypes
 
+    function = getattr(library, f"{kernel}_{dtype}")  # ctypes keeps each function once looked up
+    if function.argtypes is None:  # the length as a 64-bit integer (ctypes' default is a C int)
+        function.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
     arrays = [a.contiguous() for a in arrays]  # an upstream gradient may be a broadcast view
     results = [torch.empty_like(first) for _ in range(outputs)]
-    pointers = (ctypes.c_void_p * (len(arrays) + outputs))(*(t.data_ptr() for t in arrays + results))
+    pointers = (ctypes.c_void_p * (len(arrays) + outputs))(*[t.data_ptr() for t in arrays + results])
     values = (ctypes.c_double * max(len(scalars), 1))(*scalars)
-    getattr(library, f"{kernel}_{dtype}")(pointers, values, ctypes.c_int64(first.numel()))
+    function(pointers, values, first.numel())
     return results
 
 
