@@ -143,9 +143,9 @@ def _function_class(op: Op, variant: str, fast: int | None, printed: Printed,
     args = implementation_args(op)
     stored = structural + scalars
     names = prelude_lines(op)
-    derivatives = fused.derivatives if fused and fused.saving else {}
+    derivatives = fused.derivatives if fused else {}  # empty unless there is a saving loop
     saving: list[tuple[str, str, list[str]]] = []
-    if fused and fused.saving:
+    if fused and fused.saving:  # (then derivatives names its outputs)
         call, taken = fused.saving.lines()
         wanted = " or ".join(f"ctx.needs_input_grad[{inputs.index(grad.removeprefix('grad_'))}]"
                              for grad in derivatives)

@@ -42,18 +42,24 @@ PIECE = 8192
 WIDTH = 64
 
 
-#: How many threads SciPy's BLAS runs now (None: unknown), set by :func:`load`.
-_THREADS: list[Callable[[], int | None]] = []
+def _unknown_threads() -> int | None:
+    """No thread count known: several threads are assumed."""
+    return None
+
+
+#: How many threads SciPy's BLAS runs now (None: unknown): threadpoolctl's query, set by :func:`load`.
+_threads_now: Callable[[], int | None] = _unknown_threads
 
 
 def load() -> None:
     """Load SciPy's BLAS now. A thread limit (threadpoolctl) covers only the libraries loaded when
     it is set, so whoever limits BLAS threads calls this first (``symdl train``, the benchmarks)."""
+    global _threads_now
     if not _ROUTINES:
         from scipy.linalg import blas
 
         _ROUTINES.update({np.dtype(np.float32): blas.saxpy, np.dtype(np.float64): blas.daxpy})
-        _THREADS.append(_thread_count())
+        _threads_now = _thread_count()
 
 
 def _thread_count() -> Callable[[], int | None]:
@@ -66,7 +72,7 @@ def _thread_count() -> Callable[[], int | None]:
     home = Path(scipy.__file__).resolve().parent
     own = [lib for lib in ThreadpoolController().select(internal_api="openblas").lib_controllers
            if Path(lib.filepath).resolve().parent in (home.parent / "scipy.libs", home)]
-    return own[0].get_num_threads if len(own) == 1 else lambda: None
+    return own[0].get_num_threads if len(own) == 1 else _unknown_threads
 
 
 def _flat(array: np.ndarray) -> np.ndarray:
@@ -108,7 +114,7 @@ def _in_pieces(routine: Callable[..., Any], a: float, x: np.ndarray, y: np.ndarr
     Arguments positional (n, a): f2py parses keywords at twice the cost of the call."""
     n = y.size
     body = n - n % WIDTH
-    if body <= PIECE or _THREADS[0]() == 1:  # one thread: one call
+    if body <= PIECE or _threads_now() == 1:  # one thread: one call
         if body:
             routine(x, y, body, a)
     else:
